@@ -1,0 +1,91 @@
+//! The contract between media control (SDP rewrite, ng protocol, B2BUA) and the data plane that
+//! moves packets.
+//!
+//! A *leg pair* joins two relay ports: media that arrives on port `a` (RTP, and RTCP on `a + 1`)
+//! is sent out of port `b` to the remote of `b`, and the other way round. For one m-line of a call
+//! between caller X and callee Y: the SDP sent to X carries port `a` (X sends to `a`, and `a`'s
+//! remote is X); the SDP sent to Y carries port `b`. RTP from X arrives on `a` and leaves from `b`
+//! towards Y.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Two joined RTP ports (even numbers; RTCP uses port + 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LegPair {
+    pub a: u16,
+    pub b: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayError {
+    /// No free port pair in the configured range.
+    PortsExhausted,
+    /// The port is not part of an open pair.
+    UnknownPort(u16),
+    /// The data plane is not running (worker gone).
+    Stopped,
+    Io(String),
+}
+
+impl std::fmt::Display for RelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RelayError::PortsExhausted => f.write_str("relay port range exhausted"),
+            RelayError::UnknownPort(p) => write!(f, "port {p} is not an open relay leg"),
+            RelayError::Stopped => f.write_str("relay data plane stopped"),
+            RelayError::Io(e) => write!(f, "relay I/O error: {e}"),
+        }
+    }
+}
+impl std::error::Error for RelayError {}
+
+/// Counters and quality of what one leg *received* from its peer (and what was sent to it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LegStats {
+    pub rtp_packets_in: u64,
+    pub rtp_bytes_in: u64,
+    pub rtp_packets_out: u64,
+    pub rtp_bytes_out: u64,
+    pub rtcp_packets_in: u64,
+    pub rtcp_packets_out: u64,
+    /// Packets lost on the way to the relay (from RTP sequence gaps, or RTCP RR when present).
+    pub packets_lost: i64,
+    /// Fraction lost, 0.0..=1.0.
+    pub fraction_lost: f64,
+    /// Interarrival jitter in milliseconds (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// Round-trip time from RTCP LSR/DLSR, when known.
+    pub rtt_ms: Option<f64>,
+    /// MOS (1.0..=4.5) from a simplified E-model; None before any media.
+    pub mos: Option<f64>,
+    /// The address media actually comes from (latched), if any packet arrived.
+    pub latched: Option<SocketAddr>,
+}
+
+/// Things the data plane reports to the control side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// No RTP arrived on either side of the pair for the configured media timeout.
+    MediaTimeout(LegPair),
+}
+
+/// The data plane as the control side sees it. Implementations are thread-safe handles; calls are
+/// cheap messages to the worker threads.
+pub trait DataPlane: Send + Sync {
+    /// The address written into SDP (media.address).
+    fn local_ip(&self) -> IpAddr;
+    /// Open two joined port pairs.
+    fn open_pair(&self) -> Result<LegPair, RelayError>;
+    /// Where the peer of the leg owning `port` wants media (its SDP c=/m=, and a=rtcp or port+1).
+    /// Called again on a re-offer; the leg may re-latch after it.
+    fn set_remote(
+        &self,
+        port: u16,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+    ) -> Result<(), RelayError>;
+    /// Close both legs of the pair and return the ports to the pool.
+    fn close_pair(&self, pair: LegPair);
+    /// Stats of the leg owning `port`.
+    fn stats(&self, port: u16) -> Option<LegStats>;
+}

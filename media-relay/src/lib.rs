@@ -1,0 +1,8 @@
+//! trunkline's media relay.
+//!
+//! * [`dataplane`]: the interface between the control side (SDP offer/answer, the ng protocol, the
+//!   B2BUA) and the packet-forwarding data plane.
+
+pub mod dataplane;
+
+pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};

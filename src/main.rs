@@ -1,0 +1,3 @@
+fn main() {
+    println!("trunkline {}", env!("CARGO_PKG_VERSION"));
+}
