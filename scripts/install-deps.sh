@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Install the external programs the test suite and benchmarks drive.
+#
+#   scripts/install-deps.sh           sipp (Debian: sip-tester) and tshark
+#   scripts/install-deps.sh --bench   also kamailio and rtpengine (the comparison stack)
+#
+# Idempotent: when every needed binary is already on PATH, no apt call is made at all,
+# so local runs are fast. Otherwise (as root, or through sudo) `apt-get update` runs once
+# and `apt-get install -y` the missing packages. Fails loudly if anything is still missing.
+set -euo pipefail
+
+bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --bench) bench=1 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "install-deps.sh: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+# binary -> Debian package
+declare -a want=("sipp:sip-tester" "tshark:tshark")
+if [[ $bench -eq 1 ]]; then
+    want+=("kamailio:kamailio" "rtpengine:rtpengine-daemon")
+fi
+
+have() {
+    command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]] || [[ -x "/usr/bin/$1" ]]
+}
+
+missing_pkgs=()
+for pair in "${want[@]}"; do
+    bin=${pair%%:*}
+    pkg=${pair#*:}
+    if ! have "$bin"; then
+        missing_pkgs+=("$pkg")
+    fi
+done
+if [[ ${#missing_pkgs[@]} -eq 0 ]]; then
+    echo "install-deps: all present (${want[*]%%:*})"
+    exit 0
+fi
+
+echo "install-deps: installing ${missing_pkgs[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo -n)
+    else
+        echo "install-deps: need root (or sudo) to install: ${missing_pkgs[*]}" >&2
+        exit 1
+    fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# tshark (wireshark-common) asks whether non-root users may capture; answer it up front.
+echo "wireshark-common wireshark-common/install-setuid boolean false" \
+    | "${SUDO[@]}" debconf-set-selections 2>/dev/null || true
+
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing_pkgs[@]}"; then
+    echo "install-deps: apt-get install failed for: ${missing_pkgs[*]}" >&2
+    exit 1
+fi
+
+still=()
+for pair in "${want[@]}"; do
+    bin=${pair%%:*}
+    have "$bin" || still+=("$bin")
+done
+if [[ ${#still[@]} -ne 0 ]]; then
+    echo "install-deps: still missing after install: ${still[*]}" >&2
+    exit 1
+fi
+echo "install-deps: done"
