@@ -4,5 +4,6 @@
 //!   B2BUA) and the packet-forwarding data plane.
 
 pub mod dataplane;
+pub mod sdp;
 
 pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};

@@ -1,0 +1,883 @@
+//! SDP parsing and rewriting for the media anchor.
+//!
+//! Implements the parts of SDP (RFC 8866, which obsoletes RFC 4566) and of the offer/answer model
+//! (RFC 3264) that an RTP relay needs: read every media description, then produce a new body in
+//! which every address and port that media would be sent to is the relay's.
+//!
+//! # Model
+//!
+//! RFC 8866 §5: "An SDP description consists of a session-level section followed by zero or more
+//! media-level sections. The session-level part starts with a "v=" line and continues to the first
+//! media-level section. Each media-level section starts with an "m=" line". [`Sdp::parse`] keeps
+//! every line, in order, in exactly that split, so a rewrite changes only the lines it must and
+//! passes everything else through untouched.
+//!
+//! # What a rewrite does ([`Sdp::rewrite`])
+//!
+//! * `o=` (RFC 8866 §5.2): the unicast address becomes the relay's. With an [`OriginState`], the
+//!   sess-id is the state's and the sess-version follows RFC 3264 §8: "the version in the origin
+//!   field MUST increment by one from the previous SDP ... If [the SDP is] unchanged, the version
+//!   MUST NOT change" (the comparison is made on the rewritten output, which is what the peer sees).
+//! * `c=` (RFC 8866 §5.7), session and media level: `IN IP4 <relay>` or `IN IP6 <relay>`.
+//! * `m=` (RFC 8866 §5.14): the port becomes the relay port given for that m-line; a port of 0
+//!   stays 0 (RFC 3264 §6: a rejected stream). A `/<number of ports>` suffix is dropped: the relay
+//!   opens one RTP port (and RTCP port + 1) per m-line.
+//! * `a=rtcp:` (RFC 3605 §2.1, `a=rtcp:<port> [<nettype> <addrtype> <address>]`): rewritten to the
+//!   relay port + 1 and the relay address (or to the relay port itself when `a=rtcp-mux`, RFC 5761
+//!   §5.1.3, is present and the original RTCP port equalled the RTP port). Dropped on rejected
+//!   streams.
+//! * ICE (RFC 8839 §5): `a=candidate`, `a=remote-candidates`, `a=end-of-candidates`,
+//!   `a=ice-ufrag`, `a=ice-pwd`, `a=ice-options`, `a=ice-lite`, `a=ice-mismatch`,
+//!   `a=ice-pacing` are removed: the relay is the only transport address the peer may use.
+//! * Every other line is kept, in its order. Output lines end with CRLF (RFC 8866 §5: "The sequence
+//!   CRLF ... is used to end a line"); LF-only input is accepted.
+//!
+//! # Hold
+//!
+//! RFC 3264 §8.4 puts a stream on hold with `a=sendonly` (or `a=inactive`); the older RFC 2543 way
+//! is a connection address of `0.0.0.0`. Direction attributes pass through unchanged. A stream whose
+//! effective connection address is unspecified (`0.0.0.0`, or `::`) is converted to the RFC 3264
+//! form: the `c=` carries the relay address like any other and the stream's direction is reduced by
+//! what the holder said it will not do, receive: `sendrecv` becomes `sendonly`, `recvonly` becomes
+//! `inactive` (written as a media-level attribute, which overrides a session-level one, RFC 8866
+//! §6.7). So the peer learns "do not send to me" without seeing `0.0.0.0`, and the control side
+//! ([`Media::rtp_addr`] returns `None`) never points relay output at 0.0.0.0.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// Largest SDP body accepted (bytes). Bodies above it are refused, not truncated.
+pub const MAX_SDP_LEN: usize = 64 * 1024;
+/// Largest number of lines accepted.
+pub const MAX_SDP_LINES: usize = 2048;
+
+/// Why an SDP body could not be parsed or rewritten. `line` numbers are 1-based.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdpError {
+    /// The body is larger than [`MAX_SDP_LEN`] or has more than [`MAX_SDP_LINES`] lines.
+    TooLarge,
+    /// The body is empty or does not start with `v=0` (RFC 8866 §5.1).
+    NotSdp,
+    /// A line is not `<type>=<value>` or an interpreted line has a bad value.
+    Malformed { line: usize, what: &'static str },
+    /// No `o=` line in the session part (RFC 8866 §5.2: it is mandatory).
+    MissingOrigin,
+    /// The rewrite was given a number of ports different from the number of m-lines.
+    PortCount { media: usize, ports: usize },
+}
+
+impl fmt::Display for SdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SdpError::TooLarge => f.write_str("SDP body too large"),
+            SdpError::NotSdp => f.write_str("not an SDP body (no v=0 first line)"),
+            SdpError::Malformed { line, what } => write!(f, "malformed SDP line {line}: {what}"),
+            SdpError::MissingOrigin => f.write_str("SDP has no o= line"),
+            SdpError::PortCount { media, ports } => {
+                write!(
+                    f,
+                    "SDP has {media} m-lines but {ports} relay ports were given"
+                )
+            }
+        }
+    }
+}
+impl std::error::Error for SdpError {}
+
+/// Media direction attribute (RFC 3264 §5.1, RFC 8866 §6.7). Absent means `sendrecv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// The attribute name (`sendrecv`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    fn from_attr(name: &str) -> Option<Direction> {
+        match name {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+
+    /// The direction once the holder's "I do not receive" (RFC 2543 `c=0.0.0.0`) is applied.
+    pub fn without_receive(self) -> Direction {
+        match self {
+            Direction::SendRecv | Direction::SendOnly => Direction::SendOnly,
+            Direction::RecvOnly | Direction::Inactive => Direction::Inactive,
+        }
+    }
+
+    /// True when the sender of this SDP wants to receive media.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+/// A connection address from `c=` or `a=rtcp:` (RFC 8866 §5.7 allows a FQDN).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Ip(IpAddr),
+    /// A host name: the relay cannot use it without a resolver.
+    Name(String),
+}
+
+impl Address {
+    /// The IP address, if this is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Address::Ip(ip) => Some(*ip),
+            Address::Name(_) => None,
+        }
+    }
+
+    /// `0.0.0.0` or `::`: the RFC 2543 hold address.
+    pub fn is_unspecified(&self) -> bool {
+        matches!(self, Address::Ip(ip) if ip.is_unspecified())
+    }
+}
+
+/// `a=rtcp:` (RFC 3605 §2.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtcpAttr {
+    pub port: u16,
+    pub addr: Option<Address>,
+}
+
+/// What the relay needs to know about one m-line, with session-level defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    /// `audio`, `video`, `application`, ...
+    pub kind: String,
+    pub port: u16,
+    /// The `/<number of ports>` of the m-line, if given.
+    pub port_count: Option<u16>,
+    /// `RTP/AVP`, `RTP/SAVPF`, `UDP/TLS/RTP/SAVPF`, ...
+    pub proto: String,
+    pub formats: Vec<String>,
+    /// Effective connection address: the media-level `c=` or else the session-level one.
+    pub connection: Option<Address>,
+    pub rtcp: Option<RtcpAttr>,
+    /// `a=rtcp-mux` (RFC 5761 §5.1.1).
+    pub rtcp_mux: bool,
+    /// Effective direction: media-level attribute, else session-level, else `sendrecv`.
+    pub direction: Direction,
+    /// The m-line carried ICE attributes (media- or session-level).
+    pub ice: bool,
+    own_connection: bool,
+    own_direction: bool,
+}
+
+impl Media {
+    /// RFC 3264 §6: "A port number of zero in the answer (or offer) rejects the stream".
+    pub fn is_rejected(&self) -> bool {
+        self.port == 0
+    }
+
+    /// The stream is on hold the RFC 2543 way (connection address 0.0.0.0 or ::).
+    pub fn is_hold_address(&self) -> bool {
+        !self.is_rejected()
+            && self
+                .connection
+                .as_ref()
+                .is_some_and(Address::is_unspecified)
+    }
+
+    /// Where the sender of this SDP wants RTP: `None` for a rejected stream, a host-name address,
+    /// no address at all, or the unspecified (hold) address.
+    pub fn rtp_addr(&self) -> Option<SocketAddr> {
+        if self.is_rejected() {
+            return None;
+        }
+        let ip = self.connection.as_ref()?.ip()?;
+        if ip.is_unspecified() {
+            return None;
+        }
+        Some(SocketAddr::new(ip, self.port))
+    }
+
+    /// Where the sender of this SDP wants RTCP: `a=rtcp:` port (and address when given, RFC 3605
+    /// §2.1), else RTP port + 1 (RFC 3550 §11); with `a=rtcp-mux` the RTP address (RFC 5761 §5.1.3).
+    pub fn rtcp_addr(&self) -> Option<SocketAddr> {
+        let rtp = self.rtp_addr()?;
+        if self.rtcp_mux {
+            return Some(rtp);
+        }
+        match &self.rtcp {
+            Some(r) => {
+                let ip = match &r.addr {
+                    Some(a) => a.ip().filter(|ip| !ip.is_unspecified())?,
+                    None => rtp.ip(),
+                };
+                Some(SocketAddr::new(ip, r.port))
+            }
+            None => Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?)),
+        }
+    }
+}
+
+/// One SDP line without its line ending: `raw[0]` is the type letter, `raw[1]` is `=`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Line {
+    raw: Vec<u8>,
+}
+
+impl Line {
+    fn kind(&self) -> u8 {
+        self.raw.first().copied().unwrap_or(0)
+    }
+    fn value_bytes(&self) -> &[u8] {
+        self.raw.get(2..).unwrap_or(&[])
+    }
+    fn value(&self) -> Option<&str> {
+        std::str::from_utf8(self.value_bytes()).ok()
+    }
+    /// For an `a=` line: (name, value after ':').
+    fn attr(&self) -> Option<(&str, Option<&str>)> {
+        if self.kind() != b'a' {
+            return None;
+        }
+        let v = self.value()?;
+        Some(match v.split_once(':') {
+            Some((n, rest)) => (n, Some(rest)),
+            None => (v, None),
+        })
+    }
+}
+
+/// Attributes removed by a rewrite (RFC 8839 §5).
+fn is_ice_attr(name: &str) -> bool {
+    matches!(
+        name,
+        "candidate"
+            | "remote-candidates"
+            | "end-of-candidates"
+            | "ice-ufrag"
+            | "ice-pwd"
+            | "ice-options"
+            | "ice-lite"
+            | "ice-mismatch"
+            | "ice-pacing"
+    )
+}
+
+/// A parsed SDP body: every line kept, plus what was read from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sdp {
+    session: Vec<Line>,
+    sections: Vec<Vec<Line>>,
+    media: Vec<Media>,
+    origin: Origin,
+    session_connection: Option<Address>,
+    session_direction: Option<Direction>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Origin {
+    username: String,
+    sess_id: String,
+    sess_version: String,
+}
+
+fn malformed(line: usize, what: &'static str) -> SdpError {
+    SdpError::Malformed { line, what }
+}
+
+/// `<nettype> <addrtype> <connection-address>` (RFC 8866 §5.7); a multicast `/ttl[/n]` is cut.
+fn parse_conn(v: &str, line: usize) -> Result<Address, SdpError> {
+    let mut it = v.split_ascii_whitespace();
+    let (Some(net), Some(at), Some(addr), None) = (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(malformed(line, "c= needs <nettype> <addrtype> <address>"));
+    };
+    if net != "IN" {
+        return Err(malformed(line, "c= nettype is not IN"));
+    }
+    parse_addr(at, addr, line)
+}
+
+fn parse_addr(addrtype: &str, addr: &str, line: usize) -> Result<Address, SdpError> {
+    let host = addr.split('/').next().unwrap_or(addr);
+    match (addrtype, host.parse::<IpAddr>()) {
+        ("IP4", Ok(ip @ IpAddr::V4(_))) | ("IP6", Ok(ip @ IpAddr::V6(_))) => Ok(Address::Ip(ip)),
+        ("IP4" | "IP6", Ok(_)) => Err(malformed(line, "address does not match its addrtype")),
+        ("IP4" | "IP6", Err(_)) => {
+            let ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if ok {
+                Ok(Address::Name(host.to_string()))
+            } else {
+                Err(malformed(line, "bad connection address"))
+            }
+        }
+        _ => Err(malformed(line, "addrtype is not IP4 or IP6")),
+    }
+}
+
+fn parse_port(s: &str, line: usize) -> Result<u16, SdpError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed(line, "bad port"));
+    }
+    s.parse::<u16>()
+        .map_err(|_| malformed(line, "port out of range"))
+}
+
+/// Parsed `m=` line: kind, port, port count, proto, formats, and the text after the port token.
+struct MLine<'a> {
+    kind: &'a str,
+    port: u16,
+    port_count: Option<u16>,
+    proto: &'a str,
+    formats: Vec<String>,
+    after_port: &'a str,
+}
+
+/// `m=<media> <port>[/<number of ports>] <proto> <fmt> ...` (RFC 8866 §5.14).
+fn parse_mline(v: &str, line: usize) -> Result<MLine<'_>, SdpError> {
+    let (kind, rest) = v
+        .split_once(' ')
+        .ok_or(malformed(line, "m= needs <media> <port> <proto> <fmt>"))?;
+    let (port_tok, after_port) = rest
+        .split_once(' ')
+        .ok_or(malformed(line, "m= needs <media> <port> <proto> <fmt>"))?;
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(malformed(line, "bad media type"));
+    }
+    let (port, port_count) = match port_tok.split_once('/') {
+        Some((p, n)) => (parse_port(p, line)?, Some(parse_port(n, line)?)),
+        None => (parse_port(port_tok, line)?, None),
+    };
+    let mut fields = after_port.split_ascii_whitespace();
+    let proto = fields.next().ok_or(malformed(line, "m= has no proto"))?;
+    let formats: Vec<String> = fields.map(str::to_string).collect();
+    if formats.is_empty() {
+        return Err(malformed(line, "m= has no formats"));
+    }
+    Ok(MLine {
+        kind,
+        port,
+        port_count,
+        proto,
+        formats,
+        after_port,
+    })
+}
+
+fn parse_rtcp(v: &str, line: usize) -> Result<RtcpAttr, SdpError> {
+    let mut it = v.split_ascii_whitespace();
+    let port = parse_port(it.next().unwrap_or(""), line)?;
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (None, ..) => Ok(RtcpAttr { port, addr: None }),
+        (Some("IN"), Some(at), Some(addr), None) => Ok(RtcpAttr {
+            port,
+            addr: Some(parse_addr(at, addr, line)?),
+        }),
+        _ => Err(malformed(
+            line,
+            "a=rtcp: needs <port> [IN <addrtype> <address>]",
+        )),
+    }
+}
+
+impl Sdp {
+    /// Parse an SDP body (CRLF or LF line endings). Never panics; rejects what it cannot read.
+    pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
+        if body.len() > MAX_SDP_LEN {
+            return Err(SdpError::TooLarge);
+        }
+        let mut lines: Vec<(usize, Line)> = Vec::new();
+        for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.is_empty() {
+                // Tolerate blank lines (commonly one trailing CRLF too many).
+                continue;
+            }
+            if lines.len() >= MAX_SDP_LINES {
+                return Err(SdpError::TooLarge);
+            }
+            let n = i + 1;
+            match raw {
+                [t, b'=', ..] if t.is_ascii_alphabetic() => {}
+                _ => return Err(malformed(n, "not <type>=<value>")),
+            }
+            if raw.iter().any(|&b| b == b'\r' || b == 0) {
+                return Err(malformed(n, "stray CR or NUL"));
+            }
+            lines.push((n, Line { raw: raw.to_vec() }));
+        }
+        match lines.first() {
+            Some((_, l)) if l.raw == b"v=0" => {}
+            _ => return Err(SdpError::NotSdp),
+        }
+
+        let mut session = Vec::new();
+        let mut sections: Vec<Vec<Line>> = Vec::new();
+        let mut section_nums: Vec<Vec<usize>> = Vec::new();
+        for (n, l) in lines {
+            if l.kind() == b'm' {
+                sections.push(Vec::new());
+                section_nums.push(Vec::new());
+            }
+            match (sections.last_mut(), section_nums.last_mut()) {
+                (Some(s), Some(ns)) => {
+                    s.push(l);
+                    ns.push(n);
+                }
+                _ => session.push((n, l)),
+            }
+        }
+
+        // Session level.
+        let mut origin = None;
+        let mut session_connection = None;
+        let mut session_direction = None;
+        let mut session_ice = false;
+        for (n, l) in &session {
+            match l.kind() {
+                b'o' => {
+                    let v = l.value().ok_or(malformed(*n, "o= is not UTF-8"))?;
+                    let f: Vec<&str> = v.split_ascii_whitespace().collect();
+                    let [user, id, ver, net, at, addr] = f.as_slice() else {
+                        return Err(malformed(*n, "o= needs 6 fields"));
+                    };
+                    if *net != "IN" {
+                        return Err(malformed(*n, "o= nettype is not IN"));
+                    }
+                    parse_addr(at, addr, *n)?;
+                    if origin.is_some() {
+                        return Err(malformed(*n, "second o= line"));
+                    }
+                    origin = Some(Origin {
+                        username: user.to_string(),
+                        sess_id: id.to_string(),
+                        sess_version: ver.to_string(),
+                    });
+                }
+                b'c' => {
+                    let v = l.value().ok_or(malformed(*n, "c= is not UTF-8"))?;
+                    session_connection = Some(parse_conn(v, *n)?);
+                }
+                b'a' => {
+                    if let Some((name, _)) = l.attr() {
+                        if let Some(d) = Direction::from_attr(name) {
+                            session_direction = Some(d);
+                        } else if is_ice_attr(name) {
+                            session_ice = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let origin = origin.ok_or(SdpError::MissingOrigin)?;
+
+        // Media level.
+        let mut media = Vec::with_capacity(sections.len());
+        for (sec, nums) in sections.iter().zip(&section_nums) {
+            let (Some(mline), Some(&mn)) = (sec.first(), nums.first()) else {
+                continue;
+            };
+            let v = mline.value().ok_or(malformed(mn, "m= is not UTF-8"))?;
+            let m = parse_mline(v, mn)?;
+            let mut connection = None;
+            let mut rtcp = None;
+            let mut rtcp_mux = false;
+            let mut direction = None;
+            let mut ice = session_ice;
+            for (l, &n) in sec.iter().zip(nums).skip(1) {
+                match l.kind() {
+                    b'c' => {
+                        let v = l.value().ok_or(malformed(n, "c= is not UTF-8"))?;
+                        connection = Some(parse_conn(v, n)?);
+                    }
+                    b'a' => match l.attr() {
+                        Some(("rtcp", Some(v))) => rtcp = Some(parse_rtcp(v, n)?),
+                        Some(("rtcp-mux", _)) => rtcp_mux = true,
+                        Some((name, _)) => {
+                            if let Some(d) = Direction::from_attr(name) {
+                                direction = Some(d);
+                            } else if is_ice_attr(name) {
+                                ice = true;
+                            }
+                        }
+                        None => {}
+                    },
+                    _ => {}
+                }
+            }
+            let own_connection = connection.is_some();
+            let own_direction = direction.is_some();
+            media.push(Media {
+                kind: m.kind.to_string(),
+                port: m.port,
+                port_count: m.port_count,
+                proto: m.proto.to_string(),
+                formats: m.formats,
+                connection: connection.or_else(|| session_connection.clone()),
+                rtcp,
+                rtcp_mux,
+                direction: direction
+                    .or(session_direction)
+                    .unwrap_or(Direction::SendRecv),
+                ice,
+                own_connection,
+                own_direction,
+            });
+        }
+
+        Ok(Sdp {
+            session: session.into_iter().map(|(_, l)| l).collect(),
+            sections,
+            media,
+            origin,
+            session_connection,
+            session_direction,
+        })
+    }
+
+    /// The m-lines, in order.
+    pub fn media(&self) -> &[Media] {
+        &self.media
+    }
+
+    /// The session-level `c=` address, if any.
+    pub fn session_connection(&self) -> Option<&Address> {
+        self.session_connection.as_ref()
+    }
+
+    /// The session-level direction attribute, if any.
+    pub fn session_direction(&self) -> Option<Direction> {
+        self.session_direction
+    }
+
+    /// Produce the relayed SDP: `relay_ip` everywhere an address is, `ports[i]` on m-line `i`
+    /// (0 stays 0, and a `ports[i]` of 0 rejects the stream), ICE lines removed, RFC 2543 hold
+    /// converted (see the module doc), CRLF line endings.
+    ///
+    /// With `origin`, the `o=` sess-id and sess-version are taken from (and advanced in) the state
+    /// per RFC 3264 §8; without it they are kept from the input. The `o=` username is kept.
+    pub fn rewrite(
+        &self,
+        relay_ip: IpAddr,
+        ports: &[u16],
+        origin: Option<&mut OriginState>,
+    ) -> Result<Vec<u8>, SdpError> {
+        if ports.len() != self.media.len() {
+            return Err(SdpError::PortCount {
+                media: self.media.len(),
+                ports: ports.len(),
+            });
+        }
+        let ip_kind = match relay_ip {
+            IpAddr::V4(_) => "IP4",
+            IpAddr::V6(_) => "IP6",
+        };
+        let conn_line = format!("c=IN {ip_kind} {relay_ip}").into_bytes();
+
+        let mut out: Vec<Vec<u8>> = Vec::with_capacity(self.session.len() + 16);
+        let mut origin_idx = None;
+        for l in &self.session {
+            match l.kind() {
+                b'o' => {
+                    origin_idx = Some(out.len());
+                    out.push(Vec::new()); // filled in below
+                }
+                b'c' => out.push(conn_line.clone()),
+                b'a' if l.attr().is_some_and(|(n, _)| is_ice_attr(n)) => {}
+                _ => out.push(l.raw.clone()),
+            }
+        }
+
+        for ((sec, m), &relay_port) in self.sections.iter().zip(&self.media).zip(ports) {
+            let port = if m.is_rejected() { 0 } else { relay_port };
+            let hold = port != 0 && m.is_hold_address();
+            let held_dir = m.direction.without_receive();
+            for (i, l) in sec.iter().enumerate() {
+                if i == 0 {
+                    // The m-line; parse cannot fail again, but stay panic-free.
+                    let v = l.value().unwrap_or("");
+                    let after = parse_mline(v, 0).map(|x| x.after_port).unwrap_or("");
+                    out.push(format!("m={} {} {}", m.kind, port, after).into_bytes());
+                    continue;
+                }
+                match l.kind() {
+                    b'c' => out.push(conn_line.clone()),
+                    b'a' => match l.attr() {
+                        Some(("rtcp", Some(_))) => {
+                            if port == 0 {
+                                continue;
+                            }
+                            let muxed =
+                                m.rtcp_mux && m.rtcp.as_ref().is_some_and(|r| r.port == m.port);
+                            let p = if muxed { port } else { port.wrapping_add(1) };
+                            out.push(format!("a=rtcp:{p} IN {ip_kind} {relay_ip}").into_bytes());
+                        }
+                        Some((name, _)) if is_ice_attr(name) => {}
+                        Some((name, _)) if hold && Direction::from_attr(name).is_some() => {
+                            out.push(format!("a={}", held_dir.as_str()).into_bytes());
+                        }
+                        _ => out.push(l.raw.clone()),
+                    },
+                    _ => out.push(l.raw.clone()),
+                }
+            }
+            if hold && !m.own_direction && held_dir != m.direction {
+                out.push(format!("a={}", held_dir.as_str()).into_bytes());
+            }
+        }
+
+        let (id, version) = match origin {
+            None => (
+                self.origin.sess_id.clone(),
+                self.origin.sess_version.clone(),
+            ),
+            Some(state) => {
+                let mut body = Vec::new();
+                for l in &out {
+                    body.extend_from_slice(l);
+                    body.extend_from_slice(b"\r\n");
+                }
+                state.observe(body);
+                (state.sess_id.to_string(), state.version.to_string())
+            }
+        };
+        let o = format!(
+            "o={} {} {} IN {} {}",
+            self.origin.username, id, version, ip_kind, relay_ip
+        );
+        if let Some(slot) = origin_idx.and_then(|i| out.get_mut(i)) {
+            *slot = o.into_bytes();
+        }
+
+        let mut body = Vec::with_capacity(out.iter().map(|l| l.len() + 2).sum());
+        for l in &out {
+            body.extend_from_slice(l);
+            body.extend_from_slice(b"\r\n");
+        }
+        Ok(body)
+    }
+}
+
+/// The `o=` line state of one direction of a call (what the relay tells one peer), RFC 3264 §8:
+/// "When issuing an offer that modifies the session, the "o=" line of the new SDP MUST be
+/// identical to that in the previous SDP, except that the version in the origin field MUST
+/// increment by one from the previous SDP. If the version in the origin line does not increment,
+/// the SDP MUST be identical to the SDP with that version number."
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginState {
+    sess_id: u64,
+    version: u64,
+    last: Option<Vec<u8>>,
+}
+
+impl OriginState {
+    /// A fresh origin: the first SDP sent with it carries `sess_id` and `first_version`.
+    pub fn new(sess_id: u64, first_version: u64) -> OriginState {
+        OriginState {
+            sess_id,
+            version: first_version,
+            last: None,
+        }
+    }
+
+    pub fn sess_id(&self) -> u64 {
+        self.sess_id
+    }
+
+    /// The version of the last SDP produced with this state.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Record the next SDP (everything but its o= line); bump the version when it changed.
+    fn observe(&mut self, body: Vec<u8>) {
+        match &self.last {
+            None => {}
+            Some(prev) if *prev == body => {}
+            Some(_) => self.version = self.version.wrapping_add(1),
+        }
+        self.last = Some(body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const RELAY: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
+
+    fn sdp(s: &str) -> Sdp {
+        Sdp::parse(s.as_bytes()).expect("valid SDP")
+    }
+
+    const BASIC: &str = "v=0\r\no=alice 2890844526 2890844526 IN IP4 198.51.100.7\r\ns=-\r\n\
+        c=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    #[test]
+    fn reads_media() {
+        let s = sdp(BASIC);
+        let m = &s.media()[0];
+        assert_eq!(m.kind, "audio");
+        assert_eq!(m.port, 49170);
+        assert_eq!(m.proto, "RTP/AVP");
+        assert_eq!(m.formats, vec!["0", "8"]);
+        assert_eq!(m.direction, Direction::SendRecv);
+        assert_eq!(m.rtp_addr(), Some("198.51.100.7:49170".parse().unwrap()));
+        assert_eq!(m.rtcp_addr(), Some("198.51.100.7:49171".parse().unwrap()));
+    }
+
+    #[test]
+    fn rtcp_attr_and_mux() {
+        let s = sdp(
+            "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\n\
+            m=audio 4000 RTP/AVP 0\na=rtcp:5001 IN IP4 10.0.0.9\n\
+            m=audio 4002 RTP/AVP 0\na=rtcp:5003\n\
+            m=audio 4004 RTP/AVP 0\na=rtcp-mux\n",
+        );
+        let m = s.media();
+        assert_eq!(m[0].rtcp_addr(), Some("10.0.0.9:5001".parse().unwrap()));
+        assert_eq!(m[1].rtcp_addr(), Some("10.0.0.1:5003".parse().unwrap()));
+        assert_eq!(m[2].rtcp_addr(), Some("10.0.0.1:4004".parse().unwrap()));
+    }
+
+    #[test]
+    fn media_level_connection_overrides_session() {
+        let s = sdp(
+            "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\n\
+            m=audio 4000 RTP/AVP 0\nc=IN IP6 2001:db8::5\nm=video 4002 RTP/AVP 96\n",
+        );
+        assert_eq!(
+            s.media()[0].rtp_addr(),
+            Some("[2001:db8::5]:4000".parse().unwrap())
+        );
+        assert_eq!(
+            s.media()[1].rtp_addr(),
+            Some("10.0.0.1:4002".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn directions_session_and_media_level() {
+        let s = sdp(
+            "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\na=sendonly\n\
+            m=audio 4000 RTP/AVP 0\nm=audio 4002 RTP/AVP 0\na=inactive\n",
+        );
+        assert_eq!(s.media()[0].direction, Direction::SendOnly);
+        assert_eq!(s.media()[1].direction, Direction::Inactive);
+    }
+
+    #[test]
+    fn hold_address_gives_no_remote() {
+        let s = sdp(
+            "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 0.0.0.0\nt=0 0\n\
+            m=audio 4000 RTP/AVP 0\n",
+        );
+        assert!(s.media()[0].is_hold_address());
+        assert_eq!(s.media()[0].rtp_addr(), None);
+        assert_eq!(s.media()[0].rtcp_addr(), None);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            &b""[..],
+            b"hello",
+            b"v=1\r\no=- 1 1 IN IP4 1.2.3.4\r\n",
+            b"v=0\r\ns=-\r\n",
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio x RTP/AVP 0\r\n",
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 70000 RTP/AVP 0\r\n",
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 5000\r\n",
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 1.2.3.4.5.6 7\r\n",
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 ::1\r\n",
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 5000 RTP/AVP 0\r\na=rtcp:x\r\n",
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nnot a line\r\n",
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 \xff\r\n",
+        ] {
+            assert!(
+                Sdp::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let big = vec![b'a'; MAX_SDP_LEN + 1];
+        assert_eq!(Sdp::parse(&big), Err(SdpError::TooLarge));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let alphabet = b"vocmast=0123456789 .:/\r\nIPN4A-";
+        for _ in 0..20_000 {
+            let mut buf = b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\n".to_vec();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 120) as usize;
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            if let Ok(s) = Sdp::parse(&buf) {
+                let ports = vec![1000; s.media().len()];
+                let _ = s.rewrite(RELAY, &ports, None);
+            }
+        }
+    }
+
+    #[test]
+    fn port_count_must_match() {
+        let s = sdp(BASIC);
+        assert_eq!(
+            s.rewrite(RELAY, &[], None),
+            Err(SdpError::PortCount { media: 1, ports: 0 })
+        );
+    }
+
+    fn origin_line(body: &[u8]) -> String {
+        String::from_utf8_lossy(body)
+            .lines()
+            .find(|l| l.starts_with("o="))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn origin_version_increments_only_on_change() {
+        let mut st = OriginState::new(77, 1);
+        let s1 = sdp(BASIC);
+        let out1 = s1.rewrite(RELAY, &[30000], Some(&mut st)).unwrap();
+        assert_eq!(origin_line(&out1), "o=alice 77 1 IN IP4 203.0.113.1");
+        // Same SDP again (e.g. a session refresh re-INVITE): version unchanged.
+        let out2 = s1.rewrite(RELAY, &[30000], Some(&mut st)).unwrap();
+        assert_eq!(out1, out2);
+        // The peer's own o= version bump alone does not change what we send.
+        let s1b = sdp(&BASIC.replace("2890844526 IN", "2890844527 IN"));
+        let out2b = s1b.rewrite(RELAY, &[30000], Some(&mut st)).unwrap();
+        assert_eq!(origin_line(&out2b), "o=alice 77 1 IN IP4 203.0.113.1");
+        // Hold: the body changes, the version goes up by one.
+        let held = sdp(&format!("{BASIC}a=sendonly\r\n"));
+        let out3 = held.rewrite(RELAY, &[30000], Some(&mut st)).unwrap();
+        assert_eq!(origin_line(&out3), "o=alice 77 2 IN IP4 203.0.113.1");
+        let out4 = s1.rewrite(RELAY, &[30000], Some(&mut st)).unwrap();
+        assert_eq!(origin_line(&out4), "o=alice 77 3 IN IP4 203.0.113.1");
+    }
+}
