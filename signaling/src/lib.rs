@@ -1,7 +1,10 @@
 //! trunkline's SIP core. Everything in this crate is sans-IO: no sockets, no sleeping, no clock
 //! reads. Time is passed in as `std::time::Instant` arguments; bytes come in and go out as values.
 
+pub mod headers;
 pub mod message;
+pub mod parse;
+pub mod uri;
 
 use std::net::SocketAddr;
 
