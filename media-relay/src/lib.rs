@@ -3,6 +3,7 @@
 //! * [`dataplane`]: the interface between the control side (SDP offer/answer, the ng protocol, the
 //!   B2BUA) and the packet-forwarding data plane.
 
+pub mod control;
 pub mod dataplane;
 pub mod sdp;
 

@@ -1,0 +1,1005 @@
+//! Call-level media control: SDP offer/answer (RFC 3264) joined to relay port pairs.
+//!
+//! [`MediaCalls`] keeps, per call (keyed by Call-ID and the caller's From tag), one relay
+//! [`LegPair`] per m-line. The caller is side [`Side::A`], the callee side [`Side::B`]. Following
+//! the [`DataPlane`] contract, port `pair.a` faces A (A sends to it; its remote is A) and port
+//! `pair.b` faces B.
+//!
+//! * An SDP **from** side S (offer or answer) is headed to the other side S'. For every m-line the
+//!   leg facing S learns S's address (`set_remote`), and the SDP is rewritten with the ports facing
+//!   S' and the relay address (see [`crate::sdp`]).
+//! * RFC 3264 §8: m-lines are never removed by a re-offer, only rejected with port 0, so m-line
+//!   `i` of every later offer/answer maps to stream `i`. A stream at port 0 holds no pair (an open
+//!   pair is closed when its stream is rejected; re-enabling it opens a new pair).
+//! * RFC 3264 §6: "The answer MUST contain exactly the same number of "m=" lines as the offer".
+//! * Hold (RFC 3264 §8.4): direction attributes pass through; with an RFC 2543 `c=0.0.0.0` hold the
+//!   leg keeps its previous remote (no `set_remote` towards 0.0.0.0) and the SDP to the other side
+//!   says `sendonly`/`inactive` (see [`crate::sdp`] for why).
+//! * The `o=` line sent to each side has its own session id and a version that increments only
+//!   when the SDP sent to that side changes ([`OriginState`], RFC 3264 §8).
+//!
+//! Who re-offers is explicit: [`MediaCalls::offer_from`] / [`MediaCalls::answer_from`] take the
+//! [`Side`] the SDP comes from. [`MediaCalls::offer`] / [`MediaCalls::answer`] are the common case
+//! (A offers, B answers). A re-INVITE from B (e.g. B puts A on hold) is
+//! `offer_from(Side::B, call_id, a_from_tag, sdp)` then `answer_from(Side::A, ...)` with A's answer.
+//!
+//! The core is sans-IO: it calls the [`DataPlane`] handle and nothing else. It is not internally
+//! locked: wrap it in a `Mutex` to share it (the ng server does).
+
+use crate::dataplane::{DataPlane, LegPair, LegStats, RelayError};
+use crate::sdp::{Address, OriginState, Sdp, SdpError};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Most m-lines one call may have (each opens a pair: 4 UDP ports).
+pub const MAX_MEDIA_PER_CALL: usize = 16;
+
+/// Which party of the call an SDP comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The caller: the owner of the From tag that keys the call.
+    A,
+    /// The callee (To tag, learned with the first answer).
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    /// The port of `pair` that faces this side.
+    pub fn port(self, pair: LegPair) -> u16 {
+        match self {
+            Side::A => pair.a,
+            Side::B => pair.b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaError {
+    /// The SDP could not be parsed or rewritten.
+    Sdp(SdpError),
+    /// The data plane refused (ports exhausted, stopped, ...).
+    Relay(RelayError),
+    /// No such call (Call-ID / tag) for an answer, a re-offer from B, or a delete.
+    UnknownCall,
+    /// More m-lines than [`MAX_MEDIA_PER_CALL`].
+    TooManyStreams(usize),
+    /// An answer whose m-line count differs from the offer's, or a re-offer with fewer m-lines.
+    StreamCountMismatch { expected: usize, got: usize },
+    /// m-line `index` has a host name as address: the relay has no resolver.
+    UnresolvedAddress(usize),
+}
+
+impl fmt::Display for MediaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MediaError::Sdp(e) => write!(f, "{e}"),
+            MediaError::Relay(e) => write!(f, "{e}"),
+            MediaError::UnknownCall => f.write_str("Unknown call-id"),
+            MediaError::TooManyStreams(n) => {
+                write!(f, "too many media streams ({n} > {MAX_MEDIA_PER_CALL})")
+            }
+            MediaError::StreamCountMismatch { expected, got } => {
+                write!(f, "SDP has {got} m-lines, the call has {expected}")
+            }
+            MediaError::UnresolvedAddress(i) => {
+                write!(
+                    f,
+                    "m-line {i} has a host name address; only IP addresses are supported"
+                )
+            }
+        }
+    }
+}
+impl std::error::Error for MediaError {}
+
+impl From<SdpError> for MediaError {
+    fn from(e: SdpError) -> Self {
+        MediaError::Sdp(e)
+    }
+}
+impl From<RelayError> for MediaError {
+    fn from(e: RelayError) -> Self {
+        MediaError::Relay(e)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Stream {
+    kind: String,
+    proto: String,
+    pair: Option<LegPair>,
+    remote_a: Option<SocketAddr>,
+    remote_b: Option<SocketAddr>,
+}
+
+impl Stream {
+    fn remote_mut(&mut self, side: Side) -> &mut Option<SocketAddr> {
+        match side {
+            Side::A => &mut self.remote_a,
+            Side::B => &mut self.remote_b,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    from_tag: String,
+    to_tag: Option<String>,
+    streams: Vec<Stream>,
+    /// Origin of the SDP sent to A (rewritten SDP from B), and to B.
+    to_a: OriginState,
+    to_b: OriginState,
+}
+
+impl Call {
+    fn origin_to(&mut self, side: Side) -> &mut OriginState {
+        match side {
+            Side::A => &mut self.to_a,
+            Side::B => &mut self.to_b,
+        }
+    }
+}
+
+/// One relay leg of a stream, as [`MediaCalls::query`] reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LegInfo {
+    pub side: Side,
+    /// The tag of the party this leg faces (B's is `None` before the answer).
+    pub tag: Option<String>,
+    /// The relay port facing that party.
+    pub port: u16,
+    /// Where that party said it wants media (its SDP), if known.
+    pub remote: Option<SocketAddr>,
+    pub stats: LegStats,
+}
+
+/// One m-line of a call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamInfo {
+    pub index: usize,
+    pub kind: String,
+    pub proto: String,
+    /// `None` when the stream is rejected (port 0).
+    pub pair: Option<LegPair>,
+    /// Leg facing A then leg facing B; empty when there is no pair.
+    pub legs: Vec<LegInfo>,
+}
+
+/// A call as [`MediaCalls::query`] and [`MediaCalls::delete`] report it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub from_tag: String,
+    pub to_tag: Option<String>,
+    pub streams: Vec<StreamInfo>,
+}
+
+/// Media state of all calls. See the module documentation.
+pub struct MediaCalls {
+    dp: Arc<dyn DataPlane>,
+    /// Call-ID -> the calls under it, one per From tag (usually exactly one).
+    calls: HashMap<String, Vec<Call>>,
+}
+
+fn sess_id(call_id: &str, from_tag: &str, toward: Side) -> u64 {
+    // DefaultHasher::new() has fixed keys: deterministic, no clock, no randomness.
+    let mut h = DefaultHasher::new();
+    (call_id, from_tag, toward).hash(&mut h);
+    // Keep it within 63 bits so it is a positive 64-bit integer everywhere.
+    h.finish() >> 1
+}
+
+impl MediaCalls {
+    pub fn new(dp: Arc<dyn DataPlane>) -> MediaCalls {
+        MediaCalls {
+            dp,
+            calls: HashMap::new(),
+        }
+    }
+
+    /// The data plane this controller drives.
+    pub fn data_plane(&self) -> &Arc<dyn DataPlane> {
+        &self.dp
+    }
+
+    /// SDP offer from the caller A (new call or re-offer), headed to B. Returns the SDP to send to
+    /// B. Same as `offer_from(Side::A, ..)`.
+    pub fn offer(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        self.offer_from(Side::A, call_id, from_tag, sdp)
+    }
+
+    /// SDP answer from the callee B, headed to A. Returns the SDP to send to A. Same as
+    /// `answer_from(Side::B, .., Some(to_tag), ..)`.
+    pub fn answer(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: &str,
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        self.answer_from(Side::B, call_id, from_tag, Some(to_tag), sdp)
+    }
+
+    /// SDP offer from `side`. The call is always identified by A's From tag (`from_tag`), also
+    /// when B re-offers. An offer from A creates the call if it does not exist; an offer from B
+    /// needs an existing call.
+    pub fn offer_from(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        self.apply(side, call_id, from_tag, None, sdp, false)
+    }
+
+    /// SDP answer from `side` to the last offer of the other side. `to_tag`, when given, is
+    /// recorded as B's tag (a later answer with another To tag replaces it: the last answer wins,
+    /// which is what a B2BUA leg sees).
+    pub fn answer_from(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: Option<&str>,
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        self.apply(side, call_id, from_tag, to_tag, sdp, true)
+    }
+
+    fn apply(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: Option<&str>,
+        body: &[u8],
+        is_answer: bool,
+    ) -> Result<Vec<u8>, MediaError> {
+        let sdp = Sdp::parse(body)?;
+        let media = sdp.media();
+        if media.len() > MAX_MEDIA_PER_CALL {
+            return Err(MediaError::TooManyStreams(media.len()));
+        }
+        for (i, m) in media.iter().enumerate() {
+            if !m.is_rejected() && matches!(m.connection, Some(Address::Name(_))) {
+                return Err(MediaError::UnresolvedAddress(i));
+            }
+        }
+
+        let exists = self.find(call_id, from_tag).is_some();
+        if !exists {
+            if is_answer || side == Side::B {
+                return Err(MediaError::UnknownCall);
+            }
+            let call = Call {
+                from_tag: from_tag.to_string(),
+                to_tag: None,
+                streams: Vec::new(),
+                to_a: OriginState::new(sess_id(call_id, from_tag, Side::A), 1),
+                to_b: OriginState::new(sess_id(call_id, from_tag, Side::B), 1),
+            };
+            self.calls
+                .entry(call_id.to_string())
+                .or_default()
+                .push(call);
+        }
+        let dp = Arc::clone(&self.dp);
+        let result = match self.find_mut(call_id, from_tag) {
+            Some(call) => Self::apply_to_call(&*dp, call, side, &sdp, is_answer),
+            None => Err(MediaError::UnknownCall),
+        };
+        match result {
+            Ok(out) => {
+                if let (Some(t), Some(call)) = (to_tag, self.find_mut(call_id, from_tag)) {
+                    call.to_tag = Some(t.to_string());
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                if !exists {
+                    self.remove(call_id, from_tag);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Apply one SDP from `side` to `call`; on error the call's streams are as before (pairs opened
+    /// here are closed again; remotes already set on existing pairs stay set).
+    fn apply_to_call(
+        dp: &dyn DataPlane,
+        call: &mut Call,
+        side: Side,
+        sdp: &Sdp,
+        is_answer: bool,
+    ) -> Result<Vec<u8>, MediaError> {
+        let media = sdp.media();
+        let have = call.streams.len();
+        if is_answer && media.len() != have {
+            return Err(MediaError::StreamCountMismatch {
+                expected: have,
+                got: media.len(),
+            });
+        }
+        if !is_answer && media.len() < have {
+            return Err(MediaError::StreamCountMismatch {
+                expected: have,
+                got: media.len(),
+            });
+        }
+
+        let mut streams = call.streams.clone();
+        let mut opened: Vec<LegPair> = Vec::new();
+        let mut to_close: Vec<LegPair> = Vec::new();
+        let mut ports = Vec::with_capacity(media.len());
+        let toward = side.other();
+
+        let outcome = (|| -> Result<(), MediaError> {
+            for (i, m) in media.iter().enumerate() {
+                if i >= streams.len() {
+                    streams.push(Stream {
+                        kind: m.kind.clone(),
+                        proto: m.proto.clone(),
+                        pair: None,
+                        remote_a: None,
+                        remote_b: None,
+                    });
+                }
+                let Some(st) = streams.get_mut(i) else {
+                    return Err(MediaError::StreamCountMismatch {
+                        expected: have,
+                        got: media.len(),
+                    });
+                };
+                st.kind.clone_from(&m.kind);
+                st.proto.clone_from(&m.proto);
+                if m.is_rejected() {
+                    if let Some(p) = st.pair.take() {
+                        to_close.push(p);
+                    }
+                    st.remote_a = None;
+                    st.remote_b = None;
+                    ports.push(0);
+                    continue;
+                }
+                let pair = match st.pair {
+                    Some(p) => p,
+                    None if is_answer => {
+                        // RFC 3264 §6: an answer cannot accept a stream the offer rejected.
+                        ports.push(0);
+                        continue;
+                    }
+                    None => {
+                        let p = dp.open_pair()?;
+                        opened.push(p);
+                        st.pair = Some(p);
+                        p
+                    }
+                };
+                if let Some(rtp) = m.rtp_addr() {
+                    dp.set_remote(side.port(pair), rtp, m.rtcp_addr())?;
+                    *st.remote_mut(side) = Some(rtp);
+                }
+                ports.push(toward.port(pair));
+            }
+            Ok(())
+        })();
+
+        let rewritten = outcome.and_then(|()| {
+            let mut origin = call.origin_to(toward).clone();
+            let out = sdp.rewrite(dp.local_ip(), &ports, Some(&mut origin))?;
+            Ok((out, origin))
+        });
+        match rewritten {
+            Ok((out, origin)) => {
+                for p in to_close {
+                    dp.close_pair(p);
+                }
+                call.streams = streams;
+                *call.origin_to(toward) = origin;
+                Ok(out)
+            }
+            Err(e) => {
+                for p in opened {
+                    dp.close_pair(p);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn find(&self, call_id: &str, from_tag: &str) -> Option<&Call> {
+        self.calls
+            .get(call_id)?
+            .iter()
+            .find(|c| c.from_tag == from_tag)
+    }
+
+    fn find_mut(&mut self, call_id: &str, from_tag: &str) -> Option<&mut Call> {
+        self.calls
+            .get_mut(call_id)?
+            .iter_mut()
+            .find(|c| c.from_tag == from_tag)
+    }
+
+    fn remove(&mut self, call_id: &str, from_tag: &str) -> Option<Call> {
+        let list = self.calls.get_mut(call_id)?;
+        let idx = list.iter().position(|c| c.from_tag == from_tag)?;
+        let call = list.remove(idx);
+        if list.is_empty() {
+            self.calls.remove(call_id);
+        }
+        Some(call)
+    }
+
+    /// Which call and side a tag belongs to under `call_id`: `(a_from_tag, Side::A)` when a call is
+    /// keyed by `tag`, `(a_from_tag, Side::B)` when `tag` is the learned To tag of a call. For
+    /// protocols (like ng) that name the sender of a re-INVITE by its own From tag.
+    pub fn find_side(&self, call_id: &str, tag: &str) -> Option<(String, Side)> {
+        let list = self.calls.get(call_id)?;
+        if let Some(c) = list.iter().find(|c| c.from_tag == tag) {
+            return Some((c.from_tag.clone(), Side::A));
+        }
+        list.iter()
+            .find(|c| c.to_tag.as_deref() == Some(tag))
+            .map(|c| (c.from_tag.clone(), Side::B))
+    }
+
+    /// The To tag learned for a call, if any.
+    pub fn to_tag(&self, call_id: &str, from_tag: &str) -> Option<&str> {
+        self.find(call_id, from_tag)?.to_tag.as_deref()
+    }
+
+    fn info(&self, call_id: &str, call: &Call) -> CallInfo {
+        let streams = call
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(index, st)| {
+                let legs = st
+                    .pair
+                    .map(|p| {
+                        [
+                            (Side::A, Some(call.from_tag.clone()), st.remote_a),
+                            (Side::B, call.to_tag.clone(), st.remote_b),
+                        ]
+                        .into_iter()
+                        .map(|(side, tag, remote)| LegInfo {
+                            side,
+                            tag,
+                            port: side.port(p),
+                            remote,
+                            stats: self.dp.stats(side.port(p)).unwrap_or_default(),
+                        })
+                        .collect()
+                    })
+                    .unwrap_or_default();
+                StreamInfo {
+                    index,
+                    kind: st.kind.clone(),
+                    proto: st.proto.clone(),
+                    pair: st.pair,
+                    legs,
+                }
+            })
+            .collect();
+        CallInfo {
+            call_id: call_id.to_string(),
+            from_tag: call.from_tag.clone(),
+            to_tag: call.to_tag.clone(),
+            streams,
+        }
+    }
+
+    /// Close every pair of the call(s) under `call_id` (only the one keyed by `from_tag` when
+    /// given; a `from_tag` equal to the learned To tag also matches, as in a BYE from B). Returns
+    /// the calls as they were just before, with their final stats.
+    pub fn delete(
+        &mut self,
+        call_id: &str,
+        from_tag: Option<&str>,
+    ) -> Result<Vec<CallInfo>, MediaError> {
+        let keys: Vec<String> = match from_tag {
+            None => self
+                .calls
+                .get(call_id)
+                .map(|l| l.iter().map(|c| c.from_tag.clone()).collect())
+                .unwrap_or_default(),
+            Some(t) => self
+                .find_side(call_id, t)
+                .map(|(k, _)| vec![k])
+                .unwrap_or_default(),
+        };
+        if keys.is_empty() {
+            return Err(MediaError::UnknownCall);
+        }
+        let mut out = Vec::new();
+        for k in keys {
+            if let Some(call) = self.find(call_id, &k) {
+                out.push(self.info(call_id, call));
+            }
+            if let Some(call) = self.remove(call_id, &k) {
+                for p in call.streams.iter().filter_map(|s| s.pair) {
+                    self.dp.close_pair(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The call(s) under `call_id` with per-leg stats from the data plane.
+    pub fn query(&self, call_id: &str) -> Result<Vec<CallInfo>, MediaError> {
+        let list = self.calls.get(call_id).ok_or(MediaError::UnknownCall)?;
+        Ok(list.iter().map(|c| self.info(call_id, c)).collect())
+    }
+
+    /// Call-IDs of all calls, sorted.
+    pub fn list(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.calls.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Number of calls (Call-ID, From tag).
+    pub fn len(&self) -> usize {
+        self.calls.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The call owning `pair` (e.g. for [`crate::RelayEvent::MediaTimeout`]): (Call-ID, From tag).
+    pub fn call_for_pair(&self, pair: LegPair) -> Option<(String, String)> {
+        self.calls.iter().find_map(|(id, list)| {
+            list.iter()
+                .find(|c| c.streams.iter().any(|s| s.pair == Some(pair)))
+                .map(|c| (id.clone(), c.from_tag.clone()))
+        })
+    }
+}
+
+/// An in-memory [`DataPlane`] for tests (also usable by other crates' tests): hands out port
+/// pairs from a range, records every call, moves no packets.
+pub mod fake {
+    use crate::dataplane::{DataPlane, LegPair, LegStats, RelayError};
+    use std::collections::{BTreeSet, HashMap};
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::Mutex;
+
+    /// One recorded call on the fake.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Op {
+        Open(LegPair),
+        SetRemote {
+            port: u16,
+            rtp: SocketAddr,
+            rtcp: Option<SocketAddr>,
+        },
+        Close(LegPair),
+    }
+
+    #[derive(Default)]
+    struct State {
+        free: BTreeSet<u16>,
+        open: HashMap<u16, LegPair>,
+        remotes: HashMap<u16, (SocketAddr, Option<SocketAddr>)>,
+        stats: HashMap<u16, LegStats>,
+        ops: Vec<Op>,
+    }
+
+    /// See the module documentation.
+    pub struct FakeDataPlane {
+        ip: IpAddr,
+        state: Mutex<State>,
+    }
+
+    impl FakeDataPlane {
+        /// `pairs` pairs from `first_port` (each pair takes 4 ports: a, a+1, b, b+1).
+        pub fn new(ip: IpAddr, first_port: u16, pairs: u16) -> FakeDataPlane {
+            let free = (0..pairs)
+                .filter_map(|i| first_port.checked_add(i.checked_mul(4)?))
+                .collect();
+            FakeDataPlane {
+                ip,
+                state: Mutex::new(State {
+                    free,
+                    ..State::default()
+                }),
+            }
+        }
+
+        fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// Every call made so far, in order.
+        pub fn ops(&self) -> Vec<Op> {
+            self.lock().ops.clone()
+        }
+
+        /// Number of open pairs.
+        pub fn open_pairs(&self) -> usize {
+            self.lock().open.len() / 2
+        }
+
+        /// The last remote set on `port` (cleared when its pair closes).
+        pub fn remote(&self, port: u16) -> Option<(SocketAddr, Option<SocketAddr>)> {
+            self.lock().remotes.get(&port).copied()
+        }
+
+        /// Make `stats(port)` return these counters.
+        pub fn set_stats(&self, port: u16, stats: LegStats) {
+            self.lock().stats.insert(port, stats);
+        }
+    }
+
+    impl DataPlane for FakeDataPlane {
+        fn local_ip(&self) -> IpAddr {
+            self.ip
+        }
+
+        fn open_pair(&self) -> Result<LegPair, RelayError> {
+            let mut st = self.lock();
+            let a = st.free.pop_first().ok_or(RelayError::PortsExhausted)?;
+            let pair = LegPair {
+                a,
+                b: a.wrapping_add(2),
+            };
+            st.open.insert(pair.a, pair);
+            st.open.insert(pair.b, pair);
+            st.ops.push(Op::Open(pair));
+            Ok(pair)
+        }
+
+        fn set_remote(
+            &self,
+            port: u16,
+            rtp: SocketAddr,
+            rtcp: Option<SocketAddr>,
+        ) -> Result<(), RelayError> {
+            let mut st = self.lock();
+            if !st.open.contains_key(&port) {
+                return Err(RelayError::UnknownPort(port));
+            }
+            st.remotes.insert(port, (rtp, rtcp));
+            st.ops.push(Op::SetRemote { port, rtp, rtcp });
+            Ok(())
+        }
+
+        fn close_pair(&self, pair: LegPair) {
+            let mut st = self.lock();
+            if st.open.remove(&pair.a).is_some() {
+                st.open.remove(&pair.b);
+                st.remotes.remove(&pair.a);
+                st.remotes.remove(&pair.b);
+                st.stats.remove(&pair.a);
+                st.stats.remove(&pair.b);
+                st.free.insert(pair.a);
+                st.ops.push(Op::Close(pair));
+            }
+        }
+
+        fn stats(&self, port: u16) -> Option<LegStats> {
+            let st = self.lock();
+            st.open.get(&port)?;
+            Some(st.stats.get(&port).cloned().unwrap_or_default())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::{FakeDataPlane, Op};
+    use super::*;
+    use crate::sdp::Direction;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const RELAY: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
+
+    fn setup(pairs: u16) -> (Arc<FakeDataPlane>, MediaCalls) {
+        let dp = Arc::new(FakeDataPlane::new(RELAY, 30000, pairs));
+        let calls = MediaCalls::new(dp.clone());
+        (dp, calls)
+    }
+
+    fn body(ip: &str, ports: &[u16], extra: &str) -> Vec<u8> {
+        let mut s = format!("v=0\r\no=x 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n");
+        for p in ports {
+            s.push_str(&format!(
+                "m=audio {p} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}"
+            ));
+        }
+        s.into_bytes()
+    }
+
+    fn parsed(out: &[u8]) -> Sdp {
+        Sdp::parse(out).expect("relay output parses")
+    }
+
+    fn origin(out: &[u8]) -> String {
+        String::from_utf8_lossy(out)
+            .lines()
+            .find(|l| l.starts_with("o="))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn offer_answer_wires_both_legs() {
+        let (dp, mut mc) = setup(10);
+        let to_b = mc
+            .offer("c1", "ft", &body("10.0.0.1", &[4000], ""))
+            .unwrap();
+        let s = parsed(&to_b);
+        let pair = LegPair { a: 30000, b: 30002 };
+        assert_eq!(
+            s.media()[0].rtp_addr(),
+            Some(SocketAddr::new(RELAY, pair.b))
+        );
+        assert_eq!(
+            dp.remote(pair.a),
+            Some((sa("10.0.0.1:4000"), Some(sa("10.0.0.1:4001"))))
+        );
+        assert_eq!(dp.remote(pair.b), None);
+
+        let to_a = mc
+            .answer("c1", "ft", "tt", &body("10.0.0.2", &[5000], ""))
+            .unwrap();
+        let s = parsed(&to_a);
+        assert_eq!(
+            s.media()[0].rtp_addr(),
+            Some(SocketAddr::new(RELAY, pair.a))
+        );
+        assert_eq!(
+            dp.remote(pair.b),
+            Some((sa("10.0.0.2:5000"), Some(sa("10.0.0.2:5001"))))
+        );
+        assert_eq!(mc.to_tag("c1", "ft"), Some("tt"));
+        assert!(!String::from_utf8_lossy(&to_a).contains("10.0.0."));
+        assert!(!String::from_utf8_lossy(&to_b).contains("10.0.0."));
+        assert_eq!(dp.open_pairs(), 1);
+        assert_eq!(mc.list(), vec!["c1".to_string()]);
+    }
+
+    #[test]
+    fn reoffer_reuses_pairs_and_versions_origin() {
+        let (dp, mut mc) = setup(10);
+        let o1 = mc
+            .offer("c1", "ft", &body("10.0.0.1", &[4000, 4002], ""))
+            .unwrap();
+        mc.answer("c1", "ft", "tt", &body("10.0.0.2", &[5000, 5002], ""))
+            .unwrap();
+        // Identical re-offer (session refresh): same SDP, same version, no new pairs.
+        let o2 = mc
+            .offer("c1", "ft", &body("10.0.0.1", &[4000, 4002], ""))
+            .unwrap();
+        assert_eq!(o1, o2);
+        // A moves its media (new port) and holds: new version, same relay ports.
+        let o3 = mc
+            .offer(
+                "c1",
+                "ft",
+                &body("10.0.0.1", &[4100, 4002], "a=sendonly\r\n"),
+            )
+            .unwrap();
+        assert_ne!(origin(&o1), origin(&o3));
+        let v = |o: &[u8]| origin(o).split(' ').nth(2).unwrap().parse::<u64>().unwrap();
+        assert_eq!(v(&o3), v(&o1) + 1);
+        assert_eq!(parsed(&o3).media()[0].port, 30002);
+        assert_eq!(parsed(&o3).media()[0].direction, Direction::SendOnly);
+        assert_eq!(dp.remote(30000).unwrap().0, sa("10.0.0.1:4100"));
+        let opens = dp.ops().iter().filter(|o| matches!(o, Op::Open(_))).count();
+        assert_eq!(opens, 2);
+        // Fewer m-lines than before is refused (RFC 3264 §8).
+        assert!(matches!(
+            mc.offer("c1", "ft", &body("10.0.0.1", &[4000], "")),
+            Err(MediaError::StreamCountMismatch {
+                expected: 2,
+                got: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn rejected_streams_hold_no_pair() {
+        let (dp, mut mc) = setup(10);
+        let o = mc
+            .offer("c1", "ft", &body("10.0.0.1", &[4000, 0], ""))
+            .unwrap();
+        assert_eq!(parsed(&o).media()[1].port, 0);
+        assert_eq!(dp.open_pairs(), 1);
+        // B rejects the first stream too: its pair closes and the answer keeps port 0.
+        let a = mc
+            .answer("c1", "ft", "tt", &body("10.0.0.2", &[0, 0], ""))
+            .unwrap();
+        assert_eq!(parsed(&a).media()[0].port, 0);
+        assert_eq!(dp.open_pairs(), 0);
+        // Re-enable it in a re-offer: a new pair.
+        let o = mc
+            .offer("c1", "ft", &body("10.0.0.1", &[4000, 0], ""))
+            .unwrap();
+        assert_ne!(parsed(&o).media()[0].port, 0);
+        assert_eq!(dp.open_pairs(), 1);
+        // An answer cannot accept a stream the offer rejected.
+        let a = mc
+            .answer("c1", "ft", "tt", &body("10.0.0.2", &[5000, 5002], ""))
+            .unwrap();
+        assert_eq!(parsed(&a).media()[1].port, 0);
+    }
+
+    #[test]
+    fn hold_from_callee_with_zero_address() {
+        let (dp, mut mc) = setup(10);
+        mc.offer("c1", "ft", &body("10.0.0.1", &[4000], ""))
+            .unwrap();
+        let a1 = mc
+            .answer("c1", "ft", "tt", &body("10.0.0.2", &[5000], ""))
+            .unwrap();
+        // B re-INVITEs with RFC 2543 hold; ng would find the side by tag.
+        assert_eq!(mc.find_side("c1", "tt"), Some(("ft".to_string(), Side::B)));
+        assert_eq!(mc.find_side("c1", "ft"), Some(("ft".to_string(), Side::A)));
+        let before = dp.ops().len();
+        let to_a = mc
+            .offer_from(Side::B, "c1", "ft", &body("0.0.0.0", &[5000], ""))
+            .unwrap();
+        let s = parsed(&to_a);
+        assert_eq!(s.media()[0].port, 30000, "A-facing port");
+        assert_eq!(s.media()[0].direction, Direction::SendOnly);
+        assert_eq!(s.media()[0].rtp_addr(), Some(SocketAddr::new(RELAY, 30000)));
+        // No set_remote towards 0.0.0.0; B's old address is kept.
+        assert_eq!(dp.ops().len(), before);
+        assert_eq!(dp.remote(30002).unwrap().0, sa("10.0.0.2:5000"));
+        // A answers recvonly: goes to B with the B-facing port.
+        let to_b = mc
+            .answer_from(
+                Side::A,
+                "c1",
+                "ft",
+                None,
+                &body("10.0.0.1", &[4000], "a=recvonly\r\n"),
+            )
+            .unwrap();
+        assert_eq!(parsed(&to_b).media()[0].port, 30002);
+        assert_eq!(parsed(&to_b).media()[0].direction, Direction::RecvOnly);
+        // Resume: B offers again; the SDP to A is new so its version moved on twice from a1.
+        let resumed = mc
+            .offer_from(Side::B, "c1", "ft", &body("10.0.0.2", &[5000], ""))
+            .unwrap();
+        let v = |o: &[u8]| origin(o).split(' ').nth(2).unwrap().parse::<u64>().unwrap();
+        assert_eq!(v(&resumed), v(&a1) + 2);
+        assert_eq!(parsed(&resumed).media()[0].direction, Direction::SendRecv);
+        // B re-offer for an unknown call fails.
+        assert_eq!(
+            mc.offer_from(Side::B, "nope", "ft", &body("10.0.0.2", &[5000], "")),
+            Err(MediaError::UnknownCall)
+        );
+    }
+
+    #[test]
+    fn rtcp_mux_and_rtcp_attribute() {
+        let (dp, mut mc) = setup(10);
+        mc.offer("c1", "ft", &body("10.0.0.1", &[4000], "a=rtcp-mux\r\n"))
+            .unwrap();
+        assert_eq!(
+            dp.remote(30000),
+            Some((sa("10.0.0.1:4000"), Some(sa("10.0.0.1:4000"))))
+        );
+        mc.answer(
+            "c1",
+            "ft",
+            "tt",
+            &body("10.0.0.2", &[5000], "a=rtcp:6001 IN IP4 10.0.0.9\r\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            dp.remote(30002),
+            Some((sa("10.0.0.2:5000"), Some(sa("10.0.0.9:6001"))))
+        );
+    }
+
+    #[test]
+    fn errors_leave_nothing_open() {
+        let (dp, mut mc) = setup(2);
+        // 17 m-lines: refused before any pair opens.
+        let many: Vec<u16> = (0..17).map(|i| 4000 + 2 * i).collect();
+        assert_eq!(
+            mc.offer("c1", "ft", &body("10.0.0.1", &many, "")),
+            Err(MediaError::TooManyStreams(17))
+        );
+        // 3 streams, 2 pairs available: the two opened are closed again, no call remains.
+        assert!(matches!(
+            mc.offer("c1", "ft", &body("10.0.0.1", &[4000, 4002, 4004], "")),
+            Err(MediaError::Relay(RelayError::PortsExhausted))
+        ));
+        assert_eq!(dp.open_pairs(), 0);
+        assert!(mc.is_empty());
+        assert!(matches!(
+            mc.offer("c1", "ft", b"garbage"),
+            Err(MediaError::Sdp(_))
+        ));
+        assert!(mc.is_empty());
+        assert_eq!(
+            mc.answer("c1", "ft", "tt", &body("10.0.0.2", &[5000], "")),
+            Err(MediaError::UnknownCall)
+        );
+        mc.offer("c1", "ft", &body("10.0.0.1", &[4000], ""))
+            .unwrap();
+        assert!(matches!(
+            mc.answer("c1", "ft", "tt", &body("10.0.0.2", &[5000, 5002], "")),
+            Err(MediaError::StreamCountMismatch {
+                expected: 1,
+                got: 2
+            })
+        ));
+        let fqdn = b"v=0\r\no=- 1 1 IN IP4 h.example\r\ns=-\r\nc=IN IP4 h.example\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+        assert_eq!(
+            mc.answer("c1", "ft", "tt", fqdn),
+            Err(MediaError::UnresolvedAddress(0))
+        );
+        assert_eq!(dp.open_pairs(), 1);
+    }
+
+    #[test]
+    fn query_delete_list() {
+        let (dp, mut mc) = setup(10);
+        mc.offer("c1", "ft", &body("10.0.0.1", &[4000], ""))
+            .unwrap();
+        mc.answer("c1", "ft", "tt", &body("10.0.0.2", &[5000], ""))
+            .unwrap();
+        mc.offer("c2", "x", &body("10.0.0.3", &[4000], "")).unwrap();
+        dp.set_stats(
+            30000,
+            LegStats {
+                rtp_packets_in: 50,
+                rtp_bytes_in: 8600,
+                ..LegStats::default()
+            },
+        );
+        let q = mc.query("c1").unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].to_tag.as_deref(), Some("tt"));
+        let legs = &q[0].streams[0].legs;
+        assert_eq!(legs[0].side, Side::A);
+        assert_eq!(legs[0].tag.as_deref(), Some("ft"));
+        assert_eq!(legs[0].stats.rtp_packets_in, 50);
+        assert_eq!(legs[0].remote, Some(sa("10.0.0.1:4000")));
+        assert_eq!(legs[1].port, 30002);
+        assert_eq!(
+            mc.call_for_pair(LegPair { a: 30000, b: 30002 }),
+            Some(("c1".into(), "ft".into()))
+        );
+        assert_eq!(mc.list(), vec!["c1".to_string(), "c2".to_string()]);
+
+        // Delete by the callee's tag (BYE from B) finds the call too.
+        let gone = mc.delete("c1", Some("tt")).unwrap();
+        assert_eq!(gone[0].streams[0].legs[0].stats.rtp_packets_in, 50);
+        assert_eq!(dp.open_pairs(), 1);
+        assert_eq!(mc.delete("c1", None), Err(MediaError::UnknownCall));
+        assert_eq!(mc.query("c1"), Err(MediaError::UnknownCall));
+        mc.delete("c2", None).unwrap();
+        assert_eq!(dp.open_pairs(), 0);
+        assert!(mc.is_empty());
+    }
+}
