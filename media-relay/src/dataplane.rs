@@ -60,6 +60,16 @@ pub struct LegStats {
     pub mos: Option<f64>,
     /// The address media actually comes from (latched), if any packet arrived.
     pub latched: Option<SocketAddr>,
+    /// Packets received on this leg and dropped (not yet signalled, foreign source after the
+    /// latch (RTP-bleed guard), or nowhere to send).
+    pub packets_dropped: u64,
+    /// What the leg's endpoint reports in RTCP RR/SR about the media it receives from the relay:
+    /// fraction lost (0.0..=1.0), cumulative lost, interarrival jitter in ms.
+    pub remote_fraction_lost: Option<f64>,
+    pub remote_packets_lost: Option<i64>,
+    pub remote_jitter_ms: Option<f64>,
+    /// MOS-LQ the endpoint reported in an RTCP XR VoIP metrics block (RFC 3611 section 4.7).
+    pub remote_mos: Option<f64>,
 }
 
 /// Things the data plane reports to the control side.
@@ -88,4 +98,11 @@ pub trait DataPlane: Send + Sync {
     fn close_pair(&self, pair: LegPair);
     /// Stats of the leg owning `port`.
     fn stats(&self, port: u16) -> Option<LegStats>;
+    /// RTP clock rates of dynamic payload types received on the leg owning `port` (from the
+    /// SDP a=rtpmap of its endpoint), for jitter computation. Static types are known (RFC 3551);
+    /// unknown dynamic ones default to 8000 Hz. Default: ignored.
+    fn set_clock_rates(&self, port: u16, rates: &[(u8, u32)]) -> Result<(), RelayError> {
+        let _ = (port, rates);
+        Ok(())
+    }
 }

@@ -5,6 +5,8 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod relay;
 pub mod sdp;
 
 pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};
+pub use relay::{Backend, ClosedPairStats, Relay, RelayConfig, RelayTotals};

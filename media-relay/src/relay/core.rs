@@ -1,0 +1,446 @@
+//! The per-worker forwarding core: the session table of one worker thread and the per-packet
+//! decision (accept? where to?). Sans-IO: the back ends hand it received bytes and the time, and
+//! it answers with the socket and address to send them to.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::rtcp;
+use super::session::{DropReason, Kind, LegState};
+use super::ClosedPairStats;
+use crate::dataplane::{LegPair, LegStats, RelayEvent};
+
+/// Control -> worker messages.
+pub(crate) enum Cmd {
+    /// A new pair; sockets are bound by the control side: [a RTP, a RTCP, b RTP, b RTCP].
+    Open {
+        pair: LegPair,
+        socks: Box<[UdpSocket; 4]>,
+    },
+    SetRemote {
+        port: u16,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+    },
+    SetClockRates {
+        port: u16,
+        rates: Vec<(u8, u32)>,
+    },
+    Close {
+        pair: LegPair,
+    },
+    Stats {
+        port: u16,
+        reply: Sender<Option<LegStats>>,
+    },
+    Shutdown,
+}
+
+/// What the back end must do after a command.
+pub(crate) enum Effect {
+    None,
+    /// Start receiving on these socket slots.
+    Added([u32; 4]),
+    /// Stop receiving on these socket slots, then call [`Core::free_socket`] for each.
+    Removed([u32; 4]),
+    Shutdown,
+}
+
+/// Counter indices of [`WorkerShared::counters`].
+pub(crate) mod ctr {
+    pub const PACKETS_IN: usize = 0;
+    pub const BYTES_IN: usize = 1;
+    pub const PACKETS_OUT: usize = 2;
+    pub const BYTES_OUT: usize = 3;
+    pub const RTCP_IN: usize = 4;
+    pub const DROP_NOT_READY: usize = 5;
+    pub const DROP_FOREIGN: usize = 6;
+    pub const DROP_NO_DEST: usize = 7;
+    pub const DROP_TRUNCATED: usize = 8;
+    pub const SEND_ERRORS: usize = 9;
+    pub const MEDIA_TIMEOUTS: usize = 10;
+    pub const SESSIONS: usize = 11;
+    pub const WAKEUPS: usize = 12;
+    pub const N: usize = 13;
+}
+
+/// Counters one worker publishes for `Relay::totals()` (single writer).
+#[derive(Default)]
+pub(crate) struct WorkerShared {
+    pub counters: [AtomicU64; ctr::N],
+}
+
+/// Minimal slab: stable `u32` indices, free list reuse.
+pub(crate) struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+    fn insert(&mut self, t: T) -> u32 {
+        if let Some(i) = self.free.pop() {
+            self.items[i as usize] = Some(t);
+            i
+        } else {
+            self.items.push(Some(t));
+            (self.items.len() - 1) as u32
+        }
+    }
+    fn remove(&mut self, i: u32) -> Option<T> {
+        let t = self.items.get_mut(i as usize)?.take();
+        if t.is_some() {
+            self.free.push(i);
+        }
+        t
+    }
+    pub fn get(&self, i: u32) -> Option<&T> {
+        self.items.get(i as usize)?.as_ref()
+    }
+    fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.items.get_mut(i as usize)?.as_mut()
+    }
+    fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|t| (i as u32, t)))
+    }
+}
+
+const NO_LEG: u32 = u32::MAX;
+
+pub(crate) struct SockEntry {
+    pub fd: RawFd,
+    _sock: UdpSocket,
+    leg: u32,
+    kind: Kind,
+    /// The RTP (even) port of the leg this socket belongs to.
+    port: u16,
+}
+
+struct LegEntry {
+    pair: LegPair,
+    peer: u32,
+    socks: [u32; 2],
+    is_a: bool,
+    opened: Instant,
+    last_rtp: Instant,
+    timed_out: bool,
+    st: LegState,
+}
+
+/// A packet to send: out of socket `fd` to `dst`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Forward {
+    pub fd: RawFd,
+    pub dst: SocketAddr,
+}
+
+pub(crate) struct Core {
+    socks: Slab<SockEntry>,
+    legs: Slab<LegEntry>,
+    by_port: HashMap<u16, u32>,
+    strict: bool,
+    timeout: Duration,
+    local: [u64; ctr::N],
+    shared: Arc<WorkerShared>,
+    events: Sender<RelayEvent>,
+    closed: Arc<Mutex<VecDeque<ClosedPairStats>>>,
+    /// Sockets still open per closing port pair.
+    closing: HashMap<u16, u8>,
+    /// Ports whose sockets are closed: the control side returns them to the pool.
+    released: Arc<Mutex<Vec<u16>>>,
+}
+
+/// How many closed pairs' final stats are kept for `Relay::drain_closed_stats`.
+pub(crate) const CLOSED_KEEP: usize = 4096;
+
+impl Core {
+    pub fn new(
+        strict: bool,
+        timeout: Duration,
+        shared: Arc<WorkerShared>,
+        events: Sender<RelayEvent>,
+        closed: Arc<Mutex<VecDeque<ClosedPairStats>>>,
+        released: Arc<Mutex<Vec<u16>>>,
+    ) -> Core {
+        Core {
+            socks: Slab::new(),
+            legs: Slab::new(),
+            by_port: HashMap::new(),
+            strict,
+            timeout,
+            local: [0; ctr::N],
+            shared,
+            events,
+            closed,
+            closing: HashMap::new(),
+            released,
+        }
+    }
+
+    pub fn sock(&self, slot: u32) -> Option<&SockEntry> {
+        self.socks.get(slot)
+    }
+
+    /// Apply a control command at time `now`.
+    pub fn apply(&mut self, cmd: Cmd, now: Instant) -> Effect {
+        match cmd {
+            Cmd::Open { pair, socks } => self.open(pair, *socks, now),
+            Cmd::SetRemote { port, rtp, rtcp } => {
+                if let Some(l) = self.leg_by_port(port) {
+                    let rtcp = rtcp.unwrap_or_else(|| {
+                        let mut r = rtp;
+                        r.set_port(rtp.port().wrapping_add(1));
+                        r
+                    });
+                    l.st.latch[Kind::Rtp as usize].set_expected(rtp);
+                    l.st.latch[Kind::Rtcp as usize].set_expected(rtcp);
+                }
+                Effect::None
+            }
+            Cmd::SetClockRates { port, rates } => {
+                if let Some(l) = self.leg_by_port(port) {
+                    l.st.set_clock_rates(&rates);
+                }
+                Effect::None
+            }
+            Cmd::Close { pair } => self.close(pair, now),
+            Cmd::Stats { port, reply } => {
+                let s = self
+                    .by_port
+                    .get(&port)
+                    .and_then(|&i| self.legs.get(i))
+                    .map(|l| l.st.snapshot());
+                let _ = reply.try_send(s);
+                Effect::None
+            }
+            Cmd::Shutdown => Effect::Shutdown,
+        }
+    }
+
+    fn leg_by_port(&mut self, port: u16) -> Option<&mut LegEntry> {
+        let i = *self.by_port.get(&port)?;
+        self.legs.get_mut(i)
+    }
+
+    fn open(&mut self, pair: LegPair, socks: [UdpSocket; 4], now: Instant) -> Effect {
+        let [ar, ac, br, bc] = socks;
+        let mut slot = |s: UdpSocket, kind: Kind, port: u16| {
+            self.socks.insert(SockEntry {
+                fd: s.as_raw_fd(),
+                _sock: s,
+                leg: NO_LEG,
+                kind,
+                port,
+            })
+        };
+        let s = [
+            slot(ar, Kind::Rtp, pair.a),
+            slot(ac, Kind::Rtcp, pair.a),
+            slot(br, Kind::Rtp, pair.b),
+            slot(bc, Kind::Rtcp, pair.b),
+        ];
+        let mk = |is_a: bool, socks: [u32; 2]| LegEntry {
+            pair,
+            peer: NO_LEG,
+            socks,
+            is_a,
+            opened: now,
+            last_rtp: now,
+            timed_out: false,
+            st: LegState::default(),
+        };
+        let la = self.legs.insert(mk(true, [s[0], s[1]]));
+        let lb = self.legs.insert(mk(false, [s[2], s[3]]));
+        if let Some(l) = self.legs.get_mut(la) {
+            l.peer = lb;
+        }
+        if let Some(l) = self.legs.get_mut(lb) {
+            l.peer = la;
+        }
+        for (i, leg) in [(0, la), (1, la), (2, lb), (3, lb)] {
+            if let Some(e) = self.socks.get_mut(s[i]) {
+                e.leg = leg;
+            }
+        }
+        self.by_port.insert(pair.a, la);
+        self.by_port.insert(pair.b, lb);
+        self.local[ctr::SESSIONS] += 1;
+        Effect::Added(s)
+    }
+
+    fn close(&mut self, pair: LegPair, now: Instant) -> Effect {
+        let (Some(&la), Some(&lb)) = (self.by_port.get(&pair.a), self.by_port.get(&pair.b)) else {
+            return Effect::None;
+        };
+        self.by_port.remove(&pair.a);
+        self.by_port.remove(&pair.b);
+        let (Some(a), Some(b)) = (self.legs.remove(la), self.legs.remove(lb)) else {
+            return Effect::None;
+        };
+        let socks = [a.socks[0], a.socks[1], b.socks[0], b.socks[1]];
+        for s in socks {
+            if let Some(e) = self.socks.get_mut(s) {
+                e.leg = NO_LEG;
+            }
+        }
+        self.local[ctr::SESSIONS] = self.local[ctr::SESSIONS].saturating_sub(1);
+        let rec = ClosedPairStats {
+            pair,
+            duration: now.saturating_duration_since(a.opened),
+            a: a.st.snapshot(),
+            b: b.st.snapshot(),
+        };
+        if let Ok(mut q) = self.closed.lock() {
+            if q.len() >= CLOSED_KEEP {
+                q.pop_front();
+            }
+            q.push_back(rec);
+        }
+        Effect::Removed(socks)
+    }
+
+    /// Drop a socket whose receive side the back end has stopped (closes the fd). When both
+    /// sockets of a port pair are closed, the port goes back to the control side's pool.
+    pub fn free_socket(&mut self, slot: u32) {
+        let Some(e) = self.socks.remove(slot) else {
+            return;
+        };
+        let port = e.port;
+        drop(e);
+        let left = self.closing.entry(port).or_insert(2);
+        *left -= 1;
+        if *left == 0 {
+            self.closing.remove(&port);
+            if let Ok(mut r) = self.released.lock() {
+                r.push(port);
+            }
+        }
+    }
+
+    /// The forwarding decision for one datagram received on socket `slot` from `src` at `now`.
+    /// Updates counters, latching and quality; returns where to send the unchanged bytes.
+    #[inline]
+    pub fn on_packet(
+        &mut self,
+        slot: u32,
+        src: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) -> Option<Forward> {
+        let (leg_i, kind) = match self.socks.get(slot) {
+            Some(e) if e.leg != NO_LEG => (e.leg, e.kind),
+            _ => return None,
+        };
+        self.local[ctr::PACKETS_IN] += 1;
+        self.local[ctr::BYTES_IN] += data.len() as u64;
+        let strict = self.strict;
+        let leg = self.legs.get_mut(leg_i)?;
+        if let Err(r) = leg.st.latch[kind as usize].accept(src, now, strict) {
+            leg.st.dropped += 1;
+            self.local[match r {
+                DropReason::NotReady => ctr::DROP_NOT_READY,
+                DropReason::ForeignSource => ctr::DROP_FOREIGN,
+            }] += 1;
+            return None;
+        }
+        // RTCP on its own port, or multiplexed on the RTP port (RFC 5761 section 4).
+        let is_rtcp = kind == Kind::Rtcp || rtcp::is_rtcp(data);
+        let mut sr_mid = None;
+        if is_rtcp {
+            self.local[ctr::RTCP_IN] += 1;
+            sr_mid = leg.st.on_rtcp_in(data, now);
+        } else {
+            leg.st.on_rtp_in(data, now);
+            leg.last_rtp = now;
+        }
+        let peer_i = leg.peer;
+        let peer = self.legs.get_mut(peer_i)?;
+        let Some(dst) = peer.st.latch[kind as usize].destination() else {
+            if let Some(leg) = self.legs.get_mut(leg_i) {
+                leg.st.dropped += 1;
+            }
+            self.local[ctr::DROP_NO_DEST] += 1;
+            return None;
+        };
+        if is_rtcp {
+            peer.st.rtcp_out += 1;
+            if let Some(mid) = sr_mid {
+                peer.st.on_sr_out(mid, now);
+            }
+        } else {
+            peer.st.rtp_out += 1;
+            peer.st.rtp_bytes_out += data.len() as u64;
+            peer.last_rtp = now;
+        }
+        let out = peer.socks[kind as usize];
+        let fd = self.socks.get(out)?.fd;
+        self.local[ctr::PACKETS_OUT] += 1;
+        self.local[ctr::BYTES_OUT] += data.len() as u64;
+        Some(Forward { fd, dst })
+    }
+
+    /// A datagram was received truncated (larger than the buffer): dropped.
+    pub fn count_truncated(&mut self) {
+        self.local[ctr::DROP_TRUNCATED] += 1;
+    }
+
+    pub fn count_send_error(&mut self) {
+        self.local[ctr::SEND_ERRORS] += 1;
+    }
+
+    pub fn count_wakeup(&mut self) {
+        self.local[ctr::WAKEUPS] += 1;
+    }
+
+    /// Media timeout scan: a pair with no RTP on either leg for `timeout` gets one
+    /// `RelayEvent::MediaTimeout`; it is re-armed when media flows again.
+    pub fn scan_timeouts(&mut self, now: Instant) {
+        let mut fired: Vec<u32> = Vec::new();
+        for (i, l) in self.legs.iter() {
+            if !l.is_a {
+                continue;
+            }
+            let peer_last = self.legs.get(l.peer).map_or(l.last_rtp, |p| p.last_rtp);
+            let last = l.last_rtp.max(peer_last);
+            let idle = now.saturating_duration_since(last) >= self.timeout;
+            if idle != l.timed_out {
+                fired.push(i);
+            }
+        }
+        for i in fired {
+            if let Some(l) = self.legs.get_mut(i) {
+                l.timed_out = !l.timed_out;
+                if l.timed_out {
+                    self.local[ctr::MEDIA_TIMEOUTS] += 1;
+                    let _ = self.events.send(RelayEvent::MediaTimeout(l.pair));
+                }
+            }
+        }
+    }
+
+    /// How often to scan for media timeouts.
+    pub fn scan_interval(&self) -> Duration {
+        (self.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Publish counters for `Relay::totals()`.
+    pub fn publish(&self) {
+        for (a, v) in self.shared.counters.iter().zip(self.local.iter()) {
+            a.store(*v, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! Relay data plane over real UDP sockets on 127.0.0.1, for each back end.
+//!
+//! Every test is generated twice (module `epoll` and module `io_uring`). The io_uring variants
+//! print `SKIP` and return only when the kernel refuses io_uring.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use media_relay::{Backend, DataPlane, LegPair, Relay, RelayConfig, RelayError, RelayEvent};
+
+fn start(
+    backend: Backend,
+    port_min: u16,
+    port_max: u16,
+    timeout: Duration,
+    strict: bool,
+) -> Option<Relay> {
+    let cfg = RelayConfig {
+        address: "127.0.0.1".parse().unwrap(),
+        port_min,
+        port_max,
+        backend,
+        workers: 2,
+        timeout,
+        strict_source: strict,
+    };
+    match Relay::start(cfg) {
+        Ok(r) => {
+            let want = match backend {
+                Backend::IoUring => "io_uring",
+                Backend::Epoll => "epoll",
+                Backend::Auto => r.backend_name(),
+            };
+            assert_eq!(r.backend_name(), want);
+            Some(r)
+        }
+        Err(e) if backend == Backend::IoUring => {
+            println!("SKIP: kernel refused io_uring: {e}");
+            None
+        }
+        Err(e) => panic!("relay start: {e}"),
+    }
+}
+
+fn client() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    s
+}
+
+fn relay_addr(port: u16) -> SocketAddr {
+    SocketAddr::new("127.0.0.1".parse().unwrap(), port)
+}
+
+fn rtp(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 172];
+    p[0] = 0x80;
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p[12..20].copy_from_slice(b"payload!");
+    p
+}
+
+fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut b = [0u8; 2048];
+    let (n, from) = s.recv_from(&mut b).ok()?;
+    Some((b[..n].to_vec(), from))
+}
+
+/// Wait until `cond` holds on the relay totals (workers publish asynchronously).
+fn wait_totals(
+    r: &Relay,
+    cond: impl Fn(&media_relay::RelayTotals) -> bool,
+) -> media_relay::RelayTotals {
+    let t0 = Instant::now();
+    loop {
+        let t = r.totals();
+        if cond(&t) || t0.elapsed() > Duration::from_secs(2) {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn recv_quiet(s: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let r = recv(s);
+    s.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    r
+}
+
+/// Caller X (RTP+RTCP sockets) and callee Y, signalled on a pair.
+struct Call {
+    pair: LegPair,
+    x: UdpSocket,
+    xc: UdpSocket,
+    y: UdpSocket,
+    yc: UdpSocket,
+}
+
+fn call(r: &Relay) -> Call {
+    let pair = r.open_pair().unwrap();
+    let (x, xc, y, yc) = (client(), client(), client(), client());
+    r.set_remote(
+        pair.a,
+        x.local_addr().unwrap(),
+        Some(xc.local_addr().unwrap()),
+    )
+    .unwrap();
+    r.set_remote(
+        pair.b,
+        y.local_addr().unwrap(),
+        Some(yc.local_addr().unwrap()),
+    )
+    .unwrap();
+    Call { pair, x, xc, y, yc }
+}
+
+macro_rules! backend_tests {
+    ($m:ident, $backend:expr, $base:expr) => {
+        mod $m {
+            use super::*;
+            const B: Backend = $backend;
+            const BASE: u16 = $base;
+
+            #[test]
+            fn rtp_both_ways_and_rtcp_on_plus_one() {
+                let Some(r) = start(B, BASE, BASE + 99, Duration::from_secs(60), false) else {
+                    return;
+                };
+                let c = call(&r);
+                assert_eq!(c.pair.a % 2, 0);
+                assert_eq!(c.pair.b % 2, 0);
+                for i in 0..5u16 {
+                    let p = rtp(i, i as u32 * 160, 0xaaaa);
+                    c.x.send_to(&p, relay_addr(c.pair.a)).unwrap();
+                    let (got, from) = recv(&c.y).expect("Y gets RTP from X");
+                    assert_eq!(got, p, "forwarded unchanged");
+                    assert_eq!(from, relay_addr(c.pair.b), "sent from b");
+                    let q = rtp(100 + i, i as u32 * 160, 0xbbbb);
+                    c.y.send_to(&q, relay_addr(c.pair.b)).unwrap();
+                    let (got, from) = recv(&c.x).expect("X gets RTP from Y");
+                    assert_eq!(got, q);
+                    assert_eq!(from, relay_addr(c.pair.a));
+                }
+                // RTCP: X's RTCP socket -> a+1 -> out of b+1 -> Y's RTCP socket.
+                let rr = [0x80u8, 201, 0, 1, 0, 0, 0xaa, 0xaa];
+                c.xc.send_to(&rr, relay_addr(c.pair.a + 1)).unwrap();
+                let (got, from) = recv(&c.yc).expect("Y gets RTCP");
+                assert_eq!(&got[..], &rr[..]);
+                assert_eq!(from, relay_addr(c.pair.b + 1));
+                c.yc.send_to(&rr, relay_addr(c.pair.b + 1)).unwrap();
+                let (_, from) = recv(&c.xc).expect("X gets RTCP");
+                assert_eq!(from, relay_addr(c.pair.a + 1));
+
+                let sa = r.stats(c.pair.a).unwrap();
+                assert_eq!(sa.rtp_packets_in, 5);
+                assert_eq!(sa.rtp_packets_out, 5);
+                assert_eq!(sa.rtp_bytes_in, 5 * 172);
+                assert_eq!(sa.rtcp_packets_in, 1);
+                assert_eq!(sa.rtcp_packets_out, 1);
+                assert_eq!(sa.latched, Some(c.x.local_addr().unwrap()));
+                let t = wait_totals(&r, |t| t.packets_out == 12);
+                assert_eq!(t.packets_out, 12);
+                assert_eq!(t.active_pairs, 1);
+                r.shutdown();
+            }
+
+            #[test]
+            fn latches_to_nat_address() {
+                let Some(r) = start(B, BASE + 100, BASE + 199, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let pair = r.open_pair().unwrap();
+                let (x, y) = (client(), client());
+                // X signals a private address it does not send from (behind NAT).
+                let sdp_x: SocketAddr = "127.0.0.1:9".parse().unwrap();
+                r.set_remote(pair.a, sdp_x, None).unwrap();
+                r.set_remote(pair.b, y.local_addr().unwrap(), None).unwrap();
+                x.send_to(&rtp(1, 0, 1), relay_addr(pair.a)).unwrap();
+                recv(&y).expect("Y gets X's media");
+                y.send_to(&rtp(1, 0, 2), relay_addr(pair.b)).unwrap();
+                let (_, from) = recv(&x).expect("media goes to the latched NAT address");
+                assert_eq!(from, relay_addr(pair.a));
+                assert_eq!(
+                    r.stats(pair.a).unwrap().latched,
+                    Some(x.local_addr().unwrap())
+                );
+            }
+
+            #[test]
+            fn rtp_bleed_guard_and_relatch() {
+                let Some(r) = start(B, BASE + 200, BASE + 299, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let c = call(&r);
+                // X is behind NAT: its SDP names an address it does not send from.
+                let sdp_x: SocketAddr = "127.0.0.1:9".parse().unwrap();
+                r.set_remote(c.pair.a, sdp_x, None).unwrap();
+                // Fill the latch window with X's packets.
+                for i in 0..12u16 {
+                    c.x.send_to(&rtp(i, i as u32 * 160, 1), relay_addr(c.pair.a))
+                        .unwrap();
+                    recv(&c.y).expect("X's media passes");
+                }
+                let z = client();
+                z.send_to(&rtp(500, 0, 66), relay_addr(c.pair.a)).unwrap();
+                // Z's packet must not reach Y; X's next one does (and is the next thing Y sees).
+                c.x.send_to(&rtp(12, 12 * 160, 1), relay_addr(c.pair.a))
+                    .unwrap();
+                let (got, _) = recv(&c.y).unwrap();
+                assert_eq!(got, rtp(12, 12 * 160, 1));
+                assert!(recv_quiet(&c.y, Duration::from_millis(100)).is_none());
+                // Y's media still goes to X, not to Z.
+                c.y.send_to(&rtp(1, 0, 2), relay_addr(c.pair.b)).unwrap();
+                recv(&c.x).expect("X still gets media");
+                assert!(recv_quiet(&z, Duration::from_millis(100)).is_none());
+                let t = wait_totals(&r, |t| t.dropped_foreign_source == 1);
+                assert_eq!(t.dropped_foreign_source, 1);
+                assert_eq!(r.stats(c.pair.a).unwrap().packets_dropped, 1);
+
+                // A new offer re-opens the window: Z (the endpoint moved) may latch now.
+                r.set_remote(c.pair.a, sdp_x, None).unwrap();
+                // set_remote is asynchronous; the stats round trip orders after it.
+                r.stats(c.pair.a).unwrap();
+                z.send_to(&rtp(501, 0, 66), relay_addr(c.pair.a)).unwrap();
+                recv(&c.y).expect("Z's media passes after re-offer");
+                c.y.send_to(&rtp(2, 160, 2), relay_addr(c.pair.b)).unwrap();
+                recv(&z).expect("media goes to the re-latched source");
+                assert_eq!(
+                    r.stats(c.pair.a).unwrap().latched,
+                    Some(z.local_addr().unwrap())
+                );
+            }
+
+            #[test]
+            fn strict_source_drops_other_sources() {
+                let Some(r) = start(B, BASE + 300, BASE + 399, Duration::from_secs(60), true)
+                else {
+                    return;
+                };
+                let c = call(&r);
+                let z = client();
+                z.send_to(&rtp(1, 0, 66), relay_addr(c.pair.a)).unwrap();
+                c.x.send_to(&rtp(1, 0, 1), relay_addr(c.pair.a)).unwrap();
+                let (got, _) = recv(&c.y).unwrap();
+                assert_eq!(got, rtp(1, 0, 1));
+                assert!(recv_quiet(&c.y, Duration::from_millis(100)).is_none());
+                assert_eq!(
+                    wait_totals(&r, |t| t.dropped_foreign_source == 1).dropped_foreign_source,
+                    1
+                );
+            }
+
+            #[test]
+            fn unsignalled_and_no_destination_are_dropped_and_counted() {
+                let Some(r) = start(B, BASE + 400, BASE + 499, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let pair = r.open_pair().unwrap();
+                let (x, y) = (client(), client());
+                x.send_to(&rtp(1, 0, 1), relay_addr(pair.a)).unwrap();
+                assert_eq!(
+                    wait_totals(&r, |t| t.dropped_not_ready == 1).dropped_not_ready,
+                    1
+                );
+                // a is signalled, b is not: X's media has nowhere to go.
+                r.set_remote(pair.a, x.local_addr().unwrap(), None).unwrap();
+                x.send_to(&rtp(2, 160, 1), relay_addr(pair.a)).unwrap();
+                assert!(recv_quiet(&y, Duration::from_millis(100)).is_none());
+                let t = wait_totals(&r, |t| t.dropped_no_destination == 1);
+                let s = r.stats(pair.a).unwrap();
+                assert_eq!(s.packets_dropped, 2);
+                assert_eq!(t.dropped_not_ready, 1);
+                assert_eq!(t.dropped_no_destination, 1);
+                assert_eq!(t.packets_out, 0);
+            }
+
+            #[test]
+            fn media_timeout_event() {
+                let Some(r) = start(B, BASE + 500, BASE + 599, Duration::from_millis(300), false)
+                else {
+                    return;
+                };
+                let ev = r.events();
+                let t0 = Instant::now();
+                let idle = r.open_pair().unwrap();
+                let busy = call(&r);
+                // Keep media flowing on `busy` while `idle` times out.
+                let mut got = None;
+                let mut seq = 0u16;
+                while t0.elapsed() < Duration::from_secs(3) {
+                    busy.x
+                        .send_to(&rtp(seq, seq as u32 * 160, 1), relay_addr(busy.pair.a))
+                        .unwrap();
+                    seq += 1;
+                    if let Ok(e) = ev.recv_timeout(Duration::from_millis(20)) {
+                        got = Some((e, t0.elapsed()));
+                        break;
+                    }
+                }
+                let (e, at) = got.expect("a media timeout event");
+                assert_eq!(e, RelayEvent::MediaTimeout(idle));
+                assert!(at >= Duration::from_millis(290), "fired after {at:?}");
+                // The busy pair did not time out.
+                for _ in 0..10 {
+                    busy.x
+                        .send_to(&rtp(seq, 0, 1), relay_addr(busy.pair.a))
+                        .unwrap();
+                    seq += 1;
+                    assert!(ev.recv_timeout(Duration::from_millis(50)).is_err());
+                }
+                assert_eq!(r.totals().media_timeouts, 1);
+            }
+
+            #[test]
+            fn port_exhaustion_and_close_returns_ports() {
+                // 8 ports = 4 RTP/RTCP port pairs = 2 leg pairs.
+                let Some(r) = start(B, BASE + 600, BASE + 607, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let p1 = r.open_pair().unwrap();
+                let p2 = r.open_pair().unwrap();
+                assert_eq!(r.open_pair(), Err(RelayError::PortsExhausted));
+                let c = client();
+                c.send_to(&rtp(1, 0, 1), relay_addr(p1.a)).unwrap();
+                r.close_pair(p1);
+                assert!(r.stats(p1.a).is_none());
+                assert_eq!(
+                    r.set_remote(p1.a, c.local_addr().unwrap(), None),
+                    Err(RelayError::UnknownPort(p1.a))
+                );
+                // Ports come back once the worker closed the sockets.
+                let t0 = Instant::now();
+                let p3 = loop {
+                    match r.open_pair() {
+                        Ok(p) => break p,
+                        Err(RelayError::PortsExhausted)
+                            if t0.elapsed() < Duration::from_secs(2) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(5))
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                let mut got = [p3.a, p3.b];
+                got.sort();
+                let mut want = [p1.a, p1.b];
+                want.sort();
+                assert_eq!(got, want);
+                assert_ne!(p3, p2);
+                let closed = r.drain_closed_stats();
+                assert_eq!(closed.len(), 1);
+                assert_eq!(closed[0].pair, p1);
+                assert_eq!(r.totals().active_pairs, 2);
+            }
+
+            #[test]
+            fn stats_loss_and_jitter_from_crafted_sequence() {
+                let Some(r) = start(B, BASE + 700, BASE + 799, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let c = call(&r);
+                let mut sent = 0;
+                // 100 sequence numbers, every 10th missing, sent as a burst: timestamps advance
+                // 20 ms per packet while arrivals are ~simultaneous, so jitter approaches 20 ms.
+                for seq in 0u16..100 {
+                    if seq % 10 == 5 {
+                        continue;
+                    }
+                    c.x.send_to(&rtp(seq, seq as u32 * 160, 7), relay_addr(c.pair.a))
+                        .unwrap();
+                    sent += 1;
+                }
+                for _ in 0..sent {
+                    recv(&c.y).expect("all sent packets are relayed");
+                }
+                let s = r.stats(c.pair.a).unwrap();
+                assert_eq!(s.rtp_packets_in, 90);
+                assert_eq!(s.packets_lost, 10);
+                assert!(
+                    (s.fraction_lost - 10.0 / 99.0).abs() < 1e-6,
+                    "{}",
+                    s.fraction_lost
+                );
+                // (after each gap |D| is 40 ms, so the estimate sits a little above 20 ms)
+                assert!(
+                    s.jitter_ms > 10.0 && s.jitter_ms < 30.0,
+                    "jitter {}",
+                    s.jitter_ms
+                );
+                let mos = s.mos.unwrap();
+                assert!(mos > 1.0 && mos < 4.0, "10% loss gives a poor MOS: {mos}");
+                let sb = r.stats(c.pair.b).unwrap();
+                assert_eq!(sb.rtp_packets_out, 90);
+                assert_eq!(sb.rtp_packets_in, 0);
+                assert_eq!(sb.mos, None);
+                r.close_pair(c.pair);
+                // Final stats are kept after close.
+                let t0 = Instant::now();
+                let closed = loop {
+                    let v = r.drain_closed_stats();
+                    if !v.is_empty() || t0.elapsed() > Duration::from_secs(2) {
+                        break v;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                };
+                assert_eq!(closed[0].a.packets_lost, 10);
+            }
+
+            #[test]
+            fn rtcp_mux_on_rtp_port() {
+                let Some(r) = start(B, BASE + 800, BASE + 899, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let c = call(&r);
+                let sr = {
+                    let mut v = vec![0x80u8, 200, 0, 6];
+                    v.extend_from_slice(&[0u8; 24]);
+                    v
+                };
+                c.x.send_to(&sr, relay_addr(c.pair.a)).unwrap();
+                let (got, from) = recv(&c.y).unwrap();
+                assert_eq!(got, sr);
+                assert_eq!(from, relay_addr(c.pair.b));
+                let s = r.stats(c.pair.a).unwrap();
+                assert_eq!((s.rtcp_packets_in, s.rtp_packets_in), (1, 0));
+            }
+
+            #[test]
+            fn many_pairs_across_workers() {
+                let Some(r) = start(B, BASE + 900, BASE + 999, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let calls: Vec<Call> = (0..10).map(|_| call(&r)).collect();
+                for (i, c) in calls.iter().enumerate() {
+                    c.x.send_to(&rtp(i as u16, 0, i as u32), relay_addr(c.pair.a))
+                        .unwrap();
+                }
+                for (i, c) in calls.iter().enumerate() {
+                    let (got, _) = recv(&c.y).unwrap();
+                    assert_eq!(got, rtp(i as u16, 0, i as u32));
+                }
+                for c in &calls {
+                    r.close_pair(c.pair);
+                }
+                assert_eq!(r.totals().active_pairs, 0);
+            }
+        }
+    };
+}
+
+backend_tests!(epoll, Backend::Epoll, 21000);
