@@ -5,6 +5,7 @@ pub mod check;
 pub mod headers;
 pub mod message;
 pub mod parse;
+pub mod transaction;
 pub mod uri;
 
 use std::net::SocketAddr;
