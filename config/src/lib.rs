@@ -1,1 +1,907 @@
-//! trunkline configuration.
+//! trunkline configuration: YAML in, a validated and typed [`Config`] out, with the dial plan
+//! compiled for fast matching ([`Dialplan`]).
+//!
+//! A `Config` is an immutable value: the server holds it in an `Arc` and a reload builds a new
+//! one and swaps the `Arc`, so calls in progress keep the configuration they started with.
+//!
+//! Every error, syntax or semantic, is reported as `FILE:LINE:COLUMN: message` (1-based), the
+//! line and column being those of the offending YAML node (see [`ConfigError`]).
+//!
+//! The YAML shape:
+//! ```yaml
+//! listen:                      # SIP listeners
+//!   - { transport: udp, address: 127.0.0.1:5060 }
+//!   - { transport: tcp, address: 127.0.0.1:5060 }
+//!   # - { transport: tls, address: 127.0.0.1:5061, cert: cert.pem, key: key.pem }
+//! media:
+//!   address: 127.0.0.1         # address written into rewritten SDP
+//!   ports: 20000-29999         # relay port range (even first port, odd last port)
+//!   backend: auto              # auto | io_uring | epoll
+//!   ng_listen: 127.0.0.1:2223  # optional: rtpengine-compatible ng control port
+//!   timeout: 60                # optional: media timeout seconds (default 60)
+//! metrics:
+//!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
+//! trunks:
+//!   pbx:     { address: 127.0.0.1:5080, transport: udp }
+//!   carrier: { address: 127.0.0.1:5090, transport: udp, max_calls: 100, max_cps: 10 }
+//! dialplan:                    # first match wins
+//!   - match: { to_user: '^\+?1(\d{10})$' }
+//!     rewrite: { to_user: '+1$1' }
+//!     route: [carrier]         # several trunks = failover order
+//!   - match: { to_user: '^911$' }
+//!     reject: { code: 403, reason: Forbidden }
+//!   - match: { to_user: '^moved$' }
+//!     redirect: { contacts: ['sip:moved@192.0.2.1'], code: 302 }
+//!   - match: { to_user: '.*' }
+//!     route: [pbx]
+//! ```
+//!
+//! Dial-plan rules: `match` keys are `to_user`, `from_user`, `request_uri` (regexes in the
+//! `regex` crate's syntax, searched unanchored unless the pattern says `^`/`$`) and
+//! `source_trunk` (a trunk name); all keys given must match; no `match` (or `match: {}`) matches
+//! everything. Exactly one action per rule: `route`, `redirect` or `reject`. Rewrites
+//! (`rewrite: { to_user, from_user, request_uri }`) are templates where `$N` / `${N}` /
+//! `${name}` insert a capture group and `$$` a literal `$`:
+//! - `rewrite.to_user` uses the captures of `match.to_user`;
+//! - `rewrite.from_user` uses the captures of `match.from_user` if the rule has one, else those
+//!   of `match.to_user`;
+//! - `rewrite.request_uri` uses the captures of `match.request_uri` if the rule has one, else
+//!   those of `match.to_user`.
+//!
+//! A reference to a group the pattern does not have is a load error.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+mod dialplan;
+mod locate;
+mod pattern;
+
+pub use dialplan::{Action, Decision, Dialplan, RouteQuery};
+
+use dialplan::{CaptureSource, Rule};
+use locate::{key, Seg};
+use pattern::{Pattern, Template};
+
+/// SIP transport of a listener or a trunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// Media relay I/O back end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+pub enum Backend {
+    /// io_uring when the kernel allows it, else epoll.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "io_uring")]
+    IoUring,
+    #[serde(rename = "epoll")]
+    Epoll,
+}
+
+/// A SIP listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: TransportKind,
+    pub address: SocketAddr,
+    /// TLS certificate chain (PEM); required for `tls`, refused otherwise.
+    pub cert: Option<PathBuf>,
+    /// TLS private key (PEM); required for `tls`, refused otherwise.
+    pub key: Option<PathBuf>,
+}
+
+/// Media relay settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    /// Address written into rewritten SDP (`c=` lines).
+    pub address: IpAddr,
+    /// First relay port (even: RTP on even ports, RTCP on the next odd one, RFC 3550 §11).
+    pub port_min: u16,
+    /// Last relay port (odd), inclusive.
+    pub port_max: u16,
+    pub backend: Backend,
+    /// rtpengine-compatible ng control listener, if any.
+    pub ng_listen: Option<SocketAddr>,
+    /// Media inactivity timeout (default 60 s).
+    pub timeout: Duration,
+}
+
+/// Prometheus/admin HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    pub listen: SocketAddr,
+}
+
+/// A peer (carrier, PBX) calls are routed to and accepted from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trunk {
+    pub name: String,
+    pub address: SocketAddr,
+    pub transport: TransportKind,
+    /// Most concurrent calls to/from this trunk (None: no limit; validated > 0).
+    pub max_calls: Option<u32>,
+    /// Most new calls per second to/from this trunk (None: no limit; validated > 0).
+    pub max_cps: Option<u32>,
+}
+
+/// A validated configuration. Immutable; share it as `Arc<Config>`.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: Vec<Listen>,
+    pub media: Media,
+    pub metrics: Option<Metrics>,
+    pub trunks: BTreeMap<String, Trunk>,
+    pub dialplan: Dialplan,
+    /// The file it came from, or `"<embedded default>"`.
+    pub source: String,
+}
+
+/// A configuration error, displayed as `FILE:LINE:COLUMN: message` (line and column 1-based).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The embedded default: loopback only.
+pub const DEFAULT_YAML: &str = r#"# trunkline embedded default configuration: loopback only.
+listen:
+  - { transport: udp, address: 127.0.0.1:5060 }
+  - { transport: tcp, address: 127.0.0.1:5060 }
+media:
+  address: 127.0.0.1
+  ports: 20000-29999
+  backend: auto
+metrics:
+  listen: 127.0.0.1:9464
+trunks:
+  pbx: { address: 127.0.0.1:5080, transport: udp }
+dialplan:
+  - match: { to_user: '.*' }
+    route: [pbx]
+"#;
+
+/// Origin name used for [`DEFAULT_YAML`].
+pub const DEFAULT_ORIGIN: &str = "<embedded default>";
+
+/// The embedded default configuration.
+pub fn default_config() -> Config {
+    match from_yaml(DEFAULT_YAML, DEFAULT_ORIGIN) {
+        Ok(c) => c,
+        // DEFAULT_YAML is a constant checked by the tests.
+        Err(e) => panic!("embedded default configuration is invalid: {e}"),
+    }
+}
+
+/// Read and validate a configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: origin.clone(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read: {e}"),
+    })?;
+    from_yaml(&src, &origin)
+}
+
+/// Parse and validate YAML text; `origin` names it in errors (a file name).
+pub fn from_yaml(src: &str, origin: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = yaml_serde::from_str(src).map_err(|e| syntax_error(&e, src, origin))?;
+    let mut cfg = build(raw).map_err(|s| {
+        let (line, column) = locate::locate(src, &s.path).unwrap_or((1, 1));
+        ConfigError {
+            file: origin.to_string(),
+            line,
+            column,
+            message: s.message,
+        }
+    })?;
+    cfg.source = origin.to_string();
+    Ok(cfg)
+}
+
+/// Turn a yaml_serde error into a positioned ConfigError. For an unclosed flow collection the
+/// place worth pointing at is where it was opened (libyaml reports where it gave up, often the
+/// next line), which libyaml gives as the "while parsing a flow ... at line L column C" context.
+fn syntax_error(e: &yaml_serde::Error, src: &str, origin: &str) -> ConfigError {
+    let mut text = e.to_string();
+    let (mut line, mut column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
+    // yaml_serde appends " at line L column C"; the prefix already says it.
+    let suffix = format!(" at line {line} column {column}");
+    if text.ends_with(&suffix) {
+        text.truncate(text.len() - suffix.len());
+    }
+    text = text.replace("struct RawConfig", "a mapping with `listen`, `media`, `trunks`, `dialplan`");
+    if let Some(ctx) = text.find("while parsing a flow") {
+        if let Some((l, c)) = parse_line_col(&text[ctx..]) {
+            line = l;
+            column = c;
+        }
+    }
+    if src.trim().is_empty() {
+        return ConfigError {
+            file: origin.to_string(),
+            line: 1,
+            column: 1,
+            message: "empty configuration".into(),
+        };
+    }
+    ConfigError {
+        file: origin.to_string(),
+        line,
+        column,
+        message: text,
+    }
+}
+
+/// First "line L column C" in `s`.
+fn parse_line_col(s: &str) -> Option<(usize, usize)> {
+    let at = s.find("line ")?;
+    let rest = &s[at + 5..];
+    let n: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let rest = &rest[n.len()..];
+    let rest = rest.strip_prefix(" column ")?;
+    let c: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some((n.parse().ok()?, c.parse().ok()?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The YAML shape, as serde types. deny_unknown_fields everywhere so typos are errors.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Vec<RawListen>,
+    media: RawMedia,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+    #[serde(default, deserialize_with = "unique_keys")]
+    trunks: Vec<(String, RawTrunk)>,
+    #[serde(default)]
+    dialplan: Vec<RawRule>,
+}
+
+/// A mapping read in file order, where a repeated key is an error (raised while reading that
+/// key, so it is positioned at the repeat). Plain serde maps silently keep the last one.
+fn unique_keys<'de, D, V>(d: D) -> Result<Vec<(String, V)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+    use std::marker::PhantomData;
+
+    struct KeySeed<'a>(&'a HashSet<String>);
+    impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+        type Value = String;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl Visitor<'_> for KeySeed<'_> {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a name")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            if self.0.contains(v) {
+                Err(E::custom(format!("`{v}` is defined twice")))
+            } else {
+                Ok(v.to_string())
+            }
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            self.visit_str(&v.to_string())
+        }
+    }
+    struct MapV<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for MapV<V> {
+        type Value = Vec<(String, V)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a mapping of names")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            while let Some(k) = m.next_key_seed(KeySeed(&seen))? {
+                let v = m.next_value::<V>()?;
+                seen.insert(k.clone());
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(MapV(PhantomData))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    transport: TransportKind,
+    address: String,
+    #[serde(default)]
+    cert: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMedia {
+    address: String,
+    ports: String,
+    #[serde(default)]
+    backend: Backend,
+    #[serde(default)]
+    ng_listen: Option<String>,
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunk {
+    address: String,
+    #[serde(default)]
+    transport: Option<TransportKind>,
+    #[serde(default)]
+    max_calls: Option<u32>,
+    #[serde(default)]
+    max_cps: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default, rename = "match")]
+    matches: Option<RawMatch>,
+    #[serde(default)]
+    rewrite: Option<RawRewrite>,
+    #[serde(default)]
+    route: Option<Vec<String>>,
+    #[serde(default)]
+    redirect: Option<RawRedirect>,
+    #[serde(default)]
+    reject: Option<RawReject>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    to_user: Option<String>,
+    #[serde(default)]
+    from_user: Option<String>,
+    #[serde(default)]
+    request_uri: Option<String>,
+    #[serde(default)]
+    source_trunk: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRewrite {
+    #[serde(default)]
+    to_user: Option<String>,
+    #[serde(default)]
+    from_user: Option<String>,
+    #[serde(default)]
+    request_uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedirect {
+    contacts: Vec<String>,
+    #[serde(default)]
+    code: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReject {
+    code: u16,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+/// A semantic error at a path in the document; positioned later by [`locate::locate`].
+struct Sem {
+    path: Vec<Seg>,
+    message: String,
+}
+
+fn sem(path: Vec<Seg>, message: impl Into<String>) -> Sem {
+    Sem {
+        path,
+        message: message.into(),
+    }
+}
+
+/// Non-fast patterns compiled eagerly at load (so even regex size-limit errors are reported
+/// then); beyond this many they are syntax-checked at load and compiled on first use.
+const EAGER_REGEX_LIMIT: usize = 1000;
+
+fn build(raw: RawConfig) -> Result<Config, Sem> {
+    let mut listen = Vec::with_capacity(raw.listen.len());
+    let mut seen = HashSet::new();
+    for (i, l) in raw.listen.into_iter().enumerate() {
+        let p = |k: &str| vec![key("listen"), Seg::Index(i), key(k)];
+        let address = parse_socket(&l.address).map_err(|m| sem(p("address"), m))?;
+        if !seen.insert((l.transport, address)) {
+            return Err(sem(
+                p("address"),
+                format!("duplicate listener {:?} {address}", l.transport),
+            ));
+        }
+        match l.transport {
+            TransportKind::Tls => {
+                if l.cert.is_none() {
+                    return Err(sem(
+                        vec![key("listen"), Seg::Index(i)],
+                        "a tls listener needs `cert`",
+                    ));
+                }
+                if l.key.is_none() {
+                    return Err(sem(
+                        vec![key("listen"), Seg::Index(i)],
+                        "a tls listener needs `key`",
+                    ));
+                }
+            }
+            _ => {
+                if l.cert.is_some() {
+                    return Err(sem(p("cert"), "`cert` is only for tls listeners"));
+                }
+                if l.key.is_some() {
+                    return Err(sem(p("key"), "`key` is only for tls listeners"));
+                }
+            }
+        }
+        listen.push(Listen {
+            transport: l.transport,
+            address,
+            cert: l.cert.map(PathBuf::from),
+            key: l.key.map(PathBuf::from),
+        });
+    }
+    if listen.is_empty() {
+        return Err(sem(vec![key("listen")], "at least one listener is needed"));
+    }
+
+    let media = build_media(raw.media)?;
+    let metrics = match raw.metrics {
+        None => None,
+        Some(m) => Some(Metrics {
+            listen: parse_socket(&m.listen)
+                .map_err(|e| sem(vec![key("metrics"), key("listen")], e))?,
+        }),
+    };
+
+    let mut trunks = BTreeMap::new();
+    for (name, t) in raw.trunks {
+        let p = |k: &str| vec![key("trunks"), key(&name), key(k)];
+        if !valid_name(&name) {
+            return Err(sem(
+                vec![key("trunks"), Seg::KeyItself(name.clone())],
+                format!("trunk name `{name}`: use letters, digits, `-`, `_` and `.`"),
+            ));
+        }
+        let address = resolve(&t.address).map_err(|m| sem(p("address"), m))?;
+        if t.max_calls == Some(0) {
+            return Err(sem(
+                p("max_calls"),
+                "max_calls must be > 0 (leave it out for no limit)",
+            ));
+        }
+        if t.max_cps == Some(0) {
+            return Err(sem(
+                p("max_cps"),
+                "max_cps must be > 0 (leave it out for no limit)",
+            ));
+        }
+        trunks.insert(
+            name.clone(),
+            Trunk {
+                name,
+                address,
+                transport: t.transport.unwrap_or(TransportKind::Udp),
+                max_calls: t.max_calls,
+                max_cps: t.max_cps,
+            },
+        );
+    }
+
+    let mut rules = Vec::with_capacity(raw.dialplan.len());
+    let mut eager_budget = EAGER_REGEX_LIMIT;
+    for (i, r) in raw.dialplan.into_iter().enumerate() {
+        rules.push(build_rule(i, r, &trunks, &mut eager_budget)?);
+    }
+
+    Ok(Config {
+        listen,
+        media,
+        metrics,
+        trunks,
+        dialplan: Dialplan::new(rules),
+        source: String::new(),
+    })
+}
+
+fn build_media(m: RawMedia) -> Result<Media, Sem> {
+    let p = |k: &str| vec![key("media"), key(k)];
+    let address: IpAddr = m.address.trim().parse().map_err(|_| {
+        sem(
+            p("address"),
+            format!("`{}` is not an IP address", m.address),
+        )
+    })?;
+    if address.is_unspecified() {
+        return Err(sem(
+            p("address"),
+            "media.address is written into SDP: it must be a concrete address, not 0.0.0.0/::",
+        ));
+    }
+    let (lo, hi) = m.ports.split_once('-').ok_or_else(|| {
+        sem(
+            p("ports"),
+            format!(
+                "`{}`: expected a range FIRST-LAST, e.g. 20000-29999",
+                m.ports
+            ),
+        )
+    })?;
+    let port = |s: &str| -> Result<u16, Sem> {
+        s.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                sem(
+                    p("ports"),
+                    format!("`{}` is not a port number (1-65535)", s.trim()),
+                )
+            })
+    };
+    let (port_min, port_max) = (port(lo)?, port(hi)?);
+    if port_min >= port_max {
+        return Err(sem(
+            p("ports"),
+            format!("port range {port_min}-{port_max} is empty or reversed"),
+        ));
+    }
+    if port_min % 2 != 0 {
+        return Err(sem(
+            p("ports"),
+            format!(
+                "first port {port_min} must be even (RTP on even ports, RTCP on the next odd one)"
+            ),
+        ));
+    }
+    if port_max % 2 != 1 {
+        return Err(sem(
+            p("ports"),
+            format!("last port {port_max} must be odd (the RTCP port of the last pair)"),
+        ));
+    }
+    let ng_listen = match &m.ng_listen {
+        None => None,
+        Some(s) => Some(parse_socket(s).map_err(|e| sem(p("ng_listen"), e))?),
+    };
+    let timeout = match m.timeout {
+        None => Duration::from_secs(60),
+        Some(0) => return Err(sem(p("timeout"), "media timeout must be > 0 seconds")),
+        Some(s) => Duration::from_secs(s),
+    };
+    Ok(Media {
+        address,
+        port_min,
+        port_max,
+        backend: m.backend,
+        ng_listen,
+        timeout,
+    })
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+fn parse_socket(s: &str) -> Result<SocketAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IP:port address (IPv6 as [::1]:5060)"))
+}
+
+/// IP:port, or host:port resolved now (first address).
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.trim().parse() {
+        return Ok(a);
+    }
+    let t = s.trim();
+    match t.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+        _ => return Err(format!("`{s}` is not an IP:port or host:port address")),
+    }
+    match t.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("`{s}` resolves to no address")),
+        Err(e) => Err(format!("`{s}`: cannot resolve: {e}")),
+    }
+}
+
+/// No control characters (they would break SIP framing / header injection).
+fn check_text(s: &str, path: &[Seg], what: &str) -> Result<(), Sem> {
+    if s.chars().any(|c| c.is_control()) {
+        return Err(sem(
+            path.to_vec(),
+            format!("{what} must not contain control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn build_rule(
+    i: usize,
+    r: RawRule,
+    trunks: &BTreeMap<String, Trunk>,
+    eager: &mut usize,
+) -> Result<Rule, Sem> {
+    let base = vec![key("dialplan"), Seg::Index(i)];
+    let at = |rest: &[&str]| {
+        let mut p = base.clone();
+        p.extend(rest.iter().map(|k| key(k)));
+        p
+    };
+    let m = r.matches.unwrap_or_default();
+    let mut pat = |src: &Option<String>, k: &str| -> Result<Option<Pattern>, Sem> {
+        let Some(src) = src else {
+            return Ok(None);
+        };
+        let p = Pattern::new(src, *eager > 0).map_err(|e| {
+            let at_off = e
+                .offset
+                .map(|o| format!(" (at byte {o} of the pattern)"))
+                .unwrap_or_default();
+            sem(
+                at(&["match", k]),
+                format!("bad regex `{src}`{at_off}: {}", e.message),
+            )
+        })?;
+        if !p.is_fast() {
+            *eager = eager.saturating_sub(1);
+        }
+        Ok(Some(p))
+    };
+    let to_user = pat(&m.to_user, "to_user")?;
+    let from_user = pat(&m.from_user, "from_user")?;
+    let request_uri = pat(&m.request_uri, "request_uri")?;
+    if let Some(t) = &m.source_trunk {
+        if !trunks.contains_key(t) {
+            return Err(sem(
+                at(&["match", "source_trunk"]),
+                format!("source_trunk `{t}` is not a defined trunk"),
+            ));
+        }
+    }
+
+    let mut rewrite_to_user = None;
+    let mut rewrite_from_user = None;
+    let mut rewrite_request_uri = None;
+    if let Some(rw) = &r.rewrite {
+        let tpl = |src: &str, k: &str, p: Option<&Pattern>| -> Result<Template, Sem> {
+            check_text(src, &at(&["rewrite", k]), "a rewrite")?;
+            Template::parse(src, p).map_err(|(m, off)| {
+                sem(
+                    at(&["rewrite", k]),
+                    format!("rewrite `{src}` (at byte {off}): {m}"),
+                )
+            })
+        };
+        if let Some(s) = &rw.to_user {
+            rewrite_to_user = Some(tpl(s, "to_user", to_user.as_ref())?);
+        }
+        if let Some(s) = &rw.from_user {
+            let (p, src) = match &from_user {
+                Some(p) => (Some(p), CaptureSource::FromUser),
+                None => (to_user.as_ref(), CaptureSource::ToUser),
+            };
+            rewrite_from_user = Some((tpl(s, "from_user", p)?, src));
+        }
+        if let Some(s) = &rw.request_uri {
+            let (p, src) = match &request_uri {
+                Some(p) => (Some(p), CaptureSource::RequestUri),
+                None => (to_user.as_ref(), CaptureSource::ToUser),
+            };
+            rewrite_request_uri = Some((tpl(s, "request_uri", p)?, src));
+        }
+    }
+
+    let n_actions = r.route.is_some() as u8 + r.redirect.is_some() as u8 + r.reject.is_some() as u8;
+    if n_actions != 1 {
+        return Err(sem(
+            base.clone(),
+            format!(
+                "rule {} needs exactly one action (`route`, `redirect` or `reject`), it has {n_actions}",
+                i + 1
+            ),
+        ));
+    }
+    let action = if let Some(route) = r.route {
+        if route.is_empty() {
+            return Err(sem(at(&["route"]), "`route` needs at least one trunk"));
+        }
+        for (j, name) in route.iter().enumerate() {
+            let mut p = at(&["route"]);
+            p.push(Seg::Index(j));
+            if !trunks.contains_key(name) {
+                return Err(sem(
+                    p,
+                    format!("route names `{name}`, which is not a defined trunk"),
+                ));
+            }
+            if route[..j].contains(name) {
+                return Err(sem(
+                    p,
+                    format!("trunk `{name}` is listed twice in this route"),
+                ));
+            }
+        }
+        Action::Route(route)
+    } else if let Some(rd) = r.redirect {
+        let code = rd.code.unwrap_or(302);
+        if !(300..=399).contains(&code) {
+            return Err(sem(
+                at(&["redirect", "code"]),
+                format!("redirect code {code} is not a 3xx"),
+            ));
+        }
+        if rd.contacts.is_empty() {
+            return Err(sem(
+                at(&["redirect", "contacts"]),
+                "a redirect needs at least one contact",
+            ));
+        }
+        for (j, c) in rd.contacts.iter().enumerate() {
+            let mut p = at(&["redirect", "contacts"]);
+            p.push(Seg::Index(j));
+            check_text(c, &p, "a contact")?;
+            let lower = c.to_ascii_lowercase();
+            if !(lower.starts_with("sip:")
+                || lower.starts_with("sips:")
+                || lower.starts_with("tel:"))
+                || c.contains(char::is_whitespace)
+            {
+                return Err(sem(
+                    p,
+                    format!("contact `{c}` is not a sip:, sips: or tel: URI"),
+                ));
+            }
+        }
+        Action::Redirect(rd.contacts, code)
+    } else if let Some(rj) = r.reject {
+        if !(400..=699).contains(&rj.code) {
+            return Err(sem(
+                at(&["reject", "code"]),
+                format!("reject code {} is not a 4xx, 5xx or 6xx", rj.code),
+            ));
+        }
+        let reason = match rj.reason {
+            Some(s) => {
+                check_text(&s, &at(&["reject", "reason"]), "a reason phrase")?;
+                s
+            }
+            None => default_reason(rj.code).to_string(),
+        };
+        Action::Reject(rj.code, reason)
+    } else {
+        return Err(sem(base, "rule has no action"));
+    };
+
+    Ok(Rule {
+        to_user,
+        from_user,
+        request_uri,
+        source_trunk: m.source_trunk,
+        rewrite_to_user,
+        rewrite_from_user,
+        rewrite_request_uri,
+        action,
+    })
+}
+
+/// RFC 3261 §21 reason phrases for the codes a reject rule is likely to use.
+fn default_reason(code: u16) -> &'static str {
+    match code {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "Rejected",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+//! The compiled dial plan: an ordered list of rules, first match wins, indexed by the literal
+//! prefixes of each rule's `to_user` pattern so that a lookup in a 100k-rule plan only tests
+//! the handful of rules that can possibly match.
+//!
+//! Index: every rule whose `to_user` pattern is anchored (`^...`) and starts with literals gets
+//! filed under each of its required prefixes (`^\+?1555\d{7}$` under `+1555` and `1555`) in a
+//! hash map; every other rule (no `to_user` key, or no usable prefix) is "generic". A lookup
+//! takes the `to_user`'s own prefixes of every length that occurs in the map, gathers the rules
+//! filed there, and walks them merged with the generic list in rule order, testing each rule
+//! fully until the first that matches. That is exactly the answer of a linear scan (a rule that
+//! is not gathered cannot match: its `to_user` match would have to start with one of its
+//! prefixes), at a cost that depends on the candidates, not on the plan's size.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::pattern::{Pattern, Spans, Template};
+
+/// What a matching rule does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Forward to these trunks (names, all defined in `trunks`), in failover order: on 408,
+    /// 5xx or a transport error the B2BUA tries the next one.
+    Route(Vec<String>),
+    /// Answer with a 3xx (RFC 3261 §21.3; default 302 Moved Temporarily) carrying these
+    /// Contact URIs.
+    Redirect(Vec<String>, u16),
+    /// Answer with this final status code (400..=699) and reason phrase.
+    Reject(u16, String),
+}
+
+/// The request attributes a dial plan decides on.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteQuery<'a> {
+    /// User part of the To URI (what was dialled).
+    pub to_user: &'a str,
+    /// User part of the From URI (the caller).
+    pub from_user: &'a str,
+    /// The whole Request-URI as text.
+    pub request_uri: &'a str,
+    /// Name of the trunk the request came from, if it came from a configured trunk.
+    pub source_trunk: Option<&'a str>,
+    /// Source IP address of the request.
+    pub source_ip: Option<IpAddr>,
+}
+
+/// The outcome of a dial-plan lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Index (0-based, in file order) of the rule that matched.
+    pub rule_index: usize,
+    pub action: Action,
+    /// The rewritten To user, when the rule has `rewrite.to_user`.
+    pub to_user: Option<String>,
+    /// The rewritten From user, when the rule has `rewrite.from_user`.
+    pub from_user: Option<String>,
+    /// The rewritten Request-URI, when the rule has `rewrite.request_uri`.
+    pub request_uri: Option<String>,
+}
+
+/// Which pattern's captures a rewrite template expands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CaptureSource {
+    ToUser,
+    FromUser,
+    RequestUri,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub to_user: Option<Pattern>,
+    pub from_user: Option<Pattern>,
+    pub request_uri: Option<Pattern>,
+    pub source_trunk: Option<String>,
+    pub rewrite_to_user: Option<Template>,
+    pub rewrite_from_user: Option<(Template, CaptureSource)>,
+    pub rewrite_request_uri: Option<(Template, CaptureSource)>,
+    pub action: Action,
+}
+
+/// Scratch capture spans for one lookup.
+#[derive(Default)]
+struct Caps {
+    to: Spans,
+    from: Spans,
+    ruri: Spans,
+}
+
+impl Rule {
+    /// All given keys must match (AND); an empty `match` matches everything.
+    fn matches(&self, q: &RouteQuery<'_>, caps: &mut Caps) -> bool {
+        if let Some(t) = &self.source_trunk {
+            if q.source_trunk != Some(t.as_str()) {
+                return false;
+            }
+        }
+        caps.to.clear();
+        caps.from.clear();
+        caps.ruri.clear();
+        if let Some(p) = &self.to_user {
+            if !p.captures(q.to_user, &mut caps.to) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.from_user {
+            if !p.captures(q.from_user, &mut caps.from) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.request_uri {
+            if !p.captures(q.request_uri, &mut caps.ruri) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn decide(&self, index: usize, q: &RouteQuery<'_>, caps: &Caps) -> Decision {
+        let expand = |t: &Template, src: CaptureSource| match src {
+            CaptureSource::ToUser => t.expand(q.to_user, &caps.to),
+            CaptureSource::FromUser => t.expand(q.from_user, &caps.from),
+            CaptureSource::RequestUri => t.expand(q.request_uri, &caps.ruri),
+        };
+        Decision {
+            rule_index: index,
+            action: self.action.clone(),
+            to_user: self
+                .rewrite_to_user
+                .as_ref()
+                .map(|t| expand(t, CaptureSource::ToUser)),
+            from_user: self.rewrite_from_user.as_ref().map(|(t, s)| expand(t, *s)),
+            request_uri: self
+                .rewrite_request_uri
+                .as_ref()
+                .map(|(t, s)| expand(t, *s)),
+        }
+    }
+}
+
+/// A compiled, immutable dial plan. Cheap to share behind an `Arc`; `Send + Sync`.
+#[derive(Debug, Default)]
+pub struct Dialplan {
+    rules: Vec<Rule>,
+    /// Literal `to_user` prefix -> rules filed under it, ascending.
+    index: HashMap<Box<str>, Vec<u32>>,
+    /// Distinct prefix lengths present in `index`, ascending.
+    prefix_lens: Vec<usize>,
+    /// Rules not in the index, ascending.
+    generic: Vec<u32>,
+}
+
+impl Dialplan {
+    pub(crate) fn new(rules: Vec<Rule>) -> Dialplan {
+        let mut index: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut generic = Vec::new();
+        let mut lens = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let i = i as u32;
+            match r
+                .to_user
+                .as_ref()
+                .map(|p| p.prefixes())
+                .filter(|p| !p.is_empty())
+            {
+                Some(prefixes) => {
+                    for p in prefixes {
+                        lens.push(p.len());
+                        index.entry(p.as_str().into()).or_default().push(i);
+                    }
+                }
+                None => generic.push(i),
+            }
+        }
+        lens.sort_unstable();
+        lens.dedup();
+        Dialplan {
+            rules,
+            index,
+            prefix_lens: lens,
+            generic,
+        }
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when the plan has no rules (every lookup gives `None`).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// How many rules are served from the prefix index (the rest are tried in order).
+    pub fn indexed_rules(&self) -> usize {
+        self.rules.len() - self.generic.len()
+    }
+
+    /// The first rule (in file order) whose every `match` key matches `q`, with its rewrites
+    /// applied; `None` when no rule matches.
+    pub fn lookup(&self, q: &RouteQuery<'_>) -> Option<Decision> {
+        let mut cands: Vec<u32> = Vec::new();
+        for &l in &self.prefix_lens {
+            let Some(key) = q.to_user.get(..l) else {
+                if l > q.to_user.len() {
+                    break;
+                }
+                continue; // not a char boundary
+            };
+            if let Some(v) = self.index.get(key) {
+                cands.extend_from_slice(v);
+            }
+        }
+        if cands.len() > 1 {
+            cands.sort_unstable();
+            cands.dedup();
+        }
+        let mut caps = Caps::default();
+        let (mut a, mut b) = (cands.iter().peekable(), self.generic.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) => {
+                    if x < y {
+                        a.next();
+                        x
+                    } else {
+                        b.next();
+                        y
+                    }
+                }
+                (Some(&&x), None) => {
+                    a.next();
+                    x
+                }
+                (None, Some(&&y)) => {
+                    b.next();
+                    y
+                }
+                (None, None) => return None,
+            };
+            let i = next as usize;
+            let rule = self.rules.get(i)?;
+            if rule.matches(q, &mut caps) {
+                return Some(rule.decide(i, q, &caps));
+            }
+        }
+    }
+
+    /// Reference implementation: test every rule in order. Used by tests and benches to check
+    /// the indexed [`Dialplan::lookup`].
+    #[doc(hidden)]
+    pub fn lookup_linear(&self, q: &RouteQuery<'_>) -> Option<Decision> {
+        let mut caps = Caps::default();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.matches(q, &mut caps) {
+                return Some(rule.decide(i, q, &caps));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,671 @@
+//! Dial-plan patterns: a regex (Rust `regex` crate syntax) compiled for speed.
+//!
+//! Most dial-plan regexes are of a handful of shapes: `^\+?1555\d{7}$`, `^(00|011)`... no, simpler:
+//! an anchored run of literals, optional characters, ASCII classes (`[2-9]`, `\d`, `.`) with
+//! counted repetition, and capture groups around them. Those are recognised at load by a small
+//! parser ([`Fast::parse`]) and matched by a greedy backtracking matcher over bytes, with the
+//! same leftmost-first semantics as the `regex` crate (the crate's own documented semantics are
+//! those of a backtracking engine that prefers the greedy branch). Anything else, and any
+//! haystack that is not pure ASCII (where `\d` and `.` have Unicode meaning), goes to a real
+//! `regex::Regex`, compiled on first use and kept (`OnceLock`), so loading 100k rules never pays
+//! for 100k regex compilations. Every pattern is still syntax-checked at load: fast ones by
+//! construction (the fast grammar is a strict subset of the regex grammar), the others with
+//! `regex_syntax`.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+/// Upper bound on backtracking steps of the fast matcher per search; beyond it the search is
+/// redone by the `regex` crate (linear time), so a hostile Request-URI cannot make a lookup slow.
+const STEP_BUDGET: u32 = 4096;
+/// Longest pattern (in pieces) the fast matcher takes.
+const MAX_PIECES: usize = 64;
+/// Largest counted repetition the fast matcher takes.
+const MAX_REPEAT: u32 = 1000;
+/// Longest haystack the fast matcher takes (longer ones go to the linear-time `regex`).
+const MAX_FAST_HAY: usize = 256;
+const UNBOUNDED: u32 = u32::MAX;
+/// Characters `.` matches in an ASCII haystack: everything but `\n`.
+const DOT: u128 = !(1u128 << b'\n');
+const DIGITS: u128 = ((1u128 << 10) - 1) << b'0';
+
+/// One atom (a set of ASCII bytes) with a repetition count.
+#[derive(Clone, Debug)]
+struct Piece {
+    set: u128,
+    min: u32,
+    max: u32,
+}
+
+/// A pattern in the fast subset.
+#[derive(Clone, Debug)]
+pub(crate) struct Fast {
+    anchored_start: bool,
+    anchored_end: bool,
+    pieces: Vec<Piece>,
+    /// Capture group `i + 1` spans pieces `groups[i].0 .. groups[i].1`.
+    groups: Vec<(usize, usize)>,
+}
+
+/// Capture spans of one match: `spans[0]` is the whole match, `spans[i]` group `i`.
+pub(crate) type Spans = Vec<Option<(usize, usize)>>;
+
+enum FastResult {
+    Match,
+    NoMatch,
+    GaveUp,
+}
+
+fn bit(b: u8) -> u128 {
+    if b < 128 {
+        1u128 << b
+    } else {
+        0
+    }
+}
+
+/// Can `\c` be written in a regex meaning the literal `c`? (Mirrors regex-syntax: ASCII
+/// punctuation except `<` and `>`.)
+fn escapable(c: u8) -> bool {
+    c.is_ascii_punctuation() && c != b'<' && c != b'>'
+}
+
+impl Fast {
+    /// Recognise `src` as a fast pattern, or `None` if it uses anything outside the subset.
+    pub(crate) fn parse(src: &str) -> Option<Fast> {
+        let b = src.as_bytes();
+        if !src.is_ascii() {
+            return None;
+        }
+        let mut i = 0;
+        let mut f = Fast {
+            anchored_start: false,
+            anchored_end: false,
+            pieces: Vec::new(),
+            groups: Vec::new(),
+        };
+        if b.first() == Some(&b'^') {
+            f.anchored_start = true;
+            i = 1;
+        }
+        let mut end = b.len();
+        if end > i
+            && b[end - 1] == b'$'
+            && !(end >= 2 && b[end - 2] == b'\\' && !escaped_backslash(b, end - 2))
+        {
+            f.anchored_end = true;
+            end -= 1;
+        }
+        let mut open: Vec<usize> = Vec::new(); // indexes into f.groups
+        while i < end {
+            let c = b[i];
+            let set = match c {
+                b'(' => {
+                    if b.get(i + 1) == Some(&b'?') {
+                        return None;
+                    }
+                    f.groups.push((f.pieces.len(), usize::MAX));
+                    open.push(f.groups.len() - 1);
+                    i += 1;
+                    continue;
+                }
+                b')' => {
+                    let g = open.pop()?;
+                    if let Some(slot) = f.groups.get_mut(g) {
+                        slot.1 = f.pieces.len();
+                    }
+                    i += 1;
+                    // a quantified group is outside the subset
+                    if i < end && matches!(b[i], b'?' | b'*' | b'+' | b'{') {
+                        return None;
+                    }
+                    continue;
+                }
+                b'\\' => {
+                    let n = *b.get(i + 1)?;
+                    if i + 1 >= end {
+                        return None;
+                    }
+                    i += 2;
+                    if n == b'd' {
+                        DIGITS
+                    } else if escapable(n) {
+                        bit(n)
+                    } else {
+                        return None;
+                    }
+                }
+                b'[' => {
+                    let (set, next) = parse_class(b, i, end)?;
+                    i = next;
+                    set
+                }
+                b'.' => {
+                    i += 1;
+                    DOT
+                }
+                b'^' | b'$' | b'|' | b'*' | b'+' | b'?' | b'{' | b'}' | b']' => return None,
+                _ => {
+                    i += 1;
+                    bit(c)
+                }
+            };
+            let (min, max, next) = parse_quant(b, i, end)?;
+            i = next;
+            f.pieces.push(Piece { set, min, max });
+            if f.pieces.len() > MAX_PIECES {
+                return None;
+            }
+        }
+        if !open.is_empty() {
+            return None;
+        }
+        Some(f)
+    }
+
+    /// Number of capture groups (not counting group 0).
+    pub(crate) fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Literal strings one of which every match must start with, when the pattern is anchored
+    /// at the start and begins with literals (`^\+?1555` gives `+1555` and `1555`). Empty when
+    /// there is no such set (unanchored, or starting with a class/repetition).
+    pub(crate) fn prefixes(&self, limit: usize) -> Vec<String> {
+        if !self.anchored_start {
+            return Vec::new();
+        }
+        let mut out = vec![String::new()];
+        for p in &self.pieces {
+            if p.set.count_ones() != 1 || p.max > 1 {
+                break;
+            }
+            let c = p.set.trailing_zeros() as u8 as char;
+            if p.min == 1 {
+                for s in &mut out {
+                    s.push(c);
+                }
+            } else {
+                // optional: both with and without
+                if out.len() * 2 > limit {
+                    break;
+                }
+                let with: Vec<String> = out
+                    .iter()
+                    .map(|s| {
+                        let mut s = s.clone();
+                        s.push(c);
+                        s
+                    })
+                    .collect();
+                out.extend(with);
+            }
+        }
+        if out.iter().any(|s| s.is_empty()) {
+            return Vec::new();
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Search `hay` (ASCII) leftmost-first; fill `spans`.
+    fn search(&self, hay: &[u8], spans: &mut Spans) -> FastResult {
+        let mut bounds = [0usize; MAX_PIECES + 2];
+        let mut budget = STEP_BUDGET;
+        let last_start = if self.anchored_start { 0 } else { hay.len() };
+        for start in 0..=last_start {
+            match self.at(hay, 0, start, &mut bounds, &mut budget) {
+                Some(true) => {
+                    spans.clear();
+                    let n = self.pieces.len();
+                    spans.push(Some((bounds[0], bounds[n])));
+                    for &(s, e) in &self.groups {
+                        spans.push(Some((bounds[s], bounds[e])));
+                    }
+                    return FastResult::Match;
+                }
+                Some(false) => {}
+                None => return FastResult::GaveUp,
+            }
+        }
+        FastResult::NoMatch
+    }
+
+    /// Try to match pieces `pi..` at `pos`; `None` when the step budget ran out.
+    fn at(
+        &self,
+        hay: &[u8],
+        pi: usize,
+        pos: usize,
+        bounds: &mut [usize],
+        budget: &mut u32,
+    ) -> Option<bool> {
+        *budget = budget.checked_sub(1)?;
+        if let Some(slot) = bounds.get_mut(pi) {
+            *slot = pos;
+        }
+        let Some(p) = self.pieces.get(pi) else {
+            return Some(!self.anchored_end || pos == hay.len());
+        };
+        let rest = hay.get(pos..).unwrap_or(&[]);
+        let cap = if p.max == UNBOUNDED {
+            rest.len()
+        } else {
+            (p.max as usize).min(rest.len())
+        };
+        let mut n = 0;
+        while n < cap && rest.get(n).is_some_and(|&c| bit(c) & p.set != 0) {
+            n += 1;
+        }
+        if n < p.min as usize {
+            return Some(false);
+        }
+        for k in (p.min as usize..=n).rev() {
+            if self.at(hay, pi + 1, pos + k, bounds, budget)? {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
+}
+
+/// Is the backslash at `i` itself escaped (preceded by an odd number of backslashes)?
+fn escaped_backslash(b: &[u8], i: usize) -> bool {
+    let mut n = 0;
+    let mut j = i;
+    while j > 0 && b[j - 1] == b'\\' {
+        n += 1;
+        j -= 1;
+    }
+    n % 2 == 1
+}
+
+/// `[...]` with ASCII letters/digits, ranges between them, `\d` and escaped punctuation,
+/// optionally negated with a leading `^`. Returns the set and the index after `]`.
+fn parse_class(b: &[u8], start: usize, end: usize) -> Option<(u128, usize)> {
+    let mut i = start + 1;
+    let mut negate = false;
+    if b.get(i) == Some(&b'^') {
+        negate = true;
+        i += 1;
+    }
+    let mut set = 0u128;
+    let mut first = true;
+    loop {
+        if i >= end {
+            return None;
+        }
+        let c = b[i];
+        match c {
+            b']' if !first => {
+                i += 1;
+                break;
+            }
+            b'\\' => {
+                let n = *b.get(i + 1)?;
+                if n == b'd' {
+                    set |= DIGITS;
+                } else if escapable(n) {
+                    set |= bit(n);
+                } else {
+                    return None;
+                }
+                i += 2;
+            }
+            c if c.is_ascii_alphanumeric() => {
+                if b.get(i + 1) == Some(&b'-')
+                    && b.get(i + 2).is_some_and(|d| d.is_ascii_alphanumeric())
+                {
+                    let hi = b[i + 2];
+                    if hi < c {
+                        return None;
+                    }
+                    for x in c..=hi {
+                        set |= bit(x);
+                    }
+                    i += 3;
+                } else {
+                    set |= bit(c);
+                    i += 1;
+                }
+            }
+            b'+' | b'*' | b'#' | b'.' | b'_' | b'@' | b':' | b';' | b',' | b'/' | b'=' | b'%'
+            | b'!' | b'?' | b'$' | b'(' | b')' | b'{' | b'}' | b'|' => {
+                set |= bit(c);
+                i += 1;
+            }
+            _ => return None,
+        }
+        first = false;
+    }
+    if negate {
+        set = !set;
+    }
+    if set == 0 {
+        return None;
+    }
+    Some((set, i))
+}
+
+/// Optional quantifier at `i`: `?`, `*`, `+`, `{n}`, `{n,}`, `{n,m}` (greedy only).
+fn parse_quant(b: &[u8], i: usize, end: usize) -> Option<(u32, u32, usize)> {
+    let (min, max, next) = match b.get(i).filter(|_| i < end) {
+        Some(b'?') => (0, 1, i + 1),
+        Some(b'*') => (0, UNBOUNDED, i + 1),
+        Some(b'+') => (1, UNBOUNDED, i + 1),
+        Some(b'{') => {
+            let close = i + b.get(i..end)?.iter().position(|&c| c == b'}')?;
+            let inner = std::str::from_utf8(b.get(i + 1..close)?).ok()?;
+            let (min, max) = match inner.split_once(',') {
+                None => {
+                    let n = parse_count(inner)?;
+                    (n, n)
+                }
+                Some((lo, "")) => (parse_count(lo)?, UNBOUNDED),
+                Some((lo, hi)) => (parse_count(lo)?, parse_count(hi)?),
+            };
+            if max < min {
+                return None;
+            }
+            (min, max, close + 1)
+        }
+        _ => return Some((1, 1, i)),
+    };
+    // lazy `??`, `*?`, or a stacked quantifier: outside the subset
+    if next < end && matches!(b.get(next), Some(b'?' | b'*' | b'+' | b'{')) {
+        return None;
+    }
+    Some((min, max, next))
+}
+
+fn parse_count(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|&n| n <= MAX_REPEAT)
+}
+
+/// A compiled dial-plan pattern (one `match` key of one rule).
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    src: Box<str>,
+    fast: Option<Fast>,
+    /// Capture group names (index = group number), for `${name}` in rewrites.
+    names: Vec<Option<String>>,
+    /// Anchored-start literal prefixes (see [`Fast::prefixes`]); empty = none known.
+    prefixes: Vec<String>,
+    re: OnceLock<Option<Regex>>,
+}
+
+/// A syntax error in a pattern, with a byte offset into the pattern when known.
+#[derive(Debug)]
+pub(crate) struct PatternError {
+    pub message: String,
+    pub offset: Option<usize>,
+}
+
+impl Pattern {
+    /// Validate and compile `src`. `eager` builds the `regex::Regex` now for patterns outside
+    /// the fast subset (reporting size-limit errors at load); otherwise it is built on first use.
+    pub(crate) fn new(src: &str, eager: bool) -> Result<Pattern, PatternError> {
+        if let Some(fast) = Fast::parse(src) {
+            let prefixes = fast.prefixes(16);
+            let names = vec![None; fast.group_count() + 1];
+            return Ok(Pattern {
+                src: src.into(),
+                fast: Some(fast),
+                names,
+                prefixes,
+                re: OnceLock::new(),
+            });
+        }
+        let hir = regex_syntax::Parser::new().parse(src).map_err(|e| {
+            let (message, offset) = match &e {
+                regex_syntax::Error::Parse(p) => {
+                    (p.kind().to_string(), Some(p.span().start.offset))
+                }
+                regex_syntax::Error::Translate(t) => {
+                    (t.kind().to_string(), Some(t.span().start.offset))
+                }
+                _ => (e.to_string(), None),
+            };
+            PatternError { message, offset }
+        })?;
+        let mut names = vec![None; hir.properties().explicit_captures_len() + 1];
+        collect_names(&hir, &mut names);
+        let prefixes = hir_prefixes(&hir);
+        let p = Pattern {
+            src: src.into(),
+            fast: None,
+            names,
+            prefixes,
+            re: OnceLock::new(),
+        };
+        if eager {
+            match Regex::new(src) {
+                Ok(re) => {
+                    let _ = p.re.set(Some(re));
+                }
+                Err(e) => {
+                    return Err(PatternError {
+                        message: e.to_string(),
+                        offset: None,
+                    })
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    pub(crate) fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    pub(crate) fn group_count(&self) -> usize {
+        self.names.len() - 1
+    }
+
+    pub(crate) fn group_by_name(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n.as_deref() == Some(name))
+    }
+
+    pub(crate) fn prefixes(&self) -> &[String] {
+        &self.prefixes
+    }
+
+    fn regex(&self) -> Option<&Regex> {
+        self.re.get_or_init(|| Regex::new(&self.src).ok()).as_ref()
+    }
+
+    /// Search `hay`; on a match fill `spans` (group 0 = whole match) and return true.
+    pub(crate) fn captures(&self, hay: &str, spans: &mut Spans) -> bool {
+        if let Some(f) = &self.fast {
+            if hay.len() <= MAX_FAST_HAY && hay.is_ascii() {
+                match f.search(hay.as_bytes(), spans) {
+                    FastResult::Match => return true,
+                    FastResult::NoMatch => return false,
+                    FastResult::GaveUp => {}
+                }
+            }
+        }
+        let Some(re) = self.regex() else {
+            return false;
+        };
+        let mut locs = re.capture_locations();
+        if re.captures_read(&mut locs, hay).is_none() {
+            return false;
+        }
+        spans.clear();
+        for i in 0..locs.len() {
+            spans.push(locs.get(i));
+        }
+        true
+    }
+
+    /// Does `hay` match (no captures needed)?
+    #[allow(dead_code)]
+    pub(crate) fn is_match(&self, hay: &str) -> bool {
+        let mut s = Vec::new();
+        self.captures(hay, &mut s)
+    }
+}
+
+fn collect_names(h: &regex_syntax::hir::Hir, names: &mut [Option<String>]) {
+    use regex_syntax::hir::HirKind;
+    match h.kind() {
+        HirKind::Capture(c) => {
+            if let (Some(n), Some(slot)) = (&c.name, names.get_mut(c.index as usize)) {
+                *slot = Some(n.to_string());
+            }
+            collect_names(&c.sub, names);
+        }
+        HirKind::Concat(v) | HirKind::Alternation(v) => {
+            v.iter().for_each(|x| collect_names(x, names))
+        }
+        HirKind::Repetition(r) => collect_names(&r.sub, names),
+        _ => {}
+    }
+}
+
+/// Required literal prefixes of a general regex: only when it is anchored at the start and
+/// regex-syntax's prefix extraction gives a finite set of non-empty literals.
+fn hir_prefixes(h: &regex_syntax::hir::Hir) -> Vec<String> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    use regex_syntax::hir::Look;
+    if !h.properties().look_set_prefix().contains(Look::Start) {
+        return Vec::new();
+    }
+    let mut ex = Extractor::new();
+    ex.kind(ExtractKind::Prefix).limit_total(64);
+    let seq = ex.extract(h);
+    let Some(lits) = seq.literals() else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(lits.len());
+    for l in lits {
+        match std::str::from_utf8(l.as_bytes()) {
+            Ok(s) if !s.is_empty() => out.push(s.to_string()),
+            _ => return Vec::new(),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// One part of a rewrite template.
+#[derive(Clone, Debug, PartialEq)]
+enum Part {
+    Lit(String),
+    Group(usize),
+}
+
+/// A rewrite template: literal text with `$N`, `${N}`, `${name}` and `$$` (a literal `$`).
+///
+/// Unlike `regex::Captures::expand`, `$N` takes digits only (so `$1a` is group 1 then `a`),
+/// a reference to a group that does not exist is a load-time error, and any other `$` is an error.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parse `src`; group references are resolved against `pat` (None: no pattern, so the
+    /// template must be literal). Errors carry a byte offset into `src`.
+    pub(crate) fn parse(src: &str, pat: Option<&Pattern>) -> Result<Template, (String, usize)> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let b = src.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let Some(off) = src[i..].find('$') else {
+                lit.push_str(&src[i..]);
+                break;
+            };
+            lit.push_str(&src[i..i + off]);
+            let at = i + off;
+            let rest = &src[at + 1..];
+            let (group, consumed): (Result<usize, String>, usize) = if rest.starts_with('$') {
+                lit.push('$');
+                i = at + 2;
+                continue;
+            } else if let Some(inner) = rest.strip_prefix('{') {
+                let Some(close) = inner.find('}') else {
+                    return Err(("unclosed `${` in rewrite".into(), at));
+                };
+                let name = &inner[..close];
+                let g = if !name.is_empty() && name.bytes().all(|c| c.is_ascii_digit()) {
+                    name.parse::<usize>()
+                        .map_err(|_| format!("bad group number `{name}`"))
+                } else {
+                    match pat.and_then(|p| p.group_by_name(name)) {
+                        Some(g) => Ok(g),
+                        None => Err(format!("rewrite refers to capture group `{name}` that the match pattern does not have")),
+                    }
+                };
+                (g, close + 3)
+            } else {
+                let n = rest.bytes().take_while(|c| c.is_ascii_digit()).count();
+                if n == 0 {
+                    return Err((
+                        "`$` in a rewrite must be followed by a group number, `{name}` or `$`"
+                            .into(),
+                        at,
+                    ));
+                }
+                (
+                    rest[..n]
+                        .parse::<usize>()
+                        .map_err(|_| "bad group number".to_string()),
+                    n + 1,
+                )
+            };
+            let g = group.map_err(|m| (m, at))?;
+            let have = pat.map(|p| p.group_count());
+            match have {
+                None => {
+                    return Err((
+                        format!("rewrite uses `${g}` but the rule has no pattern to capture from"),
+                        at,
+                    ))
+                }
+                Some(n) if g > n => {
+                    return Err((
+                        format!(
+                            "rewrite uses group {g} but the match pattern has {n} capture group(s)"
+                        ),
+                        at,
+                    ))
+                }
+                _ => {}
+            }
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            parts.push(Part::Group(g));
+            i = at + consumed;
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Expand with `hay`'s captures `spans` (an unmatched group expands to nothing).
+    pub(crate) fn expand(&self, hay: &str, spans: &Spans) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::Group(g) => {
+                    if let Some(Some((s, e))) = spans.get(*g) {
+                        out.push_str(hay.get(*s..*e).unwrap_or(""));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
