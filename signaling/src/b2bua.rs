@@ -1,0 +1,1764 @@
+//! The back-to-back user agent core (sans-IO).
+//!
+//! Every call is two dialogs: leg A, which trunkline answers as a UAS, and leg B, which it places
+//! as a UAC towards the trunk the dial plan picked. The legs share nothing on the wire: leg B gets
+//! its own Call-ID, tags, branches, CSeq space and Contact, so no Via, Record-Route, Contact or
+//! Call-ID of one side reaches the other (topology hiding). Responses are mapped from one leg to
+//! the other by class; in-dialog requests (re-INVITE, UPDATE, INFO, BYE ...) are relayed per leg.
+//!
+//! The core owns the transaction layer. The I/O shell feeds datagrams, stream frames, transport
+//! errors and time; it drains [`B2bua::poll_transmit`] and sleeps until [`B2bua::poll_timeout`].
+//! Decisions that depend on configuration or on the media relay are delegated to a [`Policy`]
+//! passed to each call, so the core never reads globals and the plan a call started with stays with
+//! the call (the targets are copied into it).
+
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::headers::NameAddr;
+use crate::message::{Headers, Method, Request, Response, SipMessage};
+use crate::parse;
+use crate::transaction::{TimerConfig, Transactions, Transmit, TuEvent, TxId};
+use crate::uri::Uri;
+use crate::{check, Peer, Transport};
+
+/// Which side of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The caller's side, answered by trunkline.
+    A,
+    /// The callee's side, placed by trunkline.
+    B,
+}
+
+impl Leg {
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+}
+
+/// One place to try for leg B.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub trunk: String,
+    pub peer: Peer,
+    /// Host part (`host:port`) used in the Request-URI and To of leg B.
+    pub host: String,
+}
+
+/// What the dial plan decided for a new call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteOutcome {
+    /// Place leg B at these targets in failover order.
+    Route {
+        targets: Vec<Target>,
+        to_user: String,
+        from_user: String,
+    },
+    /// Answer leg A with a 3xx listing these contacts.
+    Redirect { code: u16, contacts: Vec<String> },
+    /// Answer leg A with this final status.
+    Reject { code: u16, reason: String },
+}
+
+/// Identity of a call as the media side knows it: leg A's Call-ID and From tag.
+#[derive(Clone, Copy, Debug)]
+pub struct CallRef<'a> {
+    pub id: u64,
+    pub call_id: &'a str,
+    pub from_tag: &'a str,
+}
+
+/// What happened to a call, for metrics and logs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallEvent {
+    /// Leg B was tried at a target.
+    Attempt { call: u64, trunk: String },
+    /// The call got its final answer on leg A: `status` is what leg A was answered (200 for an
+    /// answered call). `post_dial_delay` is INVITE to first ringing/answer.
+    Finished {
+        call: u64,
+        trunk: Option<String>,
+        status: u16,
+        post_dial_delay: Option<Duration>,
+    },
+    /// A confirmed call ended (BYE from either side, media timeout, shutdown).
+    Ended { call: u64, duration: Duration },
+    /// A request was rejected before it became a call.
+    Rejected { status: u16, reason: String },
+}
+
+/// The decisions the core delegates.
+pub trait Policy {
+    /// Route a new INVITE. `to_user`/`from_user` are the user parts of To and From.
+    fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome;
+    /// An SDP offer arrived on leg `from`; return the SDP to send to the other leg.
+    fn media_offer(&mut self, call: CallRef<'_>, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, String>;
+    /// An SDP answer arrived on leg `from`; return the SDP to send to the other leg.
+    fn media_answer(&mut self, call: CallRef<'_>, from: Leg, sdp: &[u8])
+        -> Result<Vec<u8>, String>;
+    /// The call is gone: release its media.
+    fn media_release(&mut self, call: CallRef<'_>);
+    /// For metrics.
+    fn event(&mut self, ev: CallEvent);
+}
+
+/// A policy that routes every call to one target and passes SDP through unchanged (tests).
+pub struct StaticPolicy {
+    pub targets: Vec<Target>,
+    pub events: Vec<CallEvent>,
+}
+
+impl Policy for StaticPolicy {
+    fn route(&mut self, _: &Request, _: Peer, to_user: &str, from_user: &str) -> RouteOutcome {
+        if self.targets.is_empty() {
+            return RouteOutcome::Reject {
+                code: 404,
+                reason: "Not Found".into(),
+            };
+        }
+        RouteOutcome::Route {
+            targets: self.targets.clone(),
+            to_user: to_user.to_string(),
+            from_user: from_user.to_string(),
+        }
+    }
+    fn media_offer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(sdp.to_vec())
+    }
+    fn media_answer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(sdp.to_vec())
+    }
+    fn media_release(&mut self, _: CallRef<'_>) {}
+    fn event(&mut self, ev: CallEvent) {
+        self.events.push(ev);
+    }
+}
+
+/// Static settings of the core.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Our address per transport (what goes into Via and Contact).
+    pub local_udp: Option<SocketAddr>,
+    pub local_tcp: Option<SocketAddr>,
+    pub local_tls: Option<SocketAddr>,
+    pub timers: TimerConfig,
+    /// Give up on a target that sent no response at all after this long and try the next one
+    /// (a short fr_timer; Timer B still bounds the transaction).
+    pub no_answer_failover: Duration,
+    /// Seed for tags, branches and Call-IDs (the shell passes randomness in).
+    pub seed: u64,
+    pub user_agent: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            local_udp: None,
+            local_tcp: None,
+            local_tls: None,
+            timers: TimerConfig::default(),
+            no_answer_failover: Duration::from_secs(4),
+            seed: 0x5eed_1234_abcd_9876,
+            user_agent: concat!("trunkline/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// Counters the shell exports.
+#[derive(Clone, Debug, Default)]
+pub struct CoreStats {
+    pub messages_in: u64,
+    pub parse_errors: u64,
+    pub rejected: HashMap<&'static str, u64>,
+    pub calls_started: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallState {
+    /// Leg B's INVITE is out; nothing final yet.
+    Proceeding,
+    /// Leg A was answered 2xx.
+    Confirmed,
+    /// BYE sent / call over; waiting for transactions to finish.
+    Terminated,
+}
+
+/// Dialog state of one leg, as seen from trunkline.
+#[derive(Clone, Debug)]
+struct LegDialog {
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// The From/To as sent by us on this leg, without tags (name-addr text).
+    local_uri: String,
+    remote_uri: String,
+    /// Remote target (Contact of the peer), the Request-URI of in-dialog requests.
+    remote_target: String,
+    /// Route set (from Record-Route), already in the order to put in Route headers.
+    route_set: Vec<String>,
+    peer: Peer,
+    local_cseq: u32,
+    remote_cseq: Option<u32>,
+}
+
+enum ClientPurpose {
+    /// The initial INVITE of leg B at target `idx`.
+    Invite,
+    Cancel,
+    Bye,
+    /// A request relayed from the other leg: answer `server_tx` with the final response.
+    Relay {
+        server_tx: TxId,
+        method: Method,
+    },
+}
+
+struct Call {
+    id: u64,
+    state: CallState,
+    started: Instant,
+    answered: Option<Instant>,
+    pdd: Option<Duration>,
+    a: LegDialog,
+    /// Leg A's initial INVITE server transaction and its request.
+    a_invite_tx: Option<TxId>,
+    a_invite: Request,
+    a_offer: Option<Vec<u8>>,
+    b: LegDialog,
+    b_invite_tx: Option<TxId>,
+    b_invite: Option<Request>,
+    b_got_provisional: bool,
+    /// Body/Content-Type of leg B's INVITE (already rewritten for B) for failover retries.
+    b_offer: Option<(String, Vec<u8>)>,
+    targets: Vec<Target>,
+    target_idx: usize,
+    to_user: String,
+    cancelled: bool,
+    /// ACK we sent for B's 2xx, re-sent when B retransmits its 2xx.
+    b_ack: Option<Request>,
+    /// Late offer: B's 2xx carried the offer; wait for A's ACK with the answer before ACKing B.
+    b_ack_pending: bool,
+    last_failure: Option<(u16, String)>,
+    /// Leg A's INVITE server transaction whose 2xx is being retransmitted until ACK.
+    a_2xx_tx: Option<TxId>,
+    trunk: Option<String>,
+}
+
+impl Call {
+    fn leg(&self, leg: Leg) -> &LegDialog {
+        match leg {
+            Leg::A => &self.a,
+            Leg::B => &self.b,
+        }
+    }
+    fn leg_mut(&mut self, leg: Leg) -> &mut LegDialog {
+        match leg {
+            Leg::A => &mut self.a,
+            Leg::B => &mut self.b,
+        }
+    }
+    fn media_ref(&self) -> CallRef<'_> {
+        CallRef {
+            id: self.id,
+            call_id: &self.a.call_id,
+            from_tag: self.a.remote_tag.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    at: std::cmp::Reverse<Instant>,
+    call: u64,
+    target_idx: usize,
+}
+
+/// The B2BUA.
+pub struct B2bua {
+    cfg: CoreConfig,
+    tx: Transactions,
+    calls: HashMap<u64, Call>,
+    /// (leg A Call-ID, leg A From tag) -> call
+    by_a: HashMap<(String, String), u64>,
+    /// leg B Call-ID (ours) -> call
+    by_b: HashMap<String, u64>,
+    client: HashMap<TxId, (u64, ClientPurpose)>,
+    /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
+    server: HashMap<TxId, (u64, Leg)>,
+    /// The original requests of relayed in-dialog transactions, by server transaction.
+    relayed_requests: HashMap<TxId, Request>,
+    deadlines: BinaryHeap<Deadline>,
+    next_call: u64,
+    rng: u64,
+    out: Vec<Transmit>,
+    stats: CoreStats,
+    draining: bool,
+}
+
+impl B2bua {
+    pub fn new(cfg: CoreConfig) -> B2bua {
+        let tx = Transactions::new(cfg.timers.clone());
+        let rng = cfg.seed | 1;
+        B2bua {
+            cfg,
+            tx,
+            calls: HashMap::new(),
+            by_a: HashMap::new(),
+            by_b: HashMap::new(),
+            client: HashMap::new(),
+            server: HashMap::new(),
+            relayed_requests: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            next_call: 1,
+            rng,
+            out: Vec::new(),
+            stats: CoreStats::default(),
+            draining: false,
+        }
+    }
+
+    /// Live calls (any state).
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+    /// Live transactions.
+    pub fn transactions(&self) -> usize {
+        self.tx.len()
+    }
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
+    }
+    pub fn tx_stats(&self) -> crate::transaction::TxStats {
+        self.tx.stats()
+    }
+    /// Stop taking new calls (graceful shutdown): new INVITEs get 503.
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
+    }
+
+    fn rand(&mut self) -> u64 {
+        // xorshift64*: not cryptographic; seeded by the shell from the OS RNG.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn new_tag(&mut self) -> String {
+        format!("{:x}", self.rand())
+    }
+    fn new_branch(&mut self) -> String {
+        format!("z9hG4bK{:x}{:x}", self.rand(), self.rand() & 0xffff)
+    }
+    fn new_call_id(&mut self) -> String {
+        format!("{:016x}{:08x}", self.rand(), self.rand() as u32)
+    }
+
+    fn local_addr(&self, t: Transport) -> Option<SocketAddr> {
+        match t {
+            Transport::Udp => self.cfg.local_udp,
+            Transport::Tcp => self.cfg.local_tcp,
+            Transport::Tls => self.cfg.local_tls,
+        }
+    }
+
+    fn via_for(&mut self, t: Transport) -> String {
+        let addr = self
+            .local_addr(t)
+            .or(self.cfg.local_udp)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let branch = self.new_branch();
+        format!("SIP/2.0/{} {};branch={};rport", t.via_token(), addr, branch)
+    }
+
+    fn contact_for(&self, t: Transport) -> String {
+        let addr = self
+            .local_addr(t)
+            .or(self.cfg.local_udp)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        match t {
+            Transport::Udp => format!("<sip:{addr}>"),
+            Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
+            Transport::Tls => format!("<sips:{addr}>"),
+        }
+    }
+
+    fn our_host(&self) -> String {
+        self.cfg
+            .local_udp
+            .or(self.cfg.local_tcp)
+            .or(self.cfg.local_tls)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "127.0.0.1".into())
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// A datagram (UDP) or one framed message (TCP/TLS) arrived.
+    pub fn handle_bytes(&mut self, data: &[u8], from: Peer, now: Instant, policy: &mut dyn Policy) {
+        self.stats.messages_in += 1;
+        match parse::parse(data) {
+            Ok(msg) => self.tx.handle_message(msg, from, now),
+            Err(err) => {
+                self.stats.parse_errors += 1;
+                *self.stats.rejected.entry("parse_error").or_insert(0) += 1;
+                if let Some(resp) = parse::bad_request_response(&err) {
+                    self.tx.send_stateless(&SipMessage::Response(resp), from);
+                }
+            }
+        }
+        self.pump(now, policy);
+    }
+
+    /// The transport could not deliver to `to` (ICMP port unreachable, TCP refused).
+    pub fn transport_error(&mut self, to: Peer, now: Instant, policy: &mut dyn Policy) {
+        self.tx.transport_error(to, now);
+        self.pump(now, policy);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, policy: &mut dyn Policy) {
+        self.tx.handle_timeout(now);
+        while let Some(d) = self.deadlines.peek() {
+            if d.at.0 > now {
+                break;
+            }
+            let Some(d) = self.deadlines.pop() else { break };
+            self.no_answer_deadline(d.call, d.target_idx, now, policy);
+        }
+        self.pump(now, policy);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let a = self.tx.poll_timeout();
+        let b = self.deadlines.peek().map(|d| d.at.0);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.out.pop() {
+            return Some(t);
+        }
+        self.tx.poll_transmit()
+    }
+
+    /// End a call from outside (media timeout, operator, shutdown): BYE both legs.
+    pub fn terminate_call(&mut self, call: u64, now: Instant, policy: &mut dyn Policy) {
+        if let Some(c) = self.calls.get(&call) {
+            if c.state == CallState::Confirmed {
+                self.send_bye(call, Leg::A, now);
+                self.send_bye(call, Leg::B, now);
+                self.finish_confirmed(call, now, policy);
+            }
+        }
+        self.pump(now, policy);
+    }
+
+    /// Find a call by leg A's Call-ID and From tag (the media side's key).
+    pub fn find_call(&self, a_call_id: &str, a_from_tag: &str) -> Option<u64> {
+        self.by_a
+            .get(&(a_call_id.to_string(), a_from_tag.to_string()))
+            .copied()
+    }
+
+    /// Ids of confirmed calls (for shutdown).
+    pub fn confirmed_calls(&self) -> Vec<u64> {
+        self.calls
+            .values()
+            .filter(|c| c.state == CallState::Confirmed)
+            .map(|c| c.id)
+            .collect()
+    }
+
+    // ------------------------------------------------------------------ event pump
+
+    fn pump(&mut self, now: Instant, policy: &mut dyn Policy) {
+        while let Some(ev) = self.tx.poll_event() {
+            match ev {
+                TuEvent::Request {
+                    tx,
+                    req,
+                    from,
+                    cancels,
+                } => self.on_request(tx, req, from, cancels, now, policy),
+                TuEvent::Ack { req, from } => self.on_ack(req, from, now, policy),
+                TuEvent::Response { tx, resp } => self.on_response(tx, resp, now, policy),
+                TuEvent::Timeout { tx } => {
+                    self.on_client_failure(tx, 408, "Request Timeout", now, policy)
+                }
+                TuEvent::TransportError { tx } => {
+                    self.on_client_failure(tx, 503, "Service Unavailable", now, policy)
+                }
+                TuEvent::AckTimeout { tx } => self.on_ack_timeout(tx, now, policy),
+                TuEvent::ServerTerminated { tx, .. } => {
+                    self.server.remove(&tx);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    fn on_request(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        from: Peer,
+        cancels: Option<TxId>,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        if req.method == Method::Cancel {
+            self.on_cancel(tx, &req, cancels, now, policy);
+            return;
+        }
+        let to_tag = req.to().and_then(|t| t.tag().map(str::to_string));
+        if let Err(rej) = check::admission(&req) {
+            // In-dialog requests still must be well formed.
+            *self.stats.rejected.entry("admission").or_insert(0) += 1;
+            policy.event(CallEvent::Rejected {
+                status: rej.status,
+                reason: rej.reason.to_string(),
+            });
+            let mut resp = make_response(&req, rej.status, &rej.reason, Some(&self.new_tag()));
+            for (n, v) in &rej.headers {
+                resp.headers.push(n, v.clone());
+            }
+            self.tx.send_response(tx, resp, now);
+            return;
+        }
+        if let Some(tag) = to_tag {
+            self.on_in_dialog(tx, req, from, &tag, now, policy);
+            return;
+        }
+        match req.method {
+            Method::Invite => self.on_invite(tx, req, from, now, policy),
+            Method::Options => {
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, 200, "OK", Some(&tag));
+                resp.headers.push("Allow", ALLOW);
+                resp.headers.push("Accept", "application/sdp");
+                resp.headers.push("Server", self.cfg.user_agent.clone());
+                self.tx.send_response(tx, resp, now);
+            }
+            Method::Ack => {}
+            Method::Bye => {
+                let tag = self.new_tag();
+                let resp = make_response(&req, 481, "Call/Transaction Does Not Exist", Some(&tag));
+                self.tx.send_response(tx, resp, now);
+            }
+            _ => {
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, 405, "Method Not Allowed", Some(&tag));
+                resp.headers.push("Allow", ALLOW);
+                self.tx.send_response(tx, resp, now);
+            }
+        }
+    }
+
+    fn reject(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let tag = self.new_tag();
+        let resp = make_response(req, code, reason, Some(&tag));
+        self.tx.send_response(tx, resp, now);
+        policy.event(CallEvent::Rejected {
+            status: code,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn on_invite(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        from: Peer,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        if self.draining {
+            let tag = self.new_tag();
+            let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
+            resp.headers.push("Retry-After", "30");
+            self.tx.send_response(tx, resp, now);
+            return;
+        }
+        // RFC 3261 §16.3 / §8.2: Max-Forwards 0 -> 483. trunkline is the request's target only
+        // for OPTIONS, so every INVITE is on its way elsewhere.
+        let max_forwards = req.max_forwards().unwrap_or(70);
+        if max_forwards == 0 {
+            self.reject(tx, &req, 483, "Too Many Hops", now, policy);
+            return;
+        }
+        let (Some(from_na), Some(to_na), Some(call_id)) = (req.from(), req.to(), req.call_id())
+        else {
+            self.reject(tx, &req, 400, "Bad Request", now, policy);
+            return;
+        };
+        let Some(a_from_tag) = from_na.tag().map(str::to_string) else {
+            self.reject(tx, &req, 400, "Missing From tag", now, policy);
+            return;
+        };
+        let call_id = call_id.to_string();
+        // A retransmission is absorbed by the transaction layer; a second INVITE with the same
+        // Call-ID and tag but a new branch (a merged request, RFC 3261 §8.2.2.2) gets 482.
+        if self
+            .by_a
+            .contains_key(&(call_id.clone(), a_from_tag.clone()))
+        {
+            self.reject(tx, &req, 482, "Loop Detected", now, policy);
+            return;
+        }
+        let to_user = to_na.uri.user().unwrap_or_default().to_string();
+        let from_user = from_na.uri.user().unwrap_or_default().to_string();
+        let ruri_user = Uri::parse(&req.uri)
+            .ok()
+            .and_then(|u| u.user().map(str::to_string));
+        let to_user_q = ruri_user.clone().unwrap_or(to_user.clone());
+        let outcome = policy.route(&req, from, &to_user_q, &from_user);
+        let (targets, to_user, from_user) = match outcome {
+            RouteOutcome::Reject { code, reason } => {
+                self.reject(tx, &req, code, &reason, now, policy);
+                return;
+            }
+            RouteOutcome::Redirect { code, contacts } => {
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, code, reason_phrase(code), Some(&tag));
+                for c in contacts {
+                    resp.headers.push("Contact", format!("<{c}>"));
+                }
+                self.tx.send_response(tx, resp, now);
+                policy.event(CallEvent::Finished {
+                    call: 0,
+                    trunk: None,
+                    status: code,
+                    post_dial_delay: None,
+                });
+                return;
+            }
+            RouteOutcome::Route {
+                targets,
+                to_user,
+                from_user,
+            } => (targets, to_user, from_user),
+        };
+        if targets.is_empty() {
+            self.reject(tx, &req, 404, "Not Found", now, policy);
+            return;
+        }
+        let id = self.next_call;
+        self.next_call += 1;
+        self.stats.calls_started += 1;
+
+        let a_local_tag = self.new_tag();
+        let a_contact = req
+            .headers
+            .get("Contact")
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map(|c| c.uri.to_string())
+            .unwrap_or_else(|| req.uri.clone());
+        let a_route: Vec<String> = req
+            .headers
+            .get_all("Record-Route")
+            .flat_map(crate::headers::split_comma_list)
+            .map(|s| s.trim().to_string())
+            .collect();
+        let a = LegDialog {
+            call_id: call_id.clone(),
+            local_tag: a_local_tag,
+            remote_tag: Some(a_from_tag.clone()),
+            local_uri: strip_tag(req.headers.get("To").unwrap_or("")),
+            remote_uri: strip_tag(req.headers.get("From").unwrap_or("")),
+            remote_target: a_contact,
+            route_set: a_route,
+            peer: from,
+            local_cseq: self.rand() as u32 & 0xffff,
+            remote_cseq: req.cseq().map(|c| c.seq),
+        };
+        let first = targets[0].clone();
+        let b_call_id = self.new_call_id();
+        let b_tag = self.new_tag();
+        let display = from_na
+            .display
+            .as_ref()
+            .map(|d| format!("{} ", quote_display(d)))
+            .unwrap_or_default();
+        let our_host = self.our_host();
+        let b = LegDialog {
+            call_id: b_call_id.clone(),
+            local_tag: b_tag,
+            remote_tag: None,
+            local_uri: format!("{display}<sip:{}@{}>", from_user, our_host),
+            remote_uri: format!("<sip:{}@{}>", to_user, first.host),
+            remote_target: format!("sip:{}@{}", to_user, first.host),
+            route_set: Vec::new(),
+            peer: first.peer,
+            local_cseq: 1,
+            remote_cseq: None,
+        };
+        let a_offer = if req.body.is_empty() {
+            None
+        } else {
+            Some(req.body.clone())
+        };
+        let mut call = Call {
+            id,
+            state: CallState::Proceeding,
+            started: now,
+            answered: None,
+            pdd: None,
+            a,
+            a_invite_tx: Some(tx),
+            a_invite: req,
+            a_offer,
+            b,
+            b_invite_tx: None,
+            b_invite: None,
+            b_got_provisional: false,
+            b_offer: None,
+            targets,
+            target_idx: 0,
+            to_user,
+            cancelled: false,
+            b_ack: None,
+            b_ack_pending: false,
+            last_failure: None,
+            a_2xx_tx: None,
+            trunk: None,
+        };
+        // Media: the offer from A is rewritten once for B (the same SDP serves every target).
+        if let Some(offer) = call.a_offer.clone() {
+            match policy.media_offer(call.media_ref(), Leg::A, &offer) {
+                Ok(sdp) => {
+                    let ct = call
+                        .a_invite
+                        .headers
+                        .get("Content-Type")
+                        .unwrap_or("application/sdp")
+                        .to_string();
+                    call.b_offer = Some((ct, sdp));
+                }
+                Err(e) => {
+                    let req = call.a_invite.clone();
+                    self.reject(tx, &req, 488, "Not Acceptable Here", now, policy);
+                    let _ = e;
+                    policy.media_release(call.media_ref());
+                    return;
+                }
+            }
+        }
+        self.by_a.insert((call_id, a_from_tag), id);
+        self.by_b.insert(b_call_id, id);
+        self.calls.insert(id, call);
+        self.send_b_invite(id, now, policy);
+    }
+
+    /// Send (or re-send, on failover) leg B's INVITE to the current target.
+    fn send_b_invite(&mut self, id: u64, now: Instant, policy: &mut dyn Policy) {
+        let via;
+        let contact;
+        {
+            let Some(call) = self.calls.get(&id) else {
+                return;
+            };
+            let t = call.targets[call.target_idx].peer.transport;
+            let _ = call;
+            via = self.via_for(t);
+            contact = self.contact_for(t);
+        }
+        let max_fwd;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let target = call.targets[call.target_idx].clone();
+        max_fwd = call.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
+        call.b.peer = target.peer;
+        call.b.remote_uri = format!("<sip:{}@{}>", call.to_user, target.host);
+        call.b.remote_target = format!("sip:{}@{}", call.to_user, target.host);
+        call.b.remote_tag = None;
+        call.b.route_set.clear();
+        call.b_got_provisional = false;
+        let cseq = call.b.local_cseq;
+        let mut h = Headers::new();
+        h.push("Via", via);
+        h.push("Max-Forwards", max_fwd.to_string());
+        h.push(
+            "From",
+            format!("{};tag={}", call.b.local_uri, call.b.local_tag),
+        );
+        h.push("To", call.b.remote_uri.clone());
+        h.push("Call-ID", call.b.call_id.clone());
+        h.push("CSeq", format!("{cseq} INVITE"));
+        h.push("Contact", contact);
+        copy_passthrough(&call.a_invite.headers, &mut h);
+        let mut body = Vec::new();
+        if let Some((ct, sdp)) = &call.b_offer {
+            h.push("Content-Type", ct.clone());
+            body = sdp.clone();
+        }
+        let req = Request {
+            method: Method::Invite,
+            uri: call.b.remote_target.clone(),
+            headers: h,
+            body,
+        };
+        call.b_invite = Some(req.clone());
+        call.trunk = Some(target.trunk.clone());
+        let idx = call.target_idx;
+        let txid = self.tx.send_request(req, target.peer, now);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.b_invite_tx = Some(txid);
+        }
+        self.client.insert(txid, (id, ClientPurpose::Invite));
+        self.deadlines.push(Deadline {
+            at: std::cmp::Reverse(now + self.cfg.no_answer_failover),
+            call: id,
+            target_idx: idx,
+        });
+        policy.event(CallEvent::Attempt {
+            call: id,
+            trunk: target.trunk,
+        });
+    }
+
+    fn no_answer_deadline(&mut self, id: u64, idx: usize, now: Instant, policy: &mut dyn Policy) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding || call.target_idx != idx || call.b_got_provisional {
+            return;
+        }
+        // No response at all from this target: treat as 408 and fail over.
+        if let Some(tx) = call.b_invite_tx {
+            self.client.remove(&tx);
+            self.b_invite_failed(id, 408, "Request Timeout".into(), now, policy);
+        }
+    }
+
+    fn on_cancel(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        cancels: Option<TxId>,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(inv_tx) = cancels else {
+            let tag = self.new_tag();
+            let resp = make_response(req, 481, "Call/Transaction Does Not Exist", Some(&tag));
+            self.tx.send_response(tx, resp, now);
+            return;
+        };
+        // RFC 3261 §9.2: answer the CANCEL 200, then the INVITE 487.
+        let call_id = self
+            .calls
+            .values()
+            .find(|c| c.a_invite_tx == Some(inv_tx))
+            .map(|c| c.id);
+        let Some(id) = call_id else {
+            // A relayed re-INVITE or unknown: 200 for the CANCEL only.
+            let resp = make_response(req, 200, "OK", None);
+            self.tx.send_response(tx, resp, now);
+            return;
+        };
+        let resp = make_response(req, 200, "OK", None);
+        self.tx.send_response(tx, resp, now);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding || call.cancelled {
+            return;
+        }
+        call.cancelled = true;
+        // 487 to A now.
+        let a_tag = call.a.local_tag.clone();
+        let inv = call.a_invite.clone();
+        let resp = make_response(&inv, 487, "Request Terminated", Some(&a_tag));
+        self.tx.send_response(inv_tx, resp, now);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.a_invite_tx = None;
+        }
+        // CANCEL leg B (RFC 3261 §9.1: only once a provisional response arrived; otherwise the
+        // CANCEL is sent when one does, or the INVITE times out).
+        let got_prov = self
+            .calls
+            .get(&id)
+            .map(|c| c.b_got_provisional)
+            .unwrap_or(false);
+        if got_prov {
+            self.send_b_cancel(id, now);
+        }
+        policy.event(CallEvent::Finished {
+            call: id,
+            trunk: self.calls.get(&id).and_then(|c| c.trunk.clone()),
+            status: 487,
+            post_dial_delay: None,
+        });
+    }
+
+    fn send_b_cancel(&mut self, id: u64, now: Instant) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(inv) = &call.b_invite else { return };
+        let mut h = Headers::new();
+        if let Some(v) = inv.headers.get("Via") {
+            h.push("Via", v.to_string());
+        }
+        h.push("Max-Forwards", "70");
+        for n in ["From", "To", "Call-ID"] {
+            if let Some(v) = inv.headers.get(n) {
+                h.push(n, v.to_string());
+            }
+        }
+        let seq = inv.cseq().map(|c| c.seq).unwrap_or(1);
+        h.push("CSeq", format!("{seq} CANCEL"));
+        let req = Request {
+            method: Method::Cancel,
+            uri: inv.uri.clone(),
+            headers: h,
+            body: Vec::new(),
+        };
+        let peer = call.b.peer;
+        let t = self.tx.send_request(req, peer, now);
+        self.client.insert(t, (id, ClientPurpose::Cancel));
+    }
+
+    fn on_ack(&mut self, req: Request, _from: Peer, now: Instant, policy: &mut dyn Policy) {
+        let Some(call_id) = req.call_id() else { return };
+        let Some(id) = self.lookup_dialog(&req, call_id) else {
+            return;
+        };
+        let Some((id, leg)) = Some(id) else { return };
+        if leg != Leg::A {
+            return;
+        }
+        // Late offer: A's ACK carries the answer to B's offer (from B's 2xx).
+        let pending = self
+            .calls
+            .get(&id)
+            .map(|c| c.b_ack_pending)
+            .unwrap_or(false);
+        if pending {
+            let body = if req.body.is_empty() {
+                None
+            } else {
+                let Some(call) = self.calls.get(&id) else {
+                    return;
+                };
+                match policy.media_answer(call.media_ref(), Leg::A, &req.body) {
+                    Ok(s) => Some(s),
+                    Err(_) => None,
+                }
+            };
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.b_ack_pending = false;
+            }
+            self.send_b_ack(id, body, now);
+        }
+    }
+
+    /// Which call and leg an in-dialog message belongs to.
+    fn lookup_dialog(&self, req: &Request, call_id: &str) -> Option<(u64, Leg)> {
+        if let Some(id) = self.by_b.get(call_id) {
+            return Some((*id, Leg::B));
+        }
+        let from_tag = req.from().and_then(|f| f.tag().map(str::to_string))?;
+        self.by_a
+            .get(&(call_id.to_string(), from_tag))
+            .map(|id| (*id, Leg::A))
+    }
+
+    fn on_in_dialog(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        from: Peer,
+        _to_tag: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call_id) = req.call_id().map(str::to_string) else {
+            return;
+        };
+        let Some((id, leg)) = self.lookup_dialog(&req, &call_id) else {
+            let resp = make_response(&req, 481, "Call/Transaction Does Not Exist", None);
+            self.tx.send_response(tx, resp, now);
+            return;
+        };
+        // RFC 3261 §12.2.2: CSeq must grow.
+        let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        if let Some(call) = self.calls.get_mut(&id) {
+            let d = call.leg_mut(leg);
+            if let Some(prev) = d.remote_cseq {
+                if seq < prev || (seq == prev && req.method != Method::Ack) {
+                    let resp = make_response(&req, 500, "Server Internal Error", None);
+                    self.tx.send_response(tx, resp, now);
+                    return;
+                }
+            }
+            d.remote_cseq = Some(seq);
+            // Learn the leg's peer from where its requests come from (NAT, TCP connection).
+            if leg == Leg::A {
+                d.peer = from;
+            }
+        }
+        match req.method {
+            Method::Bye => {
+                let resp = make_response(&req, 200, "OK", None);
+                self.tx.send_response(tx, resp, now);
+                let state = self.calls.get(&id).map(|c| c.state);
+                match state {
+                    Some(CallState::Confirmed) => {
+                        self.send_bye(id, leg.other(), now);
+                        self.finish_confirmed(id, now, policy);
+                    }
+                    Some(CallState::Proceeding) if leg == Leg::A => {
+                        // BYE before the final answer on A (RFC 3261 §15): cancel B.
+                        self.send_b_cancel(id, now);
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.cancelled = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => self.relay_in_dialog(tx, req, id, leg, now, policy),
+        }
+    }
+
+    /// Build an in-dialog request on `leg` with our dialog state.
+    fn dialog_request(&mut self, id: u64, leg: Leg, method: Method) -> Option<(Request, Peer)> {
+        let t = self.calls.get(&id)?.leg(leg).peer.transport;
+        let via = self.via_for(t);
+        let contact = self.contact_for(t);
+        let call = self.calls.get_mut(&id)?;
+        let d = call.leg_mut(leg);
+        if method != Method::Ack {
+            d.local_cseq = d.local_cseq.wrapping_add(1);
+        }
+        let mut h = Headers::new();
+        h.push("Via", via);
+        h.push("Max-Forwards", "70");
+        for r in &d.route_set {
+            h.push("Route", r.clone());
+        }
+        h.push("From", format!("{};tag={}", d.local_uri, d.local_tag));
+        match &d.remote_tag {
+            Some(t) => h.push("To", format!("{};tag={}", d.remote_uri, t)),
+            None => h.push("To", d.remote_uri.clone()),
+        }
+        h.push("Call-ID", d.call_id.clone());
+        h.push("CSeq", format!("{} {}", d.local_cseq, method.as_str()));
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Refer
+        ) {
+            h.push("Contact", contact);
+        }
+        let req = Request {
+            method,
+            uri: d.remote_target.clone(),
+            headers: h,
+            body: Vec::new(),
+        };
+        Some((req, d.peer))
+    }
+
+    fn send_bye(&mut self, id: u64, leg: Leg, now: Instant) {
+        if let Some((req, peer)) = self.dialog_request(id, leg, Method::Bye) {
+            let t = self.tx.send_request(req, peer, now);
+            self.client.insert(t, (id, ClientPurpose::Bye));
+        }
+    }
+
+    fn send_b_ack(&mut self, id: u64, body: Option<Vec<u8>>, _now: Instant) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let seq = call
+            .b_invite
+            .as_ref()
+            .and_then(|r| r.cseq())
+            .map(|c| c.seq)
+            .unwrap_or(1);
+        let Some((mut ack, peer)) = self.dialog_request(id, Leg::B, Method::Ack) else {
+            return;
+        };
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        if let Some(b) = body {
+            ack.headers.push("Content-Type", "application/sdp");
+            ack.body = b;
+        }
+        self.tx
+            .send_stateless(&SipMessage::Request(ack.clone()), peer);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.b_ack = Some(ack);
+        }
+    }
+
+    fn relay_in_dialog(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        id: u64,
+        from_leg: Leg,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let to_leg = from_leg.other();
+        let Some((mut out, peer)) = self.dialog_request(id, to_leg, req.method.clone()) else {
+            return;
+        };
+        copy_passthrough(&req.headers, &mut out.headers);
+        if !req.body.is_empty() {
+            let is_sdp = req
+                .headers
+                .get("Content-Type")
+                .map(|c| c.to_ascii_lowercase().starts_with("application/sdp"))
+                .unwrap_or(false);
+            let body = if is_sdp && matches!(req.method, Method::Invite | Method::Update) {
+                let Some(call) = self.calls.get(&id) else {
+                    return;
+                };
+                match policy.media_offer(call.media_ref(), from_leg, &req.body) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        let resp = make_response(&req, 488, "Not Acceptable Here", None);
+                        self.tx.send_response(tx, resp, now);
+                        return;
+                    }
+                }
+            } else {
+                req.body.clone()
+            };
+            if let Some(ct) = req.headers.get("Content-Type") {
+                out.headers.push("Content-Type", ct.to_string());
+            }
+            out.body = body;
+        }
+        self.server.insert(tx, (id, from_leg));
+        let method = req.method.clone();
+        let t = self.tx.send_request(out, peer, now);
+        self.client.insert(
+            t,
+            (
+                id,
+                ClientPurpose::Relay {
+                    server_tx: tx,
+                    method,
+                },
+            ),
+        );
+        // Keep the original request for building the response on the origin leg.
+        self.relayed_requests.insert(tx, req);
+    }
+
+    // ------------------------------------------------------------------ responses
+
+    fn on_response(&mut self, tx: TxId, resp: Response, now: Instant, policy: &mut dyn Policy) {
+        let Some((id, purpose)) = self.client.get(&tx).map(|(id, p)| {
+            (
+                *id,
+                match p {
+                    ClientPurpose::Invite => 0,
+                    ClientPurpose::Cancel => 1,
+                    ClientPurpose::Bye => 2,
+                    ClientPurpose::Relay { .. } => 3,
+                },
+            )
+        }) else {
+            // A 2xx retransmission for an INVITE whose client tx is gone: re-ACK if it is ours.
+            self.maybe_reack(&resp);
+            return;
+        };
+        match purpose {
+            0 => self.on_b_invite_response(tx, id, resp, now, policy),
+            3 => self.on_relay_response(tx, id, resp, now, policy),
+            _ => {
+                if resp.status >= 200 {
+                    self.client.remove(&tx);
+                }
+                self.maybe_collect(id);
+            }
+        }
+    }
+
+    fn maybe_reack(&mut self, resp: &Response) {
+        if !(200..300).contains(&resp.status) {
+            return;
+        }
+        let Some(cid) = resp.call_id() else { return };
+        let Some(id) = self.by_b.get(cid).copied() else {
+            return;
+        };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if let Some(ack) = &call.b_ack {
+            let peer = call.b.peer;
+            self.tx
+                .send_stateless(&SipMessage::Request(ack.clone()), peer);
+        }
+    }
+
+    fn on_b_invite_response(
+        &mut self,
+        tx: TxId,
+        id: u64,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let status = resp.status;
+        if status < 200 {
+            if status == 100 {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.b_got_provisional = true;
+                }
+                return;
+            }
+            self.on_b_provisional(id, resp, now, policy);
+            return;
+        }
+        if status < 300 {
+            self.on_b_success(tx, id, resp, now, policy);
+            return;
+        }
+        self.client.remove(&tx);
+        self.b_invite_failed(id, status, resp.reason.clone(), now, policy);
+        // Keep the response for mapping if it's final for A.
+        let _ = resp;
+    }
+
+    fn on_b_provisional(&mut self, id: u64, resp: Response, now: Instant, policy: &mut dyn Policy) {
+        let (cancelled, first) = {
+            let Some(c) = self.calls.get_mut(&id) else {
+                return;
+            };
+            let first = !c.b_got_provisional;
+            c.b_got_provisional = true;
+            if let Some(tag) = resp.to().and_then(|t| t.tag().map(str::to_string)) {
+                c.b.remote_tag = Some(tag);
+            }
+            if c.pdd.is_none() {
+                c.pdd = Some(now.saturating_duration_since(c.started));
+            }
+            (c.cancelled, first)
+        };
+        if cancelled {
+            if first {
+                self.send_b_cancel(id, now);
+            }
+            return;
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(a_tx) = call.a_invite_tx else { return };
+        let body = if resp.body.is_empty() {
+            None
+        } else {
+            match policy.media_answer(call.media_ref(), Leg::B, &resp.body) {
+                Ok(b) => Some(b),
+                Err(_) => None,
+            }
+        };
+        let mut out = self.a_response(id, resp.status, &resp.reason, &resp);
+        if let Some(b) = body {
+            out.headers.push("Content-Type", "application/sdp");
+            out.body = b;
+        }
+        self.tx.send_response(a_tx, out, now);
+    }
+
+    /// A response for leg A's INVITE built from leg B's response.
+    fn a_response(&self, id: u64, status: u16, reason: &str, from_b: &Response) -> Response {
+        let Some(call) = self.calls.get(&id) else {
+            return Response {
+                status,
+                reason: reason.into(),
+                headers: Headers::new(),
+                body: Vec::new(),
+            };
+        };
+        let mut resp = make_response(&call.a_invite, status, reason, Some(&call.a.local_tag));
+        if status > 100 && status < 300 {
+            resp.headers
+                .push("Contact", self.contact_for(call.a.peer.transport));
+        }
+        copy_passthrough(&from_b.headers, &mut resp.headers);
+        resp
+    }
+
+    fn on_b_success(
+        &mut self,
+        tx: TxId,
+        id: u64,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding {
+            // Retransmitted 2xx (RFC 6026 Accepted state): re-send our ACK.
+            if let Some(ack) = call.b_ack.clone() {
+                let peer = call.b.peer;
+                self.tx.send_stateless(&SipMessage::Request(ack), peer);
+            }
+            return;
+        }
+        // Learn leg B's dialog (RFC 3261 §12.1.2).
+        if let Some(tag) = resp.to().and_then(|t| t.tag().map(str::to_string)) {
+            call.b.remote_tag = Some(tag);
+        }
+        if let Some(c) = resp
+            .headers
+            .get("Contact")
+            .and_then(|c| NameAddr::parse(c).ok())
+        {
+            call.b.remote_target = c.uri.to_string();
+        }
+        let mut rr: Vec<String> = resp
+            .headers
+            .get_all("Record-Route")
+            .flat_map(crate::headers::split_comma_list)
+            .map(|s| s.trim().to_string())
+            .collect();
+        rr.reverse();
+        call.b.route_set = rr;
+        call.b_got_provisional = true;
+        if call.cancelled {
+            // The 2xx crossed our CANCEL: ACK and BYE it.
+            call.state = CallState::Confirmed;
+            self.send_b_ack(id, None, now);
+            self.send_bye(id, Leg::B, now);
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.state = CallState::Terminated;
+            }
+            self.client.remove(&tx);
+            self.maybe_collect(id);
+            return;
+        }
+        call.state = CallState::Confirmed;
+        call.answered = Some(now);
+        if call.pdd.is_none() {
+            call.pdd = Some(now.saturating_duration_since(call.started));
+        }
+        let late_offer = call.a_offer.is_none() && !resp.body.is_empty();
+        let a_tx = call.a_invite_tx.take();
+        let pdd = call.pdd;
+        let trunk = call.trunk.clone();
+        // SDP for A.
+        let body = if resp.body.is_empty() {
+            None
+        } else {
+            let call = &self.calls[&id];
+            let r = if late_offer {
+                policy.media_offer(call.media_ref(), Leg::B, &resp.body)
+            } else {
+                policy.media_answer(call.media_ref(), Leg::B, &resp.body)
+            };
+            r.ok()
+        };
+        if late_offer {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.b_ack_pending = true;
+            }
+        } else {
+            self.send_b_ack(id, None, now);
+        }
+        let mut out = self.a_response(id, resp.status, &resp.reason, &resp);
+        if let Some(b) = body {
+            out.headers.push("Content-Type", "application/sdp");
+            out.body = b;
+        }
+        if let Some(a_tx) = a_tx {
+            self.tx.send_2xx_reliably(a_tx, out, now);
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.a_2xx_tx = Some(a_tx);
+            }
+        }
+        self.client.remove(&tx);
+        policy.event(CallEvent::Finished {
+            call: id,
+            trunk,
+            status: 200,
+            post_dial_delay: pdd,
+        });
+    }
+
+    /// Leg B's INVITE failed at the current target with `status`: fail over or answer A.
+    fn b_invite_failed(
+        &mut self,
+        id: u64,
+        status: u16,
+        reason: String,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding {
+            return;
+        }
+        call.b_invite_tx = None;
+        call.last_failure = Some((status, reason.clone()));
+        // RFC 3261 §16.7 + the dial plan contract: 408, 5xx and transport errors fail over; 6xx
+        // stops; any other final is the answer.
+        let failover = status == 408 || (500..600).contains(&status);
+        if !call.cancelled && failover && call.target_idx + 1 < call.targets.len() {
+            call.target_idx += 1;
+            call.b.local_cseq = call.b.local_cseq.wrapping_add(1);
+            self.send_b_invite(id, now, policy);
+            return;
+        }
+        let cancelled = call.cancelled;
+        let trunk = call.trunk.clone();
+        let pdd = call.pdd;
+        if !cancelled {
+            if let Some(a_tx) = call.a_invite_tx.take() {
+                // A 503 from downstream becomes 500 upstream? A B2BUA terminates the transaction,
+                // so it answers what it means: "no route worked" is 503 for transport failures and
+                // timeouts, otherwise the last target's status.
+                let inv = call.a_invite.clone();
+                let a_tag = call.a.local_tag.clone();
+                let resp = make_response(&inv, status, &reason, Some(&a_tag));
+                self.tx.send_response(a_tx, resp, now);
+                policy.event(CallEvent::Finished {
+                    call: id,
+                    trunk,
+                    status,
+                    post_dial_delay: pdd,
+                });
+            }
+        }
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.state = CallState::Terminated;
+        }
+        self.maybe_collect_with_media(id, policy);
+    }
+
+    fn on_client_failure(
+        &mut self,
+        tx: TxId,
+        status: u16,
+        reason: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some((id, purpose)) = self.client.remove(&tx) else {
+            return;
+        };
+        match purpose {
+            ClientPurpose::Invite => {
+                self.b_invite_failed(id, status, reason.to_string(), now, policy);
+            }
+            ClientPurpose::Relay { server_tx, .. } => {
+                if let Some(orig) = self.relayed_requests.remove(&server_tx) {
+                    let resp = make_response(&orig, status, reason, None);
+                    self.tx.send_response(server_tx, resp, now);
+                }
+                self.server.remove(&server_tx);
+                // A dead peer in a confirmed call: end it (RFC 5057 §5.1 for 408/481).
+                if status == 408 {
+                    if let Some(c) = self.calls.get(&id) {
+                        if c.state == CallState::Confirmed {
+                            self.send_bye(id, Leg::A, now);
+                            self.send_bye(id, Leg::B, now);
+                            self.finish_confirmed(id, now, policy);
+                        }
+                    }
+                }
+            }
+            ClientPurpose::Bye | ClientPurpose::Cancel => {
+                self.maybe_collect(id);
+            }
+        }
+    }
+
+    fn on_ack_timeout(&mut self, tx: TxId, now: Instant, policy: &mut dyn Policy) {
+        // RFC 3261 §13.3.1.4: no ACK for our 2xx on leg A: end the call with BYE on both legs.
+        let id = self
+            .calls
+            .values()
+            .find(|c| c.a_2xx_tx == Some(tx))
+            .map(|c| c.id);
+        if let Some(id) = id {
+            self.send_bye(id, Leg::A, now);
+            self.send_bye(id, Leg::B, now);
+            self.finish_confirmed(id, now, policy);
+        }
+    }
+
+    fn on_relay_response(
+        &mut self,
+        tx: TxId,
+        id: u64,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some((_, ClientPurpose::Relay { server_tx, method })) = self.client.get(&tx) else {
+            return;
+        };
+        let server_tx = *server_tx;
+        let method = method.clone();
+        let Some(&(_, from_leg)) = self.server.get(&server_tx) else {
+            return;
+        };
+        let Some(orig) = self.relayed_requests.get(&server_tx).cloned() else {
+            return;
+        };
+        if resp.status == 100 {
+            return;
+        }
+        let final_ = resp.status >= 200;
+        let to_leg = from_leg.other();
+        // Target refresh from the other leg's 2xx.
+        if (200..300).contains(&resp.status) {
+            if let Some(c) = resp
+                .headers
+                .get("Contact")
+                .and_then(|c| NameAddr::parse(c).ok())
+            {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.leg_mut(to_leg).remote_target = c.uri.to_string();
+                }
+            }
+        }
+        let body = if !resp.body.is_empty() && matches!(method, Method::Invite | Method::Update) {
+            let Some(call) = self.calls.get(&id) else {
+                return;
+            };
+            policy
+                .media_answer(call.media_ref(), to_leg, &resp.body)
+                .ok()
+        } else if !resp.body.is_empty() {
+            Some(resp.body.clone())
+        } else {
+            None
+        };
+        let local_tag = self
+            .calls
+            .get(&id)
+            .map(|c| c.leg(from_leg).local_tag.clone());
+        let mut out = make_response(&orig, resp.status, &resp.reason, local_tag.as_deref());
+        if (101..300).contains(&resp.status) && matches!(method, Method::Invite | Method::Update) {
+            let t = self
+                .calls
+                .get(&id)
+                .map(|c| c.leg(from_leg).peer.transport)
+                .unwrap_or(Transport::Udp);
+            out.headers.push("Contact", self.contact_for(t));
+        }
+        copy_passthrough(&resp.headers, &mut out.headers);
+        if let Some(b) = body {
+            if let Some(ct) = resp.headers.get("Content-Type") {
+                out.headers.push("Content-Type", ct.to_string());
+            }
+            out.body = b;
+        }
+        if method == Method::Invite && (200..300).contains(&resp.status) {
+            // ACK the other leg's 2xx ourselves; the origin's ACK is absorbed.
+            let seq = resp.cseq().map(|c| c.seq).unwrap_or(0);
+            if let Some((mut ack, peer)) = self.dialog_request(id, to_leg, Method::Ack) {
+                ack.headers.set("CSeq", format!("{seq} ACK"));
+                self.tx.send_stateless(&SipMessage::Request(ack), peer);
+            }
+            self.tx.send_2xx_reliably(server_tx, out, now);
+        } else {
+            self.tx.send_response(server_tx, out, now);
+        }
+        if final_ {
+            self.client.remove(&tx);
+            self.server.remove(&server_tx);
+            self.relayed_requests.remove(&server_tx);
+        }
+    }
+
+    // ------------------------------------------------------------------ teardown
+
+    fn finish_confirmed(&mut self, id: u64, now: Instant, policy: &mut dyn Policy) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state == CallState::Confirmed {
+            call.state = CallState::Terminated;
+            let dur = call
+                .answered
+                .map(|a| now.saturating_duration_since(a))
+                .unwrap_or_default();
+            policy.event(CallEvent::Ended {
+                call: id,
+                duration: dur,
+            });
+        }
+        self.maybe_collect_with_media(id, policy);
+    }
+
+    fn maybe_collect_with_media(&mut self, id: u64, policy: &mut dyn Policy) {
+        if let Some(call) = self.calls.get(&id) {
+            if call.state == CallState::Terminated {
+                policy.media_release(call.media_ref());
+            }
+        }
+        self.maybe_collect(id);
+    }
+
+    /// Forget a terminated call once none of its client transactions is pending.
+    fn maybe_collect(&mut self, id: u64) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.state != CallState::Terminated {
+            return;
+        }
+        if self.client.values().any(|(cid, _)| *cid == id) {
+            return;
+        }
+        if let Some(call) = self.calls.remove(&id) {
+            if let Some(tag) = call.a.remote_tag {
+                self.by_a.remove(&(call.a.call_id, tag));
+            }
+            self.by_b.remove(&call.b.call_id);
+        }
+    }
+}
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+
+/// RFC 3261 §8.2.6: a response copies Via, From, To, Call-ID and CSeq from the request and adds a
+/// To tag when the request had none.
+pub fn make_response(req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Response {
+    let mut h = Headers::new();
+    for v in req.headers.get_all("Via") {
+        h.push("Via", v.to_string());
+    }
+    if let Some(v) = req.headers.get("From") {
+        h.push("From", v.to_string());
+    }
+    if let Some(v) = req.headers.get("To") {
+        let has_tag = req.to().map(|t| t.tag().is_some()).unwrap_or(false);
+        match (has_tag, to_tag) {
+            (false, Some(tag)) if status > 100 => h.push("To", format!("{v};tag={tag}")),
+            _ => h.push("To", v.to_string()),
+        }
+    }
+    if let Some(v) = req.headers.get("Call-ID") {
+        h.push("Call-ID", v.to_string());
+    }
+    if let Some(v) = req.headers.get("CSeq") {
+        h.push("CSeq", v.to_string());
+    }
+    Response {
+        status,
+        reason: reason.to_string(),
+        headers: h,
+        body: Vec::new(),
+    }
+}
+
+/// Headers that describe one hop or one dialog and never cross from one leg to the other.
+const HOP_HEADERS: &[&str] = &[
+    "Via",
+    "Route",
+    "Record-Route",
+    "Contact",
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+    "Authorization",
+    "Proxy-Authorization",
+    "WWW-Authenticate",
+    "Proxy-Authenticate",
+    "Supported",
+    "Require",
+    "Proxy-Require",
+    "Unsupported",
+    "RSeq",
+    "RAck",
+    "Path",
+    "Service-Route",
+    "Warning",
+    "Server",
+    "Allow",
+    "Session-Expires",
+    "Min-SE",
+    "Replaces",
+];
+
+/// Copy end-to-end headers (everything but [`HOP_HEADERS`]) from one leg's message to the other's.
+fn copy_passthrough(src: &Headers, dst: &mut Headers) {
+    for h in src.iter() {
+        if HOP_HEADERS.iter().any(|n| n.eq_ignore_ascii_case(&h.name)) {
+            continue;
+        }
+        dst.push(&h.name, h.value.clone());
+    }
+}
+
+fn strip_tag(v: &str) -> String {
+    match NameAddr::parse(v) {
+        Ok(mut na) => {
+            na.params.retain(|(k, _)| !k.eq_ignore_ascii_case("tag"));
+            na.to_string()
+        }
+        Err(_) => v.to_string(),
+    }
+}
+
+fn quote_display(d: &str) -> String {
+    let t = d.trim();
+    if t.starts_with('"') {
+        t.to_string()
+    } else {
+        format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        603 => "Decline",
+        _ => "Unknown",
+    }
+}

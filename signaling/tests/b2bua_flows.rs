@@ -1,0 +1,524 @@
+//! B2BUA call flows in virtual time: no sockets, no sleeping. Leg A's phone and leg B's trunks
+//! are simulated by feeding bytes in and reading what the core transmits.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use signaling::b2bua::{make_response, B2bua, CallEvent, CoreConfig, StaticPolicy, Target};
+use signaling::message::{Request, Response, SipMessage};
+use signaling::parse::parse;
+use signaling::{Peer, Transport};
+
+const A: &str = "127.0.0.1:5070";
+const ME: &str = "127.0.0.1:5060";
+const PBX: &str = "127.0.0.1:5080";
+const PBX2: &str = "127.0.0.1:5090";
+
+fn peer(s: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: s.parse::<SocketAddr>().unwrap(),
+    }
+}
+
+fn target(name: &str, addr: &str) -> Target {
+    Target {
+        trunk: name.into(),
+        peer: peer(addr),
+        host: addr.into(),
+    }
+}
+
+struct World {
+    core: B2bua,
+    policy: StaticPolicy,
+    now: Instant,
+    /// Everything transmitted, in order: (to, message).
+    sent: Vec<(Peer, SipMessage)>,
+}
+
+const SDP_A: &str = "v=0\r\no=alice 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";
+const SDP_B: &str = "v=0\r\no=bob 1 1 IN IP4 10.2.2.2\r\ns=-\r\nc=IN IP4 10.2.2.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=sendrecv\r\n";
+
+impl World {
+    fn new(targets: Vec<Target>) -> World {
+        let cfg = CoreConfig {
+            local_udp: Some(ME.parse().unwrap()),
+            ..CoreConfig::default()
+        };
+        World {
+            core: B2bua::new(cfg),
+            policy: StaticPolicy {
+                targets,
+                events: Vec::new(),
+            },
+            now: Instant::now(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, from: &str, bytes: &[u8]) {
+        self.core
+            .handle_bytes(bytes, peer(from), self.now, &mut self.policy);
+        self.drain();
+    }
+
+    fn feed_msg(&mut self, from: &str, msg: &SipMessage) {
+        let b = msg.to_bytes();
+        self.feed(from, &b);
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            match self.core.poll_timeout() {
+                Some(t) if t <= end => {
+                    self.now = t.max(self.now);
+                    self.core.handle_timeout(self.now, &mut self.policy);
+                    self.drain();
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    fn drain(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            let msg = parse(&t.data).expect("core emitted unparseable bytes");
+            self.sent.push((t.to, msg));
+        }
+    }
+
+    /// Take every message sent so far to `to`.
+    fn take_to(&mut self, to: &str) -> Vec<SipMessage> {
+        let p = peer(to);
+        let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(t, _)| *t == p);
+        self.sent = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn take_request(&mut self, to: &str, method: &str) -> Request {
+        let msgs = self.take_to(to);
+        let mut found = None;
+        for m in msgs {
+            match m {
+                SipMessage::Request(r) if r.method.as_str() == method && found.is_none() => {
+                    found = Some(r)
+                }
+                other => self.sent.push((peer(to), other)),
+            }
+        }
+        found.unwrap_or_else(|| panic!("no {method} sent to {to}; sent: {:?}", self.sent))
+    }
+
+    fn take_responses(&mut self, to: &str) -> Vec<Response> {
+        self.take_to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                SipMessage::Response(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn invite(call_id: &str, body: &str) -> Vec<u8> {
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".to_string()
+    };
+    format!(
+        "INVITE sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a-{call_id}\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-{call_id}\r\n\
+To: <sip:+15551234567@127.0.0.1>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@127.0.0.1:5070>\r\n\
+Record-Route: <sip:secret-proxy.a.example;lr>\r\n\
+X-Custom: keep me\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn resp_with(
+    req: &Request,
+    status: u16,
+    reason: &str,
+    tag: &str,
+    body: &str,
+    contact: &str,
+) -> SipMessage {
+    let mut r = make_response(req, status, reason, Some(tag));
+    if !contact.is_empty() {
+        r.headers.push("Contact", contact.to_string());
+    }
+    if !body.is_empty() {
+        r.headers.push("Content-Type", "application/sdp");
+        r.body = body.as_bytes().to_vec();
+    }
+    SipMessage::Response(r)
+}
+
+fn a_request(method: &str, call_id: &str, cseq: u32, to_tag: &str, body: &str) -> Vec<u8> {
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".to_string()
+    };
+    format!(
+        "{method} sip:127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a{method}{cseq}-{call_id}\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-{call_id}\r\n\
+To: <sip:+15551234567@127.0.0.1>;tag={to_tag}\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} {method}\r\n\
+Contact: <sip:alice@127.0.0.1:5070>\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Sets up an answered call; returns (leg B's INVITE, A's To tag).
+fn answered_call(w: &mut World, call_id: &str) -> (Request, String) {
+    w.feed(A, &invite(call_id, SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let _ack = w.take_request(PBX, "ACK");
+    let rs = w.take_responses(A);
+    let ok = rs.iter().find(|r| r.status == 200).expect("200 to A");
+    let tag = ok.to().unwrap().tag().unwrap().to_string();
+    w.feed(A, &a_request("ACK", call_id, 1, &tag, ""));
+    (b_inv, tag)
+}
+
+#[test]
+fn basic_call_hides_topology_and_maps_responses() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    w.feed(A, &invite("call-1", SDP_A));
+    let rs = w.take_responses(A);
+    assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), vec![100]);
+    let b_inv = w.take_request(PBX, "INVITE");
+    // Topology hiding: none of leg A's Call-ID, Via, Contact, Record-Route on leg B.
+    let text = String::from_utf8_lossy(&SipMessage::Request(b_inv.clone()).to_bytes()).to_string();
+    assert_ne!(b_inv.call_id().unwrap(), "call-1");
+    assert!(!text.contains("call-1"), "{text}");
+    assert!(!text.contains("5070"), "leg A's port leaked: {text}");
+    assert!(!text.contains("secret-proxy"), "{text}");
+    assert!(!text.contains("atag-"), "{text}");
+    assert!(text.contains("X-Custom: keep me"), "{text}");
+    assert_eq!(b_inv.max_forwards(), Some(69));
+    assert!(b_inv.uri.starts_with("sip:+15551234567@127.0.0.1:5080"));
+    assert_eq!(b_inv.body, SDP_A.as_bytes());
+    let via = b_inv.top_via().unwrap();
+    assert!(via.branch().unwrap().starts_with("z9hG4bK"));
+
+    // 180 and 200 are mapped to leg A with leg A's identifiers.
+    w.feed_msg(
+        PBX,
+        &resp_with(
+            &b_inv,
+            180,
+            "Ringing",
+            "btag",
+            "",
+            "<sip:bob@127.0.0.1:5080>",
+        ),
+    );
+    let rs = w.take_responses(A);
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].status, 180);
+    assert_eq!(rs[0].call_id(), Some("call-1"));
+    let a_tag = rs[0].to().unwrap().tag().unwrap().to_string();
+    assert_ne!(a_tag, "btag");
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let ack = w.take_request(PBX, "ACK");
+    assert_eq!(ack.call_id(), b_inv.call_id());
+    assert_eq!(ack.uri, "sip:bob@127.0.0.1:5080");
+    let rs = w.take_responses(A);
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].status, 200);
+    assert_eq!(rs[0].body, SDP_B.as_bytes());
+    let a_text =
+        String::from_utf8_lossy(&SipMessage::Response(rs[0].clone()).to_bytes()).to_string();
+    assert!(!a_text.contains("5080"), "leg B leaked into A: {a_text}");
+    assert!(!a_text.contains("btag"), "{a_text}");
+    assert!(!a_text.contains(b_inv.call_id().unwrap()), "{a_text}");
+    w.feed(A, &a_request("ACK", "call-1", 1, &a_tag, ""));
+
+    // BYE from A: 200 to A, BYE to B; once B answers the call is gone.
+    w.feed(A, &a_request("BYE", "call-1", 2, &a_tag, ""));
+    let rs = w.take_responses(A);
+    assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), vec![200]);
+    let bye = w.take_request(PBX, "BYE");
+    assert_eq!(bye.call_id(), b_inv.call_id());
+    assert_eq!(bye.to().unwrap().tag(), Some("btag"));
+    w.feed_msg(PBX, &resp_with(&bye, 200, "OK", "btag", "", ""));
+    assert_eq!(w.core.active_calls(), 0);
+    w.advance(Duration::from_secs(64));
+    assert_eq!(w.core.transactions(), 0, "transactions leaked");
+    assert!(w
+        .policy
+        .events
+        .iter()
+        .any(|e| matches!(e, CallEvent::Finished { status: 200, .. })));
+}
+
+#[test]
+fn bye_from_callee_is_relayed_to_caller() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    let (b_inv, a_tag) = answered_call(&mut w, "call-2");
+    w.take_to(A);
+    let bye = format!(
+        "BYE sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKbbye\r\nMax-Forwards: 70\r\nFrom: <sip:+15551234567@127.0.0.1:5080>;tag=btag\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
+        b_inv.headers.get("From").unwrap(),
+        b_inv.call_id().unwrap()
+    );
+    w.feed(PBX, bye.as_bytes());
+    let rs = w.take_responses(PBX);
+    assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), vec![200]);
+    let a_bye = w.take_request(A, "BYE");
+    assert_eq!(a_bye.call_id(), Some("call-2"));
+    assert_eq!(a_bye.from().unwrap().tag(), Some(a_tag.as_str()));
+    assert_eq!(a_bye.to().unwrap().tag(), Some("atag-call-2"));
+    assert_eq!(a_bye.uri, "sip:alice@127.0.0.1:5070");
+    w.feed_msg(A, &resp_with(&a_bye, 200, "OK", "x", "", ""));
+    assert_eq!(w.core.active_calls(), 0);
+}
+
+#[test]
+fn cancel_while_ringing_gives_487_and_cancels_leg_b() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    w.feed(A, &invite("call-3", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
+    w.take_to(A);
+    let cancel = "CANCEL sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a-call-3\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-call-3\r\nTo: <sip:+15551234567@127.0.0.1>\r\nCall-ID: call-3\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    w.feed(A, cancel.as_bytes());
+    let rs = w.take_responses(A);
+    let st: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    assert!(st.contains(&200) && st.contains(&487), "{st:?}");
+    let b_cancel = w.take_request(PBX, "CANCEL");
+    assert_eq!(
+        b_cancel.top_via().unwrap().branch(),
+        b_inv.top_via().unwrap().branch()
+    );
+    w.feed_msg(PBX, &resp_with(&b_cancel, 200, "OK", "btag", "", ""));
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 487, "Request Terminated", "btag", "", ""),
+    );
+    let ack = w.take_request(PBX, "ACK");
+    assert_eq!(
+        ack.top_via().unwrap().branch(),
+        b_inv.top_via().unwrap().branch()
+    );
+    // A's ACK for the 487.
+    let a_tag = rs
+        .iter()
+        .find(|r| r.status == 487)
+        .unwrap()
+        .to()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_string();
+    let mut ack_a = a_request("ACK", "call-3", 1, &a_tag, "");
+    // Same branch as the INVITE: a non-2xx ACK belongs to the INVITE transaction.
+    let s = String::from_utf8(ack_a.clone())
+        .unwrap()
+        .replace("z9hG4bK-aACK1-call-3", "z9hG4bK-a-call-3");
+    ack_a = s.into_bytes();
+    w.feed(A, &ack_a);
+    assert_eq!(w.core.active_calls(), 0);
+    w.advance(Duration::from_secs(64));
+    assert_eq!(w.core.transactions(), 0);
+}
+
+#[test]
+fn busy_is_relayed_without_failover() {
+    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    w.feed(A, &invite("call-4", ""));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 486, "Busy Here", "btag", "", ""));
+    let rs = w.take_responses(A);
+    assert!(rs.iter().any(|r| r.status == 486));
+    assert!(w.take_to(PBX2).is_empty());
+}
+
+#[test]
+fn failover_on_503_and_not_on_603() {
+    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    w.feed(A, &invite("call-5", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 503, "Service Unavailable", "btag", "", ""),
+    );
+    let b_inv2 = w.take_request(PBX2, "INVITE");
+    assert_eq!(b_inv2.body, SDP_A.as_bytes());
+    assert!(b_inv2.uri.contains("127.0.0.1:5090"));
+    assert!(!w.take_responses(A).iter().any(|r| r.status >= 200));
+    w.feed_msg(
+        PBX2,
+        &resp_with(
+            &b_inv2,
+            200,
+            "OK",
+            "b2tag",
+            SDP_B,
+            "<sip:bob@127.0.0.1:5090>",
+        ),
+    );
+    let rs = w.take_responses(A);
+    assert!(rs.iter().any(|r| r.status == 200));
+
+    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    w.feed(A, &invite("call-6", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 603, "Decline", "btag", "", ""));
+    assert!(w
+        .take_to(PBX2)
+        .iter()
+        .all(|m| !matches!(m, SipMessage::Request(_))));
+    let rs = w.take_responses(A);
+    assert!(rs.iter().any(|r| r.status == 603));
+}
+
+#[test]
+fn failover_on_transport_error_is_immediate() {
+    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    w.feed(A, &invite("call-7", SDP_A));
+    let _ = w.take_request(PBX, "INVITE");
+    let now = w.now;
+    w.core.transport_error(peer(PBX), now, &mut w.policy);
+    w.drain();
+    let b_inv2 = w.take_request(PBX2, "INVITE");
+    assert!(b_inv2.uri.contains("5090"));
+}
+
+#[test]
+fn silent_target_fails_over_after_no_answer_timer() {
+    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    w.feed(A, &invite("call-8", SDP_A));
+    let _ = w.take_request(PBX, "INVITE");
+    w.advance(Duration::from_secs(5));
+    let _ = w.take_request(PBX2, "INVITE");
+}
+
+#[test]
+fn all_targets_fail_gives_final_error() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    w.feed(A, &invite("call-9", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 500, "Oops", "btag", "", ""));
+    let rs = w.take_responses(A);
+    assert!(rs.iter().any(|r| r.status == 500), "{rs:?}");
+    assert_eq!(w.core.active_calls(), 0);
+}
+
+#[test]
+fn hold_reinvite_is_relayed_with_sdp() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    let (b_inv, a_tag) = answered_call(&mut w, "call-10");
+    w.take_to(A);
+    w.take_to(PBX);
+    let hold = SDP_A.replace("sendrecv", "sendonly");
+    w.feed(A, &a_request("INVITE", "call-10", 2, &a_tag, &hold));
+    let reinv = w.take_request(PBX, "INVITE");
+    assert_eq!(reinv.call_id(), b_inv.call_id());
+    assert_eq!(reinv.to().unwrap().tag(), Some("btag"));
+    assert!(String::from_utf8_lossy(&reinv.body).contains("a=sendonly"));
+    let held = SDP_B.replace("sendrecv", "recvonly");
+    w.feed_msg(
+        PBX,
+        &resp_with(&reinv, 200, "OK", "btag", &held, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let _ack_b = w.take_request(PBX, "ACK");
+    let rs = w.take_responses(A);
+    let ok = rs
+        .iter()
+        .find(|r| r.status == 200)
+        .expect("200 for re-INVITE");
+    assert!(String::from_utf8_lossy(&ok.body).contains("a=recvonly"));
+    assert_eq!(ok.call_id(), Some("call-10"));
+}
+
+#[test]
+fn options_to_trunkline_is_answered() {
+    let mut w = World::new(vec![]);
+    let opt = "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKopt1\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1:5060>\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    w.feed(A, opt.as_bytes());
+    let rs = w.take_responses(A);
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].status, 200);
+    assert!(rs[0].headers.get("Allow").unwrap().contains("INVITE"));
+}
+
+#[test]
+fn no_route_is_404_and_max_forwards_zero_is_483() {
+    let mut w = World::new(vec![]);
+    w.feed(A, &invite("call-11", SDP_A));
+    let rs = w.take_responses(A);
+    assert!(rs.iter().any(|r| r.status == 404), "{rs:?}");
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    let inv = String::from_utf8(invite("call-12", SDP_A))
+        .unwrap()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    w.feed(A, inv.as_bytes());
+    let rs = w.take_responses(A);
+    assert!(rs.iter().any(|r| r.status == 483), "{rs:?}");
+    assert!(w.take_to(PBX).is_empty());
+}
+
+#[test]
+fn garbage_gets_400_or_nothing_and_core_survives() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    w.feed(A, b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKg\r\nCSeq: banana\r\n\r\n");
+    for r in w.take_responses(A) {
+        assert_eq!(r.status / 100, 4);
+    }
+    assert!(w.take_to(PBX).is_empty());
+    let mut x: u32 = 12345;
+    let base = invite("call-g", SDP_A);
+    for _ in 0..2000 {
+        let mut m = base.clone();
+        for _ in 0..4 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let i = (x as usize) % m.len();
+            m[i] = (x >> 8) as u8;
+        }
+        // A 400 echoes the sender's (possibly broken) headers, so what comes back to A need not
+        // parse; what trunkline itself builds for leg B must.
+        let now = w.now;
+        w.core.handle_bytes(&m, peer(A), now, &mut w.policy);
+        while let Some(t) = w.core.poll_transmit() {
+            if t.to == peer(PBX) {
+                assert!(
+                    parse(&t.data).is_ok(),
+                    "malformed leg B message: {:?}",
+                    String::from_utf8_lossy(&t.data)
+                );
+            }
+        }
+    }
+    w.take_to(A);
+    w.take_to(PBX);
+    let (_b, _t) = answered_call(&mut w, "call-after-garbage");
+}
