@@ -26,6 +26,7 @@ fn start(
     };
     match Relay::start(cfg) {
         Ok(r) => {
+            println!("backend: {}", r.backend_name());
             let want = match backend {
                 Backend::IoUring => "io_uring",
                 Backend::Epoll => "epoll",
@@ -461,3 +462,13 @@ macro_rules! backend_tests {
 }
 
 backend_tests!(epoll, Backend::Epoll, 21000);
+backend_tests!(io_uring, Backend::IoUring, 23000);
+
+#[test]
+fn auto_picks_a_backend() {
+    let r = start(Backend::Auto, 25000, 25099, Duration::from_secs(60), false).unwrap();
+    assert!(["io_uring", "epoll"].contains(&r.backend_name()));
+    let c = call(&r);
+    c.x.send_to(&rtp(1, 0, 1), relay_addr(c.pair.a)).unwrap();
+    recv(&c.y).expect("relayed");
+}

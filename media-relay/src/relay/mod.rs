@@ -128,7 +128,6 @@ pub struct ClosedPairStats {
 
 enum Wake {
     Mio(Arc<mio::Waker>),
-    #[allow(dead_code)]
     EventFd(Arc<OwnedFd>),
 }
 
