@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod ng;
 pub mod relay;
 pub mod sdp;
 
