@@ -1,3 +1,119 @@
-fn main() {
-    println!("trunkline {}", env!("CARGO_PKG_VERSION"));
+//! `trunkline`: the command line. `run` serves, `check` validates a configuration file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod metrics;
+mod policy;
+mod server;
+mod transport;
+
+const HELP: &str = "\
+trunkline — a SIP session border controller (B2BUA, media relay)
+
+USAGE:
+    trunkline run [--config FILE]     serve (without --config: the embedded default, loopback only)
+    trunkline check --config FILE     validate FILE; exit non-zero with FILE:LINE:COLUMN on error
+    trunkline print-default           print the embedded default configuration
+    trunkline --help | --version
+
+Logging: RUST_LOG (default: info), e.g. RUST_LOG=trunkline=debug.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut cmd: Option<&str> = None;
+    let mut config: Option<PathBuf> = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "-h" | "--help" | "help" => {
+                print!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("trunkline {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "-c" | "--config" => {
+                let Some(v) = args.get(i + 1) else {
+                    eprintln!("error: --config needs a file name\n\n{HELP}");
+                    return ExitCode::from(2);
+                };
+                config = Some(PathBuf::from(v));
+                i += 1;
+            }
+            s if s.starts_with("--config=") => {
+                config = Some(PathBuf::from(&s["--config=".len()..]));
+            }
+            "run" | "check" | "print-default" if cmd.is_none() => cmd = Some(args[i].as_str()),
+            other => {
+                eprintln!("error: unexpected argument '{other}'\n\n{HELP}");
+                return ExitCode::from(2);
+            }
+        }
+        i += 1;
+    }
+    match cmd {
+        Some("check") => {
+            let Some(path) = config else {
+                eprintln!("error: check needs --config FILE");
+                return ExitCode::from(2);
+            };
+            match config::load_file(&path) {
+                Ok(cfg) => {
+                    println!(
+                        "{}: ok ({} listeners, {} trunks, {} dial plan rules)",
+                        path.display(),
+                        cfg.listen.len(),
+                        cfg.trunks.len(),
+                        cfg.dialplan.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("print-default") => {
+            print!("{}", config::DEFAULT_YAML);
+            ExitCode::SUCCESS
+        }
+        Some("run") => {
+            init_logging();
+            let cfg = match &config {
+                Some(p) => match config::load_file(p) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => config::default_config(),
+            };
+            match server::run(cfg, config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("trunkline: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => {
+            eprint!("{HELP}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -1,0 +1,357 @@
+//! Wiring: binds the listeners, starts the media relay, and runs the single task that owns the
+//! B2BUA core, feeding it inputs and time and sending what it emits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config::{Config, TransportKind};
+use signaling::b2bua::{B2bua, CoreConfig};
+use tokio::sync::mpsc;
+
+use crate::metrics::{AdminRequest, Metrics};
+use crate::policy::{LivePolicy, Media};
+use crate::transport::{self, Input, Sender, TcpConns};
+
+pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    rt.block_on(serve(cfg, path))
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom into a stack buffer of the stated length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, b.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64
+    }
+}
+
+async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
+    let (in_tx, mut in_rx) = mpsc::channel::<Input>(65536);
+    let mut udp: Vec<(SocketAddr, Arc<tokio::net::UdpSocket>)> = Vec::new();
+    let tcp = TcpConns::default();
+    let mut core_cfg = CoreConfig {
+        seed: seed(),
+        ..CoreConfig::default()
+    };
+    for l in &cfg.listen {
+        match l.transport {
+            TransportKind::Udp => {
+                let s = transport::bind_udp(l.address)
+                    .map_err(|e| format!("bind udp {}: {e}", l.address))?;
+                let s = Arc::new(s);
+                tokio::spawn(transport::udp_reader(s.clone(), in_tx.clone()));
+                core_cfg.local_udp.get_or_insert(l.address);
+                udp.push((l.address, s));
+                tracing::info!(address = %l.address, "listening on udp");
+            }
+            TransportKind::Tcp => {
+                let lst = tokio::net::TcpListener::bind(l.address)
+                    .await
+                    .map_err(|e| format!("bind tcp {}: {e}", l.address))?;
+                tokio::spawn(transport::tcp_acceptor(lst, tcp.clone(), in_tx.clone()));
+                core_cfg.local_tcp.get_or_insert(l.address);
+                tracing::info!(address = %l.address, "listening on tcp");
+            }
+            TransportKind::Tls => {
+                return Err(format!(
+                    "{}: tls listeners are not supported yet",
+                    l.address
+                ));
+            }
+        }
+    }
+    let metrics = Arc::new(Metrics::new());
+    let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
+    if let Some(m) = &cfg.metrics {
+        let lst = crate::metrics::bind(m.listen)
+            .await
+            .map_err(|e| format!("bind metrics {}: {e}", m.listen))?;
+        tokio::spawn(crate::metrics::serve_http(
+            lst,
+            metrics.clone(),
+            admin_tx.clone(),
+        ));
+        tracing::info!(address = %m.listen, "metrics on http://{}/metrics", m.listen);
+    }
+    let media = start_media(&cfg, &metrics)?;
+    let mut policy = LivePolicy {
+        config: Arc::new(cfg),
+        media,
+        metrics: metrics.clone(),
+    };
+    let sender = Sender {
+        udp,
+        tcp,
+        input: in_tx.clone(),
+    };
+    let mut core = B2bua::new(core_cfg);
+    let mut reloader = Reloader::new(path);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "trunkline running");
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |k| signal(k).map_err(|e| format!("signal: {e}"));
+    let mut sigterm = sig(SignalKind::terminate())?;
+    let mut sigint = sig(SignalKind::interrupt())?;
+    let mut sighup = sig(SignalKind::hangup())?;
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let far = Duration::from_secs(3600);
+    // Graceful shutdown: after SIGTERM, new calls get 503 and the loop ends once calls are gone
+    // or the drain time has passed (then the rest are sent BYE).
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let mut deadline = core.poll_timeout().unwrap_or_else(|| Instant::now() + far);
+        if let Some(d) = drain_until {
+            deadline = deadline.min(d);
+        }
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::select! {
+            biased;
+            _ = sigterm.recv() => {
+                let drain = shutdown_drain(&policy.config);
+                tracing::info!(?drain, active = core.active_calls(), "SIGTERM: draining");
+                core.set_draining(true);
+                drain_until = Some(Instant::now() + drain);
+            }
+            _ = sigint.recv() => {
+                tracing::info!(active = core.active_calls(), "SIGINT: stopping");
+                core.set_draining(true);
+                drain_until = Some(Instant::now());
+            }
+            _ = sighup.recv() => {
+                let _ = reloader.reload(&mut policy, &metrics, "SIGHUP");
+            }
+            _ = watch.tick() => {
+                if reloader.changed() {
+                    let _ = reloader.reload(&mut policy, &metrics, "file change");
+                }
+            }
+            Some(req) = admin_rx.recv() => match req {
+                AdminRequest::Refresh(done) => {
+                    refresh_gauges(&core, &policy, &metrics);
+                    let _ = done.send(());
+                }
+                AdminRequest::Reload(done) => {
+                    let r = reloader.reload(&mut policy, &metrics, "POST /reload");
+                    let _ = done.send(r);
+                }
+            },
+            inp = in_rx.recv() => {
+                let Some(inp) = inp else { break };
+                let now = Instant::now();
+                handle_input(&mut core, inp, now, &mut policy, &metrics);
+                // Take what else is queued before flushing.
+                for _ in 0..256 {
+                    match in_rx.try_recv() {
+                        Ok(inp) => handle_input(&mut core, inp, now, &mut policy, &metrics),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep => {
+                core.handle_timeout(Instant::now(), &mut policy);
+            }
+        }
+        if let Some(media) = &mut policy.media {
+            for call in media.take_timeouts() {
+                if let Some(id) = core.find_call(&call.0, &call.1) {
+                    tracing::info!(call_id = %call.0, "media timeout: ending call");
+                    metrics.media_timeouts.inc();
+                    core.terminate_call(id, Instant::now(), &mut policy);
+                }
+            }
+        }
+        while let Some(t) = core.poll_transmit() {
+            metrics
+                .messages_sent
+                .with_label_values(&[t.to.transport.via_token()])
+                .inc();
+            sender.send(t.to, t.data);
+        }
+        if let Some(d) = drain_until {
+            let now = Instant::now();
+            if core.active_calls() == 0 {
+                break;
+            }
+            if now >= d {
+                for id in core.confirmed_calls() {
+                    core.terminate_call(id, now, &mut policy);
+                }
+                while let Some(t) = core.poll_transmit() {
+                    sender.send(t.to, t.data);
+                }
+                // Give the BYEs a moment on the wire, then go.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                break;
+            }
+        }
+    }
+    tracing::info!("trunkline stopped");
+    Ok(())
+}
+
+fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
+    metrics.active_calls.set(core.active_calls() as i64);
+    metrics.transactions.set(core.transactions() as i64);
+    let tx = core.tx_stats();
+    crate::policy::set_counter(
+        &metrics.transactions_created.with_label_values(&["client"]),
+        tx.client_created,
+    );
+    crate::policy::set_counter(
+        &metrics.transactions_created.with_label_values(&["server"]),
+        tx.server_created,
+    );
+    crate::policy::set_counter(
+        &metrics.retransmissions.with_label_values(&["sent"]),
+        tx.retransmissions_sent,
+    );
+    crate::policy::set_counter(
+        &metrics.retransmissions.with_label_values(&["absorbed"]),
+        tx.retransmissions_absorbed,
+    );
+    crate::policy::set_counter(&metrics.transaction_timeouts, tx.timeouts);
+    crate::policy::set_counter(&metrics.parse_errors, core.stats().parse_errors);
+    if let Some(m) = &policy.media {
+        m.refresh_metrics(metrics);
+    }
+}
+
+/// Reloads the configuration file: parsed and validated whole, then swapped in; an invalid file
+/// changes nothing.
+struct Reloader {
+    path: Option<PathBuf>,
+    mtime: Option<std::time::SystemTime>,
+    generation: u64,
+}
+
+impl Reloader {
+    fn new(path: Option<PathBuf>) -> Reloader {
+        let mtime = path.as_ref().and_then(|p| mtime(p));
+        Reloader {
+            path,
+            mtime,
+            generation: 1,
+        }
+    }
+
+    fn changed(&mut self) -> bool {
+        let Some(p) = &self.path else { return false };
+        let m = mtime(p);
+        if m.is_some() && m != self.mtime {
+            self.mtime = m;
+            return true;
+        }
+        false
+    }
+
+    fn reload(
+        &mut self,
+        policy: &mut LivePolicy,
+        metrics: &Metrics,
+        why: &str,
+    ) -> Result<u64, String> {
+        let Some(p) = &self.path else {
+            return Err("running on the embedded default: no file to reload".into());
+        };
+        self.mtime = mtime(p);
+        let t0 = Instant::now();
+        match config::load_file(p) {
+            Ok(cfg) => {
+                if cfg.listen != policy.config.listen {
+                    tracing::warn!("reload: listener changes take effect after a restart");
+                }
+                policy.config = Arc::new(cfg);
+                self.generation += 1;
+                metrics.config_generation.set(self.generation as i64);
+                metrics.config_reloads.with_label_values(&["success"]).inc();
+                tracing::info!(
+                    generation = self.generation,
+                    trigger = why,
+                    took_ms = t0.elapsed().as_secs_f64() * 1e3,
+                    "configuration reloaded"
+                );
+                Ok(self.generation)
+            }
+            Err(e) => {
+                metrics.config_reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(
+                    trigger = why,
+                    "reload failed, keeping the running configuration: {e}"
+                );
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+fn mtime(p: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn handle_input(
+    core: &mut B2bua,
+    inp: Input,
+    now: Instant,
+    policy: &mut LivePolicy,
+    metrics: &Metrics,
+) {
+    match inp {
+        Input::Message(data, from) => {
+            metrics
+                .messages_received
+                .with_label_values(&[from.transport.via_token()])
+                .inc();
+            core.handle_bytes(&data, from, now, policy)
+        }
+        Input::TransportError(peer) => core.transport_error(peer, now, policy),
+    }
+}
+
+fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String> {
+    let m = &cfg.media;
+    let rcfg = media_relay::RelayConfig {
+        address: m.address,
+        port_min: m.port_min,
+        port_max: m.port_max,
+        backend: match m.backend {
+            config::Backend::Auto => media_relay::Backend::Auto,
+            config::Backend::IoUring => media_relay::Backend::IoUring,
+            config::Backend::Epoll => media_relay::Backend::Epoll,
+        },
+        workers: 0,
+        timeout: m.timeout,
+        strict_source: false,
+    };
+    let relay = media_relay::Relay::start(rcfg).map_err(|e| format!("media relay: {e}"))?;
+    let backend = relay.backend_name();
+    tracing::info!(
+        backend,
+        workers = relay.workers(),
+        ports = %format!("{}-{}", m.port_min, m.port_max),
+        "media relay running"
+    );
+    metrics.relay_backend.with_label_values(&[backend]).set(1);
+    let relay = Arc::new(relay);
+    let events = relay.events();
+    let calls = media_relay::control::MediaCalls::new(relay.clone());
+    Ok(Some(Media {
+        calls,
+        relay,
+        events,
+    }))
+}
+
+/// How long a SIGTERM waits for calls to end before sending BYE to the rest.
+fn shutdown_drain(_cfg: &Config) -> Duration {
+    Duration::from_secs(30)
+}
