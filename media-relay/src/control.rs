@@ -237,8 +237,8 @@ impl MediaCalls {
     }
 
     /// SDP offer from `side`. The call is always identified by A's From tag (`from_tag`), also
-    /// when B re-offers. An offer from A creates the call if it does not exist; an offer from B
-    /// needs an existing call.
+    /// when B re-offers. An offer creates the call if it does not exist (from B: a delayed offer,
+    /// the INVITE had no SDP and B's 2xx carries the offer).
     pub fn offer_from(
         &mut self,
         side: Side,
@@ -285,7 +285,9 @@ impl MediaCalls {
 
         let exists = self.find(call_id, from_tag).is_some();
         if !exists {
-            if is_answer || side == Side::B {
+            // An offer from B with no call yet is a delayed offer (RFC 3261 §13.2.1: INVITE
+            // without SDP, the offer comes in B's 2xx); it creates the call like A's would.
+            if is_answer {
                 return Err(MediaError::UnknownCall);
             }
             let call = Call {
@@ -396,6 +398,12 @@ impl MediaCalls {
                 if let Some(rtp) = m.rtp_addr() {
                     dp.set_remote(side.port(pair), rtp, m.rtcp_addr())?;
                     *st.remote_mut(side) = Some(rtp);
+                }
+                // The leg facing `side` receives what `side` sends, described by its rtpmaps.
+                // Only used for jitter, so a refusal does not fail the offer/answer.
+                let rates = m.clock_rates();
+                if !rates.is_empty() {
+                    let _ = dp.set_clock_rates(side.port(pair), &rates);
                 }
                 ports.push(toward.port(pair));
             }
@@ -890,11 +898,27 @@ mod tests {
         let v = |o: &[u8]| origin(o).split(' ').nth(2).unwrap().parse::<u64>().unwrap();
         assert_eq!(v(&resumed), v(&a1) + 2);
         assert_eq!(parsed(&resumed).media()[0].direction, Direction::SendRecv);
-        // B re-offer for an unknown call fails.
+        // An answer for an unknown call fails.
         assert_eq!(
-            mc.offer_from(Side::B, "nope", "ft", &body("10.0.0.2", &[5000], "")),
+            mc.answer_from(Side::A, "nope", "ft", None, &body("10.0.0.2", &[5000], "")),
             Err(MediaError::UnknownCall)
         );
+    }
+
+    #[test]
+    fn delayed_offer_from_callee() {
+        let (dp, mut mc) = setup(10);
+        // INVITE without SDP; B's 200 OK carries the offer, A's ACK the answer.
+        let to_a = mc
+            .offer_from(Side::B, "c1", "ft", &body("10.0.0.2", &[5000], ""))
+            .unwrap();
+        assert_eq!(parsed(&to_a).media()[0].port, 30000);
+        assert_eq!(dp.remote(30002).unwrap().0, sa("10.0.0.2:5000"));
+        let to_b = mc
+            .answer_from(Side::A, "c1", "ft", None, &body("10.0.0.1", &[4000], ""))
+            .unwrap();
+        assert_eq!(parsed(&to_b).media()[0].port, 30002);
+        assert_eq!(dp.remote(30000).unwrap().0, sa("10.0.0.1:4000"));
     }
 
     #[test]

@@ -158,6 +158,31 @@ pub struct RtcpAttr {
     pub addr: Option<Address>,
 }
 
+/// `a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]`
+/// (RFC 8866 §6.6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpMap {
+    pub payload_type: u8,
+    pub encoding: String,
+    pub clock_rate: u32,
+    pub params: Option<String>,
+}
+
+fn parse_rtpmap(v: &str) -> Option<RtpMap> {
+    let (pt, rest) = v.trim().split_once(' ')?;
+    let payload_type = pt.parse::<u8>().ok().filter(|p| *p < 128)?;
+    let mut it = rest.trim().splitn(3, '/');
+    let encoding = it.next().filter(|e| !e.is_empty())?.to_string();
+    let clock_rate = it.next()?.parse::<u32>().ok().filter(|c| *c > 0)?;
+    let params = it.next().map(str::to_string);
+    Some(RtpMap {
+        payload_type,
+        encoding,
+        clock_rate,
+        params,
+    })
+}
+
 /// What the relay needs to know about one m-line, with session-level defaults applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Media {
@@ -178,6 +203,8 @@ pub struct Media {
     pub direction: Direction,
     /// The m-line carried ICE attributes (media- or session-level).
     pub ice: bool,
+    /// Well-formed `a=rtpmap:` attributes, in order (malformed ones are ignored, not fatal).
+    pub rtpmaps: Vec<RtpMap>,
     own_connection: bool,
     own_direction: bool,
 }
@@ -208,6 +235,14 @@ impl Media {
             return None;
         }
         Some(SocketAddr::new(ip, self.port))
+    }
+
+    /// (payload type, clock rate) of every `a=rtpmap:`, for the data plane's jitter computation.
+    pub fn clock_rates(&self) -> Vec<(u8, u32)> {
+        self.rtpmaps
+            .iter()
+            .map(|r| (r.payload_type, r.clock_rate))
+            .collect()
     }
 
     /// Where the sender of this SDP wants RTCP: `a=rtcp:` port (and address when given, RFC 3605
@@ -500,6 +535,7 @@ impl Sdp {
             let mut rtcp_mux = false;
             let mut direction = None;
             let mut ice = session_ice;
+            let mut rtpmaps = Vec::new();
             for (l, &n) in sec.iter().zip(nums).skip(1) {
                 match l.kind() {
                     b'c' => {
@@ -509,6 +545,7 @@ impl Sdp {
                     b'a' => match l.attr() {
                         Some(("rtcp", Some(v))) => rtcp = Some(parse_rtcp(v, n)?),
                         Some(("rtcp-mux", _)) => rtcp_mux = true,
+                        Some(("rtpmap", Some(v))) => rtpmaps.extend(parse_rtpmap(v)),
                         Some((name, _)) => {
                             if let Some(d) = Direction::from_attr(name) {
                                 direction = Some(d);
@@ -536,6 +573,7 @@ impl Sdp {
                     .or(session_direction)
                     .unwrap_or(Direction::SendRecv),
                 ice,
+                rtpmaps,
                 own_connection,
                 own_direction,
             });
@@ -741,6 +779,21 @@ mod tests {
         assert_eq!(m.direction, Direction::SendRecv);
         assert_eq!(m.rtp_addr(), Some("198.51.100.7:49170".parse().unwrap()));
         assert_eq!(m.rtcp_addr(), Some("198.51.100.7:49171".parse().unwrap()));
+        assert_eq!(m.clock_rates(), vec![(0, 8000)]);
+    }
+
+    #[test]
+    fn rtpmaps() {
+        let s = sdp(
+            "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\n\
+            m=audio 4000 RTP/AVP 111 101 9\na=rtpmap:111 opus/48000/2\n\
+            a=rtpmap:101 telephone-event/8000\na=rtpmap:9 G722/8000\n\
+            a=rtpmap:200 bad/8000\na=rtpmap:x y\na=rtpmap:96 H264/0\n",
+        );
+        let m = &s.media()[0];
+        assert_eq!(m.clock_rates(), vec![(111, 48000), (101, 8000), (9, 8000)]);
+        assert_eq!(m.rtpmaps[0].encoding, "opus");
+        assert_eq!(m.rtpmaps[0].params.as_deref(), Some("2"));
     }
 
     #[test]
