@@ -1,0 +1,154 @@
+//! `trunkline check --config FILE`: exit 0 on a valid file; non-zero with
+//! `FILE:LINE:COLUMN: message` on stderr otherwise (DESIGN.md "Configuration contract").
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dir(test: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli_check")
+        .join(format!("{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+fn check(path: &Path) -> Output {
+    Command::new(common::trunkline_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .expect("run trunkline check")
+}
+
+const GOOD: &str = "\
+listen:
+  - { transport: udp, address: 127.0.0.1:5060 }
+  - { transport: tcp, address: 127.0.0.1:5060 }
+media:
+  address: 127.0.0.1
+  ports: 20000-29999
+  backend: auto
+trunks:
+  pbx:     { address: 127.0.0.1:5080, transport: udp }
+  carrier: { address: 127.0.0.1:5090, transport: udp }
+dialplan:
+  - match: { to_user: '^\\+?1(\\d{10})$' }
+    rewrite: { to_user: '+1$1' }
+    route: [carrier, pbx]
+  - match: { to_user: '.*' }
+    route: [pbx]
+";
+
+/// The 1-based line of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .expect("needle in text")
+}
+
+/// Parses `FILE:LINE:COL:` at the start of some stderr line naming `file`.
+fn located_line(stderr: &str, file: &Path) -> Option<usize> {
+    let prefix = format!("{}:", file.display());
+    stderr.lines().find_map(|l| {
+        let rest = l.trim_start().strip_prefix(&prefix)?;
+        let mut it = rest.splitn(3, ':');
+        let line = it.next()?.trim().parse().ok()?;
+        let _col: usize = it.next()?.trim().parse().ok()?;
+        Some(line)
+    })
+}
+
+#[test]
+fn check_accepts_a_valid_file() {
+    let d = dir("good");
+    let f = d.join("good.yaml");
+    std::fs::write(&f, GOOD).expect("write");
+    let out = check(&f);
+    assert!(
+        out.status.success(),
+        "check refused a valid file: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_reports_line_of_missing_bracket() {
+    let d = dir("bracket");
+    let f = d.join("bracket.yaml");
+    let bad = GOOD.replace("route: [carrier, pbx]", "route: [carrier, pbx");
+    std::fs::write(&f, &bad).expect("write");
+    let out = check(&f);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "check accepted an unclosed '['");
+    let want = line_of(&bad, "route: [carrier, pbx");
+    let got = located_line(&stderr, &f);
+    assert_eq!(
+        got,
+        Some(want),
+        "stderr should start with {}:{want}:COL: ...; got:\n{stderr}",
+        f.display()
+    );
+}
+
+#[test]
+fn check_refuses_route_to_undefined_trunk() {
+    let d = dir("undefined");
+    let f = d.join("undefined.yaml");
+    let bad = GOOD.replace("route: [pbx]", "route: [nowhere]");
+    std::fs::write(&f, &bad).expect("write");
+    let out = check(&f);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "check accepted a route to an undefined trunk"
+    );
+    assert!(
+        stderr.contains("nowhere"),
+        "stderr does not name the trunk:\n{stderr}"
+    );
+    let want = line_of(&bad, "route: [nowhere]");
+    assert_eq!(
+        located_line(&stderr, &f),
+        Some(want),
+        "stderr should point at {}:{want}; got:\n{stderr}",
+        f.display()
+    );
+}
+
+#[test]
+fn check_refuses_missing_file() {
+    let f = dir("missing").join("does-not-exist.yaml");
+    let out = check(&f);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does-not-exist.yaml"),
+        "stderr does not name the file:\n{stderr}"
+    );
+}
+
+/// Every example configuration shipped in examples/ passes `check`.
+#[test]
+fn shipped_examples_pass_check() {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&ex).expect("examples/ exists") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            let out = check(&p);
+            assert!(
+                out.status.success(),
+                "{} fails check:\n{}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no example configuration found in {}", ex.display());
+}

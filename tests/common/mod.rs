@@ -1,0 +1,781 @@
+//! Shared harness for the end-to-end tests: private network namespaces, the `trunkline`
+//! process (killed on drop), SIPp runs with their statistics, and small SIP helpers.
+//!
+//! Isolation: every test re-executes itself inside a fresh network namespace
+//! (`unshare -rn`, a user + network namespace, only `lo` inside). There, ports are fixed and
+//! cannot collide with other tests, with other engineers' processes, or with anything on the
+//! host; and whatever trunkline might send elsewhere than loopback (a torture message's Via
+//! naming 192.0.2.1, a mutated datagram naming 10.x) fails with "network unreachable" instead of
+//! leaving the machine. Where `unshare` is refused, tests that only exchange well-formed
+//! loopback traffic fall back to host ports picked free at run time; tests that feed trunkline
+//! hostile input refuse to run outside a namespace (they fail, they do not skip).
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::fmt::Write as _;
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Set in the environment of a test re-executed inside its private network namespace.
+pub const NETNS_ENV: &str = "TRUNKLINE_TEST_IN_NETNS";
+
+/// The SIPp scenario directory (`tests/sipp/`).
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+/// The ports one test uses. Inside a namespace the layout is fixed around `base` 5000
+/// (trunkline on 5060, caller on 5061, trunks on 5080, 5090, ...).
+#[derive(Clone, Debug)]
+pub struct Net {
+    pub base: u16,
+    pub isolated: bool,
+    pub dir: PathBuf,
+}
+
+impl Net {
+    /// trunkline's SIP port (UDP and TCP).
+    pub fn sip(&self) -> u16 {
+        self.base + 60
+    }
+    pub fn sip_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.sip()))
+    }
+    /// The caller's (SIPp UAC's) SIP port.
+    pub fn uac(&self) -> u16 {
+        self.base + 61
+    }
+    /// Trunk `i` (0-based): 5080, 5090, 5100, ...
+    pub fn trunk(&self, i: u16) -> u16 {
+        self.base + 80 + 10 * i
+    }
+    /// A port nobody listens on (for the "trunk is down" failover test).
+    pub fn closed(&self) -> u16 {
+        self.base + 79
+    }
+    /// SIPp media port for party `i` (0 = caller, 1.. = trunks); SIPp binds a few above it.
+    pub fn sipp_media(&self, i: u16) -> u16 {
+        self.base + 300 + 20 * i
+    }
+    /// trunkline's relay port range, "lo-hi".
+    pub fn media_range(&self) -> String {
+        format!("{}-{}", self.base + 1000, self.base + 1199)
+    }
+    /// The first free port for ad-hoc helpers (raw sockets acting as a peer).
+    pub fn spare(&self, i: u16) -> u16 {
+        self.base + 500 + i
+    }
+}
+
+/// Block size of the host-port fallback: every offset `Net` uses is below it.
+const BLOCK: u16 = 1300;
+
+fn unshare_works() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        Command::new("unshare")
+            .args(["-rn", "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}
+
+/// Brings `lo` up inside a fresh network namespace (it starts down).
+fn bring_loopback_up() {
+    // SAFETY: plain ioctls on a datagram socket with a zeroed, NUL-terminated ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0, "socket() for the loopback ioctl failed");
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        assert_eq!(rc, 0, "SIOCGIFFLAGS(lo) failed");
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        let rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        assert_eq!(rc, 0, "SIOCSIFFLAGS(lo up) failed");
+        libc::close(fd);
+    }
+}
+
+fn port_free(p: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
+}
+
+/// Host fallback: a block of ports whose key ports are free now.
+fn host_block() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    for _ in 0..16 {
+        let k = NEXT.fetch_add(1, Ordering::SeqCst) % 16;
+        let base = 10000 + k * BLOCK;
+        let n = Net {
+            base,
+            isolated: false,
+            dir: PathBuf::new(),
+        };
+        let keys = [
+            n.sip(),
+            n.uac(),
+            n.trunk(0),
+            n.trunk(1),
+            n.trunk(2),
+            n.closed(),
+        ];
+        if keys.iter().all(|&p| port_free(p)) {
+            return base;
+        }
+    }
+    panic!("no free block of loopback ports for the host fallback");
+}
+
+fn work_dir(test: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e")
+        .join(format!("{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create the test's work directory");
+    d
+}
+
+/// Runs `body` inside a private network namespace: the first call (in the normal test process)
+/// re-executes this test binary under `unshare -rn` filtered to `test` and asserts that it
+/// passed; the re-executed process runs `body`. With `required == false`, a machine that refuses
+/// namespaces runs `body` directly on free host ports instead.
+pub fn isolated(test: &str, required: bool, body: impl FnOnce(&Net)) {
+    if std::env::var_os(NETNS_ENV).is_some() {
+        bring_loopback_up();
+        let net = Net {
+            base: 5000,
+            isolated: true,
+            dir: work_dir(test),
+        };
+        body(&net);
+        return;
+    }
+    if !unshare_works() {
+        assert!(
+            !required,
+            "{test}: needs a private network namespace (`unshare -rn`), which this machine \
+             refuses; it sends hostile input that must not leave loopback, so it does not run \
+             on host ports"
+        );
+        eprintln!("{test}: unshare -rn refused; running on host loopback ports");
+        let net = Net {
+            base: host_block(),
+            isolated: false,
+            dir: work_dir(test),
+        };
+        body(&net);
+        return;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new("unshare")
+        .args(["-rn", "--"])
+        .arg(exe)
+        .args([
+            test,
+            "--exact",
+            "--nocapture",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .env(NETNS_ENV, "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Shown by libtest only when this test fails (or with --nocapture).
+    print!("{stdout}");
+    eprint!("{stderr}");
+    assert!(
+        out.status.success(),
+        "{test} failed inside its network namespace (status {})",
+        out.status
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{test}: did not run exactly one passing test in its namespace (filter mismatch?)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// trunkline
+
+/// The path of the binary under test.
+pub fn trunkline_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_trunkline")
+}
+
+/// A trunk entry for [`config_yaml`].
+pub struct Trunk<'a> {
+    pub name: &'a str,
+    pub port: u16,
+}
+
+/// A configuration in the shape of DESIGN.md's contract: UDP and TCP listeners on the test's
+/// SIP port, the given trunks, and one catch-all dial plan rule routing to `route` in order.
+pub fn config_yaml(net: &Net, trunks: &[Trunk<'_>], route: &[&str]) -> String {
+    config_yaml_rules(net, trunks, &[(".*", route)])
+}
+
+/// Like [`config_yaml`] with explicit dial plan rules: `(to_user regex, route)`, first match wins.
+pub fn config_yaml_rules(net: &Net, trunks: &[Trunk<'_>], rules: &[(&str, &[&str])]) -> String {
+    let mut y = String::new();
+    let _ = writeln!(y, "listen:");
+    let _ = writeln!(
+        y,
+        "  - {{ transport: udp, address: 127.0.0.1:{} }}",
+        net.sip()
+    );
+    let _ = writeln!(
+        y,
+        "  - {{ transport: tcp, address: 127.0.0.1:{} }}",
+        net.sip()
+    );
+    let _ = writeln!(y, "media:");
+    let _ = writeln!(y, "  address: 127.0.0.1");
+    let _ = writeln!(y, "  ports: {}", net.media_range());
+    let _ = writeln!(y, "trunks:");
+    for t in trunks {
+        let _ = writeln!(
+            y,
+            "  {}: {{ address: 127.0.0.1:{}, transport: udp }}",
+            t.name, t.port
+        );
+    }
+    let _ = writeln!(y, "dialplan:");
+    for (re, route) in rules {
+        let _ = writeln!(y, "  - match: {{ to_user: '{re}' }}");
+        let _ = writeln!(y, "    route: [{}]", route.join(", "));
+    }
+    y
+}
+
+/// Waits until something is bound to UDP `port` (a peer that just started), as listed in
+/// this namespace's `/proc/net/udp` (binding it ourselves to probe would race the peer).
+pub fn wait_udp_bound(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let needle = format!(":{port:04X} ");
+    while Instant::now() < deadline {
+        let tables =
+            read_lossy(Path::new("/proc/net/udp")) + &read_lossy(Path::new("/proc/net/udp6"));
+        let bound = tables.lines().skip(1).any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| format!("{local} ").ends_with(&needle))
+        });
+        if bound {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing bound UDP port {port} within {limit:?}");
+}
+
+/// A running trunkline; SIGTERM (then SIGKILL) on drop, so no test leaves one behind.
+pub struct Trunkline {
+    child: Child,
+    pub log: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl Trunkline {
+    /// Writes `yaml` to the test directory, starts `trunkline run --config`, and waits until it
+    /// serves on UDP (an OPTIONS probe is answered, or at least not refused).
+    pub fn start(net: &Net, yaml: &str) -> Trunkline {
+        Trunkline::start_at(net, yaml, net.sip_addr())
+    }
+
+    /// Like [`Trunkline::start`] for a configuration whose first UDP listener is `addr`.
+    pub fn start_at(net: &Net, yaml: &str, addr: SocketAddr) -> Trunkline {
+        let cfg = net.dir.join("trunkline.yaml");
+        std::fs::write(&cfg, yaml).expect("write config");
+        let log = net.dir.join("trunkline.log");
+        let logf = std::fs::File::create(&log).expect("create log");
+        let child = Command::new(trunkline_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("clone log fd"))
+            .stderr(logf)
+            .spawn()
+            .expect("spawn trunkline");
+        let mut t = Trunkline { child, log, addr };
+        t.wait_ready(Duration::from_secs(15));
+        t
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind probe");
+        sock.connect(self.addr).expect("connect probe");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let deadline = Instant::now() + limit;
+        let mut quiet = 0;
+        let mut n = 0u32;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "trunkline exited during start-up ({st}); log:\n{}",
+                    self.log_tail(60)
+                );
+            }
+            n += 1;
+            let probe = options_request(sock.local_addr().expect("local"), self.addr, n);
+            let _ = sock.send(probe.as_bytes());
+            match sock.recv(&mut buf) {
+                Ok(_) => return,
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => quiet = 0,
+                Err(_) => {
+                    // Bound (no ICMP port unreachable) but silent: count it as up after a few.
+                    quiet += 1;
+                    if quiet >= 5 {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "trunkline did not listen on {} within {limit:?}; log:\n{}",
+            self.addr,
+            self.log_tail(60)
+        );
+    }
+
+    /// The last `n` lines of trunkline's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Fails the test if trunkline has exited (crashed) meanwhile.
+    pub fn assert_alive(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!(
+                "trunkline died during the test ({st}); log:\n{}",
+                self.log_tail(80)
+            );
+        }
+    }
+
+    /// SIGTERM and wait (up to 5 s); returns the exit status.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            return Some(st);
+        }
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Trunkline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIPp
+
+/// Fails (never skips) when SIPp is not installed.
+pub fn require_sipp() {
+    let ok = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        ok,
+        "`sipp` is not installed: run scripts/install-deps.sh (Debian package sip-tester)"
+    );
+}
+
+/// A SIPp command line being built.
+pub struct Sipp {
+    name: String,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+/// What one SIPp run reported.
+#[derive(Debug, Clone)]
+pub struct SippResult {
+    pub name: String,
+    /// SIPp's exit code: 0 all calls succeeded, 1 some failed, 97/99 other ends, -1/-2 fatal.
+    pub code: Option<i32>,
+    pub successful: u64,
+    pub failed: u64,
+    /// Calls a UAS saw arrive (IncomingCall(C)).
+    pub incoming: u64,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+    pub errors: String,
+    pub output: String,
+}
+
+impl SippResult {
+    /// Panics with SIPp's own error log unless exactly `n` calls succeeded and none failed.
+    pub fn assert_all_ok(&self, n: u64, ctx: &str) {
+        assert!(
+            !self.timed_out && self.failed == 0 && self.successful == n && self.code == Some(0),
+            "{ctx}: SIPp {} expected {n} successful calls, got {} successful / {} failed \
+             (exit {:?}, timed out: {}).\nSIPp errors:\n{}\nSIPp output tail:\n{}",
+            self.name,
+            self.successful,
+            self.failed,
+            self.code,
+            self.timed_out,
+            truncate(&self.errors, 6000),
+            tail(&self.output, 30)
+        );
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Sipp {
+    /// A UAC running `scenario` (a file in tests/sipp/) against trunkline, `calls` calls at
+    /// `rate` per second, each paused `pause_ms` where the scenario pauses. The Call-ID carries
+    /// the `uac-` marker that the UAS scenarios refuse to see.
+    pub fn uac(net: &Net, name: &str, scenario_file: &str, calls: u32, rate: u32) -> Sipp {
+        Sipp::uac_to(net, name, scenario_file, net.sip_addr(), calls, rate)
+    }
+
+    /// Like [`Sipp::uac`] against trunkline listening on `target`.
+    pub fn uac_to(
+        net: &Net,
+        name: &str,
+        scenario_file: &str,
+        target: SocketAddr,
+        calls: u32,
+        rate: u32,
+    ) -> Sipp {
+        let mut s = Sipp::base(net, name, scenario_file, net.uac(), net.sipp_media(0));
+        s.args.insert(0, target.to_string());
+        s.args.extend(
+            [
+                "-s",
+                "1000",
+                "-m",
+                &calls.to_string(),
+                "-r",
+                &rate.to_string(),
+                "-cid_str",
+                "uac-%u-%p@%s",
+                "-timeout_error",
+                "-recv_timeout",
+                "10000",
+            ]
+            .map(String::from),
+        );
+        s
+    }
+
+    /// A UAS on trunk port `port` (SIPp media on `media`) that ends after `calls` calls.
+    pub fn uas(
+        net: &Net,
+        name: &str,
+        scenario_file: &str,
+        port: u16,
+        media: u16,
+        calls: u32,
+    ) -> Sipp {
+        let mut s = Sipp::base(net, name, scenario_file, port, media);
+        s.args.extend(["-m".to_string(), calls.to_string()]);
+        s
+    }
+
+    fn base(net: &Net, name: &str, scenario_file: &str, port: u16, media: u16) -> Sipp {
+        let sf = scenario(scenario_file);
+        assert!(sf.exists(), "missing scenario {}", sf.display());
+        let args = [
+            "-sf",
+            &sf.to_string_lossy(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &media.to_string(),
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-trace_err",
+            "-error_file",
+            &net.dir.join(format!("{name}.errors.log")).to_string_lossy(),
+            "-trace_stat",
+            "-stf",
+            &net.dir.join(format!("{name}.stats.csv")).to_string_lossy(),
+        ]
+        .map(String::from)
+        .to_vec();
+        Sipp {
+            name: name.to_string(),
+            dir: net.dir.clone(),
+            args,
+        }
+    }
+
+    /// Appends raw SIPp arguments.
+    pub fn arg(mut self, a: &str) -> Sipp {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Sipp {
+        self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// The pause length of the scenario's `<pause/>` (ms).
+    pub fn pause_ms(self, ms: u32) -> Sipp {
+        self.args(&["-d", &ms.to_string()])
+    }
+
+    /// Starts SIPp in the background.
+    pub fn spawn(self) -> SippRun {
+        require_sipp();
+        let out = self.dir.join(format!("{}.out", self.name));
+        let f = std::fs::File::create(&out).expect("create sipp output");
+        let child = Command::new("sipp")
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("clone"))
+            .stderr(f)
+            .spawn()
+            .expect("spawn sipp");
+        SippRun {
+            child: Some(child),
+            name: self.name,
+            dir: self.dir,
+            out,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs SIPp to its end (bounded by `limit`).
+    pub fn run(self, limit: Duration) -> SippResult {
+        self.spawn().wait(limit)
+    }
+}
+
+/// A SIPp process; killed on drop.
+pub struct SippRun {
+    child: Option<Child>,
+    name: String,
+    dir: PathBuf,
+    out: PathBuf,
+    started: Instant,
+}
+
+impl SippRun {
+    /// Waits for SIPp to end by itself, at most `limit` (then SIGTERM, SIGKILL), and reads
+    /// its statistics file.
+    pub fn wait(mut self, limit: Duration) -> SippResult {
+        let mut child = self.child.take().expect("child");
+        let deadline = Instant::now() + limit;
+        let mut timed_out = false;
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break Some(st);
+            }
+            if Instant::now() >= deadline {
+                timed_out = true;
+                // SIGUSR1 makes SIPp dump its statistics and quit; give it a moment.
+                // SAFETY: signalling our own child by its pid.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, libc::SIGUSR1);
+                }
+                let soft = Instant::now() + Duration::from_secs(3);
+                let mut st = None;
+                while Instant::now() < soft {
+                    if let Ok(Some(s)) = child.try_wait() {
+                        st = Some(s);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if st.is_none() {
+                    let _ = child.kill();
+                    st = child.wait().ok();
+                }
+                break st;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let elapsed = self.started.elapsed();
+        let stats = read_stats(&self.dir.join(format!("{}.stats.csv", self.name)));
+        let get = |k: &str| {
+            stats
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| *v)
+                .unwrap_or(0)
+        };
+        SippResult {
+            name: self.name.clone(),
+            code: status.and_then(|s| s.code()),
+            successful: get("SuccessfulCall(C)"),
+            failed: get("FailedCall(C)"),
+            incoming: get("IncomingCall(C)"),
+            elapsed,
+            timed_out,
+            errors: std::fs::read_to_string(self.dir.join(format!("{}.errors.log", self.name)))
+                .unwrap_or_default(),
+            output: read_lossy(&self.out),
+        }
+    }
+
+    /// Stops a SIPp that is not expected to end by itself (SIGUSR1: dump stats and quit).
+    pub fn stop(self) -> SippResult {
+        self.wait(Duration::ZERO)
+    }
+}
+
+impl Drop for SippRun {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn read_lossy(p: &Path) -> String {
+    let mut v = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(p) {
+        let _ = f.read_to_end(&mut v);
+    }
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+/// The cumulative counters of the last line of a SIPp `-trace_stat` CSV file.
+pub fn read_stats(p: &Path) -> Vec<(String, u64)> {
+    let s = read_lossy(p);
+    let mut lines = s.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let Some(last) = lines.next_back() else {
+        return Vec::new();
+    };
+    header
+        .split(';')
+        .zip(last.split(';'))
+        .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse::<u64>().ok()?)))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw SIP helpers
+
+/// An OPTIONS request from `from` to `to` (RFC 3261 §11.1).
+pub fn options_request(from: SocketAddr, to: SocketAddr, n: u32) -> String {
+    format!(
+        "OPTIONS sip:{to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from};branch=z9hG4bK-probe-{n}-{pid};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@{from}>;tag=probe{n}\r\n\
+         To: <sip:{to}>\r\n\
+         Call-ID: probe-{n}-{pid}@127.0.0.1\r\n\
+         CSeq: {n} OPTIONS\r\n\
+         Accept: application/sdp\r\n\
+         Content-Length: 0\r\n\r\n",
+        pid = std::process::id()
+    )
+}
+
+/// The status code of a SIP response (`SIP/2.0 NNN ...`), if `data` is one.
+pub fn status_code(data: &[u8]) -> Option<u16> {
+    let rest = data.strip_prefix(b"SIP/2.0 ")?;
+    let code = std::str::from_utf8(rest.get(..3)?).ok()?;
+    code.parse().ok()
+}
+
+/// The value of the first header named `name` (or its compact form `short`), case-insensitive.
+pub fn header<'a>(msg: &'a str, name: &str, short: Option<&str>) -> Option<&'a str> {
+    for line in msg.split("\r\n").skip(1) {
+        if line.is_empty() {
+            break;
+        }
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let k = k.trim();
+        if k.eq_ignore_ascii_case(name) || short.is_some_and(|s| k.eq_ignore_ascii_case(s)) {
+            return Some(v.trim());
+        }
+    }
+    None
+}
+
+/// Sends OPTIONS to trunkline from a fresh socket and returns the status of the answer.
+pub fn options_status(to: SocketAddr, wait: Duration) -> Option<u16> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .ok()?;
+    let me = sock.local_addr().ok()?;
+    let deadline = Instant::now() + wait;
+    let mut n = 1000;
+    let mut buf = [0u8; 65535];
+    while Instant::now() < deadline {
+        n += 1;
+        sock.send_to(options_request(me, to, n).as_bytes(), to)
+            .ok()?;
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            if let Ok((len, _)) = sock.recv_from(&mut buf) {
+                if let Some(code) = status_code(&buf[..len]) {
+                    if code >= 200 {
+                        return Some(code);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
