@@ -21,6 +21,11 @@ pub struct Media {
     pub calls: media_relay::control::MediaCalls,
     pub relay: Arc<media_relay::Relay>,
     pub events: crossbeam_channel::Receiver<media_relay::RelayEvent>,
+    /// The ng control port's server and its own call table.
+    pub ng: Option<(
+        media_relay::ng::NgServer,
+        Arc<std::sync::Mutex<media_relay::control::MediaCalls>>,
+    )>,
 }
 
 impl Media {
@@ -32,6 +37,13 @@ impl Media {
                 media_relay::RelayEvent::MediaTimeout(pair) => {
                     if let Some(c) = self.calls.call_for_pair(pair) {
                         out.push(c);
+                    } else if let Some((_, ng)) = &self.ng {
+                        // An ng-controlled call: rtpengine deletes it on media timeout.
+                        if let Ok(mut calls) = ng.lock() {
+                            if let Some((cid, tag)) = calls.call_for_pair(pair) {
+                                let _ = calls.delete(&cid, Some(&tag));
+                            }
+                        }
                     }
                 }
             }

@@ -344,10 +344,27 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
     let relay = Arc::new(relay);
     let events = relay.events();
     let calls = media_relay::control::MediaCalls::new(relay.clone());
+    // The rtpengine-compatible control port: its calls live in their own table over the same
+    // data plane (Kamailio's rtpengine module can drive trunkline's relay unchanged).
+    let ng = match m.ng_listen {
+        None => None,
+        Some(addr) => {
+            let sock =
+                std::net::UdpSocket::bind(addr).map_err(|e| format!("bind ng {addr}: {e}"))?;
+            let ng_calls = Arc::new(std::sync::Mutex::new(
+                media_relay::control::MediaCalls::new(relay.clone()),
+            ));
+            let handler = media_relay::ng::NgHandler::new(ng_calls.clone());
+            let server = media_relay::ng::serve(sock, handler).map_err(|e| format!("ng: {e}"))?;
+            tracing::info!(address = %addr, "ng control protocol listening");
+            Some((server, ng_calls))
+        }
+    };
     Ok(Some(Media {
         calls,
         relay,
         events,
+        ng,
     }))
 }
 
