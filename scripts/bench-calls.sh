@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Signaling benchmark: SIPp UAC -> SUT -> SIPp UAS on loopback, for each SUT
+#   kamailio     Kamailio stateful relay alone (shared/peers/kamailio-rtpengine/kamailio.cfg)
+#   kamrtp       Kamailio + rtpengine (media anchored)
+#   trunkline    target/release/trunkline (B2BUA; media anchored when its relay is wired)
+# and prints, per SUT: calls attempted/successful/failed, wall time, and CPU per call = the
+# utime+stime ticks (/proc/PID/stat fields 14 and 15) of every SUT process (the launched one and
+# all its descendants), after minus before, divided by the calls attempted.
+#
+# usage: scripts/bench-calls.sh [--rate 1000] [--calls 8000] [--duration 500] \
+#            [--sut kamailio,kamrtp,trunkline] [--out DIR] [--no-netns]
+#
+# Runs in a private network namespace (`unshare -rn`) when the machine allows it, so the fixed
+# ports (UAC 5060, SUT 5070, UAS 5080, rtpengine ng 2223) collide with nothing and no packet
+# leaves loopback. Bounded: each SUT run ends after calls/rate + duration + 30 s at most.
+set -euo pipefail
+
+rate=1000
+calls=8000
+duration=500
+suts="kamailio,kamrtp,trunkline"
+out=""
+netns=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --rate) rate=$2; shift 2 ;;
+        --calls) calls=$2; shift 2 ;;
+        --duration) duration=$2; shift 2 ;;
+        --sut) suts=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --no-netns) netns=0; shift ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "bench-calls: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+peers="$repo/../shared/peers/kamailio-rtpengine"
+[[ -d $peers ]] || peers=/work/shared/peers/kamailio-rtpengine
+
+if [[ $netns -eq 1 && -z ${BENCH_IN_NETNS:-} ]]; then
+    if unshare -rn true 2>/dev/null; then
+        args=(--rate "$rate" --calls "$calls" --duration "$duration" --sut "$suts")
+        [[ -n $out ]] && args+=(--out "$out")
+        exec unshare -rn env BENCH_IN_NETNS=1 bash "$0" "${args[@]}"
+    fi
+    echo "bench-calls: unshare -rn refused; running on the host loopback" >&2
+fi
+if [[ -n ${BENCH_IN_NETNS:-} ]]; then
+    ip link set lo up
+fi
+
+for bin in sipp; do
+    command -v "$bin" >/dev/null || { echo "bench-calls: $bin missing (scripts/install-deps.sh --bench)" >&2; exit 1; }
+done
+
+out=${out:-$(mktemp -d /tmp/bench-calls.XXXXXX)}
+mkdir -p "$out"
+hz=$(getconf CLK_TCK)
+limit=$(( calls / rate + duration / 1000 + 30 ))
+
+pids_started=()
+cleanup() {
+    local p
+    for p in "${pids_started[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# The pid and every descendant of it.
+tree() {
+    local root=$1 all=("$1") changed=1 f pid ppid rest
+    declare -A seen=([$1]=1)
+    while [[ $changed -eq 1 ]]; do
+        changed=0
+        for f in /proc/[0-9]*/stat; do
+            read -r pid rest < "$f" 2>/dev/null || continue
+            # field 4 (ppid) follows "(comm) S"; comm may contain spaces, so cut after ')'.
+            rest=${rest##*) }
+            ppid=$(cut -d' ' -f2 <<<"$rest")
+            if [[ -n ${seen[$ppid]:-} && -z ${seen[$pid]:-} ]]; then
+                seen[$pid]=1; all+=("$pid"); changed=1
+            fi
+        done
+    done
+    echo "${all[@]}"
+}
+
+# Sum of utime+stime ticks of the given pids.
+ticks() {
+    local sum=0 p rest
+    for p in "$@"; do
+        [[ -r /proc/$p/stat ]] || continue
+        rest=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        rest=${rest##*) }
+        # after ')': field 3 is state, so utime (14) and stime (15) are the 12th and 13th here
+        read -r -a f <<<"$rest"
+        sum=$(( sum + f[11] + f[12] ))
+    done
+    echo "$sum"
+}
+
+wait_udp() {  # port
+    local hex i
+    hex=$(printf ':%04X ' "$1")
+    for i in $(seq 1 100); do
+        grep -q "$hex" /proc/net/udp && return 0
+        sleep 0.05
+    done
+    echo "bench-calls: nothing listens on udp $1" >&2
+    return 1
+}
+
+csv_field() {  # file column-name -> value in the last line
+    awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i} END{print $c+0}' "$1"
+}
+
+start_uas() {
+    sipp -sn uas -i 127.0.0.1 -p 5080 -nostdin -timeout "$((limit + 10))s" \
+        -trace_stat -stf "$out/$1.uas.csv" -fd 1 >"$out/$1.uas.log" 2>&1 &
+    pids_started+=($!)
+    uas_pid=$!
+    wait_udp 5080
+}
+
+run_uac() {  # name
+    sipp -sn uac 127.0.0.1:5070 -i 127.0.0.1 -p 5060 -r "$rate" -m "$calls" -d "$duration" \
+        -nostdin -timeout "${limit}s" -timeout_error -trace_stat -stf "$out/$1.uac.csv" -fd 1 \
+        -trace_err -error_file "$out/$1.uac.errors.log" >"$out/$1.uac.log" 2>&1 || true
+}
+
+start_kamailio() {  # name with_rtpengine
+    local cfg="$out/$1.kamailio.cfg"
+    sed -e "s#/tmp/kamailio-anchor_ctl#$out/$1.kamailio_ctl#" "$peers/kamailio.cfg" >"$cfg"
+    local def=()
+    [[ $2 -eq 1 ]] && def=(-A WITH_RTPENGINE)
+    kamailio "${def[@]}" -f "$cfg" -m 1024 -DD -E -P "$out/$1.kamailio.pid" \
+        >"$out/$1.kamailio.log" 2>&1 &
+    pids_started+=($!)
+    sut_pid=$!
+    wait_udp 5070
+}
+
+start_rtpengine() {
+    rtpengine --config-file=none --interface=127.0.0.1 --listen-ng=127.0.0.1:2223 \
+        --port-min=20000 --port-max=39999 --foreground --log-stderr --log-level=3 --table=-1 \
+        --num-threads=2 --delete-delay=0 >"$out/rtpengine.log" 2>&1 &
+    pids_started+=($!)
+    rtp_pid=$!
+    wait_udp 2223
+}
+
+start_trunkline() {
+    local bin="$repo/target/release/trunkline"
+    [[ -x $bin ]] || { echo "bench-calls: build it first: cargo build --release" >&2; return 1; }
+    cat >"$out/trunkline.yaml" <<EOF
+listen:
+  - { transport: udp, address: 127.0.0.1:5070 }
+media:
+  address: 127.0.0.1
+  ports: 40000-59999
+trunks:
+  uas: { address: 127.0.0.1:5080, transport: udp }
+dialplan:
+  - match: { to_user: '.*' }
+    route: [uas]
+EOF
+    RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
+    pids_started+=($!)
+    sut_pid=$!
+    wait_udp 5070
+}
+
+stop() {
+    local p
+    for p in "$@"; do kill "$p" 2>/dev/null || true; done
+    for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
+
+rows=()
+bench_one() {  # name
+    local name=$1 pids t0 t1 c0 c1 ok failed uas_ok
+    rtp_pid=""
+    case "$name" in
+        kamailio) command -v kamailio >/dev/null || { echo "skip $name: kamailio missing" >&2; return; }
+                  start_kamailio "$name" 0 ;;
+        kamrtp)   command -v kamailio >/dev/null && command -v rtpengine >/dev/null \
+                      || { echo "skip $name: kamailio/rtpengine missing" >&2; return; }
+                  start_rtpengine; start_kamailio "$name" 1 ;;
+        trunkline) start_trunkline || return ;;
+        *) echo "bench-calls: unknown SUT $name" >&2; return ;;
+    esac
+    start_uas "$name"
+    sleep 0.5
+    pids=$(tree "$sut_pid")
+    [[ -n $rtp_pid ]] && pids="$pids $(tree "$rtp_pid")"
+    # shellcheck disable=SC2086
+    c0=$(ticks $pids)
+    t0=$(date +%s.%N)
+    echo "bench-calls: $name: $calls calls at $rate/s, ${duration} ms each ..." >&2
+    run_uac "$name"
+    t1=$(date +%s.%N)
+    sleep 0.2
+    # shellcheck disable=SC2086
+    c1=$(ticks $pids)
+    ok=$(csv_field "$out/$name.uac.csv" 'SuccessfulCall(C)')
+    failed=$(csv_field "$out/$name.uac.csv" 'FailedCall(C)')
+    stop "$uas_pid" "$sut_pid" ${rtp_pid:+"$rtp_pid"}
+    # calls that reached the far side (its successes lag by the built-in UAS's 4 s timewait)
+    uas_ok=$(csv_field "$out/$name.uas.csv" 'IncomingCall(C)' 2>/dev/null || echo "?")
+    rows+=("$(awk -v n="$name" -v c="$calls" -v ok="$ok" -v f="$failed" -v u="$uas_ok" \
+        -v t0="$t0" -v t1="$t1" -v d="$((c1 - c0))" -v hz="$hz" -v r="$rate" \
+        'BEGIN{printf "| %-10s | %6d | %5d | %6d | %6d | %6s | %7.1f | %9.0f | %8.0f |",
+               n, c, r, ok, f, u, t1-t0, d*1000/hz, d*1e6/hz/c}')")
+}
+
+IFS=',' read -r -a list <<<"$suts"
+for s in "${list[@]}"; do
+    bench_one "$s"
+done
+
+echo
+echo "calls at ${rate}/s, ${duration} ms each; CPU = utime+stime of the SUT's processes (CLK_TCK=$hz)"
+echo "| SUT        | calls  | rate  | ok     | failed | uas in | wall s  | CPU ms    | us/call  |"
+echo "|------------|--------|-------|--------|--------|--------|---------|-----------|----------|"
+printf '%s\n' "${rows[@]}"
+echo "(logs and SIPp statistics in $out)"
