@@ -389,6 +389,11 @@ impl Transactions {
         self.txs.get(&tx).map(|t| t.peer)
     }
 
+    /// Entries in the timer heap, stale ones included (for metrics; bounded by compaction).
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
     /// Earliest pending timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _, _))| *at)
@@ -1033,24 +1038,40 @@ impl Transactions {
     /// ICMP port unreachable / connection refused for `to` (§17.1.4, §18.4): every client
     /// transaction still waiting for a final response from `to` reports
     /// [`TuEvent::TransportError`] and terminates.
+    ///
+    /// INVITE server transactions that keep retransmitting a final response to `to` give up too
+    /// (§17.2.4: "the server transaction ... SHOULD inform the TU that a failure has occurred, and
+    /// MUST transition to the Terminated state"): one in "Completed" ends with
+    /// `ServerTerminated { ack_received: false }`; one in "Accepted" whose 2xx is sent with
+    /// [`Transactions::send_2xx_reliably`] and not yet ACKed reports [`TuEvent::AckTimeout`] first
+    /// (the TU ends the session). Server transactions still waiting for the TU are left alone.
     pub fn transport_error(&mut self, to: Peer, _now: Instant) {
-        let mut hit: Vec<TxId> = self
+        let mut hit: Vec<(TxId, bool)> = self
             .txs
             .iter()
-            .filter(|(_, t)| {
-                t.kind.is_client()
-                    && t.peer == to
-                    && matches!(
-                        t.state,
-                        TxState::Calling | TxState::Trying | TxState::Proceeding
-                    )
+            .filter(|(_, t)| t.peer == to)
+            .filter_map(|(id, t)| match (t.kind, t.state) {
+                (
+                    TxKind::InviteClient | TxKind::NonInviteClient,
+                    TxState::Calling | TxState::Trying | TxState::Proceeding,
+                ) => Some((*id, true)),
+                (TxKind::InviteServer, TxState::Completed) => Some((*id, false)),
+                (TxKind::InviteServer, TxState::Accepted)
+                    if t.reliable_2xx.as_ref().is_some_and(|r| !r.acked) =>
+                {
+                    Some((*id, false))
+                }
+                _ => None,
             })
-            .map(|(id, _)| *id)
             .collect();
         hit.sort_unstable();
-        for id in hit {
+        for (id, client) in hit {
             self.stats.transport_errors += 1;
-            self.events.push_back(TuEvent::TransportError { tx: id });
+            if client {
+                self.events.push_back(TuEvent::TransportError { tx: id });
+            } else if self.state(id) == Some(TxState::Accepted) {
+                self.events.push_back(TuEvent::AckTimeout { tx: id });
+            }
             self.terminate(id);
         }
         self.prune();

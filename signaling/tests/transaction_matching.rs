@@ -468,6 +468,9 @@ fn state_transition_table() {
         (InvServer, &[Tu(486), Ack, Wait(5_000)], None),           // Timer I
         (InvServer, &[Ack], Some(Proceeding)),
         (InvServer, &[TransportError], Some(Proceeding)),
+        (InvServer, &[Tu(486), TransportError], None),             // §17.2.4
+        (InvServer, &[Tu(486), Ack, TransportError], Some(Confirmed)),
+        (InvServer, &[Tu(200), TransportError], Some(Accepted)),   // TU retransmits its 2xx
         // non-INVITE server: Figure 8.
         (NonInvServer, &[], Some(Trying)),
         (NonInvServer, &[Retx], Some(Trying)),

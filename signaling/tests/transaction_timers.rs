@@ -752,24 +752,43 @@ fn transport_error_fails_pending_client_transactions_to_that_peer_only() {
     let a = t.send_request(invite("z9hG4bKx1"), dead, base);
     let b = t.send_request(request("OPTIONS", "z9hG4bKx2", "o", 1), dead, base);
     let other = t.send_request(request("OPTIONS", "z9hG4bKx3", "o", 1), uas(), base);
-    // A server tx whose peer is `dead` is not a client tx: untouched.
+    // A server tx towards `dead` still waiting for its TU: untouched.
     let inv = invite("z9hG4bKx4");
     t.handle_message(SipMessage::Request(inv), dead, base);
     let srv = server_tx(&events(&mut t));
+    // One retransmitting a 486 (Completed) and one retransmitting a 2xx until ACK: they give up
+    // (§17.2.4).
+    let inv5 = invite("z9hG4bKx5");
+    t.handle_message(SipMessage::Request(inv5.clone()), dead, base);
+    let rejected = server_tx(&events(&mut t));
+    t.send_response(rejected, response(&inv5, 486), base);
+    let inv6 = request("INVITE", "z9hG4bKx6", "call-6", 1);
+    t.handle_message(SipMessage::Request(inv6.clone()), dead, base);
+    let answered = server_tx(&events(&mut t));
+    t.send_2xx_reliably(answered, response(&inv6, 200), base);
     drain(&mut t);
     t.transport_error(dead, base + ms(10));
     assert_eq!(
         events(&mut t),
         vec![
             TuEvent::TransportError { tx: a },
-            TuEvent::TransportError { tx: b }
+            TuEvent::TransportError { tx: b },
+            TuEvent::ServerTerminated {
+                tx: rejected,
+                ack_received: false
+            },
+            TuEvent::AckTimeout { tx: answered },
+            TuEvent::ServerTerminated {
+                tx: answered,
+                ack_received: false
+            },
         ]
     );
     assert_eq!(t.state(a), None);
     assert_eq!(t.state(b), None);
     assert_eq!(t.state(other), Some(TxState::Trying));
     assert_eq!(t.state(srv), Some(TxState::Proceeding));
-    assert_eq!(t.stats().transport_errors, 2);
+    assert_eq!(t.stats().transport_errors, 4);
     // Their timers no longer fire: only `other` retransmits.
     let (sent, _) = run_until(&mut t, base, base + ms(2000));
     assert!(sent.iter().all(|(_, tr)| tr.to == uas()));
