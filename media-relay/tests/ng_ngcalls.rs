@@ -223,3 +223,78 @@ fn ngcalls_against_real_relay_moves_rtp() {
         r.shutdown();
     }
 }
+
+/// Re-INVITE through MediaCalls on the real relay: B moves its media to a new port (media follows),
+/// then holds with RFC 2543 `c=0.0.0.0` (A is told `sendonly`; nothing is sent to 0.0.0.0, the
+/// relay keeps B's last address).
+#[test]
+fn reinvite_moves_media_and_hold_on_real_relay() {
+    use media_relay::control::Side;
+    use media_relay::sdp::{Direction, Sdp};
+    let relay = Arc::new(
+        Relay::start(RelayConfig {
+            address: LOOPBACK,
+            port_min: 36200,
+            port_max: 36299,
+            backend: Backend::Auto,
+            workers: 1,
+            timeout: Duration::from_secs(60),
+            strict_source: false,
+        })
+        .expect("relay starts"),
+    );
+    let mut mc = MediaCalls::new(relay.clone());
+    let sock = || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        s
+    };
+    let (a, b_old, b_new) = (sock(), sock(), sock());
+    let body = |ip: &str, port: u16| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+        .into_bytes()
+    };
+    let port = |s: &UdpSocket| s.local_addr().unwrap().port();
+    let media_port = |sdp: &[u8]| Sdp::parse(sdp).unwrap().media()[0].port;
+
+    let to_b = mc.offer("rc", "ta", &body("127.0.0.1", port(&a))).unwrap();
+    let rb = media_port(&to_b);
+    let to_a = mc
+        .answer("rc", "ta", "tb", &body("127.0.0.1", port(&b_old)))
+        .unwrap();
+    let ra = media_port(&to_a);
+    assert_eq!(relay_one(&a, ra, &b_old).len(), 172);
+
+    // B re-INVITEs from a new port; A answers unchanged.
+    let to_a2 = mc
+        .offer_from(Side::B, "rc", "ta", &body("127.0.0.1", port(&b_new)))
+        .unwrap();
+    assert_eq!(media_port(&to_a2), ra, "A keeps its relay port");
+    mc.answer_from(Side::A, "rc", "ta", None, &body("127.0.0.1", port(&a)))
+        .unwrap();
+    assert_eq!(relay_one(&a, ra, &b_new).len(), 172);
+
+    // B holds the RFC 2543 way.
+    let to_a3 = mc
+        .offer_from(Side::B, "rc", "ta", &body("0.0.0.0", port(&b_new)))
+        .unwrap();
+    let held = Sdp::parse(&to_a3).unwrap();
+    assert_eq!(held.media()[0].direction, Direction::SendOnly);
+    assert_eq!(
+        held.media()[0].rtp_addr(),
+        Some(SocketAddr::new(LOOPBACK, ra))
+    );
+    assert!(!String::from_utf8_lossy(&to_a3).contains("0.0.0.0"));
+    // Whatever A still sends goes to B's last real address, never to 0.0.0.0.
+    assert_eq!(relay_one(&a, ra, &b_new).len(), 172);
+
+    mc.delete("rc", None).unwrap();
+    drop(mc);
+    if let Ok(r) = Arc::try_unwrap(relay) {
+        r.shutdown();
+    }
+}
