@@ -1,49 +1,621 @@
 use super::*;
+use std::sync::Arc;
+
+const ACC: &str = include_str!("../../examples/b2bua.yaml");
+
+fn err(src: &str) -> ConfigError {
+    match from_yaml(src, "t.yaml") {
+        Ok(_) => panic!("expected an error for:\n{src}"),
+        Err(e) => e,
+    }
+}
+
+/// Assert an error at line:column whose message contains `needle`.
+#[track_caller]
+fn assert_err(src: &str, line: usize, column: usize, needle: &str) {
+    let e = err(src);
+    assert_eq!((e.line, e.column), (line, column), "position of: {e}");
+    assert!(e.message.contains(needle), "message of: {e} (wanted `{needle}`)");
+    assert!(e.to_string().starts_with(&format!("t.yaml:{line}:{column}: ")), "{e}");
+}
+
+fn q(to_user: &str) -> RouteQuery<'_> {
+    RouteQuery {
+        to_user,
+        from_user: "alice",
+        request_uri: "sip:x@example.com",
+        source_trunk: None,
+        source_ip: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
 
 #[test]
-fn default_loads() {
+fn default_config_is_loopback_and_routes_to_pbx() {
     let c = default_config();
     assert_eq!(c.source, "<embedded default>");
     assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.listen[0].transport, TransportKind::Udp);
+    assert_eq!(c.listen[1].transport, TransportKind::Tcp);
+    for l in &c.listen {
+        assert_eq!(l.address, "127.0.0.1:5060".parse().unwrap());
+    }
+    assert_eq!(c.media.address, "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!((c.media.port_min, c.media.port_max), (20000, 29999));
+    assert_eq!(c.media.timeout, Duration::from_secs(60));
+    assert_eq!(c.metrics.as_ref().unwrap().listen, "127.0.0.1:9464".parse().unwrap());
+    assert_eq!(c.trunks["pbx"].address, "127.0.0.1:5080".parse().unwrap());
+    let d = c.dialplan.lookup(&q("anything")).unwrap();
+    assert_eq!(d.action, Action::Route(vec!["pbx".into()]));
 }
 
 #[test]
-fn explore() {
-    let acc = include_str!("../../examples/b2bua.yaml");
-    let cases = [
-        acc.replace("route: [pbx]", "route: [pbx"),
-        acc.replace("route: [pbx]", "route: [pbx, nosuch]"),
-        acc.replace("route: [pbx]", "route: [nosuch]"),
-        acc.replace("backend: auto", "backend: autox"),
-        acc.replace("backend: auto", "backnd: auto"),
-        acc.replace("ports: 30000-39999", "ports: 30001-39999"),
-        acc.replace("'.*'", "'(ab'"),
-        acc.replace(
-            "transport: udp }\n  - { transport: tcp",
-            "transport: udp }\n  - { transport: tcp, adress: x }\n  - { transport: tcp",
-        ),
-        acc.replace("127.0.0.1:15080", "127.0.0.1:abc"),
-        acc.replace(
-            "    route: [pbx]",
-            "    route: [pbx]\n    reject: { code: 403 }",
-        ),
-        acc.replace("pbx: {", "pbx: {\n"),
-        acc.replace(
-            "  - match",
-            "  - match: { to_user: x }\n    reject: { code: 99999 }\n  - match",
-        ),
-        acc.replace("media:\n", ""),
-        acc.replace(
-            "trunks:\n",
-            "trunks:\n  pbx: { address: 127.0.0.1:1, transport: udp }\n",
-        ),
-        "".to_string(),
-        "- a\n- b\n".to_string(),
-    ];
-    for c in cases {
-        match from_yaml(&c, "t.yaml") {
-            Ok(_) => println!("OK"),
-            Err(e) => println!("{e}"),
+fn examples_default_yaml_is_the_embedded_default() {
+    let file = include_str!("../../examples/default.yaml");
+    assert_eq!(file, DEFAULT_YAML);
+}
+
+#[test]
+fn all_examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) == Some("yaml") {
+            let c = load_file(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.source, p.display().to_string());
+            assert!(!c.dialplan.is_empty());
+            n += 1;
         }
     }
+    assert!(n >= 3, "expected b2bua, carrier-pbx, default examples, found {n}");
+}
+
+#[test]
+fn acceptance_yaml_loads() {
+    let c = from_yaml(ACC, "b2bua.yaml").unwrap();
+    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.listen[0].address, "127.0.0.1:15060".parse().unwrap());
+    assert_eq!((c.media.port_min, c.media.port_max), (30000, 39999));
+    assert_eq!(c.media.backend, Backend::Auto);
+    assert_eq!(c.media.ng_listen, Some("127.0.0.1:12223".parse().unwrap()));
+    assert_eq!(c.metrics.unwrap().listen, "127.0.0.1:19464".parse().unwrap());
+    let t = &c.trunks["pbx"];
+    assert_eq!((t.name.as_str(), t.transport), ("pbx", TransportKind::Udp));
+    assert_eq!(t.address, "127.0.0.1:15080".parse().unwrap());
+    assert_eq!((t.max_calls, t.max_cps), (None, None));
+    assert_eq!(c.dialplan.len(), 1);
+}
+
+#[test]
+fn config_is_shareable() {
+    fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<Config>();
+    is_send_sync::<Arc<Dialplan>>();
+}
+
+#[test]
+fn load_file_missing_names_the_file() {
+    let e = load_file(Path::new("/nonexistent/trunkline.yaml")).unwrap_err();
+    assert!(e.to_string().starts_with("/nonexistent/trunkline.yaml:1:1: cannot read"), "{e}");
+}
+
+#[test]
+fn optional_fields_and_limits() {
+    let src = ACC
+        .replace("  ng_listen: 127.0.0.1:12223\n", "  timeout: 15\n  backend: epoll\n")
+        .replace("  backend: auto\n", "")
+        .replace("metrics:\n  listen: 127.0.0.1:19464\n", "")
+        .replace(
+            "pbx: { address: 127.0.0.1:15080, transport: udp }",
+            "pbx: { address: '[::1]:15080', transport: tcp, max_calls: 10, max_cps: 2 }\n  gw: { address: 127.0.0.1:5070 }",
+        );
+    let c = from_yaml(&src, "t.yaml").unwrap();
+    assert_eq!(c.media.timeout, Duration::from_secs(15));
+    assert_eq!(c.media.backend, Backend::Epoll);
+    assert_eq!(c.media.ng_listen, None);
+    assert!(c.metrics.is_none());
+    let t = &c.trunks["pbx"];
+    assert_eq!(t.address, "[::1]:15080".parse().unwrap());
+    assert_eq!((t.transport, t.max_calls, t.max_cps), (TransportKind::Tcp, Some(10), Some(2)));
+    assert_eq!(c.trunks["gw"].transport, TransportKind::Udp);
+}
+
+#[test]
+fn tls_listener_fields() {
+    let src = ACC.replace(
+        "  - { transport: tcp, address: 127.0.0.1:15060 }\n",
+        "  - { transport: tls, address: 127.0.0.1:15061, cert: c.pem, key: k.pem }\n",
+    );
+    let c = from_yaml(&src, "t.yaml").unwrap();
+    assert_eq!(c.listen[1].transport, TransportKind::Tls);
+    assert_eq!(c.listen[1].cert.as_deref(), Some(Path::new("c.pem")));
+    assert_eq!(c.listen[1].key.as_deref(), Some(Path::new("k.pem")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors, each with its exact line:column
+
+#[test]
+fn missing_bracket_names_the_line() {
+    // line 15 is `    route: [pbx`; the flow sequence opens at column 12
+    assert_err(&ACC.replace("route: [pbx]", "route: [pbx"), 15, 12, "flow sequence");
+}
+
+#[test]
+fn missing_bracket_mid_file_names_the_line() {
+    let src = ACC.replace("route: [pbx]", "route: [pbx\n  - match: {}\n    route: [pbx]");
+    let e = err(&src);
+    assert_eq!((e.line, e.column), (15, 12), "{e}");
+}
+
+#[test]
+fn undefined_trunk_points_at_it() {
+    assert_err(&ACC.replace("route: [pbx]", "route: [nosuch]"), 15, 13, "`nosuch`");
+    assert_err(&ACC.replace("route: [pbx]", "route: [pbx, nosuch]"), 15, 18, "`nosuch`");
+    // block sequence form
+    assert_err(&ACC.replace("route: [pbx]", "route:\n      - pbx\n      - nosuch"), 17, 9, "`nosuch`");
+}
+
+#[test]
+fn duplicate_route_entry() {
+    assert_err(&ACC.replace("route: [pbx]", "route: [pbx, pbx]"), 15, 18, "twice");
+}
+
+#[test]
+fn unknown_keys_are_caught() {
+    assert_err(&ACC.replace("  backend: auto", "  backnd: auto"), 7, 3, "unknown field `backnd`");
+    assert_err(
+        &ACC.replace("{ transport: tcp, address", "{ transport: tcp, adress"),
+        3,
+        23,
+        "unknown field `adress`",
+    );
+    assert_err(&format!("{ACC}extra: 1\n"), 16, 1, "unknown field `extra`");
+    assert_err(&ACC.replace("{ to_user: '.*' }", "{ to_usr: '.*' }"), 14, 14, "unknown field `to_usr`");
+    assert_err(
+        &ACC.replace("transport: udp }\ndialplan", "transport: udp, maxcalls: 3 }\ndialplan"),
+        12,
+        52,
+        "unknown field `maxcalls`",
+    );
+}
+
+#[test]
+fn bad_enum_values() {
+    assert_err(&ACC.replace("backend: auto", "backend: uring"), 7, 12, "unknown variant `uring`");
+    assert_err(&ACC.replace("{ transport: udp, address: 127.0.0.1:15060 }", "{ transport: sctp, address: 127.0.0.1:15060 }"), 2, 18, "unknown variant `sctp`");
+}
+
+#[test]
+fn port_range_errors() {
+    assert_err(&ACC.replace("30000-39999", "30001-39999"), 6, 10, "must be even");
+    assert_err(&ACC.replace("30000-39999", "30000-39998"), 6, 10, "must be odd");
+    assert_err(&ACC.replace("30000-39999", "39998-30001"), 6, 10, "reversed");
+    assert_err(&ACC.replace("30000-39999", "30000"), 6, 10, "FIRST-LAST");
+    assert_err(&ACC.replace("30000-39999", "30000-99999"), 6, 10, "not a port number");
+}
+
+#[test]
+fn address_errors() {
+    assert_err(&ACC.replace("address: 127.0.0.1:15060 }\n  - { transport: tcp", "address: 127.0.0.1 }\n  - { transport: tcp"), 2, 32, "not an IP:port");
+    assert_err(&ACC.replace("address: 127.0.0.1\n", "address: localhost\n"), 5, 12, "not an IP address");
+    assert_err(&ACC.replace("address: 127.0.0.1\n", "address: 0.0.0.0\n"), 5, 12, "concrete");
+    assert_err(&ACC.replace("ng_listen: 127.0.0.1:12223", "ng_listen: 127.0.0.1"), 8, 14, "not an IP:port");
+    assert_err(&ACC.replace("listen: 127.0.0.1:19464", "listen: :19464"), 10, 11, "not an IP:port");
+    assert_err(&ACC.replace("127.0.0.1:15080", "127.0.0.1:abc"), 12, 19, "not an IP:port");
+}
+
+#[test]
+fn duplicate_listener_and_trunk() {
+    assert_err(&ACC.replace("transport: tcp", "transport: udp"), 3, 32, "duplicate listener");
+    assert_err(
+        &ACC.replace("trunks:\n", "trunks:\n  pbx: { address: 127.0.0.1:1 }\n"),
+        13,
+        3,
+        "`pbx` is defined twice",
+    );
+}
+
+#[test]
+fn trunk_limits_must_be_positive() {
+    let src = ACC.replace("transport: udp }\ndialplan", "transport: udp, max_calls: 0 }\ndialplan");
+    assert_err(&src, 12, 63, "max_calls must be > 0");
+    let src = ACC.replace("transport: udp }\ndialplan", "transport: udp, max_cps: 0 }\ndialplan");
+    assert_err(&src, 12, 61, "max_cps must be > 0");
+}
+
+#[test]
+fn bad_trunk_name() {
+    assert_err(&ACC.replace("  pbx: {", "  'p x': {").replace("[pbx]", "['p x']"), 12, 3, "trunk name");
+}
+
+#[test]
+fn tls_needs_cert_and_key() {
+    let src = ACC.replace("{ transport: tcp, address: 127.0.0.1:15060 }", "{ transport: tls, address: 127.0.0.1:15061 }");
+    assert_err(&src, 3, 5, "needs `cert`");
+    let src = ACC.replace("{ transport: tcp, address: 127.0.0.1:15060 }", "{ transport: tcp, address: 127.0.0.1:15061, key: k.pem }");
+    assert_err(&src, 3, 54, "only for tls");
+}
+
+#[test]
+fn bad_regex_points_at_the_pattern() {
+    assert_err(&ACC.replace("'.*'", "'(ab'"), 14, 23, "unclosed group");
+    assert_err(&ACC.replace("{ to_user: '.*' }", "{ from_user: 'a{2,1}' }"), 14, 25, "bad regex");
+}
+
+#[test]
+fn action_count_errors() {
+    assert_err(&ACC.replace("    route: [pbx]", "    route: [pbx]\n    reject: { code: 403 }"), 14, 5, "exactly one action");
+    assert_err(&ACC.replace("    route: [pbx]\n", ""), 14, 5, "exactly one action");
+    assert_err(&ACC.replace("route: [pbx]", "route: []"), 15, 12, "at least one trunk");
+}
+
+#[test]
+fn redirect_and_reject_errors() {
+    let r = |a: &str| ACC.replace("route: [pbx]", a);
+    assert_err(&r("reject: { code: 200 }"), 15, 21, "not a 4xx");
+    assert_err(&r("redirect: { contacts: ['sip:a@b'], code: 404 }"), 15, 46, "not a 3xx");
+    assert_err(&r("redirect: { contacts: [] }"), 15, 27, "at least one contact");
+    assert_err(&r("redirect: { contacts: ['sip:a@b', 'http://x'] }"), 15, 39, "not a sip:");
+    assert_err(&r("reject: { code: 403, reason: \"a\\r\\nVia: x\" }"), 15, 34, "control characters");
+    assert_err(&r("reject: { reason: x }"), 15, 13, "missing field `code`");
+}
+
+#[test]
+fn source_trunk_must_exist() {
+    assert_err(&ACC.replace("{ to_user: '.*' }", "{ source_trunk: carrier }"), 14, 28, "`carrier` is not a defined trunk");
+}
+
+#[test]
+fn rewrite_errors() {
+    let r = |rw: &str| ACC.replace("    route: [pbx]", &format!("    rewrite: {{ {rw} }}\n    route: [pbx]"));
+    assert_err(&r("to_user: '$1'"), 15, 25, "0 capture group");
+    assert_err(&r("to_user: '${num}'"), 15, 25, "`num`");
+    assert_err(&r("to_user: 'a$'"), 15, 25, "must be followed");
+    let no_to = ACC.replace("{ to_user: '.*' }", "{ from_user: '(.*)' }").replace("    route: [pbx]", "    rewrite: { to_user: '$1' }\n    route: [pbx]");
+    assert_err(&no_to, 15, 25, "no pattern");
+}
+
+#[test]
+fn wrong_types_and_shapes() {
+    assert_err("- a\n- b\n", 1, 1, "expected a mapping");
+    assert_err("", 1, 1, "empty");
+    assert_err(&ACC.replace("ports: 30000-39999\n", "ports: [1, 2]\n"), 6, 10, "media.ports");
+    assert_err("listen: []\nmedia: { address: 127.0.0.1, ports: 2-3 }\n", 1, 9, "at least one listener");
+    assert_err(&ACC.replace("timeout", "x").replace("  backend: auto\n", "  timeout: 0\n"), 7, 12, "timeout must be > 0");
+}
+
+#[test]
+fn tabs_and_bad_indent_are_syntax_errors() {
+    let e = err(&ACC.replace("  address: 127.0.0.1\n", "\taddress: 127.0.0.1\n"));
+    assert_eq!(e.line, 5, "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dial plan semantics
+
+fn plan(rules: &str) -> Config {
+    let src = format!(
+        "listen: [{{ transport: udp, address: 127.0.0.1:5060 }}]\nmedia: {{ address: 127.0.0.1, ports: 20000-20999 }}\n\
+         trunks:\n  a: {{ address: 127.0.0.1:5081 }}\n  b: {{ address: 127.0.0.1:5082 }}\n  c: {{ address: 127.0.0.1:5083 }}\n\
+         dialplan:\n{rules}"
+    );
+    from_yaml(&src, "plan.yaml").unwrap_or_else(|e| panic!("{e}\n{src}"))
+}
+
+fn route(names: &[&str]) -> Action {
+    Action::Route(names.iter().map(|s| s.to_string()).collect())
+}
+
+#[test]
+fn first_match_wins() {
+    let c = plan(
+        "  - match: { to_user: '^1555' }\n    route: [a]\n\
+         \x20 - match: { to_user: '^155' }\n    route: [b]\n\
+         \x20 - match: { to_user: '^1' }\n    route: [c, a]\n",
+    );
+    let d = c.dialplan.lookup(&q("15551234")).unwrap();
+    assert_eq!((d.rule_index, d.action), (0, route(&["a"])));
+    let d = c.dialplan.lookup(&q("1559")).unwrap();
+    assert_eq!((d.rule_index, d.action), (1, route(&["b"])));
+    let d = c.dialplan.lookup(&q("19")).unwrap();
+    assert_eq!((d.rule_index, d.action), (2, route(&["c", "a"])));
+    assert_eq!(c.dialplan.lookup(&q("2")), None);
+    // a generic rule earlier in the file beats an indexed one later
+    let c = plan(
+        "  - match: { to_user: '5$' }\n    route: [a]\n\
+         \x20 - match: { to_user: '^1555' }\n    route: [b]\n",
+    );
+    assert_eq!(c.dialplan.lookup(&q("15555")).unwrap().rule_index, 0);
+    assert_eq!(c.dialplan.lookup(&q("15556")).unwrap().rule_index, 1);
+}
+
+#[test]
+fn captures_and_rewrite() {
+    let c = plan(
+        "  - match: { to_user: '^\\+?1(\\d{3})(\\d{7})$' }\n    rewrite: { to_user: '+1$1$2', request_uri: 'sip:+1${1}${2}@carrier.example' }\n    route: [a]\n\
+         \x20 - match: { to_user: '^00(?P<cc>[1-9]\\d?)(?<rest>\\d+)$' }\n    rewrite: { to_user: '+${cc}${rest}$$' }\n    route: [b]\n",
+    );
+    let d = c.dialplan.lookup(&q("12125551234")).unwrap();
+    assert_eq!(d.to_user.as_deref(), Some("+12125551234"));
+    assert_eq!(d.request_uri.as_deref(), Some("sip:+12125551234@carrier.example"));
+    assert_eq!(d.from_user, None);
+    let d = c.dialplan.lookup(&q("+12125551234")).unwrap();
+    assert_eq!(d.to_user.as_deref(), Some("+12125551234"));
+    let d = c.dialplan.lookup(&q("004930123")).unwrap();
+    assert_eq!((d.rule_index, d.to_user.as_deref()), (1, Some("+4930123$")));
+}
+
+#[test]
+fn rewrite_capture_sources() {
+    // from_user rewrite uses match.from_user's captures when the rule has one...
+    let c = plan(
+        "  - match: { to_user: '^(9)(\\d+)', from_user: '^(\\d{4})$' }\n    rewrite: { to_user: '$2', from_user: '+4930$1' }\n    route: [a]\n\
+         \x20 - match: { to_user: '^(8)(\\d+)' }\n    rewrite: { from_user: 'x$2' }\n    route: [b]\n",
+    );
+    let mut query = q("9123");
+    query.from_user = "2001";
+    let d = c.dialplan.lookup(&query).unwrap();
+    assert_eq!((d.to_user.as_deref(), d.from_user.as_deref()), (Some("123"), Some("+49302001")));
+    // ...and to_user's otherwise
+    let d = c.dialplan.lookup(&q("8777")).unwrap();
+    assert_eq!((d.rule_index, d.from_user.as_deref()), (1, Some("x777")));
+}
+
+#[test]
+fn all_keys_must_match() {
+    let c = plan(
+        "  - match: { to_user: '^1', from_user: '^bob$', request_uri: 'trunk-a' }\n    route: [a]\n\
+         \x20 - match: {}\n    route: [b]\n",
+    );
+    let mut query = q("100");
+    query.from_user = "bob";
+    query.request_uri = "sip:100@host;x=trunk-a";
+    assert_eq!(c.dialplan.lookup(&query).unwrap().rule_index, 0);
+    query.from_user = "bobby";
+    assert_eq!(c.dialplan.lookup(&query).unwrap().rule_index, 1);
+    query.from_user = "bob";
+    query.request_uri = "sip:100@host";
+    assert_eq!(c.dialplan.lookup(&query).unwrap().rule_index, 1);
+    query.request_uri = "sip:100@host;x=trunk-a";
+    query.to_user = "200";
+    assert_eq!(c.dialplan.lookup(&query).unwrap().rule_index, 1);
+}
+
+#[test]
+fn source_trunk_matches() {
+    let c = plan(
+        "  - match: { source_trunk: a }\n    route: [b]\n\
+         \x20 - match: { source_trunk: b, to_user: '^1' }\n    route: [a]\n\
+         \x20 - route: [c]\n",
+    );
+    let mut query = q("123");
+    query.source_trunk = Some("a");
+    assert_eq!(c.dialplan.lookup(&query).unwrap().action, route(&["b"]));
+    query.source_trunk = Some("b");
+    assert_eq!(c.dialplan.lookup(&query).unwrap().action, route(&["a"]));
+    query.to_user = "223";
+    assert_eq!(c.dialplan.lookup(&query).unwrap().action, route(&["c"]));
+    query.source_trunk = None;
+    query.to_user = "123";
+    assert_eq!(c.dialplan.lookup(&query).unwrap().action, route(&["c"]));
+}
+
+#[test]
+fn redirect_and_reject() {
+    let c = plan(
+        "  - match: { to_user: '^911$' }\n    reject: { code: 403 }\n\
+         \x20 - match: { to_user: '^999$' }\n    reject: { code: 503, reason: No Capacity }\n\
+         \x20 - match: { to_user: '^(\\d{3})$' }\n    redirect: { contacts: ['sip:$1@192.0.2.1', 'sips:x@y'] }\n\
+         \x20 - match: { to_user: '^moved' }\n    redirect: { contacts: ['sip:m@192.0.2.1'], code: 301 }\n",
+    );
+    assert_eq!(c.dialplan.lookup(&q("911")).unwrap().action, Action::Reject(403, "Forbidden".into()));
+    assert_eq!(c.dialplan.lookup(&q("999")).unwrap().action, Action::Reject(503, "No Capacity".into()));
+    assert_eq!(
+        c.dialplan.lookup(&q("123")).unwrap().action,
+        Action::Redirect(vec!["sip:$1@192.0.2.1".into(), "sips:x@y".into()], 302)
+    );
+    assert_eq!(
+        c.dialplan.lookup(&q("movedaway")).unwrap().action,
+        Action::Redirect(vec!["sip:m@192.0.2.1".into()], 301)
+    );
+    assert_eq!(c.dialplan.lookup(&q("1234")), None);
+}
+
+#[test]
+fn empty_plan_matches_nothing() {
+    let c = plan("  []\n");
+    assert!(c.dialplan.is_empty());
+    assert_eq!(c.dialplan.lookup(&q("1")), None);
+}
+
+#[test]
+fn non_ascii_and_long_input_fall_back_to_regex() {
+    let c = plan(
+        "  - match: { to_user: '^\\d{3}$' }\n    route: [a]\n\
+         \x20 - match: { to_user: '^(a+)+b$' }\n    route: [b]\n",
+    );
+    // Arabic-Indic digits are \d for the regex crate (Unicode)
+    assert_eq!(c.dialplan.lookup(&q("\u{661}\u{662}\u{663}")).unwrap().rule_index, 0);
+    // long hostile input: answered (no match), not hung
+    let long = "a".repeat(5000);
+    assert_eq!(c.dialplan.lookup(&q(&long)), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast matcher agrees with the regex crate
+
+#[test]
+fn fast_matcher_agrees_with_regex() {
+    let patterns = [
+        "^1555",
+        "^\\+?1(\\d{3})(\\d{7})$",
+        "^\\+?1555\\d{7}$",
+        ".*",
+        "^(.*)$",
+        "5$",
+        "^$",
+        "",
+        "^[2-9]\\d{2}[2-9]\\d{6}$",
+        "^(00|011)",
+        "^0(\\d*)(\\d)$",
+        "^(\\d+)(\\d+)$",
+        "(\\d)(\\d?)x",
+        "^a.c",
+        "^[^0-9]+$",
+        "^\\*(\\d\\d)#$",
+        "^(9)?(\\d{1,3})$",
+        "^1{2,}",
+        "^[a-c.+]{1,3}",
+        "()",
+        "^(\\+)?((1)\\d)",
+        "\\$$",
+        "^\\\\$",
+        "[+*#]",
+        "^sip:(\\d+)@",
+    ];
+    let inputs = [
+        "", "1", "15", "1555", "15551234567", "+15551234567", "+1555123456", "12125551234", "2125551234",
+        "0", "00", "0049301234", "01130", "abc", "a\nc", "aXc", "*72#", "9123", "123", "11", "111", "x5",
+        "12x", "1x", "a+b", "+1", "sip:123@host", "$", "\\", "#", "55", "ab.c", "9", "91234",
+    ];
+    for p in patterns {
+        let pat = pattern::Pattern::new(p, false).unwrap();
+        let re = regex::Regex::new(p).unwrap();
+        for h in inputs {
+            let mut spans = Vec::new();
+            let got = pat.captures(h, &mut spans);
+            let want = re.captures(h);
+            assert_eq!(got, want.is_some(), "pattern {p:?} on {h:?}");
+            if let Some(w) = want {
+                let want_spans: Vec<_> = w.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect();
+                assert_eq!(spans, want_spans, "captures of {p:?} on {h:?}");
+            }
+            assert_eq!(pat.is_match(h), re.is_match(h));
+        }
+    }
+    // and these shapes do take the fast path
+    for p in ["^1555", "^\\+?1(\\d{3})(\\d{7})$", ".*", "^[2-9]\\d{2}$", "^(9?)(\\d{1,3})$"] {
+        assert!(pattern::Pattern::new(p, false).unwrap().is_fast(), "{p}");
+    }
+    for p in ["^(00|011)", "(?i)abc", "^a*?", "\\w+", "^(a)+"] {
+        assert!(!pattern::Pattern::new(p, false).unwrap().is_fast(), "{p}");
+    }
+}
+
+#[test]
+fn prefixes_are_extracted() {
+    let pre = |p: &str| pattern::Pattern::new(p, false).unwrap().prefixes().to_vec();
+    assert_eq!(pre("^\\+?1555\\d{7}$"), vec!["+1555", "1555"]);
+    assert_eq!(pre("^1555"), vec!["1555"]);
+    assert_eq!(pre("^(49)(\\d+)"), vec!["49"]);
+    assert_eq!(pre("^(00|011)"), vec!["00", "011"]);
+    assert!(pre("1555").is_empty());
+    assert!(pre("^.*").is_empty());
+    assert!(pre("^\\d+").is_empty());
+    assert!(pre("^a?b?").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 100k rules: the indexed lookup agrees with a naive linear regex scan
+
+/// A generated dial plan: `n` prefix rules of assorted shapes, a few generic ones, a catch-all.
+pub(crate) fn big_plan_yaml(n: usize) -> String {
+    let mut s = String::with_capacity(n * 64);
+    s.push_str(
+        "listen: [{ transport: udp, address: 127.0.0.1:5060 }]\nmedia: { address: 127.0.0.1, ports: 20000-29999 }\n\
+         trunks:\n  a: { address: 127.0.0.1:5081 }\n  b: { address: 127.0.0.1:5082 }\ndialplan:\n",
+    );
+    for i in 0..n {
+        let pfx = 1_000_000 + i;
+        match i % 4 {
+            0 => s.push_str(&format!("  - match: {{ to_user: '^\\+?{pfx}\\d{{4}}$' }}\n    route: [a]\n")),
+            1 => s.push_str(&format!(
+                "  - match: {{ to_user: '^{pfx}(\\d+)$' }}\n    rewrite: {{ to_user: '+{pfx}$1' }}\n    route: [b, a]\n"
+            )),
+            2 => s.push_str(&format!("  - match: {{ to_user: '^{pfx}' }}\n    route: [b]\n")),
+            _ => s.push_str(&format!("  - match: {{ to_user: '^{pfx}[0-4]' }}\n    reject: {{ code: 404 }}\n")),
+        }
+        if i % 10_000 == 5_000 {
+            s.push_str(&format!("  - match: {{ to_user: '{i}999$' }}\n    route: [a]\n"));
+        }
+    }
+    s.push_str("  - match: { to_user: '^x' }\n    route: [a]\n");
+    s
+}
+
+fn samples(n: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mid = n / 2;
+    for i in [0usize, 1, 2, 3, 4999, 5000, mid, mid + 1, mid + 2, mid + 3, n - 4, n - 3, n - 2, n - 1] {
+        let pfx = 1_000_000 + i;
+        out.push(format!("{pfx}1234"));
+        out.push(format!("+{pfx}1234"));
+        out.push(format!("{pfx}9"));
+        out.push(format!("{pfx}"));
+        out.push(format!("{i}999"));
+    }
+    out.extend(["x1", "2", "", "+", "12345678901234567890", "99999999", "1\u{661}"].map(String::from));
+    out
+}
+
+/// Differential test against the `regex` crate, rule by rule, in order (regexes compiled on
+/// demand and cached, as a naive implementation would).
+#[test]
+fn plan_matches_a_naive_regex_scan() {
+    let n = 12_000;
+    let src = big_plan_yaml(n);
+    let c = from_yaml(&src, "big.yaml").unwrap();
+    let raw: yaml_serde::Value = yaml_serde::from_str(&src).unwrap();
+    let pats: Vec<String> = raw["dialplan"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r["match"]["to_user"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pats.len(), c.dialplan.len());
+    let cache: Vec<std::cell::OnceCell<regex::Regex>> = (0..pats.len()).map(|_| Default::default()).collect();
+    let naive = |to: &str| -> Option<(usize, Option<String>)> {
+        let i = (0..pats.len()).find(|&i| cache[i].get_or_init(|| regex::Regex::new(&pats[i]).unwrap()).is_match(to))?;
+        // rule kind 1 rewrites to '+{pfx}$1' where the pattern is '^{pfx}(\d+)$'
+        let re = cache[i].get().unwrap();
+        let rw = raw["dialplan"][i]["rewrite"]["to_user"].as_str().map(|t| {
+            let caps = re.captures(to).unwrap();
+            let mut out = String::new();
+            caps.expand(&t.replace("$1", "${1}"), &mut out);
+            out
+        });
+        Some((i, rw))
+    };
+    for s in samples(n) {
+        let got = c.dialplan.lookup(&q(&s)).map(|d| (d.rule_index, d.to_user));
+        assert_eq!(got, naive(&s), "to_user {s:?}");
+    }
+}
+
+/// The full 100k plan: the indexed lookup gives the linear scan's answer, first/middle/last/none.
+#[test]
+fn big_plan_matches_like_a_linear_scan() {
+    let n = 100_000;
+    let src = big_plan_yaml(n);
+    let c = from_yaml(&src, "big.yaml").unwrap();
+    assert!(c.dialplan.len() > n);
+    assert!(c.dialplan.indexed_rules() >= n);
+    for s in samples(n) {
+        let fast = c.dialplan.lookup(&q(&s));
+        let linear = c.dialplan.lookup_linear(&q(&s));
+        assert_eq!(fast, linear, "to_user {s:?}");
+    }
+    let idx = |s: &str| c.dialplan.lookup(&q(s)).map(|d| d.rule_index);
+    assert_eq!(idx("10000001234"), Some(0));
+    let last = c.dialplan.lookup(&q("10999991")).unwrap();
+    assert_eq!(last.action, Action::Reject(404, "Not Found".into()));
+    let d = c.dialplan.lookup(&q("1099997555")).unwrap();
+    assert_eq!(d.to_user.as_deref(), Some("+1099997555"));
+    assert_eq!(d.action, route(&["b", "a"]));
+    assert_eq!(idx("x"), Some(c.dialplan.len() - 1));
+    assert_eq!(idx("2"), None);
 }
