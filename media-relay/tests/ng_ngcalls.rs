@@ -267,6 +267,7 @@ fn reinvite_moves_media_and_hold_on_real_relay() {
         .answer("rc", "ta", "tb", &body("127.0.0.1", port(&b_old)))
         .unwrap();
     let ra = media_port(&to_a);
+    assert_ne!(ra, rb);
     assert_eq!(relay_one(&a, ra, &b_old).len(), 172);
 
     // B re-INVITEs from a new port; A answers unchanged.
