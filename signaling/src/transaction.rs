@@ -1476,7 +1476,7 @@ fn set_received(headers: &mut Headers, from: Peer) {
     let Some(via) = ViaView::parse(first) else {
         return;
     };
-    let src_ip = from.addr.ip();
+    let src_ip = from.addr.ip().to_canonical();
     let rport = via.has_param("rport");
     let host_matches = via.host().parse::<IpAddr>().is_ok_and(|ip| ip == src_ip);
     if host_matches && !rport {
