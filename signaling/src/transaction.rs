@@ -46,7 +46,7 @@ use crate::message::{Headers, Method, Request, Response, SipMessage};
 use crate::Peer;
 
 /// The branch prefix of RFC 3261 requests: "The branch parameter value MUST be unique across space
-/// and time for all requests sent by the UA ... [it] MUST always begin with the characters
+/// and time for all requests sent by the UA ... (it) MUST always begin with the characters
 /// "z9hG4bK"." — RFC 3261 §8.1.1.7
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
 
