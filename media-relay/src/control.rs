@@ -190,6 +190,15 @@ pub struct MediaCalls {
     dp: Arc<dyn DataPlane>,
     /// Call-ID -> the calls under it, one per From tag (usually exactly one).
     calls: HashMap<String, Vec<Call>>,
+    /// `pair.a` of every open pair -> (Call-ID, From tag), for [`MediaCalls::call_for_pair`].
+    by_pair: HashMap<u16, (String, String)>,
+}
+
+/// What applying one SDP did: the SDP to forward, pairs opened and pairs closed.
+struct Applied {
+    sdp: Vec<u8>,
+    opened: Vec<LegPair>,
+    closed: Vec<LegPair>,
 }
 
 fn sess_id(call_id: &str, from_tag: &str, toward: Side) -> u64 {
@@ -205,6 +214,7 @@ impl MediaCalls {
         MediaCalls {
             dp,
             calls: HashMap::new(),
+            by_pair: HashMap::new(),
         }
     }
 
@@ -308,11 +318,18 @@ impl MediaCalls {
             None => Err(MediaError::UnknownCall),
         };
         match result {
-            Ok(out) => {
+            Ok(applied) => {
                 if let (Some(t), Some(call)) = (to_tag, self.find_mut(call_id, from_tag)) {
                     call.to_tag = Some(t.to_string());
                 }
-                Ok(out)
+                for p in applied.closed {
+                    self.by_pair.remove(&p.a);
+                }
+                for p in applied.opened {
+                    self.by_pair
+                        .insert(p.a, (call_id.to_string(), from_tag.to_string()));
+                }
+                Ok(applied.sdp)
             }
             Err(e) => {
                 if !exists {
@@ -331,7 +348,7 @@ impl MediaCalls {
         side: Side,
         sdp: &Sdp,
         is_answer: bool,
-    ) -> Result<Vec<u8>, MediaError> {
+    ) -> Result<Applied, MediaError> {
         let media = sdp.media();
         let have = call.streams.len();
         if is_answer && media.len() != have {
@@ -417,12 +434,16 @@ impl MediaCalls {
         });
         match rewritten {
             Ok((out, origin)) => {
-                for p in to_close {
-                    dp.close_pair(p);
+                for p in &to_close {
+                    dp.close_pair(*p);
                 }
                 call.streams = streams;
                 *call.origin_to(toward) = origin;
-                Ok(out)
+                Ok(Applied {
+                    sdp: out,
+                    opened,
+                    closed: to_close,
+                })
             }
             Err(e) => {
                 for p in opened {
@@ -545,6 +566,7 @@ impl MediaCalls {
             }
             if let Some(call) = self.remove(call_id, &k) {
                 for p in call.streams.iter().filter_map(|s| s.pair) {
+                    self.by_pair.remove(&p.a);
                     self.dp.close_pair(p);
                 }
             }
@@ -576,11 +598,12 @@ impl MediaCalls {
 
     /// The call owning `pair` (e.g. for [`crate::RelayEvent::MediaTimeout`]): (Call-ID, From tag).
     pub fn call_for_pair(&self, pair: LegPair) -> Option<(String, String)> {
-        self.calls.iter().find_map(|(id, list)| {
-            list.iter()
-                .find(|c| c.streams.iter().any(|s| s.pair == Some(pair)))
-                .map(|c| (id.clone(), c.from_tag.clone()))
-        })
+        self.by_pair.get(&pair.a).cloned()
+    }
+
+    /// Number of open pairs held by all calls.
+    pub fn open_pairs(&self) -> usize {
+        self.by_pair.len()
     }
 }
 
@@ -844,6 +867,7 @@ mod tests {
             .unwrap();
         assert_eq!(parsed(&a).media()[0].port, 0);
         assert_eq!(dp.open_pairs(), 0);
+        assert_eq!(mc.open_pairs(), 0);
         // Re-enable it in a re-offer: a new pair.
         let o = mc
             .offer("c1", "ft", &body("10.0.0.1", &[4000, 0], ""))
@@ -1017,7 +1041,13 @@ mod tests {
         assert_eq!(mc.list(), vec!["c1".to_string(), "c2".to_string()]);
 
         // Delete by the callee's tag (BYE from B) finds the call too.
+        assert_eq!(
+            mc.call_for_pair(LegPair { a: 30004, b: 30006 }),
+            Some(("c2".into(), "x".into()))
+        );
+        assert_eq!(mc.open_pairs(), 2);
         let gone = mc.delete("c1", Some("tt")).unwrap();
+        assert_eq!(mc.call_for_pair(LegPair { a: 30000, b: 30002 }), None);
         assert_eq!(gone[0].streams[0].legs[0].stats.rtp_packets_in, 50);
         assert_eq!(dp.open_pairs(), 1);
         assert_eq!(mc.delete("c1", None), Err(MediaError::UnknownCall));
