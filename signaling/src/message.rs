@@ -127,7 +127,11 @@ impl Headers {
             name: name.to_string(),
             value: value.into(),
         };
-        match self.0.iter().position(|x| x.name.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter()
+            .position(|x| x.name.eq_ignore_ascii_case(name))
+        {
             Some(i) => self.0.insert(i, h),
             None => self.0.push(h),
         }
@@ -136,7 +140,11 @@ impl Headers {
     /// first one).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self.0.iter().position(|x| x.name.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter()
+            .position(|x| x.name.eq_ignore_ascii_case(name))
+        {
             Some(i) => {
                 self.0[i].value = value;
                 let mut idx = 0;
@@ -261,9 +269,9 @@ pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
         ("rseq", "RSeq"),
         ("rack", "RAck"),
     ];
-    let lower = name.to_ascii_lowercase();
+    // Hot path (every header of every message): compare without allocating a lower-case copy.
     for (k, v) in KNOWN {
-        if *k == lower {
+        if k.len() == name.len() && k.eq_ignore_ascii_case(name) {
             return Cow::Borrowed(v);
         }
     }
