@@ -302,7 +302,7 @@ pub struct B2bua {
 
 impl B2bua {
     pub fn new(cfg: CoreConfig) -> B2bua {
-        let tx = Transactions::new(cfg.timers.clone());
+        let tx = Transactions::new(cfg.timers);
         let rng = cfg.seed | 1;
         B2bua {
             cfg,
