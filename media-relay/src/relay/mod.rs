@@ -392,9 +392,16 @@ fn worker_main(use_uring: bool, core: Core, rx: Receiver<Cmd>, ready: Sender<io:
     }
 }
 
+/// Runs the io_uring probe on a short-lived thread: a ring's teardown can post task work to the
+/// thread that created it, which interrupts that thread's blocking socket calls with EINTR; the
+/// caller's thread (the application's) should not see that.
 #[cfg(target_os = "linux")]
 fn uring_probe() -> io::Result<()> {
-    uring::probe()
+    std::thread::Builder::new()
+        .name("relay-probe".into())
+        .spawn(uring::probe)?
+        .join()
+        .map_err(|_| io::Error::other("io_uring probe panicked"))?
 }
 
 #[cfg(not(target_os = "linux"))]
