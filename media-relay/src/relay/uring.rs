@@ -342,7 +342,7 @@ impl UringIo {
         }
     }
 
-    fn close_slot(&mut self, core: &mut Core, slot: u32) {
+    fn close_slot(&mut self, slot: u32) {
         let i = slot as usize;
         let st = self.slots.get(i).copied().unwrap_or_default();
         if st.armed {
@@ -379,7 +379,7 @@ impl UringIo {
                     }
                     Effect::Removed(slots) => {
                         for s in slots {
-                            self.close_slot(core, s);
+                            self.close_slot(s);
                         }
                     }
                     Effect::Shutdown => return false,
