@@ -80,6 +80,10 @@ pub struct Frame {
 /// Upper bound on the header section looked for in a stream before giving up.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// Upper bound on a body announced by Content-Length on a stream: a bigger one is refused at
+/// once instead of buffering towards it.
+pub const MAX_STREAM_BODY: usize = 1024 * 1024;
+
 fn find_crlfcrlf(b: &[u8]) -> Option<usize> {
     // Jump from LF to LF (rare bytes) instead of comparing every 4-byte window.
     let mut i = 0;
@@ -164,6 +168,11 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<Frame>, ParseError> {
             "Content-Length is mandatory on stream transports (RFC 3261 §18.3)",
         ));
     };
+    if cl > MAX_STREAM_BODY {
+        return Err(ParseError::new(format!(
+            "Content-Length {cl} exceeds the {MAX_STREAM_BODY}-byte limit"
+        )));
+    }
     let total = skip + end + 4 + cl;
     if buf.len() >= total {
         Ok(Some(Frame {
@@ -819,6 +828,7 @@ v=0\r";
         assert_eq!(frame_len(b"\r\n").unwrap(), None);
         assert!(frame_len(b"OPTIONS sip:a@b SIP/2.0\r\nCSeq: 1 OPTIONS\r\n\r\n").is_err());
         assert!(frame_len(b"OPTIONS sip:a@b SIP/2.0\r\nl: x\r\n\r\n").is_err());
+        assert!(frame_len(b"OPTIONS sip:a@b SIP/2.0\r\nl: 99999999\r\n\r\n").is_err());
         assert!(is_keepalive(b"\r\n\r\n"));
         assert!(!is_keepalive(msg));
     }

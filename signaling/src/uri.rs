@@ -134,7 +134,10 @@ fn check_chars(s: &str, extra: &[u8], what: &str) -> Result<(), UriError> {
     Ok(())
 }
 
-const USER_EXTRA: &[u8] = b"&=+$,;?/";
+/// RFC 3261 §25.1 `user-unreserved`, plus `#`: RFC 3261 requires it escaped (%23), but PBXs and
+/// gateways commonly send feature codes like `*67#` unescaped; refusing those calls with a 400
+/// helps no one, and the user part is re-emitted exactly as received.
+const USER_EXTRA: &[u8] = b"&=+$,;?/#";
 const PASSWORD_EXTRA: &[u8] = b"&=+$,";
 const PARAM_EXTRA: &[u8] = b"[]/:&+$";
 const HEADER_EXTRA: &[u8] = b"[]/?:+$";
@@ -715,6 +718,9 @@ mod tests {
         assert!(u.params().is_empty());
         let e = Uri::parse("sip:sips%3Auser%40example.com@example.net").unwrap();
         assert_eq!(e.user_unescaped().unwrap(), "sips:user@example.com");
+        let h = Uri::parse("sip:*67#5551234@pbx.example.com").unwrap();
+        assert_eq!(h.user(), Some("*67#5551234"));
+        assert_eq!(h.to_string(), "sip:*67#5551234@pbx.example.com");
         let n = Uri::parse("sip:null-%00-null@example.com").unwrap();
         assert_eq!(n.user_unescaped().unwrap(), "null-\0-null");
     }
