@@ -145,6 +145,8 @@ struct LegEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Forward {
     pub fd: RawFd,
+    /// Socket slot of `fd` in this worker.
+    pub slot: u32,
     pub dst: SocketAddr,
 }
 
@@ -388,9 +390,10 @@ impl Core {
         }
         let out = peer.socks[kind as usize];
         let fd = self.socks.get(out)?.fd;
+        let slot = out;
         self.local[ctr::PACKETS_OUT] += 1;
         self.local[ctr::BYTES_OUT] += data.len() as u64;
-        Some(Forward { fd, dst })
+        Some(Forward { fd, slot, dst })
     }
 
     /// A datagram was received truncated (larger than the buffer): dropped.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
 use super::core::{Cmd, Core, Effect};
@@ -205,7 +205,13 @@ pub(crate) fn probe() -> io::Result<()> {
 struct SlotState {
     armed: bool,
     closing: bool,
+    /// The socket is in the ring's registered file table at index = slot (no per-operation
+    /// fget/fput).
+    fixed: bool,
 }
+
+/// Upper bound of the registered file table (further limited by RLIMIT_NOFILE).
+const MAX_FIXED: u32 = 32768;
 
 pub(crate) struct UringIo {
     // Field order matters for Drop: the ring goes first, then the memory it points into.
@@ -224,6 +230,8 @@ pub(crate) struct UringIo {
     cqes: Vec<(u64, i32, u32)>,
     /// min_wait in microseconds; 0 = wake on every completion.
     batch_us: u32,
+    /// Size of the sparse registered file table (0 = not available).
+    fixed_cap: u32,
 }
 
 impl UringIo {
@@ -273,7 +281,16 @@ impl UringIo {
             deferred_free: Vec::new(),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             batch_us: 0,
+            fixed_cap: 0,
         };
+        // Registered files: sockets are looked up by index instead of fget/fput per operation.
+        // SAFETY: getrlimit fills the struct.
+        let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+        let cap = (rl.rlim_cur.min(MAX_FIXED as u64)) as u32;
+        if cap > 0 && io.ring.submitter().register_files_sparse(cap).is_ok() {
+            io.fixed_cap = cap;
+        }
         if io.ring.params().is_feature_min_timeout() {
             io.batch_us = std::env::var("TRUNKLINE_RELAY_BATCH_US")
                 .ok()
@@ -334,11 +351,34 @@ impl UringIo {
         if self.slots[i].armed || self.slots[i].closing {
             return;
         }
-        let e = opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_msg, BGID)
-            .build()
-            .user_data(TAG_RECV | slot as u64);
+        if !self.slots[i].fixed
+            && slot < self.fixed_cap
+            && self
+                .ring
+                .submitter()
+                .register_files_update(slot, &[fd])
+                .is_ok()
+        {
+            self.slots[i].fixed = true;
+        }
+        let e = if self.slots[i].fixed {
+            opcode::RecvMsgMulti::new(Fixed(slot), &*self.recv_msg, BGID).build()
+        } else {
+            opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_msg, BGID).build()
+        }
+        .user_data(TAG_RECV | slot as u64);
         if self.push(e).is_ok() {
             self.slots[i].armed = true;
+        }
+    }
+
+    /// Forget a slot's state and drop its registered-file entry.
+    fn release_slot(&mut self, slot: u32) {
+        if let Some(st) = self.slots.get_mut(slot as usize) {
+            if st.fixed {
+                let _ = self.ring.submitter().register_files_update(slot, &[-1]);
+            }
+            *st = SlotState::default();
         }
     }
 
@@ -462,9 +502,7 @@ impl UringIo {
                 self.arm_recv(&core, s);
             }
             while let Some(s) = self.deferred_free.pop() {
-                if let Some(st) = self.slots.get_mut(s as usize) {
-                    *st = SlotState::default();
-                }
+                self.release_slot(s);
                 core.free_socket(s);
             }
         }
@@ -486,9 +524,7 @@ impl UringIo {
                 s.armed = false;
             }
             if closing {
-                if let Some(s) = self.slots.get_mut(i) {
-                    *s = SlotState::default();
-                }
+                self.release_slot(slot);
                 core.free_socket(slot);
             } else {
                 self.rearm.push(slot);
@@ -526,9 +562,13 @@ impl UringIo {
             iov_base: self.bufs[off..].as_mut_ptr().cast(),
             iov_len: plen,
         };
-        let e = opcode::SendMsg::new(Fd(fwd.fd), &self.send_msgs[b])
-            .build()
-            .user_data(TAG_SEND | bid as u64);
+        let fixed = self.slots.get(fwd.slot as usize).is_some_and(|s| s.fixed);
+        let e = if fixed {
+            opcode::SendMsg::new(Fixed(fwd.slot), &self.send_msgs[b]).build()
+        } else {
+            opcode::SendMsg::new(Fd(fwd.fd), &self.send_msgs[b]).build()
+        }
+        .user_data(TAG_SEND | bid as u64);
         if self.push(e).is_err() {
             core.count_send_error();
             self.recycle(bid);
