@@ -63,9 +63,9 @@ impl Net {
     pub fn sipp_media(&self, i: u16) -> u16 {
         self.base + 300 + 20 * i
     }
-    /// trunkline's relay port range, "lo-hi".
+    /// trunkline's relay port range, "lo-hi": 1000 ports, 250 anchored calls (2 legs x RTP+RTCP).
     pub fn media_range(&self) -> String {
-        format!("{}-{}", self.base + 1000, self.base + 1199)
+        format!("{}-{}", self.base + 1000, self.base + 1999)
     }
     /// The first free port for ad-hoc helpers (raw sockets acting as a peer).
     pub fn spare(&self, i: u16) -> u16 {
@@ -74,7 +74,7 @@ impl Net {
 }
 
 /// Block size of the host-port fallback: every offset `Net` uses is below it.
-const BLOCK: u16 = 1300;
+const BLOCK: u16 = 2100;
 
 fn unshare_works() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
@@ -116,8 +116,8 @@ fn port_free(p: u16) -> bool {
 /// Host fallback: a block of ports whose key ports are free now.
 fn host_block() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    for _ in 0..16 {
-        let k = NEXT.fetch_add(1, Ordering::SeqCst) % 16;
+    for _ in 0..10 {
+        let k = NEXT.fetch_add(1, Ordering::SeqCst) % 10;
         let base = 10000 + k * BLOCK;
         let n = Net {
             base,
@@ -464,7 +464,7 @@ impl SippResult {
     }
 }
 
-fn truncate(s: &str, n: usize) -> &str {
+pub fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
