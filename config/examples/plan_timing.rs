@@ -28,7 +28,10 @@ fn plan_yaml(n: usize) -> String {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
     let src = plan_yaml(n);
     let t = Instant::now();
     let v: yaml_serde::Value = yaml_serde::from_str(&src).expect("yaml");
@@ -49,13 +52,27 @@ fn main() {
         ("last", format!("{}1", 1_000_000 + n - 1)),
         ("catch-all", "x".to_string()),
     ] {
-        let q = RouteQuery { to_user: &to, from_user: "a", request_uri: "sip:a@b", source_trunk: None, source_ip: None };
+        let q = RouteQuery {
+            to_user: &to,
+            from_user: "a",
+            request_uri: "sip:a@b",
+            source_trunk: None,
+            source_ip: None,
+        };
         let iters = 200_000;
         let t = Instant::now();
         let mut hit = 0;
         for _ in 0..iters {
-            hit += cfg.dialplan.lookup(std::hint::black_box(&q)).map(|d| d.rule_index).unwrap_or(0);
+            hit += cfg
+                .dialplan
+                .lookup(std::hint::black_box(&q))
+                .map(|d| d.rule_index)
+                .unwrap_or(0);
         }
-        println!("lookup {what:9}: {:?} per lookup (rule {})", t.elapsed() / iters, hit / iters as usize);
+        println!(
+            "lookup {what:9}: {:?} per lookup (rule {})",
+            t.elapsed() / iters,
+            hit / iters as usize
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! prefixes), at a cost that depends on the candidates, not on the plan's size.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 use crate::pattern::{Pattern, Spans, Template};
@@ -142,19 +143,52 @@ impl Rule {
 #[derive(Debug, Default)]
 pub struct Dialplan {
     rules: Vec<Rule>,
-    /// Literal `to_user` prefix -> rules filed under it, ascending.
-    index: HashMap<Box<str>, Vec<u32>>,
+    /// `(hash of a literal to_user prefix, rule)`, sorted: every rule filed under each of its
+    /// prefixes. One flat allocation, so 100k rules index in a few milliseconds.
+    entries: Vec<(u64, u32)>,
+    /// Prefix hash -> range of `entries`. Two different prefixes with the same hash would
+    /// share a range: harmless, every candidate is tested in full.
+    index: HashMap<u64, (u32, u32), BuildHasherDefault<IdHasher>>,
     /// Distinct prefix lengths present in `index`, ascending.
     prefix_lens: Vec<usize>,
     /// Rules not in the index, ascending.
     generic: Vec<u32>,
 }
 
+/// FNV-1a over bytes: incremental, so the hashes of all prefixes of a `to_user` cost one pass.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv_extend(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// The keys are already hashes; mix once more so the table's low bits are well spread.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv_extend(self.0, bytes);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    }
+}
+
 impl Dialplan {
     pub(crate) fn new(rules: Vec<Rule>) -> Dialplan {
-        let mut index: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut entries: Vec<(u64, u32)> = Vec::with_capacity(rules.len());
         let mut generic = Vec::new();
         let mut lens = Vec::new();
+        let mut last_len = usize::MAX;
         for (i, r) in rules.iter().enumerate() {
             let i = i as u32;
             match r
@@ -165,17 +199,34 @@ impl Dialplan {
             {
                 Some(prefixes) => {
                     for p in prefixes {
-                        lens.push(p.len());
-                        index.entry(p.as_str().into()).or_default().push(i);
+                        if p.len() != last_len {
+                            lens.push(p.len());
+                            last_len = p.len();
+                        }
+                        entries.push((fnv_extend(FNV_OFFSET, p.as_bytes()), i));
                     }
                 }
                 None => generic.push(i),
             }
         }
+        entries.sort_unstable();
+        entries.dedup();
+        let mut index: HashMap<u64, (u32, u32), BuildHasherDefault<IdHasher>> = HashMap::default();
+        let mut k = 0;
+        while k < entries.len() {
+            let h = entries[k].0;
+            let mut e = k + 1;
+            while e < entries.len() && entries[e].0 == h {
+                e += 1;
+            }
+            index.insert(h, (k as u32, e as u32));
+            k = e;
+        }
         lens.sort_unstable();
         lens.dedup();
         Dialplan {
             rules,
+            entries,
             index,
             prefix_lens: lens,
             generic,
@@ -201,15 +252,18 @@ impl Dialplan {
     /// applied; `None` when no rule matches.
     pub fn lookup(&self, q: &RouteQuery<'_>) -> Option<Decision> {
         let mut cands: Vec<u32> = Vec::new();
+        let to = q.to_user.as_bytes();
+        let (mut h, mut done) = (FNV_OFFSET, 0);
         for &l in &self.prefix_lens {
-            let Some(key) = q.to_user.get(..l) else {
-                if l > q.to_user.len() {
-                    break;
-                }
-                continue; // not a char boundary
+            let Some(more) = to.get(done..l) else {
+                break;
             };
-            if let Some(v) = self.index.get(key) {
-                cands.extend_from_slice(v);
+            h = fnv_extend(h, more);
+            done = l;
+            if let Some(&(s, e)) = self.index.get(&h) {
+                if let Some(v) = self.entries.get(s as usize..e as usize) {
+                    cands.extend(v.iter().map(|&(_, r)| r));
+                }
             }
         }
         if cands.len() > 1 {

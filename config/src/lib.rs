@@ -212,8 +212,12 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parse and validate YAML text; `origin` names it in errors (a file name).
 pub fn from_yaml(src: &str, origin: &str) -> Result<Config, ConfigError> {
+    let t0 = std::time::Instant::now();
     let raw: RawConfig = yaml_serde::from_str(src).map_err(|e| syntax_error(&e, src, origin))?;
-    let mut cfg = build(raw).map_err(|s| {
+    let t1 = std::time::Instant::now();
+    let r = build(raw);
+    eprintln!("TIMING parse {:?} build {:?}", t1 - t0, t1.elapsed());
+    let mut cfg = r.map_err(|s| {
         let (line, column) = locate::locate(src, &s.path).unwrap_or((1, 1));
         ConfigError {
             file: origin.to_string(),
@@ -240,7 +244,10 @@ fn syntax_error(e: &yaml_serde::Error, src: &str, origin: &str) -> ConfigError {
     if text.ends_with(&suffix) {
         text.truncate(text.len() - suffix.len());
     }
-    text = text.replace("struct RawConfig", "a mapping with `listen`, `media`, `trunks`, `dialplan`");
+    text = text.replace(
+        "struct RawConfig",
+        "a mapping with `listen`, `media`, `trunks`, `dialplan`",
+    );
     if let Some(ctx) = text.find("while parsing a flow") {
         if let Some((l, c)) = parse_line_col(&text[ctx..]) {
             line = l;
@@ -678,10 +685,10 @@ fn resolve(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// No control characters (they would break SIP framing / header injection).
-fn check_text(s: &str, path: &[Seg], what: &str) -> Result<(), Sem> {
+fn check_text(s: &str, path: impl FnOnce() -> Vec<Seg>, what: &str) -> Result<(), Sem> {
     if s.chars().any(|c| c.is_control()) {
         return Err(sem(
-            path.to_vec(),
+            path(),
             format!("{what} must not contain control characters"),
         ));
     }
@@ -694,9 +701,10 @@ fn build_rule(
     trunks: &BTreeMap<String, Trunk>,
     eager: &mut usize,
 ) -> Result<Rule, Sem> {
-    let base = vec![key("dialplan"), Seg::Index(i)];
+    // error paths are built only on error (this runs 100k times for big plans)
+    let base = || vec![key("dialplan"), Seg::Index(i)];
     let at = |rest: &[&str]| {
-        let mut p = base.clone();
+        let mut p = base();
         p.extend(rest.iter().map(|k| key(k)));
         p
     };
@@ -737,7 +745,7 @@ fn build_rule(
     let mut rewrite_request_uri = None;
     if let Some(rw) = &r.rewrite {
         let tpl = |src: &str, k: &str, p: Option<&Pattern>| -> Result<Template, Sem> {
-            check_text(src, &at(&["rewrite", k]), "a rewrite")?;
+            check_text(src, || at(&["rewrite", k]), "a rewrite")?;
             Template::parse(src, p).map_err(|(m, off)| {
                 sem(
                     at(&["rewrite", k]),
@@ -767,7 +775,7 @@ fn build_rule(
     let n_actions = r.route.is_some() as u8 + r.redirect.is_some() as u8 + r.reject.is_some() as u8;
     if n_actions != 1 {
         return Err(sem(
-            base.clone(),
+            base(),
             format!(
                 "rule {} needs exactly one action (`route`, `redirect` or `reject`), it has {n_actions}",
                 i + 1
@@ -779,17 +787,20 @@ fn build_rule(
             return Err(sem(at(&["route"]), "`route` needs at least one trunk"));
         }
         for (j, name) in route.iter().enumerate() {
-            let mut p = at(&["route"]);
-            p.push(Seg::Index(j));
+            let p = || {
+                let mut p = at(&["route"]);
+                p.push(Seg::Index(j));
+                p
+            };
             if !trunks.contains_key(name) {
                 return Err(sem(
-                    p,
+                    p(),
                     format!("route names `{name}`, which is not a defined trunk"),
                 ));
             }
             if route[..j].contains(name) {
                 return Err(sem(
-                    p,
+                    p(),
                     format!("trunk `{name}` is listed twice in this route"),
                 ));
             }
@@ -810,9 +821,12 @@ fn build_rule(
             ));
         }
         for (j, c) in rd.contacts.iter().enumerate() {
-            let mut p = at(&["redirect", "contacts"]);
-            p.push(Seg::Index(j));
-            check_text(c, &p, "a contact")?;
+            let p = || {
+                let mut p = at(&["redirect", "contacts"]);
+                p.push(Seg::Index(j));
+                p
+            };
+            check_text(c, p, "a contact")?;
             let lower = c.to_ascii_lowercase();
             if !(lower.starts_with("sip:")
                 || lower.starts_with("sips:")
@@ -820,7 +834,7 @@ fn build_rule(
                 || c.contains(char::is_whitespace)
             {
                 return Err(sem(
-                    p,
+                    p(),
                     format!("contact `{c}` is not a sip:, sips: or tel: URI"),
                 ));
             }
@@ -835,14 +849,14 @@ fn build_rule(
         }
         let reason = match rj.reason {
             Some(s) => {
-                check_text(&s, &at(&["reject", "reason"]), "a reason phrase")?;
+                check_text(&s, || at(&["reject", "reason"]), "a reason phrase")?;
                 s
             }
             None => default_reason(rj.code).to_string(),
         };
         Action::Reject(rj.code, reason)
     } else {
-        return Err(sem(base, "rule has no action"));
+        return Err(sem(base(), "rule has no action"));
     };
 
     Ok(Rule {

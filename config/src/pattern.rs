@@ -392,8 +392,10 @@ fn parse_count(s: &str) -> Option<u32> {
 pub(crate) struct Pattern {
     src: Box<str>,
     fast: Option<Fast>,
-    /// Capture group names (index = group number), for `${name}` in rewrites.
-    names: Vec<Option<String>>,
+    /// Number of capture groups (not counting group 0).
+    ngroups: usize,
+    /// Named capture groups `(name, number)`, for `${name}` in rewrites (empty for fast ones).
+    names: Vec<(String, usize)>,
     /// Anchored-start literal prefixes (see [`Fast::prefixes`]); empty = none known.
     prefixes: Vec<String>,
     re: OnceLock<Option<Regex>>,
@@ -412,11 +414,11 @@ impl Pattern {
     pub(crate) fn new(src: &str, eager: bool) -> Result<Pattern, PatternError> {
         if let Some(fast) = Fast::parse(src) {
             let prefixes = fast.prefixes(16);
-            let names = vec![None; fast.group_count() + 1];
             return Ok(Pattern {
                 src: src.into(),
+                ngroups: fast.group_count(),
                 fast: Some(fast),
-                names,
+                names: Vec::new(),
                 prefixes,
                 re: OnceLock::new(),
             });
@@ -433,12 +435,13 @@ impl Pattern {
             };
             PatternError { message, offset }
         })?;
-        let mut names = vec![None; hir.properties().explicit_captures_len() + 1];
+        let mut names = Vec::new();
         collect_names(&hir, &mut names);
         let prefixes = hir_prefixes(&hir);
         let p = Pattern {
             src: src.into(),
             fast: None,
+            ngroups: hir.properties().explicit_captures_len(),
             names,
             prefixes,
             re: OnceLock::new(),
@@ -464,11 +467,11 @@ impl Pattern {
     }
 
     pub(crate) fn group_count(&self) -> usize {
-        self.names.len() - 1
+        self.ngroups
     }
 
     pub(crate) fn group_by_name(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n.as_deref() == Some(name))
+        self.names.iter().find(|(n, _)| n == name).map(|&(_, g)| g)
     }
 
     pub(crate) fn prefixes(&self) -> &[String] {
@@ -512,12 +515,12 @@ impl Pattern {
     }
 }
 
-fn collect_names(h: &regex_syntax::hir::Hir, names: &mut [Option<String>]) {
+fn collect_names(h: &regex_syntax::hir::Hir, names: &mut Vec<(String, usize)>) {
     use regex_syntax::hir::HirKind;
     match h.kind() {
         HirKind::Capture(c) => {
-            if let (Some(n), Some(slot)) = (&c.name, names.get_mut(c.index as usize)) {
-                *slot = Some(n.to_string());
+            if let Some(n) = &c.name {
+                names.push((n.to_string(), c.index as usize));
             }
             collect_names(&c.sub, names);
         }

@@ -15,8 +15,15 @@ fn err(src: &str) -> ConfigError {
 fn assert_err(src: &str, line: usize, column: usize, needle: &str) {
     let e = err(src);
     assert_eq!((e.line, e.column), (line, column), "position of: {e}");
-    assert!(e.message.contains(needle), "message of: {e} (wanted `{needle}`)");
-    assert!(e.to_string().starts_with(&format!("t.yaml:{line}:{column}: ")), "{e}");
+    assert!(
+        e.message.contains(needle),
+        "message of: {e} (wanted `{needle}`)"
+    );
+    assert!(
+        e.to_string()
+            .starts_with(&format!("t.yaml:{line}:{column}: ")),
+        "{e}"
+    );
 }
 
 fn q(to_user: &str) -> RouteQuery<'_> {
@@ -45,7 +52,10 @@ fn default_config_is_loopback_and_routes_to_pbx() {
     assert_eq!(c.media.address, "127.0.0.1".parse::<IpAddr>().unwrap());
     assert_eq!((c.media.port_min, c.media.port_max), (20000, 29999));
     assert_eq!(c.media.timeout, Duration::from_secs(60));
-    assert_eq!(c.metrics.as_ref().unwrap().listen, "127.0.0.1:9464".parse().unwrap());
+    assert_eq!(
+        c.metrics.as_ref().unwrap().listen,
+        "127.0.0.1:9464".parse().unwrap()
+    );
     assert_eq!(c.trunks["pbx"].address, "127.0.0.1:5080".parse().unwrap());
     let d = c.dialplan.lookup(&q("anything")).unwrap();
     assert_eq!(d.action, Action::Route(vec!["pbx".into()]));
@@ -70,7 +80,10 @@ fn all_examples_load() {
             n += 1;
         }
     }
-    assert!(n >= 3, "expected b2bua, carrier-pbx, default examples, found {n}");
+    assert!(
+        n >= 3,
+        "expected b2bua, carrier-pbx, default examples, found {n}"
+    );
 }
 
 #[test]
@@ -81,7 +94,10 @@ fn acceptance_yaml_loads() {
     assert_eq!((c.media.port_min, c.media.port_max), (30000, 39999));
     assert_eq!(c.media.backend, Backend::Auto);
     assert_eq!(c.media.ng_listen, Some("127.0.0.1:12223".parse().unwrap()));
-    assert_eq!(c.metrics.unwrap().listen, "127.0.0.1:19464".parse().unwrap());
+    assert_eq!(
+        c.metrics.unwrap().listen,
+        "127.0.0.1:19464".parse().unwrap()
+    );
     let t = &c.trunks["pbx"];
     assert_eq!((t.name.as_str(), t.transport), ("pbx", TransportKind::Udp));
     assert_eq!(t.address, "127.0.0.1:15080".parse().unwrap());
@@ -99,7 +115,11 @@ fn config_is_shareable() {
 #[test]
 fn load_file_missing_names_the_file() {
     let e = load_file(Path::new("/nonexistent/trunkline.yaml")).unwrap_err();
-    assert!(e.to_string().starts_with("/nonexistent/trunkline.yaml:1:1: cannot read"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/trunkline.yaml:1:1: cannot read"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -119,7 +139,10 @@ fn optional_fields_and_limits() {
     assert!(c.metrics.is_none());
     let t = &c.trunks["pbx"];
     assert_eq!(t.address, "[::1]:15080".parse().unwrap());
-    assert_eq!((t.transport, t.max_calls, t.max_cps), (TransportKind::Tcp, Some(10), Some(2)));
+    assert_eq!(
+        (t.transport, t.max_calls, t.max_cps),
+        (TransportKind::Tcp, Some(10), Some(2))
+    );
     assert_eq!(c.trunks["gw"].transport, TransportKind::Udp);
 }
 
@@ -141,32 +164,65 @@ fn tls_listener_fields() {
 #[test]
 fn missing_bracket_names_the_line() {
     // line 15 is `    route: [pbx`; the flow sequence opens at column 12
-    assert_err(&ACC.replace("route: [pbx]", "route: [pbx"), 15, 12, "flow sequence");
+    assert_err(
+        &ACC.replace("route: [pbx]", "route: [pbx"),
+        15,
+        12,
+        "flow sequence",
+    );
 }
 
 #[test]
 fn missing_bracket_mid_file_names_the_line() {
-    let src = ACC.replace("route: [pbx]", "route: [pbx\n  - match: {}\n    route: [pbx]");
+    let src = ACC.replace(
+        "route: [pbx]",
+        "route: [pbx\n  - match: {}\n    route: [pbx]",
+    );
     let e = err(&src);
     assert_eq!((e.line, e.column), (15, 12), "{e}");
 }
 
 #[test]
 fn undefined_trunk_points_at_it() {
-    assert_err(&ACC.replace("route: [pbx]", "route: [nosuch]"), 15, 13, "`nosuch`");
-    assert_err(&ACC.replace("route: [pbx]", "route: [pbx, nosuch]"), 15, 18, "`nosuch`");
+    assert_err(
+        &ACC.replace("route: [pbx]", "route: [nosuch]"),
+        15,
+        13,
+        "`nosuch`",
+    );
+    assert_err(
+        &ACC.replace("route: [pbx]", "route: [pbx, nosuch]"),
+        15,
+        18,
+        "`nosuch`",
+    );
     // block sequence form
-    assert_err(&ACC.replace("route: [pbx]", "route:\n      - pbx\n      - nosuch"), 17, 9, "`nosuch`");
+    assert_err(
+        &ACC.replace("route: [pbx]", "route:\n      - pbx\n      - nosuch"),
+        17,
+        9,
+        "`nosuch`",
+    );
 }
 
 #[test]
 fn duplicate_route_entry() {
-    assert_err(&ACC.replace("route: [pbx]", "route: [pbx, pbx]"), 15, 18, "twice");
+    assert_err(
+        &ACC.replace("route: [pbx]", "route: [pbx, pbx]"),
+        15,
+        18,
+        "twice",
+    );
 }
 
 #[test]
 fn unknown_keys_are_caught() {
-    assert_err(&ACC.replace("  backend: auto", "  backnd: auto"), 7, 3, "unknown field `backnd`");
+    assert_err(
+        &ACC.replace("  backend: auto", "  backnd: auto"),
+        7,
+        3,
+        "unknown field `backnd`",
+    );
     assert_err(
         &ACC.replace("{ transport: tcp, address", "{ transport: tcp, adress"),
         3,
@@ -174,9 +230,17 @@ fn unknown_keys_are_caught() {
         "unknown field `adress`",
     );
     assert_err(&format!("{ACC}extra: 1\n"), 16, 1, "unknown field `extra`");
-    assert_err(&ACC.replace("{ to_user: '.*' }", "{ to_usr: '.*' }"), 14, 14, "unknown field `to_usr`");
     assert_err(
-        &ACC.replace("transport: udp }\ndialplan", "transport: udp, maxcalls: 3 }\ndialplan"),
+        &ACC.replace("{ to_user: '.*' }", "{ to_usr: '.*' }"),
+        14,
+        14,
+        "unknown field `to_usr`",
+    );
+    assert_err(
+        &ACC.replace(
+            "transport: udp }\ndialplan",
+            "transport: udp, maxcalls: 3 }\ndialplan",
+        ),
         12,
         52,
         "unknown field `maxcalls`",
@@ -185,32 +249,103 @@ fn unknown_keys_are_caught() {
 
 #[test]
 fn bad_enum_values() {
-    assert_err(&ACC.replace("backend: auto", "backend: uring"), 7, 12, "unknown variant `uring`");
-    assert_err(&ACC.replace("{ transport: udp, address: 127.0.0.1:15060 }", "{ transport: sctp, address: 127.0.0.1:15060 }"), 2, 18, "unknown variant `sctp`");
+    assert_err(
+        &ACC.replace("backend: auto", "backend: uring"),
+        7,
+        12,
+        "unknown variant `uring`",
+    );
+    assert_err(
+        &ACC.replace(
+            "{ transport: udp, address: 127.0.0.1:15060 }",
+            "{ transport: sctp, address: 127.0.0.1:15060 }",
+        ),
+        2,
+        18,
+        "unknown variant `sctp`",
+    );
 }
 
 #[test]
 fn port_range_errors() {
-    assert_err(&ACC.replace("30000-39999", "30001-39999"), 6, 10, "must be even");
-    assert_err(&ACC.replace("30000-39999", "30000-39998"), 6, 10, "must be odd");
-    assert_err(&ACC.replace("30000-39999", "39998-30001"), 6, 10, "reversed");
+    assert_err(
+        &ACC.replace("30000-39999", "30001-39999"),
+        6,
+        10,
+        "must be even",
+    );
+    assert_err(
+        &ACC.replace("30000-39999", "30000-39998"),
+        6,
+        10,
+        "must be odd",
+    );
+    assert_err(
+        &ACC.replace("30000-39999", "39998-30001"),
+        6,
+        10,
+        "reversed",
+    );
     assert_err(&ACC.replace("30000-39999", "30000"), 6, 10, "FIRST-LAST");
-    assert_err(&ACC.replace("30000-39999", "30000-99999"), 6, 10, "not a port number");
+    assert_err(
+        &ACC.replace("30000-39999", "30000-99999"),
+        6,
+        10,
+        "not a port number",
+    );
 }
 
 #[test]
 fn address_errors() {
-    assert_err(&ACC.replace("address: 127.0.0.1:15060 }\n  - { transport: tcp", "address: 127.0.0.1 }\n  - { transport: tcp"), 2, 32, "not an IP:port");
-    assert_err(&ACC.replace("address: 127.0.0.1\n", "address: localhost\n"), 5, 12, "not an IP address");
-    assert_err(&ACC.replace("address: 127.0.0.1\n", "address: 0.0.0.0\n"), 5, 12, "concrete");
-    assert_err(&ACC.replace("ng_listen: 127.0.0.1:12223", "ng_listen: 127.0.0.1"), 8, 14, "not an IP:port");
-    assert_err(&ACC.replace("listen: 127.0.0.1:19464", "listen: :19464"), 10, 11, "not an IP:port");
-    assert_err(&ACC.replace("127.0.0.1:15080", "127.0.0.1:abc"), 12, 19, "not an IP:port");
+    assert_err(
+        &ACC.replace(
+            "address: 127.0.0.1:15060 }\n  - { transport: tcp",
+            "address: 127.0.0.1 }\n  - { transport: tcp",
+        ),
+        2,
+        32,
+        "not an IP:port",
+    );
+    assert_err(
+        &ACC.replace("address: 127.0.0.1\n", "address: localhost\n"),
+        5,
+        12,
+        "not an IP address",
+    );
+    assert_err(
+        &ACC.replace("address: 127.0.0.1\n", "address: 0.0.0.0\n"),
+        5,
+        12,
+        "concrete",
+    );
+    assert_err(
+        &ACC.replace("ng_listen: 127.0.0.1:12223", "ng_listen: 127.0.0.1"),
+        8,
+        14,
+        "not an IP:port",
+    );
+    assert_err(
+        &ACC.replace("listen: 127.0.0.1:19464", "listen: :19464"),
+        10,
+        11,
+        "not an IP:port",
+    );
+    assert_err(
+        &ACC.replace("127.0.0.1:15080", "127.0.0.1:abc"),
+        12,
+        19,
+        "not an IP:port",
+    );
 }
 
 #[test]
 fn duplicate_listener_and_trunk() {
-    assert_err(&ACC.replace("transport: tcp", "transport: udp"), 3, 32, "duplicate listener");
+    assert_err(
+        &ACC.replace("transport: tcp", "transport: udp"),
+        3,
+        32,
+        "duplicate listener",
+    );
     assert_err(
         &ACC.replace("trunks:\n", "trunks:\n  pbx: { address: 127.0.0.1:1 }\n"),
         13,
@@ -221,61 +356,137 @@ fn duplicate_listener_and_trunk() {
 
 #[test]
 fn trunk_limits_must_be_positive() {
-    let src = ACC.replace("transport: udp }\ndialplan", "transport: udp, max_calls: 0 }\ndialplan");
+    let src = ACC.replace(
+        "transport: udp }\ndialplan",
+        "transport: udp, max_calls: 0 }\ndialplan",
+    );
     assert_err(&src, 12, 63, "max_calls must be > 0");
-    let src = ACC.replace("transport: udp }\ndialplan", "transport: udp, max_cps: 0 }\ndialplan");
+    let src = ACC.replace(
+        "transport: udp }\ndialplan",
+        "transport: udp, max_cps: 0 }\ndialplan",
+    );
     assert_err(&src, 12, 61, "max_cps must be > 0");
 }
 
 #[test]
 fn bad_trunk_name() {
-    assert_err(&ACC.replace("  pbx: {", "  'p x': {").replace("[pbx]", "['p x']"), 12, 3, "trunk name");
+    assert_err(
+        &ACC.replace("  pbx: {", "  'p x': {")
+            .replace("[pbx]", "['p x']"),
+        12,
+        3,
+        "trunk name",
+    );
 }
 
 #[test]
 fn tls_needs_cert_and_key() {
-    let src = ACC.replace("{ transport: tcp, address: 127.0.0.1:15060 }", "{ transport: tls, address: 127.0.0.1:15061 }");
+    let src = ACC.replace(
+        "{ transport: tcp, address: 127.0.0.1:15060 }",
+        "{ transport: tls, address: 127.0.0.1:15061 }",
+    );
     assert_err(&src, 3, 5, "needs `cert`");
-    let src = ACC.replace("{ transport: tcp, address: 127.0.0.1:15060 }", "{ transport: tcp, address: 127.0.0.1:15061, key: k.pem }");
+    let src = ACC.replace(
+        "{ transport: tcp, address: 127.0.0.1:15060 }",
+        "{ transport: tcp, address: 127.0.0.1:15061, key: k.pem }",
+    );
     assert_err(&src, 3, 54, "only for tls");
 }
 
 #[test]
 fn bad_regex_points_at_the_pattern() {
     assert_err(&ACC.replace("'.*'", "'(ab'"), 14, 23, "unclosed group");
-    assert_err(&ACC.replace("{ to_user: '.*' }", "{ from_user: 'a{2,1}' }"), 14, 25, "bad regex");
+    assert_err(
+        &ACC.replace("{ to_user: '.*' }", "{ from_user: 'a{2,1}' }"),
+        14,
+        25,
+        "bad regex",
+    );
 }
 
 #[test]
 fn action_count_errors() {
-    assert_err(&ACC.replace("    route: [pbx]", "    route: [pbx]\n    reject: { code: 403 }"), 14, 5, "exactly one action");
-    assert_err(&ACC.replace("    route: [pbx]\n", ""), 14, 5, "exactly one action");
-    assert_err(&ACC.replace("route: [pbx]", "route: []"), 15, 12, "at least one trunk");
+    assert_err(
+        &ACC.replace(
+            "    route: [pbx]",
+            "    route: [pbx]\n    reject: { code: 403 }",
+        ),
+        14,
+        5,
+        "exactly one action",
+    );
+    assert_err(
+        &ACC.replace("    route: [pbx]\n", ""),
+        14,
+        5,
+        "exactly one action",
+    );
+    assert_err(
+        &ACC.replace("route: [pbx]", "route: []"),
+        15,
+        12,
+        "at least one trunk",
+    );
 }
 
 #[test]
 fn redirect_and_reject_errors() {
     let r = |a: &str| ACC.replace("route: [pbx]", a);
     assert_err(&r("reject: { code: 200 }"), 15, 21, "not a 4xx");
-    assert_err(&r("redirect: { contacts: ['sip:a@b'], code: 404 }"), 15, 46, "not a 3xx");
-    assert_err(&r("redirect: { contacts: [] }"), 15, 27, "at least one contact");
-    assert_err(&r("redirect: { contacts: ['sip:a@b', 'http://x'] }"), 15, 39, "not a sip:");
-    assert_err(&r("reject: { code: 403, reason: \"a\\r\\nVia: x\" }"), 15, 34, "control characters");
+    assert_err(
+        &r("redirect: { contacts: ['sip:a@b'], code: 404 }"),
+        15,
+        46,
+        "not a 3xx",
+    );
+    assert_err(
+        &r("redirect: { contacts: [] }"),
+        15,
+        27,
+        "at least one contact",
+    );
+    assert_err(
+        &r("redirect: { contacts: ['sip:a@b', 'http://x'] }"),
+        15,
+        39,
+        "not a sip:",
+    );
+    assert_err(
+        &r("reject: { code: 403, reason: \"a\\r\\nVia: x\" }"),
+        15,
+        34,
+        "control characters",
+    );
     assert_err(&r("reject: { reason: x }"), 15, 13, "missing field `code`");
 }
 
 #[test]
 fn source_trunk_must_exist() {
-    assert_err(&ACC.replace("{ to_user: '.*' }", "{ source_trunk: carrier }"), 14, 28, "`carrier` is not a defined trunk");
+    assert_err(
+        &ACC.replace("{ to_user: '.*' }", "{ source_trunk: carrier }"),
+        14,
+        28,
+        "`carrier` is not a defined trunk",
+    );
 }
 
 #[test]
 fn rewrite_errors() {
-    let r = |rw: &str| ACC.replace("    route: [pbx]", &format!("    rewrite: {{ {rw} }}\n    route: [pbx]"));
+    let r = |rw: &str| {
+        ACC.replace(
+            "    route: [pbx]",
+            &format!("    rewrite: {{ {rw} }}\n    route: [pbx]"),
+        )
+    };
     assert_err(&r("to_user: '$1'"), 15, 25, "0 capture group");
     assert_err(&r("to_user: '${num}'"), 15, 25, "`num`");
     assert_err(&r("to_user: 'a$'"), 15, 25, "must be followed");
-    let no_to = ACC.replace("{ to_user: '.*' }", "{ from_user: '(.*)' }").replace("    route: [pbx]", "    rewrite: { to_user: '$1' }\n    route: [pbx]");
+    let no_to = ACC
+        .replace("{ to_user: '.*' }", "{ from_user: '(.*)' }")
+        .replace(
+            "    route: [pbx]",
+            "    rewrite: { to_user: '$1' }\n    route: [pbx]",
+        );
     assert_err(&no_to, 15, 25, "no pattern");
 }
 
@@ -283,9 +494,25 @@ fn rewrite_errors() {
 fn wrong_types_and_shapes() {
     assert_err("- a\n- b\n", 1, 1, "expected a mapping");
     assert_err("", 1, 1, "empty");
-    assert_err(&ACC.replace("ports: 30000-39999\n", "ports: [1, 2]\n"), 6, 10, "media.ports");
-    assert_err("listen: []\nmedia: { address: 127.0.0.1, ports: 2-3 }\n", 1, 9, "at least one listener");
-    assert_err(&ACC.replace("timeout", "x").replace("  backend: auto\n", "  timeout: 0\n"), 7, 12, "timeout must be > 0");
+    assert_err(
+        &ACC.replace("ports: 30000-39999\n", "ports: [1, 2]\n"),
+        6,
+        10,
+        "media.ports",
+    );
+    assert_err(
+        "listen: []\nmedia: { address: 127.0.0.1, ports: 2-3 }\n",
+        1,
+        9,
+        "at least one listener",
+    );
+    assert_err(
+        &ACC.replace("timeout", "x")
+            .replace("  backend: auto\n", "  timeout: 0\n"),
+        7,
+        12,
+        "timeout must be > 0",
+    );
 }
 
 #[test]
@@ -341,7 +568,10 @@ fn captures_and_rewrite() {
     );
     let d = c.dialplan.lookup(&q("12125551234")).unwrap();
     assert_eq!(d.to_user.as_deref(), Some("+12125551234"));
-    assert_eq!(d.request_uri.as_deref(), Some("sip:+12125551234@carrier.example"));
+    assert_eq!(
+        d.request_uri.as_deref(),
+        Some("sip:+12125551234@carrier.example")
+    );
     assert_eq!(d.from_user, None);
     let d = c.dialplan.lookup(&q("+12125551234")).unwrap();
     assert_eq!(d.to_user.as_deref(), Some("+12125551234"));
@@ -359,7 +589,10 @@ fn rewrite_capture_sources() {
     let mut query = q("9123");
     query.from_user = "2001";
     let d = c.dialplan.lookup(&query).unwrap();
-    assert_eq!((d.to_user.as_deref(), d.from_user.as_deref()), (Some("123"), Some("+49302001")));
+    assert_eq!(
+        (d.to_user.as_deref(), d.from_user.as_deref()),
+        (Some("123"), Some("+49302001"))
+    );
     // ...and to_user's otherwise
     let d = c.dialplan.lookup(&q("8777")).unwrap();
     assert_eq!((d.rule_index, d.from_user.as_deref()), (1, Some("x777")));
@@ -412,8 +645,14 @@ fn redirect_and_reject() {
          \x20 - match: { to_user: '^(\\d{3})$' }\n    redirect: { contacts: ['sip:$1@192.0.2.1', 'sips:x@y'] }\n\
          \x20 - match: { to_user: '^moved' }\n    redirect: { contacts: ['sip:m@192.0.2.1'], code: 301 }\n",
     );
-    assert_eq!(c.dialplan.lookup(&q("911")).unwrap().action, Action::Reject(403, "Forbidden".into()));
-    assert_eq!(c.dialplan.lookup(&q("999")).unwrap().action, Action::Reject(503, "No Capacity".into()));
+    assert_eq!(
+        c.dialplan.lookup(&q("911")).unwrap().action,
+        Action::Reject(403, "Forbidden".into())
+    );
+    assert_eq!(
+        c.dialplan.lookup(&q("999")).unwrap().action,
+        Action::Reject(503, "No Capacity".into())
+    );
     assert_eq!(
         c.dialplan.lookup(&q("123")).unwrap().action,
         Action::Redirect(vec!["sip:$1@192.0.2.1".into(), "sips:x@y".into()], 302)
@@ -439,7 +678,13 @@ fn non_ascii_and_long_input_fall_back_to_regex() {
          \x20 - match: { to_user: '^(a+)+b$' }\n    route: [b]\n",
     );
     // Arabic-Indic digits are \d for the regex crate (Unicode)
-    assert_eq!(c.dialplan.lookup(&q("\u{661}\u{662}\u{663}")).unwrap().rule_index, 0);
+    assert_eq!(
+        c.dialplan
+            .lookup(&q("\u{661}\u{662}\u{663}"))
+            .unwrap()
+            .rule_index,
+        0
+    );
     // long hostile input: answered (no match), not hung
     let long = "a".repeat(5000);
     assert_eq!(c.dialplan.lookup(&q(&long)), None);
@@ -478,9 +723,40 @@ fn fast_matcher_agrees_with_regex() {
         "^sip:(\\d+)@",
     ];
     let inputs = [
-        "", "1", "15", "1555", "15551234567", "+15551234567", "+1555123456", "12125551234", "2125551234",
-        "0", "00", "0049301234", "01130", "abc", "a\nc", "aXc", "*72#", "9123", "123", "11", "111", "x5",
-        "12x", "1x", "a+b", "+1", "sip:123@host", "$", "\\", "#", "55", "ab.c", "9", "91234",
+        "",
+        "1",
+        "15",
+        "1555",
+        "15551234567",
+        "+15551234567",
+        "+1555123456",
+        "12125551234",
+        "2125551234",
+        "0",
+        "00",
+        "0049301234",
+        "01130",
+        "abc",
+        "a\nc",
+        "aXc",
+        "*72#",
+        "9123",
+        "123",
+        "11",
+        "111",
+        "x5",
+        "12x",
+        "1x",
+        "a+b",
+        "+1",
+        "sip:123@host",
+        "$",
+        "\\",
+        "#",
+        "55",
+        "ab.c",
+        "9",
+        "91234",
     ];
     for p in patterns {
         let pat = pattern::Pattern::new(p, false).unwrap();
@@ -491,14 +767,21 @@ fn fast_matcher_agrees_with_regex() {
             let want = re.captures(h);
             assert_eq!(got, want.is_some(), "pattern {p:?} on {h:?}");
             if let Some(w) = want {
-                let want_spans: Vec<_> = w.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect();
+                let want_spans: Vec<_> =
+                    w.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect();
                 assert_eq!(spans, want_spans, "captures of {p:?} on {h:?}");
             }
             assert_eq!(pat.is_match(h), re.is_match(h));
         }
     }
     // and these shapes do take the fast path
-    for p in ["^1555", "^\\+?1(\\d{3})(\\d{7})$", ".*", "^[2-9]\\d{2}$", "^(9?)(\\d{1,3})$"] {
+    for p in [
+        "^1555",
+        "^\\+?1(\\d{3})(\\d{7})$",
+        ".*",
+        "^[2-9]\\d{2}$",
+        "^(9?)(\\d{1,3})$",
+    ] {
         assert!(pattern::Pattern::new(p, false).unwrap().is_fast(), "{p}");
     }
     for p in ["^(00|011)", "(?i)abc", "^a*?", "\\w+", "^(a)+"] {
@@ -540,7 +823,9 @@ pub(crate) fn big_plan_yaml(n: usize) -> String {
             _ => s.push_str(&format!("  - match: {{ to_user: '^{pfx}[0-4]' }}\n    reject: {{ code: 404 }}\n")),
         }
         if i % 10_000 == 5_000 {
-            s.push_str(&format!("  - match: {{ to_user: '{i}999$' }}\n    route: [a]\n"));
+            s.push_str(&format!(
+                "  - match: {{ to_user: '{i}999$' }}\n    route: [a]\n"
+            ));
         }
     }
     s.push_str("  - match: { to_user: '^x' }\n    route: [a]\n");
@@ -550,7 +835,22 @@ pub(crate) fn big_plan_yaml(n: usize) -> String {
 fn samples(n: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mid = n / 2;
-    for i in [0usize, 1, 2, 3, 4999, 5000, mid, mid + 1, mid + 2, mid + 3, n - 4, n - 3, n - 2, n - 1] {
+    for i in [
+        0usize,
+        1,
+        2,
+        3,
+        4999,
+        5000,
+        mid,
+        mid + 1,
+        mid + 2,
+        mid + 3,
+        n - 4,
+        n - 3,
+        n - 2,
+        n - 1,
+    ] {
         let pfx = 1_000_000 + i;
         out.push(format!("{pfx}1234"));
         out.push(format!("+{pfx}1234"));
@@ -558,7 +858,18 @@ fn samples(n: usize) -> Vec<String> {
         out.push(format!("{pfx}"));
         out.push(format!("{i}999"));
     }
-    out.extend(["x1", "2", "", "+", "12345678901234567890", "99999999", "1\u{661}"].map(String::from));
+    out.extend(
+        [
+            "x1",
+            "2",
+            "",
+            "+",
+            "12345678901234567890",
+            "99999999",
+            "1\u{661}",
+        ]
+        .map(String::from),
+    );
     out
 }
 
@@ -577,9 +888,14 @@ fn plan_matches_a_naive_regex_scan() {
         .map(|r| r["match"]["to_user"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(pats.len(), c.dialplan.len());
-    let cache: Vec<std::cell::OnceCell<regex::Regex>> = (0..pats.len()).map(|_| Default::default()).collect();
+    let cache: Vec<std::cell::OnceCell<regex::Regex>> =
+        (0..pats.len()).map(|_| Default::default()).collect();
     let naive = |to: &str| -> Option<(usize, Option<String>)> {
-        let i = (0..pats.len()).find(|&i| cache[i].get_or_init(|| regex::Regex::new(&pats[i]).unwrap()).is_match(to))?;
+        let i = (0..pats.len()).find(|&i| {
+            cache[i]
+                .get_or_init(|| regex::Regex::new(&pats[i]).unwrap())
+                .is_match(to)
+        })?;
         // rule kind 1 rewrites to '+{pfx}$1' where the pattern is '^{pfx}(\d+)$'
         let re = cache[i].get().unwrap();
         let rw = raw["dialplan"][i]["rewrite"]["to_user"].as_str().map(|t| {
