@@ -133,6 +133,29 @@ pub struct Trunk {
     pub max_calls: Option<u32>,
     /// Most new calls per second to/from this trunk (None: no limit; validated > 0).
     pub max_cps: Option<u32>,
+    /// Outbound TLS settings (`transport: tls` only; refused otherwise).
+    pub tls: Option<TrunkTls>,
+}
+
+/// How trunkline opens TLS to a trunk (`tls:` of a `transport: tls` trunk).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkTls {
+    /// CA certificates (PEM) the trunk's certificate must chain to; None: the system roots.
+    pub ca: Option<PathBuf>,
+    /// Verify the trunk's certificate (default true). `false` is for tests and labs only.
+    pub verify: bool,
+    /// The name sent as SNI and matched against the certificate; None: the trunk's IP address.
+    pub server_name: Option<String>,
+}
+
+impl Default for TrunkTls {
+    fn default() -> Self {
+        TrunkTls {
+            ca: None,
+            verify: true,
+            server_name: None,
+        }
+    }
 }
 
 /// A validated configuration. Immutable; share it as `Arc<Config>`.
@@ -396,6 +419,19 @@ struct RawTrunk {
     max_calls: Option<u32>,
     #[serde(default)]
     max_cps: Option<u32>,
+    #[serde(default)]
+    tls: Option<RawTrunkTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunkTls {
+    #[serde(default)]
+    ca: Option<String>,
+    #[serde(default)]
+    verify: Option<bool>,
+    #[serde(default)]
+    server_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -551,14 +587,37 @@ fn build(raw: RawConfig) -> Result<Config, Sem> {
                 "max_cps must be > 0 (leave it out for no limit)",
             ));
         }
+        let transport = t.transport.unwrap_or(TransportKind::Udp);
+        let tls = match t.tls {
+            None => None,
+            Some(_) if transport != TransportKind::Tls => {
+                return Err(sem(p("tls"), "`tls` is only for `transport: tls` trunks"));
+            }
+            Some(x) => {
+                if let Some(n) = &x.server_name {
+                    if n.is_empty() || n.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                        return Err(sem(
+                            vec![key("trunks"), key(&name), key("tls"), key("server_name")],
+                            format!("server_name `{n}` is not a host name"),
+                        ));
+                    }
+                }
+                Some(TrunkTls {
+                    ca: x.ca.map(PathBuf::from),
+                    verify: x.verify.unwrap_or(true),
+                    server_name: x.server_name,
+                })
+            }
+        };
         trunks.insert(
             name.clone(),
             Trunk {
                 name,
                 address,
-                transport: t.transport.unwrap_or(TransportKind::Udp),
+                transport,
                 max_calls: t.max_calls,
                 max_cps: t.max_cps,
+                tls,
             },
         );
     }

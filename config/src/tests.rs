@@ -935,3 +935,69 @@ fn big_plan_matches_like_a_linear_scan() {
     assert_eq!(idx("x"), Some(c.dialplan.len() - 1));
     assert_eq!(idx("2"), None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trunk TLS settings
+
+const PBX: &str = "pbx: { address: 127.0.0.1:15080, transport: udp }";
+
+#[test]
+fn trunk_tls_settings() {
+    let src = ACC.replace(
+        PBX,
+        "pbx: { address: 127.0.0.1:15080, transport: tls, tls: { ca: ca.pem, server_name: pbx.example, verify: false } }",
+    );
+    let c = from_yaml(&src, "t.yaml").unwrap();
+    let t = &c.trunks["pbx"];
+    assert_eq!(t.transport, TransportKind::Tls);
+    let tls = t.tls.as_ref().unwrap();
+    assert_eq!(tls.ca.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!(tls.server_name.as_deref(), Some("pbx.example"));
+    assert!(!tls.verify);
+    // Without `tls:` a tls trunk has no settings (system roots, IP as name, verified).
+    let src = ACC.replace(PBX, "pbx: { address: 127.0.0.1:15080, transport: tls }");
+    let c = from_yaml(&src, "t.yaml").unwrap();
+    assert_eq!(c.trunks["pbx"].tls, None);
+    assert!(TrunkTls::default().verify);
+    // verify defaults to true when `tls:` is given.
+    let src = ACC.replace(
+        PBX,
+        "pbx: { address: 127.0.0.1:15080, transport: tls, tls: { ca: ca.pem } }",
+    );
+    let c = from_yaml(&src, "t.yaml").unwrap();
+    assert!(c.trunks["pbx"].tls.as_ref().unwrap().verify);
+}
+
+#[test]
+fn trunk_tls_errors() {
+    // `tls:` on a udp trunk points at the `tls` value (line 12).
+    let src = ACC.replace(
+        PBX,
+        "pbx: { address: 127.0.0.1:15080, transport: udp, tls: { verify: false } }",
+    );
+    let e = err(&src);
+    assert_eq!(e.line, 12, "{e}");
+    assert!(e.message.contains("only for `transport: tls`"), "{e}");
+    // Unknown keys inside `tls:` are caught with their position.
+    let src = ACC.replace(
+        PBX,
+        "pbx: { address: 127.0.0.1:15080, transport: tls, tls: { cafile: x.pem } }",
+    );
+    let e = err(&src);
+    assert_eq!(e.line, 12, "{e}");
+    assert!(e.message.contains("cafile"), "{e}");
+    // A server name with a space.
+    let src = ACC.replace(
+        PBX,
+        "pbx: { address: 127.0.0.1:15080, transport: tls, tls: { server_name: 'a b' } }",
+    );
+    let e = err(&src);
+    assert_eq!(e.line, 12, "{e}");
+    assert!(e.message.contains("not a host name"), "{e}");
+    // verify must be a boolean.
+    let src = ACC.replace(
+        PBX,
+        "pbx: { address: 127.0.0.1:15080, transport: tls, tls: { verify: maybe } }",
+    );
+    assert_eq!(err(&src).line, 12);
+}
