@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod metrics;
 mod policy;
 mod server;
+mod tls;
 mod transport;
 
 const HELP: &str = "\
@@ -61,16 +62,23 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match config::load_file(&path) {
-                Ok(cfg) => {
-                    println!(
-                        "{}: ok ({} listeners, {} trunks, {} dial plan rules)",
-                        path.display(),
-                        cfg.listen.len(),
-                        cfg.trunks.len(),
-                        cfg.dialplan.len()
-                    );
-                    ExitCode::SUCCESS
-                }
+                // Files the configuration names (TLS certificates, keys, CAs) must load too.
+                Ok(cfg) => match tls::check(&cfg, Some(&path)) {
+                    Err(e) => {
+                        eprintln!("{}: {e}", path.display());
+                        ExitCode::FAILURE
+                    }
+                    Ok(()) => {
+                        println!(
+                            "{}: ok ({} listeners, {} trunks, {} dial plan rules)",
+                            path.display(),
+                            cfg.listen.len(),
+                            cfg.trunks.len(),
+                            cfg.dialplan.len()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                },
                 Err(e) => {
                     eprintln!("{e}");
                     ExitCode::FAILURE

@@ -37,9 +37,12 @@ fn seed() -> u64 {
 }
 
 async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
+    crate::tls::check(&cfg, path.as_deref())?;
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(65536);
     let mut udp: Vec<(SocketAddr, Arc<tokio::net::UdpSocket>)> = Vec::new();
     let tcp = TcpConns::default();
+    let tls = TcpConns::tls(crate::tls::Clients::new(path.clone()));
+    let mut cert_stores = Vec::new();
     let mut core_cfg = CoreConfig {
         seed: seed(),
         ..CoreConfig::default()
@@ -64,13 +67,33 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 tracing::info!(address = %l.address, "listening on tcp");
             }
             TransportKind::Tls => {
-                return Err(format!(
-                    "{}: tls listeners are not supported yet",
-                    l.address
+                let (Some(cert), Some(key)) = (&l.cert, &l.key) else {
+                    return Err(format!("tls listener {}: needs cert and key", l.address));
+                };
+                let store = crate::tls::CertStore::load(
+                    crate::tls::resolve_path(path.as_deref(), cert),
+                    crate::tls::resolve_path(path.as_deref(), key),
+                )
+                .map_err(|e| format!("tls listener {}: {e}", l.address))?;
+                let acceptor =
+                    tokio_rustls::TlsAcceptor::from(crate::tls::server_config(store.clone())?);
+                cert_stores.push(store);
+                let lst = tokio::net::TcpListener::bind(l.address)
+                    .await
+                    .map_err(|e| format!("bind tls {}: {e}", l.address))?;
+                tokio::spawn(transport::tls_acceptor(
+                    lst,
+                    acceptor,
+                    tls.clone(),
+                    in_tx.clone(),
                 ));
+                core_cfg.local_tls.get_or_insert(l.address);
+                tracing::info!(address = %l.address, "listening on tls");
             }
         }
     }
+    // Certificates are reloaded when their files change (polled every second).
+    tokio::spawn(crate::tls::watch(cert_stores));
     let metrics = Arc::new(Metrics::new());
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
     if let Some(m) = &cfg.metrics {
@@ -93,6 +116,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     let sender = Sender {
         udp,
         tcp,
+        tls,
         input: in_tx.clone(),
     };
     let mut core = B2bua::new(core_cfg);
@@ -171,6 +195,10 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     core.terminate_call(id, Instant::now(), &mut policy);
                 }
             }
+        }
+        // Outbound TLS follows the trunks of the configuration in use (a pointer check).
+        if let Some(c) = sender.tls.tls_clients() {
+            c.update(&policy.config);
         }
         while let Some(t) = core.poll_transmit() {
             metrics

@@ -9,9 +9,12 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use signaling::{Peer, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::tls;
 
 /// What the shells hand to the core.
 pub enum Input {
@@ -140,13 +143,49 @@ pub async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
     }
 }
 
-/// Open TCP connections by remote address; each has a writer task fed by a channel.
-#[derive(Clone, Default)]
+/// Open stream connections of one transport (TCP, or TLS over TCP) by remote address; each has
+/// a writer task fed by a channel. TLS connections carry the same framing as TCP once the
+/// handshake is done (RFC 3261 §18.3), so both share the reading loop.
+#[derive(Clone)]
 pub struct TcpConns {
     inner: Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>>,
+    transport: Transport,
+    /// Outbound TLS settings by destination (TLS connections only).
+    tls: Option<Arc<tls::Clients>>,
+}
+
+impl Default for TcpConns {
+    fn default() -> Self {
+        TcpConns {
+            inner: Arc::default(),
+            transport: Transport::Tcp,
+            tls: None,
+        }
+    }
 }
 
 impl TcpConns {
+    /// The TLS connection table; outbound connections use `clients` for trust and names.
+    pub fn tls(clients: Arc<tls::Clients>) -> TcpConns {
+        TcpConns {
+            inner: Arc::default(),
+            transport: Transport::Tls,
+            tls: Some(clients),
+        }
+    }
+
+    /// The outbound TLS settings, if this is the TLS table.
+    pub fn tls_clients(&self) -> Option<&Arc<tls::Clients>> {
+        self.tls.as_ref()
+    }
+
+    fn peer(&self, addr: SocketAddr) -> Peer {
+        Peer {
+            transport: self.transport,
+            addr,
+        }
+    }
+
     /// Send bytes to `addr`, reusing an open connection or connecting (RFC 3261 §18.1.1).
     pub fn send(&self, addr: SocketAddr, data: Vec<u8>, tx: &mpsc::Sender<Input>) {
         let existing = self.inner.lock().ok().and_then(|m| m.get(&addr).cloned());
@@ -169,20 +208,38 @@ impl TcpConns {
         }
         let conns = self.clone();
         tokio::spawn(async move {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    conns.run(s, addr, wrx, tx).await;
-                }
+            let s = match TcpStream::connect(addr).await {
+                Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(%addr, "tcp connect failed: {e}");
                     conns.forget(addr);
-                    let _ = tx
-                        .send(Input::TransportError(Peer {
-                            transport: Transport::Tcp,
-                            addr,
-                        }))
-                        .await;
+                    let _ = tx.send(Input::TransportError(conns.peer(addr))).await;
+                    return;
+                }
+            };
+            let _ = s.set_nodelay(true);
+            let Some(clients) = &conns.tls else {
+                return conns.run(s.into_split(), addr, wrx, tx).await;
+            };
+            // RFC 3261 §26.3.1: the UAC side of TLS checks the server's certificate.
+            let r = match clients.target(addr) {
+                Ok(t) => {
+                    let connector = TlsConnector::from(t.config.clone());
+                    tokio::time::timeout(
+                        tls::HANDSHAKE_TIMEOUT,
+                        connector.connect(t.name.clone(), s),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(io::Error::other("handshake timed out")))
+                }
+                Err(e) => Err(io::Error::other(e)),
+            };
+            match r {
+                Ok(ts) => conns.run(tokio::io::split(ts), addr, wrx, tx).await,
+                Err(e) => {
+                    tracing::warn!(%addr, "tls connect failed: {e}");
+                    conns.forget(addr);
+                    let _ = tx.send(Input::TransportError(conns.peer(addr))).await;
                 }
             }
         });
@@ -195,25 +252,30 @@ impl TcpConns {
     }
 
     /// Serve an established connection: frames in, queued bytes out.
-    async fn run(
+    async fn run<R, W>(
         &self,
-        stream: TcpStream,
+        (mut rd, mut wr): (R, W),
         addr: SocketAddr,
         mut wrx: mpsc::UnboundedReceiver<Vec<u8>>,
         tx: mpsc::Sender<Input>,
-    ) {
-        let (mut rd, mut wr) = stream.into_split();
+    ) where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let writer = tokio::spawn(async move {
             while let Some(d) = wrx.recv().await {
                 if wr.write_all(&d).await.is_err() {
                     break;
                 }
+                // TLS buffers records: push each message out now.
+                if wr.flush().await.is_err() {
+                    break;
+                }
             }
+            let _ = wr.shutdown().await;
         });
-        let peer = Peer {
-            transport: Transport::Tcp,
-            addr,
-        };
+        let peer = self.peer(addr);
+        let proto = self.transport.via_token();
         let mut buf: Vec<u8> = Vec::with_capacity(8192);
         let mut chunk = vec![0u8; 16384];
         'conn: loop {
@@ -241,13 +303,13 @@ impl TcpConns {
                     }
                     Ok(None) => {
                         if buf.len() > 256 * 1024 {
-                            tracing::warn!(%addr, "tcp: message too large, closing");
+                            tracing::warn!(%addr, "{proto}: message too large, closing");
                             break 'conn;
                         }
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(%addr, "tcp: unframeable input ({e}), closing");
+                        tracing::warn!(%addr, "{proto}: unframeable input ({e}), closing");
                         break 'conn;
                     }
                 }
@@ -276,7 +338,50 @@ pub async fn tcp_acceptor(listener: TcpListener, conns: TcpConns, tx: mpsc::Send
         }
         let conns2 = conns.clone();
         let tx2 = tx.clone();
-        tokio::spawn(async move { conns2.run(stream, addr, wrx, tx2).await });
+        tokio::spawn(async move { conns2.run(stream.into_split(), addr, wrx, tx2).await });
+    }
+}
+
+/// Accept loop of one TLS listener: each connection is served once its handshake is done
+/// (bounded by [`tls::HANDSHAKE_TIMEOUT`]), then exactly like TCP.
+pub async fn tls_acceptor(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    conns: TcpConns,
+    tx: mpsc::Sender<Input>,
+) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("tls accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let conns = conns.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let ts =
+                match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(ts)) => ts,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%addr, "tls handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%addr, "tls handshake timed out");
+                        return;
+                    }
+                };
+            let (wtx, wrx) = mpsc::unbounded_channel();
+            if let Ok(mut m) = conns.inner.lock() {
+                m.insert(addr, wtx);
+            }
+            conns.run(tokio::io::split(ts), addr, wrx, tx).await
+        });
     }
 }
 
@@ -284,6 +389,8 @@ pub async fn tcp_acceptor(listener: TcpListener, conns: TcpConns, tx: mpsc::Send
 pub struct Sender {
     pub udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     pub tcp: TcpConns,
+    /// TLS connections (see [`TcpConns::tls`]).
+    pub tls: TcpConns,
     pub input: mpsc::Sender<Input>,
 }
 
@@ -306,7 +413,8 @@ impl Sender {
                     }
                 }
             }
-            Transport::Tcp | Transport::Tls => self.tcp.send(to.addr, data, &self.input),
+            Transport::Tcp => self.tcp.send(to.addr, data, &self.input),
+            Transport::Tls => self.tls.send(to.addr, data, &self.input),
         }
     }
 }
