@@ -85,16 +85,7 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const MAX_STREAM_BODY: usize = 1024 * 1024;
 
 fn find_crlfcrlf(b: &[u8]) -> Option<usize> {
-    // Jump from LF to LF (rare bytes) instead of comparing every 4-byte window.
-    let mut i = 0;
-    while let Some(p) = b.get(i..)?.iter().position(|&c| c == b'\n') {
-        let lf = i + p;
-        if lf >= 1 && b[lf - 1] == b'\r' && b.get(lf + 1..lf + 3) == Some(b"\r\n") {
-            return Some(lf - 1);
-        }
-        i = lf + 1;
-    }
-    None
+    memchr::memmem::find(b, b"\r\n\r\n")
 }
 
 fn skip_leading_crlf(b: &[u8]) -> usize {
@@ -147,7 +138,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<Frame>, ParseError> {
         if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
             continue;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
         let name = trim_ws(&line[..colon]);
@@ -295,7 +286,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, (u16, String, bool, Option
     }
     check_version(ver).map_err(|(st, r)| (st, r, true, Some(method.clone())))?;
     let uri = std::str::from_utf8(uri).map_err(|_| bad("Request-URI is not ASCII"))?;
-    if let Err(e) = Uri::parse(uri) {
+    if let Err(e) = Uri::validate(uri) {
         return Err(bad(&format!("bad Request-URI: {}", e.0)));
     }
     Ok(StartLine::Request {
@@ -313,7 +304,7 @@ fn parse_headers(head: &[u8]) -> Result<Headers, (String, Headers)> {
         // One logical header: a line plus any continuation lines.
         let line_end = find_crlf(head, i).unwrap_or(head.len());
         let line = &head[i..line_end];
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             return Err(("header line without ':'".into(), Headers(headers)));
         };
         let name = &line[..colon];
@@ -373,17 +364,12 @@ fn trim_end_ws(mut b: &[u8]) -> &[u8] {
 
 fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while i + 1 < b.len() {
-        match b[i..].iter().position(|&c| c == b'\r') {
-            Some(p) => {
-                let at = i + p;
-                if b.get(at + 1) == Some(&b'\n') {
-                    return Some(at);
-                }
-                i = at + 1;
-            }
-            None => return None,
+    while let Some(p) = memchr::memchr(b'\r', b.get(i..)?) {
+        let at = i + p;
+        if b.get(at + 1) == Some(&b'\n') {
+            return Some(at);
         }
+        i = at + 1;
     }
     None
 }

@@ -251,9 +251,13 @@ pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), UriError> 
     Ok((host, port))
 }
 
-fn parse_params(s: &str, extra: &[u8]) -> Result<Vec<Param>, UriError> {
-    // `s` is the text after the first ';'.
-    let mut out = Vec::new();
+/// Walk `;`-separated parameters (the text after the first ';'), validating each and handing it
+/// to `sink` (borrowed, so validation alone allocates nothing).
+fn walk_params<'a>(
+    s: &'a str,
+    extra: &[u8],
+    mut sink: impl FnMut(&'a str, Option<&'a str>),
+) -> Result<(), UriError> {
     for p in s.split(';') {
         let (k, v) = match p.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -269,9 +273,87 @@ fn parse_params(s: &str, extra: &[u8]) -> Result<Vec<Param>, UriError> {
             }
             check_chars(v, extra, "parameter value")?;
         }
-        out.push((k.to_string(), v.map(str::to_string)));
+        sink(k, v);
     }
+    Ok(())
+}
+
+fn parse_params(s: &str, extra: &[u8]) -> Result<Vec<Param>, UriError> {
+    let mut out = Vec::new();
+    walk_params(s, extra, |k, v| {
+        out.push((k.to_string(), v.map(str::to_string)))
+    })?;
     Ok(out)
+}
+
+/// The borrowed pieces of a SIP URI after the scheme.
+struct SipParts<'a> {
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: &'a str,
+    port: Option<u16>,
+}
+
+/// Parse and validate what follows `sip:`; parameters and headers go to the sinks.
+fn sip_parts<'a>(
+    rest: &'a str,
+    on_param: impl FnMut(&'a str, Option<&'a str>),
+    mut on_header: impl FnMut(&'a str, &'a str),
+) -> Result<SipParts<'a>, UriError> {
+    // '@' cannot appear unescaped in user, password, parameters or headers, so the first one
+    // ends the userinfo; the user part itself may contain ';', '?' and '/' (RFC 3261 §25.1).
+    let (userinfo, after) = match rest.find('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    let (user, password) = match userinfo {
+        None => (None, None),
+        Some(ui) => {
+            let (u, p) = match ui.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (ui, None),
+            };
+            if u.is_empty() {
+                return err("empty user part");
+            }
+            check_chars(u, USER_EXTRA, "user part")?;
+            if let Some(p) = p {
+                check_chars(p, PASSWORD_EXTRA, "password")?;
+            }
+            (Some(u), p)
+        }
+    };
+    let (hp_params, headers) = match after.split_once('?') {
+        Some((a, h)) => (a, Some(h)),
+        None => (after, None),
+    };
+    let (hostport, params) = match hp_params.split_once(';') {
+        Some((a, p)) => (a, Some(p)),
+        None => (hp_params, None),
+    };
+    let (host, port) = split_host_port(hostport)?;
+    if let Some(p) = params {
+        walk_params(p, PARAM_EXTRA, on_param)?;
+    }
+    if let Some(h) = headers {
+        for kv in h.split('&') {
+            let Some((k, v)) = kv.split_once('=') else {
+                return err("URI header without '='");
+            };
+            if k.is_empty() {
+                return err("empty URI header name");
+            }
+            check_chars(k, HEADER_EXTRA, "URI header name")?;
+            check_chars(v, HEADER_EXTRA, "URI header value")?;
+            on_header(k, v);
+        }
+    }
+    Ok(SipParts {
+        user,
+        password,
+        host,
+        port,
+    })
 }
 
 fn is_scheme(s: &str) -> bool {
@@ -285,64 +367,21 @@ fn is_scheme(s: &str) -> bool {
 impl SipUri {
     /// Parse what follows `sip:` / `sips:`.
     fn parse_rest(secure: bool, rest: &str) -> Result<SipUri, UriError> {
-        // '@' cannot appear unescaped in user, password, parameters or headers, so the first one
-        // ends the userinfo; the user part itself may contain ';', '?' and '/' (RFC 3261 §25.1).
-        let (userinfo, after) = match rest.find('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(ui) => {
-                let (u, p) = match ui.split_once(':') {
-                    Some((u, p)) => (u, Some(p)),
-                    None => (ui, None),
-                };
-                if u.is_empty() {
-                    return err("empty user part");
-                }
-                check_chars(u, USER_EXTRA, "user part")?;
-                if let Some(p) = p {
-                    check_chars(p, PASSWORD_EXTRA, "password")?;
-                }
-                (Some(u.to_string()), p.map(str::to_string))
-            }
-        };
-        let (hp_params, headers) = match after.split_once('?') {
-            Some((a, h)) => (a, Some(h)),
-            None => (after, None),
-        };
-        let (hostport, params) = match hp_params.split_once(';') {
-            Some((a, p)) => (a, Some(p)),
-            None => (hp_params, None),
-        };
-        let (host, port) = split_host_port(hostport)?;
-        let params = match params {
-            Some(p) => parse_params(p, PARAM_EXTRA)?,
-            None => Vec::new(),
-        };
-        let mut hdrs = Vec::new();
-        if let Some(h) = headers {
-            for kv in h.split('&') {
-                let Some((k, v)) = kv.split_once('=') else {
-                    return err("URI header without '='");
-                };
-                if k.is_empty() {
-                    return err("empty URI header name");
-                }
-                check_chars(k, HEADER_EXTRA, "URI header name")?;
-                check_chars(v, HEADER_EXTRA, "URI header value")?;
-                hdrs.push((k.to_string(), v.to_string()));
-            }
-        }
+        let mut params = Vec::new();
+        let mut headers = Vec::new();
+        let p = sip_parts(
+            rest,
+            |k, v| params.push((k.to_string(), v.map(str::to_string))),
+            |k, v| headers.push((k.to_string(), v.to_string())),
+        )?;
         Ok(SipUri {
             secure,
-            user,
-            password,
-            host: host.to_string(),
-            port,
+            user: p.user.map(str::to_string),
+            password: p.password.map(str::to_string),
+            host: p.host.to_string(),
+            port: p.port,
             params,
-            headers: hdrs,
+            headers,
         })
     }
 }
@@ -416,6 +455,23 @@ impl Uri {
                 scheme: scheme.to_string(),
                 rest: rest.to_string(),
             })
+        }
+    }
+
+    /// Check that `s` would parse, without building a [`Uri`] (no allocation for SIP URIs).
+    pub fn validate(s: &str) -> Result<(), UriError> {
+        if s.bytes()
+            .any(|c| c <= b' ' || c == 0x7f || c == b'<' || c == b'>' || c == b'"')
+        {
+            return err("whitespace, control character, '<', '>' or '\"' in URI");
+        }
+        match s.split_once(':') {
+            Some((scheme, rest))
+                if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
+            {
+                sip_parts(rest, |_, _| {}, |_, _| {}).map(|_| ())
+            }
+            _ => Uri::parse(s).map(|_| ()),
         }
     }
 
@@ -739,6 +795,23 @@ mod tests {
         );
         assert_eq!(u.host, "example.com");
         assert_eq!(Uri::Sip(u).to_string(), s);
+    }
+
+    #[test]
+    fn validate_agrees_with_parse() {
+        for s in [
+            "sip:a@b",
+            "sips:alice:pw@[::1]:5061;lr?x=y",
+            "sip:a@b;;lr",
+            "sip:a@b?x",
+            "sip: a@b",
+            "tel:+1555",
+            "tel:555",
+            "im:x@y",
+            "x",
+        ] {
+            assert_eq!(Uri::validate(s).is_ok(), Uri::parse(s).is_ok(), "{s}");
+        }
     }
 
     #[test]

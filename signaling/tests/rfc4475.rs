@@ -414,6 +414,12 @@ fn exercise_views(m: &SipMessage, ctx: &str) {
         }
     }
     if let SipMessage::Request(r) = m {
+        assert_eq!(
+            Uri::validate(&r.uri).is_ok(),
+            Uri::parse(&r.uri).is_ok(),
+            "{ctx}: validate/parse disagree on {}",
+            r.uri
+        );
         if let Ok(u) = Uri::parse(&r.uri) {
             let s = u.to_string();
             let u2 = Uri::parse(&s).unwrap_or_else(|e| panic!("{ctx}: URI {s}: {e}"));
