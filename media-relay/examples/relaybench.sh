@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$ROOT/target/release/examples/relayload
 CALLS=/tmp/relaybench-calls-$B-$N.txt
 $BIN --calls "$N" --backend "$B" --workers "$W" --seconds $((S + 2)) --out "$CALLS" \
-     --port-min 61000 --port-max 64999 > /tmp/relaybench-$B.out 2>/tmp/relaybench-$B.err &
+     --port-min 61000 --port-max 65535 --base-a 10000 --base-b 12000 > /tmp/relaybench-$B.out 2>/tmp/relaybench-$B.err &
 PID=$!
 sleep 1.2
 /tmp/rtpblast --pps "$PPS" --seconds "$S" < "$CALLS"
