@@ -13,7 +13,10 @@
 //! Header values are unfolded (RFC 3261 §7.3.1: "a header field value can be split over multiple
 //! lines by preceding each extra line with at least one SP or horizontal tab ... any linear
 //! white space ... is equivalent to a single SP") and compact names expanded with
-//! [`canonical_name`]. Header values must be UTF-8 (RFC 3261 §25.1 `TEXT-UTF8`).
+//! [`canonical_name`]. Header values should be UTF-8 (RFC 3261 §25.1 `TEXT-UTF8`); invalid
+//! sequences (ISO 8859-1 display names from legacy equipment) are replaced by U+FFFD rather than
+//! refused. Serialisation replaces any CR or LF an application put into a header name or value
+//! by a space, so no header can be injected.
 
 use std::fmt;
 
@@ -338,10 +341,9 @@ fn parse_headers(head: &[u8]) -> Result<Headers, (String, Headers)> {
                 Headers(headers),
             ));
         }
-        let value = match std::str::from_utf8(raw) {
-            Ok(v) => v.to_string(),
-            Err(_) => return Err((format!("header {name_s} is not UTF-8"), Headers(headers))),
-        };
+        // RFC 3261 wants UTF-8; legacy equipment sends ISO 8859-1 display names. Refusing the
+        // call over a display name helps no one, so invalid sequences become U+FFFD.
+        let value = String::from_utf8_lossy(raw).into_owned();
         headers.push(Header {
             name: canonical_name(name_s).into_owned(),
             value,
@@ -555,9 +557,9 @@ fn write_headers(headers: &Headers, body: &[u8], out: &mut Vec<u8>) {
             }
             continue;
         }
-        out.extend_from_slice(h.name.as_bytes());
+        put_clean(out, h.name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value.as_bytes());
+        put_clean(out, h.value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if !cl_written {
@@ -565,6 +567,19 @@ fn write_headers(headers: &Headers, body: &[u8], out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
+}
+
+/// Append `b`, turning CR and LF into spaces (no header injection through values set by the
+/// application).
+fn put_clean(out: &mut Vec<u8>, b: &[u8]) {
+    if memchr::memchr2(b'\r', b'\n', b).is_none() {
+        out.extend_from_slice(b);
+    } else {
+        out.extend(
+            b.iter()
+                .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+        );
+    }
 }
 
 fn size_hint(headers: &Headers, body: &[u8]) -> usize {
@@ -694,6 +709,26 @@ v=0\r";
     }
 
     #[test]
+    fn latin1_and_injection() {
+        let m = parse(b"OPTIONS sip:a@b SIP/2.0\r\nFrom: \"M\xfcller\" <sip:m@b>;tag=1\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            m.headers().get("From"),
+            Some("\"M\u{FFFD}ller\" <sip:m@b>;tag=1")
+        );
+        assert_eq!(parse(&m.to_bytes()).unwrap(), {
+            let mut m = m.clone();
+            m.headers_mut().push("Content-Length", "0");
+            m
+        });
+        let mut r = req(parse(INVITE).unwrap());
+        r.headers.set("Subject", "x\r\nVia: evil");
+        let out = String::from_utf8(r.to_bytes()).unwrap();
+        assert!(out.contains("\r\nSubject: x  Via: evil\r\n"));
+        assert_eq!(out.matches("Via:").count(), 2);
+    }
+
+    #[test]
     fn response_and_empty_reason() {
         let m = parse(b"SIP/2.0 100 \r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").unwrap();
         match &m {
@@ -754,7 +789,6 @@ v=0\r";
             b"INVITE sip:a@b SIP/2.0\r\nVia: x\ry\r\n\r\n",
             b"INVITE sip:a@b SIP/2.0\r\nno colon\r\n\r\n",
             b"INVITE sip:a@b SIP/2.0\r\nBad Name: x\r\n\r\n",
-            b"INVITE sip:a@b SIP/2.0\r\nX: \xff\r\n\r\n",
             b"INVITE sip:a@b SIP/2.0\r\nCSeq: 99999999999 INVITE\r\n\r\n",
             b"INVITE sip:a@b SIP/2.0\r\nCSeq: 1 INVITE\r\n",
             b"\r\n\r\n",
