@@ -80,8 +80,10 @@ pub struct Frame {
     pub keepalive: bool,
 }
 
-/// Upper bound on the header section looked for in a stream before giving up.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Upper bound on the header section looked for in a stream before giving up. [`frame_len`]
+/// rescans the buffer on each call, so this also bounds the work a peer trickling a header
+/// section byte by byte can cause (about 32 KiB x 32 KiB / 2 byte comparisons, done by memchr).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Upper bound on a body announced by Content-Length on a stream: a bigger one is refused at
 /// once instead of buffering towards it.
@@ -335,7 +337,7 @@ fn parse_headers(head: &[u8]) -> Result<Headers, (String, Headers)> {
             next = e + 2;
         }
         let raw: &[u8] = folded.as_deref().unwrap_or(first);
-        if raw.iter().any(|&b| b == b'\r' || b == b'\n') {
+        if memchr::memchr2(b'\r', b'\n', raw).is_some() {
             return Err((
                 format!("bare CR or LF in header {name_s}"),
                 Headers(headers),
