@@ -769,3 +769,28 @@ fn check_validates_tls_files() {
     let (ok, err) = run("goodca.yaml", "a.crt", "a.key", good_ca);
     assert!(ok, "{err}");
 }
+
+/// The shipped example `examples/carrier-pbx-tls.yaml` serves: its TLS listener presents the
+/// example certificate, which verifies against the example CA for 127.0.0.1, and answers
+/// OPTIONS.
+#[test]
+fn shipped_tls_example_serves() {
+    isolated("shipped_tls_example_serves", false, |net| {
+        let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut y = std::fs::read_to_string(ex.join("carrier-pbx-tls.yaml")).expect("example");
+        // Files relative to the example's own directory; ports moved into this test's block.
+        y = y.replace("tls/", &format!("{}/tls/", ex.display()));
+        y = y.replace("127.0.0.1:5060", &net.sip_addr().to_string());
+        y = y.replace("127.0.0.1:5061", &tls_addr(net).to_string());
+        y = y.replace("20000-29999", &net.media_range());
+        y = y.replace("127.0.0.1:9464", &format!("127.0.0.1:{}", net.spare(9)));
+        let mut tl = Trunkline::start(net, &y);
+        let ca = std::fs::read_to_string(ex.join("tls/example-ca.pem")).expect("ca");
+        let mut c = connect(tls_addr(net), &client_config(&ca), "127.0.0.1").expect("connect");
+        let local = c.tls.sock.local_addr().expect("local");
+        c.send(&options(local, tls_addr(net), 1));
+        let r = c.final_response("OPTIONS", &mut Vec::new());
+        assert_eq!(status_code(r.as_bytes()), Some(200), "{r}");
+        tl.assert_alive();
+    });
+}
