@@ -215,7 +215,14 @@ impl Fast {
         let mut bounds = [0usize; MAX_PIECES + 2];
         let mut budget = STEP_BUDGET;
         let last_start = if self.anchored_start { 0 } else { hay.len() };
+        // An unanchored search can only start where the first piece matches (when it must).
+        let first = self.pieces.first().filter(|p| p.min > 0).map(|p| p.set);
         for start in 0..=last_start {
+            if let Some(set) = first {
+                if !hay.get(start).is_some_and(|&c| bit(c) & set != 0) {
+                    continue;
+                }
+            }
             match self.at(hay, 0, start, &mut bounds, &mut budget) {
                 Some(true) => {
                     spans.clear();
