@@ -219,7 +219,7 @@ impl Fast {
         let first = self.pieces.first().filter(|p| p.min > 0).map(|p| p.set);
         for start in 0..=last_start {
             if let Some(set) = first {
-                if !hay.get(start).is_some_and(|&c| bit(c) & set != 0) {
+                if hay.get(start).is_none_or(|&c| bit(c) & set == 0) {
                     continue;
                 }
             }
