@@ -241,9 +241,20 @@ fn rfc4475_torture_messages() {
         // Attribute everything trunkline sent back to the latest message sent before it arrived
         // with the same Call-ID (a response file too: answering a response is a violation),
         // else to the latest request sent before it.
+        // A retransmission (byte-identical, RFC 3261 §17.2.1 timer G) belongs to the owner of
+        // its first copy, whatever was sent in between.
         let mut responses: HashMap<String, Vec<(u16, String)>> = HashMap::new();
+        let mut first_owner: HashMap<Vec<u8>, String> = HashMap::new();
         while let Ok(g) = rx.try_recv() {
             let code = status_code(&g.data);
+            if let Some(owner) = first_owner.get(&g.data) {
+                let text = String::from_utf8_lossy(&g.data).into_owned();
+                responses
+                    .entry(owner.clone())
+                    .or_default()
+                    .push((code.unwrap_or(0), text));
+                continue;
+            }
             let before: Vec<&(String, Option<String>, Instant, bool)> =
                 sent.iter().filter(|(_, _, t, _)| *t <= g.at).collect();
             let owner = call_id_of(&g.data)
@@ -257,6 +268,7 @@ fn rfc4475_torture_messages() {
                 .map(|(k, _, _, _)| k.clone())
                 .unwrap_or_else(|| "<before first>".into());
             let text = String::from_utf8_lossy(&g.data).into_owned();
+            first_owner.insert(g.data.clone(), owner.clone());
             responses
                 .entry(owner)
                 .or_default()
