@@ -794,3 +794,189 @@ fn shipped_tls_example_serves() {
         tl.assert_alive();
     });
 }
+
+/// Kamailio (OpenSSL, its `tls` module from Debian's kamailio-tls-modules) on both sides of
+/// trunkline's TLS: SIPp calls Kamailio over UDP; Kamailio relays over TLS to trunkline's
+/// listener (verifying trunkline's certificate); trunkline places leg B over TLS to Kamailio's
+/// TLS listener (verifying Kamailio's against its CA file), and Kamailio hands it to a SIPp
+/// UAS over UDP. The call, its ACK and BYE all cross both TLS hops.
+///
+/// Ignored by default: scripts/install-deps.sh does not install Kamailio. Run with
+/// `apt-get install kamailio kamailio-tls-modules` and
+/// `cargo test --test tls_sip kamailio -- --ignored`.
+#[test]
+#[ignore]
+fn kamailio_tls_both_directions() {
+    isolated("kamailio_tls_both_directions", false, |net| {
+        let pki = Pki::new("trunkline test CA");
+        pki.write_leaf(&net.dir, "server", "trunkline");
+        pki.write_leaf(&net.dir, "kam", "kamailio");
+        let (kam_udp, kam_tls) = (net.base + 70, net.base + 71);
+        let d = net.dir.display();
+        std::fs::write(
+            net.dir.join("tls.cfg"),
+            format!(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                 require_certificate = no\nprivate_key = {d}/kam.key\ncertificate = {d}/kam.crt\n\
+                 \n[client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\n\
+                 require_certificate = yes\nca_list = {d}/ca.pem\n"
+            ),
+        )
+        .expect("tls.cfg");
+        let kcfg = format!(
+            r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+fork=yes
+children=1
+tcp_children=2
+listen=udp:127.0.0.1:{kam_udp}
+listen=tls:127.0.0.1:{kam_tls}
+enable_tls=yes
+auto_aliases=no
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tls.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+modparam("tls", "config", "{d}/tls.cfg")
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
+    if (has_totag()) {{
+        if (!loose_route()) {{ route(NEXT); }}
+        if (is_method("ACK") && !t_check_trans()) {{ forward(); exit; }}
+        t_relay();
+        exit;
+    }}
+    t_check_trans();
+    record_route();
+    route(NEXT);
+    if (!t_relay()) {{ sl_reply_error(); }}
+    exit;
+}}
+# From SIPp (UDP): on to trunkline over TLS. From trunkline (TLS): on to the SIPp UAS (UDP).
+route[NEXT] {{
+    if ($Rp == {kam_udp}) {{ $du = "sip:127.0.0.1:{tl_tls};transport=tls"; }}
+    else {{ $du = "sip:127.0.0.1:{uas}"; }}
+}}
+"#,
+            tl_tls = tls_port(net),
+            uas = net.trunk(0),
+        );
+        let kpath = net.dir.join("kamailio.cfg");
+        std::fs::write(&kpath, kcfg).expect("kamailio.cfg");
+        let klog = net.dir.join("kamailio.log");
+        let mut kam = Command::new("/usr/sbin/kamailio")
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-f"])
+            .arg(&kpath)
+            .arg("-P")
+            .arg(net.dir.join("kamailio.pid"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&klog).expect("log"))
+            .spawn()
+            .expect("kamailio (Debian: kamailio, kamailio-tls-modules)");
+        struct Kill<'a>(&'a mut std::process::Child);
+        impl Drop for Kill<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _kam = Kill(&mut kam);
+        let trunk = format!("address: 127.0.0.1:{kam_tls}, transport: tls, tls: {{ ca: ca.pem }}");
+        let metrics = SocketAddr::from(([127, 0, 0, 1], net.spare(9)));
+        let y = yaml(net, "server.crt", "server.key", &trunk)
+            + &format!("metrics:\n  listen: {metrics}\n");
+        let mut tl = Trunkline::start(net, &y);
+        wait_udp_bound(kam_udp, Duration::from_secs(10));
+        let mut uas = Command::new("sipp")
+            .args(["-sn", "uas", "-i", "127.0.0.1", "-nostdin", "-m", "1", "-p"])
+            .arg(net.trunk(0).to_string())
+            .args(["-mp", &net.sipp_media(1).to_string()])
+            .current_dir(&net.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp");
+        wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+        let kam_addr = SocketAddr::from(([127, 0, 0, 1], kam_udp));
+        let caller = Sipp::uac_to(net, "uac", "uac_basic.xml", kam_addr, 1, 1)
+            .pause_ms(300)
+            .run(LIMIT);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let uas_ok = loop {
+            match uas.try_wait() {
+                Ok(Some(st)) => break st.success(),
+                _ if Instant::now() > deadline => {
+                    let _ = uas.kill();
+                    let _ = uas.wait();
+                    break false;
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        tl.assert_alive();
+        let ctx = format!(
+            "trunkline log:\n{}\nkamailio log:\n{}",
+            tl.log_tail(30),
+            std::fs::read_to_string(&klog)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        caller.assert_all_ok(1, &ctx);
+        assert!(
+            uas_ok,
+            "SIPp UAS behind Kamailio did not complete its call\n{ctx}"
+        );
+        // Both legs were TLS: leg A's INVITE, ACK, BYE and leg B's responses came in over it,
+        // and leg B's requests and leg A's responses went out over it.
+        let rx = metric(
+            metrics,
+            "trunkline_sip_messages_received_total{transport=\"TLS\"}",
+        );
+        let tx = metric(
+            metrics,
+            "trunkline_sip_messages_sent_total{transport=\"TLS\"}",
+        );
+        eprintln!("TLS messages received {rx}, sent {tx}");
+        assert!(
+            rx >= 6.0 && tx >= 6.0,
+            "received {rx}, sent {tx} over TLS\n{ctx}"
+        );
+        let udp = metric(
+            metrics,
+            "trunkline_sip_messages_received_total{transport=\"UDP\"}",
+        );
+        assert!(
+            udp < 3.0,
+            "the call should not have used UDP ({udp} received)"
+        );
+    });
+}
+
+/// The value of one Prometheus series from trunkline's /metrics (0 when absent).
+fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 0.0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
