@@ -196,13 +196,26 @@ impl Relay {
                 true
             }
             Backend::Auto => match uring_probe() {
-                Ok(()) => true,
+                Ok(()) => {
+                    match Self::start_workers(&cfg, n, true) {
+                        Ok(r) => return Ok(r),
+                        Err(e) => {
+                            // e.g. RLIMIT_MEMLOCK too small for the rings on older kernels
+                            tracing::info!("relay: io_uring workers failed ({e}); using epoll");
+                            false
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::info!("relay: io_uring unavailable ({e}); using epoll");
                     false
                 }
             },
         };
+        Self::start_workers(&cfg, n, use_uring)
+    }
+
+    fn start_workers(cfg: &RelayConfig, n: usize, use_uring: bool) -> io::Result<Relay> {
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let closed = Arc::new(Mutex::new(VecDeque::new()));
         let released = Arc::new(Mutex::new(Vec::new()));

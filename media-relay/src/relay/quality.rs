@@ -173,8 +173,10 @@ impl RtpReceiver {
         }
         let epoch = *self.epoch.get_or_insert(now);
         let since = now.saturating_duration_since(epoch);
-        let arrival =
-            (since.as_nanos() * self.clock_rate as u128 / 1_000_000_000u128) as u64 as u32;
+        // u64 arithmetic (no 128-bit division): whole seconds, then the sub-second part.
+        let rate = self.clock_rate as u64;
+        let arrival = (since.as_secs().wrapping_mul(rate)
+            + since.subsec_nanos() as u64 * rate / 1_000_000_000) as u32;
         let transit = arrival.wrapping_sub(ts) as i32;
         if let Some(prev) = self.transit {
             let d = transit.wrapping_sub(prev).unsigned_abs() as f64;

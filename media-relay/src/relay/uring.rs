@@ -37,6 +37,8 @@ const CQ_ENTRIES: u32 = 16384;
 const BATCH_WANT: usize = 64;
 /// Default maximum wait after the first completion, microseconds.
 const BATCH_US: u32 = 200;
+/// Completions per second (per worker) above which batching is used.
+const BATCH_MIN_PPS: u64 = 10_000;
 
 const TAG_SHIFT: u32 = 56;
 const TAG_RECV: u64 = 1 << TAG_SHIFT;
@@ -433,6 +435,9 @@ impl UringIo {
     pub fn run(mut self, mut core: Core, rx: Receiver<Cmd>) {
         let interval = core.scan_interval();
         let mut next_scan = Instant::now() + interval;
+        let mut win_start = Instant::now();
+        let mut win_pkts = 0u64;
+        let mut batching = false;
         loop {
             let now = Instant::now();
             if !self.commands(&mut core, &rx, now) {
@@ -449,8 +454,9 @@ impl UringIo {
             let args = SubmitArgs::new().timespec(&ts);
             // Completion batching (Linux 6.12 min_wait): sleep until `BATCH_WANT` completions,
             // or `batch_us` after the first one, whichever comes first. This bounds the added
-            // latency to `batch_us` while cutting wake-ups under load.
-            let (want, args) = if self.batch_us > 0 {
+            // latency to `batch_us` while cutting wake-ups under load. Only under load
+            // (>= BATCH_MIN_PPS): a lone packet is never held back.
+            let (want, args) = if self.batch_us > 0 && batching {
                 (BATCH_WANT, args.min_wait_usec(self.batch_us))
             } else {
                 (1, args)
@@ -471,6 +477,13 @@ impl UringIo {
             self.cqes.clear();
             for c in self.ring.completion() {
                 self.cqes.push((c.user_data(), c.result(), c.flags()));
+            }
+            win_pkts += self.cqes.len() as u64;
+            let win = now.saturating_duration_since(win_start);
+            if win >= Duration::from_millis(100) {
+                batching = win_pkts * 1_000_000 / (win.as_micros().max(1) as u64) >= BATCH_MIN_PPS;
+                win_start = now;
+                win_pkts = 0;
             }
             // Commands sent before these datagrams arrived apply to them (a set_remote followed
             // by media): take them now, before the completions.
