@@ -91,12 +91,15 @@ fn pem_err(e: &rustls_pki_types::pem::Error) -> String {
     }
 }
 
-/// What identifies a file version for change detection: modification time and size.
-type Stamp = Option<(SystemTime, u64)>;
+/// What identifies a file version for change detection: modification time, size and inode
+/// (a file renamed into place is a new inode even within the mtime granularity). Symbolic
+/// links are followed, so certbot-style `live/` links see the file they point to.
+type Stamp = Option<(SystemTime, u64, u64)>;
 
 fn stamp(p: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(p).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
 /// A listener's certificate and key, swapped in place when the files change. Each new
@@ -451,4 +454,111 @@ pub fn check(cfg: &config::Config, cfg_path: Option<&Path>) -> Result<(), String
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(cn: &str) -> (String, String) {
+        let mut p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("trunkline-tls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn leaf_der(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn resolve_path_is_relative_to_the_config_file() {
+        let cfg = Path::new("/etc/trunkline/trunkline.yaml");
+        assert_eq!(
+            resolve_path(Some(cfg), Path::new("tls/c.pem")),
+            Path::new("/etc/trunkline/tls/c.pem")
+        );
+        assert_eq!(
+            resolve_path(Some(cfg), Path::new("/x/c.pem")),
+            Path::new("/x/c.pem")
+        );
+        assert_eq!(
+            resolve_path(Some(Path::new("t.yaml")), Path::new("c.pem")),
+            Path::new("c.pem")
+        );
+        assert_eq!(resolve_path(None, Path::new("c.pem")), Path::new("c.pem"));
+    }
+
+    /// A change is loaded once it has held still for one poll; a broken change keeps the old
+    /// key and is not retried until the files change again.
+    #[test]
+    fn cert_store_reloads_settled_changes_and_keeps_the_old_key_on_failure() {
+        let d = dir("store");
+        let (c, k) = (d.join("c.pem"), d.join("k.pem"));
+        let (c1, k1) = leaf("one");
+        std::fs::write(&c, &c1).unwrap();
+        std::fs::write(&k, &k1).unwrap();
+        let s = CertStore::load(c.clone(), k.clone()).unwrap();
+        assert_eq!(s.current().cert[0].to_vec(), leaf_der(&c1));
+        assert_eq!(s.refresh(), Refresh::Unchanged);
+
+        let (c2, k2) = leaf("two-with-a-longer-name");
+        std::fs::write(&k, &k2).unwrap();
+        std::fs::write(&c, &c2).unwrap();
+        assert_eq!(s.refresh(), Refresh::Settling);
+        assert_eq!(s.current().cert[0].to_vec(), leaf_der(&c1));
+        assert_eq!(s.refresh(), Refresh::Reloaded);
+        assert_eq!(s.current().cert[0].to_vec(), leaf_der(&c2));
+        assert_eq!(s.refresh(), Refresh::Unchanged);
+
+        // The key of another certificate: refused, the current one stays.
+        std::fs::write(&k, &k1).unwrap();
+        assert_eq!(s.refresh(), Refresh::Settling);
+        match s.refresh() {
+            Refresh::Failed(e) => assert!(e.contains("does not belong"), "{e}"),
+            r => panic!("expected a failure, got {r:?}"),
+        }
+        assert_eq!(s.current().cert[0].to_vec(), leaf_der(&c2));
+        assert_eq!(
+            s.refresh(),
+            Refresh::Unchanged,
+            "a failed version is not retried"
+        );
+
+        // A deleted file is a failure too, not a panic.
+        std::fs::remove_file(&c).unwrap();
+        assert_eq!(s.refresh(), Refresh::Settling);
+        assert!(matches!(s.refresh(), Refresh::Failed(_)));
+        assert_eq!(s.current().cert[0].to_vec(), leaf_der(&c2));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let d = dir("errors");
+        let (c1, k1) = leaf("one");
+        std::fs::write(d.join("c.pem"), &c1).unwrap();
+        std::fs::write(d.join("k.pem"), &k1).unwrap();
+        std::fs::write(d.join("junk.pem"), "-----BEGIN CERTIFICATE-----\n!!!\n").unwrap();
+        let e = load_certified_key(&d.join("missing.pem"), &d.join("k.pem")).unwrap_err();
+        assert!(e.contains("missing.pem"), "{e}");
+        let e = load_certified_key(&d.join("junk.pem"), &d.join("k.pem")).unwrap_err();
+        assert!(e.contains("junk.pem"), "{e}");
+        let e = load_certified_key(&d.join("c.pem"), &d.join("c.pem")).unwrap_err();
+        assert!(e.contains("no PEM private key"), "{e}");
+        let e = load_roots(&d.join("k.pem")).unwrap_err();
+        assert!(e.contains("no PEM CERTIFICATE"), "{e}");
+        assert!(load_certified_key(&d.join("c.pem"), &d.join("k.pem")).is_ok());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -308,6 +308,29 @@ fn options_over_tls() {
         // A client of another CA refuses it.
         let other = client_config(&Pki::new("other CA").ca_pem());
         assert!(connect(tls_addr(net), &other, "127.0.0.1").is_err());
+        // Plain SIP and garbage on the TLS port: the connection is closed, nothing else.
+        for junk in [
+            options(local, tls_addr(net), 9).into_bytes(),
+            vec![0x16; 4096],
+        ] {
+            let mut raw = TcpStream::connect(tls_addr(net)).expect("tcp connect");
+            raw.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let _ = raw.write_all(&junk);
+            let mut sink = [0u8; 4096];
+            let t0 = Instant::now();
+            loop {
+                match raw.read(&mut sink) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(4), "not closed");
+        }
+        // The established connection is unaffected.
+        c.send(&options(local, tls_addr(net), 10));
+        let r = c.final_response("OPTIONS", &mut Vec::new());
+        assert_eq!(status_code(r.as_bytes()), Some(200), "{r}");
         tl.assert_alive();
     });
 }
