@@ -522,3 +522,25 @@ fn garbage_gets_400_or_nothing_and_core_survives() {
     w.take_to(PBX);
     let (_b, _t) = answered_call(&mut w, "call-after-garbage");
 }
+
+#[test]
+fn rfc2543_invite_without_from_tag_is_carried() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    let inv = String::from_utf8(invite("call-2543", SDP_A))
+        .unwrap()
+        .replace(";tag=atag-call-2543", "");
+    w.feed(A, inv.as_bytes());
+    assert!(w.take_responses(A).iter().all(|r| r.status < 300));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"));
+    let ok = w.take_responses(A).into_iter().find(|r| r.status == 200).expect("200");
+    let a_tag = ok.to().unwrap().tag().unwrap().to_string();
+    // BYE from the RFC 2543 caller, again without a From tag, finds the call.
+    let bye = String::from_utf8(a_request("BYE", "call-2543", 2, &a_tag, ""))
+        .unwrap()
+        .replace(";tag=atag-call-2543", "");
+    w.feed(A, bye.as_bytes());
+    let bye_b = w.take_request(PBX, "BYE");
+    w.feed_msg(PBX, &resp_with(&bye_b, 200, "OK", "btag", "", ""));
+    assert_eq!(w.core.active_calls(), 0);
+}
