@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::headers::NameAddr;
 use crate::message::{Headers, Method, Request, Response, SipMessage};
 use crate::parse;
-use crate::transaction::{TimerConfig, Transactions, Transmit, TuEvent, TxId};
+use crate::transaction::{tag_param, IdMap, TimerConfig, Transactions, Transmit, TuEvent, TxId};
 use crate::uri::Uri;
 use crate::{check, Peer, Transport};
 
@@ -282,16 +282,22 @@ struct Deadline {
 pub struct B2bua {
     cfg: CoreConfig,
     tx: Transactions,
-    calls: HashMap<u64, Call>,
-    /// (leg A Call-ID, leg A From tag) -> call
-    by_a: HashMap<(String, String), u64>,
+    calls: IdMap<u64, Call>,
+    /// leg A Call-ID -> [(leg A From tag, call)]: keyed by the Call-ID alone so a lookup borrows
+    /// the received text instead of building an owned (Call-ID, tag) pair per message.
+    by_a: HashMap<String, Vec<(String, u64)>>,
     /// leg B Call-ID (ours) -> call
     by_b: HashMap<String, u64>,
-    client: HashMap<TxId, (u64, ClientPurpose)>,
+    client: IdMap<TxId, (u64, ClientPurpose)>,
     /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
-    server: HashMap<TxId, (u64, Leg)>,
+    server: IdMap<TxId, (u64, Leg)>,
     /// The original requests of relayed in-dialog transactions, by server transaction.
-    relayed_requests: HashMap<TxId, Request>,
+    relayed_requests: IdMap<TxId, Request>,
+    /// Per transport: Via up to the branch value, and Contact (formatted once, not per message).
+    local_via: [String; 3],
+    local_contact: [String; 3],
+    /// Our host (IP) for the From of leg B.
+    local_host: String,
     deadlines: BinaryHeap<Deadline>,
     next_call: u64,
     rng: u64,
@@ -304,15 +310,40 @@ impl B2bua {
     pub fn new(cfg: CoreConfig) -> B2bua {
         let tx = Transactions::new(cfg.timers);
         let rng = cfg.seed | 1;
+        let ts = [Transport::Udp, Transport::Tcp, Transport::Tls];
+        let local_via = ts.map(|t| {
+            format!(
+                "SIP/2.0/{} {};branch=",
+                t.via_token(),
+                local_addr_text(&cfg, t)
+            )
+        });
+        let local_contact = ts.map(|t| {
+            let addr = local_addr_text(&cfg, t);
+            match t {
+                Transport::Udp => format!("<sip:{addr}>"),
+                Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
+                Transport::Tls => format!("<sips:{addr}>"),
+            }
+        });
+        let local_host = cfg
+            .local_udp
+            .or(cfg.local_tcp)
+            .or(cfg.local_tls)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
         B2bua {
             cfg,
             tx,
-            calls: HashMap::new(),
+            calls: IdMap::default(),
             by_a: HashMap::new(),
             by_b: HashMap::new(),
-            client: HashMap::new(),
-            server: HashMap::new(),
-            relayed_requests: HashMap::new(),
+            client: IdMap::default(),
+            server: IdMap::default(),
+            relayed_requests: IdMap::default(),
+            local_via,
+            local_contact,
+            local_host,
             deadlines: BinaryHeap::new(),
             next_call: 1,
             rng,
@@ -351,53 +382,37 @@ impl B2bua {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     fn new_tag(&mut self) -> String {
-        format!("{:x}", self.rand())
+        let mut s = String::with_capacity(16);
+        push_hex(&mut s, self.rand(), 1);
+        s
     }
-    fn new_branch(&mut self) -> String {
-        format!("z9hG4bK{:x}{:x}", self.rand(), self.rand() & 0xffff)
+    /// `z9hG4bK` + random hex (RFC 3261 §8.1.1.7).
+    fn push_branch(&mut self, s: &mut String) {
+        s.push_str("z9hG4bK");
+        push_hex(s, self.rand(), 1);
+        push_hex(s, self.rand() & 0xffff, 1);
     }
     fn new_call_id(&mut self) -> String {
-        format!("{:016x}{:08x}", self.rand(), self.rand() as u32)
-    }
-
-    fn local_addr(&self, t: Transport) -> Option<SocketAddr> {
-        match t {
-            Transport::Udp => self.cfg.local_udp,
-            Transport::Tcp => self.cfg.local_tcp,
-            Transport::Tls => self.cfg.local_tls,
-        }
+        let mut s = String::with_capacity(24);
+        push_hex(&mut s, self.rand(), 16);
+        push_hex(&mut s, u64::from(self.rand() as u32), 8);
+        s
     }
 
     fn via_for(&mut self, t: Transport) -> String {
-        let addr = self
-            .local_addr(t)
-            .or(self.cfg.local_udp)
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let branch = self.new_branch();
-        format!("SIP/2.0/{} {};branch={};rport", t.via_token(), addr, branch)
+        let mut v = String::with_capacity(self.local_via[t as usize].len() + 32);
+        v.push_str(&self.local_via[t as usize]);
+        self.push_branch(&mut v);
+        v.push_str(";rport");
+        v
     }
 
     fn contact_for(&self, t: Transport) -> String {
-        let addr = self
-            .local_addr(t)
-            .or(self.cfg.local_udp)
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "127.0.0.1".into());
-        match t {
-            Transport::Udp => format!("<sip:{addr}>"),
-            Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
-            Transport::Tls => format!("<sips:{addr}>"),
-        }
+        self.local_contact[t as usize].clone()
     }
 
-    fn our_host(&self) -> String {
-        self.cfg
-            .local_udp
-            .or(self.cfg.local_tcp)
-            .or(self.cfg.local_tls)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "127.0.0.1".into())
+    fn our_host(&self) -> &str {
+        &self.local_host
     }
 
     // ------------------------------------------------------------------ inputs
@@ -468,8 +483,10 @@ impl B2bua {
     /// Find a call by leg A's Call-ID and From tag (the media side's key).
     pub fn find_call(&self, a_call_id: &str, a_from_tag: &str) -> Option<u64> {
         self.by_a
-            .get(&(a_call_id.to_string(), a_from_tag.to_string()))
-            .copied()
+            .get(a_call_id)?
+            .iter()
+            .find(|(tag, _)| tag == a_from_tag)
+            .map(|(_, id)| *id)
     }
 
     /// Ids of confirmed calls (for shutdown).
@@ -523,7 +540,11 @@ impl B2bua {
             self.on_cancel(tx, &req, cancels, now, policy);
             return;
         }
-        let to_tag = req.to().and_then(|t| t.tag().map(str::to_string));
+        let to_tag = req
+            .headers
+            .get("To")
+            .and_then(tag_param)
+            .map(str::to_string);
         if let Err(rej) = check::admission(&req) {
             // In-dialog requests still must be well formed.
             *self.stats.rejected.entry("admission").or_insert(0) += 1;
@@ -612,17 +633,13 @@ impl B2bua {
             self.reject(tx, &req, 400, "Bad Request", now, policy);
             return;
         };
-        let Some(a_from_tag) = from_na.tag().map(str::to_string) else {
-            self.reject(tx, &req, 400, "Missing From tag", now, policy);
-            return;
-        };
+        // RFC 3261 §12.2.1.1 / RFC 4475 §3.4 (inv2543): an RFC 2543 peer sends no From tag; the
+        // dialog is then identified by Call-ID alone (an empty tag), as §12 allows.
+        let a_from_tag = from_na.tag().unwrap_or("").to_string();
         let call_id = call_id.to_string();
         // A retransmission is absorbed by the transaction layer; a second INVITE with the same
         // Call-ID and tag but a new branch (a merged request, RFC 3261 §8.2.2.2) gets 482.
-        if self
-            .by_a
-            .contains_key(&(call_id.clone(), a_from_tag.clone()))
-        {
+        if self.find_call(&call_id, &a_from_tag).is_some() {
             self.reject(tx, &req, 482, "Loop Detected", now, policy);
             return;
         }
@@ -683,9 +700,9 @@ impl B2bua {
         let a = LegDialog {
             call_id: call_id.clone(),
             local_tag: a_local_tag,
-            remote_tag: Some(a_from_tag.clone()),
-            local_uri: strip_tag(req.headers.get("To").unwrap_or("")),
-            remote_uri: strip_tag(req.headers.get("From").unwrap_or("")),
+            remote_tag: Some(a_from_tag.clone()).filter(|t| !t.is_empty()),
+            local_uri: without_tag(&to_na),
+            remote_uri: without_tag(&from_na),
             remote_target: a_contact,
             route_set: a_route,
             peer: from,
@@ -764,7 +781,7 @@ impl B2bua {
                 }
             }
         }
-        self.by_a.insert((call_id, a_from_tag), id);
+        self.by_a.entry(call_id).or_default().push((a_from_tag, id));
         self.by_b.insert(b_call_id, id);
         self.calls.insert(id, call);
         self.send_b_invite(id, now, policy);
@@ -783,12 +800,11 @@ impl B2bua {
             via = self.via_for(t);
             contact = self.contact_for(t);
         }
-        let max_fwd;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let target = call.targets[call.target_idx].clone();
-        max_fwd = call.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
+        let max_fwd = call.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         call.b.peer = target.peer;
         call.b.remote_uri = format!("<sip:{}@{}>", call.to_user, target.host);
         call.b.remote_target = format!("sip:{}@{}", call.to_user, target.host);
@@ -819,10 +835,10 @@ impl B2bua {
             headers: h,
             body,
         };
-        call.b_invite = Some(req.clone());
         call.trunk = Some(target.trunk.clone());
         let idx = call.target_idx;
-        let txid = self.tx.send_request(req, target.peer, now);
+        let txid = self.tx.send_request_ref(&req, target.peer, now);
+        call.b_invite = Some(req);
         if let Some(call) = self.calls.get_mut(&id) {
             call.b_invite_tx = Some(txid);
         }
@@ -963,10 +979,9 @@ impl B2bua {
                 let Some(call) = self.calls.get(&id) else {
                     return;
                 };
-                match policy.media_answer(call.media_ref(), Leg::A, &req.body) {
-                    Ok(s) => Some(s),
-                    Err(_) => None,
-                }
+                policy
+                    .media_answer(call.media_ref(), Leg::A, &req.body)
+                    .ok()
             };
             if let Some(call) = self.calls.get_mut(&id) {
                 call.b_ack_pending = false;
@@ -980,10 +995,8 @@ impl B2bua {
         if let Some(id) = self.by_b.get(call_id) {
             return Some((*id, Leg::B));
         }
-        let from_tag = req.from().and_then(|f| f.tag().map(str::to_string))?;
-        self.by_a
-            .get(&(call_id.to_string(), from_tag))
-            .map(|id| (*id, Leg::A))
+        let from_tag = req.headers.get("From").map(tag_param)?.unwrap_or("");
+        self.find_call(call_id, from_tag).map(|id| (id, Leg::A))
     }
 
     fn on_in_dialog(
@@ -1107,9 +1120,9 @@ impl B2bua {
             ack.headers.push("Content-Type", "application/sdp");
             ack.body = b;
         }
-        self.tx
-            .send_stateless(&SipMessage::Request(ack.clone()), peer);
-        if let Some(c) = self.calls.get_mut(&id) {
+        let msg = SipMessage::Request(ack);
+        self.tx.send_stateless(&msg, peer);
+        if let (Some(c), SipMessage::Request(ack)) = (self.calls.get_mut(&id), msg) {
             c.b_ack = Some(ack);
         }
     }
@@ -1255,8 +1268,8 @@ impl B2bua {
             };
             let first = !c.b_got_provisional;
             c.b_got_provisional = true;
-            if let Some(tag) = resp.to().and_then(|t| t.tag().map(str::to_string)) {
-                c.b.remote_tag = Some(tag);
+            if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
+                c.b.remote_tag = Some(tag.to_string());
             }
             if c.pdd.is_none() {
                 c.pdd = Some(now.saturating_duration_since(c.started));
@@ -1276,10 +1289,9 @@ impl B2bua {
         let body = if resp.body.is_empty() {
             None
         } else {
-            match policy.media_answer(call.media_ref(), Leg::B, &resp.body) {
-                Ok(b) => Some(b),
-                Err(_) => None,
-            }
+            policy
+                .media_answer(call.media_ref(), Leg::B, &resp.body)
+                .ok()
         };
         let mut out = self.a_response(id, resp.status, &resp.reason, &resp);
         if let Some(b) = body {
@@ -1328,8 +1340,8 @@ impl B2bua {
             return;
         }
         // Learn leg B's dialog (RFC 3261 §12.1.2).
-        if let Some(tag) = resp.to().and_then(|t| t.tag().map(str::to_string)) {
-            call.b.remote_tag = Some(tag);
+        if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
+            call.b.remote_tag = Some(tag.to_string());
         }
         if let Some(c) = resp
             .headers
@@ -1638,8 +1650,12 @@ impl B2bua {
             return;
         }
         if let Some(call) = self.calls.remove(&id) {
-            if let Some(tag) = call.a.remote_tag {
-                self.by_a.remove(&(call.a.call_id, tag));
+            let tag = call.a.remote_tag.unwrap_or_default();
+            if let Some(list) = self.by_a.get_mut(&call.a.call_id) {
+                list.retain(|(t, cid)| !(*t == tag && *cid == id));
+                if list.is_empty() {
+                    self.by_a.remove(&call.a.call_id);
+                }
             }
             self.by_b.remove(&call.b.call_id);
         }
@@ -1659,7 +1675,7 @@ pub fn make_response(req: &Request, status: u16, reason: &str, to_tag: Option<&s
         h.push("From", v.to_string());
     }
     if let Some(v) = req.headers.get("To") {
-        let has_tag = req.to().map(|t| t.tag().is_some()).unwrap_or(false);
+        let has_tag = tag_param(v).is_some();
         match (has_tag, to_tag) {
             (false, Some(tag)) if status > 100 => h.push("To", format!("{v};tag={tag}")),
             _ => h.push("To", v.to_string()),
@@ -1722,14 +1738,46 @@ fn copy_passthrough(src: &Headers, dst: &mut Headers) {
     }
 }
 
-fn strip_tag(v: &str) -> String {
-    match NameAddr::parse(v) {
-        Ok(mut na) => {
-            na.params.retain(|(k, _)| !k.eq_ignore_ascii_case("tag"));
-            na.to_string()
+/// `host:port` we put in Via/Contact for transport `t` (the UDP address when `t` has no listener).
+fn local_addr_text(cfg: &CoreConfig, t: Transport) -> String {
+    let addr = match t {
+        Transport::Udp => cfg.local_udp,
+        Transport::Tcp => cfg.local_tcp,
+        Transport::Tls => cfg.local_tls,
+    };
+    addr.or(cfg.local_udp)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// Append `v` in lower-case hex, zero-padded to at least `width` digits (what `{:0width$x}`
+/// gives, without the formatting machinery).
+fn push_hex(s: &mut String, v: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut n = 0;
+    let mut x = v;
+    loop {
+        buf[15 - n] = DIGITS[(x & 0xf) as usize];
+        n += 1;
+        x >>= 4;
+        if x == 0 {
+            break;
         }
-        Err(_) => v.to_string(),
     }
+    for _ in n..width.min(16) {
+        s.push('0');
+    }
+    for &d in &buf[16 - n..] {
+        s.push(char::from(d));
+    }
+}
+
+/// A From/To value without its tag, as we send it back on that leg.
+fn without_tag(na: &NameAddr) -> String {
+    let mut na = na.clone();
+    na.params.retain(|(k, _)| !k.eq_ignore_ascii_case("tag"));
+    na.to_string()
 }
 
 fn quote_display(d: &str) -> String {
@@ -1760,5 +1808,30 @@ pub fn reason_phrase(code: u16) -> &'static str {
         503 => "Service Unavailable",
         603 => "Decline",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex;
+
+    #[test]
+    fn push_hex_matches_format() {
+        for v in [
+            0u64,
+            1,
+            0xf,
+            0x10,
+            0xabc,
+            u64::from(u32::MAX),
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+        ] {
+            for w in [1usize, 8, 16] {
+                let mut s = String::new();
+                push_hex(&mut s, v, w);
+                assert_eq!(s, format!("{v:0w$x}"), "{v} width {w}");
+            }
+        }
     }
 }

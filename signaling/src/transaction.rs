@@ -803,8 +803,14 @@ impl Transactions {
     /// ([`Transactions::send_stateless`]). An ACK passed here is sent statelessly and the id
     /// returned names no transaction.
     pub fn send_request(&mut self, req: Request, to: Peer, now: Instant) -> TxId {
+        self.send_request_ref(&req, to, now)
+    }
+
+    /// [`Transactions::send_request`] for a TU that keeps the request (the layer only reads it:
+    /// it is serialised once and the transaction keeps those bytes), saving the TU a clone.
+    pub fn send_request_ref(&mut self, req: &Request, to: Peer, now: Instant) -> TxId {
         let id = self.alloc_id();
-        let bytes = encode_request(&req);
+        let bytes = encode_request(req);
         self.transmits.push_back(Transmit {
             to,
             data: bytes.clone(),
@@ -838,7 +844,7 @@ impl Transactions {
                 bytes,
                 t1,
             );
-            tx.ack_template = Some(Box::new(ack_template(&req)));
+            tx.ack_template = Some(Box::new(ack_template(req)));
             self.txs.insert(id, tx);
             if !reliable {
                 self.arm(id, Timer::A, now + t1);
@@ -1414,7 +1420,7 @@ fn parse_cseq(value: &str) -> Option<(u32, Method)> {
 }
 
 /// The `tag` parameter of a From/To value (name-addr or addr-spec, §20.20, §20.39).
-fn tag_param(value: &str) -> Option<&str> {
+pub(crate) fn tag_param(value: &str) -> Option<&str> {
     // Header parameters start after the closing '>' of a name-addr, or after the first ';' of
     // a bare addr-spec (whose own URI parameters are then header parameters, §20.10).
     let mut in_quote = false;
