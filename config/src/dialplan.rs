@@ -59,6 +59,63 @@ pub struct Decision {
     pub request_uri: Option<String>,
 }
 
+/// An address block (`192.0.2.0/24`, `2001:db8::/32`, or one address) for `match.source_ip`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    net: IpAddr,
+    len: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let t = s.trim();
+        let (a, l) = match t.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (t, None),
+        };
+        let net: IpAddr = a
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR block"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            None => max,
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0-{max}"))?,
+        };
+        if (Cidr { net, len }).masked(net) != net {
+            return Err(format!("`{s}` has host bits set beyond /{len}"));
+        }
+        Ok(Cidr { net, len })
+    }
+}
+
+impl Cidr {
+    fn masked(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(a) => {
+                let m = u32::MAX.checked_shl(32 - self.len as u32).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & m).into())
+            }
+            IpAddr::V6(a) => {
+                let m = u128::MAX.checked_shl(128 - self.len as u32).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & m).into())
+            }
+        }
+    }
+
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.net.is_ipv4() && self.masked(ip) == self.net
+    }
+}
+
 /// Which pattern's captures a rewrite template expands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CaptureSource {
@@ -74,6 +131,7 @@ pub(crate) struct Rule {
     pub from_user: Option<Pattern>,
     pub request_uri: Option<Pattern>,
     pub source_trunk: Option<String>,
+    pub source_ip: Option<Cidr>,
     pub rewrite_to_user: Option<Template>,
     pub rewrite_from_user: Option<(Template, CaptureSource)>,
     pub rewrite_request_uri: Option<(Template, CaptureSource)>,
@@ -93,6 +151,11 @@ impl Rule {
     fn matches(&self, q: &RouteQuery<'_>, caps: &mut Caps) -> bool {
         if let Some(t) = &self.source_trunk {
             if q.source_trunk != Some(t.as_str()) {
+                return false;
+            }
+        }
+        if let Some(c) = &self.source_ip {
+            if !q.source_ip.is_some_and(|ip| c.contains(ip)) {
                 return false;
             }
         }

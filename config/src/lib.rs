@@ -38,7 +38,8 @@
 //!
 //! Dial-plan rules: `match` keys are `to_user`, `from_user`, `request_uri` (regexes in the
 //! `regex` crate's syntax, searched unanchored unless the pattern says `^`/`$`) and
-//! `source_trunk` (a trunk name); all keys given must match; no `match` (or `match: {}`) matches
+//! `source_trunk` (a trunk name) and `source_ip` (an address or CIDR block such as
+//! `192.0.2.0/24`; an IPv4-mapped IPv6 source matches as IPv4); all keys given must match; no `match` (or `match: {}`) matches
 //! everything. Exactly one action per rule: `route`, `redirect` or `reject`. Rewrites
 //! (`rewrite: { to_user, from_user, request_uri }`) are templates where `$N` / `${N}` /
 //! `${name}` insert a capture group and `$$` a literal `$`:
@@ -64,7 +65,7 @@ mod pattern;
 
 pub use dialplan::{Action, Decision, Dialplan, RouteQuery};
 
-use dialplan::{CaptureSource, Rule};
+use dialplan::{CaptureSource, Cidr, Rule};
 use locate::{key, Seg};
 use pattern::{Pattern, Template};
 
@@ -460,6 +461,8 @@ struct RawMatch {
     request_uri: Option<String>,
     #[serde(default)]
     source_trunk: Option<String>,
+    #[serde(default)]
+    source_ip: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -798,6 +801,13 @@ fn build_rule(
             ));
         }
     }
+    let source_ip = match &m.source_ip {
+        None => None,
+        Some(c) => Some(
+            c.parse::<Cidr>()
+                .map_err(|e| sem(at(&["match", "source_ip"]), e))?,
+        ),
+    };
 
     let mut rewrite_to_user = None;
     let mut rewrite_from_user = None;
@@ -923,6 +933,7 @@ fn build_rule(
         from_user,
         request_uri,
         source_trunk: m.source_trunk,
+        source_ip,
         rewrite_to_user,
         rewrite_from_user,
         rewrite_request_uri,

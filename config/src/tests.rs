@@ -1001,3 +1001,98 @@ fn trunk_tls_errors() {
     );
     assert_eq!(err(&src).line, 12);
 }
+
+/// Randomised differential test: patterns generated from the fast subset's grammar, random
+/// haystacks, the fast matcher's match and capture spans against the `regex` crate's.
+#[test]
+fn fast_matcher_random_differential() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: usize| -> usize {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let atoms = [
+        "0", "1", "2", "9", "\\+", "\\*", "#", "a", "\\d", ".", "[0-4]", "[^5]", "[a9+]",
+    ];
+    let quants = ["", "", "", "?", "*", "+", "{2}", "{1,3}", "{0,}", "{0,2}"];
+    let alphabet: Vec<char> = "0123459+*#a\n".chars().collect();
+    let mut fast_count = 0;
+    for _ in 0..400 {
+        let mut p = String::new();
+        if rnd(3) > 0 {
+            p.push('^');
+        }
+        let n = 1 + rnd(5);
+        let mut open = 0;
+        for _ in 0..n {
+            if rnd(4) == 0 {
+                p.push('(');
+                open += 1;
+            }
+            p.push_str(atoms[rnd(atoms.len())]);
+            p.push_str(quants[rnd(quants.len())]);
+            if open > 0 && rnd(3) == 0 {
+                p.push(')');
+                open -= 1;
+            }
+        }
+        for _ in 0..open {
+            p.push(')');
+        }
+        if rnd(2) == 0 {
+            p.push('$');
+        }
+        let pat = pattern::Pattern::new(&p, false).unwrap();
+        fast_count += pat.is_fast() as usize;
+        let re = regex::Regex::new(&p).unwrap();
+        for _ in 0..60 {
+            let len = rnd(12);
+            let h: String = (0..len).map(|_| alphabet[rnd(alphabet.len())]).collect();
+            let mut spans = Vec::new();
+            let got = pat.captures(&h, &mut spans);
+            let want = re.captures(&h);
+            assert_eq!(got, want.is_some(), "pattern {p:?} on {h:?}");
+            if let Some(w) = want {
+                let want_spans: Vec<_> =
+                    w.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect();
+                assert_eq!(spans, want_spans, "captures of {p:?} on {h:?}");
+            }
+        }
+    }
+    assert!(
+        fast_count > 300,
+        "only {fast_count} of 400 generated patterns took the fast path"
+    );
+}
+
+#[test]
+fn source_ip_matches() {
+    let c = plan(
+        "  - match: { source_ip: 192.0.2.0/24 }\n    route: [a]\n\
+         \x20 - match: { source_ip: '2001:db8::/32', to_user: '^1' }\n    route: [b]\n\
+         \x20 - match: { source_ip: 198.51.100.7 }\n    route: [c]\n",
+    );
+    let at = |ip: &str, to: &'static str| {
+        let mut query = q(to);
+        query.source_ip = Some(ip.parse().unwrap());
+        c.dialplan.lookup(&query).map(|d| d.rule_index)
+    };
+    assert_eq!(at("192.0.2.200", "5"), Some(0));
+    assert_eq!(at("::ffff:192.0.2.1", "5"), Some(0));
+    assert_eq!(at("192.0.3.1", "5"), None);
+    assert_eq!(at("2001:db8:1::5", "123"), Some(1));
+    assert_eq!(at("2001:db8:1::5", "23"), None);
+    assert_eq!(at("198.51.100.7", "5"), Some(2));
+    assert_eq!(at("198.51.100.8", "5"), None);
+    assert_eq!(
+        c.dialplan.lookup(&q("5")),
+        None,
+        "no source address: no source_ip match"
+    );
+    let bad = |v: &str| ACC.replace("{ to_user: '.*' }", &format!("{{ source_ip: '{v}' }}"));
+    assert_err(&bad("10.0.0.1/8"), 14, 25, "host bits");
+    assert_err(&bad("10.0.0.0/33"), 14, 25, "prefix length");
+    assert_err(&bad("ten"), 14, 25, "not an IP address");
+}
