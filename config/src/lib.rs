@@ -236,12 +236,8 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parse and validate YAML text; `origin` names it in errors (a file name).
 pub fn from_yaml(src: &str, origin: &str) -> Result<Config, ConfigError> {
-    let t0 = std::time::Instant::now();
     let raw: RawConfig = yaml_serde::from_str(src).map_err(|e| syntax_error(&e, src, origin))?;
-    let t1 = std::time::Instant::now();
-    let r = build(raw);
-    eprintln!("TIMING parse {:?} build {:?}", t1 - t0, t1.elapsed());
-    let mut cfg = r.map_err(|s| {
+    let mut cfg = build(raw).map_err(|s| {
         let (line, column) = locate::locate(src, &s.path).unwrap_or((1, 1));
         ConfigError {
             file: origin.to_string(),
