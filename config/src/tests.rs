@@ -920,7 +920,9 @@ fn big_plan_matches_like_a_linear_scan() {
     let c = from_yaml(&src, "big.yaml").unwrap();
     assert!(c.dialplan.len() > n);
     assert!(c.dialplan.indexed_rules() >= n);
-    for s in samples(n) {
+    // (a linear scan of 100k rules is slow in a debug build: every third sample, which still
+    // covers first, middle, last and no-match; the 12k-rule test above checks them all)
+    for s in samples(n).into_iter().step_by(3) {
         let fast = c.dialplan.lookup(&q(&s));
         let linear = c.dialplan.lookup_linear(&q(&s));
         assert_eq!(fast, linear, "to_user {s:?}");
