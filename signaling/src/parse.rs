@@ -345,7 +345,12 @@ fn parse_headers(head: &[u8]) -> Result<Headers, (String, Headers)> {
         }
         // RFC 3261 wants UTF-8; legacy equipment sends ISO 8859-1 display names. Refusing the
         // call over a display name helps no one, so invalid sequences become U+FFFD.
-        let value = String::from_utf8_lossy(raw).into_owned();
+        // `from_utf8` first: its ASCII fast path is several times quicker than the lossy
+        // decoder's chunk iterator, and nearly every value is ASCII.
+        let value = match std::str::from_utf8(raw) {
+            Ok(v) => v.to_owned(),
+            Err(_) => String::from_utf8_lossy(raw).into_owned(),
+        };
         headers.push(Header {
             name: canonical_name(name_s).into_owned(),
             value,

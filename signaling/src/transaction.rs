@@ -1423,24 +1423,25 @@ fn parse_cseq(value: &str) -> Option<(u32, Method)> {
 pub(crate) fn tag_param(value: &str) -> Option<&str> {
     // Header parameters start after the closing '>' of a name-addr, or after the first ';' of
     // a bare addr-spec (whose own URI parameters are then header parameters, §20.10).
+    // Bytes, not chars: every delimiter is ASCII, so each match is a char boundary.
     let mut in_quote = false;
     let mut escaped = false;
     let mut params_at = None;
     let mut open = false;
-    for (i, c) in value.char_indices() {
+    for (i, &c) in value.as_bytes().iter().enumerate() {
         if escaped {
             escaped = false;
             continue;
         }
         match c {
-            '\\' if in_quote => escaped = true,
-            '"' if !open => in_quote = !in_quote,
-            '<' if !in_quote => open = true,
-            '>' if open => {
+            b'\\' if in_quote => escaped = true,
+            b'"' if !open => in_quote = !in_quote,
+            b'<' if !in_quote => open = true,
+            b'>' if open => {
                 params_at = Some(i + 1);
                 break;
             }
-            ';' if !in_quote && !open => {
+            b';' if !in_quote && !open => {
                 params_at = Some(i);
                 break;
             }
