@@ -21,6 +21,8 @@
 //!   timeout: 60                # optional: media timeout seconds (default 60)
 //! metrics:
 //!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
+//! shutdown:
+//!   drain: 30                  # optional: seconds SIGTERM waits for calls before BYE (default 30)
 //! trunks:
 //!   pbx:     { address: 127.0.0.1:5080, transport: udp }
 //!   carrier: { address: 127.0.0.1:5090, transport: udp, max_calls: 100, max_cps: 10 }
@@ -124,6 +126,22 @@ pub struct Metrics {
     pub listen: SocketAddr,
 }
 
+/// Graceful shutdown (`shutdown:`): on SIGTERM new calls are refused with 503 and calls in
+/// progress get `drain` to end by themselves; the rest are then sent BYE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shutdown {
+    /// How long SIGTERM waits for calls to end (default 30 s; 0 = BYE at once).
+    pub drain: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A peer (carrier, PBX) calls are routed to and accepted from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trunk {
@@ -165,6 +183,7 @@ pub struct Config {
     pub listen: Vec<Listen>,
     pub media: Media,
     pub metrics: Option<Metrics>,
+    pub shutdown: Shutdown,
     pub trunks: BTreeMap<String, Trunk>,
     pub dialplan: Dialplan,
     /// The file it came from, or `"<embedded default>"`.
@@ -311,6 +330,8 @@ struct RawConfig {
     media: RawMedia,
     #[serde(default)]
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    shutdown: Option<RawShutdown>,
     #[serde(default, deserialize_with = "unique_keys")]
     trunks: Vec<(String, RawTrunk)>,
     #[serde(default)]
@@ -404,6 +425,13 @@ struct RawMedia {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShutdown {
+    #[serde(default)]
+    drain: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -564,6 +592,20 @@ fn build(raw: RawConfig) -> Result<Config, Sem> {
         }),
     };
 
+    let shutdown = match raw.shutdown.and_then(|s| s.drain) {
+        None => Shutdown::default(),
+        // A day is far beyond any stop timeout a service manager would allow.
+        Some(d) if d > 86_400 => {
+            return Err(sem(
+                vec![key("shutdown"), key("drain")],
+                format!("shutdown.drain {d} s is more than a day"),
+            ));
+        }
+        Some(d) => Shutdown {
+            drain: Duration::from_secs(d),
+        },
+    };
+
     let mut trunks = BTreeMap::new();
     for (name, t) in raw.trunks {
         let p = |k: &str| vec![key("trunks"), key(&name), key(k)];
@@ -631,6 +673,7 @@ fn build(raw: RawConfig) -> Result<Config, Sem> {
         listen,
         media,
         metrics,
+        shutdown,
         trunks,
         dialplan: Dialplan::new(rules),
         source: String::new(),

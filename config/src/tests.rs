@@ -1098,3 +1098,30 @@ fn source_ip_matches() {
     assert_err(&bad("10.0.0.0/33"), 14, 25, "prefix length");
     assert_err(&bad("ten"), 14, 25, "not an IP address");
 }
+
+#[test]
+fn shutdown_drain_default_and_set() {
+    let c = from_yaml(ACC, "t.yaml").unwrap();
+    assert_eq!(c.shutdown.drain, Duration::from_secs(30), "default drain");
+    let c = from_yaml(&format!("{ACC}shutdown:\n  drain: 2\n"), "t.yaml").unwrap();
+    assert_eq!(c.shutdown.drain, Duration::from_secs(2));
+    let c = from_yaml(&format!("{ACC}shutdown: {{ drain: 0 }}\n"), "t.yaml").unwrap();
+    assert_eq!(c.shutdown.drain, Duration::ZERO, "0 = BYE at once");
+    let c = from_yaml(&format!("{ACC}shutdown: {{}}\n"), "t.yaml").unwrap();
+    assert_eq!(c.shutdown.drain, Duration::from_secs(30));
+    // Unknown keys, bad values and out-of-range values are positioned errors.
+    assert_err(
+        &format!("{ACC}shutdown:\n  drian: 2\n"),
+        17,
+        3,
+        "unknown field `drian`",
+    );
+    assert_err(&format!("{ACC}shutdown:\n  drain: soon\n"), 17, 10, "drain");
+    assert_err(&format!("{ACC}shutdown:\n  drain: -1\n"), 17, 10, "drain");
+    assert_err(
+        &format!("{ACC}shutdown:\n  drain: 100000\n"),
+        17,
+        10,
+        "more than a day",
+    );
+}
