@@ -1003,3 +1003,76 @@ fn metric(addr: SocketAddr, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Measurement, not a pass/fail check (ignored by default; run with `--release -- --ignored
+/// --nocapture`): full TLS handshakes per second (no resumption) and sequential OPTIONS round
+/// trips over one TLS connection against the same over one TCP connection.
+#[test]
+#[ignore]
+fn tls_measure() {
+    isolated("tls_measure", false, |net| {
+        let pki = Pki::new("trunkline test CA");
+        pki.write_leaf(&net.dir, "server", "trunkline");
+        let y = yaml(net, "server.crt", "server.key", &udp_trunk(net)).replace(
+            "listen:\n",
+            &format!(
+                "listen:\n  - {{ transport: tcp, address: 127.0.0.1:{} }}\n",
+                net.sip()
+            ),
+        );
+        let mut tl = Trunkline::start(net, &y);
+        let mut cfg = (*client_config(&pki.ca_pem())).clone();
+        cfg.resumption = rustls::client::Resumption::disabled();
+        let cfg = Arc::new(cfg);
+        let n = 300;
+        let t0 = Instant::now();
+        for _ in 0..n {
+            let c = connect(tls_addr(net), &cfg, "127.0.0.1").expect("connect");
+            drop(c);
+        }
+        let hs = t0.elapsed();
+        eprintln!(
+            "full handshakes: {n} in {hs:?}: {:.0}/s ({:.0} us each, client included)",
+            n as f64 / hs.as_secs_f64(),
+            hs.as_secs_f64() * 1e6 / n as f64
+        );
+        let m = 3000;
+        let mut c = connect(tls_addr(net), &cfg, "127.0.0.1").expect("connect");
+        let local = c.tls.sock.local_addr().expect("local");
+        let t0 = Instant::now();
+        for i in 0..m {
+            c.send(&options(local, tls_addr(net), i + 1));
+            let r = c.final_response("OPTIONS", &mut Vec::new());
+            assert_eq!(status_code(r.as_bytes()), Some(200));
+        }
+        let tls_rt = t0.elapsed();
+        let mut tcp = TcpStream::connect(net.sip_addr()).expect("tcp");
+        tcp.set_nodelay(true).expect("nodelay");
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let local = tcp.local_addr().expect("local");
+        let t0 = Instant::now();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        for i in 0..m {
+            let req = options(local, net.sip_addr(), i + 1).replace("/TLS", "/TCP");
+            tcp.write_all(req.as_bytes()).expect("write");
+            loop {
+                if let Some(end) = find(&buf, b"\r\n\r\n") {
+                    buf.drain(..end + 4);
+                    break;
+                }
+                let k = tcp.read(&mut chunk).expect("read");
+                assert!(k > 0, "tcp closed");
+                buf.extend_from_slice(&chunk[..k]);
+            }
+        }
+        let tcp_rt = t0.elapsed();
+        eprintln!(
+            "OPTIONS round trips, sequential, one connection: TLS {:.1} us, TCP {:.1} us",
+            tls_rt.as_secs_f64() * 1e6 / m as f64,
+            tcp_rt.as_secs_f64() * 1e6 / m as f64
+        );
+        tl.assert_alive();
+    });
+}
