@@ -398,7 +398,8 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
     }))
 }
 
-/// How long a SIGTERM waits for calls to end before sending BYE to the rest.
-fn shutdown_drain(_cfg: &Config) -> Duration {
-    Duration::from_secs(30)
+/// How long a SIGTERM waits for calls to end before sending BYE to the rest (`shutdown.drain`
+/// of the configuration in use, default 30 s).
+fn shutdown_drain(cfg: &Config) -> Duration {
+    cfg.shutdown.drain
 }
