@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the external programs the test suite and benchmarks drive.
 #
-#   scripts/install-deps.sh           sipp (Debian: sip-tester) and tshark
+#   scripts/install-deps.sh           sipp (Debian: sip-tester), tshark and promtool (prometheus)
 #   scripts/install-deps.sh --bench   also kamailio and rtpengine (the comparison stack)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
@@ -19,7 +19,8 @@ for arg in "$@"; do
 done
 
 # binary -> Debian package
-declare -a want=("sipp:sip-tester" "tshark:tshark")
+# promtool checks the /metrics exposition (tests/ops_metrics.rs); Debian ships it in prometheus.
+declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus")
 if [[ $bench -eq 1 ]]; then
     want+=("kamailio:kamailio" "rtpengine:rtpengine-daemon")
 fi
