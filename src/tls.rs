@@ -30,6 +30,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 /// How long a TLS handshake may take, either way, before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most inbound handshakes in progress at once per listener; connections beyond it are closed
+/// at once (a flood of stalled handshakes cannot pile up tasks and sockets).
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+
 /// The crypto provider every TLS configuration here uses (*ring*).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -261,16 +265,22 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// The system's trust store (`SSL_CERT_FILE`/`SSL_CERT_DIR` or the distribution's bundle).
+/// The system's trust store (`SSL_CERT_FILE`/`SSL_CERT_DIR` or the distribution's bundle),
+/// read once per process.
 fn system_roots() -> RootCertStore {
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        tracing::warn!("tls: system trust store: {e}");
-    }
-    let mut roots = RootCertStore::empty();
-    let (ok, bad) = roots.add_parsable_certificates(found.certs);
-    tracing::debug!(ok, bad, "tls: system trust store loaded");
-    roots
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!("tls: system trust store: {e}");
+            }
+            let mut roots = RootCertStore::empty();
+            let (ok, bad) = roots.add_parsable_certificates(found.certs);
+            tracing::info!(ok, bad, "tls: system trust store loaded");
+            roots
+        })
+        .clone()
 }
 
 /// Accepts any server certificate: `verify: false` on a trunk. Handshake signatures are still

@@ -350,6 +350,7 @@ pub async fn tls_acceptor(
     conns: TcpConns,
     tx: mpsc::Sender<Input>,
 ) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(tls::MAX_PENDING_HANDSHAKES));
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -358,6 +359,10 @@ pub async fn tls_acceptor(
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            tracing::debug!(%addr, "tls: too many handshakes in progress, closing");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
@@ -376,6 +381,7 @@ pub async fn tls_acceptor(
                         return;
                     }
                 };
+            drop(permit);
             let (wtx, wrx) = mpsc::unbounded_channel();
             if let Ok(mut m) = conns.inner.lock() {
                 m.insert(addr, wtx);

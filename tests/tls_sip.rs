@@ -285,6 +285,9 @@ fn options_over_tls() {
         let pki = Pki::new("trunkline test CA");
         pki.write_leaf(&net.dir, "server", "trunkline");
         let mut tl = Trunkline::start(net, &yaml(net, "server.crt", "server.key", &udp_trunk(net)));
+        // A connection that never starts its handshake is dropped after 10 s.
+        let mut stalled = TcpStream::connect(tls_addr(net)).expect("tcp connect");
+        let stalled_at = Instant::now();
         let cfg = client_config(&pki.ca_pem());
         let mut c = connect(tls_addr(net), &cfg, "127.0.0.1").expect("tls connect");
         let local = c.tls.sock.local_addr().expect("local");
@@ -331,6 +334,16 @@ fn options_over_tls() {
         c.send(&options(local, tls_addr(net), 10));
         let r = c.final_response("OPTIONS", &mut Vec::new());
         assert_eq!(status_code(r.as_bytes()), Some(200), "{r}");
+        stalled
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let mut sink = [0u8; 64];
+        let closed = matches!(stalled.read(&mut sink), Ok(0) | Err(_));
+        let after = stalled_at.elapsed();
+        assert!(
+            closed && after >= Duration::from_secs(9) && after < Duration::from_secs(13),
+            "stalled handshake closed={closed} after {after:?}"
+        );
         tl.assert_alive();
     });
 }
