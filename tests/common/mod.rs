@@ -779,3 +779,275 @@ pub fn options_status(to: SocketAddr, wait: Duration) -> Option<u16> {
     }
     None
 }
+
+// ---------------------------------------------------------------------------------------------
+// operations helpers (tests/ops_*.rs): the admin HTTP endpoint, signals, config rewrites
+
+impl Net {
+    /// trunkline's metrics/admin HTTP port (`metrics.listen`).
+    pub fn metrics(&self) -> u16 {
+        self.base + 464
+    }
+    pub fn metrics_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.metrics()))
+    }
+    /// The configuration file [`Trunkline::start`] writes and trunkline watches.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("trunkline.yaml")
+    }
+}
+
+/// `yaml` with a `metrics:` section listening on [`Net::metrics`] (and any `extra` top-level
+/// YAML appended, e.g. `shutdown:`).
+pub fn with_metrics(net: &Net, yaml: &str, extra: &str) -> String {
+    format!(
+        "{yaml}metrics:\n  listen: 127.0.0.1:{}\n{extra}",
+        net.metrics()
+    )
+}
+
+/// Replaces the configuration file atomically (temporary file + rename, as careful operators
+/// and config managers do). With `keep_mtime`, the new file carries the old file's modification
+/// time, so trunkline's file watch does not see it and only an explicit trigger (SIGHUP,
+/// POST /reload) reloads it: the trigger under test is then the only one.
+pub fn replace_config(net: &Net, yaml: &str, keep_mtime: bool) {
+    let path = net.config_path();
+    let old = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let tmp = net.dir.join("trunkline.yaml.tmp");
+    std::fs::write(&tmp, yaml).expect("write the new configuration");
+    if keep_mtime {
+        let t = old.expect("old configuration's mtime");
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(t))
+            .expect("set mtime");
+    }
+    std::fs::rename(&tmp, &path).expect("rename over the configuration");
+}
+
+/// One HTTP/1.1 request to `addr` (Connection: close); returns the status code and body.
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {text:?}"));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    (code, body.to_string())
+}
+
+/// `GET /metrics`, asserting 200.
+pub fn scrape(net: &Net) -> String {
+    let (code, body) = http(net.metrics_addr(), "GET", "/metrics");
+    assert_eq!(code, 200, "GET /metrics: {body}");
+    body
+}
+
+/// One sample of a Prometheus text exposition: name, labels, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// The samples of a Prometheus text exposition (comments skipped).
+pub fn samples(body: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in body.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series, Vec::new()),
+            Some((n, rest)) => {
+                let rest = rest.trim_end_matches('}');
+                let labels = rest
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .filter_map(|p| {
+                        let (k, v) = p.split_once('=')?;
+                        Some((k.to_string(), v.trim_matches('"').to_string()))
+                    })
+                    .collect();
+                (n, labels)
+            }
+        };
+        out.push((name.to_string(), labels, v));
+    }
+    out
+}
+
+/// The sum of every sample named `name` whose labels include all of `labels` (None if none).
+pub fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut sum = None;
+    for (n, ls, v) in samples(body) {
+        if n == name
+            && labels
+                .iter()
+                .all(|(k, want)| ls.iter().any(|(lk, lv)| lk == k && lv == want))
+        {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
+}
+
+impl Trunkline {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGHUP`) to trunkline.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own child by its pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({sig})");
+    }
+
+    /// Waits up to `limit` for trunkline to exit by itself; None if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        read_lossy(&self.log)
+    }
+}
+
+/// Sends one INVITE (with an SDP offer) for `user` to `to` from a fresh UDP socket and waits
+/// up to `wait` for a final response; a non-2xx final response is ACKed (RFC 3261 §17.1.1.3).
+/// Returns the final response's text.
+pub fn invite_once(to: SocketAddr, user: &str, wait: Duration) -> Option<String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .ok()?;
+    let me = sock.local_addr().ok()?;
+    let pid = std::process::id();
+    let branch = format!("z9hG4bK-ops-{user}-{pid}");
+    let call_id = format!("ops-{user}-{pid}@127.0.0.1");
+    let sdp = format!(
+        "v=0\r\no=ops 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        me.port() + 2
+    );
+    let invite = format!(
+        "INVITE sip:{user}@{to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:ops@{me}>;tag=ops-{pid}\r\n\
+         To: <sip:{user}@{to}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:ops@{me}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let deadline = Instant::now() + wait;
+    let mut next_send = Instant::now();
+    let mut buf = [0u8; 65535];
+    while Instant::now() < deadline {
+        if Instant::now() >= next_send {
+            sock.send_to(invite.as_bytes(), to).ok()?;
+            next_send = Instant::now() + Duration::from_millis(500);
+        }
+        let Ok((len, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let Some(code) = status_code(&buf[..len]) else {
+            continue;
+        };
+        if code < 200 {
+            next_send = deadline; // provisional: stop retransmitting (RFC 3261 §17.1.1.2)
+            continue;
+        }
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        if code >= 300 {
+            let to_hdr = header(&text, "To", Some("t")).unwrap_or("");
+            let ack = format!(
+                "ACK sip:{user}@{to} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+                 Max-Forwards: 70\r\n\
+                 From: <sip:ops@{me}>;tag=ops-{pid}\r\n\
+                 To: {to_hdr}\r\n\
+                 Call-ID: {call_id}\r\n\
+                 CSeq: 1 ACK\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            let _ = sock.send_to(ack.as_bytes(), to);
+        }
+        return Some(text);
+    }
+    None
+}
+
+/// Fails (never skips) when `promtool` is not installed.
+pub fn require_promtool() {
+    let ok = Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "`promtool` is not installed: run scripts/install-deps.sh (Debian package prometheus)"
+    );
+}
+
+/// `promtool check metrics` over an exposition; panics with promtool's findings if it refuses.
+pub fn promtool_check(exposition: &str) {
+    use std::io::Write;
+    require_promtool();
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics refused the exposition ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
