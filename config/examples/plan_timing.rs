@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use config::{from_yaml, RouteQuery};
 
-fn plan_yaml(n: usize) -> String {
+fn plan_yaml(n: usize, general: bool) -> String {
     let mut s = String::with_capacity(n * 64);
     s.push_str(
         "listen: [{ transport: udp, address: 127.0.0.1:5060 }]\nmedia: { address: 127.0.0.1, ports: 20000-29999 }\n\
@@ -14,6 +14,13 @@ fn plan_yaml(n: usize) -> String {
     );
     for i in 0..n {
         let pfx = 1_000_000 + i;
+        if general {
+            // outside the fast subset: alternation, non-capturing group, \w
+            s.push_str(&format!(
+                "  - match: {{ to_user: '^(?:{pfx}|00{pfx})(\\w*)$' }}\n    route: [a]\n"
+            ));
+            continue;
+        }
         match i % 4 {
             0 => s.push_str(&format!("  - match: {{ to_user: '^\\+?{pfx}\\d{{4}}$' }}\n    route: [a]\n")),
             1 => s.push_str(&format!(
@@ -32,7 +39,8 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
-    let src = plan_yaml(n);
+    let general = std::env::args().nth(2).as_deref() == Some("general");
+    let src = plan_yaml(n, general);
     let t = Instant::now();
     let v: yaml_serde::Value = yaml_serde::from_str(&src).expect("yaml");
     let t_value = t.elapsed();
@@ -48,6 +56,7 @@ fn main() {
     );
     for (what, to) in [
         ("first", "10000001234".to_string()),
+        ("first-00", "0010000001234".to_string()),
         ("middle", format!("{}1234", 1_000_000 + n / 2)),
         ("last", format!("{}1", 1_000_000 + n - 1)),
         ("catch-all", "x".to_string()),

@@ -1,16 +1,22 @@
 //! Dial-plan patterns: a regex (Rust `regex` crate syntax) compiled for speed.
 //!
-//! Most dial-plan regexes are of a handful of shapes: `^\+?1555\d{7}$`, `^(00|011)`... no, simpler:
-//! an anchored run of literals, optional characters, ASCII classes (`[2-9]`, `\d`, `.`) with
-//! counted repetition, and capture groups around them. Those are recognised at load by a small
-//! parser ([`Fast::parse`]) and matched by a greedy backtracking matcher over bytes, with the
-//! same leftmost-first semantics as the `regex` crate (the crate's own documented semantics are
-//! those of a backtracking engine that prefers the greedy branch). Anything else, and any
-//! haystack that is not pure ASCII (where `\d` and `.` have Unicode meaning), goes to a real
-//! `regex::Regex`, compiled on first use and kept (`OnceLock`), so loading 100k rules never pays
-//! for 100k regex compilations. Every pattern is still syntax-checked at load: fast ones by
-//! construction (the fast grammar is a strict subset of the regex grammar), the others with
-//! `regex_syntax`.
+//! Most dial-plan regexes come in a handful of shapes: `^\+?1555\d{7}$`, `^(00|011)(\d+)$`,
+//! `^[2-9]\d{2}[2-9]\d{6}$`. Those are recognised at load by a small parser ([`Fast::parse`])
+//! and matched by a greedy backtracking matcher over bytes. The subset ("fast patterns"):
+//! optional `^` at the start and `$` at the end; ASCII literals and escaped punctuation; `.`,
+//! `\d` and ASCII classes (`[2-9]`, `[^0-9]`, `[+*#]`) with the greedy quantifiers `?`, `*`, `+`,
+//! `{n}`, `{n,}`, `{n,m}`; groups `( )`, `(?: )`, `(?P<name> )`, `(?<name> )` without a
+//! quantifier; and a group of purely literal alternatives (`(00|011)`), also unquantified.
+//!
+//! The matcher has the `regex` crate's leftmost-first semantics (the crate documents them as
+//! those of a backtracking engine preferring the greedy branch and the earlier alternative),
+//! so match and capture spans agree exactly; the tests check that on hand-picked and on
+//! randomly generated patterns. Anything else, and any haystack that is not pure ASCII (where
+//! `\d` and `.` have Unicode meaning) or longer than 256 bytes, or a search that runs past a
+//! step budget, goes to a real `regex::Regex`, compiled on first use and kept (`OnceLock`), so
+//! loading 100k rules never pays for 100k regex compilations. Every pattern is still
+//! syntax-checked at load: fast ones by construction (the subset is valid regex syntax), the
+//! others with `regex_syntax`.
 
 use std::sync::OnceLock;
 
@@ -36,6 +42,9 @@ struct Piece {
     set: u128,
     min: u32,
     max: u32,
+    /// Non-empty: this piece is a group of literal alternatives `(00|011)`, tried in order
+    /// (leftmost-first), and `set`/`min`/`max` are unused.
+    alts: Vec<Box<[u8]>>,
 }
 
 /// A pattern in the fast subset.
@@ -46,6 +55,8 @@ pub(crate) struct Fast {
     pieces: Vec<Piece>,
     /// Capture group `i + 1` spans pieces `groups[i].0 .. groups[i].1`.
     groups: Vec<(usize, usize)>,
+    /// Named groups `(name, group number)`.
+    names: Vec<(String, usize)>,
 }
 
 /// Capture spans of one match: `spans[0]` is the whole match, `spans[i]` group `i`.
@@ -84,6 +95,7 @@ impl Fast {
             anchored_end: false,
             pieces: Vec::new(),
             groups: Vec::new(),
+            names: Vec::new(),
         };
         if b.first() == Some(&b'^') {
             f.anchored_start = true;
@@ -97,22 +109,64 @@ impl Fast {
             f.anchored_end = true;
             end -= 1;
         }
-        let mut open: Vec<usize> = Vec::new(); // indexes into f.groups
+        let mut open: Vec<Option<usize>> = Vec::new(); // indexes into f.groups; None: (?:
         while i < end {
             let c = b[i];
             let set = match c {
                 b'(' => {
-                    if b.get(i + 1) == Some(&b'?') {
-                        return None;
+                    // `(`, `(?:`, `(?P<name>` or `(?<name>`; other `(?` forms (flags) are out
+                    let (capture, name, body) = match b.get(i + 1) {
+                        Some(b'?') => match (b.get(i + 2), b.get(i + 3)) {
+                            (Some(b':'), _) => (false, None, i + 3),
+                            (Some(b'P'), Some(b'<')) => {
+                                let (n, next) = group_name(b, i + 4)?;
+                                (true, Some(n), next)
+                            }
+                            (Some(b'<'), _) => {
+                                let (n, next) = group_name(b, i + 3)?;
+                                (true, Some(n), next)
+                            }
+                            _ => return None,
+                        },
+                        _ => (true, None, i + 1),
+                    };
+                    let slot = if capture {
+                        f.groups.push((f.pieces.len(), usize::MAX));
+                        let number = f.groups.len();
+                        if let Some(n) = name {
+                            if f.names.iter().any(|(x, _)| *x == n) {
+                                return None;
+                            }
+                            f.names.push((n, number));
+                        }
+                        Some(number - 1)
+                    } else {
+                        None
+                    };
+                    // a group of literal alternatives becomes one piece
+                    if let Some((alts, close)) = literal_alternation(b, body, end)? {
+                        f.pieces.push(Piece {
+                            set: 0,
+                            min: 1,
+                            max: 1,
+                            alts,
+                        });
+                        if let Some(g) = slot.and_then(|g| f.groups.get_mut(g)) {
+                            g.1 = f.pieces.len();
+                        }
+                        i = close + 1;
+                        if i < end && matches!(b[i], b'?' | b'*' | b'+' | b'{') {
+                            return None;
+                        }
+                        continue;
                     }
-                    f.groups.push((f.pieces.len(), usize::MAX));
-                    open.push(f.groups.len() - 1);
-                    i += 1;
+                    open.push(slot);
+                    i = body;
                     continue;
                 }
                 b')' => {
                     let g = open.pop()?;
-                    if let Some(slot) = f.groups.get_mut(g) {
+                    if let Some(slot) = g.and_then(|g| f.groups.get_mut(g)) {
                         slot.1 = f.pieces.len();
                     }
                     i += 1;
@@ -153,7 +207,12 @@ impl Fast {
             };
             let (min, max, next) = parse_quant(b, i, end)?;
             i = next;
-            f.pieces.push(Piece { set, min, max });
+            f.pieces.push(Piece {
+                set,
+                min,
+                max,
+                alts: Vec::new(),
+            });
             if f.pieces.len() > MAX_PIECES {
                 return None;
             }
@@ -178,6 +237,22 @@ impl Fast {
         }
         let mut out = vec![String::new()];
         for p in &self.pieces {
+            if !p.alts.is_empty() {
+                if out.len() * p.alts.len() > limit {
+                    break;
+                }
+                out = out
+                    .iter()
+                    .flat_map(|s| {
+                        p.alts.iter().map(move |a| {
+                            let mut s = s.clone();
+                            s.extend(a.iter().map(|&c| c as char));
+                            s
+                        })
+                    })
+                    .collect();
+                continue;
+            }
             if p.set.count_ones() != 1 || p.max > 1 {
                 break;
             }
@@ -216,7 +291,11 @@ impl Fast {
         let mut budget = STEP_BUDGET;
         let last_start = if self.anchored_start { 0 } else { hay.len() };
         // An unanchored search can only start where the first piece matches (when it must).
-        let first = self.pieces.first().filter(|p| p.min > 0).map(|p| p.set);
+        let first = self
+            .pieces
+            .first()
+            .filter(|p| p.min > 0 && p.alts.is_empty())
+            .map(|p| p.set);
         for start in 0..=last_start {
             if let Some(set) = first {
                 if hay.get(start).is_none_or(|&c| bit(c) & set == 0) {
@@ -257,6 +336,14 @@ impl Fast {
             return Some(!self.anchored_end || pos == hay.len());
         };
         let rest = hay.get(pos..).unwrap_or(&[]);
+        if !p.alts.is_empty() {
+            for a in &p.alts {
+                if rest.starts_with(a) && self.at(hay, pi + 1, pos + a.len(), bounds, budget)? {
+                    return Some(true);
+                }
+            }
+            return Some(false);
+        }
         let cap = if p.max == UNBOUNDED {
             rest.len()
         } else {
@@ -276,6 +363,72 @@ impl Fast {
         }
         Some(false)
     }
+}
+
+/// A group name at `i` (`[A-Za-z_][A-Za-z0-9_]*` then `>`); returns it and the index after `>`.
+fn group_name(b: &[u8], i: usize) -> Option<(String, usize)> {
+    let len = b.get(i..)?.iter().position(|&c| c == b'>')?;
+    let name = b.get(i..i + len)?;
+    let first = *name.first()?;
+    if !(first.is_ascii_alphabetic() || first == b'_')
+        || !name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+    {
+        return None;
+    }
+    Some((String::from_utf8(name.to_vec()).ok()?, i + len + 1))
+}
+
+/// A group body at `i` made only of literal branches separated by `|`, closed by `)`:
+/// `Some(Some((branches, index of ')')))`. `Some(None)` when the body is something else (a
+/// normal group), `None` when it has `|` but is not purely literal (outside the subset).
+#[allow(clippy::type_complexity)]
+fn literal_alternation(b: &[u8], i: usize, end: usize) -> Option<Option<(Vec<Box<[u8]>>, usize)>> {
+    let mut branches = Vec::new();
+    let mut cur = Vec::new();
+    let mut j = i;
+    let mut saw_bar = false;
+    while j < end {
+        match b[j] {
+            b')' => {
+                if !saw_bar {
+                    return Some(None);
+                }
+                branches.push(cur.into_boxed_slice());
+                return Some(Some((branches, j)));
+            }
+            b'|' => {
+                saw_bar = true;
+                branches.push(std::mem::take(&mut cur).into_boxed_slice());
+            }
+            b'\\' => match b.get(j + 1) {
+                Some(&n) if j + 1 < end && escapable(n) => {
+                    cur.push(n);
+                    j += 1;
+                }
+                _ => return if saw_bar { None } else { Some(None) },
+            },
+            b'(' | b'[' | b'.' | b'*' | b'+' | b'?' | b'{' | b'}' | b']' | b'^' | b'$' => {
+                return if saw_bar || has_bar_before_close(b, j, end) {
+                    None
+                } else {
+                    Some(None)
+                };
+            }
+            c => cur.push(c),
+        }
+        j += 1;
+    }
+    if saw_bar {
+        None
+    } else {
+        Some(None)
+    }
+}
+
+/// Does a `|` occur (outside nested groups/classes, roughly) before this group closes? Used
+/// only to refuse, so a conservative `true` is safe.
+fn has_bar_before_close(b: &[u8], i: usize, end: usize) -> bool {
+    b.get(i..end).is_some_and(|r| r.contains(&b'|'))
 }
 
 /// Is the backslash at `i` itself escaped (preceded by an odd number of backslashes)?
@@ -424,8 +577,8 @@ impl Pattern {
             return Ok(Pattern {
                 src: src.into(),
                 ngroups: fast.group_count(),
+                names: fast.names.clone(),
                 fast: Some(fast),
-                names: Vec::new(),
                 prefixes,
                 re: OnceLock::new(),
             });
