@@ -105,6 +105,10 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // the YAML -> serde step alone (yaml_serde); from_yaml minus this = validate + compile + index
+    g.bench_function("yaml_parse_only", |b| {
+        b.iter(|| config::parse_only(black_box(&src)).expect("parses"))
+    });
     g.finish();
 }
 

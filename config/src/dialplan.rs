@@ -364,6 +364,23 @@ impl Dialplan {
         }
     }
 
+    /// Compile now every regex that would otherwise be compiled on its first use (patterns
+    /// outside the fast subset, beyond the first 1000 which are compiled at load). A reload of
+    /// a huge plan of such patterns can call this off the serving path before swapping the new
+    /// config in, so no lookup pays for a compilation. Returns how many it compiled.
+    pub fn compile_pending(&self) -> usize {
+        let mut n = 0;
+        for r in &self.rules {
+            for p in [&r.to_user, &r.from_user, &r.request_uri]
+                .into_iter()
+                .flatten()
+            {
+                n += p.warm() as usize;
+            }
+        }
+        n
+    }
+
     /// Reference implementation: test every rule in order. Used by tests and benches to check
     /// the indexed [`Dialplan::lookup`].
     #[doc(hidden)]

@@ -269,6 +269,15 @@ pub fn from_yaml(src: &str, origin: &str) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
+/// Only the YAML -> serde-types step of [`from_yaml`] (no validation, no compilation): for
+/// benches that separate parse time from build time. Returns the number of dial-plan rules.
+#[doc(hidden)]
+pub fn parse_only(src: &str) -> Result<usize, ConfigError> {
+    let raw: RawConfig =
+        yaml_serde::from_str(src).map_err(|e| syntax_error(&e, src, "<parse_only>"))?;
+    Ok(raw.dialplan.len())
+}
+
 /// Turn a yaml_serde error into a positioned ConfigError. For an unclosed flow collection the
 /// place worth pointing at is where it was opened (libyaml reports where it gave up, often the
 /// next line), which libyaml gives as the "while parsing a flow ... at line L column C" context.

@@ -638,6 +638,16 @@ impl Pattern {
         &self.prefixes
     }
 
+    /// Build the `regex::Regex` now if this pattern needs one for ordinary input (it is outside
+    /// the fast subset) and does not have it yet. Returns true if it compiled one.
+    pub(crate) fn warm(&self) -> bool {
+        if self.fast.is_some() || self.re.get().is_some() {
+            return false;
+        }
+        self.regex();
+        true
+    }
+
     fn regex(&self) -> Option<&Regex> {
         self.re.get_or_init(|| Regex::new(&self.src).ok()).as_ref()
     }

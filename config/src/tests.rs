@@ -1163,3 +1163,26 @@ fn shutdown_drain_default_and_set() {
         "more than a day",
     );
 }
+
+#[test]
+fn lazy_regexes_can_be_compiled_ahead() {
+    // 1000 non-fast patterns are compiled at load; the ones after that wait for first use
+    let mut rules = String::new();
+    for i in 0..1003 {
+        rules.push_str(&format!(
+            "  - match: {{ to_user: '^(?i)x{i}$' }}\n    route: [a]\n"
+        ));
+    }
+    let c = plan(&rules);
+    assert_eq!(
+        c.dialplan.lookup(&q("X1002")).map(|d| d.rule_index),
+        Some(1002)
+    );
+    // 1002 was compiled by that lookup; 1000 and 1001 are still pending
+    assert_eq!(c.dialplan.compile_pending(), 2);
+    assert_eq!(c.dialplan.compile_pending(), 0);
+    assert_eq!(
+        c.dialplan.lookup(&q("x1001")).map(|d| d.rule_index),
+        Some(1001)
+    );
+}
