@@ -158,6 +158,9 @@ impl Fast {
                         if i < end && matches!(b[i], b'?' | b'*' | b'+' | b'{') {
                             return None;
                         }
+                        if f.pieces.len() > MAX_PIECES {
+                            return None;
+                        }
                         continue;
                     }
                     open.push(slot);
@@ -306,9 +309,10 @@ impl Fast {
                 Some(true) => {
                     spans.clear();
                     let n = self.pieces.len();
-                    spans.push(Some((bounds[0], bounds[n])));
+                    let at = |k: usize| bounds.get(k).copied().unwrap_or(0);
+                    spans.push(Some((at(0), at(n))));
                     for &(s, e) in &self.groups {
-                        spans.push(Some((bounds[s], bounds[e])));
+                        spans.push(Some((at(s), at(e))));
                     }
                     return FastResult::Match;
                 }

@@ -1186,3 +1186,25 @@ fn lazy_regexes_can_be_compiled_ahead() {
         Some(1001)
     );
 }
+
+#[test]
+fn long_patterns_stay_correct() {
+    // more pieces than the fast matcher takes: handled by the regex crate, same answers
+    for p in [
+        format!("^{}", "(0|1)".repeat(80)),
+        format!("^{}$", "\\d".repeat(100)),
+        "(a|b)".repeat(70),
+    ] {
+        let pat = pattern::Pattern::new(&p, false).unwrap();
+        assert!(!pat.is_fast(), "{p}");
+        let re = regex::Regex::new(&p).unwrap();
+        for h in [
+            "0".repeat(80),
+            "1".repeat(100),
+            "ab".repeat(35),
+            String::new(),
+        ] {
+            assert_eq!(pat.is_match(&h), re.is_match(&h), "{p} on {h}");
+        }
+    }
+}
