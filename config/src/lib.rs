@@ -262,7 +262,10 @@ pub fn from_yaml(src: &str, origin: &str) -> Result<Config, ConfigError> {
             file: origin.to_string(),
             line,
             column,
-            message: s.message,
+            message: match path_text(&s.path) {
+                p if p.is_empty() => s.message,
+                p => format!("{p}: {}", s.message),
+            },
         }
     })?;
     cfg.source = origin.to_string();
@@ -316,6 +319,23 @@ fn syntax_error(e: &yaml_serde::Error, src: &str, origin: &str) -> ConfigError {
         column,
         message: text,
     }
+}
+
+/// `dialplan[3].route[1]`, the way yaml_serde names paths in its own errors.
+fn path_text(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) | Seg::KeyItself(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
 }
 
 /// First "line L column C" in `s`.
