@@ -271,6 +271,44 @@ impl Call {
     }
 }
 
+/// Our client transactions and what each is for, with a count per call so that "does this call
+/// still wait for a response?" is a lookup, not a scan of every pending transaction (with many
+/// calls ringing at once that scan ran on every call teardown).
+#[derive(Default)]
+struct ClientTxs {
+    map: IdMap<TxId, (u64, ClientPurpose)>,
+    per_call: IdMap<u64, u32>,
+}
+
+impl ClientTxs {
+    fn insert(&mut self, tx: TxId, v: (u64, ClientPurpose)) {
+        let call = v.0;
+        if let Some((old, _)) = self.map.insert(tx, v) {
+            self.release(old);
+        }
+        *self.per_call.entry(call).or_insert(0) += 1;
+    }
+    fn remove(&mut self, tx: &TxId) -> Option<(u64, ClientPurpose)> {
+        let v = self.map.remove(tx)?;
+        self.release(v.0);
+        Some(v)
+    }
+    fn release(&mut self, call: u64) {
+        if let Some(n) = self.per_call.get_mut(&call) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_call.remove(&call);
+            }
+        }
+    }
+    fn get(&self, tx: &TxId) -> Option<&(u64, ClientPurpose)> {
+        self.map.get(tx)
+    }
+    fn has_call(&self, call: u64) -> bool {
+        self.per_call.contains_key(&call)
+    }
+}
+
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Deadline {
     at: std::cmp::Reverse<Instant>,
@@ -288,7 +326,7 @@ pub struct B2bua {
     by_a: HashMap<String, Vec<(String, u64)>>,
     /// leg B Call-ID (ours) -> call
     by_b: HashMap<String, u64>,
-    client: IdMap<TxId, (u64, ClientPurpose)>,
+    client: ClientTxs,
     /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
     server: IdMap<TxId, (u64, Leg)>,
     /// The original requests of relayed in-dialog transactions, by server transaction.
@@ -338,7 +376,7 @@ impl B2bua {
             calls: IdMap::default(),
             by_a: HashMap::new(),
             by_b: HashMap::new(),
-            client: IdMap::default(),
+            client: ClientTxs::default(),
             server: IdMap::default(),
             relayed_requests: IdMap::default(),
             local_via,
@@ -1646,7 +1684,7 @@ impl B2bua {
         if call.state != CallState::Terminated {
             return;
         }
-        if self.client.values().any(|(cid, _)| *cid == id) {
+        if self.client.has_call(id) {
             return;
         }
         if let Some(call) = self.calls.remove(&id) {
