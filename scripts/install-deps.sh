@@ -19,8 +19,9 @@ for arg in "$@"; do
 done
 
 # binary -> Debian package
-# promtool checks the /metrics exposition (tests/ops_metrics.rs); Debian ships it in prometheus.
-declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus")
+# promtool checks the /metrics exposition (tests/ops_metrics.rs), systemd-analyze the unit in
+# deploy/ (tests/ops_deploy.rs).
+declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd")
 if [[ $bench -eq 1 ]]; then
     want+=("kamailio:kamailio" "rtpengine:rtpengine-daemon")
 fi
