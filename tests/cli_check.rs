@@ -151,4 +151,8 @@ fn shipped_examples_pass_check() {
         }
     }
     assert!(n > 0, "no example configuration found in {}", ex.display());
+    // The examples the operations issue promises (walking skeleton, carrier <-> PBX, with TLS).
+    for name in ["b2bua.yaml", "carrier-pbx.yaml", "carrier-pbx-tls.yaml"] {
+        assert!(ex.join(name).is_file(), "examples/{name} is missing");
+    }
 }
