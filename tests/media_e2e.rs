@@ -1,0 +1,679 @@
+//! Media through the B2BUA, end to end (issue 3, "What to build" 6): every SDP crossing
+//! trunkline carries `media.address` and a port of `media.ports`, and RTP/RTCP really flows
+//! between the two phones through the relay, untouched.
+//!
+//! The relay listens on 127.0.0.2 (`media.address`), phone A's media on 127.0.0.11, phone B's on
+//! 127.0.0.12 (all loopback), so an address leaking from one leg to the other is visible.
+//!
+//! * `sipp_call_sees_only_the_relay`: SIPp UAC -> trunkline -> SIPp UAS; the SDP each SIPp
+//!   receives (captured with `-trace_msg`) names the relay address and a relay port, never the
+//!   other SIPp's media address or port.
+//! * `rtp_end_to_end_epoll` / `rtp_end_to_end_io_uring`: the SIP signalling is done by the test
+//!   (raw SIP over UDP, both phones), the media by the test's own UDP endpoints: RTP and RTCP
+//!   both ways arrive from the relay's address and the port the receiver was told in SDP,
+//!   byte for byte (SSRC, sequence, timestamp untouched); a re-INVITE `a=sendonly` (hold,
+//!   RFC 3264 §8.4) keeps the relay ports and passes the direction; after the call, `/metrics`
+//!   shows the packets and bytes moved and MOS/jitter/loss observations. Run once per back end,
+//!   named explicitly (`media.backend`), and the back end in use is checked in `/metrics`.
+//! * `media_timeout_ends_call`: `media.timeout: 1`, an answered call with no RTP gets a BYE on
+//!   both legs within a few seconds and `trunkline_media_timeouts_total` counts it.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RELAY_IP: &str = "127.0.0.2";
+const A_IP: &str = "127.0.0.11";
+const B_IP: &str = "127.0.0.12";
+
+/// Trunk `pbx` on trunk port 0, every call routed to it; the relay on [`RELAY_IP`].
+fn media_yaml(net: &Net, backend: &str, timeout: Option<u64>) -> String {
+    let t = [Trunk {
+        name: "pbx",
+        port: net.trunk(0),
+    }];
+    let y = config_yaml(net, &t, &["pbx"]);
+    let old = format!("  address: 127.0.0.1\n  ports: {}\n", net.media_range());
+    assert!(
+        y.contains(&old),
+        "config_yaml's media section changed:\n{y}"
+    );
+    let mut media = format!(
+        "  address: {RELAY_IP}\n  ports: {}\n  backend: {backend}\n",
+        net.media_range()
+    );
+    if let Some(s) = timeout {
+        media += &format!("  timeout: {s}\n");
+    }
+    with_metrics(net, &y.replace(&old, &media), "")
+}
+
+fn media_range(net: &Net) -> (u16, u16) {
+    let r = net.media_range();
+    let (lo, hi) = r.split_once('-').expect("lo-hi");
+    (lo.parse().expect("lo"), hi.parse().expect("hi"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// SDP as the phones see it
+
+#[derive(Debug, Clone, PartialEq)]
+struct SeenSdp {
+    /// Every `c=` address (session and media level).
+    conns: Vec<IpAddr>,
+    /// The `m=audio` port.
+    port: u16,
+    /// `a=sendrecv|sendonly|recvonly|inactive` lines.
+    dirs: Vec<String>,
+}
+
+fn parse_sdp(body: &str) -> SeenSdp {
+    let mut conns = Vec::new();
+    let mut port = None;
+    let mut dirs = Vec::new();
+    for l in body.lines().map(str::trim) {
+        if let Some(c) = l.strip_prefix("c=IN IP4 ") {
+            conns.push(c.trim().parse().expect("c= address"));
+        } else if let Some(m) = l.strip_prefix("m=audio ") {
+            port = Some(m.split(' ').next().unwrap_or("").parse().expect("m= port"));
+        } else if let Some(d) = l.strip_prefix("a=") {
+            if ["sendrecv", "sendonly", "recvonly", "inactive"].contains(&d) {
+                dirs.push(d.to_string());
+            }
+        }
+    }
+    SeenSdp {
+        conns,
+        port: port.unwrap_or_else(|| panic!("no m=audio in SDP:\n{body}")),
+        dirs,
+    }
+}
+
+/// The SDP a phone received: the relay's address only, a port of the range, nothing of the
+/// other side (`foreign_ip`, `foreign_port`).
+fn assert_anchored(who: &str, net: &Net, body: &str, foreign_ip: &str, foreign_port: u16) -> u16 {
+    let s = parse_sdp(body);
+    let relay: IpAddr = RELAY_IP.parse().expect("ip");
+    assert!(
+        !s.conns.is_empty() && s.conns.iter().all(|c| *c == relay),
+        "{who}: c= must be the relay address {RELAY_IP}:\n{body}"
+    );
+    let (lo, hi) = media_range(net);
+    assert!(
+        (lo..=hi).contains(&s.port) && s.port.is_multiple_of(2),
+        "{who}: m= port {} outside media.ports {lo}-{hi} (or odd):\n{body}",
+        s.port
+    );
+    assert_ne!(s.port, foreign_port, "{who}: saw the other side's port");
+    assert!(
+        !body.contains(foreign_ip),
+        "{who}: the other side's address {foreign_ip} leaked:\n{body}"
+    );
+    s.port
+}
+
+fn sdp(ip: &str, port: u16, dir: &str, version: u32) -> String {
+    format!(
+        "v=0\r\no=phone 42 {version} IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={dir}\r\n"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw SIP over UDP: just enough UAC and UAS for one call
+
+struct Msg {
+    text: String,
+}
+
+impl Msg {
+    fn is_request(&self, method: &str) -> bool {
+        self.text.starts_with(&format!("{method} "))
+    }
+    fn code(&self) -> Option<u16> {
+        status_code(self.text.as_bytes())
+    }
+    fn cseq_method(&self) -> &str {
+        header(&self.text, "CSeq", None)
+            .and_then(|v| v.split_whitespace().nth(1))
+            .unwrap_or("")
+    }
+    fn body(&self) -> &str {
+        self.text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    }
+    /// The header lines to copy into a response (RFC 3261 §8.2.6.2): every Via, From, To,
+    /// Call-ID, CSeq, in order.
+    fn reply_headers(&self, to_tag: Option<&str>) -> String {
+        let mut out = String::new();
+        let head = self.text.split("\r\n\r\n").next().unwrap_or("");
+        for line in head.split("\r\n").skip(1) {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let k = k.trim().to_ascii_lowercase();
+            match k.as_str() {
+                "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                    out.push_str(line);
+                    out.push_str("\r\n");
+                }
+                "to" | "t" => {
+                    out.push_str("To: ");
+                    out.push_str(v.trim());
+                    if let (Some(t), false) = (to_tag, v.contains("tag=")) {
+                        out.push_str(";tag=");
+                        out.push_str(t);
+                    }
+                    out.push_str("\r\n");
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Reads SIP messages on `sock` until one satisfies `want` (others are skipped: retransmissions,
+/// provisional responses); panics after `limit`.
+fn recv_until(sock: &UdpSocket, limit: Duration, what: &str, want: impl Fn(&Msg) -> bool) -> Msg {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let deadline = Instant::now() + limit;
+    let mut buf = vec![0u8; 65535];
+    let mut skipped = Vec::new();
+    while Instant::now() < deadline {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let m = Msg {
+            text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+        };
+        if want(&m) {
+            return m;
+        }
+        skipped.push(m.text.lines().next().unwrap_or("").to_string());
+    }
+    panic!("{what}: not received within {limit:?} (skipped: {skipped:?})");
+}
+
+fn reply(sock: &UdpSocket, to: SocketAddr, req: &Msg, code: u16, tag: &str, sdp: Option<&str>) {
+    let me = sock.local_addr().expect("local");
+    let reason = if code == 200 { "OK" } else { "Whatever" };
+    let mut r = format!(
+        "SIP/2.0 {code} {reason}\r\n{}Contact: <sip:phone@{me}>\r\n",
+        req.reply_headers(Some(tag))
+    );
+    match sdp {
+        Some(b) => {
+            r += &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )
+        }
+        None => r += "Content-Length: 0\r\n\r\n",
+    }
+    sock.send_to(r.as_bytes(), to).expect("send response");
+}
+
+/// Phone A: a UAC talking to trunkline.
+struct Uac {
+    sock: UdpSocket,
+    me: SocketAddr,
+    tl: SocketAddr,
+    call_id: String,
+    tag: String,
+    cseq: u32,
+    /// To header with B's tag (after the 2xx), and the remote target (its Contact).
+    to: String,
+    target: String,
+}
+
+impl Uac {
+    fn new(sock: UdpSocket, tl: SocketAddr, name: &str) -> Uac {
+        let me = sock.local_addr().expect("local");
+        Uac {
+            sock,
+            me,
+            tl,
+            call_id: format!("{name}-{}@127.0.0.1", std::process::id()),
+            tag: format!("a-{name}"),
+            cseq: 0,
+            to: format!("<sip:100@{tl}>"),
+            target: format!("sip:100@{tl}"),
+        }
+    }
+
+    fn request(&self, method: &str, cseq: u32, branch: &str, body: Option<&str>) -> String {
+        let me = self.me;
+        let mut r = format!(
+            "{method} {} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-{branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:a@{me}>;tag={}\r\n\
+             To: {}\r\n\
+             Call-ID: {}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:a@{me}>\r\n",
+            self.target, self.tag, self.to, self.call_id
+        );
+        match body {
+            Some(b) => {
+                r += &format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                )
+            }
+            None => r += "Content-Length: 0\r\n\r\n",
+        }
+        r
+    }
+
+    /// Sends a request (new transaction) and returns its CSeq number.
+    fn send(&mut self, method: &str, body: Option<&str>) -> u32 {
+        self.cseq += 1;
+        let branch = format!("{}-{}-{}", self.tag, self.cseq, method.to_ascii_lowercase());
+        let r = self.request(method, self.cseq, &branch, body);
+        self.sock.send_to(r.as_bytes(), self.tl).expect("send");
+        self.cseq
+    }
+
+    /// Waits for the final response to `method`; for a 2xx to INVITE, learns the dialog (To tag,
+    /// Contact) and sends the ACK (RFC 3261 §13.2.2.4).
+    fn final_response(&mut self, method: &str, cseq: u32) -> Msg {
+        let m = recv_until(
+            &self.sock,
+            Duration::from_secs(10),
+            &format!("A: final response to {method}"),
+            |m| {
+                m.code().is_some_and(|c| c >= 200)
+                    && m.cseq_method() == method
+                    && header(&m.text, "CSeq", None)
+                        .is_some_and(|v| v.starts_with(&format!("{cseq} ")))
+            },
+        );
+        if method == "INVITE" && m.code().is_some_and(|c| (200..300).contains(&c)) {
+            if let Some(to) = header(&m.text, "To", Some("t")) {
+                self.to = to.to_string();
+            }
+            if let Some(c) = header(&m.text, "Contact", Some("m")) {
+                let uri = c.trim_start_matches('<');
+                let uri = uri.split('>').next().unwrap_or(uri);
+                self.target = uri.to_string();
+            }
+            let branch = format!("{}-{cseq}-ack", self.tag);
+            let ack = self.request("ACK", cseq, &branch, None);
+            self.sock.send_to(ack.as_bytes(), self.tl).expect("ack");
+        }
+        m
+    }
+}
+
+/// Phone B: the trunk's UAS. Answers what trunkline sends it.
+struct Uas {
+    sock: UdpSocket,
+}
+
+impl Uas {
+    /// The next `method` request from trunkline (answers go to trunkline's SIP port).
+    fn recv_request(&self, method: &str, limit: Duration) -> Msg {
+        recv_until(&self.sock, limit, &format!("B: {method}"), |m| {
+            m.is_request(method)
+        })
+    }
+}
+
+/// One answered call A -> trunkline -> B: A offers `a_media`, B answers `b_media`. Returns the
+/// relay ports A and B were told (A sends to `pa`, B to `pb`).
+fn set_up_call(net: &Net, uac: &mut Uac, uas: &Uas, a_media: u16, b_media: u16) -> (u16, u16) {
+    let cseq = uac.send("INVITE", Some(&sdp(A_IP, a_media, "sendrecv", 1)));
+    let inv = uas.recv_request("INVITE", Duration::from_secs(10));
+    let pb = assert_anchored("B (INVITE)", net, inv.body(), A_IP, a_media);
+    reply(
+        &uas.sock,
+        net.sip_addr(),
+        &inv,
+        200,
+        "b-tag",
+        Some(&sdp(B_IP, b_media, "sendrecv", 1)),
+    );
+    let ok = uac.final_response("INVITE", cseq);
+    assert_eq!(ok.code(), Some(200), "A: {}", ok.text);
+    let pa = assert_anchored("A (200)", net, ok.body(), B_IP, b_media);
+    assert_ne!(pa, pb, "each side gets its own relay port");
+    uas.recv_request("ACK", Duration::from_secs(5));
+    (pa, pb)
+}
+
+// ---------------------------------------------------------------------------------------------
+// RTP
+
+fn rtp_packet(seq: u16, ts: u32, ssrc: u32, fill: u8) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..160u32).map(|i| fill ^ (i as u8)));
+    p
+}
+
+/// An RTCP receiver report (RFC 3550 §6.4.2) with no report blocks.
+fn rtcp_rr(ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 201, 0, 1];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+/// Everything `sock` receives within `limit` (stops early after `want` datagrams).
+fn collect(sock: &UdpSocket, want: usize, limit: Duration) -> Vec<(SocketAddr, Vec<u8>)> {
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while out.len() < want && Instant::now() < deadline {
+        if let Ok((n, src)) = sock.recv_from(&mut buf) {
+            out.push((src, buf[..n].to_vec()));
+        }
+    }
+    out
+}
+
+/// `got` (what a phone received) is exactly `sent` (what the other phone sent), byte for byte,
+/// in order, each from the relay port the receiver was told in SDP (`relay_port`).
+fn assert_flows(what: &str, got: &[(SocketAddr, Vec<u8>)], sent: &[Vec<u8>], relay_port: u16) {
+    let relay: IpAddr = RELAY_IP.parse().expect("ip");
+    assert_eq!(
+        got.len(),
+        sent.len(),
+        "{what}: {} of {} packets arrived",
+        got.len(),
+        sent.len()
+    );
+    for (i, ((src, bytes), want)) in got.iter().zip(sent).enumerate() {
+        assert_eq!(
+            *src,
+            SocketAddr::new(relay, relay_port),
+            "{what}: packet {i} must come from the relay port the receiver was told"
+        );
+        assert_eq!(bytes, want, "{what}: packet {i} changed on the way");
+    }
+}
+
+fn rtp_end_to_end(net: &Net, backend: &str) {
+    let mut tl = Trunkline::start(net, &media_yaml(net, backend, None));
+    let m0 = scrape(net);
+    assert_eq!(
+        metric(&m0, "trunkline_relay_backend_info", &[("backend", backend)]),
+        Some(1.0),
+        "the relay must run the back end asked for ({backend}):\n{}",
+        tl.log_tail(20)
+    );
+
+    let uac_sock = UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A SIP");
+    let uas = Uas {
+        sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B SIP"),
+    };
+    let mut uac = Uac::new(uac_sock, net.sip_addr(), &format!("rtp-{backend}"));
+    let (a_port, b_port) = (net.spare(0), net.spare(10));
+    let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("bind A RTP");
+    let a_rtcp = UdpSocket::bind((A_IP, a_port + 1)).expect("bind A RTCP");
+    let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("bind B RTP");
+    let b_rtcp = UdpSocket::bind((B_IP, b_port + 1)).expect("bind B RTCP");
+
+    let (pa, pb) = set_up_call(net, &mut uac, &uas, a_port, b_port);
+    let relay: IpAddr = RELAY_IP.parse().expect("ip");
+
+    // (b) RTP both ways, 50 packets each (1 s of G.711 at 20 ms), unchanged.
+    let n = 50u16;
+    let (ssrc_a, ssrc_b) = (0x1111_2222u32, 0x3333_4444u32);
+    let mut from_a = Vec::new();
+    let mut from_b = Vec::new();
+    let mut got_b = Vec::new();
+    let mut got_a = Vec::new();
+    for i in 0..n {
+        let pa_pkt = rtp_packet(1000 + i, 160 * i as u32, ssrc_a, 0xa5);
+        let pb_pkt = rtp_packet(60000u16.wrapping_add(i), 7 + 160 * i as u32, ssrc_b, 0x5a);
+        a_rtp.send_to(&pa_pkt, (relay, pa)).expect("A sends RTP");
+        b_rtp.send_to(&pb_pkt, (relay, pb)).expect("B sends RTP");
+        from_a.push(pa_pkt);
+        from_b.push(pb_pkt);
+        got_b.extend(collect(&b_rtp, usize::MAX, Duration::from_millis(10)));
+        got_a.extend(collect(&a_rtp, usize::MAX, Duration::from_millis(10)));
+    }
+    got_b.extend(collect(
+        &b_rtp,
+        from_a.len() - got_b.len().min(from_a.len()),
+        Duration::from_secs(2),
+    ));
+    got_a.extend(collect(
+        &a_rtp,
+        from_b.len() - got_a.len().min(from_b.len()),
+        Duration::from_secs(2),
+    ));
+    assert_flows("RTP A -> B", &got_b, &from_a, pb);
+    assert_flows("RTP B -> A", &got_a, &from_b, pa);
+
+    // RTCP on port + 1 both ways.
+    let rr_a = rtcp_rr(ssrc_a);
+    a_rtcp.send_to(&rr_a, (relay, pa + 1)).expect("A RTCP");
+    let got = collect(&b_rtcp, 1, Duration::from_secs(2));
+    assert_flows("RTCP A -> B", &got, &[rr_a], pb + 1);
+    let rr_b = rtcp_rr(ssrc_b);
+    b_rtcp.send_to(&rr_b, (relay, pb + 1)).expect("B RTCP");
+    let got = collect(&a_rtcp, 1, Duration::from_secs(2));
+    assert_flows("RTCP B -> A", &got, &[rr_b], pa + 1);
+
+    // (c) Hold: A re-offers a=sendonly; the ports stay, the direction passes both ways.
+    let cseq = uac.send("INVITE", Some(&sdp(A_IP, a_port, "sendonly", 2)));
+    let reinv = uas.recv_request("INVITE", Duration::from_secs(10));
+    let seen = parse_sdp(reinv.body());
+    assert_eq!(
+        assert_anchored("B (re-INVITE)", net, reinv.body(), A_IP, a_port),
+        pb,
+        "hold must keep B's relay port"
+    );
+    assert!(
+        seen.dirs.iter().any(|d| d == "sendonly"),
+        "B must see a=sendonly:\n{}",
+        reinv.body()
+    );
+    reply(
+        &uas.sock,
+        net.sip_addr(),
+        &reinv,
+        200,
+        "b-tag",
+        Some(&sdp(B_IP, b_port, "recvonly", 2)),
+    );
+    let ok = uac.final_response("INVITE", cseq);
+    assert_eq!(ok.code(), Some(200), "A: hold answered {}", ok.text);
+    assert_eq!(
+        assert_anchored("A (re-INVITE 200)", net, ok.body(), B_IP, b_port),
+        pa,
+        "hold must keep A's relay port"
+    );
+    assert!(
+        parse_sdp(ok.body()).dirs.iter().any(|d| d == "recvonly"),
+        "A must see a=recvonly:\n{}",
+        ok.body()
+    );
+    uas.recv_request("ACK", Duration::from_secs(5));
+    // Media on hold is still anchored: what A sends (sendonly) still reaches B.
+    let mut held = Vec::new();
+    for i in n..n + 10 {
+        let p = rtp_packet(1000 + i, 160 * i as u32, ssrc_a, 0xa5);
+        a_rtp.send_to(&p, (relay, pa)).expect("A sends RTP");
+        held.push(p);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = collect(&b_rtp, held.len(), Duration::from_secs(2));
+    assert_flows("RTP A -> B on hold", &got, &held, pb);
+
+    // BYE from A.
+    let cseq = uac.send("BYE", None);
+    let bye = uas.recv_request("BYE", Duration::from_secs(10));
+    reply(&uas.sock, net.sip_addr(), &bye, 200, "b-tag", None);
+    let ok = uac.final_response("BYE", cseq);
+    assert_eq!(ok.code(), Some(200), "A: BYE answered {}", ok.text);
+
+    // (e) /metrics: packets and bytes moved; quality observed for both legs.
+    let moved = (2 * n as usize + 10 + 2) as f64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let body = scrape(net);
+        let mos = metric(&body, "trunkline_relay_mos_count", &[]).unwrap_or(0.0);
+        let sessions = metric(&body, "trunkline_relay_sessions", &[]).unwrap_or(-1.0);
+        if (mos >= 2.0 && sessions == 0.0) || Instant::now() >= deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let packets = metric(&body, "trunkline_relay_packets_forwarded_total", &[]).unwrap_or(0.0);
+    let bytes = metric(&body, "trunkline_relay_bytes_forwarded_total", &[]).unwrap_or(0.0);
+    assert!(
+        packets >= moved,
+        "packets forwarded {packets} < {moved}:\n{body}"
+    );
+    assert!(
+        bytes >= (2 * n as usize + 10) as f64 * 172.0,
+        "bytes forwarded {bytes}:\n{body}"
+    );
+    for h in [
+        "trunkline_relay_mos_count",
+        "trunkline_relay_jitter_seconds_count",
+        "trunkline_relay_loss_ratio_count",
+    ] {
+        let c = metric(&body, h, &[]).unwrap_or(0.0);
+        assert!(c >= 2.0, "{h} = {c}: both legs carried RTP:\n{body}");
+    }
+    assert_eq!(
+        metric(&body, "trunkline_relay_sessions", &[]),
+        Some(0.0),
+        "the call's relay ports are released"
+    );
+    tl.assert_alive();
+}
+
+#[test]
+fn rtp_end_to_end_epoll() {
+    isolated("rtp_end_to_end_epoll", false, |net| {
+        rtp_end_to_end(net, "epoll")
+    });
+}
+
+#[test]
+fn rtp_end_to_end_io_uring() {
+    isolated("rtp_end_to_end_io_uring", false, |net| {
+        rtp_end_to_end(net, "io_uring")
+    });
+}
+
+#[test]
+fn media_timeout_ends_call() {
+    isolated("media_timeout_ends_call", false, |net| {
+        let mut tl = Trunkline::start(net, &media_yaml(net, "auto", Some(1)));
+        let uac_sock = UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A SIP");
+        let uas = Uas {
+            sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B SIP"),
+        };
+        let mut uac = Uac::new(uac_sock, net.sip_addr(), "timeout");
+        let t0 = Instant::now();
+        set_up_call(net, &mut uac, &uas, net.spare(0), net.spare(10));
+        // No RTP at all: the relay reports the pair idle after 1 s, the core ends the call.
+        let bye_b = uas.recv_request("BYE", Duration::from_secs(6));
+        reply(&uas.sock, net.sip_addr(), &bye_b, 200, "b-tag", None);
+        let bye_a = recv_until(&uac.sock, Duration::from_secs(6), "A: BYE", |m| {
+            m.is_request("BYE")
+        });
+        reply(
+            &uac.sock,
+            net.sip_addr(),
+            &bye_a,
+            200,
+            &uac.tag.clone(),
+            None,
+        );
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "BYE after {took:?} (media.timeout 1 s)"
+        );
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let body = scrape(net);
+            let n = metric(&body, "trunkline_media_timeouts_total", &[]).unwrap_or(0.0);
+            if n == 1.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trunkline_media_timeouts_total = {n}, want 1:\n{body}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tl.assert_alive();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIPp
+
+/// The bodies of the messages SIPp logged as received in its `-trace_msg` file.
+fn sipp_received_bodies(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.split("----------------------------------------------- ")
+        .filter(|b| b.contains("message received"))
+        .filter_map(|b| {
+            let b = b.replace("\r\n", "\n");
+            b.split_once("\n\n").map(|(_, rest)| {
+                // the message itself: drop SIPp's framing line; the body follows the blank line
+                rest.split_once("\n\n")
+                    .map_or(String::new(), |(_, body)| body.to_string())
+            })
+        })
+        .filter(|b| b.contains("m=audio"))
+        .collect()
+}
+
+#[test]
+fn sipp_call_sees_only_the_relay() {
+    require_sipp();
+    isolated("sipp_call_sees_only_the_relay", false, |net| {
+        let _tl = Trunkline::start(net, &media_yaml(net, "auto", None));
+        let uas_log = net.dir.join("uas.msg.log");
+        let uac_log = net.dir.join("uac.msg.log");
+        let calls = 3;
+        let callee = Sipp::uas(
+            net,
+            "uas",
+            "uas_basic.xml",
+            net.trunk(0),
+            net.sipp_media(1),
+            calls,
+        )
+        .args(&["-trace_msg", "-message_file", &uas_log.to_string_lossy()])
+        .spawn();
+        wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+        let caller = Sipp::uac(net, "uac", "uac_basic.xml", calls, 10)
+            .pause_ms(200)
+            .args(&["-trace_msg", "-message_file", &uac_log.to_string_lossy()])
+            .run(Duration::from_secs(30));
+        caller.assert_all_ok(calls as u64, "media through trunkline");
+        let callee = callee.wait(Duration::from_secs(10));
+        callee.assert_all_ok(calls as u64, "media through trunkline (callee)");
+
+        let offers = sipp_received_bodies(&uas_log);
+        let answers = sipp_received_bodies(&uac_log);
+        assert_eq!(offers.len(), calls as usize, "UAS offers:\n{offers:?}");
+        assert_eq!(answers.len(), calls as usize, "UAC answers:\n{answers:?}");
+        // SIPp's own media address is 127.0.0.1; the relay's is RELAY_IP.
+        for o in &offers {
+            assert_anchored("SIPp UAS (offer)", net, o, "127.0.0.1", net.sipp_media(0));
+        }
+        for a in &answers {
+            assert_anchored("SIPp UAC (answer)", net, a, "127.0.0.1", net.sipp_media(1));
+        }
+    });
+}
