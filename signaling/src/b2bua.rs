@@ -850,7 +850,7 @@ impl B2bua {
         call.b.route_set.clear();
         call.b_got_provisional = false;
         let cseq = call.b.local_cseq;
-        let mut h = Headers::new();
+        let mut h = Headers::with_capacity(16);
         h.push("Via", via);
         h.push("Max-Forwards", max_fwd.to_string());
         h.push(
@@ -972,7 +972,7 @@ impl B2bua {
             return;
         };
         let Some(inv) = &call.b_invite else { return };
-        let mut h = Headers::new();
+        let mut h = Headers::with_capacity(16);
         if let Some(v) = inv.headers.get("Via") {
             h.push("Via", v.to_string());
         }
@@ -1105,7 +1105,7 @@ impl B2bua {
         if method != Method::Ack {
             d.local_cseq = d.local_cseq.wrapping_add(1);
         }
-        let mut h = Headers::new();
+        let mut h = Headers::with_capacity(16);
         h.push("Via", via);
         h.push("Max-Forwards", "70");
         for r in &d.route_set {
@@ -1705,7 +1705,7 @@ const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
 /// RFC 3261 §8.2.6: a response copies Via, From, To, Call-ID and CSeq from the request and adds a
 /// To tag when the request had none.
 pub fn make_response(req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Response {
-    let mut h = Headers::new();
+    let mut h = Headers::with_capacity(16);
     for v in req.headers.get_all("Via") {
         h.push("Via", v.to_string());
     }

@@ -93,6 +93,10 @@ impl Headers {
     pub fn new() -> Self {
         Headers(Vec::new())
     }
+    /// An empty list with room for `n` lines (a message being built: no regrowth per push).
+    pub fn with_capacity(n: usize) -> Self {
+        Headers(Vec::with_capacity(n))
+    }
     /// First value of header `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -1595,7 +1595,7 @@ fn ack_template(req: &Request) -> AckTemplate {
 /// the INVITE request whose response is being acknowledged had Route header fields, those header
 /// fields MUST appear in the ACK."
 fn build_ack(tpl: &AckTemplate, resp: &Response) -> Request {
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(8);
     headers.push("Via", tpl.via.clone());
     for r in &tpl.routes {
         headers.push("Route", r.clone());
