@@ -260,7 +260,7 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
 /// changes nothing.
 struct Reloader {
     path: Option<PathBuf>,
-    mtime: Option<std::time::SystemTime>,
+    mtime: Option<Stamp>,
     generation: u64,
 }
 
@@ -324,8 +324,15 @@ impl Reloader {
     }
 }
 
-fn mtime(p: &std::path::Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+/// What the file watch compares: modification time, size and inode. The mtime alone misses a
+/// second save within one timestamp tick (1 s on ext3 and many network mounts, 2 s on FAT), and
+/// a file replaced by rename or rewritten to another length is a change whatever its mtime.
+type Stamp = (std::time::SystemTime, u64, u64);
+
+fn mtime(p: &std::path::Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
 fn handle_input(

@@ -74,6 +74,24 @@ fn answered(m: &str, trunk: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// The log without terminal colour sequences (ESC [ ... m).
+fn without_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The log names the file and the line of the error, as FILE:LINE:COLUMN.
 fn assert_logged_position(tl: &Trunkline, net: &Net, line: usize) {
     let log = tl.log_text();
@@ -113,8 +131,9 @@ fn uas(net: &Net, i: u16, max: u32) -> SippRun {
 /// had (calls go on reaching the new trunk and succeeding), the failure is counted once and
 /// logged with file:line:column.
 ///
-/// The rewrites keep the file's mtime, so the file watch does not see them: SIGHUP is the only
-/// trigger, and the counters must move by exactly one each.
+/// SIGHUP follows each rewrite within microseconds, so it is SIGHUP that reloads (the log says
+/// which trigger did) and the file watch, polling each second, then finds nothing new: the
+/// counters move by exactly one each.
 #[test]
 fn sighup_reload_under_200_cps_load() {
     isolated("sighup_reload_under_200_cps_load", false, |net| {
@@ -132,7 +151,7 @@ fn sighup_reload_under_200_cps_load() {
         let m = scrape(net);
         assert!(answered(&m, "pbx") > 100.0, "calls flowing on plan A:\n{m}");
         assert_eq!(answered(&m, "pbx2"), 0.0);
-        replace_config(net, &plan(net, true), true);
+        replace_config(net, &plan(net, true), false);
         tl.signal(libc::SIGHUP);
         let m = wait_metrics(net, Duration::from_secs(2), "SIGHUP reload", |m| {
             generation(m) == 2.0
@@ -149,7 +168,7 @@ fn sighup_reload_under_200_cps_load() {
             "new calls reach the new trunk:\n{before_bad}"
         );
         let (bad, bad_line) = broken(net);
-        replace_config(net, &bad, true);
+        replace_config(net, &bad, false);
         tl.signal(libc::SIGHUP);
         let m = wait_metrics(net, Duration::from_secs(2), "failed reload counted", |m| {
             reloads(m, "failure") >= 1.0
@@ -205,6 +224,13 @@ fn sighup_reload_under_200_cps_load() {
         assert_eq!(reloads(&end, "failure"), 1.0);
         assert_eq!(generation(&end), 2.0);
         assert_logged_position(&tl, net, bad_line);
+        let log = without_ansi(&tl.log_text());
+        assert!(
+            log.contains("configuration reloaded") && log.contains("trigger=\"SIGHUP\""),
+            "{}",
+            tl.log_tail(30)
+        );
+        assert!(!log.contains("file change"), "{}", tl.log_tail(30));
     });
 }
 
@@ -227,7 +253,8 @@ fn calls_to(net: &Net, tl: &mut Trunkline, k: u16, n: u32) -> (u64, u64) {
 }
 
 /// `POST /reload` answers 200 with the new generation on a good file and 422 with the
-/// positioned error on a bad one (which changes nothing).
+/// positioned error on a bad one (which changes nothing). (The file watch may see a rewrite in
+/// the moment before the POST; the answers do not depend on it.)
 #[test]
 fn post_reload_200_on_good_422_on_bad() {
     isolated("post_reload_200_on_good_422_on_bad", false, |net| {
@@ -238,27 +265,28 @@ fn post_reload_200_on_good_422_on_bad() {
         assert!(body.contains("generation 2"), "{body}");
 
         let (bad, line) = broken(net);
-        replace_config(net, &bad, true);
+        replace_config(net, &bad, false);
         let (code, body) = http(admin, "POST", "/reload");
         assert_eq!(code, 422, "{body}");
         let want = format!("{}:{line}:", net.config_path().display());
         assert!(body.contains(&want), "422 body names {want}COLUMN: {body}");
         assert_logged_position(&tl, net, line);
         let m = scrape(net);
-        assert_eq!(
-            (
-                reloads(&m, "success"),
-                reloads(&m, "failure"),
-                generation(&m)
-            ),
-            (1.0, 1.0, 2.0)
-        );
+        assert_eq!((reloads(&m, "success"), generation(&m)), (1.0, 2.0));
+        assert!(reloads(&m, "failure") >= 1.0);
         assert_eq!(calls_to(net, &mut tl, 1, 5), (5, 0));
 
-        replace_config(net, &plan(net, true), true);
+        replace_config(net, &plan(net, true), false);
         let (code, body) = http(admin, "POST", "/reload");
         assert_eq!(code, 200, "{body}");
-        assert!(body.contains("generation 3"), "{body}");
+        let gen: u64 = body
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|g| g.parse().ok())
+            .unwrap_or_else(|| panic!("no generation in {body:?}"));
+        assert!(gen >= 3, "{body}");
+        assert_eq!(generation(&scrape(net)), gen as f64);
         assert_eq!(calls_to(net, &mut tl, 2, 5), (0, 5));
         let (code, _) = http(admin, "GET", "/reload");
         assert_eq!(code, 404, "reload is POST only");
@@ -294,4 +322,30 @@ fn file_change_reloads_without_a_signal() {
         assert_eq!(reloads(&scrape(net), "failure"), 1.0);
         assert_eq!(calls_to(net, &mut tl, 5, 5), (0, 5));
     });
+}
+
+/// The file watch must not miss a save just because the modification time did not move: on
+/// file systems with coarse timestamps (1 s on ext3 and many network mounts, 2 s on FAT) an
+/// operator who saves a broken file and then the fix within the same tick leaves both with one
+/// mtime. Simulated by giving the fix the broken file's mtime: trunkline must still pick it up.
+#[test]
+fn file_watch_sees_a_fix_saved_within_the_same_timestamp() {
+    isolated(
+        "file_watch_sees_a_fix_saved_within_the_same_timestamp",
+        false,
+        |net| {
+            let tl = Trunkline::start(net, &plan(net, false));
+            let (bad, _) = broken(net);
+            replace_config(net, &bad, false);
+            wait_metrics(net, Duration::from_secs(4), "broken file seen", |m| {
+                reloads(m, "failure") == 1.0
+            });
+            replace_config(net, &plan(net, true), true);
+            let m = wait_metrics(net, Duration::from_secs(4), "fix picked up", |m| {
+                generation(m) == 2.0
+            });
+            assert_eq!(reloads(&m, "failure"), 1.0);
+            assert!(tl.log_text().contains("file change"));
+        },
+    );
 }

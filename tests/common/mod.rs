@@ -808,8 +808,7 @@ pub fn with_metrics(net: &Net, yaml: &str, extra: &str) -> String {
 
 /// Replaces the configuration file atomically (temporary file + rename, as careful operators
 /// and config managers do). With `keep_mtime`, the new file carries the old file's modification
-/// time, so trunkline's file watch does not see it and only an explicit trigger (SIGHUP,
-/// POST /reload) reloads it: the trigger under test is then the only one.
+/// time, as a second save within one timestamp tick of a coarse file system would.
 pub fn replace_config(net: &Net, yaml: &str, keep_mtime: bool) {
     let path = net.config_path();
     let old = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
