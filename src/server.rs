@@ -120,6 +120,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         input: in_tx.clone(),
     };
     let mut core = B2bua::new(core_cfg);
+    let counters = MessageCounters::new(&metrics);
     let mut reloader = Reloader::new(path);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "trunkline running");
 
@@ -174,11 +175,11 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             inp = in_rx.recv() => {
                 let Some(inp) = inp else { break };
                 let now = Instant::now();
-                handle_input(&mut core, inp, now, &mut policy, &metrics);
+                handle_input(&mut core, inp, now, &mut policy, &counters);
                 // Take what else is queued before flushing.
                 for _ in 0..256 {
                     match in_rx.try_recv() {
-                        Ok(inp) => handle_input(&mut core, inp, now, &mut policy, &metrics),
+                        Ok(inp) => handle_input(&mut core, inp, now, &mut policy, &counters),
                         Err(_) => break,
                     }
                 }
@@ -201,10 +202,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             c.update(&policy.config);
         }
         while let Some(t) = core.poll_transmit() {
-            metrics
-                .messages_sent
-                .with_label_values(&[t.to.transport.via_token()])
-                .inc();
+            counters.sent[t.to.transport as usize].inc();
             sender.send(t.to, t.data);
         }
         if let Some(d) = drain_until {
@@ -335,19 +333,39 @@ fn mtime(p: &std::path::Path) -> Option<Stamp> {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
+/// Per-transport message counters, looked up once: `with_label_values` hashes the label and takes
+/// a lock on every call, which showed in the per-message profile.
+struct MessageCounters {
+    received: [prometheus::IntCounter; 3],
+    sent: [prometheus::IntCounter; 3],
+}
+
+impl MessageCounters {
+    fn new(metrics: &Metrics) -> MessageCounters {
+        use signaling::Transport::{Tcp, Tls, Udp};
+        // Indexed by `Transport as usize`.
+        let ts = [Udp, Tcp, Tls];
+        MessageCounters {
+            received: ts.map(|t| {
+                metrics
+                    .messages_received
+                    .with_label_values(&[t.via_token()])
+            }),
+            sent: ts.map(|t| metrics.messages_sent.with_label_values(&[t.via_token()])),
+        }
+    }
+}
+
 fn handle_input(
     core: &mut B2bua,
     inp: Input,
     now: Instant,
     policy: &mut LivePolicy,
-    metrics: &Metrics,
+    counters: &MessageCounters,
 ) {
     match inp {
         Input::Message(data, from) => {
-            metrics
-                .messages_received
-                .with_label_values(&[from.transport.via_token()])
-                .inc();
+            counters.received[from.transport as usize].inc();
             core.handle_bytes(&data, from, now, policy)
         }
         Input::TransportError(peer) => core.transport_error(peer, now, policy),
