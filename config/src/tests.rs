@@ -1208,3 +1208,119 @@ fn long_patterns_stay_correct() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fast dial-plan section reader gives exactly what yaml_serde gives
+
+/// Parse both ways; they must agree (both Ok and equal, or both Err). Returns whether the
+/// fast reader took the section.
+#[track_caller]
+fn same_both_ways(src: &str) -> bool {
+    let slow = parse_raw(src, "t.yaml", false);
+    let fast = parse_raw(src, "t.yaml", true);
+    match (&slow, &fast) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "fast and yaml_serde readings differ for:\n{src}"),
+        (Err(_), Err(_)) => {}
+        _ => panic!(
+            "one reading failed:\nslow {:?}\nfast {:?}\n{src}",
+            slow.err(),
+            fast.err()
+        ),
+    }
+    fastyaml::split_dialplan(src).is_some()
+}
+
+#[test]
+fn fast_section_reader_agrees_on_examples_and_generated_plans() {
+    assert!(same_both_ways(ACC));
+    assert!(same_both_ways(include_str!(
+        "../../examples/carrier-pbx.yaml"
+    )));
+    assert!(same_both_ways(DEFAULT_YAML));
+    assert!(same_both_ways(&big_plan_yaml(3000)));
+    // dial plan not last, items at column 0, comments and blank lines between rules
+    let src = "dialplan:\n- match: { to_user: '^1' }\n  route: [pbx]\n\n# note\n- route: [pbx]\n"
+        .to_string()
+        + &ACC.replace(
+            "dialplan:\n  - match: { to_user: '.*' }\n    route: [pbx]\n",
+            "",
+        );
+    assert!(same_both_ways(&src));
+    let c = from_yaml(&src, "t.yaml").unwrap();
+    assert_eq!(c.dialplan.len(), 2);
+}
+
+#[test]
+fn fast_section_reader_agrees_or_steps_aside_on_odd_input() {
+    let rule = |r: &str| ACC.replace("  - match: { to_user: '.*' }\n    route: [pbx]\n", r);
+    let taken = [
+        "  - match: { to_user: 'it''s', from_user: '' }\n    route: [pbx]\n",
+        "  - match: { to_user: 'null' }\n    route: [ pbx ]\n",
+        "  - match: {}\n    reject: { code: 403, reason: Not Found }\n",
+        "  - match: { to_user: '^(a|b)#x' }\n    reject: { reason: No_Way.x-1, code: 486 }\n",
+        "  - route: [pbx]\n    match: { source_trunk: pbx }\n    rewrite: { to_user: '+1$1', request_uri: 'sip:x@y' }\n",
+        "  - match: { to_user: 'ü€' }\n    redirect: { contacts: ['sip:a@b', 'tel:+1'], code: 301 }\n",
+        "  - match: { to_user: x }\n    route: [pbx]\n",
+        "  - match: { to_user: '.*' }   \n    route: [pbx]\n\n\n",
+    ];
+    for r in taken {
+        assert!(same_both_ways(&rule(r)), "fast reader should take:\n{r}");
+    }
+    let declined = [
+        "  - match: { to_user: null }\n    route: [pbx]\n",
+        "  - match: { to_user: ~ }\n    route: [pbx]\n",
+        "  - match: { to_user: true }\n    route: [pbx]\n",
+        "  - match: { to_user: 1555 }\n    route: [pbx]\n",
+        "  - match: { to_user: \"x\" }\n    route: [pbx]\n",
+        "  - match: { to_user: '.*' } # comment\n    route: [pbx]\n",
+        "  - match: { to_user: '.*', to_user: 'x' }\n    route: [pbx]\n",
+        "  - match: { to_usr: '.*' }\n    route: [pbx]\n",
+        "  - match: { to_user: '.*' }\n    route: [pbx]\n    route: [pbx]\n",
+        "  - match:\n      to_user: '.*'\n    route: [pbx]\n",
+        "  - match: { to_user: '.*' }\n    route:\n      - pbx\n",
+        "  - match: { to_user: 'a\n      b' }\n    route: [pbx]\n",
+        "  - match: { to_user: '.*' }\n    route: [pbx\n",
+        "  - match: { to_user: '.*' }\n    reject: { code: 0403 }\n",
+        "  - match: { to_user: '.*' }\n    reject: { code: '403' }\n",
+        "  - match: { to_user: '.*' }\n    reject: { code: 403, reason: yes }\n",
+        "  - match: { to_user: '.*' }\n    reject: { code: 403, reason: a: b }\n",
+        "  - match: { to_user: &a '.*' }\n    route: [pbx]\n",
+        "  - match: { to_user: '.*' }\n\troute: [pbx]\n",
+        "  - match: { to_user: '.*' }\n     route: [pbx]\n",
+        "  -  match: { to_user: '.*' }\n     route: [pbx]\n",
+        "  - match: { to_user: '.*' }\n    redirect: { code: 302 }\n",
+        "  - match: { to_user: '.*' }\n    reject: { reason: x }\n",
+    ];
+    for r in declined {
+        assert!(
+            !same_both_ways(&rule(r)),
+            "fast reader should step aside:\n{r}"
+        );
+    }
+}
+
+#[test]
+fn fast_section_reader_keeps_error_positions() {
+    // big enough for the fast reader; the error is located in the original text
+    let mut src = big_plan_yaml(2000);
+    assert!(src.len() >= FAST_SECTION_MIN_BYTES);
+    assert!(fastyaml::split_dialplan(&src).is_some());
+    src = src.replacen("route: [b]", "route: [b, nosuch]", 1);
+    let e = from_yaml(&src, "big.yaml").unwrap_err();
+    let line = src.lines().position(|l| l.contains("nosuch")).unwrap() + 1;
+    assert_eq!((e.line, e.column), (line, 16), "{e}");
+    // a header error after the section keeps its line number too
+    let src = big_plan_yaml(2000).replace("trunks:\n", "bogus: 1\ntrunks:\n");
+    let e = from_yaml(&src, "big.yaml").unwrap_err();
+    assert_eq!(e.line, 3, "{e}");
+}
+
+/// A 100k-rule plan is ~100k of these: keep them small (rare parts are boxed).
+#[test]
+fn rule_stays_small() {
+    assert!(
+        std::mem::size_of::<dialplan::Rule>() <= 400,
+        "{}",
+        std::mem::size_of::<dialplan::Rule>()
+    );
+}
