@@ -41,6 +41,15 @@ fn main() {
         .unwrap_or(100_000);
     let general = std::env::args().nth(2).as_deref() == Some("general");
     let src = plan_yaml(n, general);
+    if let Ok(k) = std::env::var("PLAN_TIMING_LOOP") {
+        // for profilers: just load it k times
+        for _ in 0..k.parse().unwrap_or(1) {
+            drop(std::hint::black_box(
+                from_yaml(&src, "gen.yaml").expect("config"),
+            ));
+        }
+        return;
+    }
     let t = Instant::now();
     let n_parsed = config::parse_only(&src).expect("parse");
     let t_parse = t.elapsed();

@@ -275,7 +275,8 @@ impl Dialplan {
         }
         entries.sort_unstable();
         entries.dedup();
-        let mut index: HashMap<u64, (u32, u32), BuildHasherDefault<IdHasher>> = HashMap::default();
+        let mut index: HashMap<u64, (u32, u32), BuildHasherDefault<IdHasher>> =
+            HashMap::with_capacity_and_hasher(entries.len(), Default::default());
         let mut k = 0;
         while k < entries.len() {
             let h = entries[k].0;

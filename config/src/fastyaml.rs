@@ -46,7 +46,8 @@ pub(crate) fn split_dialplan(src: &str) -> Option<(String, Vec<RawRule>)> {
     let start = start?;
     let key_line_end = start + src[start..].find('\n')? + 1;
 
-    let mut rules: Vec<RawRule> = Vec::new();
+    // rules are rarely under 48 bytes of YAML: size once rather than grow (and copy) 17 times
+    let mut rules: Vec<RawRule> = Vec::with_capacity((src.len() - key_line_end) / 48);
     let mut indent: Option<usize> = None;
     let mut pos = key_line_end;
     let mut end = src.len();

@@ -868,7 +868,8 @@ fn build_rule(
         let Some(src) = src else {
             return Ok(None);
         };
-        let p = Pattern::new(&src, *eager > 0).map_err(|e| {
+        let p = Pattern::from_string(src, *eager > 0).map_err(|e| {
+            let src = &e.pattern;
             let at_off = e
                 .offset
                 .map(|o| format!(" (at byte {o} of the pattern)"))

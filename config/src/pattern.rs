@@ -570,16 +570,24 @@ pub(crate) struct Pattern {
 pub(crate) struct PatternError {
     pub message: String,
     pub offset: Option<usize>,
+    /// The pattern text.
+    pub pattern: String,
 }
 
 impl Pattern {
     /// Validate and compile `src`. `eager` builds the `regex::Regex` now for patterns outside
     /// the fast subset (reporting size-limit errors at load); otherwise it is built on first use.
+    #[cfg(test)]
     pub(crate) fn new(src: &str, eager: bool) -> Result<Pattern, PatternError> {
-        if let Some(fast) = Fast::parse(src) {
+        Pattern::from_string(src.to_string(), eager)
+    }
+
+    /// [`Pattern::new`] taking ownership of the text (no copy for the 100k-rule case).
+    pub(crate) fn from_string(src: String, eager: bool) -> Result<Pattern, PatternError> {
+        if let Some(fast) = Fast::parse(&src) {
             let prefixes = fast.prefixes(16);
             return Ok(Pattern {
-                src: src.into(),
+                src: src.into_boxed_str(),
                 ngroups: fast.group_count(),
                 names: fast.names.clone(),
                 fast: Some(fast),
@@ -587,7 +595,7 @@ impl Pattern {
                 re: OnceLock::new(),
             });
         }
-        let hir = regex_syntax::Parser::new().parse(src).map_err(|e| {
+        let hir = regex_syntax::Parser::new().parse(&src).map_err(|e| {
             let (message, offset) = match &e {
                 regex_syntax::Error::Parse(p) => {
                     (p.kind().to_string(), Some(p.span().start.offset))
@@ -597,13 +605,17 @@ impl Pattern {
                 }
                 _ => (e.to_string(), None),
             };
-            PatternError { message, offset }
+            PatternError {
+                message,
+                offset,
+                pattern: src.clone(),
+            }
         })?;
         let mut names = Vec::new();
         collect_names(&hir, &mut names);
         let prefixes = hir_prefixes(&hir);
         let p = Pattern {
-            src: src.into(),
+            src: src.into_boxed_str(),
             fast: None,
             ngroups: hir.properties().explicit_captures_len(),
             names,
@@ -611,7 +623,7 @@ impl Pattern {
             re: OnceLock::new(),
         };
         if eager {
-            match Regex::new(src) {
+            match Regex::new(&p.src) {
                 Ok(re) => {
                     let _ = p.re.set(Some(re));
                 }
@@ -619,6 +631,7 @@ impl Pattern {
                     return Err(PatternError {
                         message: e.to_string(),
                         offset: None,
+                        pattern: p.src.to_string(),
                     })
                 }
             }
