@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
 
 use crate::pattern::{Pattern, Spans, Template};
 
@@ -149,7 +150,7 @@ struct Caps {
 
 impl Rule {
     /// All given keys must match (AND); an empty `match` matches everything.
-    fn matches(&self, q: &RouteQuery<'_>, caps: &mut Caps) -> bool {
+    fn matches(&self, q: &RouteQuery<'_>, caps: &mut Caps, budget: &AtomicUsize) -> bool {
         if let Some(t) = &self.source_trunk {
             if q.source_trunk != Some(t.as_str()) {
                 return false;
@@ -164,17 +165,17 @@ impl Rule {
         caps.from.clear();
         caps.ruri.clear();
         if let Some(p) = &self.to_user {
-            if !p.captures(q.to_user, &mut caps.to) {
+            if !p.captures(q.to_user, &mut caps.to, budget) {
                 return false;
             }
         }
         if let Some(p) = &self.from_user {
-            if !p.captures(q.from_user, &mut caps.from) {
+            if !p.captures(q.from_user, &mut caps.from, budget) {
                 return false;
             }
         }
         if let Some(p) = &self.request_uri {
-            if !p.captures(q.request_uri, &mut caps.ruri) {
+            if !p.captures(q.request_uri, &mut caps.ruri, budget) {
                 return false;
             }
         }
@@ -217,7 +218,12 @@ pub struct Dialplan {
     prefix_lens: Vec<usize>,
     /// Rules not in the index, ascending.
     generic: Vec<u32>,
+    /// How many fast patterns may still cache a fallback regex (see `Pattern::captures`).
+    pub(crate) fallback_budget: AtomicUsize,
 }
+
+/// Fast patterns that may cache a compiled fallback regex, per plan.
+const FALLBACK_CACHE: usize = 1024;
 
 /// FNV-1a over bytes: incremental, so the hashes of all prefixes of a `to_user` cost one pass.
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -295,6 +301,7 @@ impl Dialplan {
             index,
             prefix_lens: lens,
             generic,
+            fallback_budget: AtomicUsize::new(FALLBACK_CACHE),
         }
     }
 
@@ -360,7 +367,7 @@ impl Dialplan {
             };
             let i = next as usize;
             let rule = self.rules.get(i)?;
-            if rule.matches(q, &mut caps) {
+            if rule.matches(q, &mut caps, &self.fallback_budget) {
                 return Some(rule.decide(i, q, &caps));
             }
         }
@@ -393,7 +400,7 @@ impl Dialplan {
     pub fn lookup_linear(&self, q: &RouteQuery<'_>) -> Option<Decision> {
         let mut caps = Caps::default();
         for (i, rule) in self.rules.iter().enumerate() {
-            if rule.matches(q, &mut caps) {
+            if rule.matches(q, &mut caps, &self.fallback_budget) {
                 return Some(rule.decide(i, q, &caps));
             }
         }

@@ -41,8 +41,10 @@
 //! Dial-plan rules: `match` keys are `to_user`, `from_user`, `request_uri` (regexes in the
 //! `regex` crate's syntax, searched unanchored unless the pattern says `^`/`$`) and
 //! `source_trunk` (a trunk name) and `source_ip` (an address or CIDR block such as
-//! `192.0.2.0/24`; an IPv4-mapped IPv6 source matches as IPv4); all keys given must match; no `match` (or `match: {}`) matches
-//! everything. Exactly one action per rule: `route`, `redirect` or `reject`. Rewrites
+//! `192.0.2.0/24`; an IPv4-mapped IPv6 source matches as IPv4); all keys given must match; no
+//! `match` (or `match: {}`) matches everything. Exactly one action per rule: `route` (trunk
+//! names, failover order), `redirect` (`contacts`, literal URIs, and `code`, 3xx, default 302)
+//! or `reject` (`code` 4xx-6xx and `reason`, default the RFC 3261 §21 phrase). Rewrites
 //! (`rewrite: { to_user, from_user, request_uri }`) are templates where `$N` / `${N}` /
 //! `${name}` insert a capture group and `$$` a literal `$`:
 //! - `rewrite.to_user` uses the captures of `match.to_user`;

@@ -18,6 +18,7 @@
 //! syntax-checked at load: fast ones by construction (the subset is valid regex syntax), the
 //! others with `regex_syntax`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -670,7 +671,17 @@ impl Pattern {
     }
 
     /// Search `hay`; on a match fill `spans` (group 0 = whole match) and return true.
-    pub(crate) fn captures(&self, hay: &str, spans: &mut Spans) -> bool {
+    ///
+    /// `cache_budget`: how many more fast patterns may keep a compiled fallback `Regex` (they
+    /// need one only for non-ASCII, over-long or pathological input, which comes from the
+    /// network: without a cap, requests aimed at every prefix could make all 100k rules
+    /// compile and keep a regex). Past the budget the fallback is compiled, used and dropped.
+    pub(crate) fn captures(
+        &self,
+        hay: &str,
+        spans: &mut Spans,
+        cache_budget: &AtomicUsize,
+    ) -> bool {
         if let Some(f) = &self.fast {
             if hay.len() <= MAX_FAST_HAY && hay.is_ascii() {
                 match f.search(hay.as_bytes(), spans) {
@@ -680,7 +691,16 @@ impl Pattern {
                 }
             }
         }
-        let Some(re) = self.regex() else {
+        let one_off;
+        let re = match self.re.get() {
+            Some(r) => r.as_ref(),
+            None if self.fast.is_none() || take(cache_budget) => self.regex(),
+            None => {
+                one_off = Regex::new(&self.src).ok();
+                one_off.as_ref()
+            }
+        };
+        let Some(re) = re else {
             return false;
         };
         let mut locs = re.capture_locations();
@@ -698,8 +718,15 @@ impl Pattern {
     #[allow(dead_code)]
     pub(crate) fn is_match(&self, hay: &str) -> bool {
         let mut s = Vec::new();
-        self.captures(hay, &mut s)
+        self.captures(hay, &mut s, &AtomicUsize::new(usize::MAX))
     }
+}
+
+/// Take one unit of `budget` if any is left.
+fn take(budget: &AtomicUsize) -> bool {
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 fn collect_names(h: &regex_syntax::hir::Hir, names: &mut Vec<(String, usize)>) {

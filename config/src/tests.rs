@@ -770,7 +770,7 @@ fn fast_matcher_agrees_with_regex() {
         let re = regex::Regex::new(p).unwrap();
         for h in inputs {
             let mut spans = Vec::new();
-            let got = pat.captures(h, &mut spans);
+            let got = pat.captures(h, &mut spans, &Default::default());
             let want = re.captures(h);
             assert_eq!(got, want.is_some(), "pattern {p:?} on {h:?}");
             if let Some(w) = want {
@@ -1091,7 +1091,7 @@ fn fast_matcher_random_differential() {
             let len = rnd(12);
             let h: String = (0..len).map(|_| alphabet[rnd(alphabet.len())]).collect();
             let mut spans = Vec::new();
-            let got = pat.captures(&h, &mut spans);
+            let got = pat.captures(&h, &mut spans, &Default::default());
             let want = re.captures(&h);
             assert_eq!(got, want.is_some(), "pattern {p:?} on {h:?}");
             if let Some(w) = want {
@@ -1322,5 +1322,33 @@ fn rule_stays_small() {
         std::mem::size_of::<dialplan::Rule>() <= 400,
         "{}",
         std::mem::size_of::<dialplan::Rule>()
+    );
+}
+
+#[test]
+fn hostile_non_ascii_input_cannot_make_every_rule_keep_a_regex() {
+    let mut rules = String::new();
+    for i in 0..1100 {
+        rules.push_str(&format!(
+            "  - match: {{ to_user: '^{}\\d$' }}\n    route: [a]\n",
+            10_000 + i
+        ));
+    }
+    let c = plan(&rules);
+    // each lookup hits one rule with a non-ASCII digit: answered right every time...
+    for i in 0..1100 {
+        let to = format!("{}\u{663}", 10_000 + i);
+        assert_eq!(
+            c.dialplan.lookup(&q(&to)).map(|d| d.rule_index),
+            Some(i),
+            "{to}"
+        );
+    }
+    // ...but only the first 1024 patterns kept their compiled fallback
+    assert_eq!(
+        c.dialplan
+            .fallback_budget
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
     );
 }
