@@ -239,7 +239,14 @@ impl Fast {
         if !self.anchored_start {
             return Vec::new();
         }
-        let mut out = vec![String::new()];
+        // capacity for the whole literal run up front: no regrowth while pushing
+        let room = self.pieces.len() + 8;
+        let grown = |s: &String| {
+            let mut t = String::with_capacity(s.len() + room);
+            t.push_str(s);
+            t
+        };
+        let mut out = vec![String::with_capacity(room)];
         for p in &self.pieces {
             if !p.alts.is_empty() {
                 if out.len() * p.alts.len() > limit {
@@ -249,7 +256,7 @@ impl Fast {
                     .iter()
                     .flat_map(|s| {
                         p.alts.iter().map(move |a| {
-                            let mut s = s.clone();
+                            let mut s = grown(s);
                             s.extend(a.iter().map(|&c| c as char));
                             s
                         })
@@ -273,7 +280,7 @@ impl Fast {
                 let with: Vec<String> = out
                     .iter()
                     .map(|s| {
-                        let mut s = s.clone();
+                        let mut s = grown(s);
                         s.push(c);
                         s
                     })
@@ -284,8 +291,10 @@ impl Fast {
         if out.iter().any(|s| s.is_empty()) {
             return Vec::new();
         }
-        out.sort();
-        out.dedup();
+        if out.len() > 1 {
+            out.sort();
+            out.dedup();
+        }
         out
     }
 
