@@ -3,6 +3,10 @@
 //!
 //! A `Config` is an immutable value: the server holds it in an `Arc` and a reload builds a new
 //! one and swaps the `Arc`, so calls in progress keep the configuration they started with.
+//! Build the new one off the serving threads ([`load_file`] reads the file, parses, validates
+//! and compiles); the swap itself is a pointer store. For a plan with very many patterns outside
+//! the fast subset, call [`Dialplan::compile_pending`] before the swap so that no lookup pays
+//! for compiling a regex.
 //!
 //! Every error, syntax or semantic, is reported as `FILE:LINE:COLUMN: message` (1-based), the
 //! line and column being those of the offending YAML node (see [`ConfigError`]).
