@@ -484,3 +484,100 @@ fn auto_picks_a_backend() {
     c.x.send_to(&rtp(1, 0, 1), relay_addr(c.pair.a)).unwrap();
     recv(&c.y).expect("relayed");
 }
+
+/// CPU the whole process has used (all threads), and the calling thread alone.
+fn cpu_now() -> (Duration, Duration) {
+    // SAFETY: getrusage/clock_gettime fill the structs they are given.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+        (
+            tv(ru.ru_utime) + tv(ru.ru_stime),
+            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+        )
+    }
+}
+
+/// The relay control work of one B2BUA call, paced like SIPp's default uac/uas at 1000 calls/s:
+/// each millisecond an offer (open_pair, set_remote, clock rates), 300 us later the answer
+/// (set_remote, clock rates) and the delete of the previous call (close_pair; with the plain
+/// relay handle, MediaCalls::delete also reads both legs' stats). Reports CPU per call of the
+/// calling ("signaling") thread and of the whole process (the relay workers included).
+///
+/// `cargo test --release -p media-relay --test relay_backends control_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn control_cost_per_call() {
+    use media_relay::control::MediaCalls;
+    use std::sync::Arc;
+    let n: u32 = std::env::var("CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let offer = b"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
+c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let answer = b"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
+c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    // The pacing alone (sleeps, clock reads), to subtract.
+    let pace = |mut op: Box<dyn FnMut(u32, bool) + '_>| {
+        let tick = Duration::from_millis(1);
+        let (p0, t0) = cpu_now();
+        let mut next = Instant::now();
+        for i in 0..n {
+            op(i, false);
+            let half = Instant::now() + Duration::from_micros(300);
+            while Instant::now() < half {
+                std::thread::sleep(half - Instant::now());
+            }
+            op(i, true);
+            next += tick;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+        }
+        let (p1, t1) = cpu_now();
+        (p1 - p0, t1 - t0)
+    };
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let (bp, bt) = pace(Box::new(|_, _| {}));
+    println!(
+        "pacing alone: {:.1} us CPU per call (calling thread {:.1} us)",
+        per(bp),
+        per(bt)
+    );
+    for backend in [Backend::Epoll, Backend::IoUring] {
+        let Some(r) = start(backend, 30000, 39999, Duration::from_secs(60), false) else {
+            continue;
+        };
+        let r = Arc::new(r);
+        let mut calls = MediaCalls::new(r.clone());
+        let (p, t) = pace(Box::new(|i, second| {
+            let id = format!("call-{i}");
+            if !second {
+                calls.offer(&id, "a", offer).unwrap();
+                return;
+            }
+            calls.answer(&id, "a", "b", answer).unwrap();
+            if i > 0 {
+                calls
+                    .delete(&format!("call-{}", i - 1), Some("a"))
+                    .unwrap();
+            }
+        }));
+        let _ = calls.delete(&format!("call-{}", n - 1), Some("a"));
+        println!(
+            "{}: {n} calls at 1000/s: {:.1} us CPU per call beyond the pacing (calling thread \
+             {:.1} us, relay workers {:.1} us)",
+            r.backend_name(),
+            per(p.saturating_sub(bp)),
+            per(t.saturating_sub(bt)),
+            per(p.saturating_sub(t).saturating_sub(bp.saturating_sub(bt))),
+        );
+    }
+}
