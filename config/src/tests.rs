@@ -1352,3 +1352,108 @@ fn hostile_non_ascii_input_cannot_make_every_rule_keep_a_regex() {
         0
     );
 }
+
+#[test]
+fn limits_defaults() {
+    let c = from_yaml(ACC, "t.yaml").unwrap();
+    let l = &c.limits;
+    assert_eq!(l.source_rate, None, "source rate limit off by default");
+    assert_eq!(l.max_calls, None);
+    assert_eq!(l.overload_queue, 2000);
+    assert_eq!(l.retry_after, 5);
+    for s in [
+        "friendly-scanner",
+        "sipvicious",
+        "sipcli",
+        "VaxSIPUserAgent",
+    ] {
+        assert!(
+            l.user_agent_block.iter().any(|x| x == s),
+            "{s} in the default block list"
+        );
+    }
+    let c = from_yaml(&format!("{ACC}limits: {{}}\n"), "t.yaml").unwrap();
+    assert_eq!(c.limits, Limits::default());
+}
+
+#[test]
+fn limits_set() {
+    let c = from_yaml(
+        &format!(
+            "{ACC}limits: {{ source_rate: 50, source_burst: 100, max_calls: 5000, \
+             overload_queue: 3000, retry_after: 9, user_agent_block: ['friendly-scanner', 'Evil'] }}\n"
+        ),
+        "t.yaml",
+    )
+    .unwrap();
+    let l = &c.limits;
+    assert_eq!(l.source_rate, Some(50));
+    assert_eq!(l.source_burst, 100);
+    assert_eq!(l.max_calls, Some(5000));
+    assert_eq!(l.overload_queue, 3000);
+    assert_eq!(l.retry_after, 9);
+    assert_eq!(l.user_agent_block, vec!["friendly-scanner", "Evil"]);
+    // burst defaults to twice the rate; an empty list turns blocking off
+    let c = from_yaml(
+        &format!("{ACC}limits:\n  source_rate: 30\n  user_agent_block: []\n"),
+        "t.yaml",
+    )
+    .unwrap();
+    assert_eq!(c.limits.source_burst, 60);
+    assert!(c.limits.user_agent_block.is_empty());
+}
+
+#[test]
+fn limits_errors_are_positioned() {
+    assert_err(
+        &format!("{ACC}limits:\n  source_rat: 5\n"),
+        17,
+        3,
+        "unknown field `source_rat`",
+    );
+    assert_err(&format!("{ACC}limits:\n  source_rate: 0\n"), 17, 16, "> 0");
+    assert_err(&format!("{ACC}limits:\n  source_rate: fast\n"), 17, 16, "");
+    assert_err(
+        &format!("{ACC}limits:\n  source_burst: 10\n"),
+        17,
+        17,
+        "needs source_rate",
+    );
+    assert_err(
+        &format!("{ACC}limits:\n  source_rate: 5\n  source_burst: 0\n"),
+        18,
+        17,
+        "> 0",
+    );
+    assert_err(&format!("{ACC}limits:\n  max_calls: 0\n"), 17, 14, "> 0");
+    assert_err(
+        &format!("{ACC}limits:\n  overload_queue: 0\n"),
+        17,
+        19,
+        "overload_queue",
+    );
+    assert_err(
+        &format!("{ACC}limits:\n  overload_queue: 70000\n"),
+        17,
+        19,
+        "overload_queue",
+    );
+    assert_err(
+        &format!("{ACC}limits:\n  retry_after: 0\n"),
+        17,
+        16,
+        "retry_after",
+    );
+    assert_err(
+        &format!("{ACC}limits:\n  user_agent_block: [a, '']\n"),
+        17,
+        25,
+        "block every request",
+    );
+    assert_err(
+        &format!("{ACC}limits:\n  user_agent_block:\n    - ok\n    - \"x\\r\\ny\"\n"),
+        19,
+        7,
+        "control characters",
+    );
+}
