@@ -3,17 +3,22 @@
 # workspace. The end-to-end tests under tests/ start the trunkline binary and drive it with SIPp
 # over loopback, so `sipp` must be installed: a missing peer is a test failure, never a skip.
 #
-#   scripts/test.sh            release build (load tests see realistic timings)
-#   TEST_PROFILE=debug scripts/test.sh
+#   scripts/test.sh                       debug build (the default: fastest overall)
+#   TEST_PROFILE=release scripts/test.sh  release build (realistic timings for the load tests)
 #   scripts/test.sh -- <extra args for the test binaries>
+#
+# Measured on the 2-core machine, from a clean target directory, whole workspace:
+#   debug:   build of all tests 154 s, test run ~100 s (300 calls at 50/s pass)
+#   release: build of all tests 644 s (thin LTO), test run about the same
+# so debug is the default; the SIPp load tests are loopback-bound, not CPU-bound, at 50 calls/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 
-profile_args=(--release)
-if [[ ${TEST_PROFILE:-release} == debug ]]; then
-    profile_args=()
+profile_args=()
+if [[ ${TEST_PROFILE:-debug} == release ]]; then
+    profile_args=(--release)
 fi
 
 start=$(date +%s)
