@@ -398,7 +398,12 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
     metrics.relay_backend.with_label_values(&[backend]).set(1);
     let relay = Arc::new(relay);
     let events = relay.events();
-    let calls = media_relay::control::MediaCalls::new(relay.clone());
+    // The B2BUA never reads live per-leg stats (final stats reach the metrics through
+    // `drain_closed_stats`): its handle skips the stats round trip to the relay workers that
+    // `MediaCalls::delete` would make at every call end.
+    let calls = media_relay::control::MediaCalls::new(Arc::new(media_relay::relay::NoLiveStats(
+        relay.clone(),
+    )));
     // The rtpengine-compatible control port: its calls live in their own table over the same
     // data plane (Kamailio's rtpengine module can drive trunkline's relay unchanged).
     let ng = match m.ng_listen {

@@ -18,10 +18,13 @@ use crate::dataplane::{LegPair, LegStats, RelayEvent};
 
 /// Control -> worker messages.
 pub(crate) enum Cmd {
-    /// A new pair; sockets are bound by the control side: [a RTP, a RTCP, b RTP, b RTCP].
+    /// A new pair. For each side (a, b): the RTP and RTCP sockets freshly bound by the control
+    /// side, or `None` when the port is one this worker kept open from a closed pair (see
+    /// `Close::keep`). `at`: when the control side opened it.
     Open {
         pair: LegPair,
-        socks: Box<[UdpSocket; 4]>,
+        socks: Box<[Option<[UdpSocket; 2]>; 2]>,
+        at: Instant,
     },
     SetRemote {
         port: u16,
@@ -32,8 +35,13 @@ pub(crate) enum Cmd {
         port: u16,
         rates: Vec<(u8, u32)>,
     },
+    /// Detach the pair's legs. With `keep`, the four sockets stay open, registered and
+    /// receiving (datagrams reaching them are dropped) for a later `Open` of the same ports:
+    /// no socket()/bind()/close() and no back-end registration per call.
     Close {
         pair: LegPair,
+        keep: bool,
+        at: Instant,
     },
     Stats {
         port: u16,
@@ -45,7 +53,7 @@ pub(crate) enum Cmd {
 /// What the back end must do after a command.
 pub(crate) enum Effect {
     None,
-    /// Start receiving on these socket slots.
+    /// Start receiving on these socket slots ([`NO_SLOT`] entries are to be skipped).
     Added([u32; 4]),
     /// Stop receiving on these socket slots, then call [`Core::free_socket`] for each.
     Removed([u32; 4]),
@@ -120,6 +128,8 @@ impl<T> Slab<T> {
 }
 
 const NO_LEG: u32 = u32::MAX;
+/// An empty entry of [`Effect::Added`].
+pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 pub(crate) struct SockEntry {
     pub fd: RawFd,
@@ -162,9 +172,17 @@ pub(crate) struct Core {
     closed: Arc<Mutex<VecDeque<ClosedPairStats>>>,
     /// Sockets still open per closing port pair.
     closing: HashMap<u16, u8>,
+    /// Sockets kept open after their pair closed (`Close::keep`): RTP port -> [RTP, RTCP] slots.
+    idle: HashMap<u16, [u32; 2]>,
     /// Ports whose sockets are closed: the control side returns them to the pool.
     released: Arc<Mutex<Vec<u16>>>,
 }
+
+/// Longest a worker sleeps when idle. Commands that need no immediate action (set_remote, close,
+/// reopening kept sockets) are sent without waking the worker: a datagram wakes it anyway, and
+/// it applies pending commands before handling datagrams; otherwise it picks them up within this
+/// time (closed pairs' final stats, timeouts baseline).
+pub(crate) const CMD_POLL: Duration = Duration::from_millis(20);
 
 /// How many closed pairs' final stats are kept for `Relay::drain_closed_stats`.
 pub(crate) const CLOSED_KEEP: usize = 4096;
@@ -189,6 +207,7 @@ impl Core {
             events,
             closed,
             closing: HashMap::new(),
+            idle: HashMap::new(),
             released,
         }
     }
@@ -200,7 +219,7 @@ impl Core {
     /// Apply a control command at time `now`.
     pub fn apply(&mut self, cmd: Cmd, now: Instant) -> Effect {
         match cmd {
-            Cmd::Open { pair, socks } => self.open(pair, *socks, now),
+            Cmd::Open { pair, socks, at } => self.open(pair, *socks, at.min(now)),
             Cmd::SetRemote { port, rtp, rtcp } => {
                 if let Some(l) = self.leg_by_port(port) {
                     let rtcp = rtcp.unwrap_or_else(|| {
@@ -219,7 +238,7 @@ impl Core {
                 }
                 Effect::None
             }
-            Cmd::Close { pair } => self.close(pair, now),
+            Cmd::Close { pair, keep, at } => self.close(pair, keep, at.min(now)),
             Cmd::Stats { port, reply } => {
                 let s = self
                     .by_port
@@ -238,23 +257,35 @@ impl Core {
         self.legs.get_mut(i)
     }
 
-    fn open(&mut self, pair: LegPair, socks: [UdpSocket; 4], now: Instant) -> Effect {
-        let [ar, ac, br, bc] = socks;
-        let mut slot = |s: UdpSocket, kind: Kind, port: u16| {
-            self.socks.insert(SockEntry {
-                fd: s.as_raw_fd(),
-                _sock: s,
-                leg: NO_LEG,
-                kind,
-                port,
-            })
-        };
-        let s = [
-            slot(ar, Kind::Rtp, pair.a),
-            slot(ac, Kind::Rtcp, pair.a),
-            slot(br, Kind::Rtp, pair.b),
-            slot(bc, Kind::Rtcp, pair.b),
-        ];
+    fn open(&mut self, pair: LegPair, socks: [Option<[UdpSocket; 2]>; 2], now: Instant) -> Effect {
+        let mut added = [NO_SLOT; 4];
+        let mut s = [NO_SLOT; 4];
+        for (side, (port, fresh)) in [pair.a, pair.b].into_iter().zip(socks).enumerate() {
+            let slots = match fresh {
+                Some([rtp, rtcp]) => {
+                    let mut slot = |sock: UdpSocket, kind: Kind| {
+                        self.socks.insert(SockEntry {
+                            fd: sock.as_raw_fd(),
+                            _sock: sock,
+                            leg: NO_LEG,
+                            kind,
+                            port,
+                        })
+                    };
+                    let v = [slot(rtp, Kind::Rtp), slot(rtcp, Kind::Rtcp)];
+                    added[2 * side] = v[0];
+                    added[2 * side + 1] = v[1];
+                    v
+                }
+                // Kept open from an earlier pair: already receiving.
+                None => self.idle.remove(&port).unwrap_or_else(|| {
+                    tracing::error!(port, "relay: reused port has no open sockets");
+                    [NO_SLOT; 2]
+                }),
+            };
+            s[2 * side] = slots[0];
+            s[2 * side + 1] = slots[1];
+        }
         let mk = |is_a: bool, socks: [u32; 2]| LegEntry {
             pair,
             peer: NO_LEG,
@@ -281,10 +312,10 @@ impl Core {
         self.by_port.insert(pair.a, la);
         self.by_port.insert(pair.b, lb);
         self.local[ctr::SESSIONS] += 1;
-        Effect::Added(s)
+        Effect::Added(added)
     }
 
-    fn close(&mut self, pair: LegPair, now: Instant) -> Effect {
+    fn close(&mut self, pair: LegPair, keep: bool, now: Instant) -> Effect {
         let (Some(&la), Some(&lb)) = (self.by_port.get(&pair.a), self.by_port.get(&pair.b)) else {
             return Effect::None;
         };
@@ -311,6 +342,11 @@ impl Core {
                 q.pop_front();
             }
             q.push_back(rec);
+        }
+        if keep {
+            self.idle.insert(pair.a, [socks[0], socks[1]]);
+            self.idle.insert(pair.b, [socks[2], socks[3]]);
+            return Effect::None;
         }
         Effect::Removed(socks)
     }

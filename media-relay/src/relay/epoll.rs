@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::core::{Cmd, Core, Effect};
+use super::core::{Cmd, Core, Effect, CMD_POLL};
 use super::sys;
 
 pub(crate) const BATCH: usize = 32;
@@ -69,7 +69,9 @@ impl EpollIo {
         let interval = core.scan_interval();
         let mut next_scan = Instant::now() + interval;
         loop {
-            let timeout = next_scan.saturating_duration_since(Instant::now());
+            let timeout = next_scan
+                .saturating_duration_since(Instant::now())
+                .min(CMD_POLL);
             if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!("relay epoll worker: poll failed: {e}");

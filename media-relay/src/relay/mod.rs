@@ -14,6 +14,16 @@
 //! * Ports: a pair `a`/`b` is two even ports from the range, each with RTCP on `port + 1`
 //!   (RFC 3550 section 11). Sockets are bound by the control thread at `open_pair`, so bind
 //!   errors and exhaustion are reported synchronously; the worker then owns them.
+//! * Socket reuse: a closed pair's sockets stay open, registered and receiving on their worker
+//!   (datagrams reaching them are dropped); `open_pair` prefers such *kept* ports of one worker
+//!   once they have been idle for [`REUSE_AFTER`], so a call in steady state costs no
+//!   socket()/bind()/close() and no io_uring/epoll registration. Kept ports are reused oldest
+//!   first; cold ports are bound while kept ones are younger than [`REUSE_AFTER`] (stray media
+//!   of the old call does not reach the new one), and kept ones are taken anyway when the range
+//!   runs out. At most a quarter of `RLIMIT_NOFILE` sockets are kept; beyond, closing closes.
+//! * Wake-ups: only commands that need the worker now (new sockets to register, a stats query,
+//!   shutdown) wake it; the others wait in its queue until a datagram or its idle tick
+//!   ([`core::CMD_POLL`]) wakes it, and are applied before the datagrams of that wake-up.
 //! * Forwarding: RTP arriving on `a` (RTCP on `a + 1`) leaves from `b` (`b + 1`) to `b`'s
 //!   remote, unchanged (no SSRC/sequence/timestamp rewrite), and the other way round. RTCP
 //!   multiplexed on the RTP port (RFC 5761) is forwarded on the RTP port.
@@ -40,7 +50,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -154,8 +164,18 @@ struct Worker {
     shared: Arc<WorkerShared>,
 }
 
+/// How long a kept port rests after its pair closed before `open_pair` prefers it to binding a
+/// cold one.
+pub const REUSE_AFTER: Duration = Duration::from_secs(1);
+
 struct Ctl {
+    /// Ports with no socket.
     pool: PortPool,
+    /// Per worker: ports whose sockets that worker kept open, with when their pair closed
+    /// (oldest first).
+    kept: Vec<VecDeque<(u16, Instant)>>,
+    kept_count: usize,
+    kept_max: usize,
     /// RTP port -> (pair, worker index)
     legs: HashMap<u16, (LegPair, usize)>,
     next_worker: usize,
@@ -257,6 +277,9 @@ impl Relay {
             backend: if use_uring { "io_uring" } else { "epoll" },
             ctl: Mutex::new(Ctl {
                 pool: PortPool::new(cfg.port_min, cfg.port_max),
+                kept: (0..n).map(|_| VecDeque::new()).collect(),
+                kept_count: 0,
+                kept_max: kept_max(),
                 legs: HashMap::new(),
                 next_worker: 0,
             }),
@@ -296,7 +319,7 @@ impl Relay {
                 self.reclaim(&mut g);
                 (
                     (g.legs.len() / 2) as u64,
-                    g.pool.available() as u64,
+                    (g.pool.available() + g.kept_count) as u64,
                     g.pool.capacity() as u64,
                 )
             }
@@ -341,10 +364,13 @@ impl Relay {
         stop_all(&self.workers, threads);
     }
 
-    fn send(&self, worker: usize, cmd: Cmd) -> Result<(), RelayError> {
+    /// Queue `cmd` for `worker`; `wake` when it must act now (see the module documentation).
+    fn send(&self, worker: usize, cmd: Cmd, wake: bool) -> Result<(), RelayError> {
         let w = self.workers.get(worker).ok_or(RelayError::Stopped)?;
         w.tx.send(cmd).map_err(|_| RelayError::Stopped)?;
-        w.wake.wake();
+        if wake {
+            w.wake.wake();
+        }
         Ok(())
     }
 
@@ -425,6 +451,77 @@ fn uring_probe() -> io::Result<()> {
     ))
 }
 
+/// Most ports (2 sockets each) kept open for reuse: a quarter of `RLIMIT_NOFILE`.
+fn kept_max() -> usize {
+    // SAFETY: getrlimit fills the struct it is given.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return 0;
+    }
+    (rl.rlim_cur.min(1 << 24) / 8) as usize
+}
+
+/// One port with its sockets if freshly bound (`None`: kept open by the worker).
+type Taken = (u16, Option<[UdpSocket; 2]>);
+
+/// Two ports served by one worker, preferring (1) ports kept by worker `first` that rested
+/// [`REUSE_AFTER`], (2) cold ports bound now, (3) any kept ports of `first`, then (4) two kept
+/// ports of another worker.
+fn take_two(g: &mut Ctl, first: usize, ip: IpAddr, now: Instant) -> Option<(usize, [Taken; 2])> {
+    let mut got: Vec<Taken> = Vec::with_capacity(2);
+    let rested = |q: &VecDeque<(u16, Instant)>| {
+        q.front()
+            .is_some_and(|&(_, t)| now.saturating_duration_since(t) >= REUSE_AFTER)
+    };
+    while got.len() < 2 && g.kept.get(first).is_some_and(rested) {
+        if let Some((p, _)) = g.kept.get_mut(first).and_then(VecDeque::pop_front) {
+            g.kept_count -= 1;
+            got.push((p, None));
+        }
+    }
+    while got.len() < 2 {
+        match g.pool.take(|p| bind_pair(ip, p)) {
+            Some((p, socks)) => got.push((p, Some(socks))),
+            None => break,
+        }
+    }
+    while got.len() < 2 {
+        match g.kept.get_mut(first).and_then(VecDeque::pop_front) {
+            Some((p, _)) => {
+                g.kept_count -= 1;
+                got.push((p, None));
+            }
+            None => break,
+        }
+    }
+    let mut worker = first;
+    if got.len() < 2 {
+        // Give back what was taken (kept ports to the front, in order; bound sockets close).
+        for (p, socks) in got.drain(..).rev() {
+            match socks {
+                None => {
+                    if let Some(q) = g.kept.get_mut(first) {
+                        q.push_front((p, now));
+                        g.kept_count += 1;
+                    }
+                }
+                Some(_) => g.pool.put(p),
+            }
+        }
+        let other = (0..g.kept.len()).find(|&w| w != first && g.kept[w].len() >= 2)?;
+        for _ in 0..2 {
+            if let Some((p, _)) = g.kept[other].pop_front() {
+                g.kept_count -= 1;
+                got.push((p, None));
+            }
+        }
+        worker = other;
+    }
+    let b = got.pop()?;
+    let a = got.pop()?;
+    Some((worker, [a, b]))
+}
+
 /// Bind RTP on `port` and RTCP on `port + 1`.
 fn bind_pair(ip: IpAddr, port: u16) -> Option<[UdpSocket; 2]> {
     let rtp = UdpSocket::bind(SocketAddr::new(ip, port)).ok()?;
@@ -441,24 +538,31 @@ impl DataPlane for Relay {
 
     fn open_pair(&self) -> Result<LegPair, RelayError> {
         let ip = self.address;
+        let now = Instant::now();
         let (pair, worker, socks) = {
             let mut g = self.ctl.lock().map_err(|_| RelayError::Stopped)?;
             self.reclaim(&mut g);
-            let Some((a, [ar, ac])) = g.pool.take(|p| bind_pair(ip, p)) else {
-                return Err(RelayError::PortsExhausted);
-            };
-            let Some((b, [br, bc])) = g.pool.take(|p| bind_pair(ip, p)) else {
-                g.pool.put(a);
-                return Err(RelayError::PortsExhausted);
-            };
-            let pair = LegPair { a, b };
-            let worker = g.next_worker % self.workers.len().max(1);
+            let first = g.next_worker % self.workers.len().max(1);
             g.next_worker = g.next_worker.wrapping_add(1);
+            let (worker, [(a, sa), (b, sb)]) =
+                take_two(&mut g, first, ip, now).ok_or(RelayError::PortsExhausted)?;
+            let pair = LegPair { a, b };
             g.legs.insert(a, (pair, worker));
             g.legs.insert(b, (pair, worker));
-            (pair, worker, Box::new([ar, ac, br, bc]))
+            (pair, worker, Box::new([sa, sb]))
         };
-        if let Err(e) = self.send(worker, Cmd::Open { pair, socks }) {
+        // Fresh sockets must be registered with the worker's poller now; kept ones already
+        // receive, and a datagram for them wakes the worker, which applies this first.
+        let wake = socks.iter().any(Option::is_some);
+        if let Err(e) = self.send(
+            worker,
+            Cmd::Open {
+                pair,
+                socks,
+                at: now,
+            },
+            wake,
+        ) {
             if let Ok(mut g) = self.ctl.lock() {
                 g.legs.remove(&pair.a);
                 g.legs.remove(&pair.b);
@@ -477,29 +581,48 @@ impl DataPlane for Relay {
         rtcp: Option<SocketAddr>,
     ) -> Result<(), RelayError> {
         let (_, w) = self.worker_of(port).ok_or(RelayError::UnknownPort(port))?;
-        self.send(w, Cmd::SetRemote { port, rtp, rtcp })
+        self.send(w, Cmd::SetRemote { port, rtp, rtcp }, false)
     }
 
     fn close_pair(&self, pair: LegPair) {
-        let w = {
+        let now = Instant::now();
+        let (w, keep) = {
             let Ok(mut g) = self.ctl.lock() else { return };
             match g.legs.get(&pair.a).copied() {
                 Some((p, w)) if p == pair => {
-                    // The ports return to the pool when the worker has closed the sockets.
                     g.legs.remove(&pair.a);
                     g.legs.remove(&pair.b);
-                    w
+                    // Kept: reusable at once (the worker applies this Close before any later
+                    // Open of these ports). Not kept: the ports return to the pool when the
+                    // worker has closed the sockets.
+                    let keep = g.kept_count + 2 <= g.kept_max;
+                    if keep {
+                        if let Some(q) = g.kept.get_mut(w) {
+                            q.push_back((pair.a, now));
+                            q.push_back((pair.b, now));
+                            g.kept_count += 2;
+                        }
+                    }
+                    (w, keep)
                 }
                 _ => return,
             }
         };
-        let _ = self.send(w, Cmd::Close { pair });
+        let _ = self.send(
+            w,
+            Cmd::Close {
+                pair,
+                keep,
+                at: now,
+            },
+            false,
+        );
     }
 
     fn stats(&self, port: u16) -> Option<LegStats> {
         let (_, w) = self.worker_of(port)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(w, Cmd::Stats { port, reply: tx }).ok()?;
+        self.send(w, Cmd::Stats { port, reply: tx }, true).ok()?;
         rx.recv_timeout(Duration::from_secs(2)).ok().flatten()
     }
 
@@ -511,6 +634,40 @@ impl DataPlane for Relay {
                 port,
                 rates: rates.to_vec(),
             },
+            false,
         )
+    }
+}
+
+/// A [`DataPlane`] handle over a shared [`Relay`] for a controller that never reads live per-leg
+/// statistics, such as the B2BUA (final stats of every closed pair come from
+/// [`Relay::drain_closed_stats`]). `stats` answers `None` at once instead of a round trip to the
+/// worker thread, which `MediaCalls::delete` would otherwise make for both legs of every stream
+/// when a call ends. Everything else is the relay's own.
+pub struct NoLiveStats(pub Arc<Relay>);
+
+impl DataPlane for NoLiveStats {
+    fn local_ip(&self) -> IpAddr {
+        self.0.local_ip()
+    }
+    fn open_pair(&self) -> Result<LegPair, RelayError> {
+        self.0.open_pair()
+    }
+    fn set_remote(
+        &self,
+        port: u16,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+    ) -> Result<(), RelayError> {
+        self.0.set_remote(port, rtp, rtcp)
+    }
+    fn close_pair(&self, pair: LegPair) {
+        self.0.close_pair(pair)
+    }
+    fn stats(&self, _port: u16) -> Option<LegStats> {
+        None
+    }
+    fn set_clock_rates(&self, port: u16, rates: &[(u8, u32)]) -> Result<(), RelayError> {
+        self.0.set_clock_rates(port, rates)
     }
 }

@@ -22,7 +22,7 @@ use crossbeam_channel::Receiver;
 use io_uring::types::{BufRingEntry, Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
-use super::core::{Cmd, Core, Effect};
+use super::core::{Cmd, Core, Effect, CMD_POLL};
 use super::sys;
 
 /// Provided buffers per worker.
@@ -449,7 +449,9 @@ impl UringIo {
                 next_scan = now + interval;
             }
             core.publish();
-            let wait = next_scan.saturating_duration_since(Instant::now());
+            let wait = next_scan
+                .saturating_duration_since(Instant::now())
+                .min(CMD_POLL);
             let ts = Timespec::from(wait.max(Duration::from_micros(100)));
             let args = SubmitArgs::new().timespec(&ts);
             // Completion batching (Linux 6.12 min_wait): sleep until `BATCH_WANT` completions,
