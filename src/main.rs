@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod limits;
 mod metrics;
 mod policy;
 mod server;

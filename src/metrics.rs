@@ -43,6 +43,13 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub build_info: IntGaugeVec,
+    pub requests_rate_limited: IntCounter,
+    pub requests_blocked: IntCounterVec,
+    pub rate_limit_sources: IntGauge,
+    pub trunk_limit_rejections: IntCounterVec,
+    pub trunk_active_calls: IntGaugeVec,
+    pub overload_rejections: IntCounterVec,
+    pub overloaded: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -224,6 +231,53 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            requests_rate_limited: counter(
+                &r,
+                "trunkline_requests_rate_limited_total",
+                "Requests dropped unanswered because their source IP exceeded limits.source_rate.",
+            ),
+            requests_blocked: counter_vec(
+                &r,
+                "trunkline_requests_blocked_total",
+                "Requests dropped unanswered by a block list, by reason (user_agent).",
+                &["reason"],
+            ),
+            rate_limit_sources: gauge(
+                &r,
+                "trunkline_rate_limit_sources",
+                "Source addresses with a request rate bucket (sources recently active).",
+            ),
+            trunk_limit_rejections: counter_vec(
+                &r,
+                "trunkline_trunk_limit_rejections_total",
+                "Calls a trunk's limit kept from it (skipped target or 503), by trunk and limit \
+                 (calls = max_calls, cps = max_cps).",
+                &["trunk", "limit"],
+            ),
+            trunk_active_calls: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_trunk_active_calls",
+                        "Calls in progress to or from each trunk (what max_calls counts).",
+                    ),
+                    &["trunk"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            overload_rejections: counter_vec(
+                &r,
+                "trunkline_overload_rejections_total",
+                "New calls answered 503 + Retry-After because the process was overloaded, by \
+                 reason (queue = input queue over limits.overload_queue, calls = limits.max_calls).",
+                &["reason"],
+            ),
+            overloaded: gauge(
+                &r,
+                "trunkline_overloaded",
+                "1 while the input queue is over limits.overload_queue (new calls get 503).",
+            ),
             registry: r,
         };
         m.build_info
@@ -232,6 +286,12 @@ impl Metrics {
         m.config_generation.set(1);
         for res in ["success", "failure"] {
             m.config_reloads.with_label_values(&[res]).inc_by(0);
+        }
+        m.requests_blocked
+            .with_label_values(&["user_agent"])
+            .inc_by(0);
+        for reason in ["queue", "calls"] {
+            m.overload_rejections.with_label_values(&[reason]).inc_by(0);
         }
         m
     }

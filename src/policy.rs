@@ -1,11 +1,13 @@
 //! The B2BUA core's decisions, bound to the live configuration and the media relay.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{CallEvent, CallRef, Leg, Policy, RouteOutcome, Target};
 use signaling::{Peer, Request, Transport};
 
+use crate::limits::{self, Overload, SourceLimiter, TrunkLimits, TrunkUsage, UaBlockList};
 use crate::metrics::Metrics;
 
 pub struct LivePolicy {
@@ -14,6 +16,57 @@ pub struct LivePolicy {
     pub config: Arc<Config>,
     pub media: Option<Media>,
     pub metrics: Arc<Metrics>,
+    /// Time of the batch being handled (the shell sets it; the policy never reads the clock).
+    pub now: Instant,
+    pub guard: Guard,
+}
+
+/// Overload and abuse state (`limits:` and the trunks' `max_calls`/`max_cps`).
+pub struct Guard {
+    /// The configuration the screening state below was built from (compared by address).
+    built_for: usize,
+    sources: Option<SourceLimiter>,
+    ua_block: UaBlockList,
+    usage: TrunkUsage,
+    overload: Overload,
+    rate_limited: prometheus::IntCounter,
+    ua_blocked: prometheus::IntCounter,
+}
+
+impl Guard {
+    pub fn new(metrics: &Metrics) -> Guard {
+        Guard {
+            built_for: 0,
+            sources: None,
+            ua_block: UaBlockList::default(),
+            usage: TrunkUsage::default(),
+            overload: Overload::new(config::Limits::default().overload_queue as usize),
+            rate_limited: metrics.requests_rate_limited.clone(),
+            ua_blocked: metrics.requests_blocked.with_label_values(&["user_agent"]),
+        }
+    }
+
+    /// Follow the configuration in use (a pointer check per batch; rebuilt after a reload).
+    fn follow(&mut self, cfg: &Config) {
+        let addr = cfg as *const Config as usize;
+        if self.built_for == addr {
+            return;
+        }
+        self.built_for = addr;
+        let l = &cfg.limits;
+        self.ua_block = UaBlockList::new(&l.user_agent_block);
+        self.sources = match l.source_rate {
+            None => None,
+            Some(rate) => match self.sources.take() {
+                Some(s) if s.same(rate, l.source_burst) => Some(s),
+                _ => Some(SourceLimiter::new(rate, l.source_burst)),
+            },
+        };
+        if let Some(s) = &mut self.sources {
+            s.set_exempt(cfg.trunks.values().map(|t| t.address.ip()));
+        }
+        self.overload.queue_high = l.overload_queue as usize;
+    }
 }
 
 /// The media relay as the core task sees it: call-level control over the data plane.
@@ -106,7 +159,31 @@ pub fn transport_of(t: TransportKind) -> Transport {
     }
 }
 
+/// A trunk's `max_calls`/`max_cps` (none for a trunk the configuration no longer has).
+fn trunk_limits(cfg: &Config, name: &str) -> TrunkLimits {
+    cfg.trunks
+        .get(name)
+        .map(|t| TrunkLimits {
+            max_calls: t.max_calls,
+            max_cps: t.max_cps,
+        })
+        .unwrap_or_default()
+}
+
 impl LivePolicy {
+    pub fn new(config: Arc<Config>, media: Option<Media>, metrics: Arc<Metrics>) -> LivePolicy {
+        let guard = Guard::new(&metrics);
+        let mut p = LivePolicy {
+            config,
+            media,
+            metrics,
+            now: Instant::now(),
+            guard,
+        };
+        p.guard.follow(&p.config);
+        p
+    }
+
     fn trunk_of(&self, from: Peer) -> Option<&str> {
         self.config
             .trunks
@@ -114,10 +191,111 @@ impl LivePolicy {
             .find(|t| t.address == from.addr)
             .map(|t| t.name.as_str())
     }
+
+    fn trunk_limits(&self, name: &str) -> TrunkLimits {
+        trunk_limits(&self.config, name)
+    }
+
+    /// Screen a received message before it is parsed: `false` drops it unanswered. Requests
+    /// from a source over `limits.source_rate` (trunks exempt) and requests whose User-Agent
+    /// is on `limits.user_agent_block` are dropped; a scanner learns nothing, not even that
+    /// something listens. Responses always pass (they answer our own requests).
+    pub fn screen(&mut self, data: &[u8], from: Peer) -> bool {
+        self.guard.follow(&self.config);
+        if !limits::is_request(data) {
+            return true;
+        }
+        if let Some(s) = &mut self.guard.sources {
+            if !s.allow(from.addr.ip(), self.now) {
+                self.guard.rate_limited.inc();
+                return false;
+            }
+        }
+        if limits::blocked_user_agent(data, &self.guard.ua_block) {
+            self.guard.ua_blocked.inc();
+            return false;
+        }
+        true
+    }
+
+    /// The input queue holds `queued` messages: update the overload state (logged and exported
+    /// when it changes).
+    pub fn set_queue_depth(&mut self, queued: usize) {
+        self.guard.follow(&self.config);
+        let was = self.guard.overload.is_on();
+        let on = self.guard.overload.update(queued);
+        if on != was {
+            self.metrics.overloaded.set(on as i64);
+            if on {
+                tracing::warn!(
+                    queued,
+                    "overloaded: new calls get 503 until the queue drains"
+                );
+            } else {
+                tracing::info!(queued, "overload over");
+            }
+        }
+    }
+
+    /// Release the trunk slots of calls the core no longer knows (a safety net for an end path
+    /// that reported nothing).
+    pub fn reconcile(&mut self, alive: impl FnMut(u64) -> bool) {
+        self.guard.usage.retain(alive);
+    }
+
+    /// Refresh the limit gauges (before a scrape).
+    pub fn refresh_limit_metrics(&self) {
+        for name in self.config.trunks.keys() {
+            self.metrics
+                .trunk_active_calls
+                .with_label_values(&[name])
+                .set(i64::from(self.guard.usage.active(name)));
+        }
+        for (name, n) in self.guard.usage.each_active() {
+            if !self.config.trunks.contains_key(name) {
+                self.metrics
+                    .trunk_active_calls
+                    .with_label_values(&[name])
+                    .set(i64::from(n));
+            }
+        }
+        let tracked = self.guard.sources.as_ref().map_or(0, |s| s.tracked());
+        self.metrics.rate_limit_sources.set(tracked as i64);
+    }
+
+    fn unavailable(&self) -> RouteOutcome {
+        RouteOutcome::Unavailable {
+            retry_after: self.config.limits.retry_after,
+        }
+    }
+
+    fn limit_hit(&self, trunk: &str, l: limits::Limit) {
+        self.metrics
+            .trunk_limit_rejections
+            .with_label_values(&[trunk, l.label()])
+            .inc();
+    }
 }
 
 impl Policy for LivePolicy {
     fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome {
+        // Process overload first (RFC 7339 §1: shed new work early, with Retry-After).
+        if self.guard.overload.is_on() {
+            self.metrics
+                .overload_rejections
+                .with_label_values(&["queue"])
+                .inc();
+            return self.unavailable();
+        }
+        if let Some(max) = self.config.limits.max_calls {
+            if self.guard.usage.calls() >= max as usize {
+                self.metrics
+                    .overload_rejections
+                    .with_label_values(&["calls"])
+                    .inc();
+                return self.unavailable();
+            }
+        }
         let q = RouteQuery {
             to_user,
             from_user,
@@ -133,9 +311,34 @@ impl Policy for LivePolicy {
         };
         match d.action {
             Action::Route(names) => {
-                let targets = names
+                // A call from a trunk counts against that trunk's limits too.
+                if let Some(src) = q.source_trunk.map(str::to_string) {
+                    let lim = self.trunk_limits(&src);
+                    if let Err(l) = self.guard.usage.admit_inbound(&src, lim, self.now) {
+                        self.limit_hit(&src, l);
+                        return self.unavailable();
+                    }
+                }
+                let config = self.config.clone();
+                let mut full = false;
+                let targets: Vec<Target> = names
                     .iter()
-                    .filter_map(|n| self.config.trunks.get(n))
+                    .filter_map(|n| config.trunks.get(n))
+                    .filter(|t| {
+                        let lim = TrunkLimits {
+                            max_calls: t.max_calls,
+                            max_cps: t.max_cps,
+                        };
+                        match self.guard.usage.check(&t.name, lim, self.now) {
+                            Ok(()) => true,
+                            Err(l) => {
+                                // A trunk at its limit is skipped like a failed one.
+                                self.limit_hit(&t.name, l);
+                                full = true;
+                                false
+                            }
+                        }
+                    })
                     .map(|t| Target {
                         trunk: t.name.clone(),
                         peer: Peer {
@@ -145,6 +348,10 @@ impl Policy for LivePolicy {
                         host: t.address.to_string(),
                     })
                     .collect();
+                if targets.is_empty() && full {
+                    self.guard.usage.not_started();
+                    return self.unavailable();
+                }
                 RouteOutcome::Route {
                     targets,
                     to_user: d.to_user.unwrap_or_else(|| to_user.to_string()),
@@ -185,10 +392,26 @@ impl Policy for LivePolicy {
         if let Some(m) = &mut self.media {
             let _ = m.calls.delete(call.call_id, Some(call.from_tag));
         }
+        // Every end of a call releases its media: its trunk slots go with it.
+        self.guard.usage.release(call.id);
     }
 
     fn event(&mut self, ev: CallEvent) {
         self.metrics.on_call_event(&ev);
+        let cfg = &self.config;
+        let limits_of = |name: &str| trunk_limits(cfg, name);
+        self.guard.usage.on_event(&ev, limits_of, self.now);
+    }
+
+    fn admit_target(&mut self, target: &Target) -> bool {
+        let lim = self.trunk_limits(&target.trunk);
+        match self.guard.usage.check(&target.trunk, lim, self.now) {
+            Ok(()) => true,
+            Err(l) => {
+                self.limit_hit(&target.trunk, l);
+                false
+            }
+        }
     }
 }
 

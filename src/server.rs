@@ -108,11 +108,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         tracing::info!(address = %m.listen, "metrics on http://{}/metrics", m.listen);
     }
     let media = start_media(&cfg, &metrics)?;
-    let mut policy = LivePolicy {
-        config: Arc::new(cfg),
-        media,
-        metrics: metrics.clone(),
-    };
+    let mut policy = LivePolicy::new(Arc::new(cfg), media, metrics.clone());
     let sender = Sender {
         udp,
         tcp,
@@ -158,6 +154,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let _ = reloader.reload(&mut policy, &metrics, "SIGHUP");
             }
             _ = watch.tick() => {
+                policy.reconcile(|id| core.has_call(id));
                 if reloader.changed() {
                     let _ = reloader.reload(&mut policy, &metrics, "file change");
                 }
@@ -175,6 +172,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             inp = in_rx.recv() => {
                 let Some(inp) = inp else { break };
                 let now = Instant::now();
+                // Overload is judged by what is still waiting behind this batch.
+                policy.now = now;
+                policy.set_queue_depth(in_rx.len());
                 handle_input(&mut core, inp, now, &mut policy, &counters);
                 // Take what else is queued before flushing.
                 for _ in 0..256 {
@@ -185,7 +185,8 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 }
             }
             _ = sleep => {
-                core.handle_timeout(Instant::now(), &mut policy);
+                policy.now = Instant::now();
+                core.handle_timeout(policy.now, &mut policy);
             }
         }
         if let Some(media) = &mut policy.media {
@@ -252,6 +253,7 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
     if let Some(m) = &policy.media {
         m.refresh_metrics(metrics);
     }
+    policy.refresh_limit_metrics();
 }
 
 /// Reloads the configuration file: parsed and validated whole, then swapped in; an invalid file
@@ -366,6 +368,10 @@ fn handle_input(
     match inp {
         Input::Message(data, from) => {
             counters.received[from.transport as usize].inc();
+            // Rate limits and block lists, on the raw bytes before any parsing.
+            if !policy.screen(&data, from) {
+                return;
+            }
             core.handle_bytes(&data, from, now, policy)
         }
         Input::TransportError(peer) => core.transport_error(peer, now, policy),

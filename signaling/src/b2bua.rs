@@ -63,6 +63,9 @@ pub enum RouteOutcome {
     Redirect { code: u16, contacts: Vec<String> },
     /// Answer leg A with this final status.
     Reject { code: u16, reason: String },
+    /// Answer leg A 503 Service Unavailable with `Retry-After: retry_after` (seconds): an
+    /// overload or a limit rather than a routing decision (RFC 3261 §21.5.4, §20.33).
+    Unavailable { retry_after: u32 },
 }
 
 /// Identity of a call as the media side knows it: leg A's Call-ID and From tag.
@@ -105,6 +108,12 @@ pub trait Policy {
     fn media_release(&mut self, call: CallRef<'_>);
     /// For metrics.
     fn event(&mut self, ev: CallEvent);
+    /// May leg B be tried at `target` now? Asked before a failover attempt (the first target
+    /// was chosen by [`Policy::route`]); a refused target is skipped like a failed one, e.g. a
+    /// trunk at its call or call-rate limit.
+    fn admit_target(&mut self, _target: &Target) -> bool {
+        true
+    }
 }
 
 /// A policy that routes every call to one target and passes SDP through unchanged (tests).
@@ -394,6 +403,10 @@ impl B2bua {
     /// Live calls (any state).
     pub fn active_calls(&self) -> usize {
         self.calls.len()
+    }
+    /// Is call `id` (as named in [`CallEvent`]s) still known to the core?
+    pub fn has_call(&self, id: u64) -> bool {
+        self.calls.contains_key(&id)
     }
     /// Live transactions.
     pub fn transactions(&self) -> usize {
@@ -691,6 +704,17 @@ impl B2bua {
         let (targets, to_user, from_user) = match outcome {
             RouteOutcome::Reject { code, reason } => {
                 self.reject(tx, &req, code, &reason, now, policy);
+                return;
+            }
+            RouteOutcome::Unavailable { retry_after } => {
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
+                resp.headers.push("Retry-After", retry_after.to_string());
+                self.tx.send_response(tx, resp, now);
+                policy.event(CallEvent::Rejected {
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                });
                 return;
             }
             RouteOutcome::Redirect { code, contacts } => {
@@ -1477,8 +1501,15 @@ impl B2bua {
         // RFC 3261 §16.7 + the dial plan contract: 408, 5xx and transport errors fail over; 6xx
         // stops; any other final is the answer.
         let failover = status == 408 || (500..600).contains(&status);
-        if !call.cancelled && failover && call.target_idx + 1 < call.targets.len() {
-            call.target_idx += 1;
+        // The next target the policy admits (one at a limit is skipped like a failed one).
+        let next = if !call.cancelled && failover {
+            (call.target_idx + 1..call.targets.len())
+                .find(|&i| policy.admit_target(&call.targets[i]))
+        } else {
+            None
+        };
+        if let Some(next) = next {
+            call.target_idx = next;
             call.b.local_cseq = call.b.local_cseq.wrapping_add(1);
             self.send_b_invite(id, now, policy);
             return;
