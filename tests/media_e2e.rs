@@ -677,3 +677,146 @@ fn sipp_call_sees_only_the_relay() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cost per call (measurement, not a pass/fail test)
+
+/// utime + stime of every thread of `pid`, by thread name, in clock ticks.
+fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let name = comm.trim().to_string();
+        let ticks = f.iter().sum::<u64>();
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some(e) => e.1 += ticks,
+            None => out.push((name, ticks)),
+        }
+    }
+    out
+}
+
+/// SIPp's embedded scenario `name` (`uac`/`uas`) without its SDP bodies.
+fn sipp_without_sdp(net: &Net, name: &str) -> std::path::PathBuf {
+    let out = std::process::Command::new("sipp")
+        .args(["-sd", name])
+        .output()
+        .expect("sipp -sd");
+    let xml = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut res = String::new();
+    let mut in_body = false;
+    for line in xml.lines() {
+        if line.trim() == "v=0" {
+            in_body = true;
+        }
+        if in_body && line.trim() == "]]>" {
+            in_body = false;
+        }
+        if in_body || line.contains("Content-Type: application/sdp") {
+            continue;
+        }
+        res.push_str(&line.replace("Content-Length: [len]", "Content-Length: 0"));
+        res.push('\n');
+    }
+    let p = net.dir.join(format!("{name}_nosdp.xml"));
+    std::fs::write(&p, res).expect("write scenario");
+    p
+}
+
+/// trunkline's CPU per call with SIPp's default uac/uas (both carry SDP, so every call opens
+/// and closes a relay pair) against the same calls without SDP (no media at all): the
+/// difference is what media costs per call (SDP parse and rewrite, relay control, workers).
+///
+/// `CALLS=20000 cargo test --release --test media_e2e relay_cost_per_call -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn relay_cost_per_call() {
+    require_sipp();
+    isolated("relay_cost_per_call", false, |net| {
+        let calls: u32 = std::env::var("CALLS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10000);
+        let yaml = media_yaml(net, "auto", None).replace(
+            &format!("ports: {}", net.media_range()),
+            "ports: 20000-39999",
+        );
+        for with_sdp in [true, false] {
+            let tl = Trunkline::start(net, &yaml);
+            let (uac, uas): (Vec<String>, Vec<String>) = if with_sdp {
+                (
+                    vec!["-sn".into(), "uac".into()],
+                    vec!["-sn".into(), "uas".into()],
+                )
+            } else {
+                let c = sipp_without_sdp(net, "uac");
+                let s = sipp_without_sdp(net, "uas");
+                (
+                    vec!["-sf".into(), c.to_string_lossy().into_owned()],
+                    vec!["-sf".into(), s.to_string_lossy().into_owned()],
+                )
+            };
+            let port = net.trunk(0).to_string();
+            let mut callee = std::process::Command::new("sipp")
+                .args(&uas)
+                .args(["-i", "127.0.0.1", "-p", &port, "-nostdin"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("sipp uas");
+            wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+            let before = thread_ticks(tl.pid());
+            let t0 = Instant::now();
+            let st = std::process::Command::new("sipp")
+                .arg(net.sip_addr().to_string())
+                .args(&uac)
+                .args(["-i", "127.0.0.1", "-p", &net.uac().to_string()])
+                .args(["-m", &calls.to_string(), "-r", "1000", "-nostdin"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("sipp uac");
+            let wall = t0.elapsed();
+            let after = thread_ticks(tl.pid());
+            let _ = callee.kill();
+            let _ = callee.wait();
+            assert!(st.success(), "SIPp uac: {st} (some calls failed)");
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            let us = |t: u64| t as f64 * 1e6 / hz / calls as f64;
+            let mut total = 0;
+            let mut per_thread = String::new();
+            for (name, t1) in &after {
+                let t0 = before
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, t)| *t);
+                let d = t1.saturating_sub(t0);
+                total += d;
+                if d > 0 {
+                    per_thread += &format!(" {name} {:.1}", us(d));
+                }
+            }
+            println!(
+                "{} SDP: {calls} calls at 1000/s in {:.1} s: trunkline {:.1} us CPU per call \
+                 (per thread:{per_thread})",
+                if with_sdp { "with" } else { "without" },
+                wall.as_secs_f64(),
+                us(total),
+            );
+            drop(tl);
+        }
+    });
+}
