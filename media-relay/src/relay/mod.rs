@@ -76,7 +76,8 @@ pub struct RelayConfig {
     pub port_min: u16,
     pub port_max: u16,
     pub backend: Backend,
-    /// Worker threads; 0 = available cores.
+    /// Worker threads; 0 = automatic: one per core but one (left to signaling), at least one.
+    /// (On 2 cores one worker costs less CPU per packet than two: no cross-core traffic.)
     pub workers: usize,
     /// Media timeout: no RTP on either leg of a pair for this long raises
     /// [`RelayEvent::MediaTimeout`].
@@ -97,6 +98,38 @@ impl Default for RelayConfig {
             strict_source: false,
         }
     }
+}
+
+/// Settings beyond [`RelayConfig`] (kept apart so that code building a `RelayConfig` literal
+/// keeps compiling); see [`Relay::start_with`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayTuning {
+    /// io_uring completion batching: under load (>= 10k completions/s per worker) a worker
+    /// waits up to this many microseconds after the first completion for more (Linux 6.12
+    /// `min_wait`; older kernels ignore it). Bounds the latency added to a packet; 0 = off.
+    /// `None`: the `TRUNKLINE_RELAY_BATCH_US` environment variable, else 200.
+    pub io_uring_batch_us: Option<u32>,
+}
+
+impl RelayTuning {
+    fn batch_us(&self) -> u32 {
+        self.io_uring_batch_us.unwrap_or_else(|| {
+            std::env::var("TRUNKLINE_RELAY_BATCH_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_BATCH_US)
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+const DEFAULT_BATCH_US: u32 = uring::BATCH_US;
+#[cfg(not(target_os = "linux"))]
+const DEFAULT_BATCH_US: u32 = 0;
+
+/// The worker count for `RelayConfig::workers == 0` on a machine with `cores` cores.
+pub fn auto_workers(cores: usize) -> usize {
+    cores.saturating_sub(1).max(1)
 }
 
 /// Relay-wide counters (sum over workers), for Prometheus.
@@ -198,6 +231,11 @@ impl Relay {
     /// Start the worker threads. With `Backend::Auto`, io_uring is tried first and epoll is used
     /// when the kernel refuses it (seccomp, `kernel.io_uring_disabled`, too old).
     pub fn start(cfg: RelayConfig) -> io::Result<Relay> {
+        Self::start_with(cfg, &RelayTuning::default())
+    }
+
+    /// [`Relay::start`] with extra settings.
+    pub fn start_with(cfg: RelayConfig, tuning: &RelayTuning) -> io::Result<Relay> {
         if cfg.port_min > cfg.port_max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -205,10 +243,11 @@ impl Relay {
             ));
         }
         let n = if cfg.workers == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            auto_workers(std::thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
             cfg.workers
         };
+        let batch_us = tuning.batch_us();
         let use_uring = match cfg.backend {
             Backend::Epoll => false,
             Backend::IoUring => {
@@ -217,7 +256,7 @@ impl Relay {
             }
             Backend::Auto => match uring_probe() {
                 Ok(()) => {
-                    match Self::start_workers(&cfg, n, true) {
+                    match Self::start_workers(&cfg, n, true, batch_us) {
                         Ok(r) => return Ok(r),
                         Err(e) => {
                             // e.g. RLIMIT_MEMLOCK too small for the rings on older kernels
@@ -232,10 +271,15 @@ impl Relay {
                 }
             },
         };
-        Self::start_workers(&cfg, n, use_uring)
+        Self::start_workers(&cfg, n, use_uring, batch_us)
     }
 
-    fn start_workers(cfg: &RelayConfig, n: usize, use_uring: bool) -> io::Result<Relay> {
+    fn start_workers(
+        cfg: &RelayConfig,
+        n: usize,
+        use_uring: bool,
+        batch_us: u32,
+    ) -> io::Result<Relay> {
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let closed = Arc::new(Mutex::new(VecDeque::new()));
         let released = Arc::new(Mutex::new(Vec::new()));
@@ -255,7 +299,7 @@ impl Relay {
             let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<Wake>>(1);
             let t = std::thread::Builder::new()
                 .name(format!("relay-{i}"))
-                .spawn(move || worker_main(use_uring, core, rx, ready_tx))?;
+                .spawn(move || worker_main(use_uring, batch_us, core, rx, ready_tx))?;
             let wake = match ready_rx.recv() {
                 Ok(Ok(w)) => w,
                 Ok(Err(e)) => {
@@ -405,10 +449,16 @@ impl Drop for Relay {
     }
 }
 
-fn worker_main(use_uring: bool, core: Core, rx: Receiver<Cmd>, ready: Sender<io::Result<Wake>>) {
+fn worker_main(
+    use_uring: bool,
+    batch_us: u32,
+    core: Core,
+    rx: Receiver<Cmd>,
+    ready: Sender<io::Result<Wake>>,
+) {
     #[cfg(target_os = "linux")]
     if use_uring {
-        match uring::UringIo::new() {
+        match uring::UringIo::new(batch_us) {
             Ok((io, efd)) => {
                 let _ = ready.send(Ok(Wake::EventFd(efd)));
                 io.run(core, rx);
@@ -419,7 +469,7 @@ fn worker_main(use_uring: bool, core: Core, rx: Receiver<Cmd>, ready: Sender<io:
         }
         return;
     }
-    let _ = use_uring;
+    let _ = (use_uring, batch_us);
     match epoll::EpollIo::new() {
         Ok((io, waker)) => {
             let _ = ready.send(Ok(Wake::Mio(waker)));
@@ -669,5 +719,30 @@ impl DataPlane for NoLiveStats {
     }
     fn set_clock_rates(&self, port: u16, rates: &[(u8, u32)]) -> Result<(), RelayError> {
         self.0.set_clock_rates(port, rates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_worker_count_leaves_a_core_to_signaling() {
+        assert_eq!(auto_workers(0), 1);
+        assert_eq!(auto_workers(1), 1);
+        assert_eq!(auto_workers(2), 1);
+        assert_eq!(auto_workers(8), 7);
+    }
+
+    #[test]
+    fn batch_delay_from_tuning_wins_over_the_environment() {
+        let t = RelayTuning {
+            io_uring_batch_us: Some(0),
+        };
+        assert_eq!(t.batch_us(), 0);
+        let t = RelayTuning {
+            io_uring_batch_us: Some(750),
+        };
+        assert_eq!(t.batch_us(), 750);
     }
 }

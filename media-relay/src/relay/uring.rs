@@ -36,7 +36,7 @@ const CQ_ENTRIES: u32 = 16384;
 /// Completions to wait for before waking up when batching.
 const BATCH_WANT: usize = 64;
 /// Default maximum wait after the first completion, microseconds.
-const BATCH_US: u32 = 200;
+pub(crate) const BATCH_US: u32 = 200;
 /// Completions per second (per worker) above which batching is used.
 const BATCH_MIN_PPS: u64 = 10_000;
 
@@ -237,7 +237,8 @@ pub(crate) struct UringIo {
 }
 
 impl UringIo {
-    pub fn new() -> io::Result<(UringIo, Arc<OwnedFd>)> {
+    /// `batch_us`: completion batching delay (see `RelayTuning::io_uring_batch_us`).
+    pub fn new(batch_us: u32) -> io::Result<(UringIo, Arc<OwnedFd>)> {
         let ring = ring_builder()?;
         let br = BufRing::new(NBUF)?;
         let bufs = vec![0u8; NBUF as usize * BUF].into_boxed_slice();
@@ -294,10 +295,7 @@ impl UringIo {
             io.fixed_cap = cap;
         }
         if io.ring.params().is_feature_min_timeout() {
-            io.batch_us = std::env::var("TRUNKLINE_RELAY_BATCH_US")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(BATCH_US);
+            io.batch_us = batch_us;
         }
         // SAFETY: the buffer ring memory lives as long as the ring (dropped after it).
         unsafe {
