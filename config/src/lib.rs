@@ -23,6 +23,8 @@
 //!   backend: auto              # auto | io_uring | epoll
 //!   ng_listen: 127.0.0.1:2223  # optional: rtpengine-compatible ng control port
 //!   timeout: 60                # optional: media timeout seconds (default 60)
+//!   workers: 0                 # optional: relay worker threads (0/absent: cores - 1, at least 1)
+//!   io_uring_batch_us: 200     # optional: io_uring completion batching delay under load (0 = off)
 //! metrics:
 //!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
 //! shutdown:
@@ -139,6 +141,12 @@ pub struct Media {
     pub ng_listen: Option<SocketAddr>,
     /// Media inactivity timeout (default 60 s).
     pub timeout: Duration,
+    /// Relay worker threads; 0 (the default) = automatic: one per core but one, at least one.
+    pub workers: usize,
+    /// io_uring back end: how long (microseconds) a worker under load waits for more
+    /// completions after the first one; bounds the latency added per packet. 0 = no batching;
+    /// `None` = the relay's default (200, or the `TRUNKLINE_RELAY_BATCH_US` environment variable).
+    pub io_uring_batch_us: Option<u32>,
 }
 
 /// Prometheus/admin HTTP endpoint.
@@ -545,6 +553,10 @@ struct RawMedia {
     ng_listen: Option<String>,
     #[serde(default)]
     timeout: Option<u64>,
+    #[serde(default)]
+    workers: Option<u64>,
+    #[serde(default)]
+    io_uring_batch_us: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -953,6 +965,28 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         Some(0) => return Err(sem(p("timeout"), "media timeout must be > 0 seconds")),
         Some(s) => Duration::from_secs(s),
     };
+    let workers = match m.workers {
+        None => 0,
+        Some(n) if n <= MAX_RELAY_WORKERS => n as usize,
+        Some(n) => {
+            return Err(sem(
+                p("workers"),
+                format!("{n} relay workers: at most {MAX_RELAY_WORKERS} (0 = automatic)"),
+            ))
+        }
+    };
+    let io_uring_batch_us = match m.io_uring_batch_us {
+        None => None,
+        Some(us) if us <= MAX_BATCH_US => Some(us as u32),
+        Some(us) => {
+            return Err(sem(
+                p("io_uring_batch_us"),
+                format!(
+                    "{us} us: at most {MAX_BATCH_US} (the delay is added to packets under load)"
+                ),
+            ))
+        }
+    };
     Ok(Media {
         address,
         port_min,
@@ -960,8 +994,16 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         backend: m.backend,
         ng_listen,
         timeout,
+        workers,
+        io_uring_batch_us,
     })
 }
+
+/// Most relay worker threads `media.workers` accepts.
+const MAX_RELAY_WORKERS: u64 = 256;
+/// Longest io_uring batching delay `media.io_uring_batch_us` accepts (10 ms: beyond, the delay
+/// is audible jitter).
+const MAX_BATCH_US: u64 = 10_000;
 
 fn valid_name(n: &str) -> bool {
     !n.is_empty()

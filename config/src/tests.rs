@@ -1457,3 +1457,25 @@ fn limits_errors_are_positioned() {
         "control characters",
     );
 }
+
+#[test]
+fn media_workers_and_batching_delay() {
+    let c = from_yaml(ACC, "t.yaml").unwrap();
+    assert_eq!(c.media.workers, 0, "default: automatic");
+    assert_eq!(c.media.io_uring_batch_us, None, "default: the relay's");
+    let set = |extra: &str| ACC.replace("  backend: auto\n", &format!("  backend: auto\n{extra}"));
+    let c = from_yaml(&set("  workers: 1\n  io_uring_batch_us: 50\n"), "t.yaml").unwrap();
+    assert_eq!((c.media.workers, c.media.io_uring_batch_us), (1, Some(50)));
+    let c = from_yaml(&set("  io_uring_batch_us: 0\n"), "t.yaml").unwrap();
+    assert_eq!(c.media.io_uring_batch_us, Some(0), "0 = no batching");
+    // Out-of-range and malformed values are positioned errors (line 8: after `backend`).
+    assert_err(&set("  workers: 300\n"), 8, 12, "at most 256");
+    assert_err(&set("  workers: -1\n"), 8, 12, "workers");
+    assert_err(&set("  io_uring_batch_us: 20000\n"), 8, 22, "at most 10000");
+    assert_err(
+        &set("  io_uring_batch_us: soon\n"),
+        8,
+        22,
+        "io_uring_batch_us",
+    );
+}
