@@ -389,11 +389,15 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
             config::Backend::IoUring => media_relay::Backend::IoUring,
             config::Backend::Epoll => media_relay::Backend::Epoll,
         },
-        workers: 0,
+        workers: m.workers,
         timeout: m.timeout,
         strict_source: false,
     };
-    let relay = media_relay::Relay::start(rcfg).map_err(|e| format!("media relay: {e}"))?;
+    let tuning = media_relay::relay::RelayTuning {
+        io_uring_batch_us: m.io_uring_batch_us,
+    };
+    let relay =
+        media_relay::Relay::start_with(rcfg, &tuning).map_err(|e| format!("media relay: {e}"))?;
     let backend = relay.backend_name();
     tracing::info!(
         backend,

@@ -14,7 +14,9 @@
 //!   byte for byte (SSRC, sequence, timestamp untouched); a re-INVITE `a=sendonly` (hold,
 //!   RFC 3264 §8.4) keeps the relay ports and passes the direction; after the call, `/metrics`
 //!   shows the packets and bytes moved and MOS/jitter/loss observations. Run once per back end,
-//!   named explicitly (`media.backend`), and the back end in use is checked in `/metrics`.
+//!   named explicitly (`media.backend`), and the back end in use is checked in `/metrics`;
+//!   epoll with `media.workers: 2`, io_uring with `workers: 1` and `io_uring_batch_us: 0`
+//!   (the worker count is checked in the start-up log).
 //! * `media_timeout_ends_call`: `media.timeout: 1`, an answered call with no RTP gets a BYE on
 //!   both legs within a few seconds and `trunkline_media_timeouts_total` counts it.
 
@@ -31,6 +33,11 @@ const B_IP: &str = "127.0.0.12";
 
 /// Trunk `pbx` on trunk port 0, every call routed to it; the relay on [`RELAY_IP`].
 fn media_yaml(net: &Net, backend: &str, timeout: Option<u64>) -> String {
+    media_yaml_with(net, backend, timeout, "")
+}
+
+/// [`media_yaml`] with `extra` lines in the `media:` section.
+fn media_yaml_with(net: &Net, backend: &str, timeout: Option<u64>, extra: &str) -> String {
     let t = [Trunk {
         name: "pbx",
         port: net.trunk(0),
@@ -48,6 +55,7 @@ fn media_yaml(net: &Net, backend: &str, timeout: Option<u64>) -> String {
     if let Some(s) = timeout {
         media += &format!("  timeout: {s}\n");
     }
+    media += extra;
     with_metrics(net, &y.replace(&old, &media), "")
 }
 
@@ -401,8 +409,30 @@ fn assert_flows(what: &str, got: &[(SocketAddr, Vec<u8>)], sent: &[Vec<u8>], rel
     }
 }
 
-fn rtp_end_to_end(net: &Net, backend: &str) {
-    let mut tl = Trunkline::start(net, &media_yaml(net, backend, None));
+/// trunkline's log without terminal colour sequences.
+fn plain_log(tl: &Trunkline) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for ch in tl.log_text().chars() {
+        match (esc, ch) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// `workers`/`batch_us`: `media.workers` and `media.io_uring_batch_us` to configure.
+fn rtp_end_to_end(net: &Net, backend: &str, workers: usize, batch_us: u32) {
+    let extra = format!("  workers: {workers}\n  io_uring_batch_us: {batch_us}\n");
+    let mut tl = Trunkline::start(net, &media_yaml_with(net, backend, None, &extra));
+    let log = plain_log(&tl);
+    assert!(
+        log.contains(&format!("workers={workers}")),
+        "media.workers {workers} not applied:\n{log}"
+    );
     let m0 = scrape(net);
     assert_eq!(
         metric(&m0, "trunkline_relay_backend_info", &[("backend", backend)]),
@@ -559,14 +589,14 @@ fn rtp_end_to_end(net: &Net, backend: &str) {
 #[test]
 fn rtp_end_to_end_epoll() {
     isolated("rtp_end_to_end_epoll", false, |net| {
-        rtp_end_to_end(net, "epoll")
+        rtp_end_to_end(net, "epoll", 2, 200)
     });
 }
 
 #[test]
 fn rtp_end_to_end_io_uring() {
     isolated("rtp_end_to_end_io_uring", false, |net| {
-        rtp_end_to_end(net, "io_uring")
+        rtp_end_to_end(net, "io_uring", 1, 0)
     });
 }
 
