@@ -200,8 +200,6 @@ fn rfc4475_torture_messages() {
                 (key_of(&name), std::fs::read(&p).expect("read corpus file"))
             })
             .collect();
-        // inv2543 has its own test below (currently failing, #[ignore]d).
-        files.retain(|(k, _)| k != "inv2543");
         assert!(
             files.len() >= 45,
             "only {} corpus files in {}",
@@ -364,7 +362,6 @@ fn rfc4475_torture_messages() {
 /// accepted by RFC 3261 elements that want to maintain backwards compatibility": it is never
 /// answered 400 and it is placed towards the trunk.
 #[test]
-#[ignore = "trunkline answers inv2543 with 400 Missing From tag (RFC 4475 §3.4 says accept)"]
 fn rfc4475_inv2543_is_accepted() {
     isolated("rfc4475_inv2543_is_accepted", true, |net| {
         let data = std::fs::read(corpus_dir().join("TC_INV2543_I.dat")).expect("inv2543");
