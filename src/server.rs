@@ -183,6 +183,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                         Err(_) => break,
                     }
                 }
+                policy.set_queue_depth(in_rx.len());
             }
             _ = sleep => {
                 policy.now = Instant::now();
