@@ -444,3 +444,109 @@ fn queue_overload_sheds_invites_with_503() {
         tl.assert_alive();
     });
 }
+
+/// Limits count calls *from* a trunk too: the caller (SIPp on the UAC port) is the trunk
+/// `carrier` with `max_calls: 2`; with two of its calls up, its third INVITE gets 503 with
+/// Retry-After although the destination trunk has room.
+#[test]
+fn calls_from_a_trunk_count_against_it() {
+    isolated("calls_from_a_trunk_count_against_it", false, |net| {
+        let t = [
+            Trunk {
+                name: "pbx",
+                port: net.trunk(0),
+            },
+            Trunk {
+                name: "carrier",
+                port: net.uac(),
+            },
+        ];
+        let yaml = config_yaml(net, &t, &["pbx"]).replace(
+            &format!("127.0.0.1:{}, transport: udp }}", net.uac()),
+            &format!("127.0.0.1:{}, transport: udp, max_calls: 2 }}", net.uac()),
+        );
+        assert!(yaml.contains("max_calls: 2"), "{yaml}");
+        let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
+        let callee = Sipp::uas(
+            net,
+            "uas",
+            "uas_basic.xml",
+            net.trunk(0),
+            net.sipp_media(1),
+            2,
+        )
+        .spawn();
+        wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+        // Three calls held 2 s each: the third is refused at once.
+        let caller = Sipp::uac(net, "uac", "uac_basic.xml", 3, 50)
+            .pause_ms(2000)
+            .run(Duration::from_secs(20));
+        let body = scrape(net);
+        eprintln!(
+            "carrier max_calls 2, 3 calls: ok {} failed {}",
+            caller.successful, caller.failed
+        );
+        assert_eq!(
+            (caller.successful, caller.failed),
+            (2, 1),
+            "{}",
+            caller.errors
+        );
+        assert_eq!(
+            metric(
+                &body,
+                "trunkline_trunk_limit_rejections_total",
+                &[("trunk", "carrier"), ("limit", "calls")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            metric(&body, "trunkline_call_attempts_total", &[("trunk", "pbx")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            metric(
+                &body,
+                "trunkline_trunk_active_calls",
+                &[("trunk", "carrier")]
+            ),
+            Some(0.0),
+            "released when the calls ended"
+        );
+        callee
+            .wait(Duration::from_secs(10))
+            .assert_all_ok(2, &tl.log_tail(20));
+        tl.assert_alive();
+    });
+}
+
+/// `limits` follow a reload: a User-Agent that was served is blocked once the file says so
+/// (POST /reload), with no restart.
+#[test]
+fn limits_follow_a_reload() {
+    isolated("limits_follow_a_reload", false, |net| {
+        let t = [Trunk {
+            name: "pbx",
+            port: net.trunk(0),
+        }];
+        let base = config_yaml(net, &t, &["pbx"]);
+        let mut tl = Trunkline::start(net, &with_metrics(net, &base, ""));
+        let to = net.sip_addr();
+        let s = UdpSocket::bind("127.0.0.6:0").expect("bind");
+        options(&s, to, 1, Some("EvilBot/1.0"));
+        assert_eq!(collect(&s, Duration::from_millis(500)), vec![200]);
+        replace_config(
+            net,
+            &with_metrics(net, &base, "limits:\n  user_agent_block: [evilbot]\n"),
+            false,
+        );
+        let (code, body) = http(net.metrics_addr(), "POST", "/reload");
+        assert_eq!(code, 200, "{body}");
+        options(&s, to, 2, Some("EvilBot/1.0"));
+        assert_eq!(collect(&s, Duration::from_millis(700)), Vec::<u16>::new());
+        // The list replaced the default one: friendly-scanner is served now.
+        options(&s, to, 3, Some("friendly-scanner"));
+        assert_eq!(collect(&s, Duration::from_millis(500)), vec![200]);
+        tl.assert_alive();
+    });
+}
