@@ -203,6 +203,8 @@ pub struct Limits {
     /// new INVITEs 503 (until the queue has drained to half of it).
     pub overload_queue: u32,
     /// Retry-After (seconds) of the 503s sent for overload and trunk limits (RFC 3261 §21.5.4).
+    /// Mind that an upstream proxy may take a 503 with Retry-After as "this server is down"
+    /// for that long and send it nothing at all (RFC 3263 §4.3): keep it short.
     pub retry_after: u32,
     /// User-Agent substrings (case-insensitive) whose requests are dropped unanswered.
     pub user_agent_block: Vec<String>,
