@@ -214,70 +214,183 @@ impl SipMessage {
     }
 }
 
+/// Compact forms and canonical spellings of the header names we know, as one table: the
+/// reference the length-bucketed match in [`canonical_name`] is tested against.
+#[cfg(test)]
+const KNOWN: &[(&str, &str)] = &[
+    ("v", "Via"),
+    ("f", "From"),
+    ("t", "To"),
+    ("i", "Call-ID"),
+    ("m", "Contact"),
+    ("l", "Content-Length"),
+    ("c", "Content-Type"),
+    ("e", "Content-Encoding"),
+    ("s", "Subject"),
+    ("k", "Supported"),
+    ("o", "Event"),
+    ("r", "Refer-To"),
+    ("b", "Referred-By"),
+    ("u", "Allow-Events"),
+    ("x", "Session-Expires"),
+    ("a", "Accept-Contact"),
+    ("j", "Reject-Contact"),
+    ("d", "Request-Disposition"),
+    ("y", "Identity"),
+    ("via", "Via"),
+    ("from", "From"),
+    ("to", "To"),
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+    ("contact", "Contact"),
+    ("content-length", "Content-Length"),
+    ("content-type", "Content-Type"),
+    ("content-encoding", "Content-Encoding"),
+    ("max-forwards", "Max-Forwards"),
+    ("record-route", "Record-Route"),
+    ("route", "Route"),
+    ("require", "Require"),
+    ("proxy-require", "Proxy-Require"),
+    ("supported", "Supported"),
+    ("unsupported", "Unsupported"),
+    ("allow", "Allow"),
+    ("expires", "Expires"),
+    ("authorization", "Authorization"),
+    ("www-authenticate", "WWW-Authenticate"),
+    ("proxy-authenticate", "Proxy-Authenticate"),
+    ("proxy-authorization", "Proxy-Authorization"),
+    ("user-agent", "User-Agent"),
+    ("server", "Server"),
+    ("date", "Date"),
+    ("subject", "Subject"),
+    ("event", "Event"),
+    ("refer-to", "Refer-To"),
+    ("retry-after", "Retry-After"),
+    ("accept", "Accept"),
+    ("min-expires", "Min-Expires"),
+    ("session-expires", "Session-Expires"),
+    ("rseq", "RSeq"),
+    ("rack", "RAck"),
+];
+
 /// Expand a compact header name (RFC 3261 §7.3.3, RFC 3515, RFC 3841, RFC 4028 ...) and give known
 /// headers their canonical capitalisation. Unknown names are returned unchanged.
 pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
-    const KNOWN: &[(&str, &str)] = &[
-        ("v", "Via"),
-        ("f", "From"),
-        ("t", "To"),
-        ("i", "Call-ID"),
-        ("m", "Contact"),
-        ("l", "Content-Length"),
-        ("c", "Content-Type"),
-        ("e", "Content-Encoding"),
-        ("s", "Subject"),
-        ("k", "Supported"),
-        ("o", "Event"),
-        ("r", "Refer-To"),
-        ("b", "Referred-By"),
-        ("u", "Allow-Events"),
-        ("x", "Session-Expires"),
-        ("a", "Accept-Contact"),
-        ("j", "Reject-Contact"),
-        ("d", "Request-Disposition"),
-        ("y", "Identity"),
-        ("via", "Via"),
-        ("from", "From"),
-        ("to", "To"),
-        ("call-id", "Call-ID"),
-        ("cseq", "CSeq"),
-        ("contact", "Contact"),
-        ("content-length", "Content-Length"),
-        ("content-type", "Content-Type"),
-        ("content-encoding", "Content-Encoding"),
-        ("max-forwards", "Max-Forwards"),
-        ("record-route", "Record-Route"),
-        ("route", "Route"),
-        ("require", "Require"),
-        ("proxy-require", "Proxy-Require"),
-        ("supported", "Supported"),
-        ("unsupported", "Unsupported"),
-        ("allow", "Allow"),
-        ("expires", "Expires"),
-        ("authorization", "Authorization"),
-        ("www-authenticate", "WWW-Authenticate"),
-        ("proxy-authenticate", "Proxy-Authenticate"),
-        ("proxy-authorization", "Proxy-Authorization"),
-        ("user-agent", "User-Agent"),
-        ("server", "Server"),
-        ("date", "Date"),
-        ("subject", "Subject"),
-        ("event", "Event"),
-        ("refer-to", "Refer-To"),
-        ("retry-after", "Retry-After"),
-        ("accept", "Accept"),
-        ("min-expires", "Min-Expires"),
-        ("session-expires", "Session-Expires"),
-        ("rseq", "RSeq"),
-        ("rack", "RAck"),
-    ];
-    // Hot path (every header of every message): compare without allocating a lower-case copy.
-    for (k, v) in KNOWN {
-        if k.len() == name.len() && k.eq_ignore_ascii_case(name) {
+
+    // Hot path (every header of every message): only the names of the same length are compared
+    // (the linear scan over the whole table was ~4% of the B2BUA core's instructions), and
+    // without allocating a lower-case copy (tested against one flat table).
+    let same_len: &[(&str, &str)] = match name.len() {
+        1 => &[
+            ("v", "Via"),
+            ("f", "From"),
+            ("t", "To"),
+            ("i", "Call-ID"),
+            ("m", "Contact"),
+            ("l", "Content-Length"),
+            ("c", "Content-Type"),
+            ("e", "Content-Encoding"),
+            ("s", "Subject"),
+            ("k", "Supported"),
+            ("o", "Event"),
+            ("r", "Refer-To"),
+            ("b", "Referred-By"),
+            ("u", "Allow-Events"),
+            ("x", "Session-Expires"),
+            ("a", "Accept-Contact"),
+            ("j", "Reject-Contact"),
+            ("d", "Request-Disposition"),
+            ("y", "Identity"),
+        ],
+        2 => &[("to", "To")],
+        3 => &[("via", "Via")],
+        4 => &[
+            ("from", "From"),
+            ("cseq", "CSeq"),
+            ("date", "Date"),
+            ("rseq", "RSeq"),
+            ("rack", "RAck"),
+        ],
+        5 => &[("route", "Route"), ("allow", "Allow"), ("event", "Event")],
+        6 => &[("server", "Server"), ("accept", "Accept")],
+        7 => &[
+            ("call-id", "Call-ID"),
+            ("contact", "Contact"),
+            ("require", "Require"),
+            ("expires", "Expires"),
+            ("subject", "Subject"),
+        ],
+        8 => &[("refer-to", "Refer-To")],
+        9 => &[("supported", "Supported")],
+        10 => &[("user-agent", "User-Agent")],
+        11 => &[
+            ("unsupported", "Unsupported"),
+            ("retry-after", "Retry-After"),
+            ("min-expires", "Min-Expires"),
+        ],
+        12 => &[
+            ("content-type", "Content-Type"),
+            ("max-forwards", "Max-Forwards"),
+            ("record-route", "Record-Route"),
+        ],
+        13 => &[
+            ("proxy-require", "Proxy-Require"),
+            ("authorization", "Authorization"),
+        ],
+        14 => &[("content-length", "Content-Length")],
+        15 => &[("session-expires", "Session-Expires")],
+        16 => &[
+            ("content-encoding", "Content-Encoding"),
+            ("www-authenticate", "WWW-Authenticate"),
+        ],
+        18 => &[("proxy-authenticate", "Proxy-Authenticate")],
+        19 => &[("proxy-authorization", "Proxy-Authorization")],
+        _ => &[],
+    };
+    for (k, v) in same_len {
+        if k.eq_ignore_ascii_case(name) {
             return Cow::Borrowed(v);
         }
     }
     Cow::Borrowed(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{canonical_name, KNOWN};
+
+    /// The length-bucketed lookup gives exactly what a scan of the whole table gives.
+    #[test]
+    fn canonical_name_matches_table_scan() {
+        let scan = |n: &str| {
+            KNOWN
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| *v)
+                .unwrap_or(n)
+                .to_string()
+        };
+        let mut names: Vec<String> = Vec::new();
+        for (k, v) in KNOWN {
+            names.push(k.to_string());
+            names.push(k.to_ascii_uppercase());
+            names.push(v.to_string());
+        }
+        for n in [
+            "X-Custom",
+            "",
+            "Via2",
+            "tO",
+            "CALL-id",
+            "Referred-By",
+            "z",
+            "Min-SE",
+        ] {
+            names.push(n.to_string());
+        }
+        for n in &names {
+            assert_eq!(canonical_name(n), scan(n), "{n}");
+        }
+    }
 }
