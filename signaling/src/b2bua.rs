@@ -784,9 +784,10 @@ impl B2bua {
             call_id: b_call_id.clone(),
             local_tag: b_tag,
             remote_tag: None,
-            local_uri: format!("{display}<sip:{}@{}>", from_user, our_host),
-            remote_uri: format!("<sip:{}@{}>", to_user, first.host),
-            remote_target: format!("sip:{}@{}", to_user, first.host),
+            local_uri: cat(&[&display, "<sip:", &from_user, "@", our_host, ">"]),
+            // Set (for the target being tried) by send_b_invite.
+            remote_uri: String::new(),
+            remote_target: String::new(),
             route_set: Vec::new(),
             peer: first.peer,
             local_cseq: 1,
@@ -868,8 +869,8 @@ impl B2bua {
         let target = call.targets[call.target_idx].clone();
         let max_fwd = call.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         call.b.peer = target.peer;
-        call.b.remote_uri = format!("<sip:{}@{}>", call.to_user, target.host);
-        call.b.remote_target = format!("sip:{}@{}", call.to_user, target.host);
+        call.b.remote_uri = cat(&["<sip:", &call.to_user, "@", &target.host, ">"]);
+        call.b.remote_target = cat(&["sip:", &call.to_user, "@", &target.host]);
         call.b.remote_tag = None;
         call.b.route_set.clear();
         call.b_got_provisional = false;
@@ -879,11 +880,11 @@ impl B2bua {
         h.push("Max-Forwards", max_fwd.to_string());
         h.push(
             "From",
-            format!("{};tag={}", call.b.local_uri, call.b.local_tag),
+            cat(&[&call.b.local_uri, ";tag=", &call.b.local_tag]),
         );
         h.push("To", call.b.remote_uri.clone());
         h.push("Call-ID", call.b.call_id.clone());
-        h.push("CSeq", format!("{cseq} INVITE"));
+        h.push("CSeq", cseq_value(cseq, "INVITE"));
         h.push("Contact", contact);
         copy_passthrough(&call.a_invite.headers, &mut h);
         let mut body = Vec::new();
@@ -1135,13 +1136,13 @@ impl B2bua {
         for r in &d.route_set {
             h.push("Route", r.clone());
         }
-        h.push("From", format!("{};tag={}", d.local_uri, d.local_tag));
+        h.push("From", cat(&[&d.local_uri, ";tag=", &d.local_tag]));
         match &d.remote_tag {
-            Some(t) => h.push("To", format!("{};tag={}", d.remote_uri, t)),
+            Some(t) => h.push("To", cat(&[&d.remote_uri, ";tag=", t])),
             None => h.push("To", d.remote_uri.clone()),
         }
         h.push("Call-ID", d.call_id.clone());
-        h.push("CSeq", format!("{} {}", d.local_cseq, method.as_str()));
+        h.push("CSeq", cseq_value(d.local_cseq, method.as_str()));
         if matches!(
             method,
             Method::Invite | Method::Update | Method::Subscribe | Method::Refer
@@ -1177,7 +1178,7 @@ impl B2bua {
         let Some((mut ack, peer)) = self.dialog_request(id, Leg::B, Method::Ack) else {
             return;
         };
-        ack.headers.set("CSeq", format!("{seq} ACK"));
+        ack.headers.set("CSeq", cseq_value(seq, "ACK"));
         if let Some(b) = body {
             ack.headers.push("Content-Type", "application/sdp");
             ack.body = b;
@@ -1746,7 +1747,7 @@ pub fn make_response(req: &Request, status: u16, reason: &str, to_tag: Option<&s
     if let Some(v) = req.headers.get("To") {
         let has_tag = tag_param(v).is_some();
         match (has_tag, to_tag) {
-            (false, Some(tag)) if status > 100 => h.push("To", format!("{v};tag={tag}")),
+            (false, Some(tag)) if status > 100 => h.push("To", cat(&[v, ";tag=", tag])),
             _ => h.push("To", v.to_string()),
         }
     }
@@ -1842,6 +1843,38 @@ fn push_hex(s: &mut String, v: u64, width: usize) {
     }
 }
 
+/// The concatenation of `parts`, allocated once at its final size (the `format!` machinery was
+/// ~4% of the core's instructions for these simple joins).
+fn cat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
+/// `CSeq` value `<seq> <method>` (RFC 3261 §20.16).
+fn cseq_value(seq: u32, method: &str) -> String {
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    let mut x = seq;
+    loop {
+        digits[9 - n] = b'0' + (x % 10) as u8;
+        n += 1;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(n + 1 + method.len());
+    for &d in &digits[10 - n..] {
+        s.push(char::from(d));
+    }
+    s.push(' ');
+    s.push_str(method);
+    s
+}
+
 /// A From/To value without its tag, as we send it back on that leg.
 fn without_tag(na: &NameAddr) -> String {
     let mut na = na.clone();
@@ -1902,5 +1935,14 @@ mod tests {
                 assert_eq!(s, format!("{v:0w$x}"), "{v} width {w}");
             }
         }
+    }
+
+    #[test]
+    fn cseq_value_and_cat_match_format() {
+        for seq in [0u32, 1, 9, 10, 99, 100, 4711, u32::MAX] {
+            assert_eq!(super::cseq_value(seq, "INVITE"), format!("{seq} INVITE"));
+        }
+        assert_eq!(super::cat(&["<sip:", "a", "@", "b", ">"]), "<sip:a@b>");
+        assert_eq!(super::cat(&[]), "");
     }
 }
