@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use crate::headers::NameAddr;
 use crate::message::{Headers, Method, Request, Response, SipMessage};
 use crate::parse;
-use crate::transaction::{tag_param, IdMap, TimerConfig, Transactions, Transmit, TuEvent, TxId};
+use crate::transaction::{
+    tag_param, IdMap, PeerMap, TimerConfig, Transactions, Transmit, TuEvent, TxId,
+};
 use crate::uri::Uri;
 use crate::{check, Peer, Transport};
 
@@ -332,9 +334,9 @@ pub struct B2bua {
     calls: IdMap<u64, Call>,
     /// leg A Call-ID -> [(leg A From tag, call)]: keyed by the Call-ID alone so a lookup borrows
     /// the received text instead of building an owned (Call-ID, tag) pair per message.
-    by_a: HashMap<String, Vec<(String, u64)>>,
+    by_a: PeerMap<String, Vec<(String, u64)>>,
     /// leg B Call-ID (ours) -> call
-    by_b: HashMap<String, u64>,
+    by_b: PeerMap<String, u64>,
     client: ClientTxs,
     /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
     server: IdMap<TxId, (u64, Leg)>,
@@ -383,8 +385,8 @@ impl B2bua {
             cfg,
             tx,
             calls: IdMap::default(),
-            by_a: HashMap::new(),
-            by_b: HashMap::new(),
+            by_a: PeerMap::default(),
+            by_b: PeerMap::default(),
             client: ClientTxs::default(),
             server: IdMap::default(),
             relayed_requests: IdMap::default(),
