@@ -532,8 +532,15 @@ fn rfc2543_invite_without_from_tag_is_carried() {
     w.feed(A, inv.as_bytes());
     assert!(w.take_responses(A).iter().all(|r| r.status < 300));
     let b_inv = w.take_request(PBX, "INVITE");
-    w.feed_msg(PBX, &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"));
-    let ok = w.take_responses(A).into_iter().find(|r| r.status == 200).expect("200");
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let ok = w
+        .take_responses(A)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("200");
     let a_tag = ok.to().unwrap().tag().unwrap().to_string();
     // BYE from the RFC 2543 caller, again without a From tag, finds the call.
     let bye = String::from_utf8(a_request("BYE", "call-2543", 2, &a_tag, ""))
