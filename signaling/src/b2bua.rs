@@ -122,6 +122,8 @@ pub trait Policy {
 pub struct StaticPolicy {
     pub targets: Vec<Target>,
     pub events: Vec<CallEvent>,
+    /// Call ids whose media was released, in order (tests check that every call releases once).
+    pub released: Vec<u64>,
 }
 
 impl Policy for StaticPolicy {
@@ -144,7 +146,9 @@ impl Policy for StaticPolicy {
     fn media_answer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
         Ok(sdp.to_vec())
     }
-    fn media_release(&mut self, _: CallRef<'_>) {}
+    fn media_release(&mut self, call: CallRef<'_>) {
+        self.released.push(call.id);
+    }
     fn event(&mut self, ev: CallEvent) {
         self.events.push(ev);
     }
@@ -1433,7 +1437,8 @@ impl B2bua {
                 c.state = CallState::Terminated;
             }
             self.client.remove(&tx);
-            self.maybe_collect(id);
+            // The call never came up: its relay ports and trunk slot go now.
+            self.maybe_collect_with_media(id, policy);
             return;
         }
         call.state = CallState::Confirmed;

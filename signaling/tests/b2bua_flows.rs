@@ -51,6 +51,7 @@ impl World {
             policy: StaticPolicy {
                 targets,
                 events: Vec::new(),
+                released: Vec::new(),
             },
             now: Instant::now(),
             sent: Vec::new(),
@@ -550,4 +551,76 @@ fn rfc2543_invite_without_from_tag_is_carried() {
     let bye_b = w.take_request(PBX, "BYE");
     w.feed_msg(PBX, &resp_with(&bye_b, 200, "OK", "btag", "", ""));
     assert_eq!(w.core.active_calls(), 0);
+}
+
+/// A 2xx that crosses our CANCEL on leg B: leg B is ACKed and BYEd, and the call's media is
+/// released exactly once (relay ports and the trunk slot must not leak).
+#[test]
+fn ok_crossing_cancel_is_acked_byed_and_releases_media_once() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    w.feed(A, &invite("call-x", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
+    w.take_to(A);
+    let cancel = "CANCEL sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a-call-x\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-call-x\r\nTo: <sip:+15551234567@127.0.0.1>\r\nCall-ID: call-x\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    w.feed(A, cancel.as_bytes());
+    let st: Vec<u16> = w.take_responses(A).iter().map(|r| r.status).collect();
+    assert!(st.contains(&487), "{st:?}");
+    let b_cancel = w.take_request(PBX, "CANCEL");
+    // The callee answered before our CANCEL reached it.
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_cancel, 481, "No Transaction", "btag", "", ""),
+    );
+    let ack = w.take_request(PBX, "ACK");
+    assert_eq!(ack.cseq().unwrap().method.as_str(), "ACK");
+    let bye = w.take_request(PBX, "BYE");
+    assert_eq!(w.policy.released.len(), 1, "media released once at the 2xx");
+    // Nothing of the 200 reaches the caller, who already has its 487.
+    assert!(w.take_responses(A).iter().all(|r| r.status != 200));
+    w.feed_msg(PBX, &resp_with(&bye, 200, "OK", "btag", "", ""));
+    w.advance(Duration::from_secs(64));
+    assert_eq!(w.core.active_calls(), 0);
+    assert_eq!(w.core.transactions(), 0);
+    assert_eq!(w.policy.released.len(), 1, "and never again");
+}
+
+/// Every ordinary way a call ends releases its media exactly once.
+#[test]
+fn media_released_once_for_cancel_busy_and_bye() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    // Busy.
+    w.feed(A, &invite("call-busy", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 486, "Busy Here", "btag", "", ""));
+    w.advance(Duration::from_secs(1));
+    assert_eq!(w.policy.released.len(), 1, "busy");
+    // Answered, then BYE.
+    let (_b_inv, a_tag) = answered_call(&mut w, "call-bye");
+    w.advance(Duration::from_secs(64));
+    assert_eq!(w.policy.released.len(), 1, "answered call still up");
+    w.feed(A, &a_request("BYE", "call-bye", 2, &a_tag, ""));
+    let bye = w.take_request(PBX, "BYE");
+    w.feed_msg(PBX, &resp_with(&bye, 200, "OK", "btag", "", ""));
+    w.advance(Duration::from_secs(64));
+    assert_eq!(w.policy.released.len(), 2, "BYE");
+    assert_eq!(w.core.active_calls(), 0);
+    // Cancelled while ringing, the callee confirms with 487.
+    w.feed(A, &invite("call-c", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
+    let cancel = "CANCEL sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a-call-c\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-call-c\r\nTo: <sip:+15551234567@127.0.0.1>\r\nCall-ID: call-c\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    w.feed(A, cancel.as_bytes());
+    let b_cancel = w.take_request(PBX, "CANCEL");
+    w.feed_msg(PBX, &resp_with(&b_cancel, 200, "OK", "btag", "", ""));
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 487, "Request Terminated", "btag", "", ""),
+    );
+    w.advance(Duration::from_secs(64));
+    assert_eq!(w.policy.released.len(), 3, "cancel");
 }
