@@ -770,7 +770,7 @@ mod tests {
 mod core_flows {
     use super::*;
     use signaling::b2bua::{
-        make_response, B2bua, CallRef, CoreConfig, Leg, Policy, RouteOutcome, Target,
+        make_response, B2bua, CallRef, CoreConfig, Leg, MediaRefusal, Policy, RouteOutcome, Target,
     };
     use signaling::message::{Request, SipMessage};
     use signaling::parse::parse;
@@ -815,7 +815,12 @@ mod core_flows {
                 from_user: from.into(),
             }
         }
-        fn media_offer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        fn media_offer(
+            &mut self,
+            _: CallRef<'_>,
+            _: Leg,
+            sdp: &[u8],
+        ) -> Result<Vec<u8>, MediaRefusal> {
             Ok(sdp.to_vec())
         }
         fn media_answer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use config::{Action, Config, RouteQuery, TransportKind};
-use signaling::b2bua::{CallEvent, CallRef, Leg, Policy, RouteOutcome, Target};
+use signaling::b2bua::{CallEvent, CallRef, Leg, MediaRefusal, Policy, RouteOutcome, Target};
 use signaling::{Peer, Request, Transport};
 
 use crate::limits::{self, Overload, SourceLimiter, TrunkLimits, TrunkUsage, UaBlockList};
@@ -363,13 +363,26 @@ impl Policy for LivePolicy {
         }
     }
 
-    fn media_offer(&mut self, call: CallRef<'_>, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+    fn media_offer(
+        &mut self,
+        call: CallRef<'_>,
+        from: Leg,
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, MediaRefusal> {
         match &mut self.media {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
                 .offer_from(side(from), call.call_id, call.from_tag, sdp)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| match e {
+                    // No room in the relay is the server's condition, not the offer's: 503 with
+                    // Retry-After so the caller (or its proxy) tries elsewhere or later.
+                    media_relay::control::MediaError::Relay(_) => MediaRefusal::Unavailable {
+                        retry_after: self.config.limits.retry_after,
+                        detail: e.to_string(),
+                    },
+                    other => MediaRefusal::NotAcceptable(other.to_string()),
+                }),
         }
     }
 

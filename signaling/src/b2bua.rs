@@ -70,6 +70,38 @@ pub enum RouteOutcome {
     Unavailable { retry_after: u32 },
 }
 
+/// Why the media side refused an SDP offer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaRefusal {
+    /// The offer itself is unusable (bad SDP, unsupported address, ...): 488 Not Acceptable Here
+    /// (RFC 3261 §21.4.26).
+    NotAcceptable(String),
+    /// The relay has no room now (ports exhausted, stopped): 503 with `Retry-After` (seconds),
+    /// a condition of the server, not of the offer (RFC 3261 §21.5.4).
+    Unavailable { retry_after: u32, detail: String },
+}
+
+impl MediaRefusal {
+    /// The status, reason phrase and optional Retry-After to answer the offer with.
+    pub fn answer(&self) -> (u16, &'static str, Option<u32>) {
+        match self {
+            MediaRefusal::NotAcceptable(_) => (488, "Not Acceptable Here", None),
+            MediaRefusal::Unavailable { retry_after, .. } => {
+                (503, "Service Unavailable", Some(*retry_after))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for MediaRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaRefusal::NotAcceptable(d) => f.write_str(d),
+            MediaRefusal::Unavailable { detail, .. } => f.write_str(detail),
+        }
+    }
+}
+
 /// Identity of a call as the media side knows it: leg A's Call-ID and From tag.
 #[derive(Clone, Copy, Debug)]
 pub struct CallRef<'a> {
@@ -102,7 +134,12 @@ pub trait Policy {
     /// Route a new INVITE. `to_user`/`from_user` are the user parts of To and From.
     fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome;
     /// An SDP offer arrived on leg `from`; return the SDP to send to the other leg.
-    fn media_offer(&mut self, call: CallRef<'_>, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, String>;
+    fn media_offer(
+        &mut self,
+        call: CallRef<'_>,
+        from: Leg,
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, MediaRefusal>;
     /// An SDP answer arrived on leg `from`; return the SDP to send to the other leg.
     fn media_answer(&mut self, call: CallRef<'_>, from: Leg, sdp: &[u8])
         -> Result<Vec<u8>, String>;
@@ -140,7 +177,7 @@ impl Policy for StaticPolicy {
             from_user: from_user.to_string(),
         }
     }
-    fn media_offer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+    fn media_offer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaRefusal> {
         Ok(sdp.to_vec())
     }
     fn media_answer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
@@ -843,8 +880,17 @@ impl B2bua {
                 }
                 Err(e) => {
                     let req = call.a_invite.clone();
-                    self.reject(tx, &req, 488, "Not Acceptable Here", now, policy);
-                    let _ = e;
+                    let (code, reason, retry_after) = e.answer();
+                    let tag = self.new_tag();
+                    let mut resp = make_response(&req, code, reason, Some(&tag));
+                    if let Some(ra) = retry_after {
+                        resp.headers.push("Retry-After", ra.to_string());
+                    }
+                    self.tx.send_response(tx, resp, now);
+                    policy.event(CallEvent::Rejected {
+                        status: code,
+                        reason: reason.to_string(),
+                    });
                     policy.media_release(call.media_ref());
                     return;
                 }
@@ -1222,8 +1268,14 @@ impl B2bua {
                 };
                 match policy.media_offer(call.media_ref(), from_leg, &req.body) {
                     Ok(b) => b,
-                    Err(_) => {
-                        let resp = make_response(&req, 488, "Not Acceptable Here", None);
+                    Err(e) => {
+                        // The dialog goes on unchanged (RFC 3261 §14.2: a refused re-INVITE
+                        // leaves the session as it was).
+                        let (code, reason, retry_after) = e.answer();
+                        let mut resp = make_response(&req, code, reason, None);
+                        if let Some(ra) = retry_after {
+                            resp.headers.push("Retry-After", ra.to_string());
+                        }
                         self.tx.send_response(tx, resp, now);
                         return;
                     }
@@ -1456,7 +1508,9 @@ impl B2bua {
         } else {
             let call = &self.calls[&id];
             let r = if late_offer {
-                policy.media_offer(call.media_ref(), Leg::B, &resp.body)
+                policy
+                    .media_offer(call.media_ref(), Leg::B, &resp.body)
+                    .map_err(|e| e.to_string())
             } else {
                 policy.media_answer(call.media_ref(), Leg::B, &resp.body)
             };
