@@ -213,7 +213,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 break;
             }
             if now >= d {
-                for id in core.confirmed_calls() {
+                // Answered calls get BYE on both legs; ringing ones 503 to the caller and
+                // CANCEL to the callee.
+                for id in core.live_calls() {
                     core.terminate_call(id, now, &mut policy);
                 }
                 while let Some(t) = core.poll_transmit() {

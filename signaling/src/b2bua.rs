@@ -565,13 +565,30 @@ impl B2bua {
     /// End a call from outside (media timeout, operator, shutdown): BYE both legs.
     pub fn terminate_call(&mut self, call: u64, now: Instant, policy: &mut dyn Policy) {
         if let Some(c) = self.calls.get(&call) {
-            if c.state == CallState::Confirmed {
-                self.send_bye(call, Leg::A, now);
-                self.send_bye(call, Leg::B, now);
-                self.finish_confirmed(call, now, policy);
+            match c.state {
+                CallState::Confirmed => {
+                    self.send_bye(call, Leg::A, now);
+                    self.send_bye(call, Leg::B, now);
+                    self.finish_confirmed(call, now, policy);
+                }
+                // Not answered yet (shutdown): 503 + Retry-After to A so it tries elsewhere or
+                // later (RFC 3261 §21.5.4), CANCEL to B.
+                CallState::Proceeding => {
+                    self.abort_ringing(call, 503, "Service Unavailable", Some(30), now, policy)
+                }
+                CallState::Terminated => {}
             }
         }
         self.pump(now, policy);
+    }
+
+    /// Ids of the calls still in progress: answered or ringing (for shutdown).
+    pub fn live_calls(&self) -> Vec<u64> {
+        self.calls
+            .values()
+            .filter(|c| c.state != CallState::Terminated && !c.cancelled)
+            .map(|c| c.id)
+            .collect()
     }
 
     /// Find a call by leg A's Call-ID and From tag (the media side's key).
@@ -713,6 +730,10 @@ impl B2bua {
             let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
             resp.headers.push("Retry-After", "30");
             self.tx.send_response(tx, resp, now);
+            policy.event(CallEvent::Rejected {
+                status: 503,
+                reason: "Service Unavailable".into(),
+            });
             return;
         }
         // RFC 3261 §16.3 / §8.2: Max-Forwards 0 -> 483. trunkline is the request's target only
@@ -1011,6 +1032,21 @@ impl B2bua {
         };
         let resp = make_response(req, 200, "OK", None);
         self.tx.send_response(tx, resp, now);
+        self.abort_ringing(id, 487, "Request Terminated", None, now, policy);
+    }
+
+    /// Ends a call that is not answered yet: `status` to leg A now, CANCEL to leg B (once it
+    /// may be sent), leg B's final answer is then ACKed and the call collected as after a
+    /// CANCEL from A.
+    fn abort_ringing(
+        &mut self,
+        id: u64,
+        status: u16,
+        reason: &str,
+        retry_after: Option<u32>,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1018,13 +1054,15 @@ impl B2bua {
             return;
         }
         call.cancelled = true;
-        // 487 to A now.
+        // The final answer to A now.
         let a_tag = call.a.local_tag.clone();
         let inv = call.a_invite.clone();
-        let resp = make_response(&inv, 487, "Request Terminated", Some(&a_tag));
-        self.tx.send_response(inv_tx, resp, now);
-        if let Some(c) = self.calls.get_mut(&id) {
-            c.a_invite_tx = None;
+        if let Some(inv_tx) = call.a_invite_tx.take() {
+            let mut resp = make_response(&inv, status, reason, Some(&a_tag));
+            if let Some(ra) = retry_after {
+                resp.headers.push("Retry-After", ra.to_string());
+            }
+            self.tx.send_response(inv_tx, resp, now);
         }
         // CANCEL leg B (RFC 3261 §9.1: only once a provisional response arrived; otherwise the
         // CANCEL is sent when one does, or the INVITE times out).
@@ -1039,7 +1077,7 @@ impl B2bua {
         policy.event(CallEvent::Finished {
             call: id,
             trunk: self.calls.get(&id).and_then(|c| c.trunk.clone()),
-            status: 487,
+            status,
             post_dial_delay: None,
         });
     }

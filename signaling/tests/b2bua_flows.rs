@@ -624,3 +624,65 @@ fn media_released_once_for_cancel_busy_and_bye() {
     w.advance(Duration::from_secs(64));
     assert_eq!(w.policy.released.len(), 3, "cancel");
 }
+
+/// Shutdown: a draining core answers new INVITEs 503 + Retry-After (counted as rejected), and
+/// at the end of the drain a call still ringing is ended: 503 + Retry-After to the caller,
+/// CANCEL to the callee, whose 487 is ACKed; an answered call gets BYE on both legs.
+#[test]
+fn shutdown_rejects_new_calls_and_ends_ringing_and_answered_ones() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    let (_b1, _a_tag) = answered_call(&mut w, "call-up");
+    w.feed(A, &invite("call-ring", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag2", "", ""));
+    w.take_to(A);
+    w.core.set_draining(true);
+    w.feed(A, &invite("call-new", SDP_A));
+    let rs = w.take_responses(A);
+    let r = rs.iter().find(|r| r.status >= 200).expect("final answer");
+    assert_eq!(r.status, 503);
+    assert!(r.headers.get("Retry-After").is_some());
+    assert!(w
+        .policy
+        .events
+        .iter()
+        .any(|e| matches!(e, CallEvent::Rejected { status: 503, .. })));
+    assert!(
+        w.take_to(PBX).is_empty(),
+        "nothing reaches the trunk while draining"
+    );
+
+    let live = w.core.live_calls();
+    assert_eq!(live.len(), 2);
+    let now = w.now;
+    for id in live {
+        w.core.terminate_call(id, now, &mut w.policy);
+    }
+    w.drain();
+    let rs = w.take_responses(A);
+    let r = rs
+        .iter()
+        .find(|r| r.status >= 200 && r.call_id() == Some("call-ring"))
+        .expect("final answer to the ringing call");
+    assert_eq!(r.status, 503);
+    assert!(r.headers.get("Retry-After").is_some());
+    let msgs = w.take_to(PBX);
+    let methods: Vec<&str> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) => Some(r.method.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(methods.contains(&"CANCEL"), "{methods:?}");
+    assert!(methods.contains(&"BYE"), "{methods:?}");
+    assert!(w.core.live_calls().is_empty());
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 487, "Request Terminated", "btag2", "", ""),
+    );
+    assert!(w
+        .take_to(PBX)
+        .iter()
+        .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "ACK")));
+}
