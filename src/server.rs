@@ -117,7 +117,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     };
     let mut core = B2bua::new(core_cfg);
     let counters = MessageCounters::new(&metrics);
-    let mut reloader = Reloader::new(path);
+    let (mut reloader, mut loaded_rx) = Reloader::new(path);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "trunkline running");
 
     use tokio::signal::unix::{signal, SignalKind};
@@ -150,24 +150,20 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 core.set_draining(true);
                 drain_until = Some(Instant::now());
             }
-            _ = sighup.recv() => {
-                let _ = reloader.reload(&mut policy, &metrics, "SIGHUP");
-            }
+            _ = sighup.recv() => reloader.start("SIGHUP", None),
             _ = watch.tick() => {
                 policy.reconcile(|id| core.has_call(id));
                 if reloader.changed() {
-                    let _ = reloader.reload(&mut policy, &metrics, "file change");
+                    reloader.start("file change", None);
                 }
             }
+            Some(l) = loaded_rx.recv() => reloader.apply(l, &mut policy, &metrics),
             Some(req) = admin_rx.recv() => match req {
                 AdminRequest::Refresh(done) => {
                     refresh_gauges(&core, &policy, &metrics);
                     let _ = done.send(());
                 }
-                AdminRequest::Reload(done) => {
-                    let r = reloader.reload(&mut policy, &metrics, "POST /reload");
-                    let _ = done.send(r);
-                }
+                AdminRequest::Reload(done) => reloader.start("POST /reload", Some(done)),
             },
             inp = in_rx.recv() => {
                 let Some(inp) = inp else { break };
@@ -259,22 +255,42 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
     policy.refresh_limit_metrics();
 }
 
-/// Reloads the configuration file: parsed and validated whole, then swapped in; an invalid file
-/// changes nothing.
+/// Reloads the configuration file: parsed and validated whole on a blocking thread (a 100k-rule
+/// plan takes tens of milliseconds to compile; the core loop keeps carrying calls meanwhile),
+/// then swapped in on the core loop; an invalid file changes nothing.
 struct Reloader {
     path: Option<PathBuf>,
     mtime: Option<Stamp>,
     generation: u64,
+    /// Loads started so far; a result older than the newest one applied is dropped (two loads
+    /// in flight may finish out of order).
+    started: u64,
+    applied: u64,
+    done_tx: mpsc::UnboundedSender<Loaded>,
+}
+
+/// A finished load, back on the core loop.
+struct Loaded {
+    seq: u64,
+    why: &'static str,
+    t0: Instant,
+    result: Result<config::Config, String>,
+    reply: Option<tokio::sync::oneshot::Sender<Result<u64, String>>>,
 }
 
 impl Reloader {
-    fn new(path: Option<PathBuf>) -> Reloader {
+    fn new(path: Option<PathBuf>) -> (Reloader, mpsc::UnboundedReceiver<Loaded>) {
         let mtime = path.as_ref().and_then(|p| mtime(p));
-        Reloader {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let r = Reloader {
             path,
             mtime,
             generation: 1,
-        }
+            started: 0,
+            applied: 0,
+            done_tx,
+        };
+        (r, done_rx)
     }
 
     fn changed(&mut self) -> bool {
@@ -287,30 +303,69 @@ impl Reloader {
         false
     }
 
-    fn reload(
+    /// Starts loading the file on a blocking thread; the outcome arrives as a [`Loaded`] for
+    /// [`Reloader::apply`], and `reply` (POST /reload) gets it then.
+    fn start(
         &mut self,
-        policy: &mut LivePolicy,
-        metrics: &Metrics,
-        why: &str,
-    ) -> Result<u64, String> {
-        let Some(p) = &self.path else {
-            return Err("running on the embedded default: no file to reload".into());
+        why: &'static str,
+        reply: Option<tokio::sync::oneshot::Sender<Result<u64, String>>>,
+    ) {
+        let Some(p) = self.path.clone() else {
+            if let Some(r) = reply {
+                let _ = r.send(Err(
+                    "running on the embedded default: no file to reload".into()
+                ));
+            }
+            return;
         };
-        self.mtime = mtime(p);
+        self.mtime = mtime(&p);
+        self.started += 1;
+        let seq = self.started;
+        let tx = self.done_tx.clone();
         let t0 = Instant::now();
-        match config::load_file(p) {
+        tokio::task::spawn_blocking(move || {
+            let result = config::load_file(&p)
+                .map_err(|e| e.to_string())
+                // Certificates and CA files named by the new file must load too, or the
+                // running configuration stays.
+                .and_then(|cfg| crate::tls::check(&cfg, Some(&p)).map(|()| cfg));
+            let _ = tx.send(Loaded {
+                seq,
+                why,
+                t0,
+                result,
+                reply,
+            });
+        });
+    }
+
+    /// Swaps in a finished load (on the core loop), or counts and logs its failure.
+    fn apply(&mut self, l: Loaded, policy: &mut LivePolicy, metrics: &Metrics) {
+        let out = match l.result {
+            Ok(_) if l.seq < self.applied => {
+                // A newer load already won; this one read an older file.
+                Ok(self.generation)
+            }
             Ok(cfg) => {
-                if cfg.listen != policy.config.listen {
+                let old = &policy.config;
+                if cfg.listen != old.listen {
                     tracing::warn!("reload: listener changes take effect after a restart");
                 }
+                if cfg.media != old.media {
+                    tracing::warn!("reload: media changes take effect after a restart");
+                }
+                if cfg.metrics != old.metrics {
+                    tracing::warn!("reload: metrics listener changes take effect after a restart");
+                }
                 policy.config = Arc::new(cfg);
+                self.applied = l.seq;
                 self.generation += 1;
                 metrics.config_generation.set(self.generation as i64);
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 tracing::info!(
                     generation = self.generation,
-                    trigger = why,
-                    took_ms = t0.elapsed().as_secs_f64() * 1e3,
+                    trigger = l.why,
+                    took_ms = l.t0.elapsed().as_secs_f64() * 1e3,
                     "configuration reloaded"
                 );
                 Ok(self.generation)
@@ -318,11 +373,14 @@ impl Reloader {
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(
-                    trigger = why,
+                    trigger = l.why,
                     "reload failed, keeping the running configuration: {e}"
                 );
-                Err(e.to_string())
+                Err(e)
             }
+        };
+        if let Some(r) = l.reply {
+            let _ = r.send(out);
         }
     }
 }

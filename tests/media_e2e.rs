@@ -1015,53 +1015,57 @@ const LIMIT_SIPP: Duration = Duration::from_secs(30);
 /// new call.
 #[test]
 fn relay_ports_exhausted_is_503_with_retry_after() {
-    isolated("relay_ports_exhausted_is_503_with_retry_after", false, |net| {
-        let (lo, _) = media_range(net);
-        let lo = lo + lo % 2;
-        let yaml = media_yaml(net, "epoll", None).replace(
-            &format!("ports: {}", net.media_range()),
-            &format!("ports: {}-{}", lo, lo + 3),
-        );
-        let mut tl = Trunkline::start(net, &yaml);
-        let uas = Uas {
-            sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B SIP"),
-        };
-        let mut first = Uac::new(
-            UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A SIP"),
-            net.sip_addr(),
-            "first",
-        );
-        set_up_call(net, &mut first, &uas, net.spare(0), net.spare(10));
+    isolated(
+        "relay_ports_exhausted_is_503_with_retry_after",
+        false,
+        |net| {
+            let (lo, _) = media_range(net);
+            let lo = lo + lo % 2;
+            let yaml = media_yaml(net, "epoll", None).replace(
+                &format!("ports: {}", net.media_range()),
+                &format!("ports: {}-{}", lo, lo + 3),
+            );
+            let mut tl = Trunkline::start(net, &yaml);
+            let uas = Uas {
+                sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B SIP"),
+            };
+            let mut first = Uac::new(
+                UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A SIP"),
+                net.sip_addr(),
+                "first",
+            );
+            set_up_call(net, &mut first, &uas, net.spare(0), net.spare(10));
 
-        let mut second = Uac::new(
-            UdpSocket::bind(("127.0.0.1", 0)).expect("bind A2 SIP"),
-            net.sip_addr(),
-            "second",
-        );
-        let cseq = second.send("INVITE", Some(&sdp(A_IP, net.spare(2), "sendrecv", 1)));
-        let r = second.final_response("INVITE", cseq);
-        assert_eq!(r.code(), Some(503), "no relay ports left: {}", r.text);
-        let ra = header(&r.text, "Retry-After", None).expect("Retry-After on the 503");
-        assert!(ra.trim().parse::<u32>().is_ok_and(|s| s > 0), "{ra}");
+            let mut second = Uac::new(
+                UdpSocket::bind(("127.0.0.1", 0)).expect("bind A2 SIP"),
+                net.sip_addr(),
+                "second",
+            );
+            let cseq = second.send("INVITE", Some(&sdp(A_IP, net.spare(2), "sendrecv", 1)));
+            let r = second.final_response("INVITE", cseq);
+            assert_eq!(r.code(), Some(503), "no relay ports left: {}", r.text);
+            let ra = header(&r.text, "Retry-After", None).expect("Retry-After on the 503");
+            assert!(ra.trim().parse::<u32>().is_ok_and(|s| s > 0), "{ra}");
 
-        // The first call ends; its ports carry the next call.
-        let cseq = first.send("BYE", None);
-        let bye = uas.recv_request("BYE", Duration::from_secs(5));
-        reply(&uas.sock, net.sip_addr(), &bye, 200, "b-tag", None);
-        assert_eq!(first.final_response("BYE", cseq).code(), Some(200));
-        let mut third = Uac::new(
-            UdpSocket::bind(("127.0.0.1", 0)).expect("bind A3 SIP"),
-            net.sip_addr(),
-            "third",
-        );
-        set_up_call(net, &mut third, &uas, net.spare(4), net.spare(12));
-        let body = scrape(net);
-        let rejected = metric(
-            &body,
-            "trunkline_sip_requests_rejected_total",
-            &[("code", "503")],
-        );
-        assert_eq!(rejected, Some(1.0), "the 503 is counted:\n{body}");
-        tl.assert_alive();
-    });
+            // The first call ends; its ports carry the next call.
+            let cseq = first.send("BYE", None);
+            let bye = uas.recv_request("BYE", Duration::from_secs(5));
+            reply(&uas.sock, net.sip_addr(), &bye, 200, "b-tag", None);
+            assert_eq!(first.final_response("BYE", cseq).code(), Some(200));
+            let mut third = Uac::new(
+                UdpSocket::bind(("127.0.0.1", 0)).expect("bind A3 SIP"),
+                net.sip_addr(),
+                "third",
+            );
+            set_up_call(net, &mut third, &uas, net.spare(4), net.spare(12));
+            let body = scrape(net);
+            let rejected = metric(
+                &body,
+                "trunkline_sip_requests_rejected_total",
+                &[("code", "503")],
+            );
+            assert_eq!(rejected, Some(1.0), "the 503 is counted:\n{body}");
+            tl.assert_alive();
+        },
+    );
 }

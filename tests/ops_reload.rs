@@ -349,3 +349,36 @@ fn file_watch_sees_a_fix_saved_within_the_same_timestamp() {
         },
     );
 }
+
+/// A file that parses but names a CA file that does not exist is refused whole at reload, as
+/// `trunkline check` would refuse it: the old plan keeps serving and the failure is counted.
+#[test]
+fn reload_with_missing_tls_file_changes_nothing() {
+    isolated(
+        "reload_with_missing_tls_file_changes_nothing",
+        false,
+        |net| {
+            let mut tl = Trunkline::start(net, &plan(net, false));
+            let admin = net.metrics_addr();
+            let bad = plan(net, true).replace(
+            &format!(
+                "  pbx2: {{ address: 127.0.0.1:{}, transport: udp }}",
+                net.trunk(1)
+            ),
+            &format!(
+                "  pbx2: {{ address: 127.0.0.1:{}, transport: tls, tls: {{ ca: no-such-ca.pem }} }}",
+                net.trunk(1)
+            ),
+        );
+            assert!(bad.contains("no-such-ca.pem"), "{bad}");
+            replace_config(net, &bad, false);
+            let (code, body) = http(admin, "POST", "/reload");
+            assert_eq!(code, 422, "{body}");
+            assert!(body.contains("no-such-ca.pem"), "{body}");
+            let m = scrape(net);
+            assert_eq!(generation(&m), 1.0, "{m}");
+            assert!(reloads(&m, "failure") >= 1.0);
+            assert_eq!(calls_to(net, &mut tl, 1, 5), (5, 0), "old plan serves");
+        },
+    );
+}
