@@ -156,3 +156,41 @@ fn shipped_examples_pass_check() {
         assert!(ex.join(name).is_file(), "examples/{name} is missing");
     }
 }
+
+/// The configuration reference in README.md is a file `trunkline check` accepts (with the TLS
+/// file names pointed at the example certificates), so the documentation cannot drift from what
+/// the binary takes.
+#[test]
+fn readme_configuration_reference_checks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let start = readme
+        .find("## Configuration")
+        .expect("README has a Configuration section");
+    let rest = &readme[start..];
+    let open = rest.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+    let close = rest[open..].find("```").expect("end of yaml block") + open;
+    let tls = root.join("examples/tls");
+    let yaml = rest[open..close]
+        .replace(
+            "cert: cert.pem, key: key.pem",
+            &format!(
+                "cert: {}, key: {}",
+                tls.join("trunkline.crt").display(),
+                tls.join("trunkline.key").display()
+            ),
+        )
+        .replace(
+            "ca: carrier-ca.pem",
+            &format!("ca: {}", tls.join("example-ca.pem").display()),
+        );
+    assert_ne!(yaml, rest[open..close], "TLS file names substituted");
+    let p = dir("readme").join("readme.yaml");
+    std::fs::write(&p, yaml).expect("write");
+    let out = check(&p);
+    assert!(
+        out.status.success(),
+        "README's configuration is refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
