@@ -245,11 +245,24 @@ impl LivePolicy {
 
     /// Refresh the limit gauges (before a scrape).
     pub fn refresh_limit_metrics(&self) {
-        for name in self.config.trunks.keys() {
+        for (name, t) in &self.config.trunks {
             self.metrics
                 .trunk_active_calls
                 .with_label_values(&[name])
                 .set(i64::from(self.guard.usage.active(name)));
+            // A limited trunk's rejection series exist from the start (at 0), so rate() and
+            // alerts see them before the first hit.
+            for (limit, set) in [
+                ("calls", t.max_calls.is_some()),
+                ("cps", t.max_cps.is_some()),
+            ] {
+                if set {
+                    self.metrics
+                        .trunk_limit_rejections
+                        .with_label_values(&[name, limit])
+                        .inc_by(0);
+                }
+            }
         }
         for (name, n) in self.guard.usage.each_active() {
             if !self.config.trunks.contains_key(name) {

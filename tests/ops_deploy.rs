@@ -363,10 +363,16 @@ fn dashboard_metrics_exist_in_live_scrape() {
             name: "pbx",
             port: net.trunk(0),
         }];
-        let yaml = config_yaml(net, &t, &["pbx"]).replace(
-            "dialplan:\n",
-            "dialplan:\n  - match: { to_user: '^911$' }\n    reject: { code: 403 }\n",
-        );
+        let yaml = config_yaml(net, &t, &["pbx"])
+            .replace(
+                "dialplan:\n",
+                "dialplan:\n  - match: { to_user: '^911$' }\n    reject: { code: 403 }\n",
+            )
+            .replace(
+                "transport: udp }",
+                "transport: udp, max_calls: 100, max_cps: 100 }",
+            );
+        assert!(yaml.contains("max_cps: 100"), "{yaml}");
         let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
         let callee = Sipp::uas(
             net,
