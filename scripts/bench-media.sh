@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Media benchmark as issue 3 describes it: the same RTP load through rtpengine and through the
+# trunkline binary, both set up over the ng control protocol with ngcalls.py, measured with
+# rtpblast (shared/peers/kamailio-rtpengine/), in one run; plus the naive C forwarder rtpfwd.c as
+# the kernel floor. Per SUT: CPU per relayed packet (utime+stime of the relay process over the
+# blast / packets sent), loss, p50/p99 added latency, and the ratio to rtpengine.
+#
+# usage: scripts/bench-media.sh [--calls 500] [--pps 50] [--seconds 10] \
+#            [--sut rtpengine,trunkline,rtpfwd] [--backend auto] [--workers 0] [--repeat 1]
+#
+# 500 calls x 2 directions x 50 pps = 50,000 packets/s; --calls 1000 gives 100,000.
+# rtpengine is started with the command line of the peers README (user space, 2 threads).
+# trunkline runs `trunkline run` on a generated file with media.ng_listen. Runs in a private
+# network namespace (unshare -rn) when allowed; every run is bounded by --seconds.
+set -euo pipefail
+
+calls=500
+pps=50
+seconds=10
+suts="rtpengine,trunkline,rtpfwd"
+backend=auto
+workers=0
+repeat=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --calls) calls=$2; shift 2 ;;
+        --pps) pps=$2; shift 2 ;;
+        --seconds) seconds=$2; shift 2 ;;
+        --sut) suts=$2; shift 2 ;;
+        --backend) backend=$2; shift 2 ;;
+        --workers) workers=$2; shift 2 ;;
+        --repeat) repeat=$2; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "bench-media: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+peers="$repo/../shared/peers/kamailio-rtpengine"
+[[ -d $peers ]] || peers=/work/shared/peers/kamailio-rtpengine
+
+if [[ -z ${BENCH_IN_NETNS:-} ]] && unshare -rn true 2>/dev/null; then
+    exec unshare -rn env BENCH_IN_NETNS=1 bash "$0" --calls "$calls" --pps "$pps" \
+        --seconds "$seconds" --sut "$suts" --backend "$backend" --workers "$workers" \
+        --repeat "$repeat"
+fi
+[[ -n ${BENCH_IN_NETNS:-} ]] && ip link set lo up
+
+out=$(mktemp -d /tmp/bench-media.XXXXXX)
+hz=$(getconf CLK_TCK)
+for tool in rtpblast rtpfwd; do
+    if [[ ! -x $out/$tool ]]; then
+        gcc -O2 -o "$out/$tool" "$peers/$tool.c"
+    fi
+done
+
+pids_started=()
+cleanup() {
+    local p
+    for p in "${pids_started[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+ticks() {  # pid -> utime+stime of the whole process (all threads)
+    local rest
+    rest=$(cat "/proc/$1/stat")
+    rest=${rest##*) }
+    read -r -a f <<<"$rest"
+    echo $(( f[11] + f[12] ))
+}
+
+wait_udp() {  # port
+    local hex i
+    hex=$(printf ':%04X ' "$1")
+    for i in $(seq 1 100); do
+        grep -q "$hex" /proc/net/udp && return 0
+        sleep 0.05
+    done
+    echo "bench-media: nothing listens on udp $1" >&2
+    return 1
+}
+
+rows=()
+declare -A cpu_of
+blast() {  # name pid callsfile
+    local name=$1 pid=$2 file=$3 t0 t1 res us
+    t0=$(ticks "$pid")
+    res=$("$out/rtpblast" --pps "$pps" --seconds "$seconds" <"$file")
+    t1=$(ticks "$pid")
+    local sent lost p50 p99
+    sent=$(grep -o 'sent=[0-9]*' <<<"$res" | cut -d= -f2)
+    lost=$(grep -o 'loss_pct=[0-9.]*' <<<"$res" | cut -d= -f2)
+    p50=$(grep -o 'lat_us_p50=[0-9]*' <<<"$res" | cut -d= -f2)
+    p99=$(grep -o 'lat_us_p99=[0-9]*' <<<"$res" | cut -d= -f2)
+    us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$sent" 'BEGIN{printf "%.2f", t / hz * 1e6 / n}')
+    cpu_of[$name]=$us
+    rows+=("$(printf '%-22s %8s %10s %8s %10s %10s' "$name" "$sent" "$us" "$lost" "$p50" "$p99")")
+    echo "bench-media: $name: $res cpu_per_packet_us=$us (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+}
+
+run_rtpengine() {
+    command -v rtpengine >/dev/null || { echo "bench-media: rtpengine missing (scripts/install-deps.sh --bench)" >&2; return; }
+    rtpengine --config-file=none --interface=127.0.0.1 --listen-ng=127.0.0.1:2223 \
+        --port-min=20000 --port-max=39999 --foreground --log-stderr --log-level=3 --table=-1 \
+        --num-threads=2 --delete-delay=0 >"$out/rtpengine.log" 2>&1 &
+    local pid=$!
+    pids_started+=("$pid")
+    wait_udp 2223
+    python3 "$peers/ngcalls.py" --ng 127.0.0.1:2223 --calls "$calls" >"$out/calls-rtpengine.txt"
+    blast rtpengine "$pid" "$out/calls-rtpengine.txt"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+run_trunkline() {
+    local bin="$repo/target/release/trunkline"
+    [[ -x $bin ]] || { echo "bench-media: build it first: cargo build --release" >&2; return 1; }
+    cat >"$out/trunkline.yaml" <<EOF
+listen:
+  - { transport: udp, address: 127.0.0.1:15060 }
+media:
+  address: 127.0.0.1
+  ports: 20000-39999
+  backend: $backend
+  workers: $workers
+  ng_listen: 127.0.0.1:12223
+trunks:
+  pbx: { address: 127.0.0.1:15080, transport: udp }
+dialplan:
+  - match: {}
+    route: [pbx]
+EOF
+    RUST_LOG=${RUST_LOG:-info} "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
+    local pid=$!
+    pids_started+=("$pid")
+    wait_udp 12223
+    python3 "$peers/ngcalls.py" --ng 127.0.0.1:12223 --calls "$calls" >"$out/calls-trunkline.txt"
+    local be
+    be=$(sed 's/\x1b\[[0-9;]*m//g' "$out/trunkline.log" | grep -o 'backend="[a-z_]*"' \
+        | head -1 | cut -d'"' -f2 || true)
+    blast "trunkline-${be:-$backend}" "$pid" "$out/calls-trunkline.txt"
+    cpu_of[trunkline]=${cpu_of[trunkline-${be:-$backend}]}
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+run_rtpfwd() {
+    python3 -c "
+for i in range($calls): print(10000+2*i, 30000+4*i, 20000+2*i, 30002+4*i)" >"$out/calls-rtpfwd.txt"
+    "$out/rtpfwd" <"$out/calls-rtpfwd.txt" >"$out/rtpfwd.log" 2>&1 &
+    local pid=$!
+    pids_started+=("$pid")
+    sleep 0.5
+    blast rtpfwd "$pid" "$out/calls-rtpfwd.txt"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+for ((r = 1; r <= repeat; r++)); do
+    IFS=, read -r -a list <<<"$suts"
+    for s in "${list[@]}"; do
+        case "$s" in
+            rtpengine) run_rtpengine ;;
+            trunkline) run_trunkline ;;
+            rtpfwd) run_rtpfwd ;;
+            *) echo "bench-media: unknown SUT $s" >&2; exit 2 ;;
+        esac
+    done
+done
+
+echo
+echo "calls=$calls pps/leg=$pps seconds=$seconds offered=$((calls * 2 * pps)) packets/s  (logs: $out)"
+printf '%-22s %8s %10s %8s %10s %10s\n' SUT packets "cpu/pkt us" "loss %" "p50 us" "p99 us"
+for r in "${rows[@]}"; do echo "$r"; done
+if [[ -n ${cpu_of[rtpengine]:-} && -n ${cpu_of[trunkline]:-} ]]; then
+    awk -v a="${cpu_of[trunkline]}" -v b="${cpu_of[rtpengine]}" \
+        'BEGIN{printf "trunkline / rtpengine CPU per packet (last run of each): %.2f\n", a / b}'
+fi
