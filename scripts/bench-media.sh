@@ -6,8 +6,11 @@
 # blast / packets sent), loss, p50/p99 added latency, and the ratio to rtpengine.
 #
 # usage: scripts/bench-media.sh [--calls 500] [--pps 50] [--seconds 10] \
-#            [--sut rtpengine,trunkline,rtpfwd] [--backend auto] [--workers 0] [--repeat 1]
+#            [--sut rtpengine,trunkline,rtpfwd] [--backend auto] [--workers 0] [--repeat 1] [--pin]
+#            [--batch-us N]   (trunkline's media.io_uring_batch_us; default: trunkline's own)
 #
+# --pin: the relay under test on CPU 1, rtpblast on CPU 0 (taskset), as an operator would keep
+# the load generator off the relay's core; without it the scheduler mixes them.
 # 500 calls x 2 directions x 50 pps = 50,000 packets/s; --calls 1000 gives 100,000.
 # rtpengine is started with the command line of the peers README (user space, 2 threads).
 # trunkline runs `trunkline run` on a generated file with media.ng_listen. Runs in a private
@@ -21,6 +24,8 @@ suts="rtpengine,trunkline,rtpfwd"
 backend=auto
 workers=0
 repeat=1
+pin=0
+batch=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --calls) calls=$2; shift 2 ;;
@@ -30,6 +35,8 @@ while [[ $# -gt 0 ]]; do
         --backend) backend=$2; shift 2 ;;
         --workers) workers=$2; shift 2 ;;
         --repeat) repeat=$2; shift 2 ;;
+        --pin) pin=1; shift ;;
+        --batch-us) batch=$2; shift 2 ;;
         -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "bench-media: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -42,7 +49,8 @@ peers="$repo/../shared/peers/kamailio-rtpengine"
 if [[ -z ${BENCH_IN_NETNS:-} ]] && unshare -rn true 2>/dev/null; then
     exec unshare -rn env BENCH_IN_NETNS=1 bash "$0" --calls "$calls" --pps "$pps" \
         --seconds "$seconds" --sut "$suts" --backend "$backend" --workers "$workers" \
-        --repeat "$repeat"
+        --repeat "$repeat" $([[ $pin -eq 1 ]] && echo --pin) \
+        $([[ -n $batch ]] && echo "--batch-us $batch")
 fi
 [[ -n ${BENCH_IN_NETNS:-} ]] && ip link set lo up
 
@@ -81,12 +89,19 @@ wait_udp() {  # port
     return 1
 }
 
+relay_cpu=()
+blast_cpu=()
+if [[ $pin -eq 1 ]]; then
+    relay_cpu=(taskset -c 1)
+    blast_cpu=(taskset -c 0)
+fi
+
 rows=()
 declare -A cpu_of
 blast() {  # name pid callsfile
     local name=$1 pid=$2 file=$3 t0 t1 res us
     t0=$(ticks "$pid")
-    res=$("$out/rtpblast" --pps "$pps" --seconds "$seconds" <"$file")
+    res=$("${blast_cpu[@]}" "$out/rtpblast" --pps "$pps" --seconds "$seconds" <"$file")
     t1=$(ticks "$pid")
     local sent lost p50 p99
     sent=$(grep -o 'sent=[0-9]*' <<<"$res" | cut -d= -f2)
@@ -101,7 +116,7 @@ blast() {  # name pid callsfile
 
 run_rtpengine() {
     command -v rtpengine >/dev/null || { echo "bench-media: rtpengine missing (scripts/install-deps.sh --bench)" >&2; return; }
-    rtpengine --config-file=none --interface=127.0.0.1 --listen-ng=127.0.0.1:2223 \
+    "${relay_cpu[@]}" rtpengine --config-file=none --interface=127.0.0.1 --listen-ng=127.0.0.1:2223 \
         --port-min=20000 --port-max=39999 --foreground --log-stderr --log-level=3 --table=-1 \
         --num-threads=2 --delete-delay=0 >"$out/rtpengine.log" 2>&1 &
     local pid=$!
@@ -124,13 +139,14 @@ media:
   backend: $backend
   workers: $workers
   ng_listen: 127.0.0.1:12223
+${batch:+  io_uring_batch_us: $batch}
 trunks:
   pbx: { address: 127.0.0.1:15080, transport: udp }
 dialplan:
   - match: {}
     route: [pbx]
 EOF
-    RUST_LOG=${RUST_LOG:-info} "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
+    RUST_LOG=${RUST_LOG:-info} "${relay_cpu[@]}" "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
     local pid=$!
     pids_started+=("$pid")
     wait_udp 12223
@@ -146,7 +162,7 @@ EOF
 run_rtpfwd() {
     python3 -c "
 for i in range($calls): print(10000+2*i, 30000+4*i, 20000+2*i, 30002+4*i)" >"$out/calls-rtpfwd.txt"
-    "$out/rtpfwd" <"$out/calls-rtpfwd.txt" >"$out/rtpfwd.log" 2>&1 &
+    "${relay_cpu[@]}" "$out/rtpfwd" <"$out/calls-rtpfwd.txt" >"$out/rtpfwd.log" 2>&1 &
     local pid=$!
     pids_started+=("$pid")
     sleep 0.5
@@ -167,7 +183,7 @@ for ((r = 1; r <= repeat; r++)); do
 done
 
 echo
-echo "calls=$calls pps/leg=$pps seconds=$seconds offered=$((calls * 2 * pps)) packets/s  (logs: $out)"
+echo "calls=$calls pps/leg=$pps seconds=$seconds pinned=$pin offered=$((calls * 2 * pps)) packets/s  (logs: $out)"
 printf '%-22s %8s %10s %8s %10s %10s\n' SUT packets "cpu/pkt us" "loss %" "p50 us" "p99 us"
 for r in "${rows[@]}"; do echo "$r"; done
 if [[ -n ${cpu_of[rtpengine]:-} && -n ${cpu_of[trunkline]:-} ]]; then
