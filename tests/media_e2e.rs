@@ -23,6 +23,8 @@
 //!   both legs within a few seconds and `trunkline_media_timeouts_total` counts it.
 
 mod common;
+#[path = "support/tone.rs"]
+mod tone;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -853,110 +855,6 @@ fn relay_cost_per_call() {
     });
 }
 
-/// 2 s of a 440 Hz tone as 8 kHz G.711 mu-law in a WAV file (format tag 7), for SIPp's
-/// `rtp_stream` (100 RTP packets of 20 ms).
-fn tone_wav() -> Vec<u8> {
-    // G.711 mu-law encoding of a 16-bit linear sample (ITU-T G.711, segment + mantissa).
-    fn ulaw(x: i32) -> u8 {
-        let sign = if x < 0 { 0x80 } else { 0 };
-        let mag = x.unsigned_abs().min(32635) + 0x84;
-        let exp = (0..8).rev().find(|e| mag & (0x80 << e) != 0).unwrap_or(0);
-        let mant = (mag >> (exp + 3)) & 0x0f;
-        !(sign | (exp << 4) as u8 | mant as u8)
-    }
-    let data: Vec<u8> = (0..16000)
-        .map(|i| {
-            let t = i as f64 / 8000.0;
-            ulaw((8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i32)
-        })
-        .collect();
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&7u16.to_le_bytes()); // mu-law
-    w.extend_from_slice(&1u16.to_le_bytes()); // mono
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&8u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    w
-}
-
-/// A basic call whose caller plays `tone.wav` as RTP (SIPp `rtp_stream`) before hanging up.
-const UAC_RTP: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="uac_rtp">
-  <send retrans="500">
-    <![CDATA[
-
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-uac-[call_number]-inv
-      From: "caller" <sip:caller@[local_ip]:[local_port]>;tag=uac-[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:uac-contact@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-uac-[call_number]-ack
-      [routes]
-      From: "caller" <sip:caller@[local_ip]:[local_port]>;tag=uac-[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:uac-contact@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop><action><exec rtp_stream="tone.wav,1,0"/></action></nop>
-  <pause milliseconds="2500"/>
-  <send retrans="500">
-    <![CDATA[
-
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-uac-[call_number]-bye
-      [routes]
-      From: "caller" <sip:caller@[local_ip]:[local_port]>;tag=uac-[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:uac-contact@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"#;
-
 /// SIPp's own RTP (Debian's build has `rtp_stream` and `-rtp_echo`): the caller plays 2 s of
 /// G.711 (100 packets), the callee echoes what it receives to its sender (the relay), so every
 /// packet crosses the relay twice; the relay forwards both directions and scores both legs.
@@ -965,9 +863,7 @@ fn sipp_rtp_stream_echoed_through_relay() {
     require_sipp();
     isolated("sipp_rtp_stream_echoed_through_relay", false, |net| {
         let mut tl = Trunkline::start(net, &media_yaml(net, "auto", None));
-        std::fs::write(net.dir.join("tone.wav"), tone_wav()).expect("write tone.wav");
-        let scen = net.dir.join("uac_rtp.xml");
-        std::fs::write(&scen, UAC_RTP).expect("write scenario");
+        std::fs::write(net.dir.join("tone.wav"), tone::tone_wav()).expect("write tone.wav");
         let callee = Sipp::uas(
             net,
             "uas",
@@ -979,7 +875,7 @@ fn sipp_rtp_stream_echoed_through_relay() {
         .arg("-rtp_echo")
         .spawn();
         wait_udp_bound(net.trunk(0), Duration::from_secs(5));
-        let caller = Sipp::uac(net, "uac", &scen.to_string_lossy(), 1, 1).run(LIMIT_SIPP);
+        let caller = Sipp::uac(net, "uac", "uac_rtp.xml", 1, 1).run(LIMIT_SIPP);
         caller.assert_all_ok(1, "SIPp call with rtp_stream");
         callee
             .wait(Duration::from_secs(10))
