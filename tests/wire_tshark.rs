@@ -35,7 +35,7 @@ fn require_tshark() {
 
 /// Starts a capture of all UDP on `lo` into `file`; returns once tshark is capturing.
 fn capture(file: &Path, log: &Path) -> Child {
-    let child = Command::new("tshark")
+    let mut child = Command::new("tshark")
         .args(["-i", "lo", "-f", "udp", "-q", "-w"])
         .arg(file)
         .stdin(Stdio::null())
@@ -51,10 +51,11 @@ fn capture(file: &Path, log: &Path) -> Child {
             std::thread::sleep(Duration::from_millis(300));
             return child;
         }
-        assert!(
-            Instant::now() < deadline,
-            "tshark did not start capturing:\n{text}"
-        );
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tshark did not start capturing:\n{text}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
