@@ -33,7 +33,9 @@ fn require_tshark() {
     );
 }
 
-/// Starts a capture of all UDP on `lo` into `file`; returns once tshark is capturing.
+/// Starts a capture of all UDP on `lo` into `file`; returns once tshark is capturing. The
+/// caller owns the child and reaps it in [`stop_capture`] (clippy cannot see that).
+#[allow(clippy::zombie_processes)]
 fn capture(file: &Path, log: &Path) -> Child {
     let mut child = Command::new("tshark")
         .args(["-i", "lo", "-f", "udp", "-q", "-w"])
