@@ -81,8 +81,11 @@ impl Metrics {
             calls: counter_vec(
                 &r,
                 "trunkline_calls_total",
-                "Calls by trunk and final status class of leg A (2xx = answered).",
-                &["trunk", "status_class"],
+                "Calls by trunk, direction and final status class of leg A (2xx = answered). \
+                 direction=\"outbound\": calls sent to the trunk (the last one tried); \
+                 direction=\"inbound\": calls received from the trunk, including those refused \
+                 before routing (no route, limits, overload).",
+                &["trunk", "direction", "status_class"],
             ),
             call_attempts: counter_vec(
                 &r,
@@ -296,7 +299,16 @@ impl Metrics {
         m
     }
 
-    pub fn on_call_event(&self, ev: &CallEvent) {
+    /// Count a call event; `source` is the trunk the call came from, if it came from one.
+    pub fn on_call_event(&self, ev: &CallEvent, source: Option<&str>) {
+        let status_class = |status: u16| match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            5 => "5xx",
+            _ => "6xx",
+        };
         match ev {
             CallEvent::Attempt { trunk, .. } => {
                 self.call_attempts.with_label_values(&[trunk]).inc();
@@ -307,10 +319,13 @@ impl Metrics {
                 post_dial_delay,
                 ..
             } => {
-                let class = format!("{}xx", status / 100);
+                let class = status_class(*status);
                 self.calls
-                    .with_label_values(&[trunk.as_deref().unwrap_or("none"), &class])
+                    .with_label_values(&[trunk.as_deref().unwrap_or("none"), "outbound", class])
                     .inc();
+                if let Some(src) = source {
+                    self.calls.with_label_values(&[src, "inbound", class]).inc();
+                }
                 if let Some(d) = post_dial_delay {
                     self.post_dial_delay.observe(d.as_secs_f64());
                 }
@@ -322,6 +337,11 @@ impl Metrics {
                 self.rejected_requests
                     .with_label_values(&[&status.to_string()])
                     .inc();
+                if let Some(src) = source {
+                    self.calls
+                        .with_label_values(&[src, "inbound", status_class(*status)])
+                        .inc();
+                }
             }
         }
     }

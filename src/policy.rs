@@ -19,6 +19,37 @@ pub struct LivePolicy {
     /// Time of the batch being handled (the shell sets it; the policy never reads the clock).
     pub now: Instant,
     pub guard: Guard,
+    /// The trunk each call came from, for the `direction="inbound"` call metrics.
+    sources: CallSources,
+}
+
+/// Which trunk each call came from. The core routes a new INVITE and then, before it handles
+/// anything else, reports exactly one of: the call's first attempt (which names the call), a
+/// rejection, or a redirect; the source noted at routing is attached then.
+#[derive(Debug, Default)]
+struct CallSources {
+    pending: Option<String>,
+    of: std::collections::HashMap<u64, String>,
+}
+
+impl CallSources {
+    /// The source of the call an event is about (taken when the call is over).
+    fn source_for(&mut self, ev: &CallEvent) -> Option<String> {
+        match ev {
+            CallEvent::Attempt { call, .. } => {
+                if let Some(s) = self.pending.take() {
+                    self.of.insert(*call, s);
+                }
+                None
+            }
+            CallEvent::Finished { call: 0, .. } | CallEvent::Rejected { .. } => self.pending.take(),
+            CallEvent::Finished { call, .. } => self.of.remove(call),
+            CallEvent::Ended { call, .. } => {
+                self.of.remove(call);
+                None
+            }
+        }
+    }
 }
 
 /// Overload and abuse state (`limits:` and the trunks' `max_calls`/`max_cps`).
@@ -179,6 +210,7 @@ impl LivePolicy {
             metrics,
             now: Instant::now(),
             guard,
+            sources: CallSources::default(),
         };
         p.guard.follow(&p.config);
         p
@@ -239,7 +271,8 @@ impl LivePolicy {
 
     /// Release the trunk slots of calls the core no longer knows (a safety net for an end path
     /// that reported nothing).
-    pub fn reconcile(&mut self, alive: impl FnMut(u64) -> bool) {
+    pub fn reconcile(&mut self, mut alive: impl FnMut(u64) -> bool) {
+        self.sources.of.retain(|id, _| alive(*id));
         self.guard.usage.retain(alive);
     }
 
@@ -292,6 +325,7 @@ impl LivePolicy {
 
 impl Policy for LivePolicy {
     fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome {
+        self.sources.pending = self.trunk_of(from).map(str::to_string);
         // Process overload first (RFC 7339 §1: shed new work early, with Retry-After).
         if self.guard.overload.is_on() {
             self.metrics
@@ -423,7 +457,8 @@ impl Policy for LivePolicy {
     }
 
     fn event(&mut self, ev: CallEvent) {
-        self.metrics.on_call_event(&ev);
+        let source = self.sources.source_for(&ev);
+        self.metrics.on_call_event(&ev, source.as_deref());
         let cfg = &self.config;
         let limits_of = |name: &str| trunk_limits(cfg, name);
         self.guard.usage.on_event(&ev, limits_of, self.now);

@@ -156,3 +156,87 @@ fn metrics_pass_promtool_and_move_with_calls() {
         );
     });
 }
+
+/// `trunkline_calls_total` by direction: calls from a trunk count as `inbound` at that trunk,
+/// calls sent to a trunk as `outbound` at it; a call from the trunk that the dial plan rejects
+/// counts inbound with its status class.
+#[test]
+fn calls_are_counted_by_direction() {
+    require_promtool();
+    isolated("calls_are_counted_by_direction", false, |net| {
+        let t = [
+            Trunk {
+                name: "pbx",
+                port: net.trunk(0),
+            },
+            Trunk {
+                name: "carrier",
+                port: net.uac(),
+            },
+        ];
+        let yaml = config_yaml(net, &t, &["pbx"]).replace(
+            "dialplan:\n",
+            "dialplan:\n  - match: { to_user: '^911$' }\n    reject: { code: 403 }\n",
+        );
+        let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
+        let n = 4;
+        let callee = Sipp::uas(
+            net,
+            "uas",
+            "uas_basic.xml",
+            net.trunk(0),
+            net.sipp_media(1),
+            n,
+        )
+        .spawn();
+        wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+        // SIPp calls from the carrier trunk's address.
+        Sipp::uac(net, "uac", "uac_basic.xml", n, 10)
+            .pause_ms(100)
+            .run(LIMIT)
+            .assert_all_ok(n as u64, "uac");
+        callee.wait(LIMIT).assert_all_ok(n as u64, "uas");
+        // And one the dial plan refuses, from the same trunk address.
+        let from = format!("127.0.0.1:{}", net.uac());
+        let r = invite_once_from(&from, net.sip_addr(), "911", Duration::from_secs(5))
+            .expect("an answer to INVITE 911");
+        assert_eq!(status_code(r.as_bytes()), Some(403), "{r}");
+        tl.assert_alive();
+        let m = scrape(net);
+        promtool_check(&m);
+        let get = |labels: &[(&str, &str)]| metric(&m, "trunkline_calls_total", labels);
+        let want = n as f64;
+        assert_eq!(
+            get(&[
+                ("trunk", "carrier"),
+                ("direction", "inbound"),
+                ("status_class", "2xx")
+            ]),
+            Some(want),
+            "{m}"
+        );
+        assert_eq!(
+            get(&[
+                ("trunk", "pbx"),
+                ("direction", "outbound"),
+                ("status_class", "2xx")
+            ]),
+            Some(want),
+            "{m}"
+        );
+        assert_eq!(
+            get(&[
+                ("trunk", "carrier"),
+                ("direction", "inbound"),
+                ("status_class", "4xx")
+            ]),
+            Some(1.0),
+            "the refused call counts at its source: {m}"
+        );
+        assert_eq!(
+            get(&[("trunk", "pbx"), ("direction", "inbound")]),
+            None,
+            "nothing came from the pbx: {m}"
+        );
+    });
+}

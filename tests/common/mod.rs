@@ -947,7 +947,12 @@ impl Trunkline {
 /// up to `wait` for a final response; a non-2xx final response is ACKed (RFC 3261 §17.1.1.3).
 /// Returns the final response's text.
 pub fn invite_once(to: SocketAddr, user: &str, wait: Duration) -> Option<String> {
-    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    invite_once_from("127.0.0.1:0", to, user, wait)
+}
+
+/// [`invite_once`] from a socket bound to `from` (e.g. a trunk's address).
+pub fn invite_once_from(from: &str, to: SocketAddr, user: &str, wait: Duration) -> Option<String> {
+    let sock = UdpSocket::bind(from).ok()?;
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .ok()?;
     let me = sock.local_addr().ok()?;
