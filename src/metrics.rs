@@ -25,6 +25,7 @@ pub struct Metrics {
     pub messages_received: IntCounterVec,
     pub messages_sent: IntCounterVec,
     pub parse_errors: IntCounter,
+    pub messages_rejected: IntCounterVec,
     pub transactions: IntGauge,
     pub transactions_created: IntCounterVec,
     pub retransmissions: IntCounterVec,
@@ -130,6 +131,14 @@ impl Metrics {
                 &r,
                 "trunkline_sip_parse_errors_total",
                 "Messages that failed to parse (answered 400 where possible, else dropped).",
+            ),
+            messages_rejected: counter_vec(
+                &r,
+                "trunkline_sip_messages_rejected_total",
+                "Received SIP messages refused before any routing, by reason: parse_error \
+                 (unparseable: 400 or dropped), admission (RFC 3261 checks: 4xx), rate_limited \
+                 (source over limits.source_rate: dropped), user_agent (block list: dropped).",
+                &["reason"],
             ),
             transactions: gauge(&r, "trunkline_sip_transactions", "Live SIP transactions."),
             transactions_created: counter_vec(
@@ -293,6 +302,9 @@ impl Metrics {
         m.requests_blocked
             .with_label_values(&["user_agent"])
             .inc_by(0);
+        for reason in ["parse_error", "admission", "rate_limited", "user_agent"] {
+            m.messages_rejected.with_label_values(&[reason]).inc_by(0);
+        }
         for reason in ["queue", "calls"] {
             m.overload_rejections.with_label_values(&[reason]).inc_by(0);
         }

@@ -60,8 +60,8 @@ pub struct Guard {
     ua_block: UaBlockList,
     usage: TrunkUsage,
     overload: Overload,
-    rate_limited: prometheus::IntCounter,
-    ua_blocked: prometheus::IntCounter,
+    rate_limited: [prometheus::IntCounter; 2],
+    ua_blocked: [prometheus::IntCounter; 2],
 }
 
 impl Guard {
@@ -72,8 +72,16 @@ impl Guard {
             ua_block: UaBlockList::default(),
             usage: TrunkUsage::default(),
             overload: Overload::new(config::Limits::default().overload_queue as usize),
-            rate_limited: metrics.requests_rate_limited.clone(),
-            ua_blocked: metrics.requests_blocked.with_label_values(&["user_agent"]),
+            rate_limited: [
+                metrics.requests_rate_limited.clone(),
+                metrics
+                    .messages_rejected
+                    .with_label_values(&["rate_limited"]),
+            ],
+            ua_blocked: [
+                metrics.requests_blocked.with_label_values(&["user_agent"]),
+                metrics.messages_rejected.with_label_values(&["user_agent"]),
+            ],
         }
     }
 
@@ -239,12 +247,12 @@ impl LivePolicy {
         }
         if let Some(s) = &mut self.guard.sources {
             if !s.allow(from.addr.ip(), self.now) {
-                self.guard.rate_limited.inc();
+                self.guard.rate_limited.iter().for_each(|c| c.inc());
                 return false;
             }
         }
         if limits::blocked_user_agent(data, &self.guard.ua_block) {
-            self.guard.ua_blocked.inc();
+            self.guard.ua_blocked.iter().for_each(|c| c.inc());
             return false;
         }
         true

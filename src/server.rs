@@ -248,7 +248,14 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         tx.retransmissions_absorbed,
     );
     crate::policy::set_counter(&metrics.transaction_timeouts, tx.timeouts);
-    crate::policy::set_counter(&metrics.parse_errors, core.stats().parse_errors);
+    let stats = core.stats();
+    crate::policy::set_counter(&metrics.parse_errors, stats.parse_errors);
+    for reason in ["parse_error", "admission"] {
+        crate::policy::set_counter(
+            &metrics.messages_rejected.with_label_values(&[reason]),
+            stats.rejected.get(reason).copied().unwrap_or(0),
+        );
+    }
     if let Some(m) = &policy.media {
         m.refresh_metrics(metrics);
     }

@@ -240,3 +240,52 @@ fn calls_are_counted_by_direction() {
         );
     });
 }
+
+/// Refusals before routing are counted by reason: an unparseable datagram (parse_error) and a
+/// request the RFC 3261 checks refuse (an unknown `Require` extension gets 420: admission).
+#[test]
+fn rejected_messages_are_counted_by_reason() {
+    require_promtool();
+    isolated("rejected_messages_are_counted_by_reason", false, |net| {
+        let mut tl = start(net);
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let me = sock.local_addr().expect("addr");
+        sock.send_to(b"INVITE this is not SIP\r\n\r\n", net.sip_addr())
+            .expect("send");
+        let opts = options_request(me, net.sip_addr(), 1).replacen(
+            "Content-Length:",
+            "Require: no-such-extension\r\nContent-Length:",
+            1,
+        );
+        sock.send_to(opts.as_bytes(), net.sip_addr()).expect("send");
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if let Some(code) = status_code(&buf[..n]) {
+                got.push(code);
+                if code == 420 {
+                    break;
+                }
+            }
+        }
+        assert!(
+            got.contains(&420),
+            "420 Bad Extension for the Require: {got:?}"
+        );
+        tl.assert_alive();
+        let m = scrape(net);
+        promtool_check(&m);
+        let get = |reason: &str| {
+            metric(
+                &m,
+                "trunkline_sip_messages_rejected_total",
+                &[("reason", reason)],
+            )
+        };
+        assert!(get("parse_error").unwrap_or(0.0) >= 1.0, "{m}");
+        assert_eq!(get("admission"), Some(1.0), "{m}");
+        assert_eq!(get("rate_limited"), Some(0.0), "{m}");
+    });
+}
