@@ -25,75 +25,207 @@
 
 use crate::{RawMatch, RawRedirect, RawReject, RawRewrite, RawRule};
 
+/// A `dialplan:` section in the fast shape, found but not read yet: the text yaml_serde should
+/// read instead of the whole document, and the rules' text cut into chunks at rule boundaries
+/// (each chunk can be read and compiled on its own thread).
+pub(crate) struct Section<'a> {
+    pub header: String,
+    pub chunks: Vec<Chunk<'a>>,
+}
+
+/// Some rules of the section, as text. How many rules come before it is known only once
+/// the chunks before it are read (they are read at the same time), so rule indices in errors
+/// are relative to the chunk and shifted afterwards.
+pub(crate) struct Chunk<'a> {
+    /// About how many rules it holds (a capacity hint).
+    pub rules: usize,
+    pub text: &'a str,
+    indent: usize,
+}
+
 /// Split `src` into the text yaml_serde should read (the dial plan replaced by
 /// `dialplan: []` and blank lines) and the rules read here; `None` to use yaml_serde for all.
 pub(crate) fn split_dialplan(src: &str) -> Option<(String, Vec<RawRule>)> {
-    if src.contains('\r') || src.contains('\t') {
+    let sec = split_sections(src, 1)?;
+    let mut rules = Vec::new();
+    for c in &sec.chunks {
+        rules.extend(parse_chunk(c)?);
+    }
+    Some((sec.header, rules))
+}
+
+/// Find the section and cut its rules into at most `parts` chunks of about the same size, at
+/// rule boundaries. Only the layout is looked at here (a memchr pass over the line ends);
+/// [`each_rule`] reads, and may still refuse, each chunk.
+pub(crate) fn split_sections(src: &str, parts: usize) -> Option<Section<'_>> {
+    let bytes = src.as_bytes();
+    if memchr::memchr2(b'\r', b'\t', bytes).is_some() {
         return None;
     }
     // exactly one top-level `dialplan:` line, with nothing after the colon
     let mut start = None;
-    let mut offset = 0;
-    for line in src.split_inclusive('\n') {
-        if let Some(after) = line.strip_prefix("dialplan:") {
-            if start.is_some() || !after.trim().is_empty() {
-                return None;
-            }
-            start = Some(offset);
+    for (i, _) in src.match_indices("dialplan:") {
+        if i != 0 && bytes[i - 1] != b'\n' {
+            continue;
         }
-        offset += line.len();
+        let after = &src[i + "dialplan:".len()..];
+        let after = after.split('\n').next().unwrap_or("");
+        if start.is_some() || !after.trim().is_empty() {
+            return None;
+        }
+        start = Some(i);
     }
     let start = start?;
     let key_line_end = start + src[start..].find('\n')? + 1;
 
-    // rules are rarely under 48 bytes of YAML: size once rather than grow (and copy) 17 times
-    let mut rules: Vec<RawRule> = Vec::with_capacity((src.len() - key_line_end) / 48);
-    let mut indent: Option<usize> = None;
-    let mut pos = key_line_end;
+    // The section ends at the next line that starts in column 0 with anything but `- `, `#`
+    // or nothing; count its line ends on the way (the header keeps a blank line for each).
     let mut end = src.len();
-    for line in src[key_line_end..].split_inclusive('\n') {
-        let text = line.strip_suffix('\n').unwrap_or(line);
-        let trimmed = text.trim_start_matches(' ');
-        let col = text.len() - trimmed.len();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            pos += line.len();
-            continue;
+    let mut section_lines = 0usize;
+    let mut indent: Option<usize> = None;
+    let mut line_start = key_line_end;
+    let mut nl_iter = memchr::memchr_iter(b'\n', &bytes[key_line_end..]);
+    loop {
+        let line = &bytes[line_start..];
+        match line.first() {
+            None => break,
+            Some(b'\n') | Some(b'#') => {}
+            Some(b'-') if line.get(1) == Some(&b' ') => {
+                indent.get_or_insert(0);
+            }
+            Some(b' ') => {
+                if indent.is_none() {
+                    let col = line.iter().take_while(|&&b| b == b' ').count();
+                    match line.get(col) {
+                        None | Some(b'\n') | Some(b'#') => {}
+                        _ => indent = Some(col),
+                    }
+                }
+            }
+            Some(_) => {
+                end = line_start;
+                break;
+            }
         }
-        if col == 0 && !trimmed.starts_with("- ") {
-            // next top-level key: the section is over
-            end = pos;
-            break;
+        match nl_iter.next() {
+            Some(off) => {
+                section_lines += 1;
+                line_start = key_line_end + off + 1;
+            }
+            None => break,
         }
-        if text.bytes().any(|b| b < 0x20) {
-            return None;
-        }
-        let d = *indent.get_or_insert(col);
-        if col == d && trimmed.starts_with("- ") {
-            rules.push(empty_rule());
-            let rule = rules.last_mut()?;
-            key_value(&trimmed[2..], rule)?;
-        } else if col == d + 2 {
-            let rule = rules.last_mut()?;
-            key_value(trimmed, rule)?;
-        } else {
-            return None;
-        }
-        pos += line.len();
     }
-    if rules.is_empty() {
+    let indent = indent?;
+    if end <= key_line_end {
         return None;
     }
+
+    // Cut points: from about `k/parts` of the way through, the next line that starts a rule
+    // (`indent` spaces, then `- `).
+    let section = &src[key_line_end..end];
+    let is_rule_start = |at: usize| {
+        section.as_bytes()[at..].starts_with(&RULE_PREFIX[RULE_PREFIX.len() - indent - 2..])
+    };
+    let mut cuts = vec![0usize];
+    if indent + 2 <= RULE_PREFIX.len() {
+        for k in 1..parts.max(1) {
+            let mut at = k * section.len() / parts;
+            at = match memchr::memchr(b'\n', &section.as_bytes()[at..]) {
+                Some(o) => at + o + 1,
+                None => break,
+            };
+            while at < section.len() && !is_rule_start(at) {
+                at = match memchr::memchr(b'\n', &section.as_bytes()[at..]) {
+                    Some(o) => at + o + 1,
+                    None => section.len(),
+                };
+            }
+            if at < section.len() && at > *cuts.last().unwrap_or(&0) {
+                cuts.push(at);
+            }
+        }
+    }
+    cuts.push(section.len());
+    let chunks = cuts
+        .windows(2)
+        .map(|w| Chunk {
+            rules: (w[1] - w[0]) / 48,
+            text: &section[w[0]..w[1]],
+            indent,
+        })
+        .collect();
+
     let mut header = String::with_capacity(src.len() - (end - key_line_end));
     header.push_str(&src[..start]);
     header.push_str("dialplan: []\n");
     // keep line numbers: one empty line per line of the section
-    let blank = src[key_line_end..end]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count();
-    header.extend(std::iter::repeat_n('\n', blank));
+    header.extend(std::iter::repeat_n('\n', section_lines));
     header.push_str(&src[end..]);
-    Some((header, rules))
+    Some(Section { header, chunks })
+}
+
+/// Spaces and a dash: `RULE_PREFIX[len - indent - 2..]` is how a rule's line starts.
+const RULE_PREFIX: &[u8] = b"                                - ";
+
+/// Read the rules of one chunk; `None` when anything is outside the fast shape.
+pub(crate) fn parse_chunk(c: &Chunk<'_>) -> Option<Vec<RawRule>> {
+    let mut rules: Vec<RawRule> = Vec::with_capacity(c.text.len() / 48);
+    match each_rule(c, |r| {
+        rules.push(r);
+        Ok::<(), ()>(())
+    }) {
+        Ok(true) => Some(rules),
+        _ => None,
+    }
+}
+
+/// Read the rules of one chunk and hand each to `f` as soon as it is complete (so a rule is
+/// compiled while its text is still in cache, and the raw rules never pile up). `Ok(false)`
+/// when anything is outside the fast shape (rules already handed over must then be dropped);
+/// an error from `f` stops the reading.
+pub(crate) fn each_rule<E>(
+    c: &Chunk<'_>,
+    mut f: impl FnMut(RawRule) -> Result<(), E>,
+) -> Result<bool, E> {
+    let d = c.indent;
+    let mut cur: Option<RawRule> = None;
+    for line in c.text.split_inclusive('\n') {
+        let text = line.strip_suffix('\n').unwrap_or(line);
+        let trimmed = text.trim_start_matches(' ');
+        let col = text.len() - trimmed.len();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if text.bytes().any(|b| b < 0x20) {
+            return Ok(false);
+        }
+        if col == d && trimmed.starts_with("- ") {
+            if let Some(done) = cur.take() {
+                f(done)?;
+            }
+            let mut rule = empty_rule();
+            if key_value(&trimmed[2..], &mut rule).is_none() {
+                return Ok(false);
+            }
+            cur = Some(rule);
+        } else if col == d + 2 {
+            let Some(rule) = cur.as_mut() else {
+                return Ok(false);
+            };
+            if key_value(trimmed, rule).is_none() {
+                return Ok(false);
+            }
+        } else {
+            return Ok(false);
+        }
+    }
+    match cur {
+        Some(last) => {
+            f(last)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 fn empty_rule() -> RawRule {
