@@ -157,7 +157,16 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     reloader.start("file change", None);
                 }
             }
-            Some(l) = loaded_rx.recv() => reloader.apply(l, &mut policy, &metrics),
+            Some(l) = loaded_rx.recv() => {
+                if let Some(old) = reloader.apply(l, &mut policy, &metrics) {
+                    // Outbound TLS lets go of the old configuration first, then it is freed on
+                    // a blocking thread.
+                    if let Some(c) = sender.tls.tls_clients() {
+                        c.update(&policy.config);
+                    }
+                    tokio::task::spawn_blocking(move || drop(old));
+                }
+            }
             Some(req) = admin_rx.recv() => match req {
                 AdminRequest::Refresh(done) => {
                     refresh_gauges(&core, &policy, &metrics);
@@ -264,25 +273,26 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
 
 /// Reloads the configuration file: parsed and validated whole on a blocking thread (a 100k-rule
 /// plan takes tens of milliseconds to compile; the core loop keeps carrying calls meanwhile),
-/// then swapped in on the core loop; an invalid file changes nothing.
+/// then swapped in on the core loop; an invalid file changes nothing. One load runs at a time:
+/// triggers that arrive meanwhile (a save seen by the watch and a SIGHUP for the same edit)
+/// start one more load when it is done, which reads the file as it is then.
 struct Reloader {
     path: Option<PathBuf>,
     mtime: Option<Stamp>,
     generation: u64,
-    /// Loads started so far; a result older than the newest one applied is dropped (two loads
-    /// in flight may finish out of order).
-    started: u64,
-    applied: u64,
+    in_flight: bool,
+    /// A trigger that came while a load was running, and who waits for the next result.
+    again: Option<&'static str>,
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<u64, String>>>,
     done_tx: mpsc::UnboundedSender<Loaded>,
 }
 
 /// A finished load, back on the core loop.
 struct Loaded {
-    seq: u64,
     why: &'static str,
     t0: Instant,
     result: Result<config::Config, String>,
-    reply: Option<tokio::sync::oneshot::Sender<Result<u64, String>>>,
+    replies: Vec<tokio::sync::oneshot::Sender<Result<u64, String>>>,
 }
 
 impl Reloader {
@@ -293,8 +303,9 @@ impl Reloader {
             path,
             mtime,
             generation: 1,
-            started: 0,
-            applied: 0,
+            in_flight: false,
+            again: None,
+            waiting: Vec::new(),
             done_tx,
         };
         (r, done_rx)
@@ -310,8 +321,8 @@ impl Reloader {
         false
     }
 
-    /// Starts loading the file on a blocking thread; the outcome arrives as a [`Loaded`] for
-    /// [`Reloader::apply`], and `reply` (POST /reload) gets it then.
+    /// Starts loading the file on a blocking thread (or after the load in flight); the outcome
+    /// arrives as a [`Loaded`] for [`Reloader::apply`], and `reply` (POST /reload) gets it then.
     fn start(
         &mut self,
         why: &'static str,
@@ -325,9 +336,14 @@ impl Reloader {
             }
             return;
         };
+        self.waiting.extend(reply);
+        if self.in_flight {
+            self.again = Some(why);
+            return;
+        }
+        self.in_flight = true;
         self.mtime = mtime(&p);
-        self.started += 1;
-        let seq = self.started;
+        let replies = std::mem::take(&mut self.waiting);
         let tx = self.done_tx.clone();
         let t0 = Instant::now();
         tokio::task::spawn_blocking(move || {
@@ -337,22 +353,26 @@ impl Reloader {
                 // running configuration stays.
                 .and_then(|cfg| crate::tls::check(&cfg, Some(&p)).map(|()| cfg));
             let _ = tx.send(Loaded {
-                seq,
                 why,
                 t0,
                 result,
-                reply,
+                replies,
             });
         });
     }
 
-    /// Swaps in a finished load (on the core loop), or counts and logs its failure.
-    fn apply(&mut self, l: Loaded, policy: &mut LivePolicy, metrics: &Metrics) {
+    /// Swaps in a finished load (on the core loop), or counts and logs its failure. Returns the
+    /// configuration it replaced, for the caller to drop off the core loop (freeing a big plan
+    /// takes milliseconds).
+    fn apply(
+        &mut self,
+        l: Loaded,
+        policy: &mut LivePolicy,
+        metrics: &Metrics,
+    ) -> Option<Arc<config::Config>> {
+        self.in_flight = false;
+        let mut replaced = None;
         let out = match l.result {
-            Ok(_) if l.seq < self.applied => {
-                // A newer load already won; this one read an older file.
-                Ok(self.generation)
-            }
             Ok(cfg) => {
                 let old = &policy.config;
                 if cfg.listen != old.listen {
@@ -364,8 +384,7 @@ impl Reloader {
                 if cfg.metrics != old.metrics {
                     tracing::warn!("reload: metrics listener changes take effect after a restart");
                 }
-                policy.config = Arc::new(cfg);
-                self.applied = l.seq;
+                replaced = Some(std::mem::replace(&mut policy.config, Arc::new(cfg)));
                 self.generation += 1;
                 metrics.config_generation.set(self.generation as i64);
                 metrics.config_reloads.with_label_values(&["success"]).inc();
@@ -386,9 +405,13 @@ impl Reloader {
                 Err(e)
             }
         };
-        if let Some(r) = l.reply {
-            let _ = r.send(out);
+        for r in l.replies {
+            let _ = r.send(out.clone());
         }
+        if let Some(why) = self.again.take() {
+            self.start(why, None);
+        }
+        replaced
     }
 }
 
