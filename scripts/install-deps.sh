@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the external programs the test suite and benchmarks drive.
 #
-#   scripts/install-deps.sh           sipp (Debian: sip-tester), tshark and promtool (prometheus)
-#   scripts/install-deps.sh --bench   also kamailio and rtpengine (the comparison stack)
+#   scripts/install-deps.sh           sipp (Debian: sip-tester), tshark, promtool (prometheus),
+#                                     kamailio with its TLS module (interop peer for TLS and ng)
+#   scripts/install-deps.sh --bench   also rtpengine (the comparison stack)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
 # so local runs are fast. Otherwise (as root, or through sudo) `apt-get update` runs once
@@ -13,7 +14,7 @@ bench=0
 for arg in "$@"; do
     case "$arg" in
         --bench) bench=1 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "install-deps.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -21,21 +22,31 @@ done
 # binary -> Debian package
 # promtool checks the /metrics exposition (tests/ops_metrics.rs), systemd-analyze the unit in
 # deploy/ (tests/ops_deploy.rs).
-declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd")
+# Kamailio (tests/tls_sip.rs, tests/kamailio_ng.rs) is a real peer: OpenSSL TLS on both hops,
+# and its rtpengine module driving trunkline's ng port. A path stands for a file a package ships.
+kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
+declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
+    "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules")
 if [[ $bench -eq 1 ]]; then
-    want+=("kamailio:kamailio" "rtpengine:rtpengine-daemon")
+    want+=("rtpengine:rtpengine-daemon")
 fi
 
 have() {
+    if [[ $1 == /* ]]; then
+        [[ -e $1 ]]
+        return
+    fi
     command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]] || [[ -x "/usr/bin/$1" ]]
 }
 
 missing_pkgs=()
+had_kamailio=0
+have kamailio && had_kamailio=1
 for pair in "${want[@]}"; do
-    bin=${pair%%:*}
-    pkg=${pair#*:}
+    bin=${pair%:*}
+    pkg=${pair##*:}
     if ! have "$bin"; then
-        missing_pkgs+=("$pkg")
+        [[ " ${missing_pkgs[*]} " == *" $pkg "* ]] || missing_pkgs+=("$pkg")
     fi
 done
 if [[ ${#missing_pkgs[@]} -eq 0 ]]; then
@@ -67,9 +78,15 @@ if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
     exit 1
 fi
 
+# Debian's postinst may start the system service; the tests run their own instances in private
+# network namespaces, so a service we just installed is not wanted running.
+if [[ $had_kamailio -eq 0 ]]; then
+    "${SUDO[@]}" sh -c 'command -v service >/dev/null && service kamailio stop' >/dev/null 2>&1 || true
+fi
+
 still=()
 for pair in "${want[@]}"; do
-    bin=${pair%%:*}
+    bin=${pair%:*}
     have "$bin" || still+=("$bin")
 done
 if [[ ${#still[@]} -ne 0 ]]; then

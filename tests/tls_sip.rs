@@ -837,11 +837,8 @@ fn shipped_tls_example_serves() {
 /// TLS listener (verifying Kamailio's against its CA file), and Kamailio hands it to a SIPp
 /// UAS over UDP. The call, its ACK and BYE all cross both TLS hops.
 ///
-/// Ignored by default: scripts/install-deps.sh does not install Kamailio. Run with
-/// `apt-get install kamailio kamailio-tls-modules` and
-/// `cargo test --test tls_sip kamailio -- --ignored`.
+/// Kamailio and its TLS module come from scripts/install-deps.sh; missing, the test fails.
 #[test]
-#[ignore]
 fn kamailio_tls_both_directions() {
     isolated("kamailio_tls_both_directions", false, |net| {
         let pki = Pki::new("trunkline test CA");
