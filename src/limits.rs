@@ -1021,9 +1021,9 @@ mod core_flows {
         w.respond(T[0], &c, 200);
         w.advance(Duration::from_secs(64));
         assert_eq!(w.core.active_calls(), 0, "the core forgot the call");
-        // This path sends neither an event nor a media release: the periodic reconcile with
-        // the core's call table is what releases it.
-        assert_eq!(w.active(), [1, 0, 0], "no event released it");
+        // The core releases the call's media (and with it the trunk slot) when the crossing
+        // 2xx is ACKed and BYEd; the periodic reconcile finds nothing left to do.
+        assert_eq!(w.active(), [0, 0, 0], "released with the media");
         let core = &w.core;
         w.p.usage.retain(|id| core.has_call(id));
         assert_eq!(w.active(), [0, 0, 0]);
