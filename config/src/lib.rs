@@ -24,7 +24,7 @@
 //!   ng_listen: 127.0.0.1:2223  # optional: rtpengine-compatible ng control port
 //!   timeout: 60                # optional: media timeout seconds (default 60)
 //!   workers: 0                 # optional: relay worker threads (0/absent: cores - 1, at least 1)
-//!   io_uring_batch_us: 200     # optional: io_uring completion batching delay under load (0 = off)
+//!   io_uring_batch_us: 0       # optional: io_uring completion batching delay under load (0 = off, the default)
 //! metrics:
 //!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
 //! shutdown:
@@ -146,7 +146,7 @@ pub struct Media {
     pub workers: usize,
     /// io_uring back end: how long (microseconds) a worker under load waits for more
     /// completions after the first one; bounds the latency added per packet. 0 = no batching;
-    /// `None` = the relay's default (200, or the `TRUNKLINE_RELAY_BATCH_US` environment variable).
+    /// `None` = the relay's default (0, or the `TRUNKLINE_RELAY_BATCH_US` environment variable).
     pub io_uring_batch_us: Option<u32>,
 }
 

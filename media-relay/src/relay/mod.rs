@@ -107,7 +107,9 @@ pub struct RelayTuning {
     /// io_uring completion batching: under load (>= 10k completions/s per worker) a worker
     /// waits up to this many microseconds after the first completion for more (Linux 6.12
     /// `min_wait`; older kernels ignore it). Bounds the latency added to a packet; 0 = off.
-    /// `None`: the `TRUNKLINE_RELAY_BATCH_US` environment variable, else 200.
+    /// `None`: the `TRUNKLINE_RELAY_BATCH_US` environment variable, else 0 (off: at 100k
+    /// packets/s with the relay on its own core, p99 added latency 0.25-0.63 ms off against
+    /// 1.3-1.6 ms at 200 us, for ~15 % more CPU per packet; see BENCHMARKS.md).
     pub io_uring_batch_us: Option<u32>,
 }
 
@@ -122,9 +124,7 @@ impl RelayTuning {
     }
 }
 
-#[cfg(target_os = "linux")]
-const DEFAULT_BATCH_US: u32 = uring::BATCH_US;
-#[cfg(not(target_os = "linux"))]
+/// Latency first: batching is an operator's choice (`media.io_uring_batch_us`, e.g. 200).
 const DEFAULT_BATCH_US: u32 = 0;
 
 /// The worker count for `RelayConfig::workers == 0` on a machine with `cores` cores.

@@ -35,8 +35,6 @@ const CQ_ENTRIES: u32 = 16384;
 
 /// Completions to wait for before waking up when batching.
 const BATCH_WANT: usize = 64;
-/// Default maximum wait after the first completion, microseconds.
-pub(crate) const BATCH_US: u32 = 200;
 /// Completions per second (per worker) above which batching is used.
 const BATCH_MIN_PPS: u64 = 10_000;
 
