@@ -22,8 +22,9 @@ use crate::pattern::{Pattern, Spans, Template};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Forward to these trunks (names, all defined in `trunks`), in failover order: on 408,
-    /// 5xx or a transport error the B2BUA tries the next one.
-    Route(Vec<String>),
+    /// 5xx or a transport error the B2BUA tries the next one. Shared by the rules with the same
+    /// list (a big plan has few distinct routes), so a lookup's copy is a reference count.
+    Route(std::sync::Arc<[String]>),
     /// Answer with a 3xx (RFC 3261 §21.3; default 302 Moved Temporarily) carrying these
     /// Contact URIs.
     Redirect(Vec<String>, u16),

@@ -76,7 +76,7 @@
 //! are matched by a prefix index and a small matcher for common regex shapes (`pattern`), so a
 //! lookup costs well under a microsecond whichever of the 100k rules matches.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -1082,12 +1082,38 @@ fn check_text(s: &str, path: impl FnOnce() -> Vec<Seg>, what: &str) -> Result<()
 
 /// Validates and compiles every rule, in file order.
 fn build_rules(raw: Vec<RawRule>, trunks: &BTreeMap<String, Trunk>) -> Result<Vec<Rule>, Sem> {
-    let mut eager = EAGER_REGEX_LIMIT;
+    let mut cx = RuleCx::new(EAGER_REGEX_LIMIT);
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
-        out.push(build_rule(i, r, trunks, &mut eager)?);
+        out.push(build_rule(i, r, trunks, &mut cx)?);
     }
     Ok(out)
+}
+
+/// State shared by the rules compiled on one thread.
+struct RuleCx {
+    /// Non-fast patterns still to compile eagerly.
+    eager: usize,
+    /// Route lists already built: rules with the same list share it.
+    routes: HashMap<Vec<String>, std::sync::Arc<[String]>>,
+}
+
+impl RuleCx {
+    fn new(eager: usize) -> RuleCx {
+        RuleCx {
+            eager,
+            routes: HashMap::new(),
+        }
+    }
+
+    fn route(&mut self, names: Vec<String>) -> std::sync::Arc<[String]> {
+        if let Some(r) = self.routes.get(&names) {
+            return r.clone();
+        }
+        let r: std::sync::Arc<[String]> = names.clone().into();
+        self.routes.insert(names, r.clone());
+        r
+    }
 }
 
 /// Reads and compiles the rules of each chunk on its own thread (each rule is independent of
@@ -1105,10 +1131,10 @@ fn build_chunks(
     // (an over-estimate costs address space only, pages never touched stay unbacked).
     let total: usize = chunks.iter().map(|c| c.rules).sum();
     let run = |c: &fastyaml::Chunk<'_>, cap: usize| -> Result<Option<Vec<Rule>>, Sem> {
-        let mut eager = budget;
+        let mut cx = RuleCx::new(budget);
         let mut out = Vec::with_capacity(cap);
         let fast = fastyaml::each_rule(c, |r| {
-            out.push(build_rule(out.len(), r, trunks, &mut eager)?);
+            out.push(build_rule(out.len(), r, trunks, &mut cx)?);
             Ok(())
         })?;
         Ok(fast.then_some(out))
@@ -1163,8 +1189,9 @@ fn build_rule(
     i: usize,
     r: RawRule,
     trunks: &BTreeMap<String, Trunk>,
-    eager: &mut usize,
+    cx: &mut RuleCx,
 ) -> Result<Rule, Sem> {
+    let eager = &mut cx.eager;
     // error paths are built only on error (this runs 100k times for big plans)
     let base = || vec![key("dialplan"), Seg::Index(i)];
     let at = |rest: &[&str]| {
@@ -1277,7 +1304,7 @@ fn build_rule(
                 ));
             }
         }
-        Action::Route(route)
+        Action::Route(cx.route(route))
     } else if let Some(rd) = r.redirect {
         let code = rd.code.unwrap_or(302);
         if !(300..=399).contains(&code) {

@@ -58,7 +58,7 @@ fn default_config_is_loopback_and_routes_to_pbx() {
     );
     assert_eq!(c.trunks["pbx"].address, "127.0.0.1:5080".parse().unwrap());
     let d = c.dialplan.lookup(&q("anything")).unwrap();
-    assert_eq!(d.action, Action::Route(vec!["pbx".into()]));
+    assert_eq!(d.action, Action::Route(vec!["pbx".to_string()].into()));
 }
 
 #[test]
@@ -534,7 +534,13 @@ fn plan(rules: &str) -> Config {
 }
 
 fn route(names: &[&str]) -> Action {
-    Action::Route(names.iter().map(|s| s.to_string()).collect())
+    Action::Route(
+        names
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into(),
+    )
 }
 
 #[test]
