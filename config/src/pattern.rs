@@ -45,7 +45,9 @@ struct Piece {
     max: u32,
     /// Some: this piece is a group of literal alternatives `(00|011)`, tried in order
     /// (leftmost-first), and `set`/`min`/`max` are unused. Boxed: most pieces have none, and a
-    /// 100k-rule plan holds about a million pieces (32 bytes each this way, 48 with a `Vec`).
+    /// 100k-rule plan holds about a million pieces (32 bytes each this way, 48 with a `Vec`
+    /// or a boxed slice, which are two words).
+    #[allow(clippy::box_collection)]
     alts: Option<Box<Vec<Box<[u8]>>>>,
 }
 
