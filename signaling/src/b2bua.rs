@@ -202,6 +202,11 @@ pub struct CoreConfig {
     /// Give up on a target that sent no response at all after this long and try the next one
     /// (a short fr_timer; Timer B still bounds the transaction).
     pub no_answer_failover: Duration,
+    /// Give up on a target that is ringing (sent a provisional response) but gives no final
+    /// answer after this long: CANCEL it and fail over as on 408 (RFC 3261 §16.6 step 11's
+    /// Timer C, "greater than 3 minutes"; without it a callee that never answers nor stops
+    /// ringing would hold the call, and the caller, forever).
+    pub ringing_timeout: Duration,
     /// Seed for tags, branches and Call-IDs (the shell passes randomness in).
     pub seed: u64,
     pub user_agent: String,
@@ -215,6 +220,7 @@ impl Default for CoreConfig {
             local_tls: None,
             timers: TimerConfig::default(),
             no_answer_failover: Duration::from_secs(4),
+            ringing_timeout: Duration::from_secs(181),
             seed: 0x5eed_1234_abcd_9876,
             user_agent: concat!("trunkline/", env!("CARGO_PKG_VERSION")).to_string(),
         }
@@ -285,6 +291,9 @@ struct Call {
     b_invite_tx: Option<TxId>,
     b_invite: Option<Request>,
     b_got_provisional: bool,
+    /// The media (relay ports, trunk slot) was released: once per call, whichever end path
+    /// gets there first.
+    media_released: bool,
     /// Body/Content-Type of leg B's INVITE (already rewritten for B) for failover retries.
     b_offer: Option<(String, Vec<u8>)>,
     targets: Vec<Target>,
@@ -366,6 +375,18 @@ struct Deadline {
     at: std::cmp::Reverse<Instant>,
     call: u64,
     target_idx: usize,
+    /// `false`: no answer at all yet ([`CoreConfig::no_answer_failover`]); `true`: ringing
+    /// without a final answer ([`CoreConfig::ringing_timeout`]).
+    ringing: bool,
+}
+
+/// A leg B INVITE the call moved on from (no answer, or ringing too long). A late provisional
+/// response gets it CANCELled (RFC 3261 §9.1: only once something was heard), a late 2xx is
+/// ACKed and ended with BYE; the transaction layer destroys it after 64·T1 at the latest.
+struct Abandoned {
+    invite: Request,
+    peer: Peer,
+    cancelled: bool,
 }
 
 /// The B2BUA.
@@ -389,6 +410,7 @@ pub struct B2bua {
     /// Our host (IP) for the From of leg B.
     local_host: String,
     deadlines: BinaryHeap<Deadline>,
+    abandoned: IdMap<TxId, Abandoned>,
     next_call: u64,
     rng: u64,
     out: Vec<Transmit>,
@@ -435,6 +457,7 @@ impl B2bua {
             local_contact,
             local_host,
             deadlines: BinaryHeap::new(),
+            abandoned: IdMap::default(),
             next_call: 1,
             rng,
             out: Vec::new(),
@@ -455,6 +478,11 @@ impl B2bua {
     pub fn transactions(&self) -> usize {
         self.tx.len()
     }
+    /// The live transactions, one line each (leak tests).
+    pub fn describe_transactions(&self) -> Vec<String> {
+        self.tx.describe()
+    }
+
     pub fn stats(&self) -> &CoreStats {
         &self.stats
     }
@@ -540,8 +568,15 @@ impl B2bua {
                 break;
             }
             let Some(d) = self.deadlines.pop() else { break };
-            self.no_answer_deadline(d.call, d.target_idx, now, policy);
+            if d.ringing {
+                self.ringing_deadline(d.call, d.target_idx, now, policy);
+            } else {
+                self.no_answer_deadline(d.call, d.target_idx, now, policy);
+            }
         }
+        // Branches given up on whose transaction is gone need no more care.
+        let txs = &self.tx;
+        self.abandoned.retain(|t, _| txs.state(*t).is_some());
         self.pump(now, policy);
     }
 
@@ -848,7 +883,7 @@ impl B2bua {
             call_id: b_call_id.clone(),
             local_tag: b_tag,
             remote_tag: None,
-            local_uri: cat(&[&display, "<sip:", &from_user, "@", our_host, ">"]),
+            local_uri: cat(&[&display, "<sip:", &user_at(&from_user), our_host, ">"]),
             // Set (for the target being tried) by send_b_invite.
             remote_uri: String::new(),
             remote_target: String::new(),
@@ -876,6 +911,7 @@ impl B2bua {
             b_invite_tx: None,
             b_invite: None,
             b_got_provisional: false,
+            media_released: false,
             b_offer: None,
             targets,
             target_idx: 0,
@@ -942,8 +978,9 @@ impl B2bua {
         let target = call.targets[call.target_idx].clone();
         let max_fwd = call.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         call.b.peer = target.peer;
-        call.b.remote_uri = cat(&["<sip:", &call.to_user, "@", &target.host, ">"]);
-        call.b.remote_target = cat(&["sip:", &call.to_user, "@", &target.host]);
+        let user = user_at(&call.to_user);
+        call.b.remote_uri = cat(&["<sip:", &user, &target.host, ">"]);
+        call.b.remote_target = cat(&["sip:", &user, &target.host]);
         call.b.remote_tag = None;
         call.b.route_set.clear();
         call.b_got_provisional = false;
@@ -983,6 +1020,7 @@ impl B2bua {
             at: std::cmp::Reverse(now + self.cfg.no_answer_failover),
             call: id,
             target_idx: idx,
+            ringing: false,
         });
         policy.event(CallEvent::Attempt {
             call: id,
@@ -998,9 +1036,120 @@ impl B2bua {
             return;
         }
         // No response at all from this target: treat as 408 and fail over.
-        if let Some(tx) = call.b_invite_tx {
-            self.client.remove(&tx);
+        if call.b_invite_tx.is_some() {
+            self.abandon_branch(id, false, now);
             self.b_invite_failed(id, 408, "Request Timeout".into(), now, policy);
+        }
+    }
+
+    /// The target rang for [`CoreConfig::ringing_timeout`] without a final answer: CANCEL it and
+    /// go on as after a 408 (next target, or 408 to A).
+    fn ringing_deadline(&mut self, id: u64, idx: usize, now: Instant, policy: &mut dyn Policy) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding
+            || call.target_idx != idx
+            || call.cancelled
+            || call.b_invite_tx.is_none()
+        {
+            return;
+        }
+        self.abandon_branch(id, true, now);
+        self.b_invite_failed(id, 408, "Request Timeout".into(), now, policy);
+    }
+
+    /// Detach the call's current leg B INVITE from it (see [`Abandoned`]); with `cancel`, CANCEL
+    /// it now (it has sent a provisional response).
+    fn abandon_branch(&mut self, id: u64, cancel: bool, now: Instant) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(tx) = call.b_invite_tx.take() else {
+            return;
+        };
+        self.client.remove(&tx);
+        let Some(invite) = call.b_invite.clone() else {
+            return;
+        };
+        let peer = call.b.peer;
+        self.tx.guard_invite(tx, now);
+        if cancel {
+            let c = cancel_for(&invite);
+            self.tx.send_request(c, peer, now);
+        }
+        self.abandoned.insert(
+            tx,
+            Abandoned {
+                invite,
+                peer,
+                cancelled: cancel,
+            },
+        );
+    }
+
+    /// A response on a branch the call moved on from.
+    fn on_abandoned_response(&mut self, tx: TxId, resp: &Response, now: Instant) {
+        if resp.status < 200 {
+            if let Some(ab) = self.abandoned.get_mut(&tx) {
+                if !ab.cancelled {
+                    ab.cancelled = true;
+                    let (c, peer) = (cancel_for(&ab.invite), ab.peer);
+                    self.tx.send_request(c, peer, now);
+                }
+            }
+            return;
+        }
+        let Some(ab) = self.abandoned.remove(&tx) else {
+            return;
+        };
+        if resp.status >= 300 {
+            // The transaction layer ACKs a non-2xx final itself (§17.1.1.3).
+            return;
+        }
+        // A late 2xx: the callee thinks the call is up. ACK it (§13.2.2.4) and hang up.
+        let target = resp
+            .headers
+            .get("Contact")
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map(|c| c.uri.to_string())
+            .unwrap_or_else(|| ab.invite.uri.clone());
+        let seq = ab.invite.cseq().map(|c| c.seq).unwrap_or(1);
+        let mut routes: Vec<String> = resp
+            .headers
+            .get_all("Record-Route")
+            .flat_map(crate::headers::split_comma_list)
+            .map(|s| s.trim().to_string())
+            .collect();
+        routes.reverse();
+        for (method, cseq) in [(Method::Ack, seq), (Method::Bye, seq.wrapping_add(1))] {
+            let mut h = Headers::with_capacity(12);
+            h.push("Via", self.via_for(ab.peer.transport));
+            h.push("Max-Forwards", "70");
+            for r in &routes {
+                h.push("Route", r.clone());
+            }
+            if let Some(v) = ab.invite.headers.get("From") {
+                h.push("From", v.to_string());
+            }
+            if let Some(v) = resp.headers.get("To") {
+                h.push("To", v.to_string());
+            }
+            if let Some(v) = ab.invite.headers.get("Call-ID") {
+                h.push("Call-ID", v.to_string());
+            }
+            h.push("CSeq", cseq_value(cseq, method.as_str()));
+            let req = Request {
+                method: method.clone(),
+                uri: target.clone(),
+                headers: h,
+                body: Vec::new(),
+            };
+            if method == Method::Ack {
+                self.tx.send_stateless(&SipMessage::Request(req), ab.peer);
+            } else {
+                self.tx.send_request(req, ab.peer, now);
+            }
         }
     }
 
@@ -1087,24 +1236,7 @@ impl B2bua {
             return;
         };
         let Some(inv) = &call.b_invite else { return };
-        let mut h = Headers::with_capacity(16);
-        if let Some(v) = inv.headers.get("Via") {
-            h.push("Via", v.to_string());
-        }
-        h.push("Max-Forwards", "70");
-        for n in ["From", "To", "Call-ID"] {
-            if let Some(v) = inv.headers.get(n) {
-                h.push(n, v.to_string());
-            }
-        }
-        let seq = inv.cseq().map(|c| c.seq).unwrap_or(1);
-        h.push("CSeq", format!("{seq} CANCEL"));
-        let req = Request {
-            method: Method::Cancel,
-            uri: inv.uri.clone(),
-            headers: h,
-            body: Vec::new(),
-        };
+        let req = cancel_for(inv);
         let peer = call.b.peer;
         let t = self.tx.send_request(req, peer, now);
         self.client.insert(t, (id, ClientPurpose::Cancel));
@@ -1197,11 +1329,9 @@ impl B2bua {
                         self.finish_confirmed(id, now, policy);
                     }
                     Some(CallState::Proceeding) if leg == Leg::A => {
-                        // BYE before the final answer on A (RFC 3261 §15): cancel B.
-                        self.send_b_cancel(id, now);
-                        if let Some(c) = self.calls.get_mut(&id) {
-                            c.cancelled = true;
-                        }
+                        // BYE on A's early dialog (RFC 3261 §15.1.2): the INVITE is answered
+                        // 487 Request Terminated, and leg B is cancelled as for a CANCEL.
+                        self.abort_ringing(id, 487, "Request Terminated", None, now, policy);
                     }
                     _ => {}
                 }
@@ -1329,6 +1459,11 @@ impl B2bua {
         self.server.insert(tx, (id, from_leg));
         let method = req.method.clone();
         let t = self.tx.send_request(out, peer, now);
+        if method == Method::Invite {
+            // A re-INVITE is answered at once (no ringing): one still pending after 64·T1
+            // (even after a provisional) ends as a timeout, answered 408 on the origin leg.
+            self.tx.guard_invite(t, now);
+        }
         self.client.insert(
             t,
             (
@@ -1357,6 +1492,10 @@ impl B2bua {
                 },
             )
         }) else {
+            if self.abandoned.contains_key(&tx) {
+                self.on_abandoned_response(tx, &resp, now);
+                return;
+            }
             // A 2xx retransmission for an INVITE whose client tx is gone: re-ACK if it is ours.
             self.maybe_reack(&resp);
             return;
@@ -1375,6 +1514,10 @@ impl B2bua {
 
     fn maybe_reack(&mut self, resp: &Response) {
         if !(200..300).contains(&resp.status) {
+            return;
+        }
+        // Only an INVITE's 2xx is ACKed (a late 200 to a CANCEL or BYE is not).
+        if resp.cseq().map(|c| c.method) != Some(Method::Invite) {
             return;
         }
         let Some(cid) = resp.call_id() else { return };
@@ -1401,9 +1544,29 @@ impl B2bua {
     ) {
         let status = resp.status;
         if status < 200 {
+            // The first provisional from this target starts its ringing timeout.
+            if let Some(c) = self.calls.get(&id) {
+                if !c.b_got_provisional && c.state == CallState::Proceeding {
+                    self.deadlines.push(Deadline {
+                        at: std::cmp::Reverse(now + self.cfg.ringing_timeout),
+                        call: id,
+                        target_idx: c.target_idx,
+                        ringing: true,
+                    });
+                }
+            }
             if status == 100 {
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.b_got_provisional = true;
+                let cancel_now = match self.calls.get_mut(&id) {
+                    Some(c) => {
+                        let first = !c.b_got_provisional;
+                        c.b_got_provisional = true;
+                        // A CANCEL held back until leg B had answered anything (§9.1) goes now.
+                        first && c.cancelled
+                    }
+                    None => false,
+                };
+                if cancel_now {
+                    self.send_b_cancel(id, now);
                 }
                 return;
             }
@@ -1799,8 +1962,9 @@ impl B2bua {
     }
 
     fn maybe_collect_with_media(&mut self, id: u64, policy: &mut dyn Policy) {
-        if let Some(call) = self.calls.get(&id) {
-            if call.state == CallState::Terminated {
+        if let Some(call) = self.calls.get_mut(&id) {
+            if call.state == CallState::Terminated && !call.media_released {
+                call.media_released = true;
                 policy.media_release(call.media_ref());
             }
         }
@@ -1832,6 +1996,51 @@ impl B2bua {
 }
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+
+/// `user@` for a SIP URI (RFC 3261 §25.1 `userinfo`), or nothing for an empty user (a dial plan
+/// may rewrite the user away, a peer may send none): "sip:@host" is not a URI. Characters the
+/// grammar does not allow in a user part are %-escaped (rewrites insert captured text as is).
+fn user_at(user: &str) -> String {
+    if user.is_empty() {
+        return String::new();
+    }
+    let mut out = String::with_capacity(user.len() + 1);
+    for b in user.bytes() {
+        let ok = b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/%".contains(&b);
+        if ok {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+    out.push('@');
+    out
+}
+
+/// RFC 3261 §9.1: a CANCEL for `inv`: same Request-URI, top Via (branch), From, To, Call-ID
+/// and CSeq number, method CANCEL.
+fn cancel_for(inv: &Request) -> Request {
+    let mut h = Headers::with_capacity(8);
+    if let Some(v) = inv.headers.get("Via") {
+        h.push("Via", v.to_string());
+    }
+    h.push("Max-Forwards", "70");
+    for n in ["From", "To", "Call-ID"] {
+        if let Some(v) = inv.headers.get(n) {
+            h.push(n, v.to_string());
+        }
+    }
+    let seq = inv.cseq().map(|c| c.seq).unwrap_or(1);
+    h.push("CSeq", format!("{seq} CANCEL"));
+    Request {
+        method: Method::Cancel,
+        uri: inv.uri.clone(),
+        headers: h,
+        body: Vec::new(),
+    }
+}
 
 /// RFC 3261 §8.2.6: a response copies Via, From, To, Call-ID and CSeq from the request and adds a
 /// To tag when the request had none.
@@ -2043,5 +2252,13 @@ mod tests {
         }
         assert_eq!(super::cat(&["<sip:", "a", "@", "b", ">"]), "<sip:a@b>");
         assert_eq!(super::cat(&[]), "");
+    }
+
+    #[test]
+    fn user_part_is_omitted_when_empty_and_escaped_otherwise() {
+        assert_eq!(super::user_at(""), "");
+        assert_eq!(super::user_at("+15551234567"), "+15551234567@");
+        assert_eq!(super::user_at("a b@c"), "a%20b%40c@");
+        assert_eq!(super::user_at("x;np=1%41"), "x;np=1%41@");
     }
 }

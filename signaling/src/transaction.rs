@@ -401,6 +401,27 @@ impl Transactions {
         self.txs.len()
     }
 
+    /// One line per live transaction: kind, state, armed timers and the first line of its
+    /// message (for leak tests that must say what was left).
+    pub fn describe(&self) -> Vec<String> {
+        self.txs
+            .iter()
+            .map(|(id, t)| {
+                let first = t.bytes.split(|&b| b == b'\r').next().unwrap_or(&[]);
+                let timers: Vec<usize> = (0..t.timers.len())
+                    .filter(|&i| t.timers[i].is_some())
+                    .collect();
+                format!(
+                    "{id:?} {:?} {:?} timers {timers:?} {:?}: {}",
+                    t.kind,
+                    t.state,
+                    t.key,
+                    String::from_utf8_lossy(first)
+                )
+            })
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.txs.is_empty()
     }
@@ -879,6 +900,19 @@ impl Transactions {
         self.clients.insert(key, id);
         self.prune();
         id
+    }
+
+    /// Bound INVITE client transaction `tx`: like a cancelled one (§9.1), it is destroyed (with
+    /// a [`TuEvent::Timeout`]) 64·T1 from now unless a final response ends it first, so a peer
+    /// that answers only 1xx cannot keep it forever (in "Proceeding" no timer of §17.1.1 runs).
+    /// For a branch the TU gave up on, and for re-INVITEs, which are answered at once.
+    pub fn guard_invite(&mut self, tx: TxId, now: Instant) {
+        let Some(Key::Client(key)) = self.txs.get(&tx).map(|t| t.key.clone()) else {
+            return;
+        };
+        if key.method == Method::Invite {
+            self.guard_cancelled_invite(&key.branch, now);
+        }
     }
 
     /// §9.1: "If there is no final response for the original request in 64*T1 seconds ... the

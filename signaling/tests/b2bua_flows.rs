@@ -686,3 +686,98 @@ fn shutdown_rejects_new_calls_and_ends_ringing_and_answered_ones() {
         .iter()
         .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "ACK")));
 }
+
+// Regressions found by tests/b2bua_chaos.rs: a call must never hang without a final answer.
+
+/// A callee that rings and never answers: after `ringing_timeout` it is CANCELled and the call
+/// fails over (here: to the next target, which answers).
+#[test]
+fn endless_ringing_is_cancelled_and_fails_over() {
+    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    w.feed(A, &invite("call-ring", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
+    w.take_to(A);
+    w.advance(Duration::from_secs(182));
+    let cancel = w.take_request(PBX, "CANCEL");
+    assert_eq!(
+        cancel.top_via().unwrap().branch(),
+        b_inv.top_via().unwrap().branch()
+    );
+    let b2 = w.take_request(PBX2, "INVITE");
+    w.feed_msg(PBX, &resp_with(&cancel, 200, "OK", "btag", "", ""));
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 487, "Request Terminated", "btag", "", ""),
+    );
+    w.feed_msg(
+        PBX2,
+        &resp_with(&b2, 200, "OK", "b2tag", SDP_B, "<sip:bob@127.0.0.1:5090>"),
+    );
+    assert!(w.take_responses(A).iter().any(|r| r.status == 200));
+}
+
+/// A BYE on the caller's early dialog ends the INVITE with 487 (RFC 3261 §15.1.2) and
+/// cancels leg B; nothing is left once the callee confirms.
+#[test]
+fn bye_on_early_dialog_answers_487_and_cancels() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    w.feed(A, &invite("call-eb", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
+    let a_tag = w
+        .take_responses(A)
+        .iter()
+        .find(|r| r.status == 180)
+        .and_then(|r| r.to().and_then(|t| t.tag().map(str::to_string)))
+        .expect("180 with a To tag");
+    w.feed(A, &a_request("BYE", "call-eb", 2, &a_tag, ""));
+    let st: Vec<u16> = w.take_responses(A).iter().map(|r| r.status).collect();
+    assert!(st.contains(&200) && st.contains(&487), "{st:?}");
+    let cancel = w.take_request(PBX, "CANCEL");
+    w.feed_msg(PBX, &resp_with(&cancel, 200, "OK", "btag", "", ""));
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 487, "Request Terminated", "btag", "", ""),
+    );
+    w.advance(Duration::from_secs(64));
+    assert_eq!(w.core.active_calls(), 0);
+    assert_eq!(
+        w.core.transactions(),
+        0,
+        "{:?}",
+        w.core.describe_transactions()
+    );
+}
+
+/// A CANCEL from the caller before leg B answered anything is held back (§9.1) and goes out
+/// with leg B's first response, even a bare 100 Trying.
+#[test]
+fn cancel_held_back_goes_out_on_100_trying() {
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    w.feed(A, &invite("call-c100", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    let cancel = "CANCEL sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a-call-c100\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-call-c100\r\nTo: <sip:+15551234567@127.0.0.1>\r\nCall-ID: call-c100\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    w.feed(A, cancel.as_bytes());
+    assert!(w.take_responses(A).iter().any(|r| r.status == 487));
+    assert!(
+        w.take_to(PBX)
+            .iter()
+            .all(|m| !matches!(m, SipMessage::Request(r) if r.method.as_str() == "CANCEL")),
+        "no CANCEL before leg B answered anything"
+    );
+    w.feed_msg(PBX, &resp_with(&b_inv, 100, "Trying", "", "", ""));
+    let c = w.take_request(PBX, "CANCEL");
+    w.feed_msg(PBX, &resp_with(&c, 200, "OK", "btag", "", ""));
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 487, "Request Terminated", "btag", "", ""),
+    );
+    w.advance(Duration::from_secs(64));
+    assert_eq!(
+        w.core.transactions(),
+        0,
+        "{:?}",
+        w.core.describe_transactions()
+    );
+}
