@@ -482,7 +482,7 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
         },
         workers: m.workers,
         timeout: m.timeout,
-        strict_source: false,
+        strict_source: m.strict_source,
     };
     let tuning = media_relay::relay::RelayTuning {
         io_uring_batch_us: m.io_uring_batch_us,

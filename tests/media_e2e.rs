@@ -965,3 +965,51 @@ fn relay_ports_exhausted_is_503_with_retry_after() {
         },
     );
 }
+
+/// `media.strict_source: true`: the relay takes media only from the address and port each
+/// side's SDP names. RTP from anywhere else (an RTP Bleed probe, or a NATed phone) is dropped;
+/// from the signalled address it flows. With the default (latching), the first source is taken.
+#[test]
+fn strict_source_drops_media_from_elsewhere() {
+    isolated("strict_source_drops_media_from_elsewhere", false, |net| {
+        let mut tl = Trunkline::start(
+            net,
+            &media_yaml_with(net, "auto", None, "  strict_source: true\n"),
+        );
+        let uas = Uas {
+            sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B SIP"),
+        };
+        let mut uac = Uac::new(
+            UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A SIP"),
+            net.sip_addr(),
+            "strict",
+        );
+        let (a_port, b_port) = (net.spare(0), net.spare(10));
+        let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("bind A RTP");
+        let stranger = UdpSocket::bind((A_IP, a_port + 4)).expect("bind stranger");
+        let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("bind B RTP");
+        let (pa, _pb) = set_up_call(net, &mut uac, &uas, a_port, b_port);
+        let relay: IpAddr = RELAY_IP.parse().expect("ip");
+
+        // From a port the SDP did not name: dropped, even as the very first packet.
+        for i in 0..10u16 {
+            let p = rtp_packet(i, 160 * u32::from(i), 0xbad0_bad0, 0x11);
+            stranger.send_to(&p, (relay, pa)).expect("stranger sends");
+        }
+        let got = collect(&b_rtp, 1, Duration::from_millis(500));
+        assert!(
+            got.is_empty(),
+            "media from an unsignalled source was relayed: {got:?}"
+        );
+        // From the signalled address: relayed.
+        let sent: Vec<Vec<u8>> = (0..10u16)
+            .map(|i| rtp_packet(100 + i, 160 * u32::from(i), 0x600d_600d, 0x22))
+            .collect();
+        for p in &sent {
+            a_rtp.send_to(p, (relay, pa)).expect("A sends");
+        }
+        let got = collect(&b_rtp, sent.len(), Duration::from_secs(2));
+        assert_eq!(got.len(), sent.len(), "media from the SDP's address flows");
+        tl.assert_alive();
+    });
+}

@@ -25,6 +25,7 @@
 //!   timeout: 60                # optional: media timeout seconds (default 60)
 //!   workers: 0                 # optional: relay worker threads (0/absent: cores - 1, at least 1)
 //!   io_uring_batch_us: 0       # optional: io_uring completion batching delay under load (0 = off, the default)
+//!   strict_source: false       # optional: media only from the SDP's address (no NAT latching)
 //! metrics:
 //!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
 //! shutdown:
@@ -148,6 +149,10 @@ pub struct Media {
     /// completions after the first one; bounds the latency added per packet. 0 = no batching;
     /// `None` = the relay's default (0, or the `TRUNKLINE_RELAY_BATCH_US` environment variable).
     pub io_uring_batch_us: Option<u32>,
+    /// Accept media only from the address and port each side's SDP names (no latching): the
+    /// strictest RTP Bleed protection, for peers known not to be behind NAT. Default false:
+    /// symmetric latching early in the stream and on a new offer.
+    pub strict_source: bool,
 }
 
 /// Prometheus/admin HTTP endpoint.
@@ -579,6 +584,8 @@ struct RawMedia {
     workers: Option<u64>,
     #[serde(default)]
     io_uring_batch_us: Option<u64>,
+    #[serde(default)]
+    strict_source: bool,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1030,6 +1037,7 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         timeout,
         workers,
         io_uring_batch_us,
+        strict_source: m.strict_source,
     })
 }
 

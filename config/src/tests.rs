@@ -1484,6 +1484,10 @@ fn media_workers_and_batching_delay() {
         22,
         "io_uring_batch_us",
     );
+    assert!(!c.media.strict_source, "default: latching");
+    let c = from_yaml(&set("  strict_source: true\n"), "t.yaml").unwrap();
+    assert!(c.media.strict_source);
+    assert_err(&set("  strict_source: maybe\n"), 8, 18, "strict_source");
 }
 
 // ---------------------------------------------------------------------------------------------
