@@ -45,6 +45,8 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     let mut cert_stores = Vec::new();
     let mut core_cfg = CoreConfig {
         seed: seed(),
+        no_answer_failover: cfg.sip.no_answer_timeout,
+        ringing_timeout: cfg.sip.ringing_timeout,
         ..CoreConfig::default()
     };
     for l in &cfg.listen {
@@ -159,6 +161,8 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             }
             Some(l) = loaded_rx.recv() => {
                 if let Some(old) = reloader.apply(l, &mut policy, &metrics) {
+                    let sip = &policy.config.sip;
+                    core.set_call_timers(sip.no_answer_timeout, sip.ringing_timeout);
                     // Outbound TLS lets go of the old configuration first, then it is freed on
                     // a blocking thread.
                     if let Some(c) = sender.tls.tls_clients() {

@@ -325,3 +325,48 @@ fn no_route_is_404() {
         );
     });
 }
+
+/// `sip.ringing_timeout`: a callee that rings and never answers is CANCELled when it runs out
+/// (the SIPp callee sees the CANCEL and answers 487), and the caller, with no other target, gets
+/// 408 instead of ringing forever.
+#[test]
+fn endless_ringing_is_cancelled_after_ringing_timeout() {
+    isolated(
+        "endless_ringing_is_cancelled_after_ringing_timeout",
+        false,
+        |net| {
+            let t = [Trunk {
+                name: "pbx",
+                port: net.trunk(0),
+            }];
+            let yaml = format!(
+                "{}sip:\n  ringing_timeout: 2\n",
+                config_yaml(net, &t, &["pbx"])
+            );
+            let mut tl = Trunkline::start(net, &yaml);
+            let callee = Sipp::uas(
+                net,
+                "uas",
+                "uas_cancel.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                1,
+            )
+            .spawn();
+            wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+            let t0 = Instant::now();
+            let r = invite_once(net.sip_addr(), "1000", Duration::from_secs(10))
+                .expect("a final answer within 10 s");
+            let took = t0.elapsed();
+            assert_eq!(status_code(r.as_bytes()), Some(408), "{r}");
+            assert!(
+                took >= Duration::from_millis(1800) && took < Duration::from_secs(6),
+                "408 after {took:?} (ringing_timeout 2 s)"
+            );
+            callee
+                .wait(Duration::from_secs(15))
+                .assert_all_ok(1, "the callee saw the CANCEL and answered 487");
+            tl.assert_alive();
+        },
+    );
+}

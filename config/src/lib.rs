@@ -30,6 +30,9 @@
 //!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
 //! shutdown:
 //!   drain: 30                  # optional: seconds SIGTERM waits for calls before BYE (default 30)
+//! sip:                         # optional call setup timers (seconds; reloadable)
+//!   no_answer_timeout: 4       # no response at all from a trunk: try the next (1-32, default 4)
+//!   ringing_timeout: 181       # ringing without an answer: CANCEL, try the next (default 181)
 //! limits:                      # optional: overload and abuse protection (see [`Limits`])
 //!   source_rate: 50            # requests/s per source IP (default: no limit); trunks exempt
 //!   source_burst: 100          # bucket size (default 2 x source_rate)
@@ -177,6 +180,27 @@ impl Default for Shutdown {
     }
 }
 
+/// Call setup timers (`sip:`), applied to new calls, reloadable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sip {
+    /// A trunk that sends no response at all for this long is given up and the next target
+    /// tried (default 4 s; Timer B would take 32 s).
+    pub no_answer_timeout: Duration,
+    /// A trunk that rings (sent a provisional response) without a final answer for this long
+    /// is CANCELled and the next target tried (default 181 s: RFC 3261 §16.6 Timer C, "greater
+    /// than 3 minutes").
+    pub ringing_timeout: Duration,
+}
+
+impl Default for Sip {
+    fn default() -> Self {
+        Sip {
+            no_answer_timeout: Duration::from_secs(4),
+            ringing_timeout: Duration::from_secs(181),
+        }
+    }
+}
+
 /// User-Agent substrings dropped by default: the well-known SIP scanners and war-dialers
 /// (SIPVicious and its `friendly-scanner` default, sipcli, sip-scan, the VaxSIP SDK default
 /// most brute-forcers keep, iWar, SIVuS, sundayddr). Matched case-insensitively anywhere in
@@ -277,6 +301,7 @@ pub struct Config {
     pub media: Media,
     pub metrics: Option<Metrics>,
     pub shutdown: Shutdown,
+    pub sip: Sip,
     pub limits: Limits,
     pub trunks: BTreeMap<String, Trunk>,
     pub dialplan: Dialplan,
@@ -492,6 +517,8 @@ struct RawConfig {
     #[serde(default)]
     shutdown: Option<RawShutdown>,
     #[serde(default)]
+    sip: Option<RawSip>,
+    #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default, deserialize_with = "unique_keys")]
     trunks: Vec<(String, RawTrunk)>,
@@ -599,6 +626,15 @@ struct RawMetrics {
 struct RawShutdown {
     #[serde(default)]
     drain: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    #[serde(default)]
+    no_answer_timeout: Option<u64>,
+    #[serde(default)]
+    ringing_timeout: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -800,6 +836,28 @@ fn build_with(
         },
     };
 
+    let mut sip = Sip::default();
+    if let Some(s) = raw.sip {
+        if let Some(t) = s.no_answer_timeout {
+            if !(1..=32).contains(&t) {
+                return Err(sem(
+                    vec![key("sip"), key("no_answer_timeout")],
+                    format!("sip.no_answer_timeout {t} s: use 1 to 32 (Timer B ends a silent attempt at 32 s)"),
+                ));
+            }
+            sip.no_answer_timeout = Duration::from_secs(t);
+        }
+        if let Some(t) = s.ringing_timeout {
+            if !(2..=3600).contains(&t) {
+                return Err(sem(
+                    vec![key("sip"), key("ringing_timeout")],
+                    format!("sip.ringing_timeout {t} s: use 2 to 3600"),
+                ));
+            }
+            sip.ringing_timeout = Duration::from_secs(t);
+        }
+    }
+
     let limits = build_limits(raw.limits)?;
 
     let mut trunks = BTreeMap::new();
@@ -872,6 +930,7 @@ fn build_with(
         media,
         metrics,
         shutdown,
+        sip,
         limits,
         trunks,
         dialplan: Dialplan::new(rules),

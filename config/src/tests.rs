@@ -1599,3 +1599,25 @@ fn chunked_big_plan_with_an_odd_rule_late_goes_the_plain_way() {
     let numbers = vec!["10190021".to_string(), "10000001234".to_string()];
     assert_eq!(decisions(&c, &numbers), decisions(&plain, &numbers));
 }
+
+#[test]
+fn sip_call_timers() {
+    let c = from_yaml(ACC, "t.yaml").unwrap();
+    assert_eq!(c.sip, Sip::default());
+    assert_eq!(c.sip.no_answer_timeout, Duration::from_secs(4));
+    assert_eq!(c.sip.ringing_timeout, Duration::from_secs(181));
+    let with = |s: &str| format!("{ACC}sip:\n{s}");
+    let c = from_yaml(
+        &with("  no_answer_timeout: 2\n  ringing_timeout: 60\n"),
+        "t.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.sip.no_answer_timeout, c.sip.ringing_timeout),
+        (Duration::from_secs(2), Duration::from_secs(60))
+    );
+    let lines = ACC.lines().count();
+    assert_err(&with("  no_answer_timeout: 0\n"), lines + 2, 22, "1 to 32");
+    assert_err(&with("  ringing_timeout: 1\n"), lines + 2, 20, "2 to 3600");
+    assert_err(&with("  ringing: 60\n"), lines + 2, 3, "ringing");
+}

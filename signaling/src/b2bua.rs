@@ -490,6 +490,13 @@ impl B2bua {
         self.tx.stats()
     }
     /// Stop taking new calls (graceful shutdown): new INVITEs get 503.
+    /// New values for [`CoreConfig::no_answer_failover`] and [`CoreConfig::ringing_timeout`]
+    /// (a reloaded configuration); they apply to the attempts started from now on.
+    pub fn set_call_timers(&mut self, no_answer: Duration, ringing: Duration) {
+        self.cfg.no_answer_failover = no_answer;
+        self.cfg.ringing_timeout = ringing;
+    }
+
     pub fn set_draining(&mut self, on: bool) {
         self.draining = on;
     }
