@@ -224,13 +224,11 @@ fn rfc4475_torture_messages() {
                 std::thread::sleep(Duration::from_millis(500));
                 phase1_end = Some(Instant::now());
             }
+            // The send time is taken before sending: an answer can reach the catcher thread (and
+            // be stamped) before send_to returns, and must still count as after its request.
+            let at = Instant::now();
             sender.send_to(data, tl_addr()).expect("send");
-            sent.push((
-                k.clone(),
-                call_id_of(data),
-                Instant::now(),
-                !data.starts_with(b"SIP/"),
-            ));
+            sent.push((k.clone(), call_id_of(data), at, !data.starts_with(b"SIP/")));
             std::thread::sleep(Duration::from_millis(120));
         }
         std::thread::sleep(Duration::from_millis(600));
