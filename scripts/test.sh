@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# THE test command: installs the external peers (SIPp, tshark), then runs every test of the
-# workspace. The end-to-end tests under tests/ start the trunkline binary and drive it with SIPp
-# over loopback, so `sipp` must be installed: a missing peer is a test failure, never a skip.
+# THE test command: installs the external peers (SIPp, tshark, promtool, Kamailio), then runs
+# every test of the workspace. The end-to-end tests under tests/ start the trunkline binary and
+# drive it with real peers over loopback, each in its own network namespace: a missing peer is a
+# test failure, never a skip. All test binaries run even when one fails (--no-fail-fast), so one
+# run reports every failure.
 #
 #   scripts/test.sh                       debug build (the default: fastest overall)
 #   TEST_PROFILE=release scripts/test.sh  release build (realistic timings for the load tests)
@@ -22,5 +24,5 @@ if [[ ${TEST_PROFILE:-debug} == release ]]; then
 fi
 
 start=$(date +%s)
-cargo test --workspace "${profile_args[@]}" "$@"
+cargo test --workspace --no-fail-fast "${profile_args[@]}" "$@"
 echo "test.sh: cargo test finished in $(( $(date +%s) - start )) s"
