@@ -33,6 +33,7 @@ pub struct Metrics {
     pub relay_sessions: IntGauge,
     pub relay_packets: IntCounterVec,
     pub relay_packets_in: IntCounterVec,
+    pub relay_kernel_flows: IntGauge,
     pub relay_ports_free: IntGauge,
     pub relay_bytes: IntCounterVec,
     pub relay_dropped: IntCounterVec,
@@ -162,8 +163,13 @@ impl Metrics {
             relay_packets: counter_vec(
                 &r,
                 "trunkline_relay_packets_forwarded_total",
-                "Packets (RTP and RTCP) the relay forwarded.",
+                "Packets (RTP and RTCP) the relay forwarded, by kind (all; kernel: the part the eBPF fast path forwarded).",
                 &["kind"],
+            ),
+            relay_kernel_flows: gauge(
+                &r,
+                "trunkline_relay_kernel_flows",
+                "RTP flows (one direction of a call each) forwarded by the kernel fast path now.",
             ),
             relay_packets_in: counter_vec(
                 &r,

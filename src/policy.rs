@@ -150,6 +150,11 @@ impl Media {
         set_counter(&m.relay_packets.with_label_values(&["all"]), t.packets_out);
         set_counter(&m.relay_bytes.with_label_values(&["all"]), t.bytes_out);
         set_counter(
+            &m.relay_packets.with_label_values(&["kernel"]),
+            t.kernel_packets,
+        );
+        m.relay_kernel_flows.set(t.kernel_flows as i64);
+        set_counter(
             &m.relay_packets_in.with_label_values(&["rtcp"]),
             t.rtcp_packets_in,
         );

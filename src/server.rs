@@ -490,12 +490,21 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
     };
     let tuning = media_relay::relay::RelayTuning {
         io_uring_batch_us: m.io_uring_batch_us,
+        kernel_forwarding: match m.kernel_forwarding {
+            config::KernelForwarding::Auto => media_relay::relay::KernelForwarding::Auto,
+            config::KernelForwarding::On => media_relay::relay::KernelForwarding::On,
+            config::KernelForwarding::Off => media_relay::relay::KernelForwarding::Off,
+        },
     };
     let relay =
         media_relay::Relay::start_with(rcfg, &tuning).map_err(|e| format!("media relay: {e}"))?;
     let backend = relay.backend_name();
+    let kernel = relay
+        .kernel_interfaces()
+        .map_or_else(|| "off".to_string(), |i| format!("ebpf on {}", i.join(",")));
     tracing::info!(
         backend,
+        kernel_forwarding = %kernel,
         workers = relay.workers(),
         ports = %format!("{}-{}", m.port_min, m.port_max),
         "media relay running"

@@ -26,6 +26,7 @@
 //!   workers: 0                 # optional: relay worker threads (0/absent: cores - 1, at least 1)
 //!   io_uring_batch_us: 0       # optional: io_uring completion batching delay under load (0 = off, the default)
 //!   strict_source: false       # optional: media only from the SDP's address (no NAT latching)
+//!   kernel_forwarding: auto    # optional: auto | on | off: settled RTP flows forwarded in the kernel (eBPF)
 //! metrics:
 //!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
 //! shutdown:
@@ -121,6 +122,21 @@ pub enum Backend {
     Epoll,
 }
 
+/// Kernel (eBPF) forwarding of settled RTP flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+pub enum KernelForwarding {
+    /// When the kernel allows it (root, Linux 6.6+, IPv4 media address), else user space.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// Required: trunkline does not start without it.
+    #[serde(rename = "on")]
+    On,
+    /// User space only.
+    #[serde(rename = "off")]
+    Off,
+}
+
 /// A SIP listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listen {
@@ -156,6 +172,9 @@ pub struct Media {
     /// strictest RTP Bleed protection, for peers known not to be behind NAT. Default false:
     /// symmetric latching early in the stream and on a new offer.
     pub strict_source: bool,
+    /// Forward RTP flows whose sources have settled with an eBPF program in the kernel (default
+    /// auto); signaling, latching, RTCP and stats stay in user space.
+    pub kernel_forwarding: KernelForwarding,
 }
 
 /// Prometheus/admin HTTP endpoint.
@@ -613,6 +632,8 @@ struct RawMedia {
     io_uring_batch_us: Option<u64>,
     #[serde(default)]
     strict_source: bool,
+    #[serde(default)]
+    kernel_forwarding: KernelForwarding,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1097,6 +1118,7 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         workers,
         io_uring_batch_us,
         strict_source: m.strict_source,
+        kernel_forwarding: m.kernel_forwarding,
     })
 }
 

@@ -3,7 +3,7 @@
 //! it answers with the socket and address to send them to.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::kernel::{FlowEntry, FlowKey};
 use super::rtcp;
 use super::session::{DropReason, Kind, LegState};
 use super::ClosedPairStats;
@@ -75,7 +76,28 @@ pub(crate) mod ctr {
     pub const MEDIA_TIMEOUTS: usize = 10;
     pub const SESSIONS: usize = 11;
     pub const WAKEUPS: usize = 12;
-    pub const N: usize = 13;
+    /// RTP packets the kernel fast path forwarded (also counted in PACKETS_IN/OUT).
+    pub const KERNEL_PACKETS: usize = 13;
+    /// Flows (one direction of a pair) installed in the kernel fast path now.
+    pub const KERNEL_FLOWS: usize = 14;
+    pub const N: usize = 15;
+}
+
+/// The kernel fast path as the core sees it: a table of settled flows (see `kernel.rs`). The
+/// worker shell hands the core an implementation; the core decides what goes in and out.
+pub(crate) trait FastPath: Send + Sync {
+    fn install(&self, key: &FlowKey, entry: &FlowEntry) -> bool;
+    fn read(&self, key: &FlowKey) -> Option<FlowEntry>;
+    fn remove(&self, key: &FlowKey);
+}
+
+/// One direction of a pair in the fast path: packets arriving at this leg from its latched
+/// source, and the entry's counters as last folded into the leg's stats.
+#[derive(Clone, Copy, Debug)]
+struct KFlow {
+    key: FlowKey,
+    packets: u64,
+    bytes: u64,
 }
 
 /// Counters one worker publishes for `Relay::totals()` (single writer).
@@ -149,6 +171,20 @@ struct LegEntry {
     last_rtp: Instant,
     timed_out: bool,
     st: LegState,
+    /// Installed in the kernel fast path (packets arriving at this leg).
+    kflow: Option<KFlow>,
+    /// Installing failed: not retried until the next `set_remote`.
+    kfail: bool,
+}
+
+impl LegEntry {
+    fn rtp_port(&self) -> u16 {
+        if self.is_a {
+            self.pair.a
+        } else {
+            self.pair.b
+        }
+    }
 }
 
 /// A packet to send: out of socket `fd` to `dst`.
@@ -176,6 +212,8 @@ pub(crate) struct Core {
     idle: HashMap<u16, [u32; 2]>,
     /// Ports whose sockets are closed: the control side returns them to the pool.
     released: Arc<Mutex<Vec<u16>>>,
+    /// Kernel fast path and the relay's IPv4 address (the table's keys need it).
+    fast: Option<(Arc<dyn FastPath>, Ipv4Addr)>,
 }
 
 /// Longest a worker sleeps when idle. Commands that need no immediate action (set_remote, close,
@@ -209,7 +247,14 @@ impl Core {
             closing: HashMap::new(),
             idle: HashMap::new(),
             released,
+            fast: None,
         }
+    }
+
+    /// Use a kernel fast path for settled RTP flows of a relay bound to `ip`.
+    pub fn with_fast_path(mut self, fast: Arc<dyn FastPath>, ip: Ipv4Addr) -> Core {
+        self.fast = Some((fast, ip));
+        self
     }
 
     pub fn sock(&self, slot: u32) -> Option<&SockEntry> {
@@ -221,6 +266,13 @@ impl Core {
         match cmd {
             Cmd::Open { pair, socks, at } => self.open(pair, *socks, at.min(now)),
             Cmd::SetRemote { port, rtp, rtcp } => {
+                // A new offer may move the latch: back to user space until it settles again.
+                if let Some(&i) = self.by_port.get(&port) {
+                    self.unoffload_pair(i, now);
+                    if let Some(l) = self.legs.get_mut(i) {
+                        l.kfail = false;
+                    }
+                }
                 if let Some(l) = self.leg_by_port(port) {
                     let rtcp = rtcp.unwrap_or_else(|| {
                         let mut r = rtp;
@@ -240,6 +292,9 @@ impl Core {
             }
             Cmd::Close { pair, keep, at } => self.close(pair, keep, at.min(now)),
             Cmd::Stats { port, reply } => {
+                if let Some(&i) = self.by_port.get(&port) {
+                    self.sync_pair(i, now);
+                }
                 let s = self
                     .by_port
                     .get(&port)
@@ -295,6 +350,8 @@ impl Core {
             last_rtp: now,
             timed_out: false,
             st: LegState::default(),
+            kflow: None,
+            kfail: false,
         };
         let la = self.legs.insert(mk(true, [s[0], s[1]]));
         let lb = self.legs.insert(mk(false, [s[2], s[3]]));
@@ -319,6 +376,7 @@ impl Core {
         let (Some(&la), Some(&lb)) = (self.by_port.get(&pair.a), self.by_port.get(&pair.b)) else {
             return Effect::None;
         };
+        self.unoffload_pair(la, now);
         self.by_port.remove(&pair.a);
         self.by_port.remove(&pair.b);
         let (Some(a), Some(b)) = (self.legs.remove(la), self.legs.remove(lb)) else {
@@ -429,7 +487,144 @@ impl Core {
         let slot = out;
         self.local[ctr::PACKETS_OUT] += 1;
         self.local[ctr::BYTES_OUT] += data.len() as u64;
+        if !is_rtcp && kind == Kind::Rtp && self.fast.is_some() {
+            self.maybe_offload(leg_i);
+        }
         Some(Forward { fd, slot, dst })
+    }
+
+    /// Both legs' RTP sources settled: hand both directions to the kernel fast path.
+    fn maybe_offload(&mut self, leg_i: u32) {
+        let Some((fast, ip)) = &self.fast else {
+            return;
+        };
+        let strict = self.strict;
+        let Some(leg) = self.legs.get(leg_i) else {
+            return;
+        };
+        let Some(peer) = self.legs.get(leg.peer) else {
+            return;
+        };
+        if leg.kflow.is_some() || leg.kfail || peer.kflow.is_some() || peer.kfail {
+            return;
+        }
+        // Both RTP sources validated (RFC 3550 A.1 probation): the kernel continues their
+        // sequence and jitter state.
+        if leg.st.rx.kernel_seed().is_none() || peer.st.rx.kernel_seed().is_none() {
+            return;
+        }
+        let (Some(SocketAddr::V4(src_l)), Some(SocketAddr::V4(src_p))) = (
+            leg.st.latch[Kind::Rtp as usize].settled(strict),
+            peer.st.latch[Kind::Rtp as usize].settled(strict),
+        ) else {
+            return;
+        };
+        let at_l = SocketAddrV4::new(*ip, leg.rtp_port());
+        let at_p = SocketAddrV4::new(*ip, peer.rtp_port());
+        let entry = |via: SocketAddrV4, to: SocketAddrV4, st: &LegState| {
+            let mut e = FlowEntry::new(via, to);
+            if let Some((ext, j16, _)) = st.rx.kernel_seed() {
+                e.ext_max = ext;
+                e.jitter16 = j16;
+                e.rate = st.clock_rate(st.last_pt);
+            }
+            e
+        };
+        let (k_l, e_l) = (FlowKey::new(at_l, src_l), entry(at_p, src_p, &leg.st));
+        let (k_p, e_p) = (FlowKey::new(at_p, src_p), entry(at_l, src_l, &peer.st));
+        let (peer_i, fast) = (leg.peer, fast.clone());
+        let ok = fast.install(&k_l, &e_l) && {
+            let ok = fast.install(&k_p, &e_p);
+            if !ok {
+                fast.remove(&k_l);
+            }
+            ok
+        };
+        for (i, key) in [(leg_i, k_l), (peer_i, k_p)] {
+            if let Some(l) = self.legs.get_mut(i) {
+                if ok {
+                    l.kflow = Some(KFlow {
+                        key,
+                        packets: 0,
+                        bytes: 0,
+                    });
+                } else {
+                    l.kfail = true;
+                }
+            }
+        }
+        if ok {
+            self.local[ctr::KERNEL_FLOWS] += 2;
+        } else {
+            tracing::debug!(port = at_l.port(), "relay: kernel fast path refused a flow");
+        }
+    }
+
+    /// Fold what the kernel forwarded for leg `i` (arriving at it) into its and its peer's
+    /// stats: counters, sequence/loss, jitter, and `last_rtp` (media timeout).
+    fn sync_leg(&mut self, i: u32, now: Instant) {
+        let Some((fast, _)) = &self.fast else {
+            return;
+        };
+        let Some(leg) = self.legs.get(i) else {
+            return;
+        };
+        let Some(kf) = leg.kflow else {
+            return;
+        };
+        let Some(e) = fast.read(&kf.key) else {
+            return;
+        };
+        let dp = e.packets.saturating_sub(kf.packets);
+        let db = e.bytes.saturating_sub(kf.bytes);
+        let peer_i = leg.peer;
+        if let Some(leg) = self.legs.get_mut(i) {
+            leg.kflow = Some(KFlow {
+                packets: e.packets,
+                bytes: e.bytes,
+                ..kf
+            });
+            if dp == 0 {
+                return;
+            }
+            leg.st.rtp_in += dp;
+            leg.st.rtp_bytes_in += db;
+            leg.st.rx.kernel_update(e.ext_max, dp, e.jitter16);
+            leg.last_rtp = now;
+        }
+        if let Some(peer) = self.legs.get_mut(peer_i) {
+            peer.st.rtp_out += dp;
+            peer.st.rtp_bytes_out += db;
+            peer.last_rtp = now;
+        }
+        self.local[ctr::PACKETS_IN] += dp;
+        self.local[ctr::PACKETS_OUT] += dp;
+        self.local[ctr::BYTES_IN] += db;
+        self.local[ctr::BYTES_OUT] += db;
+        self.local[ctr::KERNEL_PACKETS] += dp;
+    }
+
+    fn sync_pair(&mut self, i: u32, now: Instant) {
+        self.sync_leg(i, now);
+        if let Some(p) = self.legs.get(i).map(|l| l.peer) {
+            self.sync_leg(p, now);
+        }
+    }
+
+    /// Take the pair of leg `i` out of the kernel fast path (after a last sync).
+    fn unoffload_pair(&mut self, i: u32, now: Instant) {
+        self.sync_pair(i, now);
+        let Some((fast, _)) = &self.fast else {
+            return;
+        };
+        let fast = fast.clone();
+        let peer = self.legs.get(i).map(|l| l.peer);
+        for j in std::iter::once(i).chain(peer) {
+            if let Some(kf) = self.legs.get_mut(j).and_then(|l| l.kflow.take()) {
+                fast.remove(&kf.key);
+                self.local[ctr::KERNEL_FLOWS] = self.local[ctr::KERNEL_FLOWS].saturating_sub(1);
+            }
+        }
     }
 
     /// A datagram was received truncated (larger than the buffer): dropped.
@@ -448,6 +643,17 @@ impl Core {
     /// Media timeout scan: a pair with no RTP on either leg for `timeout` gets one
     /// `RelayEvent::MediaTimeout`; it is re-armed when media flows again.
     pub fn scan_timeouts(&mut self, now: Instant) {
+        if self.fast.is_some() {
+            let in_kernel: Vec<u32> = self
+                .legs
+                .iter()
+                .filter(|(_, l)| l.kflow.is_some())
+                .map(|(i, _)| i)
+                .collect();
+            for i in in_kernel {
+                self.sync_leg(i, now);
+            }
+        }
         let mut fired: Vec<u32> = Vec::new();
         for (i, l) in self.legs.iter() {
             if !l.is_a {

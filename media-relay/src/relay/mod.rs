@@ -35,6 +35,7 @@
 
 mod core;
 mod epoll;
+pub(crate) mod kernel;
 mod pool;
 pub mod quality;
 pub mod rtcp;
@@ -111,6 +112,21 @@ pub struct RelayTuning {
     /// packets/s with the relay on its own core, p99 added latency 0.25-0.63 ms off against
     /// 1.3-1.6 ms at 200 us, for ~15 % more CPU per packet; see BENCHMARKS.md).
     pub io_uring_batch_us: Option<u32>,
+    /// Forward settled RTP flows in the kernel (eBPF on the media interfaces; see
+    /// `relay/kernel.rs`). Default `Off` for the library; trunkline's config defaults to `Auto`.
+    pub kernel_forwarding: KernelForwarding,
+}
+
+/// Whether settled RTP flows are forwarded by an eBPF program in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelForwarding {
+    /// User space only.
+    #[default]
+    Off,
+    /// The kernel path when it loads (root, Linux 6.6+, IPv4 media address), else user space.
+    Auto,
+    /// The kernel path, or the relay does not start.
+    On,
 }
 
 impl RelayTuning {
@@ -152,6 +168,10 @@ pub struct RelayTotals {
     pub dropped_truncated: u64,
     pub send_errors: u64,
     pub media_timeouts: u64,
+    /// RTP packets forwarded by the kernel fast path (included in `packets_in`/`packets_out`).
+    pub kernel_packets: u64,
+    /// Flows (one direction of a pair each) in the kernel fast path now.
+    pub kernel_flows: u64,
     /// Open pairs.
     pub active_pairs: u64,
     /// Port pairs (RTP+RTCP) still free in the range.
@@ -225,6 +245,7 @@ pub struct Relay {
     closed: Arc<Mutex<VecDeque<ClosedPairStats>>>,
     /// Ports whose sockets the workers have closed, to go back to the pool.
     released: Arc<Mutex<Vec<u16>>>,
+    kernel: Option<Arc<kernel::KernelPath>>,
 }
 
 impl Relay {
@@ -248,6 +269,7 @@ impl Relay {
             cfg.workers
         };
         let batch_us = tuning.batch_us();
+        let kernel = Self::kernel_path(&cfg, tuning.kernel_forwarding)?;
         let use_uring = match cfg.backend {
             Backend::Epoll => false,
             Backend::IoUring => {
@@ -256,7 +278,7 @@ impl Relay {
             }
             Backend::Auto => match uring_probe() {
                 Ok(()) => {
-                    match Self::start_workers(&cfg, n, true, batch_us) {
+                    match Self::start_workers(&cfg, n, true, batch_us, kernel.clone()) {
                         Ok(r) => return Ok(r),
                         Err(e) => {
                             // e.g. RLIMIT_MEMLOCK too small for the rings on older kernels
@@ -271,7 +293,29 @@ impl Relay {
                 }
             },
         };
-        Self::start_workers(&cfg, n, use_uring, batch_us)
+        Self::start_workers(&cfg, n, use_uring, batch_us, kernel)
+    }
+
+    fn kernel_path(
+        cfg: &RelayConfig,
+        mode: KernelForwarding,
+    ) -> io::Result<Option<Arc<kernel::KernelPath>>> {
+        if mode == KernelForwarding::Off {
+            return Ok(None);
+        }
+        // one flow per RTP port of the range at most (its latched source)
+        let flows = (u32::from(cfg.port_max) - u32::from(cfg.port_min)) / 2 + 64;
+        match kernel::KernelPath::attach(cfg.address, flows) {
+            Ok(k) => Ok(Some(Arc::new(k))),
+            Err(e) if mode == KernelForwarding::On => Err(io::Error::new(
+                e.kind(),
+                format!("media.kernel_forwarding: on, but the kernel path failed: {e}"),
+            )),
+            Err(e) => {
+                tracing::info!("relay: kernel forwarding unavailable ({e}); user space only");
+                Ok(None)
+            }
+        }
     }
 
     fn start_workers(
@@ -279,6 +323,7 @@ impl Relay {
         n: usize,
         use_uring: bool,
         batch_us: u32,
+        kernel: Option<Arc<kernel::KernelPath>>,
     ) -> io::Result<Relay> {
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let closed = Arc::new(Mutex::new(VecDeque::new()));
@@ -296,6 +341,12 @@ impl Relay {
                 closed.clone(),
                 released.clone(),
             );
+            let core = match (&kernel, cfg.address) {
+                (Some(k), IpAddr::V4(ip)) => {
+                    core.with_fast_path(k.clone() as Arc<dyn core::FastPath>, ip)
+                }
+                _ => core,
+            };
             let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<Wake>>(1);
             let t = std::thread::Builder::new()
                 .name(format!("relay-{i}"))
@@ -332,7 +383,13 @@ impl Relay {
             events: ev_rx,
             closed,
             released,
+            kernel,
         })
+    }
+
+    /// The interfaces the kernel fast path is attached to, when it runs.
+    pub fn kernel_interfaces(&self) -> Option<&[String]> {
+        self.kernel.as_ref().map(|k| &k.interfaces[..])
     }
 
     /// "io_uring" or "epoll".
@@ -381,6 +438,8 @@ impl Relay {
             dropped_truncated: c[ctr::DROP_TRUNCATED],
             send_errors: c[ctr::SEND_ERRORS],
             media_timeouts: c[ctr::MEDIA_TIMEOUTS],
+            kernel_packets: c[ctr::KERNEL_PACKETS],
+            kernel_flows: c[ctr::KERNEL_FLOWS],
             active_pairs: active,
             ports_free: free,
             ports_total: total,
@@ -738,10 +797,12 @@ mod tests {
     fn batch_delay_from_tuning_wins_over_the_environment() {
         let t = RelayTuning {
             io_uring_batch_us: Some(0),
+            ..RelayTuning::default()
         };
         assert_eq!(t.batch_us(), 0);
         let t = RelayTuning {
             io_uring_batch_us: Some(750),
+            ..RelayTuning::default()
         };
         assert_eq!(t.batch_us(), 750);
     }

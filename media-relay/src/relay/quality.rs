@@ -185,6 +185,30 @@ impl RtpReceiver {
         self.transit = Some(transit);
     }
 
+    /// What the kernel fast path continues from: (extended highest sequence number, jitter x 16
+    /// in timestamp units, clock rate), or `None` before the source is validated.
+    pub(crate) fn kernel_seed(&self) -> Option<(u32, u32, u32)> {
+        if !self.started || self.probation > 0 {
+            return None;
+        }
+        let ext = self.cycles.wrapping_add(self.max_seq as u32);
+        Some((ext, (self.jitter * 16.0) as u32, self.clock_rate))
+    }
+
+    /// Fold in what the kernel fast path saw since the last call: `received` more packets, the
+    /// extended highest sequence number and jitter (x 16) it keeps (see `kernel_seed`).
+    pub(crate) fn kernel_update(&mut self, ext_max: u32, received: u64, jitter16: u32) {
+        self.received += received;
+        if !self.started || self.probation > 0 {
+            return;
+        }
+        self.cycles = ext_max & 0xffff_0000;
+        self.max_seq = ext_max as u16;
+        self.jitter = jitter16 as f64 / 16.0;
+        // the kernel measured transit against its own clock: start over on the next packet
+        self.transit = None;
+    }
+
     /// RFC 3550 A.3: `extended_max = cycles + max_seq; expected = extended_max - base_seq + 1`.
     pub fn expected(&self) -> u64 {
         if !self.started || self.probation > 0 {

@@ -137,6 +137,20 @@ impl Latch {
     pub fn latched(&self) -> Option<SocketAddr> {
         self.latched
     }
+
+    /// The source this latch accepts once it can no longer move: latched and the learning
+    /// window closed, or latched to the signalled address (sticky; the only one in strict
+    /// mode). `None` while the latch may still follow another source.
+    pub fn settled(&self, strict: bool) -> Option<SocketAddr> {
+        let l = self.latched?;
+        let sticky = Some(l) == self.expected && self.window != Window::Unarmed;
+        let fixed = if strict {
+            sticky
+        } else {
+            sticky || self.window == Window::Closed
+        };
+        fixed.then_some(l)
+    }
 }
 
 /// What the far end reported about the media it receives from the relay on this leg.
@@ -203,7 +217,7 @@ impl LegState {
         }
     }
 
-    fn clock_rate(&self, pt: u8) -> u32 {
+    pub(crate) fn clock_rate(&self, pt: u8) -> u32 {
         for &(p, r) in &self.rates {
             if p == pt && r > 0 {
                 return r;
