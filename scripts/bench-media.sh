@@ -6,8 +6,20 @@
 # blast / packets sent), loss, p50/p99 added latency, and the ratio to rtpengine.
 #
 # usage: scripts/bench-media.sh [--calls 500] [--pps 50] [--seconds 10] \
-#            [--sut rtpengine,trunkline,rtpfwd] [--backend auto] [--workers 0] [--repeat 1] [--pin]
+#            [--sut direct,rtpengine,trunkline,trunkline-user,rtpfwd] [--backend auto] [--workers 0] [--repeat 1] [--pin]
 #            [--batch-us N]   (trunkline's media.io_uring_batch_us; default: trunkline's own)
+#            [--kernel auto|on|off]   (trunkline's media.kernel_forwarding; default auto)
+#            [--load rtpblast|rtpload]
+#
+# --load rtpload: our benches/rtpload.c instead of the shared rtpblast.c: the same load and
+# report, but it sleeps between 1 ms send ticks instead of spinning, so the machine's busy time
+# is real work (see the "machine" columns below). rtpblast (default) is the issue's tool.
+#
+# SUT `direct`: rtpblast sending straight to itself, no relay: the machine's cost of the load
+# alone. Besides the relay process's own CPU, every row shows the whole machine's busy CPU per
+# packet (all processes, kernel and softirq included, from /proc/stat) and, when `direct` ran,
+# the part added by the relay ("added"): the honest figure for a kernel fast path, whose work
+# is done in the senders' and softirq context rather than in the relay process.
 #
 # --pin: the relay under test on CPU 1, rtpblast on CPU 0 (taskset), as an operator would keep
 # the load generator off the relay's core; without it the scheduler mixes them.
@@ -20,12 +32,14 @@ set -euo pipefail
 calls=500
 pps=50
 seconds=10
-suts="rtpengine,trunkline,rtpfwd"
+suts="direct,rtpengine,trunkline,trunkline-user,rtpfwd"
 backend=auto
 workers=0
 repeat=1
 pin=0
 batch=""
+kernel=auto
+load=rtpblast
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --calls) calls=$2; shift 2 ;;
@@ -37,7 +51,9 @@ while [[ $# -gt 0 ]]; do
         --repeat) repeat=$2; shift 2 ;;
         --pin) pin=1; shift ;;
         --batch-us) batch=$2; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --kernel) kernel=$2; shift 2 ;;
+        --load) load=$2; shift 2 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "bench-media: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -46,11 +62,14 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 peers="$repo/../shared/peers/kamailio-rtpengine"
 [[ -d $peers ]] || peers=/work/shared/peers/kamailio-rtpengine
 
-if [[ -z ${BENCH_IN_NETNS:-} ]] && unshare -rn true 2>/dev/null; then
-    exec unshare -rn env BENCH_IN_NETNS=1 bash "$0" --calls "$calls" --pps "$pps" \
+# A private network namespace; as root without a user namespace (eBPF needs real privileges).
+ns=(unshare -rn)
+[[ $EUID -eq 0 ]] && ns=(unshare -n)
+if [[ -z ${BENCH_IN_NETNS:-} ]] && "${ns[@]}" true 2>/dev/null; then
+    exec "${ns[@]}" env BENCH_IN_NETNS=1 bash "$0" --calls "$calls" --pps "$pps" \
         --seconds "$seconds" --sut "$suts" --backend "$backend" --workers "$workers" \
         --repeat "$repeat" $([[ $pin -eq 1 ]] && echo --pin) \
-        $([[ -n $batch ]] && echo "--batch-us $batch")
+        $([[ -n $batch ]] && echo "--batch-us $batch") --kernel "$kernel" --load "$load"
 fi
 [[ -n ${BENCH_IN_NETNS:-} ]] && ip link set lo up
 
@@ -61,6 +80,8 @@ for tool in rtpblast rtpfwd; do
         gcc -O2 -o "$out/$tool" "$peers/$tool.c"
     fi
 done
+gcc -O2 -o "$out/rtpload" "$repo/benches/rtpload.c"
+case "$load" in rtpblast|rtpload) ;; *) echo "bench-media: --load rtpblast|rtpload" >&2; exit 2 ;; esac
 
 pids_started=()
 cleanup() {
@@ -96,22 +117,32 @@ if [[ $pin -eq 1 ]]; then
     blast_cpu=(taskset -c 0)
 fi
 
+busy() {  # busy jiffies of the whole machine: user nice system irq softirq steal
+    local _c u n s i io irq sirq st
+    read -r _c u n s i io irq sirq st _ </proc/stat
+    echo $((u + n + s + irq + sirq + st))
+}
+
 rows=()
-declare -A cpu_of
-blast() {  # name pid callsfile
-    local name=$1 pid=$2 file=$3 t0 t1 res us
-    t0=$(ticks "$pid")
-    res=$("${blast_cpu[@]}" "$out/rtpblast" --pps "$pps" --seconds "$seconds" <"$file")
-    t1=$(ticks "$pid")
+declare -A cpu_of sys_of
+blast() {  # name pid callsfile  (pid 0: no relay process)
+    local name=$1 pid=$2 file=$3 t0=0 t1=0 b0 b1 res us sys
+    [[ $pid -ne 0 ]] && t0=$(ticks "$pid")
+    b0=$(busy)
+    res=$("${blast_cpu[@]}" "$out/$load" --pps "$pps" --seconds "$seconds" <"$file")
+    b1=$(busy)
+    [[ $pid -ne 0 ]] && t1=$(ticks "$pid")
     local sent lost p50 p99
     sent=$(grep -o 'sent=[0-9]*' <<<"$res" | cut -d= -f2)
     lost=$(grep -o 'loss_pct=[0-9.]*' <<<"$res" | cut -d= -f2)
     p50=$(grep -o 'lat_us_p50=[0-9]*' <<<"$res" | cut -d= -f2)
     p99=$(grep -o 'lat_us_p99=[0-9]*' <<<"$res" | cut -d= -f2)
     us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$sent" 'BEGIN{printf "%.2f", t / hz * 1e6 / n}')
+    sys=$(awk -v t=$((b1 - b0)) -v hz="$hz" -v n="$sent" 'BEGIN{printf "%.2f", t / hz * 1e6 / n}')
     cpu_of[$name]=$us
-    rows+=("$(printf '%-22s %8s %10s %8s %10s %10s' "$name" "$sent" "$us" "$lost" "$p50" "$p99")")
-    echo "bench-media: $name: $res cpu_per_packet_us=$us (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    sys_of[$name]=$sys
+    rows+=("$name $sent $us $sys $lost $p50 $p99")
+    echo "bench-media: $name: $res cpu_per_packet_us=$us machine_per_packet_us=$sys (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 }
 
 run_rtpengine() {
@@ -127,7 +158,8 @@ run_rtpengine() {
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-run_trunkline() {
+run_trunkline() {  # [kernel_forwarding]
+    local kmode=${1:-$kernel}
     local bin="$repo/target/release/trunkline"
     [[ -x $bin ]] || { echo "bench-media: build it first: cargo build --release" >&2; return 1; }
     cat >"$out/trunkline.yaml" <<EOF
@@ -140,6 +172,7 @@ media:
   workers: $workers
   ng_listen: 127.0.0.1:12223
 ${batch:+  io_uring_batch_us: $batch}
+  kernel_forwarding: $kmode
 trunks:
   pbx: { address: 127.0.0.1:15080, transport: udp }
 dialplan:
@@ -154,8 +187,15 @@ EOF
     local be
     be=$(sed 's/\x1b\[[0-9;]*m//g' "$out/trunkline.log" | grep -o 'backend="[a-z_]*"' \
         | head -1 | cut -d'"' -f2 || true)
-    blast "trunkline-${be:-$backend}" "$pid" "$out/calls-trunkline.txt"
-    cpu_of[trunkline]=${cpu_of[trunkline-${be:-$backend}]}
+    be=${be:-$backend}
+    if sed 's/\x1b\[[0-9;]*m//g' "$out/trunkline.log" | grep -q 'kernel_forwarding=ebpf'; then
+        be="$be+ebpf"
+    fi
+    blast "trunkline-$be" "$pid" "$out/calls-trunkline.txt"
+    if [[ $kmode != off ]]; then
+        cpu_of[trunkline]=${cpu_of[trunkline-$be]}
+        sys_of[trunkline]=${sys_of[trunkline-$be]}
+    fi
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
@@ -170,23 +210,43 @@ for i in range($calls): print(10000+2*i, 30000+4*i, 20000+2*i, 30002+4*i)" >"$ou
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+run_direct() {  # the load alone: each side sends straight to the other, no relay
+    python3 -c "
+for i in range($calls): print(10000+2*i, 20000+2*i, 20000+2*i, 10000+2*i)" >"$out/calls-direct.txt"
+    blast direct 0 "$out/calls-direct.txt"
+}
+
 for ((r = 1; r <= repeat; r++)); do
     IFS=, read -r -a list <<<"$suts"
     for s in "${list[@]}"; do
         case "$s" in
             rtpengine) run_rtpengine ;;
             trunkline) run_trunkline ;;
+            trunkline-user) run_trunkline off ;;
             rtpfwd) run_rtpfwd ;;
+            direct) run_direct ;;
             *) echo "bench-media: unknown SUT $s" >&2; exit 2 ;;
         esac
     done
 done
 
 echo
-echo "calls=$calls pps/leg=$pps seconds=$seconds pinned=$pin offered=$((calls * 2 * pps)) packets/s  (logs: $out)"
-printf '%-22s %8s %10s %8s %10s %10s\n' SUT packets "cpu/pkt us" "loss %" "p50 us" "p99 us"
-for r in "${rows[@]}"; do echo "$r"; done
+echo "load=$load calls=$calls pps/leg=$pps seconds=$seconds pinned=$pin offered=$((calls * 2 * pps)) packets/s  (logs: $out)"
+printf '%-26s %8s %10s %10s %10s %8s %9s %9s\n' SUT packets "proc us" "machine us" \
+    "added us" "loss %" "p50 us" "p99 us"
+base=${sys_of[direct]:-}
+for r in "${rows[@]}"; do
+    read -r name sent us sys lost p50 p99 <<<"$r"
+    added=-
+    [[ -n $base && $name != direct ]] && added=$(awk -v a="$sys" -v b="$base" 'BEGIN{printf "%.2f", a - b}')
+    printf '%-26s %8s %10s %10s %10s %8s %9s %9s\n' "$name" "$sent" "$us" "$sys" "$added" "$lost" "$p50" "$p99"
+done
+echo "(proc: CPU of the relay process per packet; machine: all CPUs busy per packet; added: machine - direct)"
 if [[ -n ${cpu_of[rtpengine]:-} && -n ${cpu_of[trunkline]:-} ]]; then
     awk -v a="${cpu_of[trunkline]}" -v b="${cpu_of[rtpengine]}" \
-        'BEGIN{printf "trunkline / rtpengine CPU per packet (last run of each): %.2f\n", a / b}'
+        'BEGIN{printf "trunkline / rtpengine, relay process CPU per packet (last run of each): %.2f\n", a / b}'
+    if [[ -n $base ]]; then
+        awk -v a="${sys_of[trunkline]}" -v b="${sys_of[rtpengine]}" -v d="$base" \
+            'BEGIN{printf "trunkline / rtpengine, machine CPU added per packet (last run of each): %.2f\n", (a - d) / (b - d)}'
+    fi
 fi

@@ -1488,6 +1488,21 @@ fn media_workers_and_batching_delay() {
     let c = from_yaml(&set("  strict_source: true\n"), "t.yaml").unwrap();
     assert!(c.media.strict_source);
     assert_err(&set("  strict_source: maybe\n"), 8, 18, "strict_source");
+    assert_eq!(c.media.kernel_forwarding, KernelForwarding::Auto, "default");
+    for (v, want) in [
+        ("auto", KernelForwarding::Auto),
+        ("on", KernelForwarding::On),
+        ("off", KernelForwarding::Off),
+    ] {
+        let c = from_yaml(&set(&format!("  kernel_forwarding: {v}\n")), "t.yaml").unwrap();
+        assert_eq!(c.media.kernel_forwarding, want, "{v}");
+    }
+    assert_err(
+        &set("  kernel_forwarding: xdp\n"),
+        8,
+        22,
+        "kernel_forwarding",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -268,3 +268,154 @@ macro_rules! kernel_tests {
 
 kernel_tests!(epoll, Backend::Epoll, 47000);
 kernel_tests!(io_uring, Backend::IoUring, 47400);
+
+// ---------------------------------------------------------------------------------------------
+// Across network namespaces: the routed (non-loopback) paths of the program
+
+mod netns {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::process::Command;
+
+    fn ip(args: &[&str]) {
+        let st = Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip (iproute2)");
+        assert!(st.success(), "ip {args:?} failed");
+    }
+
+    /// Named namespaces for the two endpoints, deleted (with their veth ends) on drop.
+    struct Hosts {
+        names: Vec<String>,
+    }
+
+    impl Drop for Hosts {
+        fn drop(&mut self) {
+            for n in &self.names {
+                let _ = Command::new("ip").args(["netns", "del", n]).status();
+            }
+        }
+    }
+
+    /// A UDP socket bound to `addr` inside the named namespace `ns`.
+    fn socket_in(ns: &str, addr: &str) -> UdpSocket {
+        let path = format!("/run/netns/{ns}");
+        let addr = addr.to_string();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).expect("netns handle");
+            // SAFETY: setns on this (short-lived) thread only, with a valid namespace fd.
+            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            let s = UdpSocket::bind(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(1000)))
+                .unwrap();
+            s
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Relay in its own namespace with two routed interfaces: A (10.77.1.2) behind `ra`
+    /// (10.77.1.1, the media address) and B (10.77.2.2) behind `rb` (10.77.2.1). B reaches
+    /// the media address through `rb`, so once in the kernel, B -> A packets arrive on one
+    /// interface and must leave through the other (route lookup + neighbour redirect), and A's
+    /// packets to a peer on the relay host itself must go through loopback. Both checked.
+    #[test]
+    fn kernel_path_routes_between_interfaces_and_to_local_peers() {
+        let body = || {
+            // SAFETY: moves only this test's thread into a fresh network namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if std::env::var_os("TRUNKLINE_NO_BPF").is_some() {
+                    println!("SKIP (TRUNKLINE_NO_BPF): unshare: {e}");
+                    return;
+                }
+                panic!("unshare(CLONE_NEWNET): {e} (needs root)");
+            }
+            let tag = format!("{}", std::process::id());
+            let (na, nb) = (format!("tlka{tag}"), format!("tlkb{tag}"));
+            ip(&["link", "set", "lo", "up"]);
+            let _hosts = Hosts {
+                names: vec![na.clone(), nb.clone()],
+            };
+            for (ns, r, e, net) in [(&na, "ra", "ea", "10.77.1"), (&nb, "rb", "eb", "10.77.2")] {
+                ip(&["netns", "add", ns]);
+                ip(&["link", "add", r, "type", "veth", "peer", "name", e]);
+                ip(&["link", "set", e, "netns", ns]);
+                ip(&["addr", "add", &format!("{net}.1/24"), "dev", r]);
+                ip(&["link", "set", r, "up"]);
+                ip(&["-n", ns, "link", "set", "lo", "up"]);
+                ip(&["-n", ns, "addr", "add", &format!("{net}.2/24"), "dev", e]);
+                ip(&["-n", ns, "link", "set", e, "up"]);
+                ip(&[
+                    "-n",
+                    ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("{net}.1"),
+                ]);
+            }
+            let cfg = RelayConfig {
+                address: "10.77.1.1".parse().unwrap(),
+                port_min: 40000,
+                port_max: 40099,
+                backend: Backend::Epoll,
+                workers: 1,
+                timeout: Duration::from_secs(60),
+                strict_source: false,
+            };
+            let tuning = RelayTuning {
+                kernel_forwarding: KernelForwarding::On,
+                ..RelayTuning::default()
+            };
+            let r = Relay::start_with(cfg, &tuning).expect("relay with the kernel path");
+            let ifs = r.kernel_interfaces().unwrap().to_vec();
+            for want in ["lo", "ra", "rb"] {
+                assert!(ifs.iter().any(|i| i == want), "{want} in {ifs:?}");
+            }
+            let media = |port: u16| -> SocketAddr { format!("10.77.1.1:{port}").parse().unwrap() };
+            // `kernel`: how many of the 80 packets must have gone through the kernel at least
+            let run = |x: &UdpSocket, y: &UdpSocket, kernel: u64| {
+                let pair = r.open_pair().unwrap();
+                r.set_remote(pair.a, x.local_addr().unwrap(), None).unwrap();
+                r.set_remote(pair.b, y.local_addr().unwrap(), None).unwrap();
+                let before = r.totals().kernel_packets;
+                for i in 0..40u16 {
+                    let p = rtp(i, i as u32 * 160, 0x1111);
+                    x.send_to(&p, media(pair.a)).unwrap();
+                    let (got, from) = recv(y).unwrap_or_else(|| panic!("y misses packet {i}"));
+                    assert_eq!((got, from), (p, media(pair.b)));
+                    let q = rtp(500 + i, i as u32 * 160, 0x2222);
+                    y.send_to(&q, media(pair.b)).unwrap();
+                    let (got, from) = recv(x).unwrap_or_else(|| panic!("x misses packet {i}"));
+                    assert_eq!((got, from), (q, media(pair.a)));
+                }
+                let sa = r.stats(pair.a).unwrap();
+                assert_eq!(sa.rtp_packets_in, 40);
+                let t = wait_totals(&r, |t| t.kernel_packets >= before + kernel);
+                assert!(
+                    t.kernel_packets >= before + kernel,
+                    "{kernel} packets through the kernel: {t:?}"
+                );
+                r.close_pair(pair);
+            };
+            // A (outside, via ra) <-> B (outside, via rb): both directions in the kernel
+            let a = socket_in(&na, "10.77.1.2:0");
+            let b = socket_in(&nb, "10.77.2.2:0");
+            run(&a, &b, 70);
+            // A (outside) <-> a peer on the relay's own host and address: A's packets go up
+            // through user space (the kernel can only hand a packet to a local socket on the
+            // loopback interface), the local peer's leave through the kernel out of `ra`
+            let local = UdpSocket::bind("10.77.1.1:0").unwrap();
+            local
+                .set_read_timeout(Some(Duration::from_millis(1000)))
+                .unwrap();
+            run(&a, &local, 35);
+            r.shutdown();
+        };
+        std::thread::spawn(body).join().unwrap();
+    }
+}

@@ -10,7 +10,11 @@
 //! IPv4/UDP addresses and ports rewritten (checksums updated incrementally), is counted, and its
 //! RTP sequence number and timestamp feed the same passive loss / jitter estimate (RFC 3550
 //! A.1/A.8) the user-space path keeps; then it goes up the stack to a local destination, or is
-//! redirected out of the interface the kernel's route lookup names. Anything else — RTCP
+//! redirected out of the interface towards a remote one (route looked up over rtnetlink when
+//! the flow is installed, next hop's MAC from the neighbour table per packet, via
+//! `bpf_redirect_neigh`). A local destination is served from the loopback interface only: a
+//! packet from outside for a peer on the relay's own host stays in user space (its rewritten
+//! source, a local address, would be a martian on an outside interface). Anything else — RTCP
 //! (including RTCP multiplexed on the RTP port), IPv6, IP options or fragments, packets from any
 //! other source (bleed attempts), unknown ports — goes on to the sockets unchanged, so user space
 //! sees it and applies its policy. A new offer (set_remote) or a closed pair removes the entries
@@ -80,8 +84,10 @@ pub(crate) struct FlowEntry {
     pub transit: u32, // 48
     /// Bit 0: `transit` is valid.
     pub flags: u32, // 52
-    /// Packets sent out of another interface (route lookup), not delivered locally.
-    pub redirected: u64, // 56
+    /// Interface towards a remote destination (0: the destination is local).
+    pub oif: u32, // 56
+    /// Next hop towards it (the gateway, or the destination itself on-link).
+    nexthop: [u8; 4], // 60
 }
 
 const KEY_SIZE: u32 = std::mem::size_of::<FlowKey>() as u32;
@@ -252,13 +258,13 @@ const KTIME_GET_NS: i32 = 5;
 const SKB_STORE_BYTES: i32 = 9;
 const L3_CSUM_REPLACE: i32 = 10;
 const L4_CSUM_REPLACE: i32 = 11;
-const REDIRECT: i32 = 23;
 const SKB_LOAD_BYTES: i32 = 26;
-const FIB_LOOKUP: i32 = 69;
+const REDIRECT_NEIGH: i32 = 152;
 
 const F_PSEUDO_HDR: i32 = 0x10;
 const F_MARK_MANGLED_0: i32 = 0x20;
-const FIB_LOOKUP_OUTPUT: i32 = 0x2;
+/// The loopback interface's index in every network namespace.
+const LOOPBACK_IFINDEX: i32 = 1;
 
 /// tcx verdicts
 const TCX_NEXT: i32 = -1;
@@ -272,10 +278,9 @@ fn program(map_fd: i32) -> Vec<u64> {
     const FP: u8 = 10;
     // Stack: packet copy at PKT (54 bytes: Ethernet 14 + IPv4 20 + UDP 8 + RTP 12), placed so
     // that the IPv4 addresses are 4-byte aligned (the verifier wants aligned stack accesses);
-    // table key at KEY; route lookup parameters (struct bpf_fib_lookup, 64 bytes) at FIB.
+    // table key at KEY, later reused for the next hop of a redirect (20 bytes).
     const PKT: i16 = -66;
     const KEY: i16 = -88;
-    const FIB: i16 = -152;
     const COPY: i32 = 54;
 
     a.mov(6, 1); // r6 = skb
@@ -320,6 +325,14 @@ fn program(map_fd: i32) -> Vec<u64> {
     a.call(MAP_LOOKUP_ELEM);
     a.jmp_imm(JEQ, 0, 0, "next");
     a.mov(7, 0); // r7 = entry
+                 // A local destination is reached only from the loopback interface: on any other, a packet
+                 // whose source becomes a local address would be dropped as a martian. User space forwards
+                 // those (a peer on the relay's host, the other peer outside).
+    a.ldx(W, 1, 7, 56);
+    a.jmp_imm(JNE, 1, 0, "count");
+    a.ldx(W, 1, 6, 36); // skb->ingress_ifindex
+    a.jmp_imm(JNE, 1, LOOPBACK_IFINDEX, "next");
+    a.label("count");
 
     // counters
     a.mov_imm(1, 1);
@@ -417,42 +430,23 @@ fn program(map_fd: i32) -> Vec<u64> {
     a.call(SKB_STORE_BYTES);
     a.jmp_imm(JNE, 0, 0, "drop");
 
-    // where to: a local address goes up the stack; anything else out of the interface the
-    // kernel routes it to, with that next hop's MAC addresses
-    a.mov_imm(1, 0);
-    for i in 0..8 {
-        a.stx(DW, FP, FIB + 8 * i, 1);
-    }
-    a.st_imm(B, FP, FIB, libc::AF_INET);
-    a.st_imm(B, FP, FIB + 1, 17);
-    a.ldx(W, 1, 6, 36); // skb->ingress_ifindex
-    a.stx(W, FP, FIB + 8, 1);
-    a.ldx(W, 1, 7, 0);
-    a.stx(W, FP, FIB + 16, 1);
-    a.ldx(W, 1, 7, 4);
-    a.stx(W, FP, FIB + 32, 1);
-    a.mov(1, 6);
-    a.mov(2, FP);
-    a.alu_imm(ADD, 2, FIB as i32);
-    a.mov_imm(3, 64);
-    a.mov_imm(4, FIB_LOOKUP_OUTPUT);
-    a.call(FIB_LOOKUP);
-    a.jmp_imm(JNE, 0, 0, "pass");
-    for (at, mac) in [(0, FIB + 58), (6, FIB + 52)] {
-        a.mov(1, 6);
-        a.mov_imm(2, at);
-        a.mov(3, FP);
-        a.alu_imm(ADD, 3, mac as i32);
-        a.mov_imm(4, 6);
-        a.mov_imm(5, 0);
-        a.call(SKB_STORE_BYTES);
-        a.jmp_imm(JNE, 0, 0, "drop");
-    }
-    a.mov_imm(1, 1);
-    a.atomic_add64(7, 56, 1);
-    a.ldx(W, 1, FP, FIB + 8);
+    // Where to (the route user space looked up at install): a remote destination leaves
+    // through its interface, the next hop's MAC from the neighbour table; a local one (the
+    // packet came in on loopback) goes up the stack.
+    a.ldx(W, 1, 7, 56);
+    a.jmp_imm(JEQ, 1, 0, "pass");
+    // struct bpf_redir_neigh { u32 nh_family; be32 ipv4_nh; u32 pad[3] } (20 bytes) at KEY
+    a.st_imm(W, FP, KEY, libc::AF_INET);
+    a.ldx(W, 2, 7, 60);
+    a.stx(W, FP, KEY + 4, 2);
     a.mov_imm(2, 0);
-    a.call(REDIRECT);
+    a.stx(DW, FP, KEY + 8, 2);
+    a.stx(W, FP, KEY + 16, 2);
+    a.mov(2, FP);
+    a.alu_imm(ADD, 2, KEY as i32);
+    a.mov_imm(3, 20);
+    a.mov_imm(4, 0);
+    a.call(REDIRECT_NEIGH);
     a.exit();
 
     a.label("pass");
@@ -539,6 +533,8 @@ fn fd_of(r: i64) -> OwnedFd {
 /// The loaded program, its table and its attachments. Dropping it detaches the program.
 pub struct KernelPath {
     map: OwnedFd,
+    /// rtnetlink socket of the relay's network namespace, for route lookups at install.
+    rtnl: std::sync::Mutex<OwnedFd>,
     _prog: OwnedFd,
     _links: Vec<OwnedFd>,
     /// Names of the interfaces the program is attached to (for the log).
@@ -555,7 +551,7 @@ impl std::fmt::Debug for KernelPath {
 
 impl KernelPath {
     /// Load the program with a table of `max_flows` entries and attach it to the ingress of the
-    /// interfaces that carry media for `address` (see [`media_interfaces`]).
+    /// interfaces media for `address` can arrive on (see [`media_interfaces`]).
     pub fn attach(address: IpAddr, max_flows: u32) -> io::Result<KernelPath> {
         let IpAddr::V4(v4) = address else {
             return Err(io::Error::new(
@@ -637,14 +633,29 @@ impl KernelPath {
         }
         Ok(KernelPath {
             map,
+            rtnl: std::sync::Mutex::new(rtnetlink_socket()?),
             _prog: prog,
             _links: links,
             interfaces: names,
         })
     }
 
-    /// Add or replace a flow.
+    /// Add or replace a flow. The route to its destination is looked up now: the interface
+    /// and next hop stay in the entry (a route change reaches flows installed afterwards).
     pub fn install(&self, key: &FlowKey, entry: &FlowEntry) -> io::Result<()> {
+        let mut entry = *entry;
+        let dst = Ipv4Addr::from(entry.new_daddr);
+        match self.route(dst)? {
+            Route::Local => {
+                entry.oif = 0;
+                entry.nexthop = [0; 4];
+            }
+            Route::Via { oif, nexthop } => {
+                entry.oif = oif;
+                entry.nexthop = nexthop.octets();
+            }
+        }
+        let entry = &entry;
         bpf(
             BPF_MAP_UPDATE_ELEM,
             Attr::new()
@@ -692,10 +703,140 @@ impl super::core::FastPath for KernelPath {
     }
 }
 
-/// Interfaces on whose ingress media for `address` arrives: the loopback interface (local
-/// peers always reach a local address through it) and every interface that has `address`.
+/// Where the kernel routes a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Local,
+    Via { oif: u32, nexthop: Ipv4Addr },
+}
+
+fn rtnetlink_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor we just created.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tv = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: valid option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    Ok(fd)
+}
+
+impl KernelPath {
+    /// `ip route get <dst>` over rtnetlink: local, or out of which interface via which hop.
+    fn route(&self, dst: Ipv4Addr) -> io::Result<Route> {
+        let fd = self
+            .rtnl
+            .lock()
+            .map_err(|_| io::Error::other("rtnetlink lock"))?;
+        // nlmsghdr (16) + rtmsg (12) + rtattr RTA_DST (8)
+        let mut req = [0u8; 36];
+        req[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        req[4..6].copy_from_slice(&(libc::RTM_GETROUTE).to_ne_bytes());
+        req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+        req[16] = libc::AF_INET as u8;
+        req[17] = 32; // rtm_dst_len
+        req[28..30].copy_from_slice(&8u16.to_ne_bytes());
+        req[30..32].copy_from_slice(&(libc::RTA_DST).to_ne_bytes());
+        req[32..36].copy_from_slice(&dst.octets());
+        // SAFETY: sending from a valid buffer on our socket (to the kernel: no address needed).
+        let n = unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = [0u8; 4096];
+        // SAFETY: receiving into a valid buffer.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        parse_route(&buf[..n as usize], dst)
+    }
+}
+
+/// The answer to an RTM_GETROUTE request (one message).
+fn parse_route(b: &[u8], dst: Ipv4Addr) -> io::Result<Route> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "rtnetlink: short answer");
+    let u16_at =
+        |o: usize| -> Option<u16> { Some(u16::from_ne_bytes([*b.get(o)?, *b.get(o + 1)?])) };
+    let len = (u16_at(0).ok_or_else(bad)? as usize).min(b.len());
+    let ty = u16_at(4).ok_or_else(bad)?;
+    if ty == libc::NLMSG_ERROR as u16 {
+        let code = i32::from_ne_bytes(
+            b.get(16..20)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        );
+        return Err(io::Error::new(
+            io::Error::from_raw_os_error(-code).kind(),
+            format!("no route to {dst}: {}", io::Error::from_raw_os_error(-code)),
+        ));
+    }
+    if ty != libc::RTM_NEWROUTE {
+        return Err(bad());
+    }
+    let rtm_type = *b.get(23).ok_or_else(bad)?;
+    if rtm_type == libc::RTN_LOCAL {
+        return Ok(Route::Local);
+    }
+    if rtm_type != libc::RTN_UNICAST {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("route to {dst} is of type {rtm_type}"),
+        ));
+    }
+    let (mut oif, mut gw) = (0u32, None);
+    let mut o = 28;
+    while o + 4 <= len {
+        let alen = u16_at(o).ok_or_else(bad)? as usize;
+        let aty = u16_at(o + 2).ok_or_else(bad)?;
+        if alen < 4 || o + alen > len {
+            break;
+        }
+        let data = &b[o + 4..o + alen];
+        if aty == libc::RTA_OIF && data.len() >= 4 {
+            oif = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
+        } else if aty == libc::RTA_GATEWAY && data.len() >= 4 {
+            gw = Some(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+        }
+        o += (alen + 3) & !3;
+    }
+    if oif == 0 {
+        return Err(bad());
+    }
+    Ok(Route::Via {
+        oif,
+        nexthop: gw.unwrap_or(dst),
+    })
+}
+
+/// Interfaces on whose ingress media for `address` can arrive: the loopback interface (local
+/// peers always reach a local address through it) and every interface that is up with an IPv4
+/// address (a multi-homed host receives packets for `address` on any of them). Interfaces
+/// added later are not covered (their packets go through user space).
 fn media_interfaces(address: Ipv4Addr) -> io::Result<Vec<(u32, String)>> {
     let mut out: HashMap<u32, String> = HashMap::new();
+    let mut found = address.is_loopback();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills a list we free below.
     if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
@@ -716,13 +857,17 @@ fn media_interfaces(address: Ipv4Addr) -> io::Result<Vec<(u32, String)>> {
         // SAFETY: ifa_addr points to a sockaddr whose family we check before the cast.
         let fam = unsafe { (*ifa.ifa_addr).sa_family } as i32;
         let loopback = ifa.ifa_flags & libc::IFF_LOOPBACK as u32 != 0;
-        let mut has = false;
-        if fam == libc::AF_INET {
-            // SAFETY: family AF_INET means a sockaddr_in.
-            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-            has = sin.sin_addr.s_addr.to_ne_bytes() == address.octets();
+        let up = ifa.ifa_flags & libc::IFF_UP as u32 != 0;
+        if fam != libc::AF_INET {
+            continue;
         }
-        if loopback || has {
+        // SAFETY: family AF_INET means a sockaddr_in.
+        let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+        let has = sin.sin_addr.s_addr.to_ne_bytes() == address.octets();
+        if has {
+            found = true;
+        }
+        if loopback || up {
             let c = std::ffi::CString::new(name.clone()).unwrap_or_default();
             // SAFETY: valid NUL-terminated string.
             let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -733,7 +878,7 @@ fn media_interfaces(address: Ipv4Addr) -> io::Result<Vec<(u32, String)>> {
     }
     // SAFETY: the list from getifaddrs above.
     unsafe { libc::freeifaddrs(ifap) };
-    if out.is_empty() {
+    if !found || out.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("no interface has {address}"),
@@ -841,7 +986,8 @@ mod tests {
         assert_eq!(got.ext_max, 104);
         assert_eq!(got.flags & 1, 1);
         assert!(got.last_ns > 0 && got.last_ns <= monotonic_ns());
-        assert_eq!(got.redirected, 0);
+        assert_eq!(got.oif, 0, "a local destination");
+        assert_eq!(kp.route(Ipv4Addr::new(127, 0, 0, 1)).unwrap(), Route::Local);
         // removed: the next packet reaches the relay socket
         kp.remove(&key);
         a.send_to(&rtp(200, 0, 0), v4(&relay_a)).unwrap();
