@@ -223,7 +223,12 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
                 Some(0.0),
                 "sessions left after BYE (rtpengine_delete):\n{m}"
             );
-            let fwd = metric(&m, "trunkline_relay_packets_forwarded_total", &[]).unwrap_or(0.0);
+            let fwd = metric(
+                &m,
+                "trunkline_relay_packets_forwarded_total",
+                &[("kind", "all")],
+            )
+            .unwrap_or(0.0);
             assert!(
             fwd >= (calls * 150) as f64,
             "RTP through the relay: {fwd} packets forwarded for {calls} calls of 100 packets echoed"

@@ -564,8 +564,18 @@ fn rtp_end_to_end(net: &Net, backend: &str, workers: usize, batch_us: u32) {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let packets = metric(&body, "trunkline_relay_packets_forwarded_total", &[]).unwrap_or(0.0);
-    let bytes = metric(&body, "trunkline_relay_bytes_forwarded_total", &[]).unwrap_or(0.0);
+    let packets = metric(
+        &body,
+        "trunkline_relay_packets_forwarded_total",
+        &[("kind", "all")],
+    )
+    .unwrap_or(0.0);
+    let bytes = metric(
+        &body,
+        "trunkline_relay_bytes_forwarded_total",
+        &[("kind", "all")],
+    )
+    .unwrap_or(0.0);
     assert!(
         packets >= moved,
         "packets forwarded {packets} < {moved}:\n{body}"
@@ -587,6 +597,29 @@ fn rtp_end_to_end(net: &Net, backend: &str, workers: usize, batch_us: u32) {
         Some(0.0),
         "the call's relay ports are released"
     );
+    // As root the kernel fast path (media.kernel_forwarding: auto) carries the settled RTP,
+    // and the counters above include what it forwarded.
+    let kernel = metric(
+        &body,
+        "trunkline_relay_packets_forwarded_total",
+        &[("kind", "kernel")],
+    )
+    .unwrap_or(0.0);
+    if is_root() && std::env::var_os("TRUNKLINE_NO_BPF").is_none() {
+        assert!(
+            log.contains("kernel_forwarding=ebpf"),
+            "as root the kernel path runs (TRUNKLINE_NO_BPF=1 where it cannot):\n{log}"
+        );
+        assert!(
+            kernel >= 80.0,
+            "most of the 100 RTP packets went through the kernel: {kernel}\n{body}"
+        );
+        assert_eq!(
+            metric(&body, "trunkline_relay_kernel_flows", &[]),
+            Some(0.0),
+            "the call's kernel flows are removed"
+        );
+    }
     tl.assert_alive();
 }
 
@@ -889,7 +922,12 @@ fn sipp_rtp_stream_echoed_through_relay() {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        let fwd = metric(&body, "trunkline_relay_packets_forwarded_total", &[]).unwrap_or(0.0);
+        let fwd = metric(
+            &body,
+            "trunkline_relay_packets_forwarded_total",
+            &[("kind", "all")],
+        )
+        .unwrap_or(0.0);
         // A -> B is at most the 100 packets played; more than 180 means the echo came back.
         assert!(
             (180.0..=210.0).contains(&fwd),

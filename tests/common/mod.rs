@@ -76,11 +76,30 @@ impl Net {
 /// Block size of the host-port fallback: every offset `Net` uses is below it.
 const BLOCK: u16 = 2100;
 
+/// `unshare` flags for a private network namespace: as root a plain one (`-n`), so that what
+/// needs real privileges inside works (the relay's eBPF kernel path); otherwise a user
+/// namespace with it (`-rn`).
+fn unshare_flags() -> &'static str {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        "-n"
+    } else {
+        "-rn"
+    }
+}
+
+/// Whether this process runs as root (the relay's kernel path is expected to work then).
+#[allow(dead_code)]
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 fn unshare_works() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
         Command::new("unshare")
-            .args(["-rn", "true"])
+            .args([unshare_flags(), "true"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -181,7 +200,7 @@ pub fn isolated(test: &str, required: bool, body: impl FnOnce(&Net)) {
     }
     let exe = std::env::current_exe().expect("current_exe");
     let out = Command::new("unshare")
-        .args(["-rn", "--"])
+        .args([unshare_flags(), "--"])
         .arg(exe)
         .args([
             test,
