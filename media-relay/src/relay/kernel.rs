@@ -906,6 +906,68 @@ mod tests {
         ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     }
 
+    /// An RTM_NEWROUTE answer: nlmsghdr, rtmsg (type at byte 23), then attributes.
+    fn answer(rtm_type: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut b = vec![0u8; 28];
+        b[4..6].copy_from_slice(&libc::RTM_NEWROUTE.to_ne_bytes());
+        b[16] = libc::AF_INET as u8;
+        b[23] = rtm_type;
+        for (ty, data) in attrs {
+            b.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+            b.extend_from_slice(&ty.to_ne_bytes());
+            b.extend_from_slice(data);
+            while !b.len().is_multiple_of(4) {
+                b.push(0);
+            }
+        }
+        let n = b.len() as u32;
+        b[0..4].copy_from_slice(&n.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn route_answers_are_read_and_bad_ones_refused() {
+        let dst = Ipv4Addr::new(192, 0, 2, 9);
+        assert_eq!(
+            parse_route(&answer(libc::RTN_LOCAL, &[]), dst).unwrap(),
+            Route::Local
+        );
+        let oif = 7u32.to_ne_bytes();
+        let via = answer(
+            libc::RTN_UNICAST,
+            &[(libc::RTA_OIF, &oif), (libc::RTA_GATEWAY, &[10, 0, 0, 1])],
+        );
+        assert_eq!(
+            parse_route(&via, dst).unwrap(),
+            Route::Via {
+                oif: 7,
+                nexthop: Ipv4Addr::new(10, 0, 0, 1)
+            }
+        );
+        let onlink = answer(libc::RTN_UNICAST, &[(libc::RTA_OIF, &oif)]);
+        assert_eq!(
+            parse_route(&onlink, dst).unwrap(),
+            Route::Via {
+                oif: 7,
+                nexthop: dst
+            }
+        );
+        // unreachable, no interface, an error answer, truncations: errors, never a panic
+        assert!(parse_route(&answer(7, &[]), dst).is_err());
+        assert!(parse_route(&answer(libc::RTN_UNICAST, &[]), dst).is_err());
+        let mut err = vec![0u8; 36];
+        err[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        err[4..6].copy_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        err[16..20].copy_from_slice(&(-libc::ENETUNREACH).to_ne_bytes());
+        assert!(parse_route(&err, dst).is_err());
+        for cut in 0..via.len() {
+            let _ = parse_route(&via[..cut], dst);
+        }
+        let mut lying = via.clone();
+        lying[28..30].copy_from_slice(&200u16.to_ne_bytes()); // attribute longer than the message
+        let _ = parse_route(&lying, dst);
+    }
+
     #[test]
     fn jumps_land_on_their_labels() {
         let p = program(3);

@@ -342,6 +342,47 @@ mod tests {
         assert_eq!(l.destination(), None);
     }
 
+    /// What the kernel fast path may take over: only a source that can no longer move.
+    #[test]
+    fn settled_only_when_the_latch_cannot_move() {
+        let t = Instant::now();
+        let sdp = a("10.0.0.5:4000");
+        let nat = a("203.0.113.7:31000");
+        let mut l = Latch::default();
+        assert_eq!(l.settled(false), None, "unarmed");
+        l.set_expected(sdp);
+        assert_eq!(l.settled(false), None, "nothing received yet");
+        // NAT source: latched, but may still move while the window is open
+        for i in 0..LATCH_PACKETS {
+            l.accept(nat, t + Duration::from_millis(20 * i as u64), false)
+                .unwrap();
+            assert_eq!(
+                l.settled(false),
+                None,
+                "window open after {} packets",
+                i + 1
+            );
+        }
+        l.accept(nat, t + Duration::from_millis(220), false)
+            .unwrap();
+        assert_eq!(l.settled(false), Some(nat), "window closed");
+        // a re-offer re-opens the window: not settled until it closes again
+        l.set_expected(sdp);
+        assert_eq!(l.settled(false), None);
+        // media from the exact signalled address sticks at once (cannot be stolen)
+        let mut s = Latch::default();
+        s.set_expected(sdp);
+        s.accept(sdp, t, false).unwrap();
+        assert_eq!(s.settled(false), Some(sdp));
+        // strict: only the signalled address, once it sent
+        let mut st = Latch::default();
+        st.set_expected(sdp);
+        assert_eq!(st.accept(nat, t, true), Err(DropReason::ForeignSource));
+        assert_eq!(st.settled(true), None);
+        st.accept(sdp, t, true).unwrap();
+        assert_eq!(st.settled(true), Some(sdp));
+    }
+
     #[test]
     fn latches_to_nat_source_then_guards() {
         let t = Instant::now();
