@@ -2,7 +2,8 @@
 # Install the external programs the test suite and benchmarks drive.
 #
 #   scripts/install-deps.sh           sipp (Debian: sip-tester), tshark, promtool (prometheus),
-#                                     kamailio with its TLS module (interop peer for TLS and ng)
+#                                     kamailio with its TLS module (interop peer for TLS and ng),
+#                                     osmo-mgw (a real MGCP media gateway)
 #   scripts/install-deps.sh --bench   also rtpengine (the comparison stack)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
@@ -26,7 +27,8 @@ done
 # and its rtpengine module driving trunkline's ng port. A path stands for a file a package ships.
 kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
-    "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules")
+    "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
+    "osmo-mgw:osmo-mgw")
 if [[ $bench -eq 1 ]]; then
     want+=("rtpengine:rtpengine-daemon")
 fi
@@ -42,6 +44,8 @@ have() {
 missing_pkgs=()
 had_kamailio=0
 have kamailio && had_kamailio=1
+had_mgw=0
+have osmo-mgw && had_mgw=1
 for pair in "${want[@]}"; do
     bin=${pair%:*}
     pkg=${pair##*:}
@@ -82,6 +86,9 @@ fi
 # network namespaces, so a service we just installed is not wanted running.
 if [[ $had_kamailio -eq 0 ]]; then
     "${SUDO[@]}" sh -c 'command -v service >/dev/null && service kamailio stop' >/dev/null 2>&1 || true
+fi
+if [[ $had_mgw -eq 0 ]]; then
+    "${SUDO[@]}" sh -c 'command -v service >/dev/null && service osmo-mgw stop' >/dev/null 2>&1 || true
 fi
 
 still=()
