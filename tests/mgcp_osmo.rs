@@ -89,7 +89,7 @@ impl Ca {
             while let Some(t) = self.agent.poll_transmit() {
                 self.sock.send_to(&t.bytes, t.to).expect("send MGCP");
             }
-            while let Some(ev) = self.agent.poll_event() {
+            if let Some(ev) = self.agent.poll_event() {
                 match ev {
                     Event::Response {
                         txid: t, response, ..
