@@ -3,18 +3,12 @@
 /// 2 s of a 440 Hz tone as 8 kHz G.711 mu-law in a WAV file (format tag 7), for SIPp's
 /// `rtp_stream` (100 RTP packets of 20 ms).
 pub fn tone_wav() -> Vec<u8> {
-    // G.711 mu-law encoding of a 16-bit linear sample (ITU-T G.711, segment + mantissa).
-    fn ulaw(x: i32) -> u8 {
-        let sign = if x < 0 { 0x80 } else { 0 };
-        let mag = x.unsigned_abs().min(32635) + 0x84;
-        let exp = (0..8).rev().find(|e| mag & (0x80 << e) != 0).unwrap_or(0);
-        let mant = (mag >> (exp + 3)) & 0x0f;
-        !(sign | (exp << 4) as u8 | mant as u8)
-    }
     let data: Vec<u8> = (0..16000)
         .map(|i| {
             let t = i as f64 / 8000.0;
-            ulaw((8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i32)
+            codecs::g711::linear_to_ulaw(
+                (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16,
+            )
         })
         .collect();
     let mut w = Vec::new();

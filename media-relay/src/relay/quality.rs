@@ -18,14 +18,7 @@ const RTP_SEQ_MOD: u32 = 1 << 16;
 /// RFC 3551 section 4.5.2). Video types use 90 kHz. Dynamic types (96..=127) default to 8000 unless
 /// the control side says otherwise.
 pub fn static_clock_rate(pt: u8) -> u32 {
-    match pt {
-        6 => 16000,
-        10 | 11 => 44100,
-        16 => 11025,
-        17 => 22050,
-        14 | 25 | 26 | 28 | 31 | 32 | 33 | 34 => 90000,
-        _ => 8000,
-    }
+    codecs::payload::clock_rate(pt)
 }
 
 /// Per-source reception state: RFC 3550 A.1 (`source` struct, `update_seq`) plus the jitter

@@ -1,0 +1,10 @@
+//! Codecs and payload formats trunkline handles itself, as pure functions (no I/O, no
+//! allocation in the per-sample/per-packet functions):
+//!
+//! * [`g711`]: ITU-T G.711 mu-law and A-law, to and from 16-bit linear PCM.
+//! * [`dtmf`]: RFC 4733 telephone-event payloads (DTMF digits and flash).
+//! * [`payload`]: the static RTP payload types of RFC 3551 (name, clock rate, channels).
+
+pub mod dtmf;
+pub mod g711;
+pub mod payload;
