@@ -6,6 +6,7 @@ pub mod check;
 pub mod headers;
 pub mod message;
 pub mod parse;
+pub mod registrar;
 pub mod transaction;
 pub mod uri;
 
