@@ -25,6 +25,8 @@ pub struct Metrics {
     pub messages_received: IntCounterVec,
     pub messages_sent: IntCounterVec,
     pub parse_errors: IntCounter,
+    pub registered_contacts: IntGauge,
+    pub registers: IntCounterVec,
     pub messages_rejected: IntCounterVec,
     pub transactions: IntGauge,
     pub transactions_created: IntCounterVec,
@@ -127,6 +129,17 @@ impl Metrics {
                 "trunkline_sip_messages_sent_total",
                 "SIP messages sent, by transport.",
                 &["transport"],
+            ),
+            registered_contacts: gauge(
+                &r,
+                "trunkline_registered_contacts",
+                "Contacts registered with the registrar (live bindings).",
+            ),
+            registers: counter_vec(
+                &r,
+                "trunkline_sip_registers_total",
+                "REGISTER requests answered, by status (200, 401 challenge, 403, 423, ...).",
+                &["status"],
             ),
             parse_errors: counter(
                 &r,

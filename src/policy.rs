@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{CallEvent, CallRef, Leg, MediaRefusal, Policy, RouteOutcome, Target};
+use signaling::registrar::RegistrarSettings;
 use signaling::{Peer, Request, Transport};
 
 use crate::limits::{self, Overload, SourceLimiter, TrunkLimits, TrunkUsage, UaBlockList};
@@ -21,6 +22,9 @@ pub struct LivePolicy {
     pub guard: Guard,
     /// The trunk each call came from, for the `direction="inbound"` call metrics.
     sources: CallSources,
+    /// The registrar settings of `config`, built at first use after each configuration change
+    /// ([`LivePolicy::config_changed`]).
+    registrar: Option<Option<Arc<RegistrarSettings>>>,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -224,6 +228,7 @@ impl LivePolicy {
             now: Instant::now(),
             guard,
             sources: CallSources::default(),
+            registrar: None,
         };
         p.guard.follow(&p.config);
         p
@@ -322,6 +327,33 @@ impl LivePolicy {
         self.metrics.rate_limit_sources.set(tracked as i64);
     }
 
+    /// `config` was replaced (reload): settings derived from it are rebuilt at next use.
+    pub fn config_changed(&mut self) {
+        self.registrar = None;
+    }
+
+    /// Process-level admission of a new call: overload, then `limits.max_calls`.
+    fn admission(&self) -> Option<RouteOutcome> {
+        // Process overload first (RFC 7339 §1: shed new work early, with Retry-After).
+        if self.guard.overload.is_on() {
+            self.metrics
+                .overload_rejections
+                .with_label_values(&["queue"])
+                .inc();
+            return Some(self.unavailable());
+        }
+        if let Some(max) = self.config.limits.max_calls {
+            if self.guard.usage.calls() >= max as usize {
+                self.metrics
+                    .overload_rejections
+                    .with_label_values(&["calls"])
+                    .inc();
+                return Some(self.unavailable());
+            }
+        }
+        None
+    }
+
     fn unavailable(&self) -> RouteOutcome {
         RouteOutcome::Unavailable {
             retry_after: self.config.limits.retry_after,
@@ -337,24 +369,55 @@ impl LivePolicy {
 }
 
 impl Policy for LivePolicy {
-    fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome {
-        self.sources.pending = self.trunk_of(from).map(str::to_string);
-        // Process overload first (RFC 7339 §1: shed new work early, with Retry-After).
-        if self.guard.overload.is_on() {
-            self.metrics
-                .overload_rejections
-                .with_label_values(&["queue"])
-                .inc();
-            return self.unavailable();
+    fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
+        match &self.registrar {
+            Some(r) => r.clone(),
+            None => {
+                let r = self.config.registrar.as_ref().map(|r| {
+                    Arc::new(RegistrarSettings {
+                        domains: r.domains.clone(),
+                        realm: r.realm.clone(),
+                        min_expires: r.min_expires,
+                        max_expires: r.max_expires,
+                        default_expires: r.default_expires,
+                        users: r.users.iter().cloned().collect(),
+                    })
+                });
+                self.registrar = Some(r.clone());
+                r
+            }
         }
-        if let Some(max) = self.config.limits.max_calls {
-            if self.guard.usage.calls() >= max as usize {
-                self.metrics
-                    .overload_rejections
-                    .with_label_values(&["calls"])
-                    .inc();
+    }
+
+    fn route_registered(
+        &mut self,
+        _req: &Request,
+        from: Peer,
+        targets: Vec<Target>,
+        from_user: &str,
+    ) -> RouteOutcome {
+        self.sources.pending = self.trunk_of(from).map(str::to_string);
+        if let Some(refused) = self.admission() {
+            return refused;
+        }
+        if let Some(src) = self.trunk_of(from).map(str::to_string) {
+            let lim = self.trunk_limits(&src);
+            if let Err(l) = self.guard.usage.admit_inbound(&src, lim, self.now) {
+                self.limit_hit(&src, l);
                 return self.unavailable();
             }
+        }
+        RouteOutcome::Route {
+            targets,
+            to_user: String::new(),
+            from_user: from_user.to_string(),
+        }
+    }
+
+    fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome {
+        self.sources.pending = self.trunk_of(from).map(str::to_string);
+        if let Some(refused) = self.admission() {
+            return refused;
         }
         let q = RouteQuery {
             to_user,

@@ -263,6 +263,15 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
     crate::policy::set_counter(&metrics.transaction_timeouts, tx.timeouts);
     let stats = core.stats();
     crate::policy::set_counter(&metrics.parse_errors, stats.parse_errors);
+    metrics
+        .registered_contacts
+        .set(core.registered_contacts(policy.now) as i64);
+    for (status, n) in &stats.registers {
+        crate::policy::set_counter(
+            &metrics.registers.with_label_values(&[&status.to_string()]),
+            *n,
+        );
+    }
     for reason in ["parse_error", "admission"] {
         crate::policy::set_counter(
             &metrics.messages_rejected.with_label_values(&[reason]),
@@ -389,6 +398,7 @@ impl Reloader {
                     tracing::warn!("reload: metrics listener changes take effect after a restart");
                 }
                 replaced = Some(std::mem::replace(&mut policy.config, Arc::new(cfg)));
+                policy.config_changed();
                 self.generation += 1;
                 metrics.config_generation.set(self.generation as i64);
                 metrics.config_reloads.with_label_values(&["success"]).inc();

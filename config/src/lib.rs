@@ -34,6 +34,9 @@
 //! sip:                         # optional call setup timers (seconds; reloadable)
 //!   no_answer_timeout: 4       # no response at all from a trunk: try the next (1-32, default 4)
 //!   ringing_timeout: 181       # ringing without an answer: CANCEL, try the next (default 181)
+//! registrar:                   # optional: REGISTER for these domains, Digest-authenticated
+//!   domains: [example.com]
+//!   users: { alice: { password: s3cret } }
 //! limits:                      # optional: overload and abuse protection (see [`Limits`])
 //!   source_rate: 50            # requests/s per source IP (default: no limit); trunks exempt
 //!   source_burst: 100          # bucket size (default 2 x source_rate)
@@ -220,6 +223,22 @@ impl Default for Sip {
     }
 }
 
+/// The registrar (`registrar:`): REGISTER for `sip:user@<domain>`, Digest-authenticated
+/// against `users`; calls to a served domain go to the user's registered contacts instead of
+/// the dial plan. Reloadable (bindings survive a reload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registrar {
+    /// Served domains, lower case.
+    pub domains: Vec<String>,
+    /// Digest realm (default: the first domain).
+    pub realm: String,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    /// user name -> password, in file order.
+    pub users: Vec<(String, String)>,
+}
+
 /// User-Agent substrings dropped by default: the well-known SIP scanners and war-dialers
 /// (SIPVicious and its `friendly-scanner` default, sipcli, sip-scan, the VaxSIP SDK default
 /// most brute-forcers keep, iWar, SIVuS, sundayddr). Matched case-insensitively anywhere in
@@ -321,6 +340,7 @@ pub struct Config {
     pub metrics: Option<Metrics>,
     pub shutdown: Shutdown,
     pub sip: Sip,
+    pub registrar: Option<Registrar>,
     pub limits: Limits,
     pub trunks: BTreeMap<String, Trunk>,
     pub dialplan: Dialplan,
@@ -538,6 +558,8 @@ struct RawConfig {
     #[serde(default)]
     sip: Option<RawSip>,
     #[serde(default)]
+    registrar: Option<RawRegistrar>,
+    #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default, deserialize_with = "unique_keys")]
     trunks: Vec<(String, RawTrunk)>,
@@ -656,6 +678,28 @@ struct RawSip {
     no_answer_timeout: Option<u64>,
     #[serde(default)]
     ringing_timeout: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct RawRegistrar {
+    domains: Vec<String>,
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default)]
+    min_expires: Option<u32>,
+    #[serde(default)]
+    max_expires: Option<u32>,
+    #[serde(default)]
+    default_expires: Option<u32>,
+    #[serde(deserialize_with = "unique_keys")]
+    users: Vec<(String, RawUser)>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    password: String,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -879,6 +923,10 @@ fn build_with(
         }
     }
 
+    let registrar = match raw.registrar {
+        None => None,
+        Some(r) => Some(build_registrar(r)?),
+    };
     let limits = build_limits(raw.limits)?;
 
     let mut trunks = BTreeMap::new();
@@ -952,6 +1000,7 @@ fn build_with(
         metrics,
         shutdown,
         sip,
+        registrar,
         limits,
         trunks,
         dialplan: Dialplan::new(rules),
@@ -1119,6 +1168,74 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         io_uring_batch_us,
         strict_source: m.strict_source,
         kernel_forwarding: m.kernel_forwarding,
+    })
+}
+
+fn build_registrar(r: RawRegistrar) -> Result<Registrar, Sem> {
+    let p = |k: &str| vec![key("registrar"), key(k)];
+    if r.domains.is_empty() {
+        return Err(sem(p("domains"), "registrar.domains: at least one domain"));
+    }
+    let mut domains = Vec::new();
+    for (i, d) in r.domains.iter().enumerate() {
+        let d = d.trim().to_ascii_lowercase();
+        let ok = !d.is_empty()
+            && d.bytes().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']')
+            });
+        if !ok {
+            return Err(sem(
+                vec![key("registrar"), key("domains"), Seg::Index(i)],
+                format!("registrar domain `{d}`: a host name or IP address"),
+            ));
+        }
+        domains.push(d);
+    }
+    let min = r.min_expires.unwrap_or(60);
+    let max = r.max_expires.unwrap_or(3600);
+    if min == 0 {
+        return Err(sem(p("min_expires"), "registrar.min_expires must be > 0"));
+    }
+    if max < min {
+        return Err(sem(
+            p("max_expires"),
+            format!("registrar.max_expires {max} is below min_expires {min}"),
+        ));
+    }
+    let default = r.default_expires.unwrap_or(max).clamp(min, max);
+    if r.users.is_empty() {
+        return Err(sem(
+            p("users"),
+            "registrar.users: at least one user (REGISTER is always authenticated)",
+        ));
+    }
+    let mut users = Vec::new();
+    for (name, u) in r.users {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&c));
+        if !valid {
+            return Err(sem(
+                vec![key("registrar"), key("users"), Seg::KeyItself(name.clone())],
+                format!("user name `{name}`: letters, digits and SIP user-part punctuation only"),
+            ));
+        }
+        if u.password.is_empty() {
+            return Err(sem(
+                vec![key("registrar"), key("users"), key(&name), key("password")],
+                "empty password",
+            ));
+        }
+        users.push((name, u.password));
+    }
+    Ok(Registrar {
+        realm: r.realm.unwrap_or_else(|| domains[0].clone()),
+        domains,
+        min_expires: min,
+        max_expires: max,
+        default_expires: default,
+        users,
     })
 }
 

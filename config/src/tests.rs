@@ -1636,3 +1636,97 @@ fn sip_call_timers() {
     assert_err(&with("  ringing_timeout: 1\n"), lines + 2, 20, "2 to 3600");
     assert_err(&with("  ringing: 60\n"), lines + 2, 3, "ringing");
 }
+
+// ---------------------------------------------------------------------------------------------
+// registrar:
+
+fn with_registrar(section: &str) -> String {
+    format!("{ACC}registrar:\n{section}")
+}
+
+/// Line of `needle` in `src` (1-based).
+fn line_of(src: &str, needle: &str) -> usize {
+    src.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
+}
+
+#[test]
+fn registrar_section() {
+    assert_eq!(
+        from_yaml(ACC, "t.yaml").unwrap().registrar,
+        None,
+        "off by default"
+    );
+    let src = with_registrar(
+        "  domains: [Example.COM, 192.0.2.1]\n  users:\n    alice: { password: s3cret }\n    bob: { password: 'x y' }\n",
+    );
+    let r = from_yaml(&src, "t.yaml").unwrap().registrar.unwrap();
+    assert_eq!(r.domains, vec!["example.com", "192.0.2.1"]);
+    assert_eq!(r.realm, "example.com", "default realm: the first domain");
+    assert_eq!(
+        (r.min_expires, r.max_expires, r.default_expires),
+        (60, 3600, 3600)
+    );
+    assert_eq!(
+        r.users,
+        vec![
+            ("alice".into(), "s3cret".into()),
+            ("bob".into(), "x y".into())
+        ]
+    );
+    let src = with_registrar(
+        "  domains: [a.example]\n  realm: office\n  min_expires: 30\n  max_expires: 600\n  default_expires: 9999\n  users: { u1: { password: p } }\n",
+    );
+    let r = from_yaml(&src, "t.yaml").unwrap().registrar.unwrap();
+    assert_eq!(
+        (
+            r.realm.as_str(),
+            r.min_expires,
+            r.max_expires,
+            r.default_expires
+        ),
+        ("office", 30, 600, 600)
+    );
+}
+
+#[test]
+fn registrar_errors_are_positioned() {
+    let src = with_registrar("  domains: []\n  users: { a: { password: p } }\n");
+    assert_err(
+        &src,
+        line_of(&src, "domains: []"),
+        12,
+        "at least one domain",
+    );
+    let src = with_registrar("  domains: [x.example]\n  users: {}\n");
+    assert_err(&src, line_of(&src, "users: {}"), 10, "at least one user");
+    let src = with_registrar("  domains: [x.example]\n  min_expires: 600\n  max_expires: 60\n  users: { a: { password: p } }\n");
+    assert_err(
+        &src,
+        line_of(&src, "max_expires: 60"),
+        16,
+        "below min_expires",
+    );
+    let src = with_registrar("  domains: [x.example]\n  users:\n    'al ice': { password: p }\n");
+    assert_err(&src, line_of(&src, "'al ice'"), 5, "user name");
+    let src = with_registrar("  domains: [x.example]\n  users:\n    a: { password: '' }\n");
+    assert!(err(&src).message.contains("empty password"));
+    let src =
+        with_registrar("  domains: [x.example]\n  users: { a: { password: p } }\n  open: true\n");
+    assert!(
+        err(&src).message.contains("open"),
+        "unknown keys are errors"
+    );
+    let src = with_registrar("  domains: ['bad domain']\n  users: { a: { password: p } }\n");
+    assert!(err(&src).message.contains("registrar domain"));
+    let src = with_registrar(
+        "  domains: [x.example]\n  users:\n    a: { password: p }\n    a: { password: q }\n",
+    );
+    assert_eq!(
+        err(&src).line,
+        line_of(&src, "a: { password: q }"),
+        "a repeated user"
+    );
+}

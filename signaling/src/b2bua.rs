@@ -14,11 +14,13 @@
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::headers::NameAddr;
 use crate::message::{Headers, Method, Request, Response, SipMessage};
 use crate::parse;
+use crate::registrar::{LookupMiss, Registrar, RegistrarSettings};
 use crate::transaction::{
     tag_param, IdMap, PeerMap, TimerConfig, Transactions, Transmit, TuEvent, TxId,
 };
@@ -153,6 +155,27 @@ pub trait Policy {
     fn admit_target(&mut self, _target: &Target) -> bool {
         true
     }
+    /// The registrar's settings when trunkline serves REGISTER (`None`: REGISTER gets 405 and
+    /// every call follows [`Policy::route`]).
+    fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
+        None
+    }
+    /// A call for a served domain whose user has registered: `targets` are the bindings, best
+    /// first. The policy applies its admission checks (overload, limits) and returns the route
+    /// (default: as given, the Request-URI user taken from each target's `host`).
+    fn route_registered(
+        &mut self,
+        _req: &Request,
+        _from: Peer,
+        targets: Vec<Target>,
+        from_user: &str,
+    ) -> RouteOutcome {
+        RouteOutcome::Route {
+            targets,
+            to_user: String::new(),
+            from_user: from_user.to_string(),
+        }
+    }
 }
 
 /// A policy that routes every call to one target and passes SDP through unchanged (tests).
@@ -234,7 +257,12 @@ pub struct CoreStats {
     pub parse_errors: u64,
     pub rejected: HashMap<&'static str, u64>,
     pub calls_started: u64,
+    /// REGISTER requests answered, by status.
+    pub registers: HashMap<u16, u64>,
 }
+
+/// The `Target::trunk` of a call routed to a registered contact.
+pub const REGISTERED: &str = "registered";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CallState {
@@ -415,6 +443,8 @@ pub struct B2bua {
     rng: u64,
     out: Vec<Transmit>,
     stats: CoreStats,
+    /// The location service, created at the first REGISTER or lookup.
+    registrar: Option<Registrar>,
     draining: bool,
 }
 
@@ -462,11 +492,17 @@ impl B2bua {
             rng,
             out: Vec::new(),
             stats: CoreStats::default(),
+            registrar: None,
             draining: false,
         }
     }
 
     /// Live calls (any state).
+    /// Live registered contacts (location service bindings).
+    pub fn registered_contacts(&self, now: Instant) -> usize {
+        self.registrar.as_ref().map_or(0, |r| r.binding_count(now))
+    }
+
     pub fn active_calls(&self) -> usize {
         self.calls.len()
     }
@@ -726,6 +762,23 @@ impl B2bua {
                 resp.headers.push("Server", self.cfg.user_agent.clone());
                 self.tx.send_response(tx, resp, now);
             }
+            Method::Register if policy.registrar().is_some() => {
+                let Some(settings) = policy.registrar() else {
+                    return;
+                };
+                let seed = self.cfg.seed;
+                let reg = self
+                    .registrar
+                    .get_or_insert_with(|| Registrar::new(seed.rotate_left(17) ^ 0x5bd1_e995, now));
+                let answer = reg.register(&req, from, &settings, now);
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, answer.status, answer.reason, Some(&tag));
+                for (n, v) in answer.headers {
+                    resp.headers.push(n, v);
+                }
+                self.tx.send_response(tx, resp, now);
+                *self.stats.registers.entry(answer.status).or_insert(0) += 1;
+            }
             Method::Ack => {}
             Method::Bye => {
                 let tag = self.new_tag();
@@ -806,7 +859,36 @@ impl B2bua {
             .ok()
             .and_then(|u| u.user().map(str::to_string));
         let to_user_q = ruri_user.clone().unwrap_or(to_user.clone());
-        let outcome = policy.route(&req, from, &to_user_q, &from_user);
+        // A served domain: the location service decides, not the dial plan.
+        let located = match (policy.registrar(), Uri::parse(&req.uri)) {
+            (Some(settings), Ok(uri)) => match &self.registrar {
+                Some(reg) => reg.lookup(&uri, &settings, now),
+                None => Registrar::new(0, now).lookup(&uri, &settings, now),
+            },
+            _ => None,
+        };
+        let outcome = match located {
+            None => policy.route(&req, from, &to_user_q, &from_user),
+            Some(Err(LookupMiss::Unknown)) => RouteOutcome::Reject {
+                code: 404,
+                reason: "Not Found".into(),
+            },
+            Some(Err(LookupMiss::Offline)) => RouteOutcome::Reject {
+                code: 480,
+                reason: "Temporarily Unavailable".into(),
+            },
+            Some(Ok(bindings)) => {
+                let targets = bindings
+                    .into_iter()
+                    .map(|b| Target {
+                        trunk: REGISTERED.to_string(),
+                        peer: b.source,
+                        host: b.target,
+                    })
+                    .collect();
+                policy.route_registered(&req, from, targets, &from_user)
+            }
+        };
         let (targets, to_user, from_user) = match outcome {
             RouteOutcome::Reject { code, reason } => {
                 self.reject(tx, &req, code, &reason, now, policy);

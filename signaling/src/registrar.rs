@@ -100,7 +100,13 @@ pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
     secret: u64,
     epoch: Instant,
+    /// REGISTERs handled; every [`PURGE_EVERY`]th sweeps all expired bindings.
+    handled: u32,
 }
+
+/// A full sweep of expired bindings every this many REGISTERs (each AoR is also cleaned when
+/// it is registered or looked up).
+const PURGE_EVERY: u32 = 256;
 
 fn md5_hex(parts: &[&str]) -> String {
     let mut h = Md5::new();
@@ -179,6 +185,7 @@ impl Registrar {
             bindings: HashMap::new(),
             secret,
             epoch,
+            handled: 0,
         }
     }
 
@@ -302,6 +309,10 @@ impl Registrar {
         s: &RegistrarSettings,
         now: Instant,
     ) -> RegisterAnswer {
+        self.handled = self.handled.wrapping_add(1);
+        if self.handled % PURGE_EVERY == 0 {
+            self.purge(now);
+        }
         // Section 10.3 step 1: the Request-URI names the domain.
         let served = Uri::parse(&req.uri)
             .ok()

@@ -1,0 +1,275 @@
+//! Registrar and location service through the B2BUA core, in virtual time: a phone behind NAT
+//! registers (Digest challenge, then credentials), and calls to its address of record reach
+//! it at the address its REGISTER came from, with its Contact as the Request-URI; unknown and
+//! offline users get 404 and 480; other domains still follow the dial plan.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use md5::{Digest as _, Md5};
+use signaling::b2bua::{
+    B2bua, CallEvent, CallRef, CoreConfig, Leg, MediaRefusal, Policy, RouteOutcome, StaticPolicy,
+    Target, REGISTERED,
+};
+use signaling::message::{Request, SipMessage};
+use signaling::parse::parse;
+use signaling::registrar::RegistrarSettings;
+use signaling::{Peer, Transport};
+
+fn peer(s: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: s.parse().unwrap(),
+    }
+}
+
+/// The dial plan of StaticPolicy plus a registrar.
+struct RegPolicy {
+    inner: StaticPolicy,
+    settings: Arc<RegistrarSettings>,
+    registered_routes: usize,
+}
+
+impl Policy for RegPolicy {
+    fn route(&mut self, req: &Request, from: Peer, to: &str, fr: &str) -> RouteOutcome {
+        self.inner.route(req, from, to, fr)
+    }
+    fn media_offer(&mut self, c: CallRef<'_>, l: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaRefusal> {
+        self.inner.media_offer(c, l, sdp)
+    }
+    fn media_answer(&mut self, c: CallRef<'_>, l: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        self.inner.media_answer(c, l, sdp)
+    }
+    fn media_release(&mut self, c: CallRef<'_>) {
+        self.inner.media_release(c)
+    }
+    fn event(&mut self, ev: CallEvent) {
+        self.inner.event(ev)
+    }
+    fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
+        Some(self.settings.clone())
+    }
+    fn route_registered(
+        &mut self,
+        _req: &Request,
+        _from: Peer,
+        targets: Vec<Target>,
+        from_user: &str,
+    ) -> RouteOutcome {
+        self.registered_routes += 1;
+        RouteOutcome::Route {
+            targets,
+            to_user: String::new(),
+            from_user: from_user.to_string(),
+        }
+    }
+}
+
+const PHONE_NAT: &str = "203.0.113.9:40000";
+const CARRIER: &str = "198.51.100.1:5060";
+const PBX: &str = "127.0.0.1:5080";
+
+struct World {
+    core: B2bua,
+    policy: RegPolicy,
+    now: Instant,
+    sent: Vec<(Peer, SipMessage)>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            core: B2bua::new(CoreConfig {
+                local_udp: Some("192.0.2.10:5060".parse().unwrap()),
+                ..CoreConfig::default()
+            }),
+            policy: RegPolicy {
+                inner: StaticPolicy {
+                    targets: vec![Target {
+                        trunk: "pbx".into(),
+                        peer: peer(PBX),
+                        host: PBX.into(),
+                    }],
+                    events: Vec::new(),
+                    released: Vec::new(),
+                },
+                settings: Arc::new(RegistrarSettings {
+                    domains: vec!["example.com".into()],
+                    realm: "example.com".into(),
+                    min_expires: 60,
+                    max_expires: 3600,
+                    default_expires: 3600,
+                    users: HashMap::from([
+                        ("alice".to_string(), "s3cret".to_string()),
+                        ("bob".to_string(), "pw".to_string()),
+                    ]),
+                }),
+                registered_routes: 0,
+            },
+            now: Instant::now(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, from: &str, bytes: &[u8]) {
+        self.core
+            .handle_bytes(bytes, peer(from), self.now, &mut self.policy);
+        while let Some(t) = self.core.poll_transmit() {
+            let m = parse(&t.data).expect("core emitted unparseable bytes");
+            self.sent.push((t.to, m));
+        }
+    }
+
+    fn take(&mut self, to: &str) -> Vec<SipMessage> {
+        let p = peer(to);
+        let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(t, _)| *t == p);
+        self.sent = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn final_to(&mut self, to: &str) -> signaling::message::Response {
+        self.take(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                SipMessage::Response(r) if r.status >= 200 => Some(r),
+                _ => None,
+            })
+            .next()
+            .unwrap_or_else(|| panic!("no final response to {to}"))
+    }
+}
+
+fn md5_hex(s: &str) -> String {
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn register(cseq: u32, contact: &str, auth: &str) -> Vec<u8> {
+    format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKreg{cseq}\r\n\
+         Max-Forwards: 70\r\nTo: <sip:alice@example.com>\r\nFrom: <sip:alice@example.com>;tag=ph1\r\n\
+         Call-ID: reg-call-1\r\nCSeq: {cseq} REGISTER\r\nContact: {contact}\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn invite(to: &str, call_id: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{to}>\r\nFrom: <sip:+15550001@carrier.net>;tag=c1\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:+15550001@198.51.100.1:5060>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn registered_phone_receives_calls_at_its_nat_address() {
+    let mut w = World::new();
+    let contact = "<sip:alice@192.168.1.20:5060>;expires=600";
+    w.feed(PHONE_NAT, &register(1, contact, ""));
+    let ch = w.final_to(PHONE_NAT);
+    assert_eq!(ch.status, 401);
+    let www = ch
+        .headers
+        .get("WWW-Authenticate")
+        .expect("challenge")
+        .to_string();
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ha1 = md5_hex("alice:example.com:s3cret");
+    let ha2 = md5_hex("REGISTER:sip:example.com");
+    let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:xyz:auth:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
+         uri=\"sip:example.com\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"xyz\"\r\n"
+    );
+    w.feed(PHONE_NAT, &register(2, contact, &auth));
+    let ok = w.final_to(PHONE_NAT);
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(
+        ok.headers.get("Contact"),
+        Some("<sip:alice@192.168.1.20:5060>;expires=600")
+    );
+    assert_eq!(w.core.registered_contacts(w.now), 1);
+    assert_eq!(w.core.stats().registers.get(&200), Some(&1));
+    assert_eq!(w.core.stats().registers.get(&401), Some(&1));
+
+    // A carrier calls alice: leg B goes to where the REGISTER came from, R-URI = the Contact.
+    w.feed(CARRIER, &invite("alice@example.com", "in-1"));
+    let to_phone: Vec<Request> = w
+        .take(PHONE_NAT)
+        .into_iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) if r.method.as_str() == "INVITE" => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_phone.len(), 1, "INVITE sent to the phone's NAT address");
+    assert_eq!(to_phone[0].uri, "sip:alice@192.168.1.20:5060");
+    assert_eq!(w.policy.registered_routes, 1);
+    assert!(w.take(PBX).is_empty(), "not the dial plan's trunk");
+
+    // bob is a user but not registered: 480; carol is nobody: 404
+    w.feed(CARRIER, &invite("bob@example.com", "in-2"));
+    assert_eq!(w.final_to(CARRIER).status, 480);
+    w.feed(CARRIER, &invite("carol@example.com", "in-3"));
+    assert_eq!(w.final_to(CARRIER).status, 404);
+    // another domain: the dial plan (the PBX trunk)
+    w.feed(CARRIER, &invite("+15551234@pstn.example.net", "in-4"));
+    assert!(
+        w.take(PBX)
+            .iter()
+            .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE")),
+        "other domains follow the dial plan"
+    );
+
+    // unregister: then alice is offline (480)
+    w.feed(
+        PHONE_NAT,
+        &register(3, "<sip:alice@192.168.1.20:5060>;expires=0", &auth),
+    );
+    let r = w.final_to(PHONE_NAT);
+    assert_eq!((r.status, r.headers.get("Contact")), (200, None));
+    w.feed(CARRIER, &invite("alice@example.com", "in-5"));
+    assert_eq!(w.final_to(CARRIER).status, 480);
+    // and bindings expire by themselves
+    w.feed(
+        PHONE_NAT,
+        &register(4, "<sip:alice@192.168.1.20:5060>;expires=60", &auth),
+    );
+    assert_eq!(w.final_to(PHONE_NAT).status, 200);
+    w.now += Duration::from_secs(61);
+    assert_eq!(w.core.registered_contacts(w.now), 0);
+}
+
+#[test]
+fn register_without_a_registrar_is_405() {
+    let mut w = World::new();
+    // a policy without a registrar: the core's old answer
+    let mut plain = StaticPolicy {
+        targets: vec![],
+        events: Vec::new(),
+        released: Vec::new(),
+    };
+    w.core.handle_bytes(
+        &register(1, "<sip:alice@192.168.1.20:5060>", ""),
+        peer(PHONE_NAT),
+        w.now,
+        &mut plain,
+    );
+    let t = w.core.poll_transmit().expect("an answer");
+    let SipMessage::Response(r) = parse(&t.data).unwrap() else {
+        panic!("response")
+    };
+    assert_eq!(r.status, 405);
+    assert_eq!(REGISTERED, "registered");
+}
