@@ -310,7 +310,7 @@ impl Registrar {
         now: Instant,
     ) -> RegisterAnswer {
         self.handled = self.handled.wrapping_add(1);
-        if self.handled % PURGE_EVERY == 0 {
+        if self.handled.is_multiple_of(PURGE_EVERY) {
             self.purge(now);
         }
         // Section 10.3 step 1: the Request-URI names the domain.
