@@ -3,7 +3,7 @@
 #
 #   scripts/install-deps.sh           sipp (Debian: sip-tester), tshark, promtool (prometheus),
 #                                     kamailio with its TLS module (interop peer for TLS and ng),
-#                                     osmo-mgw (a real MGCP media gateway)
+#                                     osmo-mgw (a real MGCP media gateway), baresip (a real phone)
 #   scripts/install-deps.sh --bench   also rtpengine (the comparison stack)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
@@ -28,7 +28,7 @@ done
 kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
     "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
-    "osmo-mgw:osmo-mgw")
+    "osmo-mgw:osmo-mgw" "baresip:baresip")
 if [[ $bench -eq 1 ]]; then
     want+=("rtpengine:rtpengine-daemon")
 fi

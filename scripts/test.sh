@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# THE test command: installs the external peers (SIPp, tshark, promtool, Kamailio, osmo-mgw), then runs
+# THE test command: installs the external peers (SIPp, tshark, promtool, Kamailio, osmo-mgw, baresip), then runs
 # every test of the workspace. The end-to-end tests under tests/ start the trunkline binary and
 # drive it with real peers over loopback, each in its own network namespace: a missing peer is a
 # test failure, never a skip. All test binaries run even when one fails (--no-fail-fast), so one

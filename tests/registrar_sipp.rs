@@ -1,7 +1,9 @@
-//! The registrar with real SIP peers (SIPp): a phone registers with Digest authentication, then
-//! a carrier's call to its address of record reaches the phone (a SIPp UAS on the port the
-//! REGISTER came from) through trunkline, media anchored; a wrong password never registers;
-//! calls to an unknown user get 404. Metrics count registrations.
+//! The registrar with real SIP peers: a phone registers with Digest authentication, then a
+//! carrier's call to its address of record reaches the phone at the address its REGISTER came
+//! from, through trunkline, media anchored; a wrong password never registers; calls to an
+//! unknown user get 404. The phone is SIPp (scripted REGISTER, then a UAS on that port) and
+//! baresip (a real phone: it answers the challenge and auto-answers the call, sending a tone).
+//! A missing peer fails the test (scripts/install-deps.sh installs both).
 
 mod common;
 
@@ -94,4 +96,111 @@ fn registered_phone_receives_the_carriers_call() {
             tl.assert_alive();
         },
     );
+}
+
+/// baresip, a real SIP phone, kept running for the test; killed on drop.
+struct Baresip(std::process::Child);
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
+    let dir = net.dir.join("baresip");
+    std::fs::create_dir_all(&dir).expect("baresip dir");
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
+             module_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule_app account.so\n\
+             module_app menu.so\naudio_source ausine,440\naudio_player aubridge,phone\n\
+             audio_alert aubridge,alert\nausrc_srate 48000\nausrc_channels 2\n\
+             auplay_srate 48000\nauplay_channels 2\nrtp_ports {}-{}\n",
+            net.spare(40),
+            net.spare(59)
+        ),
+    )
+    .expect("baresip config");
+    std::fs::write(
+        dir.join("accounts"),
+        format!(
+            "<sip:alice@127.0.0.1:{}>;auth_pass={password};answermode=auto;regint=300\n",
+            net.sip()
+        ),
+    )
+    .expect("baresip accounts");
+    let log = std::fs::File::create(net.dir.join("baresip.log")).expect("log");
+    let child = std::process::Command::new("baresip")
+        .arg("-f")
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("baresip is not installed: run scripts/install-deps.sh (Debian package baresip)");
+    Baresip(child)
+}
+
+/// Wait (bounded) until /metrics shows `n` registered contacts.
+fn wait_registered(net: &Net, n: f64, limit: Duration) -> String {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let m = scrape(net);
+        if metric(&m, "trunkline_registered_contacts", &[]) == Some(n)
+            || std::time::Instant::now() >= end
+        {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// baresip registers (it answers the Digest challenge itself), then auto-answers the
+/// carrier's call that trunkline delivers to it; media flows through the relay.
+#[test]
+fn baresip_registers_and_answers_a_call() {
+    require_sipp();
+    isolated("baresip_registers_and_answers_a_call", false, |net| {
+        let mut tl = Trunkline::start(net, &yaml(net));
+        let phone_port = net.spare(30);
+        let _phone = start_baresip(net, phone_port, "s3cret");
+        let m = wait_registered(net, 1.0, Duration::from_secs(10));
+        assert_eq!(
+            metric(&m, "trunkline_registered_contacts", &[]),
+            Some(1.0),
+            "baresip did not register (log: {}):\n{m}",
+            net.dir.join("baresip.log").display()
+        );
+        assert!(
+            metric(&m, "trunkline_sip_registers_total", &[("status", "401")]).unwrap_or(0.0) >= 1.0
+        );
+        let before = metric(
+            &m,
+            "trunkline_relay_packets_received_total",
+            &[("kind", "all")],
+        )
+        .unwrap_or(0.0);
+        // the carrier calls alice; baresip answers; the carrier hangs up after 2 s
+        Sipp::uac(net, "carrier", "uac_basic.xml", 1, 1)
+            .args(&["-s", "alice", "-d", "2000"])
+            .run(LIMIT)
+            .assert_all_ok(1, "carrier's call answered by baresip");
+        let m = scrape(net);
+        let got = metric(
+            &m,
+            "trunkline_relay_packets_received_total",
+            &[("kind", "all")],
+        )
+        .unwrap_or(0.0);
+        assert!(
+            got - before >= 50.0,
+            "baresip's RTP (a 440 Hz tone, 50 packets/s) reached the relay: {}",
+            got - before
+        );
+        tl.assert_alive();
+    });
 }
