@@ -27,6 +27,7 @@ pub struct Metrics {
     pub parse_errors: IntCounter,
     pub registered_contacts: IntGauge,
     pub registers: IntCounterVec,
+    pub instant_messages: IntCounterVec,
     pub messages_rejected: IntCounterVec,
     pub transactions: IntGauge,
     pub transactions_created: IntCounterVec,
@@ -139,6 +140,12 @@ impl Metrics {
                 &r,
                 "trunkline_sip_registers_total",
                 "REGISTER requests answered, by status (200, 401 challenge, 403, 423, ...).",
+                &["status"],
+            ),
+            instant_messages: counter_vec(
+                &r,
+                "trunkline_sip_im_total",
+                "Out-of-dialog MESSAGE requests (RFC 3428) answered, by status (relayed or trunkline's own).",
                 &["status"],
             ),
             parse_errors: counter(

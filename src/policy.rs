@@ -327,6 +327,86 @@ impl LivePolicy {
         self.metrics.rate_limit_sources.set(tracked as i64);
     }
 
+    /// The dial plan's answer for a new request; `calls`: count it against the trunks' call
+    /// limits (a call) or not (a MESSAGE).
+    fn plan(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+        calls: bool,
+    ) -> RouteOutcome {
+        let q = RouteQuery {
+            to_user,
+            from_user,
+            request_uri: &req.uri,
+            source_trunk: self.trunk_of(from),
+            source_ip: Some(from.addr.ip()),
+        };
+        let Some(d) = self.config.dialplan.lookup(&q) else {
+            return RouteOutcome::Reject {
+                code: 404,
+                reason: "Not Found".into(),
+            };
+        };
+        match d.action {
+            Action::Route(names) => {
+                // A call from a trunk counts against that trunk's limits too.
+                if let Some(src) = q.source_trunk.map(str::to_string).filter(|_| calls) {
+                    let lim = self.trunk_limits(&src);
+                    if let Err(l) = self.guard.usage.admit_inbound(&src, lim, self.now) {
+                        self.limit_hit(&src, l);
+                        return self.unavailable();
+                    }
+                }
+                let config = self.config.clone();
+                let mut full = false;
+                let targets: Vec<Target> = names
+                    .iter()
+                    .filter_map(|n| config.trunks.get(n))
+                    .filter(|t| {
+                        if !calls {
+                            return true;
+                        }
+                        let lim = TrunkLimits {
+                            max_calls: t.max_calls,
+                            max_cps: t.max_cps,
+                        };
+                        match self.guard.usage.check(&t.name, lim, self.now) {
+                            Ok(()) => true,
+                            Err(l) => {
+                                // A trunk at its limit is skipped like a failed one.
+                                self.limit_hit(&t.name, l);
+                                full = true;
+                                false
+                            }
+                        }
+                    })
+                    .map(|t| Target {
+                        trunk: t.name.clone(),
+                        peer: Peer {
+                            transport: transport_of(t.transport),
+                            addr: t.address,
+                        },
+                        host: t.address.to_string(),
+                    })
+                    .collect();
+                if targets.is_empty() && full {
+                    self.guard.usage.not_started();
+                    return self.unavailable();
+                }
+                RouteOutcome::Route {
+                    targets,
+                    to_user: d.to_user.unwrap_or_else(|| to_user.to_string()),
+                    from_user: d.from_user.unwrap_or_else(|| from_user.to_string()),
+                }
+            }
+            Action::Redirect(contacts, code) => RouteOutcome::Redirect { code, contacts },
+            Action::Reject(code, reason) => RouteOutcome::Reject { code, reason },
+        }
+    }
+
     /// `config` was replaced (reload): settings derived from it are rebuilt at next use.
     pub fn config_changed(&mut self) {
         self.registrar = None;
@@ -419,71 +499,21 @@ impl Policy for LivePolicy {
         if let Some(refused) = self.admission() {
             return refused;
         }
-        let q = RouteQuery {
-            to_user,
-            from_user,
-            request_uri: &req.uri,
-            source_trunk: self.trunk_of(from),
-            source_ip: Some(from.addr.ip()),
-        };
-        let Some(d) = self.config.dialplan.lookup(&q) else {
-            return RouteOutcome::Reject {
-                code: 404,
-                reason: "Not Found".into(),
-            };
-        };
-        match d.action {
-            Action::Route(names) => {
-                // A call from a trunk counts against that trunk's limits too.
-                if let Some(src) = q.source_trunk.map(str::to_string) {
-                    let lim = self.trunk_limits(&src);
-                    if let Err(l) = self.guard.usage.admit_inbound(&src, lim, self.now) {
-                        self.limit_hit(&src, l);
-                        return self.unavailable();
-                    }
-                }
-                let config = self.config.clone();
-                let mut full = false;
-                let targets: Vec<Target> = names
-                    .iter()
-                    .filter_map(|n| config.trunks.get(n))
-                    .filter(|t| {
-                        let lim = TrunkLimits {
-                            max_calls: t.max_calls,
-                            max_cps: t.max_cps,
-                        };
-                        match self.guard.usage.check(&t.name, lim, self.now) {
-                            Ok(()) => true,
-                            Err(l) => {
-                                // A trunk at its limit is skipped like a failed one.
-                                self.limit_hit(&t.name, l);
-                                full = true;
-                                false
-                            }
-                        }
-                    })
-                    .map(|t| Target {
-                        trunk: t.name.clone(),
-                        peer: Peer {
-                            transport: transport_of(t.transport),
-                            addr: t.address,
-                        },
-                        host: t.address.to_string(),
-                    })
-                    .collect();
-                if targets.is_empty() && full {
-                    self.guard.usage.not_started();
-                    return self.unavailable();
-                }
-                RouteOutcome::Route {
-                    targets,
-                    to_user: d.to_user.unwrap_or_else(|| to_user.to_string()),
-                    from_user: d.from_user.unwrap_or_else(|| from_user.to_string()),
-                }
-            }
-            Action::Redirect(contacts, code) => RouteOutcome::Redirect { code, contacts },
-            Action::Reject(code, reason) => RouteOutcome::Reject { code, reason },
+        self.plan(req, from, to_user, from_user, true)
+    }
+
+    fn route_message(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+    ) -> RouteOutcome {
+        // A message is not a call: no call limits, but overload sheds it like anything new.
+        if self.guard.overload.is_on() {
+            return self.unavailable();
         }
+        self.plan(req, from, to_user, from_user, false)
     }
 
     fn media_offer(

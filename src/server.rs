@@ -272,6 +272,14 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
             *n,
         );
     }
+    for (status, n) in &stats.messages {
+        crate::policy::set_counter(
+            &metrics
+                .instant_messages
+                .with_label_values(&[&status.to_string()]),
+            *n,
+        );
+    }
     for reason in ["parse_error", "admission"] {
         crate::policy::set_counter(
             &metrics.messages_rejected.with_label_values(&[reason]),

@@ -155,6 +155,17 @@ pub trait Policy {
     fn admit_target(&mut self, _target: &Target) -> bool {
         true
     }
+    /// Where an out-of-dialog MESSAGE (RFC 3428) goes. Default: as a call would
+    /// ([`Policy::route`]); a live policy skips the call limits, a message is not a call.
+    fn route_message(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+    ) -> RouteOutcome {
+        self.route(req, from, to_user, from_user)
+    }
     /// The registrar's settings when trunkline serves REGISTER (`None`: REGISTER gets 405 and
     /// every call follows [`Policy::route`]).
     fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
@@ -259,7 +270,20 @@ pub struct CoreStats {
     pub calls_started: u64,
     /// REGISTER requests answered, by status.
     pub registers: HashMap<u16, u64>,
+    /// Out-of-dialog MESSAGEs answered, by status (relayed answers and trunkline's own).
+    pub messages: HashMap<u16, u64>,
 }
+
+/// A MESSAGE relayed to leg B, waiting for its final answer.
+struct PendingMessage {
+    server_tx: TxId,
+    a_req: Request,
+    to_tag: String,
+}
+
+/// Largest MESSAGE body sent over UDP (RFC 3428 section 8: 1300 bytes unless the path is
+/// congestion-controlled); larger ones get 513.
+pub const MESSAGE_UDP_MAX: usize = 1300;
 
 /// The `Target::trunk` of a call routed to a registered contact.
 pub const REGISTERED: &str = "registered";
@@ -445,6 +469,9 @@ pub struct B2bua {
     stats: CoreStats,
     /// The location service, created at the first REGISTER or lookup.
     registrar: Option<Registrar>,
+    /// MESSAGEs relayed to leg B, by their client transaction: the leg A request and its
+    /// server transaction, answered with leg B's final status.
+    messages: HashMap<TxId, PendingMessage>,
     draining: bool,
 }
 
@@ -493,11 +520,17 @@ impl B2bua {
             out: Vec::new(),
             stats: CoreStats::default(),
             registrar: None,
+            messages: HashMap::new(),
             draining: false,
         }
     }
 
     /// Live calls (any state).
+    /// MESSAGEs relayed and not answered yet.
+    pub fn pending_messages(&self) -> usize {
+        self.messages.len()
+    }
+
     /// Live registered contacts (location service bindings).
     pub fn registered_contacts(&self, now: Instant) -> usize {
         self.registrar.as_ref().map_or(0, |r| r.binding_count(now))
@@ -779,6 +812,7 @@ impl B2bua {
                 self.tx.send_response(tx, resp, now);
                 *self.stats.registers.entry(answer.status).or_insert(0) += 1;
             }
+            Method::Message => self.on_message(tx, req, from, now, policy),
             Method::Ack => {}
             Method::Bye => {
                 let tag = self.new_tag();
@@ -792,6 +826,160 @@ impl B2bua {
                 self.tx.send_response(tx, resp, now);
             }
         }
+    }
+
+    /// An out-of-dialog MESSAGE (RFC 3428): relayed as a new request on leg B (topology
+    /// hidden like a call's), its final answer relayed back; no dialog, no media.
+    fn on_message(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        from: Peer,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        if req.max_forwards().unwrap_or(70) == 0 {
+            self.answer_own(tx, &req, 483, "Too Many Hops", now);
+            return;
+        }
+        let (Some(from_na), Some(to_na)) = (req.from(), req.to()) else {
+            self.answer_own(tx, &req, 400, "Bad Request", now);
+            return;
+        };
+        let from_user = from_na.uri.user().unwrap_or_default().to_string();
+        let ruri = Uri::parse(&req.uri).ok();
+        let to_user = ruri
+            .as_ref()
+            .and_then(|u| u.user().map(str::to_string))
+            .or_else(|| to_na.uri.user().map(str::to_string))
+            .unwrap_or_default();
+        let located = match (policy.registrar(), ruri) {
+            (Some(settings), Some(uri)) => match &self.registrar {
+                Some(reg) => reg.lookup(&uri, &settings, now),
+                None => Registrar::new(0, now).lookup(&uri, &settings, now),
+            },
+            _ => None,
+        };
+        let outcome = match located {
+            None => policy.route_message(&req, from, &to_user, &from_user),
+            Some(Err(LookupMiss::Unknown)) => RouteOutcome::Reject {
+                code: 404,
+                reason: "Not Found".into(),
+            },
+            Some(Err(LookupMiss::Offline)) => RouteOutcome::Reject {
+                code: 480,
+                reason: "Temporarily Unavailable".into(),
+            },
+            Some(Ok(b)) => RouteOutcome::Route {
+                targets: b
+                    .into_iter()
+                    .map(|b| Target {
+                        trunk: REGISTERED.to_string(),
+                        peer: b.source,
+                        host: b.target,
+                    })
+                    .collect(),
+                to_user: String::new(),
+                from_user: from_user.clone(),
+            },
+        };
+        let (target, to_user, from_user) = match outcome {
+            RouteOutcome::Route {
+                mut targets,
+                to_user,
+                from_user,
+            } if !targets.is_empty() => (targets.swap_remove(0), to_user, from_user),
+            RouteOutcome::Route { .. } => {
+                self.answer_own(tx, &req, 404, "Not Found", now);
+                return;
+            }
+            RouteOutcome::Reject { code, reason } => {
+                self.answer_own(tx, &req, code, &reason, now);
+                return;
+            }
+            RouteOutcome::Unavailable { retry_after } => {
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
+                resp.headers.push("Retry-After", retry_after.to_string());
+                self.tx.send_response(tx, resp, now);
+                *self.stats.messages.entry(503).or_insert(0) += 1;
+                return;
+            }
+            RouteOutcome::Redirect { code, contacts } => {
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, code, reason_phrase(code), Some(&tag));
+                for c in &contacts {
+                    resp.headers.push("Contact", cat(&["<", c, ">"]));
+                }
+                self.tx.send_response(tx, resp, now);
+                *self.stats.messages.entry(code).or_insert(0) += 1;
+                return;
+            }
+        };
+        if target.peer.transport == Transport::Udp && req.body.len() > MESSAGE_UDP_MAX {
+            self.answer_own(tx, &req, 513, "Message Too Large", now);
+            return;
+        }
+        let via = self.via_for(target.peer.transport);
+        let from_tag = self.new_tag();
+        let call_id = self.new_call_id();
+        let user = user_at(&to_user);
+        let mut h = Headers::with_capacity(12);
+        h.push("Via", via);
+        h.push(
+            "Max-Forwards",
+            req.max_forwards()
+                .unwrap_or(70)
+                .saturating_sub(1)
+                .to_string(),
+        );
+        h.push(
+            "From",
+            cat(&[
+                "<sip:",
+                &user_at(&from_user),
+                self.our_host(),
+                ">;tag=",
+                &from_tag,
+            ]),
+        );
+        h.push("To", cat(&["<sip:", &user, &target.host, ">"]));
+        h.push("Call-ID", call_id);
+        h.push("CSeq", cseq_value(1, "MESSAGE"));
+        copy_passthrough(&req.headers, &mut h);
+        if let Some(ct) = req.headers.get("Content-Type") {
+            h.push("Content-Type", ct.to_string());
+        }
+        let out = Request {
+            method: Method::Message,
+            uri: cat(&["sip:", &user, &target.host]),
+            headers: h,
+            body: req.body.clone(),
+        };
+        let ctx = self.tx.send_request(out, target.peer, now);
+        let to_tag = self.new_tag();
+        self.messages.insert(
+            ctx,
+            PendingMessage {
+                server_tx: tx,
+                a_req: req,
+                to_tag,
+            },
+        );
+    }
+
+    fn answer_message(&mut self, pm: PendingMessage, status: u16, reason: &str, now: Instant) {
+        let resp = make_response(&pm.a_req, status, reason, Some(&pm.to_tag));
+        self.tx.send_response(pm.server_tx, resp, now);
+        *self.stats.messages.entry(status).or_insert(0) += 1;
+    }
+
+    /// trunkline's own answer to a MESSAGE.
+    fn answer_own(&mut self, tx: TxId, req: &Request, status: u16, reason: &str, now: Instant) {
+        let tag = self.new_tag();
+        let resp = make_response(req, status, reason, Some(&tag));
+        self.tx.send_response(tx, resp, now);
+        *self.stats.messages.entry(status).or_insert(0) += 1;
     }
 
     fn reject(
@@ -1570,6 +1758,14 @@ impl B2bua {
     // ------------------------------------------------------------------ responses
 
     fn on_response(&mut self, tx: TxId, resp: Response, now: Instant, policy: &mut dyn Policy) {
+        if self.messages.contains_key(&tx) {
+            if resp.status >= 200 {
+                if let Some(pm) = self.messages.remove(&tx) {
+                    self.answer_message(pm, resp.status, &resp.reason, now);
+                }
+            }
+            return;
+        }
         let Some((id, purpose)) = self.client.get(&tx).map(|(id, p)| {
             (
                 *id,
@@ -1900,6 +2096,10 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) {
+        if let Some(pm) = self.messages.remove(&tx) {
+            self.answer_message(pm, status, reason, now);
+            return;
+        }
         let Some((id, purpose)) = self.client.remove(&tx) else {
             return;
         };
@@ -2084,7 +2284,7 @@ impl B2bua {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE";
 
 /// `user@` for a SIP URI (RFC 3261 §25.1 `userinfo`), or nothing for an empty user (a dial plan
 /// may rewrite the user away, a peer may send none): "sip:@host" is not a URI. Characters the

@@ -328,6 +328,23 @@ impl World {
         self.feed(peer(A), m.into_bytes());
     }
 
+    /// An out-of-dialog MESSAGE from A (relayed to a trunk; answered or not by pbx_answers).
+    fn new_message(&mut self) {
+        self.next_call += 1;
+        let cid = format!("chaos-im-{}", self.next_call);
+        let body = ["hi", "", &"z".repeat(1400)][self.rng.below(3)].to_string();
+        let user = ["+15551234567", "1000", "x"][self.rng.below(3)];
+        let m = format!(
+            "MESSAGE sip:{user}@{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-m{cid};rport\r\n\
+             Max-Forwards: {}\r\nFrom: <sip:alice@10.1.1.1>;tag=a{cid}\r\nTo: <sip:{user}@{ME}>\r\n\
+             Call-ID: {cid}\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            [70, 1, 0][self.rng.below(3)],
+            body.len()
+        );
+        self.feed(peer(A), m.into_bytes());
+    }
+
     fn pbx_answers(&mut self) {
         let Some((to, req)) = self.rng.pick(&self.to_pbx).cloned() else {
             return;
@@ -462,6 +479,7 @@ impl World {
             60..=67 => self.pbx_in_dialog(),
             68..=74 => self.a_answers(),
             75..=79 => self.replay(),
+            83..=85 => self.new_message(),
             80..=82 => {
                 let to = if self.rng.chance(50) { PBX } else { PBX2 };
                 self.core
@@ -487,6 +505,11 @@ fn run(seed: u64, steps: usize) {
         0,
         "transactions left after ten quiet minutes: {:#?}",
         w.core.describe_transactions()
+    );
+    assert_eq!(
+        w.core.pending_messages(),
+        0,
+        "MESSAGEs still waiting for an answer after ten quiet minutes"
     );
     // A call either came up (and stays until a BYE or media timeout) or is gone: none is still
     // ringing or half set up after ten quiet minutes.

@@ -273,3 +273,105 @@ fn register_without_a_registrar_is_405() {
     assert_eq!(r.status, 405);
     assert_eq!(REGISTERED, "registered");
 }
+
+fn message(to: &str, call_id: &str, body: &str) -> Vec<u8> {
+    format!(
+        "MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKm{call_id}\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{to}>\r\nFrom: <sip:+15550001@carrier.net>;tag=m1\r\n\
+         Call-ID: {call_id}\r\nCSeq: 7 MESSAGE\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// MESSAGE (RFC 3428) relayed like a call's INVITE, without a dialog: to a registered phone
+/// at its NAT address or along the dial plan; the far side's final answer comes back; no
+/// answer is 408; too big for UDP is 513.
+#[test]
+fn messages_are_relayed_and_answered() {
+    let mut w = World::new();
+    // alice registers (challenge, then credentials)
+    let contact = "<sip:alice@192.168.1.20:5060>;expires=600";
+    w.feed(PHONE_NAT, &register(1, contact, ""));
+    let ch = w.final_to(PHONE_NAT);
+    let www = ch.headers.get("WWW-Authenticate").unwrap().to_string();
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ha1 = md5_hex("alice:example.com:s3cret");
+    let ha2 = md5_hex("REGISTER:sip:example.com");
+    let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:xyz:auth:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
+         uri=\"sip:example.com\", response=\"{resp}\", qop=auth, nc=00000001, cnonce=\"xyz\"\r\n"
+    );
+    w.feed(PHONE_NAT, &register(2, contact, &auth));
+    assert_eq!(w.final_to(PHONE_NAT).status, 200);
+
+    w.feed(
+        CARRIER,
+        &message("alice@example.com", "im-1", "hello alice"),
+    );
+    let out: Vec<Request> = w
+        .take(PHONE_NAT)
+        .into_iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) if r.method.as_str() == "MESSAGE" => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(out.len(), 1);
+    let m = &out[0];
+    assert_eq!(m.uri, "sip:alice@192.168.1.20:5060");
+    assert_eq!(m.body, b"hello alice");
+    assert_eq!(m.headers.get("Content-Type"), Some("text/plain"));
+    assert_ne!(m.headers.get("Call-ID"), Some("im-1"), "topology hidden");
+    assert!(!m.headers.get("From").unwrap().contains("carrier.net"));
+    // the phone accepts: 202 goes back to the carrier
+    let mut ok = signaling::b2bua::make_response(m, 202, "Accepted", Some("ph"));
+    ok.headers.push("Server", "phone");
+    w.feed(PHONE_NAT, &SipMessage::Response(ok).to_bytes());
+    let back = w.final_to(CARRIER);
+    assert_eq!(
+        (back.status, back.headers.get("Call-ID")),
+        (202, Some("im-1"))
+    );
+    assert_eq!(w.core.stats().messages.get(&202), Some(&1));
+
+    // along the dial plan (another domain); the PBX never answers: 408 after Timer F
+    w.feed(
+        CARRIER,
+        &message("+15551234@pstn.example.net", "im-2", "to the pbx"),
+    );
+    assert!(w
+        .take(PBX)
+        .iter()
+        .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "MESSAGE")));
+    let end = w.now + Duration::from_secs(40);
+    while let Some(t) = w.core.poll_timeout() {
+        if t > end {
+            break;
+        }
+        w.now = t;
+        w.core.handle_timeout(w.now, &mut w.policy);
+        while let Some(t) = w.core.poll_transmit() {
+            let m = parse(&t.data).unwrap();
+            w.sent.push((t.to, m));
+        }
+    }
+    assert_eq!(w.final_to(CARRIER).status, 408);
+
+    // offline user, unknown user, and a body too big for UDP
+    w.feed(CARRIER, &message("bob@example.com", "im-3", "x"));
+    assert_eq!(w.final_to(CARRIER).status, 480);
+    w.feed(CARRIER, &message("carol@example.com", "im-4", "x"));
+    assert_eq!(w.final_to(CARRIER).status, 404);
+    let big = "y".repeat(1400);
+    w.feed(CARRIER, &message("alice@example.com", "im-5", &big));
+    assert_eq!(w.final_to(CARRIER).status, 513);
+}
