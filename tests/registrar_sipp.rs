@@ -1,7 +1,8 @@
 //! The registrar with real SIP peers: a phone registers with Digest authentication, then a
 //! carrier's call to its address of record reaches the phone at the address its REGISTER came
 //! from, through trunkline, media anchored; a wrong password never registers; calls to an
-//! unknown user get 404. The phone is SIPp (scripted REGISTER, then a UAS on that port) and
+//! unknown user get 404; an instant message (MESSAGE) reaches the phone and its answer comes
+//! back. The phone is SIPp (scripted REGISTER, then a UAS on that port) and
 //! baresip (a real phone: it answers the challenge and auto-answers the call, sending a tone).
 //! A missing peer fails the test (scripts/install-deps.sh installs both).
 
@@ -200,6 +201,17 @@ fn baresip_registers_and_answers_a_call() {
             got - before >= 50.0,
             "baresip's RTP (a 440 Hz tone, 50 packets/s) reached the relay: {}",
             got - before
+        );
+        // an instant message: baresip accepts it (its 200, relayed back)
+        Sipp::uac(net, "carrier-im", "uac_message.xml", 1, 1)
+            .args(&["-s", "alice", "-p", &net.spare(22).to_string()])
+            .run(LIMIT)
+            .assert_all_ok(1, "MESSAGE to baresip answered 2xx");
+        let m = scrape(net);
+        assert_eq!(
+            metric(&m, "trunkline_sip_im_total", &[("status", "200")]),
+            Some(1.0),
+            "baresip's 200 relayed:\n{m}"
         );
         tl.assert_alive();
     });
