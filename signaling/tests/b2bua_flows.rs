@@ -781,3 +781,49 @@ fn cancel_held_back_goes_out_on_100_trying() {
         w.core.describe_transactions()
     );
 }
+
+/// RFC 5630: a `sips:` Request-URI is placed on leg B over TLS only, with a `sips:` URI; with
+/// no TLS target it is refused (480 + Warning), never downgraded to UDP.
+#[test]
+fn sips_request_uri_goes_over_tls_only() {
+    let sips = |call_id: &str| {
+        String::from_utf8(invite(call_id, SDP_A))
+            .unwrap()
+            .replacen("INVITE sip:", "INVITE sips:", 1)
+            .into_bytes()
+    };
+    // only a UDP trunk: refused
+    let mut w = World::new(vec![target("pbx", PBX)]);
+    w.feed(A, &sips("s1"));
+    let r = w.take_responses(A);
+    let last = r.last().expect("an answer");
+    assert_eq!(last.status, 480);
+    assert!(last.headers.get("Warning").unwrap_or("").contains("sips:"));
+    assert!(w.take_to(PBX).is_empty(), "nothing sent in the clear");
+    // a UDP and a TLS trunk: the TLS one, with a sips: URI
+    let tls = Target {
+        trunk: "secure".into(),
+        peer: Peer {
+            transport: Transport::Tls,
+            addr: PBX2.parse().unwrap(),
+        },
+        host: PBX2.into(),
+    };
+    let mut w = World::new(vec![target("pbx", PBX), tls.clone()]);
+    w.feed(A, &sips("s2"));
+    assert!(w.take_to(PBX).is_empty(), "the UDP trunk is skipped");
+    let sent: Vec<_> = w
+        .sent
+        .iter()
+        .filter(|(p, _)| *p == tls.peer)
+        .filter_map(|(_, m)| match m {
+            SipMessage::Request(r) if r.method.as_str() == "INVITE" => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "INVITE over TLS");
+    assert!(sent[0].uri.starts_with("sips:"), "{}", sent[0].uri);
+    // a plain sip: call still uses the first (UDP) trunk
+    w.feed(A, &invite("p1", SDP_A));
+    assert_eq!(w.take_to(PBX).len(), 1, "sip: calls are not affected");
+}
