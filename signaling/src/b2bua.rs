@@ -27,6 +27,8 @@ use crate::transaction::{
 use crate::uri::Uri;
 use crate::{check, Peer, Transport};
 
+mod presence;
+
 /// Which side of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Leg {
@@ -274,6 +276,13 @@ pub struct CoreStats {
     pub messages: HashMap<u16, u64>,
 }
 
+/// Why an out-of-dialog request is not relayed.
+enum Refusal {
+    Plain(u16, String),
+    Unavailable(u32),
+    Redirect(u16, Vec<String>),
+}
+
 /// A MESSAGE relayed to leg B, waiting for its final answer.
 struct PendingMessage {
     server_tx: TxId,
@@ -474,6 +483,12 @@ pub struct B2bua {
     /// MESSAGEs relayed to leg B, by their client transaction: the leg A request and its
     /// server transaction, answered with leg B's final status.
     messages: HashMap<TxId, PendingMessage>,
+    /// Relayed subscriptions (SUBSCRIBE/NOTIFY, `presence.rs`), by id; their dialogs by
+    /// (Call-ID, our tag); their client transactions.
+    subs: HashMap<u64, presence::Subscription>,
+    sub_keys: HashMap<(String, String), (u64, Leg)>,
+    sub_client: HashMap<TxId, presence::SubClient>,
+    next_sub: u64,
     draining: bool,
 }
 
@@ -523,6 +538,10 @@ impl B2bua {
             stats: CoreStats::default(),
             registrar: None,
             messages: HashMap::new(),
+            subs: HashMap::new(),
+            sub_keys: HashMap::new(),
+            sub_client: HashMap::new(),
+            next_sub: 1,
             draining: false,
         }
     }
@@ -641,6 +660,7 @@ impl B2bua {
 
     pub fn handle_timeout(&mut self, now: Instant, policy: &mut dyn Policy) {
         self.tx.handle_timeout(now);
+        self.expire_subs(now);
         while let Some(d) = self.deadlines.peek() {
             if d.at.0 > now {
                 break;
@@ -661,11 +681,8 @@ impl B2bua {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let a = self.tx.poll_timeout();
         let b = self.deadlines.peek().map(|d| d.at.0);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, None) => a,
-            (None, b) => b,
-        }
+        let c = self.next_sub_expiry();
+        [a, b, c].into_iter().flatten().min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -784,6 +801,9 @@ impl B2bua {
             return;
         }
         if let Some(tag) = to_tag {
+            let Some(req) = self.on_sub_in_dialog(tx, req, from, &tag, now) else {
+                return;
+            };
             self.on_in_dialog(tx, req, from, &tag, now, policy);
             return;
         }
@@ -815,6 +835,7 @@ impl B2bua {
                 *self.stats.registers.entry(answer.status).or_insert(0) += 1;
             }
             Method::Message => self.on_message(tx, req, from, now, policy),
+            Method::Subscribe => self.on_subscribe(tx, req, from, now, policy),
             Method::Ack => {}
             Method::Bye => {
                 let tag = self.new_tag();
@@ -848,76 +869,15 @@ impl B2bua {
             self.answer_own(tx, &req, 400, "Bad Request", now);
             return;
         };
-        let from_user = from_na.uri.user().unwrap_or_default().to_string();
-        let ruri = Uri::parse(&req.uri).ok();
-        let to_user = ruri
-            .as_ref()
-            .and_then(|u| u.user().map(str::to_string))
-            .or_else(|| to_na.uri.user().map(str::to_string))
-            .unwrap_or_default();
-        let located = match (policy.registrar(), ruri) {
-            (Some(settings), Some(uri)) => match &self.registrar {
-                Some(reg) => reg.lookup(&uri, &settings, now),
-                None => Registrar::new(0, now).lookup(&uri, &settings, now),
-            },
-            _ => None,
-        };
-        let outcome = match located {
-            None => policy.route_message(&req, from, &to_user, &from_user),
-            Some(Err(LookupMiss::Unknown)) => RouteOutcome::Reject {
-                code: 404,
-                reason: "Not Found".into(),
-            },
-            Some(Err(LookupMiss::Offline)) => RouteOutcome::Reject {
-                code: 480,
-                reason: "Temporarily Unavailable".into(),
-            },
-            Some(Ok(b)) => RouteOutcome::Route {
-                targets: b
-                    .into_iter()
-                    .map(|b| Target {
-                        trunk: REGISTERED.to_string(),
-                        peer: b.source,
-                        host: b.target,
-                    })
-                    .collect(),
-                to_user: String::new(),
-                from_user: from_user.clone(),
-            },
-        };
-        let (target, to_user, from_user) = match outcome {
-            RouteOutcome::Route {
-                mut targets,
-                to_user,
-                from_user,
-            } if !targets.is_empty() => (targets.swap_remove(0), to_user, from_user),
-            RouteOutcome::Route { .. } => {
-                self.answer_own(tx, &req, 404, "Not Found", now);
-                return;
-            }
-            RouteOutcome::Reject { code, reason } => {
-                self.answer_own(tx, &req, code, &reason, now);
-                return;
-            }
-            RouteOutcome::Unavailable { retry_after } => {
-                let tag = self.new_tag();
-                let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
-                resp.headers.push("Retry-After", retry_after.to_string());
-                self.tx.send_response(tx, resp, now);
-                *self.stats.messages.entry(503).or_insert(0) += 1;
-                return;
-            }
-            RouteOutcome::Redirect { code, contacts } => {
-                let tag = self.new_tag();
-                let mut resp = make_response(&req, code, reason_phrase(code), Some(&tag));
-                for c in &contacts {
-                    resp.headers.push("Contact", cat(&["<", c, ">"]));
+        let (target, to_user, from_user) =
+            match self.route_standalone(&req, &from_na, &to_na, from, now, policy) {
+                Ok(t) => t,
+                Err(refusal) => {
+                    let status = self.refuse(tx, &req, refusal, now);
+                    *self.stats.messages.entry(status).or_insert(0) += 1;
+                    return;
                 }
-                self.tx.send_response(tx, resp, now);
-                *self.stats.messages.entry(code).or_insert(0) += 1;
-                return;
-            }
-        };
+            };
         if target.peer.transport == Transport::Udp && req.body.len() > MESSAGE_UDP_MAX {
             self.answer_own(tx, &req, 513, "Message Too Large", now);
             return;
@@ -968,6 +928,90 @@ impl B2bua {
                 to_tag,
             },
         );
+    }
+
+    /// Where an out-of-dialog request that is not a call (MESSAGE, SUBSCRIBE) goes: the
+    /// location service for a served domain, else the policy's plan. The first target only.
+    fn route_standalone(
+        &mut self,
+        req: &Request,
+        from_na: &NameAddr,
+        to_na: &NameAddr,
+        from: Peer,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> Result<(Target, String, String), Refusal> {
+        let from_user = from_na.uri.user().unwrap_or_default().to_string();
+        let ruri = Uri::parse(&req.uri).ok();
+        let to_user = ruri
+            .as_ref()
+            .and_then(|u| u.user().map(str::to_string))
+            .or_else(|| to_na.uri.user().map(str::to_string))
+            .unwrap_or_default();
+        let located = match (policy.registrar(), ruri) {
+            (Some(settings), Some(uri)) => match &self.registrar {
+                Some(reg) => reg.lookup(&uri, &settings, now),
+                None => Registrar::new(0, now).lookup(&uri, &settings, now),
+            },
+            _ => None,
+        };
+        let outcome = match located {
+            None => policy.route_message(req, from, &to_user, &from_user),
+            Some(Err(LookupMiss::Unknown)) => RouteOutcome::Reject {
+                code: 404,
+                reason: "Not Found".into(),
+            },
+            Some(Err(LookupMiss::Offline)) => RouteOutcome::Reject {
+                code: 480,
+                reason: "Temporarily Unavailable".into(),
+            },
+            Some(Ok(b)) => RouteOutcome::Route {
+                targets: b
+                    .into_iter()
+                    .map(|b| Target {
+                        trunk: REGISTERED.to_string(),
+                        peer: b.source,
+                        host: b.target,
+                    })
+                    .collect(),
+                to_user: String::new(),
+                from_user: from_user.clone(),
+            },
+        };
+        match outcome {
+            RouteOutcome::Route {
+                mut targets,
+                to_user,
+                from_user,
+            } if !targets.is_empty() => Ok((targets.swap_remove(0), to_user, from_user)),
+            RouteOutcome::Route { .. } => Err(Refusal::Plain(404, "Not Found".into())),
+            RouteOutcome::Reject { code, reason } => Err(Refusal::Plain(code, reason)),
+            RouteOutcome::Unavailable { retry_after } => Err(Refusal::Unavailable(retry_after)),
+            RouteOutcome::Redirect { code, contacts } => Err(Refusal::Redirect(code, contacts)),
+        }
+    }
+
+    /// Answer a request trunkline will not relay; the status sent.
+    fn refuse(&mut self, tx: TxId, req: &Request, refusal: Refusal, now: Instant) -> u16 {
+        let tag = self.new_tag();
+        let resp = match refusal {
+            Refusal::Plain(code, reason) => make_response(req, code, &reason, Some(&tag)),
+            Refusal::Unavailable(retry_after) => {
+                let mut r = make_response(req, 503, "Service Unavailable", Some(&tag));
+                r.headers.push("Retry-After", retry_after.to_string());
+                r
+            }
+            Refusal::Redirect(code, contacts) => {
+                let mut r = make_response(req, code, reason_phrase(code), Some(&tag));
+                for c in &contacts {
+                    r.headers.push("Contact", cat(&["<", c, ">"]));
+                }
+                r
+            }
+        };
+        let status = resp.status;
+        self.tx.send_response(tx, resp, now);
+        status
     }
 
     fn answer_message(&mut self, pm: PendingMessage, status: u16, reason: &str, now: Instant) {
@@ -1791,6 +1835,9 @@ impl B2bua {
     // ------------------------------------------------------------------ responses
 
     fn on_response(&mut self, tx: TxId, resp: Response, now: Instant, policy: &mut dyn Policy) {
+        if self.on_sub_response(tx, &resp, now) {
+            return;
+        }
         if self.messages.contains_key(&tx) {
             if resp.status >= 200 {
                 if let Some(pm) = self.messages.remove(&tx) {
@@ -2133,6 +2180,9 @@ impl B2bua {
             self.answer_message(pm, status, reason, now);
             return;
         }
+        if self.on_sub_failure(tx, status, reason, now) {
+            return;
+        }
         let Some((id, purpose)) = self.client.remove(&tx) else {
             return;
         };
@@ -2317,7 +2367,7 @@ impl B2bua {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY";
 
 /// `user@` for a SIP URI (RFC 3261 §25.1 `userinfo`), or nothing for an empty user (a dial plan
 /// may rewrite the user away, a peer may send none): "sip:@host" is not a URI. Characters the

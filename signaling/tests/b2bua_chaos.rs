@@ -345,6 +345,59 @@ impl World {
         self.feed(peer(A), m.into_bytes());
     }
 
+    /// A watcher's SUBSCRIBE from A (short-lived: Expires 60).
+    fn new_subscribe(&mut self) {
+        self.next_call += 1;
+        let cid = format!("chaos-sub-{}", self.next_call);
+        let event = if self.rng.chance(90) {
+            "Event: presence\r\n"
+        } else {
+            ""
+        };
+        let m = format!(
+            "SUBSCRIBE sip:1000@{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-s{cid};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@10.1.1.1>;tag=a{cid}\r\nTo: <sip:1000@{ME}>\r\n\
+             Call-ID: {cid}\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:alice@{A}>\r\n{event}\
+             Expires: 60\r\nContent-Length: 0\r\n\r\n"
+        );
+        self.a_calls.push(cid);
+        self.feed(peer(A), m.into_bytes());
+    }
+
+    /// The notifier sends a NOTIFY in the dialog of a SUBSCRIBE it received (before or after
+    /// answering it), now and then the final one.
+    fn pbx_notify(&mut self) {
+        let subs: Vec<(Peer, Request)> = self
+            .to_pbx
+            .iter()
+            .filter(|(_, r)| r.method.as_str() == "SUBSCRIBE")
+            .cloned()
+            .collect();
+        let Some((to, req)) = self.rng.pick(&subs).cloned() else {
+            return;
+        };
+        let (Some(cid), Some(our_tag)) = (
+            req.call_id().map(str::to_string),
+            req.from().and_then(|f| f.tag().map(str::to_string)),
+        ) else {
+            return;
+        };
+        self.cseq += 1;
+        let state = [
+            "active;expires=30",
+            "terminated;reason=noresource",
+            "pending",
+        ][self.rng.below(3)];
+        let m = format!(
+            "NOTIFY sip:x@{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-n{};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1000@pbx>;tag=btag\r\nTo: <sip:x@{ME}>;tag={our_tag}\r\n\
+             Call-ID: {cid}\r\nCSeq: {} NOTIFY\r\nContact: <sip:1000@{}>\r\nEvent: presence\r\n\
+             Subscription-State: {state}\r\nContent-Length: 0\r\n\r\n",
+            to.addr, self.cseq, self.cseq, to.addr
+        );
+        self.feed(to, m.into_bytes());
+    }
+
     fn pbx_answers(&mut self) {
         let Some((to, req)) = self.rng.pick(&self.to_pbx).cloned() else {
             return;
@@ -480,6 +533,8 @@ impl World {
             68..=74 => self.a_answers(),
             75..=79 => self.replay(),
             83..=85 => self.new_message(),
+            86..=87 => self.new_subscribe(),
+            88..=89 => self.pbx_notify(),
             80..=82 => {
                 let to = if self.rng.chance(50) { PBX } else { PBX2 };
                 self.core
@@ -510,6 +565,14 @@ fn run(seed: u64, steps: usize) {
         w.core.pending_messages(),
         0,
         "MESSAGEs still waiting for an answer after ten quiet minutes"
+    );
+    // Subscriptions live as long as their Expires says (60 s here, but a mangled or dropped
+    // Expires means the default hour, at most a day): none outlives its lifetime.
+    w.advance(Duration::from_secs(86_400 + 60));
+    assert_eq!(
+        w.core.subscriptions(),
+        0,
+        "subscriptions held beyond any lifetime they were given"
     );
     // A call either came up (and stays until a BYE or media timeout) or is gone: none is still
     // ringing or half set up after ten quiet minutes.

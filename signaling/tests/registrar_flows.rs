@@ -375,3 +375,212 @@ fn messages_are_relayed_and_answered() {
     w.feed(CARRIER, &message("alice@example.com", "im-5", &big));
     assert_eq!(w.final_to(CARRIER).status, 513);
 }
+
+/// Register alice (challenge + credentials) in `w`.
+fn registered(w: &mut World) {
+    let contact = "<sip:alice@192.168.1.20:5060>;expires=600";
+    w.feed(PHONE_NAT, &register(1, contact, ""));
+    let ch = w.final_to(PHONE_NAT);
+    let www = ch.headers.get("WWW-Authenticate").unwrap().to_string();
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ha1 = md5_hex("alice:example.com:s3cret");
+    let ha2 = md5_hex("REGISTER:sip:example.com");
+    let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:xyz:auth:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
+         uri=\"sip:example.com\", response=\"{resp}\", qop=auth, nc=00000001, cnonce=\"xyz\"\r\n"
+    );
+    w.feed(PHONE_NAT, &register(2, contact, &auth));
+    assert_eq!(w.final_to(PHONE_NAT).status, 200);
+}
+
+const WATCHER: &str = "198.51.100.20:5060";
+
+fn requests_to(w: &mut World, to: &str, method: &str) -> Vec<Request> {
+    w.take(to)
+        .into_iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) if r.method.as_str() == method => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn reply(
+    w: &mut World,
+    to_peer: &str,
+    req: &Request,
+    status: u16,
+    tag: &str,
+    extra: &[(&str, &str)],
+) {
+    let mut r = signaling::b2bua::make_response(req, status, "OK", Some(tag));
+    for (n, v) in extra {
+        r.headers.push(n, v.to_string());
+    }
+    w.feed(to_peer, &SipMessage::Response(r).to_bytes());
+}
+
+/// Presence through the B2BUA: a watcher subscribes to alice's presence; the SUBSCRIBE reaches
+/// her phone at its NAT address, her NOTIFYs (PIDF) reach the watcher in the watcher's dialog,
+/// answers go back both ways, an unsubscribe and the final NOTIFY end both dialogs.
+#[test]
+fn presence_subscription_is_relayed_both_ways() {
+    let mut w = World::new();
+    registered(&mut w);
+    let sub = "SUBSCRIBE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.20:5060;branch=z9hG4bKs1\r\n\
+        Max-Forwards: 70\r\nTo: <sip:alice@example.com>\r\nFrom: <sip:bob@watchers.net>;tag=w1\r\n\
+        Call-ID: watch-1\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:bob@198.51.100.20:5060>\r\n\
+        Event: presence\r\nAccept: application/pidf+xml\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n";
+    w.feed(WATCHER, sub.as_bytes());
+    let s_b = requests_to(&mut w, PHONE_NAT, "SUBSCRIBE");
+    assert_eq!(s_b.len(), 1, "SUBSCRIBE relayed to the phone");
+    assert_eq!(s_b[0].uri, "sip:alice@192.168.1.20:5060");
+    assert_eq!(s_b[0].headers.get("Event"), Some("presence"));
+    assert_ne!(
+        s_b[0].headers.get("Call-ID"),
+        Some("watch-1"),
+        "topology hidden"
+    );
+    reply(
+        &mut w,
+        PHONE_NAT,
+        &s_b[0],
+        200,
+        "ph1",
+        &[
+            ("Contact", "<sip:alice@192.168.1.20:5060>"),
+            ("Expires", "600"),
+        ],
+    );
+    let ok = w.final_to(WATCHER);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.headers.get("Expires"), Some("600"));
+    let a_tag = ok
+        .to()
+        .and_then(|t| t.tag().map(str::to_string))
+        .expect("our To tag");
+    assert_eq!(w.core.subscriptions(), 1);
+
+    // the phone notifies (in leg B's dialog): the watcher gets it in leg A's
+    let b_call = s_b[0].headers.get("Call-ID").unwrap().to_string();
+    let b_our_tag = s_b[0]
+        .from()
+        .and_then(|f| f.tag().map(str::to_string))
+        .unwrap();
+    let pidf = "<?xml version=\"1.0\"?><presence entity=\"sip:alice@example.com\"><tuple id=\"t\"><status><basic>open</basic></status></tuple></presence>";
+    let notify = |cseq: u32, state: &str| {
+        format!(
+            "NOTIFY sip:anything@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKn{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=ph1\r\nTo: <sip:x@y>;tag={b_our_tag}\r\n\
+             Call-ID: {b_call}\r\nCSeq: {cseq} NOTIFY\r\nContact: <sip:alice@192.168.1.20:5060>\r\n\
+             Event: presence\r\nSubscription-State: {state}\r\nContent-Type: application/pidf+xml\r\n\
+             Content-Length: {}\r\n\r\n{pidf}",
+            pidf.len()
+        )
+    };
+    w.feed(PHONE_NAT, notify(1, "active;expires=600").as_bytes());
+    let n_a = requests_to(&mut w, WATCHER, "NOTIFY");
+    assert_eq!(n_a.len(), 1, "NOTIFY relayed to the watcher");
+    let n = &n_a[0];
+    assert_eq!(
+        n.uri, "sip:bob@198.51.100.20:5060",
+        "to the watcher's Contact"
+    );
+    assert_eq!(
+        n.headers.get("Call-ID"),
+        Some("watch-1"),
+        "in the watcher's dialog"
+    );
+    assert_eq!(
+        n.from().and_then(|f| f.tag().map(str::to_string)),
+        Some(a_tag.clone())
+    );
+    assert_eq!(
+        n.to().and_then(|t| t.tag().map(str::to_string)).as_deref(),
+        Some("w1")
+    );
+    assert_eq!(n.body, pidf.as_bytes());
+    assert_eq!(n.headers.get("Content-Type"), Some("application/pidf+xml"));
+    assert_eq!(
+        n.headers.get("Subscription-State"),
+        Some("active;expires=600")
+    );
+    reply(&mut w, WATCHER, n, 200, "w1", &[]);
+    let back = w.final_to(PHONE_NAT);
+    assert_eq!(
+        (back.status, back.headers.get("CSeq")),
+        (200, Some("1 NOTIFY"))
+    );
+
+    // the watcher unsubscribes (Expires: 0) in its dialog
+    let unsub = format!(
+        "SUBSCRIBE sip:alice@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.20:5060;branch=z9hG4bKs2\r\n\
+         Max-Forwards: 70\r\nTo: <sip:alice@example.com>;tag={a_tag}\r\nFrom: <sip:bob@watchers.net>;tag=w1\r\n\
+         Call-ID: watch-1\r\nCSeq: 2 SUBSCRIBE\r\nContact: <sip:bob@198.51.100.20:5060>\r\n\
+         Event: presence\r\nExpires: 0\r\nContent-Length: 0\r\n\r\n"
+    );
+    w.feed(WATCHER, unsub.as_bytes());
+    let s2 = requests_to(&mut w, PHONE_NAT, "SUBSCRIBE");
+    assert_eq!(s2.len(), 1);
+    assert_eq!(s2[0].headers.get("Call-ID"), Some(b_call.as_str()));
+    assert_eq!(s2[0].headers.get("Expires"), Some("0"));
+    reply(&mut w, PHONE_NAT, &s2[0], 200, "ph1", &[]);
+    assert_eq!(w.final_to(WATCHER).status, 200);
+    // the final NOTIFY ends it
+    w.feed(PHONE_NAT, notify(2, "terminated;reason=timeout").as_bytes());
+    let last = requests_to(&mut w, WATCHER, "NOTIFY");
+    assert_eq!(last.len(), 1);
+    reply(&mut w, WATCHER, &last[0], 200, "w1", &[]);
+    assert_eq!(w.final_to(PHONE_NAT).status, 200);
+    assert_eq!(w.core.subscriptions(), 0, "both dialogs gone");
+    // a NOTIFY for it now: 481
+    w.feed(PHONE_NAT, notify(3, "active").as_bytes());
+    assert_eq!(w.final_to(PHONE_NAT).status, 481);
+}
+
+/// A subscription nobody refreshes is dropped after its lifetime; a refused one at once; a
+/// SUBSCRIBE without Event is refused.
+#[test]
+fn subscriptions_expire_and_refusals_leave_nothing() {
+    let mut w = World::new();
+    registered(&mut w);
+    let sub = |cid: &str, event: bool| {
+        format!(
+            "SUBSCRIBE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.20:5060;branch=z9hG4bK{cid}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:alice@example.com>\r\nFrom: <sip:bob@watchers.net>;tag=w{cid}\r\n\
+             Call-ID: {cid}\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:bob@198.51.100.20:5060>\r\n\
+             {}Expires: 60\r\nContent-Length: 0\r\n\r\n",
+            if event { "Event: presence\r\n" } else { "" }
+        )
+    };
+    w.feed(WATCHER, sub("x0", false).as_bytes());
+    assert_eq!(w.final_to(WATCHER).status, 400);
+    w.feed(WATCHER, sub("x1", true).as_bytes());
+    let s = requests_to(&mut w, PHONE_NAT, "SUBSCRIBE");
+    reply(&mut w, PHONE_NAT, &s[0], 489, "ph", &[]);
+    assert_eq!(w.final_to(WATCHER).status, 489);
+    assert_eq!(w.core.subscriptions(), 0, "refused: nothing kept");
+    w.feed(WATCHER, sub("x2", true).as_bytes());
+    let s = requests_to(&mut w, PHONE_NAT, "SUBSCRIBE");
+    reply(&mut w, PHONE_NAT, &s[0], 202, "ph", &[("Expires", "60")]);
+    assert_eq!(w.final_to(WATCHER).status, 202);
+    assert_eq!(w.core.subscriptions(), 1);
+    // 60 s + grace, no refresh
+    let end = w.now + Duration::from_secs(120);
+    while let Some(t) = w.core.poll_timeout() {
+        if t > end {
+            break;
+        }
+        w.now = t;
+        w.core.handle_timeout(w.now, &mut w.policy);
+        while w.core.poll_transmit().is_some() {}
+    }
+    assert_eq!(w.core.subscriptions(), 0, "expired");
+}
