@@ -26,6 +26,7 @@ pub struct Metrics {
     pub messages_sent: IntCounterVec,
     pub parse_errors: IntCounter,
     pub registered_contacts: IntGauge,
+    pub subscriptions: IntGauge,
     pub registers: IntCounterVec,
     pub instant_messages: IntCounterVec,
     pub messages_rejected: IntCounterVec,
@@ -130,6 +131,11 @@ impl Metrics {
                 "trunkline_sip_messages_sent_total",
                 "SIP messages sent, by transport.",
                 &["transport"],
+            ),
+            subscriptions: gauge(
+                &r,
+                "trunkline_sip_subscriptions",
+                "Event subscriptions (SUBSCRIBE/NOTIFY, e.g. presence) being relayed.",
             ),
             registered_contacts: gauge(
                 &r,

@@ -2,7 +2,8 @@
 //! carrier's call to its address of record reaches the phone at the address its REGISTER came
 //! from, through trunkline, media anchored; a wrong password never registers; calls to an
 //! unknown user get 404; an instant message (MESSAGE) reaches the phone and its answer comes
-//! back. The phone is SIPp (scripted REGISTER, then a UAS on that port) and
+//! back; a presence watcher's SUBSCRIBE reaches the phone and the phone's NOTIFY (PIDF) reaches
+//! the watcher, each in its own dialog. The phone is SIPp (scripted REGISTER, then a UAS on that port) and
 //! baresip (a real phone: it answers the challenge and auto-answers the call, sending a tone).
 //! A missing peer fails the test (scripts/install-deps.sh installs both).
 
