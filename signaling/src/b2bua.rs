@@ -352,8 +352,6 @@ struct Call {
     b_invite_tx: Option<TxId>,
     b_invite: Option<Request>,
     b_got_provisional: bool,
-    /// Leg A asked for `sips:` (RFC 5630): leg B goes over TLS only, with a `sips:` URI.
-    secure: bool,
     /// The media (relay ports, trunk slot) was released: once per call, whichever end path
     /// gets there first.
     media_released: bool,
@@ -1164,35 +1162,6 @@ impl B2bua {
             self.reject(tx, &req, 404, "Not Found", now, policy);
             return;
         }
-        // RFC 5630 section 3.1.3 / RFC 3261 section 26.2.2: a `sips:` Request-URI asks for TLS
-        // on every hop. Leg B then goes to TLS targets only, never downgraded; with none, the
-        // call is refused rather than placed in the clear.
-        let secure = req
-            .uri
-            .get(..5)
-            .is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
-        let targets: Vec<Target> = if secure {
-            targets
-                .into_iter()
-                .filter(|t| t.peer.transport == Transport::Tls)
-                .collect()
-        } else {
-            targets
-        };
-        if targets.is_empty() {
-            let tag = self.new_tag();
-            let mut resp = make_response(&req, 480, "Temporarily Unavailable", Some(&tag));
-            resp.headers.push(
-                "Warning",
-                "399 trunkline \"no TLS route for a sips: Request-URI\"",
-            );
-            self.tx.send_response(tx, resp, now);
-            policy.event(CallEvent::Rejected {
-                status: 480,
-                reason: "no TLS route for sips:".into(),
-            });
-            return;
-        }
         let id = self.next_call;
         self.next_call += 1;
         self.stats.calls_started += 1;
@@ -1263,7 +1232,6 @@ impl B2bua {
             b_invite_tx: None,
             b_invite: None,
             b_got_provisional: false,
-            secure,
             media_released: false,
             b_offer: None,
             targets,
@@ -1332,9 +1300,8 @@ impl B2bua {
         let max_fwd = call.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         call.b.peer = target.peer;
         let user = user_at(&call.to_user);
-        let scheme = if call.secure { "sips:" } else { "sip:" };
-        call.b.remote_uri = cat(&["<", scheme, &user, &target.host, ">"]);
-        call.b.remote_target = cat(&[scheme, &user, &target.host]);
+        call.b.remote_uri = cat(&["<sip:", &user, &target.host, ">"]);
+        call.b.remote_target = cat(&["sip:", &user, &target.host]);
         call.b.remote_tag = None;
         call.b.route_set.clear();
         call.b_got_provisional = false;
