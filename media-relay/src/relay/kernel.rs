@@ -25,7 +25,7 @@
 //! The program is assembled here (no compiler, no object file, no loader library): about 130
 //! instructions, loaded with `bpf(2)` and attached with a tcx link, which the kernel detaches
 //! when the process exits, however it exits. The generated program is declared to the kernel as
-//! "Dual MIT/GPL" (it calls `bpf_fib_lookup`, a GPL-only helper).
+//! "Dual MIT/GPL" (a GPL-compatible license lets it use every networking helper).
 //!
 //! Needs CAP_BPF + CAP_NET_ADMIN (root) and Linux 6.6+ (tcx); `media.kernel_forwarding: auto`
 //! falls back to user space forwarding when either is missing and says so in the log.
