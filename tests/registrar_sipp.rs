@@ -217,3 +217,37 @@ fn baresip_registers_and_answers_a_call() {
         tl.assert_alive();
     });
 }
+
+/// Registrar users are reloadable: a user added to the file registers after `POST /reload`,
+/// without a restart, and the bindings made before the reload stay.
+#[test]
+fn registrar_users_reload_without_restart() {
+    require_sipp();
+    isolated("registrar_users_reload_without_restart", false, |net| {
+        let mut tl = Trunkline::start(net, &yaml(net));
+        let reg = |name: &str, user: &str, pw: &str, port: u16| {
+            Sipp::uac(net, name, "phone_register.xml", 1, 1)
+                .args(&["-p", &port.to_string(), "-s", user, "-au", user, "-ap", pw])
+                .run(LIMIT)
+        };
+        reg("alice", "alice", "s3cret", net.spare(30)).assert_all_ok(1, "alice registers");
+        let carol = reg("carol-before", "carol", "c4rol", net.spare(31));
+        assert_eq!(carol.successful, 0, "carol is not a user yet");
+        let with_carol = yaml(net).replace(
+            "    bob: { password: b0b }\n",
+            "    bob: { password: b0b }\n    carol: { password: c4rol }\n",
+        );
+        assert!(with_carol.contains("carol"));
+        replace_config(net, &with_carol, false);
+        let (code, body) = http(net.metrics_addr(), "POST", "/reload");
+        assert_eq!(code, 200, "{body}");
+        reg("carol-after", "carol", "c4rol", net.spare(32)).assert_all_ok(1, "carol registers");
+        let m = scrape(net);
+        assert_eq!(
+            metric(&m, "trunkline_registered_contacts", &[]),
+            Some(2.0),
+            "alice's binding survived the reload:\n{m}"
+        );
+        tl.assert_alive();
+    });
+}
