@@ -26,6 +26,7 @@ pub struct Metrics {
     pub messages_sent: IntCounterVec,
     pub parse_errors: IntCounter,
     pub registered_contacts: IntGauge,
+    pub keepalives: IntCounter,
     pub subscriptions: IntGauge,
     pub registers: IntCounterVec,
     pub instant_messages: IntCounterVec,
@@ -136,6 +137,11 @@ impl Metrics {
                 &r,
                 "trunkline_sip_subscriptions",
                 "Event subscriptions (SUBSCRIBE/NOTIFY, e.g. presence) being relayed.",
+            ),
+            keepalives: counter(
+                &r,
+                "trunkline_sip_keepalives_total",
+                "NAT keep-alive OPTIONS sent to phones registered over UDP.",
             ),
             registered_contacts: gauge(
                 &r,

@@ -461,6 +461,7 @@ impl Policy for LivePolicy {
                         max_expires: r.max_expires,
                         default_expires: r.default_expires,
                         users: r.users.iter().cloned().collect(),
+                        keepalive: r.keepalive,
                     })
                 });
                 self.registrar = Some(r.clone());

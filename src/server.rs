@@ -267,6 +267,7 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         .registered_contacts
         .set(core.registered_contacts(policy.now) as i64);
     metrics.subscriptions.set(core.subscriptions() as i64);
+    crate::policy::set_counter(&metrics.keepalives, stats.keepalives);
     for (status, n) in &stats.registers {
         crate::policy::set_counter(
             &metrics.registers.with_label_values(&[&status.to_string()]),

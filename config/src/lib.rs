@@ -37,6 +37,7 @@
 //! registrar:                   # optional: REGISTER for these domains, Digest-authenticated
 //!   domains: [example.com]
 //!   users: { alice: { password: s3cret } }
+//!   keepalive: 30              # optional: OPTIONS to UDP-registered phones (NAT), 0 = off
 //! limits:                      # optional: overload and abuse protection (see [`Limits`])
 //!   source_rate: 50            # requests/s per source IP (default: no limit); trunks exempt
 //!   source_burst: 100          # bucket size (default 2 x source_rate)
@@ -237,6 +238,8 @@ pub struct Registrar {
     pub default_expires: u32,
     /// user name -> password, in file order.
     pub users: Vec<(String, String)>,
+    /// NAT keep-alive period for phones registered over UDP, seconds (0 = off; default 30).
+    pub keepalive: u32,
 }
 
 /// User-Agent substrings dropped by default: the well-known SIP scanners and war-dialers
@@ -692,6 +695,8 @@ struct RawRegistrar {
     max_expires: Option<u32>,
     #[serde(default)]
     default_expires: Option<u32>,
+    #[serde(default)]
+    keepalive: Option<u32>,
     #[serde(deserialize_with = "unique_keys")]
     users: Vec<(String, RawUser)>,
 }
@@ -1203,6 +1208,13 @@ fn build_registrar(r: RawRegistrar) -> Result<Registrar, Sem> {
         ));
     }
     let default = r.default_expires.unwrap_or(max).clamp(min, max);
+    let keepalive = r.keepalive.unwrap_or(30);
+    if keepalive > 3600 {
+        return Err(sem(
+            p("keepalive"),
+            format!("registrar.keepalive {keepalive} s: at most 3600 (0 = off)"),
+        ));
+    }
     if r.users.is_empty() {
         return Err(sem(
             p("users"),
@@ -1236,6 +1248,7 @@ fn build_registrar(r: RawRegistrar) -> Result<Registrar, Sem> {
         max_expires: max,
         default_expires: default,
         users,
+        keepalive,
     })
 }
 

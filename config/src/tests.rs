@@ -1719,6 +1719,10 @@ fn registrar_errors_are_positioned() {
         err(&src).message.contains("open"),
         "unknown keys are errors"
     );
+    let src = with_registrar(
+        "  domains: [x.example]\n  keepalive: 7200\n  users: { a: { password: p } }\n",
+    );
+    assert!(err(&src).message.contains("at most 3600"));
     let src = with_registrar("  domains: ['bad domain']\n  users: { a: { password: p } }\n");
     assert!(err(&src).message.contains("registrar domain"));
     let src = with_registrar(

@@ -274,6 +274,8 @@ pub struct CoreStats {
     pub registers: HashMap<u16, u64>,
     /// Out-of-dialog MESSAGEs answered, by status (relayed answers and trunkline's own).
     pub messages: HashMap<u16, u64>,
+    /// NAT keep-alive OPTIONS sent to registered phones.
+    pub keepalives: u64,
 }
 
 /// Why an out-of-dialog request is not relayed.
@@ -478,6 +480,8 @@ pub struct B2bua {
     stats: CoreStats,
     /// The location service, created at the first REGISTER or lookup.
     registrar: Option<Registrar>,
+    /// When the next NAT keep-alive round is due (registrar bindings over UDP).
+    next_keepalive: Option<Instant>,
     /// MESSAGEs relayed to leg B, by their client transaction: the leg A request and its
     /// server transaction, answered with leg B's final status.
     messages: HashMap<TxId, PendingMessage>,
@@ -535,6 +539,7 @@ impl B2bua {
             out: Vec::new(),
             stats: CoreStats::default(),
             registrar: None,
+            next_keepalive: None,
             messages: HashMap::new(),
             subs: HashMap::new(),
             sub_keys: HashMap::new(),
@@ -545,6 +550,57 @@ impl B2bua {
     }
 
     /// Live calls (any state).
+    /// NAT keep-alives (RFC 3261 OPTIONS, stateless): every `keepalive` seconds one OPTIONS
+    /// to each binding registered over UDP, at the address its REGISTER came from, so the
+    /// phone's NAT mapping stays open for incoming calls. Answers are absorbed.
+    fn keepalives(&mut self, now: Instant, policy: &mut dyn Policy) {
+        let every = policy.registrar().map_or(0, |s| s.keepalive);
+        let Some(reg) = &self.registrar else {
+            self.next_keepalive = None;
+            return;
+        };
+        if every == 0 {
+            self.next_keepalive = None;
+            return;
+        }
+        let period = Duration::from_secs(u64::from(every));
+        match self.next_keepalive {
+            Some(t) if t > now => return,
+            None => {
+                self.next_keepalive = Some(now + period);
+                return;
+            }
+            Some(_) => {}
+        }
+        let targets = reg.udp_bindings(now);
+        self.next_keepalive =
+            (!targets.is_empty() || reg.binding_count(now) > 0).then_some(now + period);
+        for (peer, contact) in targets {
+            let via = self.via_for(Transport::Udp);
+            let tag = self.new_tag();
+            let call_id = self.new_call_id();
+            let mut h = Headers::with_capacity(8);
+            h.push("Via", via);
+            h.push("Max-Forwards", "70");
+            h.push(
+                "From",
+                cat(&["<sip:keepalive@", self.our_host(), ">;tag=", &tag]),
+            );
+            h.push("To", cat(&["<", &contact, ">"]));
+            h.push("Call-ID", call_id);
+            h.push("CSeq", cseq_value(1, "OPTIONS"));
+            h.push("Content-Length", "0");
+            let req = Request {
+                method: Method::Options,
+                uri: contact,
+                headers: h,
+                body: Vec::new(),
+            };
+            self.tx.send_stateless(&SipMessage::Request(req), peer);
+            self.stats.keepalives += 1;
+        }
+    }
+
     /// MESSAGEs relayed and not answered yet.
     pub fn pending_messages(&self) -> usize {
         self.messages.len()
@@ -659,6 +715,7 @@ impl B2bua {
     pub fn handle_timeout(&mut self, now: Instant, policy: &mut dyn Policy) {
         self.tx.handle_timeout(now);
         self.expire_subs(now);
+        self.keepalives(now, policy);
         while let Some(d) = self.deadlines.peek() {
             if d.at.0 > now {
                 break;
@@ -680,7 +737,7 @@ impl B2bua {
         let a = self.tx.poll_timeout();
         let b = self.deadlines.peek().map(|d| d.at.0);
         let c = self.next_sub_expiry();
-        [a, b, c].into_iter().flatten().min()
+        [a, b, c, self.next_keepalive].into_iter().flatten().min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -824,6 +881,10 @@ impl B2bua {
                     .registrar
                     .get_or_insert_with(|| Registrar::new(seed.rotate_left(17) ^ 0x5bd1_e995, now));
                 let answer = reg.register(&req, from, &settings, now);
+                if answer.status == 200 && settings.keepalive > 0 && self.next_keepalive.is_none() {
+                    self.next_keepalive =
+                        Some(now + Duration::from_secs(u64::from(settings.keepalive)));
+                }
                 let tag = self.new_tag();
                 let mut resp = make_response(&req, answer.status, answer.reason, Some(&tag));
                 for (n, v) in answer.headers {

@@ -37,6 +37,9 @@ pub struct RegistrarSettings {
     pub default_expires: u32,
     /// user -> password.
     pub users: HashMap<String, String>,
+    /// NAT keep-alive: an OPTIONS to every binding registered over UDP this often (seconds;
+    /// 0 = off), so the NAT mapping the phone registered through stays open for calls.
+    pub keepalive: u32,
 }
 
 impl RegistrarSettings {
@@ -195,6 +198,16 @@ impl Registrar {
             .values()
             .map(|v| v.iter().filter(|b| b.expires > now).count())
             .sum()
+    }
+
+    /// Live bindings registered over UDP: (where, Contact URI), for NAT keep-alives.
+    pub fn udp_bindings(&self, now: Instant) -> Vec<(Peer, String)> {
+        self.bindings
+            .values()
+            .flatten()
+            .filter(|b| b.expires > now && b.source.transport == crate::Transport::Udp)
+            .map(|b| (b.source, b.contact.clone()))
+            .collect()
     }
 
     /// Forget expired bindings.
@@ -523,6 +536,7 @@ mod tests {
             max_expires: 3600,
             default_expires: 3600,
             users: [("alice".to_string(), "s3cret".to_string())].into(),
+            keepalive: 0,
         }
     }
 

@@ -104,6 +104,7 @@ impl World {
                         ("alice".to_string(), "s3cret".to_string()),
                         ("bob".to_string(), "pw".to_string()),
                     ]),
+                    keepalive: 30,
                 }),
                 registered_routes: 0,
             },
@@ -583,4 +584,42 @@ fn subscriptions_expire_and_refusals_leave_nothing() {
         while w.core.poll_transmit().is_some() {}
     }
     assert_eq!(w.core.subscriptions(), 0, "expired");
+}
+
+/// NAT keep-alive: every 30 s an OPTIONS to each phone registered over UDP, at the address its
+/// REGISTER came from, with its Contact as Request-URI; none once nobody is registered.
+#[test]
+fn registered_phones_get_keepalives() {
+    let mut w = World::new();
+    registered(&mut w);
+    let step = |w: &mut World, secs: u64| {
+        let end = w.now + Duration::from_secs(secs);
+        while let Some(t) = w.core.poll_timeout() {
+            if t > end {
+                break;
+            }
+            w.now = t;
+            w.core.handle_timeout(w.now, &mut w.policy);
+            while let Some(t) = w.core.poll_transmit() {
+                let m = parse(&t.data).unwrap();
+                w.sent.push((t.to, m));
+            }
+        }
+        w.now = end;
+    };
+    step(&mut w, 95);
+    let pings = requests_to(&mut w, PHONE_NAT, "OPTIONS");
+    assert_eq!(pings.len(), 3, "one every 30 s");
+    assert_eq!(pings[0].uri, "sip:alice@192.168.1.20:5060");
+    assert_eq!(w.core.stats().keepalives, 3);
+    // after the binding expires (600 s) the pings stop and no timer is left
+    step(&mut w, 600);
+    w.sent.clear();
+    step(&mut w, 120);
+    assert!(requests_to(&mut w, PHONE_NAT, "OPTIONS").is_empty());
+    assert_eq!(
+        w.core.poll_timeout(),
+        None,
+        "no keep-alive timer without bindings"
+    );
 }
