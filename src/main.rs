@@ -10,6 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod limits;
 mod metrics;
+mod mgcp_bridge;
 mod policy;
 mod server;
 mod tls;

@@ -25,6 +25,8 @@ pub struct LivePolicy {
     /// The registrar settings of `config`, built at first use after each configuration change
     /// ([`LivePolicy::config_changed`]).
     registrar: Option<Option<Arc<RegistrarSettings>>>,
+    /// Where calls to MGCP gateway trunks go (the bridge's loopback SIP address), if running.
+    pub mgcp_bridge: Option<std::net::SocketAddr>,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -229,6 +231,7 @@ impl LivePolicy {
             guard,
             sources: CallSources::default(),
             registrar: None,
+            mgcp_bridge: None,
         };
         p.guard.follow(&p.config);
         p
@@ -361,6 +364,7 @@ impl LivePolicy {
                     }
                 }
                 let config = self.config.clone();
+                let mgcp_bridge = self.mgcp_bridge;
                 let mut full = false;
                 let targets: Vec<Target> = names
                     .iter()
@@ -383,13 +387,26 @@ impl LivePolicy {
                             }
                         }
                     })
-                    .map(|t| Target {
-                        trunk: t.name.clone(),
-                        peer: Peer {
-                            transport: transport_of(t.transport),
-                            addr: t.address,
-                        },
-                        host: t.address.to_string(),
+                    .filter_map(|t| match (&t.mgcp, mgcp_bridge) {
+                        (None, _) => Some(Target {
+                            trunk: t.name.clone(),
+                            peer: Peer {
+                                transport: transport_of(t.transport),
+                                addr: t.address,
+                            },
+                            host: t.address.to_string(),
+                        }),
+                        // An MGCP gateway: through the bridge, which finds the gateway by name.
+                        (Some(_), Some(bridge)) => Some(Target {
+                            trunk: t.name.clone(),
+                            peer: Peer {
+                                transport: Transport::Udp,
+                                addr: bridge,
+                            },
+                            host: format!("{}{}", t.name, crate::mgcp_bridge::HOST_SUFFIX),
+                        }),
+                        // added by a reload: gateways are set at start
+                        (Some(_), None) => None,
                     })
                     .collect();
                 if targets.is_empty() && full {

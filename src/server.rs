@@ -110,7 +110,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         tracing::info!(address = %m.listen, "metrics on http://{}/metrics", m.listen);
     }
     let media = start_media(&cfg, &metrics)?;
+    let bridge = start_mgcp_bridge(&cfg).await?;
     let mut policy = LivePolicy::new(Arc::new(cfg), media, metrics.clone());
+    policy.mgcp_bridge = bridge;
     let sender = Sender {
         udp,
         tcp,
@@ -491,6 +493,41 @@ fn handle_input(
         }
         Input::TransportError(peer) => core.transport_error(peer, now, policy),
     }
+}
+
+/// The MGCP bridge for the trunks with an `mgcp:` section (none: no bridge); its loopback SIP
+/// address, where the core sends those trunks' calls.
+async fn start_mgcp_bridge(cfg: &Config) -> Result<Option<std::net::SocketAddr>, String> {
+    let gateways: std::collections::HashMap<String, crate::mgcp_bridge::Gateway> = cfg
+        .trunks
+        .values()
+        .filter_map(|t| {
+            t.mgcp.as_ref().map(|m| {
+                (
+                    t.name.clone(),
+                    crate::mgcp_bridge::Gateway {
+                        address: t.address,
+                        endpoint: m.endpoint.clone(),
+                    },
+                )
+            })
+        })
+        .collect();
+    if gateways.is_empty() {
+        return Ok(None);
+    }
+    let sip = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("mgcp bridge: {e}"))?;
+    let mgcp = tokio::net::UdpSocket::bind("0.0.0.0:0")
+        .await
+        .map_err(|e| format!("mgcp bridge: {e}"))?;
+    let local = sip.local_addr().map_err(|e| format!("mgcp bridge: {e}"))?;
+    let names: Vec<String> = gateways.keys().cloned().collect();
+    let bridge = crate::mgcp_bridge::Bridge::new(gateways, local, rand::random());
+    tokio::spawn(crate::mgcp_bridge::run(bridge, sip, mgcp));
+    tracing::info!(gateways = ?names, bridge = %local, "MGCP call agent running");
+    Ok(Some(local))
 }
 
 fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String> {

@@ -312,3 +312,99 @@ fn call_agent_drives_osmo_mgw() {
         assert!(r.code >= 500, "a deleted connection: {r:?}");
     });
 }
+
+#[path = "support/tone.rs"]
+mod tone;
+
+/// The log without terminal colour codes.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\x1b' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A call from a SIP caller to a trunk that is an MGCP gateway: trunkline, as call agent,
+/// creates a connection on osmo-mgw with the relay's SDP, answers the caller with the
+/// gateway's media (anchored), signals the dialled digits, and deletes the connection at BYE;
+/// the gateway's own counters (DLCX `P:`) show the caller's RTP arrived through the relay.
+#[test]
+fn sip_call_to_an_mgcp_gateway_trunk() {
+    require_sipp();
+    isolated("sip_call_to_an_mgcp_gateway_trunk", true, |net| {
+        let _mgw = start_mgw(net);
+        // wait for the gateway
+        let mut ca = Ca::new(Timers {
+            max_sends: 3,
+            ..Timers::default()
+        });
+        let t0 = Instant::now();
+        while ca
+            .call(mgcp::Command::new(Verb::Auep, "rtpbridge/1@mgw"))
+            .is_none()
+        {
+            assert!(t0.elapsed() < Duration::from_secs(10), "osmo-mgw not up");
+        }
+        let yaml = format!(
+            "listen:\n  - {{ transport: udp, address: 127.0.0.1:{} }}\n\
+             media:\n  address: 127.0.0.1\n  ports: {}\n\
+             trunks:\n  pstn: {{ address: 127.0.0.1:{MGW_PORT}, mgcp: {{ endpoint: 'rtpbridge/*@mgw' }} }}\n\
+             dialplan:\n  - match: {{}}\n    route: [pstn]\n",
+            net.sip(),
+            net.media_range()
+        );
+        let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
+        std::fs::write(net.dir.join("tone.wav"), tone::tone_wav()).expect("tone.wav");
+        Sipp::uac(net, "caller", "uac_rtp.xml", 1, 1)
+            .args(&["-s", "+15551234"])
+            .run(Duration::from_secs(30))
+            .assert_all_ok(1, "call answered through the MGCP gateway");
+        // the DLCX answer is logged with the gateway's counters
+        let end = Instant::now() + Duration::from_secs(5);
+        let received = loop {
+            let log = strip_ansi(&tl.log_tail(200));
+            let n = log.lines().rev().find_map(|l| {
+                l.contains("mgcp: connection deleted")
+                    .then(|| {
+                        l.split("packets_received=")
+                            .nth(1)?
+                            .split_whitespace()
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .flatten()
+            });
+            if let Some(n) = n {
+                break n;
+            }
+            assert!(Instant::now() < end, "no DLCX logged:\n{}", tl.log_tail(40));
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            received >= 50,
+            "the gateway received the caller's RTP through the relay: {received} packets"
+        );
+        let m = scrape(net);
+        assert_eq!(
+            metric(
+                &m,
+                "trunkline_calls_total",
+                &[("trunk", "pstn"), ("status_class", "2xx")]
+            ),
+            Some(1.0),
+            "{m}"
+        );
+        tl.assert_alive();
+    });
+}

@@ -312,6 +312,17 @@ pub struct Trunk {
     pub max_cps: Option<u32>,
     /// Outbound TLS settings (`transport: tls` only; refused otherwise).
     pub tls: Option<TrunkTls>,
+    /// An MGCP media gateway rather than a SIP peer (`mgcp:`): `address` is its MGCP port and
+    /// trunkline, as call agent, creates a connection on `endpoint` for each call (RFC 3435).
+    /// Set at start (changes need a restart).
+    pub mgcp: Option<TrunkMgcp>,
+}
+
+/// An MGCP gateway trunk (`mgcp:`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkMgcp {
+    /// Endpoint name for CRCX, `local@domain`, wildcards allowed (`rtpbridge/*@mgw`, `ds/e1-1/*@gw`).
+    pub endpoint: String,
 }
 
 /// How trunkline opens TLS to a trunk (`tls:` of a `transport: tls` trunk).
@@ -736,6 +747,14 @@ struct RawTrunk {
     max_cps: Option<u32>,
     #[serde(default)]
     tls: Option<RawTrunkTls>,
+    #[serde(default)]
+    mgcp: Option<RawTrunkMgcp>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct RawTrunkMgcp {
+    endpoint: String,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -978,6 +997,28 @@ fn build_with(
                 })
             }
         };
+        let mgcp = match t.mgcp {
+            None => None,
+            Some(_) if transport != TransportKind::Udp => {
+                return Err(sem(p("mgcp"), "an `mgcp` gateway is reached over udp"));
+            }
+            Some(m) => {
+                let e = m.endpoint.trim();
+                let ok = e.contains('@')
+                    && !e.starts_with('@')
+                    && !e.ends_with('@')
+                    && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+                if !ok {
+                    return Err(sem(
+                        vec![key("trunks"), key(&name), key("mgcp"), key("endpoint")],
+                        format!("MGCP endpoint `{e}`: local@domain (RFC 3435 section 2.1.1)"),
+                    ));
+                }
+                Some(TrunkMgcp {
+                    endpoint: e.to_string(),
+                })
+            }
+        };
         trunks.insert(
             name.clone(),
             Trunk {
@@ -987,6 +1028,7 @@ fn build_with(
                 max_calls: t.max_calls,
                 max_cps: t.max_cps,
                 tls,
+                mgcp,
             },
         );
     }

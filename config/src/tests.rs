@@ -1734,3 +1734,35 @@ fn registrar_errors_are_positioned() {
         "a repeated user"
     );
 }
+
+#[test]
+fn mgcp_gateway_trunks() {
+    let src = ACC.replace(
+        "trunks:\n",
+        "trunks:\n  pstn: { address: 127.0.0.1:2427, mgcp: { endpoint: 'aaln/*@gw1' } }\n",
+    );
+    let c = from_yaml(&src, "t.yaml").unwrap();
+    let t = &c.trunks["pstn"];
+    assert_eq!(
+        t.mgcp.as_ref().map(|m| m.endpoint.as_str()),
+        Some("aaln/*@gw1")
+    );
+    assert_eq!(
+        c.trunks.values().filter(|t| t.mgcp.is_none()).count(),
+        c.trunks.len() - 1
+    );
+    for (bad, needle) in [
+        (
+            "{ address: 127.0.0.1:2427, mgcp: { endpoint: 'no-domain' } }",
+            "local@domain",
+        ),
+        (
+            "{ address: 127.0.0.1:2427, transport: tcp, mgcp: { endpoint: 'a@b' } }",
+            "over udp",
+        ),
+        ("{ address: 127.0.0.1:2427, mgcp: { } }", "endpoint"),
+    ] {
+        let src = ACC.replace("trunks:\n", &format!("trunks:\n  pstn: {bad}\n"));
+        assert!(err(&src).message.contains(needle), "{bad}: {}", err(&src));
+    }
+}

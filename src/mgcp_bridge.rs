@@ -1,0 +1,665 @@
+//! MGCP gateways as trunks. A trunk with an `mgcp:` section is a media gateway (RFC 3435)
+//! rather than a SIP peer: the B2BUA places leg B, as for any trunk, as a SIP INVITE, here to
+//! this bridge on a private loopback port, and the bridge acts as the call agent: it creates a
+//! connection on the gateway's endpoint with leg B's SDP (the relay's), asks the gateway to
+//! signal the dialled digits (RQNT `S: D/<digits>`, the DTMF package of RFC 3660, for line
+//! endpoints that dial out), answers the INVITE with the gateway's SDP, and deletes the
+//! connection (DLCX, logging the gateway's packet counts) at BYE or CANCEL. A re-INVITE
+//! modifies the connection (MDCX). The core keeps everything else: anchoring, topology hiding,
+//! limits, failover, metrics.
+//!
+//! Sans-IO: [`Bridge`] takes datagrams and the time and returns datagrams; [`run`] is the
+//! tokio shell with its two sockets.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mgcp::{Agent, Command, Event, Timers, Verb};
+use signaling::b2bua::make_response;
+use signaling::message::{Method, Request, Response, SipMessage};
+use signaling::parse::parse;
+
+/// The host part the core puts in the Request-URI of a call to gateway trunk `name`:
+/// `<name>.mgcp.invalid` (RFC 6761 `.invalid`: never resolvable, never leaves the process).
+pub const HOST_SUFFIX: &str = ".mgcp.invalid";
+
+/// A gateway the bridge drives.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    pub address: SocketAddr,
+    pub endpoint: String,
+}
+
+/// Where a datagram goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Out {
+    Sip(SocketAddr, Vec<u8>),
+    Mgcp(SocketAddr, Vec<u8>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    /// CRCX sent, INVITE unanswered.
+    Creating,
+    /// Answered 200.
+    Up,
+    /// CANCEL came before the CRCX answer: delete the connection when it comes.
+    Cancelled,
+}
+
+struct BCall {
+    gw: String,
+    invite: Request,
+    from: SocketAddr,
+    to_tag: String,
+    endpoint: Option<String>,
+    conn: Option<String>,
+    state: State,
+    /// The last final response sent for the INVITE (resent on a retransmission).
+    last: Option<Vec<u8>>,
+    digits: String,
+}
+
+/// What an MGCP transaction was for.
+enum Pending {
+    Crcx(String),
+    Mdcx { call: String, reinvite: Request },
+    Dlcx,
+    Rqnt,
+}
+
+pub struct Bridge {
+    agent: Agent,
+    gateways: HashMap<String, Gateway>,
+    calls: HashMap<String, BCall>,
+    pending: HashMap<u32, Pending>,
+    /// `host` of this bridge's SIP side, for Contact.
+    local: SocketAddr,
+    next_tag: u64,
+}
+
+fn digits_of(user: &str) -> String {
+    user.chars()
+        .filter(|c| c.is_ascii_digit() || matches!(c, '*' | '#'))
+        .collect()
+}
+
+impl Bridge {
+    pub fn new(gateways: HashMap<String, Gateway>, local: SocketAddr, seed: u64) -> Bridge {
+        Bridge {
+            agent: Agent::new(((seed % 900_000_000) + 1) as u32, Timers::default()),
+            gateways,
+            calls: HashMap::new(),
+            pending: HashMap::new(),
+            local,
+            next_tag: seed | 1,
+        }
+    }
+
+    fn tag(&mut self) -> String {
+        self.next_tag = self
+            .next_tag
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        format!("mg{:x}", self.next_tag >> 16)
+    }
+
+    fn respond(&self, req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Vec<u8> {
+        SipMessage::Response(make_response(req, status, reason, to_tag)).to_bytes()
+    }
+
+    fn answer(&mut self, call_id: &str, resp: Response, out: &mut Vec<Out>) {
+        let bytes = SipMessage::Response(resp).to_bytes();
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.last = Some(bytes.clone());
+            out.push(Out::Sip(c.from, bytes));
+        }
+    }
+
+    /// A SIP datagram from the core.
+    pub fn handle_sip(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> Vec<Out> {
+        let mut out = Vec::new();
+        let Ok(SipMessage::Request(req)) = parse(data) else {
+            return out; // responses (to nothing we send) and garbage
+        };
+        let Some(call_id) = req.call_id().map(str::to_string) else {
+            return out;
+        };
+        match req.method {
+            Method::Invite => self.on_invite(req, call_id, from, now, &mut out),
+            Method::Ack => {}
+            Method::Bye => {
+                out.push(Out::Sip(from, self.respond(&req, 200, "OK", None)));
+                self.delete(&call_id, now);
+            }
+            Method::Cancel => {
+                out.push(Out::Sip(from, self.respond(&req, 200, "OK", None)));
+                let mut terminated = None;
+                if let Some(c) = self.calls.get_mut(&call_id) {
+                    if c.state == State::Creating {
+                        c.state = State::Cancelled;
+                        terminated = Some(make_response(
+                            &c.invite,
+                            487,
+                            "Request Terminated",
+                            Some(&c.to_tag.clone()),
+                        ));
+                    }
+                }
+                if let Some(r) = terminated {
+                    self.answer(&call_id, r, &mut out);
+                }
+            }
+            Method::Options => out.push(Out::Sip(from, self.respond(&req, 200, "OK", None))),
+            _ => out.push(Out::Sip(
+                from,
+                self.respond(&req, 501, "Not Implemented", None),
+            )),
+        }
+        self.flush(now, &mut out);
+        out
+    }
+
+    fn on_invite(
+        &mut self,
+        req: Request,
+        call_id: String,
+        from: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let in_dialog = req
+            .to()
+            .is_some_and(|t| t.tag().is_some_and(|t| !t.is_empty()));
+        if let Some(c) = self.calls.get(&call_id) {
+            if !in_dialog {
+                // A retransmission: the same answer again.
+                if let Some(b) = &c.last {
+                    out.push(Out::Sip(from, b.clone()));
+                }
+                return;
+            }
+            // re-INVITE: MDCX with the new SDP
+            let (Some(gw), Some(ep), Some(conn)) = (
+                self.gateways.get(&c.gw).cloned(),
+                c.endpoint.clone(),
+                c.conn.clone(),
+            ) else {
+                out.push(Out::Sip(
+                    from,
+                    self.respond(&req, 491, "Request Pending", None),
+                ));
+                return;
+            };
+            let mut cmd = Command::new(Verb::Mdcx, &ep)
+                .with("C", &call_tag(&call_id))
+                .with("I", &conn)
+                .with("M", "sendrecv");
+            if !req.body.is_empty() {
+                cmd = cmd.with_sdp(&String::from_utf8_lossy(&req.body));
+            }
+            let t = self.agent.send(gw.address, cmd, now);
+            self.pending.insert(
+                t,
+                Pending::Mdcx {
+                    call: call_id,
+                    reinvite: req,
+                },
+            );
+            return;
+        }
+        let gw_name = req
+            .uri
+            .rsplit('@')
+            .next()
+            .and_then(|h| h.split([';', '>']).next())
+            .and_then(|h| h.strip_suffix(HOST_SUFFIX))
+            .unwrap_or("")
+            .to_string();
+        let Some(gw) = self.gateways.get(&gw_name).cloned() else {
+            out.push(Out::Sip(
+                from,
+                self.respond(&req, 404, "No Such Gateway", None),
+            ));
+            return;
+        };
+        let user = req
+            .uri
+            .strip_prefix("sip:")
+            .and_then(|u| u.split('@').next())
+            .unwrap_or("");
+        let digits = digits_of(user);
+        let mut cmd = Command::new(Verb::Crcx, &gw.endpoint)
+            .with("C", &call_tag(&call_id))
+            .with("L", "p:20, a:PCMU")
+            .with("M", "sendrecv");
+        if !req.body.is_empty() {
+            cmd = cmd.with_sdp(&String::from_utf8_lossy(&req.body));
+        }
+        let t = self.agent.send(gw.address, cmd, now);
+        self.pending.insert(t, Pending::Crcx(call_id.clone()));
+        let to_tag = self.tag();
+        let trying = self.respond(&req, 100, "Trying", None);
+        out.push(Out::Sip(from, trying));
+        self.calls.insert(
+            call_id,
+            BCall {
+                gw: gw_name,
+                invite: req,
+                from,
+                to_tag,
+                endpoint: None,
+                conn: None,
+                state: State::Creating,
+                last: None,
+                digits,
+            },
+        );
+    }
+
+    fn delete(&mut self, call_id: &str, now: Instant) {
+        let Some(c) = self.calls.remove(call_id) else {
+            return;
+        };
+        let (Some(gw), Some(ep), Some(conn)) = (self.gateways.get(&c.gw), c.endpoint, c.conn)
+        else {
+            return;
+        };
+        let cmd = Command::new(Verb::Dlcx, &ep)
+            .with("C", &call_tag(call_id))
+            .with("I", &conn);
+        let t = self.agent.send(gw.address, cmd, now);
+        self.pending.insert(t, Pending::Dlcx);
+    }
+
+    /// An MGCP datagram from a gateway.
+    pub fn handle_mgcp(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> Vec<Out> {
+        self.agent.handle_datagram(from, data, now);
+        let mut out = Vec::new();
+        self.flush(now, &mut out);
+        out
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Out> {
+        self.agent.handle_timeout(now);
+        let mut out = Vec::new();
+        self.flush(now, &mut out);
+        out
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.agent.poll_timeout()
+    }
+
+    /// Drive the agent's events and datagrams into `out`.
+    fn flush(&mut self, now: Instant, out: &mut Vec<Out>) {
+        let events: Vec<Event> = std::iter::from_fn(|| self.agent.poll_event()).collect();
+        for ev in events {
+            self.on_event(ev, now, out);
+        }
+        while let Some(t) = self.agent.poll_transmit() {
+            out.push(Out::Mgcp(t.to, t.bytes));
+        }
+    }
+
+    fn on_event(&mut self, ev: Event, now: Instant, out: &mut Vec<Out>) {
+        match ev {
+            Event::Command { from, command } => {
+                // RSIP, NTFY: acknowledged (this bridge keeps no endpoint state to change).
+                self.agent
+                    .respond(from, mgcp::Response::new(200, command.txid, "OK"), now);
+            }
+            Event::Timeout { txid, .. } => {
+                match self.pending.remove(&txid) {
+                    Some(Pending::Crcx(call)) => {
+                        if let Some(r) = self.calls.get(&call).map(|c| {
+                            make_response(&c.invite, 408, "Gateway Timeout", Some(&c.to_tag))
+                        }) {
+                            self.answer(&call, r, out);
+                        }
+                        self.calls.remove(&call);
+                    }
+                    Some(Pending::Mdcx { call, reinvite }) => {
+                        if let Some(c) = self.calls.get(&call) {
+                            out.push(Out::Sip(
+                                c.from,
+                                self.respond(&reinvite, 408, "Gateway Timeout", None),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Response { txid, response, .. } => match self.pending.remove(&txid) {
+                Some(Pending::Crcx(call)) => self.on_crcx(call, response, now, out),
+                Some(Pending::Mdcx { call, reinvite }) => {
+                    let Some(c) = self.calls.get(&call) else {
+                        return;
+                    };
+                    let to = c.from;
+                    let mut r = make_response(
+                        &reinvite,
+                        if response.is_success() { 200 } else { 488 },
+                        if response.is_success() {
+                            "OK"
+                        } else {
+                            "Not Acceptable Here"
+                        },
+                        None,
+                    );
+                    if response.is_success() {
+                        if let Some(sdp) = response.sdp {
+                            r.headers.push("Content-Type", "application/sdp");
+                            r.body = sdp.into_bytes();
+                        }
+                        r.headers
+                            .push("Contact", format!("<sip:gw@{}>", self.local));
+                    }
+                    out.push(Out::Sip(to, SipMessage::Response(r).to_bytes()));
+                }
+                Some(Pending::Dlcx) => {
+                    let p = response
+                        .param("P")
+                        .map(mgcp::ConnectionParams::parse)
+                        .unwrap_or_default();
+                    tracing::info!(
+                        code = response.code,
+                        packets_sent = p.packets_sent.unwrap_or(0),
+                        packets_received = p.packets_received.unwrap_or(0),
+                        packets_lost = p.packets_lost.unwrap_or(0),
+                        "mgcp: connection deleted"
+                    );
+                }
+                Some(Pending::Rqnt) if !response.is_success() => {
+                    tracing::info!(code = response.code, "mgcp: RQNT (dial digits) refused");
+                }
+                Some(Pending::Rqnt) => {}
+                None => {}
+            },
+        }
+    }
+
+    fn on_crcx(
+        &mut self,
+        call: String,
+        response: mgcp::Response,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if !response.is_success() {
+            // RFC 3435 section 2.4: 4xx transient (e.g. 403 no resources) -> try elsewhere;
+            // 5xx permanent.
+            let (code, reason) = if (400..500).contains(&response.code) {
+                (503, "Gateway Busy")
+            } else {
+                (502, "Gateway Refused")
+            };
+            let r = make_response(&c.invite, code, reason, Some(&c.to_tag));
+            tracing::info!(mgcp_code = response.code, "mgcp: CRCX refused");
+            self.answer(&call, r, out);
+            self.calls.remove(&call);
+            return;
+        }
+        c.endpoint = response
+            .param("Z")
+            .map(str::to_string)
+            .or_else(|| self.gateways.get(&c.gw).map(|g| g.endpoint.clone()));
+        c.conn = response.param("I").map(str::to_string);
+        if c.state == State::Cancelled {
+            self.delete(&call, now);
+            return;
+        }
+        c.state = State::Up;
+        // Dial out: the digits as DTMF signals on the endpoint (a line endpoint of a
+        // residential or FXO gateway dials them; an RTP bridge accepts and ignores them).
+        if let (Some(gw), Some(ep)) = (self.gateways.get(&c.gw), c.endpoint.clone()) {
+            if !c.digits.is_empty() {
+                let signals = c
+                    .digits
+                    .chars()
+                    .map(|d| format!("D/{d}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let cmd = Command::new(Verb::Rqnt, &ep)
+                    .with("X", &call_tag(&call))
+                    .with("S", &signals);
+                let addr = gw.address;
+                let t = self.agent.send(addr, cmd, now);
+                self.pending.insert(t, Pending::Rqnt);
+            }
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let mut r = make_response(&c.invite, 200, "OK", Some(&c.to_tag));
+        r.headers
+            .push("Contact", format!("<sip:gw@{}>", self.local));
+        if let Some(sdp) = response.sdp {
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = sdp.into_bytes();
+        }
+        self.answer(&call, r, out);
+    }
+}
+
+/// The MGCP CallId for a SIP Call-ID: hex, at most 32 characters (RFC 3435 section 3.2.2.2).
+fn call_tag(call_id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in call_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016X}")
+}
+
+/// The bridge's shell: SIP on `sip` (loopback, from the core), MGCP on `mgcp` (to gateways).
+pub async fn run(mut bridge: Bridge, sip: tokio::net::UdpSocket, mgcp: tokio::net::UdpSocket) {
+    let mut sbuf = vec![0u8; 65_536];
+    let mut mbuf = vec![0u8; 65_536];
+    loop {
+        let wait = bridge
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(1));
+        let out = tokio::select! {
+            r = sip.recv_from(&mut sbuf) => match r {
+                Ok((n, from)) => bridge.handle_sip(&sbuf[..n], from, Instant::now()),
+                Err(_) => Vec::new(),
+            },
+            r = mgcp.recv_from(&mut mbuf) => match r {
+                Ok((n, from)) => bridge.handle_mgcp(&mbuf[..n], from, Instant::now()),
+                Err(_) => Vec::new(),
+            },
+            _ = tokio::time::sleep(wait) => bridge.handle_timeout(Instant::now()),
+        };
+        for o in out {
+            let _ = match o {
+                Out::Sip(to, b) => sip.send_to(&b, to).await,
+                Out::Mgcp(to, b) => mgcp.send_to(&b, to).await,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CORE: &str = "127.0.0.1:5060";
+    const GW: &str = "127.0.0.1:2427";
+
+    fn bridge() -> Bridge {
+        let gws = HashMap::from([(
+            "pstn".to_string(),
+            Gateway {
+                address: GW.parse().unwrap(),
+                endpoint: "aaln/*@gw".into(),
+            },
+        )]);
+        Bridge::new(gws, "127.0.0.1:40000".parse().unwrap(), 7)
+    }
+
+    fn invite(call_id: &str, branch: &str, to_tag: &str) -> Vec<u8> {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n";
+        format!(
+            "INVITE sip:+1555123@pstn{HOST_SUFFIX} SIP/2.0\r\nVia: SIP/2.0/UDP {CORE};branch={branch}\r\n\
+             Max-Forwards: 69\r\nFrom: <sip:a@x>;tag=f1\r\nTo: <sip:+1555123@pstn{HOST_SUFFIX}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:tl@{CORE}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+        .into_bytes()
+    }
+
+    fn mgcp_out(out: &[Out]) -> Vec<mgcp::Command> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Mgcp(_, b) => match mgcp::parse(b).ok()?.remove(0) {
+                    mgcp::Message::Command(c) => Some(c),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sip_out(out: &[Out]) -> Vec<Response> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Sip(_, b) => match parse(b).ok()? {
+                    SipMessage::Response(r) => Some(r),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn gw_answer(b: &mut Bridge, txid: u32, text: &str, now: Instant) -> Vec<Out> {
+        let msg = format!("{} {txid} {}", &text[..3], &text[4..]);
+        b.handle_mgcp(msg.as_bytes(), GW.parse().unwrap(), now)
+    }
+
+    #[test]
+    fn invite_creates_a_connection_dials_and_answers_with_the_gateways_sdp() {
+        let t0 = Instant::now();
+        let mut b = bridge();
+        let core: SocketAddr = CORE.parse().unwrap();
+        let out = b.handle_sip(&invite("c1", "z9hG4bK1", ""), core, t0);
+        assert_eq!(sip_out(&out)[0].status, 100);
+        let crcx = &mgcp_out(&out)[0];
+        assert_eq!(
+            (crcx.verb, crcx.endpoint.as_str()),
+            (Verb::Crcx, "aaln/*@gw")
+        );
+        assert_eq!(crcx.param("M"), Some("sendrecv"));
+        assert!(crcx.sdp.as_deref().unwrap().contains("m=audio 30000"));
+        // a retransmitted INVITE before the answer: nothing new to the gateway
+        let again = b.handle_sip(&invite("c1", "z9hG4bK1", ""), core, t0);
+        assert!(mgcp_out(&again).is_empty());
+        let out = gw_answer(
+            &mut b,
+            crcx.txid,
+            "200 OK\r\nI: 1F\r\nZ: aaln/3@gw\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 41000 RTP/AVP 0\r\n",
+            t0,
+        );
+        let ok = &sip_out(&out)[0];
+        assert_eq!(ok.status, 200);
+        assert!(String::from_utf8_lossy(&ok.body).contains("m=audio 41000"));
+        let rqnt = &mgcp_out(&out)[0];
+        assert_eq!(
+            (rqnt.verb, rqnt.endpoint.as_str()),
+            (Verb::Rqnt, "aaln/3@gw")
+        );
+        assert_eq!(rqnt.param("S"), Some("D/1,D/5,D/5,D/5,D/1,D/2,D/3"));
+        // a retransmitted INVITE now gets the same 200
+        let again = b.handle_sip(&invite("c1", "z9hG4bK1", ""), core, t0);
+        assert_eq!(sip_out(&again)[0].status, 200);
+        // BYE: 200 at once, DLCX of the connection
+        let bye = "BYE sip:gw@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKb\r\n\
+            Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=f1\r\nTo: <sip:b@y>;tag=t\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n\
+            Content-Length: 0\r\n\r\n";
+        let out = b.handle_sip(bye.as_bytes(), core, t0);
+        assert_eq!(sip_out(&out)[0].status, 200);
+        let dlcx = &mgcp_out(&out)[0];
+        assert_eq!((dlcx.verb, dlcx.param("I")), (Verb::Dlcx, Some("1F")));
+        assert!(b.calls.is_empty());
+    }
+
+    #[test]
+    fn refusals_timeouts_and_cancel() {
+        let t0 = Instant::now();
+        let mut b = bridge();
+        let core: SocketAddr = CORE.parse().unwrap();
+        // the gateway has no free endpoint (403, transient): 503, so the core fails over
+        let out = b.handle_sip(&invite("c2", "z9hG4bK2", ""), core, t0);
+        let crcx = mgcp_out(&out)[0].txid;
+        let out = gw_answer(&mut b, crcx, "403 no endpoint available\r\n", t0);
+        assert_eq!(sip_out(&out)[0].status, 503);
+        // no answer at all: 408 after the MGCP retransmissions
+        b.handle_sip(&invite("c3", "z9hG4bK3", ""), core, t0);
+        let mut now = t0;
+        let mut last = Vec::new();
+        while let Some(t) = b.poll_timeout() {
+            now = t;
+            last.extend(b.handle_timeout(now));
+        }
+        assert!(sip_out(&last).iter().any(|r| r.status == 408));
+        assert!(now - t0 < Duration::from_secs(20));
+        // CANCEL while the CRCX is out: 200 + 487, and the connection is deleted when it comes
+        let out = b.handle_sip(&invite("c4", "z9hG4bK4", ""), core, t0);
+        let crcx = mgcp_out(&out)[0].txid;
+        let cancel = "CANCEL sip:+1555123@pstn.mgcp.invalid SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK4\r\n\
+            Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=f1\r\nTo: <sip:+1555123@pstn.mgcp.invalid>\r\nCall-ID: c4\r\n\
+            CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+        let out = b.handle_sip(cancel.as_bytes(), core, t0);
+        let codes: Vec<u16> = sip_out(&out).iter().map(|r| r.status).collect();
+        assert_eq!(codes, vec![200, 487]);
+        let out = gw_answer(&mut b, crcx, "200 OK\r\nI: 2A\r\nZ: aaln/1@gw\r\n", t0);
+        let dl = mgcp_out(&out);
+        assert_eq!((dl[0].verb, dl[0].param("I")), (Verb::Dlcx, Some("2A")));
+        assert!(sip_out(&out).is_empty(), "no 200 after the 487");
+        // unknown gateway, garbage
+        let mut bad = String::from_utf8(invite("c5", "z9hG4bK5", "")).unwrap();
+        bad = bad.replace("pstn.mgcp.invalid", "nope.mgcp.invalid");
+        assert_eq!(
+            sip_out(&b.handle_sip(bad.as_bytes(), core, t0))[0].status,
+            404
+        );
+        assert!(b.handle_sip(b"\x00\xffgarbage", core, t0).is_empty());
+        assert!(b
+            .handle_mgcp(b"\x00\xffgarbage", GW.parse().unwrap(), t0)
+            .is_empty());
+    }
+
+    #[test]
+    fn reinvite_modifies_the_connection() {
+        let t0 = Instant::now();
+        let mut b = bridge();
+        let core: SocketAddr = CORE.parse().unwrap();
+        let out = b.handle_sip(&invite("c6", "z9hG4bK6", ""), core, t0);
+        let crcx = mgcp_out(&out)[0].txid;
+        gw_answer(
+            &mut b,
+            crcx,
+            "200 OK\r\nI: 3B\r\nZ: aaln/2@gw\r\n\r\nv=0\r\nm=audio 41002 RTP/AVP 0\r\n",
+            t0,
+        );
+        let out = b.handle_sip(&invite("c6", "z9hG4bK7", ";tag=x"), core, t0);
+        let mdcx = &mgcp_out(&out)[0];
+        assert_eq!((mdcx.verb, mdcx.param("I")), (Verb::Mdcx, Some("3B")));
+        let out = gw_answer(
+            &mut b,
+            mdcx.txid,
+            "200 OK\r\n\r\nv=0\r\nm=audio 41002 RTP/AVP 0\r\n",
+            t0,
+        );
+        let ok = &sip_out(&out)[0];
+        assert_eq!(ok.status, 200);
+        assert!(String::from_utf8_lossy(&ok.body).contains("41002"));
+    }
+}
