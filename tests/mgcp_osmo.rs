@@ -337,7 +337,8 @@ fn strip_ansi(s: &str) -> String {
 /// A call from a SIP caller to a trunk that is an MGCP gateway: trunkline, as call agent,
 /// creates a connection on osmo-mgw with the relay's SDP, answers the caller with the
 /// gateway's media (anchored), signals the dialled digits, and deletes the connection at BYE;
-/// the gateway's own counters (DLCX `P:`) show the caller's RTP arrived through the relay.
+/// the gateway's own counters (DLCX `P:`) show the caller's RTP arrived through the relay, and
+/// tshark decodes trunkline's MGCP (CRCX, RQNT, DLCX) without a malformed packet.
 #[test]
 fn sip_call_to_an_mgcp_gateway_trunk() {
     require_sipp();
@@ -365,6 +366,13 @@ fn sip_call_to_an_mgcp_gateway_trunk() {
         );
         let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
         std::fs::write(net.dir.join("tone.wav"), tone::tone_wav()).expect("tone.wav");
+        require_tshark();
+        let pcap = net.dir.join("mgcp.pcapng");
+        let cap = capture_filtered(
+            &pcap,
+            &net.dir.join("tshark.log"),
+            &format!("udp port {MGW_PORT}"),
+        );
         Sipp::uac(net, "caller", "uac_rtp.xml", 1, 1)
             .args(&["-s", "+15551234"])
             .run(Duration::from_secs(30))
@@ -394,6 +402,54 @@ fn sip_call_to_an_mgcp_gateway_trunk() {
         assert!(
             received >= 50,
             "the gateway received the caller's RTP through the relay: {received} packets"
+        );
+        // An independent dissector reads trunkline's MGCP: well formed, the expected commands
+        // and the gateway's answers.
+        // (the capture ring hands packets over in blocks: let the last one be retired)
+        std::thread::sleep(Duration::from_millis(1500));
+        stop_capture(cap);
+        let out = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .args([
+                "-Y",
+                "mgcp",
+                "-T",
+                "fields",
+                "-e",
+                "mgcp.req.verb",
+                "-e",
+                "mgcp.rsp.rspcode",
+                "-e",
+                "_ws.malformed",
+            ])
+            .output()
+            .expect("tshark -r");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let verbs: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .filter(|v| !v.is_empty())
+            .collect();
+        for v in ["CRCX", "RQNT", "DLCX"] {
+            assert!(
+                verbs.contains(&v),
+                "tshark saw no {v} from trunkline: {verbs:?}\n{text}"
+            );
+        }
+        let codes: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split('\t').nth(1))
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert!(
+            codes.contains(&"200") && codes.contains(&"250"),
+            "gateway answers: {codes:?}"
+        );
+        assert!(
+            text.lines()
+                .all(|l| l.split('\t').nth(2).unwrap_or("").is_empty()),
+            "tshark flags malformed MGCP:\n{text}"
         );
         let m = scrape(net);
         assert_eq!(

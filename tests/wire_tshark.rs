@@ -15,68 +15,10 @@ mod tone;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
-
-fn require_tshark() {
-    let ok = Command::new("tshark")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "tshark is not installed: run `bash scripts/install-deps.sh` (Debian package tshark)"
-    );
-}
-
-/// Starts a capture of all UDP on `lo` into `file`; returns once tshark is capturing. The
-/// caller owns the child and reaps it in [`stop_capture`] (clippy cannot see that).
-#[allow(clippy::zombie_processes)]
-fn capture(file: &Path, log: &Path) -> Child {
-    let mut child = Command::new("tshark")
-        .args(["-i", "lo", "-f", "udp", "-q", "-w"])
-        .arg(file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("capture log"))
-        .spawn()
-        .expect("spawn tshark");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains("Capturing on") {
-            // dumpcap has opened the interface; give it a moment to start reading.
-            std::thread::sleep(Duration::from_millis(300));
-            return child;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tshark did not start capturing:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stop_capture(mut child: Child) {
-    // SIGINT lets dumpcap flush and close the file.
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
 
 /// `tshark -r file -Y filter -T fields -e ...`: one Vec of fields per packet.
 fn fields(file: &Path, filter: &str, names: &[&str], extra: &[&str]) -> Vec<Vec<String>> {

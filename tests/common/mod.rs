@@ -1074,3 +1074,71 @@ pub fn promtool_check(exposition: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ------------------------------------------------------------------------- packet captures
+
+/// tshark must be installed (`scripts/install-deps.sh`); a missing one fails the test.
+pub fn require_tshark() {
+    let ok = Command::new("tshark")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "tshark is not installed: run `bash scripts/install-deps.sh` (Debian package tshark)"
+    );
+}
+
+/// Starts a capture of all UDP on `lo` into `file`; returns once tshark is capturing. The
+/// caller owns the child and reaps it in [`stop_capture`] (clippy cannot see that).
+#[allow(clippy::zombie_processes)]
+/// Capture UDP on `lo` into `file` (tshark's log in `log`), once capturing has begun.
+pub fn capture(file: &Path, log: &Path) -> Child {
+    capture_filtered(file, log, "udp")
+}
+
+/// [`capture`] with a capture filter.
+pub fn capture_filtered(file: &Path, log: &Path, filter: &str) -> Child {
+    let mut child = Command::new("tshark")
+        .args(["-i", "lo", "-f", filter, "-q", "-w"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("capture log"))
+        .spawn()
+        .expect("spawn tshark");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("Capturing on") {
+            // dumpcap has opened the interface; give it a moment to start reading.
+            std::thread::sleep(Duration::from_millis(300));
+            return child;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tshark did not start capturing:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stop a capture, letting it flush its file.
+pub fn stop_capture(mut child: Child) {
+    // SIGINT lets dumpcap flush and close the file.
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
