@@ -1100,6 +1100,9 @@ pub fn capture(file: &Path, log: &Path) -> Child {
 }
 
 /// [`capture`] with a capture filter.
+// The child is returned to the caller, who ends it with `stop_capture`; the early exit kills
+// and waits for it.
+#[allow(clippy::zombie_processes)]
 pub fn capture_filtered(file: &Path, log: &Path, filter: &str) -> Child {
     let mut child = Command::new("tshark")
         .args(["-i", "lo", "-f", filter, "-q", "-w"])
