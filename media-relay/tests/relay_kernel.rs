@@ -241,6 +241,44 @@ macro_rules! kernel_tests {
             }
 
             #[test]
+            fn a_new_ssrc_comes_back_to_user_space_then_returns_to_the_kernel() {
+                let Some(r) = start(B, BASE + 300, Duration::from_secs(60), KernelForwarding::On)
+                else {
+                    return;
+                };
+                let mut c = Call::new(&r);
+                for _ in 0..3 {
+                    c.exchange();
+                }
+                assert_eq!(wait_totals(&r, |t| t.kernel_flows == 2).kernel_flows, 2);
+                // X restarts its stream (new SSRC, new sequence): every packet still arrives
+                for i in 0..6u16 {
+                    let p = rtp(40_000 + i, 9_000 + 160 * i as u32, 0xcccc);
+                    c.x.send_to(&p, at(c.pair.a)).unwrap();
+                    let (got, from) = recv(&c.y).expect("Y gets the new stream");
+                    assert_eq!((got, from), (p, at(c.pair.b)));
+                    let q = rtp(c.yseq, c.yseq as u32 * 160, 0xbbbb);
+                    c.y.send_to(&q, at(c.pair.b)).unwrap();
+                    recv(&c.x).expect("X still gets Y's RTP");
+                    c.yseq = c.yseq.wrapping_add(1);
+                }
+                // the new source is validated and back in the kernel
+                let t = wait_totals(&r, |t| t.kernel_flows == 2);
+                assert_eq!(t.kernel_flows, 2, "{t:?}");
+                let before = r.totals().kernel_packets;
+                for i in 6..16u16 {
+                    let p = rtp(40_000 + i, 9_000 + 160 * i as u32, 0xcccc);
+                    c.x.send_to(&p, at(c.pair.a)).unwrap();
+                    assert_eq!(recv(&c.y).expect("kernel path").0, p);
+                }
+                let sa = r.stats(c.pair.a).unwrap();
+                assert_eq!(sa.rtp_packets_in, 3 + 16);
+                let t = wait_totals(&r, |t| t.kernel_packets >= before + 10);
+                assert!(t.kernel_packets >= before + 10, "{t:?}");
+                r.shutdown();
+            }
+
+            #[test]
             fn off_means_user_space_only() {
                 let Some(r) = start(
                     B,

@@ -98,6 +98,8 @@ struct KFlow {
     key: FlowKey,
     packets: u64,
     bytes: u64,
+    /// The SSRC the kernel entry carries; RTP with another one comes to user space.
+    ssrc: u32,
 }
 
 /// Counters one worker publishes for `Relay::totals()` (single writer).
@@ -488,6 +490,15 @@ impl Core {
         self.local[ctr::PACKETS_OUT] += 1;
         self.local[ctr::BYTES_OUT] += data.len() as u64;
         if !is_rtcp && kind == Kind::Rtp && self.fast.is_some() {
+            // RTP in user space on a flow the kernel carries: a new SSRC (the kernel hands
+            // those up). Take the pair back; it returns once the new source is validated.
+            let moved = self.legs.get(leg_i).and_then(|l| l.kflow).is_some_and(|k| {
+                data.get(8..12)
+                    .is_some_and(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) != k.ssrc)
+            });
+            if moved {
+                self.unoffload_pair(leg_i, now);
+            }
             self.maybe_offload(leg_i);
         }
         Some(Forward { fd, slot, dst })
@@ -528,6 +539,7 @@ impl Core {
                 e.jitter16 = j16;
                 e.rate = st.clock_rate(st.last_pt);
             }
+            e.ssrc = st.rx.ssrc().to_be_bytes();
             e
         };
         let (k_l, e_l) = (FlowKey::new(at_l, src_l), entry(at_p, src_p, &leg.st));
@@ -547,6 +559,7 @@ impl Core {
                         key,
                         packets: 0,
                         bytes: 0,
+                        ssrc: l.st.rx.ssrc(),
                     });
                 } else {
                     l.kfail = true;

@@ -14,7 +14,9 @@
 //! the flow is installed, next hop's MAC from the neighbour table per packet, via
 //! `bpf_redirect_neigh`). A local destination is served from the loopback interface only: a
 //! packet from outside for a peer on the relay's own host stays in user space (its rewritten
-//! source, a local address, would be a martian on an outside interface). Anything else — RTCP
+//! source, a local address, would be a martian on an outside interface). A new SSRC on a flow
+//! goes up too: user space sees the new source, takes the pair back and returns it to the
+//! kernel once the new source is validated. Anything else — RTCP
 //! (including RTCP multiplexed on the RTP port), IPv6, IP options or fragments, packets from any
 //! other source (bleed attempts), unknown ports — goes on to the sockets unchanged, so user space
 //! sees it and applies its policy. A new offer (set_remote) or a closed pair removes the entries
@@ -88,11 +90,15 @@ pub(crate) struct FlowEntry {
     pub oif: u32, // 56
     /// Next hop towards it (the gateway, or the destination itself on-link).
     nexthop: [u8; 4], // 60
+    /// The RTP SSRC this flow carries (network order): packets with another one go to user
+    /// space, which sees the new source and moves the flow over (`Core`).
+    pub ssrc: [u8; 4], // 64
+    _pad: u32,          // 68
 }
 
 const KEY_SIZE: u32 = std::mem::size_of::<FlowKey>() as u32;
 const VALUE_SIZE: u32 = std::mem::size_of::<FlowEntry>() as u32;
-const _: () = assert!(KEY_SIZE == 12 && VALUE_SIZE == 64);
+const _: () = assert!(KEY_SIZE == 12 && VALUE_SIZE == 72);
 
 impl FlowEntry {
     /// Rewrite to: out of the relay's `via`, to `to`.
@@ -107,7 +113,7 @@ impl FlowEntry {
     }
 
     fn as_bytes(&self) -> &[u8] {
-        // SAFETY: repr(C) plain-old-data without padding (asserted size 64 = sum of fields).
+        // SAFETY: repr(C) plain-old-data without padding (asserted size 72 = sum of fields).
         unsafe {
             std::slice::from_raw_parts((self as *const FlowEntry).cast(), VALUE_SIZE as usize)
         }
@@ -224,6 +230,10 @@ mod asm {
         pub fn atomic_add64(&mut self, d: u8, off: i16, s: u8) {
             self.push(STX | ATOMIC | DW, d, s, off, ADD as i32);
         }
+        pub fn jmp_reg(&mut self, op: u8, d: u8, s: u8, to: &'static str) {
+            self.fixups.push((self.code.len(), to));
+            self.push(JMP | op | X, d, s, 0, 0);
+        }
         pub fn jmp_imm(&mut self, op: u8, d: u8, imm: i32, to: &'static str) {
             self.fixups.push((self.code.len(), to));
             self.push(JMP | op, d, 0, 0, imm);
@@ -325,9 +335,13 @@ fn program(map_fd: i32) -> Vec<u64> {
     a.call(MAP_LOOKUP_ELEM);
     a.jmp_imm(JEQ, 0, 0, "next");
     a.mov(7, 0); // r7 = entry
-                 // A local destination is reached only from the loopback interface: on any other, a packet
-                 // whose source becomes a local address would be dropped as a martian. User space forwards
-                 // those (a peer on the relay's host, the other peer outside).
+                 // Another RTP source (SSRC) on the flow: user space first (new source, new stats).
+    a.ldx(W, 1, FP, PKT + 50);
+    a.ldx(W, 2, 7, 64);
+    a.jmp_reg(JNE, 1, 2, "next");
+    // A local destination is reached only from the loopback interface: on any other, a packet
+    // whose source becomes a local address would be dropped as a martian. User space forwards
+    // those (a peer on the relay's host, the other peer outside).
     a.ldx(W, 1, 7, 56);
     a.jmp_imm(JNE, 1, 0, "count");
     a.ldx(W, 1, 6, 36); // skb->ingress_ifindex
@@ -1021,6 +1035,7 @@ mod tests {
         let key = FlowKey::new(v4(&relay_a), v4(&a));
         let mut e = FlowEntry::new(v4(&relay_b), v4(&b));
         e.rate = 8000;
+        e.ssrc = 0x1234_5678u32.to_be_bytes();
         e.ext_max = 99;
         kp.install(&key, &e).unwrap();
         let mut buf = [0u8; 2048];

@@ -178,6 +178,11 @@ impl RtpReceiver {
         self.transit = Some(transit);
     }
 
+    /// The synchronization source being received (0 before the first packet).
+    pub(crate) fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
     /// What the kernel fast path continues from: (extended highest sequence number, jitter x 16
     /// in timestamp units, clock rate), or `None` before the source is validated.
     pub(crate) fn kernel_seed(&self) -> Option<(u32, u32, u32)> {
