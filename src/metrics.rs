@@ -55,6 +55,8 @@ pub struct Metrics {
     pub rate_limit_sources: IntGauge,
     pub trunk_limit_rejections: IntCounterVec,
     pub trunk_active_calls: IntGaugeVec,
+    pub mgcp_gateway_up: IntGaugeVec,
+    pub mgcp_commands: IntCounterVec,
     pub overload_rejections: IntCounterVec,
     pub overloaded: IntGauge,
 }
@@ -303,6 +305,24 @@ impl Metrics {
                 "Calls a trunk's limit kept from it (skipped target or 503), by trunk and limit \
                  (calls = max_calls, cps = max_cps).",
                 &["trunk", "limit"],
+            ),
+            mgcp_gateway_up: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_mgcp_gateway_up",
+                        "MGCP gateway trunks: 1 when the gateway answered its last command (an                          AUEP every 30 s when idle), 0 when it timed out.",
+                    ),
+                    &["gateway"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            mgcp_commands: counter_vec(
+                &r,
+                "trunkline_mgcp_commands_total",
+                "MGCP commands sent to gateways, by verb and result (the return code, or timeout).",
+                &["verb", "result"],
             ),
             trunk_active_calls: {
                 let g = IntGaugeVec::new(

@@ -64,16 +64,31 @@ struct BCall {
 /// What an MGCP transaction was for.
 enum Pending {
     Crcx(String),
-    Mdcx { call: String, reinvite: Request },
+    Mdcx {
+        call: String,
+        reinvite: Request,
+    },
     Dlcx,
     Rqnt,
+    /// Idle-time AUEP: is the gateway there?
+    Audit,
 }
+
+/// How often an idle gateway is audited.
+const AUDIT_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Bridge {
     agent: Agent,
     gateways: HashMap<String, Gateway>,
     calls: HashMap<String, BCall>,
     pending: HashMap<u32, Pending>,
+    /// The gateway each command in flight went to.
+    pending_gw: HashMap<u32, String>,
+    /// Gateway name -> answered its last command.
+    pub up: HashMap<String, bool>,
+    /// (verb, return code or "timeout") -> commands.
+    pub commands: HashMap<(&'static str, String), u64>,
+    next_audit: Option<Instant>,
     /// `host` of this bridge's SIP side, for Contact.
     local: SocketAddr,
     next_tag: u64,
@@ -92,9 +107,23 @@ impl Bridge {
             gateways,
             calls: HashMap::new(),
             pending: HashMap::new(),
+            pending_gw: HashMap::new(),
+            up: HashMap::new(),
+            commands: HashMap::new(),
+            next_audit: None,
             local,
             next_tag: seed | 1,
         }
+    }
+
+    /// Send `cmd` to gateway `gw`, remembering what it is for.
+    fn send(&mut self, gw: &str, cmd: Command, p: Pending, now: Instant) {
+        let Some(addr) = self.gateways.get(gw).map(|g| g.address) else {
+            return;
+        };
+        let t = self.agent.send(addr, cmd, now);
+        self.pending.insert(t, p);
+        self.pending_gw.insert(t, gw.to_string());
     }
 
     fn tag(&mut self) -> String {
@@ -199,13 +228,16 @@ impl Bridge {
             if !req.body.is_empty() {
                 cmd = cmd.with_sdp(&String::from_utf8_lossy(&req.body));
             }
-            let t = self.agent.send(gw.address, cmd, now);
-            self.pending.insert(
-                t,
+            let name = c.gw.clone();
+            let _ = gw;
+            self.send(
+                &name,
+                cmd,
                 Pending::Mdcx {
                     call: call_id,
                     reinvite: req,
                 },
+                now,
             );
             return;
         }
@@ -237,8 +269,7 @@ impl Bridge {
         if !req.body.is_empty() {
             cmd = cmd.with_sdp(&String::from_utf8_lossy(&req.body));
         }
-        let t = self.agent.send(gw.address, cmd, now);
-        self.pending.insert(t, Pending::Crcx(call_id.clone()));
+        self.send(&gw_name, cmd, Pending::Crcx(call_id.clone()), now);
         let to_tag = self.tag();
         let trying = self.respond(&req, 100, "Trying", None);
         out.push(Out::Sip(from, trying));
@@ -262,15 +293,13 @@ impl Bridge {
         let Some(c) = self.calls.remove(call_id) else {
             return;
         };
-        let (Some(gw), Some(ep), Some(conn)) = (self.gateways.get(&c.gw), c.endpoint, c.conn)
-        else {
+        let (Some(ep), Some(conn)) = (c.endpoint, c.conn) else {
             return;
         };
         let cmd = Command::new(Verb::Dlcx, &ep)
             .with("C", &call_tag(call_id))
             .with("I", &conn);
-        let t = self.agent.send(gw.address, cmd, now);
-        self.pending.insert(t, Pending::Dlcx);
+        self.send(&c.gw, cmd, Pending::Dlcx, now);
     }
 
     /// An MGCP datagram from a gateway.
@@ -283,13 +312,27 @@ impl Bridge {
 
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Out> {
         self.agent.handle_timeout(now);
+        if self.next_audit.is_none_or(|t| t <= now) {
+            self.next_audit = Some(now + AUDIT_EVERY);
+            let names: Vec<(String, String)> = self
+                .gateways
+                .iter()
+                .map(|(n, g)| (n.clone(), g.endpoint.clone()))
+                .collect();
+            for (name, ep) in names {
+                self.send(&name, Command::new(Verb::Auep, &ep), Pending::Audit, now);
+            }
+        }
         let mut out = Vec::new();
         self.flush(now, &mut out);
         out
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.agent.poll_timeout()
+        [self.agent.poll_timeout(), self.next_audit]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Drive the agent's events and datagrams into `out`.
@@ -310,73 +353,105 @@ impl Bridge {
                 self.agent
                     .respond(from, mgcp::Response::new(200, command.txid, "OK"), now);
             }
-            Event::Timeout { txid, .. } => {
-                match self.pending.remove(&txid) {
-                    Some(Pending::Crcx(call)) => {
-                        if let Some(r) = self.calls.get(&call).map(|c| {
-                            make_response(&c.invite, 408, "Gateway Timeout", Some(&c.to_tag))
-                        }) {
-                            self.answer(&call, r, out);
-                        }
-                        self.calls.remove(&call);
-                    }
-                    Some(Pending::Mdcx { call, reinvite }) => {
-                        if let Some(c) = self.calls.get(&call) {
-                            out.push(Out::Sip(
-                                c.from,
-                                self.respond(&reinvite, 408, "Gateway Timeout", None),
-                            ));
-                        }
-                    }
-                    _ => {}
+            Event::Timeout { txid, verb } => {
+                if let Some(gw) = self.pending_gw.remove(&txid) {
+                    self.up.insert(gw, false);
+                }
+                *self
+                    .commands
+                    .entry((verb.as_str(), "timeout".to_string()))
+                    .or_insert(0) += 1;
+                self.on_timeout(txid, out);
+            }
+            Event::Response {
+                txid,
+                verb,
+                response,
+            } => {
+                if let Some(gw) = self.pending_gw.remove(&txid) {
+                    self.up.insert(gw, true);
+                }
+                *self
+                    .commands
+                    .entry((verb.as_str(), response.code.to_string()))
+                    .or_insert(0) += 1;
+                self.on_response(txid, response, now, out);
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, txid: u32, out: &mut Vec<Out>) {
+        match self.pending.remove(&txid) {
+            Some(Pending::Crcx(call)) => {
+                if let Some(r) = self
+                    .calls
+                    .get(&call)
+                    .map(|c| make_response(&c.invite, 408, "Gateway Timeout", Some(&c.to_tag)))
+                {
+                    self.answer(&call, r, out);
+                }
+                self.calls.remove(&call);
+            }
+            Some(Pending::Mdcx { call, reinvite }) => {
+                if let Some(c) = self.calls.get(&call) {
+                    out.push(Out::Sip(
+                        c.from,
+                        self.respond(&reinvite, 408, "Gateway Timeout", None),
+                    ));
                 }
             }
-            Event::Response { txid, response, .. } => match self.pending.remove(&txid) {
-                Some(Pending::Crcx(call)) => self.on_crcx(call, response, now, out),
-                Some(Pending::Mdcx { call, reinvite }) => {
-                    let Some(c) = self.calls.get(&call) else {
-                        return;
-                    };
-                    let to = c.from;
-                    let mut r = make_response(
-                        &reinvite,
-                        if response.is_success() { 200 } else { 488 },
-                        if response.is_success() {
-                            "OK"
-                        } else {
-                            "Not Acceptable Here"
-                        },
-                        None,
-                    );
-                    if response.is_success() {
-                        if let Some(sdp) = response.sdp {
-                            r.headers.push("Content-Type", "application/sdp");
-                            r.body = sdp.into_bytes();
-                        }
-                        r.headers
-                            .push("Contact", format!("<sip:gw@{}>", self.local));
+            _ => {}
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        txid: u32,
+        response: mgcp::Response,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        match self.pending.remove(&txid) {
+            Some(Pending::Crcx(call)) => self.on_crcx(call, response, now, out),
+            Some(Pending::Mdcx { call, reinvite }) => {
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
+                let to = c.from;
+                let ok = response.is_success();
+                let mut r = make_response(
+                    &reinvite,
+                    if ok { 200 } else { 488 },
+                    if ok { "OK" } else { "Not Acceptable Here" },
+                    None,
+                );
+                if ok {
+                    if let Some(sdp) = response.sdp {
+                        r.headers.push("Content-Type", "application/sdp");
+                        r.body = sdp.into_bytes();
                     }
-                    out.push(Out::Sip(to, SipMessage::Response(r).to_bytes()));
+                    r.headers
+                        .push("Contact", format!("<sip:gw@{}>", self.local));
                 }
-                Some(Pending::Dlcx) => {
-                    let p = response
-                        .param("P")
-                        .map(mgcp::ConnectionParams::parse)
-                        .unwrap_or_default();
-                    tracing::info!(
-                        code = response.code,
-                        packets_sent = p.packets_sent.unwrap_or(0),
-                        packets_received = p.packets_received.unwrap_or(0),
-                        packets_lost = p.packets_lost.unwrap_or(0),
-                        "mgcp: connection deleted"
-                    );
-                }
-                Some(Pending::Rqnt) if !response.is_success() => {
-                    tracing::info!(code = response.code, "mgcp: RQNT (dial digits) refused");
-                }
-                Some(Pending::Rqnt) => {}
-                None => {}
-            },
+                out.push(Out::Sip(to, SipMessage::Response(r).to_bytes()));
+            }
+            Some(Pending::Dlcx) => {
+                let p = response
+                    .param("P")
+                    .map(mgcp::ConnectionParams::parse)
+                    .unwrap_or_default();
+                tracing::info!(
+                    code = response.code,
+                    packets_sent = p.packets_sent.unwrap_or(0),
+                    packets_received = p.packets_received.unwrap_or(0),
+                    packets_lost = p.packets_lost.unwrap_or(0),
+                    "mgcp: connection deleted"
+                );
+            }
+            Some(Pending::Rqnt) if !response.is_success() => {
+                tracing::info!(code = response.code, "mgcp: RQNT (dial digits) refused");
+            }
+            Some(Pending::Rqnt) | Some(Pending::Audit) | None => {}
         }
     }
 
@@ -416,7 +491,7 @@ impl Bridge {
         c.state = State::Up;
         // Dial out: the digits as DTMF signals on the endpoint (a line endpoint of a
         // residential or FXO gateway dials them; an RTP bridge accepts and ignores them).
-        if let (Some(gw), Some(ep)) = (self.gateways.get(&c.gw), c.endpoint.clone()) {
+        if let (Some(gwn), Some(ep)) = (Some(c.gw.clone()), c.endpoint.clone()) {
             if !c.digits.is_empty() {
                 let signals = c
                     .digits
@@ -427,9 +502,7 @@ impl Bridge {
                 let cmd = Command::new(Verb::Rqnt, &ep)
                     .with("X", &call_tag(&call))
                     .with("S", &signals);
-                let addr = gw.address;
-                let t = self.agent.send(addr, cmd, now);
-                self.pending.insert(t, Pending::Rqnt);
+                self.send(&gwn, cmd, Pending::Rqnt, now);
             }
         }
         let Some(c) = self.calls.get(&call) else {
@@ -457,7 +530,12 @@ fn call_tag(call_id: &str) -> String {
 }
 
 /// The bridge's shell: SIP on `sip` (loopback, from the core), MGCP on `mgcp` (to gateways).
-pub async fn run(mut bridge: Bridge, sip: tokio::net::UdpSocket, mgcp: tokio::net::UdpSocket) {
+pub async fn run(
+    mut bridge: Bridge,
+    sip: tokio::net::UdpSocket,
+    mgcp: tokio::net::UdpSocket,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) {
     let mut sbuf = vec![0u8; 65_536];
     let mut mbuf = vec![0u8; 65_536];
     loop {
@@ -481,6 +559,20 @@ pub async fn run(mut bridge: Bridge, sip: tokio::net::UdpSocket, mgcp: tokio::ne
                 Out::Sip(to, b) => sip.send_to(&b, to).await,
                 Out::Mgcp(to, b) => mgcp.send_to(&b, to).await,
             };
+        }
+        for (gw, up) in &bridge.up {
+            metrics
+                .mgcp_gateway_up
+                .with_label_values(&[gw])
+                .set(i64::from(*up));
+        }
+        for ((verb, result), n) in &bridge.commands {
+            crate::policy::set_counter(
+                &metrics
+                    .mgcp_commands
+                    .with_label_values(&[verb, result.as_str()]),
+                *n,
+            );
         }
     }
 }
@@ -602,14 +694,16 @@ mod tests {
         assert_eq!(sip_out(&out)[0].status, 503);
         // no answer at all: 408 after the MGCP retransmissions
         b.handle_sip(&invite("c3", "z9hG4bK3", ""), core, t0);
-        let mut now = t0;
         let mut last = Vec::new();
         while let Some(t) = b.poll_timeout() {
-            now = t;
-            last.extend(b.handle_timeout(now));
+            if t - t0 > Duration::from_secs(20) {
+                break;
+            }
+            last.extend(b.handle_timeout(t));
         }
         assert!(sip_out(&last).iter().any(|r| r.status == 408));
-        assert!(now - t0 < Duration::from_secs(20));
+        assert_eq!(b.up.get("pstn"), Some(&false), "a silent gateway is down");
+        assert!(b.commands.contains_key(&("CRCX", "timeout".to_string())));
         // CANCEL while the CRCX is out: 200 + 487, and the connection is deleted when it comes
         let out = b.handle_sip(&invite("c4", "z9hG4bK4", ""), core, t0);
         let crcx = mgcp_out(&out)[0].txid;
@@ -634,6 +728,24 @@ mod tests {
         assert!(b
             .handle_mgcp(b"\x00\xffgarbage", GW.parse().unwrap(), t0)
             .is_empty());
+    }
+
+    #[test]
+    fn idle_gateways_are_audited() {
+        let t0 = Instant::now();
+        let mut b = bridge();
+        let out = b.handle_timeout(t0);
+        let auep = &mgcp_out(&out)[0];
+        assert_eq!(
+            (auep.verb, auep.endpoint.as_str()),
+            (Verb::Auep, "aaln/*@gw")
+        );
+        gw_answer(&mut b, auep.txid, "200 OK\r\n", t0);
+        assert_eq!(b.up.get("pstn"), Some(&true));
+        assert_eq!(b.commands.get(&("AUEP", "200".to_string())), Some(&1));
+        assert_eq!(b.poll_timeout(), Some(t0 + AUDIT_EVERY));
+        assert!(mgcp_out(&b.handle_timeout(t0 + Duration::from_secs(10))).is_empty());
+        assert_eq!(mgcp_out(&b.handle_timeout(t0 + AUDIT_EVERY)).len(), 1);
     }
 
     #[test]

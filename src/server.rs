@@ -110,7 +110,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         tracing::info!(address = %m.listen, "metrics on http://{}/metrics", m.listen);
     }
     let media = start_media(&cfg, &metrics)?;
-    let bridge = start_mgcp_bridge(&cfg).await?;
+    let bridge = start_mgcp_bridge(&cfg, metrics.clone()).await?;
     let mut policy = LivePolicy::new(Arc::new(cfg), media, metrics.clone());
     policy.mgcp_bridge = bridge;
     let sender = Sender {
@@ -497,7 +497,10 @@ fn handle_input(
 
 /// The MGCP bridge for the trunks with an `mgcp:` section (none: no bridge); its loopback SIP
 /// address, where the core sends those trunks' calls.
-async fn start_mgcp_bridge(cfg: &Config) -> Result<Option<std::net::SocketAddr>, String> {
+async fn start_mgcp_bridge(
+    cfg: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<Option<std::net::SocketAddr>, String> {
     let gateways: std::collections::HashMap<String, crate::mgcp_bridge::Gateway> = cfg
         .trunks
         .values()
@@ -525,7 +528,7 @@ async fn start_mgcp_bridge(cfg: &Config) -> Result<Option<std::net::SocketAddr>,
     let local = sip.local_addr().map_err(|e| format!("mgcp bridge: {e}"))?;
     let names: Vec<String> = gateways.keys().cloned().collect();
     let bridge = crate::mgcp_bridge::Bridge::new(gateways, local, rand::random());
-    tokio::spawn(crate::mgcp_bridge::run(bridge, sip, mgcp));
+    tokio::spawn(crate::mgcp_bridge::run(bridge, sip, mgcp, metrics));
     tracing::info!(gateways = ?names, bridge = %local, "MGCP call agent running");
     Ok(Some(local))
 }
