@@ -360,7 +360,13 @@ impl Metrics {
         m.requests_blocked
             .with_label_values(&["user_agent"])
             .inc_by(0);
-        for reason in ["parse_error", "admission", "rate_limited", "user_agent"] {
+        for reason in [
+            "parse_error",
+            "admission",
+            "auth",
+            "rate_limited",
+            "user_agent",
+        ] {
             m.messages_rejected.with_label_values(&[reason]).inc_by(0);
         }
         for reason in ["queue", "calls"] {

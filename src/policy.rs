@@ -479,12 +479,17 @@ impl Policy for LivePolicy {
                         default_expires: r.default_expires,
                         users: r.users.iter().cloned().collect(),
                         keepalive: r.keepalive,
+                        authenticate_calls: r.authenticate_calls,
                     })
                 });
                 self.registrar = Some(r.clone());
                 r
             }
         }
+    }
+
+    fn is_trunk(&mut self, from: Peer) -> bool {
+        self.trunk_of(from).is_some()
     }
 
     fn route_registered(

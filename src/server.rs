@@ -284,7 +284,7 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
             *n,
         );
     }
-    for reason in ["parse_error", "admission"] {
+    for reason in ["parse_error", "admission", "auth"] {
         crate::policy::set_counter(
             &metrics.messages_rejected.with_label_values(&[reason]),
             stats.rejected.get(reason).copied().unwrap_or(0),

@@ -251,3 +251,63 @@ fn registrar_users_reload_without_restart() {
         tl.assert_alive();
     });
 }
+
+/// Toll-fraud guard with a real UAC: a phone's call to another domain is challenged (407); with
+/// the user's credentials it goes to the dial plan's trunk; without, it never does.
+#[test]
+fn phone_calls_out_only_with_credentials() {
+    require_sipp();
+    isolated("phone_calls_out_only_with_credentials", false, |net| {
+        let mut tl = Trunkline::start(net, &yaml(net));
+        let pbx = Sipp::uas(
+            net,
+            "pbx",
+            "uas_basic.xml",
+            net.trunk(0),
+            net.sipp_media(1),
+            1,
+        )
+        .spawn();
+        wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+        let bad = Sipp::uac(net, "phone-bad", "uac_auth.xml", 1, 1)
+            .args(&[
+                "-s",
+                "15550000",
+                "-au",
+                "alice",
+                "-ap",
+                "wrong",
+                "-p",
+                &net.spare(24).to_string(),
+            ])
+            .run(LIMIT);
+        assert_eq!(bad.successful, 0, "a wrong password places no call");
+        Sipp::uac(net, "phone", "uac_auth.xml", 1, 1)
+            .args(&[
+                "-s",
+                "15550000",
+                "-au",
+                "alice",
+                "-ap",
+                "s3cret",
+                "-p",
+                &net.spare(25).to_string(),
+            ])
+            .run(LIMIT)
+            .assert_all_ok(1, "authenticated call out");
+        pbx.wait(Duration::from_secs(10))
+            .assert_all_ok(1, "exactly the authenticated call reached the trunk");
+        let m = scrape(net);
+        assert!(
+            metric(
+                &m,
+                "trunkline_sip_messages_rejected_total",
+                &[("reason", "auth")]
+            )
+            .unwrap_or(0.0)
+                >= 2.0,
+            "challenges counted:\n{m}"
+        );
+        tl.assert_alive();
+    });
+}

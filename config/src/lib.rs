@@ -38,6 +38,7 @@
 //!   domains: [example.com]
 //!   users: { alice: { password: s3cret } }
 //!   keepalive: 30              # optional: OPTIONS to UDP-registered phones (NAT), 0 = off
+//!   authenticate_calls: true   # optional: calls from non-trunks to other domains need credentials (407)
 //! limits:                      # optional: overload and abuse protection (see [`Limits`])
 //!   source_rate: 50            # requests/s per source IP (default: no limit); trunks exempt
 //!   source_burst: 100          # bucket size (default 2 x source_rate)
@@ -240,6 +241,9 @@ pub struct Registrar {
     pub users: Vec<(String, String)>,
     /// NAT keep-alive period for phones registered over UDP, seconds (0 = off; default 30).
     pub keepalive: u32,
+    /// Calls, MESSAGEs and SUBSCRIBEs from anywhere but a trunk, to anywhere but a served
+    /// domain, must authenticate as a user (407 challenge). Default true.
+    pub authenticate_calls: bool,
 }
 
 /// User-Agent substrings dropped by default: the well-known SIP scanners and war-dialers
@@ -708,6 +712,8 @@ struct RawRegistrar {
     default_expires: Option<u32>,
     #[serde(default)]
     keepalive: Option<u32>,
+    #[serde(default)]
+    authenticate_calls: Option<bool>,
     #[serde(deserialize_with = "unique_keys")]
     users: Vec<(String, RawUser)>,
 }
@@ -1291,6 +1297,7 @@ fn build_registrar(r: RawRegistrar) -> Result<Registrar, Sem> {
         default_expires: default,
         users,
         keepalive,
+        authenticate_calls: r.authenticate_calls.unwrap_or(true),
     })
 }
 

@@ -168,6 +168,11 @@ pub trait Policy {
     ) -> RouteOutcome {
         self.route(req, from, to_user, from_user)
     }
+    /// Whether `from` is one of the configured trunks (carriers, PBXs): their requests are not
+    /// asked for a registrar user's credentials.
+    fn is_trunk(&mut self, _from: Peer) -> bool {
+        false
+    }
     /// The registrar's settings when trunkline serves REGISTER (`None`: REGISTER gets 405 and
     /// every call follows [`Policy::route`]).
     fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
@@ -928,6 +933,10 @@ impl B2bua {
             self.answer_own(tx, &req, 400, "Bad Request", now);
             return;
         };
+        if !self.caller_allowed(tx, &req, from, now, policy) {
+            *self.stats.messages.entry(407).or_insert(0) += 1;
+            return;
+        }
         let (target, to_user, from_user) =
             match self.route_standalone(&req, &from_na, &to_na, from, now, policy) {
                 Ok(t) => t,
@@ -1050,6 +1059,50 @@ impl B2bua {
         }
     }
 
+    /// With a registrar that authenticates calls: a request from anywhere but a trunk, to
+    /// anywhere but a served domain, must carry a registrar user's credentials
+    /// (`Proxy-Authorization`, RFC 3261 section 22.3); otherwise it is answered 407 with a
+    /// challenge and `false` returned. Requests to local users need none.
+    fn caller_allowed(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        from: Peer,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> bool {
+        let Some(s) = policy.registrar() else {
+            return true;
+        };
+        if !s.authenticate_calls || policy.is_trunk(from) {
+            return true;
+        }
+        let served = Uri::parse(&req.uri)
+            .ok()
+            .and_then(|u| u.as_sip().map(|x| x.host.to_ascii_lowercase()))
+            .is_some_and(|h| s.serves(&h));
+        if served {
+            return true;
+        }
+        let seed = self.cfg.seed;
+        let reg = self
+            .registrar
+            .get_or_insert_with(|| Registrar::new(seed.rotate_left(17) ^ 0x5bd1_e995, now));
+        match reg.authenticate_caller(req, &s, now) {
+            Ok(_) => true,
+            Err(a) => {
+                let tag = self.new_tag();
+                let mut resp = make_response(req, a.status, a.reason, Some(&tag));
+                for (n, v) in a.headers {
+                    resp.headers.push(n, v);
+                }
+                self.tx.send_response(tx, resp, now);
+                *self.stats.rejected.entry("auth").or_insert(0) += 1;
+                false
+            }
+        }
+    }
+
     /// Answer a request trunkline will not relay; the status sent.
     fn refuse(&mut self, tx: TxId, req: &Request, refusal: Refusal, now: Instant) -> u16 {
         let tag = self.new_tag();
@@ -1152,6 +1205,13 @@ impl B2bua {
             .ok()
             .and_then(|u| u.user().map(str::to_string));
         let to_user_q = ruri_user.clone().unwrap_or(to_user.clone());
+        if !self.caller_allowed(tx, &req, from, now, policy) {
+            policy.event(CallEvent::Rejected {
+                status: 407,
+                reason: "Proxy Authentication Required".into(),
+            });
+            return;
+        }
         // A served domain: the location service decides, not the dial plan.
         let located = match (policy.registrar(), Uri::parse(&req.uri)) {
             (Some(settings), Ok(uri)) => match &self.registrar {

@@ -40,6 +40,10 @@ pub struct RegistrarSettings {
     /// NAT keep-alive: an OPTIONS to every binding registered over UDP this often (seconds;
     /// 0 = off), so the NAT mapping the phone registered through stays open for calls.
     pub keepalive: u32,
+    /// Calls (and MESSAGE/SUBSCRIBE) from anywhere but a trunk, to anywhere but a served
+    /// domain, must authenticate as a user (407): phones cannot be impersonated to reach the
+    /// carriers (toll fraud).
+    pub authenticate_calls: bool,
 }
 
 impl RegistrarSettings {
@@ -239,7 +243,20 @@ impl Registrar {
         Some(age <= NONCE_LIFETIME.as_secs())
     }
 
+    #[cfg(test)]
     fn challenge(&self, s: &RegistrarSettings, now: Instant, stale: bool) -> RegisterAnswer {
+        self.challenge_as(s, now, stale, false)
+    }
+
+    /// 401 + WWW-Authenticate (registrar), or 407 + Proxy-Authenticate (`proxy`: a call or
+    /// message placed through trunkline, RFC 3261 section 22.3).
+    fn challenge_as(
+        &self,
+        s: &RegistrarSettings,
+        now: Instant,
+        stale: bool,
+        proxy: bool,
+    ) -> RegisterAnswer {
         let mut v = format!(
             "Digest realm=\"{}\", nonce=\"{}\", algorithm=MD5, qop=\"auth\"",
             s.realm,
@@ -248,10 +265,18 @@ impl Registrar {
         if stale {
             v.push_str(", stale=true");
         }
-        RegisterAnswer {
-            status: 401,
-            reason: "Unauthorized",
-            headers: vec![("WWW-Authenticate", v)],
+        if proxy {
+            RegisterAnswer {
+                status: 407,
+                reason: "Proxy Authentication Required",
+                headers: vec![("Proxy-Authenticate", v)],
+            }
+        } else {
+            RegisterAnswer {
+                status: 401,
+                reason: "Unauthorized",
+                headers: vec![("WWW-Authenticate", v)],
+            }
         }
     }
 
@@ -262,8 +287,35 @@ impl Registrar {
         s: &RegistrarSettings,
         now: Instant,
     ) -> Result<String, RegisterAnswer> {
+        self.authenticate_as(req, s, now, false)
+    }
+
+    /// A request placed through trunkline by one of the registrar's users (a phone's INVITE,
+    /// MESSAGE, SUBSCRIBE): `Proxy-Authorization` checked against the users, else 407 with a
+    /// challenge. The authenticated user name.
+    pub fn authenticate_caller(
+        &self,
+        req: &Request,
+        s: &RegistrarSettings,
+        now: Instant,
+    ) -> Result<String, RegisterAnswer> {
+        self.authenticate_as(req, s, now, true)
+    }
+
+    fn authenticate_as(
+        &self,
+        req: &Request,
+        s: &RegistrarSettings,
+        now: Instant,
+        proxy: bool,
+    ) -> Result<String, RegisterAnswer> {
         let mut stale = false;
-        for h in req.headers.get_all("Authorization") {
+        let header = if proxy {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
+        for h in req.headers.get_all(header) {
             let Some(p) = digest_params(h) else {
                 continue;
             };
@@ -292,7 +344,7 @@ impl Registrar {
                 Some(true) => {}
             }
             let Some(password) = s.users.get(user) else {
-                return Err(self.challenge(s, now, false));
+                return Err(self.challenge_as(s, now, false, proxy));
             };
             let ha1 = md5_hex(&[user, &s.realm, password]);
             let ha2 = md5_hex(&[req.method.as_str(), uri]);
@@ -309,9 +361,9 @@ impl Registrar {
             if constant_eq(want.as_bytes(), resp.to_ascii_lowercase().as_bytes()) {
                 return Ok(user.clone());
             }
-            return Err(self.challenge(s, now, false));
+            return Err(self.challenge_as(s, now, false, proxy));
         }
-        Err(self.challenge(s, now, stale))
+        Err(self.challenge_as(s, now, stale, proxy))
     }
 
     /// Handle a REGISTER that arrived from `from`.
@@ -537,6 +589,7 @@ mod tests {
             default_expires: 3600,
             users: [("alice".to_string(), "s3cret".to_string())].into(),
             keepalive: 0,
+            authenticate_calls: true,
         }
     }
 

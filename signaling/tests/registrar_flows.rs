@@ -50,6 +50,9 @@ impl Policy for RegPolicy {
     fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
         Some(self.settings.clone())
     }
+    fn is_trunk(&mut self, from: Peer) -> bool {
+        from == peer(CARRIER) || from == peer(PBX)
+    }
     fn route_registered(
         &mut self,
         _req: &Request,
@@ -105,6 +108,7 @@ impl World {
                         ("bob".to_string(), "pw".to_string()),
                     ]),
                     keepalive: 30,
+                    authenticate_calls: true,
                 }),
                 registered_routes: 0,
             },
@@ -622,4 +626,65 @@ fn registered_phones_get_keepalives() {
         None,
         "no keep-alive timer without bindings"
     );
+}
+
+/// Toll-fraud guard: a phone's call to another domain (the carriers) must authenticate as a
+/// registrar user (407 + Proxy-Authenticate, then Proxy-Authorization); a trunk's does not; a
+/// call to a local user does not; wrong credentials get a new challenge.
+#[test]
+fn calls_from_phones_to_other_domains_authenticate() {
+    let mut w = World::new();
+    let out = |call_id: &str, auth: &str| {
+        format!(
+            "INVITE sip:+15559876@pstn.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK{call_id}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:+15559876@pstn.example.net>\r\nFrom: <sip:alice@example.com>;tag=p1\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    w.feed(PHONE_NAT, &out("o1", ""));
+    let ch = w.final_to(PHONE_NAT);
+    assert_eq!(ch.status, 407);
+    let pa = ch
+        .headers
+        .get("Proxy-Authenticate")
+        .expect("challenge")
+        .to_string();
+    assert!(w.take(PBX).is_empty(), "nothing placed before credentials");
+    let nonce = pa
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let cred = |pw: &str| {
+        let ha1 = md5_hex(&format!("alice:example.com:{pw}"));
+        let ha2 = md5_hex("INVITE:sip:+15559876@pstn.example.net");
+        let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+        format!(
+            "Proxy-Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
+             uri=\"sip:+15559876@pstn.example.net\", response=\"{resp}\", qop=auth, nc=00000001, cnonce=\"c0\"\r\n"
+        )
+    };
+    w.feed(PHONE_NAT, &out("o2", &cred("wrong")));
+    assert_eq!(
+        w.final_to(PHONE_NAT).status,
+        407,
+        "wrong password: challenged again"
+    );
+    w.feed(PHONE_NAT, &out("o3", &cred("s3cret")));
+    let placed = w
+        .take(PBX)
+        .into_iter()
+        .filter(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE"))
+        .count();
+    assert_eq!(placed, 1, "authenticated: the call goes to the carrier");
+    // a trunk's call needs nothing
+    w.feed(CARRIER, &invite("+15551234@pstn.example.net", "t1"));
+    assert!(w
+        .take(PBX)
+        .iter()
+        .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE")));
+    assert!(w.core.stats().rejected.get("auth").copied().unwrap_or(0) >= 2);
 }

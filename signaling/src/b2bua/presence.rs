@@ -123,6 +123,9 @@ impl B2bua {
             return;
         };
         let call_id = call_id.to_string();
+        if !self.caller_allowed(tx, &req, from, now, policy) {
+            return;
+        }
         let (target, to_user, from_user) =
             match self.route_standalone(&req, &from_na, &to_na, from, now, policy) {
                 Ok(t) => t,
