@@ -95,6 +95,55 @@ fn registered_phone_receives_the_carriers_call() {
                     >= 1.0,
                 "the call is counted on the registered route:\n{m}"
             );
+            // an instant message to alice reaches her phone, its 200 comes back
+            let phone = Sipp::uas(
+                net,
+                "phone-im",
+                "uas_message.xml",
+                phone_port,
+                net.sipp_media(1),
+                1,
+            )
+            .spawn();
+            wait_udp_bound(phone_port, Duration::from_secs(5));
+            Sipp::uac(net, "carrier-im", "uac_message.xml", 1, 1)
+                .args(&["-s", "alice", "-p", &net.spare(22).to_string()])
+                .run(LIMIT)
+                .assert_all_ok(1, "MESSAGE to alice answered");
+            phone
+                .wait(Duration::from_secs(10))
+                .assert_all_ok(1, "alice's phone got the MESSAGE");
+            let m = scrape(net);
+            assert_eq!(
+                metric(&m, "trunkline_sip_im_total", &[("status", "200")]),
+                Some(1.0),
+                "{m}"
+            );
+            // presence: a watcher subscribes to alice; her phone accepts and notifies (PIDF);
+            // the NOTIFY reaches the watcher in its own dialog; the final NOTIFY ends both
+            let phone = Sipp::uas(
+                net,
+                "phone-presence",
+                "uas_subscribe.xml",
+                phone_port,
+                net.sipp_media(1),
+                1,
+            )
+            .spawn();
+            wait_udp_bound(phone_port, Duration::from_secs(5));
+            Sipp::uac(net, "watcher", "uac_subscribe.xml", 1, 1)
+                .args(&["-s", "alice", "-p", &net.spare(23).to_string()])
+                .run(LIMIT)
+                .assert_all_ok(1, "presence SUBSCRIBE + NOTIFY for the watcher");
+            phone
+                .wait(Duration::from_secs(10))
+                .assert_all_ok(1, "alice's phone accepted and notified");
+            let m = scrape(net);
+            assert_eq!(
+                metric(&m, "trunkline_sip_subscriptions", &[]),
+                Some(0.0),
+                "the final NOTIFY ended both dialogs:\n{m}"
+            );
             tl.assert_alive();
         },
     );
@@ -119,7 +168,7 @@ fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
             "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
              module_path /usr/lib/baresip/modules\n\
              module g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule_app account.so\n\
-             module_app menu.so\naudio_source ausine,440\naudio_player aubridge,phone\n\
+             module_app menu.so\nmodule_app presence.so\naudio_source ausine,440\naudio_player aubridge,phone\n\
              audio_alert aubridge,alert\nausrc_srate 48000\nausrc_channels 2\n\
              auplay_srate 48000\nauplay_channels 2\nrtp_ports {}-{}\n",
             net.spare(40),
@@ -214,6 +263,12 @@ fn baresip_registers_and_answers_a_call() {
             Some(1.0),
             "baresip's 200 relayed:\n{m}"
         );
+        // presence: a watcher subscribes to alice; baresip (its presence module) accepts and
+        // notifies her status (PIDF "open") through trunkline, in the watcher's own dialog
+        Sipp::uac(net, "watcher", "uac_subscribe.xml", 1, 1)
+            .args(&["-s", "alice", "-p", &net.spare(23).to_string()])
+            .run(LIMIT)
+            .assert_all_ok(1, "baresip's presence NOTIFY reached the watcher");
         tl.assert_alive();
     });
 }
