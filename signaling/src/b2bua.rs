@@ -881,11 +881,7 @@ impl B2bua {
                 let Some(settings) = policy.registrar() else {
                     return;
                 };
-                let seed = self.cfg.seed;
-                let reg = self
-                    .registrar
-                    .get_or_insert_with(|| Registrar::new(seed.rotate_left(17) ^ 0x5bd1_e995, now));
-                let answer = reg.register(&req, from, &settings, now);
+                let answer = self.registrar_mut(now).register(&req, from, &settings, now);
                 if answer.status == 200 && settings.keepalive > 0 && self.next_keepalive.is_none() {
                     self.next_keepalive =
                         Some(now + Duration::from_secs(u64::from(settings.keepalive)));
@@ -1010,38 +1006,16 @@ impl B2bua {
         policy: &mut dyn Policy,
     ) -> Result<(Target, String, String), Refusal> {
         let from_user = from_na.uri.user().unwrap_or_default().to_string();
-        let ruri = Uri::parse(&req.uri).ok();
-        let to_user = ruri
-            .as_ref()
+        let to_user = Uri::parse(&req.uri)
+            .ok()
             .and_then(|u| u.user().map(str::to_string))
             .or_else(|| to_na.uri.user().map(str::to_string))
             .unwrap_or_default();
-        let located = match (policy.registrar(), ruri) {
-            (Some(settings), Some(uri)) => match &self.registrar {
-                Some(reg) => reg.lookup(&uri, &settings, now),
-                None => Registrar::new(0, now).lookup(&uri, &settings, now),
-            },
-            _ => None,
-        };
-        let outcome = match located {
+        let outcome = match self.locate(&req.uri, now, policy) {
             None => policy.route_message(req, from, &to_user, &from_user),
-            Some(Err(LookupMiss::Unknown)) => RouteOutcome::Reject {
-                code: 404,
-                reason: "Not Found".into(),
-            },
-            Some(Err(LookupMiss::Offline)) => RouteOutcome::Reject {
-                code: 480,
-                reason: "Temporarily Unavailable".into(),
-            },
-            Some(Ok(b)) => RouteOutcome::Route {
-                targets: b
-                    .into_iter()
-                    .map(|b| Target {
-                        trunk: REGISTERED.to_string(),
-                        peer: b.source,
-                        host: b.target,
-                    })
-                    .collect(),
+            Some(Err(miss)) => miss,
+            Some(Ok(targets)) => RouteOutcome::Route {
+                targets,
                 to_user: String::new(),
                 from_user: from_user.clone(),
             },
@@ -1057,6 +1031,48 @@ impl B2bua {
             RouteOutcome::Unavailable { retry_after } => Err(Refusal::Unavailable(retry_after)),
             RouteOutcome::Redirect { code, contacts } => Err(Refusal::Redirect(code, contacts)),
         }
+    }
+
+    /// The location service, created with the nonce key every use of it shares.
+    fn registrar_mut(&mut self, now: Instant) -> &mut Registrar {
+        let seed = self.cfg.seed;
+        self.registrar
+            .get_or_insert_with(|| Registrar::new(seed.rotate_left(17) ^ 0x5bd1_e995, now))
+    }
+
+    /// The location service's answer for a request to `uri`: `None` when no registrar serves
+    /// its domain (the dial plan decides); else the AoR's bindings as targets, best first, or
+    /// the refusal (404 no such user, 480 not registered).
+    fn locate(
+        &self,
+        uri: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> Option<Result<Vec<Target>, RouteOutcome>> {
+        let settings = policy.registrar()?;
+        let uri = Uri::parse(uri).ok()?;
+        let found = match &self.registrar {
+            Some(reg) => reg.lookup(&uri, &settings, now),
+            None => Registrar::new(0, now).lookup(&uri, &settings, now),
+        }?;
+        Some(match found {
+            Ok(bindings) => Ok(bindings
+                .into_iter()
+                .map(|b| Target {
+                    trunk: REGISTERED.to_string(),
+                    peer: b.source,
+                    host: b.target,
+                })
+                .collect()),
+            Err(LookupMiss::Unknown) => Err(RouteOutcome::Reject {
+                code: 404,
+                reason: "Not Found".into(),
+            }),
+            Err(LookupMiss::Offline) => Err(RouteOutcome::Reject {
+                code: 480,
+                reason: "Temporarily Unavailable".into(),
+            }),
+        })
     }
 
     /// With a registrar that authenticates calls: a request from anywhere but a trunk, to
@@ -1084,11 +1100,7 @@ impl B2bua {
         if served {
             return true;
         }
-        let seed = self.cfg.seed;
-        let reg = self
-            .registrar
-            .get_or_insert_with(|| Registrar::new(seed.rotate_left(17) ^ 0x5bd1_e995, now));
-        match reg.authenticate_caller(req, &s, now) {
+        match self.registrar_mut(now).authenticate_caller(req, &s, now) {
             Ok(_) => true,
             Err(a) => {
                 let tag = self.new_tag();
@@ -1213,34 +1225,10 @@ impl B2bua {
             return;
         }
         // A served domain: the location service decides, not the dial plan.
-        let located = match (policy.registrar(), Uri::parse(&req.uri)) {
-            (Some(settings), Ok(uri)) => match &self.registrar {
-                Some(reg) => reg.lookup(&uri, &settings, now),
-                None => Registrar::new(0, now).lookup(&uri, &settings, now),
-            },
-            _ => None,
-        };
-        let outcome = match located {
+        let outcome = match self.locate(&req.uri, now, policy) {
             None => policy.route(&req, from, &to_user_q, &from_user),
-            Some(Err(LookupMiss::Unknown)) => RouteOutcome::Reject {
-                code: 404,
-                reason: "Not Found".into(),
-            },
-            Some(Err(LookupMiss::Offline)) => RouteOutcome::Reject {
-                code: 480,
-                reason: "Temporarily Unavailable".into(),
-            },
-            Some(Ok(bindings)) => {
-                let targets = bindings
-                    .into_iter()
-                    .map(|b| Target {
-                        trunk: REGISTERED.to_string(),
-                        peer: b.source,
-                        host: b.target,
-                    })
-                    .collect();
-                policy.route_registered(&req, from, targets, &from_user)
-            }
+            Some(Err(miss)) => miss,
+            Some(Ok(targets)) => policy.route_registered(&req, from, targets, &from_user),
         };
         let (targets, to_user, from_user) = match outcome {
             RouteOutcome::Reject { code, reason } => {
