@@ -170,26 +170,30 @@ fn rtp_in(sock: &UdpSocket, want: usize, limit: Duration) -> Vec<(SocketAddr, Ve
     got
 }
 
+/// Readiness: AUEP until the gateway answers (bounded: 10 s); the call agent and the answer.
+fn ready(net: &Net) -> (Ca, Response) {
+    let mut ca = Ca::new(Timers {
+        max_sends: 3,
+        ..Timers::default()
+    });
+    let t0 = Instant::now();
+    loop {
+        if let Some(r) = ca.call(mgcp::Command::new(Verb::Auep, "rtpbridge/1@mgw")) {
+            return (ca, r);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "osmo-mgw did not answer AUEP within 10 s (log: {})",
+            net.dir.join("osmo-mgw.log").display()
+        );
+    }
+}
+
 #[test]
 fn call_agent_drives_osmo_mgw() {
     isolated("call_agent_drives_osmo_mgw", true, |net| {
         let _mgw = start_mgw(net);
-        // Readiness: AUEP until the gateway answers (bounded: 10 s).
-        let mut ca = Ca::new(Timers {
-            max_sends: 3,
-            ..Timers::default()
-        });
-        let t0 = Instant::now();
-        let auep = loop {
-            if let Some(r) = ca.call(mgcp::Command::new(Verb::Auep, "rtpbridge/1@mgw")) {
-                break r;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "osmo-mgw did not answer AUEP within 10 s (log: {})",
-                net.dir.join("osmo-mgw.log").display()
-            );
-        };
+        let (mut ca, auep) = ready(net);
         assert_eq!(auep.code, 200, "AUEP: {auep:?}");
 
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -344,18 +348,7 @@ fn sip_call_to_an_mgcp_gateway_trunk() {
     require_sipp();
     isolated("sip_call_to_an_mgcp_gateway_trunk", true, |net| {
         let _mgw = start_mgw(net);
-        // wait for the gateway
-        let mut ca = Ca::new(Timers {
-            max_sends: 3,
-            ..Timers::default()
-        });
-        let t0 = Instant::now();
-        while ca
-            .call(mgcp::Command::new(Verb::Auep, "rtpbridge/1@mgw"))
-            .is_none()
-        {
-            assert!(t0.elapsed() < Duration::from_secs(10), "osmo-mgw not up");
-        }
+        ready(net);
         let yaml = format!(
             "listen:\n  - {{ transport: udp, address: 127.0.0.1:{} }}\n\
              media:\n  address: 127.0.0.1\n  ports: {}\n\

@@ -120,10 +120,28 @@ impl World {
     fn feed(&mut self, from: &str, bytes: &[u8]) {
         self.core
             .handle_bytes(bytes, peer(from), self.now, &mut self.policy);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
             let m = parse(&t.data).expect("core emitted unparseable bytes");
             self.sent.push((t.to, m));
         }
+    }
+
+    /// Run the core's timers for `secs` seconds of virtual time.
+    fn advance(&mut self, secs: u64) {
+        let end = self.now + Duration::from_secs(secs);
+        while let Some(t) = self.core.poll_timeout() {
+            if t > end {
+                break;
+            }
+            self.now = t;
+            self.core.handle_timeout(self.now, &mut self.policy);
+            self.drain();
+        }
+        self.now = end;
     }
 
     fn take(&mut self, to: &str) -> Vec<SipMessage> {
@@ -296,27 +314,7 @@ fn message(to: &str, call_id: &str, body: &str) -> Vec<u8> {
 #[test]
 fn messages_are_relayed_and_answered() {
     let mut w = World::new();
-    // alice registers (challenge, then credentials)
-    let contact = "<sip:alice@192.168.1.20:5060>;expires=600";
-    w.feed(PHONE_NAT, &register(1, contact, ""));
-    let ch = w.final_to(PHONE_NAT);
-    let www = ch.headers.get("WWW-Authenticate").unwrap().to_string();
-    let nonce = www
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let ha1 = md5_hex("alice:example.com:s3cret");
-    let ha2 = md5_hex("REGISTER:sip:example.com");
-    let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:xyz:auth:{ha2}"));
-    let auth = format!(
-        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
-         uri=\"sip:example.com\", response=\"{resp}\", qop=auth, nc=00000001, cnonce=\"xyz\"\r\n"
-    );
-    w.feed(PHONE_NAT, &register(2, contact, &auth));
-    assert_eq!(w.final_to(PHONE_NAT).status, 200);
+    registered(&mut w);
 
     w.feed(
         CARRIER,
@@ -357,18 +355,7 @@ fn messages_are_relayed_and_answered() {
         .take(PBX)
         .iter()
         .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "MESSAGE")));
-    let end = w.now + Duration::from_secs(40);
-    while let Some(t) = w.core.poll_timeout() {
-        if t > end {
-            break;
-        }
-        w.now = t;
-        w.core.handle_timeout(w.now, &mut w.policy);
-        while let Some(t) = w.core.poll_transmit() {
-            let m = parse(&t.data).unwrap();
-            w.sent.push((t.to, m));
-        }
-    }
+    w.advance(40);
     assert_eq!(w.final_to(CARRIER).status, 408);
 
     // offline user, unknown user, and a body too big for UDP
@@ -578,15 +565,7 @@ fn subscriptions_expire_and_refusals_leave_nothing() {
     assert_eq!(w.final_to(WATCHER).status, 202);
     assert_eq!(w.core.subscriptions(), 1);
     // 60 s + grace, no refresh
-    let end = w.now + Duration::from_secs(120);
-    while let Some(t) = w.core.poll_timeout() {
-        if t > end {
-            break;
-        }
-        w.now = t;
-        w.core.handle_timeout(w.now, &mut w.policy);
-        while w.core.poll_transmit().is_some() {}
-    }
+    w.advance(120);
     assert_eq!(w.core.subscriptions(), 0, "expired");
 }
 
@@ -596,30 +575,15 @@ fn subscriptions_expire_and_refusals_leave_nothing() {
 fn registered_phones_get_keepalives() {
     let mut w = World::new();
     registered(&mut w);
-    let step = |w: &mut World, secs: u64| {
-        let end = w.now + Duration::from_secs(secs);
-        while let Some(t) = w.core.poll_timeout() {
-            if t > end {
-                break;
-            }
-            w.now = t;
-            w.core.handle_timeout(w.now, &mut w.policy);
-            while let Some(t) = w.core.poll_transmit() {
-                let m = parse(&t.data).unwrap();
-                w.sent.push((t.to, m));
-            }
-        }
-        w.now = end;
-    };
-    step(&mut w, 95);
+    w.advance(95);
     let pings = requests_to(&mut w, PHONE_NAT, "OPTIONS");
     assert_eq!(pings.len(), 3, "one every 30 s");
     assert_eq!(pings[0].uri, "sip:alice@192.168.1.20:5060");
     assert_eq!(w.core.stats().keepalives, 3);
     // after the binding expires (600 s) the pings stop and no timer is left
-    step(&mut w, 600);
+    w.advance(600);
     w.sent.clear();
-    step(&mut w, 120);
+    w.advance(120);
     assert!(requests_to(&mut w, PHONE_NAT, "OPTIONS").is_empty());
     assert_eq!(
         w.core.poll_timeout(),
