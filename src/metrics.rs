@@ -360,13 +360,8 @@ impl Metrics {
         m.requests_blocked
             .with_label_values(&["user_agent"])
             .inc_by(0);
-        for reason in [
-            "parse_error",
-            "admission",
-            "auth",
-            "rate_limited",
-            "user_agent",
-        ] {
+        let shell = ["rate_limited", "user_agent"];
+        for reason in signaling::b2bua::REJECT_REASONS.iter().chain(&shell) {
             m.messages_rejected.with_label_values(&[reason]).inc_by(0);
         }
         for reason in ["queue", "calls"] {

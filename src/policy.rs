@@ -465,6 +465,14 @@ impl LivePolicy {
     }
 }
 
+fn auth_failure_limits(a: &config::AuthFailures) -> signaling::digest::FailureLimits {
+    signaling::digest::FailureLimits {
+        max: a.max,
+        window: a.window,
+        ban: a.ban,
+    }
+}
+
 impl Policy for LivePolicy {
     fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
         match &self.registrar {
@@ -480,6 +488,7 @@ impl Policy for LivePolicy {
                         users: r.users.iter().cloned().collect(),
                         keepalive: r.keepalive,
                         authenticate_calls: r.authenticate_calls,
+                        auth_failures: auth_failure_limits(&self.config.limits.auth_failures),
                     })
                 });
                 self.registrar = Some(r.clone());

@@ -25,14 +25,17 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     rt.block_on(serve(cfg, path))
 }
 
-fn seed() -> u64 {
-    let mut b = [0u8; 8];
+/// 32 bytes from the OS CSPRNG (getrandom(2)): the core's identifiers and nonce key come from
+/// a ChaCha12 stream with this seed. Without it trunkline does not start: a guessable seed
+/// would make Call-IDs and tags guessable.
+fn seed() -> Result<[u8; 32], String> {
+    let mut b = [0u8; 32];
     // SAFETY: getrandom into a stack buffer of the stated length.
     let n = unsafe { libc::getrandom(b.as_mut_ptr() as *mut libc::c_void, b.len(), 0) };
-    if n == 8 {
-        u64::from_ne_bytes(b)
+    if n == 32 {
+        Ok(b)
     } else {
-        Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64
+        Err(format!("getrandom: {}", std::io::Error::last_os_error()))
     }
 }
 
@@ -44,7 +47,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     let tls = TcpConns::tls(crate::tls::Clients::new(path.clone()));
     let mut cert_stores = Vec::new();
     let mut core_cfg = CoreConfig {
-        seed: seed(),
+        seed: seed()?,
         no_answer_failover: cfg.sip.no_answer_timeout,
         ringing_timeout: cfg.sip.ringing_timeout,
         ..CoreConfig::default()
@@ -284,7 +287,7 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
             *n,
         );
     }
-    for reason in ["parse_error", "admission", "auth"] {
+    for reason in signaling::b2bua::REJECT_REASONS {
         crate::policy::set_counter(
             &metrics.messages_rejected.with_label_values(&[reason]),
             stats.rejected.get(reason).copied().unwrap_or(0),

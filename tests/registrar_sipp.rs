@@ -1,7 +1,7 @@
 //! The registrar with real SIP peers: a phone registers with Digest authentication, then a
 //! carrier's call to its address of record reaches the phone at the address its REGISTER came
 //! from, through trunkline, media anchored; a wrong password never registers; calls to an
-//! unknown user get 404; an instant message (MESSAGE) reaches the phone and its answer comes
+//! unknown user from a stranger are challenged (407, like offline ones); an instant message (MESSAGE) reaches the phone and its answer comes
 //! back; a presence watcher's SUBSCRIBE reaches the phone and the phone's NOTIFY (PIDF) reaches
 //! the watcher, each in its own dialog. The phone is SIPp (scripted REGISTER, then a UAS on that port) and
 //! baresip (a real phone: it answers the challenge and auto-answers the call, sending a tone).
@@ -82,13 +82,15 @@ fn registered_phone_receives_the_carriers_call() {
             phone
                 .wait(Duration::from_secs(10))
                 .assert_all_ok(1, "alice's phone answered");
-            // an unknown user of the domain: 404, and the dial plan's trunk is not tried. (From
-            // another port: the scenarios' fixed Via branch would otherwise make this INVITE a
-            // retransmission of the first carrier call's, RFC 6026's Accepted state.)
-            let r = Sipp::uac(net, "carrier-unknown", "uac_notfound.xml", 1, 1)
+            // an unknown user of the domain, from a source that is no trunk: challenged like
+            // any request that needs credentials (an answer must not tell unknown users from
+            // offline ones), and the dial plan's trunk is not tried. (From another port: the
+            // scenarios' fixed Via branch would otherwise make this INVITE a retransmission of
+            // the first carrier call's, RFC 6026's Accepted state.)
+            let r = Sipp::uac(net, "carrier-unknown", "uac_challenged.xml", 1, 1)
                 .args(&["-s", "nobody", "-p", &net.spare(21).to_string()])
                 .run(LIMIT);
-            r.assert_all_ok(1, "404 for an unknown user");
+            r.assert_all_ok(1, "407 for an unknown user from a stranger");
             let m = scrape(net);
             assert!(
                 metric(&m, "trunkline_calls_total", &[("trunk", "registered")]).unwrap_or(0.0)
@@ -328,6 +330,10 @@ fn phone_calls_out_only_with_credentials() {
             .args(&[
                 "-s",
                 "15550000",
+                // the digest uri is the Request-URI (SIPp's default is its remote address;
+                // it puts the "sip:" in front itself)
+                "-auth_uri",
+                "15550000@pstn.example",
                 "-au",
                 "alice",
                 "-ap",
@@ -341,6 +347,10 @@ fn phone_calls_out_only_with_credentials() {
             .args(&[
                 "-s",
                 "15550000",
+                // the digest uri is the Request-URI (SIPp's default is its remote address;
+                // it puts the "sip:" in front itself)
+                "-auth_uri",
+                "15550000@pstn.example",
                 "-au",
                 "alice",
                 "-ap",
@@ -350,6 +360,7 @@ fn phone_calls_out_only_with_credentials() {
             ])
             .run(LIMIT)
             .assert_all_ok(1, "authenticated call out");
+
         pbx.wait(Duration::from_secs(10))
             .assert_all_ok(1, "exactly the authenticated call reached the trunk");
         let m = scrape(net);

@@ -94,6 +94,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod abuse;
+pub use abuse::{AuthFailures, CoreCaps};
 mod dialplan;
 mod fastyaml;
 mod locate;
@@ -283,6 +285,10 @@ pub struct Limits {
     pub retry_after: u32,
     /// User-Agent substrings (case-insensitive) whose requests are dropped unanswered.
     pub user_agent_block: Vec<String>,
+    /// Failed Digest answers that get a source banned (`limits.auth_failures`).
+    pub auth_failures: AuthFailures,
+    /// Per-source and per-target caps of the SIP core.
+    pub core: CoreCaps,
 }
 
 impl Default for Limits {
@@ -297,6 +303,8 @@ impl Default for Limits {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            auth_failures: AuthFailures::default(),
+            core: CoreCaps::default(),
         }
     }
 }
@@ -739,6 +747,14 @@ struct RawLimits {
     retry_after: Option<u32>,
     #[serde(default)]
     user_agent_block: Option<Vec<String>>,
+    #[serde(default)]
+    auth_failures: Option<abuse::RawAuthFailures>,
+    #[serde(default)]
+    early_calls_per_source: Option<u32>,
+    #[serde(default)]
+    subscriptions_per_source: Option<u32>,
+    #[serde(default)]
+    subscriptions_per_target: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1065,6 +1081,23 @@ fn build_limits(raw: Option<RawLimits>) -> Result<Limits, Sem> {
     let mut l = Limits::default();
     let Some(r) = raw else { return Ok(l) };
     let p = |k: &str| vec![key("limits"), key(k)];
+    l.auth_failures = abuse::build_auth_failures(r.auth_failures)?;
+    let caps = &mut l.core;
+    for (v, slot) in [
+        (r.early_calls_per_source, &mut caps.early_calls_per_source),
+        (
+            r.subscriptions_per_source,
+            &mut caps.subscriptions_per_source,
+        ),
+        (
+            r.subscriptions_per_target,
+            &mut caps.subscriptions_per_target,
+        ),
+    ] {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    }
     if r.source_rate == Some(0) {
         return Err(sem(
             p("source_rate"),

@@ -20,12 +20,14 @@ use std::time::{Duration, Instant};
 use crate::headers::NameAddr;
 use crate::message::{Headers, Method, Request, Response, SipMessage};
 use crate::parse;
-use crate::registrar::{LookupMiss, Registrar, RegistrarSettings};
+use crate::registrar::{Denial, LookupMiss, Registrar, RegistrarSettings};
 use crate::transaction::{
     tag_param, IdMap, PeerMap, TimerConfig, Transactions, Transmit, TuEvent, TxId,
 };
 use crate::uri::Uri;
 use crate::{check, Peer, Transport};
+use rand_chacha::ChaCha12Rng;
+use rand_core::{RngCore, SeedableRng};
 
 mod presence;
 
@@ -248,8 +250,10 @@ pub struct CoreConfig {
     /// Timer C, "greater than 3 minutes"; without it a callee that never answers nor stops
     /// ringing would hold the call, and the caller, forever).
     pub ringing_timeout: Duration,
-    /// Seed for tags, branches and Call-IDs (the shell passes randomness in).
-    pub seed: u64,
+    /// Seed of the core's CSPRNG (ChaCha12): tags, branches, Call-IDs, CSeqs and the Digest
+    /// nonce key all come from it, so none can be predicted from another. The shell passes
+    /// 32 bytes from the OS (getrandom); tests pass a fixed seed (virtual, repeatable runs).
+    pub seed: [u8; 32],
     pub user_agent: String,
 }
 
@@ -262,11 +266,24 @@ impl Default for CoreConfig {
             timers: TimerConfig::default(),
             no_answer_failover: Duration::from_secs(4),
             ringing_timeout: Duration::from_secs(181),
-            seed: 0x5eed_1234_abcd_9876,
+            seed: *b"trunkline default seed: tests!!!",
             user_agent: concat!("trunkline/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
 }
+
+/// The reasons [`CoreStats::rejected`] counts: `parse_error` (unparseable), `admission`
+/// (RFC 3261 checks), `auth` (challenged or refused credentials), `auth_banned` (dropped: the
+/// source failed too often), `no_dialog` (an in-dialog request in none of ours: 481), `caps`
+/// (a per-source or per-target cap: 503).
+pub const REJECT_REASONS: [&str; 6] = [
+    "parse_error",
+    "admission",
+    "auth",
+    "auth_banned",
+    "no_dialog",
+    "caps",
+];
 
 /// Counters the shell exports.
 #[derive(Clone, Debug, Default)]
@@ -281,6 +298,79 @@ pub struct CoreStats {
     pub messages: HashMap<u16, u64>,
     /// NAT keep-alive OPTIONS sent to registered phones.
     pub keepalives: u64,
+}
+
+/// Who sent a request that starts something, as far as routing may trust it
+/// ([`B2bua::admit_caller`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Caller {
+    /// No registrar that authenticates calls: every source is taken as it comes.
+    Open,
+    /// A configured trunk.
+    Trunk,
+    /// An unauthenticated source calling a served user with a live binding: the location
+    /// service alone routes it.
+    Local,
+    /// Authenticated as registrar user `name` (of `domain`): the identity it calls with.
+    User { name: String, domain: String },
+}
+
+impl Caller {
+    /// May it assert identities (P-Asserted-Identity and kin) that cross to the other leg?
+    fn trusted(&self) -> bool {
+        matches!(self, Caller::Trunk)
+    }
+}
+
+/// A request [`B2bua::admit_caller`] let through, and the location service's answer for its
+/// Request-URI (`None`: not a served domain).
+struct Admitted {
+    caller: Caller,
+    located: Option<Result<Vec<Target>, RouteOutcome>>,
+}
+
+impl Admitted {
+    /// The From user leg B carries: the authenticated user's name, whatever the From said
+    /// (an authenticated bob cannot call as alice); else the From's.
+    fn caller_user(&self, from: &NameAddr) -> String {
+        match &self.caller {
+            Caller::User { name, .. } => name.clone(),
+            _ => from.uri.user().unwrap_or_default().to_string(),
+        }
+    }
+    /// The P-Asserted-Identity trunkline sets: the authenticated user's AoR.
+    fn asserted(&self) -> Option<String> {
+        match &self.caller {
+            Caller::User { name, domain } => Some(cat(&["<sip:", &user_at(name), domain, ">"])),
+            _ => None,
+        }
+    }
+}
+
+/// The user part of a Request-URI (empty when it has none).
+fn ruri_user(uri: &str) -> String {
+    Uri::parse(uri)
+        .ok()
+        .and_then(|u| u.user().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Identity headers only trunkline or a trunk may set (RFC 3325 §5: a network "MUST remove"
+/// P-Asserted-Identity from requests of untrusted sources).
+const IDENTITY_HEADERS: &[&str] = &[
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Remote-Party-ID",
+];
+
+/// Remove what an untrusted caller claims about itself; assert `user` (authenticated) instead.
+fn strip_identity(req: &mut Request, asserted: Option<String>) {
+    for h in IDENTITY_HEADERS {
+        req.headers.remove(h);
+    }
+    if let Some(a) = asserted {
+        req.headers.push("P-Asserted-Identity", a);
+    }
 }
 
 /// Why an out-of-dialog request is not relayed.
@@ -328,8 +418,22 @@ struct LegDialog {
     /// Route set (from Record-Route), already in the order to put in Route headers.
     route_set: Vec<String>,
     peer: Peer,
+    /// The peer is a configured trunk: its in-dialog requests are taken from its address only.
+    trunk: bool,
     local_cseq: u32,
     remote_cseq: Option<u32>,
+}
+
+impl LegDialog {
+    /// RFC 3261 §12.2.2: a request is in this dialog when its Call-ID (matched by the caller),
+    /// its To tag (ours) and its From tag (the peer's) all match; and a trunk's leg takes
+    /// requests from the trunk's address only (a stranger who learnt the identifiers cannot
+    /// end or redirect its calls).
+    fn accepts(&self, from_tag: &str, to_tag: &str, from: Peer) -> bool {
+        self.local_tag == to_tag
+            && self.remote_tag.as_deref().unwrap_or("") == from_tag
+            && (!self.trunk || from.addr.ip() == self.peer.addr.ip())
+    }
 }
 
 enum ClientPurpose {
@@ -480,7 +584,9 @@ pub struct B2bua {
     deadlines: BinaryHeap<Deadline>,
     abandoned: IdMap<TxId, Abandoned>,
     next_call: u64,
-    rng: u64,
+    rng: ChaCha12Rng,
+    /// The Digest nonce key (drawn from `rng` at start).
+    nonce_key: [u8; 32],
     out: Vec<Transmit>,
     stats: CoreStats,
     /// The location service, created at the first REGISTER or lookup.
@@ -502,7 +608,9 @@ pub struct B2bua {
 impl B2bua {
     pub fn new(cfg: CoreConfig) -> B2bua {
         let tx = Transactions::new(cfg.timers);
-        let rng = cfg.seed | 1;
+        let mut rng = ChaCha12Rng::from_seed(cfg.seed);
+        let mut nonce_key = [0u8; 32];
+        rng.fill_bytes(&mut nonce_key);
         let ts = [Transport::Udp, Transport::Tcp, Transport::Tls];
         let local_via = ts.map(|t| {
             format!(
@@ -541,6 +649,7 @@ impl B2bua {
             abandoned: IdMap::default(),
             next_call: 1,
             rng,
+            nonce_key,
             out: Vec::new(),
             stats: CoreStats::default(),
             registrar: None,
@@ -650,14 +759,10 @@ impl B2bua {
         self.draining = on;
     }
 
+    /// 64 bits from the CSPRNG: an output tells nothing of the next (RFC 3261 §19.3: tags and
+    /// Call-IDs must be "cryptographically random"; a blind BYE or re-INVITE needs them).
     fn rand(&mut self) -> u64 {
-        // xorshift64*: not cryptographic; seeded by the shell from the OS RNG.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.rng.next_u64()
     }
     fn new_tag(&mut self) -> String {
         let mut s = String::with_capacity(16);
@@ -670,10 +775,11 @@ impl B2bua {
         push_hex(s, self.rand(), 1);
         push_hex(s, self.rand() & 0xffff, 1);
     }
+    /// 128 random bits.
     fn new_call_id(&mut self) -> String {
-        let mut s = String::with_capacity(24);
+        let mut s = String::with_capacity(32);
         push_hex(&mut s, self.rand(), 16);
-        push_hex(&mut s, u64::from(self.rand() as u32), 8);
+        push_hex(&mut s, self.rand(), 16);
         s
     }
 
@@ -881,7 +987,14 @@ impl B2bua {
                 let Some(settings) = policy.registrar() else {
                     return;
                 };
-                let answer = self.registrar_mut(now).register(&req, from, &settings, now);
+                let answer = match self.registrar_mut(now).register(&req, from, &settings, now) {
+                    Ok(a) => a,
+                    Err(denial) => {
+                        let status = self.deny(tx, &req, denial, now);
+                        *self.stats.registers.entry(status).or_insert(0) += 1;
+                        return;
+                    }
+                };
                 if answer.status == 200 && settings.keepalive > 0 && self.next_keepalive.is_none() {
                     self.next_keepalive =
                         Some(now + Duration::from_secs(u64::from(settings.keepalive)));
@@ -925,16 +1038,23 @@ impl B2bua {
             self.answer_own(tx, &req, 483, "Too Many Hops", now);
             return;
         }
-        let (Some(from_na), Some(to_na)) = (req.from(), req.to()) else {
+        let (Some(from_na), Some(_to)) = (req.from(), req.to()) else {
             self.answer_own(tx, &req, 400, "Bad Request", now);
             return;
         };
-        if !self.caller_allowed(tx, &req, from, now, policy) {
-            *self.stats.messages.entry(407).or_insert(0) += 1;
-            return;
+        let admitted = match self.admit_caller(tx, &req, from, now, policy) {
+            Ok(a) => a,
+            Err(status) => {
+                *self.stats.messages.entry(status).or_insert(0) += 1;
+                return;
+            }
+        };
+        let mut req = req;
+        if !admitted.caller.trusted() {
+            strip_identity(&mut req, admitted.asserted());
         }
         let (target, to_user, from_user) =
-            match self.route_standalone(&req, &from_na, &to_na, from, now, policy) {
+            match self.route_standalone(&req, &from_na, admitted, from, policy) {
                 Ok(t) => t,
                 Err(refusal) => {
                     let status = self.refuse(tx, &req, refusal, now);
@@ -1000,18 +1120,13 @@ impl B2bua {
         &mut self,
         req: &Request,
         from_na: &NameAddr,
-        to_na: &NameAddr,
+        admitted: Admitted,
         from: Peer,
-        now: Instant,
         policy: &mut dyn Policy,
     ) -> Result<(Target, String, String), Refusal> {
-        let from_user = from_na.uri.user().unwrap_or_default().to_string();
-        let to_user = Uri::parse(&req.uri)
-            .ok()
-            .and_then(|u| u.user().map(str::to_string))
-            .or_else(|| to_na.uri.user().map(str::to_string))
-            .unwrap_or_default();
-        let outcome = match self.locate(&req.uri, now, policy) {
+        let from_user = admitted.caller_user(from_na);
+        let to_user = ruri_user(&req.uri);
+        let outcome = match admitted.located {
             None => policy.route_message(req, from, &to_user, &from_user),
             Some(Err(miss)) => miss,
             Some(Ok(targets)) => RouteOutcome::Route {
@@ -1035,9 +1150,9 @@ impl B2bua {
 
     /// The location service, created with the nonce key every use of it shares.
     fn registrar_mut(&mut self, now: Instant) -> &mut Registrar {
-        let seed = self.cfg.seed;
+        let key = self.nonce_key;
         self.registrar
-            .get_or_insert_with(|| Registrar::new(seed.rotate_left(17) ^ 0x5bd1_e995, now))
+            .get_or_insert_with(|| Registrar::new(key, now))
     }
 
     /// The location service's answer for a request to `uri`: `None` when no registrar serves
@@ -1053,7 +1168,7 @@ impl B2bua {
         let uri = Uri::parse(uri).ok()?;
         let found = match &self.registrar {
             Some(reg) => reg.lookup(&uri, &settings, now),
-            None => Registrar::new(0, now).lookup(&uri, &settings, now),
+            None => Registrar::new([0; 32], now).lookup(&uri, &settings, now),
         }?;
         Some(match found {
             Ok(bindings) => Ok(bindings
@@ -1075,34 +1190,74 @@ impl B2bua {
         })
     }
 
-    /// With a registrar that authenticates calls: a request from anywhere but a trunk, to
-    /// anywhere but a served domain, must carry a registrar user's credentials
-    /// (`Proxy-Authorization`, RFC 3261 section 22.3); otherwise it is answered 407 with a
-    /// challenge and `false` returned. Requests to local users need none.
-    fn caller_allowed(
+    /// The one authorization decision for a request that starts something (INVITE, MESSAGE,
+    /// SUBSCRIBE), made on the identity that routes, the Request-URI (invariant 9):
+    ///
+    /// * from a trunk: trusted; the location service or the dial plan routes it;
+    /// * from anywhere else, to a served user with a live binding: `Local`, and only the
+    ///   location service routes it (never the dial plan, so never a trunk);
+    /// * anything else must authenticate as a registrar user (RFC 3261 §22.3,
+    ///   `Proxy-Authorization`); a challenge is sent once and no state kept. An unknown user
+    ///   and a known one who is offline get the same challenge, so answers list no users.
+    ///
+    /// `Err(status)`: the request was answered (a challenge, 400) or dropped (a banned
+    /// source: status 0).
+    fn admit_caller(
         &mut self,
         tx: TxId,
         req: &Request,
         from: Peer,
         now: Instant,
         policy: &mut dyn Policy,
-    ) -> bool {
-        let Some(s) = policy.registrar() else {
-            return true;
+    ) -> Result<Admitted, u16> {
+        let located = self.locate(&req.uri, now, policy);
+        let trunk = policy.is_trunk(from);
+        let settings = policy.registrar().filter(|s| s.authenticate_calls);
+        let Some(s) = settings else {
+            let caller = if trunk { Caller::Trunk } else { Caller::Open };
+            return Ok(Admitted { caller, located });
         };
-        if !s.authenticate_calls || policy.is_trunk(from) {
-            return true;
+        if trunk {
+            let caller = Caller::Trunk;
+            return Ok(Admitted { caller, located });
         }
-        let served = Uri::parse(&req.uri)
-            .ok()
-            .and_then(|u| u.as_sip().map(|x| x.host.to_ascii_lowercase()))
-            .is_some_and(|h| s.serves(&h));
-        if served {
-            return true;
+        if matches!(located, Some(Ok(_))) {
+            let caller = Caller::Local;
+            return Ok(Admitted { caller, located });
         }
-        match self.registrar_mut(now).authenticate_caller(req, &s, now) {
-            Ok(_) => true,
-            Err(a) => {
+        match self
+            .registrar_mut(now)
+            .authenticate_caller(req, from, &s, now)
+        {
+            Ok(name) => {
+                let domain = s
+                    .domains
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| s.realm.clone());
+                let caller = Caller::User { name, domain };
+                Ok(Admitted { caller, located })
+            }
+            Err(denial) => Err(self.deny(tx, req, denial, now)),
+        }
+    }
+
+    /// Answer (or not) a request whose credentials failed; the status sent, 0 for none.
+    /// Challenges go out once with no transaction kept (a forged source gets one packet per
+    /// packet it sent, not a 100 and eleven retransmissions).
+    fn deny(&mut self, tx: TxId, req: &Request, denial: Denial, now: Instant) -> u16 {
+        match denial {
+            Denial::Challenge(a) => {
+                let tag = self.new_tag();
+                let mut resp = make_response(req, a.status, a.reason, Some(&tag));
+                for (n, v) in a.headers {
+                    resp.headers.push(n, v);
+                }
+                self.tx.respond_once(tx, resp);
+                *self.stats.rejected.entry("auth").or_insert(0) += 1;
+                a.status
+            }
+            Denial::Answer(a) => {
                 let tag = self.new_tag();
                 let mut resp = make_response(req, a.status, a.reason, Some(&tag));
                 for (n, v) in a.headers {
@@ -1110,7 +1265,12 @@ impl B2bua {
                 }
                 self.tx.send_response(tx, resp, now);
                 *self.stats.rejected.entry("auth").or_insert(0) += 1;
-                false
+                a.status
+            }
+            Denial::Banned => {
+                self.tx.discard(tx);
+                *self.stats.rejected.entry("auth_banned").or_insert(0) += 1;
+                0
             }
         }
     }
@@ -1173,7 +1333,7 @@ impl B2bua {
     fn on_invite(
         &mut self,
         tx: TxId,
-        req: Request,
+        mut req: Request,
         from: Peer,
         now: Instant,
         policy: &mut dyn Policy,
@@ -1211,22 +1371,27 @@ impl B2bua {
             self.reject(tx, &req, 482, "Loop Detected", now, policy);
             return;
         }
-        let to_user = to_na.uri.user().unwrap_or_default().to_string();
-        let from_user = from_na.uri.user().unwrap_or_default().to_string();
-        let ruri_user = Uri::parse(&req.uri)
-            .ok()
-            .and_then(|u| u.user().map(str::to_string));
-        let to_user_q = ruri_user.clone().unwrap_or(to_user.clone());
-        if !self.caller_allowed(tx, &req, from, now, policy) {
-            policy.event(CallEvent::Rejected {
-                status: 407,
-                reason: "Proxy Authentication Required".into(),
-            });
-            return;
+        let admitted = match self.admit_caller(tx, &req, from, now, policy) {
+            Ok(a) => a,
+            Err(status) => {
+                if status != 0 {
+                    policy.event(CallEvent::Rejected {
+                        status,
+                        reason: reason_phrase(status).into(),
+                    });
+                }
+                return;
+            }
+        };
+        let from_user = admitted.caller_user(&from_na);
+        if !admitted.caller.trusted() {
+            strip_identity(&mut req, admitted.asserted());
         }
-        // A served domain: the location service decides, not the dial plan.
-        let outcome = match self.locate(&req.uri, now, policy) {
-            None => policy.route(&req, from, &to_user_q, &from_user),
+        // The dial plan routes on the Request-URI's user: the field the authorization
+        // decision was made on. A served domain: the location service decides, not the plan.
+        let ruri_user = ruri_user(&req.uri);
+        let outcome = match admitted.located {
+            None => policy.route(&req, from, &ruri_user, &from_user),
             Some(Err(miss)) => miss,
             Some(Ok(targets)) => policy.route_registered(&req, from, targets, &from_user),
         };
@@ -1297,6 +1462,7 @@ impl B2bua {
             remote_target: a_contact,
             route_set: a_route,
             peer: from,
+            trunk: admitted.caller == Caller::Trunk,
             local_cseq: self.rand() as u32 & 0xffff,
             remote_cseq: req.cseq().map(|c| c.seq),
         };
@@ -1319,6 +1485,7 @@ impl B2bua {
             remote_target: String::new(),
             route_set: Vec::new(),
             peer: first.peer,
+            trunk: first.trunk != REGISTERED,
             local_cseq: 1,
             remote_cseq: None,
         };
@@ -1408,6 +1575,7 @@ impl B2bua {
         let target = call.targets[call.target_idx].clone();
         let max_fwd = call.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         call.b.peer = target.peer;
+        call.b.trunk = target.trunk != REGISTERED;
         let user = user_at(&call.to_user);
         call.b.remote_uri = cat(&["<sip:", &user, &target.host, ">"]);
         call.b.remote_target = cat(&["sip:", &user, &target.host]);
@@ -1672,9 +1840,9 @@ impl B2bua {
         self.client.insert(t, (id, ClientPurpose::Cancel));
     }
 
-    fn on_ack(&mut self, req: Request, _from: Peer, now: Instant, policy: &mut dyn Policy) {
+    fn on_ack(&mut self, req: Request, from: Peer, now: Instant, policy: &mut dyn Policy) {
         let Some(call_id) = req.call_id() else { return };
-        let Some(id) = self.lookup_dialog(&req, call_id) else {
+        let Some(id) = self.lookup_dialog(&req, call_id, from) else {
             return;
         };
         let Some((id, leg)) = Some(id) else { return };
@@ -1705,13 +1873,17 @@ impl B2bua {
         }
     }
 
-    /// Which call and leg an in-dialog message belongs to.
-    fn lookup_dialog(&self, req: &Request, call_id: &str) -> Option<(u64, Leg)> {
-        if let Some(id) = self.by_b.get(call_id) {
-            return Some((*id, Leg::B));
-        }
+    /// Which call and leg an in-dialog message from `from` belongs to: Call-ID, both tags and,
+    /// for a trunk's leg, the source must match ([`LegDialog::accepts`]).
+    fn lookup_dialog(&self, req: &Request, call_id: &str, from: Peer) -> Option<(u64, Leg)> {
         let from_tag = req.headers.get("From").map(tag_param)?.unwrap_or("");
-        self.find_call(call_id, from_tag).map(|id| (id, Leg::A))
+        let to_tag = req.headers.get("To").and_then(tag_param).unwrap_or("");
+        let (id, leg) = match self.by_b.get(call_id) {
+            Some(id) => (*id, Leg::B),
+            None => (self.find_call(call_id, from_tag)?, Leg::A),
+        };
+        let d = self.calls.get(&id)?.leg(leg);
+        d.accepts(from_tag, to_tag, from).then_some((id, leg))
     }
 
     fn on_in_dialog(
@@ -1726,9 +1898,10 @@ impl B2bua {
         let Some(call_id) = req.call_id().map(str::to_string) else {
             return;
         };
-        let Some((id, leg)) = self.lookup_dialog(&req, &call_id) else {
+        let Some((id, leg)) = self.lookup_dialog(&req, &call_id, from) else {
             let resp = make_response(&req, 481, "Call/Transaction Does Not Exist", None);
             self.tx.send_response(tx, resp, now);
+            *self.stats.rejected.entry("no_dialog").or_insert(0) += 1;
             return;
         };
         // RFC 3261 §12.2.2: CSeq must grow.
@@ -1743,9 +1916,21 @@ impl B2bua {
                 }
             }
             d.remote_cseq = Some(seq);
-            // Learn the leg's peer from where its requests come from (NAT, TCP connection).
-            if leg == Leg::A {
-                d.peer = from;
+            // RFC 3261 §12.2.2: "When a UAS receives a target refresh request, it MUST replace
+            // the dialog's remote target URI with the URI from the Contact header field in
+            // that request, if present." A phone's leg also moves to where the refresh came
+            // from (its NAT mapping or connection may have changed); nothing else moves a leg.
+            if matches!(req.method, Method::Invite | Method::Update) {
+                if let Some(c) = req
+                    .headers
+                    .get("Contact")
+                    .and_then(|c| NameAddr::parse(c).ok())
+                {
+                    d.remote_target = c.uri.to_string();
+                    if !d.trunk {
+                        d.peer = from;
+                    }
+                }
             }
         }
         match req.method {

@@ -3,6 +3,7 @@
 
 pub mod b2bua;
 pub mod check;
+pub mod digest;
 pub mod headers;
 pub mod message;
 pub mod parse;

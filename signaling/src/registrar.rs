@@ -11,14 +11,14 @@
 //! * Each binding keeps the transport address the REGISTER came from: calls to the user go
 //!   there (a phone behind NAT is reachable through the mapping it registered from), with the
 //!   Contact URI as the Request-URI.
-//! * Nonces are stateless: the time they were issued and a keyed hash of it; valid for 5
-//!   minutes, then answered `stale=true`.
+//! * Credentials are checked by [`crate::digest`]: nonces bound to the client address, each
+//!   nonce-count accepted once, `uri` = Request-URI, failures banned per source. Challenges
+//!   leave as [`Denial::Challenge`], which the core sends statelessly.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use md5::{Digest as _, Md5};
-
+use crate::digest::{DigestServer, FailureLimits, Verdict};
 use crate::headers::{Contact, NameAddr};
 use crate::message::Request;
 use crate::uri::Uri;
@@ -44,6 +44,8 @@ pub struct RegistrarSettings {
     /// domain, must authenticate as a user (407): phones cannot be impersonated to reach the
     /// carriers (toll fraud).
     pub authenticate_calls: bool,
+    /// `limits.auth_failures`: sources that keep failing are banned for a while.
+    pub auth_failures: FailureLimits,
 }
 
 impl RegistrarSettings {
@@ -54,8 +56,7 @@ impl RegistrarSettings {
 
 /// Bindings per AoR at most (the oldest goes first beyond).
 pub const MAX_BINDINGS: usize = 10;
-/// How long a nonce is accepted.
-pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+pub use crate::digest::NONCE_LIFETIME;
 
 /// One registered contact.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +94,28 @@ impl RegisterAnswer {
     }
 }
 
+/// A request that needed credentials and brought none that work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// Send this challenge once and keep nothing (no transaction state, no retransmission): a
+    /// challenge to a spoofed source must not be an amplifier.
+    Challenge(RegisterAnswer),
+    /// Answer this (credentials that are not well formed: 400).
+    Answer(RegisterAnswer),
+    /// The source is banned for failed attempts: no answer at all.
+    Banned,
+}
+
+impl Denial {
+    /// The answer to send, if any.
+    pub fn answer(&self) -> Option<&RegisterAnswer> {
+        match self {
+            Denial::Challenge(a) | Denial::Answer(a) => Some(a),
+            Denial::Banned => None,
+        }
+    }
+}
+
 /// Why a call to one of our domains finds no binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LookupMiss {
@@ -105,8 +128,7 @@ pub enum LookupMiss {
 /// The location service.
 pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
-    secret: u64,
-    epoch: Instant,
+    digest: DigestServer,
     /// REGISTERs handled; every [`PURGE_EVERY`]th sweeps all expired bindings.
     handled: u32,
 }
@@ -114,68 +136,6 @@ pub struct Registrar {
 /// A full sweep of expired bindings every this many REGISTERs (each AoR is also cleaned when
 /// it is registered or looked up).
 const PURGE_EVERY: u32 = 256;
-
-fn md5_hex(parts: &[&str]) -> String {
-    let mut h = Md5::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            h.update(b":");
-        }
-        h.update(p.as_bytes());
-    }
-    let d = h.finalize();
-    let mut s = String::with_capacity(32);
-    for b in d {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-/// `name=value` pairs of a Digest credentials header (values may be quoted).
-fn digest_params(v: &str) -> Option<HashMap<String, String>> {
-    let rest = v.trim_start();
-    let scheme_end = rest.find([' ', '\t'])?;
-    if !rest[..scheme_end].eq_ignore_ascii_case("Digest") {
-        return None;
-    }
-    let mut out = HashMap::new();
-    let mut s = rest[scheme_end..].trim_start();
-    while !s.is_empty() {
-        let eq = s.find('=')?;
-        let name = s[..eq].trim().to_ascii_lowercase();
-        s = s[eq + 1..].trim_start();
-        let value;
-        if let Some(q) = s.strip_prefix('"') {
-            let mut end = None;
-            let mut esc = false;
-            for (i, c) in q.char_indices() {
-                if esc {
-                    esc = false;
-                } else if c == '\\' {
-                    esc = true;
-                } else if c == '"' {
-                    end = Some(i);
-                    break;
-                }
-            }
-            let end = end?;
-            value = q[..end].replace("\\\"", "\"").replace("\\\\", "\\");
-            s = q[end + 1..].trim_start();
-        } else {
-            let end = s.find(',').unwrap_or(s.len());
-            value = s[..end].trim().to_string();
-            s = &s[end..];
-        }
-        out.insert(name, value);
-        s = s.trim_start();
-        if let Some(r) = s.strip_prefix(',') {
-            s = r.trim_start();
-        } else if !s.is_empty() {
-            return None;
-        }
-    }
-    Some(out)
-}
 
 /// The AoR key of a SIP URI: `user@host`, host lower case, user as written (case matters in
 /// the user part, RFC 3261 section 19.1.4).
@@ -186,12 +146,11 @@ fn aor_of(uri: &Uri) -> Option<(String, String)> {
 }
 
 impl Registrar {
-    /// `secret`: the nonce key (random per start); `epoch`: any instant (nonces count from it).
-    pub fn new(secret: u64, epoch: Instant) -> Registrar {
+    /// `key`: the nonce MAC key (random per start); `epoch`: any instant (nonces count from it).
+    pub fn new(key: [u8; 32], epoch: Instant) -> Registrar {
         Registrar {
             bindings: HashMap::new(),
-            secret,
-            epoch,
+            digest: DigestServer::new(key, epoch),
             handled: 0,
         }
     }
@@ -222,37 +181,17 @@ impl Registrar {
         });
     }
 
-    fn nonce(&self, now: Instant) -> String {
-        let ts = now.saturating_duration_since(self.epoch).as_secs();
-        let mac = md5_hex(&[&format!("{:x}", self.secret), &format!("{ts:x}")]);
-        format!("{ts:x}.{}", &mac[..16])
-    }
-
-    /// `Some(true)`: ours and fresh; `Some(false)`: ours but expired (stale); `None`: not ours.
-    fn check_nonce(&self, nonce: &str, now: Instant) -> Option<bool> {
-        let (ts, mac) = nonce.split_once('.')?;
-        let t = u64::from_str_radix(ts, 16).ok()?;
-        let want = md5_hex(&[&format!("{:x}", self.secret), &format!("{t:x}")]);
-        if mac.len() != 16 || !constant_eq(mac.as_bytes(), &want.as_bytes()[..16]) {
-            return None;
-        }
-        let age = now
-            .saturating_duration_since(self.epoch)
-            .as_secs()
-            .checked_sub(t)?;
-        Some(age <= NONCE_LIFETIME.as_secs())
-    }
-
     #[cfg(test)]
-    fn challenge(&self, s: &RegistrarSettings, now: Instant, stale: bool) -> RegisterAnswer {
-        self.challenge_as(s, now, stale, false)
+    fn challenge(&mut self, s: &RegistrarSettings, from: Peer, now: Instant) -> RegisterAnswer {
+        self.challenge_as(s, from, now, false, false)
     }
 
     /// 401 + WWW-Authenticate (registrar), or 407 + Proxy-Authenticate (`proxy`: a call or
-    /// message placed through trunkline, RFC 3261 section 22.3).
+    /// message placed through trunkline, RFC 3261 section 22.3), with a nonce for `from`.
     fn challenge_as(
-        &self,
+        &mut self,
         s: &RegistrarSettings,
+        from: Peer,
         now: Instant,
         stale: bool,
         proxy: bool,
@@ -260,7 +199,7 @@ impl Registrar {
         let mut v = format!(
             "Digest realm=\"{}\", nonce=\"{}\", algorithm=MD5, qop=\"auth\"",
             s.realm,
-            self.nonce(now)
+            self.digest.nonce(from.addr.ip(), now)
         );
         if stale {
             v.push_str(", stale=true");
@@ -280,90 +219,57 @@ impl Registrar {
         }
     }
 
-    /// Check the Authorization header of `req`; the authenticated user name.
-    fn authenticate(
-        &self,
-        req: &Request,
-        s: &RegistrarSettings,
-        now: Instant,
-    ) -> Result<String, RegisterAnswer> {
-        self.authenticate_as(req, s, now, false)
-    }
-
     /// A request placed through trunkline by one of the registrar's users (a phone's INVITE,
     /// MESSAGE, SUBSCRIBE): `Proxy-Authorization` checked against the users, else 407 with a
     /// challenge. The authenticated user name.
     pub fn authenticate_caller(
-        &self,
+        &mut self,
         req: &Request,
+        from: Peer,
         s: &RegistrarSettings,
         now: Instant,
-    ) -> Result<String, RegisterAnswer> {
-        self.authenticate_as(req, s, now, true)
+    ) -> Result<String, Denial> {
+        self.authenticate_as(req, from, s, now, true)
+    }
+
+    /// Is `from` banned for failed authentication?
+    pub fn banned(&self, from: Peer, now: Instant) -> bool {
+        self.digest.banned(from.addr.ip(), now)
     }
 
     fn authenticate_as(
-        &self,
+        &mut self,
         req: &Request,
+        from: Peer,
         s: &RegistrarSettings,
         now: Instant,
         proxy: bool,
-    ) -> Result<String, RegisterAnswer> {
-        let mut stale = false;
+    ) -> Result<String, Denial> {
+        let ip = from.addr.ip();
+        if self.digest.banned(ip, now) {
+            return Err(Denial::Banned);
+        }
         let header = if proxy {
             "Proxy-Authorization"
         } else {
             "Authorization"
         };
-        for h in req.headers.get_all(header) {
-            let Some(p) = digest_params(h) else {
-                continue;
-            };
-            if p.get("realm").map(String::as_str) != Some(s.realm.as_str()) {
-                continue;
+        let stale = match self.digest.verify(req, header, &s.realm, &s.users, ip, now) {
+            Verdict::User(u) => return Ok(u),
+            Verdict::Missing => false,
+            Verdict::Stale => true,
+            Verdict::Failed(fingerprint) => {
+                self.digest.failed(ip, fingerprint, s.auth_failures, now);
+                false
             }
-            let (Some(user), Some(nonce), Some(uri), Some(resp)) = (
-                p.get("username"),
-                p.get("nonce"),
-                p.get("uri"),
-                p.get("response"),
-            ) else {
-                return Err(RegisterAnswer::plain(400, "Bad Request"));
-            };
-            if let Some(a) = p.get("algorithm") {
-                if !a.eq_ignore_ascii_case("MD5") {
-                    continue;
-                }
+            Verdict::Malformed => {
+                self.digest.failed(ip, 0, s.auth_failures, now);
+                return Err(Denial::Answer(RegisterAnswer::plain(400, "Bad Request")));
             }
-            match self.check_nonce(nonce, now) {
-                None => continue,
-                Some(false) => {
-                    stale = true;
-                    continue;
-                }
-                Some(true) => {}
-            }
-            let Some(password) = s.users.get(user) else {
-                return Err(self.challenge_as(s, now, false, proxy));
-            };
-            let ha1 = md5_hex(&[user, &s.realm, password]);
-            let ha2 = md5_hex(&[req.method.as_str(), uri]);
-            let want = match p.get("qop").map(String::as_str) {
-                Some("auth") => {
-                    let (Some(nc), Some(cnonce)) = (p.get("nc"), p.get("cnonce")) else {
-                        return Err(RegisterAnswer::plain(400, "Bad Request"));
-                    };
-                    md5_hex(&[&ha1, nonce, nc, cnonce, "auth", &ha2])
-                }
-                None => md5_hex(&[&ha1, nonce, &ha2]),
-                Some(_) => continue,
-            };
-            if constant_eq(want.as_bytes(), resp.to_ascii_lowercase().as_bytes()) {
-                return Ok(user.clone());
-            }
-            return Err(self.challenge_as(s, now, false, proxy));
-        }
-        Err(self.challenge_as(s, now, stale, proxy))
+        };
+        Err(Denial::Challenge(
+            self.challenge_as(s, from, now, stale, proxy),
+        ))
     }
 
     /// Handle a REGISTER that arrived from `from`.
@@ -373,7 +279,7 @@ impl Registrar {
         from: Peer,
         s: &RegistrarSettings,
         now: Instant,
-    ) -> RegisterAnswer {
+    ) -> Result<RegisterAnswer, Denial> {
         self.handled = self.handled.wrapping_add(1);
         if self.handled.is_multiple_of(PURGE_EVERY) {
             self.purge(now);
@@ -384,12 +290,21 @@ impl Registrar {
             .and_then(|u| u.as_sip().map(|x| x.host.to_ascii_lowercase()))
             .is_some_and(|h| s.serves(&h));
         if !served {
-            return RegisterAnswer::plain(404, "Not Found");
+            return Ok(RegisterAnswer::plain(404, "Not Found"));
         }
-        let user = match self.authenticate(req, s, now) {
-            Ok(u) => u,
-            Err(a) => return a,
-        };
+        let user = self.authenticate_as(req, from, s, now, false)?;
+        Ok(self.update_bindings(req, &user, from, s, now))
+    }
+
+    /// REGISTER by the authenticated `user`: section 10.3 steps 4-8.
+    fn update_bindings(
+        &mut self,
+        req: &Request,
+        user: &str,
+        from: Peer,
+        s: &RegistrarSettings,
+        now: Instant,
+    ) -> RegisterAnswer {
         let Some(to) = req.headers.get("To").and_then(|v| NameAddr::parse(v).ok()) else {
             return RegisterAnswer::plain(400, "Bad Request");
         };
@@ -570,13 +485,10 @@ impl Registrar {
     }
 }
 
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::md5_hex;
     use crate::parse::parse as parse_message;
     use crate::{SipMessage, Transport};
 
@@ -590,6 +502,7 @@ mod tests {
             users: [("alice".to_string(), "s3cret".to_string())].into(),
             keepalive: 0,
             authenticate_calls: true,
+            auth_failures: FailureLimits::default(),
         }
     }
 
@@ -612,8 +525,24 @@ mod tests {
         }
     }
 
-    /// The Authorization a phone computes for a challenge (RFC 2617 section 3.2.2, qop=auth).
-    fn answer(challenge: &RegisterAnswer, user: &str, password: &str) -> String {
+    /// The status of an answer or denial (0: no answer at all).
+    fn status(a: &Result<RegisterAnswer, Denial>) -> u16 {
+        match a {
+            Ok(a) => a.status,
+            Err(d) => d.answer().map_or(0, |a| a.status),
+        }
+    }
+
+    fn challenge_of(a: Result<RegisterAnswer, Denial>) -> RegisterAnswer {
+        match a {
+            Err(Denial::Challenge(c)) => c,
+            other => panic!("not a challenge: {other:?}"),
+        }
+    }
+
+    /// The Authorization a phone computes for a challenge (RFC 2617 section 3.2.2, qop=auth),
+    /// its `nc`-th use of the nonce.
+    fn answer(challenge: &RegisterAnswer, user: &str, password: &str, nc: u32) -> String {
         let v = &challenge.headers[0].1;
         let nonce = v
             .split("nonce=\"")
@@ -622,12 +551,13 @@ mod tests {
             .split('"')
             .next()
             .unwrap();
+        let nc = format!("{nc:08x}");
         let ha1 = md5_hex(&[user, "example.com", password]);
         let ha2 = md5_hex(&["REGISTER", "sip:example.com"]);
-        let resp = md5_hex(&[&ha1, nonce, "00000001", "abcdef", "auth", &ha2]);
+        let resp = md5_hex(&[&ha1, nonce, &nc, "abcdef", "auth", &ha2]);
         format!(
             "Authorization: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", \
-             uri=\"sip:example.com\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, \
+             uri=\"sip:example.com\", response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc}, \
              cnonce=\"abcdef\"\r\n"
         )
     }
@@ -652,13 +582,15 @@ mod tests {
     fn challenge_then_register_then_lookup() {
         let t0 = Instant::now();
         let s = settings();
-        let mut r = Registrar::new(42, t0);
+        let mut r = Registrar::new([42; 32], t0);
         let contact = "Contact: <sip:alice@10.0.0.5:5062;transport=udp>;expires=120\r\n";
-        let ch = r.register(&register(contact, 1), peer(), &s, t0);
+        let ch = challenge_of(r.register(&register(contact, 1), peer(), &s, t0));
         assert_eq!(ch.status, 401);
         assert!(ch.headers[0].1.contains("qop=\"auth\""));
-        let auth = answer(&ch, "alice", "s3cret");
-        let ok = r.register(&register(&format!("{contact}{auth}"), 2), peer(), &s, t0);
+        let auth = answer(&ch, "alice", "s3cret", 1);
+        let ok = r
+            .register(&register(&format!("{contact}{auth}"), 2), peer(), &s, t0)
+            .unwrap();
         assert_eq!(ok.status, 200, "{ok:?}");
         assert_eq!(
             ok.headers[0].1,
@@ -688,46 +620,97 @@ mod tests {
         let t0 = Instant::now();
         let mut s = settings();
         s.users.insert("mallory".into(), "pw".into());
-        let mut r = Registrar::new(7, t0);
+        let mut r = Registrar::new([7; 32], t0);
         let c = "Contact: <sip:alice@10.0.0.5>\r\n";
-        let ch = r.register(&register(c, 1), peer(), &s, t0);
-        let bad = answer(&ch, "alice", "wrong");
-        assert_eq!(
-            r.register(&register(&format!("{c}{bad}"), 2), peer(), &s, t0)
-                .status,
-            401
-        );
+        let ch = challenge_of(r.register(&register(c, 1), peer(), &s, t0));
+        let bad = answer(&ch, "alice", "wrong", 1);
+        let a = r.register(&register(&format!("{c}{bad}"), 2), peer(), &s, t0);
+        assert_eq!(status(&a), 401);
         // mallory authenticates fine but may not register alice's AoR
-        let m = answer(&ch, "mallory", "pw");
-        assert_eq!(
-            r.register(&register(&format!("{c}{m}"), 3), peer(), &s, t0)
-                .status,
-            403
-        );
-        // a nonce from another instance (other secret) is not ours: fresh challenge
-        let other = Registrar::new(8, t0);
-        let ch2 = other.challenge(&s, t0, false);
-        let forged = answer(&ch2, "alice", "s3cret");
-        let a = r.register(&register(&format!("{c}{forged}"), 4), peer(), &s, t0);
-        assert_eq!(a.status, 401);
+        let m = answer(&ch, "mallory", "pw", 1);
+        let a = r.register(&register(&format!("{c}{m}"), 3), peer(), &s, t0);
+        assert_eq!(status(&a), 403);
+        // a nonce from another instance (other key) is not ours: fresh challenge
+        let mut other = Registrar::new([8; 32], t0);
+        let ch2 = other.challenge(&s, peer(), t0);
+        let forged = answer(&ch2, "alice", "s3cret", 1);
+        let a = challenge_of(r.register(&register(&format!("{c}{forged}"), 4), peer(), &s, t0));
         assert!(!a.headers[0].1.contains("stale"));
         // an old nonce of ours: stale=true
-        let good = answer(&ch, "alice", "s3cret");
+        let good = answer(&ch, "alice", "s3cret", 2);
         let late = t0 + NONCE_LIFETIME + Duration::from_secs(5);
-        let a = r.register(&register(&format!("{c}{good}"), 5), peer(), &s, late);
-        assert_eq!(a.status, 401);
+        let a = challenge_of(r.register(&register(&format!("{c}{good}"), 5), peer(), &s, late));
         assert!(a.headers[0].1.contains("stale=true"));
+    }
+
+    /// A REGISTER captured on the wire and sent again, from the phone's address or another,
+    /// changes no binding (the replay that added an attacker's Contact to alice's bindings).
+    #[test]
+    fn a_replayed_register_changes_nothing() {
+        let t0 = Instant::now();
+        let s = settings();
+        let mut r = Registrar::new([9; 32], t0);
+        let c = "Contact: <sip:alice@10.0.0.5>\r\n";
+        let ch = challenge_of(r.register(&register(c, 1), peer(), &s, t0));
+        let auth = answer(&ch, "alice", "s3cret", 1);
+        let req = register(&format!("{c}{auth}"), 2);
+        assert_eq!(status(&r.register(&req, peer(), &s, t0)), 200);
+        let evil = register(&format!("Contact: <sip:alice@203.0.113.66>\r\n{auth}"), 3);
+        let attacker = Peer {
+            transport: Transport::Udp,
+            addr: "203.0.113.66:5060".parse().unwrap(),
+        };
+        assert_eq!(status(&r.register(&evil, attacker, &s, t0)), 401);
+        assert_eq!(status(&r.register(&evil, peer(), &s, t0)), 401);
+        let b = r
+            .lookup(&Uri::parse("sip:alice@example.com").unwrap(), &s, t0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].target, "alice@10.0.0.5");
+    }
+
+    /// 300 wrong passwords, then the right one: banned, no answer at all.
+    #[test]
+    fn guessing_passwords_gets_a_source_banned() {
+        let t0 = Instant::now();
+        let s = settings();
+        let mut r = Registrar::new([5; 32], t0);
+        let c = "Contact: <sip:alice@10.0.0.5>\r\n";
+        let mut answered = 0;
+        for i in 0..300u32 {
+            let a = r.register(&register(c, i * 2 + 1), peer(), &s, t0);
+            let Err(Denial::Challenge(ch)) = a else {
+                assert_eq!(a, Err(Denial::Banned));
+                continue;
+            };
+            answered += 1;
+            let guess = answer(&ch, "alice", &format!("guess{i}"), 1);
+            let _ = r.register(&register(&format!("{c}{guess}"), i * 2 + 2), peer(), &s, t0);
+        }
+        assert!(answered <= s.auth_failures.max as usize + 1, "{answered}");
+        assert!(r.banned(peer(), t0));
+        let a = r.register(&register(c, 1000), peer(), &s, t0);
+        assert_eq!(a, Err(Denial::Banned), "no challenge while banned");
+        let after = t0 + s.auth_failures.ban + Duration::from_secs(1);
+        assert!(matches!(
+            r.register(&register(c, 1001), peer(), &s, after),
+            Err(Denial::Challenge(_))
+        ));
     }
 
     #[test]
     fn expiry_rules_and_removal() {
         let t0 = Instant::now();
         let s = settings();
-        let mut r = Registrar::new(1, t0);
-        let ch = r.challenge(&s, t0, false);
-        let auth = answer(&ch, "alice", "s3cret");
-        let reg = |r: &mut Registrar, extra: &str, cseq: u32| {
-            r.register(&register(&format!("{extra}{auth}"), cseq), peer(), &s, t0)
+        let mut r = Registrar::new([1; 32], t0);
+        let ch = r.challenge(&s, peer(), t0);
+        let mut nc = 0;
+        let mut reg = |r: &mut Registrar, extra: &str, cseq: u32| {
+            nc += 1;
+            let auth = answer(&ch, "alice", "s3cret", nc);
+            let a = r.register(&register(&format!("{extra}{auth}"), cseq), peer(), &s, t0);
+            a.unwrap_or_else(|d| panic!("{d:?}"))
         };
         let a = reg(&mut r, "Contact: <sip:alice@10.0.0.5>;expires=10\r\n", 1);
         assert_eq!(
@@ -773,14 +756,15 @@ mod tests {
         // not our domain
         let mut req = register("", 8);
         req.uri = "sip:elsewhere.net".into();
-        assert_eq!(r.register(&req, peer(), &s, t0).status, 404);
+        assert_eq!(status(&r.register(&req, peer(), &s, t0)), 404);
     }
 
     #[test]
     fn hostile_authorization_headers_never_panic() {
         let t0 = Instant::now();
-        let s = settings();
-        let mut r = Registrar::new(1, t0);
+        let mut s = settings();
+        s.auth_failures.max = 0;
+        let mut r = Registrar::new([1; 32], t0);
         for h in [
             "Digest",
             "Digest ",
@@ -794,7 +778,7 @@ mod tests {
         ] {
             let req = register(&format!("Authorization: {h}\r\nContact: <sip:alice@1.2.3.4>\r\n"), 1);
             let a = r.register(&req, peer(), &s, t0);
-            assert!(matches!(a.status, 400 | 401), "{h}: {a:?}");
+            assert!(matches!(status(&a), 400 | 401), "{h}: {a:?}");
         }
     }
 }

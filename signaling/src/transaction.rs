@@ -213,6 +213,8 @@ pub struct TxStats {
     pub stray_responses: u64,
     /// Messages without the headers transaction matching needs (Via, CSeq): dropped.
     pub malformed: u64,
+    /// Final responses sent once with no transaction kept ([`Transactions::respond_once`]).
+    pub stateless_answers: u64,
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -337,6 +339,8 @@ struct Tx {
     timers: [Option<Instant>; TIMER_COUNT],
     ack_received: bool,
     reliable_2xx: Option<Box<Reliable2xx>>,
+    /// Server: the TU has passed a response (its 100 (Trying) is then not needed).
+    tu_answered: bool,
 }
 
 impl Tx {
@@ -355,6 +359,7 @@ impl Tx {
             timers: [None; TIMER_COUNT],
             ack_received: false,
             reliable_2xx: None,
+            tu_answered: false,
         }
     }
 }
@@ -372,6 +377,8 @@ pub struct Transactions {
     /// deadline for that timer (lazy deletion).
     timers: BinaryHeap<Reverse<(Instant, TxId, Timer)>>,
     transmits: VecDeque<Transmit>,
+    /// INVITE server transactions whose 100 (Trying) is due unless the TU answers first.
+    trying_due: Vec<TxId>,
     events: VecDeque<TuEvent>,
     stats: TxStats,
 }
@@ -387,6 +394,7 @@ impl Transactions {
             pending_2xx: PeerMap::default(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
+            trying_due: Vec::new(),
             events: VecDeque::new(),
             stats: TxStats::default(),
         }
@@ -456,7 +464,24 @@ impl Transactions {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.trying_due.is_empty() {
+            self.flush_trying();
+        }
         self.transmits.pop_front()
+    }
+
+    /// Send the 100 (Trying) of every INVITE server transaction the TU has not answered yet.
+    fn flush_trying(&mut self) {
+        for id in std::mem::take(&mut self.trying_due) {
+            if let Some(tx) = self.txs.get(&id) {
+                if tx.state == TxState::Proceeding && !tx.tu_answered {
+                    self.transmits.push_back(Transmit {
+                        to: tx.peer,
+                        data: tx.bytes.clone(),
+                    });
+                }
+            }
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<TuEvent> {
@@ -510,12 +535,10 @@ impl Transactions {
         if req.method == Method::Invite {
             // §17.2.1: "the server transaction MUST generate a 100 (Trying) response unless it
             // knows that the TU will generate a provisional or final response within 200 ms".
-            // We send it at once: cheaper than a timer and what proxies do.
+            // The TU handles the request before the next transmit is polled: the 100 goes out
+            // then, unless the TU has answered (a challenge or a refusal is one packet, not two).
             let bytes = trying_for(&req);
-            self.transmits.push_back(Transmit {
-                to: from,
-                data: bytes.clone(),
-            });
+            self.trying_due.push(id);
             let tx = Tx::new(
                 TxKind::InviteServer,
                 TxState::Proceeding,
@@ -951,6 +974,34 @@ impl Transactions {
         self.prune();
     }
 
+    /// Answer server transaction `tx` with a final response sent once, and forget the
+    /// transaction at once: no retransmission of the response, no state kept (a retransmitted
+    /// request is then a new one and gets its own answer). For answers to sources that have not
+    /// shown who they are (challenges): whoever forges their address gets one packet per packet.
+    pub fn respond_once(&mut self, tx: TxId, resp: Response) {
+        let Some(t) = self.txs.get(&tx) else {
+            return;
+        };
+        if t.kind.is_client() || resp.status < 200 {
+            return;
+        }
+        self.transmits.push_back(Transmit {
+            to: t.peer,
+            data: encode_response(&resp),
+        });
+        self.stats.stateless_answers += 1;
+        self.terminate(tx);
+        self.prune();
+    }
+
+    /// Forget server transaction `tx` without answering it (a request from a banned source).
+    pub fn discard(&mut self, tx: TxId) {
+        if self.txs.get(&tx).is_some_and(|t| !t.kind.is_client()) {
+            self.terminate(tx);
+            self.prune();
+        }
+    }
+
     fn respond(&mut self, id: TxId, resp: Response, now: Instant) -> bool {
         let Some(tx) = self.txs.get_mut(&id) else {
             return false;
@@ -959,6 +1010,7 @@ impl Transactions {
         if !(100..=699).contains(&status) {
             return false;
         }
+        tx.tu_answered = true;
         let t1 = self.cfg.t1;
         let t64 = self.cfg.t1x64();
         let reliable = tx.reliable;

@@ -85,7 +85,11 @@ impl World {
     fn new(seed: u64) -> World {
         let cfg = CoreConfig {
             local_udp: Some(ME.parse().expect("me")),
-            seed,
+            seed: {
+                let mut k = [0u8; 32];
+                k[..8].copy_from_slice(&seed.to_le_bytes());
+                k
+            },
             ..CoreConfig::default()
         };
         World {

@@ -109,6 +109,7 @@ impl World {
                     ]),
                     keepalive: 30,
                     authenticate_calls: true,
+                    auth_failures: Default::default(),
                 }),
                 registered_routes: 0,
             },
@@ -170,6 +171,28 @@ fn md5_hex(s: &str) -> String {
         .collect()
 }
 
+/// The nonce of a challenge header's value.
+fn nonce_of(challenge: &str) -> String {
+    challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .expect("nonce")
+        .to_string()
+}
+
+/// The credentials header (`header`: Authorization or Proxy-Authorization) a phone computes
+/// for alice from a challenge: RFC 2617 qop=auth, its `nc`-th use of the nonce.
+fn credentials(header: &str, nonce: &str, method: &str, uri: &str, pw: &str, nc: u32) -> String {
+    let ha1 = md5_hex(&format!("alice:example.com:{pw}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let resp = md5_hex(&format!("{ha1}:{nonce}:{nc:08x}:xyz:auth:{ha2}"));
+    format!(
+        "{header}: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
+         uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce=\"xyz\"\r\n"
+    )
+}
+
 fn register(cseq: u32, contact: &str, auth: &str) -> Vec<u8> {
     format!(
         "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKreg{cseq}\r\n\
@@ -201,21 +224,18 @@ fn registered_phone_receives_calls_at_its_nat_address() {
         .get("WWW-Authenticate")
         .expect("challenge")
         .to_string();
-    let nonce = www
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let ha1 = md5_hex("alice:example.com:s3cret");
-    let ha2 = md5_hex("REGISTER:sip:example.com");
-    let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:xyz:auth:{ha2}"));
-    let auth = format!(
-        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
-         uri=\"sip:example.com\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"xyz\"\r\n"
-    );
-    w.feed(PHONE_NAT, &register(2, contact, &auth));
+    let nonce = nonce_of(&www);
+    let auth = |nc| {
+        credentials(
+            "Authorization",
+            &nonce,
+            "REGISTER",
+            "sip:example.com",
+            "s3cret",
+            nc,
+        )
+    };
+    w.feed(PHONE_NAT, &register(2, contact, &auth(1)));
     let ok = w.final_to(PHONE_NAT);
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(
@@ -258,7 +278,7 @@ fn registered_phone_receives_calls_at_its_nat_address() {
     // unregister: then alice is offline (480)
     w.feed(
         PHONE_NAT,
-        &register(3, "<sip:alice@192.168.1.20:5060>;expires=0", &auth),
+        &register(3, "<sip:alice@192.168.1.20:5060>;expires=0", &auth(2)),
     );
     let r = w.final_to(PHONE_NAT);
     assert_eq!((r.status, r.headers.get("Contact")), (200, None));
@@ -267,7 +287,7 @@ fn registered_phone_receives_calls_at_its_nat_address() {
     // and bindings expire by themselves
     w.feed(
         PHONE_NAT,
-        &register(4, "<sip:alice@192.168.1.20:5060>;expires=60", &auth),
+        &register(4, "<sip:alice@192.168.1.20:5060>;expires=60", &auth(3)),
     );
     assert_eq!(w.final_to(PHONE_NAT).status, 200);
     w.now += Duration::from_secs(61);
@@ -373,20 +393,14 @@ fn registered(w: &mut World) {
     let contact = "<sip:alice@192.168.1.20:5060>;expires=600";
     w.feed(PHONE_NAT, &register(1, contact, ""));
     let ch = w.final_to(PHONE_NAT);
-    let www = ch.headers.get("WWW-Authenticate").unwrap().to_string();
-    let nonce = www
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let ha1 = md5_hex("alice:example.com:s3cret");
-    let ha2 = md5_hex("REGISTER:sip:example.com");
-    let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:xyz:auth:{ha2}"));
-    let auth = format!(
-        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
-         uri=\"sip:example.com\", response=\"{resp}\", qop=auth, nc=00000001, cnonce=\"xyz\"\r\n"
+    let nonce = nonce_of(ch.headers.get("WWW-Authenticate").expect("challenge"));
+    let auth = credentials(
+        "Authorization",
+        &nonce,
+        "REGISTER",
+        "sip:example.com",
+        "s3cret",
+        1,
     );
     w.feed(PHONE_NAT, &register(2, contact, &auth));
     assert_eq!(w.final_to(PHONE_NAT).status, 200);
@@ -615,22 +629,9 @@ fn calls_from_phones_to_other_domains_authenticate() {
         .expect("challenge")
         .to_string();
     assert!(w.take(PBX).is_empty(), "nothing placed before credentials");
-    let nonce = pa
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let cred = |pw: &str| {
-        let ha1 = md5_hex(&format!("alice:example.com:{pw}"));
-        let ha2 = md5_hex("INVITE:sip:+15559876@pstn.example.net");
-        let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
-        format!(
-            "Proxy-Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
-             uri=\"sip:+15559876@pstn.example.net\", response=\"{resp}\", qop=auth, nc=00000001, cnonce=\"c0\"\r\n"
-        )
-    };
+    let nonce = nonce_of(&pa);
+    let uri = "sip:+15559876@pstn.example.net";
+    let cred = |pw: &str| credentials("Proxy-Authorization", &nonce, "INVITE", uri, pw, 1);
     w.feed(PHONE_NAT, &out("o2", &cred("wrong")));
     assert_eq!(
         w.final_to(PHONE_NAT).status,
@@ -651,4 +652,58 @@ fn calls_from_phones_to_other_domains_authenticate() {
         .iter()
         .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE")));
     assert!(w.core.stats().rejected.get("auth").copied().unwrap_or(0) >= 2);
+}
+
+/// The SIPp/phone flow: INVITE, 407, ACK, the same INVITE (same Call-ID and From tag, a new
+/// branch) with credentials: placed once. The challenge went out once, with no 100 and no
+/// transaction left behind (no retransmission to a forged source).
+#[test]
+fn challenge_is_stateless_and_the_retry_goes_through() {
+    let mut w = World::new();
+    let inv = |branch: &str, auth: &str| {
+        format!(
+            "INVITE sip:+15559876@pstn.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:+15559876@pstn.example.net>\r\nFrom: <sip:alice@example.com>;tag=p1\r\n\
+             Call-ID: same-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.20:5060>\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    w.feed(PHONE_NAT, &inv("b1", ""));
+    let out = w.take(PHONE_NAT);
+    assert_eq!(out.len(), 1, "one packet, no 100: {out:?}");
+    let SipMessage::Response(ch) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(ch.status, 407);
+    assert_eq!(
+        w.core.transactions(),
+        0,
+        "{:?}",
+        w.core.describe_transactions()
+    );
+    w.advance(40);
+    assert!(w.take(PHONE_NAT).is_empty(), "no retransmission");
+    let to_tag = ch.headers.get("To").unwrap().to_string();
+    let ack = format!(
+        "ACK sip:+15559876@pstn.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKb1\r\n\
+         Max-Forwards: 70\r\nTo: {to_tag}\r\nFrom: <sip:alice@example.com>;tag=p1\r\n\
+         Call-ID: same-1\r\nCSeq: 1 ACK\r\nContact: <sip:alice@192.168.1.20:5060>\r\nContent-Length: 0\r\n\r\n"
+    );
+    w.feed(PHONE_NAT, ack.as_bytes());
+    let nonce = nonce_of(ch.headers.get("Proxy-Authenticate").expect("challenge"));
+    let uri = "sip:+15559876@pstn.example.net";
+    let cred = credentials("Proxy-Authorization", &nonce, "INVITE", uri, "s3cret", 1);
+    w.feed(PHONE_NAT, &inv("b2", &cred));
+    let placed = w
+        .take(PBX)
+        .into_iter()
+        .filter(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE"))
+        .count();
+    assert_eq!(placed, 1, "the authenticated retry is placed");
+    let back = w.take(PHONE_NAT);
+    assert!(
+        back.iter()
+            .any(|m| matches!(m, SipMessage::Response(r) if r.status == 100)),
+        "the call in progress gets its 100: {back:?}"
+    );
 }

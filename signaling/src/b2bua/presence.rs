@@ -123,11 +123,15 @@ impl B2bua {
             return;
         };
         let call_id = call_id.to_string();
-        if !self.caller_allowed(tx, &req, from, now, policy) {
+        let Ok(admitted) = self.admit_caller(tx, &req, from, now, policy) else {
             return;
+        };
+        let mut req = req;
+        if !admitted.caller.trusted() {
+            strip_identity(&mut req, admitted.asserted());
         }
         let (target, to_user, from_user) =
-            match self.route_standalone(&req, &from_na, &to_na, from, now, policy) {
+            match self.route_standalone(&req, &from_na, admitted, from, policy) {
                 Ok(t) => t,
                 Err(r) => {
                     self.refuse(tx, &req, r, now);
@@ -253,7 +257,14 @@ impl B2bua {
         } else {
             &mut sub.b
         };
-        // RFC 3261 section 12.2.2: CSeq grows within a dialog.
+        // RFC 3261 section 12.2.2: both tags identify the dialog (the Call-ID and our tag
+        // found it); a request with another From tag is in none of ours.
+        if here.remote_tag.is_some() && here.remote_tag != from_tag {
+            let resp = make_response(&req, 481, "Call/Transaction Does Not Exist", None);
+            self.tx.send_response(tx, resp, now);
+            return None;
+        }
+        // CSeq grows within a dialog.
         if here.remote_cseq.is_some_and(|p| seq <= p) {
             let resp = make_response(&req, 500, "Server Internal Error", None);
             self.tx.send_response(tx, resp, now);
