@@ -39,6 +39,16 @@ fn seed() -> Result<[u8; 32], String> {
     }
 }
 
+/// The SIP core's caps from `limits:`.
+fn core_caps(l: &config::Limits) -> signaling::b2bua::Caps {
+    signaling::b2bua::Caps {
+        early_calls_per_source: l.core.early_calls_per_source,
+        subscriptions_per_source: l.core.subscriptions_per_source,
+        subscriptions_per_target: l.core.subscriptions_per_target,
+        retry_after: l.retry_after,
+    }
+}
+
 async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     crate::tls::check(&cfg, path.as_deref())?;
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(65536);
@@ -50,6 +60,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         seed: seed()?,
         no_answer_failover: cfg.sip.no_answer_timeout,
         ringing_timeout: cfg.sip.ringing_timeout,
+        caps: core_caps(&cfg.limits),
         ..CoreConfig::default()
     };
     for l in &cfg.listen {
@@ -168,6 +179,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 if let Some(old) = reloader.apply(l, &mut policy, &metrics) {
                     let sip = &policy.config.sip;
                     core.set_call_timers(sip.no_answer_timeout, sip.ringing_timeout);
+                    core.set_caps(core_caps(&policy.config.limits));
                     // Outbound TLS lets go of the old configuration first, then it is freed on
                     // a blocking thread.
                     if let Some(c) = sender.tls.tls_clients() {

@@ -29,7 +29,10 @@ use crate::{check, Peer, Transport};
 use rand_chacha::ChaCha12Rng;
 use rand_core::{RngCore, SeedableRng};
 
+mod caps;
 mod presence;
+
+pub use caps::Caps;
 
 /// Which side of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -255,6 +258,8 @@ pub struct CoreConfig {
     /// 32 bytes from the OS (getrandom); tests pass a fixed seed (virtual, repeatable runs).
     pub seed: [u8; 32],
     pub user_agent: String,
+    /// Per-source and per-target caps.
+    pub caps: Caps,
 }
 
 impl Default for CoreConfig {
@@ -268,6 +273,7 @@ impl Default for CoreConfig {
             ringing_timeout: Duration::from_secs(181),
             seed: *b"trunkline default seed: tests!!!",
             user_agent: concat!("trunkline/", env!("CARGO_PKG_VERSION")).to_string(),
+            caps: Caps::default(),
         }
     }
 }
@@ -480,6 +486,8 @@ struct Call {
     /// Leg A's INVITE server transaction whose 2xx is being retransmitted until ACK.
     a_2xx_tx: Option<TxId>,
     trunk: Option<String>,
+    /// The unauthenticated source this unanswered call counts against (`caps`).
+    early_source: Option<std::net::IpAddr>,
 }
 
 impl Call {
@@ -603,6 +611,10 @@ pub struct B2bua {
     sub_client: HashMap<TxId, presence::SubClient>,
     next_sub: u64,
     draining: bool,
+    /// Unanswered calls per unauthenticated source; subscriptions per source and per target.
+    early: caps::Counts<std::net::IpAddr>,
+    sub_sources: caps::Counts<std::net::IpAddr>,
+    sub_targets: caps::Counts<String>,
 }
 
 impl B2bua {
@@ -660,6 +672,9 @@ impl B2bua {
             sub_client: HashMap::new(),
             next_sub: 1,
             draining: false,
+            early: caps::Counts::default(),
+            sub_sources: caps::Counts::default(),
+            sub_targets: caps::Counts::default(),
         }
     }
 
@@ -753,6 +768,16 @@ impl B2bua {
     pub fn set_call_timers(&mut self, no_answer: Duration, ringing: Duration) {
         self.cfg.no_answer_failover = no_answer;
         self.cfg.ringing_timeout = ringing;
+    }
+
+    /// New caps (a reloaded configuration); what is held already stays.
+    pub fn set_caps(&mut self, caps: Caps) {
+        self.cfg.caps = caps;
+    }
+
+    /// Sources and targets with something counted against a cap (leak tests: 0 when quiet).
+    pub fn capped_keys(&self) -> usize {
+        self.early.len() + self.sub_sources.len() + self.sub_targets.len()
     }
 
     pub fn set_draining(&mut self, on: bool) {
@@ -1275,6 +1300,13 @@ impl B2bua {
         }
     }
 
+    /// 503 + Retry-After for a request over a per-source or per-target cap.
+    fn refuse_capped(&mut self, tx: TxId, req: &Request, now: Instant) {
+        let retry_after = self.cfg.caps.retry_after;
+        self.refuse(tx, req, Refusal::Unavailable(retry_after), now);
+        *self.stats.rejected.entry("caps").or_insert(0) += 1;
+    }
+
     /// Answer a request trunkline will not relay; the status sent.
     fn refuse(&mut self, tx: TxId, req: &Request, refusal: Refusal, now: Instant) -> u16 {
         let tag = self.new_tag();
@@ -1386,6 +1418,20 @@ impl B2bua {
         let from_user = admitted.caller_user(&from_na);
         if !admitted.caller.trusted() {
             strip_identity(&mut req, admitted.asserted());
+        }
+        // Calls nobody vouches for (no trunk, no credentials) hold relay ports and a ringing
+        // phone: a few at a time per source.
+        let early_source =
+            matches!(admitted.caller, Caller::Local | Caller::Open).then(|| from.addr.ip());
+        if let Some(ip) = early_source {
+            if !self.early.room(&ip, self.cfg.caps.early_calls_per_source) {
+                self.refuse_capped(tx, &req, now);
+                policy.event(CallEvent::Rejected {
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                });
+                return;
+            }
         }
         // The dial plan routes on the Request-URI's user: the field the authorization
         // decision was made on. A served domain: the location service decides, not the plan.
@@ -1519,6 +1565,7 @@ impl B2bua {
             last_failure: None,
             a_2xx_tx: None,
             trunk: None,
+            early_source,
         };
         // Media: the offer from A is rewritten once for B (the same SDP serves every target).
         if let Some(offer) = call.a_offer.clone() {
@@ -1549,6 +1596,9 @@ impl B2bua {
                     return;
                 }
             }
+        }
+        if let Some(ip) = early_source {
+            self.early.add(ip);
         }
         self.by_a.entry(call_id).or_default().push((a_from_tag, id));
         self.by_b.insert(b_call_id, id);
@@ -2310,10 +2360,16 @@ impl B2bua {
         if call.cancelled {
             // The 2xx crossed our CANCEL: ACK and BYE it.
             call.state = CallState::Confirmed;
+            if let Some(ip) = call.early_source.take() {
+                self.early.remove(&ip);
+            }
             self.send_b_ack(id, None, now);
             self.send_bye(id, Leg::B, now);
             if let Some(c) = self.calls.get_mut(&id) {
                 c.state = CallState::Terminated;
+                if let Some(ip) = c.early_source.take() {
+                    self.early.remove(&ip);
+                }
             }
             self.client.remove(&tx);
             // The call never came up: its relay ports and trunk slot go now.
@@ -2322,6 +2378,9 @@ impl B2bua {
         }
         call.state = CallState::Confirmed;
         call.answered = Some(now);
+        if let Some(ip) = call.early_source.take() {
+            self.early.remove(&ip);
+        }
         if call.pdd.is_none() {
             call.pdd = Some(now.saturating_duration_since(call.started));
         }
@@ -2425,6 +2484,9 @@ impl B2bua {
         }
         if let Some(call) = self.calls.get_mut(&id) {
             call.state = CallState::Terminated;
+            if let Some(ip) = call.early_source.take() {
+                self.early.remove(&ip);
+            }
         }
         self.maybe_collect_with_media(id, policy);
     }
@@ -2616,6 +2678,9 @@ impl B2bua {
             return;
         }
         if let Some(call) = self.calls.remove(&id) {
+            if let Some(ip) = call.early_source {
+                self.early.remove(&ip);
+            }
             let tag = call.a.remote_tag.unwrap_or_default();
             if let Some(list) = self.by_a.get_mut(&call.a.call_id) {
                 list.retain(|(t, cid)| !(*t == tag && *cid == id));

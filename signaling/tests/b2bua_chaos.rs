@@ -578,6 +578,13 @@ fn run(seed: u64, steps: usize) {
         0,
         "subscriptions held beyond any lifetime they were given"
     );
+    assert_eq!(
+        w.core.capped_keys(),
+        0,
+        "early calls or subscriptions still counted against a source or target (calls {}: {:?})",
+        w.core.active_calls(),
+        w.core.live_calls()
+    );
     // A call either came up (and stays until a BYE or media timeout) or is gone: none is still
     // ringing or half set up after ten quiet minutes.
     assert_eq!(

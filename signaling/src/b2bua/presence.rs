@@ -34,6 +34,8 @@ pub(super) struct Subscription {
     /// The watcher's initial SUBSCRIBE, until leg B's final answer to it.
     initial: Option<(TxId, Request)>,
     expires_at: Instant,
+    /// What it counts against (`caps`): subscriptions from sources that are not trunks.
+    counted: Option<super::caps::SubCounted>,
 }
 
 /// What a client transaction of a subscription is for.
@@ -126,6 +128,25 @@ impl B2bua {
         let Ok(admitted) = self.admit_caller(tx, &req, from, now, policy) else {
             return;
         };
+        // A stranger's subscriptions are bounded per source and per target: no phone is
+        // made to carry thousands of watchers it never agreed to.
+        let counted = (!admitted.caller.trusted()).then(|| super::caps::SubCounted {
+            source: from.addr.ip(),
+            target: req.uri.to_ascii_lowercase(),
+        });
+        if let Some(c) = &counted {
+            let caps = self.cfg.caps;
+            if !self
+                .sub_sources
+                .room(&c.source, caps.subscriptions_per_source)
+                || !self
+                    .sub_targets
+                    .room(&c.target, caps.subscriptions_per_target)
+            {
+                self.refuse_capped(tx, &req, now);
+                return;
+            }
+        }
         let mut req = req;
         if !admitted.caller.trusted() {
             strip_identity(&mut req, admitted.asserted());
@@ -184,8 +205,13 @@ impl B2bua {
                 b,
                 initial: Some((tx, req)),
                 expires_at: now + Duration::from_secs(expires) + GRACE,
+                counted: counted.clone(),
             },
         );
+        if let Some(c) = counted {
+            self.sub_sources.add(c.source);
+            self.sub_targets.add(c.target);
+        }
         let ctx = self.tx.send_request(out, peer, now);
         self.sub_client.insert(ctx, SubClient::Initial(id));
     }
@@ -442,6 +468,10 @@ impl B2bua {
 
     fn drop_sub(&mut self, id: u64, now: Instant) {
         if let Some(s) = self.subs.remove(&id) {
+            if let Some(c) = &s.counted {
+                self.sub_sources.remove(&c.source);
+                self.sub_targets.remove(&c.target);
+            }
             self.sub_keys.remove(&(s.a.call_id, s.a.local_tag));
             self.sub_keys.remove(&(s.b.call_id, s.b.local_tag));
             if let Some((stx, req)) = s.initial {
