@@ -98,7 +98,7 @@ pub struct DigestServer {
 
 type HmacSha256 = Hmac<Sha256>;
 
-pub(crate) fn md5_hex(parts: &[&str]) -> String {
+pub fn md5_hex(parts: &[&str]) -> String {
     let mut h = Md5::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
