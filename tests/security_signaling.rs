@@ -241,9 +241,7 @@ fn call_up(carrier: &Party, pbx: &Party, call_id: &str) -> (String, String) {
     let via = header(&b_inv, "Via", Some("v")).expect("Via");
     let from = header(&b_inv, "From", Some("f")).expect("From");
     let to = header(&b_inv, "To", Some("t")).expect("To");
-    let sdp = format!(
-        "v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\n"
-    );
+    let sdp = "v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\n";
     pbx.send(&format!(
         "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to};tag=pbx-tag\r\nCall-ID: {b_call}\r\n\
          CSeq: 1 INVITE\r\nContact: <sip:pbx@{}>\r\nContent-Type: application/sdp\r\n\
