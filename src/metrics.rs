@@ -57,6 +57,7 @@ pub struct Metrics {
     pub trunk_active_calls: IntGaugeVec,
     pub mgcp_gateway_up: IntGaugeVec,
     pub mgcp_commands: IntCounterVec,
+    pub mgcp_dropped: IntCounterVec,
     pub overload_rejections: IntCounterVec,
     pub overloaded: IntGauge,
 }
@@ -324,6 +325,14 @@ impl Metrics {
                 "MGCP commands sent to gateways, by verb and result (the return code, or timeout).",
                 &["verb", "result"],
             ),
+            mgcp_dropped: counter_vec(
+                &r,
+                "trunkline_mgcp_dropped_total",
+                "MGCP datagrams dropped unanswered, by reason (unknown_source: from no configured \
+                 gateway address and port; wrong_source: a response from another gateway than \
+                 the command went to).",
+                &["reason"],
+            ),
             trunk_active_calls: {
                 let g = IntGaugeVec::new(
                     Opts::new(
@@ -371,6 +380,9 @@ impl Metrics {
         }
         for reason in ["queue", "calls"] {
             m.overload_rejections.with_label_values(&[reason]).inc_by(0);
+        }
+        for reason in ["unknown_source", "wrong_source"] {
+            m.mgcp_dropped.with_label_values(&[reason]).inc_by(0);
         }
         // The answers alerts and dashboards look at exist from the start.
         for status in ["200", "401", "403"] {

@@ -527,7 +527,7 @@ async fn start_mgcp_bridge(
         .map_err(|e| format!("mgcp bridge: {e}"))?;
     let local = sip.local_addr().map_err(|e| format!("mgcp bridge: {e}"))?;
     let names: Vec<String> = gateways.keys().cloned().collect();
-    let bridge = crate::mgcp_bridge::Bridge::new(gateways, local, rand::random());
+    let bridge = crate::mgcp_bridge::Bridge::new(gateways, local, rand::random::<[u8; 32]>());
     tokio::spawn(crate::mgcp_bridge::run(bridge, sip, mgcp, metrics));
     tracing::info!(gateways = ?names, bridge = %local, "MGCP call agent running");
     Ok(Some(local))
