@@ -959,3 +959,92 @@ impl Sender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_answers_are_recognised_with_their_expiry() {
+        let ok = |extra: &str| {
+            format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKx\r\nCSeq: 2 REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
+            )
+        };
+        let exp = |s: String| register_expiry(s.as_bytes());
+        assert_eq!(
+            exp(ok(
+                "Contact: <sip:a@10.0.0.1;transport=tcp>;expires=600\r\n"
+            )),
+            Some(Some(600))
+        );
+        assert_eq!(
+            exp(ok("m: <sip:a@1>;Expires=30, <sip:a@2>;expires=90\r\n")),
+            Some(Some(90))
+        );
+        assert_eq!(
+            exp(ok("Expires: 120\r\nContact: <sip:a@1>\r\n")),
+            Some(Some(120))
+        );
+        assert_eq!(exp(ok("")), Some(None), "no contact: nothing registered");
+        assert_eq!(exp(ok("Contact: <sip:a@1>;expires=0\r\n")), Some(Some(0)));
+        let invite = "SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\nContact: <sip:b@1>\r\n\r\n";
+        assert_eq!(register_expiry(invite.as_bytes()), None);
+        assert_eq!(register_expiry(b"SIP/2.0 200 \xff\xfe"), None);
+    }
+
+    #[test]
+    fn log_lines_one_per_source_per_minute() {
+        let m = Metrics::new();
+        let l = LogLimiter::new(&m);
+        let t0 = Instant::now();
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(l.allow(a, t0));
+        assert!(!l.allow(a, t0 + Duration::from_secs(1)));
+        assert!(!l.allow(a, t0 + Duration::from_secs(59)));
+        assert!(l.allow(b, t0));
+        assert!(l.allow(a, t0 + Duration::from_secs(60)));
+        assert_eq!(l.summary(), 2);
+        assert_eq!(l.summary(), 0);
+        assert_eq!(m.log_lines_suppressed.get(), 2);
+        // A flood of sources cannot grow the table past its bound.
+        for i in 0..10_000u32 {
+            l.allow(std::net::IpAddr::from(i.to_be_bytes()), t0);
+        }
+        assert!(l.last.lock().unwrap().len() <= LogLimiter::MAX_SOURCES);
+    }
+
+    #[test]
+    fn caps_per_source_and_global_trunks_exempt() {
+        let y = "listen:\n  - { transport: tcp, address: 127.0.0.1:5060 }\nmedia:\n  address: 127.0.0.1\n  ports: 20000-20099\nlimits:\n  tcp: { max_connections: 5, max_per_source: 2 }\ntrunks:\n  t: { address: 192.0.2.9:5060, transport: tcp }\n";
+        let cfg = Arc::new(config::from_yaml(y, "t.yaml").unwrap());
+        let m = Arc::new(Metrics::new());
+        let g = StreamGuard::new(&cfg, m.clone());
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let a1 = g.admit(ip("192.0.2.1"), Transport::Tcp).unwrap();
+        let _a2 = g.admit(ip("192.0.2.1"), Transport::Tcp).unwrap();
+        assert_eq!(
+            g.admit(ip("::ffff:192.0.2.1"), Transport::Tcp).err(),
+            Some(reason::SOURCE_LIMIT)
+        );
+        let _b1 = g.admit(ip("192.0.2.2"), Transport::Tls).unwrap();
+        let _b2 = g.admit(ip("192.0.2.2"), Transport::Tls).unwrap();
+        let _c1 = g.admit(ip("192.0.2.3"), Transport::Tcp).unwrap();
+        assert_eq!(
+            g.admit(ip("192.0.2.4"), Transport::Tcp).err(),
+            Some(reason::GLOBAL_LIMIT)
+        );
+        let trunk: Vec<Slot> = (0..4)
+            .map(|_| g.admit(ip("192.0.2.9"), Transport::Tcp).unwrap())
+            .collect();
+        assert!(trunk.iter().all(|s| s.trunk));
+        drop(trunk);
+        drop(a1);
+        assert!(g.admit(ip("192.0.2.1"), Transport::Tcp).is_ok());
+        let refused = |t: &str, r: &str| m.stream_refused.with_label_values(&[t, r]).get();
+        assert_eq!(refused("TCP", reason::SOURCE_LIMIT), 1);
+        assert_eq!(refused("TCP", reason::GLOBAL_LIMIT), 1);
+        assert_eq!(m.stream_connections.with_label_values(&["TCP"]).get(), 2);
+    }
+}

@@ -440,6 +440,29 @@ pub struct Config {
     pub dialplan: Dialplan,
     /// The file it came from, or `"<embedded default>"`.
     pub source: String,
+    /// Valid but probably unintended settings (see [`ConfigWarning`]).
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Something valid but probably unintended (`trunkline check` prints it, exit status 0),
+/// displayed as `FILE:LINE:COLUMN: warning: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    path: Vec<Seg>,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: warning: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
 }
 
 /// A configuration error, displayed as `FILE:LINE:COLUMN: message` (line and column 1-based).
@@ -527,6 +550,10 @@ pub fn from_yaml(src: &str, origin: &str) -> Result<Config, ConfigError> {
         }
     })?;
     cfg.source = origin.to_string();
+    for w in &mut cfg.warnings {
+        w.file = origin.to_string();
+        (w.line, w.column) = locate::locate(src, &w.path).unwrap_or((1, 1));
+    }
     Ok(cfg)
 }
 
@@ -1140,6 +1167,7 @@ fn build_with(
             None => return Ok(None),
         },
     };
+    let warnings = route_warnings(&rules, &trunks);
 
     Ok(Some(Config {
         listen,
@@ -1152,7 +1180,59 @@ fn build_with(
         trunks,
         dialplan: Dialplan::new(rules),
         source: String::new(),
+        warnings,
     }))
+}
+
+/// Warnings at most per configuration (one per distinct route list).
+const MAX_WARNINGS: usize = 20;
+
+/// Routes that fail over from a TLS trunk to a plaintext one: a call that was to be carried
+/// encrypted would go out in clear when the TLS trunk fails (its certificate, say). One
+/// warning per distinct route list, at the first rule that uses it.
+fn route_warnings(rules: &[Rule], trunks: &BTreeMap<String, Trunk>) -> Vec<ConfigWarning> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let Action::Route(route) = &r.action else {
+            continue;
+        };
+        if !seen.insert(std::sync::Arc::as_ptr(route) as *const () as usize) {
+            continue;
+        }
+        let secure = |n: &String| {
+            trunks
+                .get(n)
+                .is_some_and(|t| t.transport == TransportKind::Tls && t.mgcp.is_none())
+        };
+        let Some(first_tls) = route.iter().position(secure) else {
+            continue;
+        };
+        let Some(plain) = route[first_tls + 1..].iter().find(|n| !secure(n)) else {
+            continue;
+        };
+        let how = match trunks.get(plain) {
+            Some(t) if t.mgcp.is_some() => "an MGCP gateway (udp)".to_string(),
+            Some(t) => format!("{:?}", t.transport).to_lowercase(),
+            None => "plaintext".to_string(),
+        };
+        out.push(ConfigWarning {
+            file: String::new(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "dialplan[{i}].route: fails over from TLS trunk `{}` to plaintext trunk \
+                 `{plain}` ({how}): when `{}` fails (its certificate, say), calls go out \
+                 unencrypted",
+                route[first_tls], route[first_tls]
+            ),
+            path: vec![key("dialplan"), Seg::Index(i), key("route")],
+        });
+        if out.len() >= MAX_WARNINGS {
+            break;
+        }
+    }
+    out
 }
 
 fn build_limits(raw: Option<RawLimits>) -> Result<Limits, Sem> {

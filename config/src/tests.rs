@@ -1824,3 +1824,18 @@ fn a_non_loopback_admin_listener_needs_an_allow_list() {
     assert!(lo.allows("::ffff:127.0.0.1".parse().unwrap()));
     assert!(!lo.allows("192.0.2.1".parse().unwrap()));
 }
+
+#[test]
+fn failover_from_tls_to_plaintext_is_a_warning() {
+    let y = format!(
+        "{SEC_BASE}trunks:\n  sec: {{ address: 127.0.0.1:5061, transport: tls }}\n  sec2: {{ address: 127.0.0.1:5062, transport: tls }}\n  plain: {{ address: 127.0.0.1:5070, transport: udp }}\ndialplan:\n  - match: {{ to_user: '^1' }}\n    route: [plain, sec]\n  - match: {{ to_user: '^2' }}\n    route: [sec, sec2]\n  - match: {{ to_user: '^3' }}\n    route: [sec, plain]\n  - match: {{ to_user: '^4' }}\n    route: [sec, plain]\n"
+    );
+    let c = from_yaml(&y, "t.yaml").unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    let w = c.warnings[0].to_string();
+    assert!(
+        w.starts_with("t.yaml:16:12: warning: dialplan[2].route: fails over from TLS trunk `sec` to plaintext trunk `plain` (udp)"),
+        "{w}"
+    );
+    assert!(from_yaml(ACC, "t.yaml").unwrap().warnings.is_empty());
+}
