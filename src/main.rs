@@ -76,6 +76,9 @@ fn main() -> ExitCode {
                         ExitCode::FAILURE
                     }
                     Ok(()) => {
+                        for w in &cfg.warnings {
+                            eprintln!("{w}");
+                        }
                         println!(
                             "{}: ok ({} listeners, {} trunks, {} dial plan rules)",
                             path.display(),
@@ -108,6 +111,9 @@ fn main() -> ExitCode {
                 },
                 None => config::default_config(),
             };
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
             match server::run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

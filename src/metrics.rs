@@ -1,8 +1,10 @@
 //! Prometheus metrics and the small admin HTTP endpoint on `metrics.listen`:
 //! `GET /metrics`, `GET /health`, `POST /reload`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -57,6 +59,13 @@ pub struct Metrics {
     pub trunk_active_calls: IntGaugeVec,
     pub mgcp_gateway_up: IntGaugeVec,
     pub mgcp_commands: IntCounterVec,
+    pub mgcp_dropped: IntCounterVec,
+    pub stream_connections: IntGaugeVec,
+    pub stream_refused: IntCounterVec,
+    pub stream_closed: IntCounterVec,
+    pub accept_errors: IntCounterVec,
+    pub log_lines_suppressed: IntCounter,
+    pub admin_refused: IntCounterVec,
     pub overload_rejections: IntCounterVec,
     pub overloaded: IntGauge,
 }
@@ -324,6 +333,62 @@ impl Metrics {
                 "MGCP commands sent to gateways, by verb and result (the return code, or timeout).",
                 &["verb", "result"],
             ),
+            mgcp_dropped: counter_vec(
+                &r,
+                "trunkline_mgcp_dropped_total",
+                "MGCP datagrams dropped unanswered, by reason (unknown_source: from no configured \
+                 gateway address and port; wrong_source: a response from another gateway than \
+                 the command went to).",
+                &["reason"],
+            ),
+            stream_connections: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_stream_connections",
+                        "Inbound SIP connections open now (TLS: handshakes included), by transport.",
+                    ),
+                    &["transport"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            stream_refused: counter_vec(
+                &r,
+                "trunkline_stream_connections_refused_total",
+                "Inbound SIP TCP/TLS connections closed at accept, by transport and reason \
+                 (global_limit: limits.tcp.max_connections, source_limit: \
+                 limits.tcp.max_per_source, handshakes_pending: too many TLS handshakes).",
+                &["transport", "reason"],
+            ),
+            stream_closed: counter_vec(
+                &r,
+                "trunkline_stream_connections_closed_total",
+                "SIP TCP/TLS connections closed, by transport and reason (idle, \
+                 partial_message, handshake_timeout, handshake_failed, unframeable, too_large, \
+                 peer: closed by the other side).",
+                &["transport", "reason"],
+            ),
+            accept_errors: counter_vec(
+                &r,
+                "trunkline_accept_errors_total",
+                "Failed accepts, by listener (tcp, tls, admin) and reason (resources: out of \
+                 file descriptors or memory, the loop backs off 10 ms to 1 s; other).",
+                &["listener", "reason"],
+            ),
+            log_lines_suppressed: counter(
+                &r,
+                "trunkline_log_lines_suppressed_total",
+                "Log lines about malformed input not written (at most one per source per minute).",
+            ),
+            admin_refused: counter_vec(
+                &r,
+                "trunkline_admin_requests_refused_total",
+                "Admin endpoint connections and requests refused, by reason (not_allowed: \
+                 source outside metrics.allow, closed unanswered; evicted / timeout: no request \
+                 in time; cross_origin, unauthorized, reload_disabled: POST /reload 403).",
+                &["reason"],
+            ),
             trunk_active_calls: {
                 let g = IntGaugeVec::new(
                     Opts::new(
@@ -366,6 +431,27 @@ impl Metrics {
         }
         for reason in ["queue", "calls"] {
             m.overload_rejections.with_label_values(&[reason]).inc_by(0);
+        }
+        for l in ["tcp", "tls", "admin"] {
+            for why in ["resources", "other"] {
+                m.accept_errors.with_label_values(&[l, why]).inc_by(0);
+            }
+        }
+        for why in [
+            "not_allowed",
+            "evicted",
+            "timeout",
+            "cross_origin",
+            "unauthorized",
+            "reload_disabled",
+        ] {
+            m.admin_refused.with_label_values(&[why]).inc_by(0);
+        }
+        for t in ["TCP", "TLS"] {
+            m.stream_connections.with_label_values(&[t]).set(0);
+        }
+        for reason in ["unknown_source", "wrong_source"] {
+            m.mgcp_dropped.with_label_values(&[reason]).inc_by(0);
         }
         // The answers alerts and dashboards look at exist from the start.
         for status in ["200", "401", "403"] {
@@ -440,39 +526,171 @@ pub enum AdminRequest {
     Reload(tokio::sync::oneshot::Sender<Result<u64, String>>),
 }
 
-/// Serve `GET /metrics`, `GET /health` and `POST /reload` on `addr`.
+/// Admin connections waiting for their request head at most; beyond it the oldest waiting one
+/// is closed (an idle connection flood cannot keep `/health` from an operator's probe).
+pub const ADMIN_MAX_WAITING: usize = 64;
+/// How long a connection may take to send its request head.
+pub const ADMIN_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long writing an answer may take.
+const ADMIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections waiting for their request head, oldest first, each with its eviction signal.
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    conns: BTreeMap<u64, tokio::sync::oneshot::Sender<()>>,
+}
+
+/// What one request head says that matters here.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Head<'a> {
+    method: &'a str,
+    path: &'a str,
+    origin: bool,
+    cross_site: bool,
+    bearer: Option<&'a str>,
+}
+
+fn parse_head(head: &str) -> Head<'_> {
+    let mut lines = head.split("\r\n");
+    let mut parts = lines.next().unwrap_or("").split_whitespace();
+    let mut h = Head {
+        method: parts.next().unwrap_or(""),
+        path: parts.next().unwrap_or(""),
+        ..Head::default()
+    };
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("origin") {
+            h.origin = true;
+        } else if name.eq_ignore_ascii_case("sec-fetch-site") {
+            h.cross_site |= value.eq_ignore_ascii_case("cross-site");
+        } else if name.eq_ignore_ascii_case("authorization") {
+            h.bearer = value
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim());
+        }
+    }
+    h
+}
+
+/// Compares without an early exit on the first difference (the token's length is not secret).
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Whether `POST /reload` with `h` may go ahead: `Err((status, reason label))` if not.
+fn reload_allowed(
+    h: &Head<'_>,
+    settings: &config::Metrics,
+) -> Result<(), (&'static str, &'static str)> {
+    // A browser on an operator's machine must not be a way in (CSRF, DNS rebinding): a
+    // request with an Origin or from another site is never a reload.
+    if h.origin || h.cross_site {
+        return Err(("403 Forbidden", "cross_origin"));
+    }
+    if settings.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    let Some(token) = &settings.reload_token else {
+        return Err(("403 Forbidden", "reload_disabled"));
+    };
+    match h.bearer {
+        Some(t) if same_secret(t, token) => Ok(()),
+        _ => Err(("401 Unauthorized", "unauthorized")),
+    }
+}
+
+/// Serve `GET /metrics`, `GET /health` and `POST /reload` on `listener`, to the sources
+/// `settings` allows.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     admin: mpsc::Sender<AdminRequest>,
+    settings: config::Metrics,
 ) {
+    let settings = Arc::new(settings);
+    let waiting = Arc::new(Mutex::new(Waiting::default()));
+    let mut backoff = crate::transport::AcceptBackoff::new("admin", metrics.clone());
     loop {
-        let Ok((mut s, _)) = listener.accept().await else {
+        let (mut s, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                backoff.failed(&e).await;
+                continue;
+            }
+        };
+        backoff.ok();
+        if !settings.allows(from.ip()) {
+            // Closed unanswered: nothing tells a scanner what listens here.
+            metrics
+                .admin_refused
+                .with_label_values(&["not_allowed"])
+                .inc();
             continue;
+        }
+        let (cancel_tx, mut cancel_rx) = tokio::sync::oneshot::channel();
+        let id = {
+            let Ok(mut w) = waiting.lock() else { continue };
+            if w.conns.len() >= ADMIN_MAX_WAITING {
+                if let Some((_, oldest)) = w.conns.pop_first() {
+                    let _ = oldest.send(());
+                }
+            }
+            let id = w.next;
+            w.next += 1;
+            w.conns.insert(id, cancel_tx);
+            id
         };
         let metrics = metrics.clone();
         let admin = admin.clone();
+        let settings = settings.clone();
+        let waiting = waiting.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut len = 0;
-            // Read the request head (bounded); bodies are ignored.
-            loop {
-                let Ok(n) = s.read(&mut buf[len..]).await else {
-                    return;
-                };
-                if n == 0 {
-                    return;
+            // Read the request head (bounded in size and time); bodies are ignored.
+            let read = async {
+                loop {
+                    match s.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => len += n,
+                    }
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || len == buf.len() {
+                        return true;
+                    }
                 }
-                len += n;
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || len == buf.len() {
-                    break;
+            };
+            let got = tokio::select! {
+                r = tokio::time::timeout(ADMIN_READ_TIMEOUT, read) => match r {
+                    Ok(got) => got,
+                    Err(_) => {
+                        metrics.admin_refused.with_label_values(&["timeout"]).inc();
+                        false
+                    }
+                },
+                _ = &mut cancel_rx => {
+                    metrics.admin_refused.with_label_values(&["evicted"]).inc();
+                    false
                 }
+            };
+            if let Ok(mut w) = waiting.lock() {
+                w.conns.remove(&id);
+            }
+            if !got {
+                return;
             }
             let head = String::from_utf8_lossy(&buf[..len]);
-            let mut parts = head.split_whitespace();
-            let method = parts.next().unwrap_or("");
-            let path = parts.next().unwrap_or("");
-            let (status, ctype, body): (&str, &str, Vec<u8>) = match (method, path) {
+            let h = parse_head(&head);
+            let (status, ctype, body): (&str, &str, Vec<u8>) = match (h.method, h.path) {
                 ("GET", "/metrics") => {
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     if admin.send(AdminRequest::Refresh(tx)).await.is_ok() {
@@ -485,35 +703,53 @@ pub async fn serve_http(
                     )
                 }
                 ("GET", "/health") => ("200 OK", "text/plain", b"ok\n".to_vec()),
-                ("POST", "/reload") => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    let res = if admin.send(AdminRequest::Reload(tx)).await.is_ok() {
-                        rx.await.unwrap_or_else(|_| Err("core stopped".into()))
-                    } else {
-                        Err("core stopped".into())
-                    };
-                    match res {
-                        Ok(gen) => (
-                            "200 OK",
+                ("POST", "/reload") => match reload_allowed(&h, &settings) {
+                    Err((status, why)) => {
+                        metrics.admin_refused.with_label_values(&[why]).inc();
+                        (
+                            status,
                             "text/plain",
-                            format!("reloaded: generation {gen}\n").into_bytes(),
-                        ),
-                        Err(e) => (
-                            "422 Unprocessable Entity",
-                            "text/plain",
-                            format!("reload failed: {e}\n").into_bytes(),
-                        ),
+                            format!("reload refused: {why}\n").into_bytes(),
+                        )
                     }
-                }
+                    Ok(()) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let res = if admin.send(AdminRequest::Reload(tx)).await.is_ok() {
+                            rx.await.unwrap_or_else(|_| Err("core stopped".into()))
+                        } else {
+                            Err("core stopped".into())
+                        };
+                        match res {
+                            Ok(gen) => (
+                                "200 OK",
+                                "text/plain",
+                                format!("reloaded: generation {gen}\n").into_bytes(),
+                            ),
+                            Err(e) => (
+                                "422 Unprocessable Entity",
+                                "text/plain",
+                                format!("reload failed: {e}\n").into_bytes(),
+                            ),
+                        }
+                    }
+                },
                 _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
             };
+            let extra = if status.starts_with("401") {
+                "WWW-Authenticate: Bearer\r\n"
+            } else {
+                ""
+            };
             let hdr = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
                 body.len()
             );
-            let _ = s.write_all(hdr.as_bytes()).await;
-            let _ = s.write_all(&body).await;
-            let _ = s.shutdown().await;
+            let _ = tokio::time::timeout(ADMIN_WRITE_TIMEOUT, async {
+                let _ = s.write_all(hdr.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+                let _ = s.shutdown().await;
+            })
+            .await;
         });
     }
 }
@@ -526,5 +762,55 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(listen: &str, token: Option<&str>) -> config::Metrics {
+        config::Metrics {
+            listen: listen.parse().unwrap(),
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+            reload_token: token.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn reload_needs_same_origin_and_off_loopback_a_token() {
+        let lo = settings("127.0.0.1:9464", None);
+        let plain = "POST /reload HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(reload_allowed(&parse_head(plain), &lo), Ok(()));
+        for h in [
+            "POST /reload HTTP/1.1\r\nOrigin: http://evil.example\r\n\r\n",
+            "POST /reload HTTP/1.1\r\norigin: null\r\n\r\n",
+            "POST /reload HTTP/1.1\r\nSec-Fetch-Site: cross-site\r\n\r\n",
+        ] {
+            assert_eq!(
+                reload_allowed(&parse_head(h), &lo),
+                Err(("403 Forbidden", "cross_origin")),
+                "{h}"
+            );
+        }
+        let open_no_token = settings("0.0.0.0:9464", None);
+        assert_eq!(
+            reload_allowed(&parse_head(plain), &open_no_token),
+            Err(("403 Forbidden", "reload_disabled"))
+        );
+        let open = settings("0.0.0.0:9464", Some("s3cret-token-0123456789"));
+        assert_eq!(
+            reload_allowed(&parse_head(plain), &open),
+            Err(("401 Unauthorized", "unauthorized"))
+        );
+        let wrong =
+            "POST /reload HTTP/1.1\r\nAuthorization: Bearer s3cret-token-0123456780\r\n\r\n";
+        assert!(reload_allowed(&parse_head(wrong), &open).is_err());
+        let basic = "POST /reload HTTP/1.1\r\nAuthorization: Basic s3cret-token-0123456789\r\n\r\n";
+        assert!(reload_allowed(&parse_head(basic), &open).is_err());
+        let good = "POST /reload HTTP/1.1\r\nauthorization: bearer s3cret-token-0123456789\r\n\r\n";
+        assert_eq!(reload_allowed(&parse_head(good), &open), Ok(()));
+        let good_xo = "POST /reload HTTP/1.1\r\nAuthorization: Bearer s3cret-token-0123456789\r\nOrigin: https://a\r\n\r\n";
+        assert!(reload_allowed(&parse_head(good_xo), &open).is_err());
     }
 }

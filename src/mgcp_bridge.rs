@@ -91,7 +91,11 @@ pub struct Bridge {
     next_audit: Option<Instant>,
     /// `host` of this bridge's SIP side, for Contact.
     local: SocketAddr,
-    next_tag: u64,
+    /// To tags (CSPRNG, seeded by the shell).
+    rng: rand::rngs::StdRng,
+    /// MGCP datagrams dropped unread because they came from no configured gateway's address
+    /// and port (forged answers, NTFY from elsewhere).
+    pub foreign_datagrams: u64,
 }
 
 fn digits_of(user: &str) -> String {
@@ -101,9 +105,14 @@ fn digits_of(user: &str) -> String {
 }
 
 impl Bridge {
-    pub fn new(gateways: HashMap<String, Gateway>, local: SocketAddr, seed: u64) -> Bridge {
+    /// `seed`: 32 bytes of OS randomness from the shell (transaction ids and tags).
+    pub fn new(gateways: HashMap<String, Gateway>, local: SocketAddr, seed: [u8; 32]) -> Bridge {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand::rngs::StdRng::from_seed(seed);
+        let mut agent_seed = [0u8; 32];
+        rng.fill_bytes(&mut agent_seed);
         Bridge {
-            agent: Agent::new(((seed % 900_000_000) + 1) as u32, Timers::default()),
+            agent: Agent::from_seed(agent_seed, Timers::default()),
             gateways,
             calls: HashMap::new(),
             pending: HashMap::new(),
@@ -112,8 +121,15 @@ impl Bridge {
             commands: HashMap::new(),
             next_audit: None,
             local,
-            next_tag: seed | 1,
+            rng,
+            foreign_datagrams: 0,
         }
+    }
+
+    /// MGCP responses with a known transaction id that came from another address than the
+    /// command's gateway (dropped).
+    pub fn foreign_responses(&self) -> u64 {
+        self.agent.foreign_responses
     }
 
     /// Send `cmd` to gateway `gw`, remembering what it is for.
@@ -127,11 +143,8 @@ impl Bridge {
     }
 
     fn tag(&mut self) -> String {
-        self.next_tag = self
-            .next_tag
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        format!("mg{:x}", self.next_tag >> 16)
+        use rand::RngCore;
+        format!("mg{:016x}", self.rng.next_u64())
     }
 
     fn respond(&self, req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Vec<u8> {
@@ -304,8 +317,14 @@ impl Bridge {
 
     /// An MGCP datagram from a gateway.
     pub fn handle_mgcp(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> Vec<Out> {
-        self.agent.handle_datagram(from, data, now);
         let mut out = Vec::new();
+        // Responses and the gateways' own commands (NTFY, RSIP) only from a configured gateway
+        // address and port: anything else is dropped unanswered (no 5xx to a spoofed source).
+        if !self.gateways.values().any(|g| g.address == from) {
+            self.foreign_datagrams += 1;
+            return out;
+        }
+        self.agent.handle_datagram(from, data, now);
         self.flush(now, &mut out);
         out
     }
@@ -566,6 +585,14 @@ pub async fn run(
                 .with_label_values(&[gw])
                 .set(i64::from(*up));
         }
+        crate::policy::set_counter(
+            &metrics.mgcp_dropped.with_label_values(&["unknown_source"]),
+            bridge.foreign_datagrams,
+        );
+        crate::policy::set_counter(
+            &metrics.mgcp_dropped.with_label_values(&["wrong_source"]),
+            bridge.foreign_responses(),
+        );
         for ((verb, result), n) in &bridge.commands {
             crate::policy::set_counter(
                 &metrics
@@ -592,7 +619,7 @@ mod tests {
                 endpoint: "aaln/*@gw".into(),
             },
         )]);
-        Bridge::new(gws, "127.0.0.1:40000".parse().unwrap(), 7)
+        Bridge::new(gws, "127.0.0.1:40000".parse().unwrap(), [7; 32])
     }
 
     fn invite(call_id: &str, branch: &str, to_tag: &str) -> Vec<u8> {
@@ -773,5 +800,70 @@ mod tests {
         let ok = &sip_out(&out)[0];
         assert_eq!(ok.status, 200);
         assert!(String::from_utf8_lossy(&ok.body).contains("41002"));
+    }
+
+    /// A forged `200 <txid>` with the attacker's SDP, from another address (or the gateway's
+    /// IP with another port), is dropped: the INVITE is answered with the gateway's SDP. A
+    /// NTFY from elsewhere gets no answer; the gateway's own does.
+    #[test]
+    fn answers_and_ntfy_only_from_the_gateway() {
+        let t0 = Instant::now();
+        let mut b = bridge();
+        let core: SocketAddr = CORE.parse().unwrap();
+        let out = b.handle_sip(&invite("c9", "z9hG4bK9", ""), core, t0);
+        let crcx = mgcp_out(&out)[0].txid;
+        let forged = format!(
+            "200 {crcx} OK\r\nI: 66\r\n\r\nv=0\r\nc=IN IP4 127.0.0.66\r\nm=audio 6666 RTP/AVP 0\r\n"
+        );
+        for from in ["127.0.0.66:2427", "127.0.0.1:2428"] {
+            let out = b.handle_mgcp(forged.as_bytes(), from.parse().unwrap(), t0);
+            assert!(out.is_empty(), "nothing answers a forged datagram: {out:?}");
+        }
+        assert_eq!(b.foreign_datagrams, 2);
+        let ntfy = b"NTFY 4242 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n";
+        assert!(b
+            .handle_mgcp(ntfy, "127.0.0.66:2427".parse().unwrap(), t0)
+            .is_empty());
+        assert_eq!(b.foreign_datagrams, 3);
+        let out = b.handle_mgcp(ntfy, GW.parse().unwrap(), t0);
+        assert!(
+            matches!(&out[..], [Out::Mgcp(to, bytes)] if *to == GW.parse::<SocketAddr>().unwrap() && bytes.starts_with(b"200 4242")),
+            "{out:?}"
+        );
+        let out = gw_answer(
+            &mut b,
+            crcx,
+            "200 OK\r\nI: 1F\r\nZ: aaln/3@gw\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 41000 RTP/AVP 0\r\n",
+            t0,
+        );
+        let ok = &sip_out(&out)[0];
+        assert_eq!(ok.status, 200);
+        let body = String::from_utf8_lossy(&ok.body);
+        assert!(
+            body.contains("m=audio 41000") && !body.contains("127.0.0.66"),
+            "{body}"
+        );
+    }
+
+    /// Two bridges with different seeds use different transaction ids and tags.
+    #[test]
+    fn ids_come_from_the_seed() {
+        let gws = || {
+            HashMap::from([(
+                "pstn".to_string(),
+                Gateway {
+                    address: GW.parse().unwrap(),
+                    endpoint: "aaln/*@gw".into(),
+                },
+            )])
+        };
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let t0 = Instant::now();
+        let mut a = Bridge::new(gws(), local, [1; 32]);
+        let mut b = Bridge::new(gws(), local, [2; 32]);
+        let ta = mgcp_out(&a.handle_timeout(t0))[0].txid;
+        let tb = mgcp_out(&b.handle_timeout(t0))[0].txid;
+        assert_ne!(ta, tb);
+        assert_ne!(a.tag(), b.tag());
     }
 }

@@ -51,10 +51,15 @@ fn core_caps(l: &config::Limits) -> signaling::b2bua::Caps {
 
 async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     crate::tls::check(&cfg, path.as_deref())?;
+    let cfg = Arc::new(cfg);
+    let metrics = Arc::new(Metrics::new());
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(65536);
     let mut udp: Vec<(SocketAddr, Arc<tokio::net::UdpSocket>)> = Vec::new();
-    let tcp = TcpConns::default();
-    let tls = TcpConns::tls(crate::tls::Clients::new(path.clone()));
+    // TCP and TLS share one set of connection caps (limits.tcp).
+    let guard = transport::StreamGuard::new(&cfg, metrics.clone());
+    tokio::spawn(transport::log_summaries(guard.log.clone()));
+    let tcp = TcpConns::tcp(guard.clone());
+    let tls = TcpConns::tls(crate::tls::Clients::new(path.clone()), guard.clone());
     let mut cert_stores = Vec::new();
     let mut core_cfg = CoreConfig {
         seed: seed()?,
@@ -78,7 +83,12 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let lst = tokio::net::TcpListener::bind(l.address)
                     .await
                     .map_err(|e| format!("bind tcp {}: {e}", l.address))?;
-                tokio::spawn(transport::tcp_acceptor(lst, tcp.clone(), in_tx.clone()));
+                tokio::spawn(transport::tcp_acceptor(
+                    lst,
+                    tcp.clone(),
+                    in_tx.clone(),
+                    metrics.clone(),
+                ));
                 core_cfg.local_tcp.get_or_insert(l.address);
                 tracing::info!(address = %l.address, "listening on tcp");
             }
@@ -102,6 +112,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     acceptor,
                     tls.clone(),
                     in_tx.clone(),
+                    metrics.clone(),
                 ));
                 core_cfg.local_tls.get_or_insert(l.address);
                 tracing::info!(address = %l.address, "listening on tls");
@@ -110,7 +121,6 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     }
     // Certificates are reloaded when their files change (polled every second).
     tokio::spawn(crate::tls::watch(cert_stores));
-    let metrics = Arc::new(Metrics::new());
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
     if let Some(m) = &cfg.metrics {
         let lst = crate::metrics::bind(m.listen)
@@ -120,12 +130,13 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             lst,
             metrics.clone(),
             admin_tx.clone(),
+            m.clone(),
         ));
         tracing::info!(address = %m.listen, "metrics on http://{}/metrics", m.listen);
     }
     let media = start_media(&cfg, &metrics)?;
     let bridge = start_mgcp_bridge(&cfg, metrics.clone()).await?;
-    let mut policy = LivePolicy::new(Arc::new(cfg), media, metrics.clone());
+    let mut policy = LivePolicy::new(cfg, media, metrics.clone());
     policy.mgcp_bridge = bridge;
     let sender = Sender {
         udp,
@@ -171,6 +182,14 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             _ = sighup.recv() => reloader.start("SIGHUP", None),
             _ = watch.tick() => {
                 policy.reconcile(|id| core.has_call(id));
+                // Stream connections carrying a call or a registration outlive the idle
+                // timeout (one batch a second, not per message).
+                let in_use: std::collections::HashSet<signaling::Peer> =
+                    core.stream_peers_in_use().into_iter().collect();
+                let now = Instant::now();
+                sender.tcp.mark_in_use(&in_use, now);
+                sender.tls.mark_in_use(&in_use, now);
+                guard.update(&policy.config);
                 if reloader.changed() {
                     reloader.start("file change", None);
                 }
@@ -421,6 +440,9 @@ impl Reloader {
                 if cfg.media != old.media {
                     tracing::warn!("reload: media changes take effect after a restart");
                 }
+                if cfg.limits.tcp != old.limits.tcp {
+                    tracing::warn!("reload: limits.tcp changes take effect after a restart");
+                }
                 if cfg.metrics != old.metrics {
                     tracing::warn!("reload: metrics listener changes take effect after a restart");
                 }
@@ -542,7 +564,7 @@ async fn start_mgcp_bridge(
         .map_err(|e| format!("mgcp bridge: {e}"))?;
     let local = sip.local_addr().map_err(|e| format!("mgcp bridge: {e}"))?;
     let names: Vec<String> = gateways.keys().cloned().collect();
-    let bridge = crate::mgcp_bridge::Bridge::new(gateways, local, rand::random());
+    let bridge = crate::mgcp_bridge::Bridge::new(gateways, local, rand::random::<[u8; 32]>());
     tokio::spawn(crate::mgcp_bridge::run(bridge, sip, mgcp, metrics));
     tracing::info!(gateways = ?names, bridge = %local, "MGCP call agent running");
     Ok(Some(local))

@@ -27,9 +27,6 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-/// How long a TLS handshake may take, either way, before the connection is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Most inbound handshakes in progress at once per listener; connections beyond it are closed
 /// at once (a flood of stalled handshakes cannot pile up tasks and sockets).
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;

@@ -29,6 +29,8 @@
 //!   kernel_forwarding: auto    # optional: auto | on | off: settled RTP flows forwarded in the kernel (eBPF)
 //! metrics:
 //!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
+//!   allow: [192.0.2.0/24]      # sources allowed (required for a non-loopback listen)
+//!   reload_token: long-random-secret  # POST /reload needs it off loopback (else 403)
 //! shutdown:
 //!   drain: 30                  # optional: seconds SIGTERM waits for calls before BYE (default 30)
 //! sip:                         # optional call setup timers (seconds; reloadable)
@@ -46,6 +48,8 @@
 //!   overload_queue: 2000       # queued messages that mean overload (default 2000)
 //!   retry_after: 5             # Retry-After seconds on overload/limit 503s (default 5)
 //!   user_agent_block: [friendly-scanner, sipvicious]  # default: DEFAULT_USER_AGENT_BLOCK
+//!   tcp: { max_connections: 10000, max_per_source: 64, handshake_timeout: 5,
+//!          idle_timeout: 120, partial_message_timeout: 10 }   # TCP/TLS listeners (defaults)
 //! trunks:
 //!   pbx:     { address: 127.0.0.1:5080, transport: udp }
 //!   carrier: { address: 127.0.0.1:5090, transport: udp, max_calls: 100, max_cps: 10 }
@@ -188,6 +192,75 @@ pub struct Media {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metrics {
     pub listen: SocketAddr,
+    /// Source addresses allowed to connect (`metrics.allow`); others are closed unanswered.
+    /// Required for a non-loopback `listen`; loopback sources are always allowed when `listen`
+    /// is a loopback address.
+    pub allow: Vec<IpNet>,
+    /// `POST /reload` needs `Authorization: Bearer <reload_token>` when `listen` is not a
+    /// loopback address; without a token, reload is then disabled (403).
+    pub reload_token: Option<String>,
+}
+
+impl Metrics {
+    /// Whether a connection from `ip` may talk to the admin endpoint.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        (self.listen.ip().is_loopback() && canonical_ip(ip).is_loopback())
+            || self.allow.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// An address block (`192.0.2.0/24`, `2001:db8::/32`, or one address) of an allow-list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet(Cidr);
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IpNet, String> {
+        s.parse().map(IpNet)
+    }
+}
+
+/// An IPv4-mapped IPv6 address as IPv4, others unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Connection limits of the SIP stream listeners (`limits.tcp`, TCP and TLS alike).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Inbound connections open at once, all sources together (default 10000).
+    pub max_connections: u32,
+    /// Inbound connections open at once from one source IP (default 64); trunks are exempt.
+    pub max_per_source: u32,
+    /// How long a TLS handshake may take (default 5 s).
+    pub handshake_timeout: Duration,
+    /// A connection that carries no call, no registration and no message for this long is
+    /// closed (default 120 s).
+    pub idle_timeout: Duration,
+    /// The bytes of an unfinished message may sit in a connection's buffer this long
+    /// (default 10 s).
+    pub partial_message_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 10_000,
+            max_per_source: 64,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(120),
+            partial_message_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Graceful shutdown (`shutdown:`): on SIGTERM new calls are refused with 503 and calls in
@@ -289,6 +362,8 @@ pub struct Limits {
     pub auth_failures: AuthFailures,
     /// Per-source and per-target caps of the SIP core.
     pub core: CoreCaps,
+    /// Connection limits of the TCP and TLS listeners (`limits.tcp`).
+    pub tcp: TcpLimits,
 }
 
 impl Default for Limits {
@@ -305,6 +380,7 @@ impl Default for Limits {
                 .collect(),
             auth_failures: AuthFailures::default(),
             core: CoreCaps::default(),
+            tcp: TcpLimits::default(),
         }
     }
 }
@@ -372,6 +448,29 @@ pub struct Config {
     pub dialplan: Dialplan,
     /// The file it came from, or `"<embedded default>"`.
     pub source: String,
+    /// Valid but probably unintended settings (see [`ConfigWarning`]).
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Something valid but probably unintended (`trunkline check` prints it, exit status 0),
+/// displayed as `FILE:LINE:COLUMN: warning: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    path: Vec<Seg>,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: warning: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
 }
 
 /// A configuration error, displayed as `FILE:LINE:COLUMN: message` (line and column 1-based).
@@ -459,6 +558,10 @@ pub fn from_yaml(src: &str, origin: &str) -> Result<Config, ConfigError> {
         }
     })?;
     cfg.source = origin.to_string();
+    for w in &mut cfg.warnings {
+        w.file = origin.to_string();
+        (w.line, w.column) = locate::locate(src, &w.path).unwrap_or((1, 1));
+    }
     Ok(cfg)
 }
 
@@ -688,6 +791,25 @@ struct RawMedia {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: String,
+    #[serde(default)]
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    reload_token: Option<String>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct RawTcpLimits {
+    #[serde(default)]
+    max_connections: Option<u32>,
+    #[serde(default)]
+    max_per_source: Option<u32>,
+    #[serde(default)]
+    handshake_timeout: Option<u64>,
+    #[serde(default)]
+    idle_timeout: Option<u64>,
+    #[serde(default)]
+    partial_message_timeout: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -755,6 +877,8 @@ struct RawLimits {
     subscriptions_per_source: Option<u32>,
     #[serde(default)]
     subscriptions_per_target: Option<u32>,
+    #[serde(default)]
+    tcp: Option<RawTcpLimits>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -927,10 +1051,7 @@ fn build_with(
     let media = build_media(raw.media)?;
     let metrics = match raw.metrics {
         None => None,
-        Some(m) => Some(Metrics {
-            listen: parse_socket(&m.listen)
-                .map_err(|e| sem(vec![key("metrics"), key("listen")], e))?,
-        }),
+        Some(m) => Some(build_metrics(m)?),
     };
 
     let shutdown = match raw.shutdown.and_then(|s| s.drain) {
@@ -1062,6 +1183,7 @@ fn build_with(
             None => return Ok(None),
         },
     };
+    let warnings = route_warnings(&rules, &trunks);
 
     Ok(Some(Config {
         listen,
@@ -1074,7 +1196,59 @@ fn build_with(
         trunks,
         dialplan: Dialplan::new(rules),
         source: String::new(),
+        warnings,
     }))
+}
+
+/// Warnings at most per configuration (one per distinct route list).
+const MAX_WARNINGS: usize = 20;
+
+/// Routes that fail over from a TLS trunk to a plaintext one: a call that was to be carried
+/// encrypted would go out in clear when the TLS trunk fails (its certificate, say). One
+/// warning per distinct route list, at the first rule that uses it.
+fn route_warnings(rules: &[Rule], trunks: &BTreeMap<String, Trunk>) -> Vec<ConfigWarning> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let Action::Route(route) = &r.action else {
+            continue;
+        };
+        if !seen.insert(std::sync::Arc::as_ptr(route) as *const () as usize) {
+            continue;
+        }
+        let secure = |n: &String| {
+            trunks
+                .get(n)
+                .is_some_and(|t| t.transport == TransportKind::Tls && t.mgcp.is_none())
+        };
+        let Some(first_tls) = route.iter().position(secure) else {
+            continue;
+        };
+        let Some(plain) = route[first_tls + 1..].iter().find(|n| !secure(n)) else {
+            continue;
+        };
+        let how = match trunks.get(plain) {
+            Some(t) if t.mgcp.is_some() => "an MGCP gateway (udp)".to_string(),
+            Some(t) => format!("{:?}", t.transport).to_lowercase(),
+            None => "plaintext".to_string(),
+        };
+        out.push(ConfigWarning {
+            file: String::new(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "dialplan[{i}].route: fails over from TLS trunk `{}` to plaintext trunk \
+                 `{plain}` ({how}): when `{}` fails (its certificate, say), calls go out \
+                 unencrypted",
+                route[first_tls], route[first_tls]
+            ),
+            path: vec![key("dialplan"), Seg::Index(i), key("route")],
+        });
+        if out.len() >= MAX_WARNINGS {
+            break;
+        }
+    }
+    out
 }
 
 fn build_limits(raw: Option<RawLimits>) -> Result<Limits, Sem> {
@@ -1153,6 +1327,93 @@ fn build_limits(raw: Option<RawLimits>) -> Result<Limits, Sem> {
         }
         l.user_agent_block = list;
     }
+    if let Some(t) = r.tcp {
+        l.tcp = build_tcp_limits(t)?;
+    }
+    Ok(l)
+}
+
+fn build_metrics(m: RawMetrics) -> Result<Metrics, Sem> {
+    let p = |k: &str| vec![key("metrics"), key(k)];
+    let listen = parse_socket(&m.listen).map_err(|e| sem(p("listen"), e))?;
+    let mut allow = Vec::new();
+    for (i, a) in m.allow.iter().flatten().enumerate() {
+        let n: IpNet = a
+            .parse()
+            .map_err(|e: String| sem(vec![key("metrics"), key("allow"), Seg::Index(i)], e))?;
+        allow.push(n);
+    }
+    if !listen.ip().is_loopback() && m.allow.is_none() {
+        return Err(sem(
+            p("listen"),
+            format!(
+                "metrics.listen {listen} is not a loopback address: the admin endpoint \
+                 (/metrics, POST /reload) would be open to anyone who reaches it; give \
+                 `metrics.allow: [CIDR, ...]` (the scrapers' addresses) or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    if let Some(t) = &m.reload_token {
+        if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(sem(
+                p("reload_token"),
+                "reload_token: at least 16 printable characters, no spaces",
+            ));
+        }
+    }
+    Ok(Metrics {
+        listen,
+        allow,
+        reload_token: m.reload_token,
+    })
+}
+
+fn build_tcp_limits(r: RawTcpLimits) -> Result<TcpLimits, Sem> {
+    let mut l = TcpLimits::default();
+    let p = |k: &str| vec![key("limits"), key("tcp"), key(k)];
+    if let Some(n) = r.max_connections {
+        if n == 0 || n > 1_000_000 {
+            return Err(sem(
+                p("max_connections"),
+                "max_connections must be 1..=1000000",
+            ));
+        }
+        l.max_connections = n;
+    }
+    if let Some(n) = r.max_per_source {
+        if n == 0 || n > l.max_connections {
+            return Err(sem(
+                p("max_per_source"),
+                format!(
+                    "max_per_source must be 1..={} (max_connections)",
+                    l.max_connections
+                ),
+            ));
+        }
+        l.max_per_source = n;
+    }
+    let secs = |v: Option<u64>, k: &str, max: u64, d: Duration| -> Result<Duration, Sem> {
+        match v {
+            None => Ok(d),
+            Some(s) if s == 0 || s > max => {
+                Err(sem(p(k), format!("{k} must be 1..={max} seconds")))
+            }
+            Some(s) => Ok(Duration::from_secs(s)),
+        }
+    };
+    l.handshake_timeout = secs(
+        r.handshake_timeout,
+        "handshake_timeout",
+        60,
+        l.handshake_timeout,
+    )?;
+    l.idle_timeout = secs(r.idle_timeout, "idle_timeout", 86_400, l.idle_timeout)?;
+    l.partial_message_timeout = secs(
+        r.partial_message_timeout,
+        "partial_message_timeout",
+        600,
+        l.partial_message_timeout,
+    )?;
     Ok(l)
 }
 

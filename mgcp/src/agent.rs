@@ -11,6 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand_chacha::ChaCha12Rng;
+use rand_core::{RngCore, SeedableRng};
+
 use crate::msg::{self, Command, Message, Response, Verb, MAX_TXID};
 
 /// Retransmission settings (section 4.3 defaults).
@@ -76,8 +79,12 @@ struct Pending {
 /// The call agent side of MGCP transactions.
 pub struct Agent {
     timers: Timers,
-    next_txid: u32,
+    /// Transaction ids are drawn from this CSPRNG (seeded by the shell): a forged response
+    /// must guess one of the ids in flight, out of 999,999,999.
+    rng: ChaCha12Rng,
     pending: HashMap<u32, Pending>,
+    /// Responses dropped because they came from another address than the command went to.
+    pub foreign_responses: u64,
     /// Answers to received commands, by (sender, transaction id), with their expiry.
     answered: HashMap<(SocketAddr, u32), (Vec<u8>, Instant)>,
     /// Received commands not yet answered (a duplicate is then dropped, not re-reported).
@@ -87,12 +94,25 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// `first_txid`: where this agent's transaction ids start (pick it at random per start, so
-    /// that a restarted agent does not reuse the ids a gateway still remembers).
-    pub fn new(first_txid: u32, timers: Timers) -> Agent {
+    /// An agent whose transaction ids come from a ChaCha12 stream seeded with `seed` (the
+    /// shell passes OS randomness; tests a constant). See [`Agent::from_seed`].
+    pub fn new(seed: u64, timers: Timers) -> Agent {
+        Agent::with_rng(ChaCha12Rng::seed_from_u64(seed), timers)
+    }
+
+    /// An agent seeded with 32 bytes of randomness (what the shell should pass): transaction
+    /// ids are random in 1..=999999999 (RFC 3435 section 3.2.1.2), unique among those in
+    /// flight, so a restarted agent does not reuse ids a gateway remembers and an off-path
+    /// attacker cannot predict them.
+    pub fn from_seed(seed: [u8; 32], timers: Timers) -> Agent {
+        Agent::with_rng(ChaCha12Rng::from_seed(seed), timers)
+    }
+
+    fn with_rng(rng: ChaCha12Rng, timers: Timers) -> Agent {
         Agent {
             timers,
-            next_txid: first_txid.clamp(1, MAX_TXID),
+            rng,
+            foreign_responses: 0,
             pending: HashMap::new(),
             answered: HashMap::new(),
             unanswered: HashMap::new(),
@@ -103,9 +123,10 @@ impl Agent {
 
     fn take_txid(&mut self) -> u32 {
         loop {
-            let t = self.next_txid;
-            self.next_txid = if t >= MAX_TXID { 1 } else { t + 1 };
-            if !self.pending.contains_key(&t) {
+            // Rejection sampling: uniform in 1..=MAX_TXID (2^30 > MAX_TXID, so fewer than one
+            // draw in ten is rejected).
+            let t = self.rng.next_u32() >> 2;
+            if (1..=MAX_TXID).contains(&t) && !self.pending.contains_key(&t) {
                 return t;
             }
         }
@@ -173,16 +194,22 @@ impl Agent {
         };
         for m in msgs {
             match m {
-                Message::Response(r) => self.on_response(r, now),
+                Message::Response(r) => self.on_response(from, r, now),
                 Message::Command(c) => self.on_command(from, c, now),
             }
         }
     }
 
-    fn on_response(&mut self, r: Response, now: Instant) {
+    fn on_response(&mut self, from: SocketAddr, r: Response, now: Instant) {
         let Some(p) = self.pending.get_mut(&r.txid) else {
             return; // a duplicate, or too late: the transaction is over
         };
+        // Only the gateway the command went to answers it (a forged answer from elsewhere
+        // would otherwise end the transaction with the forger's SDP).
+        if p.to != from {
+            self.foreign_responses += 1;
+            return;
+        }
         if r.is_provisional() {
             p.provisional = true;
             p.next = now + self.timers.provisional_wait;
@@ -275,12 +302,11 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Agent::new(1000, Timers::default());
         let txid = a.send(gw(), Command::new(Verb::Auep, "rtpbridge/1@mgw"), t0);
-        assert_eq!(txid, 1000);
         let first = drain(&mut a);
         assert_eq!(first.len(), 1);
         assert!(first[0]
             .bytes
-            .starts_with(b"AUEP 1000 rtpbridge/1@mgw MGCP 1.0\r\n"));
+            .starts_with(format!("AUEP {txid} rtpbridge/1@mgw MGCP 1.0\r\n").as_bytes()));
         let mut sends_at = vec![Duration::ZERO];
         let mut now = t0;
         while let Some(next) = a.poll_timeout() {
@@ -383,14 +409,71 @@ mod tests {
         assert_eq!(a.poll_event(), None);
     }
 
+    /// Ids are random in 1..=999999999, unique among those in flight, differ between seeds,
+    /// and are the same for the same seed (the shell's seed is the only source of randomness).
     #[test]
-    fn transaction_ids_wrap_and_skip_those_in_flight() {
+    fn transaction_ids_are_random_unique_and_seeded() {
         let t0 = Instant::now();
-        let mut a = Agent::new(MAX_TXID, Timers::default());
-        let t1 = a.send(gw(), Command::new(Verb::Auep, "x@gw"), t0);
-        let t2 = a.send(gw(), Command::new(Verb::Auep, "x@gw"), t0);
-        assert_eq!((t1, t2), (MAX_TXID, 1));
-        let mut b = Agent::new(0, Timers::default());
-        assert_eq!(b.send(gw(), Command::new(Verb::Auep, "x@gw"), t0), 1);
+        let mut a = Agent::new(1, Timers::default());
+        let ids: Vec<u32> = (0..2000)
+            .map(|_| a.send(gw(), Command::new(Verb::Auep, "x@gw"), t0))
+            .collect();
+        assert!(ids.iter().all(|t| (1..=MAX_TXID).contains(t)));
+        let set: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        assert_eq!(
+            set.len(),
+            ids.len(),
+            "unique among outstanding transactions"
+        );
+        assert_eq!(a.in_flight(), 2000);
+        // Not a counter: consecutive ids are far apart, and spread over the range.
+        let close = ids
+            .windows(2)
+            .filter(|w| w[0].abs_diff(w[1]) < 1000)
+            .count();
+        assert!(
+            close < 5,
+            "{close} consecutive ids within 1000 of each other"
+        );
+        assert!(ids.iter().any(|&t| t > MAX_TXID / 2) && ids.iter().any(|&t| t < MAX_TXID / 2));
+        let mut b = Agent::new(2, Timers::default());
+        let other: Vec<u32> = (0..20)
+            .map(|_| b.send(gw(), Command::new(Verb::Auep, "x@gw"), t0))
+            .collect();
+        assert_ne!(other, ids[..20].to_vec());
+        let mut c = Agent::from_seed([7; 32], Timers::default());
+        let mut d = Agent::from_seed([7; 32], Timers::default());
+        let tc = c.send(gw(), Command::new(Verb::Auep, "x@gw"), t0);
+        assert_eq!(tc, d.send(gw(), Command::new(Verb::Auep, "x@gw"), t0));
+    }
+
+    /// A response with the right transaction id from any other address than the command's
+    /// destination is dropped (and counted); the gateway's own answer still ends it.
+    #[test]
+    fn responses_only_from_the_address_the_command_went_to() {
+        let t0 = Instant::now();
+        let mut a = Agent::new(9, Timers::default());
+        let txid = a.send(gw(), Command::new(Verb::Crcx, "aaln/*@gw"), t0);
+        drain(&mut a);
+        let forged = format!("200 {txid} OK\r\nI: 66\r\n\r\nv=0\r\nc=IN IP4 127.0.0.66\r\n");
+        for from in ["127.0.0.66:2427", "127.0.0.1:2428"] {
+            a.handle_datagram(from.parse().unwrap(), forged.as_bytes(), t0);
+        }
+        assert_eq!(a.poll_event(), None, "forged answers ignored");
+        assert_eq!(a.foreign_responses, 2);
+        assert_eq!(a.in_flight(), 1, "the transaction is still open");
+        // a forged provisional does not stop the retransmissions either
+        a.handle_datagram(
+            "127.0.0.66:2427".parse().unwrap(),
+            format!("100 {txid} pending\r\n").as_bytes(),
+            t0,
+        );
+        a.handle_timeout(t0 + Duration::from_millis(200));
+        assert_eq!(drain(&mut a).len(), 1, "still retransmitted");
+        a.handle_datagram(gw(), format!("200 {txid} OK\r\nI: 1\r\n").as_bytes(), t0);
+        match a.poll_event() {
+            Some(Event::Response { response, .. }) => assert_eq!(response.param("I"), Some("1")),
+            e => panic!("{e:?}"),
+        }
     }
 }

@@ -2691,6 +2691,17 @@ impl B2bua {
             self.by_b.remove(&call.b.call_id);
         }
     }
+
+    /// The stream (TCP/TLS) peers a live call's dialog is on (either leg), for the transport
+    /// shell's idle timeout: their connections are kept however quiet. Called once a second
+    /// by the shell, not per message.
+    pub fn stream_peers_in_use(&self) -> Vec<Peer> {
+        self.calls
+            .values()
+            .flat_map(|c| [c.a.peer, c.b.peer])
+            .filter(|p| p.transport != Transport::Udp)
+            .collect()
+    }
 }
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY";
