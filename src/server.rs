@@ -555,6 +555,8 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
             config::KernelForwarding::On => media_relay::relay::KernelForwarding::On,
             config::KernelForwarding::Off => media_relay::relay::KernelForwarding::Off,
         },
+        // Relay ports are picked by a CSPRNG: seeded here, from the OS.
+        port_seed: Some(rand::random()),
     };
     let relay =
         media_relay::Relay::start_with(rcfg, &tuning).map_err(|e| format!("media relay: {e}"))?;

@@ -15,9 +15,12 @@
 //! | `list`   | (`limit`, default 32)                       | `result: ok`, `calls`                   |
 //!
 //! Errors are `result: error` with `error-reason` (rtpengine's wording where one exists, e.g.
-//! "No call-id in message", "Unknown call-id"). Other keys (`replace`, `flags`, `ICE`,
-//! `direction`, `received-from`, `transport-protocol`, ...) are accepted and ignored: the relay
-//! always replaces origin and connection addresses and always removes ICE attributes.
+//! "No call-id in message", "Unknown call-id"). `received-from` (`[family, address]`, the
+//! SIP source of the message) lets the relay learn a NATed endpoint's media source on that IP
+//! after sequence probation; without it, only the SDP's own address is learned. Other keys
+//! (`replace`, `flags`, `ICE`, `direction`, `transport-protocol`, ...) are accepted and
+//! ignored: the relay always replaces origin and connection addresses and always removes ICE
+//! attributes.
 //!
 //! Direction of a re-INVITE: ng names the sender by its From tag. An offer whose `from-tag` is
 //! the learned To tag of a call is a re-offer from the callee ([`Side::B`]); an answer whose
@@ -40,7 +43,7 @@ use crate::control::{CallInfo, MediaCalls, MediaError, Side};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -189,6 +192,14 @@ fn call_report(calls: &[CallInfo]) -> BTreeMap<Vec<u8>, Value> {
     d
 }
 
+/// The SIP source address of the message an offer/answer came in (`received-from`:
+/// `[family, address]`, as Kamailio's rtpengine module sends it): a media source on that IP may
+/// be learned after sequence probation (NAT), besides the SDP's own address.
+fn received_from(req: &Value) -> Option<IpAddr> {
+    let l = req.get("received-from")?.as_list()?;
+    l.get(1)?.as_str()?.trim().parse().ok()
+}
+
 impl NgHandler {
     pub fn new(calls: Arc<Mutex<MediaCalls>>) -> NgHandler {
         NgHandler {
@@ -286,19 +297,20 @@ impl NgHandler {
                     .get("sdp")
                     .and_then(Value::as_bytes)
                     .ok_or("No SDP body in message")?;
+                let peer = received_from(req);
                 let out = if cmd == "offer" {
                     match calls.find_side(call_id, from_tag) {
-                        Some((key, side)) => calls.offer_from(side, call_id, &key, sdp),
-                        None => calls.offer_from(Side::A, call_id, from_tag, sdp),
+                        Some((key, side)) => calls.offer_from_peer(side, call_id, &key, sdp, peer),
+                        None => calls.offer_from_peer(Side::A, call_id, from_tag, sdp, peer),
                     }
                 } else {
                     let to_tag = text("to-tag").ok_or("No to-tag in message")?;
                     match calls.find_side(call_id, from_tag) {
                         Some((key, Side::A)) => {
-                            calls.answer_from(Side::B, call_id, &key, Some(to_tag), sdp)
+                            calls.answer_from_peer(Side::B, call_id, &key, Some(to_tag), sdp, peer)
                         }
                         Some((key, Side::B)) => {
-                            calls.answer_from(Side::A, call_id, &key, None, sdp)
+                            calls.answer_from_peer(Side::A, call_id, &key, None, sdp, peer)
                         }
                         None => Err(MediaError::UnknownCall),
                     }
