@@ -12,6 +12,15 @@
 //!   the attacker's, and both phones get all 100 of each other's packets (the NATed caller too:
 //!   two-way audio once its source passed probation). `/metrics` counts the dropped packets
 //!   (`reason="foreign_source"`, and `reason="probation"` for the NATed caller's first ones).
+//! * `too_many_m_lines_get_488`: an INVITE whose SDP has 17 m= lines is answered 488 by
+//!   trunkline and never reaches the callee (no relay ports held for it).
+//! * `ng_listen_off_loopback_needs_allow_list`: `trunkline check` refuses a non-loopback
+//!   `media.ng_listen` without `media.ng_allow`, naming FILE:LINE:COLUMN of `ng_listen`; with
+//!   the list it passes, and a bad entry is named at its own line.
+//! * `ng_port_allow_list_and_stream_cap`: ng on 0.0.0.0 with `ng_allow: [10.99.0.2/32]` and
+//!   `ng_max_streams: 3` (addresses on the namespace's `lo`): a ping from 10.99.0.1 gets no
+//!   answer, from 10.99.0.2 and loopback it does; three offers get ports, the fourth an ng
+//!   error (`Too many sessions`), a delete makes room again.
 
 mod common;
 #[path = "common/rawsip.rs"]
@@ -318,6 +327,217 @@ fn sprayer_gets_nothing_and_nat_caller_talks() {
             dropped("probation") >= 2.0,
             "the NATed caller's first packets are counted as probation:\n{body}"
         );
+        tl.assert_alive();
+    });
+}
+
+#[test]
+fn too_many_m_lines_get_488() {
+    isolated("too_many_m_lines_get_488", true, |net| {
+        let mut tl = Trunkline::start(net, &yaml(net));
+        let uas = Uas {
+            sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B SIP"),
+        };
+        let mut uac = Uac::new(
+            UdpSocket::bind(("127.0.0.1", 0)).expect("bind A SIP"),
+            net.sip_addr(),
+            "many",
+        );
+        let mut body = sdp(A_IP, 4000);
+        for i in 1..17u16 {
+            body += &format!("m=audio {} RTP/AVP 0\r\n", 4000 + 2 * i);
+        }
+        let cseq = uac.send("INVITE", Some(&body));
+        let r = uac.final_response("INVITE", cseq);
+        assert_eq!(r.code(), Some(488), "{}", r.text);
+        // A sane call right after still reaches the callee.
+        let mut ok = Uac::new(
+            UdpSocket::bind(("127.0.0.1", 0)).expect("bind A SIP"),
+            net.sip_addr(),
+            "sane",
+        );
+        ok.send("INVITE", Some(&sdp(A_IP, 4000)));
+        let inv = uas.recv_request("INVITE", Duration::from_secs(10));
+        assert!(
+            inv.text.contains("Call-ID:") && !inv.text.contains("many-"),
+            "the refused INVITE must not reach the callee"
+        );
+        tl.assert_alive();
+    });
+}
+
+fn check_config(
+    dir: &std::path::Path,
+    name: &str,
+    yaml: &str,
+) -> (bool, String, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("write config");
+    let out = std::process::Command::new(trunkline_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run trunkline check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path,
+    )
+}
+
+/// The LINE of a `FILE:LINE:COLUMN:` line of `stderr` naming `file`.
+fn located(stderr: &str, file: &std::path::Path) -> Option<usize> {
+    let prefix = format!("{}:", file.display());
+    stderr.lines().find_map(|l| {
+        let rest = l.trim_start().strip_prefix(&prefix)?;
+        let mut it = rest.splitn(3, ':');
+        let line = it.next()?.trim().parse().ok()?;
+        let _col: usize = it.next()?.trim().parse().ok()?;
+        Some(line)
+    })
+}
+
+#[test]
+fn ng_listen_off_loopback_needs_allow_list() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("security_media")
+        .join(format!("check-{}", std::process::id()));
+    let base = "listen:\n  - { transport: udp, address: 127.0.0.1:5060 }\nmedia:\n  \
+                address: 127.0.0.1\n  ports: 20000-29999\n  ng_listen: 0.0.0.0:2223\n";
+    let tail = "trunks:\n  pbx: { address: 127.0.0.1:5080, transport: udp }\n\
+                dialplan:\n  - route: [pbx]\n";
+    let open = format!("{base}{tail}");
+    let (ok, err, path) = check_config(&dir, "open.yaml", &open);
+    assert!(
+        !ok,
+        "a non-loopback ng_listen without ng_allow must fail: {err}"
+    );
+    assert_eq!(
+        located(&err, &path),
+        Some(6),
+        "FILE:LINE:COLUMN at ng_listen: {err}"
+    );
+    assert!(err.contains("ng_allow"), "{err}");
+
+    let listed = format!("{base}  ng_allow: [192.0.2.10/32, 198.51.100.0/24]\n{tail}");
+    let (ok, err, _) = check_config(&dir, "listed.yaml", &listed);
+    assert!(ok, "{err}");
+
+    let bad = format!("{base}  ng_allow:\n    - 192.0.2.10/32\n    - 192.0.2.300\n{tail}");
+    let (ok, err, path) = check_config(&dir, "bad.yaml", &bad);
+    assert!(!ok);
+    assert_eq!(located(&err, &path), Some(9), "the bad entry's line: {err}");
+
+    let lo = format!("{}{tail}", base.replace("0.0.0.0:2223", "127.0.0.1:2223"));
+    let (ok, err, _) = check_config(&dir, "lo.yaml", &lo);
+    assert!(ok, "loopback needs no list: {err}");
+}
+
+fn bstr(s: &str) -> String {
+    format!("{}:{s}", s.len())
+}
+
+/// An ng request (bencoded dictionary) from `pairs`.
+fn ng(cookie: &str, pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut d = format!("{cookie} d");
+    for (k, v) in pairs {
+        d += &bstr(k);
+        d += &bstr(v);
+    }
+    d += "e";
+    d.into_bytes()
+}
+
+fn ng_reply(sock: &UdpSocket, limit: Duration) -> Option<String> {
+    sock.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn ng_port_allow_list_and_stream_cap() {
+    isolated("ng_port_allow_list_and_stream_cap", true, |net| {
+        for a in ["10.99.0.1/32", "10.99.0.2/32"] {
+            let st = std::process::Command::new("ip")
+                .args(["addr", "add", a, "dev", "lo"])
+                .status()
+                .expect("run ip");
+            assert!(st.success(), "ip addr add {a} dev lo");
+        }
+        let ng_port = net.spare(40);
+        let y = yaml(net).replace(
+            &format!("  ports: {}\n", net.media_range()),
+            &format!(
+                "  ports: {}\n  ng_listen: 0.0.0.0:{ng_port}\n  ng_allow: [10.99.0.2/32]\n  \
+                 ng_max_streams: 3\n",
+                net.media_range()
+            ),
+        );
+        assert!(y.contains("ng_allow"), "{y}");
+        let mut tl = Trunkline::start(net, &y);
+        wait_udp_bound(ng_port, Duration::from_secs(10));
+        let refused = UdpSocket::bind("10.99.0.1:0").expect("bind 10.99.0.1");
+        let allowed = UdpSocket::bind("10.99.0.2:0").expect("bind 10.99.0.2");
+        let lo = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+        let to = SocketAddr::from(([10, 99, 0, 2], ng_port));
+        let ping = ng("p1", &[("command", "ping")]);
+        // In this order: the server reads datagrams in turn, so once the allowed one is
+        // answered the refused one has been handled (dropped).
+        refused.send_to(&ping, to).expect("send");
+        allowed.send_to(&ping, to).expect("send");
+        let r = ng_reply(&allowed, Duration::from_secs(5)).expect("allowed source answered");
+        assert!(r.contains("pong"), "{r}");
+        assert_eq!(
+            ng_reply(&refused, Duration::from_millis(200)),
+            None,
+            "a source outside ng_allow must get no answer"
+        );
+        lo.send_to(&ping, ("127.0.0.1", ng_port)).expect("send");
+        let r = ng_reply(&lo, Duration::from_secs(5)).expect("loopback answered");
+        assert!(r.contains("pong"), "{r}");
+
+        let offer = |cookie: &str, call: &str| {
+            let body = sdp(A_IP, 4000);
+            ng(
+                cookie,
+                &[
+                    ("command", "offer"),
+                    ("call-id", call),
+                    ("from-tag", "f"),
+                    ("sdp", &body),
+                ],
+            )
+        };
+        for i in 0..3 {
+            lo.send_to(
+                &offer(&format!("o{i}"), &format!("c{i}")),
+                ("127.0.0.1", ng_port),
+            )
+            .expect("send");
+            let r = ng_reply(&lo, Duration::from_secs(5)).expect("offer answered");
+            assert!(r.contains("6:result2:ok"), "offer {i}: {r}");
+        }
+        lo.send_to(&offer("o3", "c3"), ("127.0.0.1", ng_port))
+            .expect("send");
+        let r = ng_reply(&lo, Duration::from_secs(5)).expect("offer answered");
+        assert!(
+            r.contains("Too many sessions"),
+            "the fourth stream is refused: {r}"
+        );
+        lo.send_to(
+            &ng("d0", &[("command", "delete"), ("call-id", "c0")]),
+            ("127.0.0.1", ng_port),
+        )
+        .expect("send");
+        let r = ng_reply(&lo, Duration::from_secs(5)).expect("delete answered");
+        assert!(r.contains("6:result2:ok"), "{r}");
+        lo.send_to(&offer("o4", "c3"), ("127.0.0.1", ng_port))
+            .expect("send");
+        let r = ng_reply(&lo, Duration::from_secs(5)).expect("offer answered");
+        assert!(r.contains("6:result2:ok"), "room after the delete: {r}");
         tl.assert_alive();
     });
 }

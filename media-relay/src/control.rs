@@ -78,6 +78,8 @@ pub enum MediaError {
     StreamCountMismatch { expected: usize, got: usize },
     /// m-line `index` has a host name as address: the relay has no resolver.
     UnresolvedAddress(usize),
+    /// This controller already holds its most pairs ([`MediaCalls::with_max_pairs`]).
+    PairLimit(usize),
 }
 
 impl fmt::Display for MediaError {
@@ -91,6 +93,9 @@ impl fmt::Display for MediaError {
             }
             MediaError::StreamCountMismatch { expected, got } => {
                 write!(f, "SDP has {got} m-lines, the call has {expected}")
+            }
+            MediaError::PairLimit(n) => {
+                write!(f, "Too many sessions: {n} media streams open (the limit)")
             }
             MediaError::UnresolvedAddress(i) => {
                 write!(
@@ -192,6 +197,8 @@ pub struct MediaCalls {
     calls: HashMap<String, Vec<Call>>,
     /// `pair.a` of every open pair -> (Call-ID, From tag), for [`MediaCalls::call_for_pair`].
     by_pair: HashMap<u16, (String, String)>,
+    /// Most pairs open at once (`None`: the data plane's range is the limit).
+    max_pairs: Option<usize>,
 }
 
 /// What applying one SDP did: the SDP to forward, pairs opened and pairs closed.
@@ -215,7 +222,16 @@ impl MediaCalls {
             dp,
             calls: HashMap::new(),
             by_pair: HashMap::new(),
+            max_pairs: None,
         }
+    }
+
+    /// Hold at most `n` pairs (one per accepted m-line) at once: an offer that would open more
+    /// fails with [`MediaError::PairLimit`] and changes nothing. For a controller that shares
+    /// the relay with others (the ng port beside the B2BUA), so it cannot take all the ports.
+    pub fn with_max_pairs(mut self, n: usize) -> MediaCalls {
+        self.max_pairs = Some(n);
+        self
     }
 
     /// The data plane this controller drives.
@@ -344,8 +360,11 @@ impl MediaCalls {
                 .push(call);
         }
         let dp = Arc::clone(&self.dp);
+        let room = self
+            .max_pairs
+            .map(|m| (m, m.saturating_sub(self.by_pair.len())));
         let result = match self.find_mut(call_id, from_tag) {
-            Some(call) => Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peer),
+            Some(call) => Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peer, room),
             None => Err(MediaError::UnknownCall),
         };
         match result {
@@ -373,6 +392,7 @@ impl MediaCalls {
 
     /// Apply one SDP from `side` to `call`; on error the call's streams are as before (pairs opened
     /// here are closed again; remotes already set on existing pairs stay set).
+    #[allow(clippy::too_many_arguments)]
     fn apply_to_call(
         dp: &dyn DataPlane,
         call: &mut Call,
@@ -380,6 +400,7 @@ impl MediaCalls {
         sdp: &Sdp,
         is_answer: bool,
         peer: Option<IpAddr>,
+        room: Option<(usize, usize)>,
     ) -> Result<Applied, MediaError> {
         let media = sdp.media();
         let have = call.streams.len();
@@ -438,6 +459,11 @@ impl MediaCalls {
                         continue;
                     }
                     None => {
+                        if let Some((max, left)) = room {
+                            if opened.len() >= left {
+                                return Err(MediaError::PairLimit(max));
+                            }
+                        }
                         let p = dp.open_pair()?;
                         opened.push(p);
                         st.pair = Some(p);
@@ -1045,6 +1071,34 @@ mod tests {
             dp.remote(30002),
             Some((sa("10.0.0.2:5000"), Some(sa("10.0.0.9:6001"))))
         );
+    }
+
+    /// `with_max_pairs`: an offer that would open more pairs than the limit fails whole and
+    /// opens nothing; re-offers of existing streams and a freed pair make room again.
+    #[test]
+    fn pair_limit_refuses_and_changes_nothing() {
+        let dp = Arc::new(FakeDataPlane::new(RELAY, 30000, 50));
+        let mut mc = MediaCalls::new(dp.clone()).with_max_pairs(3);
+        mc.offer("c1", "ft", &body("10.0.0.1", &[4000, 4002], ""))
+            .unwrap();
+        assert_eq!(
+            mc.offer("c2", "ft", &body("10.0.0.1", &[4000, 4002], "")),
+            Err(MediaError::PairLimit(3))
+        );
+        assert_eq!(dp.open_pairs(), 2, "the refused offer left nothing open");
+        assert_eq!(mc.list(), vec!["c1".to_string()]);
+        mc.offer("c1", "ft", &body("10.0.0.1", &[4000, 4002], ""))
+            .expect("a re-offer of open streams needs no new pair");
+        mc.offer("c3", "ft", &body("10.0.0.1", &[4000], ""))
+            .unwrap();
+        assert!(matches!(
+            mc.offer("c4", "ft", &body("10.0.0.1", &[4000], "")),
+            Err(MediaError::PairLimit(3))
+        ));
+        mc.delete("c3", None).unwrap();
+        mc.offer("c4", "ft", &body("10.0.0.1", &[4000], ""))
+            .expect("room again");
+        assert_eq!(dp.open_pairs(), 3);
     }
 
     #[test]
