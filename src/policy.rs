@@ -171,6 +171,7 @@ impl Media {
         for (reason, v) in [
             ("not_ready", t.dropped_not_ready),
             ("foreign_source", t.dropped_foreign_source),
+            ("probation", t.dropped_probation),
             ("no_destination", t.dropped_no_destination),
             ("truncated", t.dropped_truncated),
             ("send_error", t.send_errors),
@@ -558,7 +559,13 @@ impl Policy for LivePolicy {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .offer_from(side(from), call.call_id, call.from_tag, sdp)
+                .offer_from_peer(
+                    side(from),
+                    call.call_id,
+                    call.from_tag,
+                    sdp,
+                    Some(call.peer(from).ip()),
+                )
                 .map_err(|e| match e {
                     // No room in the relay is the server's condition, not the offer's: 503 with
                     // Retry-After so the caller (or its proxy) tries elsewhere or later.
@@ -581,7 +588,14 @@ impl Policy for LivePolicy {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .answer_from(side(from), call.call_id, call.from_tag, None, sdp)
+                .answer_from_peer(
+                    side(from),
+                    call.call_id,
+                    call.from_tag,
+                    None,
+                    sdp,
+                    Some(call.peer(from).ip()),
+                )
                 .map_err(|e| e.to_string()),
         }
     }

@@ -592,6 +592,8 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
             config::KernelForwarding::On => media_relay::relay::KernelForwarding::On,
             config::KernelForwarding::Off => media_relay::relay::KernelForwarding::Off,
         },
+        // Relay ports are picked by a CSPRNG: seeded here, from the OS.
+        port_seed: Some(rand::random()),
     };
     let relay =
         media_relay::Relay::start_with(rcfg, &tuning).map_err(|e| format!("media relay: {e}"))?;
@@ -622,11 +624,16 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
         Some(addr) => {
             let sock =
                 std::net::UdpSocket::bind(addr).map_err(|e| format!("bind ng {addr}: {e}"))?;
+            // At most `ng_max_streams` of the relay's pairs: the rest stay for SIP calls.
             let ng_calls = Arc::new(std::sync::Mutex::new(
-                media_relay::control::MediaCalls::new(relay.clone()),
+                media_relay::control::MediaCalls::new(relay.clone())
+                    .with_max_pairs(m.ng_max_streams),
             ));
             let handler = media_relay::ng::NgHandler::new(ng_calls.clone());
-            let server = media_relay::ng::serve(sock, handler).map_err(|e| format!("ng: {e}"))?;
+            // Loopback and `media.ng_allow` only (a non-loopback bind needs the list).
+            let allow = media_relay::ng::AllowList::new(m.ng_allow.clone());
+            let server = media_relay::ng::serve_allowed(sock, handler, allow)
+                .map_err(|e| format!("ng: {e}"))?;
             tracing::info!(address = %addr, "ng control protocol listening");
             Some((server, ng_calls))
         }

@@ -22,6 +22,8 @@
 //!   ports: 20000-29999         # relay port range (even first port, odd last port)
 //!   backend: auto              # auto | io_uring | epoll
 //!   ng_listen: 127.0.0.1:2223  # optional: rtpengine-compatible ng control port
+//!   ng_allow: [192.0.2.10/32]  # optional: ng clients besides loopback (required off loopback)
+//!   ng_max_streams: 2500       # optional: port pairs ng calls may hold (default half the range)
 //!   timeout: 60                # optional: media timeout seconds (default 60)
 //!   workers: 0                 # optional: relay worker threads (0/absent: cores - 1, at least 1)
 //!   io_uring_batch_us: 0       # optional: io_uring completion batching delay under load (0 = off, the default)
@@ -169,8 +171,16 @@ pub struct Media {
     /// Last relay port (odd), inclusive.
     pub port_max: u16,
     pub backend: Backend,
-    /// rtpengine-compatible ng control listener, if any.
+    /// rtpengine-compatible ng control listener, if any. A non-loopback address needs
+    /// `ng_allow`.
     pub ng_listen: Option<SocketAddr>,
+    /// Who may send ng commands besides loopback (`ng_allow: [CIDR, ...]`, `(network,
+    /// prefix length)`); datagrams from elsewhere are dropped. Default: loopback only.
+    pub ng_allow: Vec<(IpAddr, u8)>,
+    /// Most relay port pairs (one per m= line) the ng calls hold at once; beyond, an ng offer
+    /// gets an error. Default: half the pairs of `ports`, so ng clients cannot take the ports
+    /// SIP calls need.
+    pub ng_max_streams: usize,
     /// Media inactivity timeout (default 60 s).
     pub timeout: Duration,
     /// Relay worker threads; 0 (the default) = automatic: one per core but one, at least one.
@@ -775,6 +785,10 @@ struct RawMedia {
     backend: Backend,
     #[serde(default)]
     ng_listen: Option<String>,
+    #[serde(default)]
+    ng_allow: Option<Vec<String>>,
+    #[serde(default)]
+    ng_max_streams: Option<u64>,
     #[serde(default)]
     timeout: Option<u64>,
     #[serde(default)]
@@ -1477,6 +1491,39 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         None => None,
         Some(s) => Some(parse_socket(s).map_err(|e| sem(p("ng_listen"), e))?),
     };
+    let mut ng_allow = Vec::new();
+    for (i, c) in m.ng_allow.iter().flatten().enumerate() {
+        let at = || vec![key("media"), key("ng_allow"), Seg::Index(i)];
+        // validated (and its messages) as `match.source_ip`
+        c.parse::<Cidr>().map_err(|e| sem(at(), e))?;
+        let (a, l) = c.trim().split_once('/').unwrap_or((c.trim(), ""));
+        let ip: IpAddr = a.parse().map_err(|_| sem(at(), "not an IP address"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        ng_allow.push((ip, l.parse().unwrap_or(max)));
+    }
+    if let Some(a) = ng_listen {
+        if !a.ip().is_loopback() && ng_allow.is_empty() {
+            return Err(sem(
+                p("ng_listen"),
+                format!(
+                    "ng_listen {a} is not a loopback address: whoever reaches the ng port \
+                     controls the relay (opens ports, redirects media); list the SIP proxies \
+                     that may use it in media.ng_allow: [CIDR, ...]"
+                ),
+            ));
+        }
+    }
+    let pairs = (usize::from(port_max) - usize::from(port_min) + 1) / 4;
+    let ng_max_streams = match m.ng_max_streams {
+        None => (pairs / 2).max(1),
+        Some(n) if n >= 1 && n as usize <= pairs => n as usize,
+        Some(n) => {
+            return Err(sem(
+                p("ng_max_streams"),
+                format!("{n}: between 1 and the {pairs} port pairs of media.ports"),
+            ))
+        }
+    };
     let timeout = match m.timeout {
         None => Duration::from_secs(60),
         Some(0) => return Err(sem(p("timeout"), "media timeout must be > 0 seconds")),
@@ -1510,6 +1557,8 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         port_max,
         backend: m.backend,
         ng_listen,
+        ng_allow,
+        ng_max_streams,
         timeout,
         workers,
         io_uring_batch_us,

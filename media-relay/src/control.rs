@@ -32,7 +32,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Most m-lines one call may have (each opens a pair: 4 UDP ports).
@@ -78,6 +78,8 @@ pub enum MediaError {
     StreamCountMismatch { expected: usize, got: usize },
     /// m-line `index` has a host name as address: the relay has no resolver.
     UnresolvedAddress(usize),
+    /// This controller already holds its most pairs ([`MediaCalls::with_max_pairs`]).
+    PairLimit(usize),
 }
 
 impl fmt::Display for MediaError {
@@ -91,6 +93,9 @@ impl fmt::Display for MediaError {
             }
             MediaError::StreamCountMismatch { expected, got } => {
                 write!(f, "SDP has {got} m-lines, the call has {expected}")
+            }
+            MediaError::PairLimit(n) => {
+                write!(f, "Too many sessions: {n} media streams open (the limit)")
             }
             MediaError::UnresolvedAddress(i) => {
                 write!(
@@ -192,6 +197,8 @@ pub struct MediaCalls {
     calls: HashMap<String, Vec<Call>>,
     /// `pair.a` of every open pair -> (Call-ID, From tag), for [`MediaCalls::call_for_pair`].
     by_pair: HashMap<u16, (String, String)>,
+    /// Most pairs open at once (`None`: the data plane's range is the limit).
+    max_pairs: Option<usize>,
 }
 
 /// What applying one SDP did: the SDP to forward, pairs opened and pairs closed.
@@ -215,7 +222,16 @@ impl MediaCalls {
             dp,
             calls: HashMap::new(),
             by_pair: HashMap::new(),
+            max_pairs: None,
         }
+    }
+
+    /// Hold at most `n` pairs (one per accepted m-line) at once: an offer that would open more
+    /// fails with [`MediaError::PairLimit`] and changes nothing. For a controller that shares
+    /// the relay with others (the ng port beside the B2BUA), so it cannot take all the ports.
+    pub fn with_max_pairs(mut self, n: usize) -> MediaCalls {
+        self.max_pairs = Some(n);
+        self
     }
 
     /// The data plane this controller drives.
@@ -256,7 +272,36 @@ impl MediaCalls {
         from_tag: &str,
         sdp: &[u8],
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, None, sdp, false)
+        self.apply(side, call_id, from_tag, None, sdp, false, None)
+    }
+
+    /// [`MediaCalls::offer_from`] with the IP address `side` signals from (the source of its
+    /// SIP/ng request). The relay leg facing `side` may then learn a media source on that IP
+    /// (an endpoint behind NAT, after sequence probation) besides the SDP's own address; see
+    /// [`DataPlane::set_remote_from`]. Without it only the SDP's address is learned.
+    pub fn offer_from_peer(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        sdp: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Vec<u8>, MediaError> {
+        self.apply(side, call_id, from_tag, None, sdp, false, peer)
+    }
+
+    /// [`MediaCalls::answer_from`] with the IP address `side` signals from (see
+    /// [`MediaCalls::offer_from_peer`]).
+    pub fn answer_from_peer(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: Option<&str>,
+        sdp: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Vec<u8>, MediaError> {
+        self.apply(side, call_id, from_tag, to_tag, sdp, true, peer)
     }
 
     /// SDP answer from `side` to the last offer of the other side. `to_tag`, when given, is
@@ -270,9 +315,10 @@ impl MediaCalls {
         to_tag: Option<&str>,
         sdp: &[u8],
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, to_tag, sdp, true)
+        self.apply(side, call_id, from_tag, to_tag, sdp, true, None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
         side: Side,
@@ -281,6 +327,7 @@ impl MediaCalls {
         to_tag: Option<&str>,
         body: &[u8],
         is_answer: bool,
+        peer: Option<IpAddr>,
     ) -> Result<Vec<u8>, MediaError> {
         let sdp = Sdp::parse(body)?;
         let media = sdp.media();
@@ -313,8 +360,11 @@ impl MediaCalls {
                 .push(call);
         }
         let dp = Arc::clone(&self.dp);
+        let room = self
+            .max_pairs
+            .map(|m| (m, m.saturating_sub(self.by_pair.len())));
         let result = match self.find_mut(call_id, from_tag) {
-            Some(call) => Self::apply_to_call(&*dp, call, side, &sdp, is_answer),
+            Some(call) => Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peer, room),
             None => Err(MediaError::UnknownCall),
         };
         match result {
@@ -342,12 +392,15 @@ impl MediaCalls {
 
     /// Apply one SDP from `side` to `call`; on error the call's streams are as before (pairs opened
     /// here are closed again; remotes already set on existing pairs stay set).
+    #[allow(clippy::too_many_arguments)]
     fn apply_to_call(
         dp: &dyn DataPlane,
         call: &mut Call,
         side: Side,
         sdp: &Sdp,
         is_answer: bool,
+        peer: Option<IpAddr>,
+        room: Option<(usize, usize)>,
     ) -> Result<Applied, MediaError> {
         let media = sdp.media();
         let have = call.streams.len();
@@ -406,6 +459,11 @@ impl MediaCalls {
                         continue;
                     }
                     None => {
+                        if let Some((max, left)) = room {
+                            if opened.len() >= left {
+                                return Err(MediaError::PairLimit(max));
+                            }
+                        }
                         let p = dp.open_pair()?;
                         opened.push(p);
                         st.pair = Some(p);
@@ -413,7 +471,7 @@ impl MediaCalls {
                     }
                 };
                 if let Some(rtp) = m.rtp_addr() {
-                    dp.set_remote(side.port(pair), rtp, m.rtcp_addr())?;
+                    dp.set_remote_from(side.port(pair), rtp, m.rtcp_addr(), peer)?;
                     *st.remote_mut(side) = Some(rtp);
                 }
                 // The leg facing `side` receives what `side` sends, described by its rtpmaps.
@@ -632,6 +690,7 @@ pub mod fake {
         free: BTreeSet<u16>,
         open: HashMap<u16, LegPair>,
         remotes: HashMap<u16, (SocketAddr, Option<SocketAddr>)>,
+        signalling: HashMap<u16, IpAddr>,
         stats: HashMap<u16, LegStats>,
         ops: Vec<Op>,
     }
@@ -676,6 +735,11 @@ pub mod fake {
             self.lock().remotes.get(&port).copied()
         }
 
+        /// The signalling IP last given with a remote of `port` (`set_remote_from`).
+        pub fn signalling(&self, port: u16) -> Option<IpAddr> {
+            self.lock().signalling.get(&port).copied()
+        }
+
         /// Make `stats(port)` return these counters.
         pub fn set_stats(&self, port: u16, stats: LegStats) {
             self.lock().stats.insert(port, stats);
@@ -715,12 +779,30 @@ pub mod fake {
             Ok(())
         }
 
+        fn set_remote_from(
+            &self,
+            port: u16,
+            rtp: SocketAddr,
+            rtcp: Option<SocketAddr>,
+            signalling: Option<IpAddr>,
+        ) -> Result<(), RelayError> {
+            self.set_remote(port, rtp, rtcp)?;
+            let mut st = self.lock();
+            match signalling {
+                Some(ip) => st.signalling.insert(port, ip),
+                None => st.signalling.remove(&port),
+            };
+            Ok(())
+        }
+
         fn close_pair(&self, pair: LegPair) {
             let mut st = self.lock();
             if st.open.remove(&pair.a).is_some() {
                 st.open.remove(&pair.b);
                 st.remotes.remove(&pair.a);
                 st.remotes.remove(&pair.b);
+                st.signalling.remove(&pair.a);
+                st.signalling.remove(&pair.b);
                 st.stats.remove(&pair.a);
                 st.stats.remove(&pair.b);
                 st.free.insert(pair.a);
@@ -775,6 +857,30 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    /// Each side's signalling IP goes with its own leg's remote, and only there.
+    #[test]
+    fn signalling_ip_reaches_the_leg_facing_its_side() {
+        let (dp, mut mc) = setup(10);
+        let (ip_a, ip_b): (IpAddr, IpAddr) = (
+            "198.51.100.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
+        let body_a = body("10.0.0.1", &[4000], "");
+        mc.offer_from_peer(Side::A, "c1", "ft", &body_a, Some(ip_a))
+            .unwrap();
+        let pair = LegPair { a: 30000, b: 30002 };
+        assert_eq!(dp.signalling(pair.a), Some(ip_a));
+        assert_eq!(dp.signalling(pair.b), None);
+        let body_b = body("10.0.0.2", &[5000], "");
+        mc.answer_from_peer(Side::B, "c1", "ft", Some("tt"), &body_b, Some(ip_b))
+            .unwrap();
+        assert_eq!(dp.signalling(pair.a), Some(ip_a));
+        assert_eq!(dp.signalling(pair.b), Some(ip_b));
+        // a re-offer without a peer takes the NAT allowance away
+        mc.offer_from(Side::A, "c1", "ft", &body_a).unwrap();
+        assert_eq!(dp.signalling(pair.a), None);
     }
 
     #[test]
@@ -965,6 +1071,34 @@ mod tests {
             dp.remote(30002),
             Some((sa("10.0.0.2:5000"), Some(sa("10.0.0.9:6001"))))
         );
+    }
+
+    /// `with_max_pairs`: an offer that would open more pairs than the limit fails whole and
+    /// opens nothing; re-offers of existing streams and a freed pair make room again.
+    #[test]
+    fn pair_limit_refuses_and_changes_nothing() {
+        let dp = Arc::new(FakeDataPlane::new(RELAY, 30000, 50));
+        let mut mc = MediaCalls::new(dp.clone()).with_max_pairs(3);
+        mc.offer("c1", "ft", &body("10.0.0.1", &[4000, 4002], ""))
+            .unwrap();
+        assert_eq!(
+            mc.offer("c2", "ft", &body("10.0.0.1", &[4000, 4002], "")),
+            Err(MediaError::PairLimit(3))
+        );
+        assert_eq!(dp.open_pairs(), 2, "the refused offer left nothing open");
+        assert_eq!(mc.list(), vec!["c1".to_string()]);
+        mc.offer("c1", "ft", &body("10.0.0.1", &[4000, 4002], ""))
+            .expect("a re-offer of open streams needs no new pair");
+        mc.offer("c3", "ft", &body("10.0.0.1", &[4000], ""))
+            .unwrap();
+        assert!(matches!(
+            mc.offer("c4", "ft", &body("10.0.0.1", &[4000], "")),
+            Err(MediaError::PairLimit(3))
+        ));
+        mc.delete("c3", None).unwrap();
+        mc.offer("c4", "ft", &body("10.0.0.1", &[4000], ""))
+            .expect("room again");
+        assert_eq!(dp.open_pairs(), 3);
     }
 
     #[test]

@@ -87,13 +87,29 @@ pub trait DataPlane: Send + Sync {
     /// Open two joined port pairs.
     fn open_pair(&self) -> Result<LegPair, RelayError>;
     /// Where the peer of the leg owning `port` wants media (its SDP c=/m=, and a=rtcp or port+1).
-    /// Called again on a re-offer; the leg may re-latch after it.
+    /// Called again on a re-offer; the leg may learn its source again after it. Only the
+    /// signalled address can be learned (see [`DataPlane::set_remote_from`]).
     fn set_remote(
         &self,
         port: u16,
         rtp: SocketAddr,
         rtcp: Option<SocketAddr>,
     ) -> Result<(), RelayError>;
+    /// [`DataPlane::set_remote`], with the IP address the leg's endpoint *signals* from (the
+    /// source of its SIP or ng request). Besides the signalled address, the leg may then learn a
+    /// media source on that IP (an endpoint behind NAT) once it passes sequence probation;
+    /// without it (`None`, and in [`DataPlane::set_remote`]) only the signalled address is
+    /// learned. Default: ignores `signalling`.
+    fn set_remote_from(
+        &self,
+        port: u16,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+        signalling: Option<IpAddr>,
+    ) -> Result<(), RelayError> {
+        let _ = signalling;
+        self.set_remote(port, rtp, rtcp)
+    }
     /// Close both legs of the pair and return the ports to the pool.
     fn close_pair(&self, pair: LegPair);
     /// Stats of the leg owning `port`.

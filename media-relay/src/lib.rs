@@ -5,6 +5,8 @@
 
 pub mod control;
 pub mod dataplane;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ng;
 pub mod relay;
 pub mod sdp;

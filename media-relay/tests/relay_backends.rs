@@ -177,30 +177,42 @@ macro_rules! backend_tests {
             }
 
             #[test]
-            fn latches_to_nat_address() {
+            fn latches_to_nat_address_after_probation() {
                 let Some(r) = start(B, BASE + 100, BASE + 199, Duration::from_secs(60), false)
                 else {
                     return;
                 };
                 let pair = r.open_pair().unwrap();
                 let (x, y) = (client(), client());
-                // X signals a private address it does not send from (behind NAT).
+                // X signals a private address it does not send from (behind NAT), from the
+                // IP it sends media from.
                 let sdp_x: SocketAddr = "127.0.0.1:9".parse().unwrap();
-                r.set_remote(pair.a, sdp_x, None).unwrap();
+                r.set_remote_from(pair.a, sdp_x, None, Some(x.local_addr().unwrap().ip()))
+                    .unwrap();
                 r.set_remote(pair.b, y.local_addr().unwrap(), None).unwrap();
-                x.send_to(&rtp(1, 0, 1), relay_addr(pair.a)).unwrap();
-                recv(&y).expect("Y gets X's media");
+                // Probation: the first packets are dropped, the third in sequence passes.
+                for i in 0..3u16 {
+                    x.send_to(&rtp(i, 160 * u32::from(i), 1), relay_addr(pair.a))
+                        .unwrap();
+                }
+                let (got, _) = recv(&y).expect("Y gets X's media after probation");
+                assert_eq!(got, rtp(2, 320, 1));
+                assert!(recv_quiet(&y, Duration::from_millis(100)).is_none());
                 y.send_to(&rtp(1, 0, 2), relay_addr(pair.b)).unwrap();
-                let (_, from) = recv(&x).expect("media goes to the latched NAT address");
+                let (_, from) = recv(&x).expect("media goes to the learned NAT address");
                 assert_eq!(from, relay_addr(pair.a));
                 assert_eq!(
                     r.stats(pair.a).unwrap().latched,
                     Some(x.local_addr().unwrap())
                 );
+                let t = wait_totals(&r, |t| t.dropped_probation == 2);
+                assert_eq!(t.dropped_probation, 2);
             }
 
+            /// RTP Bleed: a source on another IP than the leg's SDP and signalling never gets
+            /// or injects a packet, before or after the real source is learned.
             #[test]
-            fn rtp_bleed_guard_and_relatch() {
+            fn rtp_bleed_guard_and_relearn() {
                 let Some(r) = start(B, BASE + 200, BASE + 299, Duration::from_secs(60), false)
                 else {
                     return;
@@ -208,12 +220,25 @@ macro_rules! backend_tests {
                 let c = call(&r);
                 // X is behind NAT: its SDP names an address it does not send from.
                 let sdp_x: SocketAddr = "127.0.0.1:9".parse().unwrap();
-                r.set_remote(c.pair.a, sdp_x, None).unwrap();
-                // Fill the latch window with X's packets.
+                r.set_remote_from(c.pair.a, sdp_x, None, Some(c.x.local_addr().unwrap().ip()))
+                    .unwrap();
+                let evil = UdpSocket::bind("127.0.0.66:0").unwrap();
+                evil.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                // The sprayer goes first, in sequence: never learned.
+                for i in 0..20u16 {
+                    evil.send_to(&rtp(500 + i, 0, 66), relay_addr(c.pair.a))
+                        .unwrap();
+                }
+                c.y.send_to(&rtp(1, 0, 2), relay_addr(c.pair.b)).unwrap();
+                assert!(recv_quiet(&c.y, Duration::from_millis(100)).is_none());
+                assert!(recv(&evil).is_none(), "the sprayer got Y's media");
                 for i in 0..12u16 {
                     c.x.send_to(&rtp(i, i as u32 * 160, 1), relay_addr(c.pair.a))
                         .unwrap();
-                    recv(&c.y).expect("X's media passes");
+                    if i >= 2 {
+                        recv(&c.y).expect("X's media passes after probation");
+                    }
                 }
                 let z = client();
                 z.send_to(&rtp(500, 0, 66), relay_addr(c.pair.a)).unwrap();
@@ -227,18 +252,24 @@ macro_rules! backend_tests {
                 c.y.send_to(&rtp(1, 0, 2), relay_addr(c.pair.b)).unwrap();
                 recv(&c.x).expect("X still gets media");
                 assert!(recv_quiet(&z, Duration::from_millis(100)).is_none());
-                let t = wait_totals(&r, |t| t.dropped_foreign_source == 1);
-                assert_eq!(t.dropped_foreign_source, 1);
-                assert_eq!(r.stats(c.pair.a).unwrap().packets_dropped, 1);
+                assert!(recv(&evil).is_none());
+                let t = wait_totals(&r, |t| t.dropped_foreign_source == 21);
+                assert_eq!(t.dropped_foreign_source, 21);
 
-                // A new offer re-opens the window: Z (the endpoint moved) may latch now.
-                r.set_remote(c.pair.a, sdp_x, None).unwrap();
+                // A new offer re-opens learning: Z (the endpoint moved to another port of
+                // the signalling IP) is learned after probation.
+                r.set_remote_from(c.pair.a, sdp_x, None, Some(c.x.local_addr().unwrap().ip()))
+                    .unwrap();
                 // set_remote is asynchronous; the stats round trip orders after it.
                 r.stats(c.pair.a).unwrap();
-                z.send_to(&rtp(501, 0, 66), relay_addr(c.pair.a)).unwrap();
-                recv(&c.y).expect("Z's media passes after re-offer");
+                for i in 0..3u16 {
+                    z.send_to(&rtp(501 + i, 0, 67), relay_addr(c.pair.a))
+                        .unwrap();
+                }
+                let (got, _) = recv(&c.y).expect("Z's media passes after re-offer");
+                assert_eq!(got, rtp(503, 0, 67));
                 c.y.send_to(&rtp(2, 160, 2), relay_addr(c.pair.b)).unwrap();
-                recv(&z).expect("media goes to the re-latched source");
+                recv(&z).expect("media goes to the re-learned source");
                 assert_eq!(
                     r.stats(c.pair.a).unwrap().latched,
                     Some(z.local_addr().unwrap())

@@ -117,6 +117,19 @@ pub struct CallRef<'a> {
     pub id: u64,
     pub call_id: &'a str,
     pub from_tag: &'a str,
+    /// The signalling peer of leg A and of leg B (the target being tried or answered): the
+    /// media side lets a NATed endpoint's media come from that IP.
+    pub peers: [SocketAddr; 2],
+}
+
+impl CallRef<'_> {
+    /// The signalling peer of `leg`.
+    pub fn peer(&self, leg: Leg) -> SocketAddr {
+        match leg {
+            Leg::A => self.peers[0],
+            Leg::B => self.peers[1],
+        }
+    }
 }
 
 /// What happened to a call, for metrics and logs.
@@ -508,6 +521,7 @@ impl Call {
             id: self.id,
             call_id: &self.a.call_id,
             from_tag: self.a.remote_tag.as_deref().unwrap_or(""),
+            peers: [self.a.peer.addr, self.b.peer.addr],
         }
     }
 }

@@ -15,9 +15,12 @@
 //! | `list`   | (`limit`, default 32)                       | `result: ok`, `calls`                   |
 //!
 //! Errors are `result: error` with `error-reason` (rtpengine's wording where one exists, e.g.
-//! "No call-id in message", "Unknown call-id"). Other keys (`replace`, `flags`, `ICE`,
-//! `direction`, `received-from`, `transport-protocol`, ...) are accepted and ignored: the relay
-//! always replaces origin and connection addresses and always removes ICE attributes.
+//! "No call-id in message", "Unknown call-id"). `received-from` (`[family, address]`, the
+//! SIP source of the message) lets the relay learn a NATed endpoint's media source on that IP
+//! after sequence probation; without it, only the SDP's own address is learned. Other keys
+//! (`replace`, `flags`, `ICE`, `direction`, `transport-protocol`, ...) are accepted and
+//! ignored: the relay always replaces origin and connection addresses and always removes ICE
+//! attributes.
 //!
 //! Direction of a re-INVITE: ng names the sender by its From tag. An offer whose `from-tag` is
 //! the learned To tag of a call is a re-offer from the callee ([`Side::B`]); an answer whose
@@ -26,7 +29,13 @@
 //!
 //! Retransmissions: ng runs over UDP and clients resend with the same cookie. A request whose
 //! cookie and body were seen within [`NgHandler::with_cache_ttl`] (30 s by default) gets the
-//! stored reply again without executing a second time.
+//! stored reply again without executing a second time. The cache is bounded in entries
+//! ([`MAX_CACHE_ENTRIES`]) and in bytes ([`MAX_CACHE_BYTES`], oldest out first).
+//!
+//! Bounds: an offer may open at most as many relay pairs as the [`MediaCalls`] it drives
+//! allows ([`MediaCalls::with_max_pairs`]; trunkline: `media.ng_max_streams`), beyond which it
+//! gets `Too many sessions`; [`serve_allowed`] drops datagrams from sources outside an
+//! allow-list (loopback always allowed).
 //!
 //! The core ([`NgHandler::handle`]) is sans-IO; [`serve`] runs it on a UDP socket in a thread.
 
@@ -34,13 +43,13 @@ pub mod bencode;
 mod server;
 
 pub use bencode::Value;
-pub use server::{serve, NgServer};
+pub use server::{serve, serve_allowed, AllowList, NgServer};
 
 use crate::control::{CallInfo, MediaCalls, MediaError, Side};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,8 +57,17 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Most replies kept in the retransmission cache.
 pub const MAX_CACHE_ENTRIES: usize = 65_536;
+/// Most bytes (replies and cookies) kept in the retransmission cache: replies to big SDPs
+/// under fresh cookies cannot grow it past this.
+pub const MAX_CACHE_BYTES: usize = 64 << 20;
 /// Longest cookie accepted.
 pub const MAX_COOKIE_LEN: usize = 256;
+
+/// What one cache entry costs: its reply, its cookie twice (map key and age queue) and the
+/// bookkeeping around them.
+fn entry_cost(cookie: usize, reply: usize) -> usize {
+    reply + 2 * cookie + 96
+}
 
 struct Cached {
     body_hash: u64,
@@ -63,6 +81,9 @@ pub struct NgHandler {
     ttl: Duration,
     cache: HashMap<Vec<u8>, Cached>,
     order: VecDeque<(Instant, Vec<u8>)>,
+    /// Sum of [`entry_cost`] over `cache`.
+    cache_bytes: usize,
+    max_cache_bytes: usize,
 }
 
 fn ok() -> BTreeMap<Vec<u8>, Value> {
@@ -189,6 +210,14 @@ fn call_report(calls: &[CallInfo]) -> BTreeMap<Vec<u8>, Value> {
     d
 }
 
+/// The SIP source address of the message an offer/answer came in (`received-from`:
+/// `[family, address]`, as Kamailio's rtpengine module sends it): a media source on that IP may
+/// be learned after sequence probation (NAT), besides the SDP's own address.
+fn received_from(req: &Value) -> Option<IpAddr> {
+    let l = req.get("received-from")?.as_list()?;
+    l.get(1)?.as_str()?.trim().parse().ok()
+}
+
 impl NgHandler {
     pub fn new(calls: Arc<Mutex<MediaCalls>>) -> NgHandler {
         NgHandler {
@@ -196,7 +225,42 @@ impl NgHandler {
             ttl: DEFAULT_CACHE_TTL,
             cache: HashMap::new(),
             order: VecDeque::new(),
+            cache_bytes: 0,
+            max_cache_bytes: MAX_CACHE_BYTES,
         }
+    }
+
+    /// Keep at most `bytes` of replies in the retransmission cache (default
+    /// [`MAX_CACHE_BYTES`]); the oldest go first.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> NgHandler {
+        self.max_cache_bytes = bytes;
+        self
+    }
+
+    /// Bytes the retransmission cache holds now (see [`NgHandler::with_cache_bytes`]).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache_bytes
+    }
+
+    /// Replies in the retransmission cache now.
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Drop the oldest entry of the age queue (and its reply, unless a newer request under the
+    /// same cookie replaced it). `false` when the queue is empty.
+    fn evict_oldest(&mut self) -> bool {
+        let Some((t, cookie)) = self.order.pop_front() else {
+            return false;
+        };
+        if self.cache.get(&cookie).is_some_and(|c| c.at == t) {
+            if let Some(c) = self.cache.remove(&cookie) {
+                self.cache_bytes = self
+                    .cache_bytes
+                    .saturating_sub(entry_cost(cookie.len(), c.reply.len()));
+            }
+        }
+        true
     }
 
     /// Change how long replies are kept for retransmitted requests.
@@ -237,12 +301,21 @@ impl NgHandler {
         reply.push(b' ');
         reply_value.encode_into(&mut reply);
 
-        if self.cache.len() >= MAX_CACHE_ENTRIES {
-            if let Some((_, old)) = self.order.pop_front() {
-                self.cache.remove(&old);
+        let cost = entry_cost(cookie.len(), reply.len());
+        if cost > self.max_cache_bytes {
+            // Not cached at all; a retransmission executes again (offers are idempotent).
+            if let Some(old) = self.cache.remove(cookie) {
+                self.cache_bytes = self
+                    .cache_bytes
+                    .saturating_sub(entry_cost(cookie.len(), old.reply.len()));
             }
+            return Some(reply);
         }
-        self.cache.insert(
+        while (self.order.len() >= MAX_CACHE_ENTRIES
+            || self.cache_bytes + cost > self.max_cache_bytes)
+            && self.evict_oldest()
+        {}
+        let old = self.cache.insert(
             cookie.to_vec(),
             Cached {
                 body_hash,
@@ -250,6 +323,12 @@ impl NgHandler {
                 at: now,
             },
         );
+        if let Some(old) = old {
+            self.cache_bytes = self
+                .cache_bytes
+                .saturating_sub(entry_cost(cookie.len(), old.reply.len()));
+        }
+        self.cache_bytes += cost;
         self.order.push_back((now, cookie.to_vec()));
         Some(reply)
     }
@@ -259,11 +338,7 @@ impl NgHandler {
             if now.saturating_duration_since(*t) < self.ttl {
                 break;
             }
-            if let Some((t, cookie)) = self.order.pop_front() {
-                if self.cache.get(&cookie).is_some_and(|c| c.at == t) {
-                    self.cache.remove(&cookie);
-                }
-            }
+            self.evict_oldest();
         }
     }
 
@@ -286,19 +361,20 @@ impl NgHandler {
                     .get("sdp")
                     .and_then(Value::as_bytes)
                     .ok_or("No SDP body in message")?;
+                let peer = received_from(req);
                 let out = if cmd == "offer" {
                     match calls.find_side(call_id, from_tag) {
-                        Some((key, side)) => calls.offer_from(side, call_id, &key, sdp),
-                        None => calls.offer_from(Side::A, call_id, from_tag, sdp),
+                        Some((key, side)) => calls.offer_from_peer(side, call_id, &key, sdp, peer),
+                        None => calls.offer_from_peer(Side::A, call_id, from_tag, sdp, peer),
                     }
                 } else {
                     let to_tag = text("to-tag").ok_or("No to-tag in message")?;
                     match calls.find_side(call_id, from_tag) {
                         Some((key, Side::A)) => {
-                            calls.answer_from(Side::B, call_id, &key, Some(to_tag), sdp)
+                            calls.answer_from_peer(Side::B, call_id, &key, Some(to_tag), sdp, peer)
                         }
                         Some((key, Side::B)) => {
-                            calls.answer_from(Side::A, call_id, &key, None, sdp)
+                            calls.answer_from_peer(Side::A, call_id, &key, None, sdp, peer)
                         }
                         None => Err(MediaError::UnknownCall),
                     }
@@ -584,6 +660,117 @@ mod tests {
         let r3 = h.handle(&d, t0 + Duration::from_secs(31)).unwrap();
         assert!(dp.ops().len() > ops);
         assert_eq!(r1, r3);
+    }
+
+    /// Issue 8: re-offers of one call with a 63 KB SDP under fresh cookies grew the process to
+    /// 4.25 GB (the cache bounded entries, not bytes). Now the cache stays within its byte
+    /// bound, the newest replies are still served from it, and the call holds one pair.
+    #[test]
+    fn cache_is_bounded_in_bytes_under_big_reoffers() {
+        let (dp, h) = handler();
+        let limit = 4 << 20;
+        let mut h = h.with_cache_bytes(limit);
+        let now = Instant::now();
+        let pad: String = (0..800)
+            .map(|i| format!("a=x-pad{i}:{}\r\n", "z".repeat(60)))
+            .collect();
+        let offer = Value::dict([
+            ("command", Value::str("offer")),
+            ("call-id", Value::str("big")),
+            ("from-tag", Value::str("f")),
+            ("sdp", sdp(4000, &pad)),
+        ]);
+        let mut body = Vec::new();
+        offer.encode_into(&mut body);
+        assert!(body.len() > 58_000, "{}", body.len());
+        let mut last = Vec::new();
+        for i in 0..600u32 {
+            let mut d = format!("fresh-{i} ").into_bytes();
+            d.extend_from_slice(&body);
+            last = h.handle(&d, now).unwrap();
+            assert!(h.cache_bytes() <= limit, "{} > {limit}", h.cache_bytes());
+        }
+        assert!(
+            last.len() > 58_000,
+            "the reply carries the big SDP: {}",
+            String::from_utf8_lossy(&last[..last.len().min(300)])
+        );
+        assert!(h.cache_len() < 80, "{} replies kept", h.cache_len());
+        assert!(h.cache_bytes() > limit / 2, "the cache is used");
+        // the newest is still answered from the cache (not executed again)
+        let ops = dp.ops().len();
+        let mut d = b"fresh-599 ".to_vec();
+        d.extend_from_slice(&body);
+        assert_eq!(h.handle(&d, now).unwrap(), last);
+        assert_eq!(dp.ops().len(), ops);
+        assert_eq!(dp.open_pairs(), 1);
+        // a reply larger than the whole cache is not kept
+        let mut tiny = handler().1.with_cache_bytes(1000);
+        let mut d = b"one ".to_vec();
+        d.extend_from_slice(&body);
+        tiny.handle(&d, now).unwrap();
+        assert_eq!(tiny.cache_bytes(), 0);
+    }
+
+    /// Issue 8: 249 ng offers took every relay port. With a pair limit, offers beyond it get
+    /// an ng error and open nothing; a delete makes room again.
+    #[test]
+    fn ng_sessions_are_capped() {
+        let dp = Arc::new(FakeDataPlane::new(RELAY, 30000, 100));
+        let calls = Arc::new(Mutex::new(MediaCalls::new(dp.clone()).with_max_pairs(10)));
+        let mut h = NgHandler::new(calls);
+        let now = Instant::now();
+        let offer = |id: &str| {
+            Value::dict([
+                ("command", Value::str("offer")),
+                ("call-id", Value::str(id)),
+                ("from-tag", Value::str("f")),
+                ("sdp", sdp(4000, "")),
+            ])
+        };
+        for i in 0..10 {
+            let r = req(&mut h, &format!("o{i}"), offer(&format!("c{i}")), now);
+            assert_eq!(r.get("result"), Some(&Value::str("ok")), "{r:?}");
+        }
+        for i in 10..249 {
+            let r = req(&mut h, &format!("o{i}"), offer(&format!("c{i}")), now);
+            assert_eq!(r.get("result"), Some(&Value::str("error")));
+        }
+        let r = req(&mut h, "x", offer("c10"), now);
+        let reason = r.get("error-reason").and_then(Value::as_str).unwrap();
+        assert!(reason.starts_with("Too many sessions"), "{reason}");
+        assert_eq!(dp.open_pairs(), 10, "the refused offers opened nothing");
+        let del = Value::dict([
+            ("command", Value::str("delete")),
+            ("call-id", Value::str("c0")),
+        ]);
+        req(&mut h, "d0", del, now);
+        let r = req(&mut h, "again", offer("c10"), now);
+        assert_eq!(r.get("result"), Some(&Value::str("ok")));
+    }
+
+    /// `received-from` names the SIP source: the relay leg may learn a NATed source on it.
+    #[test]
+    fn received_from_reaches_the_relay_leg() {
+        let (dp, mut h) = handler();
+        let now = Instant::now();
+        let r = req(
+            &mut h,
+            "rf",
+            Value::dict([
+                ("command", Value::str("offer")),
+                ("call-id", Value::str("n")),
+                ("from-tag", Value::str("f")),
+                ("sdp", sdp(4000, "")),
+                (
+                    "received-from",
+                    Value::List(vec![Value::str("IP4"), Value::str("198.51.100.8")]),
+                ),
+            ]),
+            now,
+        );
+        assert_eq!(r.get("result"), Some(&Value::str("ok")));
+        assert_eq!(dp.signalling(30000), Some("198.51.100.8".parse().unwrap()));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use super::NgHandler;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,16 +16,73 @@ const POLL: Duration = Duration::from_millis(100);
 pub struct NgServer {
     local: SocketAddr,
     stop: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Who may send ng commands: loopback always, plus these networks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowList {
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl AllowList {
+    /// Loopback only.
+    pub fn loopback() -> AllowList {
+        AllowList::default()
+    }
+
+    /// Loopback and `nets` (network address, prefix length).
+    pub fn new(nets: Vec<(IpAddr, u8)>) -> AllowList {
+        AllowList { nets }
+    }
+
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_loopback() || self.nets.iter().any(|&(net, len)| in_net(ip, net, len))
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
+    }
+}
+
 /// Serve the ng protocol on `socket` (already bound, e.g. `UdpSocket::bind("127.0.0.1:2223")`)
-/// on a new thread named `ng`. Returns once the thread runs.
-pub fn serve(socket: UdpSocket, mut handler: NgHandler) -> io::Result<NgServer> {
+/// on a new thread named `ng`, to loopback sources only. Returns once the thread runs.
+pub fn serve(socket: UdpSocket, handler: NgHandler) -> io::Result<NgServer> {
+    serve_allowed(socket, handler, AllowList::loopback())
+}
+
+/// [`serve`] to the sources `allow` permits; datagrams from others are dropped unanswered
+/// (counted in [`NgServer::refused`]).
+pub fn serve_allowed(
+    socket: UdpSocket,
+    mut handler: NgHandler,
+    allow: AllowList,
+) -> io::Result<NgServer> {
     let local = socket.local_addr()?;
     socket.set_read_timeout(Some(POLL))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
+    let refused = Arc::new(AtomicU64::new(0));
+    let refused_count = Arc::clone(&refused);
     let thread = std::thread::Builder::new()
         .name("ng".into())
         .spawn(move || {
@@ -52,6 +109,10 @@ pub fn serve(socket: UdpSocket, mut handler: NgHandler) -> io::Result<NgServer> 
                         continue;
                     }
                 };
+                if !allow.permits(src.ip()) {
+                    refused_count.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let Some(req) = buf.get(..n) else { continue };
                 if let Some(reply) = handler.handle(req, Instant::now()) {
                     if let Err(e) = socket.send_to(&reply, src) {
@@ -63,6 +124,7 @@ pub fn serve(socket: UdpSocket, mut handler: NgHandler) -> io::Result<NgServer> 
     Ok(NgServer {
         local,
         stop,
+        refused,
         thread: Some(thread),
     })
 }
@@ -71,6 +133,11 @@ impl NgServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Datagrams dropped because their source is not allowed.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Stop the server thread and wait for it (at most about 100 ms).
@@ -89,5 +156,26 @@ impl NgServer {
 impl Drop for NgServer {
     fn drop(&mut self) {
         self.stop_and_join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let lo = AllowList::loopback();
+        assert!(lo.permits(ip("127.0.0.1")) && lo.permits(ip("127.9.9.9")));
+        assert!(lo.permits(ip("::1")) && lo.permits(ip("::ffff:127.0.0.1")));
+        assert!(!lo.permits(ip("192.0.2.1")) && !lo.permits(ip("::ffff:192.0.2.1")));
+        let a = AllowList::new(vec![(ip("192.0.2.0"), 24), (ip("2001:db8::"), 32)]);
+        assert!(a.permits(ip("192.0.2.200")) && a.permits(ip("::ffff:192.0.2.7")));
+        assert!(!a.permits(ip("192.0.3.1")));
+        assert!(a.permits(ip("2001:db8:1::5")) && !a.permits(ip("2001:db9::1")));
+        assert!(a.permits(ip("127.0.0.1")), "loopback always");
+        let all = AllowList::new(vec![(ip("0.0.0.0"), 0)]);
+        assert!(all.permits(ip("203.0.113.9")));
     }
 }

@@ -3,7 +3,7 @@
 //! it answers with the socket and address to send them to.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use crossbeam_channel::Sender;
 
 use super::kernel::{FlowEntry, FlowKey};
 use super::rtcp;
-use super::session::{DropReason, Kind, LegState};
+use super::session::{DropReason, Evidence, Kind, LegState};
 use super::ClosedPairStats;
 use crate::dataplane::{LegPair, LegStats, RelayEvent};
 
@@ -31,6 +31,8 @@ pub(crate) enum Cmd {
         port: u16,
         rtp: SocketAddr,
         rtcp: Option<SocketAddr>,
+        /// The IP the leg's endpoint signals from (a NATed endpoint's media may come from it).
+        signalling: Option<IpAddr>,
     },
     SetClockRates {
         port: u16,
@@ -80,7 +82,9 @@ pub(crate) mod ctr {
     pub const KERNEL_PACKETS: usize = 13;
     /// Flows (one direction of a pair) installed in the kernel fast path now.
     pub const KERNEL_FLOWS: usize = 14;
-    pub const N: usize = 15;
+    /// Dropped: from the leg's signalling IP, in sequence probation (not learned yet).
+    pub const DROP_PROBATION: usize = 15;
+    pub const N: usize = 16;
 }
 
 /// The kernel fast path as the core sees it: a table of settled flows (see `kernel.rs`). The
@@ -267,7 +271,12 @@ impl Core {
     pub fn apply(&mut self, cmd: Cmd, now: Instant) -> Effect {
         match cmd {
             Cmd::Open { pair, socks, at } => self.open(pair, *socks, at.min(now)),
-            Cmd::SetRemote { port, rtp, rtcp } => {
+            Cmd::SetRemote {
+                port,
+                rtp,
+                rtcp,
+                signalling,
+            } => {
                 // A new offer may move the latch: back to user space until it settles again.
                 if let Some(&i) = self.by_port.get(&port) {
                     self.unoffload_pair(i, now);
@@ -281,8 +290,8 @@ impl Core {
                         r.set_port(rtp.port().wrapping_add(1));
                         r
                     });
-                    l.st.latch[Kind::Rtp as usize].set_expected(rtp);
-                    l.st.latch[Kind::Rtcp as usize].set_expected(rtcp);
+                    l.st.latch[Kind::Rtp as usize].set_expected(rtp, signalling);
+                    l.st.latch[Kind::Rtcp as usize].set_expected(rtcp, signalling);
                 }
                 Effect::None
             }
@@ -447,11 +456,20 @@ impl Core {
         self.local[ctr::BYTES_IN] += data.len() as u64;
         let strict = self.strict;
         let leg = self.legs.get_mut(leg_i)?;
-        if let Err(r) = leg.st.latch[kind as usize].accept(src, now, strict) {
+        let ev = match kind {
+            Kind::Rtp => Evidence::Rtp(data),
+            Kind::Rtcp => Evidence::Rtcp(
+                leg.st.latch[Kind::Rtp as usize]
+                    .settled(strict)
+                    .map(|s| s.ip()),
+            ),
+        };
+        if let Err(r) = leg.st.latch[kind as usize].accept(src, ev, strict) {
             leg.st.dropped += 1;
             self.local[match r {
                 DropReason::NotReady => ctr::DROP_NOT_READY,
                 DropReason::ForeignSource => ctr::DROP_FOREIGN,
+                DropReason::Probation => ctr::DROP_PROBATION,
             }] += 1;
             return None;
         }

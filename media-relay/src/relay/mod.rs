@@ -13,21 +13,25 @@
 //!
 //! * Ports: a pair `a`/`b` is two even ports from the range, each with RTCP on `port + 1`
 //!   (RFC 3550 section 11). Sockets are bound by the control thread at `open_pair`, so bind
-//!   errors and exhaustion are reported synchronously; the worker then owns them.
+//!   errors and exhaustion are reported synchronously; the worker then owns them. Ports are
+//!   chosen at random (a CSPRNG seeded by the shell, [`RelayTuning::port_seed`]): free ports
+//!   uniformly, kept ports among the oldest few.
 //! * Socket reuse: a closed pair's sockets stay open, registered and receiving on their worker
 //!   (datagrams reaching them are dropped); `open_pair` prefers such *kept* ports of one worker
 //!   once they have been idle for [`REUSE_AFTER`], so a call in steady state costs no
 //!   socket()/bind()/close() and no io_uring/epoll registration. Kept ports are reused oldest
-//!   first; cold ports are bound while kept ones are younger than [`REUSE_AFTER`] (stray media
-//!   of the old call does not reach the new one), and kept ones are taken anyway when the range
-//!   runs out. At most a quarter of `RLIMIT_NOFILE` sockets are kept; beyond, closing closes.
+//!   first (at random among the oldest [`KEPT_CHOICE`]); cold ports are bound while kept ones
+//!   are younger than [`REUSE_AFTER`] (stray media of the old call does not reach the new
+//!   one), and kept ones are taken anyway when the range runs out. At most a quarter of `RLIMIT_NOFILE` sockets are kept; beyond, closing closes.
 //! * Wake-ups: only commands that need the worker now (new sockets to register, a stats query,
 //!   shutdown) wake it; the others wait in its queue until a datagram or its idle tick
 //!   ([`core::CMD_POLL`]) wakes it, and are applied before the datagrams of that wake-up.
 //! * Forwarding: RTP arriving on `a` (RTCP on `a + 1`) leaves from `b` (`b + 1`) to `b`'s
 //!   remote, unchanged (no SSRC/sequence/timestamp rewrite), and the other way round. RTCP
 //!   multiplexed on the RTP port (RFC 5761) is forwarded on the RTP port.
-//! * Latching (symmetric RTP for NAT) with an RTP-bleed guard: see [`session::Latch`].
+//! * Latching (symmetric RTP for NAT), safe by default against RTP Bleed: a leg learns its
+//!   media source only from the signalled address, or from its signalling source's IP after
+//!   sequence probation; see [`session::Latch`].
 //! * Quality: RTP loss and jitter from the RTP itself (RFC 3550 A.1/A.3/A.8), RTCP SR/RR/XR
 //!   read in passing (RTT from LSR/DLSR), MOS from a simplified E-model ([`quality`]).
 //! * Time: the worker loops read the clock and pass `Instant`s into the core; session logic never
@@ -115,6 +119,22 @@ pub struct RelayTuning {
     /// Forward settled RTP flows in the kernel (eBPF on the media interfaces; see
     /// `relay/kernel.rs`). Default `Off` for the library; trunkline's config defaults to `Auto`.
     pub kernel_forwarding: KernelForwarding,
+    /// Seed of the CSPRNG (ChaCha12) that picks relay ports at random from the range; the shell
+    /// passes one from the OS (e.g. `rand::random()`). `None`: seeded from the standard
+    /// library's per-process random hash keys.
+    pub port_seed: Option<[u8; 32]>,
+}
+
+/// A seed from the standard library's randomly keyed hasher (OS randomness, per process).
+fn fallback_seed() -> [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut seed = [0u8; 32];
+    for (i, chunk) in seed.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    seed
 }
 
 /// Whether settled RTP flows are forwarded by an eBPF program in the kernel.
@@ -162,6 +182,8 @@ pub struct RelayTotals {
     pub dropped_not_ready: u64,
     /// Dropped: source is not the latched/signalled one (RTP-bleed guard, strict source).
     pub dropped_foreign_source: u64,
+    /// Dropped: from a leg's signalling IP but not yet through sequence probation.
+    pub dropped_probation: u64,
     /// Dropped: the other leg has no address to send to.
     pub dropped_no_destination: u64,
     /// Dropped: larger than the receive buffer.
@@ -269,6 +291,7 @@ impl Relay {
             cfg.workers
         };
         let batch_us = tuning.batch_us();
+        let seed = tuning.port_seed.unwrap_or_else(fallback_seed);
         let kernel = Self::kernel_path(&cfg, tuning.kernel_forwarding)?;
         let use_uring = match cfg.backend {
             Backend::Epoll => false,
@@ -278,7 +301,7 @@ impl Relay {
             }
             Backend::Auto => match uring_probe() {
                 Ok(()) => {
-                    match Self::start_workers(&cfg, n, true, batch_us, kernel.clone()) {
+                    match Self::start_workers(&cfg, n, true, batch_us, kernel.clone(), seed) {
                         Ok(r) => return Ok(r),
                         Err(e) => {
                             // e.g. RLIMIT_MEMLOCK too small for the rings on older kernels
@@ -293,7 +316,7 @@ impl Relay {
                 }
             },
         };
-        Self::start_workers(&cfg, n, use_uring, batch_us, kernel)
+        Self::start_workers(&cfg, n, use_uring, batch_us, kernel, seed)
     }
 
     fn kernel_path(
@@ -324,6 +347,7 @@ impl Relay {
         use_uring: bool,
         batch_us: u32,
         kernel: Option<Arc<kernel::KernelPath>>,
+        seed: [u8; 32],
     ) -> io::Result<Relay> {
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let closed = Arc::new(Mutex::new(VecDeque::new()));
@@ -371,7 +395,7 @@ impl Relay {
             address: cfg.address,
             backend: if use_uring { "io_uring" } else { "epoll" },
             ctl: Mutex::new(Ctl {
-                pool: PortPool::new(cfg.port_min, cfg.port_max),
+                pool: PortPool::new(cfg.port_min, cfg.port_max, seed),
                 kept: (0..n).map(|_| VecDeque::new()).collect(),
                 kept_count: 0,
                 kept_max: kept_max(),
@@ -434,6 +458,7 @@ impl Relay {
             rtcp_packets_in: c[ctr::RTCP_IN],
             dropped_not_ready: c[ctr::DROP_NOT_READY],
             dropped_foreign_source: c[ctr::DROP_FOREIGN],
+            dropped_probation: c[ctr::DROP_PROBATION],
             dropped_no_destination: c[ctr::DROP_NO_DEST],
             dropped_truncated: c[ctr::DROP_TRUNCATED],
             send_errors: c[ctr::SEND_ERRORS],
@@ -578,14 +603,10 @@ type Taken = (u16, Option<[UdpSocket; 2]>);
 /// ports of another worker.
 fn take_two(g: &mut Ctl, first: usize, ip: IpAddr, now: Instant) -> Option<(usize, [Taken; 2])> {
     let mut got: Vec<Taken> = Vec::with_capacity(2);
-    let rested = |q: &VecDeque<(u16, Instant)>| {
-        q.front()
-            .is_some_and(|&(_, t)| now.saturating_duration_since(t) >= REUSE_AFTER)
-    };
-    while got.len() < 2 && g.kept.get(first).is_some_and(rested) {
-        if let Some((p, _)) = g.kept.get_mut(first).and_then(VecDeque::pop_front) {
-            g.kept_count -= 1;
-            got.push((p, None));
+    while got.len() < 2 {
+        match pick_kept(g, first, now, true) {
+            Some(p) => got.push((p, None)),
+            None => break,
         }
     }
     while got.len() < 2 {
@@ -595,11 +616,8 @@ fn take_two(g: &mut Ctl, first: usize, ip: IpAddr, now: Instant) -> Option<(usiz
         }
     }
     while got.len() < 2 {
-        match g.kept.get_mut(first).and_then(VecDeque::pop_front) {
-            Some((p, _)) => {
-                g.kept_count -= 1;
-                got.push((p, None));
-            }
+        match pick_kept(g, first, now, false) {
+            Some(p) => got.push((p, None)),
             None => break,
         }
     }
@@ -619,8 +637,7 @@ fn take_two(g: &mut Ctl, first: usize, ip: IpAddr, now: Instant) -> Option<(usiz
         }
         let other = (0..g.kept.len()).find(|&w| w != first && g.kept[w].len() >= 2)?;
         for _ in 0..2 {
-            if let Some((p, _)) = g.kept[other].pop_front() {
-                g.kept_count -= 1;
+            if let Some(p) = pick_kept(g, other, now, false) {
                 got.push((p, None));
             }
         }
@@ -629,6 +646,28 @@ fn take_two(g: &mut Ctl, first: usize, ip: IpAddr, now: Instant) -> Option<(usiz
     let b = got.pop()?;
     let a = got.pop()?;
     Some((worker, [a, b]))
+}
+
+/// How many of the oldest kept ports of a worker a reuse chooses from at random.
+const KEPT_CHOICE: usize = 32;
+
+/// A kept port of worker `w`, chosen at random among its oldest [`KEPT_CHOICE`] (only among
+/// those that rested [`REUSE_AFTER`] with `rested`): reuse order is not predictable either.
+fn pick_kept(g: &mut Ctl, w: usize, now: Instant, rested: bool) -> Option<u16> {
+    let n = g
+        .kept
+        .get(w)?
+        .iter()
+        .take(KEPT_CHOICE)
+        .take_while(|&&(_, t)| !rested || now.saturating_duration_since(t) >= REUSE_AFTER)
+        .count();
+    if n == 0 {
+        return None;
+    }
+    let i = g.pool.below(n);
+    let (p, _) = g.kept.get_mut(w)?.remove(i)?;
+    g.kept_count -= 1;
+    Some(p)
 }
 
 /// Bind RTP on `port` and RTCP on `port + 1`.
@@ -689,8 +728,27 @@ impl DataPlane for Relay {
         rtp: SocketAddr,
         rtcp: Option<SocketAddr>,
     ) -> Result<(), RelayError> {
+        self.set_remote_from(port, rtp, rtcp, None)
+    }
+
+    fn set_remote_from(
+        &self,
+        port: u16,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+        signalling: Option<IpAddr>,
+    ) -> Result<(), RelayError> {
         let (_, w) = self.worker_of(port).ok_or(RelayError::UnknownPort(port))?;
-        self.send(w, Cmd::SetRemote { port, rtp, rtcp }, false)
+        self.send(
+            w,
+            Cmd::SetRemote {
+                port,
+                rtp,
+                rtcp,
+                signalling,
+            },
+            false,
+        )
     }
 
     fn close_pair(&self, pair: LegPair) {
@@ -769,6 +827,15 @@ impl DataPlane for NoLiveStats {
         rtcp: Option<SocketAddr>,
     ) -> Result<(), RelayError> {
         self.0.set_remote(port, rtp, rtcp)
+    }
+    fn set_remote_from(
+        &self,
+        port: u16,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+        signalling: Option<IpAddr>,
+    ) -> Result<(), RelayError> {
+        self.0.set_remote_from(port, rtp, rtcp, signalling)
     }
     fn close_pair(&self, pair: LegPair) {
         self.0.close_pair(pair)

@@ -1,7 +1,7 @@
 //! Per-leg session logic: symmetric-RTP latching with an RTP-bleed guard, and the per-leg quality
 //! state fed by the RTP/RTCP passing through. Sans-IO: no sockets, no clock reads.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::quality::{self, QualityInput, RtpHeader, RtpReceiver};
@@ -20,116 +20,201 @@ pub(crate) enum Kind {
 pub(crate) enum DropReason {
     /// The leg has no `set_remote` yet, so no source can be trusted.
     NotReady,
-    /// The source is neither the latched nor (in the latch window) an acceptable new one:
-    /// RTP-bleed guard / strict source.
+    /// The source is neither the learned one nor one that may be learned (another IP than the
+    /// signalled media address and the leg's signalling source): RTP-bleed guard / strict
+    /// source.
     ForeignSource,
+    /// A source from the leg's signalling IP that has not yet passed sequence probation.
+    Probation,
 }
 
-/// How many packets after the first one may still move the latch (the "learning" window).
-pub(crate) const LATCH_PACKETS: u32 = 10;
-/// How long after the first packet the latch may still move.
-pub(crate) const LATCH_TIME: Duration = Duration::from_secs(2);
+/// How many consecutive in-sequence RTP packets (one SSRC, one source address) a source other
+/// than the signalled address must send before it is learned (RFC 3550 A.1 probation; the RFC's
+/// `MIN_SEQUENTIAL` is 2, one more here because a learned source receives the other leg's
+/// media). Its packets are dropped until then.
+pub(crate) const PROBATION: u8 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Window {
+enum State {
     /// No `set_remote` yet.
     Unarmed,
-    /// Open: the next packets may set the latch. `first` is when the first packet came.
-    Open {
-        first: Option<Instant>,
-        left: u32,
-    },
-    Closed,
+    /// Signalled; the media source is not learned (or a re-offer re-opened learning).
+    Learning,
+    /// The source is learned: only it is accepted until the next `set_remote`.
+    Learned,
 }
 
-/// Symmetric RTP latching (the "comedia" behaviour of RFC 4961 symmetric RTP, applied by the
-/// relay to endpoints behind NAT), guarded against RTP Bleed.
+/// A source in sequence probation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Candidate {
+    src: SocketAddr,
+    ssrc: u32,
+    seq: u16,
+    count: u8,
+}
+
+/// What the latch may judge a packet from a not yet learned source by.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Evidence<'a> {
+    /// A packet on the RTP socket: its RTP header (sequence probation).
+    Rtp(&'a [u8]),
+    /// A packet on the RTCP socket, and the IP the leg's RTP source was learned from, if it
+    /// was: RTCP is learned from that IP only (it has no sequence to probe).
+    Rtcp(Option<IpAddr>),
+}
+
+/// Source learning ("latching", symmetric RTP for endpoints behind NAT, RFC 4961), safe by
+/// default against RTP Bleed.
 ///
-/// Rules, per socket (RTP and RTCP latch separately):
+/// Rules, per socket (RTP and RTCP learn separately):
 /// 1. Before the first `set_remote`, nothing is accepted (a port nobody signalled is not leaked).
 /// 2. `strict`: only the signalled address is accepted.
-/// 3. After `set_remote` the window is open: the latch follows the source of the packets that
-///    arrive, until `LATCH_PACKETS` packets or `LATCH_TIME` after the first one. Once media came
-///    from the exact signalled address the latch sticks to it (a third party cannot steal it even
-///    inside the window).
-/// 4. Window closed: only the latched source is accepted; others are dropped and counted.
-///    A new `set_remote` re-opens the window (re-offer).
+/// 3. Otherwise a source is learned when it is exactly the signalled address (at once), or when
+///    it comes from the IP address of the leg's *signalling* source (a NATed endpoint: same
+///    public IP as its SIP, another port than its SDP says) and passes sequence probation
+///    ([`PROBATION`] consecutive in-sequence RTP packets, one SSRC; RTCP: from the IP its RTP
+///    was learned from). Packets in probation are dropped, and the other leg's media goes to
+///    the signalled address until a source is learned: a source on any other IP never gets or
+///    injects a packet.
+/// 4. Learned: only that source is accepted; others are dropped and counted.
+///    A new `set_remote` re-opens learning (re-offer): the old source keeps flowing meanwhile
+///    and is learned again by probation, or a new one replaces it by the same rules.
 #[derive(Clone, Debug)]
 pub(crate) struct Latch {
     expected: Option<SocketAddr>,
+    /// The IP the leg's endpoint signals from, when the control side knows it.
+    signalling: Option<IpAddr>,
     latched: Option<SocketAddr>,
-    window: Window,
+    state: State,
+    cand: Option<Candidate>,
 }
 
 impl Default for Latch {
     fn default() -> Self {
         Latch {
             expected: None,
+            signalling: None,
             latched: None,
-            window: Window::Unarmed,
+            state: State::Unarmed,
+            cand: None,
         }
     }
 }
 
+/// SSRC and sequence number of an RTP packet (version 2, not RTCP), if `data` is one.
+fn rtp_seq(data: &[u8]) -> Option<(u32, u16)> {
+    if data.len() < 12 || data[0] >> 6 != 2 || rtcp::is_rtcp(data) {
+        return None;
+    }
+    let seq = u16::from_be_bytes([data[2], data[3]]);
+    let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+    Some((ssrc, seq))
+}
+
 impl Latch {
-    /// New signalled address (SDP): re-opens the latch window. If the address changed, the old
-    /// latch is forgotten so media goes to the new address until the new source latches.
-    pub fn set_expected(&mut self, addr: SocketAddr) {
+    /// New signalled address (SDP) and the leg's signalling source IP (`None`: unknown; only
+    /// the signalled address can then be learned). Re-opens learning; if the address changed,
+    /// the old source is forgotten so media goes to the new address until a source is learned.
+    pub fn set_expected(&mut self, addr: SocketAddr, signalling: Option<IpAddr>) {
         if self.expected != Some(addr) {
             self.latched = None;
         }
         self.expected = Some(addr);
-        self.window = Window::Open {
-            first: None,
-            left: LATCH_PACKETS,
+        self.signalling = signalling;
+        self.cand = None;
+        self.state = if self.latched.is_some() && self.latched == self.expected {
+            State::Learned
+        } else {
+            State::Learning
         };
     }
 
-    /// Decide whether a packet from `src` is accepted, updating the latch.
+    fn learn(&mut self, src: SocketAddr) -> Result<(), DropReason> {
+        self.latched = Some(src);
+        self.state = State::Learned;
+        self.cand = None;
+        Ok(())
+    }
+
+    /// Decide whether a packet from `src` is accepted, updating what is learned.
     pub fn accept(
         &mut self,
         src: SocketAddr,
-        now: Instant,
+        ev: Evidence<'_>,
         strict: bool,
     ) -> Result<(), DropReason> {
-        if self.window == Window::Unarmed {
-            return Err(DropReason::NotReady);
-        }
-        if strict {
-            if self.expected == Some(src) {
-                self.latched = Some(src);
-                return Ok(());
+        match self.state {
+            State::Unarmed => return Err(DropReason::NotReady),
+            _ if strict => {
+                return if self.expected == Some(src) {
+                    self.learn(src)
+                } else {
+                    Err(DropReason::ForeignSource)
+                };
             }
-            return Err(DropReason::ForeignSource);
-        }
-        if let Window::Open { first, left } = &mut self.window {
-            let f = *first.get_or_insert(now);
-            if *left == 0 || now.saturating_duration_since(f) > LATCH_TIME {
-                self.window = Window::Closed;
-            } else {
-                *left -= 1;
-                let sticky = self.latched.is_some() && self.latched == self.expected;
-                if !sticky {
-                    self.latched = Some(src);
-                }
+            State::Learned => {
                 return if self.latched == Some(src) {
                     Ok(())
                 } else {
                     Err(DropReason::ForeignSource)
                 };
             }
+            State::Learning => {}
         }
-        match self.latched {
-            Some(l) if l == src => Ok(()),
-            None if self.expected == Some(src) => {
-                self.latched = Some(src);
-                Ok(())
+        if self.expected == Some(src) {
+            return self.learn(src);
+        }
+        // The source learned before a re-offer keeps flowing while it is probed again.
+        let old = self.latched == Some(src);
+        let pending = if old {
+            Ok(())
+        } else {
+            Err(DropReason::Probation)
+        };
+        match ev {
+            Evidence::Rtcp(rtp_ip) => {
+                if rtp_ip == Some(src.ip()) {
+                    self.learn(src)
+                } else if old {
+                    Ok(())
+                } else if self.signalling == Some(src.ip()) {
+                    Err(DropReason::Probation)
+                } else {
+                    Err(DropReason::ForeignSource)
+                }
             }
-            _ => Err(DropReason::ForeignSource),
+            Evidence::Rtp(data) => {
+                if !old && self.signalling != Some(src.ip()) {
+                    return Err(DropReason::ForeignSource);
+                }
+                let Some((ssrc, seq)) = rtp_seq(data) else {
+                    return pending;
+                };
+                let next = match self.cand {
+                    Some(c) if c.src == src && c.ssrc == ssrc && seq == c.seq.wrapping_add(1) => {
+                        Candidate {
+                            seq,
+                            count: c.count.saturating_add(1),
+                            ..c
+                        }
+                    }
+                    _ => Candidate {
+                        src,
+                        ssrc,
+                        seq,
+                        count: 1,
+                    },
+                };
+                if next.count >= PROBATION {
+                    return self.learn(src);
+                }
+                self.cand = Some(next);
+                pending
+            }
         }
     }
 
-    /// Where media for this leg's peer goes: the latched source, else the signalled address.
+    /// Where media for this leg's peer goes: the learned source, else the signalled address.
     pub fn destination(&self) -> Option<SocketAddr> {
         self.latched.or(self.expected)
     }
@@ -138,17 +223,11 @@ impl Latch {
         self.latched
     }
 
-    /// The source this latch accepts once it can no longer move: latched and the learning
-    /// window closed, or latched to the signalled address (sticky; the only one in strict
-    /// mode). `None` while the latch may still follow another source.
+    /// The source this latch accepts once it can no longer move: learned (in strict mode, the
+    /// signalled address). `None` while learning.
     pub fn settled(&self, strict: bool) -> Option<SocketAddr> {
         let l = self.latched?;
-        let sticky = Some(l) == self.expected && self.window != Window::Unarmed;
-        let fixed = if strict {
-            sticky
-        } else {
-            sticky || self.window == Window::Closed
-        };
+        let fixed = self.state == State::Learned && (!strict || Some(l) == self.expected);
         fixed.then_some(l)
     }
 }
@@ -331,111 +410,169 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn pkt(seq: u16, ssrc: u32) -> [u8; 12] {
+        let mut p = [0u8; 12];
+        p[0] = 0x80;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    fn rtp(l: &mut Latch, src: SocketAddr, seq: u16, ssrc: u32) -> Result<(), DropReason> {
+        l.accept(src, Evidence::Rtp(&pkt(seq, ssrc)), false)
+    }
+
+    const SIG: &str = "203.0.113.7";
+
+    fn sig() -> Option<IpAddr> {
+        Some(SIG.parse().unwrap())
+    }
+
     #[test]
     fn unarmed_drops() {
         let mut l = Latch::default();
-        let now = Instant::now();
-        assert_eq!(
-            l.accept(a("1.1.1.1:5"), now, false),
-            Err(DropReason::NotReady)
-        );
+        assert_eq!(rtp(&mut l, a("1.1.1.1:5"), 1, 1), Err(DropReason::NotReady));
         assert_eq!(l.destination(), None);
     }
 
     /// What the kernel fast path may take over: only a source that can no longer move.
     #[test]
-    fn settled_only_when_the_latch_cannot_move() {
-        let t = Instant::now();
+    fn settled_only_when_learned() {
         let sdp = a("10.0.0.5:4000");
         let nat = a("203.0.113.7:31000");
         let mut l = Latch::default();
         assert_eq!(l.settled(false), None, "unarmed");
-        l.set_expected(sdp);
+        l.set_expected(sdp, sig());
         assert_eq!(l.settled(false), None, "nothing received yet");
-        // NAT source: latched, but may still move while the window is open
-        for i in 0..LATCH_PACKETS {
-            l.accept(nat, t + Duration::from_millis(20 * i as u64), false)
-                .unwrap();
-            assert_eq!(
-                l.settled(false),
-                None,
-                "window open after {} packets",
-                i + 1
-            );
+        for i in 0..PROBATION as u16 - 1 {
+            assert_eq!(rtp(&mut l, nat, i, 7), Err(DropReason::Probation));
+            assert_eq!(l.settled(false), None, "in probation");
         }
-        l.accept(nat, t + Duration::from_millis(220), false)
-            .unwrap();
-        assert_eq!(l.settled(false), Some(nat), "window closed");
-        // a re-offer re-opens the window: not settled until it closes again
-        l.set_expected(sdp);
+        rtp(&mut l, nat, PROBATION as u16 - 1, 7).unwrap();
+        assert_eq!(l.settled(false), Some(nat), "probation passed");
+        // a re-offer re-opens learning: not settled until the source passes probation again
+        l.set_expected(sdp, sig());
         assert_eq!(l.settled(false), None);
-        // media from the exact signalled address sticks at once (cannot be stolen)
+        // ... while its packets keep flowing
+        assert_eq!(rtp(&mut l, nat, 10, 7), Ok(()));
+        assert_eq!(rtp(&mut l, nat, 11, 7), Ok(()));
+        assert_eq!(rtp(&mut l, nat, 12, 7), Ok(()));
+        assert_eq!(l.settled(false), Some(nat));
+        // media from the exact signalled address is learned at once
         let mut s = Latch::default();
-        s.set_expected(sdp);
-        s.accept(sdp, t, false).unwrap();
+        s.set_expected(sdp, None);
+        rtp(&mut s, sdp, 1, 1).unwrap();
         assert_eq!(s.settled(false), Some(sdp));
         // strict: only the signalled address, once it sent
         let mut st = Latch::default();
-        st.set_expected(sdp);
-        assert_eq!(st.accept(nat, t, true), Err(DropReason::ForeignSource));
+        st.set_expected(sdp, sig());
+        assert_eq!(
+            st.accept(nat, Evidence::Rtp(&pkt(1, 1)), true),
+            Err(DropReason::ForeignSource)
+        );
         assert_eq!(st.settled(true), None);
-        st.accept(sdp, t, true).unwrap();
+        st.accept(sdp, Evidence::Rtp(&pkt(1, 1)), true).unwrap();
         assert_eq!(st.settled(true), Some(sdp));
     }
 
+    /// RTP Bleed: a sprayer on another IP than the leg's SDP and signalling is never learned,
+    /// however many in-sequence packets it sends, and media keeps going to the SDP address.
     #[test]
-    fn latches_to_nat_source_then_guards() {
-        let t = Instant::now();
+    fn sprayer_from_another_ip_is_never_learned() {
+        let sdp = a("10.0.0.5:4000");
+        let evil = a("198.51.100.9:1234");
         let mut l = Latch::default();
-        l.set_expected(a("10.0.0.5:4000"));
-        assert_eq!(l.destination(), Some(a("10.0.0.5:4000")));
-        let nat = a("203.0.113.7:31000");
-        for i in 0..LATCH_PACKETS {
+        l.set_expected(sdp, sig());
+        for i in 0..100u16 {
+            assert_eq!(rtp(&mut l, evil, i, 66), Err(DropReason::ForeignSource));
+        }
+        assert_eq!(
+            l.accept(evil, Evidence::Rtcp(None), false),
+            Err(DropReason::ForeignSource)
+        );
+        assert_eq!(l.latched(), None);
+        assert_eq!(l.destination(), Some(sdp));
+        // no signalling IP known: only the SDP address is learned
+        let mut n = Latch::default();
+        n.set_expected(sdp, None);
+        for i in 0..10u16 {
             assert_eq!(
-                l.accept(nat, t + Duration::from_millis(20 * i as u64), false),
-                Ok(())
+                rtp(&mut n, a("203.0.113.7:31000"), i, 1),
+                Err(DropReason::ForeignSource)
             );
         }
-        assert_eq!(l.destination(), Some(nat));
-        // Window over (packet budget used): an attacker is dropped, the latch holds.
-        let evil = a("198.51.100.9:1234");
-        assert_eq!(
-            l.accept(evil, t + Duration::from_millis(300), false),
-            Err(DropReason::ForeignSource)
-        );
-        assert_eq!(l.accept(nat, t + Duration::from_millis(320), false), Ok(()));
-        assert_eq!(l.destination(), Some(nat));
-        // Re-offer with the same address re-opens the window: a new source may latch.
-        l.set_expected(a("10.0.0.5:4000"));
-        let moved = a("203.0.113.7:31002");
-        assert_eq!(l.accept(moved, t + Duration::from_secs(10), false), Ok(()));
-        assert_eq!(l.destination(), Some(moved));
+        assert_eq!(rtp(&mut n, sdp, 1, 1), Ok(()));
     }
 
     #[test]
-    fn window_closes_by_time() {
-        let t = Instant::now();
+    fn nat_source_learned_after_probation_then_guarded() {
         let mut l = Latch::default();
-        l.set_expected(a("10.0.0.5:4000"));
-        let src = a("203.0.113.7:31000");
-        assert_eq!(l.accept(src, t, false), Ok(()));
-        let other = a("203.0.113.8:31000");
+        l.set_expected(a("10.0.0.5:4000"), sig());
+        assert_eq!(l.destination(), Some(a("10.0.0.5:4000")));
+        let nat = a("203.0.113.7:31000");
+        // out of sequence, another SSRC, a non-RTP packet: probation restarts / no progress
+        assert_eq!(rtp(&mut l, nat, 100, 9), Err(DropReason::Probation));
+        assert_eq!(rtp(&mut l, nat, 102, 9), Err(DropReason::Probation));
+        assert_eq!(rtp(&mut l, nat, 103, 8), Err(DropReason::Probation));
         assert_eq!(
-            l.accept(other, t + LATCH_TIME + Duration::from_millis(1), false),
+            l.accept(nat, Evidence::Rtp(b"junk"), false),
+            Err(DropReason::Probation)
+        );
+        assert_eq!(rtp(&mut l, nat, 104, 8), Err(DropReason::Probation));
+        assert_eq!(l.latched(), None);
+        assert_eq!(rtp(&mut l, nat, 105, 8), Ok(()), "third in sequence");
+        assert_eq!(l.destination(), Some(nat));
+        // learned: another port of the same IP and a third party are dropped
+        assert_eq!(
+            rtp(&mut l, a("203.0.113.7:31002"), 1, 8),
             Err(DropReason::ForeignSource)
         );
-        assert_eq!(l.destination(), Some(src));
+        assert_eq!(
+            rtp(&mut l, a("198.51.100.9:1234"), 106, 8),
+            Err(DropReason::ForeignSource)
+        );
+        assert_eq!(rtp(&mut l, nat, 106, 8), Ok(()));
+        // a re-offer with the same address: a moved endpoint (new NAT port) may be learned
+        l.set_expected(a("10.0.0.5:4000"), sig());
+        let moved = a("203.0.113.7:31002");
+        for i in 0..PROBATION as u16 - 1 {
+            assert_eq!(rtp(&mut l, moved, i, 5), Err(DropReason::Probation));
+        }
+        assert_eq!(rtp(&mut l, moved, PROBATION as u16 - 1, 5), Ok(()));
+        assert_eq!(l.destination(), Some(moved));
+        assert_eq!(rtp(&mut l, nat, 107, 8), Err(DropReason::ForeignSource));
     }
 
     #[test]
-    fn sdp_address_is_sticky_in_window() {
-        let t = Instant::now();
+    fn rtcp_learned_from_the_ip_rtp_was_learned_from() {
+        let mut l = Latch::default();
+        l.set_expected(a("10.0.0.5:4001"), sig());
+        let nat = a("203.0.113.7:31001");
+        assert_eq!(
+            l.accept(nat, Evidence::Rtcp(None), false),
+            Err(DropReason::Probation),
+            "RTP not learned yet"
+        );
+        assert_eq!(
+            l.accept(
+                nat,
+                Evidence::Rtcp(Some("192.0.2.1".parse().unwrap())),
+                false
+            ),
+            Err(DropReason::Probation)
+        );
+        assert_eq!(l.accept(nat, Evidence::Rtcp(sig()), false), Ok(()));
+        assert_eq!(l.settled(false), Some(nat));
+    }
+
+    #[test]
+    fn sdp_address_is_learned_at_once() {
         let mut l = Latch::default();
         let sdp = a("192.0.2.1:4000");
-        l.set_expected(sdp);
-        assert_eq!(l.accept(sdp, t, false), Ok(()));
+        l.set_expected(sdp, sig());
+        assert_eq!(rtp(&mut l, sdp, 1, 1), Ok(()));
         assert_eq!(
-            l.accept(a("6.6.6.6:1"), t, false),
+            rtp(&mut l, a("6.6.6.6:1"), 2, 1),
             Err(DropReason::ForeignSource)
         );
         assert_eq!(l.destination(), Some(sdp));
@@ -443,25 +580,32 @@ mod tests {
 
     #[test]
     fn strict_only_accepts_sdp() {
-        let t = Instant::now();
         let mut l = Latch::default();
         let sdp = a("192.0.2.1:4000");
-        l.set_expected(sdp);
-        assert_eq!(
-            l.accept(a("192.0.2.1:4002"), t, true),
-            Err(DropReason::ForeignSource)
-        );
-        assert_eq!(l.accept(sdp, t, true), Ok(()));
+        l.set_expected(sdp, Some(sdp.ip()));
+        for i in 0..10 {
+            assert_eq!(
+                l.accept(a("192.0.2.1:4002"), Evidence::Rtp(&pkt(i, 1)), true),
+                Err(DropReason::ForeignSource)
+            );
+        }
+        assert_eq!(l.accept(sdp, Evidence::Rtp(&pkt(10, 1)), true), Ok(()));
     }
 
     #[test]
     fn new_address_forgets_latch() {
-        let t = Instant::now();
         let mut l = Latch::default();
-        l.set_expected(a("10.0.0.5:4000"));
-        l.accept(a("203.0.113.7:31000"), t, false).unwrap();
-        l.set_expected(a("10.0.0.6:4000"));
+        l.set_expected(a("10.0.0.5:4000"), sig());
+        for i in 0..PROBATION as u16 {
+            let _ = rtp(&mut l, a("203.0.113.7:31000"), i, 1);
+        }
+        assert_eq!(l.latched(), Some(a("203.0.113.7:31000")));
+        l.set_expected(a("10.0.0.6:4000"), sig());
         assert_eq!(l.destination(), Some(a("10.0.0.6:4000")));
+        assert_eq!(
+            rtp(&mut l, a("203.0.113.7:31000"), 10, 1),
+            Err(DropReason::Probation)
+        );
     }
 
     #[test]
