@@ -29,7 +29,8 @@ impl Default for AuthFailures {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreCaps {
     /// Calls not yet answered that one unauthenticated source (not a trunk, no credentials:
-    /// a call to a registered user) may have at once; more get 503 (`0`: no cap).
+    /// a call to a registered user, with a registrar that authenticates calls) may have at
+    /// once; more get 503 (`0`: no cap).
     pub early_calls_per_source: u32,
     /// Live subscriptions one source may hold (trunks exempt); more get 503 (`0`: no cap).
     pub subscriptions_per_source: u32,

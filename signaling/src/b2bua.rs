@@ -1433,10 +1433,11 @@ impl B2bua {
         if !admitted.caller.trusted() {
             strip_identity(&mut req, admitted.asserted());
         }
-        // Calls nobody vouches for (no trunk, no credentials) hold relay ports and a ringing
-        // phone: a few at a time per source.
-        let early_source =
-            matches!(admitted.caller, Caller::Local | Caller::Open).then(|| from.addr.ip());
+        // Calls nobody vouches for (a stranger calling a registered phone: no trunk, no
+        // credentials) hold relay ports and a ringing phone: a few at a time per source.
+        // (Without a registrar that authenticates, the operator takes every source as it
+        // comes, as a peer of the dial plan: no cap.)
+        let early_source = (admitted.caller == Caller::Local).then(|| from.addr.ip());
         if let Some(ip) = early_source {
             if !self.early.room(&ip, self.cfg.caps.early_calls_per_source) {
                 self.refuse_capped(tx, &req, now);

@@ -707,3 +707,90 @@ fn challenge_is_stateless_and_the_retry_goes_through() {
         "the call in progress gets its 100: {back:?}"
     );
 }
+
+/// An authenticated caller calls as itself: bob's credentials with `From: alice` and a forged
+/// P-Asserted-Identity reach the trunk as bob, asserted by trunkline alone.
+#[test]
+fn an_authenticated_caller_is_the_identity_leg_b_carries() {
+    let mut w = World::new();
+    let uri = "sip:+15559876@pstn.example.net";
+    let inv = |branch: &str, auth: &str| {
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nTo: <{uri}>\r\nFrom: \"Alice\" <sip:alice@example.com>;tag=p9\r\n\
+             Call-ID: id-1\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@192.168.1.20:5060>\r\n\
+             P-Asserted-Identity: <sip:ceo@example.com>\r\nRemote-Party-ID: <sip:ceo@example.com>\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    w.feed(PHONE_NAT, &inv("i1", ""));
+    let ch = w.final_to(PHONE_NAT);
+    let nonce = nonce_of(ch.headers.get("Proxy-Authenticate").expect("challenge"));
+    // bob's password: the helper computes alice's digest, so compute bob's here
+    let ha1 = md5_hex("bob:example.com:pw");
+    let ha2 = md5_hex(&format!("INVITE:{uri}"));
+    let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:xyz:auth:{ha2}"));
+    let cred = format!(
+        "Proxy-Authorization: Digest username=\"bob\", realm=\"example.com\", nonce=\"{nonce}\", \
+         uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"xyz\"\r\n"
+    );
+    w.feed(PHONE_NAT, &inv("i2", &cred));
+    let out: Vec<Request> = w
+        .take(PBX)
+        .into_iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) if r.method.as_str() == "INVITE" => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(out.len(), 1, "bob's call is placed");
+    let from = out[0].headers.get("From").unwrap_or_default();
+    assert!(
+        from.contains("sip:bob@"),
+        "From is the authenticated user: {from}"
+    );
+    assert!(!from.contains("alice"), "{from}");
+    let pai: Vec<&str> = out[0].headers.get_all("P-Asserted-Identity").collect();
+    assert_eq!(
+        pai,
+        vec!["<sip:bob@example.com>"],
+        "asserted by trunkline only"
+    );
+    assert_eq!(out[0].headers.get("Remote-Party-ID"), None);
+}
+
+/// A stranger may ring a registered phone, a few calls at a time: the ninth unanswered call
+/// from one source gets 503 + Retry-After; an ended one frees its place; other sources and
+/// trunks are not affected.
+#[test]
+fn a_stranger_has_few_unanswered_calls_at_a_time() {
+    let mut w = World::new();
+    registered(&mut w);
+    let stranger = "198.51.100.66:5060";
+    let call = |n: u32| {
+        format!(
+            "INVITE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {stranger};branch=z9hG4bKs{n}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:alice@example.com>\r\nFrom: <sip:x@{stranger}>;tag=s{n}\r\n\
+             Call-ID: stranger-{n}\r\nCSeq: 1 INVITE\r\nContact: <sip:x@{stranger}>\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    for n in 0..8 {
+        w.feed(stranger, &call(n));
+    }
+    let rung = requests_to(&mut w, PHONE_NAT, "INVITE");
+    assert_eq!(rung.len(), 8);
+    w.feed(stranger, &call(8));
+    let r = w.final_to(stranger);
+    assert_eq!(r.status, 503);
+    assert!(r.headers.get("Retry-After").is_some());
+    assert_eq!(w.core.stats().rejected.get("caps"), Some(&1));
+    // a trunk's call to alice is not counted against the stranger
+    w.feed(CARRIER, &invite("alice@example.com", "from-trunk"));
+    assert_eq!(requests_to(&mut w, PHONE_NAT, "INVITE").len(), 1);
+    // the phone declines one of the stranger's calls: its place is free again
+    reply(&mut w, PHONE_NAT, &rung[0], 486, "ph", &[]);
+    w.feed(stranger, &call(9));
+    assert_eq!(requests_to(&mut w, PHONE_NAT, "INVITE").len(), 1);
+}

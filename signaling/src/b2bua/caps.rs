@@ -9,7 +9,8 @@ use std::net::IpAddr;
 /// The caps (0 = no cap). Static per start, replaced on reload with [`super::B2bua::set_caps`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caps {
-    /// Unanswered calls one unauthenticated source (not a trunk, no credentials) may have.
+    /// Unanswered calls one unauthenticated source (not a trunk, no credentials: a stranger
+    /// calling a registered user) may have.
     pub early_calls_per_source: u32,
     /// Live subscriptions one source that is not a trunk may hold.
     pub subscriptions_per_source: u32,
