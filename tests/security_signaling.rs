@@ -426,3 +426,45 @@ fn replayed_credentials_and_guessed_passwords_get_nothing() {
         },
     );
 }
+
+/// The svwar enumeration: a stranger cannot tell unknown users from known ones who are offline
+/// (both challenged alike); a trunk still learns 404 and 480.
+#[test]
+fn answers_to_strangers_list_no_users() {
+    isolated("answers_to_strangers_list_no_users", true, |net| {
+        let mut tl = start(net);
+        let carrier = Party::bind("127.0.0.1", net.trunk(0), net.sip_addr());
+        let atk = Party::bind("127.0.0.66", net.spare(7), net.sip_addr());
+        let shape = |m: &str| -> Vec<String> {
+            m.split("\r\n")
+                .map(|l| l.split(':').next().unwrap_or("").to_string())
+                .collect()
+        };
+        let mut answers = Vec::new();
+        for (i, user) in ["alice", "nobody"].iter().enumerate() {
+            let ruri = format!("sip:{user}@pbx.example.com");
+            for method in ["INVITE", "MESSAGE"] {
+                let cid = format!("enum-{method}-{i}");
+                atk.send(&request(method, &ruri, &ruri, atk.addr(), &cid, ""));
+                let got = atk.gather(QUIET);
+                assert_eq!(got.len(), 1, "{method} {user}: {got:?}");
+                assert_eq!(status_code(got[0].as_bytes()), Some(407), "{method} {user}");
+                answers.push((method, shape(&got[0]), got[0].len()));
+            }
+        }
+        for m in ["INVITE", "MESSAGE"] {
+            let same: Vec<_> = answers.iter().filter(|a| a.0 == m).collect();
+            assert_eq!(same[0].1, same[1].1, "{m}: the same headers for both users");
+            assert!(
+                same[0].2.abs_diff(same[1].2) <= 8,
+                "{m}: about the same size"
+            );
+        }
+        for (user, code) in [("alice", 480), ("nobody", 404)] {
+            let ruri = format!("sip:{user}@pbx.example.com");
+            carrier.send(&request("INVITE", &ruri, &ruri, carrier.addr(), user, ""));
+            carrier.expect_status(code);
+        }
+        tl.assert_alive();
+    });
+}

@@ -794,3 +794,45 @@ fn a_stranger_has_few_unanswered_calls_at_a_time() {
     w.feed(stranger, &call(9));
     assert_eq!(requests_to(&mut w, PHONE_NAT, "INVITE").len(), 1);
 }
+
+/// Subscriptions from strangers are bounded per source (32) and per target (64): the 33rd
+/// from one watcher gets 503, other watchers fill alice up to 64, then 503 for everyone but
+/// trunks; an ended subscription frees its place.
+#[test]
+fn strangers_subscriptions_are_capped_per_source_and_target() {
+    let mut w = World::new();
+    registered(&mut w);
+    let sub = |src: &str, n: u32| {
+        format!(
+            "SUBSCRIBE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch=z9hG4bKc{n}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:alice@example.com>\r\nFrom: <sip:w@{src}>;tag=c{n}\r\n\
+             Call-ID: cap-{src}-{n}\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:w@{src}>\r\n\
+             Event: presence\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let one = "198.51.100.21:5060";
+    for n in 0..32 {
+        w.feed(one, &sub(one, n));
+    }
+    let relayed = requests_to(&mut w, PHONE_NAT, "SUBSCRIBE");
+    assert_eq!(relayed.len(), 32);
+    w.feed(one, &sub(one, 32));
+    assert_eq!(w.final_to(one).status, 503, "per source");
+    let two = "198.51.100.22:5060";
+    for n in 0..32 {
+        w.feed(two, &sub(two, 100 + n));
+    }
+    assert_eq!(requests_to(&mut w, PHONE_NAT, "SUBSCRIBE").len(), 32);
+    let three = "198.51.100.23:5060";
+    w.feed(three, &sub(three, 200));
+    assert_eq!(
+        w.final_to(three).status,
+        503,
+        "per target: 64 strangers' watchers at most"
+    );
+    // the phone refuses one: its place is free again
+    reply(&mut w, PHONE_NAT, &relayed[0], 403, "ph", &[]);
+    w.feed(three, &sub(three, 201));
+    assert_eq!(requests_to(&mut w, PHONE_NAT, "SUBSCRIBE").len(), 1);
+}
