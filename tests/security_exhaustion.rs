@@ -262,9 +262,14 @@ fn silent_tls_sockets_do_not_lock_out_a_real_client() {
             let t0 = Instant::now();
             let mut silent: Vec<TcpStream> = Vec::new();
             for src in 66..77u8 {
-                for _ in 0..100 {
-                    silent.push(connect_from(ip(src), tls).expect("connect"));
-                }
+                let batch: Vec<TcpStream> = (0..100)
+                    .map(|_| connect_from(ip(src), tls).expect("connect"))
+                    .collect();
+                // One source at a time, and until trunkline has taken them from the accept
+                // queue (bounded wait): a queue overflowing would leave client-side sockets
+                // the server never saw.
+                wait_open_at_most(&batch, 16, Instant::now() + Duration::from_millis(300));
+                silent.extend(batch);
             }
             // The real client, while all of them are open.
             let r = tls_options(tls, &roots, Duration::from_secs(3));
