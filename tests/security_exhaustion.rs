@@ -301,3 +301,201 @@ fn silent_tls_sockets_do_not_lock_out_a_real_client() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A call keeps its connection
+
+/// Reads one SIP message from a TCP stream (Content-Length framed) within `limit`.
+fn read_tcp_msg(s: &mut TcpStream, pending: &mut Vec<u8>, limit: Duration) -> Option<String> {
+    use std::io::Read;
+    let end = Instant::now() + limit;
+    loop {
+        let text = String::from_utf8_lossy(pending).into_owned();
+        if let Some(h) = text.find("\r\n\r\n") {
+            let len: usize = header(&text, "Content-Length", Some("l"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if pending.len() >= h + 4 + len {
+                let msg: Vec<u8> = pending.drain(..h + 4 + len).collect();
+                return Some(String::from_utf8_lossy(&msg).into_owned());
+            }
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        s.set_read_timeout(Some(left)).ok()?;
+        let mut buf = [0u8; 8192];
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A response to `req` (copying Via, From, To with `tag`, Call-ID, CSeq).
+fn answer(req: &str, code: &str, tag: &str, contact: &str, body: &str) -> String {
+    let mut r = format!("SIP/2.0 {code}\r\n");
+    for line in req.split("\r\n").skip(1) {
+        if line.is_empty() {
+            break;
+        }
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                r.push_str(line);
+                r.push_str("\r\n");
+            }
+            "to" | "t" => {
+                r.push_str(line);
+                if !line.contains(";tag=") {
+                    r.push_str(&format!(";tag={tag}"));
+                }
+                r.push_str("\r\n");
+            }
+            _ => {}
+        }
+    }
+    r.push_str(&format!("Contact: <{contact}>\r\n"));
+    if !body.is_empty() {
+        r.push_str("Content-Type: application/sdp\r\n");
+    }
+    r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    r
+}
+
+/// With `idle_timeout: 1`, a caller's TCP connection that carries an answered call stays open
+/// through 2.5 quiet seconds (and its BYE goes through), while an idle connection opened
+/// beside it is closed.
+#[test]
+fn a_tcp_connection_with_a_call_outlives_the_idle_timeout() {
+    isolated(
+        "a_tcp_connection_with_a_call_outlives_the_idle_timeout",
+        true,
+        |net| {
+            let uas = std::net::UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind uas");
+            uas.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let yaml = with_metrics(
+                net,
+                &config_yaml(
+                    net,
+                    &[Trunk {
+                        name: "pbx",
+                        port: net.trunk(0),
+                    }],
+                    &["pbx"],
+                ),
+                "limits:\n  tcp: { idle_timeout: 1 }\n",
+            );
+            let mut tl = Trunkline::start(net, &yaml);
+            let sip = net.sip_addr();
+            let mut caller = connect_from(ip(2), sip).expect("caller connects");
+            let idle = connect_from(ip(2), sip).expect("second connection");
+            let me = caller.local_addr().unwrap();
+            let sdp = "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+            let dialog = |method: &str, cseq: u32, branch: &str, to: &str, body: &str| {
+                format!(
+                    "{method} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch={branch}\r\nMax-Forwards: 70\r\n\
+                     From: <sip:caller@{me}>;tag=tc1\r\nTo: {to}\r\nCall-ID: sec-tcp-call@127.0.0.1\r\n\
+                     CSeq: {cseq} {}\r\nContact: <sip:caller@{me};transport=tcp>\r\n{}Content-Length: {}\r\n\r\n{body}",
+                    method.split(' ').next().unwrap_or(""),
+                    if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" },
+                    body.len()
+                )
+            };
+            let to0 = format!("<sip:100@{sip}>");
+            std::io::Write::write_all(
+                &mut caller,
+                dialog(
+                    &format!("INVITE sip:100@{sip};transport=tcp"),
+                    1,
+                    "z9hG4bK-tc1",
+                    &to0,
+                    sdp,
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            // The trunk answers.
+            let mut buf = [0u8; 65536];
+            let end = Instant::now() + Duration::from_secs(5);
+            let (invite, from) = loop {
+                assert!(Instant::now() < end, "no INVITE at the trunk");
+                if let Ok((n, from)) = uas.recv_from(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if m.starts_with("INVITE ") {
+                        break (m, from);
+                    }
+                }
+            };
+            let uas_sdp = "v=0\r\no=u 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7100 RTP/AVP 0\r\n";
+            let contact = format!("sip:uas@127.0.0.1:{}", net.trunk(0));
+            uas.send_to(
+                answer(&invite, "200 OK", "uas1", &contact, uas_sdp).as_bytes(),
+                from,
+            )
+            .unwrap();
+            // The caller gets the 200 over TCP and ACKs it.
+            let mut pending = Vec::new();
+            let ok = loop {
+                let m = read_tcp_msg(&mut caller, &mut pending, Duration::from_secs(5))
+                    .expect("a response over TCP");
+                if status_code(m.as_bytes()).is_some_and(|c| c >= 200) {
+                    break m;
+                }
+            };
+            assert_eq!(status_code(ok.as_bytes()), Some(200), "{ok}");
+            let to = header(&ok, "To", Some("t")).expect("To").to_string();
+            let target = header(&ok, "Contact", Some("m"))
+                .and_then(|c| c.split_once('<'))
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(u, _)| u.to_string())
+                .expect("Contact");
+            std::io::Write::write_all(
+                &mut caller,
+                dialog(&format!("ACK {target}"), 1, "z9hG4bK-tc2", &to, "").as_bytes(),
+            )
+            .unwrap();
+            // 2.5 quiet seconds: the idle connection goes, the call's stays.
+            let quiet = Instant::now() + Duration::from_millis(2500);
+            assert_eq!(wait_open_at_most(std::slice::from_ref(&idle), 0, quiet), 0);
+            while Instant::now() < quiet {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(is_open(&caller), "the call's connection was closed as idle");
+            // BYE over it: relayed to the trunk and answered.
+            std::io::Write::write_all(
+                &mut caller,
+                dialog(&format!("BYE {target}"), 2, "z9hG4bK-tc3", &to, "").as_bytes(),
+            )
+            .unwrap();
+            let end = Instant::now() + Duration::from_secs(5);
+            loop {
+                assert!(Instant::now() < end, "no BYE at the trunk");
+                if let Ok((n, from)) = uas.recv_from(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if m.starts_with("BYE ") {
+                        uas.send_to(answer(&m, "200 OK", "uas1", &contact, "").as_bytes(), from)
+                            .unwrap();
+                        break;
+                    }
+                }
+            }
+            let r = loop {
+                let m = read_tcp_msg(&mut caller, &mut pending, Duration::from_secs(5))
+                    .expect("the BYE's answer over TCP");
+                if header(&m, "CSeq", None).is_some_and(|c| c.ends_with("BYE")) {
+                    break m;
+                }
+            };
+            assert_eq!(status_code(r.as_bytes()), Some(200), "{r}");
+            tl.assert_alive();
+        },
+    );
+}
