@@ -499,3 +499,87 @@ fn a_tcp_connection_with_a_call_outlives_the_idle_timeout() {
         },
     );
 }
+
+/// The value of Digest parameter `name` in a challenge.
+fn digest_param(challenge: &str, name: &str) -> Option<String> {
+    let at = challenge.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &challenge[at..];
+    Some(match rest.strip_prefix('"') {
+        Some(q) => q.split('"').next()?.to_string(),
+        None => rest.split([',', ' ']).next()?.to_string(),
+    })
+}
+
+/// With `idle_timeout: 1`, the TCP connection a phone registered over (Digest, qop=auth)
+/// stays open through 2.5 quiet seconds; a connection from the same address that only sent
+/// an OPTIONS is closed.
+#[test]
+fn a_tcp_connection_with_a_registration_outlives_the_idle_timeout() {
+    isolated(
+        "a_tcp_connection_with_a_registration_outlives_the_idle_timeout",
+        true,
+        |net| {
+            let yaml = with_metrics(
+                net,
+                &config_yaml(net, &[Trunk { name: "pbx", port: net.trunk(0) }], &["pbx"]),
+                "registrar:\n  domains: [127.0.0.1]\n  users:\n    alice: { password: s3cret }\nlimits:\n  tcp: { idle_timeout: 1 }\n",
+            );
+            let mut tl = Trunkline::start(net, &yaml);
+            let sip = net.sip_addr();
+            let mut phone = connect_from(ip(2), sip).expect("phone connects");
+            let mut other = connect_from(ip(2), sip).expect("second connection");
+            assert_eq!(
+                tcp_options(&mut other, 9, Duration::from_secs(5)),
+                Some(200)
+            );
+            let me = phone.local_addr().unwrap();
+            let uri = "sip:127.0.0.1";
+            let register = |cseq: u32, auth: &str| {
+                format!(
+                    "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bK-reg{cseq}\r\n\
+                     Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=r1\r\nTo: <sip:alice@127.0.0.1>\r\n\
+                     Call-ID: sec-reg@127.0.0.2\r\nCSeq: {cseq} REGISTER\r\n\
+                     Contact: <sip:alice@{me};transport=tcp>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+                )
+            };
+            let mut pending = Vec::new();
+            std::io::Write::write_all(&mut phone, register(1, "").as_bytes()).unwrap();
+            let r = read_tcp_msg(&mut phone, &mut pending, Duration::from_secs(5))
+                .expect("REGISTER answered");
+            assert_eq!(status_code(r.as_bytes()), Some(401), "{r}");
+            let ch = header(&r, "WWW-Authenticate", None).expect("challenge");
+            let (realm, nonce) = (
+                digest_param(ch, "realm").expect("realm"),
+                digest_param(ch, "nonce").expect("nonce"),
+            );
+            let ha1 = md5_hex(format!("alice:{realm}:s3cret").as_bytes());
+            let ha2 = md5_hex(format!("REGISTER:{uri}").as_bytes());
+            let (nc, cnonce) = ("00000001", "0a4f113b");
+            let resp = md5_hex(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}").as_bytes());
+            let auth = format!(
+                "Authorization: Digest username=\"alice\", realm=\"{realm}\", nonce=\"{nonce}\", \
+                 uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\"\r\n"
+            );
+            std::io::Write::write_all(&mut phone, register(2, &auth).as_bytes()).unwrap();
+            let r = read_tcp_msg(&mut phone, &mut pending, Duration::from_secs(5))
+                .expect("REGISTER answered");
+            assert_eq!(status_code(r.as_bytes()), Some(200), "{r}");
+            // 2.5 quiet seconds: the OPTIONS-only connection goes, the registered one stays.
+            let quiet = Instant::now() + Duration::from_millis(2500);
+            assert_eq!(wait_open_at_most(std::slice::from_ref(&other), 0, quiet), 0);
+            while Instant::now() < quiet {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(
+                is_open(&phone),
+                "the registered phone's connection was closed as idle"
+            );
+            assert_eq!(
+                tcp_options(&mut phone, 10, Duration::from_secs(5)),
+                Some(200),
+                "and it still carries requests"
+            );
+            tl.assert_alive();
+        },
+    );
+}
