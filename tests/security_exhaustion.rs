@@ -583,3 +583,120 @@ fn a_tcp_connection_with_a_registration_outlives_the_idle_timeout() {
         },
     );
 }
+
+/// 30 connections from one source, each with an unframeable message: each is closed and
+/// counted, but the log gets one line for that source (the rest are counted as suppressed).
+#[test]
+fn malformed_tcp_input_is_counted_not_logged_per_connection() {
+    isolated(
+        "malformed_tcp_input_is_counted_not_logged_per_connection",
+        true,
+        |net| {
+            let yaml = with_metrics(
+                net,
+                &config_yaml(
+                    net,
+                    &[Trunk {
+                        name: "pbx",
+                        port: net.trunk(0),
+                    }],
+                    &["pbx"],
+                ),
+                "",
+            );
+            let mut tl = Trunkline::start(net, &yaml);
+            let sip = net.sip_addr();
+            let mut socks = Vec::new();
+            for _ in 0..30 {
+                let mut s = connect_from(ip(66), sip).expect("connect");
+                std::io::Write::write_all(
+                    &mut s,
+                    b"OPTIONS sip:x SIP/2.0\r\nContent-Length: banana\r\n\r\n",
+                )
+                .expect("send");
+                socks.push(s);
+            }
+            let left = wait_open_at_most(&socks, 0, Instant::now() + Duration::from_secs(5));
+            assert_eq!(left, 0, "unframeable connections are closed");
+            let m = net.metrics_addr();
+            let until = Instant::now() + Duration::from_secs(5);
+            let closed = loop {
+                let n = metric_value(
+                    m,
+                    "trunkline_stream_connections_closed_total",
+                    &[("transport", "TCP"), ("reason", "unframeable")],
+                );
+                if n >= 30.0 || Instant::now() >= until {
+                    break n;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert_eq!(closed, 30.0);
+            let suppressed = metric_value(m, "trunkline_log_lines_suppressed_total", &[]);
+            assert_eq!(suppressed, 29.0);
+            let log = tl.log_text();
+            let lines = log
+                .lines()
+                .filter(|l| l.contains("127.0.0.66") && l.contains("unframeable"))
+                .count();
+            assert_eq!(lines, 1, "log lines about 127.0.0.66:\n{}", tl.log_tail(40));
+            tl.assert_alive();
+        },
+    );
+}
+
+/// A trunkline limited to 128 file descriptors and 160 idle TCP connections from ten
+/// sources: the SIP accept loop runs out of descriptors, backs off (counted) instead of
+/// spinning, and once the idle timeout has closed the held ones a real client is served.
+#[test]
+fn tcp_accept_backs_off_when_out_of_descriptors() {
+    isolated(
+        "tcp_accept_backs_off_when_out_of_descriptors",
+        true,
+        |net| {
+            raise_nofile();
+            let yaml = with_metrics(
+                net,
+                &config_yaml(
+                    net,
+                    &[Trunk {
+                        name: "pbx",
+                        port: net.trunk(0),
+                    }],
+                    &["pbx"],
+                ),
+                "limits:\n  tcp: { idle_timeout: 2 }\n",
+            );
+            let mut tl = spawn_with_nofile(128, || Trunkline::start(net, &yaml));
+            let sip = net.sip_addr();
+            let flood: Vec<TcpStream> = (0..160u32)
+                .map(|i| connect_from(ip(66 + (i % 10) as u8), sip).expect("connect"))
+                .collect();
+            let pid = tl.pid();
+            let (c0, t0) = (cpu_seconds(pid), Instant::now());
+            let window = t0 + Duration::from_millis(1500);
+            while Instant::now() < window {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let used = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64();
+            assert!(
+                used < 0.5,
+                "{used:.2} core-seconds per second while out of descriptors"
+            );
+            let mut real = connect_from(ip(1), sip).expect("real client connects");
+            assert_eq!(
+                tcp_options(&mut real, 1, Duration::from_secs(10)),
+                Some(200),
+                "a real client once the idle connections are gone"
+            );
+            let errors = metric_value(
+                net.metrics_addr(),
+                "trunkline_accept_errors_total",
+                &[("listener", "tcp"), ("reason", "resources")],
+            );
+            assert!(errors >= 1.0, "accept errors counted: {errors}");
+            drop(flood);
+            tl.assert_alive();
+        },
+    );
+}
