@@ -431,6 +431,9 @@ impl Reloader {
                 if cfg.metrics != old.metrics {
                     tracing::warn!("reload: metrics listener changes take effect after a restart");
                 }
+                for w in &cfg.warnings {
+                    tracing::warn!("reload: {w}");
+                }
                 replaced = Some(std::mem::replace(&mut policy.config, Arc::new(cfg)));
                 policy.config_changed();
                 self.generation += 1;
