@@ -366,7 +366,8 @@ impl Metrics {
                 "trunkline_stream_connections_closed_total",
                 "SIP TCP/TLS connections closed, by transport and reason (idle, \
                  partial_message, handshake_timeout, handshake_failed, unframeable, too_large, \
-                 peer: closed by the other side).",
+                 write_backlog: the peer does not read its answers, peer: closed by the other \
+                 side).",
                 &["transport", "reason"],
             ),
             accept_errors: counter_vec(

@@ -159,7 +159,9 @@ pub mod reason {
     pub const UNFRAMEABLE: &str = "unframeable";
     pub const TOO_LARGE: &str = "too_large";
     pub const PEER: &str = "peer";
-    pub const ALL: [&str; 7] = [
+    pub const WRITE_BACKLOG: &str = "write_backlog";
+    pub const ALL: [&str; 8] = [
+        WRITE_BACKLOG,
         IDLE,
         PARTIAL,
         HANDSHAKE_TIMEOUT,
@@ -470,7 +472,13 @@ struct ConnState {
     last_active: AtomicU64,
     /// It carries a call's dialog or a registration (set by the core loop once a second).
     in_use: AtomicBool,
+    /// Close now (the peer does not read what is sent to it).
+    close: tokio::sync::Notify,
 }
+
+/// Messages queued for one connection's writer at most: a peer that sends requests but never
+/// reads the answers is closed rather than buffered without bound.
+const WRITE_QUEUE: usize = 1024;
 
 impl ConnState {
     fn touch(&self) {
@@ -479,7 +487,7 @@ impl ConnState {
 }
 
 struct Conn {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::Sender<Vec<u8>>,
     state: Arc<ConnState>,
 }
 
@@ -576,16 +584,22 @@ impl TcpConns {
             .and_then(|m| m.get(&addr).map(|c| (c.tx.clone(), c.state.clone())));
         if let Some((w, st)) = existing {
             st.touch();
-            if w.send(data).is_ok() {
-                return;
-            }
-            return self.connect(addr, None, tx.clone());
+            return match w.try_send(data) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    st.close.notify_one();
+                    self.forget(addr, &st);
+                }
+                Err(mpsc::error::TrySendError::Closed(d)) => {
+                    self.connect(addr, Some(d), tx.clone())
+                }
+            };
         }
         self.connect(addr, Some(data), tx.clone());
     }
 
-    fn insert(&self, addr: SocketAddr) -> (mpsc::UnboundedReceiver<Vec<u8>>, Arc<ConnState>) {
-        let (wtx, wrx) = mpsc::unbounded_channel();
+    fn insert(&self, addr: SocketAddr) -> (mpsc::Receiver<Vec<u8>>, Arc<ConnState>) {
+        let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
         let state = Arc::new(ConnState::default());
         state.touch();
         if let Ok(mut m) = self.inner.lock() {
@@ -605,7 +619,7 @@ impl TcpConns {
         if let Some(d) = first {
             if let Ok(m) = self.inner.lock() {
                 if let Some(c) = m.get(&addr) {
-                    let _ = c.tx.send(d);
+                    let _ = c.tx.try_send(d);
                 }
             }
         }
@@ -675,7 +689,7 @@ impl TcpConns {
         &self,
         (mut rd, mut wr): (R, W),
         addr: SocketAddr,
-        mut wrx: mpsc::UnboundedReceiver<Vec<u8>>,
+        mut wrx: mpsc::Receiver<Vec<u8>>,
         state: Arc<ConnState>,
         slot: Option<Slot>,
         tx: mpsc::Sender<Input>,
@@ -714,7 +728,11 @@ impl TcpConns {
                 Some(t) => idle_at.min(t + limits.partial_message_timeout),
                 None => idle_at,
             };
-            let n = match tokio::time::timeout_at(deadline.into(), rd.read(&mut chunk)).await {
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(deadline.into(), rd.read(&mut chunk)) => r,
+                _ = state.close.notified() => break reason::WRITE_BACKLOG,
+            };
+            let n = match read {
                 Ok(Ok(0)) | Ok(Err(_)) => break reason::PEER,
                 Ok(Ok(n)) => n,
                 Err(_) => {
@@ -742,7 +760,7 @@ impl TcpConns {
                             // alone does not keep an unused connection open.
                             if let Ok(m) = self.inner.lock() {
                                 if let Some(c) = m.get(&addr) {
-                                    let _ = c.tx.send(b"\r\n".to_vec());
+                                    let _ = c.tx.try_send(b"\r\n".to_vec());
                                 }
                             }
                             continue;

@@ -700,3 +700,66 @@ fn tcp_accept_backs_off_when_out_of_descriptors() {
         },
     );
 }
+
+/// A client that pipelines 6,000 OPTIONS over TCP and never reads the answers (a 4 KB
+/// receive buffer): trunkline closes it once 1,024 answers are queued instead of buffering
+/// without bound, and serves others meanwhile.
+#[test]
+fn a_peer_that_never_reads_is_closed() {
+    isolated("a_peer_that_never_reads_is_closed", true, |net| {
+        let yaml = with_metrics(
+            net,
+            &config_yaml(
+                net,
+                &[Trunk {
+                    name: "pbx",
+                    port: net.trunk(0),
+                }],
+                &["pbx"],
+            ),
+            "",
+        );
+        let mut tl = Trunkline::start(net, &yaml);
+        let sip = net.sip_addr();
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        s.bind(&SocketAddr::new(ip(66), 0).into()).unwrap();
+        s.connect(&sip.into()).unwrap();
+        let mut sink: TcpStream = s.into();
+        let me = sink.local_addr().unwrap();
+        let mut burst = String::new();
+        for n in 0..6000u32 {
+            burst.push_str(&format!(
+                "OPTIONS sip:{sip};transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bK-nr{n}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:nr@{me}>;tag=nr\r\nTo: <sip:{sip}>\r\n\
+                 Call-ID: nr-{n}@127.0.0.66\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            ));
+        }
+        sink.set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The write may fail once trunkline has closed the connection: that is the point.
+        let _ = std::io::Write::write_all(&mut sink, burst.as_bytes());
+        let until = Instant::now() + Duration::from_secs(10);
+        let closed = loop {
+            let n = metric_value(
+                net.metrics_addr(),
+                "trunkline_stream_connections_closed_total",
+                &[("transport", "TCP"), ("reason", "write_backlog")],
+            );
+            if n >= 1.0 || Instant::now() >= until {
+                break n;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(closed, 1.0, "a peer that never reads is closed");
+        let mut real = connect_from(ip(1), sip).expect("real client connects");
+        assert_eq!(tcp_options(&mut real, 1, Duration::from_secs(5)), Some(200));
+        drop(sink);
+        tl.assert_alive();
+    });
+}
