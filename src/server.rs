@@ -176,6 +176,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 sender.tcp.mark_in_use(&in_use, now);
                 sender.tls.mark_in_use(&in_use, now);
                 guard.update(&policy.config);
+                guard.return_memory();
                 if reloader.changed() {
                     reloader.start("file change", None);
                 }

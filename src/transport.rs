@@ -319,6 +319,18 @@ pub struct StreamGuard {
 struct GuardState {
     total: u32,
     per_source: HashMap<std::net::IpAddr, u32>,
+    /// Connections gone since memory was last handed back to the OS.
+    gone: u32,
+}
+
+/// Connections that must have gone before [`StreamGuard::return_memory`] asks the allocator
+/// to give freed pages back.
+const RETURN_MEMORY_AFTER: u32 = 256;
+
+extern "C" {
+    /// mimalloc (the binary's allocator, linked statically by the `mimalloc` crate): free
+    /// retained pages; `force` also returns them to the OS at once.
+    fn mi_collect(force: bool);
 }
 
 /// One admitted inbound connection; gives its place back when dropped.
@@ -334,6 +346,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         if let Ok(mut st) = self.guard.state.lock() {
             st.total = st.total.saturating_sub(1);
+            st.gone = st.gone.saturating_add(1);
             if let Some(n) = st.per_source.get_mut(&self.ip) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -378,6 +391,24 @@ impl StreamGuard {
         });
         g.update(cfg);
         g
+    }
+
+    /// After a wave of closed connections (a flood that went away), has the allocator return
+    /// the freed memory to the OS instead of keeping it cached: called once a second by the
+    /// core loop, on the thread the connections' tasks ran on.
+    pub fn return_memory(&self) {
+        let due = match self.state.lock() {
+            Ok(mut st) if st.gone >= RETURN_MEMORY_AFTER => {
+                st.gone = 0;
+                true
+            }
+            _ => false,
+        };
+        if due {
+            // SAFETY: mi_collect takes no pointers and may be called from any thread at any
+            // time (mimalloc's documented API).
+            unsafe { mi_collect(true) };
+        }
     }
 
     /// Takes the trunk addresses of `cfg` if it is not the configuration already in use.

@@ -763,3 +763,76 @@ fn a_peer_that_never_reads_is_closed() {
         tl.assert_alive();
     });
 }
+
+/// 3,000 idle TCP connections (47 sources, 64 each): trunkline holds little memory per
+/// connection, and gives most of it back once they are gone.
+#[test]
+fn idle_connections_cost_little_memory_and_return_it() {
+    isolated(
+        "idle_connections_cost_little_memory_and_return_it",
+        true,
+        |net| {
+            raise_nofile();
+            let yaml = with_metrics(
+                net,
+                &config_yaml(
+                    net,
+                    &[Trunk {
+                        name: "pbx",
+                        port: net.trunk(0),
+                    }],
+                    &["pbx"],
+                ),
+                "",
+            );
+            let mut tl = spawn_with_nofile(8192, || Trunkline::start(net, &yaml));
+            let pid = tl.pid();
+            let sip = net.sip_addr();
+            let before = rss_bytes(pid);
+            let t_start = Instant::now();
+            let mut conns = Vec::new();
+            for i in 0..3000u32 {
+                conns.push(connect_from(ip(66 + (i / 64) as u8), sip).expect("connect"));
+            }
+            let until = Instant::now() + Duration::from_secs(10);
+            while metric_value(
+                net.metrics_addr(),
+                "trunkline_stream_connections",
+                &[("transport", "TCP")],
+            ) < 3000.0
+            {
+                assert!(Instant::now() < until, "3,000 connections not all accepted");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let held = rss_bytes(pid);
+            let per_conn = held.saturating_sub(before) / 3000;
+            drop(conns);
+            let until = Instant::now() + Duration::from_secs(10);
+            while metric_value(
+                net.metrics_addr(),
+                "trunkline_stream_connections",
+                &[("transport", "TCP")],
+            ) > 0.0
+            {
+                assert!(Instant::now() < until, "connections not released");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let until = Instant::now() + Duration::from_secs(5);
+            let mut after = rss_bytes(pid);
+            while after > before + (held - before) / 2 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(100));
+                after = rss_bytes(pid);
+            }
+            eprintln!(
+                "rss before {before} held {held} ({per_conn} B/conn) after {after}; {:?}",
+                t_start.elapsed()
+            );
+            assert!(per_conn < 16 * 1024, "{per_conn} bytes per idle connection");
+            assert!(
+            after <= before + (held - before) / 2,
+            "memory not returned: before {before}, with 3,000 connections {held}, after {after}"
+        );
+            tl.assert_alive();
+        },
+    );
+}

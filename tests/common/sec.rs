@@ -259,3 +259,15 @@ fn md5_known_answers() {
         "9e107d9d372bb6826bd81d3542a419d6"
     );
 }
+
+/// Resident set size of `pid` in bytes (`/proc/PID/statm`).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/statm")).expect("read statm");
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("rss");
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
