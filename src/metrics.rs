@@ -358,7 +358,8 @@ impl Metrics {
                 "trunkline_stream_connections_refused_total",
                 "Inbound SIP TCP/TLS connections closed at accept, by transport and reason \
                  (global_limit: limits.tcp.max_connections, source_limit: \
-                 limits.tcp.max_per_source, handshakes_pending: too many TLS handshakes).",
+                 limits.tcp.max_per_source, handshakes_pending: the oldest of too many TLS handshakes in progress, \
+                 closed for a new one).",
                 &["transport", "reason"],
             ),
             stream_closed: counter_vec(

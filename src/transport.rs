@@ -151,6 +151,7 @@ pub async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
 pub mod reason {
     pub const GLOBAL_LIMIT: &str = "global_limit";
     pub const SOURCE_LIMIT: &str = "source_limit";
+    /// Closed unfinished to make room for a newer handshake (the oldest of too many).
     pub const HANDSHAKES: &str = "handshakes_pending";
     pub const IDLE: &str = "idle";
     pub const PARTIAL: &str = "partial_message";
@@ -913,10 +914,19 @@ pub async fn tcp_acceptor(
     }
 }
 
+/// Handshakes in progress on one TLS listener, oldest first, each with its eviction signal.
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    pending: std::collections::BTreeMap<u64, tokio::sync::oneshot::Sender<()>>,
+}
+
 /// Accept loop of one TLS listener: each connection is served once its handshake is done
 /// (bounded by `limits.tcp.handshake_timeout`), then exactly like TCP. A connection counts
 /// against the caps from accept on, so silent sockets of one source cannot hold more than
-/// `max_per_source` handshakes.
+/// `max_per_source` handshakes; with [`tls::MAX_PENDING_HANDSHAKES`] in progress, a new one
+/// closes the oldest (a real client finishes in milliseconds, a silent socket never does, so
+/// silent sockets from many sources cannot lock real clients out either).
 pub async fn tls_acceptor(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -924,7 +934,7 @@ pub async fn tls_acceptor(
     tx: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
 ) {
-    let pending = Arc::new(tokio::sync::Semaphore::new(tls::MAX_PENDING_HANDSHAKES));
+    let handshakes = Arc::new(Mutex::new(Handshakes::default()));
     let mut backoff = AcceptBackoff::new("tls", metrics);
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -938,35 +948,57 @@ pub async fn tls_acceptor(
         let Ok(slot) = conns.guard.admit(addr.ip(), Transport::Tls) else {
             continue;
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            conns.guard.refused(Transport::Tls, reason::HANDSHAKES);
-            tracing::debug!(%addr, "tls: too many handshakes in progress, closing");
-            continue;
+        let (evict_tx, mut evict_rx) = tokio::sync::oneshot::channel();
+        let id = {
+            let Ok(mut h) = handshakes.lock() else {
+                continue;
+            };
+            if h.pending.len() >= tls::MAX_PENDING_HANDSHAKES {
+                if let Some((_, oldest)) = h.pending.pop_first() {
+                    let _ = oldest.send(());
+                }
+            }
+            let id = h.next;
+            h.next += 1;
+            h.pending.insert(id, evict_tx);
+            id
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let conns = conns.clone();
         let tx = tx.clone();
+        let handshakes = handshakes.clone();
         tokio::spawn(async move {
             let limit = conns.guard.limits.handshake_timeout;
-            let ts = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                Ok(Ok(ts)) => ts,
-                Ok(Err(e)) => {
+            let r = tokio::select! {
+                r = tokio::time::timeout(limit, acceptor.accept(stream)) => Some(r),
+                _ = &mut evict_rx => None,
+            };
+            if let Ok(mut h) = handshakes.lock() {
+                h.pending.remove(&id);
+            }
+            let ts = match r {
+                Some(Ok(Ok(ts))) => ts,
+                Some(Ok(Err(e))) => {
                     conns.guard.closed(Transport::Tls, reason::HANDSHAKE_FAILED);
                     if conns.guard.log.allow(addr.ip(), Instant::now()) {
                         tracing::info!(%addr, "tls handshake failed: {e} (further lines from this source for a minute: suppressed)");
                     }
                     return;
                 }
-                Err(_) => {
+                Some(Err(_)) => {
                     conns
                         .guard
                         .closed(Transport::Tls, reason::HANDSHAKE_TIMEOUT);
                     tracing::debug!(%addr, "tls handshake timed out");
                     return;
                 }
+                None => {
+                    conns.guard.refused(Transport::Tls, reason::HANDSHAKES);
+                    tracing::debug!(%addr, "tls: too many handshakes in progress, oldest closed");
+                    return;
+                }
             };
-            drop(permit);
             let (wrx, state) = conns.insert(addr);
             conns
                 .run(tokio::io::split(ts), addr, wrx, state, Some(slot), tx)

@@ -839,3 +839,67 @@ fn idle_connections_cost_little_memory_and_return_it() {
         },
     );
 }
+
+/// The same flood with a per-source cap too high to help (500): 1,100 silent sockets are more
+/// handshakes than a listener keeps (1,024); the oldest are closed for newer ones, so a real
+/// TLS client still gets in.
+#[test]
+fn silent_tls_sockets_from_many_sources_evict_the_oldest() {
+    isolated(
+        "silent_tls_sockets_from_many_sources_evict_the_oldest",
+        true,
+        |net| {
+            raise_nofile();
+            let (cert, key, roots) = tls_files(net);
+            let tls_port = net.base + 51;
+            let tls = SocketAddr::from(([127, 0, 0, 1], tls_port));
+            let yaml = with_metrics(
+                net,
+                &config_yaml(
+                    net,
+                    &[Trunk {
+                        name: "pbx",
+                        port: net.trunk(0),
+                    }],
+                    &["pbx"],
+                )
+                .replace(
+                    "media:\n",
+                    &format!(
+                        "  - {{ transport: tls, address: 127.0.0.1:{tls_port}, cert: {cert}, key: {key} }}\nmedia:\n"
+                    ),
+                ),
+                "limits:\n  tcp: { max_per_source: 500, handshake_timeout: 10 }\n",
+            );
+            let mut tl = spawn_with_nofile(4096, || Trunkline::start(net, &yaml));
+            let mut silent: Vec<TcpStream> = Vec::new();
+            for src in 66..77u8 {
+                let batch: Vec<TcpStream> = (0..100)
+                    .map(|_| connect_from(ip(src), tls).expect("connect"))
+                    .collect();
+                silent.extend(batch);
+                // Until trunkline has taken them from the accept queue (bounded).
+                let until = Instant::now() + Duration::from_secs(2);
+                while metric_value(
+                    net.metrics_addr(),
+                    "trunkline_stream_connections",
+                    &[("transport", "TLS")],
+                ) < (silent.len().min(1024) as f64)
+                    && Instant::now() < until
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            let r = tls_options(tls, &roots, Duration::from_secs(3));
+            assert_eq!(r, Ok(200), "a real TLS client during the attack");
+            let evicted = metric_value(
+                net.metrics_addr(),
+                "trunkline_stream_connections_refused_total",
+                &[("transport", "TLS"), ("reason", "handshakes_pending")],
+            );
+            assert!(evicted >= 70.0, "oldest handshakes closed: {evicted}");
+            drop(silent);
+            tl.assert_alive();
+        },
+    );
+}
