@@ -365,7 +365,8 @@ impl Metrics {
             stream_closed: counter_vec(
                 &r,
                 "trunkline_stream_connections_closed_total",
-                "SIP TCP/TLS connections closed, by transport and reason (idle, \
+                "SIP TCP/TLS connections closed, by transport and reason (evicted: silent, \
+                 closed for a new connection at limits.tcp.max_connections; idle, \
                  partial_message, handshake_timeout, handshake_failed, unframeable, too_large, \
                  write_backlog: the peer does not read its answers, peer: closed by the other \
                  side).",

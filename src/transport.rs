@@ -161,7 +161,10 @@ pub mod reason {
     pub const TOO_LARGE: &str = "too_large";
     pub const PEER: &str = "peer";
     pub const WRITE_BACKLOG: &str = "write_backlog";
-    pub const ALL: [&str; 8] = [
+    /// Closed, never having carried a message, to make room under the global cap.
+    pub const EVICTED: &str = "evicted";
+    pub const ALL: [&str; 9] = [
+        EVICTED,
         WRITE_BACKLOG,
         IDLE,
         PARTIAL,
@@ -307,10 +310,15 @@ impl AcceptBackoff {
 
 /// Admission of inbound stream connections (TCP and TLS listeners share one): a global cap and
 /// a per-source-IP cap (trunk addresses exempt), the timeouts of `limits.tcp`, and the
-/// counters of refused and closed connections.
+/// counters of refused and closed connections. At the global cap a new connection closes the
+/// oldest one that has not carried a message yet (idle sockets from many sources cannot keep
+/// real clients out); only when there is none is it refused.
 pub struct StreamGuard {
     pub limits: config::TcpLimits,
     state: Mutex<GuardState>,
+    /// Inbound connections (not trunks') that have not carried a complete message yet, oldest
+    /// first: under the global cap the oldest of them makes room for a new connection.
+    unproven: Mutex<(u64, std::collections::BTreeMap<u64, Arc<ConnState>>)>,
     exempt: RwLock<(Option<Arc<config::Config>>, HashSet<std::net::IpAddr>)>,
     metrics: Arc<Metrics>,
     pub log: Arc<LogLimiter>,
@@ -386,6 +394,7 @@ impl StreamGuard {
         let g = Arc::new(StreamGuard {
             limits: cfg.limits.tcp.clone(),
             state: Mutex::default(),
+            unproven: Mutex::default(),
             exempt: RwLock::new((None, HashSet::new())),
             log: Arc::new(LogLimiter::new(&metrics)),
             metrics,
@@ -447,10 +456,10 @@ impl StreamGuard {
         let refused = match self.state.lock() {
             Ok(mut st) => {
                 let here = st.per_source.get(&ip).copied().unwrap_or(0);
-                if !trunk && st.total >= self.limits.max_connections {
-                    Some(reason::GLOBAL_LIMIT)
-                } else if !trunk && here >= self.limits.max_per_source {
+                if !trunk && here >= self.limits.max_per_source {
                     Some(reason::SOURCE_LIMIT)
+                } else if !trunk && st.total >= self.limits.max_connections && !self.evict_one() {
+                    Some(reason::GLOBAL_LIMIT)
                 } else {
                     st.total += 1;
                     st.per_source.insert(ip, here + 1);
@@ -473,6 +482,41 @@ impl StreamGuard {
             transport,
             trunk,
         })
+    }
+
+    /// Closes the oldest connection that has not carried a message yet (its slot comes back
+    /// when its task ends); false when there is none.
+    fn evict_one(&self) -> bool {
+        let victim = self
+            .unproven
+            .lock()
+            .ok()
+            .and_then(|mut u| u.1.pop_first().map(|(_, st)| st));
+        match victim {
+            Some(st) => {
+                st.close_for(reason::EVICTED);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tracks a new inbound connection as unproven; returns its key for [`Self::proven`].
+    fn track_unproven(&self, st: &Arc<ConnState>) -> Option<u64> {
+        let mut u = self.unproven.lock().ok()?;
+        let id = u.0;
+        u.0 += 1;
+        u.1.insert(id, st.clone());
+        Some(id)
+    }
+
+    /// The connection carried a message (or ended): no longer a candidate for eviction.
+    fn proven(&self, id: &mut Option<u64>) {
+        if let Some(k) = id.take() {
+            if let Ok(mut u) = self.unproven.lock() {
+                u.1.remove(&k);
+            }
+        }
     }
 
     pub fn refused(&self, transport: Transport, why: &'static str) {
@@ -504,8 +548,26 @@ struct ConnState {
     last_active: AtomicU64,
     /// It carries a call's dialog or a registration (set by the core loop once a second).
     in_use: AtomicBool,
-    /// Close now (the peer does not read what is sent to it).
+    /// Close now (with `close_reason`).
     close: tokio::sync::Notify,
+    close_reason: Mutex<Option<&'static str>>,
+}
+
+impl ConnState {
+    fn close_for(&self, why: &'static str) {
+        if let Ok(mut r) = self.close_reason.lock() {
+            r.get_or_insert(why);
+        }
+        self.close.notify_one();
+    }
+
+    fn closed_why(&self) -> &'static str {
+        self.close_reason
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .unwrap_or(reason::WRITE_BACKLOG)
+    }
 }
 
 /// Messages queued for one connection's writer at most: a peer that sends requests but never
@@ -619,7 +681,7 @@ impl TcpConns {
             return match w.try_send(data) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    st.close.notify_one();
+                    st.close_for(reason::WRITE_BACKLOG);
                     self.forget(addr, &st);
                 }
                 Err(mpsc::error::TrySendError::Closed(d)) => {
@@ -744,6 +806,11 @@ impl TcpConns {
         let peer = self.peer(addr);
         let limits = &self.guard.limits;
         let trunk = slot.as_ref().is_some_and(|s| s.trunk);
+        // An inbound connection that has said nothing yet may be closed to make room.
+        let mut unproven = match &slot {
+            Some(s) if !s.trunk => self.guard.track_unproven(&state),
+            _ => None,
+        };
         // Grown only as a message needs; an idle connection holds this small buffer only.
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -762,7 +829,7 @@ impl TcpConns {
             };
             let read = tokio::select! {
                 r = tokio::time::timeout_at(deadline.into(), rd.read(&mut chunk)) => r,
-                _ = state.close.notified() => break reason::WRITE_BACKLOG,
+                _ = state.close.notified() => break state.closed_why(),
             };
             let n = match read {
                 Ok(Ok(0)) | Ok(Err(_)) => break reason::PEER,
@@ -798,6 +865,7 @@ impl TcpConns {
                             continue;
                         }
                         state.touch();
+                        self.guard.proven(&mut unproven);
                         if tx.send(Input::Message(msg, peer)).await.is_err() {
                             break 'conn reason::PEER;
                         }
@@ -826,6 +894,7 @@ impl TcpConns {
                 partial_since = Some(Instant::now());
             }
         };
+        self.guard.proven(&mut unproven);
         if slot.is_some() || why != reason::PEER {
             self.guard.closed(self.transport, why);
         }
