@@ -358,15 +358,18 @@ impl Metrics {
                 "trunkline_stream_connections_refused_total",
                 "Inbound SIP TCP/TLS connections closed at accept, by transport and reason \
                  (global_limit: limits.tcp.max_connections, source_limit: \
-                 limits.tcp.max_per_source, handshakes_pending: too many TLS handshakes).",
+                 limits.tcp.max_per_source, handshakes_pending: the oldest of too many TLS handshakes in progress, \
+                 closed for a new one).",
                 &["transport", "reason"],
             ),
             stream_closed: counter_vec(
                 &r,
                 "trunkline_stream_connections_closed_total",
-                "SIP TCP/TLS connections closed, by transport and reason (idle, \
+                "SIP TCP/TLS connections closed, by transport and reason (evicted: silent, \
+                 closed for a new connection at limits.tcp.max_connections; idle, \
                  partial_message, handshake_timeout, handshake_failed, unframeable, too_large, \
-                 peer: closed by the other side).",
+                 write_backlog: the peer does not read its answers, peer: closed by the other \
+                 side).",
                 &["transport", "reason"],
             ),
             accept_errors: counter_vec(

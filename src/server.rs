@@ -190,6 +190,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 sender.tcp.mark_in_use(&in_use, now);
                 sender.tls.mark_in_use(&in_use, now);
                 guard.update(&policy.config);
+                guard.return_memory();
                 if reloader.changed() {
                     reloader.start("file change", None);
                 }
@@ -445,6 +446,9 @@ impl Reloader {
                 }
                 if cfg.metrics != old.metrics {
                     tracing::warn!("reload: metrics listener changes take effect after a restart");
+                }
+                for w in &cfg.warnings {
+                    tracing::warn!("reload: {w}");
                 }
                 replaced = Some(std::mem::replace(&mut policy.config, Arc::new(cfg)));
                 policy.config_changed();

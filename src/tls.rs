@@ -27,8 +27,9 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-/// Most inbound handshakes in progress at once per listener; connections beyond it are closed
-/// at once (a flood of stalled handshakes cannot pile up tasks and sockets).
+/// Most inbound handshakes in progress at once per listener; a new one beyond it closes the
+/// oldest (a flood of stalled handshakes cannot pile up tasks and sockets, nor keep out a
+/// client that completes its handshake).
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 /// The crypto provider every TLS configuration here uses (*ring*).

@@ -151,6 +151,7 @@ pub async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
 pub mod reason {
     pub const GLOBAL_LIMIT: &str = "global_limit";
     pub const SOURCE_LIMIT: &str = "source_limit";
+    /// Closed unfinished to make room for a newer handshake (the oldest of too many).
     pub const HANDSHAKES: &str = "handshakes_pending";
     pub const IDLE: &str = "idle";
     pub const PARTIAL: &str = "partial_message";
@@ -159,7 +160,12 @@ pub mod reason {
     pub const UNFRAMEABLE: &str = "unframeable";
     pub const TOO_LARGE: &str = "too_large";
     pub const PEER: &str = "peer";
-    pub const ALL: [&str; 7] = [
+    pub const WRITE_BACKLOG: &str = "write_backlog";
+    /// Closed, never having carried a message, to make room under the global cap.
+    pub const EVICTED: &str = "evicted";
+    pub const ALL: [&str; 9] = [
+        EVICTED,
+        WRITE_BACKLOG,
         IDLE,
         PARTIAL,
         HANDSHAKE_TIMEOUT,
@@ -304,10 +310,15 @@ impl AcceptBackoff {
 
 /// Admission of inbound stream connections (TCP and TLS listeners share one): a global cap and
 /// a per-source-IP cap (trunk addresses exempt), the timeouts of `limits.tcp`, and the
-/// counters of refused and closed connections.
+/// counters of refused and closed connections. At the global cap a new connection closes the
+/// oldest one that has not carried a message yet (idle sockets from many sources cannot keep
+/// real clients out); only when there is none is it refused.
 pub struct StreamGuard {
     pub limits: config::TcpLimits,
     state: Mutex<GuardState>,
+    /// Inbound connections (not trunks') that have not carried a complete message yet, oldest
+    /// first: under the global cap the oldest of them makes room for a new connection.
+    unproven: Mutex<(u64, std::collections::BTreeMap<u64, Arc<ConnState>>)>,
     exempt: RwLock<(Option<Arc<config::Config>>, HashSet<std::net::IpAddr>)>,
     metrics: Arc<Metrics>,
     pub log: Arc<LogLimiter>,
@@ -317,6 +328,18 @@ pub struct StreamGuard {
 struct GuardState {
     total: u32,
     per_source: HashMap<std::net::IpAddr, u32>,
+    /// Connections gone since memory was last handed back to the OS.
+    gone: u32,
+}
+
+/// Connections that must have gone before [`StreamGuard::return_memory`] asks the allocator
+/// to give freed pages back.
+const RETURN_MEMORY_AFTER: u32 = 256;
+
+extern "C" {
+    /// mimalloc (the binary's allocator, linked statically by the `mimalloc` crate): free
+    /// retained pages; `force` also returns them to the OS at once.
+    fn mi_collect(force: bool);
 }
 
 /// One admitted inbound connection; gives its place back when dropped.
@@ -332,6 +355,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         if let Ok(mut st) = self.guard.state.lock() {
             st.total = st.total.saturating_sub(1);
+            st.gone = st.gone.saturating_add(1);
             if let Some(n) = st.per_source.get_mut(&self.ip) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -370,12 +394,31 @@ impl StreamGuard {
         let g = Arc::new(StreamGuard {
             limits: cfg.limits.tcp.clone(),
             state: Mutex::default(),
+            unproven: Mutex::default(),
             exempt: RwLock::new((None, HashSet::new())),
             log: Arc::new(LogLimiter::new(&metrics)),
             metrics,
         });
         g.update(cfg);
         g
+    }
+
+    /// After a wave of closed connections (a flood that went away), has the allocator return
+    /// the freed memory to the OS instead of keeping it cached: called once a second by the
+    /// core loop, on the thread the connections' tasks ran on.
+    pub fn return_memory(&self) {
+        let due = match self.state.lock() {
+            Ok(mut st) if st.gone >= RETURN_MEMORY_AFTER => {
+                st.gone = 0;
+                true
+            }
+            _ => false,
+        };
+        if due {
+            // SAFETY: mi_collect takes no pointers and may be called from any thread at any
+            // time (mimalloc's documented API).
+            unsafe { mi_collect(true) };
+        }
     }
 
     /// Takes the trunk addresses of `cfg` if it is not the configuration already in use.
@@ -413,10 +456,10 @@ impl StreamGuard {
         let refused = match self.state.lock() {
             Ok(mut st) => {
                 let here = st.per_source.get(&ip).copied().unwrap_or(0);
-                if !trunk && st.total >= self.limits.max_connections {
-                    Some(reason::GLOBAL_LIMIT)
-                } else if !trunk && here >= self.limits.max_per_source {
+                if !trunk && here >= self.limits.max_per_source {
                     Some(reason::SOURCE_LIMIT)
+                } else if !trunk && st.total >= self.limits.max_connections && !self.evict_one() {
+                    Some(reason::GLOBAL_LIMIT)
                 } else {
                     st.total += 1;
                     st.per_source.insert(ip, here + 1);
@@ -439,6 +482,41 @@ impl StreamGuard {
             transport,
             trunk,
         })
+    }
+
+    /// Closes the oldest connection that has not carried a message yet (its slot comes back
+    /// when its task ends); false when there is none.
+    fn evict_one(&self) -> bool {
+        let victim = self
+            .unproven
+            .lock()
+            .ok()
+            .and_then(|mut u| u.1.pop_first().map(|(_, st)| st));
+        match victim {
+            Some(st) => {
+                st.close_for(reason::EVICTED);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tracks a new inbound connection as unproven; returns its key for [`Self::proven`].
+    fn track_unproven(&self, st: &Arc<ConnState>) -> Option<u64> {
+        let mut u = self.unproven.lock().ok()?;
+        let id = u.0;
+        u.0 += 1;
+        u.1.insert(id, st.clone());
+        Some(id)
+    }
+
+    /// The connection carried a message (or ended): no longer a candidate for eviction.
+    fn proven(&self, id: &mut Option<u64>) {
+        if let Some(k) = id.take() {
+            if let Ok(mut u) = self.unproven.lock() {
+                u.1.remove(&k);
+            }
+        }
     }
 
     pub fn refused(&self, transport: Transport, why: &'static str) {
@@ -470,7 +548,31 @@ struct ConnState {
     last_active: AtomicU64,
     /// It carries a call's dialog or a registration (set by the core loop once a second).
     in_use: AtomicBool,
+    /// Close now (with `close_reason`).
+    close: tokio::sync::Notify,
+    close_reason: Mutex<Option<&'static str>>,
 }
+
+impl ConnState {
+    fn close_for(&self, why: &'static str) {
+        if let Ok(mut r) = self.close_reason.lock() {
+            r.get_or_insert(why);
+        }
+        self.close.notify_one();
+    }
+
+    fn closed_why(&self) -> &'static str {
+        self.close_reason
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .unwrap_or(reason::WRITE_BACKLOG)
+    }
+}
+
+/// Messages queued for one connection's writer at most: a peer that sends requests but never
+/// reads the answers is closed rather than buffered without bound.
+const WRITE_QUEUE: usize = 1024;
 
 impl ConnState {
     fn touch(&self) {
@@ -479,7 +581,7 @@ impl ConnState {
 }
 
 struct Conn {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::Sender<Vec<u8>>,
     state: Arc<ConnState>,
 }
 
@@ -576,16 +678,22 @@ impl TcpConns {
             .and_then(|m| m.get(&addr).map(|c| (c.tx.clone(), c.state.clone())));
         if let Some((w, st)) = existing {
             st.touch();
-            if w.send(data).is_ok() {
-                return;
-            }
-            return self.connect(addr, None, tx.clone());
+            return match w.try_send(data) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    st.close_for(reason::WRITE_BACKLOG);
+                    self.forget(addr, &st);
+                }
+                Err(mpsc::error::TrySendError::Closed(d)) => {
+                    self.connect(addr, Some(d), tx.clone())
+                }
+            };
         }
         self.connect(addr, Some(data), tx.clone());
     }
 
-    fn insert(&self, addr: SocketAddr) -> (mpsc::UnboundedReceiver<Vec<u8>>, Arc<ConnState>) {
-        let (wtx, wrx) = mpsc::unbounded_channel();
+    fn insert(&self, addr: SocketAddr) -> (mpsc::Receiver<Vec<u8>>, Arc<ConnState>) {
+        let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
         let state = Arc::new(ConnState::default());
         state.touch();
         if let Ok(mut m) = self.inner.lock() {
@@ -605,7 +713,7 @@ impl TcpConns {
         if let Some(d) = first {
             if let Ok(m) = self.inner.lock() {
                 if let Some(c) = m.get(&addr) {
-                    let _ = c.tx.send(d);
+                    let _ = c.tx.try_send(d);
                 }
             }
         }
@@ -675,7 +783,7 @@ impl TcpConns {
         &self,
         (mut rd, mut wr): (R, W),
         addr: SocketAddr,
-        mut wrx: mpsc::UnboundedReceiver<Vec<u8>>,
+        mut wrx: mpsc::Receiver<Vec<u8>>,
         state: Arc<ConnState>,
         slot: Option<Slot>,
         tx: mpsc::Sender<Input>,
@@ -698,6 +806,11 @@ impl TcpConns {
         let peer = self.peer(addr);
         let limits = &self.guard.limits;
         let trunk = slot.as_ref().is_some_and(|s| s.trunk);
+        // An inbound connection that has said nothing yet may be closed to make room.
+        let mut unproven = match &slot {
+            Some(s) if !s.trunk => self.guard.track_unproven(&state),
+            _ => None,
+        };
         // Grown only as a message needs; an idle connection holds this small buffer only.
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -714,7 +827,11 @@ impl TcpConns {
                 Some(t) => idle_at.min(t + limits.partial_message_timeout),
                 None => idle_at,
             };
-            let n = match tokio::time::timeout_at(deadline.into(), rd.read(&mut chunk)).await {
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(deadline.into(), rd.read(&mut chunk)) => r,
+                _ = state.close.notified() => break state.closed_why(),
+            };
+            let n = match read {
                 Ok(Ok(0)) | Ok(Err(_)) => break reason::PEER,
                 Ok(Ok(n)) => n,
                 Err(_) => {
@@ -742,12 +859,13 @@ impl TcpConns {
                             // alone does not keep an unused connection open.
                             if let Ok(m) = self.inner.lock() {
                                 if let Some(c) = m.get(&addr) {
-                                    let _ = c.tx.send(b"\r\n".to_vec());
+                                    let _ = c.tx.try_send(b"\r\n".to_vec());
                                 }
                             }
                             continue;
                         }
                         state.touch();
+                        self.guard.proven(&mut unproven);
                         if tx.send(Input::Message(msg, peer)).await.is_err() {
                             break 'conn reason::PEER;
                         }
@@ -776,6 +894,7 @@ impl TcpConns {
                 partial_since = Some(Instant::now());
             }
         };
+        self.guard.proven(&mut unproven);
         if slot.is_some() || why != reason::PEER {
             self.guard.closed(self.transport, why);
         }
@@ -864,10 +983,19 @@ pub async fn tcp_acceptor(
     }
 }
 
+/// Handshakes in progress on one TLS listener, oldest first, each with its eviction signal.
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    pending: std::collections::BTreeMap<u64, tokio::sync::oneshot::Sender<()>>,
+}
+
 /// Accept loop of one TLS listener: each connection is served once its handshake is done
 /// (bounded by `limits.tcp.handshake_timeout`), then exactly like TCP. A connection counts
 /// against the caps from accept on, so silent sockets of one source cannot hold more than
-/// `max_per_source` handshakes.
+/// `max_per_source` handshakes; with [`tls::MAX_PENDING_HANDSHAKES`] in progress, a new one
+/// closes the oldest (a real client finishes in milliseconds, a silent socket never does, so
+/// silent sockets from many sources cannot lock real clients out either).
 pub async fn tls_acceptor(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -875,7 +1003,7 @@ pub async fn tls_acceptor(
     tx: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
 ) {
-    let pending = Arc::new(tokio::sync::Semaphore::new(tls::MAX_PENDING_HANDSHAKES));
+    let handshakes = Arc::new(Mutex::new(Handshakes::default()));
     let mut backoff = AcceptBackoff::new("tls", metrics);
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -889,35 +1017,57 @@ pub async fn tls_acceptor(
         let Ok(slot) = conns.guard.admit(addr.ip(), Transport::Tls) else {
             continue;
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            conns.guard.refused(Transport::Tls, reason::HANDSHAKES);
-            tracing::debug!(%addr, "tls: too many handshakes in progress, closing");
-            continue;
+        let (evict_tx, mut evict_rx) = tokio::sync::oneshot::channel();
+        let id = {
+            let Ok(mut h) = handshakes.lock() else {
+                continue;
+            };
+            if h.pending.len() >= tls::MAX_PENDING_HANDSHAKES {
+                if let Some((_, oldest)) = h.pending.pop_first() {
+                    let _ = oldest.send(());
+                }
+            }
+            let id = h.next;
+            h.next += 1;
+            h.pending.insert(id, evict_tx);
+            id
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let conns = conns.clone();
         let tx = tx.clone();
+        let handshakes = handshakes.clone();
         tokio::spawn(async move {
             let limit = conns.guard.limits.handshake_timeout;
-            let ts = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                Ok(Ok(ts)) => ts,
-                Ok(Err(e)) => {
+            let r = tokio::select! {
+                r = tokio::time::timeout(limit, acceptor.accept(stream)) => Some(r),
+                _ = &mut evict_rx => None,
+            };
+            if let Ok(mut h) = handshakes.lock() {
+                h.pending.remove(&id);
+            }
+            let ts = match r {
+                Some(Ok(Ok(ts))) => ts,
+                Some(Ok(Err(e))) => {
                     conns.guard.closed(Transport::Tls, reason::HANDSHAKE_FAILED);
                     if conns.guard.log.allow(addr.ip(), Instant::now()) {
                         tracing::info!(%addr, "tls handshake failed: {e} (further lines from this source for a minute: suppressed)");
                     }
                     return;
                 }
-                Err(_) => {
+                Some(Err(_)) => {
                     conns
                         .guard
                         .closed(Transport::Tls, reason::HANDSHAKE_TIMEOUT);
                     tracing::debug!(%addr, "tls handshake timed out");
                     return;
                 }
+                None => {
+                    conns.guard.refused(Transport::Tls, reason::HANDSHAKES);
+                    tracing::debug!(%addr, "tls: too many handshakes in progress, oldest closed");
+                    return;
+                }
             };
-            drop(permit);
             let (wrx, state) = conns.insert(addr);
             conns
                 .run(tokio::io::split(ts), addr, wrx, state, Some(slot), tx)
