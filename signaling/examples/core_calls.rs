@@ -94,7 +94,10 @@ fn call(r: &mut Run, n: u64) {
             body.len()
         )
     };
-    r.feed(B, &resp("100 Trying", "").replace(&format!(";tag=b{n}"), ""));
+    r.feed(
+        B,
+        &resp("100 Trying", "").replace(&format!(";tag=b{n}"), ""),
+    );
     r.feed(B, &resp("180 Ringing", ""));
     let out = r.feed(B, &resp("200 OK", SDP));
     let Some(ok) = out
@@ -123,7 +126,10 @@ fn call(r: &mut Run, n: u64) {
         return;
     };
     let ok = signaling::b2bua::make_response(bye, 200, "OK", None);
-    r.feed(B, &String::from_utf8_lossy(&SipMessage::Response(ok).to_bytes()));
+    r.feed(
+        B,
+        &String::from_utf8_lossy(&SipMessage::Response(ok).to_bytes()),
+    );
 }
 
 fn main() {

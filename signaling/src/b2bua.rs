@@ -533,6 +533,9 @@ impl Call {
 struct ClientTxs {
     map: IdMap<TxId, (u64, ClientPurpose)>,
     per_call: IdMap<u64, u32>,
+    /// Calls whose last client transaction just went: the pump collects them if they are over
+    /// (whichever handler removed the transaction, the call is not left behind).
+    drained: Vec<u64>,
 }
 
 impl ClientTxs {
@@ -553,6 +556,7 @@ impl ClientTxs {
             *n -= 1;
             if *n == 0 {
                 self.per_call.remove(&call);
+                self.drained.push(call);
             }
         }
     }
@@ -926,6 +930,27 @@ impl B2bua {
             .collect()
     }
 
+    /// One line per call held: state and what it still waits for (leak tests).
+    pub fn describe_calls(&self) -> Vec<String> {
+        self.calls
+            .values()
+            .map(|c| {
+                format!(
+                    "call {} {:?} cancelled={} a_tx={:?} b_tx={:?} a_2xx={:?} client_txs={} media_released={} ack_pending={}",
+                    c.id,
+                    c.state,
+                    c.cancelled,
+                    c.a_invite_tx,
+                    c.b_invite_tx,
+                    c.a_2xx_tx,
+                    self.client.has_call(c.id),
+                    c.media_released,
+                    c.b_ack_pending
+                )
+            })
+            .collect()
+    }
+
     /// Find a call by leg A's Call-ID and From tag (the media side's key).
     pub fn find_call(&self, a_call_id: &str, a_from_tag: &str) -> Option<u64> {
         self.by_a
@@ -947,6 +972,13 @@ impl B2bua {
     // ------------------------------------------------------------------ event pump
 
     fn pump(&mut self, now: Instant, policy: &mut dyn Policy) {
+        self.pump_events(now, policy);
+        while let Some(id) = self.client.drained.pop() {
+            self.maybe_collect_with_media(id, policy);
+        }
+    }
+
+    fn pump_events(&mut self, now: Instant, policy: &mut dyn Policy) {
         while let Some(ev) = self.tx.poll_event() {
             match ev {
                 TuEvent::Request {

@@ -579,6 +579,12 @@ fn run(seed: u64, steps: usize) {
         "subscriptions held beyond any lifetime they were given"
     );
     assert_eq!(
+        w.core.active_calls(),
+        w.core.live_calls().len(),
+        "ended or cancelled calls still held: {:#?}",
+        w.core.describe_calls()
+    );
+    assert_eq!(
         w.core.capped_keys(),
         0,
         "early calls or subscriptions still counted against a source or target (calls {}: {:?})",
