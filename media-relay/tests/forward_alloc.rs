@@ -42,8 +42,8 @@ fn rtp(buf: &mut [u8; 172], seq: u16, ssrc: u32) {
 fn forwarding_allocates_nothing_per_packet() {
     let r = Relay::start(RelayConfig {
         address: "127.0.0.1".parse().unwrap(),
-        port_min: 47000,
-        port_max: 47099,
+        port_min: 48800,
+        port_max: 48899,
         backend: Backend::Epoll,
         workers: 1,
         timeout: Duration::from_secs(60),
