@@ -120,7 +120,8 @@ impl Latch {
             self.latched = None;
         }
         self.expected = Some(addr);
-        self.signalling = signalling;
+        // an IPv4-mapped IPv6 address is the IPv4 address it maps
+        self.signalling = signalling.map(|ip| ip.to_canonical());
         self.cand = None;
         self.state = if self.latched.is_some() && self.latched == self.expected {
             State::Learned
@@ -177,14 +178,14 @@ impl Latch {
                     self.learn(src)
                 } else if old {
                     Ok(())
-                } else if self.signalling == Some(src.ip()) {
+                } else if self.signalling == Some(src.ip().to_canonical()) {
                     Err(DropReason::Probation)
                 } else {
                     Err(DropReason::ForeignSource)
                 }
             }
             Evidence::Rtp(data) => {
-                if !old && self.signalling != Some(src.ip()) {
+                if !old && self.signalling != Some(src.ip().to_canonical()) {
                     return Err(DropReason::ForeignSource);
                 }
                 let Some((ssrc, seq)) = rtp_seq(data) else {
@@ -563,6 +564,20 @@ mod tests {
         );
         assert_eq!(l.accept(nat, Evidence::Rtcp(sig()), false), Ok(()));
         assert_eq!(l.settled(false), Some(nat));
+    }
+
+    #[test]
+    fn mapped_signalling_address_is_its_ipv4() {
+        let mut l = Latch::default();
+        l.set_expected(
+            a("10.0.0.5:4000"),
+            Some("::ffff:203.0.113.7".parse().unwrap()),
+        );
+        let nat = a("203.0.113.7:31000");
+        for i in 0..PROBATION as u16 - 1 {
+            assert_eq!(rtp(&mut l, nat, i, 1), Err(DropReason::Probation));
+        }
+        assert_eq!(rtp(&mut l, nat, PROBATION as u16 - 1, 1), Ok(()));
     }
 
     #[test]
