@@ -138,12 +138,22 @@ impl Latch {
     }
 
     /// Decide whether a packet from `src` is accepted, updating what is learned.
+    #[inline]
     pub fn accept(
         &mut self,
         src: SocketAddr,
         ev: Evidence<'_>,
         strict: bool,
     ) -> Result<(), DropReason> {
+        // Every packet of a call in progress: its learned source (also in strict mode, where
+        // only the signalled address is ever learned).
+        if self.state == State::Learned && self.latched == Some(src) {
+            return Ok(());
+        }
+        self.judge(src, ev, strict)
+    }
+
+    fn judge(&mut self, src: SocketAddr, ev: Evidence<'_>, strict: bool) -> Result<(), DropReason> {
         match self.state {
             State::Unarmed => return Err(DropReason::NotReady),
             _ if strict => {
