@@ -21,6 +21,10 @@
 //!   `ng_max_streams: 3` (addresses on the namespace's `lo`): a ping from 10.99.0.1 gets no
 //!   answer, from 10.99.0.2 and loopback it does; three offers get ports, the fourth an ng
 //!   error (`Too many sessions`), a delete makes room again.
+//! * `ng_big_reoffers_keep_rss_bounded`: 5,000 re-offers of one call with a 63 KB SDP, each
+//!   under a fresh cookie (the 4.25 GB): trunkline's RSS grows by less than 150 MB
+//!   (the reply cache holds at most 64 MiB; unbounded it would hold over 300 MB), every
+//!   re-offer is answered, and the call holds one relay pair.
 
 mod common;
 #[path = "common/rawsip.rs"]
@@ -538,6 +542,75 @@ fn ng_port_allow_list_and_stream_cap() {
             .expect("send");
         let r = ng_reply(&lo, Duration::from_secs(5)).expect("offer answered");
         assert!(r.contains("6:result2:ok"), "room after the delete: {r}");
+        tl.assert_alive();
+    });
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn ng_big_reoffers_keep_rss_bounded() {
+    isolated("ng_big_reoffers_keep_rss_bounded", true, |net| {
+        let ng_port = net.spare(40);
+        let y = yaml(net).replace(
+            &format!("  ports: {}\n", net.media_range()),
+            &format!(
+                "  ports: {}\n  ng_listen: 127.0.0.1:{ng_port}\n",
+                net.media_range()
+            ),
+        );
+        let mut tl = Trunkline::start(net, &y);
+        wait_udp_bound(ng_port, Duration::from_secs(10));
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut body = sdp(A_IP, 4000);
+        let mut i = 0;
+        while body.len() < 63_000 {
+            body += &format!("a=x-pad{i}:{}\r\n", "z".repeat(70));
+            i += 1;
+        }
+        let to = ("127.0.0.1", ng_port);
+        let offer = |cookie: &str| {
+            ng(
+                cookie,
+                &[
+                    ("command", "offer"),
+                    ("call-id", "big"),
+                    ("from-tag", "f"),
+                    ("sdp", &body),
+                ],
+            )
+        };
+        // warm up (first call, allocator pools), then measure
+        for k in 0..50 {
+            sock.send_to(&offer(&format!("w{k}")), to).expect("send");
+            let r = ng_reply(&sock, Duration::from_secs(5)).expect("answered");
+            assert!(r.contains("6:result2:ok"), "{}", truncate(&r, 200));
+        }
+        let before = rss_kb(tl.pid());
+        for k in 0..5000 {
+            sock.send_to(&offer(&format!("fresh-{k}")), to)
+                .expect("send");
+            let r = ng_reply(&sock, Duration::from_secs(5)).expect("answered");
+            assert!(r.len() > 60_000, "reply {k}: {}", truncate(&r, 200));
+        }
+        let after = rss_kb(tl.pid());
+        let grown_mb = after.saturating_sub(before) / 1024;
+        assert!(
+            grown_mb < 150,
+            "RSS grew {grown_mb} MB ({before} kB -> {after} kB) over 5000 big re-offers"
+        );
+        sock.send_to(&ng("q", &[("command", "query"), ("call-id", "big")]), to)
+            .expect("send");
+        let r = ng_reply(&sock, Duration::from_secs(5)).expect("query answered");
+        assert_eq!(r.matches("10:local port").count(), 2, "one pair: {r}");
+        eprintln!("RSS {before} kB -> {after} kB");
         tl.assert_alive();
     });
 }

@@ -27,7 +27,7 @@
 //!   timeout: 60                # optional: media timeout seconds (default 60)
 //!   workers: 0                 # optional: relay worker threads (0/absent: cores - 1, at least 1)
 //!   io_uring_batch_us: 0       # optional: io_uring completion batching delay under load (0 = off, the default)
-//!   strict_source: false       # optional: media only from the SDP's address (no NAT latching)
+//!   strict_source: false       # optional: media only from the SDP's address (no NAT learning)
 //!   kernel_forwarding: auto    # optional: auto | on | off: settled RTP flows forwarded in the kernel (eBPF)
 //! metrics:
 //!   listen: 127.0.0.1:9464     # optional: Prometheus /metrics (and admin endpoints)
@@ -191,7 +191,8 @@ pub struct Media {
     pub io_uring_batch_us: Option<u32>,
     /// Accept media only from the address and port each side's SDP names (no latching): the
     /// strictest RTP Bleed protection, for peers known not to be behind NAT. Default false:
-    /// symmetric latching early in the stream and on a new offer.
+    /// a leg learns its media source from the SDP's address, or (NAT) from the IP its SIP
+    /// comes from after sequence probation; a source on any other IP is never learned.
     pub strict_source: bool,
     /// Forward RTP flows whose sources have settled with an eBPF program in the kernel (default
     /// auto); signaling, latching, RTCP and stats stay in user space.

@@ -681,3 +681,45 @@ c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\
         );
     }
 }
+
+/// Relay ports are chosen at random (CSPRNG), not in sequence: a call's ports say nothing about
+/// the next call's. Every port of the range is still handed out, exactly once while in use,
+/// and ports closed (kept open for reuse) come back in an order that is not the closing order.
+#[test]
+fn relay_ports_are_random_and_all_reachable() {
+    let r = start(Backend::Epoll, 25200, 25599, Duration::from_secs(60), false).unwrap();
+    let pairs: Vec<LegPair> = (0..100).map(|_| r.open_pair().unwrap()).collect();
+    assert_eq!(r.open_pair(), Err(RelayError::PortsExhausted));
+    let mut ports: Vec<u16> = pairs.iter().flat_map(|p| [p.a, p.b]).collect();
+    let steps = ports
+        .windows(2)
+        .filter(|w| (w[1] as i32 - w[0] as i32).abs() <= 4)
+        .count();
+    assert!(
+        steps < 20,
+        "{steps} of 199 allocations next to the previous one: {ports:?}"
+    );
+    ports.sort_unstable();
+    let all: Vec<u16> = (25200..25600).step_by(2).collect();
+    assert_eq!(ports, all, "every even port once");
+    for p in &pairs {
+        r.close_pair(*p);
+    }
+    // The range is used up by kept sockets: reopening takes them at once, in a shuffled order.
+    let again: Vec<LegPair> = (0..100).map(|_| r.open_pair().unwrap()).collect();
+    let mut seen: Vec<u16> = again.iter().flat_map(|p| [p.a, p.b]).collect();
+    let order_kept = seen.clone();
+    seen.sort_unstable();
+    assert_eq!(seen, all, "every kept port reused once");
+    let closing: Vec<u16> = pairs.iter().flat_map(|p| [p.a, p.b]).collect();
+    let same_place = order_kept
+        .iter()
+        .zip(&closing)
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        same_place < 40,
+        "{same_place} of 200 kept ports reused in closing order"
+    );
+    assert_eq!(r.open_pair(), Err(RelayError::PortsExhausted));
+}

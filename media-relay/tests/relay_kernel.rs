@@ -278,6 +278,57 @@ macro_rules! kernel_tests {
                 r.shutdown();
             }
 
+            /// A NATed source (another port than its SDP, on its signalling IP) reaches the
+            /// kernel only once learned: nothing is installed while it is in probation, then
+            /// both directions are; a sprayer from another IP never rides the kernel path.
+            #[test]
+            fn a_nat_source_reaches_the_kernel_only_after_probation() {
+                let Some(r) = start(B, BASE + 400, Duration::from_secs(60), KernelForwarding::On)
+                else {
+                    return;
+                };
+                let mut c = Call::new(&r);
+                let sdp_x: SocketAddr = "127.0.0.1:9".parse().unwrap();
+                r.set_remote_from(c.pair.a, sdp_x, None, Some(c.x.local_addr().unwrap().ip()))
+                    .unwrap();
+                // Y is learned at once (its SDP address); its media goes to X's SDP address
+                for i in 0..3u16 {
+                    c.y.send_to(&rtp(7000 + i, 0, 0xbbbb), at(c.pair.b))
+                        .unwrap();
+                }
+                // X in probation: two packets dropped, nothing in the kernel
+                for i in 0..2u16 {
+                    c.x.send_to(&rtp(1000 + i, 0, 0xaaaa), at(c.pair.a))
+                        .unwrap();
+                }
+                r.stats(c.pair.a).unwrap();
+                let t = wait_totals(&r, |t| t.dropped_probation == 2);
+                assert_eq!((t.dropped_probation, t.kernel_flows), (2, 0), "{t:?}");
+                c.xseq = 1002;
+                c.yseq = 7003;
+                for _ in 0..3 {
+                    c.exchange();
+                }
+                let t = wait_totals(&r, |t| t.kernel_flows == 2);
+                assert_eq!(
+                    t.kernel_flows, 2,
+                    "learned: both directions installed: {t:?}"
+                );
+                let evil = UdpSocket::bind("127.0.0.66:0").unwrap();
+                for i in 0..5u16 {
+                    evil.send_to(&rtp(1005 + i, 0, 0xaaaa), at(c.pair.a))
+                        .unwrap();
+                }
+                c.exchange();
+                let t = wait_totals(&r, |t| t.dropped_foreign_source == 5);
+                assert_eq!(t.dropped_foreign_source, 5, "{t:?}");
+                assert_eq!(
+                    r.stats(c.pair.a).unwrap().latched,
+                    Some(c.x.local_addr().unwrap())
+                );
+                r.shutdown();
+            }
+
             #[test]
             fn off_means_user_space_only() {
                 let Some(r) = start(
@@ -305,7 +356,7 @@ macro_rules! kernel_tests {
 }
 
 kernel_tests!(epoll, Backend::Epoll, 47000);
-kernel_tests!(io_uring, Backend::IoUring, 47400);
+kernel_tests!(io_uring, Backend::IoUring, 47500);
 
 // ---------------------------------------------------------------------------------------------
 // Across network namespaces: the routed (non-loopback) paths of the program

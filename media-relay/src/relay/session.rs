@@ -120,7 +120,8 @@ impl Latch {
             self.latched = None;
         }
         self.expected = Some(addr);
-        self.signalling = signalling;
+        // an IPv4-mapped IPv6 address is the IPv4 address it maps
+        self.signalling = signalling.map(|ip| ip.to_canonical());
         self.cand = None;
         self.state = if self.latched.is_some() && self.latched == self.expected {
             State::Learned
@@ -137,12 +138,22 @@ impl Latch {
     }
 
     /// Decide whether a packet from `src` is accepted, updating what is learned.
+    #[inline]
     pub fn accept(
         &mut self,
         src: SocketAddr,
         ev: Evidence<'_>,
         strict: bool,
     ) -> Result<(), DropReason> {
+        // Every packet of a call in progress: its learned source (also in strict mode, where
+        // only the signalled address is ever learned).
+        if self.state == State::Learned && self.latched == Some(src) {
+            return Ok(());
+        }
+        self.judge(src, ev, strict)
+    }
+
+    fn judge(&mut self, src: SocketAddr, ev: Evidence<'_>, strict: bool) -> Result<(), DropReason> {
         match self.state {
             State::Unarmed => return Err(DropReason::NotReady),
             _ if strict => {
@@ -177,14 +188,14 @@ impl Latch {
                     self.learn(src)
                 } else if old {
                     Ok(())
-                } else if self.signalling == Some(src.ip()) {
+                } else if self.signalling == Some(src.ip().to_canonical()) {
                     Err(DropReason::Probation)
                 } else {
                     Err(DropReason::ForeignSource)
                 }
             }
             Evidence::Rtp(data) => {
-                if !old && self.signalling != Some(src.ip()) {
+                if !old && self.signalling != Some(src.ip().to_canonical()) {
                     return Err(DropReason::ForeignSource);
                 }
                 let Some((ssrc, seq)) = rtp_seq(data) else {
@@ -563,6 +574,20 @@ mod tests {
         );
         assert_eq!(l.accept(nat, Evidence::Rtcp(sig()), false), Ok(()));
         assert_eq!(l.settled(false), Some(nat));
+    }
+
+    #[test]
+    fn mapped_signalling_address_is_its_ipv4() {
+        let mut l = Latch::default();
+        l.set_expected(
+            a("10.0.0.5:4000"),
+            Some("::ffff:203.0.113.7".parse().unwrap()),
+        );
+        let nat = a("203.0.113.7:31000");
+        for i in 0..PROBATION as u16 - 1 {
+            assert_eq!(rtp(&mut l, nat, i, 1), Err(DropReason::Probation));
+        }
+        assert_eq!(rtp(&mut l, nat, PROBATION as u16 - 1, 1), Ok(()));
     }
 
     #[test]
