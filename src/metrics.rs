@@ -65,6 +65,7 @@ pub struct Metrics {
     pub stream_closed: IntCounterVec,
     pub accept_errors: IntCounterVec,
     pub log_lines_suppressed: IntCounter,
+    pub ng_refused: IntCounter,
     pub admin_refused: IntCounterVec,
     pub overload_rejections: IntCounterVec,
     pub overloaded: IntGauge,
@@ -378,6 +379,11 @@ impl Metrics {
                 "Failed accepts, by listener (tcp, tls, admin) and reason (resources: out of \
                  file descriptors or memory, the loop backs off 10 ms to 1 s; other).",
                 &["listener", "reason"],
+            ),
+            ng_refused: counter(
+                &r,
+                "trunkline_ng_refused_total",
+                "ng datagrams dropped unanswered: their source is neither loopback nor in media.ng_allow.",
             ),
             log_lines_suppressed: counter(
                 &r,

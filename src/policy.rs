@@ -160,6 +160,9 @@ impl Media {
             t.kernel_packets,
         );
         m.relay_kernel_flows.set(t.kernel_flows as i64);
+        if let Some((ng, _)) = &self.ng {
+            set_counter(&m.ng_refused, ng.refused());
+        }
         set_counter(
             &m.relay_packets_in.with_label_values(&["rtcp"]),
             t.rtcp_packets_in,
