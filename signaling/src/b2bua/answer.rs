@@ -1,0 +1,308 @@
+//! Responses from leg B mapped to leg A: provisional, 2xx (the call is up), and the
+//! answers to relayed in-dialog requests.
+
+use super::*;
+
+impl B2bua {
+    pub(super) fn on_response(
+        &mut self,
+        tx: TxId,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        if self.on_sub_response(tx, &resp, now) {
+            return;
+        }
+        if self.messages.contains_key(&tx) {
+            if resp.status >= 200 {
+                if let Some(pm) = self.messages.remove(&tx) {
+                    self.answer_message(pm, resp.status, &resp.reason, now);
+                }
+            }
+            return;
+        }
+        let Some((id, purpose)) = self.client.get(&tx).map(|(id, p)| {
+            (
+                *id,
+                match p {
+                    ClientPurpose::Invite => 0,
+                    ClientPurpose::Cancel => 1,
+                    ClientPurpose::Bye => 2,
+                    ClientPurpose::Relay { .. } => 3,
+                },
+            )
+        }) else {
+            if self.abandoned.contains_key(&tx) {
+                self.on_abandoned_response(tx, &resp, now);
+                return;
+            }
+            // A 2xx retransmission for an INVITE whose client tx is gone: re-ACK if it is ours.
+            self.maybe_reack(&resp);
+            return;
+        };
+        match purpose {
+            0 => self.on_b_invite_response(tx, id, resp, now, policy),
+            3 => self.on_relay_response(tx, id, resp, now, policy),
+            _ => {
+                if resp.status >= 200 {
+                    self.client.remove(&tx);
+                }
+                self.maybe_collect(id);
+            }
+        }
+    }
+
+    pub(super) fn maybe_reack(&mut self, resp: &Response) {
+        if !(200..300).contains(&resp.status) {
+            return;
+        }
+        // Only an INVITE's 2xx is ACKed (a late 200 to a CANCEL or BYE is not).
+        if resp.cseq().map(|c| c.method) != Some(Method::Invite) {
+            return;
+        }
+        let Some(cid) = resp.call_id() else { return };
+        let Some(id) = self.by_b.get(cid).copied() else {
+            return;
+        };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if let Some(ack) = &call.b_ack {
+            let peer = call.b.peer;
+            self.tx
+                .send_stateless(&SipMessage::Request(ack.clone()), peer);
+        }
+    }
+
+    pub(super) fn on_b_invite_response(
+        &mut self,
+        tx: TxId,
+        id: u64,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let status = resp.status;
+        if status < 200 {
+            // The first provisional from this target starts its ringing timeout.
+            if let Some(c) = self.calls.get(&id) {
+                if !c.b_got_provisional && c.state == CallState::Proceeding {
+                    self.deadlines.push(Deadline {
+                        at: std::cmp::Reverse(now + self.cfg.ringing_timeout),
+                        call: id,
+                        target_idx: c.target_idx,
+                        ringing: true,
+                    });
+                }
+            }
+            if status == 100 {
+                let cancel_now = match self.calls.get_mut(&id) {
+                    Some(c) => {
+                        let first = !c.b_got_provisional;
+                        c.b_got_provisional = true;
+                        // A CANCEL held back until leg B had answered anything (§9.1) goes now.
+                        first && c.cancelled
+                    }
+                    None => false,
+                };
+                if cancel_now {
+                    self.send_b_cancel(id, now);
+                }
+                return;
+            }
+            self.on_b_provisional(id, resp, now, policy);
+            return;
+        }
+        if status < 300 {
+            self.on_b_success(tx, id, resp, now, policy);
+            return;
+        }
+        self.client.remove(&tx);
+        self.b_invite_failed(id, status, resp.reason.clone(), now, policy);
+        // Keep the response for mapping if it's final for A.
+        let _ = resp;
+    }
+
+    pub(super) fn on_b_provisional(
+        &mut self,
+        id: u64,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let (cancelled, first) = {
+            let Some(c) = self.calls.get_mut(&id) else {
+                return;
+            };
+            let first = !c.b_got_provisional;
+            c.b_got_provisional = true;
+            if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
+                c.b.remote_tag = Some(tag.to_string());
+            }
+            if c.pdd.is_none() {
+                c.pdd = Some(now.saturating_duration_since(c.started));
+            }
+            (c.cancelled, first)
+        };
+        if cancelled {
+            if first {
+                self.send_b_cancel(id, now);
+            }
+            return;
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(a_tx) = call.a_invite_tx else { return };
+        let body = if resp.body.is_empty() {
+            None
+        } else {
+            policy
+                .media_answer(call.media_ref(), Leg::B, &resp.body)
+                .ok()
+        };
+        let mut out = self.a_response(id, resp.status, &resp.reason, &resp);
+        if let Some(b) = body {
+            out.headers.push("Content-Type", "application/sdp");
+            out.body = b;
+        }
+        self.tx.send_response(a_tx, out, now);
+    }
+
+    /// A response for leg A's INVITE built from leg B's response.
+    pub(super) fn a_response(
+        &self,
+        id: u64,
+        status: u16,
+        reason: &str,
+        from_b: &Response,
+    ) -> Response {
+        let Some(call) = self.calls.get(&id) else {
+            return Response {
+                status,
+                reason: reason.into(),
+                headers: Headers::new(),
+                body: Vec::new(),
+            };
+        };
+        let mut resp = make_response(&call.a_invite, status, reason, Some(&call.a.local_tag));
+        if status > 100 && status < 300 {
+            resp.headers
+                .push("Contact", self.contact_for(call.a.peer.transport));
+        }
+        copy_passthrough(&from_b.headers, &mut resp.headers);
+        resp
+    }
+
+    pub(super) fn on_b_success(
+        &mut self,
+        tx: TxId,
+        id: u64,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding {
+            // Retransmitted 2xx (RFC 6026 Accepted state): re-send our ACK.
+            if let Some(ack) = call.b_ack.clone() {
+                let peer = call.b.peer;
+                self.tx.send_stateless(&SipMessage::Request(ack), peer);
+            }
+            return;
+        }
+        // Learn leg B's dialog (RFC 3261 §12.1.2).
+        if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
+            call.b.remote_tag = Some(tag.to_string());
+        }
+        if let Some(c) = resp
+            .headers
+            .get("Contact")
+            .and_then(|c| NameAddr::parse(c).ok())
+        {
+            call.b.remote_target = c.uri.to_string();
+        }
+        let mut rr: Vec<String> = resp
+            .headers
+            .get_all("Record-Route")
+            .flat_map(crate::headers::split_comma_list)
+            .map(|s| s.trim().to_string())
+            .collect();
+        rr.reverse();
+        call.b.route_set = rr;
+        call.b_got_provisional = true;
+        if call.cancelled {
+            // The 2xx crossed our CANCEL: ACK and BYE it.
+            call.state = CallState::Confirmed;
+            if let Some(ip) = call.early_source.take() {
+                self.early.remove(&ip);
+            }
+            self.send_b_ack(id, None, now);
+            self.send_bye(id, Leg::B, now);
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.state = CallState::Terminated;
+                if let Some(ip) = c.early_source.take() {
+                    self.early.remove(&ip);
+                }
+            }
+            self.client.remove(&tx);
+            // The call never came up: its relay ports and trunk slot go now.
+            self.maybe_collect_with_media(id, policy);
+            return;
+        }
+        call.state = CallState::Confirmed;
+        call.answered = Some(now);
+        if let Some(ip) = call.early_source.take() {
+            self.early.remove(&ip);
+        }
+        if call.pdd.is_none() {
+            call.pdd = Some(now.saturating_duration_since(call.started));
+        }
+        let late_offer = call.a_offer.is_none() && !resp.body.is_empty();
+        let a_tx = call.a_invite_tx.take();
+        let pdd = call.pdd;
+        let trunk = call.trunk.clone();
+        // SDP for A.
+        let body = if resp.body.is_empty() {
+            None
+        } else {
+            let call = &self.calls[&id];
+            let r = if late_offer {
+                policy
+                    .media_offer(call.media_ref(), Leg::B, &resp.body)
+                    .map_err(|e| e.to_string())
+            } else {
+                policy.media_answer(call.media_ref(), Leg::B, &resp.body)
+            };
+            r.ok()
+        };
+        if late_offer {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.b_ack_pending = true;
+            }
+        } else {
+            self.send_b_ack(id, None, now);
+        }
+        let mut out = self.a_response(id, resp.status, &resp.reason, &resp);
+        if let Some(b) = body {
+            out.headers.push("Content-Type", "application/sdp");
+            out.body = b;
+        }
+        if let Some(a_tx) = a_tx {
+            self.tx.send_2xx_reliably(a_tx, out, now);
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.a_2xx_tx = Some(a_tx);
+            }
+        }
+        self.client.remove(&tx);
+        policy.event(CallEvent::Finished {
+            call: id,
+            trunk,
+            status: 200,
+            post_dial_delay: pdd,
+        });
+    }
+}

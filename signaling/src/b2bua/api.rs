@@ -1,0 +1,289 @@
+//! The core's interface to its user: legs, targets, what routing and the media relay decide
+//! ([`Policy`]), the events the core reports, its static settings and counters.
+
+use super::*;
+
+/// Which side of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The caller's side, answered by trunkline.
+    A,
+    /// The callee's side, placed by trunkline.
+    B,
+}
+
+impl Leg {
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+}
+
+/// One place to try for leg B.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub trunk: String,
+    pub peer: Peer,
+    /// Host part (`host:port`) used in the Request-URI and To of leg B.
+    pub host: String,
+}
+
+/// What the dial plan decided for a new call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteOutcome {
+    /// Place leg B at these targets in failover order.
+    Route {
+        targets: Vec<Target>,
+        to_user: String,
+        from_user: String,
+    },
+    /// Answer leg A with a 3xx listing these contacts.
+    Redirect { code: u16, contacts: Vec<String> },
+    /// Answer leg A with this final status.
+    Reject { code: u16, reason: String },
+    /// Answer leg A 503 Service Unavailable with `Retry-After: retry_after` (seconds): an
+    /// overload or a limit rather than a routing decision (RFC 3261 §21.5.4, §20.33).
+    Unavailable { retry_after: u32 },
+}
+
+/// Why the media side refused an SDP offer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaRefusal {
+    /// The offer itself is unusable (bad SDP, unsupported address, ...): 488 Not Acceptable Here
+    /// (RFC 3261 §21.4.26).
+    NotAcceptable(String),
+    /// The relay has no room now (ports exhausted, stopped): 503 with `Retry-After` (seconds),
+    /// a condition of the server, not of the offer (RFC 3261 §21.5.4).
+    Unavailable { retry_after: u32, detail: String },
+}
+
+impl MediaRefusal {
+    /// The status, reason phrase and optional Retry-After to answer the offer with.
+    pub fn answer(&self) -> (u16, &'static str, Option<u32>) {
+        match self {
+            MediaRefusal::NotAcceptable(_) => (488, "Not Acceptable Here", None),
+            MediaRefusal::Unavailable { retry_after, .. } => {
+                (503, "Service Unavailable", Some(*retry_after))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for MediaRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaRefusal::NotAcceptable(d) => f.write_str(d),
+            MediaRefusal::Unavailable { detail, .. } => f.write_str(detail),
+        }
+    }
+}
+
+/// Identity of a call as the media side knows it: leg A's Call-ID and From tag.
+#[derive(Clone, Copy, Debug)]
+pub struct CallRef<'a> {
+    pub id: u64,
+    pub call_id: &'a str,
+    pub from_tag: &'a str,
+    /// The signalling peer of leg A and of leg B (the target being tried or answered): the
+    /// media side lets a NATed endpoint's media come from that IP.
+    pub peers: [SocketAddr; 2],
+}
+
+impl CallRef<'_> {
+    /// The signalling peer of `leg`.
+    pub fn peer(&self, leg: Leg) -> SocketAddr {
+        match leg {
+            Leg::A => self.peers[0],
+            Leg::B => self.peers[1],
+        }
+    }
+}
+
+/// What happened to a call, for metrics and logs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallEvent {
+    /// Leg B was tried at a target.
+    Attempt { call: u64, trunk: String },
+    /// The call got its final answer on leg A: `status` is what leg A was answered (200 for an
+    /// answered call). `post_dial_delay` is INVITE to first ringing/answer.
+    Finished {
+        call: u64,
+        trunk: Option<String>,
+        status: u16,
+        post_dial_delay: Option<Duration>,
+    },
+    /// A confirmed call ended (BYE from either side, media timeout, shutdown).
+    Ended { call: u64, duration: Duration },
+    /// A request was rejected before it became a call.
+    Rejected { status: u16, reason: String },
+}
+
+/// The decisions the core delegates.
+pub trait Policy {
+    /// Route a new INVITE. `to_user`/`from_user` are the user parts of To and From.
+    fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome;
+    /// An SDP offer arrived on leg `from`; return the SDP to send to the other leg.
+    fn media_offer(
+        &mut self,
+        call: CallRef<'_>,
+        from: Leg,
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, MediaRefusal>;
+    /// An SDP answer arrived on leg `from`; return the SDP to send to the other leg.
+    fn media_answer(&mut self, call: CallRef<'_>, from: Leg, sdp: &[u8])
+        -> Result<Vec<u8>, String>;
+    /// The call is gone: release its media.
+    fn media_release(&mut self, call: CallRef<'_>);
+    /// For metrics.
+    fn event(&mut self, ev: CallEvent);
+    /// May leg B be tried at `target` now? Asked before a failover attempt (the first target
+    /// was chosen by [`Policy::route`]); a refused target is skipped like a failed one, e.g. a
+    /// trunk at its call or call-rate limit.
+    fn admit_target(&mut self, _target: &Target) -> bool {
+        true
+    }
+    /// Where an out-of-dialog MESSAGE (RFC 3428) goes. Default: as a call would
+    /// ([`Policy::route`]); a live policy skips the call limits, a message is not a call.
+    fn route_message(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+    ) -> RouteOutcome {
+        self.route(req, from, to_user, from_user)
+    }
+    /// Whether `from` is one of the configured trunks (carriers, PBXs): their requests are not
+    /// asked for a registrar user's credentials.
+    fn is_trunk(&mut self, _from: Peer) -> bool {
+        false
+    }
+    /// The registrar's settings when trunkline serves REGISTER (`None`: REGISTER gets 405 and
+    /// every call follows [`Policy::route`]).
+    fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
+        None
+    }
+    /// A call for a served domain whose user has registered: `targets` are the bindings, best
+    /// first. The policy applies its admission checks (overload, limits) and returns the route
+    /// (default: as given, the Request-URI user taken from each target's `host`).
+    fn route_registered(
+        &mut self,
+        _req: &Request,
+        _from: Peer,
+        targets: Vec<Target>,
+        from_user: &str,
+    ) -> RouteOutcome {
+        RouteOutcome::Route {
+            targets,
+            to_user: String::new(),
+            from_user: from_user.to_string(),
+        }
+    }
+}
+
+/// A policy that routes every call to one target and passes SDP through unchanged (tests).
+pub struct StaticPolicy {
+    pub targets: Vec<Target>,
+    pub events: Vec<CallEvent>,
+    /// Call ids whose media was released, in order (tests check that every call releases once).
+    pub released: Vec<u64>,
+}
+
+impl Policy for StaticPolicy {
+    fn route(&mut self, _: &Request, _: Peer, to_user: &str, from_user: &str) -> RouteOutcome {
+        if self.targets.is_empty() {
+            return RouteOutcome::Reject {
+                code: 404,
+                reason: "Not Found".into(),
+            };
+        }
+        RouteOutcome::Route {
+            targets: self.targets.clone(),
+            to_user: to_user.to_string(),
+            from_user: from_user.to_string(),
+        }
+    }
+    fn media_offer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaRefusal> {
+        Ok(sdp.to_vec())
+    }
+    fn media_answer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(sdp.to_vec())
+    }
+    fn media_release(&mut self, call: CallRef<'_>) {
+        self.released.push(call.id);
+    }
+    fn event(&mut self, ev: CallEvent) {
+        self.events.push(ev);
+    }
+}
+
+/// Static settings of the core.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Our address per transport (what goes into Via and Contact).
+    pub local_udp: Option<SocketAddr>,
+    pub local_tcp: Option<SocketAddr>,
+    pub local_tls: Option<SocketAddr>,
+    pub timers: TimerConfig,
+    /// Give up on a target that sent no response at all after this long and try the next one
+    /// (a short fr_timer; Timer B still bounds the transaction).
+    pub no_answer_failover: Duration,
+    /// Give up on a target that is ringing (sent a provisional response) but gives no final
+    /// answer after this long: CANCEL it and fail over as on 408 (RFC 3261 §16.6 step 11's
+    /// Timer C, "greater than 3 minutes"; without it a callee that never answers nor stops
+    /// ringing would hold the call, and the caller, forever).
+    pub ringing_timeout: Duration,
+    /// Seed of the core's CSPRNG (ChaCha12): tags, branches, Call-IDs, CSeqs and the Digest
+    /// nonce key all come from it, so none can be predicted from another. The shell passes
+    /// 32 bytes from the OS (getrandom); tests pass a fixed seed (virtual, repeatable runs).
+    pub seed: [u8; 32],
+    pub user_agent: String,
+    /// Per-source and per-target caps.
+    pub caps: Caps,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            local_udp: None,
+            local_tcp: None,
+            local_tls: None,
+            timers: TimerConfig::default(),
+            no_answer_failover: Duration::from_secs(4),
+            ringing_timeout: Duration::from_secs(181),
+            seed: *b"trunkline default seed: tests!!!",
+            user_agent: concat!("trunkline/", env!("CARGO_PKG_VERSION")).to_string(),
+            caps: Caps::default(),
+        }
+    }
+}
+
+/// The reasons [`CoreStats::rejected`] counts: `parse_error` (unparseable), `admission`
+/// (RFC 3261 checks), `auth` (challenged or refused credentials), `auth_banned` (dropped: the
+/// source failed too often), `no_dialog` (an in-dialog request in none of ours: 481), `caps`
+/// (a per-source or per-target cap: 503).
+pub const REJECT_REASONS: [&str; 6] = [
+    "parse_error",
+    "admission",
+    "auth",
+    "auth_banned",
+    "no_dialog",
+    "caps",
+];
+
+/// Counters the shell exports.
+#[derive(Clone, Debug, Default)]
+pub struct CoreStats {
+    pub messages_in: u64,
+    pub parse_errors: u64,
+    pub rejected: HashMap<&'static str, u64>,
+    pub calls_started: u64,
+    /// REGISTER requests answered, by status.
+    pub registers: HashMap<u16, u64>,
+    /// Out-of-dialog MESSAGEs answered, by status (relayed answers and trunkline's own).
+    pub messages: HashMap<u16, u64>,
+    /// NAT keep-alive OPTIONS sent to registered phones.
+    pub keepalives: u64,
+}

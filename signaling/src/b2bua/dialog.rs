@@ -1,0 +1,415 @@
+//! In-dialog requests (RFC 3261 §12.2): matched to a call and leg on Call-ID and both tags,
+//! relayed to the other leg; ACK, BYE, and the end of a call.
+
+use super::*;
+
+impl B2bua {
+    pub(super) fn on_ack(
+        &mut self,
+        req: Request,
+        from: Peer,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call_id) = req.call_id() else { return };
+        let Some(id) = self.lookup_dialog(&req, call_id, from) else {
+            return;
+        };
+        let Some((id, leg)) = Some(id) else { return };
+        if leg != Leg::A {
+            return;
+        }
+        // Late offer: A's ACK carries the answer to B's offer (from B's 2xx).
+        let pending = self
+            .calls
+            .get(&id)
+            .map(|c| c.b_ack_pending)
+            .unwrap_or(false);
+        if pending {
+            let body = if req.body.is_empty() {
+                None
+            } else {
+                let Some(call) = self.calls.get(&id) else {
+                    return;
+                };
+                policy
+                    .media_answer(call.media_ref(), Leg::A, &req.body)
+                    .ok()
+            };
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.b_ack_pending = false;
+            }
+            self.send_b_ack(id, body, now);
+        }
+    }
+
+    /// Which call and leg an in-dialog message from `from` belongs to: Call-ID, both tags and,
+    /// for a trunk's leg, the source must match ([`LegDialog::accepts`]).
+    pub(super) fn lookup_dialog(
+        &self,
+        req: &Request,
+        call_id: &str,
+        from: Peer,
+    ) -> Option<(u64, Leg)> {
+        let from_tag = req.headers.get("From").map(tag_param)?.unwrap_or("");
+        let to_tag = req.headers.get("To").and_then(tag_param).unwrap_or("");
+        let (id, leg) = match self.by_b.get(call_id) {
+            Some(id) => (*id, Leg::B),
+            None => (self.find_call(call_id, from_tag)?, Leg::A),
+        };
+        let d = self.calls.get(&id)?.leg(leg);
+        d.accepts(from_tag, to_tag, from).then_some((id, leg))
+    }
+
+    pub(super) fn on_in_dialog(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        from: Peer,
+        _to_tag: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call_id) = req.call_id().map(str::to_string) else {
+            return;
+        };
+        let Some((id, leg)) = self.lookup_dialog(&req, &call_id, from) else {
+            let resp = make_response(&req, 481, "Call/Transaction Does Not Exist", None);
+            self.tx.send_response(tx, resp, now);
+            *self.stats.rejected.entry("no_dialog").or_insert(0) += 1;
+            return;
+        };
+        // RFC 3261 §12.2.2: CSeq must grow.
+        let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        if let Some(call) = self.calls.get_mut(&id) {
+            let d = call.leg_mut(leg);
+            if let Some(prev) = d.remote_cseq {
+                if seq < prev || (seq == prev && req.method != Method::Ack) {
+                    let resp = make_response(&req, 500, "Server Internal Error", None);
+                    self.tx.send_response(tx, resp, now);
+                    return;
+                }
+            }
+            d.remote_cseq = Some(seq);
+            // RFC 3261 §12.2.2: "When a UAS receives a target refresh request, it MUST replace
+            // the dialog's remote target URI with the URI from the Contact header field in
+            // that request, if present." A phone's leg also moves to where the refresh came
+            // from (its NAT mapping or connection may have changed); nothing else moves a leg.
+            if matches!(req.method, Method::Invite | Method::Update) {
+                if let Some(c) = req
+                    .headers
+                    .get("Contact")
+                    .and_then(|c| NameAddr::parse(c).ok())
+                {
+                    d.remote_target = c.uri.to_string();
+                    if !d.trunk {
+                        d.peer = from;
+                    }
+                }
+            }
+        }
+        match req.method {
+            Method::Bye => {
+                let resp = make_response(&req, 200, "OK", None);
+                self.tx.send_response(tx, resp, now);
+                let state = self.calls.get(&id).map(|c| c.state);
+                match state {
+                    Some(CallState::Confirmed) => {
+                        self.send_bye(id, leg.other(), now);
+                        self.finish_confirmed(id, now, policy);
+                    }
+                    Some(CallState::Proceeding) if leg == Leg::A => {
+                        // BYE on A's early dialog (RFC 3261 §15.1.2): the INVITE is answered
+                        // 487 Request Terminated, and leg B is cancelled as for a CANCEL.
+                        self.abort_ringing(id, 487, "Request Terminated", None, now, policy);
+                    }
+                    _ => {}
+                }
+            }
+            _ => self.relay_in_dialog(tx, req, id, leg, now, policy),
+        }
+    }
+
+    /// Build an in-dialog request on `leg` with our dialog state.
+    pub(super) fn dialog_request(
+        &mut self,
+        id: u64,
+        leg: Leg,
+        method: Method,
+    ) -> Option<(Request, Peer)> {
+        let t = self.calls.get(&id)?.leg(leg).peer.transport;
+        let via = self.via_for(t);
+        let contact = self.contact_for(t);
+        let call = self.calls.get_mut(&id)?;
+        let d = call.leg_mut(leg);
+        if method != Method::Ack {
+            d.local_cseq = d.local_cseq.wrapping_add(1);
+        }
+        let mut h = Headers::with_capacity(16);
+        h.push("Via", via);
+        h.push("Max-Forwards", "70");
+        for r in &d.route_set {
+            h.push("Route", r.clone());
+        }
+        h.push("From", cat(&[&d.local_uri, ";tag=", &d.local_tag]));
+        match &d.remote_tag {
+            Some(t) => h.push("To", cat(&[&d.remote_uri, ";tag=", t])),
+            None => h.push("To", d.remote_uri.clone()),
+        }
+        h.push("Call-ID", d.call_id.clone());
+        h.push("CSeq", cseq_value(d.local_cseq, method.as_str()));
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Refer
+        ) {
+            h.push("Contact", contact);
+        }
+        let req = Request {
+            method,
+            uri: d.remote_target.clone(),
+            headers: h,
+            body: Vec::new(),
+        };
+        Some((req, d.peer))
+    }
+
+    pub(super) fn send_bye(&mut self, id: u64, leg: Leg, now: Instant) {
+        if let Some((req, peer)) = self.dialog_request(id, leg, Method::Bye) {
+            let t = self.tx.send_request(req, peer, now);
+            self.client.insert(t, (id, ClientPurpose::Bye));
+        }
+    }
+
+    pub(super) fn send_b_ack(&mut self, id: u64, body: Option<Vec<u8>>, _now: Instant) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let seq = call
+            .b_invite
+            .as_ref()
+            .and_then(|r| r.cseq())
+            .map(|c| c.seq)
+            .unwrap_or(1);
+        let Some((mut ack, peer)) = self.dialog_request(id, Leg::B, Method::Ack) else {
+            return;
+        };
+        ack.headers.set("CSeq", cseq_value(seq, "ACK"));
+        if let Some(b) = body {
+            ack.headers.push("Content-Type", "application/sdp");
+            ack.body = b;
+        }
+        let msg = SipMessage::Request(ack);
+        self.tx.send_stateless(&msg, peer);
+        if let (Some(c), SipMessage::Request(ack)) = (self.calls.get_mut(&id), msg) {
+            c.b_ack = Some(ack);
+        }
+    }
+
+    pub(super) fn relay_in_dialog(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        id: u64,
+        from_leg: Leg,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let to_leg = from_leg.other();
+        let Some((mut out, peer)) = self.dialog_request(id, to_leg, req.method.clone()) else {
+            return;
+        };
+        copy_passthrough(&req.headers, &mut out.headers);
+        if !req.body.is_empty() {
+            let is_sdp = req
+                .headers
+                .get("Content-Type")
+                .map(|c| c.to_ascii_lowercase().starts_with("application/sdp"))
+                .unwrap_or(false);
+            let body = if is_sdp && matches!(req.method, Method::Invite | Method::Update) {
+                let Some(call) = self.calls.get(&id) else {
+                    return;
+                };
+                match policy.media_offer(call.media_ref(), from_leg, &req.body) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // The dialog goes on unchanged (RFC 3261 §14.2: a refused re-INVITE
+                        // leaves the session as it was).
+                        let (code, reason, retry_after) = e.answer();
+                        let mut resp = make_response(&req, code, reason, None);
+                        if let Some(ra) = retry_after {
+                            resp.headers.push("Retry-After", ra.to_string());
+                        }
+                        self.tx.send_response(tx, resp, now);
+                        return;
+                    }
+                }
+            } else {
+                req.body.clone()
+            };
+            if let Some(ct) = req.headers.get("Content-Type") {
+                out.headers.push("Content-Type", ct.to_string());
+            }
+            out.body = body;
+        }
+        self.server.insert(tx, (id, from_leg));
+        let method = req.method.clone();
+        let t = self.tx.send_request(out, peer, now);
+        if method == Method::Invite {
+            // A re-INVITE is answered at once (no ringing): one still pending after 64·T1
+            // (even after a provisional) ends as a timeout, answered 408 on the origin leg.
+            self.tx.guard_invite(t, now);
+        }
+        self.client.insert(
+            t,
+            (
+                id,
+                ClientPurpose::Relay {
+                    server_tx: tx,
+                    method,
+                },
+            ),
+        );
+        // Keep the original request for building the response on the origin leg.
+        self.relayed_requests.insert(tx, req);
+    }
+
+    pub(super) fn on_relay_response(
+        &mut self,
+        tx: TxId,
+        id: u64,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some((_, ClientPurpose::Relay { server_tx, method })) = self.client.get(&tx) else {
+            return;
+        };
+        let server_tx = *server_tx;
+        let method = method.clone();
+        let Some(&(_, from_leg)) = self.server.get(&server_tx) else {
+            return;
+        };
+        let Some(orig) = self.relayed_requests.get(&server_tx).cloned() else {
+            return;
+        };
+        if resp.status == 100 {
+            return;
+        }
+        let final_ = resp.status >= 200;
+        let to_leg = from_leg.other();
+        // Target refresh from the other leg's 2xx.
+        if (200..300).contains(&resp.status) {
+            if let Some(c) = resp
+                .headers
+                .get("Contact")
+                .and_then(|c| NameAddr::parse(c).ok())
+            {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.leg_mut(to_leg).remote_target = c.uri.to_string();
+                }
+            }
+        }
+        let body = if !resp.body.is_empty() && matches!(method, Method::Invite | Method::Update) {
+            let Some(call) = self.calls.get(&id) else {
+                return;
+            };
+            policy
+                .media_answer(call.media_ref(), to_leg, &resp.body)
+                .ok()
+        } else if !resp.body.is_empty() {
+            Some(resp.body.clone())
+        } else {
+            None
+        };
+        let local_tag = self
+            .calls
+            .get(&id)
+            .map(|c| c.leg(from_leg).local_tag.clone());
+        let mut out = make_response(&orig, resp.status, &resp.reason, local_tag.as_deref());
+        if (101..300).contains(&resp.status) && matches!(method, Method::Invite | Method::Update) {
+            let t = self
+                .calls
+                .get(&id)
+                .map(|c| c.leg(from_leg).peer.transport)
+                .unwrap_or(Transport::Udp);
+            out.headers.push("Contact", self.contact_for(t));
+        }
+        copy_passthrough(&resp.headers, &mut out.headers);
+        if let Some(b) = body {
+            if let Some(ct) = resp.headers.get("Content-Type") {
+                out.headers.push("Content-Type", ct.to_string());
+            }
+            out.body = b;
+        }
+        if method == Method::Invite && (200..300).contains(&resp.status) {
+            // ACK the other leg's 2xx ourselves; the origin's ACK is absorbed.
+            let seq = resp.cseq().map(|c| c.seq).unwrap_or(0);
+            if let Some((mut ack, peer)) = self.dialog_request(id, to_leg, Method::Ack) {
+                ack.headers.set("CSeq", format!("{seq} ACK"));
+                self.tx.send_stateless(&SipMessage::Request(ack), peer);
+            }
+            self.tx.send_2xx_reliably(server_tx, out, now);
+        } else {
+            self.tx.send_response(server_tx, out, now);
+        }
+        if final_ {
+            self.client.remove(&tx);
+            self.server.remove(&server_tx);
+            self.relayed_requests.remove(&server_tx);
+        }
+    }
+
+    pub(super) fn finish_confirmed(&mut self, id: u64, now: Instant, policy: &mut dyn Policy) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state == CallState::Confirmed {
+            call.state = CallState::Terminated;
+            let dur = call
+                .answered
+                .map(|a| now.saturating_duration_since(a))
+                .unwrap_or_default();
+            policy.event(CallEvent::Ended {
+                call: id,
+                duration: dur,
+            });
+        }
+        self.maybe_collect_with_media(id, policy);
+    }
+
+    pub(super) fn maybe_collect_with_media(&mut self, id: u64, policy: &mut dyn Policy) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            if call.state == CallState::Terminated && !call.media_released {
+                call.media_released = true;
+                policy.media_release(call.media_ref());
+            }
+        }
+        self.maybe_collect(id);
+    }
+
+    /// Forget a terminated call once none of its client transactions is pending.
+    pub(super) fn maybe_collect(&mut self, id: u64) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.state != CallState::Terminated {
+            return;
+        }
+        if self.client.has_call(id) {
+            return;
+        }
+        if let Some(call) = self.calls.remove(&id) {
+            if let Some(ip) = call.early_source {
+                self.early.remove(&ip);
+            }
+            let tag = call.a.remote_tag.unwrap_or_default();
+            if let Some(list) = self.by_a.get_mut(&call.a.call_id) {
+                list.retain(|(t, cid)| !(*t == tag && *cid == id));
+                if list.is_empty() {
+                    self.by_a.remove(&call.a.call_id);
+                }
+            }
+            self.by_b.remove(&call.b.call_id);
+        }
+    }
+}

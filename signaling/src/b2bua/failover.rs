@@ -1,0 +1,264 @@
+//! When a target does not answer, rings too long or fails: the next target of the call's
+//! list (failover), the abandoned branch cancelled or ended.
+
+use super::*;
+
+impl B2bua {
+    pub(super) fn no_answer_deadline(
+        &mut self,
+        id: u64,
+        idx: usize,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding || call.target_idx != idx || call.b_got_provisional {
+            return;
+        }
+        // No response at all from this target: treat as 408 and fail over.
+        if call.b_invite_tx.is_some() {
+            self.abandon_branch(id, false, now);
+            self.b_invite_failed(id, 408, "Request Timeout".into(), now, policy);
+        }
+    }
+
+    /// The target rang for [`CoreConfig::ringing_timeout`] without a final answer: CANCEL it and
+    /// go on as after a 408 (next target, or 408 to A).
+    pub(super) fn ringing_deadline(
+        &mut self,
+        id: u64,
+        idx: usize,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding
+            || call.target_idx != idx
+            || call.cancelled
+            || call.b_invite_tx.is_none()
+        {
+            return;
+        }
+        self.abandon_branch(id, true, now);
+        self.b_invite_failed(id, 408, "Request Timeout".into(), now, policy);
+    }
+
+    /// Detach the call's current leg B INVITE from it (see [`Abandoned`]); with `cancel`, CANCEL
+    /// it now (it has sent a provisional response).
+    pub(super) fn abandon_branch(&mut self, id: u64, cancel: bool, now: Instant) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(tx) = call.b_invite_tx.take() else {
+            return;
+        };
+        self.client.remove(&tx);
+        let Some(invite) = call.b_invite.clone() else {
+            return;
+        };
+        let peer = call.b.peer;
+        self.tx.guard_invite(tx, now);
+        if cancel {
+            let c = cancel_for(&invite);
+            self.tx.send_request(c, peer, now);
+        }
+        self.abandoned.insert(
+            tx,
+            Abandoned {
+                invite,
+                peer,
+                cancelled: cancel,
+            },
+        );
+    }
+
+    /// A response on a branch the call moved on from.
+    pub(super) fn on_abandoned_response(&mut self, tx: TxId, resp: &Response, now: Instant) {
+        if resp.status < 200 {
+            if let Some(ab) = self.abandoned.get_mut(&tx) {
+                if !ab.cancelled {
+                    ab.cancelled = true;
+                    let (c, peer) = (cancel_for(&ab.invite), ab.peer);
+                    self.tx.send_request(c, peer, now);
+                }
+            }
+            return;
+        }
+        let Some(ab) = self.abandoned.remove(&tx) else {
+            return;
+        };
+        if resp.status >= 300 {
+            // The transaction layer ACKs a non-2xx final itself (§17.1.1.3).
+            return;
+        }
+        // A late 2xx: the callee thinks the call is up. ACK it (§13.2.2.4) and hang up.
+        let target = resp
+            .headers
+            .get("Contact")
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map(|c| c.uri.to_string())
+            .unwrap_or_else(|| ab.invite.uri.clone());
+        let seq = ab.invite.cseq().map(|c| c.seq).unwrap_or(1);
+        let mut routes: Vec<String> = resp
+            .headers
+            .get_all("Record-Route")
+            .flat_map(crate::headers::split_comma_list)
+            .map(|s| s.trim().to_string())
+            .collect();
+        routes.reverse();
+        for (method, cseq) in [(Method::Ack, seq), (Method::Bye, seq.wrapping_add(1))] {
+            let mut h = Headers::with_capacity(12);
+            h.push("Via", self.via_for(ab.peer.transport));
+            h.push("Max-Forwards", "70");
+            for r in &routes {
+                h.push("Route", r.clone());
+            }
+            if let Some(v) = ab.invite.headers.get("From") {
+                h.push("From", v.to_string());
+            }
+            if let Some(v) = resp.headers.get("To") {
+                h.push("To", v.to_string());
+            }
+            if let Some(v) = ab.invite.headers.get("Call-ID") {
+                h.push("Call-ID", v.to_string());
+            }
+            h.push("CSeq", cseq_value(cseq, method.as_str()));
+            let req = Request {
+                method: method.clone(),
+                uri: target.clone(),
+                headers: h,
+                body: Vec::new(),
+            };
+            if method == Method::Ack {
+                self.tx.send_stateless(&SipMessage::Request(req), ab.peer);
+            } else {
+                self.tx.send_request(req, ab.peer, now);
+            }
+        }
+    }
+
+    /// Leg B's INVITE failed at the current target with `status`: fail over or answer A.
+    pub(super) fn b_invite_failed(
+        &mut self,
+        id: u64,
+        status: u16,
+        reason: String,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.state != CallState::Proceeding {
+            return;
+        }
+        call.b_invite_tx = None;
+        call.last_failure = Some((status, reason.clone()));
+        // RFC 3261 §16.7 + the dial plan contract: 408, 5xx and transport errors fail over; 6xx
+        // stops; any other final is the answer.
+        let failover = status == 408 || (500..600).contains(&status);
+        // The next target the policy admits (one at a limit is skipped like a failed one).
+        let next = if !call.cancelled && failover {
+            (call.target_idx + 1..call.targets.len())
+                .find(|&i| policy.admit_target(&call.targets[i]))
+        } else {
+            None
+        };
+        if let Some(next) = next {
+            call.target_idx = next;
+            call.b.local_cseq = call.b.local_cseq.wrapping_add(1);
+            self.send_b_invite(id, now, policy);
+            return;
+        }
+        let cancelled = call.cancelled;
+        let trunk = call.trunk.clone();
+        let pdd = call.pdd;
+        if !cancelled {
+            if let Some(a_tx) = call.a_invite_tx.take() {
+                // A 503 from downstream becomes 500 upstream? A B2BUA terminates the transaction,
+                // so it answers what it means: "no route worked" is 503 for transport failures and
+                // timeouts, otherwise the last target's status.
+                let inv = call.a_invite.clone();
+                let a_tag = call.a.local_tag.clone();
+                let resp = make_response(&inv, status, &reason, Some(&a_tag));
+                self.tx.send_response(a_tx, resp, now);
+                policy.event(CallEvent::Finished {
+                    call: id,
+                    trunk,
+                    status,
+                    post_dial_delay: pdd,
+                });
+            }
+        }
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.state = CallState::Terminated;
+            if let Some(ip) = call.early_source.take() {
+                self.early.remove(&ip);
+            }
+        }
+        self.maybe_collect_with_media(id, policy);
+    }
+
+    pub(super) fn on_client_failure(
+        &mut self,
+        tx: TxId,
+        status: u16,
+        reason: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        if let Some(pm) = self.messages.remove(&tx) {
+            self.answer_message(pm, status, reason, now);
+            return;
+        }
+        if self.on_sub_failure(tx, status, reason, now) {
+            return;
+        }
+        let Some((id, purpose)) = self.client.remove(&tx) else {
+            return;
+        };
+        match purpose {
+            ClientPurpose::Invite => {
+                self.b_invite_failed(id, status, reason.to_string(), now, policy);
+            }
+            ClientPurpose::Relay { server_tx, .. } => {
+                if let Some(orig) = self.relayed_requests.remove(&server_tx) {
+                    let resp = make_response(&orig, status, reason, None);
+                    self.tx.send_response(server_tx, resp, now);
+                }
+                self.server.remove(&server_tx);
+                // A dead peer in a confirmed call: end it (RFC 5057 §5.1 for 408/481).
+                if status == 408 {
+                    if let Some(c) = self.calls.get(&id) {
+                        if c.state == CallState::Confirmed {
+                            self.send_bye(id, Leg::A, now);
+                            self.send_bye(id, Leg::B, now);
+                            self.finish_confirmed(id, now, policy);
+                        }
+                    }
+                }
+            }
+            ClientPurpose::Bye | ClientPurpose::Cancel => {
+                self.maybe_collect(id);
+            }
+        }
+    }
+
+    pub(super) fn on_ack_timeout(&mut self, tx: TxId, now: Instant, policy: &mut dyn Policy) {
+        // RFC 3261 §13.3.1.4: no ACK for our 2xx on leg A: end the call with BYE on both legs.
+        let id = self
+            .calls
+            .values()
+            .find(|c| c.a_2xx_tx == Some(tx))
+            .map(|c| c.id);
+        if let Some(id) = id {
+            self.send_bye(id, Leg::A, now);
+            self.send_bye(id, Leg::B, now);
+            self.finish_confirmed(id, now, policy);
+        }
+    }
+}

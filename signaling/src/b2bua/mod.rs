@@ -1,0 +1,725 @@
+//! The back-to-back user agent core (sans-IO).
+//!
+//! Every call is two dialogs: leg A, which trunkline answers as a UAS, and leg B, which it places
+//! as a UAC towards the trunk the dial plan picked. The legs share nothing on the wire: leg B gets
+//! its own Call-ID, tags, branches, CSeq space and Contact, so no Via, Record-Route, Contact or
+//! Call-ID of one side reaches the other (topology hiding). Responses are mapped from one leg to
+//! the other by class; in-dialog requests (re-INVITE, UPDATE, INFO, BYE ...) are relayed per leg.
+//!
+//! The core owns the transaction layer. The I/O shell feeds datagrams, stream frames, transport
+//! errors and time; it drains [`B2bua::poll_transmit`] and sleeps until [`B2bua::poll_timeout`].
+//! Decisions that depend on configuration or on the media relay are delegated to a [`Policy`]
+//! passed to each call, so the core never reads globals and the plan a call started with stays with
+//! the call (the targets are copied into it).
+
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::headers::NameAddr;
+use crate::message::{Headers, Method, Request, Response, SipMessage};
+use crate::parse;
+use crate::registrar::{Denial, LookupMiss, Registrar, RegistrarSettings};
+use crate::transaction::{
+    tag_param, IdMap, PeerMap, TimerConfig, Transactions, Transmit, TuEvent, TxId,
+};
+use crate::uri::Uri;
+use crate::{check, Peer, Transport};
+use rand_chacha::ChaCha12Rng;
+use rand_core::{RngCore, SeedableRng};
+
+mod answer;
+mod api;
+mod authz;
+mod caps;
+mod dialog;
+mod failover;
+mod invite;
+mod message;
+mod presence;
+mod wire;
+
+pub use api::*;
+use authz::{ruri_user, strip_identity, Admitted, Caller};
+use wire::*;
+pub use wire::{make_response, reason_phrase};
+
+pub use caps::Caps;
+
+/// Why an out-of-dialog request is not relayed.
+enum Refusal {
+    Plain(u16, String),
+    Unavailable(u32),
+    Redirect(u16, Vec<String>),
+}
+
+/// A MESSAGE relayed to leg B, waiting for its final answer.
+struct PendingMessage {
+    server_tx: TxId,
+    a_req: Request,
+    to_tag: String,
+}
+
+/// Largest MESSAGE body sent over UDP (RFC 3428 section 8: 1300 bytes unless the path is
+/// congestion-controlled); larger ones get 513.
+pub const MESSAGE_UDP_MAX: usize = 1300;
+
+/// The `Target::trunk` of a call routed to a registered contact.
+pub const REGISTERED: &str = "registered";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallState {
+    /// Leg B's INVITE is out; nothing final yet.
+    Proceeding,
+    /// Leg A was answered 2xx.
+    Confirmed,
+    /// BYE sent / call over; waiting for transactions to finish.
+    Terminated,
+}
+
+/// Dialog state of one leg, as seen from trunkline.
+#[derive(Clone, Debug)]
+struct LegDialog {
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// The From/To as sent by us on this leg, without tags (name-addr text).
+    local_uri: String,
+    remote_uri: String,
+    /// Remote target (Contact of the peer), the Request-URI of in-dialog requests.
+    remote_target: String,
+    /// Route set (from Record-Route), already in the order to put in Route headers.
+    route_set: Vec<String>,
+    peer: Peer,
+    /// The peer is a configured trunk: its in-dialog requests are taken from its address only.
+    trunk: bool,
+    local_cseq: u32,
+    remote_cseq: Option<u32>,
+}
+
+impl LegDialog {
+    /// RFC 3261 §12.2.2: a request is in this dialog when its Call-ID (matched by the caller),
+    /// its To tag (ours) and its From tag (the peer's) all match; and a trunk's leg takes
+    /// requests from the trunk's address only (a stranger who learnt the identifiers cannot
+    /// end or redirect its calls).
+    fn accepts(&self, from_tag: &str, to_tag: &str, from: Peer) -> bool {
+        self.local_tag == to_tag
+            && self.remote_tag.as_deref().unwrap_or("") == from_tag
+            && (!self.trunk || from.addr.ip() == self.peer.addr.ip())
+    }
+}
+
+enum ClientPurpose {
+    /// The initial INVITE of leg B at target `idx`.
+    Invite,
+    Cancel,
+    Bye,
+    /// A request relayed from the other leg: answer `server_tx` with the final response.
+    Relay {
+        server_tx: TxId,
+        method: Method,
+    },
+}
+
+struct Call {
+    id: u64,
+    state: CallState,
+    started: Instant,
+    answered: Option<Instant>,
+    pdd: Option<Duration>,
+    a: LegDialog,
+    /// Leg A's initial INVITE server transaction and its request.
+    a_invite_tx: Option<TxId>,
+    a_invite: Request,
+    a_offer: Option<Vec<u8>>,
+    b: LegDialog,
+    b_invite_tx: Option<TxId>,
+    b_invite: Option<Request>,
+    b_got_provisional: bool,
+    /// The media (relay ports, trunk slot) was released: once per call, whichever end path
+    /// gets there first.
+    media_released: bool,
+    /// Body/Content-Type of leg B's INVITE (already rewritten for B) for failover retries.
+    b_offer: Option<(String, Vec<u8>)>,
+    targets: Vec<Target>,
+    target_idx: usize,
+    to_user: String,
+    cancelled: bool,
+    /// ACK we sent for B's 2xx, re-sent when B retransmits its 2xx.
+    b_ack: Option<Request>,
+    /// Late offer: B's 2xx carried the offer; wait for A's ACK with the answer before ACKing B.
+    b_ack_pending: bool,
+    last_failure: Option<(u16, String)>,
+    /// Leg A's INVITE server transaction whose 2xx is being retransmitted until ACK.
+    a_2xx_tx: Option<TxId>,
+    trunk: Option<String>,
+    /// The unauthenticated source this unanswered call counts against (`caps`).
+    early_source: Option<std::net::IpAddr>,
+}
+
+impl Call {
+    fn leg(&self, leg: Leg) -> &LegDialog {
+        match leg {
+            Leg::A => &self.a,
+            Leg::B => &self.b,
+        }
+    }
+    fn leg_mut(&mut self, leg: Leg) -> &mut LegDialog {
+        match leg {
+            Leg::A => &mut self.a,
+            Leg::B => &mut self.b,
+        }
+    }
+    fn media_ref(&self) -> CallRef<'_> {
+        CallRef {
+            id: self.id,
+            call_id: &self.a.call_id,
+            from_tag: self.a.remote_tag.as_deref().unwrap_or(""),
+            peers: [self.a.peer.addr, self.b.peer.addr],
+        }
+    }
+}
+
+/// Our client transactions and what each is for, with a count per call so that "does this call
+/// still wait for a response?" is a lookup, not a scan of every pending transaction (with many
+/// calls ringing at once that scan ran on every call teardown).
+#[derive(Default)]
+struct ClientTxs {
+    map: IdMap<TxId, (u64, ClientPurpose)>,
+    per_call: IdMap<u64, u32>,
+    /// Calls whose last client transaction just went: the pump collects them if they are over
+    /// (whichever handler removed the transaction, the call is not left behind).
+    drained: Vec<u64>,
+}
+
+impl ClientTxs {
+    fn insert(&mut self, tx: TxId, v: (u64, ClientPurpose)) {
+        let call = v.0;
+        if let Some((old, _)) = self.map.insert(tx, v) {
+            self.release(old);
+        }
+        *self.per_call.entry(call).or_insert(0) += 1;
+    }
+    fn remove(&mut self, tx: &TxId) -> Option<(u64, ClientPurpose)> {
+        let v = self.map.remove(tx)?;
+        self.release(v.0);
+        Some(v)
+    }
+    fn release(&mut self, call: u64) {
+        if let Some(n) = self.per_call.get_mut(&call) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_call.remove(&call);
+                self.drained.push(call);
+            }
+        }
+    }
+    fn get(&self, tx: &TxId) -> Option<&(u64, ClientPurpose)> {
+        self.map.get(tx)
+    }
+    fn has_call(&self, call: u64) -> bool {
+        self.per_call.contains_key(&call)
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    at: std::cmp::Reverse<Instant>,
+    call: u64,
+    target_idx: usize,
+    /// `false`: no answer at all yet ([`CoreConfig::no_answer_failover`]); `true`: ringing
+    /// without a final answer ([`CoreConfig::ringing_timeout`]).
+    ringing: bool,
+}
+
+/// A leg B INVITE the call moved on from (no answer, or ringing too long). A late provisional
+/// response gets it CANCELled (RFC 3261 §9.1: only once something was heard), a late 2xx is
+/// ACKed and ended with BYE; the transaction layer destroys it after 64·T1 at the latest.
+struct Abandoned {
+    invite: Request,
+    peer: Peer,
+    cancelled: bool,
+}
+
+/// The B2BUA.
+pub struct B2bua {
+    cfg: CoreConfig,
+    tx: Transactions,
+    calls: IdMap<u64, Call>,
+    /// leg A Call-ID -> [(leg A From tag, call)]: keyed by the Call-ID alone so a lookup borrows
+    /// the received text instead of building an owned (Call-ID, tag) pair per message.
+    by_a: PeerMap<String, Vec<(String, u64)>>,
+    /// leg B Call-ID (ours) -> call
+    by_b: PeerMap<String, u64>,
+    client: ClientTxs,
+    /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
+    server: IdMap<TxId, (u64, Leg)>,
+    /// The original requests of relayed in-dialog transactions, by server transaction.
+    relayed_requests: IdMap<TxId, Request>,
+    /// Per transport: Via up to the branch value, and Contact (formatted once, not per message).
+    local_via: [String; 3],
+    local_contact: [String; 3],
+    /// Our host (IP) for the From of leg B.
+    local_host: String,
+    deadlines: BinaryHeap<Deadline>,
+    abandoned: IdMap<TxId, Abandoned>,
+    next_call: u64,
+    rng: ChaCha12Rng,
+    /// The Digest nonce key (drawn from `rng` at start).
+    nonce_key: [u8; 32],
+    out: Vec<Transmit>,
+    stats: CoreStats,
+    /// The location service, created at the first REGISTER or lookup.
+    registrar: Option<Registrar>,
+    /// When the next NAT keep-alive round is due (registrar bindings over UDP).
+    next_keepalive: Option<Instant>,
+    /// MESSAGEs relayed to leg B, by their client transaction: the leg A request and its
+    /// server transaction, answered with leg B's final status.
+    messages: HashMap<TxId, PendingMessage>,
+    /// Relayed subscriptions (SUBSCRIBE/NOTIFY, `presence.rs`), by id; their dialogs by
+    /// (Call-ID, our tag); their client transactions.
+    subs: HashMap<u64, presence::Subscription>,
+    sub_keys: HashMap<(String, String), (u64, Leg)>,
+    sub_client: HashMap<TxId, presence::SubClient>,
+    next_sub: u64,
+    draining: bool,
+    /// Unanswered calls per unauthenticated source; subscriptions per source and per target.
+    early: caps::Counts<std::net::IpAddr>,
+    sub_sources: caps::Counts<std::net::IpAddr>,
+    sub_targets: caps::Counts<String>,
+}
+
+impl B2bua {
+    pub fn new(cfg: CoreConfig) -> B2bua {
+        let tx = Transactions::new(cfg.timers);
+        let mut rng = ChaCha12Rng::from_seed(cfg.seed);
+        let mut nonce_key = [0u8; 32];
+        rng.fill_bytes(&mut nonce_key);
+        let ts = [Transport::Udp, Transport::Tcp, Transport::Tls];
+        let local_via = ts.map(|t| {
+            format!(
+                "SIP/2.0/{} {};branch=",
+                t.via_token(),
+                local_addr_text(&cfg, t)
+            )
+        });
+        let local_contact = ts.map(|t| {
+            let addr = local_addr_text(&cfg, t);
+            match t {
+                Transport::Udp => format!("<sip:{addr}>"),
+                Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
+                Transport::Tls => format!("<sips:{addr}>"),
+            }
+        });
+        let local_host = cfg
+            .local_udp
+            .or(cfg.local_tcp)
+            .or(cfg.local_tls)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        B2bua {
+            cfg,
+            tx,
+            calls: IdMap::default(),
+            by_a: PeerMap::default(),
+            by_b: PeerMap::default(),
+            client: ClientTxs::default(),
+            server: IdMap::default(),
+            relayed_requests: IdMap::default(),
+            local_via,
+            local_contact,
+            local_host,
+            deadlines: BinaryHeap::new(),
+            abandoned: IdMap::default(),
+            next_call: 1,
+            rng,
+            nonce_key,
+            out: Vec::new(),
+            stats: CoreStats::default(),
+            registrar: None,
+            next_keepalive: None,
+            messages: HashMap::new(),
+            subs: HashMap::new(),
+            sub_keys: HashMap::new(),
+            sub_client: HashMap::new(),
+            next_sub: 1,
+            draining: false,
+            early: caps::Counts::default(),
+            sub_sources: caps::Counts::default(),
+            sub_targets: caps::Counts::default(),
+        }
+    }
+
+    /// MESSAGEs relayed and not answered yet.
+    pub fn pending_messages(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Live registered contacts (location service bindings).
+    pub fn registered_contacts(&self, now: Instant) -> usize {
+        self.registrar.as_ref().map_or(0, |r| r.binding_count(now))
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+    /// Is call `id` (as named in [`CallEvent`]s) still known to the core?
+    pub fn has_call(&self, id: u64) -> bool {
+        self.calls.contains_key(&id)
+    }
+    /// Live transactions.
+    pub fn transactions(&self) -> usize {
+        self.tx.len()
+    }
+    /// The live transactions, one line each (leak tests).
+    pub fn describe_transactions(&self) -> Vec<String> {
+        self.tx.describe()
+    }
+
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
+    }
+    pub fn tx_stats(&self) -> crate::transaction::TxStats {
+        self.tx.stats()
+    }
+    /// Stop taking new calls (graceful shutdown): new INVITEs get 503.
+    /// New values for [`CoreConfig::no_answer_failover`] and [`CoreConfig::ringing_timeout`]
+    /// (a reloaded configuration); they apply to the attempts started from now on.
+    pub fn set_call_timers(&mut self, no_answer: Duration, ringing: Duration) {
+        self.cfg.no_answer_failover = no_answer;
+        self.cfg.ringing_timeout = ringing;
+    }
+
+    /// New caps (a reloaded configuration); what is held already stays.
+    pub fn set_caps(&mut self, caps: Caps) {
+        self.cfg.caps = caps;
+    }
+
+    /// Sources and targets with something counted against a cap (leak tests: 0 when quiet).
+    pub fn capped_keys(&self) -> usize {
+        self.early.len() + self.sub_sources.len() + self.sub_targets.len()
+    }
+
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
+    }
+
+    /// 64 bits from the CSPRNG: an output tells nothing of the next (RFC 3261 §19.3: tags and
+    /// Call-IDs must be "cryptographically random"; a blind BYE or re-INVITE needs them).
+    fn rand(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+    fn new_tag(&mut self) -> String {
+        let mut s = String::with_capacity(16);
+        push_hex(&mut s, self.rand(), 1);
+        s
+    }
+    /// `z9hG4bK` + random hex (RFC 3261 §8.1.1.7).
+    fn push_branch(&mut self, s: &mut String) {
+        s.push_str("z9hG4bK");
+        push_hex(s, self.rand(), 1);
+        push_hex(s, self.rand() & 0xffff, 1);
+    }
+    /// 128 random bits.
+    fn new_call_id(&mut self) -> String {
+        let mut s = String::with_capacity(32);
+        push_hex(&mut s, self.rand(), 16);
+        push_hex(&mut s, self.rand(), 16);
+        s
+    }
+
+    fn via_for(&mut self, t: Transport) -> String {
+        let mut v = String::with_capacity(self.local_via[t as usize].len() + 32);
+        v.push_str(&self.local_via[t as usize]);
+        self.push_branch(&mut v);
+        v.push_str(";rport");
+        v
+    }
+
+    fn contact_for(&self, t: Transport) -> String {
+        self.local_contact[t as usize].clone()
+    }
+
+    fn our_host(&self) -> &str {
+        &self.local_host
+    }
+
+    /// A datagram (UDP) or one framed message (TCP/TLS) arrived.
+    pub fn handle_bytes(&mut self, data: &[u8], from: Peer, now: Instant, policy: &mut dyn Policy) {
+        self.stats.messages_in += 1;
+        match parse::parse(data) {
+            Ok(msg) => self.tx.handle_message(msg, from, now),
+            Err(err) => {
+                self.stats.parse_errors += 1;
+                *self.stats.rejected.entry("parse_error").or_insert(0) += 1;
+                if let Some(resp) = parse::bad_request_response(&err) {
+                    self.tx.send_stateless(&SipMessage::Response(resp), from);
+                }
+            }
+        }
+        self.pump(now, policy);
+    }
+
+    /// The transport could not deliver to `to` (ICMP port unreachable, TCP refused).
+    pub fn transport_error(&mut self, to: Peer, now: Instant, policy: &mut dyn Policy) {
+        self.tx.transport_error(to, now);
+        self.pump(now, policy);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, policy: &mut dyn Policy) {
+        self.tx.handle_timeout(now);
+        self.expire_subs(now);
+        self.keepalives(now, policy);
+        while let Some(d) = self.deadlines.peek() {
+            if d.at.0 > now {
+                break;
+            }
+            let Some(d) = self.deadlines.pop() else { break };
+            if d.ringing {
+                self.ringing_deadline(d.call, d.target_idx, now, policy);
+            } else {
+                self.no_answer_deadline(d.call, d.target_idx, now, policy);
+            }
+        }
+        // Branches given up on whose transaction is gone need no more care.
+        let txs = &self.tx;
+        self.abandoned.retain(|t, _| txs.state(*t).is_some());
+        self.pump(now, policy);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let a = self.tx.poll_timeout();
+        let b = self.deadlines.peek().map(|d| d.at.0);
+        let c = self.next_sub_expiry();
+        [a, b, c, self.next_keepalive].into_iter().flatten().min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.out.pop() {
+            return Some(t);
+        }
+        self.tx.poll_transmit()
+    }
+
+    /// End a call from outside (media timeout, operator, shutdown): BYE both legs.
+    pub fn terminate_call(&mut self, call: u64, now: Instant, policy: &mut dyn Policy) {
+        if let Some(c) = self.calls.get(&call) {
+            match c.state {
+                CallState::Confirmed => {
+                    self.send_bye(call, Leg::A, now);
+                    self.send_bye(call, Leg::B, now);
+                    self.finish_confirmed(call, now, policy);
+                }
+                // Not answered yet (shutdown): 503 + Retry-After to A so it tries elsewhere or
+                // later (RFC 3261 §21.5.4), CANCEL to B.
+                CallState::Proceeding => {
+                    self.abort_ringing(call, 503, "Service Unavailable", Some(30), now, policy)
+                }
+                CallState::Terminated => {}
+            }
+        }
+        self.pump(now, policy);
+    }
+
+    /// Ids of the calls still in progress: answered or ringing (for shutdown).
+    pub fn live_calls(&self) -> Vec<u64> {
+        self.calls
+            .values()
+            .filter(|c| c.state != CallState::Terminated && !c.cancelled)
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// One line per call held: state and what it still waits for (leak tests).
+    pub fn describe_calls(&self) -> Vec<String> {
+        self.calls
+            .values()
+            .map(|c| {
+                format!(
+                    "call {} {:?} cancelled={} a_tx={:?} b_tx={:?} a_2xx={:?} client_txs={} media_released={} ack_pending={}",
+                    c.id,
+                    c.state,
+                    c.cancelled,
+                    c.a_invite_tx,
+                    c.b_invite_tx,
+                    c.a_2xx_tx,
+                    self.client.has_call(c.id),
+                    c.media_released,
+                    c.b_ack_pending
+                )
+            })
+            .collect()
+    }
+
+    /// Find a call by leg A's Call-ID and From tag (the media side's key).
+    pub fn find_call(&self, a_call_id: &str, a_from_tag: &str) -> Option<u64> {
+        self.by_a
+            .get(a_call_id)?
+            .iter()
+            .find(|(tag, _)| tag == a_from_tag)
+            .map(|(_, id)| *id)
+    }
+
+    /// Ids of confirmed calls (for shutdown).
+    pub fn confirmed_calls(&self) -> Vec<u64> {
+        self.calls
+            .values()
+            .filter(|c| c.state == CallState::Confirmed)
+            .map(|c| c.id)
+            .collect()
+    }
+
+    fn pump(&mut self, now: Instant, policy: &mut dyn Policy) {
+        self.pump_events(now, policy);
+        while let Some(id) = self.client.drained.pop() {
+            self.maybe_collect_with_media(id, policy);
+        }
+    }
+
+    fn pump_events(&mut self, now: Instant, policy: &mut dyn Policy) {
+        while let Some(ev) = self.tx.poll_event() {
+            match ev {
+                TuEvent::Request {
+                    tx,
+                    req,
+                    from,
+                    cancels,
+                } => self.on_request(tx, req, from, cancels, now, policy),
+                TuEvent::Ack { req, from } => self.on_ack(req, from, now, policy),
+                TuEvent::Response { tx, resp } => self.on_response(tx, resp, now, policy),
+                TuEvent::Timeout { tx } => {
+                    self.on_client_failure(tx, 408, "Request Timeout", now, policy)
+                }
+                TuEvent::TransportError { tx } => {
+                    self.on_client_failure(tx, 503, "Service Unavailable", now, policy)
+                }
+                TuEvent::AckTimeout { tx } => self.on_ack_timeout(tx, now, policy),
+                TuEvent::ServerTerminated { tx, .. } => {
+                    self.server.remove(&tx);
+                }
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        from: Peer,
+        cancels: Option<TxId>,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        if req.method == Method::Cancel {
+            self.on_cancel(tx, &req, cancels, now, policy);
+            return;
+        }
+        let to_tag = req
+            .headers
+            .get("To")
+            .and_then(tag_param)
+            .map(str::to_string);
+        if let Err(rej) = check::admission(&req) {
+            // In-dialog requests still must be well formed.
+            *self.stats.rejected.entry("admission").or_insert(0) += 1;
+            policy.event(CallEvent::Rejected {
+                status: rej.status,
+                reason: rej.reason.to_string(),
+            });
+            let mut resp = make_response(&req, rej.status, &rej.reason, Some(&self.new_tag()));
+            for (n, v) in &rej.headers {
+                resp.headers.push(n, v.clone());
+            }
+            self.tx.send_response(tx, resp, now);
+            return;
+        }
+        if let Some(tag) = to_tag {
+            let Some(req) = self.on_sub_in_dialog(tx, req, from, &tag, now) else {
+                return;
+            };
+            self.on_in_dialog(tx, req, from, &tag, now, policy);
+            return;
+        }
+        match req.method {
+            Method::Invite => self.on_invite(tx, req, from, now, policy),
+            Method::Options => {
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, 200, "OK", Some(&tag));
+                resp.headers.push("Allow", ALLOW);
+                resp.headers.push("Accept", "application/sdp");
+                resp.headers.push("Server", self.cfg.user_agent.clone());
+                self.tx.send_response(tx, resp, now);
+            }
+            Method::Register if policy.registrar().is_some() => {
+                self.on_register(tx, req, from, now, policy)
+            }
+            Method::Message => self.on_message(tx, req, from, now, policy),
+            Method::Subscribe => self.on_subscribe(tx, req, from, now, policy),
+            Method::Ack => {}
+            Method::Bye => {
+                let tag = self.new_tag();
+                let resp = make_response(&req, 481, "Call/Transaction Does Not Exist", Some(&tag));
+                self.tx.send_response(tx, resp, now);
+            }
+            _ => {
+                let tag = self.new_tag();
+                let mut resp = make_response(&req, 405, "Method Not Allowed", Some(&tag));
+                resp.headers.push("Allow", ALLOW);
+                self.tx.send_response(tx, resp, now);
+            }
+        }
+    }
+
+    /// Answer a request trunkline will not relay; the status sent.
+    fn refuse(&mut self, tx: TxId, req: &Request, refusal: Refusal, now: Instant) -> u16 {
+        let tag = self.new_tag();
+        let resp = match refusal {
+            Refusal::Plain(code, reason) => make_response(req, code, &reason, Some(&tag)),
+            Refusal::Unavailable(retry_after) => {
+                let mut r = make_response(req, 503, "Service Unavailable", Some(&tag));
+                r.headers.push("Retry-After", retry_after.to_string());
+                r
+            }
+            Refusal::Redirect(code, contacts) => {
+                let mut r = make_response(req, code, reason_phrase(code), Some(&tag));
+                for c in &contacts {
+                    r.headers.push("Contact", cat(&["<", c, ">"]));
+                }
+                r
+            }
+        };
+        let status = resp.status;
+        self.tx.send_response(tx, resp, now);
+        status
+    }
+
+    fn reject(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let tag = self.new_tag();
+        let resp = make_response(req, code, reason, Some(&tag));
+        self.tx.send_response(tx, resp, now);
+        policy.event(CallEvent::Rejected {
+            status: code,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// The stream (TCP/TLS) peers a live call's dialog is on (either leg), for the transport
+    /// shell's idle timeout: their connections are kept however quiet. Called once a second
+    /// by the shell, not per message.
+    pub fn stream_peers_in_use(&self) -> Vec<Peer> {
+        self.calls
+            .values()
+            .flat_map(|c| [c.a.peer, c.b.peer])
+            .filter(|p| p.transport != Transport::Udp)
+            .collect()
+    }
+}

@@ -1,0 +1,272 @@
+//! Building messages: header text, responses, the headers that cross legs, reason phrases.
+
+use super::*;
+
+pub(super) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY";
+
+/// `user@` for a SIP URI (RFC 3261 §25.1 `userinfo`), or nothing for an empty user (a dial plan
+/// may rewrite the user away, a peer may send none): "sip:@host" is not a URI. Characters the
+/// grammar does not allow in a user part are %-escaped (rewrites insert captured text as is).
+pub(super) fn user_at(user: &str) -> String {
+    if user.is_empty() {
+        return String::new();
+    }
+    let mut out = String::with_capacity(user.len() + 1);
+    for b in user.bytes() {
+        let ok = b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/%".contains(&b);
+        if ok {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+    out.push('@');
+    out
+}
+
+/// RFC 3261 §9.1: a CANCEL for `inv`: same Request-URI, top Via (branch), From, To, Call-ID
+/// and CSeq number, method CANCEL.
+pub(super) fn cancel_for(inv: &Request) -> Request {
+    let mut h = Headers::with_capacity(8);
+    if let Some(v) = inv.headers.get("Via") {
+        h.push("Via", v.to_string());
+    }
+    h.push("Max-Forwards", "70");
+    for n in ["From", "To", "Call-ID"] {
+        if let Some(v) = inv.headers.get(n) {
+            h.push(n, v.to_string());
+        }
+    }
+    let seq = inv.cseq().map(|c| c.seq).unwrap_or(1);
+    h.push("CSeq", format!("{seq} CANCEL"));
+    Request {
+        method: Method::Cancel,
+        uri: inv.uri.clone(),
+        headers: h,
+        body: Vec::new(),
+    }
+}
+
+/// RFC 3261 §8.2.6: a response copies Via, From, To, Call-ID and CSeq from the request and adds a
+/// To tag when the request had none.
+pub fn make_response(req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Response {
+    let mut h = Headers::with_capacity(16);
+    for v in req.headers.get_all("Via") {
+        h.push("Via", v.to_string());
+    }
+    if let Some(v) = req.headers.get("From") {
+        h.push("From", v.to_string());
+    }
+    if let Some(v) = req.headers.get("To") {
+        let has_tag = tag_param(v).is_some();
+        match (has_tag, to_tag) {
+            (false, Some(tag)) if status > 100 => h.push("To", cat(&[v, ";tag=", tag])),
+            _ => h.push("To", v.to_string()),
+        }
+    }
+    if let Some(v) = req.headers.get("Call-ID") {
+        h.push("Call-ID", v.to_string());
+    }
+    if let Some(v) = req.headers.get("CSeq") {
+        h.push("CSeq", v.to_string());
+    }
+    Response {
+        status,
+        reason: reason.to_string(),
+        headers: h,
+        body: Vec::new(),
+    }
+}
+
+/// Headers that describe one hop or one dialog and never cross from one leg to the other.
+pub(super) const HOP_HEADERS: &[&str] = &[
+    "Via",
+    "Route",
+    "Record-Route",
+    "Contact",
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+    "Authorization",
+    "Proxy-Authorization",
+    "WWW-Authenticate",
+    "Proxy-Authenticate",
+    "Supported",
+    "Require",
+    "Proxy-Require",
+    "Unsupported",
+    "RSeq",
+    "RAck",
+    "Path",
+    "Service-Route",
+    "Warning",
+    "Server",
+    "Allow",
+    "Session-Expires",
+    "Min-SE",
+    "Replaces",
+];
+
+/// Copy end-to-end headers (everything but [`HOP_HEADERS`]) from one leg's message to the other's.
+pub(super) fn copy_passthrough(src: &Headers, dst: &mut Headers) {
+    for h in src.iter() {
+        if HOP_HEADERS.iter().any(|n| n.eq_ignore_ascii_case(&h.name)) {
+            continue;
+        }
+        dst.push(&h.name, h.value.clone());
+    }
+}
+
+/// `host:port` we put in Via/Contact for transport `t` (the UDP address when `t` has no listener).
+pub(super) fn local_addr_text(cfg: &CoreConfig, t: Transport) -> String {
+    let addr = match t {
+        Transport::Udp => cfg.local_udp,
+        Transport::Tcp => cfg.local_tcp,
+        Transport::Tls => cfg.local_tls,
+    };
+    addr.or(cfg.local_udp)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// Append `v` in lower-case hex, zero-padded to at least `width` digits (what `{:0width$x}`
+/// gives, without the formatting machinery).
+pub(super) fn push_hex(s: &mut String, v: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut n = 0;
+    let mut x = v;
+    loop {
+        buf[15 - n] = DIGITS[(x & 0xf) as usize];
+        n += 1;
+        x >>= 4;
+        if x == 0 {
+            break;
+        }
+    }
+    for _ in n..width.min(16) {
+        s.push('0');
+    }
+    for &d in &buf[16 - n..] {
+        s.push(char::from(d));
+    }
+}
+
+/// The concatenation of `parts`, allocated once at its final size (the `format!` machinery was
+/// ~4% of the core's instructions for these simple joins).
+pub(super) fn cat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
+/// `CSeq` value `<seq> <method>` (RFC 3261 §20.16).
+pub(super) fn cseq_value(seq: u32, method: &str) -> String {
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    let mut x = seq;
+    loop {
+        digits[9 - n] = b'0' + (x % 10) as u8;
+        n += 1;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(n + 1 + method.len());
+    for &d in &digits[10 - n..] {
+        s.push(char::from(d));
+    }
+    s.push(' ');
+    s.push_str(method);
+    s
+}
+
+/// A From/To value without its tag, as we send it back on that leg.
+pub(super) fn without_tag(na: &NameAddr) -> String {
+    let mut na = na.clone();
+    na.params.retain(|(k, _)| !k.eq_ignore_ascii_case("tag"));
+    na.to_string()
+}
+
+pub(super) fn quote_display(d: &str) -> String {
+    let t = d.trim();
+    if t.starts_with('"') {
+        t.to_string()
+    } else {
+        format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        603 => "Decline",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex;
+
+    #[test]
+    fn push_hex_matches_format() {
+        for v in [
+            0u64,
+            1,
+            0xf,
+            0x10,
+            0xabc,
+            u64::from(u32::MAX),
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+        ] {
+            for w in [1usize, 8, 16] {
+                let mut s = String::new();
+                push_hex(&mut s, v, w);
+                assert_eq!(s, format!("{v:0w$x}"), "{v} width {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn cseq_value_and_cat_match_format() {
+        for seq in [0u32, 1, 9, 10, 99, 100, 4711, u32::MAX] {
+            assert_eq!(super::cseq_value(seq, "INVITE"), format!("{seq} INVITE"));
+        }
+        assert_eq!(super::cat(&["<sip:", "a", "@", "b", ">"]), "<sip:a@b>");
+        assert_eq!(super::cat(&[]), "");
+    }
+
+    #[test]
+    fn user_part_is_omitted_when_empty_and_escaped_otherwise() {
+        assert_eq!(super::user_at(""), "");
+        assert_eq!(super::user_at("+15551234567"), "+15551234567@");
+        assert_eq!(super::user_at("a b@c"), "a%20b%40c@");
+        assert_eq!(super::user_at("x;np=1%41"), "x;np=1%41@");
+    }
+}
