@@ -579,6 +579,11 @@ fn run(seed: u64, steps: usize) {
         "subscriptions held beyond any lifetime they were given"
     );
     assert_eq!(
+        w.core.pending_client_transactions(),
+        0,
+        "client transactions still owned by something after ten quiet minutes"
+    );
+    assert_eq!(
         w.core.active_calls(),
         w.core.live_calls().len(),
         "ended or cancelled calls still held: {:#?}",

@@ -11,44 +11,32 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) {
-        if self.on_sub_response(tx, &resp, now) {
-            return;
-        }
-        if self.messages.contains_key(&tx) {
-            if resp.status >= 200 {
-                if let Some(pm) = self.messages.remove(&tx) {
-                    self.answer_message(pm, resp.status, &resp.reason, now);
-                }
-            }
-            return;
-        }
-        let Some((id, purpose)) = self.client.get(&tx).map(|(id, p)| {
-            (
-                *id,
-                match p {
-                    ClientPurpose::Invite => 0,
-                    ClientPurpose::Cancel => 1,
-                    ClientPurpose::Bye => 2,
-                    ClientPurpose::Relay { .. } => 3,
-                },
-            )
-        }) else {
-            if self.abandoned.contains_key(&tx) {
-                self.on_abandoned_response(tx, &resp, now);
-                return;
-            }
+        use super::owners::Route;
+        let Some(route) = self.owners.route(&tx) else {
             // A 2xx retransmission for an INVITE whose client tx is gone: re-ACK if it is ours.
             self.maybe_reack(&resp);
             return;
         };
-        match purpose {
-            0 => self.on_b_invite_response(tx, id, resp, now, policy),
-            3 => self.on_relay_response(tx, id, resp, now, policy),
-            _ => {
+        match route {
+            Route::CallInvite(id) => self.on_b_invite_response(tx, id, resp, now, policy),
+            Route::CallRelay(id) => self.on_relay_response(tx, id, resp, now, policy),
+            Route::CallOther(id) => {
                 if resp.status >= 200 {
-                    self.client.remove(&tx);
+                    self.owners.remove(&tx);
                 }
                 self.maybe_collect(id);
+            }
+            Route::Abandoned => self.on_abandoned_response(tx, &resp, now),
+            Route::Message | Route::Subscription if resp.status < 200 => {}
+            Route::Message => {
+                if let Some(TxOwner::Message(pm)) = self.owners.remove(&tx) {
+                    self.answer_message(pm, resp.status, &resp.reason, now);
+                }
+            }
+            Route::Subscription => {
+                if let Some(TxOwner::Subscription(c)) = self.owners.remove(&tx) {
+                    self.on_sub_response(c, &resp, now);
+                }
             }
         }
     }
@@ -118,7 +106,7 @@ impl B2bua {
             self.on_b_success(tx, id, resp, now, policy);
             return;
         }
-        self.client.remove(&tx);
+        self.owners.remove(&tx);
         self.b_invite_failed(id, status, resp.reason.clone(), now, policy);
         // Keep the response for mapping if it's final for A.
         let _ = resp;
@@ -248,7 +236,7 @@ impl B2bua {
                     self.early.remove(&ip);
                 }
             }
-            self.client.remove(&tx);
+            self.owners.remove(&tx);
             // The call never came up: its relay ports and trunk slot go now.
             self.maybe_collect_with_media(id, policy);
             return;
@@ -297,7 +285,7 @@ impl B2bua {
                 c.a_2xx_tx = Some(a_tx);
             }
         }
-        self.client.remove(&tx);
+        self.owners.remove(&tx);
         policy.event(CallEvent::Finished {
             call: id,
             trunk,

@@ -176,7 +176,7 @@ impl B2bua {
     pub(super) fn send_bye(&mut self, id: u64, leg: Leg, now: Instant) {
         if let Some((req, peer)) = self.dialog_request(id, leg, Method::Bye) {
             let t = self.tx.send_request(req, peer, now);
-            self.client.insert(t, (id, ClientPurpose::Bye));
+            self.owners.insert(t, TxOwner::Call(id, ClientPurpose::Bye));
         }
     }
 
@@ -259,9 +259,9 @@ impl B2bua {
             // (even after a provisional) ends as a timeout, answered 408 on the origin leg.
             self.tx.guard_invite(t, now);
         }
-        self.client.insert(
+        self.owners.insert(
             t,
-            (
+            TxOwner::Call(
                 id,
                 ClientPurpose::Relay {
                     server_tx: tx,
@@ -281,7 +281,7 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) {
-        let Some((_, ClientPurpose::Relay { server_tx, method })) = self.client.get(&tx) else {
+        let Some((_, ClientPurpose::Relay { server_tx, method })) = self.owners.call(&tx) else {
             return;
         };
         let server_tx = *server_tx;
@@ -353,7 +353,7 @@ impl B2bua {
             self.tx.send_response(server_tx, out, now);
         }
         if final_ {
-            self.client.remove(&tx);
+            self.owners.remove(&tx);
             self.server.remove(&server_tx);
             self.relayed_requests.remove(&server_tx);
         }
@@ -395,7 +395,7 @@ impl B2bua {
         if call.state != CallState::Terminated {
             return;
         }
-        if self.client.has_call(id) {
+        if self.owners.has_call(id) {
             return;
         }
         if let Some(call) = self.calls.remove(&id) {

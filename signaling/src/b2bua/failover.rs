@@ -56,7 +56,7 @@ impl B2bua {
         let Some(tx) = call.b_invite_tx.take() else {
             return;
         };
-        self.client.remove(&tx);
+        self.owners.remove(&tx);
         let Some(invite) = call.b_invite.clone() else {
             return;
         };
@@ -66,20 +66,20 @@ impl B2bua {
             let c = cancel_for(&invite);
             self.tx.send_request(c, peer, now);
         }
-        self.abandoned.insert(
+        self.owners.insert(
             tx,
-            Abandoned {
+            TxOwner::Abandoned(Abandoned {
                 invite,
                 peer,
                 cancelled: cancel,
-            },
+            }),
         );
     }
 
     /// A response on a branch the call moved on from.
     pub(super) fn on_abandoned_response(&mut self, tx: TxId, resp: &Response, now: Instant) {
         if resp.status < 200 {
-            if let Some(ab) = self.abandoned.get_mut(&tx) {
+            if let Some(ab) = self.owners.abandoned_mut(&tx) {
                 if !ab.cancelled {
                     ab.cancelled = true;
                     let (c, peer) = (cancel_for(&ab.invite), ab.peer);
@@ -88,7 +88,7 @@ impl B2bua {
             }
             return;
         }
-        let Some(ab) = self.abandoned.remove(&tx) else {
+        let Some(TxOwner::Abandoned(ab)) = self.owners.remove(&tx) else {
             return;
         };
         if resp.status >= 300 {
@@ -211,15 +211,19 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) {
-        if let Some(pm) = self.messages.remove(&tx) {
-            self.answer_message(pm, status, reason, now);
-            return;
-        }
-        if self.on_sub_failure(tx, status, reason, now) {
-            return;
-        }
-        let Some((id, purpose)) = self.client.remove(&tx) else {
-            return;
+        let (id, purpose) = match self.owners.remove(&tx) {
+            None => return,
+            Some(TxOwner::Message(pm)) => {
+                self.answer_message(pm, status, reason, now);
+                return;
+            }
+            Some(TxOwner::Subscription(c)) => {
+                self.on_sub_failure(c, status, reason, now);
+                return;
+            }
+            // A branch given up on that never answered: nothing more to do.
+            Some(TxOwner::Abandoned(_)) => return,
+            Some(TxOwner::Call(id, purpose)) => (id, purpose),
         };
         match purpose {
             ClientPurpose::Invite => {

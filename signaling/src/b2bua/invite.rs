@@ -306,7 +306,8 @@ impl B2bua {
         if let Some(call) = self.calls.get_mut(&id) {
             call.b_invite_tx = Some(txid);
         }
-        self.client.insert(txid, (id, ClientPurpose::Invite));
+        self.owners
+            .insert(txid, TxOwner::Call(id, ClientPurpose::Invite));
         self.deadlines.push(Deadline {
             at: std::cmp::Reverse(now + self.cfg.no_answer_failover),
             call: id,
@@ -405,6 +406,7 @@ impl B2bua {
         let req = cancel_for(inv);
         let peer = call.b.peer;
         let t = self.tx.send_request(req, peer, now);
-        self.client.insert(t, (id, ClientPurpose::Cancel));
+        self.owners
+            .insert(t, TxOwner::Call(id, ClientPurpose::Cancel));
     }
 }

@@ -84,13 +84,13 @@ impl B2bua {
         };
         let ctx = self.tx.send_request(out, target.peer, now);
         let to_tag = self.new_tag();
-        self.messages.insert(
+        self.owners.insert(
             ctx,
-            PendingMessage {
+            TxOwner::Message(PendingMessage {
                 server_tx: tx,
                 a_req: req,
                 to_tag,
-            },
+            }),
         );
     }
 

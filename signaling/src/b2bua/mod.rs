@@ -37,11 +37,13 @@ mod dialog;
 mod failover;
 mod invite;
 mod message;
+mod owners;
 mod presence;
 mod wire;
 
 pub use api::*;
 use authz::{ruri_user, strip_identity, Admitted, Caller};
+use owners::TxOwner;
 use wire::*;
 pub use wire::{make_response, reason_phrase};
 
@@ -181,48 +183,6 @@ impl Call {
     }
 }
 
-/// Our client transactions and what each is for, with a count per call so that "does this call
-/// still wait for a response?" is a lookup, not a scan of every pending transaction (with many
-/// calls ringing at once that scan ran on every call teardown).
-#[derive(Default)]
-struct ClientTxs {
-    map: IdMap<TxId, (u64, ClientPurpose)>,
-    per_call: IdMap<u64, u32>,
-    /// Calls whose last client transaction just went: the pump collects them if they are over
-    /// (whichever handler removed the transaction, the call is not left behind).
-    drained: Vec<u64>,
-}
-
-impl ClientTxs {
-    fn insert(&mut self, tx: TxId, v: (u64, ClientPurpose)) {
-        let call = v.0;
-        if let Some((old, _)) = self.map.insert(tx, v) {
-            self.release(old);
-        }
-        *self.per_call.entry(call).or_insert(0) += 1;
-    }
-    fn remove(&mut self, tx: &TxId) -> Option<(u64, ClientPurpose)> {
-        let v = self.map.remove(tx)?;
-        self.release(v.0);
-        Some(v)
-    }
-    fn release(&mut self, call: u64) {
-        if let Some(n) = self.per_call.get_mut(&call) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_call.remove(&call);
-                self.drained.push(call);
-            }
-        }
-    }
-    fn get(&self, tx: &TxId) -> Option<&(u64, ClientPurpose)> {
-        self.map.get(tx)
-    }
-    fn has_call(&self, call: u64) -> bool {
-        self.per_call.contains_key(&call)
-    }
-}
-
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Deadline {
     at: std::cmp::Reverse<Instant>,
@@ -252,7 +212,8 @@ pub struct B2bua {
     by_a: PeerMap<String, Vec<(String, u64)>>,
     /// leg B Call-ID (ours) -> call
     by_b: PeerMap<String, u64>,
-    client: ClientTxs,
+    /// Every client transaction's owner (calls, MESSAGEs, subscriptions, abandoned branches).
+    owners: owners::Owners,
     /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
     server: IdMap<TxId, (u64, Leg)>,
     /// The original requests of relayed in-dialog transactions, by server transaction.
@@ -263,7 +224,6 @@ pub struct B2bua {
     /// Our host (IP) for the From of leg B.
     local_host: String,
     deadlines: BinaryHeap<Deadline>,
-    abandoned: IdMap<TxId, Abandoned>,
     next_call: u64,
     rng: ChaCha12Rng,
     /// The Digest nonce key (drawn from `rng` at start).
@@ -274,14 +234,10 @@ pub struct B2bua {
     registrar: Option<Registrar>,
     /// When the next NAT keep-alive round is due (registrar bindings over UDP).
     next_keepalive: Option<Instant>,
-    /// MESSAGEs relayed to leg B, by their client transaction: the leg A request and its
-    /// server transaction, answered with leg B's final status.
-    messages: HashMap<TxId, PendingMessage>,
     /// Relayed subscriptions (SUBSCRIBE/NOTIFY, `presence.rs`), by id; their dialogs by
-    /// (Call-ID, our tag); their client transactions.
+    /// (Call-ID, our tag); (their client transactions are in `owners`).
     subs: HashMap<u64, presence::Subscription>,
     sub_keys: HashMap<(String, String), (u64, Leg)>,
-    sub_client: HashMap<TxId, presence::SubClient>,
     next_sub: u64,
     draining: bool,
     /// Unanswered calls per unauthenticated source; subscriptions per source and per target.
@@ -324,14 +280,13 @@ impl B2bua {
             calls: IdMap::default(),
             by_a: PeerMap::default(),
             by_b: PeerMap::default(),
-            client: ClientTxs::default(),
+            owners: owners::Owners::default(),
             server: IdMap::default(),
             relayed_requests: IdMap::default(),
             local_via,
             local_contact,
             local_host,
             deadlines: BinaryHeap::new(),
-            abandoned: IdMap::default(),
             next_call: 1,
             rng,
             nonce_key,
@@ -339,10 +294,8 @@ impl B2bua {
             stats: CoreStats::default(),
             registrar: None,
             next_keepalive: None,
-            messages: HashMap::new(),
             subs: HashMap::new(),
             sub_keys: HashMap::new(),
-            sub_client: HashMap::new(),
             next_sub: 1,
             draining: false,
             early: caps::Counts::default(),
@@ -353,7 +306,7 @@ impl B2bua {
 
     /// MESSAGEs relayed and not answered yet.
     pub fn pending_messages(&self) -> usize {
-        self.messages.len()
+        self.owners.messages()
     }
 
     /// Live registered contacts (location service bindings).
@@ -367,6 +320,10 @@ impl B2bua {
     /// Is call `id` (as named in [`CallEvent`]s) still known to the core?
     pub fn has_call(&self, id: u64) -> bool {
         self.calls.contains_key(&id)
+    }
+    /// Client transactions something still waits on (leak tests: 0 once quiet).
+    pub fn pending_client_transactions(&self) -> usize {
+        self.owners.len()
     }
     /// Live transactions.
     pub fn transactions(&self) -> usize {
@@ -482,9 +439,6 @@ impl B2bua {
                 self.no_answer_deadline(d.call, d.target_idx, now, policy);
             }
         }
-        // Branches given up on whose transaction is gone need no more care.
-        let txs = &self.tx;
-        self.abandoned.retain(|t, _| txs.state(*t).is_some());
         self.pump(now, policy);
     }
 
@@ -544,7 +498,7 @@ impl B2bua {
                     c.a_invite_tx,
                     c.b_invite_tx,
                     c.a_2xx_tx,
-                    self.client.has_call(c.id),
+                    self.owners.has_call(c.id),
                     c.media_released,
                     c.b_ack_pending
                 )
@@ -572,7 +526,7 @@ impl B2bua {
 
     fn pump(&mut self, now: Instant, policy: &mut dyn Policy) {
         self.pump_events(now, policy);
-        while let Some(id) = self.client.drained.pop() {
+        while let Some(id) = self.owners.drained.pop() {
             self.maybe_collect_with_media(id, policy);
         }
     }

@@ -213,7 +213,8 @@ impl B2bua {
             self.sub_targets.add(c.target);
         }
         let ctx = self.tx.send_request(out, peer, now);
-        self.sub_client.insert(ctx, SubClient::Initial(id));
+        self.owners
+            .insert(ctx, TxOwner::Subscription(SubClient::Initial(id)));
     }
 
     /// Build a request in dialog `d` carrying what `orig` carries end to end.
@@ -347,29 +348,20 @@ impl B2bua {
         };
         let out = self.sub_request(&d, req.method.clone(), cseq, &req);
         let ctx = self.tx.send_request(out, peer, now);
-        self.sub_client.insert(
+        self.owners.insert(
             ctx,
-            SubClient::Relay {
+            TxOwner::Subscription(SubClient::Relay {
                 sub: id,
                 server_tx: tx,
                 orig: req,
                 ends,
-            },
+            }),
         );
         None
     }
 
-    /// A response to one of the subscriptions' client transactions; `false` if not one.
-    pub(super) fn on_sub_response(&mut self, tx: TxId, resp: &Response, now: Instant) -> bool {
-        if !self.sub_client.contains_key(&tx) {
-            return false;
-        }
-        if resp.status < 200 {
-            return true;
-        }
-        let Some(c) = self.sub_client.remove(&tx) else {
-            return true;
-        };
+    /// The final response to subscription request `c`.
+    pub(super) fn on_sub_response(&mut self, c: SubClient, resp: &Response, now: Instant) {
         match c {
             SubClient::Initial(id) => {
                 let to_tag = resp.to().and_then(|t| t.tag().map(str::to_string));
@@ -380,7 +372,7 @@ impl B2bua {
                     .map(|c| c.uri.to_string());
                 let ok = (200..300).contains(&resp.status);
                 let Some(sub) = self.subs.get_mut(&id) else {
-                    return true;
+                    return;
                 };
                 if ok {
                     if sub.b.remote_tag.is_none() {
@@ -426,20 +418,10 @@ impl B2bua {
                 }
             }
         }
-        true
     }
 
-    /// A subscription's client transaction failed (timeout, transport); `false` if not one.
-    pub(super) fn on_sub_failure(
-        &mut self,
-        tx: TxId,
-        status: u16,
-        reason: &str,
-        now: Instant,
-    ) -> bool {
-        let Some(c) = self.sub_client.remove(&tx) else {
-            return false;
-        };
+    /// Subscription request `c` failed (timeout, transport).
+    pub(super) fn on_sub_failure(&mut self, c: SubClient, status: u16, reason: &str, now: Instant) {
         match c {
             SubClient::Initial(id) => {
                 if let Some((stx, req)) = self.subs.get_mut(&id).and_then(|s| s.initial.take()) {
@@ -463,7 +445,6 @@ impl B2bua {
                 self.drop_sub(sub, now);
             }
         }
-        true
     }
 
     fn drop_sub(&mut self, id: u64, now: Instant) {
