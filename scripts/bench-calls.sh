@@ -35,6 +35,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
 peers="$repo/../shared/peers/kamailio-rtpengine"
 [[ -d $peers ]] || peers=/work/shared/peers/kamailio-rtpengine
 
@@ -88,35 +90,6 @@ tree() {
     echo "${all[@]}"
 }
 
-# Sum of utime+stime ticks of the given pids.
-ticks() {
-    local sum=0 p rest
-    for p in "$@"; do
-        [[ -r /proc/$p/stat ]] || continue
-        rest=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        rest=${rest##*) }
-        # after ')': field 3 is state, so utime (14) and stime (15) are the 12th and 13th here
-        read -r -a f <<<"$rest"
-        sum=$(( sum + f[11] + f[12] ))
-    done
-    echo "$sum"
-}
-
-wait_udp() {  # port
-    local hex i
-    hex=$(printf ':%04X ' "$1")
-    for i in $(seq 1 100); do
-        grep -q "$hex" /proc/net/udp && return 0
-        sleep 0.05
-    done
-    echo "bench-calls: nothing listens on udp $1" >&2
-    return 1
-}
-
-csv_field() {  # file column-name -> value in the last line
-    awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i} END{print $c+0}' "$1"
-}
-
 start_uas() {
     sipp -sn uas -i 127.0.0.1 -p 5080 -nostdin -timeout "$((limit + 10))s" \
         -trace_stat -stf "$out/$1.uas.csv" -fd 1 >"$out/$1.uas.log" 2>&1 &
@@ -155,7 +128,7 @@ start_rtpengine() {
 start_trunkline() {
     local bin="$repo/target/release/trunkline"
     [[ -x $bin ]] || { echo "bench-calls: build it first: cargo build --release" >&2; return 1; }
-    cat >"$out/trunkline.yaml" <<EOF
+    bench_yaml >"$out/trunkline.yaml"
 listen:
   - { transport: udp, address: 127.0.0.1:5070 }
 media:
@@ -197,19 +170,19 @@ bench_one() {  # name
     pids=$(tree "$sut_pid")
     [[ -n $rtp_pid ]] && pids="$pids $(tree "$rtp_pid")"
     # shellcheck disable=SC2086
-    c0=$(ticks $pids)
+    c0=$(proc_ticks $pids)
     t0=$(date +%s.%N)
     echo "bench-calls: $name: $calls calls at $rate/s, ${duration} ms each ..." >&2
     run_uac "$name"
     t1=$(date +%s.%N)
     sleep 0.2
     # shellcheck disable=SC2086
-    c1=$(ticks $pids)
-    ok=$(csv_field "$out/$name.uac.csv" 'SuccessfulCall(C)')
-    failed=$(csv_field "$out/$name.uac.csv" 'FailedCall(C)')
+    c1=$(proc_ticks $pids)
+    ok=$(sipp_col "$out/$name.uac.csv" 'SuccessfulCall(C)')
+    failed=$(sipp_col "$out/$name.uac.csv" 'FailedCall(C)')
     stop "$uas_pid" "$sut_pid" ${rtp_pid:+"$rtp_pid"}
     # calls that reached the far side (its successes lag by the built-in UAS's 4 s timewait)
-    uas_ok=$(csv_field "$out/$name.uas.csv" 'IncomingCall(C)' 2>/dev/null || echo "?")
+    uas_ok=$(sipp_col "$out/$name.uas.csv" 'IncomingCall(C)' 2>/dev/null || echo "?")
     rows+=("$(awk -v n="$name" -v c="$calls" -v ok="$ok" -v f="$failed" -v u="$uas_ok" \
         -v t0="$t0" -v t1="$t1" -v d="$((c1 - c0))" -v hz="$hz" -v r="$rate" \
         'BEGIN{printf "| %-10s | %6d | %5d | %6d | %6d | %6s | %7.1f | %9.0f | %8.0f |",

@@ -59,6 +59,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
 peers="$repo/../shared/peers/kamailio-rtpengine"
 [[ -d $peers ]] || peers=/work/shared/peers/kamailio-rtpengine
 
@@ -91,25 +93,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ticks() {  # pid -> utime+stime of the whole process (all threads)
-    local rest
-    rest=$(cat "/proc/$1/stat")
-    rest=${rest##*) }
-    read -r -a f <<<"$rest"
-    echo $(( f[11] + f[12] ))
-}
-
-wait_udp() {  # port
-    local hex i
-    hex=$(printf ':%04X ' "$1")
-    for i in $(seq 1 100); do
-        grep -q "$hex" /proc/net/udp && return 0
-        sleep 0.05
-    done
-    echo "bench-media: nothing listens on udp $1" >&2
-    return 1
-}
-
 relay_cpu=()
 blast_cpu=()
 if [[ $pin -eq 1 ]]; then
@@ -127,11 +110,11 @@ rows=()
 declare -A cpu_of sys_of
 blast() {  # name pid callsfile  (pid 0: no relay process)
     local name=$1 pid=$2 file=$3 t0=0 t1=0 b0 b1 res us sys
-    [[ $pid -ne 0 ]] && t0=$(ticks "$pid")
+    [[ $pid -ne 0 ]] && t0=$(proc_ticks "$pid")
     b0=$(busy)
     res=$("${blast_cpu[@]}" "$out/$load" --pps "$pps" --seconds "$seconds" <"$file")
     b1=$(busy)
-    [[ $pid -ne 0 ]] && t1=$(ticks "$pid")
+    [[ $pid -ne 0 ]] && t1=$(proc_ticks "$pid")
     local sent lost p50 p99
     sent=$(grep -o 'sent=[0-9]*' <<<"$res" | cut -d= -f2)
     lost=$(grep -o 'loss_pct=[0-9.]*' <<<"$res" | cut -d= -f2)

@@ -35,6 +35,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
 if [[ -z ${FLOOD_IN_NETNS:-} ]] && unshare -rn true 2>/dev/null; then
     exec unshare -rn env FLOOD_IN_NETNS=1 bash "$0" --rate "$rate" --calls "$calls" --pps "$pps" \
         --sources "$sources" --tcp "$tcp" --extra "$extra" ${out:+--out "$out"}
@@ -52,17 +54,6 @@ limit=$(( seconds + 60 ))
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 
-wait_udp() {
-    local hex i
-    hex=$(printf ':%04X ' "$1")
-    for i in $(seq 1 100); do
-        grep -q "$hex" /proc/net/udp && return 0
-        sleep 0.05
-    done
-    echo "flood: nothing listens on udp $1" >&2
-    return 1
-}
-ticks() { local f; read -r -a f <<<"$(cut -d')' -f2- "/proc/$1/stat")"; echo $(( f[11] + f[12] )); }
 
 {
     cat <<EOF
@@ -103,17 +94,16 @@ python3 "$repo/scripts/flood.py" --target 127.0.0.1:5070 --pps "$pps" --sources 
 flood=$!
 pids+=("$flood")
 sleep 2
-c0=$(ticks "$tl")
+c0=$(proc_ticks "$tl")
 t0=$(date +%s%N)
 sipp -sn uac 127.0.0.1:5070 -i 127.0.0.1 -p 5060 -r "$rate" -m "$calls" -d 500 \
     -nostdin -timeout "${limit}s" -timeout_error -trace_stat -stf "$out/uac.csv" -fd 5 \
     -trace_err -error_file "$out/uac.errors.log" >"$out/uac.log" 2>&1 || true
-c1=$(ticks "$tl")
+c1=$(proc_ticks "$tl")
 t1=$(date +%s%N)
 wait "$flood" 2>/dev/null || true
-col() { awk -F';' -v c="$1" 'NR==1{for(i=1;i<=NF;i++) if($i==c) k=i} END{print $k+0}' "$out/uac.csv"; }
-ok=$(col SuccessfulCall\(C\))
-failed=$(col FailedCall\(C\))
+ok=$(sipp_col "$out/uac.csv" 'SuccessfulCall(C)')
+failed=$(sipp_col "$out/uac.csv" 'FailedCall(C)')
 hz=$(getconf CLK_TCK)
 cat "$out/flood.log"
 echo "flood: legitimate calls ok $ok, failed $failed of $calls" \

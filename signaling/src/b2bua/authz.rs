@@ -219,6 +219,22 @@ impl B2bua {
     pub(super) fn admit_caller(
         &mut self,
         tx: TxId,
+        req: &mut Request,
+        from: Peer,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> Result<Admitted, u16> {
+        let admitted = self.authorize(tx, req, from, now, policy)?;
+        if !admitted.caller.trusted() {
+            strip_identity(req, admitted.asserted());
+        }
+        Ok(admitted)
+    }
+
+    /// The decision of [`Self::admit_caller`], before identity headers are settled.
+    fn authorize(
+        &mut self,
+        tx: TxId,
         req: &Request,
         from: Peer,
         now: Instant,

@@ -410,6 +410,7 @@ impl B2bua {
                 }
             }
             self.by_b.remove(&call.b.call_id);
+            self.by_a_tx.remove(&call.a_tx);
         }
     }
 }

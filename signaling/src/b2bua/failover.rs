@@ -255,10 +255,10 @@ impl B2bua {
     pub(super) fn on_ack_timeout(&mut self, tx: TxId, now: Instant, policy: &mut dyn Policy) {
         // RFC 3261 §13.3.1.4: no ACK for our 2xx on leg A: end the call with BYE on both legs.
         let id = self
-            .calls
-            .values()
-            .find(|c| c.a_2xx_tx == Some(tx))
-            .map(|c| c.id);
+            .by_a_tx
+            .get(&tx)
+            .copied()
+            .filter(|id| self.calls.get(id).is_some_and(|c| c.a_2xx_tx == Some(tx)));
         if let Some(id) = id {
             self.send_bye(id, Leg::A, now);
             self.send_bye(id, Leg::B, now);

@@ -45,7 +45,7 @@ impl B2bua {
             self.reject(tx, &req, 482, "Loop Detected", now, policy);
             return;
         }
-        let admitted = match self.admit_caller(tx, &req, from, now, policy) {
+        let admitted = match self.admit_caller(tx, &mut req, from, now, policy) {
             Ok(a) => a,
             Err(status) => {
                 if status != 0 {
@@ -58,9 +58,6 @@ impl B2bua {
             }
         };
         let from_user = admitted.caller_user(&from_na);
-        if !admitted.caller.trusted() {
-            strip_identity(&mut req, admitted.asserted());
-        }
         // Calls nobody vouches for (a stranger calling a registered phone: no trunk, no
         // credentials) hold relay ports and a ringing phone: a few at a time per source.
         // (Without a registrar that authenticates, the operator takes every source as it
@@ -191,6 +188,7 @@ impl B2bua {
             pdd: None,
             a,
             a_invite_tx: Some(tx),
+            a_tx: tx,
             a_invite: req,
             a_offer,
             b,
@@ -245,6 +243,7 @@ impl B2bua {
         }
         self.by_a.entry(call_id).or_default().push((a_from_tag, id));
         self.by_b.insert(b_call_id, id);
+        self.by_a_tx.insert(tx, id);
         self.calls.insert(id, call);
         self.send_b_invite(id, now, policy);
     }
@@ -335,11 +334,11 @@ impl B2bua {
             return;
         };
         // RFC 3261 §9.2: answer the CANCEL 200, then the INVITE 487.
-        let call_id = self
-            .calls
-            .values()
-            .find(|c| c.a_invite_tx == Some(inv_tx))
-            .map(|c| c.id);
+        let call_id = self.by_a_tx.get(&inv_tx).copied().filter(|id| {
+            self.calls
+                .get(id)
+                .is_some_and(|c| c.a_invite_tx == Some(inv_tx))
+        });
         let Some(id) = call_id else {
             // A relayed re-INVITE or unknown: 200 for the CANCEL only.
             let resp = make_response(req, 200, "OK", None);

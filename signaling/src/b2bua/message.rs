@@ -22,17 +22,14 @@ impl B2bua {
             self.answer_own(tx, &req, 400, "Bad Request", now);
             return;
         };
-        let admitted = match self.admit_caller(tx, &req, from, now, policy) {
+        let mut req = req;
+        let admitted = match self.admit_caller(tx, &mut req, from, now, policy) {
             Ok(a) => a,
             Err(status) => {
                 *self.stats.messages.entry(status).or_insert(0) += 1;
                 return;
             }
         };
-        let mut req = req;
-        if !admitted.caller.trusted() {
-            strip_identity(&mut req, admitted.asserted());
-        }
         let (target, to_user, from_user) =
             match self.route_standalone(&req, &from_na, admitted, from, policy) {
                 Ok(t) => t,

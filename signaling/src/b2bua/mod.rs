@@ -42,7 +42,7 @@ mod presence;
 mod wire;
 
 pub use api::*;
-use authz::{ruri_user, strip_identity, Admitted, Caller};
+use authz::{ruri_user, Admitted, Caller};
 use owners::TxOwner;
 use wire::*;
 pub use wire::{make_response, reason_phrase};
@@ -133,6 +133,8 @@ struct Call {
     a: LegDialog,
     /// Leg A's initial INVITE server transaction and its request.
     a_invite_tx: Option<TxId>,
+    /// Leg A's INVITE server transaction, for good (the key of `B2bua::by_a_tx`).
+    a_tx: TxId,
     a_invite: Request,
     a_offer: Option<Vec<u8>>,
     b: LegDialog,
@@ -212,6 +214,8 @@ pub struct B2bua {
     by_a: PeerMap<String, Vec<(String, u64)>>,
     /// leg B Call-ID (ours) -> call
     by_b: PeerMap<String, u64>,
+    /// Leg A's INVITE server transaction -> call (CANCEL and a missing ACK find the call by it).
+    by_a_tx: IdMap<TxId, u64>,
     /// Every client transaction's owner (calls, MESSAGEs, subscriptions, abandoned branches).
     owners: owners::Owners,
     /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
@@ -238,6 +242,8 @@ pub struct B2bua {
     /// (Call-ID, our tag); (their client transactions are in `owners`).
     subs: HashMap<u64, presence::Subscription>,
     sub_keys: HashMap<(String, String), (u64, Leg)>,
+    /// Subscription expiries, earliest first (lazy: stale entries are skipped when due).
+    sub_expiry: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
     next_sub: u64,
     draining: bool,
     /// Unanswered calls per unauthenticated source; subscriptions per source and per target.
@@ -280,6 +286,7 @@ impl B2bua {
             calls: IdMap::default(),
             by_a: PeerMap::default(),
             by_b: PeerMap::default(),
+            by_a_tx: IdMap::default(),
             owners: owners::Owners::default(),
             server: IdMap::default(),
             relayed_requests: IdMap::default(),
@@ -296,6 +303,7 @@ impl B2bua {
             next_keepalive: None,
             subs: HashMap::new(),
             sub_keys: HashMap::new(),
+            sub_expiry: BinaryHeap::new(),
             next_sub: 1,
             draining: false,
             early: caps::Counts::default(),

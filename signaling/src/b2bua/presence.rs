@@ -12,6 +12,7 @@
 //!   its expiry (the last `Expires` or `expires=` seen, plus 32 s) without a refresh.
 
 use super::*;
+use std::cmp::Reverse;
 
 /// One side of a relayed subscription.
 pub(super) struct SubLeg {
@@ -125,7 +126,8 @@ impl B2bua {
             return;
         };
         let call_id = call_id.to_string();
-        let Ok(admitted) = self.admit_caller(tx, &req, from, now, policy) else {
+        let mut req = req;
+        let Ok(admitted) = self.admit_caller(tx, &mut req, from, now, policy) else {
             return;
         };
         // A stranger's subscriptions are bounded per source and per target: no phone is
@@ -146,10 +148,6 @@ impl B2bua {
                 self.refuse_capped(tx, &req, now);
                 return;
             }
-        }
-        let mut req = req;
-        if !admitted.caller.trusted() {
-            strip_identity(&mut req, admitted.asserted());
         }
         let (target, to_user, from_user) =
             match self.route_standalone(&req, &from_na, admitted, from, policy) {
@@ -313,11 +311,17 @@ impl B2bua {
                 ends = terminated;
                 if let Some(e) = exp {
                     sub.expires_at = now + Duration::from_secs(e) + GRACE;
+                    if sub.initial.is_none() {
+                        self.sub_expiry.push(Reverse((sub.expires_at, id)));
+                    }
                 }
             }
             _ => {
                 if let Some(e) = expires_of(&req.headers) {
                     sub.expires_at = now + Duration::from_secs(e) + GRACE;
+                    if sub.initial.is_none() {
+                        self.sub_expiry.push(Reverse((sub.expires_at, id)));
+                    }
                 }
             }
         }
@@ -388,6 +392,7 @@ impl B2bua {
                 let a_transport = sub.a.peer.transport;
                 let a_tag = sub.a.local_tag.clone();
                 let initial = sub.initial.take();
+                self.sub_expiry.push(Reverse((sub.expires_at, id)));
                 let contact_a = self.contact_for(a_transport);
                 if let Some((stx, req)) = initial {
                     let mut r = make_response(&req, resp.status, &resp.reason, Some(&a_tag));
@@ -424,6 +429,9 @@ impl B2bua {
     pub(super) fn on_sub_failure(&mut self, c: SubClient, status: u16, reason: &str, now: Instant) {
         match c {
             SubClient::Initial(id) => {
+                if let Some(s) = self.subs.get(&id) {
+                    self.sub_expiry.push(Reverse((s.expires_at, id)));
+                }
                 if let Some((stx, req)) = self.subs.get_mut(&id).and_then(|s| s.initial.take()) {
                     let tag = self.new_tag();
                     let r = make_response(&req, status, reason, Some(&tag));
@@ -462,26 +470,36 @@ impl B2bua {
         }
     }
 
-    /// Drop subscriptions whose lifetime is over.
+    /// Drop subscriptions whose lifetime is over: the expiry heap's due entries, each checked
+    /// against its subscription (a refresh pushed a later entry; a gone one has none).
     pub(super) fn expire_subs(&mut self, now: Instant) {
-        let old: Vec<u64> = self
-            .subs
-            .iter()
-            .filter(|(_, s)| s.expires_at <= now && s.initial.is_none())
-            .map(|(&id, _)| id)
-            .collect();
-        for id in old {
-            self.drop_sub(id, now);
+        while let Some(&Reverse((at, id))) = self.sub_expiry.peek() {
+            if at > now {
+                break;
+            }
+            self.sub_expiry.pop();
+            let due = self
+                .subs
+                .get(&id)
+                .is_some_and(|s| s.initial.is_none() && s.expires_at <= now);
+            if due {
+                self.drop_sub(id, now);
+            }
+        }
+        // Refreshes leave stale entries behind: rebuild when they outnumber the live ones.
+        if self.sub_expiry.len() > 4 * self.subs.len() + 64 {
+            self.sub_expiry = self
+                .subs
+                .iter()
+                .filter(|(_, s)| s.initial.is_none())
+                .map(|(&id, s)| Reverse((s.expires_at, id)))
+                .collect();
         }
     }
 
-    /// The next subscription expiry.
+    /// The next subscription expiry (maybe a stale entry: an early wake-up, never a late one).
     pub(super) fn next_sub_expiry(&self) -> Option<Instant> {
-        self.subs
-            .values()
-            .filter(|s| s.initial.is_none())
-            .map(|s| s.expires_at)
-            .min()
+        self.sub_expiry.peek().map(|Reverse((at, _))| *at)
     }
 }
 
