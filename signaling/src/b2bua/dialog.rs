@@ -44,7 +44,7 @@ impl B2bua {
     }
 
     /// Which call and leg an in-dialog message from `from` belongs to: Call-ID, both tags and,
-    /// for a trunk's leg, the source must match ([`LegDialog::accepts`]).
+    /// for a trunk's leg, the source must match ([`Dialog::accepts`]).
     pub(super) fn lookup_dialog(
         &self,
         req: &Request,

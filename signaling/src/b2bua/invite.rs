@@ -139,7 +139,7 @@ impl B2bua {
             .flat_map(crate::headers::split_comma_list)
             .map(|s| s.trim().to_string())
             .collect();
-        let a = LegDialog {
+        let a = Dialog {
             call_id: call_id.clone(),
             local_tag: a_local_tag,
             remote_tag: Some(a_from_tag.clone()).filter(|t| !t.is_empty()),
@@ -161,7 +161,7 @@ impl B2bua {
             .map(|d| format!("{} ", quote_display(d)))
             .unwrap_or_default();
         let our_host = self.our_host();
-        let b = LegDialog {
+        let b = Dialog {
             call_id: b_call_id.clone(),
             local_tag: b_tag,
             remote_tag: None,

@@ -80,9 +80,11 @@ enum CallState {
     Terminated,
 }
 
-/// Dialog state of one leg, as seen from trunkline.
+/// Dialog state of one leg, as seen from trunkline: a call's two legs and a subscription's two
+/// legs are each one of these (RFC 3261 §12: Call-ID, both tags, both URIs, remote target,
+/// route set, CSeqs).
 #[derive(Clone, Debug)]
-struct LegDialog {
+struct Dialog {
     call_id: String,
     local_tag: String,
     remote_tag: Option<String>,
@@ -100,7 +102,7 @@ struct LegDialog {
     remote_cseq: Option<u32>,
 }
 
-impl LegDialog {
+impl Dialog {
     /// RFC 3261 §12.2.2: a request is in this dialog when its Call-ID (matched by the caller),
     /// its To tag (ours) and its From tag (the peer's) all match; and a trunk's leg takes
     /// requests from the trunk's address only (a stranger who learnt the identifiers cannot
@@ -130,14 +132,14 @@ struct Call {
     started: Instant,
     answered: Option<Instant>,
     pdd: Option<Duration>,
-    a: LegDialog,
+    a: Dialog,
     /// Leg A's initial INVITE server transaction and its request.
     a_invite_tx: Option<TxId>,
     /// Leg A's INVITE server transaction, for good (the key of `B2bua::by_a_tx`).
     a_tx: TxId,
     a_invite: Request,
     a_offer: Option<Vec<u8>>,
-    b: LegDialog,
+    b: Dialog,
     b_invite_tx: Option<TxId>,
     b_invite: Option<Request>,
     b_got_provisional: bool,
@@ -163,13 +165,13 @@ struct Call {
 }
 
 impl Call {
-    fn leg(&self, leg: Leg) -> &LegDialog {
+    fn leg(&self, leg: Leg) -> &Dialog {
         match leg {
             Leg::A => &self.a,
             Leg::B => &self.b,
         }
     }
-    fn leg_mut(&mut self, leg: Leg) -> &mut LegDialog {
+    fn leg_mut(&mut self, leg: Leg) -> &mut Dialog {
         match leg {
             Leg::A => &mut self.a,
             Leg::B => &mut self.b,

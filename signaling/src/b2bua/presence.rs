@@ -14,24 +14,9 @@
 use super::*;
 use std::cmp::Reverse;
 
-/// One side of a relayed subscription.
-pub(super) struct SubLeg {
-    call_id: String,
-    local_tag: String,
-    remote_tag: Option<String>,
-    /// Our address-of-record for this side, `<sip:...>` (From/To without tag).
-    local_uri: String,
-    remote_uri: String,
-    /// Where in-dialog requests go (the far side's Contact).
-    remote_target: String,
-    peer: Peer,
-    local_cseq: u32,
-    remote_cseq: Option<u32>,
-}
-
 pub(super) struct Subscription {
-    a: SubLeg,
-    b: SubLeg,
+    a: Dialog,
+    b: Dialog,
     /// The watcher's initial SUBSCRIBE, until leg B's final answer to it.
     initial: Option<(TxId, Request)>,
     expires_at: Instant,
@@ -165,7 +150,7 @@ impl B2bua {
             .unwrap_or_else(|| req.uri.clone());
         let our_host = self.our_host().to_string();
         let user = user_at(&to_user);
-        let a = SubLeg {
+        let a = Dialog {
             call_id: call_id.clone(),
             local_tag: self.new_tag(),
             remote_tag: Some(a_tag),
@@ -173,10 +158,12 @@ impl B2bua {
             remote_uri: without_tag(&from_na),
             remote_target: a_target,
             peer: from,
+            route_set: Vec::new(),
+            trunk: false,
             local_cseq: 0,
             remote_cseq: req.cseq().map(|c| c.seq),
         };
-        let b = SubLeg {
+        let b = Dialog {
             call_id: self.new_call_id(),
             local_tag: self.new_tag(),
             remote_tag: None,
@@ -184,6 +171,8 @@ impl B2bua {
             remote_uri: cat(&["<sip:", &user, &target.host, ">"]),
             remote_target: cat(&["sip:", &user, &target.host]),
             peer: target.peer,
+            route_set: Vec::new(),
+            trunk: false,
             local_cseq: 1,
             remote_cseq: None,
         };
@@ -216,7 +205,7 @@ impl B2bua {
     }
 
     /// Build a request in dialog `d` carrying what `orig` carries end to end.
-    fn sub_request(&mut self, d: &SubLeg, method: Method, cseq: u32, orig: &Request) -> Request {
+    fn sub_request(&mut self, d: &Dialog, method: Method, cseq: u32, orig: &Request) -> Request {
         let via = self.via_for(d.peer.transport);
         let contact = self.contact_for(d.peer.transport);
         let mut h = Headers::with_capacity(14);
@@ -339,7 +328,7 @@ impl B2bua {
         there.local_cseq += 1;
         let cseq = there.local_cseq;
         let peer = there.peer;
-        let d = SubLeg {
+        let d = Dialog {
             call_id: there.call_id.clone(),
             local_tag: there.local_tag.clone(),
             remote_tag: there.remote_tag.clone(),
@@ -347,6 +336,8 @@ impl B2bua {
             remote_uri: there.remote_uri.clone(),
             remote_target: there.remote_target.clone(),
             peer,
+            route_set: Vec::new(),
+            trunk: false,
             local_cseq: cseq,
             remote_cseq: None,
         };
