@@ -841,7 +841,7 @@ fn relay_cost_per_call() {
                 .args(["-i", "127.0.0.1", "-p", &port, "-nostdin"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
-                .spawn()
+                .spawn_group()
                 .expect("sipp uas");
             wait_udp_bound(net.trunk(0), Duration::from_secs(5));
             let before = thread_ticks(tl.pid());

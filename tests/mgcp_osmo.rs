@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,14 +16,8 @@ use mgcp::{Agent, ConnectionParams, Event, Response, Timers, Verb};
 
 const MGW_PORT: u16 = 2427;
 
-struct Mgw(Child);
-
-impl Drop for Mgw {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// osmo-mgw's process group, killed on drop.
+struct Mgw(#[allow(dead_code)] ProcGuard);
 
 fn start_mgw(net: &Net) -> Mgw {
     let cfg = net.dir.join("osmo-mgw.cfg");
@@ -59,7 +53,7 @@ fn start_mgw(net: &Net) -> Mgw {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .spawn()
+        .spawn_group()
         .expect("osmo-mgw is not installed: run scripts/install-deps.sh (Debian package osmo-mgw)");
     Mgw(child)
 }

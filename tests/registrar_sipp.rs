@@ -152,14 +152,7 @@ fn registered_phone_receives_the_carriers_call() {
 }
 
 /// baresip, a real SIP phone, kept running for the test; killed on drop.
-struct Baresip(std::process::Child);
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+struct Baresip(#[allow(dead_code)] ProcGuard);
 
 fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
     let dir = net.dir.join("baresip");
@@ -193,7 +186,7 @@ fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .spawn()
+        .spawn_group()
         .expect("baresip is not installed: run scripts/install-deps.sh (Debian package baresip)");
     Baresip(child)
 }

@@ -5,14 +5,12 @@
 //! allow-list and warns about a TLS-to-plaintext failover.
 
 mod common;
-#[path = "common/sec.rs"]
-mod sec;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::sec::*;
 use common::*;
-use sec::*;
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])

@@ -5,15 +5,13 @@
 //! loopback addresses (127.0.0.66 and up) inside the test's network namespace.
 
 mod common;
-#[path = "common/sec.rs"]
-mod sec;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::sec::*;
 use common::*;
-use sec::*;
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])

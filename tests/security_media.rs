@@ -23,8 +23,6 @@
 //!   error (`Too many sessions`), a delete makes room again.
 
 mod common;
-#[path = "common/rawsip.rs"]
-mod rawsip;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,8 +30,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::rawsip::*;
 use common::*;
-use rawsip::*;
 
 const RELAY_IP: &str = "127.0.0.2";
 const A_IP: &str = "127.0.0.11";

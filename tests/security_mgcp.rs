@@ -6,32 +6,24 @@
 //! answer. A missing osmo-mgw fails the test (scripts/install-deps.sh installs it).
 
 mod common;
-#[path = "common/sec.rs"]
-mod sec;
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::sec::*;
 use common::*;
-use sec::*;
 
 const MGW_PORT: u16 = 2427;
 /// The gateway address trunkline is configured with: the delay shim in front of osmo-mgw.
 const GW_PORT: u16 = 2500;
 const ATTACKER_MEDIA: &str = "127.0.0.66:6666";
 
-struct Mgw(Child);
-
-impl Drop for Mgw {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// osmo-mgw's process group, killed on drop.
+struct Mgw(#[allow(dead_code)] ProcGuard);
 
 fn start_mgw(net: &Net) -> Mgw {
     let cfg = net.dir.join("osmo-mgw.cfg");
@@ -67,7 +59,7 @@ fn start_mgw(net: &Net) -> Mgw {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .spawn()
+        .spawn_group()
         .expect("osmo-mgw is not installed: run scripts/install-deps.sh (Debian package osmo-mgw)");
     Mgw(child)
 }

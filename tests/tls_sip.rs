@@ -366,7 +366,7 @@ fn openssl_s_client_options() {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
+            .spawn_group()
             .expect("openssl s_client (Debian package openssl)");
         let mut stdin = child.stdin.take().expect("stdin");
         stdin
@@ -905,23 +905,15 @@ route[NEXT] {{
         let kpath = net.dir.join("kamailio.cfg");
         std::fs::write(&kpath, kcfg).expect("kamailio.cfg");
         let klog = net.dir.join("kamailio.log");
-        let mut kam = Command::new("/usr/sbin/kamailio")
+        let _kam = Command::new("/usr/sbin/kamailio")
             .args(["-DD", "-E", "-m", "64", "-M", "8", "-f"])
             .arg(&kpath)
             .arg("-P")
             .arg(net.dir.join("kamailio.pid"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&klog).expect("log"))
-            .spawn()
+            .spawn_group()
             .expect("kamailio (Debian: kamailio, kamailio-tls-modules)");
-        struct Kill<'a>(&'a mut std::process::Child);
-        impl Drop for Kill<'_> {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let _kam = Kill(&mut kam);
         let trunk = format!("address: 127.0.0.1:{kam_tls}, transport: tls, tls: {{ ca: ca.pem }}");
         let metrics = SocketAddr::from(([127, 0, 0, 1], net.spare(9)));
         let y = yaml(net, "server.crt", "server.key", &trunk)
@@ -935,7 +927,7 @@ route[NEXT] {{
             .current_dir(&net.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .spawn_group()
             .expect("sipp");
         wait_udp_bound(net.trunk(0), Duration::from_secs(5));
         let kam_addr = SocketAddr::from(([127, 0, 0, 1], kam_udp));

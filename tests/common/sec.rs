@@ -1,6 +1,7 @@
 //! Helpers of the `security_*` tests: attacker sockets from chosen loopback addresses, file
 //! descriptor limits for the process under test, its CPU time, SIP over a raw TCP stream.
-#![allow(dead_code)] // each test binary uses a different part of this module
+// Each security test binary uses a different part of this module.
+#![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
