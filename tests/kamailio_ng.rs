@@ -144,16 +144,16 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
                 .spawn_group()
                 .expect("sipp uac");
             // While the calls are up, the relay holds their sessions.
-            let deadline = Instant::now() + Duration::from_secs(3);
             let mut peak = 0.0f64;
-            while Instant::now() < deadline {
-                let m = scrape(net);
-                peak = peak.max(metric(&m, "trunkline_relay_sessions", &[]).unwrap_or(0.0));
-                if peak >= 2.0 {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            poll_until(
+                Instant::now() + Duration::from_secs(3),
+                Duration::from_millis(100),
+                || {
+                    let m = scrape(net);
+                    peak = peak.max(metric(&m, "trunkline_relay_sessions", &[]).unwrap_or(0.0));
+                    peak >= 2.0
+                },
+            );
             let out = uac.wait_with_output().expect("sipp uac ran");
             let klog_text = || std::fs::read_to_string(&klog).unwrap_or_default();
             assert!(
@@ -170,12 +170,7 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
             tl.log_tail(30)
         );
             if let Some(mut c) = callee.0.take() {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let _ = c.kill();
-                let _ = c.wait();
+                c.wait_timeout(Duration::from_secs(10));
             }
             assert!(peak >= 2.0, "relay sessions while calls were up: {peak}");
 
@@ -198,15 +193,15 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
             }
 
             // RTP crossed the relay both ways (the callee echoes), and every BYE deleted its call.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let m = loop {
-                let m = scrape(net);
-                let sessions = metric(&m, "trunkline_relay_sessions", &[]).unwrap_or(-1.0);
-                if sessions == 0.0 || Instant::now() >= deadline {
-                    break m;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            };
+            let mut m = String::new();
+            poll_until(
+                Instant::now() + Duration::from_secs(5),
+                Duration::from_millis(100),
+                || {
+                    m = scrape(net);
+                    metric(&m, "trunkline_relay_sessions", &[]).unwrap_or(-1.0) == 0.0
+                },
+            );
             assert_eq!(
                 metric(&m, "trunkline_relay_sessions", &[]),
                 Some(0.0),

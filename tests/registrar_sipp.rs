@@ -193,16 +193,16 @@ fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
 
 /// Wait (bounded) until /metrics shows `n` registered contacts.
 fn wait_registered(net: &Net, n: f64, limit: Duration) -> String {
-    let end = std::time::Instant::now() + limit;
-    loop {
-        let m = scrape(net);
-        if metric(&m, "trunkline_registered_contacts", &[]) == Some(n)
-            || std::time::Instant::now() >= end
-        {
-            return m;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut m = String::new();
+    poll_until(
+        std::time::Instant::now() + limit,
+        Duration::from_millis(100),
+        || {
+            m = scrape(net);
+            metric(&m, "trunkline_registered_contacts", &[]) == Some(n)
+        },
+    );
+    m
 }
 
 /// baresip registers (it answers the Digest challenge itself), then auto-answers the

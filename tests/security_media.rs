@@ -65,11 +65,10 @@ fn media_range(net: &Net) -> (u16, u16) {
 }
 
 fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    assert!(
+        poll_until(Instant::now() + limit, Duration::from_millis(2), cond),
+        "{what}: not within {limit:?}"
+    );
 }
 
 /// The attacker: sprays every port of the relay range, round after round, and counts what it

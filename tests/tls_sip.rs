@@ -474,6 +474,7 @@ fn tls_caller_to_udp_trunk() {
             "ACK {contact} SIP/2.0\r\n{}Content-Length: 0\r\n\r\n",
             common("ACK", 1, "ack", &to_tag)
         ));
+        // The call stays up a moment (nothing to wait for: the ACK is not answered).
         std::thread::sleep(Duration::from_millis(300));
         c.send(&format!(
             "BYE {contact} SIP/2.0\r\n{}Content-Length: 0\r\n\r\n",
@@ -711,15 +712,16 @@ fn certificate_reload_on_file_change() {
         std::fs::write(&cert, &c2).expect("write cert");
         let t0 = Instant::now();
         let mut now_serving = first.clone();
-        while t0.elapsed() < Duration::from_secs(10) {
-            now_serving = connect(tls_addr(net), &cfg, "127.0.0.1")
-                .expect("connect")
-                .server_leaf();
-            if now_serving == second {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        poll_until(
+            t0 + Duration::from_secs(10),
+            Duration::from_millis(200),
+            || {
+                now_serving = connect(tls_addr(net), &cfg, "127.0.0.1")
+                    .expect("connect")
+                    .server_leaf();
+                now_serving == second
+            },
+        );
         assert_eq!(
             now_serving,
             second,
@@ -737,10 +739,11 @@ fn certificate_reload_on_file_change() {
 
         // A broken certificate file: the previous certificate stays, an error is logged.
         std::fs::write(&cert, "not a certificate\n").expect("write junk");
-        let t1 = Instant::now();
-        while t1.elapsed() < Duration::from_secs(10) && !tl.log_tail(50).contains("reload failed") {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        poll_until(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(200),
+            || tl.log_tail(50).contains("reload failed"),
+        );
         assert!(
             tl.log_tail(50).contains("reload failed"),
             "log:\n{}",
@@ -934,18 +937,10 @@ route[NEXT] {{
         let caller = Sipp::uac_to(net, "uac", "uac_basic.xml", kam_addr, 1, 1)
             .pause_ms(300)
             .run(LIMIT);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let uas_ok = loop {
-            match uas.try_wait() {
-                Ok(Some(st)) => break st.success(),
-                _ if Instant::now() > deadline => {
-                    let _ = uas.kill();
-                    let _ = uas.wait();
-                    break false;
-                }
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
+        let uas_ok = uas
+            .wait_timeout(Duration::from_secs(10))
+            .is_some_and(|st| st.success());
+        uas.kill_group();
         tl.assert_alive();
         let ctx = format!(
             "trunkline log:\n{}\nkamailio log:\n{}",

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::process::read_lossy;
+use super::process::{poll_until, read_lossy};
 
 /// Set in the environment of a test re-executed inside its private network namespace.
 pub const NETNS_ENV: &str = "TRUNKLINE_TEST_IN_NETNS";
@@ -218,20 +218,17 @@ pub fn isolated(test: &str, required: bool, body: impl FnOnce(&Net)) {
 /// Waits until something is bound to UDP `port` (a peer that just started), as listed in
 /// this namespace's `/proc/net/udp` (binding it ourselves to probe would race the peer).
 pub fn wait_udp_bound(port: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
     let needle = format!(":{port:04X} ");
-    while Instant::now() < deadline {
+    let bound = || {
         let tables =
             read_lossy(Path::new("/proc/net/udp")) + &read_lossy(Path::new("/proc/net/udp6"));
-        let bound = tables.lines().skip(1).any(|l| {
+        tables.lines().skip(1).any(|l| {
             l.split_whitespace()
                 .nth(1)
                 .is_some_and(|local| format!("{local} ").ends_with(&needle))
-        });
-        if bound {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        })
+    };
+    if !poll_until(Instant::now() + limit, Duration::from_millis(20), bound) {
+        panic!("nothing bound UDP port {port} within {limit:?}");
     }
-    panic!("nothing bound UDP port {port} within {limit:?}");
 }

@@ -112,7 +112,13 @@ impl Drop for ProcGuard {
 
 /// Polls `cond` (every 10 ms) until it holds or `deadline` passes; returns whether it held.
 /// For waiting on a condition instead of sleeping a guessed time.
-pub fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_until(deadline: Instant, cond: impl FnMut() -> bool) -> bool {
+    poll_until(deadline, Duration::from_millis(10), cond)
+}
+
+/// [`wait_until`] polling every `every` (for conditions that cost something to check, such as a
+/// `/metrics` scrape). `cond` runs at least once, and once more at or after the deadline.
+pub fn poll_until(deadline: Instant, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
     loop {
         if cond() {
             return true;
@@ -120,7 +126,7 @@ pub fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(every);
     }
 }
 // ---------------------------------------------------------------------------------------------
@@ -234,12 +240,8 @@ impl Trunkline {
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(st) = self.child.wait_timeout(Duration::from_secs(5)) {
+            return Some(st);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -267,16 +269,7 @@ impl Trunkline {
 
     /// Waits up to `limit` for trunkline to exit by itself; None if it is still running.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.child.wait_timeout(limit)
     }
 
     /// The whole log so far.

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::process::poll_until;
+
 /// Sets this process's soft RLIMIT_NOFILE to `n` (at most the hard limit); returns the old one.
 pub fn set_nofile(n: u64) -> u64 {
     let mut rl = libc::rlimit {
@@ -193,13 +195,12 @@ pub fn is_open(s: &TcpStream) -> bool {
 
 /// Waits until at most `open` of `socks` are open, or `deadline`; returns how many are open.
 pub fn wait_open_at_most(socks: &[TcpStream], open: usize, deadline: Instant) -> usize {
-    loop {
-        let n = socks.iter().filter(|s| is_open(s)).count();
-        if n <= open || Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut n = 0;
+    poll_until(deadline, Duration::from_millis(20), || {
+        n = socks.iter().filter(|s| is_open(s)).count();
+        n <= open
+    });
+    n
 }
 
 /// MD5 (RFC 1321) as lowercase hex, for the Digest responses of test clients.

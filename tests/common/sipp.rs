@@ -225,35 +225,24 @@ impl SippRun {
     /// its statistics file.
     pub fn wait(mut self, limit: Duration) -> SippResult {
         let mut child = self.child.take().expect("child");
-        let deadline = Instant::now() + limit;
         let mut timed_out = false;
-        let status = loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                break Some(st);
-            }
-            if Instant::now() >= deadline {
+        let status = match child.wait_timeout(limit) {
+            Some(st) => Some(st),
+            None => {
                 timed_out = true;
                 // SIGUSR1 makes SIPp dump its statistics and quit; give it a moment.
                 // SAFETY: signalling our own child by its pid.
                 unsafe {
                     libc::kill(child.id() as libc::pid_t, libc::SIGUSR1);
                 }
-                let soft = Instant::now() + Duration::from_secs(3);
-                let mut st = None;
-                while Instant::now() < soft {
-                    if let Ok(Some(s)) = child.try_wait() {
-                        st = Some(s);
-                        break;
+                match child.wait_timeout(Duration::from_secs(3)) {
+                    Some(st) => Some(st),
+                    None => {
+                        let _ = child.kill();
+                        child.wait().ok()
                     }
-                    std::thread::sleep(Duration::from_millis(20));
                 }
-                if st.is_none() {
-                    let _ = child.kill();
-                    st = child.wait().ok();
-                }
-                break st;
             }
-            std::thread::sleep(Duration::from_millis(10));
         };
         let elapsed = self.started.elapsed();
         let stats = read_stats(&self.dir.join(format!("{}.stats.csv", self.name)));
