@@ -915,3 +915,13 @@ fn silent_tls_sockets_from_many_sources_evict_the_oldest() {
         },
     );
 }
+
+/// The test clients' Digest MD5 (`common::sec::md5_hex`).
+#[test]
+fn md5_known_answers() {
+    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(
+        md5_hex(b"The quick brown fox jumps over the lazy dog"),
+        "9e107d9d372bb6826bd81d3542a419d6"
+    );
+}

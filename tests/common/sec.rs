@@ -253,15 +253,6 @@ pub fn md5_hex(data: &[u8]) -> String {
         .collect()
 }
 
-#[test]
-fn md5_known_answers() {
-    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
-    assert_eq!(
-        md5_hex(b"The quick brown fox jumps over the lazy dog"),
-        "9e107d9d372bb6826bd81d3542a419d6"
-    );
-}
-
 /// Resident set size of `pid` in bytes (`/proc/PID/statm`).
 pub fn rss_bytes(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/statm")).expect("read statm");
