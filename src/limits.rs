@@ -769,24 +769,14 @@ mod tests {
 #[cfg(test)]
 mod core_flows {
     use super::*;
-    use signaling::b2bua::{
-        make_response, B2bua, CallRef, CoreConfig, Leg, MediaRefusal, Policy, RouteOutcome, Target,
-    };
+    use signaling::b2bua::{CallRef, CoreConfig, Leg, MediaRefusal, Policy, RouteOutcome, Target};
     use signaling::message::{Request, SipMessage};
-    use signaling::parse::parse;
-    use signaling::{Peer, Transport};
-    use std::net::SocketAddr;
+    use signaling::testing::{peer, World};
+    use signaling::Peer;
 
     const A: &str = "127.0.0.1:5070";
     const T: [&str; 3] = ["127.0.0.1:5080", "127.0.0.1:5090", "127.0.0.1:5100"];
     const NAMES: [&str; 3] = ["t0", "t1", "t2"];
-
-    fn peer(s: &str) -> Peer {
-        Peer {
-            transport: Transport::Udp,
-            addr: s.parse::<SocketAddr>().unwrap(),
-        }
-    }
 
     struct P {
         usage: TrunkUsage,
@@ -843,89 +833,47 @@ mod core_flows {
         }
     }
 
-    struct W {
-        core: B2bua,
-        p: P,
-        sent: Vec<(Peer, SipMessage)>,
+    type W = World<P>;
+
+    fn world(n_targets: usize) -> W {
+        let mut w = World::new(
+            CoreConfig {
+                local_udp: Some("127.0.0.1:5060".parse().unwrap()),
+                ..CoreConfig::default()
+            },
+            P {
+                usage: TrunkUsage::default(),
+                limits: HashMap::new(),
+                targets: (0..n_targets)
+                    .map(|i| Target {
+                        trunk: NAMES[i].into(),
+                        peer: peer(T[i]),
+                        host: T[i].into(),
+                    })
+                    .collect(),
+                now: Instant::now(),
+            },
+        )
+        .with_clock(|p, now| p.now = now);
+        w.policy.now = w.now;
+        w
     }
 
-    impl W {
-        fn new(n_targets: usize) -> W {
-            let now = Instant::now();
-            W {
-                core: B2bua::new(CoreConfig {
-                    local_udp: Some("127.0.0.1:5060".parse().unwrap()),
-                    ..CoreConfig::default()
-                }),
-                p: P {
-                    usage: TrunkUsage::default(),
-                    limits: HashMap::new(),
-                    targets: (0..n_targets)
-                        .map(|i| Target {
-                            trunk: NAMES[i].into(),
-                            peer: peer(T[i]),
-                            host: T[i].into(),
-                        })
-                        .collect(),
-                    now,
-                },
-                sent: Vec::new(),
-            }
-        }
-        fn feed(&mut self, from: &str, b: &[u8]) {
-            self.core
-                .handle_bytes(b, peer(from), self.p.now, &mut self.p);
-            while let Some(t) = self.core.poll_transmit() {
-                self.sent.push((t.to, parse(&t.data).unwrap()));
-            }
-        }
-        fn advance(&mut self, d: Duration) {
-            let end = self.p.now + d;
-            while let Some(t) = self.core.poll_timeout().filter(|&t| t <= end) {
-                self.p.now = t.max(self.p.now);
-                self.core.handle_timeout(self.p.now, &mut self.p);
-                while let Some(t) = self.core.poll_transmit() {
-                    self.sent.push((t.to, parse(&t.data).unwrap()));
-                }
-            }
-            self.p.now = end;
-        }
-        fn take_request(&mut self, to: &str, method: &str) -> Request {
-            let i = self
-                .sent
-                .iter()
-                .position(|(p, m)| {
-                    *p == peer(to)
-                        && matches!(m, SipMessage::Request(r) if r.method.as_str() == method)
-                })
-                .unwrap_or_else(|| panic!("no {method} to {to}: {:?}", self.sent));
-            match self.sent.remove(i).1 {
-                SipMessage::Request(r) => r,
-                _ => unreachable!(),
-            }
-        }
+    /// What these tests read off the world besides the shared helpers.
+    trait Slots {
+        fn statuses_to_a(&mut self) -> Vec<(u16, Option<String>)>;
+        fn active(&self) -> [u32; 3];
+    }
+
+    impl Slots for W {
         fn statuses_to_a(&mut self) -> Vec<(u16, Option<String>)> {
-            let a = peer(A);
-            let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(p, _)| *p == a);
-            self.sent = rest;
-            mine.into_iter()
-                .filter_map(|(_, m)| match m {
-                    SipMessage::Response(r) => {
-                        Some((r.status, r.to().and_then(|t| t.tag().map(str::to_string))))
-                    }
-                    _ => None,
-                })
+            self.take_responses(A)
+                .into_iter()
+                .map(|r| (r.status, r.to().and_then(|t| t.tag().map(str::to_string))))
                 .collect()
         }
-        fn respond(&mut self, to: &str, req: &Request, status: u16) {
-            let mut r = make_response(req, status, "X", Some("btag"));
-            if status < 300 && status > 100 {
-                r.headers.push("Contact", format!("<sip:b@{to}>"));
-            }
-            self.feed(to, &SipMessage::Response(r).to_bytes());
-        }
         fn active(&self) -> [u32; 3] {
-            NAMES.map(|n| self.p.usage.active(n))
+            NAMES.map(|n| self.policy.usage.active(n))
         }
     }
 
@@ -951,7 +899,7 @@ mod core_flows {
 
     #[test]
     fn answered_call_then_bye() {
-        let mut w = W::new(1);
+        let mut w = world(1);
         invite(&mut w, "c1");
         let b = w.take_request(T[0], "INVITE");
         assert_eq!(w.active(), [1, 0, 0]);
@@ -966,12 +914,12 @@ mod core_flows {
         assert_eq!(w.active(), [1, 0, 0], "an answered call holds its slot");
         w.feed(A, &a_msg("BYE", "c1", 2, "bye-c1", Some(&tag)));
         assert_eq!(w.active(), [0, 0, 0]);
-        assert_eq!(w.p.usage.calls(), 0);
+        assert_eq!(w.policy.usage.calls(), 0);
     }
 
     #[test]
     fn cancel_releases_at_once() {
-        let mut w = W::new(1);
+        let mut w = world(1);
         invite(&mut w, "c2");
         let b = w.take_request(T[0], "INVITE");
         w.respond(T[0], &b, 180);
@@ -983,14 +931,14 @@ mod core_flows {
         assert_eq!(w.active(), [0, 0, 0]);
         w.advance(Duration::from_secs(64));
         assert_eq!(w.core.active_calls(), 0);
-        assert_eq!(w.p.usage.calls(), 0);
+        assert_eq!(w.policy.usage.calls(), 0);
     }
 
     #[test]
     fn bye_before_answer_and_2xx_crossing_it_release() {
         // BYE from A while ringing (RFC 3261 §15): the core cancels leg B and reports no
         // Finished; the slot goes with the media release.
-        let mut w = W::new(1);
+        let mut w = world(1);
         invite(&mut w, "c3");
         let b = w.take_request(T[0], "INVITE");
         w.respond(T[0], &b, 180);
@@ -1025,14 +973,14 @@ mod core_flows {
         // 2xx is ACKed and BYEd; the periodic reconcile finds nothing left to do.
         assert_eq!(w.active(), [0, 0, 0], "released with the media");
         let core = &w.core;
-        w.p.usage.retain(|id| core.has_call(id));
+        w.policy.usage.retain(|id| core.has_call(id));
         assert_eq!(w.active(), [0, 0, 0]);
-        assert_eq!(w.p.usage.calls(), 0);
+        assert_eq!(w.policy.usage.calls(), 0);
     }
 
     #[test]
     fn failover_moves_and_failure_releases() {
-        let mut w = W::new(2);
+        let mut w = world(2);
         invite(&mut w, "c5");
         let b0 = w.take_request(T[0], "INVITE");
         w.respond(T[0], &b0, 503);
@@ -1053,31 +1001,31 @@ mod core_flows {
 
     #[test]
     fn full_trunk_is_skipped_on_failover_and_at_route() {
-        let mut w = W::new(3);
+        let mut w = world(3);
         let one = TrunkLimits {
             max_calls: Some(1),
             max_cps: None,
         };
-        w.p.limits.insert("t1".into(), one);
+        w.policy.limits.insert("t1".into(), one);
         // Another call holds t1's only slot.
-        w.p.usage.attempt(999, "t1", one, w.p.now);
+        w.policy.usage.attempt(999, "t1", one, w.policy.now);
         invite(&mut w, "c7");
         let b0 = w.take_request(T[0], "INVITE");
         w.respond(T[0], &b0, 503);
         // t1 is full: the failover goes straight to t2.
         let b2 = w.take_request(T[2], "INVITE");
         assert!(!w
-            .sent
+            .sent()
             .iter()
             .any(|(p, m)| *p == peer(T[1]) && matches!(m, SipMessage::Request(_))));
         assert_eq!(w.active(), [0, 1, 1]);
         w.respond(T[2], &b2, 503);
         assert_eq!(w.active(), [0, 1, 0]);
         // Only t1 routed and full: 503 with Retry-After at once.
-        let mut w1 = W::new(2);
-        w1.p.targets.remove(0);
-        w1.p.limits.insert("t1".into(), one);
-        w1.p.usage.attempt(999, "t1", one, w1.p.now);
+        let mut w1 = world(2);
+        w1.policy.targets.remove(0);
+        w1.policy.limits.insert("t1".into(), one);
+        w1.policy.usage.attempt(999, "t1", one, w1.policy.now);
         invite(&mut w1, "c8");
         let st = w1.statuses_to_a();
         assert!(st.iter().any(|(s, _)| *s == 503), "{st:?}");

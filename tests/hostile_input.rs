@@ -229,8 +229,9 @@ fn rfc4475_torture_messages() {
             let at = Instant::now();
             sender.send_to(data, tl_addr()).expect("send");
             sent.push((k.clone(), call_id_of(data), at, !data.starts_with(b"SIP/")));
-            std::thread::sleep(Duration::from_millis(120));
+            std::thread::sleep(Duration::from_millis(120)); // pacing
         }
+        // The answers still in flight (their absence is what is checked for most files).
         std::thread::sleep(Duration::from_millis(600));
         let phase1_end = phase1_end.expect("some valid files");
 
@@ -368,11 +369,15 @@ fn rfc4475_inv2543_is_accepted() {
         let trunk = start_trunk_sink(5080);
         let mut tl = Trunkline::start_at(net, &hostile_config(net), tl_addr());
         sender.send_to(&data, tl_addr()).expect("send");
-        std::thread::sleep(Duration::from_millis(800));
+        // Until the INVITE reaches the trunk (a 400 would come instead of it, not after it).
+        let mut forwarded: Vec<String> = Vec::new();
+        wait_until(Instant::now() + Duration::from_secs(5), || {
+            forwarded.extend(trunk.try_iter().map(|g| first_line(&g.data)));
+            forwarded.iter().any(|l| l.starts_with("INVITE "))
+        });
         tl.assert_alive();
         let codes: Vec<u16> = rx.try_iter().filter_map(|g| status_code(&g.data)).collect();
         assert!(!codes.contains(&400), "inv2543 answered {codes:?}");
-        let forwarded: Vec<String> = trunk.try_iter().map(|g| first_line(&g.data)).collect();
         assert!(
             forwarded.iter().any(|l| l.starts_with("INVITE ")),
             "inv2543 was not placed towards the trunk (got {codes:?}, trunk saw {forwarded:?})"
@@ -487,6 +492,7 @@ fn garbage_datagrams_then_a_call_works() {
             }
         }
         eprintln!("4000 datagrams sent in {:?}", t0.elapsed());
+        // Time for the last datagrams to crash it, if they can.
         std::thread::sleep(Duration::from_millis(300));
         tl.assert_alive();
         assert_eq!(

@@ -13,7 +13,7 @@ mod common;
 #[path = "support/tone.rs"]
 mod tone;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -31,23 +31,12 @@ fn require_kamailio() {
     );
 }
 
-/// Kamailio's main process; SIGTERM stops it and its children.
-struct Kamailio(Child);
+/// Kamailio's process group: SIGTERM stops it and its children (5 s), then SIGKILL to all.
+struct Kamailio(ProcGuard);
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.terminate(Duration::from_secs(5));
     }
 }
 
@@ -112,7 +101,7 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(std::fs::File::create(&klog).expect("kamailio.log"))
-                    .spawn()
+                    .spawn_group()
                     .expect("start kamailio"),
             );
             wait_udp_bound(proxy, Duration::from_secs(10));
@@ -134,7 +123,7 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .spawn()
+                .spawn_group()
                 .expect("sipp uas");
             let mut callee = ChildGuard(Some(callee));
             wait_udp_bound(net.trunk(0), Duration::from_secs(5));
@@ -152,19 +141,19 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
-                .spawn()
+                .spawn_group()
                 .expect("sipp uac");
             // While the calls are up, the relay holds their sessions.
-            let deadline = Instant::now() + Duration::from_secs(3);
             let mut peak = 0.0f64;
-            while Instant::now() < deadline {
-                let m = scrape(net);
-                peak = peak.max(metric(&m, "trunkline_relay_sessions", &[]).unwrap_or(0.0));
-                if peak >= 2.0 {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            poll_until(
+                Instant::now() + Duration::from_secs(3),
+                Duration::from_millis(100),
+                || {
+                    let m = scrape(net);
+                    peak = peak.max(metric(&m, "trunkline_relay_sessions", &[]).unwrap_or(0.0));
+                    peak >= 2.0
+                },
+            );
             let out = uac.wait_with_output().expect("sipp uac ran");
             let klog_text = || std::fs::read_to_string(&klog).unwrap_or_default();
             assert!(
@@ -181,12 +170,7 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
             tl.log_tail(30)
         );
             if let Some(mut c) = callee.0.take() {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let _ = c.kill();
-                let _ = c.wait();
+                c.wait_timeout(Duration::from_secs(10));
             }
             assert!(peak >= 2.0, "relay sessions while calls were up: {peak}");
 
@@ -209,15 +193,15 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
             }
 
             // RTP crossed the relay both ways (the callee echoes), and every BYE deleted its call.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let m = loop {
-                let m = scrape(net);
-                let sessions = metric(&m, "trunkline_relay_sessions", &[]).unwrap_or(-1.0);
-                if sessions == 0.0 || Instant::now() >= deadline {
-                    break m;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            };
+            let mut m = String::new();
+            poll_until(
+                Instant::now() + Duration::from_secs(5),
+                Duration::from_millis(100),
+                || {
+                    m = scrape(net);
+                    metric(&m, "trunkline_relay_sessions", &[]).unwrap_or(-1.0) == 0.0
+                },
+            );
             assert_eq!(
                 metric(&m, "trunkline_relay_sessions", &[]),
                 Some(0.0),
@@ -241,14 +225,5 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
     );
 }
 
-/// Kills a child process when the test ends early.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+/// Kills a child process (and its group) when the test ends early.
+struct ChildGuard(Option<ProcGuard>);

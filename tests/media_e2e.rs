@@ -554,16 +554,17 @@ fn rtp_end_to_end(net: &Net, backend: &str, workers: usize, batch_us: u32) {
 
     // (e) /metrics: packets and bytes moved; quality observed for both legs.
     let moved = (2 * n as usize + 10 + 2) as f64;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let body = loop {
-        let body = scrape(net);
-        let mos = metric(&body, "trunkline_relay_mos_count", &[]).unwrap_or(0.0);
-        let sessions = metric(&body, "trunkline_relay_sessions", &[]).unwrap_or(-1.0);
-        if (mos >= 2.0 && sessions == 0.0) || Instant::now() >= deadline {
-            break body;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut body = String::new();
+    poll_until(
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            body = scrape(net);
+            let mos = metric(&body, "trunkline_relay_mos_count", &[]).unwrap_or(0.0);
+            let sessions = metric(&body, "trunkline_relay_sessions", &[]).unwrap_or(-1.0);
+            mos >= 2.0 && sessions == 0.0
+        },
+    );
     let packets = metric(
         &body,
         "trunkline_relay_packets_forwarded_total",
@@ -667,19 +668,20 @@ fn media_timeout_ends_call() {
             took >= Duration::from_millis(900) && took < Duration::from_secs(5),
             "BYE after {took:?} (media.timeout 1 s)"
         );
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let body = scrape(net);
-            let n = metric(&body, "trunkline_media_timeouts_total", &[]).unwrap_or(0.0);
-            if n == 1.0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "trunkline_media_timeouts_total = {n}, want 1:\n{body}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let (mut body, mut n) = (String::new(), 0.0);
+        let counted = poll_until(
+            Instant::now() + Duration::from_secs(3),
+            Duration::from_millis(100),
+            || {
+                body = scrape(net);
+                n = metric(&body, "trunkline_media_timeouts_total", &[]).unwrap_or(0.0);
+                n == 1.0
+            },
+        );
+        assert!(
+            counted,
+            "trunkline_media_timeouts_total = {n}, want 1:\n{body}"
+        );
         tl.assert_alive();
     });
 }
@@ -841,7 +843,7 @@ fn relay_cost_per_call() {
                 .args(["-i", "127.0.0.1", "-p", &port, "-nostdin"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
-                .spawn()
+                .spawn_group()
                 .expect("sipp uas");
             wait_udp_bound(net.trunk(0), Duration::from_secs(5));
             let before = thread_ticks(tl.pid());
@@ -913,15 +915,15 @@ fn sipp_rtp_stream_echoed_through_relay() {
         callee
             .wait(Duration::from_secs(10))
             .assert_all_ok(1, "SIPp callee with -rtp_echo");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let body = loop {
-            let body = scrape(net);
-            let mos = metric(&body, "trunkline_relay_mos_count", &[]).unwrap_or(0.0);
-            if mos >= 2.0 || Instant::now() >= deadline {
-                break body;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let mut body = String::new();
+        poll_until(
+            Instant::now() + Duration::from_secs(5),
+            Duration::from_millis(100),
+            || {
+                body = scrape(net);
+                metric(&body, "trunkline_relay_mos_count", &[]).unwrap_or(0.0) >= 2.0
+            },
+        );
         let fwd = metric(
             &body,
             "trunkline_relay_packets_forwarded_total",

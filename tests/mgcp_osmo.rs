@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,14 +16,8 @@ use mgcp::{Agent, ConnectionParams, Event, Response, Timers, Verb};
 
 const MGW_PORT: u16 = 2427;
 
-struct Mgw(Child);
-
-impl Drop for Mgw {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// osmo-mgw's process group, killed on drop.
+struct Mgw(#[allow(dead_code)] ProcGuard);
 
 fn start_mgw(net: &Net) -> Mgw {
     let cfg = net.dir.join("osmo-mgw.cfg");
@@ -59,7 +53,7 @@ fn start_mgw(net: &Net) -> Mgw {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .spawn()
+        .spawn_group()
         .expect("osmo-mgw is not installed: run scripts/install-deps.sh (Debian package osmo-mgw)");
     Mgw(child)
 }
@@ -371,27 +365,29 @@ fn sip_call_to_an_mgcp_gateway_trunk() {
             .run(Duration::from_secs(30))
             .assert_all_ok(1, "call answered through the MGCP gateway");
         // the DLCX answer is logged with the gateway's counters
-        let end = Instant::now() + Duration::from_secs(5);
-        let received = loop {
-            let log = strip_ansi(&tl.log_tail(200));
-            let n = log.lines().rev().find_map(|l| {
-                l.contains("mgcp: connection deleted")
-                    .then(|| {
-                        l.split("packets_received=")
-                            .nth(1)?
-                            .split_whitespace()
-                            .next()?
-                            .parse::<u64>()
-                            .ok()
-                    })
-                    .flatten()
-            });
-            if let Some(n) = n {
-                break n;
-            }
-            assert!(Instant::now() < end, "no DLCX logged:\n{}", tl.log_tail(40));
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let mut received = None;
+        let logged = poll_until(
+            Instant::now() + Duration::from_secs(5),
+            Duration::from_millis(100),
+            || {
+                let log = strip_ansi(&tl.log_tail(200));
+                received = log.lines().rev().find_map(|l| {
+                    l.contains("mgcp: connection deleted")
+                        .then(|| {
+                            l.split("packets_received=")
+                                .nth(1)?
+                                .split_whitespace()
+                                .next()?
+                                .parse::<u64>()
+                                .ok()
+                        })
+                        .flatten()
+                });
+                received.is_some()
+            },
+        );
+        assert!(logged, "no DLCX logged:\n{}", tl.log_tail(40));
+        let received = received.expect("logged");
         assert!(
             received >= 50,
             "the gateway received the caller's RTP through the relay: {received} packets"

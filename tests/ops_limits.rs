@@ -42,19 +42,17 @@ fn m(net: &Net, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// Polls the metric until it equals `want` (10 s at most).
 fn wait_metric(net: &Net, name: &str, labels: &[(&str, &str)], want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = scrape(net);
-        let v = metric(&body, name, labels).unwrap_or(0.0);
-        if v == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} = {v}, waited for {want}:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut body, mut v) = (String::new(), 0.0);
+    let ok = poll_until(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            body = scrape(net);
+            v = metric(&body, name, labels).unwrap_or(0.0);
+            v == want
+        },
+    );
+    assert!(ok, "{name}{labels:?} = {v}, waited for {want}:\n{body}");
 }
 
 /// An OPTIONS from `sock` (with an optional User-Agent) to `to`.

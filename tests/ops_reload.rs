@@ -45,18 +45,13 @@ fn broken(net: &Net) -> (String, usize) {
 
 /// Polls /metrics until `f` holds (at most `limit`); returns the last scrape.
 fn wait_metrics(net: &Net, limit: Duration, what: &str, f: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let m = scrape(net);
-        if f(&m) {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {limit:?}; /metrics:\n{m}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut m = String::new();
+    let ok = poll_until(Instant::now() + limit, Duration::from_millis(50), || {
+        m = scrape(net);
+        f(&m)
+    });
+    assert!(ok, "{what}: not within {limit:?}; /metrics:\n{m}");
+    m
 }
 
 fn reloads(m: &str, result: &str) -> f64 {
@@ -245,6 +240,7 @@ fn calls_to(net: &Net, tl: &mut Trunkline, k: u16, n: u32) -> (u64, u64) {
         .args(&["-p", &net.spare(k).to_string()])
         .pause_ms(0)
         .run(Duration::from_secs(30));
+    // The callees' last BYE answers before they are stopped.
     std::thread::sleep(Duration::from_millis(300));
     let (a, b) = (a.stop(), b.stop());
     tl.assert_alive();

@@ -21,18 +21,17 @@ fn start(net: &Net, drain: u32) -> Trunkline {
 /// Waits until `n` calls have been answered end to end (leg A got its 2xx), then a little for
 /// the ACK to cross.
 fn wait_answered(net: &Net, n: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = scrape(net);
-        if metric(&m, "trunkline_calls_total", &[("status_class", "2xx")]) == Some(n) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "calls not answered in time:\n{m}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut m = String::new();
+    let answered = poll_until(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            m = scrape(net);
+            metric(&m, "trunkline_calls_total", &[("status_class", "2xx")]) == Some(n)
+        },
+    );
+    assert!(answered, "calls not answered in time:\n{m}");
+    // The ACK crossing leg B is not observable from here: a little time for it.
     std::thread::sleep(Duration::from_millis(300));
 }
 
@@ -61,7 +60,13 @@ fn sigterm_drains_then_byes_and_exits_0() {
 
         let t0 = Instant::now();
         tl.signal(libc::SIGTERM);
-        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            wait_until(Instant::now() + Duration::from_secs(5), || tl
+                .log_text()
+                .contains("SIGTERM: draining")),
+            "no drain logged after SIGTERM:\n{}",
+            tl.log_tail(20)
+        );
         let resp = invite_once(net.sip_addr(), "late", Duration::from_secs(3))
             .expect("an answer to an INVITE during the drain");
         assert_eq!(status_code(resp.as_bytes()), Some(503), "{resp}");

@@ -152,14 +152,7 @@ fn registered_phone_receives_the_carriers_call() {
 }
 
 /// baresip, a real SIP phone, kept running for the test; killed on drop.
-struct Baresip(std::process::Child);
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+struct Baresip(#[allow(dead_code)] ProcGuard);
 
 fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
     let dir = net.dir.join("baresip");
@@ -193,23 +186,23 @@ fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .spawn()
+        .spawn_group()
         .expect("baresip is not installed: run scripts/install-deps.sh (Debian package baresip)");
     Baresip(child)
 }
 
 /// Wait (bounded) until /metrics shows `n` registered contacts.
 fn wait_registered(net: &Net, n: f64, limit: Duration) -> String {
-    let end = std::time::Instant::now() + limit;
-    loop {
-        let m = scrape(net);
-        if metric(&m, "trunkline_registered_contacts", &[]) == Some(n)
-            || std::time::Instant::now() >= end
-        {
-            return m;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut m = String::new();
+    poll_until(
+        std::time::Instant::now() + limit,
+        Duration::from_millis(100),
+        || {
+            m = scrape(net);
+            metric(&m, "trunkline_registered_contacts", &[]) == Some(n)
+        },
+    );
+    m
 }
 
 /// baresip registers (it answers the Digest challenge itself), then auto-answers the

@@ -5,14 +5,12 @@
 //! allow-list and warns about a TLS-to-plaintext failover.
 
 mod common;
-#[path = "common/sec.rs"]
-mod sec;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::sec::*;
 use common::*;
-use sec::*;
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -60,10 +58,11 @@ fn idle_admin_flood_neither_spins_nor_blocks_health() {
                     &[("reason", "evicted")],
                 )
             };
-            let until = Instant::now() + Duration::from_secs(5);
-            while evicted() < 100.0 && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            poll_until(
+                Instant::now() + Duration::from_secs(5),
+                Duration::from_millis(50),
+                || evicted() >= 100.0,
+            );
             let pid = tl.pid();
             let (c0, t0) = (cpu_seconds(pid), Instant::now());
             let window = t0 + Duration::from_secs(3);

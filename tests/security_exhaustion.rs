@@ -5,15 +5,13 @@
 //! loopback addresses (127.0.0.66 and up) inside the test's network namespace.
 
 mod common;
-#[path = "common/sec.rs"]
-mod sec;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::sec::*;
 use common::*;
-use sec::*;
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -631,18 +629,19 @@ fn malformed_tcp_input_is_counted_not_logged_per_connection() {
             let left = wait_open_at_most(&socks, 0, Instant::now() + Duration::from_secs(5));
             assert_eq!(left, 0, "unframeable connections are closed");
             let m = net.metrics_addr();
-            let until = Instant::now() + Duration::from_secs(5);
-            let closed = loop {
-                let n = metric_value(
-                    m,
-                    "trunkline_stream_connections_closed_total",
-                    &[("transport", "TCP"), ("reason", "unframeable")],
-                );
-                if n >= 30.0 || Instant::now() >= until {
-                    break n;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
+            let mut closed = 0.0;
+            poll_until(
+                Instant::now() + Duration::from_secs(5),
+                Duration::from_millis(20),
+                || {
+                    closed = metric_value(
+                        m,
+                        "trunkline_stream_connections_closed_total",
+                        &[("transport", "TCP"), ("reason", "unframeable")],
+                    );
+                    closed >= 30.0
+                },
+            );
             assert_eq!(closed, 30.0);
             let suppressed = metric_value(m, "trunkline_log_lines_suppressed_total", &[]);
             assert_eq!(suppressed, 29.0);
@@ -756,18 +755,19 @@ fn a_peer_that_never_reads_is_closed() {
             .unwrap();
         // The write may fail once trunkline has closed the connection: that is the point.
         let _ = std::io::Write::write_all(&mut sink, burst.as_bytes());
-        let until = Instant::now() + Duration::from_secs(10);
-        let closed = loop {
-            let n = metric_value(
-                net.metrics_addr(),
-                "trunkline_stream_connections_closed_total",
-                &[("transport", "TCP"), ("reason", "write_backlog")],
-            );
-            if n >= 1.0 || Instant::now() >= until {
-                break n;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let mut closed = 0.0;
+        poll_until(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                closed = metric_value(
+                    net.metrics_addr(),
+                    "trunkline_stream_connections_closed_total",
+                    &[("transport", "TCP"), ("reason", "write_backlog")],
+                );
+                closed >= 1.0
+            },
+        );
         assert_eq!(closed, 1.0, "a peer that never reads is closed");
         let mut real = connect_from(ip(1), sip).expect("real client connects");
         assert_eq!(tcp_options(&mut real, 1, Duration::from_secs(5)), Some(200));
@@ -806,35 +806,41 @@ fn idle_connections_cost_little_memory_and_return_it() {
             for i in 0..3000u32 {
                 conns.push(connect_from(ip(66 + (i / 64) as u8), sip).expect("connect"));
             }
-            let until = Instant::now() + Duration::from_secs(10);
-            while metric_value(
-                net.metrics_addr(),
-                "trunkline_stream_connections",
-                &[("transport", "TCP")],
-            ) < 3000.0
-            {
-                assert!(Instant::now() < until, "3,000 connections not all accepted");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            let tcp_connections = || {
+                metric_value(
+                    net.metrics_addr(),
+                    "trunkline_stream_connections",
+                    &[("transport", "TCP")],
+                )
+            };
+            assert!(
+                poll_until(
+                    Instant::now() + Duration::from_secs(10),
+                    Duration::from_millis(50),
+                    || tcp_connections() >= 3000.0
+                ),
+                "3,000 connections not all accepted"
+            );
             let held = rss_bytes(pid);
             let per_conn = held.saturating_sub(before) / 3000;
             drop(conns);
-            let until = Instant::now() + Duration::from_secs(10);
-            while metric_value(
-                net.metrics_addr(),
-                "trunkline_stream_connections",
-                &[("transport", "TCP")],
-            ) > 0.0
-            {
-                assert!(Instant::now() < until, "connections not released");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let until = Instant::now() + Duration::from_secs(5);
-            let mut after = rss_bytes(pid);
-            while after > before + (held - before) / 2 && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(100));
-                after = rss_bytes(pid);
-            }
+            assert!(
+                poll_until(
+                    Instant::now() + Duration::from_secs(10),
+                    Duration::from_millis(50),
+                    || tcp_connections() <= 0.0
+                ),
+                "connections not released"
+            );
+            let mut after = 0;
+            poll_until(
+                Instant::now() + Duration::from_secs(5),
+                Duration::from_millis(100),
+                || {
+                    after = rss_bytes(pid);
+                    after <= before + (held - before) / 2
+                },
+            );
             eprintln!(
                 "rss before {before} held {held} ({per_conn} B/conn) after {after}; {:?}",
                 t_start.elapsed()
@@ -888,16 +894,13 @@ fn silent_tls_sockets_from_many_sources_evict_the_oldest() {
                     .collect();
                 silent.extend(batch);
                 // Until trunkline has taken them from the accept queue (bounded).
-                let until = Instant::now() + Duration::from_secs(2);
-                while metric_value(
-                    net.metrics_addr(),
-                    "trunkline_stream_connections",
-                    &[("transport", "TLS")],
-                ) < (silent.len().min(1024) as f64)
-                    && Instant::now() < until
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                wait_until(Instant::now() + Duration::from_secs(2), || {
+                    metric_value(
+                        net.metrics_addr(),
+                        "trunkline_stream_connections",
+                        &[("transport", "TLS")],
+                    ) >= (silent.len().min(1024) as f64)
+                });
             }
             let r = tls_options(tls, &roots, Duration::from_secs(3));
             assert_eq!(r, Ok(200), "a real TLS client during the attack");
@@ -910,5 +913,15 @@ fn silent_tls_sockets_from_many_sources_evict_the_oldest() {
             drop(silent);
             tl.assert_alive();
         },
+    );
+}
+
+/// The test clients' Digest MD5 (`common::sec::md5_hex`).
+#[test]
+fn md5_known_answers() {
+    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(
+        md5_hex(b"The quick brown fox jumps over the lazy dog"),
+        "9e107d9d372bb6826bd81d3542a419d6"
     );
 }

@@ -27,8 +27,6 @@
 //!   re-offer is answered, and the call holds one relay pair.
 
 mod common;
-#[path = "common/rawsip.rs"]
-mod rawsip;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,8 +34,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::rawsip::*;
 use common::*;
-use rawsip::*;
 
 const RELAY_IP: &str = "127.0.0.2";
 const A_IP: &str = "127.0.0.11";
@@ -71,11 +69,10 @@ fn media_range(net: &Net) -> (u16, u16) {
 }
 
 fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    assert!(
+        poll_until(Instant::now() + limit, Duration::from_millis(2), cond),
+        "{what}: not within {limit:?}"
+    );
 }
 
 /// The attacker: sprays every port of the relay range, round after round, and counts what it

@@ -6,32 +6,24 @@
 //! answer. A missing osmo-mgw fails the test (scripts/install-deps.sh installs it).
 
 mod common;
-#[path = "common/sec.rs"]
-mod sec;
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::sec::*;
 use common::*;
-use sec::*;
 
 const MGW_PORT: u16 = 2427;
 /// The gateway address trunkline is configured with: the delay shim in front of osmo-mgw.
 const GW_PORT: u16 = 2500;
 const ATTACKER_MEDIA: &str = "127.0.0.66:6666";
 
-struct Mgw(Child);
-
-impl Drop for Mgw {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// osmo-mgw's process group, killed on drop.
+struct Mgw(#[allow(dead_code)] ProcGuard);
 
 fn start_mgw(net: &Net) -> Mgw {
     let cfg = net.dir.join("osmo-mgw.cfg");
@@ -67,7 +59,7 @@ fn start_mgw(net: &Net) -> Mgw {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
-        .spawn()
+        .spawn_group()
         .expect("osmo-mgw is not installed: run scripts/install-deps.sh (Debian package osmo-mgw)");
     Mgw(child)
 }
@@ -197,17 +189,17 @@ fn forged_mgcp_answers_and_ntfy_are_ignored() {
         );
         let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
         // trunkline audits the gateway at start: its MGCP address becomes known.
-        let until = Instant::now() + Duration::from_secs(10);
-        let agent = loop {
-            if let Some(a) = seen.lock().unwrap().agent {
-                break a;
-            }
-            assert!(
-                Instant::now() < until,
-                "trunkline sent no MGCP to the gateway"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut agent = None;
+        let audited = poll_until(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                agent = seen.lock().unwrap().agent;
+                agent.is_some()
+            },
+        );
+        assert!(audited, "trunkline sent no MGCP to the gateway");
+        let agent = agent.expect("audited");
         // A NTFY from the attacker: no answer.
         let ntfy = UdpSocket::bind("127.0.0.66:0").unwrap();
         ntfy.send_to(
@@ -299,27 +291,29 @@ fn forged_mgcp_answers_and_ntfy_are_ignored() {
         }
         assert_eq!(stolen, 0, "the caller's RTP went to the attacker");
         // The real gateway carried the call: its DLCX counters show the caller's packets.
-        let end = Instant::now() + Duration::from_secs(5);
-        let received = loop {
-            let log = strip_ansi(&tl.log_text());
-            let n = log.lines().rev().find_map(|l| {
-                l.contains("mgcp: connection deleted")
-                    .then(|| {
-                        l.split("packets_received=")
-                            .nth(1)?
-                            .split_whitespace()
-                            .next()?
-                            .parse::<u64>()
-                            .ok()
-                    })
-                    .flatten()
-            });
-            if let Some(n) = n {
-                break n;
-            }
-            assert!(Instant::now() < end, "no DLCX logged:\n{}", tl.log_tail(40));
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let mut received = None;
+        let logged = poll_until(
+            Instant::now() + Duration::from_secs(5),
+            Duration::from_millis(50),
+            || {
+                let log = strip_ansi(&tl.log_text());
+                received = log.lines().rev().find_map(|l| {
+                    l.contains("mgcp: connection deleted")
+                        .then(|| {
+                            l.split("packets_received=")
+                                .nth(1)?
+                                .split_whitespace()
+                                .next()?
+                                .parse::<u64>()
+                                .ok()
+                        })
+                        .flatten()
+                });
+                received.is_some()
+            },
+        );
+        assert!(logged, "no DLCX logged:\n{}", tl.log_tail(40));
+        let received = received.expect("logged");
         assert!(received >= 20, "osmo-mgw received {received} packets");
         let dropped = metric_value(
             net.metrics_addr(),

@@ -366,7 +366,7 @@ fn openssl_s_client_options() {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
+            .spawn_group()
             .expect("openssl s_client (Debian package openssl)");
         let mut stdin = child.stdin.take().expect("stdin");
         stdin
@@ -474,6 +474,7 @@ fn tls_caller_to_udp_trunk() {
             "ACK {contact} SIP/2.0\r\n{}Content-Length: 0\r\n\r\n",
             common("ACK", 1, "ack", &to_tag)
         ));
+        // The call stays up a moment (nothing to wait for: the ACK is not answered).
         std::thread::sleep(Duration::from_millis(300));
         c.send(&format!(
             "BYE {contact} SIP/2.0\r\n{}Content-Length: 0\r\n\r\n",
@@ -711,15 +712,16 @@ fn certificate_reload_on_file_change() {
         std::fs::write(&cert, &c2).expect("write cert");
         let t0 = Instant::now();
         let mut now_serving = first.clone();
-        while t0.elapsed() < Duration::from_secs(10) {
-            now_serving = connect(tls_addr(net), &cfg, "127.0.0.1")
-                .expect("connect")
-                .server_leaf();
-            if now_serving == second {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        poll_until(
+            t0 + Duration::from_secs(10),
+            Duration::from_millis(200),
+            || {
+                now_serving = connect(tls_addr(net), &cfg, "127.0.0.1")
+                    .expect("connect")
+                    .server_leaf();
+                now_serving == second
+            },
+        );
         assert_eq!(
             now_serving,
             second,
@@ -737,10 +739,11 @@ fn certificate_reload_on_file_change() {
 
         // A broken certificate file: the previous certificate stays, an error is logged.
         std::fs::write(&cert, "not a certificate\n").expect("write junk");
-        let t1 = Instant::now();
-        while t1.elapsed() < Duration::from_secs(10) && !tl.log_tail(50).contains("reload failed") {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        poll_until(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(200),
+            || tl.log_tail(50).contains("reload failed"),
+        );
         assert!(
             tl.log_tail(50).contains("reload failed"),
             "log:\n{}",
@@ -905,23 +908,15 @@ route[NEXT] {{
         let kpath = net.dir.join("kamailio.cfg");
         std::fs::write(&kpath, kcfg).expect("kamailio.cfg");
         let klog = net.dir.join("kamailio.log");
-        let mut kam = Command::new("/usr/sbin/kamailio")
+        let _kam = Command::new("/usr/sbin/kamailio")
             .args(["-DD", "-E", "-m", "64", "-M", "8", "-f"])
             .arg(&kpath)
             .arg("-P")
             .arg(net.dir.join("kamailio.pid"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&klog).expect("log"))
-            .spawn()
+            .spawn_group()
             .expect("kamailio (Debian: kamailio, kamailio-tls-modules)");
-        struct Kill<'a>(&'a mut std::process::Child);
-        impl Drop for Kill<'_> {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let _kam = Kill(&mut kam);
         let trunk = format!("address: 127.0.0.1:{kam_tls}, transport: tls, tls: {{ ca: ca.pem }}");
         let metrics = SocketAddr::from(([127, 0, 0, 1], net.spare(9)));
         let y = yaml(net, "server.crt", "server.key", &trunk)
@@ -935,25 +930,17 @@ route[NEXT] {{
             .current_dir(&net.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .spawn_group()
             .expect("sipp");
         wait_udp_bound(net.trunk(0), Duration::from_secs(5));
         let kam_addr = SocketAddr::from(([127, 0, 0, 1], kam_udp));
         let caller = Sipp::uac_to(net, "uac", "uac_basic.xml", kam_addr, 1, 1)
             .pause_ms(300)
             .run(LIMIT);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let uas_ok = loop {
-            match uas.try_wait() {
-                Ok(Some(st)) => break st.success(),
-                _ if Instant::now() > deadline => {
-                    let _ = uas.kill();
-                    let _ = uas.wait();
-                    break false;
-                }
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
+        let uas_ok = uas
+            .wait_timeout(Duration::from_secs(10))
+            .is_some_and(|st| st.success());
+        uas.kill_group();
         tl.assert_alive();
         let ctx = format!(
             "trunkline log:\n{}\nkamailio log:\n{}",

@@ -83,6 +83,7 @@ fn wire_is_well_formed_topology_hidden_and_rtp_untouched() {
                 .run(Duration::from_secs(30))
                 .assert_all_ok(1, "uac");
             callee.wait(Duration::from_secs(10)).assert_all_ok(1, "uas");
+            // The last packets through dumpcap's buffer before the capture stops.
             std::thread::sleep(Duration::from_millis(300));
             stop_capture(cap);
             tl.assert_alive();

@@ -4,7 +4,9 @@
 //! flows back to user space, and a foreign source never rides the kernel path.
 //!
 //! Loads a real eBPF program: needs root and Linux 6.6+ (CI runs as root). Without them the
-//! tests fail, unless `TRUNKLINE_NO_BPF=1` says this machine cannot (then they print SKIP).
+//! tests fail, unless `TRUNKLINE_NO_BPF=1` says this machine cannot (then they print SKIP). The
+//! io_uring variants also fail where the kernel refuses io_uring, unless
+//! `TRUNKLINE_NO_IO_URING=1` allows that skip.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -43,8 +45,12 @@ fn start(
             println!("SKIP (TRUNKLINE_NO_BPF): {e}");
             None
         }
-        Err(e) if backend == Backend::IoUring && e.to_string().contains("io_uring") => {
-            println!("SKIP: kernel refused io_uring: {e}");
+        Err(e)
+            if backend == Backend::IoUring
+                && e.to_string().contains("io_uring")
+                && std::env::var_os("TRUNKLINE_NO_IO_URING").is_some() =>
+        {
+            println!("SKIP (TRUNKLINE_NO_IO_URING): kernel refused io_uring: {e}");
             None
         }
         Err(e) => panic!("relay start ({backend:?}): {e}"),

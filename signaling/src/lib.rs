@@ -8,6 +8,8 @@ pub mod headers;
 pub mod message;
 pub mod parse;
 pub mod registrar;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod transaction;
 pub mod uri;
 

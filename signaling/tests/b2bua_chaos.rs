@@ -14,13 +14,14 @@
 //! start at a seed, `CHAOS_TRACE=1` to print every message); a failure names its seed.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use signaling::b2bua::{make_response, B2bua, CallEvent, CoreConfig, StaticPolicy, Target};
 use signaling::message::{Request, SipMessage};
 use signaling::parse::parse;
-use signaling::{Peer, Transport};
+use signaling::testing::{peer, Sink};
+use signaling::transaction::Transmit;
+use signaling::Peer;
 
 const A: &str = "127.0.0.1:5070";
 const ME: &str = "127.0.0.1:5060";
@@ -28,13 +29,6 @@ const PBX: &str = "127.0.0.1:5080";
 const PBX2: &str = "127.0.0.1:5090";
 
 const SDP: &str = "v=0\r\no=x 1 1 IN IP4 10.9.9.9\r\ns=-\r\nc=IN IP4 10.9.9.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";
-
-fn peer(s: &str) -> Peer {
-    Peer {
-        transport: Transport::Udp,
-        addr: s.parse::<SocketAddr>().expect("addr"),
-    }
-}
 
 /// xorshift64*: small, reproducible.
 struct Rng(u64);
@@ -63,22 +57,95 @@ impl Rng {
     }
 }
 
-struct World {
-    core: B2bua,
-    policy: StaticPolicy,
-    now: Instant,
-    rng: Rng,
+/// What the core sent, sorted for the next steps; every transmit must parse.
+struct Wire {
     /// Requests the core sent, by destination.
     to_pbx: Vec<(Peer, Request)>,
     to_a: Vec<Request>,
     /// Leg A: Call-ID -> the To tag trunkline gave it (from a 1xx/2xx).
     a_tags: HashMap<String, String>,
+    start: Instant,
+}
+
+impl Sink for Wire {
+    fn transmit(&mut self, t: Transmit, core: &B2bua) {
+        let msg = match parse(&t.data) {
+            Ok(m) => m,
+            // An error response to a bad request (400, 505, 416, ...) copies Via, From, To,
+            // Call-ID and CSeq from it verbatim (RFC 3261 §8.2.6.2), so it is as malformed as
+            // the copied header that was the problem.
+            Err(e)
+                if (t.data.starts_with(b"SIP/2.0 4") || t.data.starts_with(b"SIP/2.0 5"))
+                    && ["bad Via", "bad From", "bad To", "bad Call-ID", "bad CSeq"]
+                        .iter()
+                        .any(|h| format!("{e:?}").contains(h)) =>
+            {
+                return
+            }
+            Err(e) => panic!(
+                "the core transmitted bytes that do not parse ({e:?}):\n{}",
+                String::from_utf8_lossy(&t.data)
+            ),
+        };
+        let to_a = t.to == peer(A);
+        if std::env::var_os("CHAOS_TRACE").is_some() {
+            let txt = String::from_utf8_lossy(&t.data);
+            let first = txt.lines().next().unwrap_or("");
+            let cseq = txt.lines().find(|l| l.starts_with("CSeq")).unwrap_or("");
+            let cid = txt.lines().find(|l| l.starts_with("Call-ID")).unwrap_or("");
+            eprintln!(
+                "OUT {} {first} | {cseq} | {cid} | tx={}",
+                t.to.addr,
+                core.transactions()
+            );
+        }
+        match msg {
+            SipMessage::Request(r) => {
+                if to_a {
+                    self.to_a.push(r);
+                } else {
+                    self.to_pbx.push((t.to, r));
+                }
+            }
+            SipMessage::Response(r) => {
+                if to_a && (101..300).contains(&r.status) {
+                    if let (Some(cid), Some(tag)) = (
+                        r.call_id().map(str::to_string),
+                        r.to().and_then(|t| t.tag().map(str::to_string)),
+                    ) {
+                        self.a_tags.insert(cid, tag);
+                    }
+                }
+            }
+        }
+    }
+
+    fn drained(&mut self) {
+        for v in [&mut self.to_a] {
+            if v.len() > 64 {
+                v.drain(..32);
+            }
+        }
+        if self.to_pbx.len() > 64 {
+            self.to_pbx.drain(..32);
+        }
+    }
+
+    fn timer(&mut self, now: Instant, _: &B2bua) {
+        if std::env::var_os("CHAOS_TRACE").is_some() {
+            eprintln!("  t={:?}", now.duration_since(self.start));
+        }
+    }
+}
+
+struct World {
+    sim: signaling::testing::World<StaticPolicy, Wire>,
+    rng: Rng,
     a_calls: Vec<String>,
     /// Everything fed in so far (mutation material).
     fed: Vec<(Peer, Vec<u8>)>,
     next_call: u32,
     cseq: u32,
-    start: Instant,
 }
 
 impl World {
@@ -92,96 +159,37 @@ impl World {
             },
             ..CoreConfig::default()
         };
-        World {
-            core: B2bua::new(cfg),
-            policy: StaticPolicy {
-                targets: vec![
-                    Target {
-                        trunk: "pbx".into(),
-                        peer: peer(PBX),
-                        host: PBX.into(),
-                    },
-                    Target {
-                        trunk: "pbx2".into(),
-                        peer: peer(PBX2),
-                        host: PBX2.into(),
-                    },
-                ],
-                events: Vec::new(),
-                released: Vec::new(),
-            },
-            now: Instant::now(),
-            rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+        let policy = StaticPolicy {
+            targets: vec![
+                Target {
+                    trunk: "pbx".into(),
+                    peer: peer(PBX),
+                    host: PBX.into(),
+                },
+                Target {
+                    trunk: "pbx2".into(),
+                    peer: peer(PBX2),
+                    host: PBX2.into(),
+                },
+            ],
+            events: Vec::new(),
+            released: Vec::new(),
+        };
+        let wire = Wire {
             to_pbx: Vec::new(),
             to_a: Vec::new(),
             a_tags: HashMap::new(),
+            start: Instant::now(),
+        };
+        let mut sim = signaling::testing::World::with_sink(cfg, policy, wire);
+        sim.sink.start = sim.now;
+        World {
+            sim,
+            rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
             a_calls: Vec::new(),
             fed: Vec::new(),
             next_call: 0,
             cseq: 10,
-            start: Instant::now(),
-        }
-    }
-
-    fn drain(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
-            let msg = match parse(&t.data) {
-                Ok(m) => m,
-                // An error response to a bad request (400, 505, 416, ...) copies Via, From, To,
-                // Call-ID and CSeq from it verbatim (RFC 3261 §8.2.6.2), so it is as malformed as
-                // the copied header that was the problem.
-                Err(e)
-                    if (t.data.starts_with(b"SIP/2.0 4") || t.data.starts_with(b"SIP/2.0 5"))
-                        && ["bad Via", "bad From", "bad To", "bad Call-ID", "bad CSeq"]
-                            .iter()
-                            .any(|h| format!("{e:?}").contains(h)) =>
-                {
-                    continue
-                }
-                Err(e) => panic!(
-                    "the core transmitted bytes that do not parse ({e:?}):\n{}",
-                    String::from_utf8_lossy(&t.data)
-                ),
-            };
-            let to_a = t.to == peer(A);
-            if std::env::var_os("CHAOS_TRACE").is_some() {
-                let txt = String::from_utf8_lossy(&t.data);
-                let first = txt.lines().next().unwrap_or("");
-                let cseq = txt.lines().find(|l| l.starts_with("CSeq")).unwrap_or("");
-                let cid = txt.lines().find(|l| l.starts_with("Call-ID")).unwrap_or("");
-                eprintln!(
-                    "OUT {} {first} | {cseq} | {cid} | tx={}",
-                    t.to.addr,
-                    self.core.transactions()
-                );
-            }
-            match msg {
-                SipMessage::Request(r) => {
-                    if to_a {
-                        self.to_a.push(r);
-                    } else {
-                        self.to_pbx.push((t.to, r));
-                    }
-                }
-                SipMessage::Response(r) => {
-                    if to_a && (101..300).contains(&r.status) {
-                        if let (Some(cid), Some(tag)) = (
-                            r.call_id().map(str::to_string),
-                            r.to().and_then(|t| t.tag().map(str::to_string)),
-                        ) {
-                            self.a_tags.insert(cid, tag);
-                        }
-                    }
-                }
-            }
-        }
-        for v in [&mut self.to_a] {
-            if v.len() > 64 {
-                v.drain(..32);
-            }
-        }
-        if self.to_pbx.len() > 64 {
-            self.to_pbx.drain(..32);
         }
     }
 
@@ -198,16 +206,14 @@ impl World {
             eprintln!(
                 "IN  {} {first} | {cseq} | {cid} | tx={}",
                 from.addr,
-                self.core.transactions()
+                self.sim.core.transactions()
             );
         }
         self.fed.push((from, bytes.clone()));
         if self.fed.len() > 64 {
             self.fed.drain(..32);
         }
-        self.core
-            .handle_bytes(&bytes, from, self.now, &mut self.policy);
-        self.drain();
+        self.sim.feed_peer(from, &bytes);
     }
 
     fn mangle(&mut self, mut b: Vec<u8>) -> Vec<u8> {
@@ -284,29 +290,9 @@ impl World {
     }
 
     fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        let mut spins = 0u32;
-        while let Some(t) = self.core.poll_timeout() {
-            if t > end {
-                break;
-            }
-            spins += 1;
-            assert!(
-                spins < 100_000,
-                "the core keeps asking to be woken at {:?} (now {:?}): a busy loop",
-                t,
-                self.now
-            );
-            self.now = t.max(self.now);
-            if std::env::var_os("CHAOS_TRACE").is_some() {
-                eprintln!("  t={:?}", self.now.duration_since(self.start));
-            }
-            self.core.handle_timeout(self.now, &mut self.policy);
-            self.drain();
-        }
-        self.now = end;
+        self.sim.advance(d);
         if std::env::var_os("CHAOS_TRACE").is_some() {
-            eprintln!("... advanced {d:?}, tx={}", self.core.transactions());
+            eprintln!("... advanced {d:?}, tx={}", self.sim.core.transactions());
         }
     }
 
@@ -372,6 +358,8 @@ impl World {
     /// answering it), now and then the final one.
     fn pbx_notify(&mut self) {
         let subs: Vec<(Peer, Request)> = self
+            .sim
+            .sink
             .to_pbx
             .iter()
             .filter(|(_, r)| r.method.as_str() == "SUBSCRIBE")
@@ -403,7 +391,7 @@ impl World {
     }
 
     fn pbx_answers(&mut self) {
-        let Some((to, req)) = self.rng.pick(&self.to_pbx).cloned() else {
+        let Some((to, req)) = self.rng.pick(&self.sim.sink.to_pbx).cloned() else {
             return;
         };
         let statuses = [
@@ -423,7 +411,7 @@ impl World {
     }
 
     fn a_answers(&mut self) {
-        let Some(req) = self.rng.pick(&self.to_a).cloned() else {
+        let Some(req) = self.rng.pick(&self.sim.sink.to_a).cloned() else {
             return;
         };
         let status = [200, 200, 481, 486, 500][self.rng.below(5)];
@@ -441,7 +429,7 @@ impl World {
         let Some(cid) = self.rng.pick(&self.a_calls).cloned() else {
             return;
         };
-        let tag = self.a_tags.get(&cid).cloned().unwrap_or_default();
+        let tag = self.sim.sink.a_tags.get(&cid).cloned().unwrap_or_default();
         let methods = [
             "BYE", "ACK", "CANCEL", "INVITE", "UPDATE", "INFO", "OPTIONS",
         ];
@@ -481,7 +469,7 @@ impl World {
 
     /// An in-dialog request from the callee, built from a request trunkline sent it.
     fn pbx_in_dialog(&mut self) {
-        let Some((to, req)) = self.rng.pick(&self.to_pbx).cloned() else {
+        let Some((to, req)) = self.rng.pick(&self.sim.sink.to_pbx).cloned() else {
             return;
         };
         let (Some(from), Some(to_h), Some(cid)) = (
@@ -541,9 +529,7 @@ impl World {
             88..=89 => self.pbx_notify(),
             80..=82 => {
                 let to = if self.rng.chance(50) { PBX } else { PBX2 };
-                self.core
-                    .transport_error(peer(to), self.now, &mut self.policy);
-                self.drain();
+                self.sim.transport_error(peer(to));
             }
             _ => {
                 let ms = [0, 10, 100, 500, 2_000, 4_500, 33_000][self.rng.below(7)];
@@ -560,13 +546,13 @@ fn run(seed: u64, steps: usize) {
     }
     w.advance(Duration::from_secs(600));
     assert_eq!(
-        w.core.transactions(),
+        w.sim.core.transactions(),
         0,
         "transactions left after ten quiet minutes: {:#?}",
-        w.core.describe_transactions()
+        w.sim.core.describe_transactions()
     );
     assert_eq!(
-        w.core.pending_messages(),
+        w.sim.core.pending_messages(),
         0,
         "MESSAGEs still waiting for an answer after ten quiet minutes"
     );
@@ -574,37 +560,37 @@ fn run(seed: u64, steps: usize) {
     // Expires means the default hour, at most a day): none outlives its lifetime.
     w.advance(Duration::from_secs(86_400 + 60));
     assert_eq!(
-        w.core.subscriptions(),
+        w.sim.core.subscriptions(),
         0,
         "subscriptions held beyond any lifetime they were given"
     );
     assert_eq!(
-        w.core.pending_client_transactions(),
+        w.sim.core.pending_client_transactions(),
         0,
         "client transactions still owned by something after ten quiet minutes"
     );
     assert_eq!(
-        w.core.active_calls(),
-        w.core.live_calls().len(),
+        w.sim.core.active_calls(),
+        w.sim.core.live_calls().len(),
         "ended or cancelled calls still held: {:#?}",
-        w.core.describe_calls()
+        w.sim.core.describe_calls()
     );
     assert_eq!(
-        w.core.capped_keys(),
+        w.sim.core.capped_keys(),
         0,
         "early calls or subscriptions still counted against a source or target (calls {}: {:?})",
-        w.core.active_calls(),
-        w.core.live_calls()
+        w.sim.core.active_calls(),
+        w.sim.core.live_calls()
     );
     // A call either came up (and stays until a BYE or media timeout) or is gone: none is still
     // ringing or half set up after ten quiet minutes.
     assert_eq!(
-        w.core.live_calls().len(),
-        w.core.confirmed_calls().len(),
+        w.sim.core.live_calls().len(),
+        w.sim.core.confirmed_calls().len(),
         "calls neither answered nor ended after ten quiet minutes"
     );
     let mut finished: HashMap<u64, u32> = HashMap::new();
-    for e in &w.policy.events {
+    for e in &w.sim.policy.events {
         if let CallEvent::Finished { call, .. } = e {
             if *call != 0 {
                 *finished.entry(*call).or_default() += 1;
@@ -614,7 +600,7 @@ fn run(seed: u64, steps: usize) {
     if let Some((call, n)) = finished.iter().find(|(_, n)| **n > 1) {
         panic!("call {call} got {n} final answers on leg A");
     }
-    let mut released = w.policy.released.clone();
+    let mut released = w.sim.policy.released.clone();
     released.sort_unstable();
     let twice: Vec<u64> = released
         .windows(2)
@@ -624,7 +610,8 @@ fn run(seed: u64, steps: usize) {
     assert!(
         twice.is_empty(),
         "calls {twice:?} released their media twice; events: {:?}",
-        w.policy
+        w.sim
+            .policy
             .events
             .iter()
             .filter(|e| match e {

@@ -1,25 +1,17 @@
 //! B2BUA call flows in virtual time: no sockets, no sleeping. Leg A's phone and leg B's trunks
 //! are simulated by feeding bytes in and reading what the core transmits.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use signaling::b2bua::{make_response, B2bua, CallEvent, CoreConfig, StaticPolicy, Target};
-use signaling::message::{Request, Response, SipMessage};
+use signaling::b2bua::{make_response, CallEvent, CoreConfig, StaticPolicy, Target};
+use signaling::message::{Request, SipMessage};
 use signaling::parse::parse;
-use signaling::{Peer, Transport};
+use signaling::testing::peer;
 
 const A: &str = "127.0.0.1:5070";
 const ME: &str = "127.0.0.1:5060";
 const PBX: &str = "127.0.0.1:5080";
 const PBX2: &str = "127.0.0.1:5090";
-
-fn peer(s: &str) -> Peer {
-    Peer {
-        transport: Transport::Udp,
-        addr: s.parse::<SocketAddr>().unwrap(),
-    }
-}
 
 fn target(name: &str, addr: &str) -> Target {
     Target {
@@ -29,99 +21,24 @@ fn target(name: &str, addr: &str) -> Target {
     }
 }
 
-struct World {
-    core: B2bua,
-    policy: StaticPolicy,
-    now: Instant,
-    /// Everything transmitted, in order: (to, message).
-    sent: Vec<(Peer, SipMessage)>,
-}
-
 const SDP_A: &str = "v=0\r\no=alice 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";
 const SDP_B: &str = "v=0\r\no=bob 1 1 IN IP4 10.2.2.2\r\ns=-\r\nc=IN IP4 10.2.2.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=sendrecv\r\n";
 
-impl World {
-    fn new(targets: Vec<Target>) -> World {
-        let cfg = CoreConfig {
-            local_udp: Some(ME.parse().unwrap()),
-            ..CoreConfig::default()
-        };
-        World {
-            core: B2bua::new(cfg),
-            policy: StaticPolicy {
-                targets,
-                events: Vec::new(),
-                released: Vec::new(),
-            },
-            now: Instant::now(),
-            sent: Vec::new(),
-        }
-    }
+type World = signaling::testing::World<StaticPolicy>;
 
-    fn feed(&mut self, from: &str, bytes: &[u8]) {
-        self.core
-            .handle_bytes(bytes, peer(from), self.now, &mut self.policy);
-        self.drain();
-    }
-
-    fn feed_msg(&mut self, from: &str, msg: &SipMessage) {
-        let b = msg.to_bytes();
-        self.feed(from, &b);
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        loop {
-            match self.core.poll_timeout() {
-                Some(t) if t <= end => {
-                    self.now = t.max(self.now);
-                    self.core.handle_timeout(self.now, &mut self.policy);
-                    self.drain();
-                }
-                _ => break,
-            }
-        }
-        self.now = end;
-    }
-
-    fn drain(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
-            let msg = parse(&t.data).expect("core emitted unparseable bytes");
-            self.sent.push((t.to, msg));
-        }
-    }
-
-    /// Take every message sent so far to `to`.
-    fn take_to(&mut self, to: &str) -> Vec<SipMessage> {
-        let p = peer(to);
-        let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(t, _)| *t == p);
-        self.sent = rest;
-        mine.into_iter().map(|(_, m)| m).collect()
-    }
-
-    fn take_request(&mut self, to: &str, method: &str) -> Request {
-        let msgs = self.take_to(to);
-        let mut found = None;
-        for m in msgs {
-            match m {
-                SipMessage::Request(r) if r.method.as_str() == method && found.is_none() => {
-                    found = Some(r)
-                }
-                other => self.sent.push((peer(to), other)),
-            }
-        }
-        found.unwrap_or_else(|| panic!("no {method} sent to {to}; sent: {:?}", self.sent))
-    }
-
-    fn take_responses(&mut self, to: &str) -> Vec<Response> {
-        self.take_to(to)
-            .into_iter()
-            .filter_map(|m| match m {
-                SipMessage::Response(r) => Some(r),
-                _ => None,
-            })
-            .collect()
-    }
+fn world(targets: Vec<Target>) -> World {
+    let cfg = CoreConfig {
+        local_udp: Some(ME.parse().unwrap()),
+        ..CoreConfig::default()
+    };
+    World::new(
+        cfg,
+        StaticPolicy {
+            targets,
+            events: Vec::new(),
+            released: Vec::new(),
+        },
+    )
 }
 
 fn invite(call_id: &str, body: &str) -> Vec<u8> {
@@ -206,7 +123,7 @@ fn answered_call(w: &mut World, call_id: &str) -> (Request, String) {
 
 #[test]
 fn basic_call_hides_topology_and_maps_responses() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     w.feed(A, &invite("call-1", SDP_A));
     let rs = w.take_responses(A);
     assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), vec![100]);
@@ -281,7 +198,7 @@ fn basic_call_hides_topology_and_maps_responses() {
 
 #[test]
 fn bye_from_callee_is_relayed_to_caller() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     let (b_inv, a_tag) = answered_call(&mut w, "call-2");
     w.take_to(A);
     let bye = format!(
@@ -303,7 +220,7 @@ fn bye_from_callee_is_relayed_to_caller() {
 
 #[test]
 fn cancel_while_ringing_gives_487_and_cancels_leg_b() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     w.feed(A, &invite("call-3", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
@@ -352,7 +269,7 @@ fn cancel_while_ringing_gives_487_and_cancels_leg_b() {
 
 #[test]
 fn busy_is_relayed_without_failover() {
-    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    let mut w = world(vec![target("pbx", PBX), target("pbx2", PBX2)]);
     w.feed(A, &invite("call-4", ""));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(PBX, &resp_with(&b_inv, 486, "Busy Here", "btag", "", ""));
@@ -363,7 +280,7 @@ fn busy_is_relayed_without_failover() {
 
 #[test]
 fn failover_on_503_and_not_on_603() {
-    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    let mut w = world(vec![target("pbx", PBX), target("pbx2", PBX2)]);
     w.feed(A, &invite("call-5", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(
@@ -388,7 +305,7 @@ fn failover_on_503_and_not_on_603() {
     let rs = w.take_responses(A);
     assert!(rs.iter().any(|r| r.status == 200));
 
-    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    let mut w = world(vec![target("pbx", PBX), target("pbx2", PBX2)]);
     w.feed(A, &invite("call-6", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(PBX, &resp_with(&b_inv, 603, "Decline", "btag", "", ""));
@@ -402,7 +319,7 @@ fn failover_on_503_and_not_on_603() {
 
 #[test]
 fn failover_on_transport_error_is_immediate() {
-    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    let mut w = world(vec![target("pbx", PBX), target("pbx2", PBX2)]);
     w.feed(A, &invite("call-7", SDP_A));
     let _ = w.take_request(PBX, "INVITE");
     let now = w.now;
@@ -414,7 +331,7 @@ fn failover_on_transport_error_is_immediate() {
 
 #[test]
 fn silent_target_fails_over_after_no_answer_timer() {
-    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    let mut w = world(vec![target("pbx", PBX), target("pbx2", PBX2)]);
     w.feed(A, &invite("call-8", SDP_A));
     let _ = w.take_request(PBX, "INVITE");
     w.advance(Duration::from_secs(5));
@@ -423,7 +340,7 @@ fn silent_target_fails_over_after_no_answer_timer() {
 
 #[test]
 fn all_targets_fail_gives_final_error() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     w.feed(A, &invite("call-9", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(PBX, &resp_with(&b_inv, 500, "Oops", "btag", "", ""));
@@ -434,7 +351,7 @@ fn all_targets_fail_gives_final_error() {
 
 #[test]
 fn hold_reinvite_is_relayed_with_sdp() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     let (b_inv, a_tag) = answered_call(&mut w, "call-10");
     w.take_to(A);
     w.take_to(PBX);
@@ -461,7 +378,7 @@ fn hold_reinvite_is_relayed_with_sdp() {
 
 #[test]
 fn options_to_trunkline_is_answered() {
-    let mut w = World::new(vec![]);
+    let mut w = world(vec![]);
     let opt = "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKopt1\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1:5060>\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     w.feed(A, opt.as_bytes());
     let rs = w.take_responses(A);
@@ -472,11 +389,11 @@ fn options_to_trunkline_is_answered() {
 
 #[test]
 fn no_route_is_404_and_max_forwards_zero_is_483() {
-    let mut w = World::new(vec![]);
+    let mut w = world(vec![]);
     w.feed(A, &invite("call-11", SDP_A));
     let rs = w.take_responses(A);
     assert!(rs.iter().any(|r| r.status == 404), "{rs:?}");
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     let inv = String::from_utf8(invite("call-12", SDP_A))
         .unwrap()
         .replace("Max-Forwards: 70", "Max-Forwards: 0");
@@ -488,7 +405,7 @@ fn no_route_is_404_and_max_forwards_zero_is_483() {
 
 #[test]
 fn garbage_gets_400_or_nothing_and_core_survives() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     w.feed(A, b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKg\r\nCSeq: banana\r\n\r\n");
     for r in w.take_responses(A) {
         assert_eq!(r.status / 100, 4);
@@ -526,7 +443,7 @@ fn garbage_gets_400_or_nothing_and_core_survives() {
 
 #[test]
 fn rfc2543_invite_without_from_tag_is_carried() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     let inv = String::from_utf8(invite("call-2543", SDP_A))
         .unwrap()
         .replace(";tag=atag-call-2543", "");
@@ -557,7 +474,7 @@ fn rfc2543_invite_without_from_tag_is_carried() {
 /// released exactly once (relay ports and the trunk slot must not leak).
 #[test]
 fn ok_crossing_cancel_is_acked_byed_and_releases_media_once() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     w.feed(A, &invite("call-x", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
@@ -592,7 +509,7 @@ fn ok_crossing_cancel_is_acked_byed_and_releases_media_once() {
 /// Every ordinary way a call ends releases its media exactly once.
 #[test]
 fn media_released_once_for_cancel_busy_and_bye() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     // Busy.
     w.feed(A, &invite("call-busy", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
@@ -630,7 +547,7 @@ fn media_released_once_for_cancel_busy_and_bye() {
 /// CANCEL to the callee, whose 487 is ACKed; an answered call gets BYE on both legs.
 #[test]
 fn shutdown_rejects_new_calls_and_ends_ringing_and_answered_ones() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     let (_b1, _a_tag) = answered_call(&mut w, "call-up");
     w.feed(A, &invite("call-ring", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
@@ -693,7 +610,7 @@ fn shutdown_rejects_new_calls_and_ends_ringing_and_answered_ones() {
 /// fails over (here: to the next target, which answers).
 #[test]
 fn endless_ringing_is_cancelled_and_fails_over() {
-    let mut w = World::new(vec![target("pbx", PBX), target("pbx2", PBX2)]);
+    let mut w = world(vec![target("pbx", PBX), target("pbx2", PBX2)]);
     w.feed(A, &invite("call-ring", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
@@ -721,7 +638,7 @@ fn endless_ringing_is_cancelled_and_fails_over() {
 /// cancels leg B; nothing is left once the callee confirms.
 #[test]
 fn bye_on_early_dialog_answers_487_and_cancels() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     w.feed(A, &invite("call-eb", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
@@ -754,7 +671,7 @@ fn bye_on_early_dialog_answers_487_and_cancels() {
 /// with leg B's first response, even a bare 100 Trying.
 #[test]
 fn cancel_held_back_goes_out_on_100_trying() {
-    let mut w = World::new(vec![target("pbx", PBX)]);
+    let mut w = world(vec![target("pbx", PBX)]);
     w.feed(A, &invite("call-c100", SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     let cancel = "CANCEL sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a-call-c100\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-call-c100\r\nTo: <sip:+15551234567@127.0.0.1>\r\nCall-ID: call-c100\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";

@@ -5,24 +5,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use md5::{Digest as _, Md5};
 use signaling::b2bua::{
-    B2bua, CallEvent, CallRef, CoreConfig, Leg, MediaRefusal, Policy, RouteOutcome, StaticPolicy,
-    Target, REGISTERED,
+    CallEvent, CallRef, CoreConfig, Leg, MediaRefusal, Policy, RouteOutcome, StaticPolicy, Target,
+    REGISTERED,
 };
 use signaling::message::{Request, SipMessage};
 use signaling::parse::parse;
 use signaling::registrar::RegistrarSettings;
-use signaling::{Peer, Transport};
-
-fn peer(s: &str) -> Peer {
-    Peer {
-        transport: Transport::Udp,
-        addr: s.parse().unwrap(),
-    }
-}
+use signaling::testing::peer;
+use signaling::Peer;
 
 /// The dial plan of StaticPolicy plus a registrar.
 struct RegPolicy {
@@ -73,95 +67,41 @@ const PHONE_NAT: &str = "203.0.113.9:40000";
 const CARRIER: &str = "198.51.100.1:5060";
 const PBX: &str = "127.0.0.1:5080";
 
-struct World {
-    core: B2bua,
-    policy: RegPolicy,
-    now: Instant,
-    sent: Vec<(Peer, SipMessage)>,
-}
+type World = signaling::testing::World<RegPolicy>;
 
-impl World {
-    fn new() -> World {
-        World {
-            core: B2bua::new(CoreConfig {
-                local_udp: Some("192.0.2.10:5060".parse().unwrap()),
-                ..CoreConfig::default()
-            }),
-            policy: RegPolicy {
-                inner: StaticPolicy {
-                    targets: vec![Target {
-                        trunk: "pbx".into(),
-                        peer: peer(PBX),
-                        host: PBX.into(),
-                    }],
-                    events: Vec::new(),
-                    released: Vec::new(),
-                },
-                settings: Arc::new(RegistrarSettings {
-                    domains: vec!["example.com".into()],
-                    realm: "example.com".into(),
-                    min_expires: 60,
-                    max_expires: 3600,
-                    default_expires: 3600,
-                    users: HashMap::from([
-                        ("alice".to_string(), "s3cret".to_string()),
-                        ("bob".to_string(), "pw".to_string()),
-                    ]),
-                    keepalive: 30,
-                    authenticate_calls: true,
-                    auth_failures: Default::default(),
-                }),
-                registered_routes: 0,
+fn world() -> World {
+    World::new(
+        CoreConfig {
+            local_udp: Some("192.0.2.10:5060".parse().unwrap()),
+            ..CoreConfig::default()
+        },
+        RegPolicy {
+            inner: StaticPolicy {
+                targets: vec![Target {
+                    trunk: "pbx".into(),
+                    peer: peer(PBX),
+                    host: PBX.into(),
+                }],
+                events: Vec::new(),
+                released: Vec::new(),
             },
-            now: Instant::now(),
-            sent: Vec::new(),
-        }
-    }
-
-    fn feed(&mut self, from: &str, bytes: &[u8]) {
-        self.core
-            .handle_bytes(bytes, peer(from), self.now, &mut self.policy);
-        self.drain();
-    }
-
-    fn drain(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
-            let m = parse(&t.data).expect("core emitted unparseable bytes");
-            self.sent.push((t.to, m));
-        }
-    }
-
-    /// Run the core's timers for `secs` seconds of virtual time.
-    fn advance(&mut self, secs: u64) {
-        let end = self.now + Duration::from_secs(secs);
-        while let Some(t) = self.core.poll_timeout() {
-            if t > end {
-                break;
-            }
-            self.now = t;
-            self.core.handle_timeout(self.now, &mut self.policy);
-            self.drain();
-        }
-        self.now = end;
-    }
-
-    fn take(&mut self, to: &str) -> Vec<SipMessage> {
-        let p = peer(to);
-        let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(t, _)| *t == p);
-        self.sent = rest;
-        mine.into_iter().map(|(_, m)| m).collect()
-    }
-
-    fn final_to(&mut self, to: &str) -> signaling::message::Response {
-        self.take(to)
-            .into_iter()
-            .filter_map(|m| match m {
-                SipMessage::Response(r) if r.status >= 200 => Some(r),
-                _ => None,
-            })
-            .next()
-            .unwrap_or_else(|| panic!("no final response to {to}"))
-    }
+            settings: Arc::new(RegistrarSettings {
+                domains: vec!["example.com".into()],
+                realm: "example.com".into(),
+                min_expires: 60,
+                max_expires: 3600,
+                default_expires: 3600,
+                users: HashMap::from([
+                    ("alice".to_string(), "s3cret".to_string()),
+                    ("bob".to_string(), "pw".to_string()),
+                ]),
+                keepalive: 30,
+                authenticate_calls: true,
+                auth_failures: Default::default(),
+            }),
+            registered_routes: 0,
+        },
+    )
 }
 
 fn md5_hex(s: &str) -> String {
@@ -214,7 +154,7 @@ fn invite(to: &str, call_id: &str) -> Vec<u8> {
 
 #[test]
 fn registered_phone_receives_calls_at_its_nat_address() {
-    let mut w = World::new();
+    let mut w = world();
     let contact = "<sip:alice@192.168.1.20:5060>;expires=600";
     w.feed(PHONE_NAT, &register(1, contact, ""));
     let ch = w.final_to(PHONE_NAT);
@@ -249,7 +189,7 @@ fn registered_phone_receives_calls_at_its_nat_address() {
     // A carrier calls alice: leg B goes to where the REGISTER came from, R-URI = the Contact.
     w.feed(CARRIER, &invite("alice@example.com", "in-1"));
     let to_phone: Vec<Request> = w
-        .take(PHONE_NAT)
+        .take_to(PHONE_NAT)
         .into_iter()
         .filter_map(|m| match m {
             SipMessage::Request(r) if r.method.as_str() == "INVITE" => Some(r),
@@ -259,7 +199,7 @@ fn registered_phone_receives_calls_at_its_nat_address() {
     assert_eq!(to_phone.len(), 1, "INVITE sent to the phone's NAT address");
     assert_eq!(to_phone[0].uri, "sip:alice@192.168.1.20:5060");
     assert_eq!(w.policy.registered_routes, 1);
-    assert!(w.take(PBX).is_empty(), "not the dial plan's trunk");
+    assert!(w.take_to(PBX).is_empty(), "not the dial plan's trunk");
 
     // bob is a user but not registered: 480; carol is nobody: 404
     w.feed(CARRIER, &invite("bob@example.com", "in-2"));
@@ -269,7 +209,7 @@ fn registered_phone_receives_calls_at_its_nat_address() {
     // another domain: the dial plan (the PBX trunk)
     w.feed(CARRIER, &invite("+15551234@pstn.example.net", "in-4"));
     assert!(
-        w.take(PBX)
+        w.take_to(PBX)
             .iter()
             .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE")),
         "other domains follow the dial plan"
@@ -296,7 +236,7 @@ fn registered_phone_receives_calls_at_its_nat_address() {
 
 #[test]
 fn register_without_a_registrar_is_405() {
-    let mut w = World::new();
+    let mut w = world();
     // a policy without a registrar: the core's old answer
     let mut plain = StaticPolicy {
         targets: vec![],
@@ -333,7 +273,7 @@ fn message(to: &str, call_id: &str, body: &str) -> Vec<u8> {
 /// answer is 408; too big for UDP is 513.
 #[test]
 fn messages_are_relayed_and_answered() {
-    let mut w = World::new();
+    let mut w = world();
     registered(&mut w);
 
     w.feed(
@@ -341,7 +281,7 @@ fn messages_are_relayed_and_answered() {
         &message("alice@example.com", "im-1", "hello alice"),
     );
     let out: Vec<Request> = w
-        .take(PHONE_NAT)
+        .take_to(PHONE_NAT)
         .into_iter()
         .filter_map(|m| match m {
             SipMessage::Request(r) if r.method.as_str() == "MESSAGE" => Some(r),
@@ -372,10 +312,10 @@ fn messages_are_relayed_and_answered() {
         &message("+15551234@pstn.example.net", "im-2", "to the pbx"),
     );
     assert!(w
-        .take(PBX)
+        .take_to(PBX)
         .iter()
         .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "MESSAGE")));
-    w.advance(40);
+    w.advance(Duration::from_secs(40));
     assert_eq!(w.final_to(CARRIER).status, 408);
 
     // offline user, unknown user, and a body too big for UDP
@@ -409,7 +349,7 @@ fn registered(w: &mut World) {
 const WATCHER: &str = "198.51.100.20:5060";
 
 fn requests_to(w: &mut World, to: &str, method: &str) -> Vec<Request> {
-    w.take(to)
+    w.take_to(to)
         .into_iter()
         .filter_map(|m| match m {
             SipMessage::Request(r) if r.method.as_str() == method => Some(r),
@@ -438,7 +378,7 @@ fn reply(
 /// answers go back both ways, an unsubscribe and the final NOTIFY end both dialogs.
 #[test]
 fn presence_subscription_is_relayed_both_ways() {
-    let mut w = World::new();
+    let mut w = world();
     registered(&mut w);
     let sub = "SUBSCRIBE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.20:5060;branch=z9hG4bKs1\r\n\
         Max-Forwards: 70\r\nTo: <sip:alice@example.com>\r\nFrom: <sip:bob@watchers.net>;tag=w1\r\n\
@@ -555,7 +495,7 @@ fn presence_subscription_is_relayed_both_ways() {
 /// SUBSCRIBE without Event is refused.
 #[test]
 fn subscriptions_expire_and_refusals_leave_nothing() {
-    let mut w = World::new();
+    let mut w = world();
     registered(&mut w);
     let sub = |cid: &str, event: bool| {
         format!(
@@ -579,7 +519,7 @@ fn subscriptions_expire_and_refusals_leave_nothing() {
     assert_eq!(w.final_to(WATCHER).status, 202);
     assert_eq!(w.core.subscriptions(), 1);
     // 60 s + grace, no refresh
-    w.advance(120);
+    w.advance(Duration::from_secs(120));
     assert_eq!(w.core.subscriptions(), 0, "expired");
 }
 
@@ -587,17 +527,17 @@ fn subscriptions_expire_and_refusals_leave_nothing() {
 /// REGISTER came from, with its Contact as Request-URI; none once nobody is registered.
 #[test]
 fn registered_phones_get_keepalives() {
-    let mut w = World::new();
+    let mut w = world();
     registered(&mut w);
-    w.advance(95);
+    w.advance(Duration::from_secs(95));
     let pings = requests_to(&mut w, PHONE_NAT, "OPTIONS");
     assert_eq!(pings.len(), 3, "one every 30 s");
     assert_eq!(pings[0].uri, "sip:alice@192.168.1.20:5060");
     assert_eq!(w.core.stats().keepalives, 3);
     // after the binding expires (600 s) the pings stop and no timer is left
-    w.advance(600);
-    w.sent.clear();
-    w.advance(120);
+    w.advance(Duration::from_secs(600));
+    w.sent().clear();
+    w.advance(Duration::from_secs(120));
     assert!(requests_to(&mut w, PHONE_NAT, "OPTIONS").is_empty());
     assert_eq!(
         w.core.poll_timeout(),
@@ -611,7 +551,7 @@ fn registered_phones_get_keepalives() {
 /// call to a local user does not; wrong credentials get a new challenge.
 #[test]
 fn calls_from_phones_to_other_domains_authenticate() {
-    let mut w = World::new();
+    let mut w = world();
     let out = |call_id: &str, auth: &str| {
         format!(
             "INVITE sip:+15559876@pstn.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK{call_id}\r\n\
@@ -628,7 +568,10 @@ fn calls_from_phones_to_other_domains_authenticate() {
         .get("Proxy-Authenticate")
         .expect("challenge")
         .to_string();
-    assert!(w.take(PBX).is_empty(), "nothing placed before credentials");
+    assert!(
+        w.take_to(PBX).is_empty(),
+        "nothing placed before credentials"
+    );
     let nonce = nonce_of(&pa);
     let uri = "sip:+15559876@pstn.example.net";
     let cred = |pw: &str| credentials("Proxy-Authorization", &nonce, "INVITE", uri, pw, 1);
@@ -640,7 +583,7 @@ fn calls_from_phones_to_other_domains_authenticate() {
     );
     w.feed(PHONE_NAT, &out("o3", &cred("s3cret")));
     let placed = w
-        .take(PBX)
+        .take_to(PBX)
         .into_iter()
         .filter(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE"))
         .count();
@@ -648,7 +591,7 @@ fn calls_from_phones_to_other_domains_authenticate() {
     // a trunk's call needs nothing
     w.feed(CARRIER, &invite("+15551234@pstn.example.net", "t1"));
     assert!(w
-        .take(PBX)
+        .take_to(PBX)
         .iter()
         .any(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE")));
     assert!(w.core.stats().rejected.get("auth").copied().unwrap_or(0) >= 2);
@@ -659,7 +602,7 @@ fn calls_from_phones_to_other_domains_authenticate() {
 /// transaction left behind (no retransmission to a forged source).
 #[test]
 fn challenge_is_stateless_and_the_retry_goes_through() {
-    let mut w = World::new();
+    let mut w = world();
     let inv = |branch: &str, auth: &str| {
         format!(
             "INVITE sip:+15559876@pstn.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK{branch}\r\n\
@@ -669,7 +612,7 @@ fn challenge_is_stateless_and_the_retry_goes_through() {
         .into_bytes()
     };
     w.feed(PHONE_NAT, &inv("b1", ""));
-    let out = w.take(PHONE_NAT);
+    let out = w.take_to(PHONE_NAT);
     assert_eq!(out.len(), 1, "one packet, no 100: {out:?}");
     let SipMessage::Response(ch) = &out[0] else {
         panic!("{out:?}")
@@ -681,8 +624,8 @@ fn challenge_is_stateless_and_the_retry_goes_through() {
         "{:?}",
         w.core.describe_transactions()
     );
-    w.advance(40);
-    assert!(w.take(PHONE_NAT).is_empty(), "no retransmission");
+    w.advance(Duration::from_secs(40));
+    assert!(w.take_to(PHONE_NAT).is_empty(), "no retransmission");
     let to_tag = ch.headers.get("To").unwrap().to_string();
     let ack = format!(
         "ACK sip:+15559876@pstn.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKb1\r\n\
@@ -695,12 +638,12 @@ fn challenge_is_stateless_and_the_retry_goes_through() {
     let cred = credentials("Proxy-Authorization", &nonce, "INVITE", uri, "s3cret", 1);
     w.feed(PHONE_NAT, &inv("b2", &cred));
     let placed = w
-        .take(PBX)
+        .take_to(PBX)
         .into_iter()
         .filter(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE"))
         .count();
     assert_eq!(placed, 1, "the authenticated retry is placed");
-    let back = w.take(PHONE_NAT);
+    let back = w.take_to(PHONE_NAT);
     assert!(
         back.iter()
             .any(|m| matches!(m, SipMessage::Response(r) if r.status == 100)),
@@ -712,7 +655,7 @@ fn challenge_is_stateless_and_the_retry_goes_through() {
 /// P-Asserted-Identity reach the trunk as bob, asserted by trunkline alone.
 #[test]
 fn an_authenticated_caller_is_the_identity_leg_b_carries() {
-    let mut w = World::new();
+    let mut w = world();
     let uri = "sip:+15559876@pstn.example.net";
     let inv = |branch: &str, auth: &str| {
         format!(
@@ -737,7 +680,7 @@ fn an_authenticated_caller_is_the_identity_leg_b_carries() {
     );
     w.feed(PHONE_NAT, &inv("i2", &cred));
     let out: Vec<Request> = w
-        .take(PBX)
+        .take_to(PBX)
         .into_iter()
         .filter_map(|m| match m {
             SipMessage::Request(r) if r.method.as_str() == "INVITE" => Some(r),
@@ -765,7 +708,7 @@ fn an_authenticated_caller_is_the_identity_leg_b_carries() {
 /// trunks are not affected.
 #[test]
 fn a_stranger_has_few_unanswered_calls_at_a_time() {
-    let mut w = World::new();
+    let mut w = world();
     registered(&mut w);
     let stranger = "198.51.100.66:5060";
     let call = |n: u32| {
@@ -800,7 +743,7 @@ fn a_stranger_has_few_unanswered_calls_at_a_time() {
 /// trunks; an ended subscription frees its place.
 #[test]
 fn strangers_subscriptions_are_capped_per_source_and_target() {
-    let mut w = World::new();
+    let mut w = world();
     registered(&mut w);
     let sub = |src: &str, n: u32| {
         format!(

@@ -2,6 +2,7 @@
 //! media the test moves with its own sockets. (A copy of the helpers in `media_e2e.rs`, which
 //! keeps its own.)
 
+// Only the media security tests use this module.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, UdpSocket};
