@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     let last = cfg.dialplan.lookup(&query(&cases[2].1)).expect("last");
-    assert_eq!(last.action, Action::Reject(404, "Not Found".into()));
+    assert_eq!(last.action, Action::Reject(404, None));
     assert!(last.rule_index + 2 >= cfg.dialplan.len());
     assert!(cfg.dialplan.lookup(&query(&cases[4].1)).is_none());
 

@@ -424,7 +424,10 @@ impl LivePolicy {
                 }
             }
             Action::Redirect(contacts, code) => RouteOutcome::Redirect { code, contacts },
-            Action::Reject(code, reason) => RouteOutcome::Reject { code, reason },
+            Action::Reject(code, reason) => RouteOutcome::Reject {
+                code,
+                reason: reason.unwrap_or_else(|| signaling::status::reason_phrase(code).into()),
+            },
         }
     }
 

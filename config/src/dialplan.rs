@@ -28,8 +28,9 @@ pub enum Action {
     /// Answer with a 3xx (RFC 3261 §21.3; default 302 Moved Temporarily) carrying these
     /// Contact URIs.
     Redirect(Vec<String>, u16),
-    /// Answer with this final status code (400..=699) and reason phrase.
-    Reject(u16, String),
+    /// Answer with this final status code (400..=699) and reason phrase (none given: the
+    /// phrase RFC 3261 §21 names, `signaling::status`).
+    Reject(u16, Option<String>),
 }
 
 /// The request attributes a dial plan decides on.

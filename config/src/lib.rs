@@ -1958,13 +1958,10 @@ fn build_rule(
                 format!("reject code {} is not a 4xx, 5xx or 6xx", rj.code),
             ));
         }
-        let reason = match rj.reason {
-            Some(s) => {
-                check_text(&s, || at(&["reject", "reason"]), "a reason phrase")?;
-                s
-            }
-            None => default_reason(rj.code).to_string(),
-        };
+        if let Some(s) = &rj.reason {
+            check_text(s, || at(&["reject", "reason"]), "a reason phrase")?;
+        }
+        let reason = rj.reason;
         Action::Reject(rj.code, reason)
     } else {
         return Err(sem(base(), "rule has no action"));
@@ -1981,52 +1978,6 @@ fn build_rule(
         rewrite_request_uri,
         action,
     })
-}
-
-/// RFC 3261 §21 reason phrases for the codes a reject rule is likely to use.
-fn default_reason(code: u16) -> &'static str {
-    match code {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        402 => "Payment Required",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        410 => "Gone",
-        413 => "Request Entity Too Large",
-        414 => "Request-URI Too Long",
-        415 => "Unsupported Media Type",
-        416 => "Unsupported URI Scheme",
-        420 => "Bad Extension",
-        421 => "Extension Required",
-        423 => "Interval Too Brief",
-        480 => "Temporarily Unavailable",
-        481 => "Call/Transaction Does Not Exist",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        484 => "Address Incomplete",
-        485 => "Ambiguous",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        491 => "Request Pending",
-        493 => "Undecipherable",
-        500 => "Server Internal Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Server Time-out",
-        505 => "Version Not Supported",
-        513 => "Message Too Large",
-        600 => "Busy Everywhere",
-        603 => "Decline",
-        604 => "Does Not Exist Anywhere",
-        606 => "Not Acceptable",
-        _ => "Rejected",
-    }
 }
 
 #[cfg(test)]

@@ -653,11 +653,11 @@ fn redirect_and_reject() {
     );
     assert_eq!(
         c.dialplan.lookup(&q("911")).unwrap().action,
-        Action::Reject(403, "Forbidden".into())
+        Action::Reject(403, None)
     );
     assert_eq!(
         c.dialplan.lookup(&q("999")).unwrap().action,
-        Action::Reject(503, "No Capacity".into())
+        Action::Reject(503, Some("No Capacity".into()))
     );
     assert_eq!(
         c.dialplan.lookup(&q("123")).unwrap().action,
@@ -958,7 +958,7 @@ fn big_plan_matches_like_a_linear_scan() {
     let idx = |s: &str| c.dialplan.lookup(&q(s)).map(|d| d.rule_index);
     assert_eq!(idx("10000001234"), Some(0));
     let last = c.dialplan.lookup(&q("10999991")).unwrap();
-    assert_eq!(last.action, Action::Reject(404, "Not Found".into()));
+    assert_eq!(last.action, Action::Reject(404, None));
     let d = c.dialplan.lookup(&q("1099997555")).unwrap();
     assert_eq!(d.to_user.as_deref(), Some("+1099997555"));
     assert_eq!(d.action, route(&["b", "a"]));

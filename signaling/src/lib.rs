@@ -8,6 +8,7 @@ pub mod headers;
 pub mod message;
 pub mod parse;
 pub mod registrar;
+pub mod status;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod transaction;

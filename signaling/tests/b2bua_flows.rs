@@ -387,6 +387,18 @@ fn options_to_trunkline_is_answered() {
     assert!(rs[0].headers.get("Allow").unwrap().contains("INVITE"));
 }
 
+/// RFC 3261 §11: an OPTIONS to trunkline itself with Max-Forwards 0 (a next-hop probe) is
+/// answered 200, not 483; an INVITE with 0 is still 483 (the next test).
+#[test]
+fn options_with_max_forwards_zero_is_answered() {
+    let mut w = world(vec![]);
+    let opt = "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKopt0\r\nMax-Forwards: 0\r\nFrom: <sip:probe@127.0.0.1>;tag=p0\r\nTo: <sip:127.0.0.1:5060>\r\nCall-ID: opt0\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    w.feed(A, opt.as_bytes());
+    let rs = w.take_responses(A);
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].status, 200);
+}
+
 #[test]
 fn no_route_is_404_and_max_forwards_zero_is_483() {
     let mut w = world(vec![]);

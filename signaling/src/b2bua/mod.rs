@@ -584,7 +584,14 @@ impl B2bua {
             .get("To")
             .and_then(tag_param)
             .map(str::to_string);
-        if let Err(rej) = check::admission(&req) {
+        // An out-of-dialog OPTIONS is addressed to trunkline itself, not forwarded: RFC 3261
+        // §11 lets a UAS answer one with Max-Forwards 0 (a proxy's probe of its next hop).
+        let to_us = req.method == Method::Options && to_tag.is_none();
+        let rules = check::Admission {
+            reject_zero_max_forwards: !to_us,
+            ..check::Admission::default()
+        };
+        if let Err(rej) = check::check_request(&req, &rules) {
             // In-dialog requests still must be well formed.
             *self.stats.rejected.entry("admission").or_insert(0) += 1;
             policy.event(CallEvent::Rejected {

@@ -207,27 +207,7 @@ pub(super) fn quote_display(d: &str) -> String {
     }
 }
 
-pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        300 => "Multiple Choices",
-        301 => "Moved Permanently",
-        302 => "Moved Temporarily",
-        305 => "Use Proxy",
-        380 => "Alternative Service",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        503 => "Service Unavailable",
-        603 => "Decline",
-        _ => "Unknown",
-    }
-}
+pub use crate::status::reason_phrase;
 
 #[cfg(test)]
 mod tests {
