@@ -92,6 +92,8 @@
 //! are matched by a prefix index and a small matcher for common regex shapes (`pattern`), so a
 //! lookup costs well under a microsecond whichever of the 100k rules matches.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
