@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The I/O line (ARCHITECTURE.md, "Crate boundaries"): the sans-IO crates must not depend on an
 # async runtime, an event loop, io_uring, libc or socket helpers, and must forbid unsafe code.
-# Fails (exit 1) listing every crossing. Called by .ci/run before the tests.
+# (signaling, config, mgcp, codecs, media-core, mgcp-bridge.) Fails (exit 1) listing every crossing. Called by .ci/run before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # package name (as cargo knows it) : source directory
-CORE=(signaling:signaling trunkline-config:config mgcp:mgcp codecs:codecs media-core:media-core)
+CORE=(signaling:signaling trunkline-config:config mgcp:mgcp codecs:codecs media-core:media-core mgcp-bridge:mgcp-bridge)
 FORBIDDEN='tokio|mio|io-uring|libc|socket2'
 
 fail=0
