@@ -9,7 +9,8 @@
 //! * [`session`]: per-leg latching (symmetric RTP, safe against RTP Bleed) and counters;
 //!   [`quality`] and [`rtcp`]: loss, jitter, RTT and MOS from RTP and RTCP.
 //!
-//! No sockets, threads, clock reads, `libc` or `unsafe`: time is an argument. The data plane
+//! No sockets, threads, `libc` or `unsafe`; time is an argument (only the [`fuzzing`] harness
+//! reads the clock, for its base instant). The data plane
 //! (workers, epoll, io_uring, eBPF, the ng UDP server) is the `media-relay` crate.
 
 #![forbid(unsafe_code)]
