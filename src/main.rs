@@ -1,4 +1,5 @@
-//! `trunkline`: the command line. `run` serves, `check` validates a configuration file.
+//! `trunkline`: the command line. `run` serves, `check` validates a configuration file. The
+//! server itself is the library (`src/lib.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,13 +9,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod limits;
-mod metrics;
-mod mgcp_bridge;
-mod policy;
-mod server;
-mod tls;
-mod transport;
+use trunkline::{server, tls};
 
 const HELP: &str = "\
 trunkline — a SIP session border controller (B2BUA, media relay)

@@ -5,6 +5,8 @@
 //! * [`dtmf`]: RFC 4733 telephone-event payloads (DTMF digits and flash).
 //! * [`payload`]: the static RTP payload types of RFC 3551 (name, clock rate, channels).
 
+#![forbid(unsafe_code)]
+
 pub mod dtmf;
 pub mod g711;
 pub mod payload;

@@ -92,9 +92,11 @@
 //! are matched by a prefix index and a small matcher for common regex shapes (`pattern`), so a
 //! lookup costs well under a microsecond whichever of the 100k rules matches.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -1120,7 +1122,7 @@ fn build_with(
                 format!("trunk name `{name}`: use letters, digits, `-`, `_` and `.`"),
             ));
         }
-        let address = resolve(&t.address).map_err(|m| sem(p("address"), m))?;
+        let address = trunk_address(&t.address).map_err(|m| sem(p("address"), m))?;
         if t.max_calls == Some(0) {
             return Err(sem(
                 p("max_calls"),
@@ -1663,21 +1665,18 @@ fn parse_socket(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{s}` is not an IP:port address (IPv6 as [::1]:5060)"))
 }
 
-/// IP:port, or host:port resolved now (first address).
-fn resolve(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.trim().parse() {
+/// A trunk's IP:port. The configuration does no DNS (resolution belongs to the shell, at run
+/// time): a host:port is refused, with a message saying so.
+fn trunk_address(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    if let Ok(a) = t.parse() {
         return Ok(a);
     }
-    let t = s.trim();
     match t.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-        _ => return Err(format!("`{s}` is not an IP:port or host:port address")),
-    }
-    match t.to_socket_addrs() {
-        Ok(mut it) => it
-            .next()
-            .ok_or_else(|| format!("`{s}` resolves to no address")),
-        Err(e) => Err(format!("`{s}`: cannot resolve: {e}")),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Err(format!(
+            "`{s}`: host names are not resolved; give the trunk as IP:port (IPv6 as [::1]:5060)"
+        )),
+        _ => Err(format!("`{s}` is not an IP:port address")),
     }
 }
 

@@ -307,6 +307,18 @@ fn address_errors() {
         "not an IP:port",
     );
     assert_err(
+        &ACC.replace("127.0.0.1:15080", "localhost:15080"),
+        12,
+        19,
+        "host names are not resolved",
+    );
+    assert_err(
+        &ACC.replace("127.0.0.1:15080", "pbx.example"),
+        12,
+        19,
+        "not an IP:port",
+    );
+    assert_err(
         &ACC.replace("address: 127.0.0.1\n", "address: localhost\n"),
         5,
         12,

@@ -1,7 +1,7 @@
 //! Fuzz bencode decoding and ng command handling (cookie, retransmission cache, commands).
 //!
 //! The body and its invariants are `media_relay::fuzzing::ng`, which the stable mutation loop
-//! (`media-relay/tests/fuzz_loop.rs`) runs too.
+//! (`media-core/tests/fuzz_loop.rs`) runs too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,7 +1,7 @@
 //! Fuzz RTCP compound parsing and RTP header parsing/receiver statistics.
 //!
 //! The body and its invariants are `media_relay::fuzzing::rtcp`, which the stable mutation loop
-//! (`media-relay/tests/fuzz_loop.rs`) runs too.
+//! (`media-core/tests/fuzz_loop.rs`) runs too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

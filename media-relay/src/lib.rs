@@ -1,15 +1,15 @@
-//! trunkline's media relay.
+//! trunkline's media relay: the data plane (port pool, worker threads, epoll and io_uring back
+//! ends, the eBPF kernel fast path) and the ng protocol's UDP server.
 //!
-//! * [`dataplane`]: the interface between the control side (SDP offer/answer, the ng protocol, the
-//!   B2BUA) and the packet-forwarding data plane.
+//! The sans-IO media logic (SDP, offer/answer control, latching, RTP/RTCP quality, the ng
+//! protocol, the [`dataplane`] contract) is the `media-core` crate; it is re-exported here under
+//! its old paths so users of the relay need one dependency.
 
-pub mod control;
-pub mod dataplane;
 #[doc(hidden)]
-pub mod fuzzing;
+pub use media_core::fuzzing;
+pub use media_core::{control, dataplane, sdp};
 pub mod ng;
 pub mod relay;
-pub mod sdp;
 
 pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};
 pub use relay::{Backend, ClosedPairStats, Relay, RelayConfig, RelayTotals};

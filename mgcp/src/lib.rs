@@ -8,6 +8,8 @@
 //!
 //! Checked against a real gateway (osmo-mgw) in `tests/mgcp_osmo.rs` at the repository root.
 
+#![forbid(unsafe_code)]
+
 pub mod agent;
 pub mod msg;
 

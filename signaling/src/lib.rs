@@ -1,6 +1,8 @@
 //! trunkline's SIP core. Everything in this crate is sans-IO: no sockets, no sleeping, no clock
 //! reads. Time is passed in as `std::time::Instant` arguments; bytes come in and go out as values.
 
+#![forbid(unsafe_code)]
+
 pub mod b2bua;
 pub mod check;
 pub mod digest;

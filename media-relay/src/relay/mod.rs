@@ -41,9 +41,10 @@ mod core;
 mod epoll;
 pub(crate) mod kernel;
 mod pool;
-pub mod quality;
-pub mod rtcp;
-mod session;
+// The pure session logic (latching, RTP/RTCP quality) is `media_core`'s; the worker core here
+// drives it on sockets.
+use media_core::session;
+pub use media_core::{quality, rtcp};
 mod sys;
 #[cfg(target_os = "linux")]
 mod uring;

@@ -1,5 +1,5 @@
 //! Fuzz bodies shared by the cargo-fuzz targets in `fuzz/` (`sdp`, `ng`, `rtcp`) and by the
-//! stable mutation loop in `media-relay/tests/fuzz_loop.rs`, so both check the same
+//! stable mutation loop in `media-core/tests/fuzz_loop.rs`, so both check the same
 //! invariants. Each takes arbitrary bytes and panics only when an invariant breaks.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use crate::control::fake::FakeDataPlane;
 use crate::control::{MediaCalls, Side};
 use crate::ng::{bencode, NgHandler};
-use crate::relay::{quality, rtcp};
 use crate::sdp::{OriginState, Sdp};
+use crate::{quality, rtcp};
 
 const RELAY: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
 

@@ -12,7 +12,7 @@
 //! output file is written with LF for readability; the rewritten body must use CRLF only, and
 //! equal the expected file with its LFs turned into CRLFs.
 
-use media_relay::sdp::{OriginState, Sdp};
+use media_core::sdp::{OriginState, Sdp};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 

@@ -10,14 +10,14 @@ use crate::dataplane::LegStats;
 
 /// RTP or RTCP socket of a leg.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Rtp = 0,
     Rtcp = 1,
 }
 
 /// Why a received packet was not forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DropReason {
+pub enum DropReason {
     /// The leg has no `set_remote` yet, so no source can be trusted.
     NotReady,
     /// The source is neither the learned one nor one that may be learned (another IP than the
@@ -32,7 +32,7 @@ pub(crate) enum DropReason {
 /// than the signalled address must send before it is learned (RFC 3550 A.1 probation; the RFC's
 /// `MIN_SEQUENTIAL` is 2, one more here because a learned source receives the other leg's
 /// media). Its packets are dropped until then.
-pub(crate) const PROBATION: u8 = 3;
+pub const PROBATION: u8 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -55,7 +55,7 @@ struct Candidate {
 
 /// What the latch may judge a packet from a not yet learned source by.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Evidence<'a> {
+pub enum Evidence<'a> {
     /// A packet on the RTP socket: its RTP header (sequence probation).
     Rtp(&'a [u8]),
     /// A packet on the RTCP socket, and the IP the leg's RTP source was learned from, if it
@@ -80,7 +80,7 @@ pub(crate) enum Evidence<'a> {
 ///    A new `set_remote` re-opens learning (re-offer): the old source keeps flowing meanwhile
 ///    and is learned again by probation, or a new one replaces it by the same rules.
 #[derive(Clone, Debug)]
-pub(crate) struct Latch {
+pub struct Latch {
     expected: Option<SocketAddr>,
     /// The IP the leg's endpoint signals from, when the control side knows it.
     signalling: Option<IpAddr>,
@@ -245,7 +245,7 @@ impl Latch {
 
 /// What the far end reported about the media it receives from the relay on this leg.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct RemoteReport {
+pub struct RemoteReport {
     fraction_lost: Option<f64>,
     cumulative_lost: Option<i64>,
     jitter_units: Option<u32>,
@@ -257,7 +257,7 @@ const SR_RING: usize = 4;
 
 /// Per-leg counters and quality.
 #[derive(Clone, Debug)]
-pub(crate) struct LegState {
+pub struct LegState {
     pub latch: [Latch; 2],
     pub rx: RtpReceiver,
     pub rtp_in: u64,
@@ -307,7 +307,7 @@ impl LegState {
         }
     }
 
-    pub(crate) fn clock_rate(&self, pt: u8) -> u32 {
+    pub fn clock_rate(&self, pt: u8) -> u32 {
         for &(p, r) in &self.rates {
             if p == pt && r > 0 {
                 return r;

@@ -179,13 +179,13 @@ impl RtpReceiver {
     }
 
     /// The synchronization source being received (0 before the first packet).
-    pub(crate) fn ssrc(&self) -> u32 {
+    pub fn ssrc(&self) -> u32 {
         self.ssrc
     }
 
     /// What the kernel fast path continues from: (extended highest sequence number, jitter x 16
     /// in timestamp units, clock rate), or `None` before the source is validated.
-    pub(crate) fn kernel_seed(&self) -> Option<(u32, u32, u32)> {
+    pub fn kernel_seed(&self) -> Option<(u32, u32, u32)> {
         if !self.started || self.probation > 0 {
             return None;
         }
@@ -195,7 +195,7 @@ impl RtpReceiver {
 
     /// Fold in what the kernel fast path saw since the last call: `received` more packets, the
     /// extended highest sequence number and jitter (x 16) it keeps (see `kernel_seed`).
-    pub(crate) fn kernel_update(&mut self, ext_max: u32, received: u64, jitter16: u32) {
+    pub fn kernel_update(&mut self, ext_max: u32, received: u64, jitter16: u32) {
         self.received += received;
         if !self.started || self.probation > 0 {
             return;

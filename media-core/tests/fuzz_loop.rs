@@ -2,10 +2,10 @@
 //! so the suite runs them on every test run: seeds (the SDP cases of `tests/data/sdp/`, ng
 //! commands, RTCP compounds) mutated deterministically (bit flips, interesting bytes, inserted,
 //! deleted, duplicated and spliced ranges, truncation), each mutant fed to the same body
-//! (`media_relay::fuzzing`) that libFuzzer drives. Not coverage-guided: the libFuzzer runs in
+//! (`media_core::fuzzing`) that libFuzzer drives. Not coverage-guided: the libFuzzer runs in
 //! `fuzz/README.md` are.
 
-use media_relay::fuzzing;
+use media_core::fuzzing;
 
 struct Rng(u64);
 
