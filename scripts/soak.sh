@@ -5,7 +5,8 @@
 # the first --mark calls (at mark/rate seconds) and at the end, and their ratio. Issue 8 asks
 # for 1,000,000 calls at 1000 calls/s with RSS at the end within 10 % of RSS after 100,000.
 #
-# usage: scripts/soak.sh [--rate 1000] [--calls 1000000] [--mark 100000] [--duration 500] [--out DIR]
+# usage: scripts/soak.sh [--rate 1000] [--calls 1000000] [--mark 100000] [--duration 500]
+#                        [--ports 40000-59999] [--out DIR]
 #
 # Not part of the test suite (it runs for calls/rate seconds). Runs in a private network
 # namespace (`unshare -rn`) when allowed, so nothing leaves loopback; bounded in calls and time.
@@ -15,6 +16,7 @@ rate=1000
 calls=1000000
 mark=100000
 duration=500
+ports=40000-59999
 out=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -22,16 +24,19 @@ while [[ $# -gt 0 ]]; do
         --calls) calls=$2; shift 2 ;;
         --mark) mark=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
+        --ports) ports=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "soak: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
 if [[ -z ${SOAK_IN_NETNS:-} ]] && unshare -rn true 2>/dev/null; then
     exec unshare -rn env SOAK_IN_NETNS=1 bash "$0" --rate "$rate" --calls "$calls" \
-        --mark "$mark" --duration "$duration" ${out:+--out "$out"}
+        --mark "$mark" --duration "$duration" --ports "$ports" ${out:+--out "$out"}
 fi
 [[ -n ${SOAK_IN_NETNS:-} ]] && ip link set lo up
 command -v sipp >/dev/null || { echo "soak: sipp missing (scripts/install-deps.sh)" >&2; exit 1; }
@@ -44,30 +49,8 @@ limit=$(( calls / rate + duration / 1000 + 60 ))
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 
-wait_udp() {
-    local hex i
-    hex=$(printf ':%04X ' "$1")
-    for i in $(seq 1 100); do
-        grep -q "$hex" /proc/net/udp && return 0
-        sleep 0.05
-    done
-    echo "soak: nothing listens on udp $1" >&2
-    return 1
-}
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-cat >"$out/trunkline.yaml" <<EOF
-listen:
-  - { transport: udp, address: 127.0.0.1:5070 }
-media:
-  address: 127.0.0.1
-  ports: 40000-59999
-trunks:
-  uas: { address: 127.0.0.1:5080, transport: udp }
-dialplan:
-  - match: { to_user: '.*' }
-    route: [uas]
-EOF
+bench_yaml | sed "s/ports: 40000-59999/ports: $ports/" >"$out/trunkline.yaml"
 RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
 tl=$!
 pids+=("$tl")
@@ -96,9 +79,8 @@ while kill -0 "$uac" 2>/dev/null; do
 done
 wait "$uac" 2>/dev/null || true
 rss_end=$(rss_kb "$tl")
-col() { awk -F';' -v c="$1" 'NR==1{for(i=1;i<=NF;i++) if($i==c) k=i} END{print $k+0}' "$out/uac.csv"; }
-ok=$(col SuccessfulCall\(C\))
-failed=$(col FailedCall\(C\))
+ok=$(sipp_col "$out/uac.csv" 'SuccessfulCall(C)')
+failed=$(sipp_col "$out/uac.csv" 'FailedCall(C)')
 kill -0 "$tl" 2>/dev/null && alive=yes || alive=no
 echo "soak: $calls calls at $rate/s: ok $ok, failed $failed; trunkline alive: $alive"
 echo "soak: RSS after $mark calls ${rss_mark:-?} kB, at the end $rss_end kB" \

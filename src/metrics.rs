@@ -29,6 +29,7 @@ pub struct Metrics {
     pub parse_errors: IntCounter,
     pub registered_contacts: IntGauge,
     pub keepalives: IntCounter,
+    pub media_failures: IntCounter,
     pub subscriptions: IntGauge,
     pub registers: IntCounterVec,
     pub instant_messages: IntCounterVec,
@@ -149,6 +150,11 @@ impl Metrics {
                 &r,
                 "trunkline_sip_subscriptions",
                 "Event subscriptions (SUBSCRIBE/NOTIFY, e.g. presence) being relayed.",
+            ),
+            media_failures: counter(
+                &r,
+                "trunkline_media_answer_failures_total",
+                "SDP answers (or late offers) the media relay could not take; the offer was ended with 488 on the leg that made it.",
             ),
             keepalives: counter(
                 &r,

@@ -305,6 +305,7 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         .set(core.registered_contacts(policy.now) as i64);
     metrics.subscriptions.set(core.subscriptions() as i64);
     crate::policy::set_counter(&metrics.keepalives, stats.keepalives);
+    crate::policy::set_counter(&metrics.media_failures, stats.media_failures);
     for (status, n) in &stats.registers {
         crate::policy::set_counter(
             &metrics.registers.with_label_values(&[&status.to_string()]),

@@ -1,5 +1,5 @@
 //! `trunkline check --config FILE`: exit 0 on a valid file; non-zero with
-//! `FILE:LINE:COLUMN: message` on stderr otherwise (DESIGN.md "Configuration contract").
+//! `FILE:LINE:COLUMN: message` on stderr otherwise (README, "Configuration").
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Hostile input over UDP: the RFC 4475 torture messages, then thousands of mutated and random
 //! datagrams. trunkline must answer as the RFC says (or drop), forward nothing invalid, and keep
-//! serving (DESIGN.md invariant 2: nothing panics on network input).
+//! serving (ARCHITECTURE.md invariant 2: nothing panics on network input).
 //!
 //! Both tests run only inside a private network namespace: the messages name hosts such as
 //! 192.0.2.1 or host5.example.com in their Via headers, and whatever trunkline might send there

@@ -1,7 +1,7 @@
 //! End-to-end interop: SIPp caller → trunkline (B2BUA) → SIPp callee(s), over loopback, each
 //! test in its own network namespace (see `common`). The callee scenarios fail any call in which
 //! the caller's Call-ID, branch, tag or Contact shows up, or that arrives with two Vias, so every
-//! passing call here also proves topology hiding (RFC 3261 §6 "B2BUA"; DESIGN.md invariant 3).
+//! passing call here also proves topology hiding (RFC 3261 §6 "B2BUA"; ARCHITECTURE.md invariant 3).
 
 mod common;
 
@@ -302,7 +302,7 @@ fn decline_603_stops_failover() {
     });
 }
 
-/// No dial plan rule matches: 404 (DESIGN.md; RFC 3261 §21.4.5).
+/// No dial plan rule matches: 404 (RFC 3261 §21.4.5).
 #[test]
 fn no_route_is_404() {
     isolated("no_route_is_404", false, |net| {

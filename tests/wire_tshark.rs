@@ -2,7 +2,7 @@
 //! through trunkline, captured on loopback inside the test's own network namespace.
 //!
 //! - tshark flags nothing malformed (SIP, SDP, RTP, RTCP) in either direction;
-//! - topology hiding (DESIGN.md invariant 3): no message on leg B carries leg A's Call-ID, tag,
+//! - topology hiding (ARCHITECTURE.md invariant 3): no message on leg B carries leg A's Call-ID, tag,
 //!   Via or Contact, and the reverse; each leg's SDP names only the relay;
 //! - the relay forwards RTP untouched (RFC 3550: SSRC, sequence number and timestamp as sent), and
 //!   every packet the caller sent reaches the callee.

@@ -3,7 +3,7 @@
 //! errors, timer runs and mangled messages (bytes flipped, lines dropped or doubled, truncated),
 //! built from what the core really sent so they reach deep call states.
 //!
-//! Invariants checked at every step ("nothing panics on network input", DESIGN.md invariant 2):
+//! Invariants checked at every step ("nothing panics on network input", ARCHITECTURE.md invariant 2):
 //! no panic; every message the core transmits parses (but an error response to a bad request,
 //! which echoes that request's Via/From/To/Call-ID/CSeq); time runs without the core asking to be
 //! woken in the past forever (no busy loop). At the end of each run, after ten quiet minutes:

@@ -710,3 +710,82 @@ fn cancel_held_back_goes_out_on_100_trying() {
         w.core.describe_transactions()
     );
 }
+
+/// A policy whose media relay takes no answer (SDP it cannot anchor).
+struct RefuseAnswers(StaticPolicy);
+
+impl signaling::b2bua::Policy for RefuseAnswers {
+    fn route(
+        &mut self,
+        req: &Request,
+        from: signaling::Peer,
+        to_user: &str,
+        from_user: &str,
+    ) -> signaling::b2bua::RouteOutcome {
+        self.0.route(req, from, to_user, from_user)
+    }
+    fn media_offer(
+        &mut self,
+        call: signaling::b2bua::CallRef<'_>,
+        from: signaling::b2bua::Leg,
+        sdp: &[u8],
+    ) -> Result<Vec<u8>, signaling::b2bua::MediaRefusal> {
+        self.0.media_offer(call, from, sdp)
+    }
+    fn media_answer(
+        &mut self,
+        _: signaling::b2bua::CallRef<'_>,
+        _: signaling::b2bua::Leg,
+        _: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        Err("no media line the relay can take".into())
+    }
+    fn media_release(&mut self, call: signaling::b2bua::CallRef<'_>) {
+        self.0.media_release(call)
+    }
+    fn event(&mut self, ev: CallEvent) {
+        self.0.event(ev)
+    }
+}
+
+/// Leg B answers 200 with SDP the relay refuses: leg A gets 488 (never a 200 without SDP),
+/// leg B's 200 is ACKed and ended with BYE, the media is released once, and it is counted.
+#[test]
+fn a_refused_media_answer_ends_the_offer_with_488() {
+    let cfg = CoreConfig {
+        local_udp: Some(ME.parse().unwrap()),
+        ..CoreConfig::default()
+    };
+    let mut w = signaling::testing::World::new(
+        cfg,
+        RefuseAnswers(StaticPolicy {
+            targets: vec![target("pbx", PBX)],
+            events: Vec::new(),
+            released: Vec::new(),
+        }),
+    );
+    w.feed(A, &invite("call-488", SDP_A));
+    let _ = w.take_responses(A);
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let rs = w.take_responses(A);
+    assert_eq!(
+        rs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![488],
+        "{rs:?}"
+    );
+    let to_b = w.take_to(PBX);
+    let methods: Vec<&str> = to_b
+        .iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) => Some(r.method.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(methods, vec!["ACK", "BYE"], "leg B's 200 ACKed and ended");
+    assert_eq!(w.policy.0.released.len(), 1, "media released once");
+    assert_eq!(w.core.stats().media_failures, 1);
+}

@@ -18,7 +18,7 @@ pub struct Trunk<'a> {
     pub port: u16,
 }
 
-/// A configuration in the shape of DESIGN.md's contract: UDP and TCP listeners on the test's
+/// A configuration in the shape of the README's configuration: UDP and TCP listeners on the test's
 /// SIP port, the given trunks, and one catch-all dial plan rule routing to `route` in order.
 pub fn config_yaml(net: &Net, trunks: &[Trunk<'_>], route: &[&str]) -> String {
     config_yaml_rules(net, trunks, &[(".*", route)])

@@ -146,9 +146,11 @@ impl B2bua {
         let body = if resp.body.is_empty() {
             None
         } else {
-            policy
-                .media_answer(call.media_ref(), Leg::B, &resp.body)
-                .ok()
+            let r = policy.media_answer(call.media_ref(), Leg::B, &resp.body);
+            // An early answer the relay refuses: the provisional goes on without it (the 2xx
+            // decides), counted.
+            self.stats.media_failures += u64::from(r.is_err());
+            r.ok()
         };
         let mut out = self.a_response(id, resp.status, &resp.reason, &resp);
         if let Some(b) = body {
@@ -265,7 +267,13 @@ impl B2bua {
             } else {
                 policy.media_answer(call.media_ref(), Leg::B, &resp.body)
             };
-            r.ok()
+            match r {
+                Ok(b) => Some(b),
+                Err(_) => {
+                    self.media_refused_answer(id, tx, a_tx, now, policy);
+                    return;
+                }
+            }
         };
         if late_offer {
             if let Some(c) = self.calls.get_mut(&id) {
@@ -292,5 +300,43 @@ impl B2bua {
             status: 200,
             post_dial_delay: pdd,
         });
+    }
+
+    /// Leg B answered 2xx with SDP the relay cannot take: the call cannot carry media. Leg B's
+    /// 2xx is ACKed and ended with BYE, leg A's INVITE gets 488 (RFC 3261 §13.3.1.3: the offer
+    /// is not acceptable), and the call ends with its media released.
+    fn media_refused_answer(
+        &mut self,
+        id: u64,
+        tx: TxId,
+        a_tx: Option<TxId>,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        self.stats.media_failures += 1;
+        self.send_b_ack(id, None, now);
+        self.send_bye(id, Leg::B, now);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.state = CallState::Terminated;
+        let resp = make_response(
+            &call.a_invite,
+            488,
+            "Not Acceptable Here",
+            Some(&call.a.local_tag),
+        );
+        let trunk = call.trunk.clone();
+        if let Some(a_tx) = a_tx {
+            self.tx.send_response(a_tx, resp, now);
+        }
+        self.owners.remove(&tx);
+        policy.event(CallEvent::Finished {
+            call: id,
+            trunk,
+            status: 488,
+            post_dial_delay: None,
+        });
+        self.maybe_collect_with_media(id, policy);
     }
 }

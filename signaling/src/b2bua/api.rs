@@ -286,4 +286,7 @@ pub struct CoreStats {
     pub messages: HashMap<u16, u64>,
     /// NAT keep-alive OPTIONS sent to registered phones.
     pub keepalives: u64,
+    /// SDP the media relay could not take (an answer or a late offer): the offer ended with
+    /// 488 on the leg that made it, never a 2xx without SDP.
+    pub media_failures: u64,
 }

@@ -32,9 +32,22 @@ impl B2bua {
                 let Some(call) = self.calls.get(&id) else {
                     return;
                 };
-                policy
-                    .media_answer(call.media_ref(), Leg::A, &req.body)
-                    .ok()
+                match policy.media_answer(call.media_ref(), Leg::A, &req.body) {
+                    Ok(b) => Some(b),
+                    Err(_) => {
+                        // Leg A's answer (in its ACK) to leg B's offer cannot be taken: the
+                        // ACK cannot be refused, so the call is ended (BYE on both legs).
+                        self.stats.media_failures += 1;
+                        if let Some(call) = self.calls.get_mut(&id) {
+                            call.b_ack_pending = false;
+                        }
+                        self.send_b_ack(id, None, now);
+                        self.send_bye(id, Leg::A, now);
+                        self.send_bye(id, Leg::B, now);
+                        self.finish_confirmed(id, now, policy);
+                        return;
+                    }
+                }
             };
             if let Some(call) = self.calls.get_mut(&id) {
                 call.b_ack_pending = false;
@@ -309,13 +322,21 @@ impl B2bua {
                 }
             }
         }
+        let mut refused = false;
         let body = if !resp.body.is_empty() && matches!(method, Method::Invite | Method::Update) {
             let Some(call) = self.calls.get(&id) else {
                 return;
             };
-            policy
-                .media_answer(call.media_ref(), to_leg, &resp.body)
-                .ok()
+            match policy.media_answer(call.media_ref(), to_leg, &resp.body) {
+                Ok(b) => Some(b),
+                Err(_) => {
+                    // The other leg's answer cannot be taken: the offer ends with 488 on the
+                    // leg that made it (its session stays as it was, RFC 3261 §14.2).
+                    self.stats.media_failures += 1;
+                    refused = (200..300).contains(&resp.status);
+                    None
+                }
+            }
         } else if !resp.body.is_empty() {
             Some(resp.body.clone())
         } else {
@@ -348,7 +369,16 @@ impl B2bua {
                 ack.headers.set("CSeq", format!("{seq} ACK"));
                 self.tx.send_stateless(&SipMessage::Request(ack), peer);
             }
-            self.tx.send_2xx_reliably(server_tx, out, now);
+            if refused {
+                let tag = local_tag.as_deref();
+                let r = make_response(&orig, 488, "Not Acceptable Here", tag);
+                self.tx.send_response(server_tx, r, now);
+            } else {
+                self.tx.send_2xx_reliably(server_tx, out, now);
+            }
+        } else if refused {
+            let r = make_response(&orig, 488, "Not Acceptable Here", local_tag.as_deref());
+            self.tx.send_response(server_tx, r, now);
         } else {
             self.tx.send_response(server_tx, out, now);
         }
