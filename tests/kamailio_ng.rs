@@ -158,7 +158,7 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
             let klog_text = || std::fs::read_to_string(&klog).unwrap_or_default();
             assert!(
             out.status.success(),
-            "SIPp calls through Kamailio failed ({}):\n{}\nkamailio log:\n{}\ntrunkline log:\n{}",
+            "SIPp calls through Kamailio failed ({}):\n{}\nkamailio log:\n{}\ntrunkline log:\n{}\nthe caller's last messages:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout)
                 .lines()
@@ -167,7 +167,17 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
                 .collect::<Vec<_>>()
                 .join("\n"),
             klog_text(),
-            tl.log_tail(30)
+            tl.log_tail(30),
+            std::fs::read_to_string(&uac_trace)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
             if let Some(mut c) = callee.0.take() {
                 c.wait_timeout(Duration::from_secs(10));
