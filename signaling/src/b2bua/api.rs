@@ -122,7 +122,9 @@ pub enum CallEvent {
 
 /// The decisions the core delegates.
 pub trait Policy {
-    /// Route a new INVITE. `to_user`/`from_user` are the user parts of To and From.
+    /// Route a new INVITE. `to_user` is the Request-URI's user part (the identity the
+    /// authorization decision was made on, never To's); `from_user` is the caller's: the
+    /// authenticated user's name when the caller authenticated, else From's user part.
     fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome;
     /// An SDP offer arrived on leg `from`; return the SDP to send to the other leg.
     fn media_offer(
