@@ -786,7 +786,14 @@ mod core_flows {
     }
 
     impl Policy for P {
-        fn route(&mut self, _: &Request, _: Peer, to: &str, from: &str) -> RouteOutcome {
+        fn route(
+            &mut self,
+            _: &Request,
+            _: Peer,
+            to: &str,
+            from: &str,
+            _now: Instant,
+        ) -> RouteOutcome {
             let targets: Vec<Target> = self
                 .targets
                 .iter()
@@ -810,16 +817,23 @@ mod core_flows {
             _: CallRef<'_>,
             _: Leg,
             sdp: &[u8],
+            _now: Instant,
         ) -> Result<Vec<u8>, MediaRefusal> {
             Ok(sdp.to_vec())
         }
-        fn media_answer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+        fn media_answer(
+            &mut self,
+            _: CallRef<'_>,
+            _: Leg,
+            sdp: &[u8],
+            _now: Instant,
+        ) -> Result<Vec<u8>, String> {
             Ok(sdp.to_vec())
         }
-        fn media_release(&mut self, call: CallRef<'_>) {
+        fn media_release(&mut self, call: CallRef<'_>, _now: Instant) {
             self.usage.release(call.id);
         }
-        fn event(&mut self, ev: CallEvent) {
+        fn event(&mut self, ev: CallEvent, _now: Instant) {
             let limits = &self.limits;
             self.usage.on_event(
                 &ev,
@@ -827,7 +841,7 @@ mod core_flows {
                 self.now,
             );
         }
-        fn admit_target(&mut self, t: &Target) -> bool {
+        fn admit_target(&mut self, t: &Target, _now: Instant) -> bool {
             let lim = self.limits.get(&t.trunk).copied().unwrap_or_default();
             self.usage.check(&t.trunk, lim, self.now).is_ok()
         }

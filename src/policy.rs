@@ -17,8 +17,6 @@ pub struct LivePolicy {
     pub config: Arc<Config>,
     pub media: Option<Media>,
     pub metrics: Arc<Metrics>,
-    /// Time of the batch being handled (the shell sets it; the policy never reads the clock).
-    pub now: Instant,
     pub guard: Guard,
     /// The trunk each call came from, for the `direction="inbound"` call metrics.
     sources: CallSources,
@@ -231,7 +229,6 @@ impl LivePolicy {
             config,
             media,
             metrics,
-            now: Instant::now(),
             guard,
             sources: CallSources::default(),
             registrar: None,
@@ -257,13 +254,13 @@ impl LivePolicy {
     /// from a source over `limits.source_rate` (trunks exempt) and requests whose User-Agent
     /// is on `limits.user_agent_block` are dropped; a scanner learns nothing, not even that
     /// something listens. Responses always pass (they answer our own requests).
-    pub fn screen(&mut self, data: &[u8], from: Peer) -> bool {
+    pub fn screen(&mut self, data: &[u8], from: Peer, now: Instant) -> bool {
         self.guard.follow(&self.config);
         if !limits::is_request(data) {
             return true;
         }
         if let Some(s) = &mut self.guard.sources {
-            if !s.allow(from.addr.ip(), self.now) {
+            if !s.allow(from.addr.ip(), now) {
                 self.guard.rate_limited.iter().for_each(|c| c.inc());
                 return false;
             }
@@ -343,6 +340,7 @@ impl LivePolicy {
         to_user: &str,
         from_user: &str,
         calls: bool,
+        now: Instant,
     ) -> RouteOutcome {
         let q = RouteQuery {
             to_user,
@@ -362,7 +360,7 @@ impl LivePolicy {
                 // A call from a trunk counts against that trunk's limits too.
                 if let Some(src) = q.source_trunk.map(str::to_string).filter(|_| calls) {
                     let lim = self.trunk_limits(&src);
-                    if let Err(l) = self.guard.usage.admit_inbound(&src, lim, self.now) {
+                    if let Err(l) = self.guard.usage.admit_inbound(&src, lim, now) {
                         self.limit_hit(&src, l);
                         return self.unavailable();
                     }
@@ -381,7 +379,7 @@ impl LivePolicy {
                             max_calls: t.max_calls,
                             max_cps: t.max_cps,
                         };
-                        match self.guard.usage.check(&t.name, lim, self.now) {
+                        match self.guard.usage.check(&t.name, lim, now) {
                             Ok(()) => true,
                             Err(l) => {
                                 // A trunk at its limit is skipped like a failed one.
@@ -481,7 +479,7 @@ fn auth_failure_limits(a: &config::AuthFailures) -> signaling::digest::FailureLi
 }
 
 impl Policy for LivePolicy {
-    fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
+    fn registrar(&mut self, _now: Instant) -> Option<Arc<RegistrarSettings>> {
         match &self.registrar {
             Some(r) => r.clone(),
             None => {
@@ -504,7 +502,7 @@ impl Policy for LivePolicy {
         }
     }
 
-    fn is_trunk(&mut self, from: Peer) -> bool {
+    fn is_trunk(&mut self, from: Peer, _now: Instant) -> bool {
         self.trunk_of(from).is_some()
     }
 
@@ -514,6 +512,7 @@ impl Policy for LivePolicy {
         from: Peer,
         targets: Vec<Target>,
         from_user: &str,
+        now: Instant,
     ) -> RouteOutcome {
         self.sources.pending = self.trunk_of(from).map(str::to_string);
         if let Some(refused) = self.admission() {
@@ -521,7 +520,7 @@ impl Policy for LivePolicy {
         }
         if let Some(src) = self.trunk_of(from).map(str::to_string) {
             let lim = self.trunk_limits(&src);
-            if let Err(l) = self.guard.usage.admit_inbound(&src, lim, self.now) {
+            if let Err(l) = self.guard.usage.admit_inbound(&src, lim, now) {
                 self.limit_hit(&src, l);
                 return self.unavailable();
             }
@@ -533,12 +532,19 @@ impl Policy for LivePolicy {
         }
     }
 
-    fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome {
+    fn route(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+        now: Instant,
+    ) -> RouteOutcome {
         self.sources.pending = self.trunk_of(from).map(str::to_string);
         if let Some(refused) = self.admission() {
             return refused;
         }
-        self.plan(req, from, to_user, from_user, true)
+        self.plan(req, from, to_user, from_user, true, now)
     }
 
     fn route_message(
@@ -547,12 +553,13 @@ impl Policy for LivePolicy {
         from: Peer,
         to_user: &str,
         from_user: &str,
+        now: Instant,
     ) -> RouteOutcome {
         // A message is not a call: no call limits, but overload sheds it like anything new.
         if self.guard.overload.is_on() {
             return self.unavailable();
         }
-        self.plan(req, from, to_user, from_user, false)
+        self.plan(req, from, to_user, from_user, false, now)
     }
 
     fn media_offer(
@@ -560,6 +567,7 @@ impl Policy for LivePolicy {
         call: CallRef<'_>,
         from: Leg,
         sdp: &[u8],
+        _now: Instant,
     ) -> Result<Vec<u8>, MediaRefusal> {
         match &mut self.media {
             None => Ok(sdp.to_vec()),
@@ -589,6 +597,7 @@ impl Policy for LivePolicy {
         call: CallRef<'_>,
         from: Leg,
         sdp: &[u8],
+        _now: Instant,
     ) -> Result<Vec<u8>, String> {
         match &mut self.media {
             None => Ok(sdp.to_vec()),
@@ -606,7 +615,7 @@ impl Policy for LivePolicy {
         }
     }
 
-    fn media_release(&mut self, call: CallRef<'_>) {
+    fn media_release(&mut self, call: CallRef<'_>, _now: Instant) {
         if let Some(m) = &mut self.media {
             let _ = m.calls.delete(call.call_id, Some(call.from_tag));
         }
@@ -614,17 +623,17 @@ impl Policy for LivePolicy {
         self.guard.usage.release(call.id);
     }
 
-    fn event(&mut self, ev: CallEvent) {
+    fn event(&mut self, ev: CallEvent, now: Instant) {
         let source = self.sources.source_for(&ev);
         self.metrics.on_call_event(&ev, source.as_deref());
         let cfg = &self.config;
         let limits_of = |name: &str| trunk_limits(cfg, name);
-        self.guard.usage.on_event(&ev, limits_of, self.now);
+        self.guard.usage.on_event(&ev, limits_of, now);
     }
 
-    fn admit_target(&mut self, target: &Target) -> bool {
+    fn admit_target(&mut self, target: &Target, now: Instant) -> bool {
         let lim = self.trunk_limits(&target.trunk);
-        match self.guard.usage.check(&target.trunk, lim, self.now) {
+        match self.guard.usage.check(&target.trunk, lim, now) {
             Ok(()) => true,
             Err(l) => {
                 self.limit_hit(&target.trunk, l);

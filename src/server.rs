@@ -219,7 +219,6 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let Some(inp) = inp else { break };
                 let now = Instant::now();
                 // Overload is judged by what is still waiting behind this batch.
-                policy.now = now;
                 policy.set_queue_depth(in_rx.len());
                 handle_input(&mut core, inp, now, &mut policy, &counters);
                 // Take what else is queued before flushing.
@@ -232,8 +231,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 policy.set_queue_depth(in_rx.len());
             }
             _ = sleep => {
-                policy.now = Instant::now();
-                core.handle_timeout(policy.now, &mut policy);
+                core.handle_timeout(Instant::now(), &mut policy);
             }
         }
         if let Some(media) = &mut policy.media {
@@ -302,7 +300,7 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
     crate::policy::set_counter(&metrics.parse_errors, stats.parse_errors);
     metrics
         .registered_contacts
-        .set(core.registered_contacts(policy.now) as i64);
+        .set(core.registered_contacts(Instant::now()) as i64);
     metrics.subscriptions.set(core.subscriptions() as i64);
     crate::policy::set_counter(&metrics.keepalives, stats.keepalives);
     crate::policy::set_counter(&metrics.media_failures, stats.media_failures);
@@ -528,7 +526,7 @@ fn handle_input(
         Input::Message(data, from) => {
             counters.received[from.transport as usize].inc();
             // Rate limits and block lists, on the raw bytes before any parsing.
-            if !policy.screen(&data, from) {
+            if !policy.screen(&data, from, now) {
                 return;
             }
             core.handle_bytes(&data, from, now, policy)

@@ -1,7 +1,7 @@
 //! B2BUA call flows in virtual time: no sockets, no sleeping. Leg A's phone and leg B's trunks
 //! are simulated by feeding bytes in and reading what the core transmits.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use signaling::b2bua::{make_response, CallEvent, CoreConfig, StaticPolicy, Target};
 use signaling::message::{Request, SipMessage};
@@ -721,30 +721,33 @@ impl signaling::b2bua::Policy for RefuseAnswers {
         from: signaling::Peer,
         to_user: &str,
         from_user: &str,
+        now: Instant,
     ) -> signaling::b2bua::RouteOutcome {
-        self.0.route(req, from, to_user, from_user)
+        self.0.route(req, from, to_user, from_user, now)
     }
     fn media_offer(
         &mut self,
         call: signaling::b2bua::CallRef<'_>,
         from: signaling::b2bua::Leg,
         sdp: &[u8],
+        now: Instant,
     ) -> Result<Vec<u8>, signaling::b2bua::MediaRefusal> {
-        self.0.media_offer(call, from, sdp)
+        self.0.media_offer(call, from, sdp, now)
     }
     fn media_answer(
         &mut self,
         _: signaling::b2bua::CallRef<'_>,
         _: signaling::b2bua::Leg,
         _: &[u8],
+        _now: Instant,
     ) -> Result<Vec<u8>, String> {
         Err("no media line the relay can take".into())
     }
-    fn media_release(&mut self, call: signaling::b2bua::CallRef<'_>) {
-        self.0.media_release(call)
+    fn media_release(&mut self, call: signaling::b2bua::CallRef<'_>, now: Instant) {
+        self.0.media_release(call, now)
     }
-    fn event(&mut self, ev: CallEvent) {
-        self.0.event(ev)
+    fn event(&mut self, ev: CallEvent, now: Instant) {
+        self.0.event(ev, now)
     }
 }
 

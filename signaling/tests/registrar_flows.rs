@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use md5::{Digest as _, Md5};
 use signaling::b2bua::{
@@ -26,25 +26,44 @@ struct RegPolicy {
 }
 
 impl Policy for RegPolicy {
-    fn route(&mut self, req: &Request, from: Peer, to: &str, fr: &str) -> RouteOutcome {
-        self.inner.route(req, from, to, fr)
+    fn route(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        to: &str,
+        fr: &str,
+        now: Instant,
+    ) -> RouteOutcome {
+        self.inner.route(req, from, to, fr, now)
     }
-    fn media_offer(&mut self, c: CallRef<'_>, l: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaRefusal> {
-        self.inner.media_offer(c, l, sdp)
+    fn media_offer(
+        &mut self,
+        c: CallRef<'_>,
+        l: Leg,
+        sdp: &[u8],
+        now: Instant,
+    ) -> Result<Vec<u8>, MediaRefusal> {
+        self.inner.media_offer(c, l, sdp, now)
     }
-    fn media_answer(&mut self, c: CallRef<'_>, l: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
-        self.inner.media_answer(c, l, sdp)
+    fn media_answer(
+        &mut self,
+        c: CallRef<'_>,
+        l: Leg,
+        sdp: &[u8],
+        now: Instant,
+    ) -> Result<Vec<u8>, String> {
+        self.inner.media_answer(c, l, sdp, now)
     }
-    fn media_release(&mut self, c: CallRef<'_>) {
-        self.inner.media_release(c)
+    fn media_release(&mut self, c: CallRef<'_>, now: Instant) {
+        self.inner.media_release(c, now)
     }
-    fn event(&mut self, ev: CallEvent) {
-        self.inner.event(ev)
+    fn event(&mut self, ev: CallEvent, now: Instant) {
+        self.inner.event(ev, now)
     }
-    fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
+    fn registrar(&mut self, _now: Instant) -> Option<Arc<RegistrarSettings>> {
         Some(self.settings.clone())
     }
-    fn is_trunk(&mut self, from: Peer) -> bool {
+    fn is_trunk(&mut self, from: Peer, _now: Instant) -> bool {
         from == peer(CARRIER) || from == peer(PBX)
     }
     fn route_registered(
@@ -53,6 +72,7 @@ impl Policy for RegPolicy {
         _from: Peer,
         targets: Vec<Target>,
         from_user: &str,
+        _now: Instant,
     ) -> RouteOutcome {
         self.registered_routes += 1;
         RouteOutcome::Route {

@@ -146,7 +146,7 @@ impl B2bua {
         let body = if resp.body.is_empty() {
             None
         } else {
-            let r = policy.media_answer(call.media_ref(), Leg::B, &resp.body);
+            let r = policy.media_answer(call.media_ref(), Leg::B, &resp.body, now);
             // An early answer the relay refuses: the provisional goes on without it (the 2xx
             // decides), counted.
             self.stats.media_failures += u64::from(r.is_err());
@@ -240,7 +240,7 @@ impl B2bua {
             }
             self.owners.remove(&tx);
             // The call never came up: its relay ports and trunk slot go now.
-            self.maybe_collect_with_media(id, policy);
+            self.maybe_collect_with_media(id, now, policy);
             return;
         }
         call.state = CallState::Confirmed;
@@ -262,10 +262,10 @@ impl B2bua {
             let call = &self.calls[&id];
             let r = if late_offer {
                 policy
-                    .media_offer(call.media_ref(), Leg::B, &resp.body)
+                    .media_offer(call.media_ref(), Leg::B, &resp.body, now)
                     .map_err(|e| e.to_string())
             } else {
-                policy.media_answer(call.media_ref(), Leg::B, &resp.body)
+                policy.media_answer(call.media_ref(), Leg::B, &resp.body, now)
             };
             match r {
                 Ok(b) => Some(b),
@@ -294,12 +294,15 @@ impl B2bua {
             }
         }
         self.owners.remove(&tx);
-        policy.event(CallEvent::Finished {
-            call: id,
-            trunk,
-            status: 200,
-            post_dial_delay: pdd,
-        });
+        policy.event(
+            CallEvent::Finished {
+                call: id,
+                trunk,
+                status: 200,
+                post_dial_delay: pdd,
+            },
+            now,
+        );
     }
 
     /// Leg B answered 2xx with SDP the relay cannot take: the call cannot carry media. Leg B's
@@ -331,12 +334,15 @@ impl B2bua {
             self.tx.send_response(a_tx, resp, now);
         }
         self.owners.remove(&tx);
-        policy.event(CallEvent::Finished {
-            call: id,
-            trunk,
-            status: 488,
-            post_dial_delay: None,
-        });
-        self.maybe_collect_with_media(id, policy);
+        policy.event(
+            CallEvent::Finished {
+                call: id,
+                trunk,
+                status: 488,
+                post_dial_delay: None,
+            },
+            now,
+        );
+        self.maybe_collect_with_media(id, now, policy);
     }
 }

@@ -120,30 +120,45 @@ pub enum CallEvent {
     Rejected { status: u16, reason: String },
 }
 
-/// The decisions the core delegates.
+/// The decisions the core delegates. Every method gets `now`, the time of the input being
+/// handled (the one the core was given): no policy reads the clock or keeps a time of its own
+/// for the core to have set.
 pub trait Policy {
     /// Route a new INVITE. `to_user` is the Request-URI's user part (the identity the
     /// authorization decision was made on, never To's); `from_user` is the caller's: the
     /// authenticated user's name when the caller authenticated, else From's user part.
-    fn route(&mut self, req: &Request, from: Peer, to_user: &str, from_user: &str) -> RouteOutcome;
+    fn route(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+        now: Instant,
+    ) -> RouteOutcome;
     /// An SDP offer arrived on leg `from`; return the SDP to send to the other leg.
     fn media_offer(
         &mut self,
         call: CallRef<'_>,
         from: Leg,
         sdp: &[u8],
+        now: Instant,
     ) -> Result<Vec<u8>, MediaRefusal>;
     /// An SDP answer arrived on leg `from`; return the SDP to send to the other leg.
-    fn media_answer(&mut self, call: CallRef<'_>, from: Leg, sdp: &[u8])
-        -> Result<Vec<u8>, String>;
+    fn media_answer(
+        &mut self,
+        call: CallRef<'_>,
+        from: Leg,
+        sdp: &[u8],
+        now: Instant,
+    ) -> Result<Vec<u8>, String>;
     /// The call is gone: release its media.
-    fn media_release(&mut self, call: CallRef<'_>);
+    fn media_release(&mut self, call: CallRef<'_>, now: Instant);
     /// For metrics.
-    fn event(&mut self, ev: CallEvent);
+    fn event(&mut self, ev: CallEvent, now: Instant);
     /// May leg B be tried at `target` now? Asked before a failover attempt (the first target
     /// was chosen by [`Policy::route`]); a refused target is skipped like a failed one, e.g. a
     /// trunk at its call or call-rate limit.
-    fn admit_target(&mut self, _target: &Target) -> bool {
+    fn admit_target(&mut self, _target: &Target, _now: Instant) -> bool {
         true
     }
     /// Where an out-of-dialog MESSAGE (RFC 3428) goes. Default: as a call would
@@ -154,17 +169,18 @@ pub trait Policy {
         from: Peer,
         to_user: &str,
         from_user: &str,
+        now: Instant,
     ) -> RouteOutcome {
-        self.route(req, from, to_user, from_user)
+        self.route(req, from, to_user, from_user, now)
     }
     /// Whether `from` is one of the configured trunks (carriers, PBXs): their requests are not
     /// asked for a registrar user's credentials.
-    fn is_trunk(&mut self, _from: Peer) -> bool {
+    fn is_trunk(&mut self, _from: Peer, _now: Instant) -> bool {
         false
     }
     /// The registrar's settings when trunkline serves REGISTER (`None`: REGISTER gets 405 and
     /// every call follows [`Policy::route`]).
-    fn registrar(&mut self) -> Option<Arc<RegistrarSettings>> {
+    fn registrar(&mut self, _now: Instant) -> Option<Arc<RegistrarSettings>> {
         None
     }
     /// A call for a served domain whose user has registered: `targets` are the bindings, best
@@ -176,6 +192,7 @@ pub trait Policy {
         _from: Peer,
         targets: Vec<Target>,
         from_user: &str,
+        _now: Instant,
     ) -> RouteOutcome {
         RouteOutcome::Route {
             targets,
@@ -194,7 +211,14 @@ pub struct StaticPolicy {
 }
 
 impl Policy for StaticPolicy {
-    fn route(&mut self, _: &Request, _: Peer, to_user: &str, from_user: &str) -> RouteOutcome {
+    fn route(
+        &mut self,
+        _: &Request,
+        _: Peer,
+        to_user: &str,
+        from_user: &str,
+        _now: Instant,
+    ) -> RouteOutcome {
         if self.targets.is_empty() {
             return RouteOutcome::Reject {
                 code: 404,
@@ -207,16 +231,28 @@ impl Policy for StaticPolicy {
             from_user: from_user.to_string(),
         }
     }
-    fn media_offer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, MediaRefusal> {
+    fn media_offer(
+        &mut self,
+        _: CallRef<'_>,
+        _: Leg,
+        sdp: &[u8],
+        _now: Instant,
+    ) -> Result<Vec<u8>, MediaRefusal> {
         Ok(sdp.to_vec())
     }
-    fn media_answer(&mut self, _: CallRef<'_>, _: Leg, sdp: &[u8]) -> Result<Vec<u8>, String> {
+    fn media_answer(
+        &mut self,
+        _: CallRef<'_>,
+        _: Leg,
+        sdp: &[u8],
+        _now: Instant,
+    ) -> Result<Vec<u8>, String> {
         Ok(sdp.to_vec())
     }
-    fn media_release(&mut self, call: CallRef<'_>) {
+    fn media_release(&mut self, call: CallRef<'_>, _now: Instant) {
         self.released.push(call.id);
     }
-    fn event(&mut self, ev: CallEvent) {
+    fn event(&mut self, ev: CallEvent, _now: Instant) {
         self.events.push(ev);
     }
 }

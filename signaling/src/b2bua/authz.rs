@@ -87,7 +87,7 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) {
-        let Some(settings) = policy.registrar() else {
+        let Some(settings) = policy.registrar(now) else {
             return;
         };
         let answer = match self.registrar_mut(now).register(&req, from, &settings, now) {
@@ -115,7 +115,7 @@ impl B2bua {
     /// to each binding registered over UDP, at the address its REGISTER came from, so the
     /// phone's NAT mapping stays open for incoming calls. Answers are absorbed.
     pub(super) fn keepalives(&mut self, now: Instant, policy: &mut dyn Policy) {
-        let every = policy.registrar().map_or(0, |s| s.keepalive);
+        let every = policy.registrar(now).map_or(0, |s| s.keepalive);
         let Some(reg) = &self.registrar else {
             self.next_keepalive = None;
             return;
@@ -178,7 +178,7 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) -> Option<Result<Vec<Target>, RouteOutcome>> {
-        let settings = policy.registrar()?;
+        let settings = policy.registrar(now)?;
         let uri = Uri::parse(uri).ok()?;
         let found = match &self.registrar {
             Some(reg) => reg.lookup(&uri, &settings, now),
@@ -241,8 +241,8 @@ impl B2bua {
         policy: &mut dyn Policy,
     ) -> Result<Admitted, u16> {
         let located = self.locate(&req.uri, now, policy);
-        let trunk = policy.is_trunk(from);
-        let settings = policy.registrar().filter(|s| s.authenticate_calls);
+        let trunk = policy.is_trunk(from, now);
+        let settings = policy.registrar(now).filter(|s| s.authenticate_calls);
         let Some(s) = settings else {
             let caller = if trunk { Caller::Trunk } else { Caller::Open };
             return Ok(Admitted { caller, located });

@@ -32,7 +32,7 @@ impl B2bua {
                 let Some(call) = self.calls.get(&id) else {
                     return;
                 };
-                match policy.media_answer(call.media_ref(), Leg::A, &req.body) {
+                match policy.media_answer(call.media_ref(), Leg::A, &req.body, now) {
                     Ok(b) => Some(b),
                     Err(_) => {
                         // Leg A's answer (in its ACK) to leg B's offer cannot be taken: the
@@ -242,7 +242,7 @@ impl B2bua {
                 let Some(call) = self.calls.get(&id) else {
                     return;
                 };
-                match policy.media_offer(call.media_ref(), from_leg, &req.body) {
+                match policy.media_offer(call.media_ref(), from_leg, &req.body, now) {
                     Ok(b) => b,
                     Err(e) => {
                         // The dialog goes on unchanged (RFC 3261 §14.2: a refused re-INVITE
@@ -327,7 +327,7 @@ impl B2bua {
             let Some(call) = self.calls.get(&id) else {
                 return;
             };
-            match policy.media_answer(call.media_ref(), to_leg, &resp.body) {
+            match policy.media_answer(call.media_ref(), to_leg, &resp.body, now) {
                 Ok(b) => Some(b),
                 Err(_) => {
                     // The other leg's answer cannot be taken: the offer ends with 488 on the
@@ -399,19 +399,27 @@ impl B2bua {
                 .answered
                 .map(|a| now.saturating_duration_since(a))
                 .unwrap_or_default();
-            policy.event(CallEvent::Ended {
-                call: id,
-                duration: dur,
-            });
+            policy.event(
+                CallEvent::Ended {
+                    call: id,
+                    duration: dur,
+                },
+                now,
+            );
         }
-        self.maybe_collect_with_media(id, policy);
+        self.maybe_collect_with_media(id, now, policy);
     }
 
-    pub(super) fn maybe_collect_with_media(&mut self, id: u64, policy: &mut dyn Policy) {
+    pub(super) fn maybe_collect_with_media(
+        &mut self,
+        id: u64,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
         if let Some(call) = self.calls.get_mut(&id) {
             if call.state == CallState::Terminated && !call.media_released {
                 call.media_released = true;
-                policy.media_release(call.media_ref());
+                policy.media_release(call.media_ref(), now);
             }
         }
         self.maybe_collect(id);

@@ -164,7 +164,7 @@ impl B2bua {
         // The next target the policy admits (one at a limit is skipped like a failed one).
         let next = if !call.cancelled && failover {
             (call.target_idx + 1..call.targets.len())
-                .find(|&i| policy.admit_target(&call.targets[i]))
+                .find(|&i| policy.admit_target(&call.targets[i], now))
         } else {
             None
         };
@@ -186,12 +186,15 @@ impl B2bua {
                 let a_tag = call.a.local_tag.clone();
                 let resp = make_response(&inv, status, &reason, Some(&a_tag));
                 self.tx.send_response(a_tx, resp, now);
-                policy.event(CallEvent::Finished {
-                    call: id,
-                    trunk,
-                    status,
-                    post_dial_delay: pdd,
-                });
+                policy.event(
+                    CallEvent::Finished {
+                        call: id,
+                        trunk,
+                        status,
+                        post_dial_delay: pdd,
+                    },
+                    now,
+                );
             }
         }
         if let Some(call) = self.calls.get_mut(&id) {
@@ -200,7 +203,7 @@ impl B2bua {
                 self.early.remove(&ip);
             }
         }
-        self.maybe_collect_with_media(id, policy);
+        self.maybe_collect_with_media(id, now, policy);
     }
 
     pub(super) fn on_client_failure(

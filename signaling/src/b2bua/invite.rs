@@ -17,10 +17,13 @@ impl B2bua {
             let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
             resp.headers.push("Retry-After", "30");
             self.tx.send_response(tx, resp, now);
-            policy.event(CallEvent::Rejected {
-                status: 503,
-                reason: "Service Unavailable".into(),
-            });
+            policy.event(
+                CallEvent::Rejected {
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                },
+                now,
+            );
             return;
         }
         // RFC 3261 §16.3 / §8.2: Max-Forwards 0 -> 483. trunkline is the request's target only
@@ -49,10 +52,13 @@ impl B2bua {
             Ok(a) => a,
             Err(status) => {
                 if status != 0 {
-                    policy.event(CallEvent::Rejected {
-                        status,
-                        reason: reason_phrase(status).into(),
-                    });
+                    policy.event(
+                        CallEvent::Rejected {
+                            status,
+                            reason: reason_phrase(status).into(),
+                        },
+                        now,
+                    );
                 }
                 return;
             }
@@ -66,10 +72,13 @@ impl B2bua {
         if let Some(ip) = early_source {
             if !self.early.room(&ip, self.cfg.caps.early_calls_per_source) {
                 self.refuse_capped(tx, &req, now);
-                policy.event(CallEvent::Rejected {
-                    status: 503,
-                    reason: "Service Unavailable".into(),
-                });
+                policy.event(
+                    CallEvent::Rejected {
+                        status: 503,
+                        reason: "Service Unavailable".into(),
+                    },
+                    now,
+                );
                 return;
             }
         }
@@ -77,9 +86,9 @@ impl B2bua {
         // decision was made on. A served domain: the location service decides, not the plan.
         let ruri_user = ruri_user(&req.uri);
         let outcome = match admitted.located {
-            None => policy.route(&req, from, &ruri_user, &from_user),
+            None => policy.route(&req, from, &ruri_user, &from_user, now),
             Some(Err(miss)) => miss,
-            Some(Ok(targets)) => policy.route_registered(&req, from, targets, &from_user),
+            Some(Ok(targets)) => policy.route_registered(&req, from, targets, &from_user, now),
         };
         let (targets, to_user, from_user) = match outcome {
             RouteOutcome::Reject { code, reason } => {
@@ -91,10 +100,13 @@ impl B2bua {
                 let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
                 resp.headers.push("Retry-After", retry_after.to_string());
                 self.tx.send_response(tx, resp, now);
-                policy.event(CallEvent::Rejected {
-                    status: 503,
-                    reason: "Service Unavailable".into(),
-                });
+                policy.event(
+                    CallEvent::Rejected {
+                        status: 503,
+                        reason: "Service Unavailable".into(),
+                    },
+                    now,
+                );
                 return;
             }
             RouteOutcome::Redirect { code, contacts } => {
@@ -104,12 +116,15 @@ impl B2bua {
                     resp.headers.push("Contact", format!("<{c}>"));
                 }
                 self.tx.send_response(tx, resp, now);
-                policy.event(CallEvent::Finished {
-                    call: 0,
-                    trunk: None,
-                    status: code,
-                    post_dial_delay: None,
-                });
+                policy.event(
+                    CallEvent::Finished {
+                        call: 0,
+                        trunk: None,
+                        status: code,
+                        post_dial_delay: None,
+                    },
+                    now,
+                );
                 return;
             }
             RouteOutcome::Route {
@@ -210,7 +225,7 @@ impl B2bua {
         };
         // Media: the offer from A is rewritten once for B (the same SDP serves every target).
         if let Some(offer) = call.a_offer.clone() {
-            match policy.media_offer(call.media_ref(), Leg::A, &offer) {
+            match policy.media_offer(call.media_ref(), Leg::A, &offer, now) {
                 Ok(sdp) => {
                     let ct = call
                         .a_invite
@@ -229,11 +244,14 @@ impl B2bua {
                         resp.headers.push("Retry-After", ra.to_string());
                     }
                     self.tx.send_response(tx, resp, now);
-                    policy.event(CallEvent::Rejected {
-                        status: code,
-                        reason: reason.to_string(),
-                    });
-                    policy.media_release(call.media_ref());
+                    policy.event(
+                        CallEvent::Rejected {
+                            status: code,
+                            reason: reason.to_string(),
+                        },
+                        now,
+                    );
+                    policy.media_release(call.media_ref(), now);
                     return;
                 }
             }
@@ -313,10 +331,13 @@ impl B2bua {
             target_idx: idx,
             ringing: false,
         });
-        policy.event(CallEvent::Attempt {
-            call: id,
-            trunk: target.trunk,
-        });
+        policy.event(
+            CallEvent::Attempt {
+                call: id,
+                trunk: target.trunk,
+            },
+            now,
+        );
     }
 
     pub(super) fn on_cancel(
@@ -389,12 +410,15 @@ impl B2bua {
         if got_prov {
             self.send_b_cancel(id, now);
         }
-        policy.event(CallEvent::Finished {
-            call: id,
-            trunk: self.calls.get(&id).and_then(|c| c.trunk.clone()),
-            status,
-            post_dial_delay: None,
-        });
+        policy.event(
+            CallEvent::Finished {
+                call: id,
+                trunk: self.calls.get(&id).and_then(|c| c.trunk.clone()),
+                status,
+                post_dial_delay: None,
+            },
+            now,
+        );
     }
 
     pub(super) fn send_b_cancel(&mut self, id: u64, now: Instant) {

@@ -31,7 +31,7 @@ impl B2bua {
             }
         };
         let (target, to_user, from_user) =
-            match self.route_standalone(&req, &from_na, admitted, from, policy) {
+            match self.route_standalone(&req, &from_na, admitted, from, now, policy) {
                 Ok(t) => t,
                 Err(refusal) => {
                     let status = self.refuse(tx, &req, refusal, now);
@@ -99,12 +99,13 @@ impl B2bua {
         from_na: &NameAddr,
         admitted: Admitted,
         from: Peer,
+        now: Instant,
         policy: &mut dyn Policy,
     ) -> Result<(Target, String, String), Refusal> {
         let from_user = admitted.caller_user(from_na);
         let to_user = ruri_user(&req.uri);
         let outcome = match admitted.located {
-            None => policy.route_message(req, from, &to_user, &from_user),
+            None => policy.route_message(req, from, &to_user, &from_user, now),
             Some(Err(miss)) => miss,
             Some(Ok(targets)) => RouteOutcome::Route {
                 targets,

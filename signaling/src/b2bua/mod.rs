@@ -537,7 +537,7 @@ impl B2bua {
     fn pump(&mut self, now: Instant, policy: &mut dyn Policy) {
         self.pump_events(now, policy);
         while let Some(id) = self.owners.drained.pop() {
-            self.maybe_collect_with_media(id, policy);
+            self.maybe_collect_with_media(id, now, policy);
         }
     }
 
@@ -594,10 +594,13 @@ impl B2bua {
         if let Err(rej) = check::check_request(&req, &rules) {
             // In-dialog requests still must be well formed.
             *self.stats.rejected.entry("admission").or_insert(0) += 1;
-            policy.event(CallEvent::Rejected {
-                status: rej.status,
-                reason: rej.reason.to_string(),
-            });
+            policy.event(
+                CallEvent::Rejected {
+                    status: rej.status,
+                    reason: rej.reason.to_string(),
+                },
+                now,
+            );
             let mut resp = make_response(&req, rej.status, &rej.reason, Some(&self.new_tag()));
             for (n, v) in &rej.headers {
                 resp.headers.push(n, v.clone());
@@ -622,7 +625,7 @@ impl B2bua {
                 resp.headers.push("Server", self.cfg.user_agent.clone());
                 self.tx.send_response(tx, resp, now);
             }
-            Method::Register if policy.registrar().is_some() => {
+            Method::Register if policy.registrar(now).is_some() => {
                 self.on_register(tx, req, from, now, policy)
             }
             Method::Message => self.on_message(tx, req, from, now, policy),
@@ -677,10 +680,13 @@ impl B2bua {
         let tag = self.new_tag();
         let resp = make_response(req, code, reason, Some(&tag));
         self.tx.send_response(tx, resp, now);
-        policy.event(CallEvent::Rejected {
-            status: code,
-            reason: reason.to_string(),
-        });
+        policy.event(
+            CallEvent::Rejected {
+                status: code,
+                reason: reason.to_string(),
+            },
+            now,
+        );
     }
 
     /// The stream (TCP/TLS) peers a live call's dialog is on (either leg), for the transport

@@ -135,7 +135,7 @@ impl B2bua {
             }
         }
         let (target, to_user, from_user) =
-            match self.route_standalone(&req, &from_na, admitted, from, policy) {
+            match self.route_standalone(&req, &from_na, admitted, from, now, policy) {
                 Ok(t) => t,
                 Err(r) => {
                     self.refuse(tx, &req, r, now);
