@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// Leg A's parties as the INVITE named them, for [`B2bua::new_call`].
+struct Parties<'a> {
+    from_na: &'a NameAddr,
+    to_na: &'a NameAddr,
+    a_from_tag: &'a str,
+    from: Peer,
+    trunk: bool,
+}
+
 impl B2bua {
     pub(super) fn on_invite(
         &mut self,
@@ -91,13 +100,65 @@ impl B2bua {
             Some(Ok(targets)) => policy.route_registered(&req, from, targets, &from_user, now),
         };
         let (targets, to_user, from_user) = match outcome {
-            RouteOutcome::Reject { code, reason } => {
-                self.reject(tx, &req, code, &reason, now, policy);
+            RouteOutcome::Route {
+                targets,
+                to_user,
+                from_user,
+            } => (targets, to_user, from_user),
+            refused => {
+                self.refuse_route(tx, &req, refused, now, policy);
                 return;
+            }
+        };
+        if targets.is_empty() {
+            self.reject(tx, &req, 404, "Not Found", now, policy);
+            return;
+        }
+        let id = self.next_call;
+        self.next_call += 1;
+        self.stats.calls_started += 1;
+        let trunk = admitted.caller == Caller::Trunk;
+        let parties = Parties {
+            from_na: &from_na,
+            to_na: &to_na,
+            a_from_tag: &a_from_tag,
+            from,
+            trunk,
+        };
+        let mut call = self.new_call(id, tx, req, parties, targets, to_user, &from_user, now);
+        call.early_source = early_source;
+        if !self.offer_to_b(&mut call, tx, now, policy) {
+            return;
+        }
+        if let Some(ip) = early_source {
+            self.early.add(ip);
+        }
+        self.by_a
+            .entry(call.a.call_id.clone())
+            .or_default()
+            .push((a_from_tag, id));
+        self.by_b.insert(call.b.call_id.clone(), id);
+        self.by_a_tx.insert(tx, id);
+        self.calls.insert(id, call);
+        self.send_b_invite(id, now, policy);
+    }
+
+    /// Answer a new INVITE the route refused (reject, no room, redirect).
+    fn refuse_route(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        outcome: RouteOutcome,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        match outcome {
+            RouteOutcome::Reject { code, reason } => {
+                self.reject(tx, req, code, &reason, now, policy);
             }
             RouteOutcome::Unavailable { retry_after } => {
                 let tag = self.new_tag();
-                let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
+                let mut resp = make_response(req, 503, "Service Unavailable", Some(&tag));
                 resp.headers.push("Retry-After", retry_after.to_string());
                 self.tx.send_response(tx, resp, now);
                 policy.event(
@@ -107,11 +168,10 @@ impl B2bua {
                     },
                     now,
                 );
-                return;
             }
             RouteOutcome::Redirect { code, contacts } => {
                 let tag = self.new_tag();
-                let mut resp = make_response(&req, code, reason_phrase(code), Some(&tag));
+                let mut resp = make_response(req, code, reason_phrase(code), Some(&tag));
                 for c in contacts {
                     resp.headers.push("Contact", format!("<{c}>"));
                 }
@@ -125,22 +185,28 @@ impl B2bua {
                     },
                     now,
                 );
-                return;
             }
-            RouteOutcome::Route {
-                targets,
-                to_user,
-                from_user,
-            } => (targets, to_user, from_user),
-        };
-        if targets.is_empty() {
-            self.reject(tx, &req, 404, "Not Found", now, policy);
-            return;
+            RouteOutcome::Route { .. } => {}
         }
-        let id = self.next_call;
-        self.next_call += 1;
-        self.stats.calls_started += 1;
+    }
 
+    /// The call for leg A's INVITE `req`: leg A's dialog as the caller set it up, leg B's new
+    /// (its own Call-ID, tags, CSeq: topology hiding), the route's targets.
+    #[allow(clippy::too_many_arguments)]
+    fn new_call(
+        &mut self,
+        id: u64,
+        tx: TxId,
+        req: Request,
+        p: Parties<'_>,
+        targets: Vec<Target>,
+        to_user: String,
+        from_user: &str,
+        now: Instant,
+    ) -> Call {
+        let (from_na, to_na, from) = (p.from_na, p.to_na, p.from);
+        let call_id = req.call_id().unwrap_or_default().to_string();
+        let a_from_tag = p.a_from_tag.to_string();
         let a_local_tag = self.new_tag();
         let a_contact = req
             .headers
@@ -158,12 +224,12 @@ impl B2bua {
             call_id: call_id.clone(),
             local_tag: a_local_tag,
             remote_tag: Some(a_from_tag.clone()).filter(|t| !t.is_empty()),
-            local_uri: without_tag(&to_na),
-            remote_uri: without_tag(&from_na),
+            local_uri: without_tag(to_na),
+            remote_uri: without_tag(from_na),
             remote_target: a_contact,
             route_set: a_route,
             peer: from,
-            trunk: admitted.caller == Caller::Trunk,
+            trunk: p.trunk,
             local_cseq: self.rand() as u32 & 0xffff,
             remote_cseq: req.cseq().map(|c| c.seq),
         };
@@ -180,7 +246,7 @@ impl B2bua {
             call_id: b_call_id.clone(),
             local_tag: b_tag,
             remote_tag: None,
-            local_uri: cat(&[&display, "<sip:", &user_at(&from_user), our_host, ">"]),
+            local_uri: cat(&[&display, "<sip:", &user_at(from_user), our_host, ">"]),
             // Set (for the target being tried) by send_b_invite.
             remote_uri: String::new(),
             remote_target: String::new(),
@@ -195,7 +261,7 @@ impl B2bua {
         } else {
             Some(req.body.clone())
         };
-        let mut call = Call {
+        Call {
             id,
             state: CallState::Proceeding,
             started: now,
@@ -221,9 +287,19 @@ impl B2bua {
             last_failure: None,
             a_2xx_tx: None,
             trunk: None,
-            early_source,
-        };
-        // Media: the offer from A is rewritten once for B (the same SDP serves every target).
+            early_source: None,
+        }
+    }
+
+    /// Rewrite leg A's offer for leg B, once (the same SDP serves every target); `false` when
+    /// the media policy refused it (leg A answered, the call's media released).
+    fn offer_to_b(
+        &mut self,
+        call: &mut Call,
+        tx: TxId,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> bool {
         if let Some(offer) = call.a_offer.clone() {
             match policy.media_offer(call.media_ref(), Leg::A, &offer, now) {
                 Ok(sdp) => {
@@ -252,18 +328,11 @@ impl B2bua {
                         now,
                     );
                     policy.media_release(call.media_ref(), now);
-                    return;
+                    return false;
                 }
             }
         }
-        if let Some(ip) = early_source {
-            self.early.add(ip);
-        }
-        self.by_a.entry(call_id).or_default().push((a_from_tag, id));
-        self.by_b.insert(b_call_id, id);
-        self.by_a_tx.insert(tx, id);
-        self.calls.insert(id, call);
-        self.send_b_invite(id, now, policy);
+        true
     }
 
     /// Send (or re-send, on failover) leg B's INVITE to the current target.
