@@ -23,7 +23,17 @@ USAGE:
 Logging: RUST_LOG (default: info), e.g. RUST_LOG=trunkline=debug.
 ";
 
+/// Transparent huge pages off for this process. mimalloc asks for them on its arena
+/// (`madvise`), and then resident memory grows in 2 MiB steps as khugepaged fills pages the
+/// process only partly uses: a million-call soak's RSS rose 12 % with nothing leaking, 274 MB of
+/// it huge pages. Without them RSS is what is used.
+fn no_transparent_huge_pages() {
+    // SAFETY: prctl(PR_SET_THP_DISABLE) takes no pointers; it only sets a flag of this process.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut cmd: Option<&str> = None;
     let mut config: Option<PathBuf> = None;
