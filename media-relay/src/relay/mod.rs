@@ -649,9 +649,6 @@ fn take_two(g: &mut Ctl, first: usize, ip: IpAddr, now: Instant) -> Option<(usiz
     Some((worker, [a, b]))
 }
 
-/// A kept port idle this long means its worker keeps more sockets than its calls reuse.
-pub const KEPT_SURPLUS: Duration = Duration::from_secs(10);
-
 /// How many of the oldest kept ports of a worker a reuse chooses from at random.
 const KEPT_CHOICE: usize = 32;
 
@@ -766,16 +763,7 @@ impl DataPlane for Relay {
                     // Kept: reusable at once (the worker applies this Close before any later
                     // Open of these ports). Not kept: the ports return to the pool when the
                     // worker has closed the sockets.
-                    // A worker whose oldest kept port has rested longer than KEPT_SURPLUS has
-                    // more kept than its calls need: these sockets close instead, so the open
-                    // set follows the working set and does not creep over the whole range
-                    // (ports are chosen at random, so every cold bind would otherwise stay).
-                    let surplus = g
-                        .kept
-                        .get(w)
-                        .and_then(|q| q.front())
-                        .is_some_and(|&(_, at)| now.saturating_duration_since(at) > KEPT_SURPLUS);
-                    let keep = g.kept_count + 2 <= g.kept_max && !surplus;
+                    let keep = g.kept_count + 2 <= g.kept_max;
                     if keep {
                         if let Some(q) = g.kept.get_mut(w) {
                             q.push_back((pair.a, now));
