@@ -130,7 +130,7 @@ pub struct Uac {
     me: SocketAddr,
     tl: SocketAddr,
     call_id: String,
-    tag: String,
+    pub tag: String,
     cseq: u32,
     to: String,
     target: String,
