@@ -8,55 +8,11 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::osmo::*;
 use common::*;
 use mgcp::{Agent, ConnectionParams, Event, Response, Timers, Verb};
-
-const MGW_PORT: u16 = 2427;
-
-/// osmo-mgw's process group, killed on drop.
-struct Mgw(#[allow(dead_code)] ProcGuard);
-
-fn start_mgw(net: &Net) -> Mgw {
-    let cfg = net.dir.join("osmo-mgw.cfg");
-    std::fs::write(
-        &cfg,
-        [
-            "log stderr",
-            " logging filter all 1",
-            " logging color 0",
-            " logging level set-all notice",
-            "line vty",
-            " bind 127.0.0.1",
-            "ctrl",
-            " bind 127.0.0.1",
-            "mgcp",
-            " domain mgw",
-            " bind ip 127.0.0.1",
-            &format!(" bind port {MGW_PORT}"),
-            " rtp bind-ip 127.0.0.1",
-            " no rtp ip-probing",
-            " rtp port-range 40000 40999",
-            " number endpoints 8",
-            " force-realloc 0",
-            "",
-        ]
-        .join("\n"),
-    )
-    .expect("write osmo-mgw.cfg");
-    let log = std::fs::File::create(net.dir.join("osmo-mgw.log")).expect("log file");
-    let child = Command::new("osmo-mgw")
-        .arg("-c")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn_group()
-        .expect("osmo-mgw is not installed: run scripts/install-deps.sh (Debian package osmo-mgw)");
-    Mgw(child)
-}
 
 /// The call agent's thin I/O shell: one socket, the sans-IO agent, virtual deadlines from it.
 struct Ca {

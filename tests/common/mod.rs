@@ -19,6 +19,7 @@
 pub mod capture;
 pub mod netns;
 pub mod ops;
+pub mod osmo;
 pub mod process;
 pub mod rawsip;
 pub mod sec;
