@@ -103,7 +103,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod abuse;
-pub use abuse::{AuthFailures, CoreCaps};
+pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
 mod dialplan;
 mod fastyaml;
 mod locate;
@@ -244,35 +244,6 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
-    }
-}
-
-/// Connection limits of the SIP stream listeners (`limits.tcp`, TCP and TLS alike).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TcpLimits {
-    /// Inbound connections open at once, all sources together (default 10000).
-    pub max_connections: u32,
-    /// Inbound connections open at once from one source IP (default 64); trunks are exempt.
-    pub max_per_source: u32,
-    /// How long a TLS handshake may take (default 5 s).
-    pub handshake_timeout: Duration,
-    /// A connection that carries no call, no registration and no message for this long is
-    /// closed (default 120 s).
-    pub idle_timeout: Duration,
-    /// The bytes of an unfinished message may sit in a connection's buffer this long
-    /// (default 10 s).
-    pub partial_message_timeout: Duration,
-}
-
-impl Default for TcpLimits {
-    fn default() -> Self {
-        TcpLimits {
-            max_connections: 10_000,
-            max_per_source: 64,
-            handshake_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(120),
-            partial_message_timeout: Duration::from_secs(10),
-        }
     }
 }
 
@@ -816,21 +787,6 @@ struct RawMetrics {
 
 #[derive(Deserialize, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawTcpLimits {
-    #[serde(default)]
-    max_connections: Option<u32>,
-    #[serde(default)]
-    max_per_source: Option<u32>,
-    #[serde(default)]
-    handshake_timeout: Option<u64>,
-    #[serde(default)]
-    idle_timeout: Option<u64>,
-    #[serde(default)]
-    partial_message_timeout: Option<u64>,
-}
-
-#[derive(Deserialize, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
 struct RawShutdown {
     #[serde(default)]
     drain: Option<u64>,
@@ -895,7 +851,7 @@ struct RawLimits {
     #[serde(default)]
     subscriptions_per_target: Option<u32>,
     #[serde(default)]
-    tcp: Option<RawTcpLimits>,
+    tcp: Option<abuse::RawTcpLimits>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1345,7 +1301,7 @@ fn build_limits(raw: Option<RawLimits>) -> Result<Limits, Sem> {
         l.user_agent_block = list;
     }
     if let Some(t) = r.tcp {
-        l.tcp = build_tcp_limits(t)?;
+        l.tcp = abuse::build_tcp_limits(t)?;
     }
     Ok(l)
 }
@@ -1383,55 +1339,6 @@ fn build_metrics(m: RawMetrics) -> Result<Metrics, Sem> {
         allow,
         reload_token: m.reload_token,
     })
-}
-
-fn build_tcp_limits(r: RawTcpLimits) -> Result<TcpLimits, Sem> {
-    let mut l = TcpLimits::default();
-    let p = |k: &str| vec![key("limits"), key("tcp"), key(k)];
-    if let Some(n) = r.max_connections {
-        if n == 0 || n > 1_000_000 {
-            return Err(sem(
-                p("max_connections"),
-                "max_connections must be 1..=1000000",
-            ));
-        }
-        l.max_connections = n;
-    }
-    if let Some(n) = r.max_per_source {
-        if n == 0 || n > l.max_connections {
-            return Err(sem(
-                p("max_per_source"),
-                format!(
-                    "max_per_source must be 1..={} (max_connections)",
-                    l.max_connections
-                ),
-            ));
-        }
-        l.max_per_source = n;
-    }
-    let secs = |v: Option<u64>, k: &str, max: u64, d: Duration| -> Result<Duration, Sem> {
-        match v {
-            None => Ok(d),
-            Some(s) if s == 0 || s > max => {
-                Err(sem(p(k), format!("{k} must be 1..={max} seconds")))
-            }
-            Some(s) => Ok(Duration::from_secs(s)),
-        }
-    };
-    l.handshake_timeout = secs(
-        r.handshake_timeout,
-        "handshake_timeout",
-        60,
-        l.handshake_timeout,
-    )?;
-    l.idle_timeout = secs(r.idle_timeout, "idle_timeout", 86_400, l.idle_timeout)?;
-    l.partial_message_timeout = secs(
-        r.partial_message_timeout,
-        "partial_message_timeout",
-        600,
-        l.partial_message_timeout,
-    )?;
-    Ok(l)
 }
 
 fn build_media(m: RawMedia) -> Result<Media, Sem> {
