@@ -270,24 +270,6 @@ fn call_agent_drives_osmo_mgw() {
 #[path = "support/tone.rs"]
 mod tone;
 
-/// The log without terminal colour codes.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        if c == '\x1b' {
-            for d in it.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// A call from a SIP caller to a trunk that is an MGCP gateway: trunkline, as call agent,
 /// creates a connection on osmo-mgw with the relay's SDP, answers the caller with the
 /// gateway's media (anchored), signals the dialled digits, and deletes the connection at BYE;
@@ -321,29 +303,8 @@ fn sip_call_to_an_mgcp_gateway_trunk() {
             .run(Duration::from_secs(30))
             .assert_all_ok(1, "call answered through the MGCP gateway");
         // the DLCX answer is logged with the gateway's counters
-        let mut received = None;
-        let logged = poll_until(
-            Instant::now() + Duration::from_secs(5),
-            Duration::from_millis(100),
-            || {
-                let log = strip_ansi(&tl.log_tail(200));
-                received = log.lines().rev().find_map(|l| {
-                    l.contains("mgcp: connection deleted")
-                        .then(|| {
-                            l.split("packets_received=")
-                                .nth(1)?
-                                .split_whitespace()
-                                .next()?
-                                .parse::<u64>()
-                                .ok()
-                        })
-                        .flatten()
-                });
-                received.is_some()
-            },
-        );
-        assert!(logged, "no DLCX logged:\n{}", tl.log_tail(40));
-        let received = received.expect("logged");
+        let received = dlcx_packets_received(&tl, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no DLCX logged:\n{}", tl.log_tail(40)));
         assert!(
             received >= 50,
             "the gateway received the caller's RTP through the relay: {received} packets"

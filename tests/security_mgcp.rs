@@ -91,23 +91,6 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\x1b' {
-            for d in it.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Waits for a final response to `method` on `sock` (provisionals skipped).
 fn final_response(sock: &UdpSocket, method: &str, limit: Duration) -> String {
     let end = Instant::now() + limit;
@@ -248,29 +231,8 @@ fn forged_mgcp_answers_and_ntfy_are_ignored() {
         }
         assert_eq!(stolen, 0, "the caller's RTP went to the attacker");
         // The real gateway carried the call: its DLCX counters show the caller's packets.
-        let mut received = None;
-        let logged = poll_until(
-            Instant::now() + Duration::from_secs(5),
-            Duration::from_millis(50),
-            || {
-                let log = strip_ansi(&tl.log_text());
-                received = log.lines().rev().find_map(|l| {
-                    l.contains("mgcp: connection deleted")
-                        .then(|| {
-                            l.split("packets_received=")
-                                .nth(1)?
-                                .split_whitespace()
-                                .next()?
-                                .parse::<u64>()
-                                .ok()
-                        })
-                        .flatten()
-                });
-                received.is_some()
-            },
-        );
-        assert!(logged, "no DLCX logged:\n{}", tl.log_tail(40));
-        let received = received.expect("logged");
+        let received = dlcx_packets_received(&tl, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no DLCX logged:\n{}", tl.log_tail(40)));
         assert!(received >= 20, "osmo-mgw received {received} packets");
         let dropped = metric_value(
             net.metrics_addr(),
