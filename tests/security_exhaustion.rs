@@ -17,6 +17,18 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
 }
 
+/// The harness's configuration with one UDP trunk `pbx` and every call routed to it.
+fn pbx_yaml(net: &Net) -> String {
+    config_yaml(
+        net,
+        &[Trunk {
+            name: "pbx",
+            port: net.trunk(0),
+        }],
+        &["pbx"],
+    )
+}
+
 /// A trunk on 127.0.0.5 (exempt from the per-source cap) and tight caps so that the limits
 /// are reached with a few dozen sockets.
 fn tcp_yaml(net: &Net) -> String {
@@ -251,7 +263,7 @@ fn silent_tls_sockets_do_not_lock_out_a_real_client() {
             let tls = SocketAddr::from(([127, 0, 0, 1], tls_port));
             let yaml = with_metrics(
                 net,
-                &config_yaml(net, &[Trunk { name: "pbx", port: net.trunk(0) }], &["pbx"])
+                &pbx_yaml(net)
                     .replace(
                         "media:\n",
                         &format!(
@@ -391,18 +403,7 @@ fn a_tcp_connection_with_a_call_outlives_the_idle_timeout() {
             let uas = std::net::UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind uas");
             uas.set_read_timeout(Some(Duration::from_millis(100)))
                 .unwrap();
-            let yaml = with_metrics(
-                net,
-                &config_yaml(
-                    net,
-                    &[Trunk {
-                        name: "pbx",
-                        port: net.trunk(0),
-                    }],
-                    &["pbx"],
-                ),
-                "limits:\n  tcp: { idle_timeout: 1 }\n",
-            );
+            let yaml = with_metrics(net, &pbx_yaml(net), "limits:\n  tcp: { idle_timeout: 1 }\n");
             let mut tl = Trunkline::start(net, &yaml);
             let sip = net.sip_addr();
             let mut caller = connect_from(ip(2), sip).expect("caller connects");
@@ -531,7 +532,7 @@ fn a_tcp_connection_with_a_registration_outlives_the_idle_timeout() {
         |net| {
             let yaml = with_metrics(
                 net,
-                &config_yaml(net, &[Trunk { name: "pbx", port: net.trunk(0) }], &["pbx"]),
+                &pbx_yaml(net),
                 "registrar:\n  domains: [127.0.0.1]\n  users:\n    alice: { password: s3cret }\nlimits:\n  tcp: { idle_timeout: 1 }\n",
             );
             let mut tl = Trunkline::start(net, &yaml);
@@ -602,18 +603,7 @@ fn malformed_tcp_input_is_counted_not_logged_per_connection() {
         "malformed_tcp_input_is_counted_not_logged_per_connection",
         true,
         |net| {
-            let yaml = with_metrics(
-                net,
-                &config_yaml(
-                    net,
-                    &[Trunk {
-                        name: "pbx",
-                        port: net.trunk(0),
-                    }],
-                    &["pbx"],
-                ),
-                "",
-            );
+            let yaml = with_metrics(net, &pbx_yaml(net), "");
             let mut tl = Trunkline::start(net, &yaml);
             let sip = net.sip_addr();
             let mut socks = Vec::new();
@@ -666,18 +656,7 @@ fn tcp_accept_backs_off_when_out_of_descriptors() {
         true,
         |net| {
             raise_nofile();
-            let yaml = with_metrics(
-                net,
-                &config_yaml(
-                    net,
-                    &[Trunk {
-                        name: "pbx",
-                        port: net.trunk(0),
-                    }],
-                    &["pbx"],
-                ),
-                "limits:\n  tcp: { idle_timeout: 2 }\n",
-            );
+            let yaml = with_metrics(net, &pbx_yaml(net), "limits:\n  tcp: { idle_timeout: 2 }\n");
             let mut tl = spawn_with_nofile(128, || Trunkline::start(net, &yaml));
             let sip = net.sip_addr();
             let flood: Vec<TcpStream> = (0..160u32)
@@ -718,18 +697,7 @@ fn tcp_accept_backs_off_when_out_of_descriptors() {
 #[test]
 fn a_peer_that_never_reads_is_closed() {
     isolated("a_peer_that_never_reads_is_closed", true, |net| {
-        let yaml = with_metrics(
-            net,
-            &config_yaml(
-                net,
-                &[Trunk {
-                    name: "pbx",
-                    port: net.trunk(0),
-                }],
-                &["pbx"],
-            ),
-            "",
-        );
+        let yaml = with_metrics(net, &pbx_yaml(net), "");
         let mut tl = Trunkline::start(net, &yaml);
         let sip = net.sip_addr();
         let s = socket2::Socket::new(
@@ -785,18 +753,7 @@ fn idle_connections_cost_little_memory_and_return_it() {
         true,
         |net| {
             raise_nofile();
-            let yaml = with_metrics(
-                net,
-                &config_yaml(
-                    net,
-                    &[Trunk {
-                        name: "pbx",
-                        port: net.trunk(0),
-                    }],
-                    &["pbx"],
-                ),
-                "",
-            );
+            let yaml = with_metrics(net, &pbx_yaml(net), "");
             let mut tl = spawn_with_nofile(8192, || Trunkline::start(net, &yaml));
             let pid = tl.pid();
             let sip = net.sip_addr();
@@ -870,14 +827,7 @@ fn silent_tls_sockets_from_many_sources_evict_the_oldest() {
             let tls = SocketAddr::from(([127, 0, 0, 1], tls_port));
             let yaml = with_metrics(
                 net,
-                &config_yaml(
-                    net,
-                    &[Trunk {
-                        name: "pbx",
-                        port: net.trunk(0),
-                    }],
-                    &["pbx"],
-                )
+                &pbx_yaml(net)
                 .replace(
                     "media:\n",
                     &format!(
