@@ -6,6 +6,7 @@
 pub mod b2bua;
 pub mod check;
 pub mod digest;
+pub mod digest_client;
 pub mod headers;
 pub mod message;
 pub mod parse;
