@@ -54,7 +54,10 @@
 //!          idle_timeout: 120, partial_message_timeout: 10 }   # TCP/TLS listeners (defaults)
 //! trunks:
 //!   pbx:     { address: 127.0.0.1:5080, transport: udp }
-//!   carrier: { address: 127.0.0.1:5090, transport: udp, max_calls: 100, max_cps: 10 }
+//!   carrier: { address: 127.0.0.1:5090, transport: udp, max_calls: 100, max_cps: 10,
+//!              auth: { username: acme, password: s3cret },   # answer its 401/407 (optional realm)
+//!              register: { expires: 3600 },                   # register with it (user/domain/contact_user)
+//!              probe: { interval: 30, down_after: 3, up_after: 2 } }  # OPTIONS health probes
 //! dialplan:                    # first match wins
 //!   - match: { to_user: '^\+?1(\d{10})$' }
 //!     rewrite: { to_user: '+1$1' }
@@ -103,7 +106,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod abuse;
+mod carrier;
 pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
+pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 mod dialplan;
 mod fastyaml;
 mod locate;
@@ -388,6 +393,12 @@ pub struct Trunk {
     /// trunkline, as call agent, creates a connection on `endpoint` for each call (RFC 3435).
     /// Set at start (changes need a restart).
     pub mgcp: Option<TrunkMgcp>,
+    /// Credentials for the trunk's Digest challenges (`auth:`).
+    pub auth: Option<TrunkAuth>,
+    /// trunkline registers with the trunk (`register:`).
+    pub register: Option<TrunkRegister>,
+    /// OPTIONS health probing (`probe:`); absent: off.
+    pub probe: Option<TrunkProbe>,
 }
 
 /// An MGCP gateway trunk (`mgcp:`).
@@ -868,6 +879,12 @@ struct RawTrunk {
     tls: Option<RawTrunkTls>,
     #[serde(default)]
     mgcp: Option<RawTrunkMgcp>,
+    #[serde(default)]
+    auth: Option<carrier::RawTrunkAuth>,
+    #[serde(default)]
+    register: Option<carrier::RawTrunkRegister>,
+    #[serde(default)]
+    probe: Option<carrier::RawTrunkProbe>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1135,6 +1152,18 @@ fn build_with(
                 })
             }
         };
+        let carrier_keys = carrier::RawCarrierKeys {
+            auth: t.auth,
+            register: t.register,
+            probe: t.probe,
+        };
+        let carrier = carrier::build_carrier(&name, &t.address, carrier_keys)?;
+        if mgcp.is_some() && (carrier.auth.is_some() || carrier.register.is_some()) {
+            return Err(sem(
+                p("mgcp"),
+                "an `mgcp` gateway takes no SIP `auth` or `register`",
+            ));
+        }
         trunks.insert(
             name.clone(),
             Trunk {
@@ -1145,6 +1174,9 @@ fn build_with(
                 max_cps: t.max_cps,
                 tls,
                 mgcp,
+                auth: carrier.auth,
+                register: carrier.register,
+                probe: carrier.probe,
             },
         );
     }
