@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod b2bua;
+pub mod carrier;
 pub mod check;
 pub mod digest;
 pub mod digest_client;
