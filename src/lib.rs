@@ -10,6 +10,7 @@
 //! * [`metrics`]: Prometheus metrics and the admin HTTP endpoint.
 //! * [`mgcp_bridge`]: the MGCP bridge's I/O shell (the `Bridge` is crate `mgcp-bridge`).
 
+pub mod carriers;
 pub mod limits;
 pub mod metrics;
 pub mod mgcp_bridge;

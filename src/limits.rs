@@ -428,6 +428,7 @@ impl TrunkUsage {
             CallEvent::Finished { .. } => {}
             CallEvent::Ended { call, .. } => self.release(*call),
             CallEvent::Rejected { .. } => self.not_started(),
+            CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => {}
         }
     }
 

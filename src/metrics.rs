@@ -58,6 +58,9 @@ pub struct Metrics {
     pub rate_limit_sources: IntGauge,
     pub trunk_limit_rejections: IntCounterVec,
     pub trunk_active_calls: IntGaugeVec,
+    pub trunk_up: IntGaugeVec,
+    pub trunk_registered: IntGaugeVec,
+    pub trunk_registrations: IntCounterVec,
     pub mgcp_gateway_up: IntGaugeVec,
     pub mgcp_commands: IntCounterVec,
     pub mgcp_dropped: IntCounterVec,
@@ -416,6 +419,44 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            trunk_up: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_trunk_up",
+                        "1 while a probed trunk answers its OPTIONS probes, 0 while it is down \
+                         (routes skip it); only trunks with `probe:`.",
+                    ),
+                    &["trunk"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            trunk_registered: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_trunk_registered",
+                        "1 while trunkline is registered with the trunk (`register:`), else 0.",
+                    ),
+                    &["trunk"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            trunk_registrations: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "trunkline_trunk_registrations_total",
+                        "REGISTER attempts with trunks by result: ok, the failure's status \
+                         code, timeout, unregistered.",
+                    ),
+                    &["trunk", "result"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             overload_rejections: counter_vec(
                 &r,
                 "trunkline_overload_rejections_total",
@@ -523,6 +564,8 @@ impl Metrics {
                         .inc();
                 }
             }
+            // Counted by the trunk health state (`crate::carriers`).
+            CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => {}
         }
     }
 

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use config::{Action, Config, RouteQuery, TransportKind};
-use signaling::b2bua::{CallEvent, CallRef, Leg, MediaRefusal, Policy, RouteOutcome, Target};
+use signaling::b2bua::{
+    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RouteOutcome, Target,
+};
 use signaling::registrar::RegistrarSettings;
 use signaling::{Peer, Request, Transport};
 
@@ -25,6 +27,8 @@ pub struct LivePolicy {
     registrar: Option<Option<Arc<RegistrarSettings>>>,
     /// Where calls to MGCP gateway trunks go (the bridge's loopback SIP address), if running.
     pub mgcp_bridge: Option<std::net::SocketAddr>,
+    /// Which trunks register and are probed, and which probed trunks are down.
+    pub health: crate::carriers::TrunkHealth,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -52,6 +56,7 @@ impl CallSources {
                 self.of.remove(call);
                 None
             }
+            CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => None,
         }
     }
 }
@@ -233,6 +238,7 @@ impl LivePolicy {
             sources: CallSources::default(),
             registrar: None,
             mgcp_bridge: None,
+            health: Default::default(),
         };
         p.guard.follow(&p.config);
         p
@@ -367,9 +373,12 @@ impl LivePolicy {
                 }
                 let config = self.config.clone();
                 let mgcp_bridge = self.mgcp_bridge;
-                let mut full = false;
-                let targets: Vec<Target> = names
-                    .iter()
+                // A probed trunk that is down is skipped at once (no timeout to wait); all
+                // of a route's trunks down is a 503 with Retry-After, like all at their limit.
+                let up: Vec<&String> = names.iter().filter(|n| !self.health.is_down(n)).collect();
+                let mut full = up.len() < names.len();
+                let targets: Vec<Target> = up
+                    .into_iter()
                     .filter_map(|n| config.trunks.get(n))
                     .filter(|t| {
                         if !calls {
@@ -502,6 +511,10 @@ impl Policy for LivePolicy {
         }
     }
 
+    fn carriers(&mut self, _now: Instant) -> Option<Arc<Vec<CarrierTrunk>>> {
+        self.health.carriers(&self.config, &self.metrics)
+    }
+
     fn is_trunk(&mut self, from: Peer, _now: Instant) -> bool {
         self.trunk_of(from).is_some()
     }
@@ -624,6 +637,7 @@ impl Policy for LivePolicy {
     }
 
     fn event(&mut self, ev: CallEvent, now: Instant) {
+        self.health.on_event(&ev, &self.metrics);
         let source = self.sources.source_for(&ev);
         self.metrics.on_call_event(&ev, source.as_deref());
         let cfg = &self.config;

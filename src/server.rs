@@ -145,6 +145,8 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         input: in_tx.clone(),
     };
     let mut core = B2bua::new(core_cfg);
+    // Registrations with carriers and trunk probes start now.
+    core.sync_carriers(Instant::now(), &mut policy);
     let counters = MessageCounters::new(&metrics);
     let (mut reloader, mut loaded_rx) = Reloader::new(path);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "trunkline running");
@@ -172,11 +174,13 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let drain = shutdown_drain(&policy.config);
                 tracing::info!(?drain, active = core.active_calls(), "SIGTERM: draining");
                 core.set_draining(true);
+                core.unregister_carriers(Instant::now(), &mut policy);
                 drain_until = Some(Instant::now() + drain);
             }
             _ = sigint.recv() => {
                 tracing::info!(active = core.active_calls(), "SIGINT: stopping");
                 core.set_draining(true);
+                core.unregister_carriers(Instant::now(), &mut policy);
                 drain_until = Some(Instant::now());
             }
             _ = sighup.recv() => reloader.start("SIGHUP", None),
@@ -200,6 +204,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     let sip = &policy.config.sip;
                     core.set_call_timers(sip.no_answer_timeout, sip.ringing_timeout);
                     core.set_caps(core_caps(&policy.config.limits));
+                    core.sync_carriers(Instant::now(), &mut policy);
                     // Outbound TLS lets go of the old configuration first, then it is freed on
                     // a blocking thread.
                     if let Some(c) = sender.tls.tls_clients() {

@@ -618,7 +618,7 @@ fn run(seed: u64, steps: usize) {
                 CallEvent::Attempt { call, .. }
                 | CallEvent::Finished { call, .. }
                 | CallEvent::Ended { call, .. } => twice.contains(call),
-                CallEvent::Rejected { .. } => false,
+                _ => false,
             })
             .collect::<Vec<_>>()
     );

@@ -27,6 +27,7 @@ impl B2bua {
                 self.maybe_collect(id);
             }
             Route::Abandoned => self.on_abandoned_response(tx, &resp, now),
+            Route::Carrier => self.on_carrier_response(tx, &resp, now, policy),
             Route::Message | Route::Subscription if resp.status < 200 => {}
             Route::Message => {
                 if let Some(TxOwner::Message(pm)) = self.owners.remove(&tx) {

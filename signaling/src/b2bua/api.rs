@@ -118,6 +118,13 @@ pub enum CallEvent {
     Ended { call: u64, duration: Duration },
     /// A request was rejected before it became a call.
     Rejected { status: u16, reason: String },
+    /// A registration with a trunk (`register:`) was answered, failed, or ended.
+    TrunkRegistration {
+        trunk: String,
+        event: crate::carrier::RegEvent,
+    },
+    /// A probed trunk (`probe:`) went down (`up: false`) or came back.
+    TrunkProbe { trunk: String, up: bool },
 }
 
 /// The decisions the core delegates. Every method gets `now`, the time of the input being
@@ -172,6 +179,11 @@ pub trait Policy {
         now: Instant,
     ) -> RouteOutcome {
         self.route(req, from, to_user, from_user, now)
+    }
+    /// The trunks trunkline registers with or probes. Asked on every timer round: return the
+    /// same `Arc` while nothing changed (a new one is reconciled trunk by trunk).
+    fn carriers(&mut self, _now: Instant) -> Option<Arc<Vec<CarrierTrunk>>> {
+        None
     }
     /// Whether `from` is one of the configured trunks (carriers, PBXs): their requests are not
     /// asked for a registrar user's credentials.

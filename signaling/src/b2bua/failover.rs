@@ -226,6 +226,10 @@ impl B2bua {
             }
             // A branch given up on that never answered: nothing more to do.
             Some(TxOwner::Abandoned(_)) => return,
+            Some(TxOwner::Carrier(c)) => {
+                self.on_carrier_failure(c, now, policy);
+                return;
+            }
             Some(TxOwner::Call(id, purpose)) => (id, purpose),
         };
         match purpose {

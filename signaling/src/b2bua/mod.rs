@@ -33,6 +33,7 @@ mod answer;
 mod api;
 mod authz;
 mod caps;
+mod carriers;
 mod dialog;
 mod failover;
 mod invite;
@@ -48,6 +49,7 @@ use wire::*;
 pub use wire::{make_response, reason_phrase};
 
 pub use caps::Caps;
+pub use carriers::CarrierTrunk;
 
 /// Why an out-of-dialog request is not relayed.
 enum Refusal {
@@ -252,6 +254,8 @@ pub struct B2bua {
     early: caps::Counts<std::net::IpAddr>,
     sub_sources: caps::Counts<std::net::IpAddr>,
     sub_targets: caps::Counts<String>,
+    /// Registrations with carriers and trunk probes.
+    carriers: carriers::Carriers,
 }
 
 impl B2bua {
@@ -311,6 +315,7 @@ impl B2bua {
             early: caps::Counts::default(),
             sub_sources: caps::Counts::default(),
             sub_targets: caps::Counts::default(),
+            carriers: carriers::Carriers::default(),
         }
     }
 
@@ -438,6 +443,7 @@ impl B2bua {
         self.tx.handle_timeout(now);
         self.expire_subs(now);
         self.keepalives(now, policy);
+        self.drive_carriers(now, policy);
         while let Some(d) = self.deadlines.peek() {
             if d.at.0 > now {
                 break;
@@ -456,7 +462,11 @@ impl B2bua {
         let a = self.tx.poll_timeout();
         let b = self.deadlines.peek().map(|d| d.at.0);
         let c = self.next_sub_expiry();
-        [a, b, c, self.next_keepalive].into_iter().flatten().min()
+        let d = self.carriers.poll_timeout();
+        [a, b, c, d, self.next_keepalive]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

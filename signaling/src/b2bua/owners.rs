@@ -4,6 +4,7 @@
 //! per call, so "does this call still wait for a response?" is a lookup, not a scan (with many
 //! calls ringing at once that scan ran on every call teardown).
 
+use super::carriers::CarrierTx;
 use super::presence::SubClient;
 use super::{Abandoned, ClientPurpose, PendingMessage};
 use crate::transaction::{IdMap, TxId};
@@ -19,6 +20,8 @@ pub(super) enum TxOwner {
     Subscription(SubClient),
     /// A leg B INVITE its call moved on from (failover).
     Abandoned(Abandoned),
+    /// A REGISTER to a carrier or an OPTIONS probe of a trunk.
+    Carrier(CarrierTx),
 }
 
 /// Which handler a response goes to (read from the owner without keeping it borrowed).
@@ -31,6 +34,7 @@ pub(super) enum Route {
     Message,
     Subscription,
     Abandoned,
+    Carrier,
 }
 
 #[derive(Default)]
@@ -83,6 +87,7 @@ impl Owners {
             TxOwner::Message(_) => Route::Message,
             TxOwner::Subscription(_) => Route::Subscription,
             TxOwner::Abandoned(_) => Route::Abandoned,
+            TxOwner::Carrier(_) => Route::Carrier,
         })
     }
 

@@ -1,0 +1,326 @@
+//! trunkline's own requests to its trunks, in virtual time: registration with a carrier
+//! (challenged, refreshed, timed out, un-REGISTERed) and OPTIONS health probes (down after
+//! misses, up after answers), as the core sends them and reports them to the policy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signaling::b2bua::{
+    make_response, CallEvent, CallRef, CarrierTrunk, CoreConfig, Leg, MediaRefusal, Policy,
+    RouteOutcome, StaticPolicy,
+};
+use signaling::carrier::{ProbeSettings, RegEvent, RegisterSettings};
+use signaling::digest_client::Credentials;
+use signaling::message::{Request, SipMessage};
+use signaling::testing::peer;
+use signaling::Peer;
+
+const ME: &str = "127.0.0.1:5060";
+const CARRIER: &str = "127.0.0.1:5090";
+const PBX: &str = "127.0.0.1:5080";
+
+/// The static policy plus a carrier set.
+struct CarrierPolicy {
+    inner: StaticPolicy,
+    set: Option<Arc<Vec<CarrierTrunk>>>,
+}
+
+impl Policy for CarrierPolicy {
+    fn route(&mut self, r: &Request, f: Peer, t: &str, u: &str, now: Instant) -> RouteOutcome {
+        self.inner.route(r, f, t, u, now)
+    }
+    fn media_offer(
+        &mut self,
+        c: CallRef<'_>,
+        l: Leg,
+        s: &[u8],
+        now: Instant,
+    ) -> Result<Vec<u8>, MediaRefusal> {
+        self.inner.media_offer(c, l, s, now)
+    }
+    fn media_answer(
+        &mut self,
+        c: CallRef<'_>,
+        l: Leg,
+        s: &[u8],
+        now: Instant,
+    ) -> Result<Vec<u8>, String> {
+        self.inner.media_answer(c, l, s, now)
+    }
+    fn media_release(&mut self, c: CallRef<'_>, now: Instant) {
+        self.inner.media_release(c, now)
+    }
+    fn event(&mut self, ev: CallEvent, now: Instant) {
+        self.inner.event(ev, now)
+    }
+    fn carriers(&mut self, _now: Instant) -> Option<Arc<Vec<CarrierTrunk>>> {
+        self.set.clone()
+    }
+}
+
+type World = signaling::testing::World<CarrierPolicy>;
+
+fn world(trunks: Vec<CarrierTrunk>) -> World {
+    let cfg = CoreConfig {
+        local_udp: Some(ME.parse().unwrap()),
+        ..CoreConfig::default()
+    };
+    let mut w = World::new(
+        cfg,
+        CarrierPolicy {
+            inner: StaticPolicy {
+                targets: Vec::new(),
+                events: Vec::new(),
+                released: Vec::new(),
+            },
+            set: Some(Arc::new(trunks)),
+        },
+    );
+    let now = w.now;
+    w.core.sync_carriers(now, &mut w.policy);
+    w.drain();
+    w
+}
+
+fn registering(auth: bool) -> CarrierTrunk {
+    CarrierTrunk {
+        name: "carrier".into(),
+        peer: peer(CARRIER),
+        host: CARRIER.into(),
+        register: Some(RegisterSettings {
+            user: "acme".into(),
+            domain: "carrier.test".into(),
+            expires: Duration::from_secs(600),
+            contact_user: "trunk1".into(),
+            auth: auth.then(|| Credentials {
+                username: "acme".into(),
+                password: "secret".into(),
+                realm: Some("carrier.test".into()),
+            }),
+        }),
+        probe: None,
+    }
+}
+
+fn trunk_events(w: &mut World) -> Vec<CallEvent> {
+    let evs = std::mem::take(&mut w.policy.inner.events);
+    evs.into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. }
+            )
+        })
+        .collect()
+}
+
+fn reply(w: &mut World, to: &str, req: &Request, status: u16, extra: &[(&str, &str)]) {
+    let mut r = make_response(req, status, "X", Some("regtag"));
+    for (n, v) in extra {
+        r.headers.push(n, *v);
+    }
+    w.feed_msg(to, &SipMessage::Response(r));
+}
+
+#[test]
+fn registration_answers_the_challenge_then_refreshes_at_half_the_grant() {
+    let mut w = world(vec![registering(true)]);
+    let first = w.take_request(CARRIER, "REGISTER");
+    assert_eq!(first.uri, "sip:carrier.test");
+    assert_eq!(
+        first.headers.get("Contact"),
+        Some("<sip:trunk1@127.0.0.1:5060>")
+    );
+    assert!(first.headers.get("Authorization").is_none());
+    let challenge = "Digest realm=\"carrier.test\", nonce=\"abc\", qop=\"auth\", algorithm=SHA-256";
+    reply(
+        &mut w,
+        CARRIER,
+        &first,
+        401,
+        &[("WWW-Authenticate", challenge)],
+    );
+    let second = w.take_request(CARRIER, "REGISTER");
+    assert_eq!(second.headers.get("CSeq"), Some("2 REGISTER"));
+    assert_eq!(second.headers.get("Call-ID"), first.headers.get("Call-ID"));
+    assert_ne!(second.headers.get("Via"), first.headers.get("Via"));
+    let auth = second.headers.get("Authorization").expect("credentials");
+    assert!(
+        auth.contains("algorithm=SHA-256") && auth.contains("nc=00000001"),
+        "{auth}"
+    );
+    assert!(!auth.contains("secret"));
+    assert!(!w.core.carrier_registered("carrier", w.now));
+    reply(&mut w, CARRIER, &second, 200, &[("Expires", "60")]);
+    assert!(w.core.carrier_registered("carrier", w.now));
+    assert_eq!(
+        trunk_events(&mut w),
+        [CallEvent::TrunkRegistration {
+            trunk: "carrier".into(),
+            event: RegEvent::Registered(Duration::from_secs(60)),
+        }]
+    );
+    // The refresh goes out at half the grant, not before.
+    w.advance(Duration::from_secs(29));
+    assert!(w.take_to(CARRIER).is_empty());
+    w.advance(Duration::from_secs(1));
+    let refresh = w.take_request(CARRIER, "REGISTER");
+    assert_eq!(refresh.headers.get("CSeq"), Some("3 REGISTER"));
+}
+
+#[test]
+fn an_unanswered_registration_fails_and_is_retried_after_a_back_off() {
+    let mut w = world(vec![registering(false)]);
+    w.take_request(CARRIER, "REGISTER");
+    // UDP retransmissions until Timer F (64·T1 = 32 s), then a timeout.
+    w.advance(Duration::from_secs(33));
+    let resent = w.take_to(CARRIER);
+    assert!(resent.len() > 3, "retransmitted: {}", resent.len());
+    assert_eq!(
+        trunk_events(&mut w),
+        [CallEvent::TrunkRegistration {
+            trunk: "carrier".into(),
+            event: RegEvent::Failed(None),
+        }]
+    );
+    // Retried 10 s after the failure (Timer F fired at 32 s).
+    w.advance(Duration::from_secs(8));
+    assert!(w.take_to(CARRIER).is_empty());
+    w.advance(Duration::from_secs(1));
+    let again = w.take_request(CARRIER, "REGISTER");
+    assert_eq!(again.headers.get("CSeq"), Some("2 REGISTER"));
+}
+
+#[test]
+fn wrong_credentials_get_exactly_one_authenticated_retry() {
+    let mut w = world(vec![registering(true)]);
+    let first = w.take_request(CARRIER, "REGISTER");
+    let ch = "Digest realm=\"carrier.test\", nonce=\"n1\", qop=\"auth\"";
+    reply(&mut w, CARRIER, &first, 401, &[("WWW-Authenticate", ch)]);
+    let second = w.take_request(CARRIER, "REGISTER");
+    let ch2 = "Digest realm=\"carrier.test\", nonce=\"n2\", qop=\"auth\"";
+    reply(&mut w, CARRIER, &second, 401, &[("WWW-Authenticate", ch2)]);
+    assert!(w.take_to(CARRIER).is_empty(), "no third REGISTER");
+    assert_eq!(
+        trunk_events(&mut w),
+        [CallEvent::TrunkRegistration {
+            trunk: "carrier".into(),
+            event: RegEvent::Failed(Some(401)),
+        }]
+    );
+}
+
+#[test]
+fn shutdown_unregisters_with_expires_zero() {
+    let mut w = world(vec![registering(false)]);
+    let first = w.take_request(CARRIER, "REGISTER");
+    reply(&mut w, CARRIER, &first, 200, &[]);
+    let now = w.now;
+    assert_eq!(w.core.unregister_carriers(now, &mut w.policy), 1);
+    w.drain();
+    let un = w.take_request(CARRIER, "REGISTER");
+    assert_eq!(un.headers.get("Expires"), Some("0"));
+    assert_eq!(un.headers.get("Call-ID"), first.headers.get("Call-ID"));
+    assert!(!w.core.carrier_registered("carrier", w.now));
+}
+
+fn probed(name: &str, addr: &str) -> CarrierTrunk {
+    CarrierTrunk {
+        name: name.into(),
+        peer: peer(addr),
+        host: addr.into(),
+        register: None,
+        probe: Some(ProbeSettings {
+            interval: Duration::from_secs(5),
+            down_after: 2,
+            up_after: 1,
+        }),
+    }
+}
+
+/// The newest probe sent to the PBX (older, unanswered ones are still being retransmitted).
+fn newest_probe(w: &mut World) -> Request {
+    let probes: Vec<Request> = w
+        .take_to(PBX)
+        .into_iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) if r.method.as_str() == "OPTIONS" => Some(r),
+            _ => None,
+        })
+        .collect();
+    let newest = probes
+        .last()
+        .expect("a probe")
+        .headers
+        .get("Call-ID")
+        .map(str::to_string);
+    probes
+        .into_iter()
+        .find(|r| r.headers.get("Call-ID").map(str::to_string) == newest)
+        .expect("a probe")
+}
+
+#[test]
+fn probes_report_a_silent_trunk_down_and_any_answer_up() {
+    let mut w = world(vec![probed("pbx", PBX)]);
+    let p1 = w.take_request(PBX, "OPTIONS");
+    assert_eq!(p1.uri, format!("sip:{PBX}"));
+    // Unanswered: the second probe marks the first missed; the third the second: down.
+    w.advance(Duration::from_secs(5));
+    w.advance(Duration::from_secs(5));
+    assert_eq!(
+        trunk_events(&mut w),
+        [CallEvent::TrunkProbe {
+            trunk: "pbx".into(),
+            up: false,
+        }]
+    );
+    // A 404 to the next probe is an answer: up again.
+    w.advance(Duration::from_secs(5));
+    let p = newest_probe(&mut w);
+    reply(&mut w, PBX, &p, 404, &[]);
+    assert_eq!(
+        trunk_events(&mut w),
+        [CallEvent::TrunkProbe {
+            trunk: "pbx".into(),
+            up: true,
+        }]
+    );
+    // An answered trunk stays up without further events.
+    for _ in 0..3 {
+        w.advance(Duration::from_secs(5));
+        let p = newest_probe(&mut w);
+        reply(&mut w, PBX, &p, 200, &[]);
+    }
+    assert!(trunk_events(&mut w).is_empty());
+}
+
+#[test]
+fn a_transport_error_counts_as_a_miss_and_a_reload_reconciles_the_set() {
+    let mut w = world(vec![probed("pbx", PBX)]);
+    w.take_request(PBX, "OPTIONS");
+    w.transport_error(peer(PBX));
+    w.advance(Duration::from_secs(5));
+    w.transport_error(peer(PBX));
+    assert_eq!(
+        trunk_events(&mut w),
+        [CallEvent::TrunkProbe {
+            trunk: "pbx".into(),
+            up: false,
+        }]
+    );
+    // The trunk is no longer probed after a reload: nothing more goes to it.
+    w.policy.set = Some(Arc::new(vec![registering(false)]));
+    let now = w.now;
+    w.core.sync_carriers(now, &mut w.policy);
+    w.drain();
+    let _ = w.take_to(PBX);
+    w.take_request(CARRIER, "REGISTER");
+    w.advance(Duration::from_secs(20));
+    assert!(
+        w.take_to(PBX)
+            .iter()
+            .all(|m| !matches!(m, SipMessage::Request(r) if r.method.as_str() == "OPTIONS")),
+        "a probe after the trunk left the set"
+    );
+}
