@@ -162,6 +162,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     // Graceful shutdown: after SIGTERM, new calls get 503 and the loop ends once calls are gone
     // or the drain time has passed (then the rest are sent BYE).
     let mut drain_until: Option<Instant> = None;
+    let mut stopping_since: Option<Instant> = None;
     loop {
         let mut deadline = core.poll_timeout().unwrap_or_else(|| Instant::now() + far);
         if let Some(d) = drain_until {
@@ -175,12 +176,14 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 tracing::info!(?drain, active = core.active_calls(), "SIGTERM: draining");
                 core.set_draining(true);
                 core.unregister_carriers(Instant::now(), &mut policy);
+                stopping_since = Some(Instant::now());
                 drain_until = Some(Instant::now() + drain);
             }
             _ = sigint.recv() => {
                 tracing::info!(active = core.active_calls(), "SIGINT: stopping");
                 core.set_draining(true);
                 core.unregister_carriers(Instant::now(), &mut policy);
+                stopping_since = Some(Instant::now());
                 drain_until = Some(Instant::now());
             }
             _ = sighup.recv() => reloader.start("SIGHUP", None),
@@ -258,7 +261,10 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         }
         if let Some(d) = drain_until {
             let now = Instant::now();
-            if core.active_calls() == 0 {
+            // Un-REGISTERs get a moment for their answer (and a challenge's round trip).
+            let unregistering = core.carriers_unregistering()
+                && now < stopping_since.unwrap_or(now) + Duration::from_secs(2);
+            if core.active_calls() == 0 && !unregistering {
                 break;
             }
             if now >= d {

@@ -18,28 +18,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn require_kamailio() {
-    let ok = Command::new("/usr/sbin/kamailio")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "kamailio is not installed: run `bash scripts/install-deps.sh` (Debian package kamailio)"
-    );
-}
-
-/// Kamailio's process group: SIGTERM stops it and its children (5 s), then SIGKILL to all.
-struct Kamailio(ProcGuard);
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        self.0.terminate(Duration::from_secs(5));
-    }
-}
-
 /// The SDP bodies SIPp logged as received in its `-trace_msg` file.
 fn received_sdps(path: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -87,24 +65,9 @@ fn kamailio_rtpengine_module_drives_trunkline_ng() {
             let kcfg = include_str!("peers/kamailio-ng.cfg")
                 .replace("@PROXY_PORT@", &proxy.to_string())
                 .replace("@UAS_PORT@", &net.trunk(0).to_string())
-                .replace("@NG_PORT@", &ng_port.to_string())
-                .replace("@DIR@", &net.dir.to_string_lossy());
-            let kpath = net.dir.join("kamailio.cfg");
-            std::fs::write(&kpath, kcfg).expect("kamailio.cfg");
-            let klog = net.dir.join("kamailio.log");
-            let kam = Kamailio(
-                Command::new("/usr/sbin/kamailio")
-                    .args(["-DD", "-E", "-m", "64", "-f"])
-                    .arg(&kpath)
-                    .arg("-P")
-                    .arg(net.dir.join("kamailio.pid"))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(&klog).expect("kamailio.log"))
-                    .spawn_group()
-                    .expect("start kamailio"),
-            );
-            wait_udp_bound(proxy, Duration::from_secs(10));
+                .replace("@NG_PORT@", &ng_port.to_string());
+            let kam = Kamailio::start(net, &kcfg, proxy);
+            let klog = kam.log.clone();
 
             std::fs::write(net.dir.join("tone.wav"), tone::tone_wav()).expect("tone.wav");
             let calls = 3;

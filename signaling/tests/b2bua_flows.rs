@@ -176,6 +176,13 @@ fn basic_call_hides_topology_and_maps_responses() {
     assert!(!a_text.contains("5080"), "leg B leaked into A: {a_text}");
     assert!(!a_text.contains("btag"), "{a_text}");
     assert!(!a_text.contains(b_inv.call_id().unwrap()), "{a_text}");
+    // RFC 3261 §12.1.1: leg A's proxies stay on its dialog's path (their Record-Route is
+    // echoed in the 2xx, and only on leg A).
+    assert_eq!(
+        rs[0].headers.get("Record-Route"),
+        Some("<sip:secret-proxy.a.example;lr>"),
+        "{a_text}"
+    );
     w.feed(A, &a_request("ACK", "call-1", 1, &a_tag, ""));
 
     // BYE from A: 200 to A, BYE to B; once B answers the call is gone.

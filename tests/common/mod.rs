@@ -17,6 +17,7 @@
 //! UAS over raw sockets).
 
 pub mod capture;
+pub mod kamailio;
 pub mod netns;
 pub mod ops;
 pub mod osmo;
@@ -29,6 +30,8 @@ pub mod sipp;
 // A test binary that uses nothing of a module would warn that its re-export is unused.
 #[allow(unused_imports)]
 pub use capture::*;
+#[allow(unused_imports)]
+pub use kamailio::*;
 #[allow(unused_imports)]
 pub use netns::*;
 #[allow(unused_imports)]

@@ -179,6 +179,14 @@ impl B2bua {
         };
         let mut resp = make_response(&call.a_invite, status, reason, Some(&call.a.local_tag));
         if status > 100 && status < 300 {
+            //= rfc3261#section-12.1.1
+            //# When a UAS responds to a request with a response that establishes a dialog
+            //# (such as a 2xx to INVITE), the UAS MUST copy all Record-Route header field
+            //# values from the request into the response [...] and MUST maintain the order of
+            //# those values.
+            for rr in call.a_invite.headers.get_all("Record-Route") {
+                resp.headers.push("Record-Route", rr);
+            }
             resp.headers
                 .push("Contact", self.contact_for(call.a.peer.transport));
         }

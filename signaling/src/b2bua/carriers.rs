@@ -48,6 +48,12 @@ impl Carriers {
 }
 
 impl B2bua {
+    /// An un-REGISTER of [`B2bua::unregister_carriers`] still waits for its answer (a graceful
+    /// shutdown waits for them, briefly).
+    pub fn carriers_unregistering(&self) -> bool {
+        self.carriers.regs.values().any(|(r, _)| r.unregistering())
+    }
+
     /// Whether trunkline is registered with `trunk` now (`register:` trunks).
     pub fn carrier_registered(&self, trunk: &str, now: Instant) -> bool {
         self.carriers.registered(trunk, now)

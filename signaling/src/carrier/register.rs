@@ -131,6 +131,17 @@ impl Registration {
         self.registered_until.is_some_and(|t| t > now)
     }
 
+    /// An un-REGISTER is out and not answered yet.
+    pub fn unregistering(&self) -> bool {
+        matches!(
+            self.state,
+            State::Pending {
+                unregister: true,
+                ..
+            }
+        )
+    }
+
     /// When [`Registration::poll_request`] has something to send.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
