@@ -29,6 +29,7 @@ pub struct Metrics {
     pub parse_errors: IntCounter,
     pub registered_contacts: IntGauge,
     pub keepalives: IntCounter,
+    pub trunk_auth: IntCounterVec,
     pub media_failures: IntCounter,
     pub subscriptions: IntGauge,
     pub registers: IntCounterVec,
@@ -158,6 +159,14 @@ impl Metrics {
                 &r,
                 "trunkline_media_answer_failures_total",
                 "SDP answers (or late offers) the media relay could not take; the offer was ended with 488 on the leg that made it.",
+            ),
+            trunk_auth: counter_vec(
+                &r,
+                "trunkline_trunk_auth_total",
+                "Trunk Digest challenges to leg B's requests: result=\"answered\" (resent with \
+                 the trunk's credentials), \"refused\" (no usable challenge, or challenged \
+                 again: the failure goes to the caller).",
+                &["result"],
             ),
             keepalives: counter(
                 &r,

@@ -511,6 +511,17 @@ impl Policy for LivePolicy {
         }
     }
 
+    fn credentials(
+        &mut self,
+        trunk: &str,
+        _now: Instant,
+    ) -> Option<signaling::digest_client::Credentials> {
+        self.config
+            .trunks
+            .get(trunk)
+            .and_then(crate::carriers::credentials)
+    }
+
     fn carriers(&mut self, _now: Instant) -> Option<Arc<Vec<CarrierTrunk>>> {
         self.health.carriers(&self.config, &self.metrics)
     }

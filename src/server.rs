@@ -314,6 +314,12 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         .set(core.registered_contacts(Instant::now()) as i64);
     metrics.subscriptions.set(core.subscriptions() as i64);
     crate::policy::set_counter(&metrics.keepalives, stats.keepalives);
+    for (result, n) in [
+        ("answered", stats.auth_retries),
+        ("refused", stats.auth_refused),
+    ] {
+        crate::policy::set_counter(&metrics.trunk_auth.with_label_values(&[result]), n);
+    }
     crate::policy::set_counter(&metrics.media_failures, stats.media_failures);
     for (status, n) in &stats.registers {
         crate::policy::set_counter(

@@ -226,3 +226,72 @@ fn trunkline_answers_a_sha256_challenge() {
         assert!(line.contains("algorithm=SHA-256"), "{line}");
     });
 }
+
+/// SIPp's built-in UAS as the carrier's callee (behind Kamailio, a proxy: the tests/sipp UAS
+/// scenarios refuse the proxy's second Via by design).
+fn carrier_callee(net: &Net, calls: u32) -> SippRun {
+    Sipp::uas(
+        net,
+        "callee",
+        "uas_basic.xml",
+        net.trunk(1),
+        net.sipp_media(2),
+        calls,
+    )
+    .builtin("uas")
+    .spawn()
+}
+
+#[test]
+fn calls_to_the_carrier_answer_its_challenge_and_wrong_credentials_fail_after_one_retry() {
+    require_sipp();
+    isolated(
+        "calls_to_the_carrier_answer_its_challenge_and_wrong_credentials_fail_after_one_retry",
+        false,
+        |net| {
+            let kport = net.spare(60);
+            let kam = Kamailio::start(net, &carrier_cfg(net, kport, "acme", "s3cret", ""), kport);
+            let mut tl = Trunkline::start(net, &trunkline_yaml(net, kport, "s3cret", ""));
+            let callee = carrier_callee(net, 3);
+            wait_udp_bound(net.trunk(1), Duration::from_secs(5));
+            let caller = Sipp::uac(net, "pbx-caller", "uac_basic.xml", 3, 3)
+                .pause_ms(100)
+                .run(LIMIT);
+            let ctx = format!(
+                "pbx -> trunkline -> kamailio (407) -> callee; kamailio log:\n{}\ntrunkline log:\n{}",
+                kam.log_text(),
+                tl.log_tail(30)
+            );
+            caller.assert_all_ok(3, &ctx);
+            // (SIPp's built-in UAS does not end by itself: the caller's result is the proof.)
+            drop(callee.stop());
+            let log = kam.log_text();
+            assert_eq!(log.matches("CARRIER-AUTHORIZED INVITE").count(), 3, "{log}");
+            assert_eq!(log.matches("CARRIER-REFUSED").count(), 0, "{log}");
+            let m = scrape(net);
+            assert_eq!(
+                metric(&m, "trunkline_trunk_auth_total", &[("result", "answered")]),
+                Some(3.0),
+                "{m}"
+            );
+            tl.stop();
+
+            // Wrong credentials: the caller gets the carrier's 407, after exactly one
+            // authenticated INVITE.
+            let kam2_port = net.spare(70);
+            let cfg = carrier_cfg(net, kam2_port, "acme", "right", "");
+            let kam2 = Kamailio::start_named(net, "kamailio-wrong", &cfg, kam2_port);
+            let mut tl = Trunkline::start(net, &trunkline_yaml(net, kam2_port, "wrong", ""));
+            let resp = invite_once(net.sip_addr(), "15551234567", Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("no answer:\n{}", tl.log_tail(30)));
+            assert!(resp.starts_with("SIP/2.0 407"), "{resp}");
+            assert!(
+                header(&resp, "Proxy-Authenticate", None).is_none(),
+                "the carrier's challenge reached the caller: {resp}"
+            );
+            let log = kam2.log_text();
+            assert_eq!(log.matches("CARRIER-REFUSED INVITE").count(), 1, "{log}");
+            tl.assert_alive();
+        },
+    );
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use signaling::b2bua::{
     make_response, CallEvent, CallRef, CarrierTrunk, CoreConfig, Leg, MediaRefusal, Policy,
-    RouteOutcome, StaticPolicy,
+    RouteOutcome, StaticPolicy, Target,
 };
 use signaling::carrier::{ProbeSettings, RegEvent, RegisterSettings};
 use signaling::digest_client::Credentials;
@@ -23,6 +23,7 @@ const PBX: &str = "127.0.0.1:5080";
 struct CarrierPolicy {
     inner: StaticPolicy,
     set: Option<Arc<Vec<CarrierTrunk>>>,
+    creds: Option<Credentials>,
 }
 
 impl Policy for CarrierPolicy {
@@ -56,6 +57,9 @@ impl Policy for CarrierPolicy {
     fn carriers(&mut self, _now: Instant) -> Option<Arc<Vec<CarrierTrunk>>> {
         self.set.clone()
     }
+    fn credentials(&mut self, trunk: &str, _now: Instant) -> Option<Credentials> {
+        self.creds.clone().filter(|_| trunk == "carrier")
+    }
 }
 
 type World = signaling::testing::World<CarrierPolicy>;
@@ -74,6 +78,7 @@ fn world(trunks: Vec<CarrierTrunk>) -> World {
                 released: Vec::new(),
             },
             set: Some(Arc::new(trunks)),
+            creds: None,
         },
     );
     let now = w.now;
@@ -323,4 +328,189 @@ fn a_transport_error_counts_as_a_miss_and_a_reload_reconciles_the_set() {
             .all(|m| !matches!(m, SipMessage::Request(r) if r.method.as_str() == "OPTIONS")),
         "a probe after the trunk left the set"
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Leg B's INVITE challenged by the carrier.
+
+const A: &str = "127.0.0.1:5070";
+
+fn calling_world() -> World {
+    let mut w = world(Vec::new());
+    w.policy.inner.targets = vec![Target {
+        trunk: "carrier".into(),
+        peer: peer(CARRIER),
+        host: CARRIER.into(),
+    }];
+    w.policy.creds = Some(Credentials {
+        username: "acme".into(),
+        password: "secret".into(),
+        realm: None,
+    });
+    w
+}
+
+fn invite_from_a(call_id: &str) -> Vec<u8> {
+    let sdp = "v=0\r\no=a 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    format!(
+        "INVITE sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {A};branch=z9hG4bK-a-{call_id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@10.1.1.1>;tag=atag\r\n\
+         To: <sip:+15551234567@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{A}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+const PROXY_CHALLENGE: &str =
+    "Digest realm=\"carrier.test\", nonce=\"n-1\", qop=\"auth\", algorithm=MD5";
+
+#[test]
+fn a_challenged_invite_is_resent_once_with_credentials_and_leg_a_never_sees_it() {
+    let mut w = calling_world();
+    w.feed(A, &invite_from_a("c1"));
+    let first = w.take_request(CARRIER, "INVITE");
+    reply(
+        &mut w,
+        CARRIER,
+        &first,
+        407,
+        &[("Proxy-Authenticate", PROXY_CHALLENGE)],
+    );
+    // The 407 is ACKed by the transaction layer; the INVITE goes again with credentials.
+    let msgs = w.take_to(CARRIER);
+    let mut acks = 0;
+    let mut retry = None;
+    for m in msgs {
+        match m {
+            SipMessage::Request(r) if r.method.as_str() == "ACK" => acks += 1,
+            SipMessage::Request(r) if r.method.as_str() == "INVITE" => retry = Some(r),
+            _ => {}
+        }
+    }
+    assert_eq!(acks, 1, "the 407 is ACKed");
+    let retry = retry.expect("INVITE resent with credentials");
+    assert_eq!(retry.headers.get("Call-ID"), first.headers.get("Call-ID"));
+    assert_eq!(retry.headers.get("From"), first.headers.get("From"));
+    let seq = |r: &Request| r.cseq().map(|c| c.seq).unwrap();
+    assert_eq!(seq(&retry), seq(&first) + 1);
+    assert_ne!(retry.headers.get("Via"), first.headers.get("Via"));
+    assert_eq!(retry.body, first.body);
+    let auth = retry
+        .headers
+        .get("Proxy-Authorization")
+        .expect("credentials");
+    assert!(
+        auth.contains("username=\"acme\"") && auth.contains("nonce=\"n-1\""),
+        "{auth}"
+    );
+    assert!(auth.contains(&format!("uri=\"{}\"", first.uri)), "{auth}");
+    assert!(!auth.contains("secret"));
+    // Leg A saw no challenge.
+    assert!(w.take_responses(A).iter().all(|r| r.status < 300));
+    // Answered: 200 to A, ACK to B with the retried INVITE's CSeq.
+    let mut ok = make_response(&retry, 200, "OK", Some("btag"));
+    ok.headers.push("Contact", format!("<sip:b@{CARRIER}>"));
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = retry.body.clone();
+    w.feed_msg(CARRIER, &SipMessage::Response(ok));
+    let ack = w.take_request(CARRIER, "ACK");
+    assert_eq!(seq(&ack), seq(&retry));
+    let finals: Vec<u16> = w.take_responses(A).iter().map(|r| r.status).collect();
+    assert!(finals.contains(&200), "{finals:?}");
+    assert_eq!(w.core.stats().auth_retries, 1);
+}
+
+#[test]
+fn a_second_challenge_ends_the_call_with_the_failure_and_no_third_invite() {
+    let mut w = calling_world();
+    w.feed(A, &invite_from_a("c2"));
+    let first = w.take_request(CARRIER, "INVITE");
+    reply(
+        &mut w,
+        CARRIER,
+        &first,
+        407,
+        &[("Proxy-Authenticate", PROXY_CHALLENGE)],
+    );
+    let retry = w.take_request(CARRIER, "INVITE");
+    let again = "Digest realm=\"carrier.test\", nonce=\"n-2\", qop=\"auth\"";
+    reply(
+        &mut w,
+        CARRIER,
+        &retry,
+        407,
+        &[("Proxy-Authenticate", again)],
+    );
+    let invites = w
+        .take_to(CARRIER)
+        .into_iter()
+        .filter(|m| matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE"))
+        .count();
+    assert_eq!(invites, 0, "a third INVITE");
+    let fin = w.final_to(A);
+    assert_eq!(fin.status, 407);
+    assert!(
+        fin.headers.get("Proxy-Authenticate").is_none(),
+        "the carrier's challenge leaked"
+    );
+    assert_eq!(w.core.stats().auth_refused, 1);
+}
+
+#[test]
+fn without_credentials_a_challenge_is_a_plain_failure() {
+    let mut w = calling_world();
+    w.policy.creds = None;
+    w.feed(A, &invite_from_a("c3"));
+    let first = w.take_request(CARRIER, "INVITE");
+    reply(
+        &mut w,
+        CARRIER,
+        &first,
+        401,
+        &[("WWW-Authenticate", PROXY_CHALLENGE)],
+    );
+    assert_eq!(w.final_to(A).status, 401);
+    assert!(
+        w.take_to(CARRIER)
+            .iter()
+            .all(|m| !matches!(m, SipMessage::Request(r) if r.method.as_str() == "INVITE")),
+        "resent without credentials"
+    );
+}
+
+#[test]
+fn a_cancel_after_the_retry_cancels_the_retried_invite() {
+    let mut w = calling_world();
+    w.feed(A, &invite_from_a("c4"));
+    let first = w.take_request(CARRIER, "INVITE");
+    reply(
+        &mut w,
+        CARRIER,
+        &first,
+        407,
+        &[("Proxy-Authenticate", PROXY_CHALLENGE)],
+    );
+    let retry = w.take_request(CARRIER, "INVITE");
+    let mut ringing = make_response(&retry, 180, "Ringing", Some("btag"));
+    ringing
+        .headers
+        .push("Contact", format!("<sip:b@{CARRIER}>"));
+    w.feed_msg(CARRIER, &SipMessage::Response(ringing));
+    let cancel = format!(
+        "CANCEL sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {A};branch=z9hG4bK-a-c4\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@10.1.1.1>;tag=atag\r\nTo: <sip:+15551234567@127.0.0.1>\r\n\
+         Call-ID: c4\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    w.feed(A, cancel.as_bytes());
+    let c = w.take_request(CARRIER, "CANCEL");
+    assert_eq!(c.headers.get("Via"), retry.headers.get("Via"));
+    assert_eq!(c.cseq().map(|x| x.seq), retry.cseq().map(|x| x.seq));
 }

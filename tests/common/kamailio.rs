@@ -43,6 +43,12 @@ impl Kamailio {
     /// Start Kamailio with configuration text `cfg` (placeholders already filled in, `@DIR@`
     /// is filled here) and wait until it listens on UDP `port`.
     pub fn start(net: &Net, cfg: &str, port: u16) -> Kamailio {
+        Kamailio::start_named(net, "kamailio", cfg, port)
+    }
+
+    /// [`Kamailio::start`] with its files named `name.cfg`, `name.log`, `name.pid` (a second
+    /// instance in the same test).
+    pub fn start_named(net: &Net, name: &str, cfg: &str, port: u16) -> Kamailio {
         require_kamailio();
         // A unix socket path has at most 104 bytes: the control socket lives in /tmp.
         let ctl = PathBuf::from(format!("/tmp/tl-kam-{}-{port}.ctl", std::process::id()));
@@ -50,17 +56,17 @@ impl Kamailio {
         let cfg = cfg
             .replace("@DIR@/kamailio_ctl", &ctl.to_string_lossy())
             .replace("@DIR@", &net.dir.to_string_lossy());
-        let path = net.dir.join("kamailio.cfg");
-        std::fs::write(&path, cfg).expect("kamailio.cfg");
-        let log = net.dir.join("kamailio.log");
+        let path = net.dir.join(format!("{name}.cfg"));
+        std::fs::write(&path, cfg).expect("kamailio config");
+        let log = net.dir.join(format!("{name}.log"));
         let guard = Command::new("/usr/sbin/kamailio")
             .args(["-DD", "-E", "-m", "64", "-f"])
             .arg(&path)
             .arg("-P")
-            .arg(net.dir.join("kamailio.pid"))
+            .arg(net.dir.join(format!("{name}.pid")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("kamailio.log"))
+            .stderr(std::fs::File::create(&log).expect("kamailio log"))
             .spawn_group()
             .expect("start kamailio");
         wait_udp_bound(port, Duration::from_secs(10));

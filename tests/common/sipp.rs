@@ -167,6 +167,17 @@ impl Sipp {
         }
     }
 
+    /// SIPp's built-in scenario `name` (`uas`, `uac`) in place of the scenario file.
+    pub fn builtin(mut self, name: &str) -> Sipp {
+        if let Some(i) = self.args.iter().position(|a| a == "-sf") {
+            self.args[i] = "-sn".into();
+            if let Some(f) = self.args.get_mut(i + 1) {
+                *f = name.into();
+            }
+        }
+        self
+    }
+
     /// Appends raw SIPp arguments.
     pub fn arg(mut self, a: &str) -> Sipp {
         self.args.push(a.to_string());

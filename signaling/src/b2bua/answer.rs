@@ -107,6 +107,10 @@ impl B2bua {
             self.on_b_success(tx, id, resp, now, policy);
             return;
         }
+        if (status == 401 || status == 407) && self.b_invite_challenged(tx, id, &resp, now, policy)
+        {
+            return;
+        }
         self.owners.remove(&tx);
         self.b_invite_failed(id, status, resp.reason.clone(), now, policy);
         // Keep the response for mapping if it's final for A.

@@ -180,6 +180,15 @@ pub trait Policy {
     ) -> RouteOutcome {
         self.route(req, from, to_user, from_user, now)
     }
+    /// The credentials to answer `trunk`'s Digest challenges with (`auth:` of the trunk);
+    /// `None`: a challenge is a failure like any other.
+    fn credentials(
+        &mut self,
+        _trunk: &str,
+        _now: Instant,
+    ) -> Option<crate::digest_client::Credentials> {
+        None
+    }
     /// The trunks trunkline registers with or probes. Asked on every timer round: return the
     /// same `Arc` while nothing changed (a new one is reconciled trunk by trunk).
     fn carriers(&mut self, _now: Instant) -> Option<Arc<Vec<CarrierTrunk>>> {
@@ -336,6 +345,10 @@ pub struct CoreStats {
     pub messages: HashMap<u16, u64>,
     /// NAT keep-alive OPTIONS sent to registered phones.
     pub keepalives: u64,
+    /// Leg B requests resent with credentials after the trunk's 401/407.
+    pub auth_retries: u64,
+    /// Trunk challenges not answered: no usable challenge, or the credentials were refused.
+    pub auth_refused: u64,
     /// SDP the media relay could not take (an answer or a late offer): the offer ended with
     /// 488 on the leg that made it, never a 2xx without SDP.
     pub media_failures: u64,

@@ -288,6 +288,7 @@ impl B2bua {
             a_2xx_tx: None,
             trunk: None,
             early_source: None,
+            b_auth: None,
         }
     }
 

@@ -40,6 +40,7 @@ mod invite;
 mod message;
 mod owners;
 mod presence;
+mod uac_auth;
 mod wire;
 
 pub use api::*;
@@ -164,6 +165,8 @@ struct Call {
     trunk: Option<String>,
     /// The unauthenticated source this unanswered call counts against (`caps`).
     early_source: Option<std::net::IpAddr>,
+    /// Leg B's Digest client, once the trunk challenged.
+    b_auth: Option<uac_auth::LegAuth>,
 }
 
 impl Call {
