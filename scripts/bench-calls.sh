@@ -3,6 +3,10 @@
 #   kamailio     Kamailio stateful relay alone (shared/peers/kamailio-rtpengine/kamailio.cfg)
 #   kamrtp       Kamailio + rtpengine (media anchored)
 #   trunkline    target/release/trunkline (B2BUA; media anchored when its relay is wired)
+#   trunkline-auth  trunkline to a callee that challenges every INVITE (407, scripts/bench/
+#                uas_auth.xml), answered with the trunk's `auth:` credentials
+#   kamrtp-auth  Kamailio + rtpengine doing the same with its uac module (uac_auth() in a
+#                failure_route)
 # and prints, per SUT: calls attempted/successful/failed, wall time, and CPU per call = the
 # utime+stime ticks (/proc/PID/stat fields 14 and 15) of every SUT process (the launched one and
 # all its descendants), after minus before, divided by the calls attempted.
@@ -90,8 +94,10 @@ tree() {
     echo "${all[@]}"
 }
 
-start_uas() {
-    sipp -sn uas -i 127.0.0.1 -p 5080 -nostdin -timeout "$((limit + 10))s" \
+start_uas() {  # name [scenario file]
+    local sc=(-sn uas)
+    [[ -n ${2:-} ]] && sc=(-sf "$2")
+    sipp "${sc[@]}" -i 127.0.0.1 -p 5080 -nostdin -timeout "$((limit + 10))s" \
         -trace_stat -stf "$out/$1.uas.csv" -fd 1 >"$out/$1.uas.log" 2>&1 &
     pids_started+=($!)
     uas_pid=$!
@@ -104,9 +110,24 @@ run_uac() {  # name
         -trace_err -error_file "$out/$1.uac.errors.log" >"$out/$1.uac.log" 2>&1 || true
 }
 
-start_kamailio() {  # name with_rtpengine
+start_kamailio() {  # name with_rtpengine [auth]
     local cfg="$out/$1.kamailio.cfg"
     sed -e "s#/tmp/kamailio-anchor_ctl#$out/$1.kamailio_ctl#" "$peers/kamailio.cfg" >"$cfg"
+    if [[ ${3:-} == auth ]]; then
+        # The uac module answers the callee's 407 (the anchor's configuration plus a
+        # failure_route, as a Kamailio operator would add it).
+        sed -i -e 's#^loadmodule "ctl.so"#loadmodule "ctl.so"\nloadmodule "uac.so"\nmodparam("uac", "credential", "acme:carrier.test:s3cret")#' \
+            -e 's#^    if (!t_relay()) { sl_reply_error(); }#    if (is_method("INVITE")) { t_on_failure("AUTH"); }\n    if (!t_relay()) { sl_reply_error(); }#' "$cfg"
+        cat >>"$cfg" <<'EOF2'
+failure_route[AUTH] {
+    if (t_is_canceled()) { exit; }
+    if (t_check_status("401|407")) {
+        if (uac_auth()) { t_relay(); }
+        exit;
+    }
+}
+EOF2
+    fi
     local def=()
     [[ $2 -eq 1 ]] && def=(-A WITH_RTPENGINE)
     kamailio "${def[@]}" -f "$cfg" -m 1024 -DD -E -P "$out/$1.kamailio.pid" \
@@ -125,21 +146,15 @@ start_rtpengine() {
     wait_udp 2223
 }
 
-start_trunkline() {
+start_trunkline() {  # [auth]
     local bin="$repo/target/release/trunkline"
     [[ -x $bin ]] || { echo "bench-calls: build it first: cargo build --release" >&2; return 1; }
     bench_yaml >"$out/trunkline.yaml"
-listen:
-  - { transport: udp, address: 127.0.0.1:5070 }
-media:
-  address: 127.0.0.1
-  ports: 40000-59999
-trunks:
-  uas: { address: 127.0.0.1:5080, transport: udp }
-dialplan:
-  - match: { to_user: '.*' }
-    route: [uas]
-EOF
+    if [[ ${1:-} == auth ]]; then
+        sed -i 's#^  uas: { address: 127.0.0.1:5080, transport: udp }#  uas: { address: 127.0.0.1:5080, transport: udp, auth: { username: acme, password: s3cret } }#' \
+            "$out/trunkline.yaml"
+        grep -q 'auth:' "$out/trunkline.yaml" || { echo "bench-calls: no auth in trunkline.yaml" >&2; return 1; }
+    fi
     RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
     pids_started+=($!)
     sut_pid=$!
@@ -162,10 +177,18 @@ bench_one() {  # name
         kamrtp)   command -v kamailio >/dev/null && command -v rtpengine >/dev/null \
                       || { echo "skip $name: kamailio/rtpengine missing" >&2; return; }
                   start_rtpengine; start_kamailio "$name" 1 ;;
+        kamrtp-auth) command -v kamailio >/dev/null && command -v rtpengine >/dev/null \
+                      || { echo "skip $name: kamailio/rtpengine missing" >&2; return; }
+                  start_rtpengine; start_kamailio "$name" 1 auth ;;
         trunkline) start_trunkline || return ;;
+        trunkline-auth) start_trunkline auth || return ;;
         *) echo "bench-calls: unknown SUT $name" >&2; return ;;
     esac
-    start_uas "$name"
+    if [[ $name == *-auth ]]; then
+        start_uas "$name" "$repo/scripts/bench/uas_auth.xml"
+    else
+        start_uas "$name"
+    fi
     sleep 0.5
     pids=$(tree "$sut_pid")
     [[ -n $rtp_pid ]] && pids="$pids $(tree "$rtp_pid")"
