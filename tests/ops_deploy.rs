@@ -370,9 +370,20 @@ fn dashboard_metrics_exist_in_live_scrape() {
             )
             .replace(
                 "transport: udp }",
-                "transport: udp, max_calls: 100, max_cps: 100 }",
+                "transport: udp, max_calls: 100, max_cps: 100, probe: { interval: 30 } }",
+            )
+            // A carrier to register with (nothing answers: the attempt is counted all the same).
+            .replace(
+                "trunks:\n",
+                &format!(
+                    "trunks:\n  carrier: {{ address: 127.0.0.1:{}, register: {{ user: sbc, domain: example.com }} }}\n",
+                    net.closed()
+                ),
             );
-        assert!(yaml.contains("max_cps: 100"), "{yaml}");
+        assert!(
+            yaml.contains("max_cps: 100") && yaml.contains("register:"),
+            "{yaml}"
+        );
         let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
         let callee = Sipp::uas(
             net,
