@@ -514,3 +514,112 @@ fn a_cancel_after_the_retry_cancels_the_retried_invite() {
     assert_eq!(c.headers.get("Via"), retry.headers.get("Via"));
     assert_eq!(c.cseq().map(|x| x.seq), retry.cseq().map(|x| x.seq));
 }
+
+/// A call answered after the carrier challenged its INVITE; returns (the retried INVITE,
+/// leg A's To tag).
+fn challenged_call(w: &mut World, call_id: &str) -> (Request, String) {
+    w.feed(A, &invite_from_a(call_id));
+    let first = w.take_request(CARRIER, "INVITE");
+    reply(
+        w,
+        CARRIER,
+        &first,
+        407,
+        &[("Proxy-Authenticate", PROXY_CHALLENGE)],
+    );
+    let retry = w.take_request(CARRIER, "INVITE");
+    let mut ok = make_response(&retry, 200, "OK", Some("btag"));
+    ok.headers.push("Contact", format!("<sip:b@{CARRIER}>"));
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = retry.body.clone();
+    w.feed_msg(CARRIER, &SipMessage::Response(ok));
+    let _ = w.take_to(CARRIER);
+    let ok_a = w
+        .take_responses(A)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("200 to A");
+    let tag = ok_a.to().unwrap().tag().unwrap().to_string();
+    w.feed(A, &a_in_dialog("ACK", call_id, 1, &tag, ""));
+    (retry, tag)
+}
+
+fn a_in_dialog(method: &str, call_id: &str, cseq: u32, to_tag: &str, body: &str) -> Vec<u8> {
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} sip:alice@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {A};branch=z9hG4bK-a-{call_id}-{method}-{cseq}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@10.1.1.1>;tag=atag\r\n\
+         To: <sip:+15551234567@127.0.0.1>;tag={to_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:alice@{A}>\r\n\
+         {ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn in_dialog_requests_to_the_carrier_answer_its_challenges_too() {
+    let mut w = calling_world();
+    let (invite, tag) = challenged_call(&mut w, "d1");
+    let seq = |r: &Request| r.cseq().map(|c| c.seq).unwrap();
+    // A re-INVITE from A, challenged on leg B: resent with credentials; its 2xx ACKed with
+    // the resent CSeq; leg A gets the 200.
+    let sdp = "v=0\r\no=a 1 2 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
+    w.feed(A, &a_in_dialog("INVITE", "d1", 2, &tag, sdp));
+    let reinv = w.take_request(CARRIER, "INVITE");
+    reply(
+        &mut w,
+        CARRIER,
+        &reinv,
+        401,
+        &[("WWW-Authenticate", PROXY_CHALLENGE)],
+    );
+    let msgs = w.take_to(CARRIER);
+    let again = msgs
+        .into_iter()
+        .find_map(|m| match m {
+            SipMessage::Request(r) if r.method.as_str() == "INVITE" => Some(r),
+            _ => None,
+        })
+        .expect("re-INVITE resent");
+    assert_eq!(seq(&again), seq(&reinv) + 1);
+    let auth = again.headers.get("Authorization").expect("credentials");
+    // The same nonce as the INVITE's: its nonce-count goes on.
+    assert!(auth.contains("nc=00000002"), "{auth}");
+    assert!(w.take_responses(A).iter().all(|r| r.status < 300));
+    let mut ok = make_response(&again, 200, "OK", Some("btag"));
+    ok.headers.push("Contact", format!("<sip:b@{CARRIER}>"));
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = invite.body.clone();
+    w.feed_msg(CARRIER, &SipMessage::Response(ok));
+    let ack = w.take_request(CARRIER, "ACK");
+    assert_eq!(seq(&ack), seq(&again));
+    assert!(w.take_responses(A).iter().any(|r| r.status == 200));
+    w.feed(A, &a_in_dialog("ACK", "d1", 2, &tag, ""));
+
+    // BYE from A: 200 to A; the BYE on leg B is challenged and resent once.
+    w.feed(A, &a_in_dialog("BYE", "d1", 3, &tag, ""));
+    let bye = w.take_request(CARRIER, "BYE");
+    let ch = "Digest realm=\"carrier.test\", nonce=\"n-9\", qop=\"auth\", stale=true";
+    reply(&mut w, CARRIER, &bye, 407, &[("Proxy-Authenticate", ch)]);
+    let bye2 = w.take_request(CARRIER, "BYE");
+    assert_eq!(seq(&bye2), seq(&bye) + 1);
+    assert!(bye2.headers.get("Proxy-Authorization").is_some());
+    reply(&mut w, CARRIER, &bye2, 200, &[]);
+    w.advance(Duration::from_secs(40));
+    assert_eq!(w.core.active_calls(), 0);
+    assert_eq!(w.core.stats().auth_retries, 3);
+    assert!(
+        w.core.describe_calls().is_empty(),
+        "{:?}",
+        w.core.describe_calls()
+    );
+}

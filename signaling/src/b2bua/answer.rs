@@ -13,6 +13,9 @@ impl B2bua {
     ) {
         use super::owners::Route;
         let Some(route) = self.owners.route(&tx) else {
+            if resp.status >= 200 {
+                self.b_sent.remove(&tx);
+            }
             // A 2xx retransmission for an INVITE whose client tx is gone: re-ACK if it is ours.
             self.maybe_reack(&resp);
             return;
@@ -21,6 +24,9 @@ impl B2bua {
             Route::CallInvite(id) => self.on_b_invite_response(tx, id, resp, now, policy),
             Route::CallRelay(id) => self.on_relay_response(tx, id, resp, now, policy),
             Route::CallOther(id) => {
+                if self.b_request_challenged(tx, id, &resp, now, policy) {
+                    return;
+                }
                 if resp.status >= 200 {
                     self.owners.remove(&tx);
                 }

@@ -188,8 +188,11 @@ impl B2bua {
 
     pub(super) fn send_bye(&mut self, id: u64, leg: Leg, now: Instant) {
         if let Some((req, peer)) = self.dialog_request(id, leg, Method::Bye) {
-            let t = self.tx.send_request(req, peer, now);
+            let t = self.tx.send_request_ref(&req, peer, now);
             self.owners.insert(t, TxOwner::Call(id, ClientPurpose::Bye));
+            if leg == Leg::B {
+                self.keep_for_auth(t, id, req, None);
+            }
         }
     }
 
@@ -266,7 +269,7 @@ impl B2bua {
         }
         self.server.insert(tx, (id, from_leg));
         let method = req.method.clone();
-        let t = self.tx.send_request(out, peer, now);
+        let t = self.tx.send_request_ref(&out, peer, now);
         if method == Method::Invite {
             // A re-INVITE is answered at once (no ringing): one still pending after 64·T1
             // (even after a provisional) ends as a timeout, answered 408 on the origin leg.
@@ -284,6 +287,9 @@ impl B2bua {
         );
         // Keep the original request for building the response on the origin leg.
         self.relayed_requests.insert(tx, req);
+        if to_leg == Leg::B {
+            self.keep_for_auth(t, id, out, Some((policy, now)));
+        }
     }
 
     pub(super) fn on_relay_response(
@@ -294,6 +300,9 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) {
+        if self.b_request_challenged(tx, id, &resp, now, policy) {
+            return;
+        }
         let Some((_, ClientPurpose::Relay { server_tx, method })) = self.owners.call(&tx) else {
             return;
         };

@@ -214,6 +214,7 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) {
+        self.b_sent.remove(&tx);
         let (id, purpose) = match self.owners.remove(&tx) {
             None => return,
             Some(TxOwner::Message(pm)) => {

@@ -259,6 +259,9 @@ pub struct B2bua {
     sub_targets: caps::Counts<String>,
     /// Registrations with carriers and trunk probes.
     carriers: carriers::Carriers,
+    /// Leg B's in-dialog requests of calls whose trunk has credentials, until their final
+    /// answer (`uac_auth.rs`).
+    b_sent: IdMap<TxId, Request>,
 }
 
 impl B2bua {
@@ -319,6 +322,7 @@ impl B2bua {
             sub_sources: caps::Counts::default(),
             sub_targets: caps::Counts::default(),
             carriers: carriers::Carriers::default(),
+            b_sent: IdMap::default(),
         }
     }
 

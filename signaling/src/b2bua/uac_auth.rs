@@ -1,8 +1,12 @@
-//! Leg B's INVITE challenged by the trunk (401/407): answered with the trunk's credentials
+//! Leg B's requests challenged by the trunk (401/407): answered with the trunk's credentials
 //! ([`Policy::credentials`]) once per nonce, as the same request with a new CSeq and the same
-//! Call-ID (RFC 3261 §22.2). Leg A never sees the challenge; an INVITE the trunk challenges
-//! again (same nonce, or a new one without `stale=true`) ends with the failure relayed (and
-//! fails over like any other final answer).
+//! Call-ID (RFC 3261 §22.2). Leg A never sees the challenge; a request the trunk challenges
+//! again (same nonce, or a new one without `stale=true`) ends with the failure relayed (an
+//! INVITE fails over like after any other final answer).
+//!
+//! The initial INVITE is kept by its call anyway. In-dialog requests to leg B (BYE, re-INVITE,
+//! UPDATE, INFO, ... relayed from leg A or sent by trunkline) are kept in `B2bua::b_sent` until
+//! their final answer, but only for calls whose trunk has credentials: no copy otherwise.
 
 use super::*;
 use crate::digest_client::{Authorization, DigestClient, RequestParts};
@@ -95,6 +99,95 @@ impl B2bua {
         }
         self.owners
             .insert(new_tx, TxOwner::Call(id, ClientPurpose::Invite));
+        self.stats.auth_retries += 1;
+        true
+    }
+
+    /// Keep `req`, just sent to leg B as `tx`, for a challenge to it, when the call's trunk
+    /// has credentials (`policy`: asked; `None`: known from an earlier challenge of the call).
+    pub(super) fn keep_for_auth(
+        &mut self,
+        tx: TxId,
+        id: u64,
+        req: Request,
+        policy: Option<(&mut dyn Policy, Instant)>,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let has = call.b_auth.is_some()
+            || match (policy, call.trunk.as_deref()) {
+                (Some((p, now)), Some(trunk)) => p.credentials(trunk, now).is_some(),
+                _ => false,
+            };
+        if has {
+            self.b_sent.insert(tx, req);
+        }
+    }
+
+    /// A response to an in-dialog request of a call: a 401/407 to one kept for it is answered
+    /// (`true`: resent, the response goes no further); any final answer forgets the copy.
+    pub(super) fn b_request_challenged(
+        &mut self,
+        tx: TxId,
+        id: u64,
+        resp: &Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> bool {
+        if resp.status < 200 {
+            return false;
+        }
+        let Some(req) = self.b_sent.remove(&tx) else {
+            return false;
+        };
+        if resp.status != 401 && resp.status != 407 {
+            return false;
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let Some(trunk) = call.trunk.clone() else {
+            return false;
+        };
+        let Some(cred) = policy.credentials(&trunk, now) else {
+            return false;
+        };
+        let peer = call.b.peer;
+        let cnonce = self.new_tag();
+        let via = self.via_for(peer.transport);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let idx = call.target_idx;
+        let auth = match &mut call.b_auth {
+            Some(a) if a.target_idx == idx => a,
+            slot => slot.insert(LegAuth {
+                target_idx: idx,
+                client: DigestClient::new(cred),
+            }),
+        };
+        let parts = RequestParts {
+            method: req.method.as_str(),
+            uri: &req.uri,
+            body: &req.body,
+        };
+        let sent = sent_nonce(&req);
+        let Ok(answer) = auth.client.answer(resp, &parts, sent.as_deref(), &cnonce) else {
+            self.stats.auth_refused += 1;
+            return false;
+        };
+        call.b.local_cseq = call.b.local_cseq.wrapping_add(1);
+        let retry = resend(&req, via, call.b.local_cseq, answer);
+        let Some(owner) = self.owners.remove(&tx) else {
+            return false;
+        };
+        let new_tx = self.tx.send_request_ref(&retry, peer, now);
+        if retry.method == Method::Invite {
+            self.tx.guard_invite(new_tx, now);
+        }
+        self.owners.insert(new_tx, owner);
+        self.b_sent.insert(new_tx, retry);
         self.stats.auth_retries += 1;
         true
     }
