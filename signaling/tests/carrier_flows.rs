@@ -623,3 +623,67 @@ fn in_dialog_requests_to_the_carrier_answer_its_challenges_too() {
         w.core.describe_calls()
     );
 }
+
+fn standalone_from_a(method: &str, call_id: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "{method} sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {A};branch=z9hG4bK-a-{call_id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@10.1.1.1>;tag=atag\r\n\
+         To: <sip:+15551234567@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 {method}\r\n\
+         Contact: <sip:alice@{A}>\r\n\
+         {extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_message_and_a_subscribe_to_the_carrier_answer_its_challenge() {
+    let mut w = calling_world();
+    let seq = |r: &Request| r.cseq().map(|c| c.seq).unwrap();
+    w.feed(
+        A,
+        &standalone_from_a("MESSAGE", "m1", "Content-Type: text/plain\r\n", "hello"),
+    );
+    let m = w.take_request(CARRIER, "MESSAGE");
+    reply(
+        &mut w,
+        CARRIER,
+        &m,
+        407,
+        &[("Proxy-Authenticate", PROXY_CHALLENGE)],
+    );
+    let m2 = w.take_request(CARRIER, "MESSAGE");
+    assert_eq!(seq(&m2), seq(&m) + 1);
+    assert_eq!(m2.headers.get("Call-ID"), m.headers.get("Call-ID"));
+    assert_eq!(m2.body, b"hello");
+    assert!(m2.headers.get("Proxy-Authorization").is_some());
+    assert!(w.take_responses(A).is_empty(), "leg A saw the challenge");
+    reply(&mut w, CARRIER, &m2, 200, &[]);
+    assert_eq!(w.final_to(A).status, 200);
+
+    w.feed(
+        A,
+        &standalone_from_a("SUBSCRIBE", "s1", "Event: presence\r\nExpires: 600\r\n", ""),
+    );
+    let s = w.take_request(CARRIER, "SUBSCRIBE");
+    reply(
+        &mut w,
+        CARRIER,
+        &s,
+        401,
+        &[("WWW-Authenticate", PROXY_CHALLENGE)],
+    );
+    let s2 = w.take_request(CARRIER, "SUBSCRIBE");
+    assert_eq!(seq(&s2), seq(&s) + 1);
+    assert!(s2.headers.get("Authorization").is_some());
+    let mut ok = make_response(&s2, 200, "OK", Some("btag"));
+    ok.headers.push("Contact", format!("<sip:b@{CARRIER}>"));
+    ok.headers.push("Expires", "600");
+    w.feed_msg(CARRIER, &SipMessage::Response(ok));
+    assert_eq!(w.final_to(A).status, 200);
+    assert_eq!(w.core.stats().auth_retries, 2);
+}

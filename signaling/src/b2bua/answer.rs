@@ -35,6 +35,8 @@ impl B2bua {
             Route::Abandoned => self.on_abandoned_response(tx, &resp, now),
             Route::Carrier => self.on_carrier_response(tx, &resp, now, policy),
             Route::Message | Route::Subscription if resp.status < 200 => {}
+            Route::Message | Route::Subscription
+                if self.standalone_challenged(tx, &resp, now, policy) => {}
             Route::Message => {
                 if let Some(TxOwner::Message(pm)) = self.owners.remove(&tx) {
                     self.answer_message(pm, resp.status, &resp.reason, now);

@@ -215,6 +215,7 @@ impl B2bua {
         policy: &mut dyn Policy,
     ) {
         self.b_sent.remove(&tx);
+        self.b_sent_standalone.remove(&tx);
         let (id, purpose) = match self.owners.remove(&tx) {
             None => return,
             Some(TxOwner::Message(pm)) => {

@@ -79,7 +79,8 @@ impl B2bua {
             headers: h,
             body: req.body.clone(),
         };
-        let ctx = self.tx.send_request(out, target.peer, now);
+        let ctx = self.tx.send_request_ref(&out, target.peer, now);
+        self.keep_standalone(ctx, &out, &target, None, policy, now);
         let to_tag = self.new_tag();
         self.owners.insert(
             ctx,

@@ -262,6 +262,8 @@ pub struct B2bua {
     /// Leg B's in-dialog requests of calls whose trunk has credentials, until their final
     /// answer (`uac_auth.rs`).
     b_sent: IdMap<TxId, Request>,
+    /// MESSAGEs and first SUBSCRIBEs to trunks with credentials, until their final answer.
+    b_sent_standalone: IdMap<TxId, uac_auth::Standalone>,
 }
 
 impl B2bua {
@@ -323,6 +325,7 @@ impl B2bua {
             sub_targets: caps::Counts::default(),
             carriers: carriers::Carriers::default(),
             b_sent: IdMap::default(),
+            b_sent_standalone: IdMap::default(),
         }
     }
 

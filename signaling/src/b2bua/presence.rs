@@ -16,7 +16,7 @@ use std::cmp::Reverse;
 
 pub(super) struct Subscription {
     a: Dialog,
-    b: Dialog,
+    pub(super) b: Dialog,
     /// The watcher's initial SUBSCRIBE, until leg B's final answer to it.
     initial: Option<(TxId, Request)>,
     expires_at: Instant,
@@ -199,7 +199,8 @@ impl B2bua {
             self.sub_sources.add(c.source);
             self.sub_targets.add(c.target);
         }
-        let ctx = self.tx.send_request(out, peer, now);
+        let ctx = self.tx.send_request_ref(&out, peer, now);
+        self.keep_standalone(ctx, &out, &target, Some(id), policy, now);
         self.owners
             .insert(ctx, TxOwner::Subscription(SubClient::Initial(id)));
     }

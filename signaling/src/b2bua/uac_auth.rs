@@ -191,4 +191,87 @@ impl B2bua {
         self.stats.auth_retries += 1;
         true
     }
+
+    /// Keep an out-of-dialog request just sent to a trunk (a MESSAGE, a subscription's first
+    /// SUBSCRIBE) for a challenge to it, when the trunk has credentials.
+    pub(super) fn keep_standalone(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        target: &Target,
+        sub: Option<u64>,
+        policy: &mut dyn Policy,
+        now: Instant,
+    ) {
+        if policy.credentials(&target.trunk, now).is_some() {
+            self.b_sent_standalone.insert(
+                tx,
+                Standalone {
+                    req: req.clone(),
+                    trunk: target.trunk.clone(),
+                    peer: target.peer,
+                    sub,
+                },
+            );
+        }
+    }
+
+    /// A final response to a request kept by [`B2bua::keep_standalone`]: a 401/407 is answered
+    /// (`true`: resent; the response goes no further); any final answer forgets the copy.
+    pub(super) fn standalone_challenged(
+        &mut self,
+        tx: TxId,
+        resp: &Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> bool {
+        if resp.status < 200 {
+            return false;
+        }
+        let Some(st) = self.b_sent_standalone.remove(&tx) else {
+            return false;
+        };
+        if resp.status != 401 && resp.status != 407 {
+            return false;
+        }
+        let Some(cred) = policy.credentials(&st.trunk, now) else {
+            return false;
+        };
+        let mut client = DigestClient::new(cred);
+        let parts = RequestParts {
+            method: st.req.method.as_str(),
+            uri: &st.req.uri,
+            body: &st.req.body,
+        };
+        let cnonce = self.new_tag();
+        let sent = sent_nonce(&st.req);
+        let Ok(answer) = client.answer(resp, &parts, sent.as_deref(), &cnonce) else {
+            self.stats.auth_refused += 1;
+            return false;
+        };
+        let seq = st.req.cseq().map_or(1, |c| c.seq).wrapping_add(1);
+        let via = self.via_for(st.peer.transport);
+        let retry = resend(&st.req, via, seq, answer);
+        if let Some(sub) = st.sub.and_then(|id| self.subs.get_mut(&id)) {
+            sub.b.local_cseq = seq;
+        }
+        let Some(owner) = self.owners.remove(&tx) else {
+            return false;
+        };
+        let new_tx = self.tx.send_request_ref(&retry, st.peer, now);
+        self.owners.insert(new_tx, owner);
+        self.b_sent_standalone
+            .insert(new_tx, Standalone { req: retry, ..st });
+        self.stats.auth_retries += 1;
+        true
+    }
+}
+
+/// An out-of-dialog request to a trunk with credentials, until its final answer.
+pub(super) struct Standalone {
+    req: Request,
+    trunk: String,
+    peer: Peer,
+    /// The subscription whose first SUBSCRIBE it is (its leg B CSeq follows the resend).
+    sub: Option<u64>,
 }
