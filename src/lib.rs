@@ -11,6 +11,7 @@
 //! * [`mgcp_bridge`]: the MGCP bridge's I/O shell (the `Bridge` is crate `mgcp-bridge`).
 
 pub mod carriers;
+pub mod hep;
 pub mod limits;
 pub mod metrics;
 pub mod mgcp_bridge;

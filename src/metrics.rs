@@ -30,6 +30,7 @@ pub struct Metrics {
     pub registered_contacts: IntGauge,
     pub keepalives: IntCounter,
     pub trunk_auth: IntCounterVec,
+    pub hep_packets: IntCounterVec,
     pub media_failures: IntCounter,
     pub subscriptions: IntGauge,
     pub registers: IntCounterVec,
@@ -159,6 +160,14 @@ impl Metrics {
                 &r,
                 "trunkline_media_answer_failures_total",
                 "SDP answers (or late offers) the media relay could not take; the offer was ended with 488 on the leg that made it.",
+            ),
+            hep_packets: counter_vec(
+                &r,
+                "trunkline_hep_packets_total",
+                "SIP messages copied to the HEP collector (capture.hep): result=\"sent\", or \
+                 \"dropped\" (the socket would have blocked, the collector is unreachable, or \
+                 the message does not fit one datagram).",
+                &["result"],
             ),
             trunk_auth: counter_vec(
                 &r,

@@ -134,6 +134,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         ));
         tracing::info!(address = %m.listen, "metrics on http://{}/metrics", m.listen);
     }
+    let hep = start_hep(&cfg, &metrics)?;
     let media = start_media(&cfg, &metrics)?;
     let bridge = start_mgcp_bridge(&cfg, metrics.clone()).await?;
     let mut policy = LivePolicy::new(cfg, media, metrics.clone());
@@ -228,11 +229,13 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let now = Instant::now();
                 // Overload is judged by what is still waiting behind this batch.
                 policy.set_queue_depth(in_rx.len());
-                handle_input(&mut core, inp, now, &mut policy, &counters);
+                handle_input(&mut core, inp, now, &mut policy, &counters, hep.as_ref());
                 // Take what else is queued before flushing.
                 for _ in 0..256 {
                     match in_rx.try_recv() {
-                        Ok(inp) => handle_input(&mut core, inp, now, &mut policy, &counters),
+                        Ok(inp) => {
+                            handle_input(&mut core, inp, now, &mut policy, &counters, hep.as_ref())
+                        }
                         Err(_) => break,
                     }
                 }
@@ -257,6 +260,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         }
         while let Some(t) = core.poll_transmit() {
             counters.sent[t.to.transport as usize].inc();
+            if let Some(h) = &hep {
+                h.sent(&core, &t.data, t.to);
+            }
             sender.send(t.to, t.data);
         }
         if let Some(d) = drain_until {
@@ -274,6 +280,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     core.terminate_call(id, now, &mut policy);
                 }
                 while let Some(t) = core.poll_transmit() {
+                    if let Some(h) = &hep {
+                        h.sent(&core, &t.data, t.to);
+                    }
                     sender.send(t.to, t.data);
                 }
                 // Give the BYEs a moment on the wire, then go.
@@ -538,6 +547,7 @@ fn handle_input(
     now: Instant,
     policy: &mut LivePolicy,
     counters: &MessageCounters,
+    hep: Option<&crate::hep::Hep>,
 ) {
     match inp {
         Input::Message(data, from) => {
@@ -546,10 +556,33 @@ fn handle_input(
             if !policy.screen(&data, from, now) {
                 return;
             }
+            if let Some(h) = hep {
+                h.received(core, &data, from);
+            }
             core.handle_bytes(&data, from, now, policy)
         }
         Input::TransportError(peer) => core.transport_error(peer, now, policy),
     }
+}
+
+/// HEP capture (`capture:`), when configured.
+fn start_hep(cfg: &Config, metrics: &Metrics) -> Result<Option<crate::hep::Hep>, String> {
+    let Some(c) = &cfg.capture else {
+        return Ok(None);
+    };
+    let sender = crate::hep::HepSender::new(
+        c,
+        metrics.hep_packets.with_label_values(&["sent"]),
+        metrics.hep_packets.with_label_values(&["dropped"]),
+    )
+    .map_err(|e| format!("capture socket: {e}"))?;
+    let mut locals = [None; 3];
+    for l in &cfg.listen {
+        let i = crate::policy::transport_of(l.transport) as usize;
+        locals[i] = locals[i].or(Some(l.address));
+    }
+    tracing::info!(collector = %c.hep, id = c.id, "HEP capture on");
+    Ok(Some(crate::hep::Hep { sender, locals }))
 }
 
 /// The MGCP bridge for the trunks with an `mgcp:` section (none: no bridge); its loopback SIP

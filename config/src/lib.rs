@@ -106,8 +106,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod abuse;
+mod capture;
 mod carrier;
 pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
+pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 mod dialplan;
 mod fastyaml;
@@ -441,6 +443,8 @@ pub struct Config {
     pub limits: Limits,
     pub trunks: BTreeMap<String, Trunk>,
     pub dialplan: Dialplan,
+    /// HEP capture of every SIP message (`capture:`); changes need a restart.
+    pub capture: Option<Capture>,
     /// The file it came from, or `"<embedded default>"`.
     pub source: String,
     /// Valid but probably unintended settings (see [`ConfigWarning`]).
@@ -685,6 +689,8 @@ struct RawConfig {
     registrar: Option<RawRegistrar>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    capture: Option<capture::RawCapture>,
     #[serde(default, deserialize_with = "unique_keys")]
     trunks: Vec<(String, RawTrunk)>,
     #[serde(default)]
@@ -1085,6 +1091,7 @@ fn build_with(
         Some(r) => Some(build_registrar(r)?),
     };
     let limits = build_limits(raw.limits)?;
+    let capture = raw.capture.map(capture::build_capture).transpose()?;
 
     let mut trunks = BTreeMap::new();
     for (name, t) in raw.trunks {
@@ -1200,6 +1207,7 @@ fn build_with(
         limits,
         trunks,
         dialplan: Dialplan::new(rules),
+        capture,
         source: String::new(),
         warnings,
     }))

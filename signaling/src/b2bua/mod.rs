@@ -536,6 +536,13 @@ impl B2bua {
             .collect()
     }
 
+    /// The id that ties a message to its call across both legs (for capture): leg A's Call-ID
+    /// for a message of either leg of a call; `None` when `call_id` is no call's leg B.
+    pub fn correlation_id(&self, call_id: &str) -> Option<&str> {
+        let id = self.by_b.get(call_id)?;
+        self.calls.get(id).map(|c| c.a.call_id.as_str())
+    }
+
     /// Find a call by leg A's Call-ID and From tag (the media side's key).
     pub fn find_call(&self, a_call_id: &str, a_from_tag: &str) -> Option<u64> {
         self.by_a
