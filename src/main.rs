@@ -15,12 +15,14 @@ const HELP: &str = "\
 trunkline — a SIP session border controller (B2BUA, media relay)
 
 USAGE:
-    trunkline run [--config FILE]     serve (without --config: the embedded default, loopback only)
+    trunkline run [--config FILE] [--log-format text|json]
+                                      serve (without --config: the embedded default, loopback only)
     trunkline check --config FILE     validate FILE; exit non-zero with FILE:LINE:COLUMN on error
     trunkline print-default           print the embedded default configuration
     trunkline --help | --version
 
-Logging: RUST_LOG (default: info), e.g. RUST_LOG=trunkline=debug.
+Logging: RUST_LOG (default: info), e.g. RUST_LOG=trunkline=debug; --log-format json writes
+one JSON object per line (for log shippers). No line carries a password, key or token.
 ";
 
 /// Transparent huge pages off for this process. mimalloc asks for them on its arena
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut cmd: Option<&str> = None;
     let mut config: Option<PathBuf> = None;
+    let mut json_logs = false;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -58,6 +61,17 @@ fn main() -> ExitCode {
             }
             s if s.starts_with("--config=") => {
                 config = Some(PathBuf::from(&s["--config=".len()..]));
+            }
+            "--log-format" => {
+                match args.get(i + 1).map(String::as_str) {
+                    Some("json") => json_logs = true,
+                    Some("text") => json_logs = false,
+                    _ => {
+                        eprintln!("error: --log-format takes text or json\n\n{HELP}");
+                        return ExitCode::from(2);
+                    }
+                }
+                i += 1;
             }
             "run" | "check" | "print-default" if cmd.is_none() => cmd = Some(args[i].as_str()),
             other => {
@@ -105,7 +119,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("run") => {
-            init_logging();
+            init_logging(json_logs);
             let cfg = match &config {
                 Some(p) => match config::load_file(p) {
                     Ok(c) => c,
@@ -135,11 +149,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
 }

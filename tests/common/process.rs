@@ -153,6 +153,11 @@ impl Trunkline {
 
     /// Like [`Trunkline::start`] for a configuration whose first UDP listener is `addr`.
     pub fn start_at(net: &Net, yaml: &str, addr: SocketAddr) -> Trunkline {
+        Trunkline::start_with(net, yaml, addr, &[])
+    }
+
+    /// Like [`Trunkline::start_at`] with extra arguments to `trunkline run`.
+    pub fn start_with(net: &Net, yaml: &str, addr: SocketAddr, args: &[&str]) -> Trunkline {
         let cfg = net.dir.join("trunkline.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
         let log = net.dir.join("trunkline.log");
@@ -161,6 +166,7 @@ impl Trunkline {
             .arg("run")
             .arg("--config")
             .arg(&cfg)
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
