@@ -66,7 +66,7 @@ impl B2bua {
     pub(super) fn on_b_invite_response(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         resp: Response,
         now: Instant,
         policy: &mut dyn Policy,
@@ -114,7 +114,7 @@ impl B2bua {
 
     pub(super) fn on_b_provisional(
         &mut self,
-        id: u64,
+        id: CallId,
         resp: Response,
         now: Instant,
         policy: &mut dyn Policy,
@@ -163,7 +163,7 @@ impl B2bua {
     /// A response for leg A's INVITE built from leg B's response.
     pub(super) fn a_response(
         &self,
-        id: u64,
+        id: CallId,
         status: u16,
         reason: &str,
         from_b: &Response,
@@ -188,7 +188,7 @@ impl B2bua {
     pub(super) fn on_b_success(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         resp: Response,
         now: Instant,
         policy: &mut dyn Policy,
@@ -296,7 +296,7 @@ impl B2bua {
         self.owners.remove(&tx);
         policy.event(
             CallEvent::Finished {
-                call: id,
+                call: id.raw(),
                 trunk,
                 status: 200,
                 post_dial_delay: pdd,
@@ -310,7 +310,7 @@ impl B2bua {
     /// is not acceptable), and the call ends with its media released.
     fn media_refused_answer(
         &mut self,
-        id: u64,
+        id: CallId,
         tx: TxId,
         a_tx: Option<TxId>,
         now: Instant,
@@ -336,7 +336,7 @@ impl B2bua {
         self.owners.remove(&tx);
         policy.event(
             CallEvent::Finished {
-                call: id,
+                call: id.raw(),
                 trunk,
                 status: 488,
                 post_dial_delay: None,

@@ -63,12 +63,12 @@ impl B2bua {
         req: &Request,
         call_id: &str,
         from: Peer,
-    ) -> Option<(u64, Leg)> {
+    ) -> Option<(CallId, Leg)> {
         let from_tag = req.headers.get("From").map(tag_param)?.unwrap_or("");
         let to_tag = req.headers.get("To").and_then(tag_param).unwrap_or("");
         let (id, leg) = match self.by_b.get(call_id) {
             Some(id) => (*id, Leg::B),
-            None => (self.find_call(call_id, from_tag)?, Leg::A),
+            None => (self.call_of(call_id, from_tag)?, Leg::A),
         };
         let d = self.calls.get(&id)?.leg(leg);
         d.accepts(from_tag, to_tag, from).then_some((id, leg))
@@ -146,7 +146,7 @@ impl B2bua {
     /// Build an in-dialog request on `leg` with our dialog state.
     pub(super) fn dialog_request(
         &mut self,
-        id: u64,
+        id: CallId,
         leg: Leg,
         method: Method,
     ) -> Option<(Request, Peer)> {
@@ -186,14 +186,14 @@ impl B2bua {
         Some((req, d.peer))
     }
 
-    pub(super) fn send_bye(&mut self, id: u64, leg: Leg, now: Instant) {
+    pub(super) fn send_bye(&mut self, id: CallId, leg: Leg, now: Instant) {
         if let Some((req, peer)) = self.dialog_request(id, leg, Method::Bye) {
             let t = self.tx.send_request(req, peer, now);
             self.owners.insert(t, TxOwner::Call(id, ClientPurpose::Bye));
         }
     }
 
-    pub(super) fn send_b_ack(&mut self, id: u64, body: Option<Vec<u8>>, _now: Instant) {
+    pub(super) fn send_b_ack(&mut self, id: CallId, body: Option<Vec<u8>>, _now: Instant) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -222,7 +222,7 @@ impl B2bua {
         &mut self,
         tx: TxId,
         req: Request,
-        id: u64,
+        id: CallId,
         from_leg: Leg,
         now: Instant,
         policy: &mut dyn Policy,
@@ -289,7 +289,7 @@ impl B2bua {
     pub(super) fn on_relay_response(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         resp: Response,
         now: Instant,
         policy: &mut dyn Policy,
@@ -389,7 +389,7 @@ impl B2bua {
         }
     }
 
-    pub(super) fn finish_confirmed(&mut self, id: u64, now: Instant, policy: &mut dyn Policy) {
+    pub(super) fn finish_confirmed(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -401,7 +401,7 @@ impl B2bua {
                 .unwrap_or_default();
             policy.event(
                 CallEvent::Ended {
-                    call: id,
+                    call: id.raw(),
                     duration: dur,
                 },
                 now,
@@ -412,7 +412,7 @@ impl B2bua {
 
     pub(super) fn maybe_collect_with_media(
         &mut self,
-        id: u64,
+        id: CallId,
         now: Instant,
         policy: &mut dyn Policy,
     ) {
@@ -426,7 +426,7 @@ impl B2bua {
     }
 
     /// Forget a terminated call once none of its client transactions is pending.
-    pub(super) fn maybe_collect(&mut self, id: u64) {
+    pub(super) fn maybe_collect(&mut self, id: CallId) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };

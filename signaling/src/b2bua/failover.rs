@@ -6,7 +6,7 @@ use super::*;
 impl B2bua {
     pub(super) fn no_answer_deadline(
         &mut self,
-        id: u64,
+        id: CallId,
         idx: usize,
         now: Instant,
         policy: &mut dyn Policy,
@@ -28,7 +28,7 @@ impl B2bua {
     /// go on as after a 408 (next target, or 408 to A).
     pub(super) fn ringing_deadline(
         &mut self,
-        id: u64,
+        id: CallId,
         idx: usize,
         now: Instant,
         policy: &mut dyn Policy,
@@ -49,7 +49,7 @@ impl B2bua {
 
     /// Detach the call's current leg B INVITE from it (see [`Abandoned`]); with `cancel`, CANCEL
     /// it now (it has sent a provisional response).
-    pub(super) fn abandon_branch(&mut self, id: u64, cancel: bool, now: Instant) {
+    pub(super) fn abandon_branch(&mut self, id: CallId, cancel: bool, now: Instant) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -144,7 +144,7 @@ impl B2bua {
     /// Leg B's INVITE failed at the current target with `status`: fail over or answer A.
     pub(super) fn b_invite_failed(
         &mut self,
-        id: u64,
+        id: CallId,
         status: u16,
         reason: String,
         now: Instant,
@@ -188,7 +188,7 @@ impl B2bua {
                 self.tx.send_response(a_tx, resp, now);
                 policy.event(
                     CallEvent::Finished {
-                        call: id,
+                        call: id.raw(),
                         trunk,
                         status,
                         post_dial_delay: pdd,

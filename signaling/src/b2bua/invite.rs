@@ -53,7 +53,7 @@ impl B2bua {
         let call_id = call_id.to_string();
         // A retransmission is absorbed by the transaction layer; a second INVITE with the same
         // Call-ID and tag but a new branch (a merged request, RFC 3261 §8.2.2.2) gets 482.
-        if self.find_call(&call_id, &a_from_tag).is_some() {
+        if self.call_of(&call_id, &a_from_tag).is_some() {
             self.reject(tx, &req, 482, "Loop Detected", now, policy);
             return;
         }
@@ -114,7 +114,7 @@ impl B2bua {
             self.reject(tx, &req, 404, "Not Found", now, policy);
             return;
         }
-        let id = self.next_call;
+        let id = CallId(self.next_call);
         self.next_call += 1;
         self.stats.calls_started += 1;
         let trunk = admitted.caller == Caller::Trunk;
@@ -195,7 +195,7 @@ impl B2bua {
     #[allow(clippy::too_many_arguments)]
     fn new_call(
         &mut self,
-        id: u64,
+        id: CallId,
         tx: TxId,
         req: Request,
         p: Parties<'_>,
@@ -336,7 +336,7 @@ impl B2bua {
     }
 
     /// Send (or re-send, on failover) leg B's INVITE to the current target.
-    pub(super) fn send_b_invite(&mut self, id: u64, now: Instant, policy: &mut dyn Policy) {
+    pub(super) fn send_b_invite(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
         let via;
         let contact;
         {
@@ -402,7 +402,7 @@ impl B2bua {
         });
         policy.event(
             CallEvent::Attempt {
-                call: id,
+                call: id.raw(),
                 trunk: target.trunk,
             },
             now,
@@ -445,7 +445,7 @@ impl B2bua {
     /// CANCEL from A.
     pub(super) fn abort_ringing(
         &mut self,
-        id: u64,
+        id: CallId,
         status: u16,
         reason: &str,
         retry_after: Option<u32>,
@@ -481,7 +481,7 @@ impl B2bua {
         }
         policy.event(
             CallEvent::Finished {
-                call: id,
+                call: id.raw(),
                 trunk: self.calls.get(&id).and_then(|c| c.trunk.clone()),
                 status,
                 post_dial_delay: None,
@@ -490,7 +490,7 @@ impl B2bua {
         );
     }
 
-    pub(super) fn send_b_cancel(&mut self, id: u64, now: Instant) {
+    pub(super) fn send_b_cancel(&mut self, id: CallId, now: Instant) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };

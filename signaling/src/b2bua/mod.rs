@@ -32,6 +32,7 @@ use rand_core::{RngCore, SeedableRng};
 mod answer;
 mod api;
 mod authz;
+mod call;
 mod caps;
 mod dialog;
 mod failover;
@@ -43,7 +44,9 @@ mod wire;
 
 pub use api::*;
 use authz::{ruri_user, Admitted, Caller};
+use call::CallId;
 use owners::TxOwner;
+use presence::SubId;
 use wire::*;
 pub use wire::{make_response, reason_phrase};
 
@@ -127,7 +130,7 @@ enum ClientPurpose {
 }
 
 struct Call {
-    id: u64,
+    id: CallId,
     state: CallState,
     started: Instant,
     answered: Option<Instant>,
@@ -179,7 +182,7 @@ impl Call {
     }
     fn media_ref(&self) -> CallRef<'_> {
         CallRef {
-            id: self.id,
+            id: self.id.raw(),
             call_id: &self.a.call_id,
             from_tag: self.a.remote_tag.as_deref().unwrap_or(""),
             peers: [self.a.peer.addr, self.b.peer.addr],
@@ -190,7 +193,7 @@ impl Call {
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Deadline {
     at: std::cmp::Reverse<Instant>,
-    call: u64,
+    call: CallId,
     target_idx: usize,
     /// `false`: no answer at all yet ([`CoreConfig::no_answer_failover`]); `true`: ringing
     /// without a final answer ([`CoreConfig::ringing_timeout`]).
@@ -210,18 +213,18 @@ struct Abandoned {
 pub struct B2bua {
     cfg: CoreConfig,
     tx: Transactions,
-    calls: IdMap<u64, Call>,
+    calls: IdMap<CallId, Call>,
     /// leg A Call-ID -> [(leg A From tag, call)]: keyed by the Call-ID alone so a lookup borrows
     /// the received text instead of building an owned (Call-ID, tag) pair per message.
-    by_a: PeerMap<String, Vec<(String, u64)>>,
+    by_a: PeerMap<String, Vec<(String, CallId)>>,
     /// leg B Call-ID (ours) -> call
-    by_b: PeerMap<String, u64>,
+    by_b: PeerMap<String, CallId>,
     /// Leg A's INVITE server transaction -> call (CANCEL and a missing ACK find the call by it).
-    by_a_tx: IdMap<TxId, u64>,
+    by_a_tx: IdMap<TxId, CallId>,
     /// Every client transaction's owner (calls, MESSAGEs, subscriptions, abandoned branches).
     owners: owners::Owners,
     /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
-    server: IdMap<TxId, (u64, Leg)>,
+    server: IdMap<TxId, (CallId, Leg)>,
     /// The original requests of relayed in-dialog transactions, by server transaction.
     relayed_requests: IdMap<TxId, Request>,
     /// Per transport: Via up to the branch value, and Contact (formatted once, not per message).
@@ -242,10 +245,10 @@ pub struct B2bua {
     next_keepalive: Option<Instant>,
     /// Relayed subscriptions (SUBSCRIBE/NOTIFY, `presence.rs`), by id; their dialogs by
     /// (Call-ID, our tag); (their client transactions are in `owners`).
-    subs: HashMap<u64, presence::Subscription>,
-    sub_keys: HashMap<(String, String), (u64, Leg)>,
+    subs: HashMap<SubId, presence::Subscription>,
+    sub_keys: HashMap<(String, String), (SubId, Leg)>,
     /// Subscription expiries, earliest first (lazy: stale entries are skipped when due).
-    sub_expiry: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    sub_expiry: BinaryHeap<std::cmp::Reverse<(Instant, SubId)>>,
     next_sub: u64,
     draining: bool,
     /// Unanswered calls per unauthenticated source; subscriptions per source and per target.
@@ -329,7 +332,7 @@ impl B2bua {
     }
     /// Is call `id` (as named in [`CallEvent`]s) still known to the core?
     pub fn has_call(&self, id: u64) -> bool {
-        self.calls.contains_key(&id)
+        self.calls.contains_key(&CallId(id))
     }
     /// Client transactions something still waits on (leak tests: 0 once quiet).
     pub fn pending_client_transactions(&self) -> usize {
@@ -468,6 +471,7 @@ impl B2bua {
 
     /// End a call from outside (media timeout, operator, shutdown): BYE both legs.
     pub fn terminate_call(&mut self, call: u64, now: Instant, policy: &mut dyn Policy) {
+        let call = CallId(call);
         if let Some(c) = self.calls.get(&call) {
             match c.state {
                 CallState::Confirmed => {
@@ -491,7 +495,7 @@ impl B2bua {
         self.calls
             .values()
             .filter(|c| c.state != CallState::Terminated && !c.cancelled)
-            .map(|c| c.id)
+            .map(|c| c.id.raw())
             .collect()
     }
 
@@ -502,7 +506,7 @@ impl B2bua {
             .map(|c| {
                 format!(
                     "call {} {:?} cancelled={} a_tx={:?} b_tx={:?} a_2xx={:?} client_txs={} media_released={} ack_pending={}",
-                    c.id,
+                    c.id.raw(),
                     c.state,
                     c.cancelled,
                     c.a_invite_tx,
@@ -518,6 +522,10 @@ impl B2bua {
 
     /// Find a call by leg A's Call-ID and From tag (the media side's key).
     pub fn find_call(&self, a_call_id: &str, a_from_tag: &str) -> Option<u64> {
+        self.call_of(a_call_id, a_from_tag).map(CallId::raw)
+    }
+
+    fn call_of(&self, a_call_id: &str, a_from_tag: &str) -> Option<CallId> {
         self.by_a
             .get(a_call_id)?
             .iter()
@@ -530,7 +538,7 @@ impl B2bua {
         self.calls
             .values()
             .filter(|c| c.state == CallState::Confirmed)
-            .map(|c| c.id)
+            .map(|c| c.id.raw())
             .collect()
     }
 

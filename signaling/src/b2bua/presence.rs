@@ -14,6 +14,10 @@
 use super::*;
 use std::cmp::Reverse;
 
+/// A subscription's number in the core, handed out in sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct SubId(pub(super) u64);
+
 pub(super) struct Subscription {
     a: Dialog,
     b: Dialog,
@@ -27,10 +31,10 @@ pub(super) struct Subscription {
 /// What a client transaction of a subscription is for.
 pub(super) enum SubClient {
     /// Leg B's initial SUBSCRIBE.
-    Initial(u64),
+    Initial(SubId),
     /// A request relayed from the other side: its server transaction and request.
     Relay {
-        sub: u64,
+        sub: SubId,
         server_tx: TxId,
         orig: Request,
         /// A NOTIFY ending the subscription: drop the pair once it is answered.
@@ -177,7 +181,7 @@ impl B2bua {
             remote_cseq: None,
         };
         let expires = expires_of(&req.headers).unwrap_or(DEFAULT_EXPIRES);
-        let id = self.next_sub;
+        let id = SubId(self.next_sub);
         self.next_sub += 1;
         self.sub_keys
             .insert((a.call_id.clone(), a.local_tag.clone()), (id, Leg::A));
@@ -446,7 +450,7 @@ impl B2bua {
         }
     }
 
-    fn drop_sub(&mut self, id: u64, now: Instant) {
+    fn drop_sub(&mut self, id: SubId, now: Instant) {
         if let Some(s) = self.subs.remove(&id) {
             if let Some(c) = &s.counted {
                 self.sub_sources.remove(&c.source);
