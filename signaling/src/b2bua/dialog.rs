@@ -3,6 +3,68 @@
 
 use super::*;
 
+/// Dialog state of one leg, as seen from trunkline: a call's two legs and a subscription's two
+/// legs are each one of these (RFC 3261 §12: Call-ID, both tags, both URIs, remote target,
+/// route set, CSeqs).
+#[derive(Clone, Debug)]
+pub(super) struct Dialog {
+    pub(super) call_id: String,
+    pub(super) local_tag: String,
+    pub(super) remote_tag: Option<String>,
+    /// The From/To as sent by us on this leg, without tags (name-addr text).
+    pub(super) local_uri: String,
+    pub(super) remote_uri: String,
+    /// Remote target (Contact of the peer), the Request-URI of in-dialog requests.
+    pub(super) remote_target: String,
+    /// Route set (from Record-Route), already in the order to put in Route headers.
+    pub(super) route_set: Vec<String>,
+    pub(super) peer: Peer,
+    /// The peer is a configured trunk: its in-dialog requests are taken from its address only.
+    pub(super) trunk: bool,
+    pub(super) local_cseq: u32,
+    pub(super) remote_cseq: Option<u32>,
+}
+
+impl Dialog {
+    /// RFC 3261 §12.2.2: a request is in this dialog when its Call-ID (matched by the caller),
+    /// its To tag (ours) and its From tag (the peer's) all match; and a trunk's leg takes
+    /// requests from the trunk's address only (a stranger who learnt the identifiers cannot
+    /// end or redirect its calls).
+    pub(super) fn accepts(&self, from_tag: &str, to_tag: &str, from: Peer) -> bool {
+        self.local_tag == to_tag
+            && self.remote_tag.as_deref().unwrap_or("") == from_tag
+            && (!self.trunk || from.addr.ip() == self.peer.addr.ip())
+    }
+
+    /// The 2xx to our INVITE on this leg (RFC 3261 §12.1.2): the peer's tag, its Contact as
+    /// remote target, the route set from its Record-Route.
+    pub(super) fn learn_answer(&mut self, resp: &Response) {
+        if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
+            self.remote_tag = Some(tag.to_string());
+        }
+        if let Some(c) = resp
+            .headers
+            .get("Contact")
+            .and_then(|c| NameAddr::parse(c).ok())
+        {
+            self.remote_target = c.uri.to_string();
+        }
+        self.route_set = uac_route_set(&resp.headers);
+    }
+}
+
+/// A UAC's route set from the Record-Route of the response that made the dialog: in reverse
+/// order (RFC 3261 §12.1.2).
+pub(super) fn uac_route_set(h: &Headers) -> Vec<String> {
+    let mut rr: Vec<String> = h
+        .get_all("Record-Route")
+        .flat_map(crate::headers::split_comma_list)
+        .map(|s| s.trim().to_string())
+        .collect();
+    rr.reverse();
+    rr
+}
+
 impl B2bua {
     pub(super) fn on_ack(
         &mut self,
@@ -23,8 +85,8 @@ impl B2bua {
         let pending = self
             .calls
             .get(&id)
-            .map(|c| c.b_ack_pending)
-            .unwrap_or(false);
+            .and_then(Call::handshake)
+            .is_some_and(|h| h.b_ack_pending);
         if pending {
             let body = if req.body.is_empty() {
                 None
@@ -38,9 +100,7 @@ impl B2bua {
                         // Leg A's answer (in its ACK) to leg B's offer cannot be taken: the
                         // ACK cannot be refused, so the call is ended (BYE on both legs).
                         self.stats.media_failures += 1;
-                        if let Some(call) = self.calls.get_mut(&id) {
-                            call.b_ack_pending = false;
-                        }
+                        self.ack_pending_done(id);
                         self.send_b_ack(id, None, now);
                         self.send_bye(id, Leg::A, now);
                         self.send_bye(id, Leg::B, now);
@@ -49,10 +109,15 @@ impl B2bua {
                     }
                 }
             };
-            if let Some(call) = self.calls.get_mut(&id) {
-                call.b_ack_pending = false;
-            }
+            self.ack_pending_done(id);
             self.send_b_ack(id, body, now);
+        }
+    }
+
+    /// Leg A's ACK came (late offer): leg B is ACKed now.
+    fn ack_pending_done(&mut self, id: CallId) {
+        if let Some(h) = self.calls.get_mut(&id).and_then(Call::handshake_mut) {
+            h.b_ack_pending = false;
         }
     }
 
@@ -125,13 +190,16 @@ impl B2bua {
             Method::Bye => {
                 let resp = make_response(&req, 200, "OK", None);
                 self.tx.send_response(tx, resp, now);
-                let state = self.calls.get(&id).map(|c| c.state);
+                let state = self
+                    .calls
+                    .get(&id)
+                    .map(|c| (c.is_confirmed(), c.attempt().is_some()));
                 match state {
-                    Some(CallState::Confirmed) => {
+                    Some((true, _)) => {
                         self.send_bye(id, leg.other(), now);
                         self.finish_confirmed(id, now, policy);
                     }
-                    Some(CallState::Proceeding) if leg == Leg::A => {
+                    Some((_, true)) if leg == Leg::A => {
                         // BYE on A's early dialog (RFC 3261 §15.1.2): the INVITE is answered
                         // 487 Request Terminated, and leg B is cancelled as for a CANCEL.
                         self.abort_ringing(id, 487, "Request Terminated", None, now, policy);
@@ -197,12 +265,7 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let seq = call
-            .b_invite
-            .as_ref()
-            .and_then(|r| r.cseq())
-            .map(|c| c.seq)
-            .unwrap_or(1);
+        let seq = call.handshake().map_or(1, |h| h.b_invite_cseq);
         let Some((mut ack, peer)) = self.dialog_request(id, Leg::B, Method::Ack) else {
             return;
         };
@@ -213,8 +276,9 @@ impl B2bua {
         }
         let msg = SipMessage::Request(ack);
         self.tx.send_stateless(&msg, peer);
-        if let (Some(c), SipMessage::Request(ack)) = (self.calls.get_mut(&id), msg) {
-            c.b_ack = Some(ack);
+        let hs = self.calls.get_mut(&id).and_then(Call::handshake_mut);
+        if let (Some(h), SipMessage::Request(ack)) = (hs, msg) {
+            h.b_ack = Some(ack);
         }
     }
 
@@ -393,19 +457,16 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.state == CallState::Confirmed {
-            call.state = CallState::Terminated;
-            let dur = call
-                .answered
-                .map(|a| now.saturating_duration_since(a))
-                .unwrap_or_default();
-            policy.event(
-                CallEvent::Ended {
-                    call: id.raw(),
-                    duration: dur,
-                },
-                now,
-            );
+        if call.is_confirmed() {
+            if let Some(CallState::Confirmed(e)) = call.end() {
+                policy.event(
+                    CallEvent::Ended {
+                        call: id.raw(),
+                        duration: now.saturating_duration_since(e.answered),
+                    },
+                    now,
+                );
+            }
         }
         self.maybe_collect_with_media(id, now, policy);
     }
@@ -417,8 +478,14 @@ impl B2bua {
         policy: &mut dyn Policy,
     ) {
         if let Some(call) = self.calls.get_mut(&id) {
-            if call.state == CallState::Terminated && !call.media_released {
-                call.media_released = true;
+            let release = match &mut call.state {
+                CallState::Terminating(e) if !e.media_released => {
+                    e.media_released = true;
+                    true
+                }
+                _ => false,
+            };
+            if release {
                 policy.media_release(call.media_ref(), now);
             }
         }
@@ -430,7 +497,7 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        if call.state != CallState::Terminated {
+        if !call.is_terminating() {
             return;
         }
         if self.owners.has_call(id) {

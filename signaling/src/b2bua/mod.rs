@@ -44,7 +44,8 @@ mod wire;
 
 pub use api::*;
 use authz::{ruri_user, Admitted, Caller};
-use call::CallId;
+use call::{Attempt, Call, CallId, CallState};
+use dialog::Dialog;
 use owners::TxOwner;
 use presence::SubId;
 use wire::*;
@@ -57,6 +58,17 @@ enum Refusal {
     Plain(u16, String),
     Unavailable(u32),
     Redirect(u16, Vec<String>),
+}
+
+/// Reports a request refused before it became a call.
+fn rejected(policy: &mut dyn Policy, status: u16, reason: &str, now: Instant) {
+    policy.event(
+        CallEvent::Rejected {
+            status,
+            reason: reason.to_string(),
+        },
+        now,
+    );
 }
 
 /// A MESSAGE relayed to leg B, waiting for its final answer.
@@ -73,50 +85,6 @@ pub const MESSAGE_UDP_MAX: usize = 1300;
 /// The `Target::trunk` of a call routed to a registered contact.
 pub const REGISTERED: &str = "registered";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CallState {
-    /// Leg B's INVITE is out; nothing final yet.
-    Proceeding,
-    /// Leg A was answered 2xx.
-    Confirmed,
-    /// BYE sent / call over; waiting for transactions to finish.
-    Terminated,
-}
-
-/// Dialog state of one leg, as seen from trunkline: a call's two legs and a subscription's two
-/// legs are each one of these (RFC 3261 §12: Call-ID, both tags, both URIs, remote target,
-/// route set, CSeqs).
-#[derive(Clone, Debug)]
-struct Dialog {
-    call_id: String,
-    local_tag: String,
-    remote_tag: Option<String>,
-    /// The From/To as sent by us on this leg, without tags (name-addr text).
-    local_uri: String,
-    remote_uri: String,
-    /// Remote target (Contact of the peer), the Request-URI of in-dialog requests.
-    remote_target: String,
-    /// Route set (from Record-Route), already in the order to put in Route headers.
-    route_set: Vec<String>,
-    peer: Peer,
-    /// The peer is a configured trunk: its in-dialog requests are taken from its address only.
-    trunk: bool,
-    local_cseq: u32,
-    remote_cseq: Option<u32>,
-}
-
-impl Dialog {
-    /// RFC 3261 §12.2.2: a request is in this dialog when its Call-ID (matched by the caller),
-    /// its To tag (ours) and its From tag (the peer's) all match; and a trunk's leg takes
-    /// requests from the trunk's address only (a stranger who learnt the identifiers cannot
-    /// end or redirect its calls).
-    fn accepts(&self, from_tag: &str, to_tag: &str, from: Peer) -> bool {
-        self.local_tag == to_tag
-            && self.remote_tag.as_deref().unwrap_or("") == from_tag
-            && (!self.trunk || from.addr.ip() == self.peer.addr.ip())
-    }
-}
-
 enum ClientPurpose {
     /// The initial INVITE of leg B at target `idx`.
     Invite,
@@ -127,67 +95,6 @@ enum ClientPurpose {
         server_tx: TxId,
         method: Method,
     },
-}
-
-struct Call {
-    id: CallId,
-    state: CallState,
-    started: Instant,
-    answered: Option<Instant>,
-    pdd: Option<Duration>,
-    a: Dialog,
-    /// Leg A's initial INVITE server transaction and its request.
-    a_invite_tx: Option<TxId>,
-    /// Leg A's INVITE server transaction, for good (the key of `B2bua::by_a_tx`).
-    a_tx: TxId,
-    a_invite: Request,
-    a_offer: Option<Vec<u8>>,
-    b: Dialog,
-    b_invite_tx: Option<TxId>,
-    b_invite: Option<Request>,
-    b_got_provisional: bool,
-    /// The media (relay ports, trunk slot) was released: once per call, whichever end path
-    /// gets there first.
-    media_released: bool,
-    /// Body/Content-Type of leg B's INVITE (already rewritten for B) for failover retries.
-    b_offer: Option<(String, Vec<u8>)>,
-    targets: Vec<Target>,
-    target_idx: usize,
-    to_user: String,
-    cancelled: bool,
-    /// ACK we sent for B's 2xx, re-sent when B retransmits its 2xx.
-    b_ack: Option<Request>,
-    /// Late offer: B's 2xx carried the offer; wait for A's ACK with the answer before ACKing B.
-    b_ack_pending: bool,
-    last_failure: Option<(u16, String)>,
-    /// Leg A's INVITE server transaction whose 2xx is being retransmitted until ACK.
-    a_2xx_tx: Option<TxId>,
-    trunk: Option<String>,
-    /// The unauthenticated source this unanswered call counts against (`caps`).
-    early_source: Option<std::net::IpAddr>,
-}
-
-impl Call {
-    fn leg(&self, leg: Leg) -> &Dialog {
-        match leg {
-            Leg::A => &self.a,
-            Leg::B => &self.b,
-        }
-    }
-    fn leg_mut(&mut self, leg: Leg) -> &mut Dialog {
-        match leg {
-            Leg::A => &mut self.a,
-            Leg::B => &mut self.b,
-        }
-    }
-    fn media_ref(&self) -> CallRef<'_> {
-        CallRef {
-            id: self.id.raw(),
-            call_id: &self.a.call_id,
-            from_tag: self.a.remote_tag.as_deref().unwrap_or(""),
-            peers: [self.a.peer.addr, self.b.peer.addr],
-        }
-    }
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -474,17 +381,17 @@ impl B2bua {
         let call = CallId(call);
         if let Some(c) = self.calls.get(&call) {
             match c.state {
-                CallState::Confirmed => {
+                CallState::Confirmed(_) => {
                     self.send_bye(call, Leg::A, now);
                     self.send_bye(call, Leg::B, now);
                     self.finish_confirmed(call, now, policy);
                 }
                 // Not answered yet (shutdown): 503 + Retry-After to A so it tries elsewhere or
                 // later (RFC 3261 §21.5.4), CANCEL to B.
-                CallState::Proceeding => {
+                CallState::Proceeding(_) => {
                     self.abort_ringing(call, 503, "Service Unavailable", Some(30), now, policy)
                 }
-                CallState::Terminated => {}
+                CallState::Terminating(_) => {}
             }
         }
         self.pump(now, policy);
@@ -494,7 +401,11 @@ impl B2bua {
     pub fn live_calls(&self) -> Vec<u64> {
         self.calls
             .values()
-            .filter(|c| c.state != CallState::Terminated && !c.cancelled)
+            .filter(|c| match &c.state {
+                CallState::Proceeding(a) => !a.cancelled,
+                CallState::Confirmed(_) => true,
+                CallState::Terminating(_) => false,
+            })
             .map(|c| c.id.raw())
             .collect()
     }
@@ -503,20 +414,7 @@ impl B2bua {
     pub fn describe_calls(&self) -> Vec<String> {
         self.calls
             .values()
-            .map(|c| {
-                format!(
-                    "call {} {:?} cancelled={} a_tx={:?} b_tx={:?} a_2xx={:?} client_txs={} media_released={} ack_pending={}",
-                    c.id.raw(),
-                    c.state,
-                    c.cancelled,
-                    c.a_invite_tx,
-                    c.b_invite_tx,
-                    c.a_2xx_tx,
-                    self.owners.has_call(c.id),
-                    c.media_released,
-                    c.b_ack_pending
-                )
-            })
+            .map(|c| c.describe(self.owners.has_call(c.id)))
             .collect()
     }
 
@@ -537,7 +435,7 @@ impl B2bua {
     pub fn confirmed_calls(&self) -> Vec<u64> {
         self.calls
             .values()
-            .filter(|c| c.state == CallState::Confirmed)
+            .filter(|c| c.is_confirmed())
             .map(|c| c.id.raw())
             .collect()
     }
