@@ -53,6 +53,16 @@ impl Dialog {
     }
 }
 
+/// The remote target a dialog-creating request names in its Contact (its Request-URI when it
+/// names none).
+pub(super) fn remote_target_of(req: &Request) -> String {
+    req.headers
+        .get("Contact")
+        .and_then(|c| NameAddr::parse(c).ok())
+        .map(|c| c.uri.to_string())
+        .unwrap_or_else(|| req.uri.clone())
+}
+
 /// A UAC's route set from the Record-Route of the response that made the dialog: in reverse
 /// order (RFC 3261 §12.1.2).
 pub(super) fn uac_route_set(h: &Headers) -> Vec<String> {
@@ -63,6 +73,14 @@ pub(super) fn uac_route_set(h: &Headers) -> Vec<String> {
         .collect();
     rr.reverse();
     rr
+}
+
+/// The body of a relayed response for the origin leg.
+enum RelayedBody {
+    Empty,
+    Body(Vec<u8>),
+    /// A 2xx whose SDP answer the media policy refused: the origin leg gets 488 instead.
+    Refused,
 }
 
 impl B2bua {
@@ -372,10 +390,10 @@ impl B2bua {
         if resp.status == 100 {
             return;
         }
-        let final_ = resp.status >= 200;
         let to_leg = from_leg.other();
-        // Target refresh from the other leg's 2xx.
-        if (200..300).contains(&resp.status) {
+        let ok = (200..300).contains(&resp.status);
+        if ok {
+            // Target refresh from the other leg's 2xx.
             if let Some(c) = resp
                 .headers
                 .get("Contact")
@@ -386,35 +404,93 @@ impl B2bua {
                 }
             }
         }
-        let mut refused = false;
-        let body = if !resp.body.is_empty() && matches!(method, Method::Invite | Method::Update) {
-            let Some(call) = self.calls.get(&id) else {
-                return;
-            };
-            match policy.media_answer(call.media_ref(), to_leg, &resp.body, now) {
-                Ok(b) => Some(b),
-                Err(_) => {
-                    // The other leg's answer cannot be taken: the offer ends with 488 on the
-                    // leg that made it (its session stays as it was, RFC 3261 §14.2).
-                    self.stats.media_failures += 1;
-                    refused = (200..300).contains(&resp.status);
-                    None
-                }
-            }
-        } else if !resp.body.is_empty() {
-            Some(resp.body.clone())
-        } else {
-            None
+        let Some(body) = self.relayed_body(id, to_leg, &method, &resp, now, policy) else {
+            return;
         };
         let local_tag = self
             .calls
             .get(&id)
             .map(|c| c.leg(from_leg).local_tag.clone());
-        let mut out = make_response(&orig, resp.status, &resp.reason, local_tag.as_deref());
+        let refused = matches!(body, RelayedBody::Refused);
+        let out = match body {
+            RelayedBody::Refused => {
+                make_response(&orig, 488, "Not Acceptable Here", local_tag.as_deref())
+            }
+            RelayedBody::Empty => self.relayed_response(id, from_leg, &orig, &method, &resp, None),
+            RelayedBody::Body(b) => {
+                self.relayed_response(id, from_leg, &orig, &method, &resp, Some(b))
+            }
+        };
+        if method == Method::Invite && ok {
+            // ACK the other leg's 2xx ourselves; the origin's ACK is absorbed.
+            let seq = resp.cseq().map(|c| c.seq).unwrap_or(0);
+            if let Some((mut ack, peer)) = self.dialog_request(id, to_leg, Method::Ack) {
+                ack.headers.set("CSeq", format!("{seq} ACK"));
+                self.tx.send_stateless(&SipMessage::Request(ack), peer);
+            }
+        }
+        if method == Method::Invite && ok && !refused {
+            self.tx.send_2xx_reliably(server_tx, out, now);
+        } else {
+            self.tx.send_response(server_tx, out, now);
+        }
+        if resp.status >= 200 {
+            self.owners.remove(&tx);
+            self.server.remove(&server_tx);
+            self.relayed_requests.remove(&server_tx);
+        }
+    }
+
+    /// The body of the other leg's response to a relayed request, as the origin leg gets it
+    /// (an SDP answer through the media policy); `None` when the call is gone.
+    fn relayed_body(
+        &mut self,
+        id: CallId,
+        to_leg: Leg,
+        method: &Method,
+        resp: &Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> Option<RelayedBody> {
+        if resp.body.is_empty() {
+            return Some(RelayedBody::Empty);
+        }
+        if !matches!(method, Method::Invite | Method::Update) {
+            return Some(RelayedBody::Body(resp.body.clone()));
+        }
+        let call = self.calls.get(&id)?;
+        Some(
+            match policy.media_answer(call.media_ref(), to_leg, &resp.body, now) {
+                Ok(b) => RelayedBody::Body(b),
+                Err(_) => {
+                    // The other leg's answer cannot be taken: the offer ends with 488 on the
+                    // leg that made it (its session stays as it was, RFC 3261 §14.2).
+                    self.stats.media_failures += 1;
+                    if (200..300).contains(&resp.status) {
+                        RelayedBody::Refused
+                    } else {
+                        RelayedBody::Empty
+                    }
+                }
+            },
+        )
+    }
+
+    /// The origin leg's response to a relayed request, from the other leg's `resp`.
+    fn relayed_response(
+        &self,
+        id: CallId,
+        from_leg: Leg,
+        orig: &Request,
+        method: &Method,
+        resp: &Response,
+        body: Option<Vec<u8>>,
+    ) -> Response {
+        let call = self.calls.get(&id);
+        let local_tag = call.map(|c| c.leg(from_leg).local_tag.as_str());
+        let mut out = make_response(orig, resp.status, &resp.reason, local_tag);
         if (101..300).contains(&resp.status) && matches!(method, Method::Invite | Method::Update) {
-            let t = self
-                .calls
-                .get(&id)
+            let t = call
                 .map(|c| c.leg(from_leg).peer.transport)
                 .unwrap_or(Transport::Udp);
             out.headers.push("Contact", self.contact_for(t));
@@ -426,31 +502,7 @@ impl B2bua {
             }
             out.body = b;
         }
-        if method == Method::Invite && (200..300).contains(&resp.status) {
-            // ACK the other leg's 2xx ourselves; the origin's ACK is absorbed.
-            let seq = resp.cseq().map(|c| c.seq).unwrap_or(0);
-            if let Some((mut ack, peer)) = self.dialog_request(id, to_leg, Method::Ack) {
-                ack.headers.set("CSeq", format!("{seq} ACK"));
-                self.tx.send_stateless(&SipMessage::Request(ack), peer);
-            }
-            if refused {
-                let tag = local_tag.as_deref();
-                let r = make_response(&orig, 488, "Not Acceptable Here", tag);
-                self.tx.send_response(server_tx, r, now);
-            } else {
-                self.tx.send_2xx_reliably(server_tx, out, now);
-            }
-        } else if refused {
-            let r = make_response(&orig, 488, "Not Acceptable Here", local_tag.as_deref());
-            self.tx.send_response(server_tx, r, now);
-        } else {
-            self.tx.send_response(server_tx, out, now);
-        }
-        if final_ {
-            self.owners.remove(&tx);
-            self.server.remove(&server_tx);
-            self.relayed_requests.remove(&server_tx);
-        }
+        out
     }
 
     pub(super) fn finish_confirmed(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {

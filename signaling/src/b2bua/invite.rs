@@ -260,12 +260,7 @@ impl B2bua {
     fn a_dialog(&mut self, req: &Request, p: &Parties<'_>) -> Dialog {
         let call_id = req.call_id().unwrap_or_default().to_string();
         let local_tag = self.new_tag();
-        let remote_target = req
-            .headers
-            .get("Contact")
-            .and_then(|c| NameAddr::parse(c).ok())
-            .map(|c| c.uri.to_string())
-            .unwrap_or_else(|| req.uri.clone());
+        let remote_target = dialog::remote_target_of(req);
         let route_set: Vec<String> = req
             .headers
             .get_all("Record-Route")
