@@ -184,13 +184,7 @@ impl B2bua {
                 let mut resp = make_response(req, 503, "Service Unavailable", Some(&tag));
                 resp.headers.push("Retry-After", retry_after.to_string());
                 self.tx.send_response(tx, resp, now);
-                policy.event(
-                    CallEvent::Rejected {
-                        status: 503,
-                        reason: "Service Unavailable".into(),
-                    },
-                    now,
-                );
+                rejected(policy, 503, "Service Unavailable", now);
             }
             RouteOutcome::Redirect { code, contacts } => {
                 let tag = self.new_tag();
@@ -343,13 +337,7 @@ impl B2bua {
                     }
                     self.tx.send_response(tx, resp, now);
                 }
-                policy.event(
-                    CallEvent::Rejected {
-                        status: code,
-                        reason: reason.to_string(),
-                    },
-                    now,
-                );
+                rejected(policy, code, reason, now);
                 policy.media_release(call.media_ref(), now);
                 false
             }

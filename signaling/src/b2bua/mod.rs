@@ -86,7 +86,7 @@ pub const MESSAGE_UDP_MAX: usize = 1300;
 pub const REGISTERED: &str = "registered";
 
 enum ClientPurpose {
-    /// The initial INVITE of leg B at target `idx`.
+    /// Leg B's INVITE to the call's current target.
     Invite,
     Cancel,
     Bye,
@@ -500,13 +500,7 @@ impl B2bua {
         if let Err(rej) = check::check_request(&req, &rules) {
             // In-dialog requests still must be well formed.
             *self.stats.rejected.entry("admission").or_insert(0) += 1;
-            policy.event(
-                CallEvent::Rejected {
-                    status: rej.status,
-                    reason: rej.reason.to_string(),
-                },
-                now,
-            );
+            rejected(policy, rej.status, &rej.reason, now);
             let mut resp = make_response(&req, rej.status, &rej.reason, Some(&self.new_tag()));
             for (n, v) in &rej.headers {
                 resp.headers.push(n, v.clone());
@@ -586,13 +580,7 @@ impl B2bua {
         let tag = self.new_tag();
         let resp = make_response(req, code, reason, Some(&tag));
         self.tx.send_response(tx, resp, now);
-        policy.event(
-            CallEvent::Rejected {
-                status: code,
-                reason: reason.to_string(),
-            },
-            now,
-        );
+        rejected(policy, code, reason, now);
     }
 
     /// The stream (TCP/TLS) peers a live call's dialog is on (either leg), for the transport
