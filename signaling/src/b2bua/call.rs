@@ -251,3 +251,108 @@ impl Call {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Headers, Method};
+    use crate::{Peer, Transport};
+
+    fn dialog() -> Dialog {
+        Dialog {
+            call_id: "c".into(),
+            local_tag: "l".into(),
+            remote_tag: None,
+            local_uri: "<sip:a@h>".into(),
+            remote_uri: "<sip:b@h>".into(),
+            remote_target: "sip:b@h".into(),
+            route_set: Vec::new(),
+            peer: Peer {
+                transport: Transport::Udp,
+                addr: "127.0.0.1:5060".parse().expect("address"),
+            },
+            trunk: false,
+            local_cseq: 1,
+            remote_cseq: None,
+        }
+    }
+
+    fn invite(cseq: &str) -> Request {
+        let mut headers = Headers::with_capacity(1);
+        headers.push("CSeq", cseq);
+        Request {
+            method: Method::Invite,
+            uri: "sip:b@h".into(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    fn proceeding(now: Instant) -> Call {
+        Call {
+            id: CallId(7),
+            a: dialog(),
+            b: dialog(),
+            a_tx: crate::transaction::Transactions::new(Default::default()).send_request(
+                invite("1 INVITE"),
+                dialog().peer,
+                now,
+            ),
+            early_source: None,
+            state: CallState::Proceeding(Box::new(Attempt {
+                started: now,
+                pdd: None,
+                a_invite_tx: None,
+                a_invite: invite("1 INVITE"),
+                a_offer: None,
+                b_offer: None,
+                targets: Vec::new(),
+                target_idx: 0,
+                to_user: String::new(),
+                trunk: None,
+                tx: None,
+                invite: Some(invite("42 INVITE")),
+                got_provisional: false,
+                cancelled: false,
+            })),
+        }
+    }
+
+    #[test]
+    fn confirm_then_end_keeps_the_handshake() {
+        let now = Instant::now();
+        let mut call = proceeding(now);
+        assert!(call.handshake().is_none());
+        let setup = call.confirm(now).expect("was proceeding");
+        assert_eq!(
+            setup.invite.as_ref().and_then(|r| r.cseq()).map(|c| c.seq),
+            Some(42)
+        );
+        assert!(call.is_confirmed() && call.attempt().is_none());
+        assert!(call.confirm(now).is_none(), "confirmed once");
+        let a_tx = call.a_tx;
+        let h = call.handshake_mut().expect("answered");
+        assert_eq!(h.b_invite_cseq, 42);
+        h.b_ack_pending = true;
+        h.a_2xx_tx = Some(a_tx);
+        match call.end() {
+            Some(CallState::Confirmed(e)) => assert_eq!(e.answered, now),
+            _ => panic!("was confirmed"),
+        }
+        assert!(call.is_terminating());
+        let h = call.handshake().expect("kept");
+        assert!(h.b_ack_pending && h.a_2xx_tx == Some(call.a_tx) && h.b_invite_cseq == 42);
+        assert!(call.end().is_none(), "ended once");
+        assert!(call.confirm(now).is_none());
+    }
+
+    #[test]
+    fn a_failed_setup_ends_with_nothing_to_ack() {
+        let now = Instant::now();
+        let mut call = proceeding(now);
+        assert!(matches!(call.end(), Some(CallState::Proceeding(_))));
+        let h = call.handshake().expect("terminating");
+        assert!(h.b_ack.is_none() && !h.b_ack_pending && h.a_2xx_tx.is_none());
+        assert!(call.describe(false).contains("Terminating"));
+    }
+}
