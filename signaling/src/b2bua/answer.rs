@@ -65,7 +65,7 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        if let Some(ack) = &call.b_ack {
+        if let Some(ack) = call.handshake().and_then(|h| h.b_ack.as_ref()) {
             let peer = call.b.peer;
             self.tx
                 .send_stateless(&SipMessage::Request(ack.clone()), peer);
@@ -75,7 +75,7 @@ impl B2bua {
     pub(super) fn on_b_invite_response(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         resp: Response,
         now: Instant,
         policy: &mut dyn Policy,
@@ -83,23 +83,23 @@ impl B2bua {
         let status = resp.status;
         if status < 200 {
             // The first provisional from this target starts its ringing timeout.
-            if let Some(c) = self.calls.get(&id) {
-                if !c.b_got_provisional && c.state == CallState::Proceeding {
+            if let Some(at) = self.calls.get(&id).and_then(Call::attempt) {
+                if !at.got_provisional {
                     self.deadlines.push(Deadline {
                         at: std::cmp::Reverse(now + self.cfg.ringing_timeout),
                         call: id,
-                        target_idx: c.target_idx,
+                        target_idx: at.target_idx,
                         ringing: true,
                     });
                 }
             }
             if status == 100 {
-                let cancel_now = match self.calls.get_mut(&id) {
-                    Some(c) => {
-                        let first = !c.b_got_provisional;
-                        c.b_got_provisional = true;
+                let cancel_now = match self.calls.get_mut(&id).and_then(Call::attempt_mut) {
+                    Some(at) => {
+                        let first = !at.got_provisional;
+                        at.got_provisional = true;
                         // A CANCEL held back until leg B had answered anything (§9.1) goes now.
-                        first && c.cancelled
+                        first && at.cancelled
                     }
                     None => false,
                 };
@@ -120,31 +120,37 @@ impl B2bua {
             return;
         }
         self.owners.remove(&tx);
-        self.b_invite_failed(id, status, resp.reason.clone(), now, policy);
-        // Keep the response for mapping if it's final for A.
-        let _ = resp;
+        self.b_invite_failed(id, status, resp.reason, now, policy);
     }
 
     pub(super) fn on_b_provisional(
         &mut self,
-        id: u64,
+        id: CallId,
         resp: Response,
         now: Instant,
         policy: &mut dyn Policy,
     ) {
         let (cancelled, first) = {
-            let Some(c) = self.calls.get_mut(&id) else {
+            let Some(call) = self.calls.get_mut(&id) else {
                 return;
             };
-            let first = !c.b_got_provisional;
-            c.b_got_provisional = true;
+            let Call {
+                b,
+                state: CallState::Proceeding(at),
+                ..
+            } = call
+            else {
+                return;
+            };
+            let first = !at.got_provisional;
+            at.got_provisional = true;
             if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
-                c.b.remote_tag = Some(tag.to_string());
+                b.remote_tag = Some(tag.to_string());
             }
-            if c.pdd.is_none() {
-                c.pdd = Some(now.saturating_duration_since(c.started));
+            if at.pdd.is_none() {
+                at.pdd = Some(now.saturating_duration_since(at.started));
             }
-            (c.cancelled, first)
+            (at.cancelled, first)
         };
         if cancelled {
             if first {
@@ -155,7 +161,8 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let Some(a_tx) = call.a_invite_tx else { return };
+        let Some(at) = call.attempt() else { return };
+        let Some(a_tx) = at.a_invite_tx else { return };
         let body = if resp.body.is_empty() {
             None
         } else {
@@ -165,7 +172,7 @@ impl B2bua {
             self.stats.media_failures += u64::from(r.is_err());
             r.ok()
         };
-        let mut out = self.a_response(id, resp.status, &resp.reason, &resp);
+        let mut out = self.a_response(call, &at.a_invite, resp.status, &resp.reason, &resp);
         if let Some(b) = body {
             out.headers.push("Content-Type", "application/sdp");
             out.body = b;
@@ -176,27 +183,20 @@ impl B2bua {
     /// A response for leg A's INVITE built from leg B's response.
     pub(super) fn a_response(
         &self,
-        id: u64,
+        call: &Call,
+        a_invite: &Request,
         status: u16,
         reason: &str,
         from_b: &Response,
     ) -> Response {
-        let Some(call) = self.calls.get(&id) else {
-            return Response {
-                status,
-                reason: reason.into(),
-                headers: Headers::new(),
-                body: Vec::new(),
-            };
-        };
-        let mut resp = make_response(&call.a_invite, status, reason, Some(&call.a.local_tag));
+        let mut resp = make_response(a_invite, status, reason, Some(&call.a.local_tag));
         if status > 100 && status < 300 {
             //= rfc3261#section-12.1.1
             //# When a UAS responds to a request with a response that establishes a dialog
             //# (such as a 2xx to INVITE), the UAS MUST copy all Record-Route header field
             //# values from the request into the response [...] and MUST maintain the order of
             //# those values.
-            for rr in call.a_invite.headers.get_all("Record-Route") {
+            for rr in a_invite.headers.get_all("Record-Route") {
                 resp.headers.push("Record-Route", rr);
             }
             resp.headers
@@ -209,7 +209,7 @@ impl B2bua {
     pub(super) fn on_b_success(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         resp: Response,
         now: Instant,
         policy: &mut dyn Policy,
@@ -217,108 +217,94 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.state != CallState::Proceeding {
+        let Some(cancelled) = call.attempt().map(|a| a.cancelled) else {
             // Retransmitted 2xx (RFC 6026 Accepted state): re-send our ACK.
-            if let Some(ack) = call.b_ack.clone() {
+            if let Some(ack) = call.handshake().and_then(|h| h.b_ack.clone()) {
                 let peer = call.b.peer;
                 self.tx.send_stateless(&SipMessage::Request(ack), peer);
             }
             return;
-        }
+        };
         // Learn leg B's dialog (RFC 3261 §12.1.2).
-        if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
-            call.b.remote_tag = Some(tag.to_string());
+        call.b.learn_answer(&resp);
+        if cancelled {
+            self.on_crossed_2xx(tx, id, now, policy);
+        } else {
+            self.on_b_answer(tx, id, resp, now, policy);
         }
-        if let Some(c) = resp
-            .headers
-            .get("Contact")
-            .and_then(|c| NameAddr::parse(c).ok())
-        {
-            call.b.remote_target = c.uri.to_string();
-        }
-        let mut rr: Vec<String> = resp
-            .headers
-            .get_all("Record-Route")
-            .flat_map(crate::headers::split_comma_list)
-            .map(|s| s.trim().to_string())
-            .collect();
-        rr.reverse();
-        call.b.route_set = rr;
-        call.b_got_provisional = true;
-        if call.cancelled {
-            // The 2xx crossed our CANCEL: ACK and BYE it.
-            call.state = CallState::Confirmed;
-            if let Some(ip) = call.early_source.take() {
-                self.early.remove(&ip);
-            }
-            self.send_b_ack(id, None, now);
-            self.send_bye(id, Leg::B, now);
-            if let Some(c) = self.calls.get_mut(&id) {
-                c.state = CallState::Terminated;
-                if let Some(ip) = c.early_source.take() {
-                    self.early.remove(&ip);
-                }
-            }
-            self.owners.remove(&tx);
-            // The call never came up: its relay ports and trunk slot go now.
-            self.maybe_collect_with_media(id, now, policy);
+    }
+
+    /// Leg B's 2xx crossed our CANCEL (leg A has its final answer already): ACK and BYE it;
+    /// the call never came up, its relay ports and trunk slot go now.
+    fn on_crossed_2xx(&mut self, tx: TxId, id: CallId, now: Instant, policy: &mut dyn Policy) {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
-        }
-        call.state = CallState::Confirmed;
-        call.answered = Some(now);
+        };
+        call.end();
         if let Some(ip) = call.early_source.take() {
             self.early.remove(&ip);
         }
-        if call.pdd.is_none() {
-            call.pdd = Some(now.saturating_duration_since(call.started));
+        self.send_b_ack(id, None, now);
+        self.send_bye(id, Leg::B, now);
+        self.owners.remove(&tx);
+        self.maybe_collect_with_media(id, now, policy);
+    }
+
+    /// Leg B answered: the call is confirmed, leg A gets the 2xx (with the SDP the media
+    /// policy made of leg B's), leg B its ACK (late offer: once leg A's ACK brings the answer).
+    fn on_b_answer(
+        &mut self,
+        tx: TxId,
+        id: CallId,
+        resp: Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(setup) = call.confirm(now) else {
+            return;
+        };
+        if let Some(ip) = call.early_source.take() {
+            self.early.remove(&ip);
         }
-        let late_offer = call.a_offer.is_none() && !resp.body.is_empty();
-        let a_tx = call.a_invite_tx.take();
-        let pdd = call.pdd;
-        let trunk = call.trunk.clone();
-        // SDP for A.
-        let body = if resp.body.is_empty() {
-            None
-        } else {
-            let call = &self.calls[&id];
-            let r = if late_offer {
-                policy
-                    .media_offer(call.media_ref(), Leg::B, &resp.body, now)
-                    .map_err(|e| e.to_string())
-            } else {
-                policy.media_answer(call.media_ref(), Leg::B, &resp.body, now)
-            };
-            match r {
-                Ok(b) => Some(b),
-                Err(_) => {
-                    self.media_refused_answer(id, tx, a_tx, now, policy);
-                    return;
-                }
-            }
+        let pdd = Some(
+            setup
+                .pdd
+                .unwrap_or_else(|| now.saturating_duration_since(setup.started)),
+        );
+        let late_offer = setup.a_offer.is_none() && !resp.body.is_empty();
+        let Ok(body) = self.sdp_for_a(id, late_offer, &resp, now, policy) else {
+            self.media_refused_answer(id, tx, &setup, now, policy);
+            return;
         };
         if late_offer {
-            if let Some(c) = self.calls.get_mut(&id) {
-                c.b_ack_pending = true;
+            if let Some(h) = self.calls.get_mut(&id).and_then(Call::handshake_mut) {
+                h.b_ack_pending = true;
             }
         } else {
             self.send_b_ack(id, None, now);
         }
-        let mut out = self.a_response(id, resp.status, &resp.reason, &resp);
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let mut out = self.a_response(call, &setup.a_invite, resp.status, &resp.reason, &resp);
         if let Some(b) = body {
             out.headers.push("Content-Type", "application/sdp");
             out.body = b;
         }
-        if let Some(a_tx) = a_tx {
+        if let Some(a_tx) = setup.a_invite_tx {
             self.tx.send_2xx_reliably(a_tx, out, now);
-            if let Some(c) = self.calls.get_mut(&id) {
-                c.a_2xx_tx = Some(a_tx);
+            if let Some(h) = self.calls.get_mut(&id).and_then(Call::handshake_mut) {
+                h.a_2xx_tx = Some(a_tx);
             }
         }
         self.owners.remove(&tx);
         policy.event(
             CallEvent::Finished {
-                call: id,
-                trunk,
+                call: id.raw(),
+                trunk: setup.trunk,
                 status: 200,
                 post_dial_delay: pdd,
             },
@@ -326,14 +312,40 @@ impl B2bua {
         );
     }
 
+    /// The SDP for leg A's 2xx from leg B's (`None`: leg B sent none); an error when the
+    /// media policy refuses it.
+    fn sdp_for_a(
+        &mut self,
+        id: CallId,
+        late_offer: bool,
+        resp: &Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> Result<Option<Vec<u8>>, String> {
+        if resp.body.is_empty() {
+            return Ok(None);
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return Ok(None);
+        };
+        let r = if late_offer {
+            policy
+                .media_offer(call.media_ref(), Leg::B, &resp.body, now)
+                .map_err(|e| e.to_string())
+        } else {
+            policy.media_answer(call.media_ref(), Leg::B, &resp.body, now)
+        };
+        r.map(Some)
+    }
+
     /// Leg B answered 2xx with SDP the relay cannot take: the call cannot carry media. Leg B's
     /// 2xx is ACKed and ended with BYE, leg A's INVITE gets 488 (RFC 3261 §13.3.1.3: the offer
     /// is not acceptable), and the call ends with its media released.
     fn media_refused_answer(
         &mut self,
-        id: u64,
+        id: CallId,
         tx: TxId,
-        a_tx: Option<TxId>,
+        setup: &Attempt,
         now: Instant,
         policy: &mut dyn Policy,
     ) {
@@ -343,22 +355,21 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        call.state = CallState::Terminated;
+        call.end();
         let resp = make_response(
-            &call.a_invite,
+            &setup.a_invite,
             488,
             "Not Acceptable Here",
             Some(&call.a.local_tag),
         );
-        let trunk = call.trunk.clone();
-        if let Some(a_tx) = a_tx {
+        if let Some(a_tx) = setup.a_invite_tx {
             self.tx.send_response(a_tx, resp, now);
         }
         self.owners.remove(&tx);
         policy.event(
             CallEvent::Finished {
-                call: id,
-                trunk,
+                call: id.raw(),
+                trunk: setup.trunk.clone(),
                 status: 488,
                 post_dial_delay: None,
             },

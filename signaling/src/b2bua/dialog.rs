@@ -3,6 +3,86 @@
 
 use super::*;
 
+/// Dialog state of one leg, as seen from trunkline: a call's two legs and a subscription's two
+/// legs are each one of these (RFC 3261 §12: Call-ID, both tags, both URIs, remote target,
+/// route set, CSeqs).
+#[derive(Clone, Debug)]
+pub(super) struct Dialog {
+    pub(super) call_id: String,
+    pub(super) local_tag: String,
+    pub(super) remote_tag: Option<String>,
+    /// The From/To as sent by us on this leg, without tags (name-addr text).
+    pub(super) local_uri: String,
+    pub(super) remote_uri: String,
+    /// Remote target (Contact of the peer), the Request-URI of in-dialog requests.
+    pub(super) remote_target: String,
+    /// Route set (from Record-Route), already in the order to put in Route headers.
+    pub(super) route_set: Vec<String>,
+    pub(super) peer: Peer,
+    /// The peer is a configured trunk: its in-dialog requests are taken from its address only.
+    pub(super) trunk: bool,
+    pub(super) local_cseq: u32,
+    pub(super) remote_cseq: Option<u32>,
+}
+
+impl Dialog {
+    /// RFC 3261 §12.2.2: a request is in this dialog when its Call-ID (matched by the caller),
+    /// its To tag (ours) and its From tag (the peer's) all match; and a trunk's leg takes
+    /// requests from the trunk's address only (a stranger who learnt the identifiers cannot
+    /// end or redirect its calls).
+    pub(super) fn accepts(&self, from_tag: &str, to_tag: &str, from: Peer) -> bool {
+        self.local_tag == to_tag
+            && self.remote_tag.as_deref().unwrap_or("") == from_tag
+            && (!self.trunk || from.addr.ip() == self.peer.addr.ip())
+    }
+
+    /// The 2xx to our INVITE on this leg (RFC 3261 §12.1.2): the peer's tag, its Contact as
+    /// remote target, the route set from its Record-Route.
+    pub(super) fn learn_answer(&mut self, resp: &Response) {
+        if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
+            self.remote_tag = Some(tag.to_string());
+        }
+        if let Some(c) = resp
+            .headers
+            .get("Contact")
+            .and_then(|c| NameAddr::parse(c).ok())
+        {
+            self.remote_target = c.uri.to_string();
+        }
+        self.route_set = uac_route_set(&resp.headers);
+    }
+}
+
+/// The remote target a dialog-creating request names in its Contact (its Request-URI when it
+/// names none).
+pub(super) fn remote_target_of(req: &Request) -> String {
+    req.headers
+        .get("Contact")
+        .and_then(|c| NameAddr::parse(c).ok())
+        .map(|c| c.uri.to_string())
+        .unwrap_or_else(|| req.uri.clone())
+}
+
+/// A UAC's route set from the Record-Route of the response that made the dialog: in reverse
+/// order (RFC 3261 §12.1.2).
+pub(super) fn uac_route_set(h: &Headers) -> Vec<String> {
+    let mut rr: Vec<String> = h
+        .get_all("Record-Route")
+        .flat_map(crate::headers::split_comma_list)
+        .map(|s| s.trim().to_string())
+        .collect();
+    rr.reverse();
+    rr
+}
+
+/// The body of a relayed response for the origin leg.
+enum RelayedBody {
+    Empty,
+    Body(Vec<u8>),
+    /// A 2xx whose SDP answer the media policy refused: the origin leg gets 488 instead.
+    Refused,
+}
+
 impl B2bua {
     pub(super) fn on_ack(
         &mut self,
@@ -23,8 +103,8 @@ impl B2bua {
         let pending = self
             .calls
             .get(&id)
-            .map(|c| c.b_ack_pending)
-            .unwrap_or(false);
+            .and_then(Call::handshake)
+            .is_some_and(|h| h.b_ack_pending);
         if pending {
             let body = if req.body.is_empty() {
                 None
@@ -38,9 +118,7 @@ impl B2bua {
                         // Leg A's answer (in its ACK) to leg B's offer cannot be taken: the
                         // ACK cannot be refused, so the call is ended (BYE on both legs).
                         self.stats.media_failures += 1;
-                        if let Some(call) = self.calls.get_mut(&id) {
-                            call.b_ack_pending = false;
-                        }
+                        self.ack_pending_done(id);
                         self.send_b_ack(id, None, now);
                         self.send_bye(id, Leg::A, now);
                         self.send_bye(id, Leg::B, now);
@@ -49,10 +127,15 @@ impl B2bua {
                     }
                 }
             };
-            if let Some(call) = self.calls.get_mut(&id) {
-                call.b_ack_pending = false;
-            }
+            self.ack_pending_done(id);
             self.send_b_ack(id, body, now);
+        }
+    }
+
+    /// Leg A's ACK came (late offer): leg B is ACKed now.
+    fn ack_pending_done(&mut self, id: CallId) {
+        if let Some(h) = self.calls.get_mut(&id).and_then(Call::handshake_mut) {
+            h.b_ack_pending = false;
         }
     }
 
@@ -63,12 +146,12 @@ impl B2bua {
         req: &Request,
         call_id: &str,
         from: Peer,
-    ) -> Option<(u64, Leg)> {
+    ) -> Option<(CallId, Leg)> {
         let from_tag = req.headers.get("From").map(tag_param)?.unwrap_or("");
         let to_tag = req.headers.get("To").and_then(tag_param).unwrap_or("");
         let (id, leg) = match self.by_b.get(call_id) {
             Some(id) => (*id, Leg::B),
-            None => (self.find_call(call_id, from_tag)?, Leg::A),
+            None => (self.call_of(call_id, from_tag)?, Leg::A),
         };
         let d = self.calls.get(&id)?.leg(leg);
         d.accepts(from_tag, to_tag, from).then_some((id, leg))
@@ -125,13 +208,16 @@ impl B2bua {
             Method::Bye => {
                 let resp = make_response(&req, 200, "OK", None);
                 self.tx.send_response(tx, resp, now);
-                let state = self.calls.get(&id).map(|c| c.state);
+                let state = self
+                    .calls
+                    .get(&id)
+                    .map(|c| (c.is_confirmed(), c.attempt().is_some()));
                 match state {
-                    Some(CallState::Confirmed) => {
+                    Some((true, _)) => {
                         self.send_bye(id, leg.other(), now);
                         self.finish_confirmed(id, now, policy);
                     }
-                    Some(CallState::Proceeding) if leg == Leg::A => {
+                    Some((_, true)) if leg == Leg::A => {
                         // BYE on A's early dialog (RFC 3261 §15.1.2): the INVITE is answered
                         // 487 Request Terminated, and leg B is cancelled as for a CANCEL.
                         self.abort_ringing(id, 487, "Request Terminated", None, now, policy);
@@ -146,7 +232,7 @@ impl B2bua {
     /// Build an in-dialog request on `leg` with our dialog state.
     pub(super) fn dialog_request(
         &mut self,
-        id: u64,
+        id: CallId,
         leg: Leg,
         method: Method,
     ) -> Option<(Request, Peer)> {
@@ -186,7 +272,7 @@ impl B2bua {
         Some((req, d.peer))
     }
 
-    pub(super) fn send_bye(&mut self, id: u64, leg: Leg, now: Instant) {
+    pub(super) fn send_bye(&mut self, id: CallId, leg: Leg, now: Instant) {
         if let Some((req, peer)) = self.dialog_request(id, leg, Method::Bye) {
             let t = self.tx.send_request_ref(&req, peer, now);
             self.owners.insert(t, TxOwner::Call(id, ClientPurpose::Bye));
@@ -196,16 +282,11 @@ impl B2bua {
         }
     }
 
-    pub(super) fn send_b_ack(&mut self, id: u64, body: Option<Vec<u8>>, _now: Instant) {
+    pub(super) fn send_b_ack(&mut self, id: CallId, body: Option<Vec<u8>>, _now: Instant) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let seq = call
-            .b_invite
-            .as_ref()
-            .and_then(|r| r.cseq())
-            .map(|c| c.seq)
-            .unwrap_or(1);
+        let seq = call.handshake().map_or(1, |h| h.b_invite_cseq);
         let Some((mut ack, peer)) = self.dialog_request(id, Leg::B, Method::Ack) else {
             return;
         };
@@ -216,8 +297,9 @@ impl B2bua {
         }
         let msg = SipMessage::Request(ack);
         self.tx.send_stateless(&msg, peer);
-        if let (Some(c), SipMessage::Request(ack)) = (self.calls.get_mut(&id), msg) {
-            c.b_ack = Some(ack);
+        let hs = self.calls.get_mut(&id).and_then(Call::handshake_mut);
+        if let (Some(h), SipMessage::Request(ack)) = (hs, msg) {
+            h.b_ack = Some(ack);
         }
     }
 
@@ -225,7 +307,7 @@ impl B2bua {
         &mut self,
         tx: TxId,
         req: Request,
-        id: u64,
+        id: CallId,
         from_leg: Leg,
         now: Instant,
         policy: &mut dyn Policy,
@@ -295,7 +377,7 @@ impl B2bua {
     pub(super) fn on_relay_response(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         resp: Response,
         now: Instant,
         policy: &mut dyn Policy,
@@ -317,10 +399,10 @@ impl B2bua {
         if resp.status == 100 {
             return;
         }
-        let final_ = resp.status >= 200;
         let to_leg = from_leg.other();
-        // Target refresh from the other leg's 2xx.
-        if (200..300).contains(&resp.status) {
+        let ok = (200..300).contains(&resp.status);
+        if ok {
+            // Target refresh from the other leg's 2xx.
             if let Some(c) = resp
                 .headers
                 .get("Contact")
@@ -331,35 +413,93 @@ impl B2bua {
                 }
             }
         }
-        let mut refused = false;
-        let body = if !resp.body.is_empty() && matches!(method, Method::Invite | Method::Update) {
-            let Some(call) = self.calls.get(&id) else {
-                return;
-            };
-            match policy.media_answer(call.media_ref(), to_leg, &resp.body, now) {
-                Ok(b) => Some(b),
-                Err(_) => {
-                    // The other leg's answer cannot be taken: the offer ends with 488 on the
-                    // leg that made it (its session stays as it was, RFC 3261 §14.2).
-                    self.stats.media_failures += 1;
-                    refused = (200..300).contains(&resp.status);
-                    None
-                }
-            }
-        } else if !resp.body.is_empty() {
-            Some(resp.body.clone())
-        } else {
-            None
+        let Some(body) = self.relayed_body(id, to_leg, &method, &resp, now, policy) else {
+            return;
         };
         let local_tag = self
             .calls
             .get(&id)
             .map(|c| c.leg(from_leg).local_tag.clone());
-        let mut out = make_response(&orig, resp.status, &resp.reason, local_tag.as_deref());
+        let refused = matches!(body, RelayedBody::Refused);
+        let out = match body {
+            RelayedBody::Refused => {
+                make_response(&orig, 488, "Not Acceptable Here", local_tag.as_deref())
+            }
+            RelayedBody::Empty => self.relayed_response(id, from_leg, &orig, &method, &resp, None),
+            RelayedBody::Body(b) => {
+                self.relayed_response(id, from_leg, &orig, &method, &resp, Some(b))
+            }
+        };
+        if method == Method::Invite && ok {
+            // ACK the other leg's 2xx ourselves; the origin's ACK is absorbed.
+            let seq = resp.cseq().map(|c| c.seq).unwrap_or(0);
+            if let Some((mut ack, peer)) = self.dialog_request(id, to_leg, Method::Ack) {
+                ack.headers.set("CSeq", format!("{seq} ACK"));
+                self.tx.send_stateless(&SipMessage::Request(ack), peer);
+            }
+        }
+        if method == Method::Invite && ok && !refused {
+            self.tx.send_2xx_reliably(server_tx, out, now);
+        } else {
+            self.tx.send_response(server_tx, out, now);
+        }
+        if resp.status >= 200 {
+            self.owners.remove(&tx);
+            self.server.remove(&server_tx);
+            self.relayed_requests.remove(&server_tx);
+        }
+    }
+
+    /// The body of the other leg's response to a relayed request, as the origin leg gets it
+    /// (an SDP answer through the media policy); `None` when the call is gone.
+    fn relayed_body(
+        &mut self,
+        id: CallId,
+        to_leg: Leg,
+        method: &Method,
+        resp: &Response,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> Option<RelayedBody> {
+        if resp.body.is_empty() {
+            return Some(RelayedBody::Empty);
+        }
+        if !matches!(method, Method::Invite | Method::Update) {
+            return Some(RelayedBody::Body(resp.body.clone()));
+        }
+        let call = self.calls.get(&id)?;
+        Some(
+            match policy.media_answer(call.media_ref(), to_leg, &resp.body, now) {
+                Ok(b) => RelayedBody::Body(b),
+                Err(_) => {
+                    // The other leg's answer cannot be taken: the offer ends with 488 on the
+                    // leg that made it (its session stays as it was, RFC 3261 §14.2).
+                    self.stats.media_failures += 1;
+                    if (200..300).contains(&resp.status) {
+                        RelayedBody::Refused
+                    } else {
+                        RelayedBody::Empty
+                    }
+                }
+            },
+        )
+    }
+
+    /// The origin leg's response to a relayed request, from the other leg's `resp`.
+    fn relayed_response(
+        &self,
+        id: CallId,
+        from_leg: Leg,
+        orig: &Request,
+        method: &Method,
+        resp: &Response,
+        body: Option<Vec<u8>>,
+    ) -> Response {
+        let call = self.calls.get(&id);
+        let local_tag = call.map(|c| c.leg(from_leg).local_tag.as_str());
+        let mut out = make_response(orig, resp.status, &resp.reason, local_tag);
         if (101..300).contains(&resp.status) && matches!(method, Method::Invite | Method::Update) {
-            let t = self
-                .calls
-                .get(&id)
+            let t = call
                 .map(|c| c.leg(from_leg).peer.transport)
                 .unwrap_or(Transport::Udp);
             out.headers.push("Contact", self.contact_for(t));
@@ -371,63 +511,42 @@ impl B2bua {
             }
             out.body = b;
         }
-        if method == Method::Invite && (200..300).contains(&resp.status) {
-            // ACK the other leg's 2xx ourselves; the origin's ACK is absorbed.
-            let seq = resp.cseq().map(|c| c.seq).unwrap_or(0);
-            if let Some((mut ack, peer)) = self.dialog_request(id, to_leg, Method::Ack) {
-                ack.headers.set("CSeq", format!("{seq} ACK"));
-                self.tx.send_stateless(&SipMessage::Request(ack), peer);
-            }
-            if refused {
-                let tag = local_tag.as_deref();
-                let r = make_response(&orig, 488, "Not Acceptable Here", tag);
-                self.tx.send_response(server_tx, r, now);
-            } else {
-                self.tx.send_2xx_reliably(server_tx, out, now);
-            }
-        } else if refused {
-            let r = make_response(&orig, 488, "Not Acceptable Here", local_tag.as_deref());
-            self.tx.send_response(server_tx, r, now);
-        } else {
-            self.tx.send_response(server_tx, out, now);
-        }
-        if final_ {
-            self.owners.remove(&tx);
-            self.server.remove(&server_tx);
-            self.relayed_requests.remove(&server_tx);
-        }
+        out
     }
 
-    pub(super) fn finish_confirmed(&mut self, id: u64, now: Instant, policy: &mut dyn Policy) {
+    pub(super) fn finish_confirmed(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.state == CallState::Confirmed {
-            call.state = CallState::Terminated;
-            let dur = call
-                .answered
-                .map(|a| now.saturating_duration_since(a))
-                .unwrap_or_default();
-            policy.event(
-                CallEvent::Ended {
-                    call: id,
-                    duration: dur,
-                },
-                now,
-            );
+        if call.is_confirmed() {
+            if let Some(CallState::Confirmed(e)) = call.end() {
+                policy.event(
+                    CallEvent::Ended {
+                        call: id.raw(),
+                        duration: now.saturating_duration_since(e.answered),
+                    },
+                    now,
+                );
+            }
         }
         self.maybe_collect_with_media(id, now, policy);
     }
 
     pub(super) fn maybe_collect_with_media(
         &mut self,
-        id: u64,
+        id: CallId,
         now: Instant,
         policy: &mut dyn Policy,
     ) {
         if let Some(call) = self.calls.get_mut(&id) {
-            if call.state == CallState::Terminated && !call.media_released {
-                call.media_released = true;
+            let release = match &mut call.state {
+                CallState::Terminating(e) if !e.media_released => {
+                    e.media_released = true;
+                    true
+                }
+                _ => false,
+            };
+            if release {
                 policy.media_release(call.media_ref(), now);
             }
         }
@@ -435,11 +554,11 @@ impl B2bua {
     }
 
     /// Forget a terminated call once none of its client transactions is pending.
-    pub(super) fn maybe_collect(&mut self, id: u64) {
+    pub(super) fn maybe_collect(&mut self, id: CallId) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        if call.state != CallState::Terminated {
+        if !call.is_terminating() {
             return;
         }
         if self.owners.has_call(id) {

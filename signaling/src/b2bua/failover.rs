@@ -6,19 +6,19 @@ use super::*;
 impl B2bua {
     pub(super) fn no_answer_deadline(
         &mut self,
-        id: u64,
+        id: CallId,
         idx: usize,
         now: Instant,
         policy: &mut dyn Policy,
     ) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(at) = self.calls.get(&id).and_then(Call::attempt) else {
             return;
         };
-        if call.state != CallState::Proceeding || call.target_idx != idx || call.b_got_provisional {
+        if at.target_idx != idx || at.got_provisional {
             return;
         }
         // No response at all from this target: treat as 408 and fail over.
-        if call.b_invite_tx.is_some() {
+        if at.tx.is_some() {
             self.abandon_branch(id, false, now);
             self.b_invite_failed(id, 408, "Request Timeout".into(), now, policy);
         }
@@ -28,19 +28,15 @@ impl B2bua {
     /// go on as after a 408 (next target, or 408 to A).
     pub(super) fn ringing_deadline(
         &mut self,
-        id: u64,
+        id: CallId,
         idx: usize,
         now: Instant,
         policy: &mut dyn Policy,
     ) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(at) = self.calls.get(&id).and_then(Call::attempt) else {
             return;
         };
-        if call.state != CallState::Proceeding
-            || call.target_idx != idx
-            || call.cancelled
-            || call.b_invite_tx.is_none()
-        {
+        if at.target_idx != idx || at.cancelled || at.tx.is_none() {
             return;
         }
         self.abandon_branch(id, true, now);
@@ -49,18 +45,21 @@ impl B2bua {
 
     /// Detach the call's current leg B INVITE from it (see [`Abandoned`]); with `cancel`, CANCEL
     /// it now (it has sent a provisional response).
-    pub(super) fn abandon_branch(&mut self, id: u64, cancel: bool, now: Instant) {
+    pub(super) fn abandon_branch(&mut self, id: CallId, cancel: bool, now: Instant) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(tx) = call.b_invite_tx.take() else {
+        let peer = call.b.peer;
+        let Some(at) = call.attempt_mut() else {
+            return;
+        };
+        let Some(tx) = at.tx.take() else {
             return;
         };
         self.owners.remove(&tx);
-        let Some(invite) = call.b_invite.clone() else {
+        let Some(invite) = at.invite.clone() else {
             return;
         };
-        let peer = call.b.peer;
         self.tx.guard_invite(tx, now);
         if cancel {
             let c = cancel_for(&invite);
@@ -103,13 +102,7 @@ impl B2bua {
             .map(|c| c.uri.to_string())
             .unwrap_or_else(|| ab.invite.uri.clone());
         let seq = ab.invite.cseq().map(|c| c.seq).unwrap_or(1);
-        let mut routes: Vec<String> = resp
-            .headers
-            .get_all("Record-Route")
-            .flat_map(crate::headers::split_comma_list)
-            .map(|s| s.trim().to_string())
-            .collect();
-        routes.reverse();
+        let routes = dialog::uac_route_set(&resp.headers);
         for (method, cseq) in [(Method::Ack, seq), (Method::Bye, seq.wrapping_add(1))] {
             let mut h = Headers::with_capacity(12);
             h.push("Via", self.via_for(ab.peer.transport));
@@ -144,7 +137,7 @@ impl B2bua {
     /// Leg B's INVITE failed at the current target with `status`: fail over or answer A.
     pub(super) fn b_invite_failed(
         &mut self,
-        id: u64,
+        id: CallId,
         status: u16,
         reason: String,
         now: Instant,
@@ -153,55 +146,53 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.state != CallState::Proceeding {
+        let Call {
+            a,
+            b,
+            state: CallState::Proceeding(at),
+            ..
+        } = call
+        else {
             return;
-        }
-        call.b_invite_tx = None;
-        call.last_failure = Some((status, reason.clone()));
+        };
+        at.tx = None;
         // RFC 3261 §16.7 + the dial plan contract: 408, 5xx and transport errors fail over; 6xx
         // stops; any other final is the answer.
         let failover = status == 408 || (500..600).contains(&status);
         // The next target the policy admits (one at a limit is skipped like a failed one).
-        let next = if !call.cancelled && failover {
-            (call.target_idx + 1..call.targets.len())
-                .find(|&i| policy.admit_target(&call.targets[i], now))
+        let next = if !at.cancelled && failover {
+            (at.target_idx + 1..at.targets.len())
+                .find(|&i| policy.admit_target(&at.targets[i], now))
         } else {
             None
         };
         if let Some(next) = next {
-            call.target_idx = next;
-            call.b.local_cseq = call.b.local_cseq.wrapping_add(1);
+            at.target_idx = next;
+            b.local_cseq = b.local_cseq.wrapping_add(1);
             self.send_b_invite(id, now, policy);
             return;
         }
-        let cancelled = call.cancelled;
-        let trunk = call.trunk.clone();
-        let pdd = call.pdd;
-        if !cancelled {
-            if let Some(a_tx) = call.a_invite_tx.take() {
-                // A 503 from downstream becomes 500 upstream? A B2BUA terminates the transaction,
-                // so it answers what it means: "no route worked" is 503 for transport failures and
-                // timeouts, otherwise the last target's status.
-                let inv = call.a_invite.clone();
-                let a_tag = call.a.local_tag.clone();
-                let resp = make_response(&inv, status, &reason, Some(&a_tag));
+        if !at.cancelled {
+            if let Some(a_tx) = at.a_invite_tx.take() {
+                // A B2BUA terminates the transaction, so it answers what it means: "no route
+                // worked" is 503 for transport failures and timeouts, otherwise the last
+                // target's status.
+                let resp = make_response(&at.a_invite, status, &reason, Some(&a.local_tag));
                 self.tx.send_response(a_tx, resp, now);
                 policy.event(
                     CallEvent::Finished {
-                        call: id,
-                        trunk,
+                        call: id.raw(),
+                        trunk: at.trunk.clone(),
                         status,
-                        post_dial_delay: pdd,
+                        post_dial_delay: at.pdd,
                     },
                     now,
                 );
             }
         }
-        if let Some(call) = self.calls.get_mut(&id) {
-            call.state = CallState::Terminated;
-            if let Some(ip) = call.early_source.take() {
-                self.early.remove(&ip);
-            }
+        call.end();
+        if let Some(ip) = call.early_source.take() {
+            self.early.remove(&ip);
         }
         self.maybe_collect_with_media(id, now, policy);
     }
@@ -247,7 +238,7 @@ impl B2bua {
                 // A dead peer in a confirmed call: end it (RFC 5057 §5.1 for 408/481).
                 if status == 408 {
                     if let Some(c) = self.calls.get(&id) {
-                        if c.state == CallState::Confirmed {
+                        if c.is_confirmed() {
                             self.send_bye(id, Leg::A, now);
                             self.send_bye(id, Leg::B, now);
                             self.finish_confirmed(id, now, policy);
@@ -263,11 +254,12 @@ impl B2bua {
 
     pub(super) fn on_ack_timeout(&mut self, tx: TxId, now: Instant, policy: &mut dyn Policy) {
         // RFC 3261 §13.3.1.4: no ACK for our 2xx on leg A: end the call with BYE on both legs.
-        let id = self
-            .by_a_tx
-            .get(&tx)
-            .copied()
-            .filter(|id| self.calls.get(id).is_some_and(|c| c.a_2xx_tx == Some(tx)));
+        let id = self.by_a_tx.get(&tx).copied().filter(|id| {
+            self.calls
+                .get(id)
+                .and_then(Call::handshake)
+                .is_some_and(|h| h.a_2xx_tx == Some(tx))
+        });
         if let Some(id) = id {
             self.send_bye(id, Leg::A, now);
             self.send_bye(id, Leg::B, now);

@@ -12,6 +12,13 @@ struct Parties<'a> {
     trunk: bool,
 }
 
+/// Where the route sends a new call.
+struct Routed {
+    targets: Vec<Target>,
+    to_user: String,
+    from_user: String,
+}
+
 impl B2bua {
     pub(super) fn on_invite(
         &mut self,
@@ -26,13 +33,7 @@ impl B2bua {
             let mut resp = make_response(&req, 503, "Service Unavailable", Some(&tag));
             resp.headers.push("Retry-After", "30");
             self.tx.send_response(tx, resp, now);
-            policy.event(
-                CallEvent::Rejected {
-                    status: 503,
-                    reason: "Service Unavailable".into(),
-                },
-                now,
-            );
+            rejected(policy, 503, "Service Unavailable", now);
             return;
         }
         // RFC 3261 §16.3 / §8.2: Max-Forwards 0 -> 483. trunkline is the request's target only
@@ -50,10 +51,9 @@ impl B2bua {
         // RFC 3261 §12.2.1.1 / RFC 4475 §3.4 (inv2543): an RFC 2543 peer sends no From tag; the
         // dialog is then identified by Call-ID alone (an empty tag), as §12 allows.
         let a_from_tag = from_na.tag().unwrap_or("").to_string();
-        let call_id = call_id.to_string();
         // A retransmission is absorbed by the transaction layer; a second INVITE with the same
         // Call-ID and tag but a new branch (a merged request, RFC 3261 §8.2.2.2) gets 482.
-        if self.find_call(&call_id, &a_from_tag).is_some() {
+        if self.call_of(call_id, &a_from_tag).is_some() {
             self.reject(tx, &req, 482, "Loop Detected", now, policy);
             return;
         }
@@ -61,18 +61,34 @@ impl B2bua {
             Ok(a) => a,
             Err(status) => {
                 if status != 0 {
-                    policy.event(
-                        CallEvent::Rejected {
-                            status,
-                            reason: reason_phrase(status).into(),
-                        },
-                        now,
-                    );
+                    rejected(policy, status, reason_phrase(status), now);
                 }
                 return;
             }
         };
-        let from_user = admitted.caller_user(&from_na);
+        let parties = Parties {
+            from_na: &from_na,
+            to_na: &to_na,
+            a_from_tag: &a_from_tag,
+            from,
+            trunk: admitted.caller == Caller::Trunk,
+        };
+        self.admit_invite(tx, req, parties, admitted, now, policy);
+    }
+
+    /// Leg A's INVITE from an admitted caller: checked against the early-call cap, routed, and
+    /// made a call.
+    fn admit_invite(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        parties: Parties<'_>,
+        admitted: Admitted,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let from = parties.from;
+        let from_user = admitted.caller_user(parties.from_na);
         // Calls nobody vouches for (a stranger calling a registered phone: no trunk, no
         // credentials) hold relay ports and a ringing phone: a few at a time per source.
         // (Without a registrar that authenticates, the operator takes every source as it
@@ -81,13 +97,7 @@ impl B2bua {
         if let Some(ip) = early_source {
             if !self.early.room(&ip, self.cfg.caps.early_calls_per_source) {
                 self.refuse_capped(tx, &req, now);
-                policy.event(
-                    CallEvent::Rejected {
-                        status: 503,
-                        reason: "Service Unavailable".into(),
-                    },
-                    now,
-                );
+                rejected(policy, 503, "Service Unavailable", now);
                 return;
             }
         }
@@ -99,33 +109,46 @@ impl B2bua {
             Some(Err(miss)) => miss,
             Some(Ok(targets)) => policy.route_registered(&req, from, targets, &from_user, now),
         };
-        let (targets, to_user, from_user) = match outcome {
+        let route = match outcome {
             RouteOutcome::Route {
                 targets,
                 to_user,
                 from_user,
-            } => (targets, to_user, from_user),
+            } => Routed {
+                targets,
+                to_user,
+                from_user,
+            },
             refused => {
                 self.refuse_route(tx, &req, refused, now, policy);
                 return;
             }
         };
-        if targets.is_empty() {
+        if route.targets.is_empty() {
             self.reject(tx, &req, 404, "Not Found", now, policy);
             return;
         }
-        let id = self.next_call;
+        self.start_call(tx, req, parties, route, early_source, now, policy);
+    }
+
+    /// A new call for leg A's INVITE on `route` (not empty): leg A's offer rewritten for leg
+    /// B, the call indexed, leg B's INVITE sent to the first target.
+    #[allow(clippy::too_many_arguments)]
+    fn start_call(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        parties: Parties<'_>,
+        route: Routed,
+        early_source: Option<std::net::IpAddr>,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        let id = CallId(self.next_call);
         self.next_call += 1;
         self.stats.calls_started += 1;
-        let trunk = admitted.caller == Caller::Trunk;
-        let parties = Parties {
-            from_na: &from_na,
-            to_na: &to_na,
-            a_from_tag: &a_from_tag,
-            from,
-            trunk,
-        };
-        let mut call = self.new_call(id, tx, req, parties, targets, to_user, &from_user, now);
+        let a_from_tag = parties.a_from_tag.to_string();
+        let mut call = self.new_call(id, tx, req, parties, route, now);
         call.early_source = early_source;
         if !self.offer_to_b(&mut call, tx, now, policy) {
             return;
@@ -161,13 +184,7 @@ impl B2bua {
                 let mut resp = make_response(req, 503, "Service Unavailable", Some(&tag));
                 resp.headers.push("Retry-After", retry_after.to_string());
                 self.tx.send_response(tx, resp, now);
-                policy.event(
-                    CallEvent::Rejected {
-                        status: 503,
-                        reason: "Service Unavailable".into(),
-                    },
-                    now,
-                );
+                rejected(policy, 503, "Service Unavailable", now);
             }
             RouteOutcome::Redirect { code, contacts } => {
                 let tag = self.new_tag();
@@ -192,70 +209,17 @@ impl B2bua {
 
     /// The call for leg A's INVITE `req`: leg A's dialog as the caller set it up, leg B's new
     /// (its own Call-ID, tags, CSeq: topology hiding), the route's targets.
-    #[allow(clippy::too_many_arguments)]
     fn new_call(
         &mut self,
-        id: u64,
+        id: CallId,
         tx: TxId,
         req: Request,
         p: Parties<'_>,
-        targets: Vec<Target>,
-        to_user: String,
-        from_user: &str,
+        route: Routed,
         now: Instant,
     ) -> Call {
-        let (from_na, to_na, from) = (p.from_na, p.to_na, p.from);
-        let call_id = req.call_id().unwrap_or_default().to_string();
-        let a_from_tag = p.a_from_tag.to_string();
-        let a_local_tag = self.new_tag();
-        let a_contact = req
-            .headers
-            .get("Contact")
-            .and_then(|c| NameAddr::parse(c).ok())
-            .map(|c| c.uri.to_string())
-            .unwrap_or_else(|| req.uri.clone());
-        let a_route: Vec<String> = req
-            .headers
-            .get_all("Record-Route")
-            .flat_map(crate::headers::split_comma_list)
-            .map(|s| s.trim().to_string())
-            .collect();
-        let a = Dialog {
-            call_id: call_id.clone(),
-            local_tag: a_local_tag,
-            remote_tag: Some(a_from_tag.clone()).filter(|t| !t.is_empty()),
-            local_uri: without_tag(to_na),
-            remote_uri: without_tag(from_na),
-            remote_target: a_contact,
-            route_set: a_route,
-            peer: from,
-            trunk: p.trunk,
-            local_cseq: self.rand() as u32 & 0xffff,
-            remote_cseq: req.cseq().map(|c| c.seq),
-        };
-        let first = targets[0].clone();
-        let b_call_id = self.new_call_id();
-        let b_tag = self.new_tag();
-        let display = from_na
-            .display
-            .as_ref()
-            .map(|d| format!("{} ", quote_display(d)))
-            .unwrap_or_default();
-        let our_host = self.our_host();
-        let b = Dialog {
-            call_id: b_call_id.clone(),
-            local_tag: b_tag,
-            remote_tag: None,
-            local_uri: cat(&[&display, "<sip:", &user_at(from_user), our_host, ">"]),
-            // Set (for the target being tried) by send_b_invite.
-            remote_uri: String::new(),
-            remote_target: String::new(),
-            route_set: Vec::new(),
-            peer: first.peer,
-            trunk: first.trunk != REGISTERED,
-            local_cseq: 1,
-            remote_cseq: None,
-        };
+        let a = self.a_dialog(&req, &p);
+        let b = self.b_dialog(p.from_na, &route.from_user, &route.targets[0]);
         let a_offer = if req.body.is_empty() {
             None
         } else {
@@ -263,32 +227,80 @@ impl B2bua {
         };
         Call {
             id,
-            state: CallState::Proceeding,
-            started: now,
-            answered: None,
-            pdd: None,
             a,
-            a_invite_tx: Some(tx),
-            a_tx: tx,
-            a_invite: req,
-            a_offer,
             b,
-            b_invite_tx: None,
-            b_invite: None,
-            b_got_provisional: false,
-            media_released: false,
-            b_offer: None,
-            targets,
-            target_idx: 0,
-            to_user,
-            cancelled: false,
-            b_ack: None,
-            b_ack_pending: false,
-            last_failure: None,
-            a_2xx_tx: None,
-            trunk: None,
+            a_tx: tx,
             early_source: None,
             b_auth: None,
+            b_trunk: None,
+            state: CallState::Proceeding(Box::new(Attempt {
+                started: now,
+                pdd: None,
+                a_invite_tx: Some(tx),
+                a_invite: req,
+                a_offer,
+                b_offer: None,
+                targets: route.targets,
+                target_idx: 0,
+                to_user: route.to_user,
+                trunk: None,
+                tx: None,
+                invite: None,
+                got_provisional: false,
+                cancelled: false,
+            })),
+        }
+    }
+
+    /// Leg A's dialog as the caller's INVITE `req` set it up (RFC 3261 §12.1.1).
+    fn a_dialog(&mut self, req: &Request, p: &Parties<'_>) -> Dialog {
+        let call_id = req.call_id().unwrap_or_default().to_string();
+        let local_tag = self.new_tag();
+        let remote_target = dialog::remote_target_of(req);
+        let route_set: Vec<String> = req
+            .headers
+            .get_all("Record-Route")
+            .flat_map(crate::headers::split_comma_list)
+            .map(|s| s.trim().to_string())
+            .collect();
+        Dialog {
+            call_id,
+            local_tag,
+            remote_tag: Some(p.a_from_tag.to_string()).filter(|t| !t.is_empty()),
+            local_uri: without_tag(p.to_na),
+            remote_uri: without_tag(p.from_na),
+            remote_target,
+            route_set,
+            peer: p.from,
+            trunk: p.trunk,
+            local_cseq: self.rand() as u32 & 0xffff,
+            remote_cseq: req.cseq().map(|c| c.seq),
+        }
+    }
+
+    /// Leg B's new dialog towards `first` (its own Call-ID, tags, CSeq: topology hiding); the
+    /// target's URIs are set by [`B2bua::send_b_invite`].
+    fn b_dialog(&mut self, from_na: &NameAddr, from_user: &str, first: &Target) -> Dialog {
+        let call_id = self.new_call_id();
+        let local_tag = self.new_tag();
+        let display = from_na
+            .display
+            .as_ref()
+            .map(|d| format!("{} ", quote_display(d)))
+            .unwrap_or_default();
+        let our_host = self.our_host();
+        Dialog {
+            call_id,
+            local_tag,
+            remote_tag: None,
+            local_uri: cat(&[&display, "<sip:", &user_at(from_user), our_host, ">"]),
+            remote_uri: String::new(),
+            remote_target: String::new(),
+            route_set: Vec::new(),
+            peer: first.peer,
+            trunk: first.trunk != REGISTERED,
+            local_cseq: 1,
+            remote_cseq: None,
         }
     }
 
@@ -301,109 +313,112 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) -> bool {
-        if let Some(offer) = call.a_offer.clone() {
-            match policy.media_offer(call.media_ref(), Leg::A, &offer, now) {
-                Ok(sdp) => {
-                    let ct = call
+        let Some(offer) = call.attempt().and_then(|a| a.a_offer.clone()) else {
+            return true;
+        };
+        match policy.media_offer(call.media_ref(), Leg::A, &offer, now) {
+            Ok(sdp) => {
+                if let Some(at) = call.attempt_mut() {
+                    let ct = at
                         .a_invite
                         .headers
                         .get("Content-Type")
                         .unwrap_or("application/sdp")
                         .to_string();
-                    call.b_offer = Some((ct, sdp));
+                    at.b_offer = Some((ct, sdp));
                 }
-                Err(e) => {
-                    let req = call.a_invite.clone();
-                    let (code, reason, retry_after) = e.answer();
-                    let tag = self.new_tag();
-                    let mut resp = make_response(&req, code, reason, Some(&tag));
+                true
+            }
+            Err(e) => {
+                let (code, reason, retry_after) = e.answer();
+                let tag = self.new_tag();
+                if let Some(at) = call.attempt() {
+                    let mut resp = make_response(&at.a_invite, code, reason, Some(&tag));
                     if let Some(ra) = retry_after {
                         resp.headers.push("Retry-After", ra.to_string());
                     }
                     self.tx.send_response(tx, resp, now);
-                    policy.event(
-                        CallEvent::Rejected {
-                            status: code,
-                            reason: reason.to_string(),
-                        },
-                        now,
-                    );
-                    policy.media_release(call.media_ref(), now);
-                    return false;
                 }
+                rejected(policy, code, reason, now);
+                policy.media_release(call.media_ref(), now);
+                false
             }
         }
-        true
     }
 
     /// Send (or re-send, on failover) leg B's INVITE to the current target.
-    pub(super) fn send_b_invite(&mut self, id: u64, now: Instant, policy: &mut dyn Policy) {
-        let via;
-        let contact;
-        {
-            let Some(call) = self.calls.get(&id) else {
-                return;
-            };
-            let t = call.targets[call.target_idx].peer.transport;
-            let _ = call;
-            via = self.via_for(t);
-            contact = self.contact_for(t);
-        }
+    pub(super) fn send_b_invite(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
+        let Some(t) = self
+            .calls
+            .get(&id)
+            .and_then(Call::attempt)
+            .and_then(|a| a.targets.get(a.target_idx))
+            .map(|t| t.peer.transport)
+        else {
+            return;
+        };
+        let via = self.via_for(t);
+        let contact = self.contact_for(t);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let target = call.targets[call.target_idx].clone();
-        let max_fwd = call.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
-        call.b.peer = target.peer;
-        call.b.trunk = target.trunk != REGISTERED;
-        let user = user_at(&call.to_user);
-        call.b.remote_uri = cat(&["<sip:", &user, &target.host, ">"]);
-        call.b.remote_target = cat(&["sip:", &user, &target.host]);
-        call.b.remote_tag = None;
-        call.b.route_set.clear();
-        call.b_got_provisional = false;
-        let cseq = call.b.local_cseq;
+        let Call {
+            b,
+            state: CallState::Proceeding(at),
+            b_trunk,
+            ..
+        } = call
+        else {
+            return;
+        };
+        let Some(target) = at.targets.get(at.target_idx).cloned() else {
+            return;
+        };
+        *b_trunk = Some(target.trunk.clone());
+        let max_fwd = at.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
+        b.peer = target.peer;
+        b.trunk = target.trunk != REGISTERED;
+        let user = user_at(&at.to_user);
+        b.remote_uri = cat(&["<sip:", &user, &target.host, ">"]);
+        b.remote_target = cat(&["sip:", &user, &target.host]);
+        b.remote_tag = None;
+        b.route_set.clear();
+        at.got_provisional = false;
         let mut h = Headers::with_capacity(16);
         h.push("Via", via);
         h.push("Max-Forwards", max_fwd.to_string());
-        h.push(
-            "From",
-            cat(&[&call.b.local_uri, ";tag=", &call.b.local_tag]),
-        );
-        h.push("To", call.b.remote_uri.clone());
-        h.push("Call-ID", call.b.call_id.clone());
-        h.push("CSeq", cseq_value(cseq, "INVITE"));
+        h.push("From", cat(&[&b.local_uri, ";tag=", &b.local_tag]));
+        h.push("To", b.remote_uri.clone());
+        h.push("Call-ID", b.call_id.clone());
+        h.push("CSeq", cseq_value(b.local_cseq, "INVITE"));
         h.push("Contact", contact);
-        copy_passthrough(&call.a_invite.headers, &mut h);
+        copy_passthrough(&at.a_invite.headers, &mut h);
         let mut body = Vec::new();
-        if let Some((ct, sdp)) = &call.b_offer {
+        if let Some((ct, sdp)) = &at.b_offer {
             h.push("Content-Type", ct.clone());
             body = sdp.clone();
         }
         let req = Request {
             method: Method::Invite,
-            uri: call.b.remote_target.clone(),
+            uri: b.remote_target.clone(),
             headers: h,
             body,
         };
-        call.trunk = Some(target.trunk.clone());
-        let idx = call.target_idx;
+        at.trunk = Some(target.trunk.clone());
         let txid = self.tx.send_request_ref(&req, target.peer, now);
-        call.b_invite = Some(req);
-        if let Some(call) = self.calls.get_mut(&id) {
-            call.b_invite_tx = Some(txid);
-        }
+        at.invite = Some(req);
+        at.tx = Some(txid);
         self.owners
             .insert(txid, TxOwner::Call(id, ClientPurpose::Invite));
         self.deadlines.push(Deadline {
             at: std::cmp::Reverse(now + self.cfg.no_answer_failover),
             call: id,
-            target_idx: idx,
+            target_idx: at.target_idx,
             ringing: false,
         });
         policy.event(
             CallEvent::Attempt {
-                call: id,
+                call: id.raw(),
                 trunk: target.trunk,
             },
             now,
@@ -428,7 +443,8 @@ impl B2bua {
         let call_id = self.by_a_tx.get(&inv_tx).copied().filter(|id| {
             self.calls
                 .get(id)
-                .is_some_and(|c| c.a_invite_tx == Some(inv_tx))
+                .and_then(Call::attempt)
+                .is_some_and(|a| a.a_invite_tx == Some(inv_tx))
         });
         let Some(id) = call_id else {
             // A relayed re-INVITE or unknown: 200 for the CANCEL only.
@@ -446,7 +462,7 @@ impl B2bua {
     /// CANCEL from A.
     pub(super) fn abort_ringing(
         &mut self,
-        id: u64,
+        id: CallId,
         status: u16,
         reason: &str,
         retry_after: Option<u32>,
@@ -456,15 +472,21 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.state != CallState::Proceeding || call.cancelled {
+        let Call {
+            a,
+            state: CallState::Proceeding(at),
+            ..
+        } = call
+        else {
+            return;
+        };
+        if at.cancelled {
             return;
         }
-        call.cancelled = true;
+        at.cancelled = true;
         // The final answer to A now.
-        let a_tag = call.a.local_tag.clone();
-        let inv = call.a_invite.clone();
-        if let Some(inv_tx) = call.a_invite_tx.take() {
-            let mut resp = make_response(&inv, status, reason, Some(&a_tag));
+        if let Some(inv_tx) = at.a_invite_tx.take() {
+            let mut resp = make_response(&at.a_invite, status, reason, Some(&a.local_tag));
             if let Some(ra) = retry_after {
                 resp.headers.push("Retry-After", ra.to_string());
             }
@@ -472,18 +494,14 @@ impl B2bua {
         }
         // CANCEL leg B (RFC 3261 §9.1: only once a provisional response arrived; otherwise the
         // CANCEL is sent when one does, or the INVITE times out).
-        let got_prov = self
-            .calls
-            .get(&id)
-            .map(|c| c.b_got_provisional)
-            .unwrap_or(false);
-        if got_prov {
+        let trunk = at.trunk.clone();
+        if at.got_provisional {
             self.send_b_cancel(id, now);
         }
         policy.event(
             CallEvent::Finished {
-                call: id,
-                trunk: self.calls.get(&id).and_then(|c| c.trunk.clone()),
+                call: id.raw(),
+                trunk,
                 status,
                 post_dial_delay: None,
             },
@@ -491,11 +509,13 @@ impl B2bua {
         );
     }
 
-    pub(super) fn send_b_cancel(&mut self, id: u64, now: Instant) {
+    pub(super) fn send_b_cancel(&mut self, id: CallId, now: Instant) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let Some(inv) = &call.b_invite else { return };
+        let Some(inv) = call.attempt().and_then(|a| a.invite.as_ref()) else {
+            return;
+        };
         let req = cancel_for(inv);
         let peer = call.b.peer;
         let t = self.tx.send_request(req, peer, now);

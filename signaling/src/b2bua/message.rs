@@ -43,10 +43,33 @@ impl B2bua {
             self.answer_own(tx, &req, 513, "Message Too Large", now);
             return;
         }
+        let out = self.message_request(&req, &target, &to_user, &from_user);
+        let ctx = self.tx.send_request_ref(&out, target.peer, now);
+        self.keep_standalone(ctx, &out, &target, None, policy, now);
+        let to_tag = self.new_tag();
+        self.owners.insert(
+            ctx,
+            TxOwner::Message(PendingMessage {
+                server_tx: tx,
+                a_req: req,
+                to_tag,
+            }),
+        );
+    }
+
+    /// Leg B's MESSAGE to `target`: a new request from trunkline (its own Call-ID and tag)
+    /// carrying what leg A's `req` carries end to end.
+    fn message_request(
+        &mut self,
+        req: &Request,
+        target: &Target,
+        to_user: &str,
+        from_user: &str,
+    ) -> Request {
         let via = self.via_for(target.peer.transport);
         let from_tag = self.new_tag();
         let call_id = self.new_call_id();
-        let user = user_at(&to_user);
+        let user = user_at(to_user);
         let mut h = Headers::with_capacity(12);
         h.push("Via", via);
         h.push(
@@ -60,7 +83,7 @@ impl B2bua {
             "From",
             cat(&[
                 "<sip:",
-                &user_at(&from_user),
+                &user_at(from_user),
                 self.our_host(),
                 ">;tag=",
                 &from_tag,
@@ -73,23 +96,12 @@ impl B2bua {
         if let Some(ct) = req.headers.get("Content-Type") {
             h.push("Content-Type", ct.to_string());
         }
-        let out = Request {
+        Request {
             method: Method::Message,
             uri: cat(&["sip:", &user, &target.host]),
             headers: h,
             body: req.body.clone(),
-        };
-        let ctx = self.tx.send_request_ref(&out, target.peer, now);
-        self.keep_standalone(ctx, &out, &target, None, policy, now);
-        let to_tag = self.new_tag();
-        self.owners.insert(
-            ctx,
-            TxOwner::Message(PendingMessage {
-                server_tx: tx,
-                a_req: req,
-                to_tag,
-            }),
-        );
+        }
     }
 
     /// Where an out-of-dialog request that is not a call (MESSAGE, SUBSCRIBE) goes: the

@@ -32,6 +32,7 @@ use rand_core::{RngCore, SeedableRng};
 mod answer;
 mod api;
 mod authz;
+mod call;
 mod caps;
 mod carriers;
 mod dialog;
@@ -45,7 +46,10 @@ mod wire;
 
 pub use api::*;
 use authz::{ruri_user, Admitted, Caller};
+use call::{Attempt, Call, CallId, CallState};
+use dialog::Dialog;
 use owners::TxOwner;
+use presence::SubId;
 use wire::*;
 pub use wire::{make_response, reason_phrase};
 
@@ -57,6 +61,17 @@ enum Refusal {
     Plain(u16, String),
     Unavailable(u32),
     Redirect(u16, Vec<String>),
+}
+
+/// Reports a request refused before it became a call.
+fn rejected(policy: &mut dyn Policy, status: u16, reason: &str, now: Instant) {
+    policy.event(
+        CallEvent::Rejected {
+            status,
+            reason: reason.to_string(),
+        },
+        now,
+    );
 }
 
 /// A MESSAGE relayed to leg B, waiting for its final answer.
@@ -73,52 +88,8 @@ pub const MESSAGE_UDP_MAX: usize = 1300;
 /// The `Target::trunk` of a call routed to a registered contact.
 pub const REGISTERED: &str = "registered";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CallState {
-    /// Leg B's INVITE is out; nothing final yet.
-    Proceeding,
-    /// Leg A was answered 2xx.
-    Confirmed,
-    /// BYE sent / call over; waiting for transactions to finish.
-    Terminated,
-}
-
-/// Dialog state of one leg, as seen from trunkline: a call's two legs and a subscription's two
-/// legs are each one of these (RFC 3261 §12: Call-ID, both tags, both URIs, remote target,
-/// route set, CSeqs).
-#[derive(Clone, Debug)]
-struct Dialog {
-    call_id: String,
-    local_tag: String,
-    remote_tag: Option<String>,
-    /// The From/To as sent by us on this leg, without tags (name-addr text).
-    local_uri: String,
-    remote_uri: String,
-    /// Remote target (Contact of the peer), the Request-URI of in-dialog requests.
-    remote_target: String,
-    /// Route set (from Record-Route), already in the order to put in Route headers.
-    route_set: Vec<String>,
-    peer: Peer,
-    /// The peer is a configured trunk: its in-dialog requests are taken from its address only.
-    trunk: bool,
-    local_cseq: u32,
-    remote_cseq: Option<u32>,
-}
-
-impl Dialog {
-    /// RFC 3261 §12.2.2: a request is in this dialog when its Call-ID (matched by the caller),
-    /// its To tag (ours) and its From tag (the peer's) all match; and a trunk's leg takes
-    /// requests from the trunk's address only (a stranger who learnt the identifiers cannot
-    /// end or redirect its calls).
-    fn accepts(&self, from_tag: &str, to_tag: &str, from: Peer) -> bool {
-        self.local_tag == to_tag
-            && self.remote_tag.as_deref().unwrap_or("") == from_tag
-            && (!self.trunk || from.addr.ip() == self.peer.addr.ip())
-    }
-}
-
 enum ClientPurpose {
-    /// The initial INVITE of leg B at target `idx`.
+    /// Leg B's INVITE to the call's current target.
     Invite,
     Cancel,
     Bye,
@@ -129,73 +100,10 @@ enum ClientPurpose {
     },
 }
 
-struct Call {
-    id: u64,
-    state: CallState,
-    started: Instant,
-    answered: Option<Instant>,
-    pdd: Option<Duration>,
-    a: Dialog,
-    /// Leg A's initial INVITE server transaction and its request.
-    a_invite_tx: Option<TxId>,
-    /// Leg A's INVITE server transaction, for good (the key of `B2bua::by_a_tx`).
-    a_tx: TxId,
-    a_invite: Request,
-    a_offer: Option<Vec<u8>>,
-    b: Dialog,
-    b_invite_tx: Option<TxId>,
-    b_invite: Option<Request>,
-    b_got_provisional: bool,
-    /// The media (relay ports, trunk slot) was released: once per call, whichever end path
-    /// gets there first.
-    media_released: bool,
-    /// Body/Content-Type of leg B's INVITE (already rewritten for B) for failover retries.
-    b_offer: Option<(String, Vec<u8>)>,
-    targets: Vec<Target>,
-    target_idx: usize,
-    to_user: String,
-    cancelled: bool,
-    /// ACK we sent for B's 2xx, re-sent when B retransmits its 2xx.
-    b_ack: Option<Request>,
-    /// Late offer: B's 2xx carried the offer; wait for A's ACK with the answer before ACKing B.
-    b_ack_pending: bool,
-    last_failure: Option<(u16, String)>,
-    /// Leg A's INVITE server transaction whose 2xx is being retransmitted until ACK.
-    a_2xx_tx: Option<TxId>,
-    trunk: Option<String>,
-    /// The unauthenticated source this unanswered call counts against (`caps`).
-    early_source: Option<std::net::IpAddr>,
-    /// Leg B's Digest client, once the trunk challenged.
-    b_auth: Option<uac_auth::LegAuth>,
-}
-
-impl Call {
-    fn leg(&self, leg: Leg) -> &Dialog {
-        match leg {
-            Leg::A => &self.a,
-            Leg::B => &self.b,
-        }
-    }
-    fn leg_mut(&mut self, leg: Leg) -> &mut Dialog {
-        match leg {
-            Leg::A => &mut self.a,
-            Leg::B => &mut self.b,
-        }
-    }
-    fn media_ref(&self) -> CallRef<'_> {
-        CallRef {
-            id: self.id,
-            call_id: &self.a.call_id,
-            from_tag: self.a.remote_tag.as_deref().unwrap_or(""),
-            peers: [self.a.peer.addr, self.b.peer.addr],
-        }
-    }
-}
-
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Deadline {
     at: std::cmp::Reverse<Instant>,
-    call: u64,
+    call: CallId,
     target_idx: usize,
     /// `false`: no answer at all yet ([`CoreConfig::no_answer_failover`]); `true`: ringing
     /// without a final answer ([`CoreConfig::ringing_timeout`]).
@@ -215,18 +123,18 @@ struct Abandoned {
 pub struct B2bua {
     cfg: CoreConfig,
     tx: Transactions,
-    calls: IdMap<u64, Call>,
+    calls: IdMap<CallId, Call>,
     /// leg A Call-ID -> [(leg A From tag, call)]: keyed by the Call-ID alone so a lookup borrows
     /// the received text instead of building an owned (Call-ID, tag) pair per message.
-    by_a: PeerMap<String, Vec<(String, u64)>>,
+    by_a: PeerMap<String, Vec<(String, CallId)>>,
     /// leg B Call-ID (ours) -> call
-    by_b: PeerMap<String, u64>,
+    by_b: PeerMap<String, CallId>,
     /// Leg A's INVITE server transaction -> call (CANCEL and a missing ACK find the call by it).
-    by_a_tx: IdMap<TxId, u64>,
+    by_a_tx: IdMap<TxId, CallId>,
     /// Every client transaction's owner (calls, MESSAGEs, subscriptions, abandoned branches).
     owners: owners::Owners,
     /// Server transactions of relayed in-dialog requests: tx -> (call, leg it came from)
-    server: IdMap<TxId, (u64, Leg)>,
+    server: IdMap<TxId, (CallId, Leg)>,
     /// The original requests of relayed in-dialog transactions, by server transaction.
     relayed_requests: IdMap<TxId, Request>,
     /// Per transport: Via up to the branch value, and Contact (formatted once, not per message).
@@ -247,10 +155,10 @@ pub struct B2bua {
     next_keepalive: Option<Instant>,
     /// Relayed subscriptions (SUBSCRIBE/NOTIFY, `presence.rs`), by id; their dialogs by
     /// (Call-ID, our tag); (their client transactions are in `owners`).
-    subs: HashMap<u64, presence::Subscription>,
-    sub_keys: HashMap<(String, String), (u64, Leg)>,
+    subs: HashMap<SubId, presence::Subscription>,
+    sub_keys: HashMap<(String, String), (SubId, Leg)>,
     /// Subscription expiries, earliest first (lazy: stale entries are skipped when due).
-    sub_expiry: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    sub_expiry: BinaryHeap<std::cmp::Reverse<(Instant, SubId)>>,
     next_sub: u64,
     draining: bool,
     /// Unanswered calls per unauthenticated source; subscriptions per source and per target.
@@ -344,7 +252,7 @@ impl B2bua {
     }
     /// Is call `id` (as named in [`CallEvent`]s) still known to the core?
     pub fn has_call(&self, id: u64) -> bool {
-        self.calls.contains_key(&id)
+        self.calls.contains_key(&CallId(id))
     }
     /// Client transactions something still waits on (leak tests: 0 once quiet).
     pub fn pending_client_transactions(&self) -> usize {
@@ -488,19 +396,20 @@ impl B2bua {
 
     /// End a call from outside (media timeout, operator, shutdown): BYE both legs.
     pub fn terminate_call(&mut self, call: u64, now: Instant, policy: &mut dyn Policy) {
+        let call = CallId(call);
         if let Some(c) = self.calls.get(&call) {
             match c.state {
-                CallState::Confirmed => {
+                CallState::Confirmed(_) => {
                     self.send_bye(call, Leg::A, now);
                     self.send_bye(call, Leg::B, now);
                     self.finish_confirmed(call, now, policy);
                 }
                 // Not answered yet (shutdown): 503 + Retry-After to A so it tries elsewhere or
                 // later (RFC 3261 §21.5.4), CANCEL to B.
-                CallState::Proceeding => {
+                CallState::Proceeding(_) => {
                     self.abort_ringing(call, 503, "Service Unavailable", Some(30), now, policy)
                 }
-                CallState::Terminated => {}
+                CallState::Terminating(_) => {}
             }
         }
         self.pump(now, policy);
@@ -510,8 +419,12 @@ impl B2bua {
     pub fn live_calls(&self) -> Vec<u64> {
         self.calls
             .values()
-            .filter(|c| c.state != CallState::Terminated && !c.cancelled)
-            .map(|c| c.id)
+            .filter(|c| match &c.state {
+                CallState::Proceeding(a) => !a.cancelled,
+                CallState::Confirmed(_) => true,
+                CallState::Terminating(_) => false,
+            })
+            .map(|c| c.id.raw())
             .collect()
     }
 
@@ -519,20 +432,7 @@ impl B2bua {
     pub fn describe_calls(&self) -> Vec<String> {
         self.calls
             .values()
-            .map(|c| {
-                format!(
-                    "call {} {:?} cancelled={} a_tx={:?} b_tx={:?} a_2xx={:?} client_txs={} media_released={} ack_pending={}",
-                    c.id,
-                    c.state,
-                    c.cancelled,
-                    c.a_invite_tx,
-                    c.b_invite_tx,
-                    c.a_2xx_tx,
-                    self.owners.has_call(c.id),
-                    c.media_released,
-                    c.b_ack_pending
-                )
-            })
+            .map(|c| c.describe(self.owners.has_call(c.id)))
             .collect()
     }
 
@@ -545,6 +445,10 @@ impl B2bua {
 
     /// Find a call by leg A's Call-ID and From tag (the media side's key).
     pub fn find_call(&self, a_call_id: &str, a_from_tag: &str) -> Option<u64> {
+        self.call_of(a_call_id, a_from_tag).map(CallId::raw)
+    }
+
+    fn call_of(&self, a_call_id: &str, a_from_tag: &str) -> Option<CallId> {
         self.by_a
             .get(a_call_id)?
             .iter()
@@ -556,8 +460,8 @@ impl B2bua {
     pub fn confirmed_calls(&self) -> Vec<u64> {
         self.calls
             .values()
-            .filter(|c| c.state == CallState::Confirmed)
-            .map(|c| c.id)
+            .filter(|c| c.is_confirmed())
+            .map(|c| c.id.raw())
             .collect()
     }
 
@@ -621,13 +525,7 @@ impl B2bua {
         if let Err(rej) = check::check_request(&req, &rules) {
             // In-dialog requests still must be well formed.
             *self.stats.rejected.entry("admission").or_insert(0) += 1;
-            policy.event(
-                CallEvent::Rejected {
-                    status: rej.status,
-                    reason: rej.reason.to_string(),
-                },
-                now,
-            );
+            rejected(policy, rej.status, &rej.reason, now);
             let mut resp = make_response(&req, rej.status, &rej.reason, Some(&self.new_tag()));
             for (n, v) in &rej.headers {
                 resp.headers.push(n, v.clone());
@@ -707,13 +605,7 @@ impl B2bua {
         let tag = self.new_tag();
         let resp = make_response(req, code, reason, Some(&tag));
         self.tx.send_response(tx, resp, now);
-        policy.event(
-            CallEvent::Rejected {
-                status: code,
-                reason: reason.to_string(),
-            },
-            now,
-        );
+        rejected(policy, code, reason, now);
     }
 
     /// The stream (TCP/TLS) peers a live call's dialog is on (either leg), for the transport

@@ -6,14 +6,14 @@
 
 use super::carriers::CarrierTx;
 use super::presence::SubClient;
-use super::{Abandoned, ClientPurpose, PendingMessage};
+use super::{Abandoned, CallId, ClientPurpose, PendingMessage};
 use crate::transaction::{IdMap, TxId};
 
 /// What a client transaction is for.
 pub(super) enum TxOwner {
     /// A call's own request: its leg B INVITE, a CANCEL, a BYE, or a request relayed from the
     /// other leg.
-    Call(u64, ClientPurpose),
+    Call(CallId, ClientPurpose),
     /// A relayed MESSAGE waiting for its final answer.
     Message(PendingMessage),
     /// A subscription's request (its initial SUBSCRIBE, or one relayed between its legs).
@@ -27,10 +27,10 @@ pub(super) enum TxOwner {
 /// Which handler a response goes to (read from the owner without keeping it borrowed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Route {
-    CallInvite(u64),
-    CallRelay(u64),
+    CallInvite(CallId),
+    CallRelay(CallId),
     /// CANCEL or BYE of the call.
-    CallOther(u64),
+    CallOther(CallId),
     Message,
     Subscription,
     Abandoned,
@@ -40,11 +40,11 @@ pub(super) enum Route {
 #[derive(Default)]
 pub(super) struct Owners {
     map: IdMap<TxId, TxOwner>,
-    per_call: IdMap<u64, u32>,
+    per_call: IdMap<CallId, u32>,
     messages: usize,
     /// Calls whose last client transaction just went: the pump collects them if they are over
     /// (whichever handler removed the transaction, the call is not left behind).
-    pub(super) drained: Vec<u64>,
+    pub(super) drained: Vec<CallId>,
 }
 
 impl Owners {
@@ -92,7 +92,7 @@ impl Owners {
     }
 
     /// A call's transaction: (call, purpose).
-    pub(super) fn call(&self, tx: &TxId) -> Option<(u64, &ClientPurpose)> {
+    pub(super) fn call(&self, tx: &TxId) -> Option<(CallId, &ClientPurpose)> {
         match self.map.get(tx)? {
             TxOwner::Call(id, p) => Some((*id, p)),
             _ => None,
@@ -106,7 +106,7 @@ impl Owners {
         }
     }
 
-    pub(super) fn has_call(&self, call: u64) -> bool {
+    pub(super) fn has_call(&self, call: CallId) -> bool {
         self.per_call.contains_key(&call)
     }
 

@@ -14,6 +14,10 @@
 use super::*;
 use std::cmp::Reverse;
 
+/// A subscription's number in the core, handed out in sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct SubId(pub(super) u64);
+
 pub(super) struct Subscription {
     a: Dialog,
     pub(super) b: Dialog,
@@ -27,10 +31,10 @@ pub(super) struct Subscription {
 /// What a client transaction of a subscription is for.
 pub(super) enum SubClient {
     /// Leg B's initial SUBSCRIBE.
-    Initial(u64),
+    Initial(SubId),
     /// A request relayed from the other side: its server transaction and request.
     Relay {
-        sub: u64,
+        sub: SubId,
         server_tx: TxId,
         orig: Request,
         /// A NOTIFY ending the subscription: drop the pair once it is answered.
@@ -121,18 +125,9 @@ impl B2bua {
             source: from.addr.ip(),
             target: req.uri.to_ascii_lowercase(),
         });
-        if let Some(c) = &counted {
-            let caps = self.cfg.caps;
-            if !self
-                .sub_sources
-                .room(&c.source, caps.subscriptions_per_source)
-                || !self
-                    .sub_targets
-                    .room(&c.target, caps.subscriptions_per_target)
-            {
-                self.refuse_capped(tx, &req, now);
-                return;
-            }
+        if !self.sub_room(counted.as_ref()) {
+            self.refuse_capped(tx, &req, now);
+            return;
         }
         let (target, to_user, from_user) =
             match self.route_standalone(&req, &from_na, admitted, from, now, policy) {
@@ -142,32 +137,43 @@ impl B2bua {
                     return;
                 }
             };
-        let a_target = req
-            .headers
-            .get("Contact")
-            .and_then(|c| NameAddr::parse(c).ok())
-            .map(|c| c.uri.to_string())
-            .unwrap_or_else(|| req.uri.clone());
-        let our_host = self.our_host().to_string();
-        let user = user_at(&to_user);
         let a = Dialog {
-            call_id: call_id.clone(),
+            call_id,
             local_tag: self.new_tag(),
             remote_tag: Some(a_tag),
             local_uri: without_tag(&to_na),
             remote_uri: without_tag(&from_na),
-            remote_target: a_target,
+            remote_target: dialog::remote_target_of(&req),
             peer: from,
             route_set: Vec::new(),
             trunk: false,
             local_cseq: 0,
             remote_cseq: req.cseq().map(|c| c.seq),
         };
-        let b = Dialog {
+        let b = self.sub_b_dialog(&target, &to_user, &from_user);
+        self.start_sub(tx, req, (a, b), counted, (&target, policy), now);
+    }
+
+    /// Is there room under the caps for a subscription counted as `counted`?
+    fn sub_room(&self, counted: Option<&super::caps::SubCounted>) -> bool {
+        let Some(c) = counted else { return true };
+        let caps = self.cfg.caps;
+        self.sub_sources
+            .room(&c.source, caps.subscriptions_per_source)
+            && self
+                .sub_targets
+                .room(&c.target, caps.subscriptions_per_target)
+    }
+
+    /// Leg B's dialog of a new subscription, towards `target` (topology hidden like a call's).
+    fn sub_b_dialog(&mut self, target: &Target, to_user: &str, from_user: &str) -> Dialog {
+        let our_host = self.our_host().to_string();
+        let user = user_at(to_user);
+        Dialog {
             call_id: self.new_call_id(),
             local_tag: self.new_tag(),
             remote_tag: None,
-            local_uri: cat(&["<sip:", &user_at(&from_user), &our_host, ">"]),
+            local_uri: cat(&["<sip:", &user_at(from_user), &our_host, ">"]),
             remote_uri: cat(&["<sip:", &user, &target.host, ">"]),
             remote_target: cat(&["sip:", &user, &target.host]),
             peer: target.peer,
@@ -175,9 +181,22 @@ impl B2bua {
             trunk: false,
             local_cseq: 1,
             remote_cseq: None,
-        };
+        }
+    }
+
+    /// A new subscription of dialogs `a` and `b` for the watcher's SUBSCRIBE `req`: indexed,
+    /// counted, and its SUBSCRIBE sent on leg B.
+    fn start_sub(
+        &mut self,
+        tx: TxId,
+        req: Request,
+        (a, b): (Dialog, Dialog),
+        counted: Option<super::caps::SubCounted>,
+        (target, policy): (&Target, &mut dyn Policy),
+        now: Instant,
+    ) {
         let expires = expires_of(&req.headers).unwrap_or(DEFAULT_EXPIRES);
-        let id = self.next_sub;
+        let id = SubId(self.next_sub);
         self.next_sub += 1;
         self.sub_keys
             .insert((a.call_id.clone(), a.local_tag.clone()), (id, Leg::A));
@@ -200,7 +219,7 @@ impl B2bua {
             self.sub_targets.add(c.target);
         }
         let ctx = self.tx.send_request_ref(&out, peer, now);
-        self.keep_standalone(ctx, &out, &target, Some(id), policy, now);
+        self.keep_standalone(ctx, &out, target, Some(id), policy, now);
         self.owners
             .insert(ctx, TxOwner::Subscription(SubClient::Initial(id)));
     }
@@ -252,6 +271,35 @@ impl B2bua {
         let Some(&(id, leg)) = self.sub_keys.get(&(call_id, to_tag.to_string())) else {
             return Some(req);
         };
+        if !self.subs.contains_key(&id) {
+            return Some(req);
+        }
+        if !matches!(req.method, Method::Subscribe | Method::Notify) {
+            let resp = make_response(&req, 405, "Method Not Allowed", None);
+            self.tx.send_response(tx, resp, now);
+            return None;
+        }
+        match self.sub_take_request(id, leg, &req, from, now) {
+            Ok(ends) => self.sub_relay(tx, req, id, leg, ends, now),
+            Err((code, reason)) => {
+                let resp = make_response(&req, code, reason, None);
+                self.tx.send_response(tx, resp, now);
+            }
+        }
+        None
+    }
+
+    /// An in-dialog request on leg `leg` of subscription `id`, checked against and taken into
+    /// that dialog (tags, CSeq, remote target) and the subscription's expiry: whether it ends
+    /// the subscription (a final NOTIFY), or the error to answer it with.
+    fn sub_take_request(
+        &mut self,
+        id: SubId,
+        leg: Leg,
+        req: &Request,
+        from: Peer,
+        now: Instant,
+    ) -> Result<bool, (u16, &'static str)> {
         let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
         let from_tag = req.from().and_then(|f| f.tag().map(str::to_string));
         let contact = req
@@ -260,13 +308,8 @@ impl B2bua {
             .and_then(|c| NameAddr::parse(c).ok())
             .map(|c| c.uri.to_string());
         let Some(sub) = self.subs.get_mut(&id) else {
-            return Some(req);
+            return Err((481, "Call/Transaction Does Not Exist"));
         };
-        if !matches!(req.method, Method::Subscribe | Method::Notify) {
-            let resp = make_response(&req, 405, "Method Not Allowed", None);
-            self.tx.send_response(tx, resp, now);
-            return None;
-        }
         let here = if leg == Leg::A {
             &mut sub.a
         } else {
@@ -275,15 +318,11 @@ impl B2bua {
         // RFC 3261 section 12.2.2: both tags identify the dialog (the Call-ID and our tag
         // found it); a request with another From tag is in none of ours.
         if here.remote_tag.is_some() && here.remote_tag != from_tag {
-            let resp = make_response(&req, 481, "Call/Transaction Does Not Exist", None);
-            self.tx.send_response(tx, resp, now);
-            return None;
+            return Err((481, "Call/Transaction Does Not Exist"));
         }
         // CSeq grows within a dialog.
         if here.remote_cseq.is_some_and(|p| seq <= p) {
-            let resp = make_response(&req, 500, "Server Internal Error", None);
-            self.tx.send_response(tx, resp, now);
-            return None;
+            return Err((500, "Server Internal Error"));
         }
         here.remote_cseq = Some(seq);
         here.peer = from;
@@ -294,27 +333,24 @@ impl B2bua {
         if let Some(c) = contact {
             here.remote_target = c;
         }
-        let mut ends = false;
-        match req.method {
-            Method::Notify => {
-                let (terminated, exp) = subscription_state(&req.headers);
-                ends = terminated;
-                if let Some(e) = exp {
-                    sub.expires_at = now + Duration::from_secs(e) + GRACE;
-                    if sub.initial.is_none() {
-                        self.sub_expiry.push(Reverse((sub.expires_at, id)));
-                    }
-                }
-            }
-            _ => {
-                if let Some(e) = expires_of(&req.headers) {
-                    sub.expires_at = now + Duration::from_secs(e) + GRACE;
-                    if sub.initial.is_none() {
-                        self.sub_expiry.push(Reverse((sub.expires_at, id)));
-                    }
-                }
+        let (ends, expires) = match req.method {
+            Method::Notify => subscription_state(&req.headers),
+            _ => (false, expires_of(&req.headers)),
+        };
+        if let Some(e) = expires {
+            sub.expires_at = now + Duration::from_secs(e) + GRACE;
+            if sub.initial.is_none() {
+                self.sub_expiry.push(Reverse((sub.expires_at, id)));
             }
         }
+        Ok(ends)
+    }
+
+    /// Relay in-dialog request `req` of subscription `id` from leg `leg` into the other dialog.
+    fn sub_relay(&mut self, tx: TxId, req: Request, id: SubId, leg: Leg, ends: bool, now: Instant) {
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return;
+        };
         let there = if leg == Leg::A {
             &mut sub.b
         } else {
@@ -324,7 +360,7 @@ impl B2bua {
             // Leg B's dialog is not up yet: nothing to relay into.
             let resp = make_response(&req, 491, "Request Pending", None);
             self.tx.send_response(tx, resp, now);
-            return None;
+            return;
         }
         there.local_cseq += 1;
         let cseq = there.local_cseq;
@@ -353,7 +389,6 @@ impl B2bua {
                 ends,
             }),
         );
-        None
     }
 
     /// The final response to subscription request `c`.
@@ -447,7 +482,7 @@ impl B2bua {
         }
     }
 
-    fn drop_sub(&mut self, id: u64, now: Instant) {
+    fn drop_sub(&mut self, id: SubId, now: Instant) {
         if let Some(s) = self.subs.remove(&id) {
             if let Some(c) = &s.counted {
                 self.sub_sources.remove(&c.source);

@@ -46,19 +46,19 @@ impl B2bua {
     pub(super) fn b_invite_challenged(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         resp: &Response,
         now: Instant,
         policy: &mut dyn Policy,
     ) -> bool {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(at) = self.calls.get(&id).and_then(Call::attempt) else {
             return false;
         };
-        if call.state != CallState::Proceeding || call.cancelled || call.b_invite_tx != Some(tx) {
+        if at.cancelled || at.tx != Some(tx) {
             return false;
         }
-        let idx = call.target_idx;
-        let (Some(target), Some(invite)) = (call.targets.get(idx), call.b_invite.as_ref()) else {
+        let idx = at.target_idx;
+        let (Some(target), Some(invite)) = (at.targets.get(idx), at.invite.as_ref()) else {
             return false;
         };
         let Some(cred) = policy.credentials(&target.trunk, now) else {
@@ -93,9 +93,9 @@ impl B2bua {
         // The challenged transaction is over (the transaction layer ACKed its 4xx).
         self.owners.remove(&tx);
         let new_tx = self.tx.send_request_ref(&retry, peer, now);
-        if let Some(call) = self.calls.get_mut(&id) {
-            call.b_invite = Some(retry);
-            call.b_invite_tx = Some(new_tx);
+        if let Some(at) = self.calls.get_mut(&id).and_then(Call::attempt_mut) {
+            at.invite = Some(retry);
+            at.tx = Some(new_tx);
         }
         self.owners
             .insert(new_tx, TxOwner::Call(id, ClientPurpose::Invite));
@@ -108,7 +108,7 @@ impl B2bua {
     pub(super) fn keep_for_auth(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         req: Request,
         policy: Option<(&mut dyn Policy, Instant)>,
     ) {
@@ -116,7 +116,7 @@ impl B2bua {
             return;
         };
         let has = call.b_auth.is_some()
-            || match (policy, call.trunk.as_deref()) {
+            || match (policy, call.b_trunk.as_deref()) {
                 (Some((p, now)), Some(trunk)) => p.credentials(trunk, now).is_some(),
                 _ => false,
             };
@@ -130,7 +130,7 @@ impl B2bua {
     pub(super) fn b_request_challenged(
         &mut self,
         tx: TxId,
-        id: u64,
+        id: CallId,
         resp: &Response,
         now: Instant,
         policy: &mut dyn Policy,
@@ -147,7 +147,7 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
-        let Some(trunk) = call.trunk.clone() else {
+        let Some(trunk) = call.b_trunk.clone() else {
             return false;
         };
         let Some(cred) = policy.credentials(&trunk, now) else {
@@ -159,7 +159,8 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
-        let idx = call.target_idx;
+        // Confirmed: the target the call was answered at (the last one tried).
+        let idx = call.b_auth.as_ref().map_or(0, |a| a.target_idx);
         let auth = match &mut call.b_auth {
             Some(a) if a.target_idx == idx => a,
             slot => slot.insert(LegAuth {
@@ -199,7 +200,7 @@ impl B2bua {
         tx: TxId,
         req: &Request,
         target: &Target,
-        sub: Option<u64>,
+        sub: Option<SubId>,
         policy: &mut dyn Policy,
         now: Instant,
     ) {
@@ -273,5 +274,5 @@ pub(super) struct Standalone {
     trunk: String,
     peer: Peer,
     /// The subscription whose first SUBSCRIBE it is (its leg B CSeq follows the resend).
-    sub: Option<u64>,
+    sub: Option<SubId>,
 }
