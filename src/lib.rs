@@ -10,7 +10,9 @@
 //! * [`metrics`]: Prometheus metrics and the admin HTTP endpoint.
 //! * [`mgcp_bridge`]: the MGCP bridge's I/O shell (the `Bridge` is crate `mgcp-bridge`).
 
+pub mod admin;
 pub mod carriers;
+pub mod ctl;
 pub mod hep;
 pub mod limits;
 pub mod metrics;

@@ -19,6 +19,8 @@ USAGE:
                                       serve (without --config: the embedded default, loopback only)
     trunkline check --config FILE     validate FILE; exit non-zero with FILE:LINE:COLUMN on error
     trunkline print-default           print the embedded default configuration
+    trunkline ctl [...] COMMAND       the admin API: calls, hangup ID, registrations, trunks,
+                                      reload, drain (`trunkline ctl --help`)
     trunkline --help | --version
 
 Logging: RUST_LOG (default: info), e.g. RUST_LOG=trunkline=debug; --log-format json writes
@@ -37,6 +39,18 @@ fn no_transparent_huge_pages() {
 fn main() -> ExitCode {
     no_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("ctl") {
+        return match trunkline::ctl::run(&args[1..]) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("trunkline ctl: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut cmd: Option<&str> = None;
     let mut config: Option<PathBuf> = None;
     let mut json_logs = false;

@@ -422,7 +422,8 @@ impl Metrics {
                 "trunkline_admin_requests_refused_total",
                 "Admin endpoint connections and requests refused, by reason (not_allowed: \
                  source outside metrics.allow, closed unanswered; evicted / timeout: no request \
-                 in time; cross_origin, unauthorized, reload_disabled: POST /reload 403).",
+                 in time; cross_origin, unauthorized (401), reload_disabled / admin_disabled: POST /reload or \
+                 an admin API request off loopback without a token configured, 403).",
                 &["reason"],
             ),
             trunk_active_calls: {
@@ -518,6 +519,7 @@ impl Metrics {
             "cross_origin",
             "unauthorized",
             "reload_disabled",
+            "admin_disabled",
         ] {
             m.admin_refused.with_label_values(&[why]).inc_by(0);
         }
@@ -600,7 +602,16 @@ pub enum AdminRequest {
     Refresh(tokio::sync::oneshot::Sender<()>),
     /// Reload the configuration file; answer with the outcome.
     Reload(tokio::sync::oneshot::Sender<Result<u64, String>>),
+    /// An admin API request (`crate::admin`): answered with an HTTP status and a JSON value.
+    Query(
+        crate::admin::Query,
+        tokio::sync::oneshot::Sender<(&'static str, serde_json::Value)>,
+    ),
 }
+
+/// The admin token in use (`admin.token_file`'s, else `metrics.reload_token`), shared with the
+/// HTTP task and replaced on reload.
+pub type AdminToken = Arc<std::sync::RwLock<Option<String>>>;
 
 /// Admin connections waiting for their request head at most; beyond it the oldest waiting one
 /// is closed (an idle connection flood cannot keep `/health` from an operator's probe).
@@ -655,7 +666,7 @@ fn parse_head(head: &str) -> Head<'_> {
 }
 
 /// Compares without an early exit on the first difference (the token's length is not secret).
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -663,26 +674,23 @@ fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Whether `POST /reload` with `h` may go ahead: `Err((status, reason label))` if not.
+/// Whether `POST /reload` with `h` may go ahead (the admin API's rule, `crate::admin::allowed`,
+/// with `token` the admin token in use): `Err((status, reason label))` if not.
 fn reload_allowed(
     h: &Head<'_>,
     settings: &config::Metrics,
+    token: Option<&str>,
 ) -> Result<(), (&'static str, &'static str)> {
-    // A browser on an operator's machine must not be a way in (CSRF, DNS rebinding): a
-    // request with an Origin or from another site is never a reload.
-    if h.origin || h.cross_site {
-        return Err(("403 Forbidden", "cross_origin"));
-    }
-    if settings.listen.ip().is_loopback() {
-        return Ok(());
-    }
-    let Some(token) = &settings.reload_token else {
-        return Err(("403 Forbidden", "reload_disabled"));
-    };
-    match h.bearer {
-        Some(t) if same_secret(t, token) => Ok(()),
-        _ => Err(("401 Unauthorized", "unauthorized")),
-    }
+    crate::admin::allowed(
+        h.origin || h.cross_site,
+        h.bearer,
+        token,
+        settings.listen.ip().is_loopback(),
+    )
+    .map_err(|(status, why)| match why {
+        "admin_disabled" => (status, "reload_disabled"),
+        other => (status, other),
+    })
 }
 
 /// Serve `GET /metrics`, `GET /health` and `POST /reload` on `listener`, to the sources
@@ -692,6 +700,7 @@ pub async fn serve_http(
     metrics: Arc<Metrics>,
     admin: mpsc::Sender<AdminRequest>,
     settings: config::Metrics,
+    token: AdminToken,
 ) {
     let settings = Arc::new(settings);
     let waiting = Arc::new(Mutex::new(Waiting::default()));
@@ -730,6 +739,7 @@ pub async fn serve_http(
         let admin = admin.clone();
         let settings = settings.clone();
         let waiting = waiting.clone();
+        let token = token.read().ok().and_then(|t| t.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut len = 0;
@@ -779,7 +789,7 @@ pub async fn serve_http(
                     )
                 }
                 ("GET", "/health") => ("200 OK", "text/plain", b"ok\n".to_vec()),
-                ("POST", "/reload") => match reload_allowed(&h, &settings) {
+                ("POST", "/reload") => match reload_allowed(&h, &settings, token.as_deref()) {
                     Err((status, why)) => {
                         metrics.admin_refused.with_label_values(&[why]).inc();
                         (
@@ -809,7 +819,28 @@ pub async fn serve_http(
                         }
                     }
                 },
-                _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+                (m, p) => match crate::admin::parse(m, p) {
+                    None => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+                    Some(q) => match crate::admin::allowed(
+                        h.origin || h.cross_site,
+                        h.bearer,
+                        token.as_deref(),
+                        settings.listen.ip().is_loopback(),
+                    ) {
+                        Err((status, why)) => {
+                            metrics.admin_refused.with_label_values(&[why]).inc();
+                            (
+                                status,
+                                "application/json",
+                                format!("{{\"error\":\"{why}\"}}\n").into_bytes(),
+                            )
+                        }
+                        Ok(()) => {
+                            let (status, body) = crate::admin::ask(&admin, q).await;
+                            (status, "application/json", body)
+                        }
+                    },
+                },
             };
             let extra = if status.starts_with("401") {
                 "WWW-Authenticate: Bearer\r\n"
@@ -857,36 +888,46 @@ mod tests {
     fn reload_needs_same_origin_and_off_loopback_a_token() {
         let lo = settings("127.0.0.1:9464", None);
         let plain = "POST /reload HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(reload_allowed(&parse_head(plain), &lo), Ok(()));
+        assert_eq!(
+            reload_allowed(&parse_head(plain), &lo, lo.reload_token.as_deref()),
+            Ok(())
+        );
         for h in [
             "POST /reload HTTP/1.1\r\nOrigin: http://evil.example\r\n\r\n",
             "POST /reload HTTP/1.1\r\norigin: null\r\n\r\n",
             "POST /reload HTTP/1.1\r\nSec-Fetch-Site: cross-site\r\n\r\n",
         ] {
             assert_eq!(
-                reload_allowed(&parse_head(h), &lo),
+                reload_allowed(&parse_head(h), &lo, lo.reload_token.as_deref()),
                 Err(("403 Forbidden", "cross_origin")),
                 "{h}"
             );
         }
         let open_no_token = settings("0.0.0.0:9464", None);
         assert_eq!(
-            reload_allowed(&parse_head(plain), &open_no_token),
+            reload_allowed(
+                &parse_head(plain),
+                &open_no_token,
+                open_no_token.reload_token.as_deref()
+            ),
             Err(("403 Forbidden", "reload_disabled"))
         );
         let open = settings("0.0.0.0:9464", Some("s3cret-token-0123456789"));
         assert_eq!(
-            reload_allowed(&parse_head(plain), &open),
+            reload_allowed(&parse_head(plain), &open, open.reload_token.as_deref()),
             Err(("401 Unauthorized", "unauthorized"))
         );
         let wrong =
             "POST /reload HTTP/1.1\r\nAuthorization: Bearer s3cret-token-0123456780\r\n\r\n";
-        assert!(reload_allowed(&parse_head(wrong), &open).is_err());
+        assert!(reload_allowed(&parse_head(wrong), &open, open.reload_token.as_deref()).is_err());
         let basic = "POST /reload HTTP/1.1\r\nAuthorization: Basic s3cret-token-0123456789\r\n\r\n";
-        assert!(reload_allowed(&parse_head(basic), &open).is_err());
+        assert!(reload_allowed(&parse_head(basic), &open, open.reload_token.as_deref()).is_err());
         let good = "POST /reload HTTP/1.1\r\nauthorization: bearer s3cret-token-0123456789\r\n\r\n";
-        assert_eq!(reload_allowed(&parse_head(good), &open), Ok(()));
+        assert_eq!(
+            reload_allowed(&parse_head(good), &open, open.reload_token.as_deref()),
+            Ok(())
+        );
         let good_xo = "POST /reload HTTP/1.1\r\nAuthorization: Bearer s3cret-token-0123456789\r\nOrigin: https://a\r\n\r\n";
-        assert!(reload_allowed(&parse_head(good_xo), &open).is_err());
+        assert!(reload_allowed(&parse_head(good_xo), &open, open.reload_token.as_deref()).is_err());
     }
 }

@@ -304,6 +304,11 @@ impl LivePolicy {
         self.guard.usage.retain(alive);
     }
 
+    /// Calls in progress to or from `trunk` (what its `max_calls` counts).
+    pub fn active_calls(&self, trunk: &str) -> u32 {
+        self.guard.usage.active(trunk)
+    }
+
     /// Refresh the limit gauges (before a scrape).
     pub fn refresh_limit_metrics(&self) {
         for (name, t) in &self.config.trunks {

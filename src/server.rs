@@ -122,6 +122,8 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     // Certificates are reloaded when their files change (polled every second).
     tokio::spawn(crate::tls::watch(cert_stores));
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
+    let admin_token: crate::metrics::AdminToken =
+        Arc::new(std::sync::RwLock::new(admin_token_of(&cfg)?));
     if let Some(m) = &cfg.metrics {
         let lst = crate::metrics::bind(m.listen)
             .await
@@ -131,6 +133,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             metrics.clone(),
             admin_tx.clone(),
             m.clone(),
+            admin_token.clone(),
         ));
         tracing::info!(address = %m.listen, "metrics on http://{}/metrics", m.listen);
     }
@@ -209,6 +212,14 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     core.set_call_timers(sip.no_answer_timeout, sip.ringing_timeout);
                     core.set_caps(core_caps(&policy.config.limits));
                     core.sync_carriers(Instant::now(), &mut policy);
+                    match admin_token_of(&policy.config) {
+                        Ok(t) => {
+                            if let Ok(mut w) = admin_token.write() {
+                                *w = t;
+                            }
+                        }
+                        Err(e) => tracing::warn!("reload: {e}; the admin token is unchanged"),
+                    }
                     // Outbound TLS lets go of the old configuration first, then it is freed on
                     // a blocking thread.
                     if let Some(c) = sender.tls.tls_clients() {
@@ -223,6 +234,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     let _ = done.send(());
                 }
                 AdminRequest::Reload(done) => reloader.start("POST /reload", Some(done)),
+                AdminRequest::Query(q, done) => {
+                    let _ = done.send(crate::admin::answer(q, &mut core, &mut policy, Instant::now()));
+                }
             },
             inp = in_rx.recv() => {
                 let Some(inp) = inp else { break };
@@ -562,6 +576,20 @@ fn handle_input(
             core.handle_bytes(&data, from, now, policy)
         }
         Input::TransportError(peer) => core.transport_error(peer, now, policy),
+    }
+}
+
+/// The admin token: `admin.token_file`'s content, else `metrics.reload_token`.
+fn admin_token_of(cfg: &Config) -> Result<Option<String>, String> {
+    match &cfg.admin {
+        Some(a) => {
+            let text = std::fs::read_to_string(&a.token_file)
+                .map_err(|e| format!("admin.token_file {}: {e}", a.token_file.display()))?;
+            config::parse_token(&text)
+                .map(Some)
+                .map_err(|e| format!("admin.token_file {}: {e}", a.token_file.display()))
+        }
+        None => Ok(cfg.metrics.as_ref().and_then(|m| m.reload_token.clone())),
     }
 }
 

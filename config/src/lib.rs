@@ -106,9 +106,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod abuse;
+mod admin;
 mod capture;
 mod carrier;
 pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
+pub use admin::{parse_token, Admin};
 pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 mod dialplan;
@@ -445,6 +447,8 @@ pub struct Config {
     pub dialplan: Dialplan,
     /// HEP capture of every SIP message (`capture:`); changes need a restart.
     pub capture: Option<Capture>,
+    /// The admin API's token file (`admin:`).
+    pub admin: Option<Admin>,
     /// The file it came from, or `"<embedded default>"`.
     pub source: String,
     /// Valid but probably unintended settings (see [`ConfigWarning`]).
@@ -691,6 +695,8 @@ struct RawConfig {
     limits: Option<RawLimits>,
     #[serde(default)]
     capture: Option<capture::RawCapture>,
+    #[serde(default)]
+    admin: Option<admin::RawAdmin>,
     #[serde(default, deserialize_with = "unique_keys")]
     trunks: Vec<(String, RawTrunk)>,
     #[serde(default)]
@@ -1092,6 +1098,7 @@ fn build_with(
     };
     let limits = build_limits(raw.limits)?;
     let capture = raw.capture.map(capture::build_capture).transpose()?;
+    let admin = raw.admin.map(admin::build_admin).transpose()?;
 
     let mut trunks = BTreeMap::new();
     for (name, t) in raw.trunks {
@@ -1208,6 +1215,7 @@ fn build_with(
         trunks,
         dialplan: Dialplan::new(rules),
         capture,
+        admin,
         source: String::new(),
         warnings,
     }))

@@ -173,6 +173,27 @@ impl Registrar {
             .collect()
     }
 
+    /// Every live binding, by AoR (`user@host`), AoRs in order: for the admin API.
+    pub fn list(&self, now: Instant) -> Vec<(&str, &Binding)> {
+        let mut out: Vec<(&str, &Binding)> = self
+            .bindings
+            .iter()
+            .flat_map(|(aor, v)| v.iter().map(move |b| (aor.as_str(), b)))
+            .filter(|(_, b)| b.expires > now)
+            .collect();
+        out.sort_by(|x, y| x.0.cmp(y.0).then(y.1.q.cmp(&x.1.q)));
+        out
+    }
+
+    /// Remove every binding of `aor` (`user@host`, host in any case); how many there were.
+    pub fn remove_aor(&mut self, aor: &str) -> usize {
+        let key = match aor.rsplit_once('@') {
+            Some((user, host)) => format!("{user}@{}", host.to_ascii_lowercase()),
+            None => aor.to_string(),
+        };
+        self.bindings.remove(&key).map_or(0, |v| v.len())
+    }
+
     /// Forget expired bindings.
     pub fn purge(&mut self, now: Instant) {
         self.bindings.retain(|_, v| {

@@ -41,6 +41,7 @@ mod invite;
 mod message;
 mod owners;
 mod presence;
+mod snapshot;
 mod uac_auth;
 mod wire;
 
@@ -55,6 +56,7 @@ pub use wire::{make_response, reason_phrase};
 
 pub use caps::Caps;
 pub use carriers::CarrierTrunk;
+pub use snapshot::{CallSummary, RegistrationSummary};
 
 /// Why an out-of-dialog request is not relayed.
 enum Refusal {
