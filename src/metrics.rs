@@ -61,6 +61,8 @@ pub struct Metrics {
     pub trunk_limit_rejections: IntCounterVec,
     pub trunk_active_calls: IntGaugeVec,
     pub trunk_up: IntGaugeVec,
+    pub trunk_dns_failures: IntCounterVec,
+    pub trunk_dns_addresses: IntGaugeVec,
     pub trunk_registered: IntGaugeVec,
     pub trunk_registrations: IntCounterVec,
     pub mgcp_gateway_up: IntGaugeVec,
@@ -431,6 +433,33 @@ impl Metrics {
                     Opts::new(
                         "trunkline_trunk_active_calls",
                         "Calls in progress to or from each trunk (what max_calls counts).",
+                    ),
+                    &["trunk"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            trunk_dns_failures: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "trunkline_trunk_dns_failures_total",
+                        "Failed lookups of trunks named by DNS, by reason: no_records (the \
+                         name has no usable record: the trunk is unavailable) or resolver \
+                         (timeout or server error).",
+                    ),
+                    &["trunk", "reason"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            trunk_dns_addresses: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_trunk_dns_addresses",
+                        "How many addresses a trunk named by DNS resolves to now (0: \
+                         unavailable).",
                     ),
                     &["trunk"],
                 )

@@ -140,14 +140,28 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     let hep = start_hep(&cfg, &metrics)?;
     let media = start_media(&cfg, &metrics)?;
     let bridge = start_mgcp_bridge(&cfg, metrics.clone()).await?;
+    // Trunks named by DNS are resolved on their own thread from now on.
+    let resolver = crate::dns::Resolver::start(
+        &cfg,
+        crate::dns::DnsMetrics {
+            failures: metrics.trunk_dns_failures.clone(),
+            addresses: metrics.trunk_dns_addresses.clone(),
+        },
+    )
+    .map_err(|e| format!("dns resolver thread: {e}"))?;
     let mut policy = LivePolicy::new(cfg, media, metrics.clone());
     policy.mgcp_bridge = bridge;
+    policy.dns = resolver.table.clone();
+    let mut dns_seen = policy.dns.generation();
     let sender = Sender {
         udp,
         tcp,
         tls,
         input: in_tx.clone(),
     };
+    if let Some(c) = sender.tls.tls_clients() {
+        c.set_dns(policy.dns.clone());
+    }
     let mut core = B2bua::new(core_cfg);
     // Registrations with carriers and trunk probes start now.
     core.sync_carriers(Instant::now(), &mut policy);
@@ -200,8 +214,14 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let now = Instant::now();
                 sender.tcp.mark_in_use(&in_use, now);
                 sender.tls.mark_in_use(&in_use, now);
-                guard.update(&policy.config);
+                guard.update(&policy.config, &policy.dns);
                 guard.return_memory();
+                // A named trunk resolved anew: registrations and probes follow its address.
+                let g = policy.dns.generation();
+                if g != dns_seen {
+                    dns_seen = g;
+                    core.sync_carriers(now, &mut policy);
+                }
                 if reloader.changed() {
                     reloader.start("file change", None);
                 }
@@ -211,6 +231,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     let sip = &policy.config.sip;
                     core.set_call_timers(sip.no_answer_timeout, sip.ringing_timeout);
                     core.set_caps(core_caps(&policy.config.limits));
+                    resolver.update(&policy.config);
                     core.sync_carriers(Instant::now(), &mut policy);
                     match admin_token_of(&policy.config) {
                         Ok(t) => {
@@ -623,11 +644,13 @@ async fn start_mgcp_bridge(
         .trunks
         .values()
         .filter_map(|t| {
+            // a gateway's address is IP:port (the configuration refuses names for it)
+            let address = t.address.socket()?;
             t.mgcp.as_ref().map(|m| {
                 (
                     t.name.clone(),
                     crate::mgcp_bridge::Gateway {
-                        address: t.address,
+                        address,
                         endpoint: m.endpoint.clone(),
                     },
                 )

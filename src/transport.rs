@@ -319,7 +319,7 @@ pub struct StreamGuard {
     /// Inbound connections (not trunks') that have not carried a complete message yet, oldest
     /// first: under the global cap the oldest of them makes room for a new connection.
     unproven: Mutex<(u64, std::collections::BTreeMap<u64, Arc<ConnState>>)>,
-    exempt: RwLock<(Option<Arc<config::Config>>, HashSet<std::net::IpAddr>)>,
+    exempt: RwLock<(Option<Arc<config::Config>>, u64, HashSet<std::net::IpAddr>)>,
     metrics: Arc<Metrics>,
     pub log: Arc<LogLimiter>,
 }
@@ -395,11 +395,11 @@ impl StreamGuard {
             limits: cfg.limits.tcp.clone(),
             state: Mutex::default(),
             unproven: Mutex::default(),
-            exempt: RwLock::new((None, HashSet::new())),
+            exempt: RwLock::new((None, u64::MAX, HashSet::new())),
             log: Arc::new(LogLimiter::new(&metrics)),
             metrics,
         });
-        g.update(cfg);
+        g.update(cfg, &crate::dns::DnsTable::default());
         g
     }
 
@@ -421,27 +421,28 @@ impl StreamGuard {
         }
     }
 
-    /// Takes the trunk addresses of `cfg` if it is not the configuration already in use.
-    pub fn update(&self, cfg: &Arc<config::Config>) {
+    /// Takes the trunk addresses of `cfg` (and those its named trunks resolve to) if they are
+    /// not the ones already in use.
+    pub fn update(&self, cfg: &Arc<config::Config>, dns: &crate::dns::DnsTable) {
+        let generation = dns.generation();
         if let Ok(st) = self.exempt.read() {
-            if st.0.as_ref().is_some_and(|c| Arc::ptr_eq(c, cfg)) {
+            if st.1 == generation && st.0.as_ref().is_some_and(|c| Arc::ptr_eq(c, cfg)) {
                 return;
             }
         }
-        let ips = cfg
-            .trunks
-            .values()
-            .map(|t| config::canonical_ip(t.address.ip()))
+        let ips = crate::policy::static_trunk_ips(cfg)
+            .chain(dns.ips())
+            .map(config::canonical_ip)
             .collect();
         if let Ok(mut st) = self.exempt.write() {
-            *st = (Some(cfg.clone()), ips);
+            *st = (Some(cfg.clone()), generation, ips);
         }
     }
 
     fn is_trunk(&self, ip: std::net::IpAddr) -> bool {
         self.exempt
             .read()
-            .map(|st| st.1.contains(&config::canonical_ip(ip)))
+            .map(|st| st.2.contains(&config::canonical_ip(ip)))
             .unwrap_or(false)
     }
 

@@ -52,9 +52,12 @@
 //!   user_agent_block: [friendly-scanner, sipvicious]  # default: DEFAULT_USER_AGENT_BLOCK
 //!   tcp: { max_connections: 10000, max_per_source: 64, handshake_timeout: 5,
 //!          idle_timeout: 120, partial_message_timeout: 10 }   # TCP/TLS listeners (defaults)
+//! dns: { servers: [192.0.2.53:53], timeout_ms: 2000 }   # optional; default: /etc/resolv.conf
 //! trunks:
 //!   pbx:     { address: 127.0.0.1:5080, transport: udp }
-//!   carrier: { address: 127.0.0.1:5090, transport: udp, max_calls: 100, max_cps: 10,
+//!   # address: ip:port, host:port (A/AAAA) or host (NAPTR -> SRV -> A/AAAA, RFC 3263),
+//!   # resolved at run time in the background; see [`TrunkAddress`]
+//!   carrier: { address: sip.carrier.example, transport: udp, max_calls: 100, max_cps: 10,
 //!              auth: { username: acme, password: s3cret },   # answer its 401/407 (optional realm)
 //!              register: { expires: 3600 },                   # register with it (user/domain/contact_user)
 //!              probe: { interval: 30, down_after: 3, up_after: 2 } }  # OPTIONS health probes
@@ -113,7 +116,9 @@ pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
 pub use admin::{parse_token, Admin};
 pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
+pub use dns::{Dns, TrunkAddress};
 mod dialplan;
+mod dns;
 mod fastyaml;
 mod locate;
 mod pattern;
@@ -385,7 +390,8 @@ pub const MAX_OVERLOAD_QUEUE: u32 = 60_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trunk {
     pub name: String,
-    pub address: SocketAddr,
+    /// An address, or a name resolved at run time (RFC 3263; see [`TrunkAddress`]).
+    pub address: TrunkAddress,
     pub transport: TransportKind,
     /// Most concurrent calls to/from this trunk (None: no limit; validated > 0).
     pub max_calls: Option<u32>,
@@ -449,6 +455,8 @@ pub struct Config {
     pub capture: Option<Capture>,
     /// The admin API's token file (`admin:`).
     pub admin: Option<Admin>,
+    /// How trunk names are resolved (`dns:`); changes need a restart.
+    pub dns: Dns,
     /// The file it came from, or `"<embedded default>"`.
     pub source: String,
     /// Valid but probably unintended settings (see [`ConfigWarning`]).
@@ -697,6 +705,8 @@ struct RawConfig {
     capture: Option<capture::RawCapture>,
     #[serde(default)]
     admin: Option<admin::RawAdmin>,
+    #[serde(default)]
+    dns: Option<dns::RawDns>,
     #[serde(default, deserialize_with = "unique_keys")]
     trunks: Vec<(String, RawTrunk)>,
     #[serde(default)]
@@ -1099,6 +1109,7 @@ fn build_with(
     let limits = build_limits(raw.limits)?;
     let capture = raw.capture.map(capture::build_capture).transpose()?;
     let admin = raw.admin.map(admin::build_admin).transpose()?;
+    let dns = raw.dns.map(dns::build_dns).transpose()?.unwrap_or_default();
 
     let mut trunks = BTreeMap::new();
     for (name, t) in raw.trunks {
@@ -1109,7 +1120,7 @@ fn build_with(
                 format!("trunk name `{name}`: use letters, digits, `-`, `_` and `.`"),
             ));
         }
-        let address = trunk_address(&t.address).map_err(|m| sem(p("address"), m))?;
+        let address = dns::trunk_address(&t.address).map_err(|m| sem(p("address"), m))?;
         if t.max_calls == Some(0) {
             return Err(sem(
                 p("max_calls"),
@@ -1148,6 +1159,12 @@ fn build_with(
             None => None,
             Some(_) if transport != TransportKind::Udp => {
                 return Err(sem(p("mgcp"), "an `mgcp` gateway is reached over udp"));
+            }
+            Some(_) if address.socket().is_none() => {
+                return Err(sem(
+                    p("address"),
+                    "an `mgcp` gateway's address is IP:port (names are for SIP trunks)",
+                ));
             }
             Some(m) => {
                 let e = m.endpoint.trim();
@@ -1215,6 +1232,7 @@ fn build_with(
         trunks,
         dialplan: Dialplan::new(rules),
         capture,
+        dns,
         admin,
         source: String::new(),
         warnings,
@@ -1618,21 +1636,6 @@ fn parse_socket(s: &str) -> Result<SocketAddr, String> {
     s.trim()
         .parse()
         .map_err(|_| format!("`{s}` is not an IP:port address (IPv6 as [::1]:5060)"))
-}
-
-/// A trunk's IP:port. The configuration does no DNS (resolution belongs to the shell, at run
-/// time): a host:port is refused, with a message saying so.
-fn trunk_address(s: &str) -> Result<SocketAddr, String> {
-    let t = s.trim();
-    if let Ok(a) = t.parse() {
-        return Ok(a);
-    }
-    match t.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Err(format!(
-            "`{s}`: host names are not resolved; give the trunk as IP:port (IPv6 as [::1]:5060)"
-        )),
-        _ => Err(format!("`{s}` is not an IP:port address")),
-    }
 }
 
 /// No control characters (they would break SIP framing / header injection).

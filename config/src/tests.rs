@@ -306,17 +306,28 @@ fn address_errors() {
         32,
         "not an IP:port",
     );
-    assert_err(
-        &ACC.replace("127.0.0.1:15080", "localhost:15080"),
-        12,
-        19,
-        "host names are not resolved",
+    // Trunk names are accepted without resolving them (RFC 3263 at run time).
+    let c = from_yaml(&ACC.replace("127.0.0.1:15080", "localhost:15080"), "t.yaml").unwrap();
+    assert_eq!(
+        c.trunks["pbx"].address,
+        TrunkAddress::HostPort("localhost".into(), 15080)
+    );
+    let c = from_yaml(&ACC.replace("127.0.0.1:15080", "PBX.example"), "t.yaml").unwrap();
+    assert_eq!(
+        c.trunks["pbx"].address,
+        TrunkAddress::Host("pbx.example".into())
     );
     assert_err(
-        &ACC.replace("127.0.0.1:15080", "pbx.example"),
+        &ACC.replace("127.0.0.1:15080", "pbx..example"),
         12,
         19,
-        "not an IP:port",
+        "neither IP:port nor a host name",
+    );
+    assert_err(
+        &ACC.replace("127.0.0.1:15080", "127.0.0.1"),
+        12,
+        19,
+        "needs a port",
     );
     assert_err(
         &ACC.replace("address: 127.0.0.1\n", "address: localhost\n"),
@@ -346,7 +357,7 @@ fn address_errors() {
         &ACC.replace("127.0.0.1:15080", "127.0.0.1:abc"),
         12,
         19,
-        "not an IP:port",
+        "the port must be 1-65535",
     );
 }
 
