@@ -51,6 +51,40 @@ impl Dialog {
         }
         self.route_set = uac_route_set(&resp.headers);
     }
+
+    /// A request in this dialog (RFC 3261 §12.2.1.1): Request-URI the remote target, Route
+    /// the route set, both tags, the Call-ID, our next CSeq (an ACK repeats the current one),
+    /// `via` on top, `contact` on target refresh requests.
+    pub(super) fn request(&mut self, method: Method, via: String, contact: String) -> Request {
+        if method != Method::Ack {
+            self.local_cseq = self.local_cseq.wrapping_add(1);
+        }
+        let mut h = Headers::with_capacity(16);
+        h.push("Via", via);
+        h.push("Max-Forwards", "70");
+        for r in &self.route_set {
+            h.push("Route", r.clone());
+        }
+        h.push("From", cat(&[&self.local_uri, ";tag=", &self.local_tag]));
+        match &self.remote_tag {
+            Some(t) => h.push("To", cat(&[&self.remote_uri, ";tag=", t])),
+            None => h.push("To", self.remote_uri.clone()),
+        }
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", cseq_value(self.local_cseq, method.as_str()));
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Refer
+        ) {
+            h.push("Contact", contact);
+        }
+        Request {
+            method,
+            uri: self.remote_target.clone(),
+            headers: h,
+            body: Vec::new(),
+        }
+    }
 }
 
 /// The remote target a dialog-creating request names in its Contact (its Request-URI when it
@@ -239,37 +273,8 @@ impl B2bua {
         let t = self.calls.get(&id)?.leg(leg).peer.transport;
         let via = self.via_for(t);
         let contact = self.contact_for(t);
-        let call = self.calls.get_mut(&id)?;
-        let d = call.leg_mut(leg);
-        if method != Method::Ack {
-            d.local_cseq = d.local_cseq.wrapping_add(1);
-        }
-        let mut h = Headers::with_capacity(16);
-        h.push("Via", via);
-        h.push("Max-Forwards", "70");
-        for r in &d.route_set {
-            h.push("Route", r.clone());
-        }
-        h.push("From", cat(&[&d.local_uri, ";tag=", &d.local_tag]));
-        match &d.remote_tag {
-            Some(t) => h.push("To", cat(&[&d.remote_uri, ";tag=", t])),
-            None => h.push("To", d.remote_uri.clone()),
-        }
-        h.push("Call-ID", d.call_id.clone());
-        h.push("CSeq", cseq_value(d.local_cseq, method.as_str()));
-        if matches!(
-            method,
-            Method::Invite | Method::Update | Method::Subscribe | Method::Refer
-        ) {
-            h.push("Contact", contact);
-        }
-        let req = Request {
-            method,
-            uri: d.remote_target.clone(),
-            headers: h,
-            body: Vec::new(),
-        };
-        Some((req, d.peer))
+        let d = self.calls.get_mut(&id)?.leg_mut(leg);
+        Some((d.request(method, via, contact), d.peer))
     }
 
     pub(super) fn send_bye(&mut self, id: CallId, leg: Leg, now: Instant) {

@@ -233,6 +233,7 @@ impl B2bua {
             early_source: None,
             b_auth: None,
             b_trunk: None,
+            forks: Vec::new(),
             state: CallState::Proceeding(Box::new(Attempt {
                 started: now,
                 pdd: None,

@@ -37,6 +37,7 @@ mod caps;
 mod carriers;
 mod dialog;
 mod failover;
+mod forks;
 mod invite;
 mod message;
 mod owners;
