@@ -209,12 +209,17 @@ impl B2bua {
             *self.stats.rejected.entry("no_dialog").or_insert(0) += 1;
             return;
         };
-        // RFC 3261 §12.2.2: CSeq must grow.
         let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
         if let Some(call) = self.calls.get_mut(&id) {
             let d = call.leg_mut(leg);
             if let Some(prev) = d.remote_cseq {
-                if seq < prev || (seq == prev && req.method != Method::Ack) {
+                //= rfc3261#section-12.2.2
+                //# If the remote sequence number was not empty, but the sequence number of
+                //# the request is lower than the remote sequence number, the request is out
+                //# of order and MUST be rejected with a 500 (Server Internal Error) response.
+                // Only lower: a BYE, re-INVITE, UPDATE or INFO that repeats the last number
+                // (on a new transaction; a retransmission never gets here) is taken.
+                if seq < prev {
                     let resp = make_response(&req, 500, "Server Internal Error", None);
                     self.tx.send_response(tx, resp, now);
                     return;
