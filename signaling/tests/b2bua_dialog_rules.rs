@@ -139,3 +139,99 @@ Event: presence\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n";
     w.feed(PBX, &notify(&sub, 2, "x3"));
     assert_eq!(statuses(&mut w, PBX), vec![500]);
 }
+
+const STRANGER: &str = "127.0.0.1:5071";
+
+/// Leg A's INVITE as sent from `STRANGER` (its Via), same Call-ID and From tag as `A`'s.
+fn invite_from_stranger(call_id: &str, cseq: u32, branch: &str) -> Vec<u8> {
+    String::from_utf8(invite_with(call_id, cseq, branch, SDP_A))
+        .unwrap()
+        .replace("127.0.0.1:5070;branch", "127.0.0.1:5071;branch")
+        .into_bytes()
+}
+
+fn no_request_to(w: &mut World, to: &str) -> bool {
+    w.take_to(to)
+        .iter()
+        .all(|m| !matches!(m, SipMessage::Request(_)))
+}
+
+#[test]
+fn a_merged_request_gets_482_and_another_cseq_on_live_ids_gets_400() {
+    let mut w = world(vec![target("pbx", PBX)]);
+    w.feed(A, &invite("merge-1", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&b_inv, 180, "Ringing", "btag", "", ""));
+    w.take_to(A);
+    // RFC 3261 §8.2.2.2: same From tag, Call-ID and CSeq, another transaction: merged.
+    w.feed(STRANGER, &invite_from_stranger("merge-1", 1, "other-path"));
+    assert_eq!(statuses(&mut w, STRANGER), vec![482]);
+    // Same Call-ID and From tag, another CSeq, another source: no merged request, and no
+    // part of the call either.
+    w.feed(
+        STRANGER,
+        &invite_from_stranger("merge-1", 2, "second-caller"),
+    );
+    let st = statuses(&mut w, STRANGER);
+    assert_eq!(st, vec![400], "not 482 and not a call: {st:?}");
+    assert!(no_request_to(&mut w, PBX), "nothing reached the trunk");
+    assert!(w.take_to(A).is_empty(), "nothing reached the caller");
+    // The call goes on as before.
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let rs = w.take_responses(A);
+    let ok = rs.iter().find(|r| r.status == 200).expect("200 to A");
+    let a_tag = ok.to().unwrap().tag().unwrap().to_string();
+    w.feed(A, &a_request("ACK", "merge-1", 1, &a_tag, ""));
+    // Answered: another CSeq on its identifiers still gets 400, never 482.
+    w.feed(STRANGER, &invite_from_stranger("merge-1", 3, "third"));
+    assert_eq!(statuses(&mut w, STRANGER), vec![400]);
+    assert_eq!(w.core.active_calls(), 1);
+    w.feed(A, &a_request("BYE", "merge-1", 2, &a_tag, ""));
+    assert_eq!(statuses(&mut w, A), vec![200]);
+    let bye = w.take_request(PBX, "BYE");
+    assert_eq!(bye.call_id(), b_inv.call_id());
+}
+
+#[test]
+fn a_new_invite_on_the_ids_of_a_call_that_is_over_is_its_own_call() {
+    let mut w = world(vec![target("pbx", PBX)]);
+    let (b_inv, old_tag) = answered_call(&mut w, "merge-2");
+    w.feed(A, &a_request("BYE", "merge-2", 2, &old_tag, ""));
+    assert_eq!(statuses(&mut w, A), vec![200]);
+    // The call is over, but held until the trunk answers its BYE.
+    let old_bye = w.take_request(PBX, "BYE");
+    assert_eq!(w.core.active_calls(), 1);
+    // The caller calls again on the same Call-ID and From tag with a new CSeq.
+    w.feed(A, &invite_with("merge-2", 3, "again", SDP_A));
+    let b_inv2 = w.take_request(PBX, "INVITE");
+    assert_ne!(b_inv2.call_id(), b_inv.call_id(), "a new leg B");
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv2, 200, "OK", "b2", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let rs = w.take_responses(A);
+    let ok = rs.iter().find(|r| r.status == 200).expect("200 to A");
+    let a_tag = ok.to().unwrap().tag().unwrap().to_string();
+    assert_ne!(a_tag, old_tag);
+    w.feed(A, &a_request("ACK", "merge-2", 3, &a_tag, ""));
+    w.feed_msg(PBX, &resp_with(&old_bye, 200, "OK", "btag", "", ""));
+    assert_eq!(
+        w.core.active_calls(),
+        1,
+        "the old call is gone, the new one stays"
+    );
+    // Each dialog is found by its own To tag: the old one is gone (481), the new one ends.
+    w.feed(A, &a_request("INFO", "merge-2", 4, &old_tag, ""));
+    assert_eq!(statuses(&mut w, A), vec![481]);
+    w.feed(A, &a_request("BYE", "merge-2", 5, &a_tag, ""));
+    assert_eq!(statuses(&mut w, A), vec![200]);
+    let bye = w.take_request(PBX, "BYE");
+    assert_eq!(bye.call_id(), b_inv2.call_id());
+    w.feed_msg(PBX, &resp_with(&bye, 200, "OK", "b2", "", ""));
+    w.advance(std::time::Duration::from_secs(64));
+    assert_eq!(w.core.active_calls(), 0);
+    assert_eq!(w.policy.released.len(), 2);
+}

@@ -183,12 +183,19 @@ impl B2bua {
     ) -> Option<(CallId, Leg)> {
         let from_tag = req.headers.get("From").map(tag_param)?.unwrap_or("");
         let to_tag = req.headers.get("To").and_then(tag_param).unwrap_or("");
-        let (id, leg) = match self.by_b.get(call_id) {
-            Some(id) => (*id, Leg::B),
-            None => (self.call_of(call_id, from_tag)?, Leg::A),
-        };
-        let d = self.calls.get(&id)?.leg(leg);
-        d.accepts(from_tag, to_tag, from).then_some((id, leg))
+        if let Some(id) = self.by_b.get(call_id) {
+            let d = self.calls.get(id)?.leg(Leg::B);
+            return d.accepts(from_tag, to_tag, from).then_some((*id, Leg::B));
+        }
+        // Leg A: the Call-ID and From tag are the caller's; of the calls held on them (one
+        // that is over may sit beside a new one), the one whose dialog has our To tag.
+        self.calls_of(call_id, from_tag)
+            .find(|id| {
+                self.calls
+                    .get(id)
+                    .is_some_and(|c| c.a.accepts(from_tag, to_tag, from))
+            })
+            .map(|id| (id, Leg::A))
     }
 
     pub(super) fn on_in_dialog(
