@@ -194,7 +194,7 @@ pub(crate) fn check_host(h: &str) -> Result<(), UriError> {
         {
             return err("bad IPv6 reference");
         }
-        if inner.parse::<std::net::Ipv6Addr>().is_err() {
+        if inner.parse::<std::net::Ipv6Addr>().is_err() && !rfc2373_three_colons(inner) {
             return err("bad IPv6 address");
         }
         return Ok(());
@@ -211,6 +211,23 @@ pub(crate) fn check_host(h: &str) -> Result<(), UriError> {
         return err("empty host label");
     }
     Ok(())
+}
+
+//= rfc5118#section-4.10
+//# following the Robustness Principle [RFC1122], an implementation must tolerate both of the
+//# above constructs.
+/// The one shape RFC 3261's `IPv6address` (inherited from RFC 2373) derives that RFC 4291
+/// does not: `[hexseq] ":::" IPv4address` (`2001:db8:::192.0.2.1`), read as the same address
+/// with `::` (the text itself is kept as it came). Three colons anywhere else stay refused.
+fn rfc2373_three_colons(inner: &str) -> bool {
+    let Some((head, v4)) = inner.split_once(":::") else {
+        return false;
+    };
+    v4.parse::<std::net::Ipv4Addr>().is_ok()
+        && [head, "::", v4]
+            .concat()
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
 }
 
 /// Split `host[:port]` where host may be an IPv6 reference.

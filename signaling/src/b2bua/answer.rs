@@ -17,7 +17,7 @@ impl B2bua {
                 self.b_sent.remove(&tx);
             }
             // A 2xx retransmission for an INVITE whose client tx is gone: re-ACK if it is ours.
-            self.maybe_reack(&resp);
+            self.maybe_reack(&resp, now);
             return;
         };
         match route {
@@ -50,7 +50,9 @@ impl B2bua {
         }
     }
 
-    pub(super) fn maybe_reack(&mut self, resp: &Response) {
+    /// A 2xx whose client transaction no longer has an owner (the call took its answer, or
+    /// moved on): ACKed in its own dialog when it is a leg B INVITE's (`forks.rs`).
+    pub(super) fn maybe_reack(&mut self, resp: &Response, now: Instant) {
         if !(200..300).contains(&resp.status) {
             return;
         }
@@ -62,14 +64,7 @@ impl B2bua {
         let Some(id) = self.by_b.get(cid).copied() else {
             return;
         };
-        let Some(call) = self.calls.get(&id) else {
-            return;
-        };
-        if let Some(ack) = call.handshake().and_then(|h| h.b_ack.as_ref()) {
-            let peer = call.b.peer;
-            self.tx
-                .send_stateless(&SipMessage::Request(ack.clone()), peer);
-        }
+        self.ack_other_2xx(id, resp, None, now);
     }
 
     pub(super) fn on_b_invite_response(
@@ -218,11 +213,9 @@ impl B2bua {
             return;
         };
         let Some(cancelled) = call.attempt().map(|a| a.cancelled) else {
-            // Retransmitted 2xx (RFC 6026 Accepted state): re-send our ACK.
-            if let Some(ack) = call.handshake().and_then(|h| h.b_ack.clone()) {
-                let peer = call.b.peer;
-                self.tx.send_stateless(&SipMessage::Request(ack), peer);
-            }
+            // Another 2xx once the call has its answer (RFC 6026 Accepted state): a
+            // retransmission, or a fork's 2xx in its own dialog.
+            self.ack_other_2xx(id, &resp, None, now);
             return;
         };
         // Learn leg B's dialog (RFC 3261 §12.1.2).

@@ -352,4 +352,9 @@ pub struct CoreStats {
     /// SDP the media relay could not take (an answer or a late offer): the offer ended with
     /// 488 on the leg that made it, never a 2xx without SDP.
     pub media_failures: u64,
+    /// Extra dialogs of a forked leg B INVITE (a second 2xx with another To tag, a late 2xx
+    /// of a branch moved on from): ACKed and ended with BYE; and those beyond
+    /// `MAX_FORKS` per call, dropped.
+    pub forks_ended: u64,
+    pub forks_dropped: u64,
 }

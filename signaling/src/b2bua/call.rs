@@ -48,6 +48,8 @@ pub(super) struct Call {
     pub(super) b_auth: Option<super::uac_auth::LegAuth>,
     /// The trunk leg B's INVITE went to last (the one its dialog is with once answered).
     pub(super) b_trunk: Option<String>,
+    /// Dialogs leg B's INVITE made that the call does not keep (`forks.rs`).
+    pub(super) forks: Vec<super::forks::Fork>,
 }
 
 pub(super) enum CallState {
@@ -305,6 +307,7 @@ mod tests {
             early_source: None,
             b_auth: None,
             b_trunk: None,
+            forks: Vec::new(),
             state: CallState::Proceeding(Box::new(Attempt {
                 started: now,
                 pdd: None,

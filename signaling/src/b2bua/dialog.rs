@@ -51,6 +51,40 @@ impl Dialog {
         }
         self.route_set = uac_route_set(&resp.headers);
     }
+
+    /// A request in this dialog (RFC 3261 §12.2.1.1): Request-URI the remote target, Route
+    /// the route set, both tags, the Call-ID, our next CSeq (an ACK repeats the current one),
+    /// `via` on top, `contact` on target refresh requests.
+    pub(super) fn request(&mut self, method: Method, via: String, contact: String) -> Request {
+        if method != Method::Ack {
+            self.local_cseq = self.local_cseq.wrapping_add(1);
+        }
+        let mut h = Headers::with_capacity(16);
+        h.push("Via", via);
+        h.push("Max-Forwards", "70");
+        for r in &self.route_set {
+            h.push("Route", r.clone());
+        }
+        h.push("From", cat(&[&self.local_uri, ";tag=", &self.local_tag]));
+        match &self.remote_tag {
+            Some(t) => h.push("To", cat(&[&self.remote_uri, ";tag=", t])),
+            None => h.push("To", self.remote_uri.clone()),
+        }
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", cseq_value(self.local_cseq, method.as_str()));
+        if matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Refer
+        ) {
+            h.push("Contact", contact);
+        }
+        Request {
+            method,
+            uri: self.remote_target.clone(),
+            headers: h,
+            body: Vec::new(),
+        }
+    }
 }
 
 /// The remote target a dialog-creating request names in its Contact (its Request-URI when it
@@ -149,12 +183,19 @@ impl B2bua {
     ) -> Option<(CallId, Leg)> {
         let from_tag = req.headers.get("From").map(tag_param)?.unwrap_or("");
         let to_tag = req.headers.get("To").and_then(tag_param).unwrap_or("");
-        let (id, leg) = match self.by_b.get(call_id) {
-            Some(id) => (*id, Leg::B),
-            None => (self.call_of(call_id, from_tag)?, Leg::A),
-        };
-        let d = self.calls.get(&id)?.leg(leg);
-        d.accepts(from_tag, to_tag, from).then_some((id, leg))
+        if let Some(id) = self.by_b.get(call_id) {
+            let d = self.calls.get(id)?.leg(Leg::B);
+            return d.accepts(from_tag, to_tag, from).then_some((*id, Leg::B));
+        }
+        // Leg A: the Call-ID and From tag are the caller's; of the calls held on them (one
+        // that is over may sit beside a new one), the one whose dialog has our To tag.
+        self.calls_of(call_id, from_tag)
+            .find(|id| {
+                self.calls
+                    .get(id)
+                    .is_some_and(|c| c.a.accepts(from_tag, to_tag, from))
+            })
+            .map(|id| (id, Leg::A))
     }
 
     pub(super) fn on_in_dialog(
@@ -175,12 +216,17 @@ impl B2bua {
             *self.stats.rejected.entry("no_dialog").or_insert(0) += 1;
             return;
         };
-        // RFC 3261 §12.2.2: CSeq must grow.
         let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
         if let Some(call) = self.calls.get_mut(&id) {
             let d = call.leg_mut(leg);
             if let Some(prev) = d.remote_cseq {
-                if seq < prev || (seq == prev && req.method != Method::Ack) {
+                //= rfc3261#section-12.2.2
+                //# If the remote sequence number was not empty, but the sequence number of
+                //# the request is lower than the remote sequence number, the request is out
+                //# of order and MUST be rejected with a 500 (Server Internal Error) response.
+                // Only lower: a BYE, re-INVITE, UPDATE or INFO that repeats the last number
+                // (on a new transaction; a retransmission never gets here) is taken.
+                if seq < prev {
                     let resp = make_response(&req, 500, "Server Internal Error", None);
                     self.tx.send_response(tx, resp, now);
                     return;
@@ -239,37 +285,8 @@ impl B2bua {
         let t = self.calls.get(&id)?.leg(leg).peer.transport;
         let via = self.via_for(t);
         let contact = self.contact_for(t);
-        let call = self.calls.get_mut(&id)?;
-        let d = call.leg_mut(leg);
-        if method != Method::Ack {
-            d.local_cseq = d.local_cseq.wrapping_add(1);
-        }
-        let mut h = Headers::with_capacity(16);
-        h.push("Via", via);
-        h.push("Max-Forwards", "70");
-        for r in &d.route_set {
-            h.push("Route", r.clone());
-        }
-        h.push("From", cat(&[&d.local_uri, ";tag=", &d.local_tag]));
-        match &d.remote_tag {
-            Some(t) => h.push("To", cat(&[&d.remote_uri, ";tag=", t])),
-            None => h.push("To", d.remote_uri.clone()),
-        }
-        h.push("Call-ID", d.call_id.clone());
-        h.push("CSeq", cseq_value(d.local_cseq, method.as_str()));
-        if matches!(
-            method,
-            Method::Invite | Method::Update | Method::Subscribe | Method::Refer
-        ) {
-            h.push("Contact", contact);
-        }
-        let req = Request {
-            method,
-            uri: d.remote_target.clone(),
-            headers: h,
-            body: Vec::new(),
-        };
-        Some((req, d.peer))
+        let d = self.calls.get_mut(&id)?.leg_mut(leg);
+        Some((d.request(method, via, contact), d.peer))
     }
 
     pub(super) fn send_bye(&mut self, id: CallId, leg: Leg, now: Instant) {

@@ -94,7 +94,13 @@ impl B2bua {
             // The transaction layer ACKs a non-2xx final itself (§17.1.1.3).
             return;
         }
-        // A late 2xx: the callee thinks the call is up. ACK it (§13.2.2.4) and hang up.
+        // A late 2xx: the callee thinks the call is up. ACK it (§13.2.2.4) and hang up, in its
+        // own dialog: remembered by the call (its retransmissions get the same ACK again).
+        let call = ab.invite.call_id().and_then(|c| self.by_b.get(c)).copied();
+        if let Some(id) = call.filter(|id| self.calls.contains_key(id)) {
+            self.ack_other_2xx(id, resp, Some(ab.peer), now);
+            return;
+        }
         let target = resp
             .headers
             .get("Contact")

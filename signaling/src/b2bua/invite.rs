@@ -51,10 +51,11 @@ impl B2bua {
         // RFC 3261 §12.2.1.1 / RFC 4475 §3.4 (inv2543): an RFC 2543 peer sends no From tag; the
         // dialog is then identified by Call-ID alone (an empty tag), as §12 allows.
         let a_from_tag = from_na.tag().unwrap_or("").to_string();
-        // A retransmission is absorbed by the transaction layer; a second INVITE with the same
-        // Call-ID and tag but a new branch (a merged request, RFC 3261 §8.2.2.2) gets 482.
-        if self.call_of(call_id, &a_from_tag).is_some() {
-            self.reject(tx, &req, 482, "Loop Detected", now, policy);
+        // A retransmission is absorbed by the transaction layer; another INVITE naming a
+        // live call's Call-ID and From tag is refused (a merged request 482, anything else
+        // 400); one naming a call that is over starts a new call.
+        if let Some((code, reason)) = self.ids_in_use(call_id, &a_from_tag, &req) {
+            self.reject(tx, &req, code, reason, now, policy);
             return;
         }
         let admitted = match self.admit_caller(tx, &mut req, from, now, policy) {
@@ -74,6 +75,44 @@ impl B2bua {
             trunk: admitted.caller == Caller::Trunk,
         };
         self.admit_invite(tx, req, parties, admitted, now, policy);
+    }
+
+    /// Why an INVITE without To tag that names the Call-ID and From tag of a live call is
+    /// refused; `None` when no live call has them (calls that are over and have released
+    /// their media do not count: a caller may try again on the same Call-ID, as after a
+    /// redirect, RFC 3261 §8.1.3.4).
+    fn ids_in_use(
+        &self,
+        call_id: &str,
+        from_tag: &str,
+        req: &Request,
+    ) -> Option<(u16, &'static str)> {
+        let cseq = req.cseq();
+        let mut live = self.calls_of(call_id, from_tag).filter_map(|id| {
+            let call = self.calls.get(&id)?;
+            let over = matches!(&call.state, CallState::Terminating(e) if e.media_released);
+            (!over).then_some(call)
+        });
+        let call = live.next()?;
+        //= rfc3261#section-8.2.2.2
+        //# If the request has no tag in the To header field, the UAS core MUST check the
+        //# request against ongoing transactions.  If the From tag, Call-ID, and CSeq exactly
+        //# match those associated with an ongoing transaction, but the request does not match
+        //# that transaction (based on the matching rules in Section 17.2.3), the UAS core
+        //# SHOULD generate a 482 (Loop Detected) response and pass it to the server
+        //# transaction.
+        let merged = match &call.state {
+            CallState::Proceeding(at) => at.a_invite_tx.is_some() && at.a_invite.cseq() == cseq,
+            _ => false,
+        };
+        if merged {
+            return Some((482, "Loop Detected"));
+        }
+        // Not a merged request (another CSeq, or its transaction is over), and not in any
+        // dialog (no To tag): a second call on a live call's identifiers. It is no part of
+        // that call (in-dialog requests need our To tag as well), and the media relay knows
+        // a call by Call-ID and From tag, so it cannot be another call either.
+        Some((400, "Call-ID and From Tag in Use"))
     }
 
     /// Leg A's INVITE from an admitted caller: checked against the early-call cap, routed, and
@@ -233,6 +272,7 @@ impl B2bua {
             early_source: None,
             b_auth: None,
             b_trunk: None,
+            forks: Vec::new(),
             state: CallState::Proceeding(Box::new(Attempt {
                 started: now,
                 pdd: None,

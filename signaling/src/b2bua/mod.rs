@@ -37,6 +37,7 @@ mod caps;
 mod carriers;
 mod dialog;
 mod failover;
+mod forks;
 mod invite;
 mod message;
 mod owners;
@@ -450,11 +451,23 @@ impl B2bua {
         self.call_of(a_call_id, a_from_tag).map(CallId::raw)
     }
 
+    /// The newest call with leg A's Call-ID and From tag (a call that is over may still be
+    /// held beside a new one on the same identifiers).
     fn call_of(&self, a_call_id: &str, a_from_tag: &str) -> Option<CallId> {
+        self.calls_of(a_call_id, a_from_tag).last()
+    }
+
+    /// Every call held with leg A's Call-ID and From tag, oldest first.
+    fn calls_of<'a>(
+        &'a self,
+        a_call_id: &str,
+        a_from_tag: &'a str,
+    ) -> impl Iterator<Item = CallId> + 'a {
         self.by_a
-            .get(a_call_id)?
-            .iter()
-            .find(|(tag, _)| tag == a_from_tag)
+            .get(a_call_id)
+            .into_iter()
+            .flatten()
+            .filter(move |(tag, _)| tag == a_from_tag)
             .map(|(_, id)| *id)
     }
 

@@ -320,8 +320,11 @@ impl B2bua {
         if here.remote_tag.is_some() && here.remote_tag != from_tag {
             return Err((481, "Call/Transaction Does Not Exist"));
         }
-        // CSeq grows within a dialog.
-        if here.remote_cseq.is_some_and(|p| seq <= p) {
+        //= rfc3261#section-12.2.2
+        //# If the remote sequence number was not empty, but the sequence number of the
+        //# request is lower than the remote sequence number, the request is out of order and
+        //# MUST be rejected with a 500 (Server Internal Error) response.
+        if here.remote_cseq.is_some_and(|p| seq < p) {
             return Err((500, "Server Internal Error"));
         }
         here.remote_cseq = Some(seq);

@@ -1,0 +1,136 @@
+//! What the flow tests beside `b2bua_flows.rs` share: a core in the one test `World`
+//! (`signaling::testing`) routing to fixed targets, leg A's requests, leg B's answers.
+#![allow(dead_code)]
+
+use signaling::b2bua::{make_response, CoreConfig, StaticPolicy, Target};
+use signaling::message::{Request, SipMessage};
+use signaling::testing::peer;
+
+pub const A: &str = "127.0.0.1:5070";
+pub const ME: &str = "127.0.0.1:5060";
+pub const PBX: &str = "127.0.0.1:5080";
+pub const PBX2: &str = "127.0.0.1:5090";
+
+pub const SDP_A: &str = "v=0\r\no=alice 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";
+pub const SDP_B: &str = "v=0\r\no=bob 1 1 IN IP4 10.2.2.2\r\ns=-\r\nc=IN IP4 10.2.2.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=sendrecv\r\n";
+
+pub type World = signaling::testing::World<StaticPolicy>;
+
+pub fn target(name: &str, addr: &str) -> Target {
+    Target {
+        trunk: name.into(),
+        peer: peer(addr),
+        host: addr.into(),
+    }
+}
+
+pub fn world(targets: Vec<Target>) -> World {
+    let cfg = CoreConfig {
+        local_udp: Some(ME.parse().expect("address")),
+        ..CoreConfig::default()
+    };
+    World::new(
+        cfg,
+        StaticPolicy {
+            targets,
+            events: Vec::new(),
+            released: Vec::new(),
+        },
+    )
+}
+
+/// Leg A's INVITE from `A` with Call-ID `call_id`, From tag `atag-{call_id}`, CSeq `cseq`,
+/// branch `z9hG4bK-a-{branch}`.
+pub fn invite_with(call_id: &str, cseq: u32, branch: &str, body: &str) -> Vec<u8> {
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "INVITE sip:+15551234567@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a-{branch}\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-{call_id}\r\n\
+To: <sip:+15551234567@127.0.0.1>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} INVITE\r\n\
+Contact: <sip:alice@127.0.0.1:5070>\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub fn invite(call_id: &str, body: &str) -> Vec<u8> {
+    invite_with(call_id, 1, call_id, body)
+}
+
+/// An in-dialog request of leg A (From tag `atag-{call_id}`, To tag `to_tag`).
+pub fn a_request(method: &str, call_id: &str, cseq: u32, to_tag: &str, body: &str) -> Vec<u8> {
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} sip:127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-a{method}{cseq}-{call_id}\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice\" <sip:alice@10.1.1.1>;tag=atag-{call_id}\r\n\
+To: <sip:+15551234567@127.0.0.1>;tag={to_tag}\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} {method}\r\n\
+Contact: <sip:alice@127.0.0.1:5070>\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A response to `req` with To tag `tag`, and `contact` / SDP `body` when not empty.
+pub fn resp_with(
+    req: &Request,
+    status: u16,
+    reason: &str,
+    tag: &str,
+    body: &str,
+    contact: &str,
+) -> SipMessage {
+    let mut r = make_response(req, status, reason, Some(tag));
+    if !contact.is_empty() {
+        r.headers.push("Contact", contact.to_string());
+    }
+    if !body.is_empty() {
+        r.headers.push("Content-Type", "application/sdp");
+        r.body = body.as_bytes().to_vec();
+    }
+    SipMessage::Response(r)
+}
+
+/// Requests of `method` among `msgs`.
+pub fn requests(msgs: &[SipMessage], method: &str) -> Vec<Request> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SipMessage::Request(r) if r.method.as_str() == method => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sets up an answered call to `PBX` (leg B's To tag `btag`); returns (leg B's INVITE, A's
+/// To tag).
+pub fn answered_call(w: &mut World, call_id: &str) -> (Request, String) {
+    w.feed(A, &invite(call_id, SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(
+        PBX,
+        &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let _ack = w.take_request(PBX, "ACK");
+    let rs = w.take_responses(A);
+    let ok = rs.iter().find(|r| r.status == 200).expect("200 to A");
+    let tag = ok.to().expect("To").tag().expect("tag").to_string();
+    w.feed(A, &a_request("ACK", call_id, 1, &tag, ""));
+    (b_inv, tag)
+}
