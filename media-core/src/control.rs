@@ -27,7 +27,9 @@
 //! locked: wrap it in a `Mutex` to share it (the ng server does).
 
 use crate::dataplane::{DataPlane, LegPair, LegStats, RelayError};
-use crate::sdp::{Address, OriginState, Sdp, SdpError};
+use crate::sdp::{Address, OriginState, Sdp, SdpError, StreamOut};
+use crate::srtp::negotiate::{self, NegotiateError, SrtpMode, StreamKeys};
+use crate::srtp::{MasterKey, Suite};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
@@ -80,6 +82,10 @@ pub enum MediaError {
     UnresolvedAddress(usize),
     /// This controller already holds its most pairs ([`MediaCalls::with_max_pairs`]).
     PairLimit(usize),
+    /// SRTP policy and the SDP's crypto do not agree (RFC 4568): 488 for the offerer.
+    Srtp(NegotiateError),
+    /// SRTP is wanted but this controller has no key source ([`MediaCalls::with_key_source`]).
+    NoKeySource,
 }
 
 impl fmt::Display for MediaError {
@@ -97,6 +103,8 @@ impl fmt::Display for MediaError {
             MediaError::PairLimit(n) => {
                 write!(f, "Too many sessions: {n} media streams open (the limit)")
             }
+            MediaError::Srtp(e) => write!(f, "{e}"),
+            MediaError::NoKeySource => f.write_str("SRTP needs a key source; none configured"),
             MediaError::UnresolvedAddress(i) => {
                 write!(
                     f,
@@ -126,6 +134,8 @@ struct Stream {
     pair: Option<LegPair>,
     remote_a: Option<SocketAddr>,
     remote_b: Option<SocketAddr>,
+    /// SDES keys of both legs (only with an SRTP policy).
+    keys: StreamKeys,
 }
 
 impl Stream {
@@ -145,6 +155,9 @@ struct Call {
     /// Origin of the SDP sent to A (rewritten SDP from B), and to B.
     to_a: OriginState,
     to_b: OriginState,
+    /// The SRTP policy of leg A and leg B; `None`: SDP crosses as it is (the ng port, where
+    /// the controlling proxy decides).
+    srtp: Option<[SrtpMode; 2]>,
 }
 
 impl Call {
@@ -199,13 +212,26 @@ pub struct MediaCalls {
     by_pair: HashMap<u16, (String, String)>,
     /// Most pairs open at once (`None`: the data plane's range is the limit).
     max_pairs: Option<usize>,
+    /// Fills a buffer with CSPRNG bytes, for SRTP keys.
+    key_source: Option<KeySource>,
 }
+
+/// A CSPRNG the shell hands in (media-core reads no entropy itself).
+pub type KeySource = Box<dyn FnMut(&mut [u8]) + Send>;
 
 /// What applying one SDP did: the SDP to forward, pairs opened and pairs closed.
 struct Applied {
     sdp: Vec<u8>,
     opened: Vec<LegPair>,
     closed: Vec<LegPair>,
+}
+
+/// A fresh master key of `suite` from the key source.
+fn new_key(src: &mut Option<KeySource>, suite: Suite) -> Option<MasterKey> {
+    let f = src.as_mut()?;
+    let mut m = vec![0u8; suite.key_len() + suite.salt_len()];
+    f(&mut m);
+    MasterKey::new(suite, &m).ok()
 }
 
 fn sess_id(call_id: &str, from_tag: &str, toward: Side) -> u64 {
@@ -223,7 +249,35 @@ impl MediaCalls {
             calls: HashMap::new(),
             by_pair: HashMap::new(),
             max_pairs: None,
+            key_source: None,
         }
+    }
+
+    /// Where SRTP keys come from (a CSPRNG); without one, calls with an SRTP policy fail.
+    pub fn with_key_source(mut self, k: KeySource) -> MediaCalls {
+        self.key_source = Some(k);
+        self
+    }
+
+    /// [`MediaCalls::offer_from_peer`] under an SRTP policy per leg (`[A, B]`): each leg's
+    /// `a=crypto` is negotiated on its own (see [`crate::srtp::negotiate`]); the policy is
+    /// kept for the call's later offers and answers.
+    pub fn offer_srtp(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        sdp: &[u8],
+        peer: Option<IpAddr>,
+        modes: [SrtpMode; 2],
+    ) -> Result<Vec<u8>, MediaError> {
+        if self.key_source.is_none() {
+            return Err(MediaError::NoKeySource);
+        }
+        if let Some(c) = self.find_mut(call_id, from_tag) {
+            c.srtp = Some(modes);
+        }
+        self.apply(side, call_id, from_tag, None, sdp, false, peer, Some(modes))
     }
 
     /// Hold at most `n` pairs (one per accepted m-line) at once: an offer that would open more
@@ -272,7 +326,7 @@ impl MediaCalls {
         from_tag: &str,
         sdp: &[u8],
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, None, sdp, false, None)
+        self.apply(side, call_id, from_tag, None, sdp, false, None, None)
     }
 
     /// [`MediaCalls::offer_from`] with the IP address `side` signals from (the source of its
@@ -287,7 +341,7 @@ impl MediaCalls {
         sdp: &[u8],
         peer: Option<IpAddr>,
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, None, sdp, false, peer)
+        self.apply(side, call_id, from_tag, None, sdp, false, peer, None)
     }
 
     /// [`MediaCalls::answer_from`] with the IP address `side` signals from (see
@@ -301,7 +355,7 @@ impl MediaCalls {
         sdp: &[u8],
         peer: Option<IpAddr>,
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, to_tag, sdp, true, peer)
+        self.apply(side, call_id, from_tag, to_tag, sdp, true, peer, None)
     }
 
     /// SDP answer from `side` to the last offer of the other side. `to_tag`, when given, is
@@ -315,7 +369,7 @@ impl MediaCalls {
         to_tag: Option<&str>,
         sdp: &[u8],
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, to_tag, sdp, true, None)
+        self.apply(side, call_id, from_tag, to_tag, sdp, true, None, None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -328,6 +382,7 @@ impl MediaCalls {
         body: &[u8],
         is_answer: bool,
         peer: Option<IpAddr>,
+        modes: Option<[SrtpMode; 2]>,
     ) -> Result<Vec<u8>, MediaError> {
         let sdp = Sdp::parse(body)?;
         let media = sdp.media();
@@ -353,6 +408,7 @@ impl MediaCalls {
                 streams: Vec::new(),
                 to_a: OriginState::new(sess_id(call_id, from_tag, Side::A), 1),
                 to_b: OriginState::new(sess_id(call_id, from_tag, Side::B), 1),
+                srtp: modes,
             };
             self.calls
                 .entry(call_id.to_string())
@@ -363,8 +419,17 @@ impl MediaCalls {
         let room = self
             .max_pairs
             .map(|m| (m, m.saturating_sub(self.by_pair.len())));
-        let result = match self.find_mut(call_id, from_tag) {
-            Some(call) => Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peer, room),
+        let keys = &mut self.key_source;
+        let result = match self
+            .calls
+            .get_mut(call_id)
+            .and_then(|l| l.iter_mut().find(|c| c.from_tag == from_tag))
+        {
+            Some(call) => {
+                let mut gen = |suite: Suite| new_key(keys, suite);
+                let g: &mut dyn FnMut(Suite) -> Option<MasterKey> = &mut gen;
+                Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peer, room, g)
+            }
             None => Err(MediaError::UnknownCall),
         };
         match result {
@@ -401,6 +466,7 @@ impl MediaCalls {
         is_answer: bool,
         peer: Option<IpAddr>,
         room: Option<(usize, usize)>,
+        gen: &mut dyn FnMut(Suite) -> Option<MasterKey>,
     ) -> Result<Applied, MediaError> {
         let media = sdp.media();
         let have = call.streams.len();
@@ -421,6 +487,8 @@ impl MediaCalls {
         let mut opened: Vec<LegPair> = Vec::new();
         let mut to_close: Vec<LegPair> = Vec::new();
         let mut ports = Vec::with_capacity(media.len());
+        let mut outs: Vec<StreamOut> = vec![StreamOut::default(); media.len()];
+        let mut keyed: Vec<usize> = Vec::new();
         let toward = side.other();
 
         let outcome = (|| -> Result<(), MediaError> {
@@ -432,6 +500,7 @@ impl MediaCalls {
                         pair: None,
                         remote_a: None,
                         remote_b: None,
+                        keys: StreamKeys::default(),
                     });
                 }
                 let Some(st) = streams.get_mut(i) else {
@@ -480,6 +549,29 @@ impl MediaCalls {
                 if !rates.is_empty() {
                     let _ = dp.set_clock_rates(side.port(pair), &rates);
                 }
+                if let Some(modes) = call.srtp.filter(|_| negotiate::is_rtp(m)) {
+                    let s = side as usize;
+                    let mut missing = false;
+                    let mut g = |suite| {
+                        gen(suite).unwrap_or_else(|| {
+                            missing = true;
+                            // never used: the call fails below
+                            MasterKey::new(suite, &vec![0; suite.key_len() + suite.salt_len()])
+                                .expect("lengths of the suite")
+                        })
+                    };
+                    let out = if is_answer {
+                        negotiate::on_answer(&mut st.keys, s, m, modes)
+                    } else {
+                        negotiate::on_offer(&mut st.keys, s, m, modes, &mut g)
+                    }
+                    .map_err(MediaError::Srtp)?;
+                    if missing {
+                        return Err(MediaError::NoKeySource);
+                    }
+                    outs[i] = out;
+                    keyed.push(i);
+                }
                 ports.push(toward.port(pair));
             }
             Ok(())
@@ -487,7 +579,16 @@ impl MediaCalls {
 
         let rewritten = outcome.and_then(|()| {
             let mut origin = call.origin_to(toward).clone();
-            let out = sdp.rewrite(dp.local_ip(), &ports, Some(&mut origin))?;
+            let out = sdp.rewrite_with(dp.local_ip(), &ports, Some(&mut origin), &outs)?;
+            // Each leg's keys go to the relay leg facing it before the SDP leaves.
+            for &i in &keyed {
+                if let Some((Some(pair), st)) = streams.get(i).map(|s| (s.pair, s)) {
+                    for (n, leg) in [Side::A, Side::B].into_iter().enumerate() {
+                        let (rx, tx) = st.keys.legs[n].relay_keys();
+                        dp.set_srtp(leg.port(pair), rx, tx)?;
+                    }
+                }
+            }
             Ok((out, origin))
         });
         match rewritten {
@@ -682,6 +783,12 @@ pub mod fake {
             rtp: SocketAddr,
             rtcp: Option<SocketAddr>,
         },
+        /// SRTP keys set on a leg: (decrypt, encrypt) present.
+        SetSrtp {
+            port: u16,
+            rx: bool,
+            tx: bool,
+        },
         Close(LegPair),
     }
 
@@ -749,6 +856,20 @@ pub mod fake {
     impl DataPlane for FakeDataPlane {
         fn local_ip(&self) -> IpAddr {
             self.ip
+        }
+
+        fn set_srtp(
+            &self,
+            port: u16,
+            rx: Option<crate::srtp::MasterKey>,
+            tx: Option<crate::srtp::MasterKey>,
+        ) -> Result<(), RelayError> {
+            self.lock().ops.push(Op::SetSrtp {
+                port,
+                rx: rx.is_some(),
+                tx: tx.is_some(),
+            });
+            Ok(())
         }
 
         fn open_pair(&self) -> Result<LegPair, RelayError> {

@@ -110,6 +110,21 @@ pub trait DataPlane: Send + Sync {
         let _ = signalling;
         self.set_remote(port, rtp, rtcp)
     }
+    /// SRTP on the leg owning `port` (RFC 3711): `rx` unprotects what its endpoint sends,
+    /// `tx` protects what the relay sends to it; both `None`: plain RTP. Packets of a leg with
+    /// keys are processed in user space (never the kernel fast path). Default: refused.
+    fn set_srtp(
+        &self,
+        port: u16,
+        rx: Option<crate::srtp::MasterKey>,
+        tx: Option<crate::srtp::MasterKey>,
+    ) -> Result<(), RelayError> {
+        let _ = port;
+        if rx.is_none() && tx.is_none() {
+            return Ok(());
+        }
+        Err(RelayError::Io("this data plane does no SRTP".into()))
+    }
     /// Close both legs of the pair and return the ports to the pool.
     fn close_pair(&self, pair: LegPair);
     /// Stats of the leg owning `port`.

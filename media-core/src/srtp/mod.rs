@@ -8,6 +8,7 @@
 //! either are refused at SDES parsing).
 
 mod kdf;
+pub mod negotiate;
 pub mod sdes;
 #[cfg(test)]
 mod tests;
