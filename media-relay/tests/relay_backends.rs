@@ -539,6 +539,67 @@ macro_rules! backend_tests {
             }
 
             #[test]
+            fn srtp_leg_to_plain_leg_and_forgeries_dropped() {
+                use media_relay::srtp::{Context, MasterKey, Suite};
+                let Some(r) = start(B, BASE + 1100, BASE + 1199, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let c = call(&r);
+                let suite = Suite::AesCm128HmacSha1_80;
+                let x_key = MasterKey::new(suite, &[0x11; 30]).unwrap();
+                let relay_key = MasterKey::new(suite, &[0x22; 30]).unwrap();
+                // the leg facing X speaks SRTP: X's key in, the relay's own key out
+                r.set_srtp(c.pair.a, Some(x_key.clone()), Some(relay_key.clone()))
+                    .unwrap();
+                let (mut x_tx, mut x_rx) = (Context::new(&x_key), Context::new(&relay_key));
+                for i in 0..5u16 {
+                    let plain = rtp(i, u32::from(i) * 160, 0xaaaa);
+                    let mut buf = plain.clone();
+                    buf.resize(plain.len() + 10, 0);
+                    let n = x_tx.protect_rtp(&mut buf, plain.len()).unwrap();
+                    c.x.send_to(&buf[..n], relay_addr(c.pair.a)).unwrap();
+                    let (got, _) = recv(&c.y).expect("Y gets plain RTP");
+                    assert_eq!(got, plain, "decrypted for the plain leg");
+                    if i == 4 {
+                        // the same packet again: a replay, dropped
+                        c.x.send_to(&buf[..n], relay_addr(c.pair.a)).unwrap();
+                        // a forged one (a new index, payload flipped): dropped
+                        let fresh = rtp(50, 0, 0xaaaa);
+                        let mut forged = fresh.clone();
+                        forged.resize(fresh.len() + 10, 0);
+                        let m = x_tx.protect_rtp(&mut forged, fresh.len()).unwrap();
+                        forged.truncate(m);
+                        forged[30] ^= 0xff;
+                        c.x.send_to(&forged, relay_addr(c.pair.a)).unwrap();
+                        assert!(recv_quiet(&c.y, Duration::from_millis(200)).is_none());
+                    }
+                    let q = rtp(100 + i, u32::from(i) * 160, 0xbbbb);
+                    c.y.send_to(&q, relay_addr(c.pair.b)).unwrap();
+                    let (mut got, _) = recv(&c.x).expect("X gets SRTP");
+                    assert_eq!(got.len(), q.len() + 10, "protected with an 80-bit tag");
+                    assert_ne!(got[12..q.len()], q[12..], "payload in the clear");
+                    let n = got.len();
+                    let n = x_rx.unprotect_rtp(&mut got, n).expect("the relay's key");
+                    assert_eq!(got[..n], q[..]);
+                }
+                // SRTCP from X decrypted to RTCP for Y
+                let rr = [0x80u8, 201, 0, 1, 0, 0, 0xaa, 0xaa];
+                let mut buf = rr.to_vec();
+                buf.resize(rr.len() + 14, 0);
+                let n = x_tx.protect_rtcp(&mut buf, rr.len()).unwrap();
+                c.xc.send_to(&buf[..n], relay_addr(c.pair.a + 1)).unwrap();
+                let (got, _) = recv(&c.yc).expect("Y gets RTCP");
+                assert_eq!(&got[..], &rr[..]);
+                let t = wait_totals(&r, |t| {
+                    t.srtp_auth_failures == 1 && t.srtp_replays == 1 && t.srtp_packets >= 11
+                });
+                assert_eq!((t.srtp_auth_failures, t.srtp_replays), (1, 1));
+                assert!(t.srtp_packets >= 11, "{}", t.srtp_packets);
+                r.shutdown();
+            }
+
+            #[test]
             fn many_pairs_across_workers() {
                 let Some(r) = start(B, BASE + 900, BASE + 999, Duration::from_secs(60), false)
                 else {

@@ -185,6 +185,11 @@ pub struct RelayTotals {
     pub dropped_foreign_source: u64,
     /// Dropped: from a leg's signalling IP but not yet through sequence probation.
     pub dropped_probation: u64,
+    /// SRTP/SRTCP packets dropped: authentication failed, or a replay.
+    pub srtp_auth_failures: u64,
+    pub srtp_replays: u64,
+    /// Packets decrypted or encrypted by the relay.
+    pub srtp_packets: u64,
     /// Dropped: the other leg has no address to send to.
     pub dropped_no_destination: u64,
     /// Dropped: larger than the receive buffer.
@@ -460,6 +465,9 @@ impl Relay {
             dropped_not_ready: c[ctr::DROP_NOT_READY],
             dropped_foreign_source: c[ctr::DROP_FOREIGN],
             dropped_probation: c[ctr::DROP_PROBATION],
+            srtp_auth_failures: c[ctr::DROP_SRTP_AUTH],
+            srtp_replays: c[ctr::DROP_SRTP_REPLAY],
+            srtp_packets: c[ctr::SRTP_PACKETS],
             dropped_no_destination: c[ctr::DROP_NO_DEST],
             dropped_truncated: c[ctr::DROP_TRUNCATED],
             send_errors: c[ctr::SEND_ERRORS],
@@ -805,6 +813,16 @@ impl DataPlane for Relay {
             false,
         )
     }
+
+    fn set_srtp(
+        &self,
+        port: u16,
+        rx: Option<media_core::srtp::MasterKey>,
+        tx: Option<media_core::srtp::MasterKey>,
+    ) -> Result<(), RelayError> {
+        let (_, w) = self.worker_of(port).ok_or(RelayError::UnknownPort(port))?;
+        self.send(w, Cmd::SetSrtp { port, rx, tx }, false)
+    }
 }
 
 /// A [`DataPlane`] handle over a shared [`Relay`] for a controller that never reads live per-leg
@@ -846,6 +864,14 @@ impl DataPlane for NoLiveStats {
     }
     fn set_clock_rates(&self, port: u16, rates: &[(u8, u32)]) -> Result<(), RelayError> {
         self.0.set_clock_rates(port, rates)
+    }
+    fn set_srtp(
+        &self,
+        port: u16,
+        rx: Option<media_core::srtp::MasterKey>,
+        tx: Option<media_core::srtp::MasterKey>,
+    ) -> Result<(), RelayError> {
+        self.0.set_srtp(port, rx, tx)
     }
 }
 
