@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use media_relay::srtp::negotiate::SrtpMode;
+
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
     CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RouteOutcome, Target,
@@ -143,6 +145,14 @@ pub fn trunk_addresses(
     }
 }
 
+fn mode_of(p: config::SrtpPolicy) -> SrtpMode {
+    match p {
+        config::SrtpPolicy::Off => SrtpMode::Off,
+        config::SrtpPolicy::Optional => SrtpMode::Optional,
+        config::SrtpPolicy::Mandatory => SrtpMode::Mandatory,
+    }
+}
+
 /// The IP addresses of the trunks given as `ip:port`.
 pub fn static_trunk_ips(cfg: &Config) -> impl Iterator<Item = std::net::IpAddr> + '_ {
     cfg.trunks
@@ -215,10 +225,14 @@ impl Media {
             ("no_destination", t.dropped_no_destination),
             ("truncated", t.dropped_truncated),
             ("send_error", t.send_errors),
+            ("srtp_auth", t.srtp_auth_failures),
+            ("srtp_replay", t.srtp_replays),
         ] {
             set_counter(&m.relay_dropped.with_label_values(&[reason]), v);
         }
         m.relay_ports_free.set(t.ports_free as i64);
+        set_counter(&m.srtp_auth_failures, t.srtp_auth_failures);
+        set_counter(&m.srtp_packets, t.srtp_packets);
         for closed in self.relay.drain_closed_stats() {
             for leg in [&closed.a, &closed.b] {
                 if leg.rtp_packets_in == 0 {
@@ -295,6 +309,32 @@ impl LivePolicy {
             .trunks
             .get_key_value(&owner)
             .map(|(k, _)| k.as_str())
+    }
+
+    /// The SRTP policy of leg A (its source trunk's, else `media.srtp`) and of leg B (its
+    /// trunk's; towards a registered phone or other non-trunk: plain unless `media.srtp` is
+    /// `mandatory`). A trunk without `srtp:` accepts what it offers and is offered plain
+    /// RTP, SRTP when it is reached over TLS.
+    fn srtp_modes(&self, call: &signaling::b2bua::CallRef<'_>) -> [SrtpMode; 2] {
+        let media = mode_of(self.config.media.srtp);
+        let a = match self.trunk_of(Peer {
+            transport: Transport::Udp,
+            addr: call.peer(Leg::A),
+        }) {
+            Some(t) => self.config.trunks.get(t).and_then(|t| t.srtp),
+            None => None,
+        }
+        .map_or(media, mode_of);
+        let b = match call.b_trunk.and_then(|t| self.config.trunks.get(t)) {
+            Some(t) => match (t.srtp, t.transport) {
+                (Some(p), _) => mode_of(p),
+                (None, config::TransportKind::Tls) => SrtpMode::Mandatory,
+                (None, _) => SrtpMode::Off,
+            },
+            None if media == SrtpMode::Mandatory => media,
+            None => SrtpMode::Off,
+        };
+        [a, b]
     }
 
     fn trunk_limits(&self, name: &str) -> TrunkLimits {
@@ -656,16 +696,18 @@ impl Policy for LivePolicy {
         sdp: &[u8],
         _now: Instant,
     ) -> Result<Vec<u8>, MediaRefusal> {
+        let modes = self.srtp_modes(&call);
         match &mut self.media {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .offer_from_peer(
+                .offer_srtp(
                     side(from),
                     call.call_id,
                     call.from_tag,
                     sdp,
                     Some(call.peer(from).ip()),
+                    modes,
                 )
                 .map_err(|e| match e {
                     // No room in the relay is the server's condition, not the offer's: 503 with

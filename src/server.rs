@@ -718,9 +718,18 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
     // The B2BUA never reads live per-leg stats (final stats reach the metrics through
     // `drain_closed_stats`): its handle skips the stats round trip to the relay workers that
     // `MediaCalls::delete` would make at every call end.
+    // SRTP master keys (one per leg and offer) from their own ChaCha20 stream, seeded from
+    // the OS CSPRNG like the core's identifiers.
+    let mut keys = {
+        use rand_core::SeedableRng;
+        rand_chacha::ChaCha20Rng::from_seed(seed()?)
+    };
     let calls = media_relay::control::MediaCalls::new(Arc::new(media_relay::relay::NoLiveStats(
         relay.clone(),
-    )));
+    )))
+    .with_key_source(Box::new(move |b: &mut [u8]| {
+        rand_core::RngCore::fill_bytes(&mut keys, b)
+    }));
     // The rtpengine-compatible control port: its calls live in their own table over the same
     // data plane (Kamailio's rtpengine module can drive trunkline's relay unchanged).
     let ng = match m.ng_listen {

@@ -117,11 +117,13 @@ pub use admin::{parse_token, Admin};
 pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 pub use dns::{Dns, TrunkAddress};
+pub use srtp::SrtpPolicy;
 mod dialplan;
 mod dns;
 mod fastyaml;
 mod locate;
 mod pattern;
+mod srtp;
 
 pub use dialplan::{Action, Decision, Dialplan, RouteQuery};
 
@@ -213,6 +215,8 @@ pub struct Media {
     /// Forward RTP flows whose sources have settled with an eBPF program in the kernel (default
     /// auto); signaling, latching, RTCP and stats stay in user space.
     pub kernel_forwarding: KernelForwarding,
+    /// SRTP for callers that are no trunk (`media.srtp`, default optional; see [`SrtpPolicy`]).
+    pub srtp: SrtpPolicy,
 }
 
 /// Prometheus/admin HTTP endpoint.
@@ -409,6 +413,8 @@ pub struct Trunk {
     pub register: Option<TrunkRegister>,
     /// OPTIONS health probing (`probe:`); absent: off.
     pub probe: Option<TrunkProbe>,
+    /// SRTP on this trunk's legs (`srtp:`); absent: see [`SrtpPolicy`]'s defaults.
+    pub srtp: Option<SrtpPolicy>,
 }
 
 /// An MGCP gateway trunk (`mgcp:`).
@@ -806,6 +812,8 @@ struct RawMedia {
     strict_source: bool,
     #[serde(default)]
     kernel_forwarding: KernelForwarding,
+    #[serde(default)]
+    srtp: SrtpPolicy,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -907,6 +915,8 @@ struct RawTrunk {
     register: Option<carrier::RawTrunkRegister>,
     #[serde(default)]
     probe: Option<carrier::RawTrunkProbe>,
+    #[serde(default)]
+    srtp: Option<SrtpPolicy>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1208,6 +1218,7 @@ fn build_with(
                 auth: carrier.auth,
                 register: carrier.register,
                 probe: carrier.probe,
+                srtp: t.srtp,
             },
         );
     }
@@ -1540,6 +1551,7 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         io_uring_batch_us,
         strict_source: m.strict_source,
         kernel_forwarding: m.kernel_forwarding,
+        srtp: m.srtp,
     })
 }
 

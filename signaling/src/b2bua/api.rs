@@ -89,6 +89,8 @@ pub struct CallRef<'a> {
     /// The signalling peer of leg A and of leg B (the target being tried or answered): the
     /// media side lets a NATed endpoint's media come from that IP.
     pub peers: [SocketAddr; 2],
+    /// The trunk of leg B: the one its dialog is with, or the target being tried.
+    pub b_trunk: Option<&'a str>,
 }
 
 impl CallRef<'_> {
