@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
-    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RouteOutcome, Target,
+    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, RouteOutcome, Target,
 };
 use signaling::registrar::RegistrarSettings;
 use signaling::{Peer, Request, Transport};
@@ -346,7 +346,7 @@ impl LivePolicy {
     /// limits (a call) or not (a MESSAGE).
     fn plan(
         &mut self,
-        req: &Request,
+        request_uri: &str,
         from: Peer,
         to_user: &str,
         from_user: &str,
@@ -356,7 +356,7 @@ impl LivePolicy {
         let q = RouteQuery {
             to_user,
             from_user,
-            request_uri: &req.uri,
+            request_uri,
             source_trunk: self.trunk_of(from),
             source_ip: Some(from.addr.ip()),
         };
@@ -573,7 +573,7 @@ impl Policy for LivePolicy {
         if let Some(refused) = self.admission() {
             return refused;
         }
-        self.plan(req, from, to_user, from_user, true, now)
+        self.plan(&req.uri, from, to_user, from_user, true, now)
     }
 
     fn route_message(
@@ -588,7 +588,7 @@ impl Policy for LivePolicy {
         if self.guard.overload.is_on() {
             return self.unavailable();
         }
-        self.plan(req, from, to_user, from_user, false, now)
+        self.plan(&req.uri, from, to_user, from_user, false, now)
     }
 
     fn media_offer(
@@ -659,6 +659,26 @@ impl Policy for LivePolicy {
         let cfg = &self.config;
         let limits_of = |name: &str| trunk_limits(cfg, name);
         self.guard.usage.on_event(&ev, limits_of, now);
+    }
+
+    fn redirect_mode(&mut self, trunk: &str, _now: Instant) -> RedirectMode {
+        match self.config.trunks.get(trunk).map(|t| t.redirect) {
+            Some(config::Redirect::Follow) => RedirectMode::Follow,
+            Some(config::Redirect::Reject) => RedirectMode::Reject,
+            Some(config::Redirect::Relay) | None => RedirectMode::Relay,
+        }
+    }
+
+    fn route_redirect(
+        &mut self,
+        uri: &str,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+        now: Instant,
+    ) -> RouteOutcome {
+        // The same call: not counted again (its targets are admitted one by one as tried).
+        self.plan(uri, from, to_user, from_user, false, now)
     }
 
     fn admit_target(&mut self, target: &Target, now: Instant) -> bool {

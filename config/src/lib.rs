@@ -57,7 +57,8 @@
 //!   carrier: { address: 127.0.0.1:5090, transport: udp, max_calls: 100, max_cps: 10,
 //!              auth: { username: acme, password: s3cret },   # answer its 401/407 (optional realm)
 //!              register: { expires: 3600 },                   # register with it (user/domain/contact_user)
-//!              probe: { interval: 30, down_after: 3, up_after: 2 } }  # OPTIONS health probes
+//!              probe: { interval: 30, down_after: 3, up_after: 2 },   # OPTIONS health probes
+//!              redirect: relay }   # its 3xx to a call: relay (default) | follow | reject
 //! dialplan:                    # first match wins
 //!   - match: { to_user: '^\+?1(\d{10})$' }
 //!     rewrite: { to_user: '+1$1' }
@@ -403,6 +404,23 @@ pub struct Trunk {
     pub register: Option<TrunkRegister>,
     /// OPTIONS health probing (`probe:`); absent: off.
     pub probe: Option<TrunkProbe>,
+    /// What a 3xx answer from this trunk to a call does (`redirect:`).
+    pub redirect: Redirect,
+}
+
+/// A trunk's `redirect:`: what a 3xx it answers a call with does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redirect {
+    /// The caller gets the 3xx with its Contacts (default).
+    #[default]
+    Relay,
+    /// Each Contact (best q first, at most 5 a call) is routed by the dial plan on its user
+    /// part, or by the location service for a served user, as the call's next targets;
+    /// never to the Contact's host as such.
+    Follow,
+    /// The 3xx counts as a failed target: the route's next one is tried.
+    Reject,
 }
 
 /// An MGCP gateway trunk (`mgcp:`).
@@ -897,6 +915,8 @@ struct RawTrunk {
     register: Option<carrier::RawTrunkRegister>,
     #[serde(default)]
     probe: Option<carrier::RawTrunkProbe>,
+    #[serde(default)]
+    redirect: Option<Redirect>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1191,6 +1211,7 @@ fn build_with(
                 auth: carrier.auth,
                 register: carrier.register,
                 probe: carrier.probe,
+                redirect: t.redirect.unwrap_or_default(),
             },
         );
     }

@@ -115,6 +115,10 @@ impl B2bua {
             return;
         }
         self.owners.remove(&tx);
+        if (300..400).contains(&status) {
+            self.b_redirected(id, &resp, now, policy);
+            return;
+        }
         self.b_invite_failed(id, status, resp.reason, now, policy);
     }
 

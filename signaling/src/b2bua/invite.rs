@@ -283,6 +283,8 @@ impl B2bua {
                 targets: route.targets,
                 target_idx: 0,
                 to_user: route.to_user,
+                users: Vec::new(),
+                followed: 0,
                 trunk: None,
                 tx: None,
                 invite: None,
@@ -418,7 +420,7 @@ impl B2bua {
         let max_fwd = at.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         b.peer = target.peer;
         b.trunk = target.trunk != REGISTERED;
-        let user = user_at(&at.to_user);
+        let user = user_at(at.user_of(at.target_idx));
         b.remote_uri = cat(&["<sip:", &user, &target.host, ">"]);
         b.remote_target = cat(&["sip:", &user, &target.host]);
         b.remote_tag = None;

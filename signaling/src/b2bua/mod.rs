@@ -42,6 +42,7 @@ mod invite;
 mod message;
 mod owners;
 mod presence;
+mod redirect;
 mod snapshot;
 mod uac_auth;
 mod wire;
