@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
-    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, RouteOutcome, Target,
+    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, Rel100Mode,
+    RouteOutcome, Target,
 };
 use signaling::registrar::RegistrarSettings;
 use signaling::{Peer, Request, Transport};
@@ -666,6 +667,14 @@ impl Policy for LivePolicy {
             Some(config::Redirect::Follow) => RedirectMode::Follow,
             Some(config::Redirect::Reject) => RedirectMode::Reject,
             Some(config::Redirect::Relay) | None => RedirectMode::Relay,
+        }
+    }
+
+    fn rel100_mode(&mut self, trunk: &str, _now: Instant) -> Rel100Mode {
+        match self.config.trunks.get(trunk).map(|t| t.rel100) {
+            Some(config::Rel100::Required) => Rel100Mode::Required,
+            Some(config::Rel100::Off) => Rel100Mode::Off,
+            Some(config::Rel100::Supported) | None => Rel100Mode::Supported,
         }
     }
 

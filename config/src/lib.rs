@@ -58,7 +58,8 @@
 //!              auth: { username: acme, password: s3cret },   # answer its 401/407 (optional realm)
 //!              register: { expires: 3600 },                   # register with it (user/domain/contact_user)
 //!              probe: { interval: 30, down_after: 3, up_after: 2 },   # OPTIONS health probes
-//!              redirect: relay }   # its 3xx to a call: relay (default) | follow | reject
+//!              redirect: relay,    # its 3xx to a call: relay (default) | follow | reject
+//!              100rel: supported } # RFC 3262 on leg B: supported (default) | required | off
 //! dialplan:                    # first match wins
 //!   - match: { to_user: '^\+?1(\d{10})$' }
 //!     rewrite: { to_user: '+1$1' }
@@ -406,6 +407,22 @@ pub struct Trunk {
     pub probe: Option<TrunkProbe>,
     /// What a 3xx answer from this trunk to a call does (`redirect:`).
     pub redirect: Redirect,
+    /// Reliable provisional responses (RFC 3262) offered to this trunk (`100rel:`).
+    pub rel100: Rel100,
+}
+
+/// A trunk's `100rel:`: what leg B's INVITE to it says of reliable provisional responses
+/// (RFC 3262). Whatever it says, a reliable provisional the trunk sends is PRACKed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rel100 {
+    /// `Supported: 100rel` (default).
+    #[default]
+    Supported,
+    /// `Require: 100rel`: the trunk must send its provisionals reliably.
+    Required,
+    /// Neither.
+    Off,
 }
 
 /// A trunk's `redirect:`: what a 3xx it answers a call with does.
@@ -917,6 +934,8 @@ struct RawTrunk {
     probe: Option<carrier::RawTrunkProbe>,
     #[serde(default)]
     redirect: Option<Redirect>,
+    #[serde(default, rename = "100rel")]
+    rel100: Option<Rel100>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1212,6 +1231,7 @@ fn build_with(
                 register: carrier.register,
                 probe: carrier.probe,
                 redirect: t.redirect.unwrap_or_default(),
+                rel100: t.rel100.unwrap_or_default(),
             },
         );
     }

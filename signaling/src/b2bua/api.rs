@@ -62,6 +62,18 @@ pub enum RedirectMode {
     Reject,
 }
 
+/// Reliable provisional responses (RFC 3262) on leg B, per trunk ([`Policy::rel100_mode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rel100Mode {
+    /// Leg B's INVITE says `Supported: 100rel`; reliable provisionals are PRACKed.
+    #[default]
+    Supported,
+    /// Leg B's INVITE says `Require: 100rel`.
+    Required,
+    /// Neither (a reliable provisional is still PRACKed: RFC 3262 §4 binds any UAC that gets one).
+    Off,
+}
+
 /// Why the media side refused an SDP offer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MediaRefusal {
@@ -217,6 +229,11 @@ pub trait Policy {
     /// every call follows [`Policy::route`]).
     fn registrar(&mut self, _now: Instant) -> Option<Arc<RegistrarSettings>> {
         None
+    }
+    /// Whether leg B's INVITE to `trunk` offers or requires 100rel (`100rel:` of the trunk).
+    /// Default: supported.
+    fn rel100_mode(&mut self, _trunk: &str, _now: Instant) -> Rel100Mode {
+        Rel100Mode::Supported
     }
     /// What to do with a 3xx that `trunk` answered leg B's INVITE with (`redirect:` of the
     /// trunk). Default: relay it to leg A.

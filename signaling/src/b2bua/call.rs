@@ -82,6 +82,9 @@ pub(super) struct Attempt {
     pub(super) users: Vec<Option<String>>,
     /// Contacts of 3xx answers followed so far (bounded: a redirect loop ends).
     pub(super) followed: usize,
+    /// The RSeq of the last reliable provisional PRACKed on leg B, per early dialog (To tag)
+    /// of the current target (`prack.rs`).
+    pub(super) b_rseq: Vec<(String, u32)>,
     /// The trunk of the target being tried.
     pub(super) trunk: Option<String>,
     /// Leg B's INVITE to the current target: its client transaction (until its final answer
@@ -335,6 +338,7 @@ mod tests {
                 to_user: String::new(),
                 users: Vec::new(),
                 followed: 0,
+                b_rseq: Vec::new(),
                 trunk: None,
                 tx: None,
                 invite: Some(invite("42 INVITE")),

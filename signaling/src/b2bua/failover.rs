@@ -285,7 +285,7 @@ impl B2bua {
                     }
                 }
             }
-            ClientPurpose::Bye | ClientPurpose::Cancel => {
+            ClientPurpose::Bye | ClientPurpose::Cancel | ClientPurpose::Prack => {
                 self.maybe_collect(id);
             }
         }
