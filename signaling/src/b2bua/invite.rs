@@ -445,11 +445,10 @@ impl B2bua {
             h.push(name, value);
         }
         copy_passthrough(&at.a_invite.headers, &mut h);
-        let mut body = Vec::new();
-        if let Some((ct, sdp)) = &at.b_offer {
+        let body = at.b_offer.as_ref().map_or_else(Vec::new, |(ct, sdp)| {
             h.push("Content-Type", ct.clone());
-            body = sdp.clone();
-        }
+            sdp.clone()
+        });
         let req = Request {
             method: Method::Invite,
             uri: b.remote_target.clone(),
