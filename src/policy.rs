@@ -7,7 +7,8 @@ use media_relay::srtp::negotiate::SrtpMode;
 
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
-    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RouteOutcome, Target,
+    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, Rel100Mode,
+    RouteOutcome, Target,
 };
 use signaling::registrar::RegistrarSettings;
 use signaling::{Peer, Request, Transport};
@@ -431,7 +432,7 @@ impl LivePolicy {
     /// limits (a call) or not (a MESSAGE).
     fn plan(
         &mut self,
-        req: &Request,
+        request_uri: &str,
         from: Peer,
         to_user: &str,
         from_user: &str,
@@ -441,7 +442,7 @@ impl LivePolicy {
         let q = RouteQuery {
             to_user,
             from_user,
-            request_uri: &req.uri,
+            request_uri,
             source_trunk: self.trunk_of(from),
             source_ip: Some(from.addr.ip()),
         };
@@ -671,7 +672,7 @@ impl Policy for LivePolicy {
         if let Some(refused) = self.admission() {
             return refused;
         }
-        self.plan(req, from, to_user, from_user, true, now)
+        self.plan(&req.uri, from, to_user, from_user, true, now)
     }
 
     fn route_message(
@@ -686,7 +687,7 @@ impl Policy for LivePolicy {
         if self.guard.overload.is_on() {
             return self.unavailable();
         }
-        self.plan(req, from, to_user, from_user, false, now)
+        self.plan(&req.uri, from, to_user, from_user, false, now)
     }
 
     fn media_offer(
@@ -759,6 +760,34 @@ impl Policy for LivePolicy {
         let cfg = &self.config;
         let limits_of = |name: &str| trunk_limits(cfg, name);
         self.guard.usage.on_event(&ev, limits_of, now);
+    }
+
+    fn redirect_mode(&mut self, trunk: &str, _now: Instant) -> RedirectMode {
+        match self.config.trunks.get(trunk).map(|t| t.redirect) {
+            Some(config::Redirect::Follow) => RedirectMode::Follow,
+            Some(config::Redirect::Reject) => RedirectMode::Reject,
+            Some(config::Redirect::Relay) | None => RedirectMode::Relay,
+        }
+    }
+
+    fn rel100_mode(&mut self, trunk: &str, _now: Instant) -> Rel100Mode {
+        match self.config.trunks.get(trunk).map(|t| t.rel100) {
+            Some(config::Rel100::Required) => Rel100Mode::Required,
+            Some(config::Rel100::Off) => Rel100Mode::Off,
+            Some(config::Rel100::Supported) | None => Rel100Mode::Supported,
+        }
+    }
+
+    fn route_redirect(
+        &mut self,
+        uri: &str,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+        now: Instant,
+    ) -> RouteOutcome {
+        // The same call: not counted again (its targets are admitted one by one as tried).
+        self.plan(uri, from, to_user, from_user, false, now)
     }
 
     fn admit_target(&mut self, target: &Target, now: Instant) -> bool {

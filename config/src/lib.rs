@@ -60,7 +60,9 @@
 //!   carrier: { address: sip.carrier.example, transport: udp, max_calls: 100, max_cps: 10,
 //!              auth: { username: acme, password: s3cret },   # answer its 401/407 (optional realm)
 //!              register: { expires: 3600 },                   # register with it (user/domain/contact_user)
-//!              probe: { interval: 30, down_after: 3, up_after: 2 } }  # OPTIONS health probes
+//!              probe: { interval: 30, down_after: 3, up_after: 2 },   # OPTIONS health probes
+//!              redirect: relay,    # its 3xx to a call: relay (default) | follow | reject
+//!              100rel: supported } # RFC 3262 on leg B: supported (default) | required | off
 //! dialplan:                    # first match wins
 //!   - match: { to_user: '^\+?1(\d{10})$' }
 //!     rewrite: { to_user: '+1$1' }
@@ -415,6 +417,39 @@ pub struct Trunk {
     pub probe: Option<TrunkProbe>,
     /// SRTP on this trunk's legs (`srtp:`); absent: see [`SrtpPolicy`]'s defaults.
     pub srtp: Option<SrtpPolicy>,
+    /// What a 3xx answer from this trunk to a call does (`redirect:`).
+    pub redirect: Redirect,
+    /// Reliable provisional responses (RFC 3262) offered to this trunk (`100rel:`).
+    pub rel100: Rel100,
+}
+
+/// A trunk's `100rel:`: what leg B's INVITE to it says of reliable provisional responses
+/// (RFC 3262). Whatever it says, a reliable provisional the trunk sends is PRACKed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rel100 {
+    /// `Supported: 100rel` (default).
+    #[default]
+    Supported,
+    /// `Require: 100rel`: the trunk must send its provisionals reliably.
+    Required,
+    /// Neither.
+    Off,
+}
+
+/// A trunk's `redirect:`: what a 3xx it answers a call with does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redirect {
+    /// The caller gets the 3xx with its Contacts (default).
+    #[default]
+    Relay,
+    /// Each Contact (best q first, at most 5 a call) is routed by the dial plan on its user
+    /// part, or by the location service for a served user, as the call's next targets;
+    /// never to the Contact's host as such.
+    Follow,
+    /// The 3xx counts as a failed target: the route's next one is tried.
+    Reject,
 }
 
 /// An MGCP gateway trunk (`mgcp:`).
@@ -917,6 +952,9 @@ struct RawTrunk {
     probe: Option<carrier::RawTrunkProbe>,
     #[serde(default)]
     srtp: Option<SrtpPolicy>,
+    redirect: Option<Redirect>,
+    #[serde(default, rename = "100rel")]
+    rel100: Option<Rel100>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1219,6 +1257,8 @@ fn build_with(
                 register: carrier.register,
                 probe: carrier.probe,
                 srtp: t.srtp,
+                redirect: t.redirect.unwrap_or_default(),
+                rel100: t.rel100.unwrap_or_default(),
             },
         );
     }

@@ -271,6 +271,8 @@ impl B2bua {
                     _ => {}
                 }
             }
+            // Reliable provisionals are per leg (`prack.rs`): leg A's PRACKs are answered here.
+            Method::Prack if leg == Leg::A => self.on_a_prack(tx, &req, id, now),
             _ => self.relay_in_dialog(tx, req, id, leg, now, policy),
         }
     }
@@ -594,6 +596,7 @@ impl B2bua {
             }
             self.by_b.remove(&call.b.call_id);
             self.by_a_tx.remove(&call.a_tx);
+            self.rel_a.remove(&id);
         }
     }
 }

@@ -41,7 +41,9 @@ mod forks;
 mod invite;
 mod message;
 mod owners;
+mod prack;
 mod presence;
+mod redirect;
 mod snapshot;
 mod uac_auth;
 mod wire;
@@ -96,6 +98,8 @@ enum ClientPurpose {
     Invite,
     Cancel,
     Bye,
+    /// Leg B's PRACK for a reliable provisional response (RFC 3262 §4).
+    Prack,
     /// A request relayed from the other leg: answer `server_tx` with the final response.
     Relay {
         server_tx: TxId,
@@ -108,9 +112,17 @@ struct Deadline {
     at: std::cmp::Reverse<Instant>,
     call: CallId,
     target_idx: usize,
-    /// `false`: no answer at all yet ([`CoreConfig::no_answer_failover`]); `true`: ringing
-    /// without a final answer ([`CoreConfig::ringing_timeout`]).
-    ringing: bool,
+    kind: DeadlineKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum DeadlineKind {
+    /// No answer at all yet ([`CoreConfig::no_answer_failover`]).
+    NoAnswer,
+    /// Ringing without a final answer ([`CoreConfig::ringing_timeout`]).
+    Ringing,
+    /// Leg A's reliable provisional response is due for retransmission (`prack.rs`).
+    Reliable1xx,
 }
 
 /// A leg B INVITE the call moved on from (no answer, or ringing too long). A late provisional
@@ -175,6 +187,8 @@ pub struct B2bua {
     b_sent: IdMap<TxId, Request>,
     /// MESSAGEs and first SUBSCRIBEs to trunks with credentials, until their final answer.
     b_sent_standalone: IdMap<TxId, uac_auth::Standalone>,
+    /// Leg A's reliable provisional responses (RFC 3262), per call whose caller supports them.
+    rel_a: IdMap<CallId, prack::RelA>,
 }
 
 impl B2bua {
@@ -237,6 +251,7 @@ impl B2bua {
             carriers: carriers::Carriers::default(),
             b_sent: IdMap::default(),
             b_sent_standalone: IdMap::default(),
+            rel_a: IdMap::default(),
         }
     }
 
@@ -370,10 +385,12 @@ impl B2bua {
                 break;
             }
             let Some(d) = self.deadlines.pop() else { break };
-            if d.ringing {
-                self.ringing_deadline(d.call, d.target_idx, now, policy);
-            } else {
-                self.no_answer_deadline(d.call, d.target_idx, now, policy);
+            match d.kind {
+                DeadlineKind::Ringing => self.ringing_deadline(d.call, d.target_idx, now, policy),
+                DeadlineKind::NoAnswer => {
+                    self.no_answer_deadline(d.call, d.target_idx, now, policy)
+                }
+                DeadlineKind::Reliable1xx => self.reliable_1xx_due(d.call, d.at.0, now, policy),
             }
         }
         self.pump(now, policy);
@@ -534,6 +551,7 @@ impl B2bua {
         // §11 lets a UAS answer one with Max-Forwards 0 (a proxy's probe of its next hop).
         let to_us = req.method == Method::Options && to_tag.is_none();
         let rules = check::Admission {
+            supported: SUPPORTED,
             reject_zero_max_forwards: !to_us,
             ..check::Admission::default()
         };
@@ -562,6 +580,7 @@ impl B2bua {
                 let mut resp = make_response(&req, 200, "OK", Some(&tag));
                 resp.headers.push("Allow", ALLOW);
                 resp.headers.push("Accept", "application/sdp");
+                resp.headers.push("Supported", "100rel");
                 resp.headers.push("Server", self.cfg.user_agent.clone());
                 self.tx.send_response(tx, resp, now);
             }
