@@ -105,7 +105,7 @@ impl B2bua {
         let routes = dialog::uac_route_set(&resp.headers);
         for (method, cseq) in [(Method::Ack, seq), (Method::Bye, seq.wrapping_add(1))] {
             let mut h = Headers::with_capacity(12);
-            h.push("Via", self.via_for(ab.peer.transport));
+            h.push("Via", self.via_for(ab.peer));
             h.push("Max-Forwards", "70");
             for r in &routes {
                 h.push("Route", r.clone());

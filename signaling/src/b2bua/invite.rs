@@ -288,7 +288,7 @@ impl B2bua {
             .as_ref()
             .map(|d| format!("{} ", quote_display(d)))
             .unwrap_or_default();
-        let our_host = self.our_host();
+        let our_host = self.our_host(first.peer);
         Dialog {
             call_id,
             local_tag,
@@ -353,7 +353,7 @@ impl B2bua {
             .get(&id)
             .and_then(Call::attempt)
             .and_then(|a| a.targets.get(a.target_idx))
-            .map(|t| t.peer.transport)
+            .map(|t| t.peer)
         else {
             return;
         };
