@@ -702,6 +702,7 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
         },
         // Relay ports are picked by a CSPRNG: seeded here, from the OS.
         port_seed: Some(rand::random()),
+        address_v6: m.address_v6,
     };
     let relay =
         media_relay::Relay::start_with(rcfg, &tuning).map_err(|e| format!("media relay: {e}"))?;

@@ -25,4 +25,4 @@ pub mod rtcp;
 pub mod sdp;
 pub mod session;
 
-pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};
+pub use dataplane::{DataPlane, Family, LegPair, LegStats, RelayError, RelayEvent};

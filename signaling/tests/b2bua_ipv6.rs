@@ -198,3 +198,110 @@ fn ipv6_caller_gets_received_without_brackets_and_rport() {
     let v = b.top_via().unwrap();
     assert_eq!(format!("{}:{}", v.host, v.port.unwrap()), ME4);
 }
+
+/// StaticPolicy that writes, into the SDP it hands leg B, the family of leg B's peer (as the
+/// relay's rewrite would: `c=IN IP6` towards an IPv6 trunk).
+struct FamilyPolicy {
+    inner: StaticPolicy,
+    offers: Vec<std::net::SocketAddr>,
+}
+
+impl signaling::b2bua::Policy for FamilyPolicy {
+    fn route(
+        &mut self,
+        req: &Request,
+        from: signaling::Peer,
+        to_user: &str,
+        from_user: &str,
+        now: std::time::Instant,
+    ) -> signaling::b2bua::RouteOutcome {
+        self.inner.route(req, from, to_user, from_user, now)
+    }
+    fn media_offer(
+        &mut self,
+        call: signaling::b2bua::CallRef<'_>,
+        from: signaling::b2bua::Leg,
+        _sdp: &[u8],
+        _now: std::time::Instant,
+    ) -> Result<Vec<u8>, signaling::b2bua::MediaRefusal> {
+        let to = call.peer(match from {
+            signaling::b2bua::Leg::A => signaling::b2bua::Leg::B,
+            signaling::b2bua::Leg::B => signaling::b2bua::Leg::A,
+        });
+        self.offers.push(to);
+        let fam = if to.is_ipv6() {
+            "IP6 2001:db8::5"
+        } else {
+            "IP4 192.0.2.5"
+        };
+        Ok(format!(
+            "v=0\r\no=- 1 1 IN {fam}\r\ns=-\r\nc=IN {fam}\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n"
+        )
+        .into_bytes())
+    }
+    fn media_answer(
+        &mut self,
+        call: signaling::b2bua::CallRef<'_>,
+        from: signaling::b2bua::Leg,
+        sdp: &[u8],
+        now: std::time::Instant,
+    ) -> Result<Vec<u8>, String> {
+        self.inner.media_answer(call, from, sdp, now)
+    }
+    fn media_release(&mut self, call: signaling::b2bua::CallRef<'_>, now: std::time::Instant) {
+        self.inner.media_release(call, now)
+    }
+    fn event(&mut self, ev: signaling::b2bua::CallEvent, now: std::time::Instant) {
+        self.inner.event(ev, now)
+    }
+}
+
+#[test]
+fn failover_to_a_trunk_of_the_other_family_reoffers_for_it() {
+    let cfg = CoreConfig {
+        local_udp: Some(ME4.parse().unwrap()),
+        local_udp_v6: Some(ME6.parse().unwrap()),
+        ..CoreConfig::default()
+    };
+    let t = |name: &str, a: &str| Target {
+        trunk: name.into(),
+        peer: peer(a),
+        host: a.into(),
+    };
+    let mut w = signaling::testing::World::new(
+        cfg,
+        FamilyPolicy {
+            inner: StaticPolicy {
+                targets: vec![t("v6", TRUNK6), t("v4", TRUNK4)],
+                events: Vec::new(),
+                released: Vec::new(),
+            },
+            offers: Vec::new(),
+        },
+    );
+    let sdp = "v=0\r\no=a 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let inv = String::from_utf8(invite(CALLER4, ME4)).unwrap().replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    );
+    w.feed(CALLER4, inv.as_bytes());
+    let first = w.take_request(TRUNK6, "INVITE");
+    assert!(String::from_utf8_lossy(&first.body).contains("c=IN IP6 2001:db8::5"));
+    assert_eq!(first.top_via().unwrap().host, "[2001:db8::1]");
+    // The IPv6 trunk fails: the IPv4 one gets an offer made for IPv4, and our IPv4 Via.
+    w.respond(TRUNK6, &first, 503);
+    let second = w.take_request(TRUNK4, "INVITE");
+    assert!(
+        String::from_utf8_lossy(&second.body).contains("c=IN IP4 192.0.2.5"),
+        "{}",
+        String::from_utf8_lossy(&second.body)
+    );
+    assert_eq!(second.top_via().unwrap().host, "192.0.2.1");
+    assert_eq!(
+        w.policy.offers,
+        [TRUNK6.parse().unwrap(), TRUNK4.parse().unwrap()]
+    );
+}

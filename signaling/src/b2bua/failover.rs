@@ -167,8 +167,13 @@ impl B2bua {
             None
         };
         if let Some(next) = next {
+            let family = |i: usize| at.targets.get(i).map(|t| is_v6(&t.peer));
+            let refamily = family(at.target_idx) != family(next);
             at.target_idx = next;
             b.local_cseq = b.local_cseq.wrapping_add(1);
+            if refamily {
+                self.reoffer_b(id, now, policy);
+            }
             self.send_b_invite(id, now, policy);
             return;
         }

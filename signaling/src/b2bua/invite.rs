@@ -346,6 +346,27 @@ impl B2bua {
         }
     }
 
+    /// Leg B's offer again, for a target of the other IP family than the one it was made for
+    /// (failover from an IPv6 trunk to an IPv4 one, say): the relay ports facing leg B move to
+    /// that family and the SDP names its relay address (RFC 6157). A refusal keeps the offer.
+    pub(super) fn reoffer_b(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((peer, offer)) = call.attempt().and_then(|a| {
+            let t = a.targets.get(a.target_idx)?;
+            Some((t.peer, a.a_offer.clone()?))
+        }) else {
+            return;
+        };
+        call.b.peer = peer;
+        if let Ok(sdp) = policy.media_offer(call.media_ref(), Leg::A, &offer, now) {
+            if let Some((_, body)) = call.attempt_mut().and_then(|a| a.b_offer.as_mut()) {
+                *body = sdp;
+            }
+        }
+    }
+
     /// Send (or re-send, on failover) leg B's INVITE to the current target.
     pub(super) fn send_b_invite(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
         let Some(t) = self
