@@ -707,7 +707,7 @@ impl Policy for LivePolicy {
                     call.call_id,
                     call.from_tag,
                     sdp,
-                    Some(call.peer(from).ip()),
+                    peers(&call, from),
                     modes,
                 )
                 .map_err(|e| match e {
@@ -733,13 +733,13 @@ impl Policy for LivePolicy {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .answer_from_peer(
+                .answer_between(
                     side(from),
                     call.call_id,
                     call.from_tag,
                     None,
                     sdp,
-                    Some(call.peer(from).ip()),
+                    peers(&call, from),
                 )
                 .map_err(|e| e.to_string()),
         }
@@ -799,6 +799,20 @@ impl Policy for LivePolicy {
                 false
             }
         }
+    }
+}
+
+/// The signalling peers around an SDP from leg `from`: its own (a NATed endpoint's media may
+/// come from that IP) and the other leg's (the relay ports facing each leg are of its family,
+/// and each leg's SDP names the relay address of its family, RFC 6157).
+fn peers(call: &CallRef<'_>, from: Leg) -> media_relay::control::Peers {
+    let other = match from {
+        Leg::A => Leg::B,
+        Leg::B => Leg::A,
+    };
+    media_relay::control::Peers {
+        from: Some(call.peer(from).ip()),
+        to: Some(call.peer(other).ip()),
     }
 }
 

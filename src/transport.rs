@@ -29,9 +29,14 @@ pub enum Input {
 
 /// Bind a UDP socket with IP_RECVERR so ICMP errors can be attributed to the destination that
 /// caused them (Linux `ip(7)`): the core then fails over at once instead of waiting for Timer B.
+/// An IPv6 socket is IPv6 only (`IPV6_V6ONLY`), so `[::]:5060` and `0.0.0.0:5060` are two
+/// listeners side by side and every peer is seen with the address of its own family.
 pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
     sock.set_reuse_address(true)?;
     let _ = sock.set_recv_buffer_size(4 << 20);
     let _ = sock.set_send_buffer_size(4 << 20);
@@ -54,6 +59,20 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     UdpSocket::from_std(sock.into())
+}
+
+/// Bind a TCP (or TLS) listener; an IPv6 one is IPv6 only, as [`bind_udp`]'s.
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
 }
 
 /// Read one queued ICMP error and return the destination it was about (the `msg_name` of the

@@ -26,4 +26,4 @@ pub mod sdp;
 pub mod session;
 pub mod srtp;
 
-pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};
+pub use dataplane::{DataPlane, Family, LegPair, LegStats, RelayError, RelayEvent};

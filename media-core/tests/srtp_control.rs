@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use media_core::control::fake::{FakeDataPlane, Op};
-use media_core::control::{MediaCalls, MediaError, Side};
+use media_core::control::{MediaCalls, MediaError, Peers, Side};
 use media_core::srtp::negotiate::{NegotiateError, SrtpMode};
 use media_core::srtp::{sdes, MasterKey, Suite};
 
@@ -42,7 +42,7 @@ fn srtp_caller_plain_trunk() {
             "c1",
             "ta",
             &offer,
-            None,
+            Peers::default(),
             [SrtpMode::Optional, SrtpMode::Off],
         )
         .unwrap();
@@ -89,7 +89,7 @@ fn mandatory_without_crypto_is_refused_and_nothing_stays_open() {
         "c2",
         "ta",
         &sdp("RTP/AVP", None),
-        None,
+        Peers::default(),
         [SrtpMode::Mandatory, SrtpMode::Off],
     );
     assert_eq!(r, Err(MediaError::Srtp(NegotiateError::Required)));
@@ -105,7 +105,7 @@ fn no_key_source_no_srtp() {
         "c3",
         "ta",
         &sdp("RTP/AVP", None),
-        None,
+        Peers::default(),
         [SrtpMode::Off; 2],
     );
     assert_eq!(r, Err(MediaError::NoKeySource));

@@ -11,5 +11,5 @@ pub use media_core::{control, dataplane, sdp, srtp};
 pub mod ng;
 pub mod relay;
 
-pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};
+pub use dataplane::{DataPlane, Family, LegPair, LegStats, RelayError, RelayEvent};
 pub use relay::{Backend, ClosedPairStats, Relay, RelayConfig, RelayTotals};

@@ -56,6 +56,11 @@ pub(crate) enum Cmd {
         port: u16,
         reply: Sender<Option<LegStats>>,
     },
+    /// Close the kept (idle) sockets of `port`: the control side needs the port number for the
+    /// other family; it goes back to the pool once closed.
+    Drop {
+        port: u16,
+    },
     Shutdown,
 }
 
@@ -355,6 +360,10 @@ impl Core {
                 let _ = reply.try_send(s);
                 Effect::None
             }
+            Cmd::Drop { port } => match self.idle.remove(&port) {
+                Some([rtp, rtcp]) => Effect::Removed([rtp, rtcp, NO_SLOT, NO_SLOT]),
+                None => Effect::None,
+            },
             Cmd::Shutdown => Effect::Shutdown,
         }
     }
