@@ -21,8 +21,8 @@ fn suites(c: &mut Criterion) {
     let mut g = c.benchmark_group("srtp");
     g.throughput(Throughput::Elements(1));
     for suite in Suite::ALL {
-        let key = MasterKey::new(suite, &vec![0x42; suite.key_len() + suite.salt_len()])
-            .expect("key");
+        let key =
+            MasterKey::new(suite, &vec![0x42; suite.key_len() + suite.salt_len()]).expect("key");
         let mut tx = Context::new(&key);
         let mut seq = 0u16;
         g.bench_function(format!("protect/{}", suite.name()), |b| {

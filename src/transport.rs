@@ -217,8 +217,10 @@ impl LogLimiter {
         }
     }
 
-    /// Whether a line about `ip` may be logged now (else it is counted as suppressed).
+    /// Whether a line about `ip` may be logged now (else it is counted as suppressed). An IPv6
+    /// source is its /64 ([`signaling::source_key`]).
     pub fn allow(&self, ip: std::net::IpAddr, now: Instant) -> bool {
+        let ip = signaling::source_key(ip);
         let ok = match self.last.lock() {
             Ok(mut m) => {
                 if m.len() >= Self::MAX_SOURCES {
@@ -364,6 +366,7 @@ extern "C" {
 /// One admitted inbound connection; gives its place back when dropped.
 pub struct Slot {
     guard: Arc<StreamGuard>,
+    /// The source key it counts under (an IPv6 source's /64).
     ip: std::net::IpAddr,
     transport: Transport,
     /// A trunk's connection: never refused, never closed for idleness.
@@ -471,8 +474,9 @@ impl StreamGuard {
         ip: std::net::IpAddr,
         transport: Transport,
     ) -> Result<Slot, &'static str> {
-        let ip = config::canonical_ip(ip);
-        let trunk = self.is_trunk(ip);
+        let trunk = self.is_trunk(config::canonical_ip(ip));
+        // Connections count per source: an IPv4 address, an IPv6 /64 (one end site holds it all).
+        let ip = signaling::source_key(ip);
         let refused = match self.state.lock() {
             Ok(mut st) => {
                 let here = st.per_source.get(&ip).copied().unwrap_or(0);
@@ -1216,5 +1220,14 @@ mod tests {
         assert_eq!(refused("TCP", reason::SOURCE_LIMIT), 1);
         assert_eq!(refused("TCP", reason::GLOBAL_LIMIT), 1);
         assert_eq!(m.stream_connections.with_label_values(&["TCP"]).get(), 2);
+        // IPv6: the per-source cap is per /64 (one end site holds it all).
+        drop(_c1);
+        let _d1 = g.admit(ip("2001:db8:0:1::1"), Transport::Tcp).unwrap();
+        let _d2 = g.admit(ip("2001:db8:0:1:aaaa::2"), Transport::Tcp).unwrap();
+        assert_eq!(
+            g.admit(ip("2001:db8:0:1:ffff::3"), Transport::Tcp).err(),
+            Some(reason::SOURCE_LIMIT)
+        );
+        assert_eq!(refused("TCP", reason::SOURCE_LIMIT), 2);
     }
 }

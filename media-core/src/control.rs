@@ -651,8 +651,11 @@ impl MediaCalls {
                         p
                     }
                 };
-                if let Some(rtp) = m.rtp_addr() {
-                    dp.set_remote_from(side.port(pair), rtp, m.rtcp_addr(), peer)?;
+                // An IPv4-mapped address (RFC 5118 §4.9) is the IPv4 peer: its packets come
+                // from, and go to, the IPv4 address.
+                let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+                if let Some(rtp) = m.rtp_addr().map(canon) {
+                    dp.set_remote_from(side.port(pair), rtp, m.rtcp_addr().map(canon), peer)?;
                     *st.remote_mut(side) = Some(rtp);
                 }
                 // The leg facing `side` receives what `side` sends, described by its rtpmaps.
@@ -1232,6 +1235,29 @@ mod tests {
         assert_eq!(dp.open_pairs(), 1);
         mc.delete("c6", None).unwrap();
         assert_eq!(dp.open_pairs(), 0);
+    }
+
+    /// RFC 5118 §4.9: an IPv4-mapped SDP address is the IPv4 peer (an IPv4 port, an IPv4 remote).
+    #[test]
+    fn ipv4_mapped_media_address_is_ipv4() {
+        let dp = Arc::new(FakeDataPlane::dual(
+            RELAY,
+            RELAY6.parse().unwrap(),
+            30000,
+            4,
+        ));
+        let mut mc = MediaCalls::new(dp.clone());
+        mc.offer_between(
+            Side::A,
+            "m",
+            "ft",
+            &body6("::ffff:192.0.2.2", 5000),
+            Peers::default(),
+        )
+        .unwrap();
+        let p = mc.query("m").unwrap()[0].streams[0].pair.unwrap();
+        assert_eq!(dp.family(p.a), Some(Family::V4));
+        assert_eq!(dp.remote(p.a).unwrap().0, sa("192.0.2.2:5000"));
     }
 
     /// A single-family data plane serves every side on its one address, as before.

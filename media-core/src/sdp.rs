@@ -363,6 +363,15 @@ fn parse_conn(v: &str, line: usize) -> Result<Address, SdpError> {
 
 fn parse_addr(addrtype: &str, addr: &str, line: usize) -> Result<Address, SdpError> {
     let host = addr.split('/').next().unwrap_or(addr);
+    // RFC 8866 §5.7 writes an IPv6 address without brackets, but some senders (SIPp's `o=`
+    // among them) bracket it as in a SIP URI: read `[2001:db8::1]` as the address it names.
+    let host = match (
+        addrtype,
+        host.strip_prefix('[').and_then(|h| h.strip_suffix(']')),
+    ) {
+        ("IP6", Some(inner)) if inner.parse::<std::net::Ipv6Addr>().is_ok() => inner,
+        _ => host,
+    };
     match (addrtype, host.parse::<IpAddr>()) {
         ("IP4", Ok(ip @ IpAddr::V4(_))) | ("IP6", Ok(ip @ IpAddr::V6(_))) => Ok(Address::Ip(ip)),
         ("IP4" | "IP6", Ok(_)) => Err(malformed(line, "address does not match its addrtype")),

@@ -305,3 +305,48 @@ fn failover_to_a_trunk_of_the_other_family_reoffers_for_it() {
         [TRUNK6.parse().unwrap(), TRUNK4.parse().unwrap()]
     );
 }
+
+/// RFC 5118 references in a dialog's route set and remote target (Record-Route and Contact of
+/// an IPv6 trunk's 2xx) come back as written in the ACK and BYE: Route and Request-URI.
+#[test]
+fn ipv6_record_route_and_contact_make_the_route_set_and_target() {
+    let mut w = world(TRUNK6);
+    w.feed(CALLER4, &invite(CALLER4, ME4));
+    let b_inv = w.take_request(TRUNK6, "INVITE");
+    let mut ok = make_response(&b_inv, 200, "OK", Some("btag"));
+    ok.headers.push(
+        "Record-Route",
+        "<sip:[2001:db8::30]:5060;lr>, <sip:[2001:DB8::31];lr>",
+    );
+    ok.headers.push("Contact", "<sip:bob@[2001:db8::20]:5080>");
+    w.feed_msg(TRUNK6, &SipMessage::Response(ok));
+    let ack = w.take_request(TRUNK6, "ACK");
+    assert_eq!(ack.uri, "sip:bob@[2001:db8::20]:5080");
+    let routes: Vec<&str> = ack.headers.get_all("Route").collect();
+    assert_eq!(
+        routes.join(", "),
+        "<sip:[2001:DB8::31];lr>, <sip:[2001:db8::30]:5060;lr>",
+        "the UAC's route set is the Record-Route reversed (RFC 3261 §12.1.2)"
+    );
+    let a_ok = w.final_to(CALLER4);
+    let a_tag = a_ok.to().unwrap().tag().unwrap().to_string();
+    let bye = format!(
+        "BYE sip:{ME4} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER4};branch=z9hG4bK-a-bye\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@{CALLER4}>;tag=atag\r\n\
+To: <sip:+15551234567@{ME4}>;tag={a_tag}\r\nCall-ID: v6-call\r\nCSeq: 2 BYE\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    w.feed(CALLER4, bye.as_bytes());
+    let b_bye = w.take_request(TRUNK6, "BYE");
+    assert_eq!(b_bye.uri, "sip:bob@[2001:db8::20]:5080");
+    assert_eq!(
+        b_bye
+            .headers
+            .get_all("Route")
+            .collect::<Vec<_>>()
+            .join(", "),
+        "<sip:[2001:DB8::31];lr>, <sip:[2001:db8::30]:5060;lr>"
+    );
+    let v = b_bye.top_via().unwrap();
+    assert_eq!(format!("{}:{}", v.host, v.port.unwrap()), ME6);
+}

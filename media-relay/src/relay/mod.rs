@@ -634,6 +634,9 @@ fn kept_max() -> usize {
 /// One port with its sockets if freshly bound (`None`: kept open by the worker).
 type Taken = (u16, Option<[UdpSocket; 2]>);
 
+/// Kept ports to close, as (worker, port).
+type Evict = Vec<(usize, u16)>;
+
 /// Two ports served by one worker, port `i` of family `fams[i].0` (bound on `fams[i].1`),
 /// preferring (1) ports kept by worker `first` that rested [`REUSE_AFTER`], (2) cold ports bound
 /// now, (3) any kept ports of `first`, then (4) two kept ports of another worker.
@@ -641,15 +644,12 @@ type Taken = (u16, Option<[UdpSocket; 2]>);
 /// `Err` holds kept ports of the other family to close (worker, port): with no cold port left,
 /// ports kept by one family would otherwise never serve the other; closed, they return to the
 /// pool for the next pairs.
-/// A kept port to close: (worker, port).
-type WorkerPort = (usize, u16);
-
 fn take_two(
     g: &mut Ctl,
     first: usize,
     fams: [(Family, IpAddr); 2],
     now: Instant,
-) -> Result<(usize, [Taken; 2]), Vec<WorkerPort>> {
+) -> Result<(usize, [Taken; 2]), Evict> {
     let mut got: [Option<Taken>; 2] = [None, None];
     for stage in 0..3 {
         for (slot, &(fam, ip)) in got.iter_mut().zip(&fams) {

@@ -131,8 +131,9 @@ impl B2bua {
         // Calls nobody vouches for (a stranger calling a registered phone: no trunk, no
         // credentials) hold relay ports and a ringing phone: a few at a time per source.
         // (Without a registrar that authenticates, the operator takes every source as it
-        // comes, as a peer of the dial plan: no cap.)
-        let early_source = (admitted.caller == Caller::Local).then(|| from.addr.ip());
+        // comes, as a peer of the dial plan: no cap.) An IPv6 source counts by its /64.
+        let early_source =
+            (admitted.caller == Caller::Local).then(|| crate::source_key(from.addr.ip()));
         if let Some(ip) = early_source {
             if !self.early.room(&ip, self.cfg.caps.early_calls_per_source) {
                 self.refuse_capped(tx, &req, now);

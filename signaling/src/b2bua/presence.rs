@@ -122,7 +122,7 @@ impl B2bua {
         // A stranger's subscriptions are bounded per source and per target: no phone is
         // made to carry thousands of watchers it never agreed to.
         let counted = (!admitted.caller.trusted()).then(|| super::caps::SubCounted {
-            source: from.addr.ip(),
+            source: crate::source_key(from.addr.ip()),
             target: req.uri.to_ascii_lowercase(),
         });
         if !self.sub_room(counted.as_ref()) {
