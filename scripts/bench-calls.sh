@@ -5,6 +5,8 @@
 #   trunkline    target/release/trunkline (B2BUA; media anchored when its relay is wired)
 #   trunkline-auth  trunkline to a callee that challenges every INVITE (407, scripts/bench/
 #                uas_auth.xml), answered with the trunk's `auth:` credentials
+#   trunkline-srv-auth  the same, the callee named by DNS: `address: uas.test` resolved through
+#                NAPTR-less SRV (_sip._udp.uas.test -> host.uas.test:5080) served by dnsmasq
 #   kamrtp-auth  Kamailio + rtpengine doing the same with its uac module (uac_auth() in a
 #                failure_route)
 # and prints, per SUT: calls attempted/successful/failed, wall time, and CPU per call = the
@@ -150,10 +152,24 @@ start_trunkline() {  # [auth]
     local bin="$repo/target/release/trunkline"
     [[ -x $bin ]] || { echo "bench-calls: build it first: cargo build --release" >&2; return 1; }
     bench_yaml >"$out/trunkline.yaml"
-    if [[ ${1:-} == auth ]]; then
+    if [[ ${1:-} == auth || ${1:-} == srv-auth ]]; then
         sed -i 's#^  uas: { address: 127.0.0.1:5080, transport: udp }#  uas: { address: 127.0.0.1:5080, transport: udp, auth: { username: acme, password: s3cret } }#' \
             "$out/trunkline.yaml"
         grep -q 'auth:' "$out/trunkline.yaml" || { echo "bench-calls: no auth in trunkline.yaml" >&2; return 1; }
+    fi
+    if [[ ${1:-} == srv-auth ]]; then
+        command -v dnsmasq >/dev/null || [[ -x /usr/sbin/dnsmasq ]] \
+            || { echo "bench-calls: dnsmasq missing (scripts/install-deps.sh)" >&2; return 1; }
+        /usr/sbin/dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+            --bind-interfaces --listen-address=127.0.0.1 --port=5353 --user=root --pid-file= \
+            --local=/test/ --local-ttl=30 \
+            --srv-host=_sip._udp.uas.test,host.uas.test,5080,1,0 \
+            --host-record=host.uas.test,127.0.0.1 >"$out/dnsmasq.log" 2>&1 &
+        pids_started+=($!)
+        wait_udp 5353
+        sed -i 's#^  uas: { address: 127.0.0.1:5080,#  uas: { address: uas.test,#' "$out/trunkline.yaml"
+        printf 'dns: { servers: [127.0.0.1:5353] }\n' >>"$out/trunkline.yaml"
+        grep -q 'address: uas.test' "$out/trunkline.yaml" || { echo "bench-calls: no SRV trunk in trunkline.yaml" >&2; return 1; }
     fi
     RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
     pids_started+=($!)
@@ -182,6 +198,7 @@ bench_one() {  # name
                   start_rtpengine; start_kamailio "$name" 1 auth ;;
         trunkline) start_trunkline || return ;;
         trunkline-auth) start_trunkline auth || return ;;
+        trunkline-srv-auth) start_trunkline srv-auth || return ;;
         *) echo "bench-calls: unknown SUT $name" >&2; return ;;
     esac
     if [[ $name == *-auth ]]; then

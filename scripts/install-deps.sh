@@ -25,10 +25,11 @@ done
 # deploy/ (tests/ops_deploy.rs).
 # Kamailio (tests/tls_sip.rs, tests/kamailio_ng.rs) is a real peer: OpenSSL TLS on both hops,
 # and its rtpengine module driving trunkline's ng port. A path stands for a file a package ships.
+# dnsmasq (dnsmasq-base: the binary, no system service) serves the trunk names of tests/dns_trunks.rs.
 kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
     "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
-    "osmo-mgw:osmo-mgw" "baresip:baresip")
+    "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base")
 if [[ $bench -eq 1 ]]; then
     want+=("rtpengine:rtpengine-daemon")
 fi

@@ -11,14 +11,15 @@ use signaling::carrier::{ProbeSettings, RegEvent, RegisterSettings};
 use signaling::digest_client::Credentials;
 use signaling::Peer;
 
+use crate::dns::DnsTable;
 use crate::metrics::Metrics;
 use crate::policy::transport_of;
 
 /// Registration and probe state of the trunks, as far as routing and metrics need it.
 #[derive(Default)]
 pub struct TrunkHealth {
-    /// The configuration `set` was built from (compared by address).
-    built_for: usize,
+    /// The configuration (by address) and DNS generation `set` was built from.
+    built_for: (usize, u64),
     set: Option<Arc<Vec<CarrierTrunk>>>,
     /// Probed trunks that are down now.
     down: HashSet<String>,
@@ -33,7 +34,8 @@ pub fn credentials(t: &config::Trunk) -> Option<Credentials> {
     })
 }
 
-fn carrier_trunk(t: &config::Trunk) -> Option<CarrierTrunk> {
+/// A trunk that registers or is probed, at `addr` (for a named trunk: one it resolves to).
+fn carrier_trunk(t: &config::Trunk, addr: std::net::SocketAddr) -> Option<CarrierTrunk> {
     if t.register.is_none() && t.probe.is_none() {
         return None;
     }
@@ -53,9 +55,9 @@ fn carrier_trunk(t: &config::Trunk) -> Option<CarrierTrunk> {
         name: t.name.clone(),
         peer: Peer {
             transport: transport_of(t.transport),
-            addr: t.address,
+            addr,
         },
-        host: t.address.to_string(),
+        host: t.address.uri_host(),
         register,
         probe,
     })
@@ -63,15 +65,33 @@ fn carrier_trunk(t: &config::Trunk) -> Option<CarrierTrunk> {
 
 impl TrunkHealth {
     /// The trunks that register or are probed under `cfg` (the same `Arc` until `cfg` changes).
-    pub fn carriers(&mut self, cfg: &Config, metrics: &Metrics) -> Option<Arc<Vec<CarrierTrunk>>> {
-        let addr = cfg as *const Config as usize;
-        if self.built_for != addr {
-            self.built_for = addr;
+    ///
+    /// A trunk named by DNS is registered with and probed at the first address it resolves to
+    /// (kept while it still resolves to it, so a new answer in another order moves nothing);
+    /// it is left out while its name does not resolve.
+    pub fn carriers(
+        &mut self,
+        cfg: &Config,
+        dns: &DnsTable,
+        metrics: &Metrics,
+    ) -> Option<Arc<Vec<CarrierTrunk>>> {
+        let key = (cfg as *const Config as usize, dns.generation());
+        if self.built_for != key {
+            self.built_for = key;
+            let old = self.set.take();
             let list: Vec<CarrierTrunk> = cfg
                 .trunks
                 .values()
                 .filter(|t| t.mgcp.is_none())
-                .filter_map(carrier_trunk)
+                .filter_map(|t| {
+                    let addrs = crate::policy::trunk_addresses(dns, t);
+                    let kept = old
+                        .iter()
+                        .flat_map(|o| o.iter())
+                        .find(|o| o.name == t.name && addrs.contains(&o.peer.addr))
+                        .map(|o| o.peer.addr);
+                    carrier_trunk(t, kept.or_else(|| addrs.first().copied())?)
+                })
                 .collect();
             // A trunk no longer probed is not down; a new probed one starts up.
             self.down

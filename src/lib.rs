@@ -8,11 +8,13 @@
 //! * [`limits`]: overload and abuse protection (token buckets, User-Agent block list,
 //!   per-trunk limits, queue-depth overload).
 //! * [`metrics`]: Prometheus metrics and the admin HTTP endpoint.
+//! * [`dns`]: trunks named by DNS (RFC 3263), resolved on their own thread.
 //! * [`mgcp_bridge`]: the MGCP bridge's I/O shell (the `Bridge` is crate `mgcp-bridge`).
 
 pub mod admin;
 pub mod carriers;
 pub mod ctl;
+pub mod dns;
 pub mod hep;
 pub mod limits;
 pub mod metrics;

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub relay_packets_in: IntCounterVec,
     pub relay_kernel_flows: IntGauge,
     pub relay_ports_free: IntGauge,
+    pub srtp_auth_failures: IntCounter,
+    pub srtp_packets: IntCounter,
     pub relay_bytes: IntCounterVec,
     pub relay_dropped: IntCounterVec,
     pub relay_mos: Histogram,
@@ -61,6 +63,8 @@ pub struct Metrics {
     pub trunk_limit_rejections: IntCounterVec,
     pub trunk_active_calls: IntGaugeVec,
     pub trunk_up: IntGaugeVec,
+    pub trunk_dns_failures: IntCounterVec,
+    pub trunk_dns_addresses: IntGaugeVec,
     pub trunk_registered: IntGaugeVec,
     pub trunk_registrations: IntCounterVec,
     pub mgcp_gateway_up: IntGaugeVec,
@@ -259,6 +263,18 @@ impl Metrics {
                 "trunkline_relay_port_pairs_free",
                 "Relay port pairs still free in media.ports.",
             ),
+            srtp_auth_failures: counter(
+                &r,
+                "trunkline_srtp_auth_failures_total",
+                "SRTP/SRTCP packets dropped because their authentication tag did not verify \
+                 (forged, corrupted, or keyed for another leg); replays are counted in \
+                 trunkline_relay_dropped_packets_total{reason=\"srtp_replay\"}.",
+            ),
+            srtp_packets: counter(
+                &r,
+                "trunkline_srtp_packets_total",
+                "Packets the relay decrypted or encrypted (SRTP legs).",
+            ),
             relay_dropped: counter_vec(
                 &r,
                 "trunkline_relay_dropped_packets_total",
@@ -431,6 +447,33 @@ impl Metrics {
                     Opts::new(
                         "trunkline_trunk_active_calls",
                         "Calls in progress to or from each trunk (what max_calls counts).",
+                    ),
+                    &["trunk"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            trunk_dns_failures: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "trunkline_trunk_dns_failures_total",
+                        "Failed lookups of trunks named by DNS, by reason: no_records (the \
+                         name has no usable record: the trunk is unavailable) or resolver \
+                         (timeout or server error).",
+                    ),
+                    &["trunk", "reason"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            trunk_dns_addresses: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_trunk_dns_addresses",
+                        "How many addresses a trunk named by DNS resolves to now (0: \
+                         unavailable).",
                     ),
                     &["trunk"],
                 )

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use media_relay::srtp::negotiate::SrtpMode;
+
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
     CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, Rel100Mode,
@@ -30,6 +32,8 @@ pub struct LivePolicy {
     pub mgcp_bridge: Option<std::net::SocketAddr>,
     /// Which trunks register and are probed, and which probed trunks are down.
     pub health: crate::carriers::TrunkHealth,
+    /// The addresses of trunks named by DNS (written by the resolver thread).
+    pub dns: Arc<crate::dns::DnsTable>,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -64,8 +68,9 @@ impl CallSources {
 
 /// Overload and abuse state (`limits:` and the trunks' `max_calls`/`max_cps`).
 pub struct Guard {
-    /// The configuration the screening state below was built from (compared by address).
-    built_for: usize,
+    /// The configuration (by address) and DNS generation the screening state below was
+    /// built from.
+    built_for: (usize, u64),
     sources: Option<SourceLimiter>,
     ua_block: UaBlockList,
     usage: TrunkUsage,
@@ -77,7 +82,7 @@ pub struct Guard {
 impl Guard {
     pub fn new(metrics: &Metrics) -> Guard {
         Guard {
-            built_for: 0,
+            built_for: (0, u64::MAX),
             sources: None,
             ua_block: UaBlockList::default(),
             usage: TrunkUsage::default(),
@@ -96,12 +101,20 @@ impl Guard {
     }
 
     /// Follow the configuration in use (a pointer check per batch; rebuilt after a reload).
-    fn follow(&mut self, cfg: &Config) {
-        let addr = cfg as *const Config as usize;
-        if self.built_for == addr {
+    fn follow(&mut self, cfg: &Config, dns: &crate::dns::DnsTable) {
+        let key = (cfg as *const Config as usize, dns.generation());
+        if self.built_for == key {
             return;
         }
-        self.built_for = addr;
+        let config_changed = self.built_for.0 != key.0;
+        self.built_for = key;
+        if !config_changed {
+            // only the trunks' resolved addresses changed
+            if let Some(s) = &mut self.sources {
+                s.set_exempt(static_trunk_ips(cfg).chain(dns.ips()));
+            }
+            return;
+        }
         let l = &cfg.limits;
         self.ua_block = UaBlockList::new(&l.user_agent_block);
         self.sources = match l.source_rate {
@@ -112,10 +125,41 @@ impl Guard {
             },
         };
         if let Some(s) = &mut self.sources {
-            s.set_exempt(cfg.trunks.values().map(|t| t.address.ip()));
+            s.set_exempt(static_trunk_ips(cfg).chain(dns.ips()));
         }
         self.overload.queue_high = l.overload_queue as usize;
     }
+}
+
+/// Where a trunk is now: its `ip:port`, or what its name resolves to (in SRV order; the
+/// core tries them in turn before the route's next trunk). Empty: a name not resolved.
+pub fn trunk_addresses(
+    dns: &crate::dns::DnsTable,
+    t: &config::Trunk,
+) -> Arc<[std::net::SocketAddr]> {
+    if let Some(a) = t.address.socket() {
+        return Arc::from([a]);
+    }
+    match dns.get(&t.name) {
+        Some(crate::dns::Resolved::Ready(a)) => a,
+        _ => Arc::from([]),
+    }
+}
+
+fn mode_of(p: config::SrtpPolicy) -> SrtpMode {
+    match p {
+        config::SrtpPolicy::Off => SrtpMode::Off,
+        config::SrtpPolicy::Optional => SrtpMode::Optional,
+        config::SrtpPolicy::Mandatory => SrtpMode::Mandatory,
+    }
+}
+
+/// The IP addresses of the trunks given as `ip:port`.
+pub fn static_trunk_ips(cfg: &Config) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+    cfg.trunks
+        .values()
+        .filter_map(|t| t.address.socket())
+        .map(|a| a.ip())
 }
 
 /// The media relay as the core task sees it: call-level control over the data plane.
@@ -182,10 +226,14 @@ impl Media {
             ("no_destination", t.dropped_no_destination),
             ("truncated", t.dropped_truncated),
             ("send_error", t.send_errors),
+            ("srtp_auth", t.srtp_auth_failures),
+            ("srtp_replay", t.srtp_replays),
         ] {
             set_counter(&m.relay_dropped.with_label_values(&[reason]), v);
         }
         m.relay_ports_free.set(t.ports_free as i64);
+        set_counter(&m.srtp_auth_failures, t.srtp_auth_failures);
+        set_counter(&m.srtp_packets, t.srtp_packets);
         for closed in self.relay.drain_closed_stats() {
             for leg in [&closed.a, &closed.b] {
                 if leg.rtp_packets_in == 0 {
@@ -240,17 +288,54 @@ impl LivePolicy {
             registrar: None,
             mgcp_bridge: None,
             health: Default::default(),
+            dns: Default::default(),
         };
-        p.guard.follow(&p.config);
+        p.guard.follow(&p.config, &p.dns);
         p
     }
 
+    /// The trunk `from` belongs to: one given as that `ip:port`, or one whose name resolves
+    /// to it (RFC 3263 trunks are recognised by any address they resolve to).
     fn trunk_of(&self, from: Peer) -> Option<&str> {
-        self.config
+        if let Some(t) = self
+            .config
             .trunks
             .values()
-            .find(|t| t.address == from.addr)
-            .map(|t| t.name.as_str())
+            .find(|t| t.address.socket() == Some(from.addr))
+        {
+            return Some(t.name.as_str());
+        }
+        let owner = self.dns.owner(from.addr)?;
+        self.config
+            .trunks
+            .get_key_value(&owner)
+            .map(|(k, _)| k.as_str())
+    }
+
+    /// The SRTP policy of leg A (its source trunk's, else `media.srtp`) and of leg B (its
+    /// trunk's; towards a registered phone or other non-trunk: plain unless `media.srtp` is
+    /// `mandatory`). A trunk without `srtp:` accepts what it offers and is offered plain
+    /// RTP, SRTP when it is reached over TLS.
+    fn srtp_modes(&self, call: &signaling::b2bua::CallRef<'_>) -> [SrtpMode; 2] {
+        let media = mode_of(self.config.media.srtp);
+        let a = match self.trunk_of(Peer {
+            transport: Transport::Udp,
+            addr: call.peer(Leg::A),
+        }) {
+            Some(t) => self.config.trunks.get(t).and_then(|t| t.srtp),
+            None => None,
+        }
+        .map_or(media, mode_of);
+        let b = match call.b_trunk.and_then(|t| self.config.trunks.get(t)) {
+            Some(t) => match (t.srtp, t.transport) {
+                (Some(p), _) => mode_of(p),
+                (None, config::TransportKind::Tls) => SrtpMode::Mandatory,
+                (None, _) => SrtpMode::Off,
+            },
+            None if media == SrtpMode::Mandatory => media,
+            None => SrtpMode::Off,
+        };
+        [a, b]
     }
 
     fn trunk_limits(&self, name: &str) -> TrunkLimits {
@@ -262,7 +347,7 @@ impl LivePolicy {
     /// is on `limits.user_agent_block` are dropped; a scanner learns nothing, not even that
     /// something listens. Responses always pass (they answer our own requests).
     pub fn screen(&mut self, data: &[u8], from: Peer, now: Instant) -> bool {
-        self.guard.follow(&self.config);
+        self.guard.follow(&self.config, &self.dns);
         if !limits::is_request(data) {
             return true;
         }
@@ -282,7 +367,7 @@ impl LivePolicy {
     /// The input queue holds `queued` messages: update the overload state (logged and exported
     /// when it changes).
     pub fn set_queue_depth(&mut self, queued: usize) {
-        self.guard.follow(&self.config);
+        self.guard.follow(&self.config, &self.dns);
         let was = self.guard.overload.is_on();
         let on = self.guard.overload.update(queued);
         if on != was {
@@ -378,6 +463,7 @@ impl LivePolicy {
                     }
                 }
                 let config = self.config.clone();
+                let dns = self.dns.clone();
                 let mgcp_bridge = self.mgcp_bridge;
                 // A probed trunk that is down is skipped at once (no timeout to wait); all
                 // of a route's trunks down is a 503 with Retry-After, like all at their limit.
@@ -404,26 +490,38 @@ impl LivePolicy {
                             }
                         }
                     })
-                    .filter_map(|t| match (&t.mgcp, mgcp_bridge) {
-                        (None, _) => Some(Target {
-                            trunk: t.name.clone(),
-                            peer: Peer {
-                                transport: transport_of(t.transport),
-                                addr: t.address,
-                            },
-                            host: t.address.to_string(),
-                        }),
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .flat_map(|t| match (&t.mgcp, mgcp_bridge) {
+                        (None, _) => {
+                            let addrs = trunk_addresses(&dns, t);
+                            // A name that does not resolve: skipped like a trunk that is down.
+                            full |= addrs.is_empty();
+                            let transport = transport_of(t.transport);
+                            let host = t.address.uri_host();
+                            addrs
+                                .iter()
+                                .map(|a| Target {
+                                    trunk: t.name.clone(),
+                                    peer: Peer {
+                                        transport,
+                                        addr: *a,
+                                    },
+                                    host: host.clone(),
+                                })
+                                .collect::<Vec<_>>()
+                        }
                         // An MGCP gateway: through the bridge, which finds the gateway by name.
-                        (Some(_), Some(bridge)) => Some(Target {
+                        (Some(_), Some(bridge)) => vec![Target {
                             trunk: t.name.clone(),
                             peer: Peer {
                                 transport: Transport::Udp,
                                 addr: bridge,
                             },
                             host: format!("{}{}", t.name, crate::mgcp_bridge::HOST_SUFFIX),
-                        }),
+                        }],
                         // added by a reload: gateways are set at start
-                        (Some(_), None) => None,
+                        (Some(_), None) => Vec::new(),
                     })
                     .collect();
                 if targets.is_empty() && full {
@@ -529,7 +627,7 @@ impl Policy for LivePolicy {
     }
 
     fn carriers(&mut self, _now: Instant) -> Option<Arc<Vec<CarrierTrunk>>> {
-        self.health.carriers(&self.config, &self.metrics)
+        self.health.carriers(&self.config, &self.dns, &self.metrics)
     }
 
     fn is_trunk(&mut self, from: Peer, _now: Instant) -> bool {
@@ -599,16 +697,18 @@ impl Policy for LivePolicy {
         sdp: &[u8],
         _now: Instant,
     ) -> Result<Vec<u8>, MediaRefusal> {
+        let modes = self.srtp_modes(&call);
         match &mut self.media {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .offer_from_peer(
+                .offer_srtp(
                     side(from),
                     call.call_id,
                     call.from_tag,
                     sdp,
-                    Some(call.peer(from).ip()),
+                    peers(&call, from),
+                    modes,
                 )
                 .map_err(|e| match e {
                     // No room in the relay is the server's condition, not the offer's: 503 with
@@ -633,13 +733,13 @@ impl Policy for LivePolicy {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .answer_from_peer(
+                .answer_between(
                     side(from),
                     call.call_id,
                     call.from_tag,
                     None,
                     sdp,
-                    Some(call.peer(from).ip()),
+                    peers(&call, from),
                 )
                 .map_err(|e| e.to_string()),
         }
@@ -699,6 +799,20 @@ impl Policy for LivePolicy {
                 false
             }
         }
+    }
+}
+
+/// The signalling peers around an SDP from leg `from`: its own (a NATed endpoint's media may
+/// come from that IP) and the other leg's (the relay ports facing each leg are of its family,
+/// and each leg's SDP names the relay address of its family, RFC 6157).
+fn peers(call: &CallRef<'_>, from: Leg) -> media_relay::control::Peers {
+    let other = match from {
+        Leg::A => Leg::B,
+        Leg::B => Leg::A,
+    };
+    media_relay::control::Peers {
+        from: Some(call.peer(from).ip()),
+        to: Some(call.peer(other).ip()),
     }
 }
 

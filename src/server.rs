@@ -49,6 +49,19 @@ fn core_caps(l: &config::Limits) -> signaling::b2bua::Caps {
     }
 }
 
+/// The address a listener is known by in Via and Contact: its own, or for a wildcard
+/// (`0.0.0.0:5060`, `[::]:5060`) the relay's address of that family with the listener's port
+/// (the host's address peers reach; the wildcard itself means nothing to them).
+fn advertised(listen: SocketAddr, media: &config::Media) -> SocketAddr {
+    if !listen.ip().is_unspecified() {
+        return listen;
+    }
+    match media.address_of_family(listen.is_ipv6()) {
+        Some(ip) => SocketAddr::new(ip, listen.port()),
+        None => listen,
+    }
+}
+
 async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     crate::tls::check(&cfg, path.as_deref())?;
     let cfg = Arc::new(cfg);
@@ -75,13 +88,17 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     .map_err(|e| format!("bind udp {}: {e}", l.address))?;
                 let s = Arc::new(s);
                 tokio::spawn(transport::udp_reader(s.clone(), in_tx.clone()));
-                core_cfg.local_udp.get_or_insert(l.address);
+                let local = advertised(l.address, &cfg.media);
+                if local.is_ipv6() {
+                    core_cfg.local_udp_v6.get_or_insert(local);
+                } else {
+                    core_cfg.local_udp.get_or_insert(local);
+                }
                 udp.push((l.address, s));
                 tracing::info!(address = %l.address, "listening on udp");
             }
             TransportKind::Tcp => {
-                let lst = tokio::net::TcpListener::bind(l.address)
-                    .await
+                let lst = transport::bind_tcp(l.address)
                     .map_err(|e| format!("bind tcp {}: {e}", l.address))?;
                 tokio::spawn(transport::tcp_acceptor(
                     lst,
@@ -89,7 +106,12 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     in_tx.clone(),
                     metrics.clone(),
                 ));
-                core_cfg.local_tcp.get_or_insert(l.address);
+                let local = advertised(l.address, &cfg.media);
+                if local.is_ipv6() {
+                    core_cfg.local_tcp_v6.get_or_insert(local);
+                } else {
+                    core_cfg.local_tcp.get_or_insert(local);
+                }
                 tracing::info!(address = %l.address, "listening on tcp");
             }
             TransportKind::Tls => {
@@ -104,8 +126,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let acceptor =
                     tokio_rustls::TlsAcceptor::from(crate::tls::server_config(store.clone())?);
                 cert_stores.push(store);
-                let lst = tokio::net::TcpListener::bind(l.address)
-                    .await
+                let lst = transport::bind_tcp(l.address)
                     .map_err(|e| format!("bind tls {}: {e}", l.address))?;
                 tokio::spawn(transport::tls_acceptor(
                     lst,
@@ -114,7 +135,12 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     in_tx.clone(),
                     metrics.clone(),
                 ));
-                core_cfg.local_tls.get_or_insert(l.address);
+                let local = advertised(l.address, &cfg.media);
+                if local.is_ipv6() {
+                    core_cfg.local_tls_v6.get_or_insert(local);
+                } else {
+                    core_cfg.local_tls.get_or_insert(local);
+                }
                 tracing::info!(address = %l.address, "listening on tls");
             }
         }
@@ -140,14 +166,28 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     let hep = start_hep(&cfg, &metrics)?;
     let media = start_media(&cfg, &metrics)?;
     let bridge = start_mgcp_bridge(&cfg, metrics.clone()).await?;
+    // Trunks named by DNS are resolved on their own thread from now on.
+    let resolver = crate::dns::Resolver::start(
+        &cfg,
+        crate::dns::DnsMetrics {
+            failures: metrics.trunk_dns_failures.clone(),
+            addresses: metrics.trunk_dns_addresses.clone(),
+        },
+    )
+    .map_err(|e| format!("dns resolver thread: {e}"))?;
     let mut policy = LivePolicy::new(cfg, media, metrics.clone());
     policy.mgcp_bridge = bridge;
+    policy.dns = resolver.table.clone();
+    let mut dns_seen = policy.dns.generation();
     let sender = Sender {
         udp,
         tcp,
         tls,
         input: in_tx.clone(),
     };
+    if let Some(c) = sender.tls.tls_clients() {
+        c.set_dns(policy.dns.clone());
+    }
     let mut core = B2bua::new(core_cfg);
     // Registrations with carriers and trunk probes start now.
     core.sync_carriers(Instant::now(), &mut policy);
@@ -200,8 +240,14 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let now = Instant::now();
                 sender.tcp.mark_in_use(&in_use, now);
                 sender.tls.mark_in_use(&in_use, now);
-                guard.update(&policy.config);
+                guard.update(&policy.config, &policy.dns);
                 guard.return_memory();
+                // A named trunk resolved anew: registrations and probes follow its address.
+                let g = policy.dns.generation();
+                if g != dns_seen {
+                    dns_seen = g;
+                    core.sync_carriers(now, &mut policy);
+                }
                 if reloader.changed() {
                     reloader.start("file change", None);
                 }
@@ -211,6 +257,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     let sip = &policy.config.sip;
                     core.set_call_timers(sip.no_answer_timeout, sip.ringing_timeout);
                     core.set_caps(core_caps(&policy.config.limits));
+                    resolver.update(&policy.config);
                     core.sync_carriers(Instant::now(), &mut policy);
                     match admin_token_of(&policy.config) {
                         Ok(t) => {
@@ -604,10 +651,11 @@ fn start_hep(cfg: &Config, metrics: &Metrics) -> Result<Option<crate::hep::Hep>,
         metrics.hep_packets.with_label_values(&["dropped"]),
     )
     .map_err(|e| format!("capture socket: {e}"))?;
-    let mut locals = [None; 3];
+    let mut locals = [[None; 3]; 2];
     for l in &cfg.listen {
         let i = crate::policy::transport_of(l.transport) as usize;
-        locals[i] = locals[i].or(Some(l.address));
+        let f = usize::from(l.address.is_ipv6());
+        locals[f][i] = locals[f][i].or(Some(advertised(l.address, &cfg.media)));
     }
     tracing::info!(collector = %c.hep, id = c.id, "HEP capture on");
     Ok(Some(crate::hep::Hep { sender, locals }))
@@ -623,11 +671,13 @@ async fn start_mgcp_bridge(
         .trunks
         .values()
         .filter_map(|t| {
+            // a gateway's address is IP:port (the configuration refuses names for it)
+            let address = t.address.socket()?;
             t.mgcp.as_ref().map(|m| {
                 (
                     t.name.clone(),
                     crate::mgcp_bridge::Gateway {
-                        address: t.address,
+                        address,
                         endpoint: m.endpoint.clone(),
                     },
                 )
@@ -675,6 +725,7 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
         },
         // Relay ports are picked by a CSPRNG: seeded here, from the OS.
         port_seed: Some(rand::random()),
+        address_v6: m.address_v6,
     };
     let relay =
         media_relay::Relay::start_with(rcfg, &tuning).map_err(|e| format!("media relay: {e}"))?;
@@ -695,9 +746,18 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
     // The B2BUA never reads live per-leg stats (final stats reach the metrics through
     // `drain_closed_stats`): its handle skips the stats round trip to the relay workers that
     // `MediaCalls::delete` would make at every call end.
+    // SRTP master keys (one per leg and offer) from their own ChaCha20 stream, seeded from
+    // the OS CSPRNG like the core's identifiers.
+    let mut keys = {
+        use rand_core::SeedableRng;
+        rand_chacha::ChaCha20Rng::from_seed(seed()?)
+    };
     let calls = media_relay::control::MediaCalls::new(Arc::new(media_relay::relay::NoLiveStats(
         relay.clone(),
-    )));
+    )))
+    .with_key_source(Box::new(move |b: &mut [u8]| {
+        rand_core::RngCore::fill_bytes(&mut keys, b)
+    }));
     // The rtpengine-compatible control port: its calls live in their own table over the same
     // data plane (Kamailio's rtpengine module can drive trunkline's relay unchanged).
     let ng = match m.ng_listen {

@@ -334,7 +334,16 @@ pub fn trunk_target(t: &config::Trunk, cfg_path: Option<&Path>) -> Result<Client
     let name = match &tls.server_name {
         Some(n) => ServerName::try_from(n.clone())
             .map_err(|e| format!("trunk {}: server_name `{n}`: {e}", t.name))?,
-        None => ServerName::IpAddress(t.address.ip().into()),
+        // A trunk named by DNS is checked against its name (RFC 5922 §4: the domain the
+        // URI names), one given as ip:port against its IP address.
+        None => match (&t.address, t.address.socket()) {
+            (_, Some(a)) => ServerName::IpAddress(a.ip().into()),
+            (a, None) => {
+                let host = a.name().unwrap_or_default().to_string();
+                ServerName::try_from(host.clone())
+                    .map_err(|e| format!("trunk {}: name `{host}`: {e}", t.name))?
+            }
+        },
     };
     let config = if !tls.verify {
         tracing::warn!(
@@ -368,12 +377,16 @@ pub fn trunk_target(t: &config::Trunk, cfg_path: Option<&Path>) -> Result<Client
 pub struct Clients {
     cfg_path: Option<PathBuf>,
     state: RwLock<ClientsState>,
+    /// Which named trunk an address belongs to.
+    dns: RwLock<Option<Arc<crate::dns::DnsTable>>>,
 }
 
 #[derive(Default)]
 struct ClientsState {
     config: Option<Arc<config::Config>>,
     trunks: HashMap<SocketAddr, Result<Arc<ClientTarget>, String>>,
+    /// Trunks named by DNS, by trunk name.
+    named: HashMap<String, Result<Arc<ClientTarget>, String>>,
     default: Option<Arc<ClientConfig>>,
 }
 
@@ -382,7 +395,15 @@ impl Clients {
         Arc::new(Clients {
             cfg_path,
             state: RwLock::new(ClientsState::default()),
+            dns: RwLock::new(None),
         })
+    }
+
+    /// Where the addresses of named trunks are found.
+    pub fn set_dns(&self, table: Arc<crate::dns::DnsTable>) {
+        if let Ok(mut d) = self.dns.write() {
+            *d = Some(table);
+        }
     }
 
     /// Takes the trunks of `cfg` if it is not the configuration already in use (cheap when
@@ -394,6 +415,7 @@ impl Clients {
             }
         }
         let mut trunks = HashMap::new();
+        let mut named = HashMap::new();
         for t in cfg.trunks.values() {
             if t.transport != config::TransportKind::Tls {
                 continue;
@@ -402,11 +424,15 @@ impl Clients {
             if let Err(e) = &target {
                 tracing::error!("tls: {e}; calls to this trunk will fail");
             }
-            trunks.insert(t.address, target);
+            match t.address.socket() {
+                Some(a) => trunks.insert(a, target),
+                None => named.insert(t.name.clone(), target),
+            };
         }
         if let Ok(mut st) = self.state.write() {
             st.config = Some(cfg.clone());
             st.trunks = trunks;
+            st.named = named;
         }
     }
 
@@ -414,6 +440,14 @@ impl Clients {
     pub fn target(&self, addr: SocketAddr) -> Result<Arc<ClientTarget>, String> {
         if let Ok(st) = self.state.read() {
             if let Some(t) = st.trunks.get(&addr) {
+                return t.clone();
+            }
+            let owner = self
+                .dns
+                .read()
+                .ok()
+                .and_then(|d| d.as_ref().and_then(|d| d.owner(addr)));
+            if let Some(t) = owner.and_then(|n| st.named.get(&n)) {
                 return t.clone();
             }
             if let Some(d) = &st.default {

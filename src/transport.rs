@@ -29,9 +29,14 @@ pub enum Input {
 
 /// Bind a UDP socket with IP_RECVERR so ICMP errors can be attributed to the destination that
 /// caused them (Linux `ip(7)`): the core then fails over at once instead of waiting for Timer B.
+/// An IPv6 socket is IPv6 only (`IPV6_V6ONLY`), so `[::]:5060` and `0.0.0.0:5060` are two
+/// listeners side by side and every peer is seen with the address of its own family.
 pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
     sock.set_reuse_address(true)?;
     let _ = sock.set_recv_buffer_size(4 << 20);
     let _ = sock.set_send_buffer_size(4 << 20);
@@ -54,6 +59,20 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     UdpSocket::from_std(sock.into())
+}
+
+/// Bind a TCP (or TLS) listener; an IPv6 one is IPv6 only, as [`bind_udp`]'s.
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
 }
 
 /// Read one queued ICMP error and return the destination it was about (the `msg_name` of the
@@ -319,7 +338,7 @@ pub struct StreamGuard {
     /// Inbound connections (not trunks') that have not carried a complete message yet, oldest
     /// first: under the global cap the oldest of them makes room for a new connection.
     unproven: Mutex<(u64, std::collections::BTreeMap<u64, Arc<ConnState>>)>,
-    exempt: RwLock<(Option<Arc<config::Config>>, HashSet<std::net::IpAddr>)>,
+    exempt: RwLock<(Option<Arc<config::Config>>, u64, HashSet<std::net::IpAddr>)>,
     metrics: Arc<Metrics>,
     pub log: Arc<LogLimiter>,
 }
@@ -395,11 +414,11 @@ impl StreamGuard {
             limits: cfg.limits.tcp.clone(),
             state: Mutex::default(),
             unproven: Mutex::default(),
-            exempt: RwLock::new((None, HashSet::new())),
+            exempt: RwLock::new((None, u64::MAX, HashSet::new())),
             log: Arc::new(LogLimiter::new(&metrics)),
             metrics,
         });
-        g.update(cfg);
+        g.update(cfg, &crate::dns::DnsTable::default());
         g
     }
 
@@ -421,27 +440,28 @@ impl StreamGuard {
         }
     }
 
-    /// Takes the trunk addresses of `cfg` if it is not the configuration already in use.
-    pub fn update(&self, cfg: &Arc<config::Config>) {
+    /// Takes the trunk addresses of `cfg` (and those its named trunks resolve to) if they are
+    /// not the ones already in use.
+    pub fn update(&self, cfg: &Arc<config::Config>, dns: &crate::dns::DnsTable) {
+        let generation = dns.generation();
         if let Ok(st) = self.exempt.read() {
-            if st.0.as_ref().is_some_and(|c| Arc::ptr_eq(c, cfg)) {
+            if st.1 == generation && st.0.as_ref().is_some_and(|c| Arc::ptr_eq(c, cfg)) {
                 return;
             }
         }
-        let ips = cfg
-            .trunks
-            .values()
-            .map(|t| config::canonical_ip(t.address.ip()))
+        let ips = crate::policy::static_trunk_ips(cfg)
+            .chain(dns.ips())
+            .map(config::canonical_ip)
             .collect();
         if let Ok(mut st) = self.exempt.write() {
-            *st = (Some(cfg.clone()), ips);
+            *st = (Some(cfg.clone()), generation, ips);
         }
     }
 
     fn is_trunk(&self, ip: std::net::IpAddr) -> bool {
         self.exempt
             .read()
-            .map(|st| st.1.contains(&config::canonical_ip(ip)))
+            .map(|st| st.2.contains(&config::canonical_ip(ip)))
             .unwrap_or(false)
     }
 

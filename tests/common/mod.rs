@@ -14,9 +14,10 @@
 //! [`netns`] (namespaces, ports), [`process`] (trunkline and peer process guards, waiting for a
 //! condition), [`sipp`], [`sip`] (message helpers), [`capture`] (tshark), [`ops`] (configs,
 //! metrics, HTTP), [`sec`] (attacker sockets, resource limits) and [`rawsip`] (a minimal UAC and
-//! UAS over raw sockets).
+//! UAS over raw sockets), [`dnsmasq`] (a name server with the test's records).
 
 pub mod capture;
+pub mod dnsmasq;
 pub mod kamailio;
 pub mod netns;
 pub mod ops;
@@ -30,6 +31,8 @@ pub mod sipp;
 // A test binary that uses nothing of a module would warn that its re-export is unused.
 #[allow(unused_imports)]
 pub use capture::*;
+#[allow(unused_imports)]
+pub use dnsmasq::*;
 #[allow(unused_imports)]
 pub use kamailio::*;
 #[allow(unused_imports)]

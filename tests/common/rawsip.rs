@@ -46,7 +46,7 @@ impl Msg {
             .unwrap_or_else(|| panic!("no m=audio port in:\n{}", self.text))
     }
     /// Every Via, From, To (with `to_tag` added), Call-ID, CSeq, in order (RFC 3261 §8.2.6.2).
-    fn reply_headers(&self, to_tag: Option<&str>) -> String {
+    pub fn reply_headers(&self, to_tag: Option<&str>) -> String {
         let mut out = String::new();
         let head = self.text.split("\r\n\r\n").next().unwrap_or("");
         for line in head.split("\r\n").skip(1) {

@@ -201,8 +201,7 @@ impl B2bua {
             for rr in a_invite.headers.get_all("Record-Route") {
                 resp.headers.push("Record-Route", rr);
             }
-            resp.headers
-                .push("Contact", self.contact_for(call.a.peer.transport));
+            resp.headers.push("Contact", self.contact_for(call.a.peer));
         }
         copy_passthrough(&from_b.headers, &mut resp.headers);
         resp

@@ -115,6 +115,8 @@ pub struct CallRef<'a> {
     /// The signalling peer of leg A and of leg B (the target being tried or answered): the
     /// media side lets a NATed endpoint's media come from that IP.
     pub peers: [SocketAddr; 2],
+    /// The trunk of leg B: the one its dialog is with, or the target being tried.
+    pub b_trunk: Option<&'a str>,
 }
 
 impl CallRef<'_> {
@@ -334,10 +336,16 @@ impl Policy for StaticPolicy {
 /// Static settings of the core.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
-    /// Our address per transport (what goes into Via and Contact).
+    /// Our IPv4 address per transport (what goes into Via and Contact towards IPv4 peers).
     pub local_udp: Option<SocketAddr>,
     pub local_tcp: Option<SocketAddr>,
     pub local_tls: Option<SocketAddr>,
+    /// Our IPv6 address per transport: towards an IPv6 peer, Via, Contact and the host of our
+    /// From/To URIs name it, as an RFC 5118 reference (`[2001:db8::1]:5060`). A family without
+    /// an address of its own falls back to the other's.
+    pub local_udp_v6: Option<SocketAddr>,
+    pub local_tcp_v6: Option<SocketAddr>,
+    pub local_tls_v6: Option<SocketAddr>,
     pub timers: TimerConfig,
     /// Give up on a target that sent no response at all after this long and try the next one
     /// (a short fr_timer; Timer B still bounds the transaction).
@@ -362,6 +370,9 @@ impl Default for CoreConfig {
             local_udp: None,
             local_tcp: None,
             local_tls: None,
+            local_udp_v6: None,
+            local_tcp_v6: None,
+            local_tls_v6: None,
             timers: TimerConfig::default(),
             no_answer_failover: Duration::from_secs(4),
             ringing_timeout: Duration::from_secs(181),

@@ -182,6 +182,11 @@ impl Call {
             call_id: &self.a.call_id,
             from_tag: self.a.remote_tag.as_deref().unwrap_or(""),
             peers: [self.a.peer.addr, self.b.peer.addr],
+            b_trunk: self.b_trunk.as_deref().or_else(|| {
+                self.attempt()
+                    .and_then(|a| a.targets.get(a.target_idx))
+                    .map(|t| t.trunk.as_str())
+            }),
         }
     }
 

@@ -284,9 +284,9 @@ impl B2bua {
         leg: Leg,
         method: Method,
     ) -> Option<(Request, Peer)> {
-        let t = self.calls.get(&id)?.leg(leg).peer.transport;
-        let via = self.via_for(t);
-        let contact = self.contact_for(t);
+        let to = self.calls.get(&id)?.leg(leg).peer;
+        let via = self.via_for(to);
+        let contact = self.contact_for(to);
         let d = self.calls.get_mut(&id)?.leg_mut(leg);
         Some((d.request(method, via, contact), d.peer))
     }
@@ -523,10 +523,11 @@ impl B2bua {
         let local_tag = call.map(|c| c.leg(from_leg).local_tag.as_str());
         let mut out = make_response(orig, resp.status, &resp.reason, local_tag);
         if (101..300).contains(&resp.status) && matches!(method, Method::Invite | Method::Update) {
-            let t = call
-                .map(|c| c.leg(from_leg).peer.transport)
-                .unwrap_or(Transport::Udp);
-            out.headers.push("Contact", self.contact_for(t));
+            let contact = match call {
+                Some(c) => self.contact_for(c.leg(from_leg).peer),
+                None => self.local_contact[0][Transport::Udp as usize].clone(),
+            };
+            out.headers.push("Contact", contact);
         }
         copy_passthrough(&resp.headers, &mut out.headers);
         if let Some(b) = body {

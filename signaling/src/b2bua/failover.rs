@@ -121,7 +121,7 @@ impl B2bua {
         let routes = dialog::uac_route_set(&resp.headers);
         for (method, cseq) in [(Method::Ack, seq), (Method::Bye, seq.wrapping_add(1))] {
             let mut h = Headers::with_capacity(12);
-            h.push("Via", self.via_for(ab.peer.transport));
+            h.push("Via", self.via_for(ab.peer));
             h.push("Max-Forwards", "70");
             for r in &routes {
                 h.push("Route", r.clone());
@@ -202,8 +202,13 @@ impl B2bua {
             None
         };
         if let Some(next) = next {
+            let family = |i: usize| at.targets.get(i).map(|t| is_v6(&t.peer));
+            let refamily = family(at.target_idx) != family(next);
             at.target_idx = next;
             b.local_cseq = b.local_cseq.wrapping_add(1);
+            if refamily {
+                self.reoffer_b(id, now, policy);
+            }
             self.send_b_invite(id, now, policy);
             return;
         }

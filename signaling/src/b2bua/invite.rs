@@ -335,7 +335,7 @@ impl B2bua {
             .as_ref()
             .map(|d| format!("{} ", quote_display(d)))
             .unwrap_or_default();
-        let our_host = self.our_host();
+        let our_host = self.our_host(first.peer);
         Dialog {
             call_id,
             local_tag,
@@ -393,6 +393,27 @@ impl B2bua {
         }
     }
 
+    /// Leg B's offer again, for a target of the other IP family than the one it was made for
+    /// (failover from an IPv6 trunk to an IPv4 one, say): the relay ports facing leg B move to
+    /// that family and the SDP names its relay address (RFC 6157). A refusal keeps the offer.
+    pub(super) fn reoffer_b(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((peer, offer)) = call.attempt().and_then(|a| {
+            let t = a.targets.get(a.target_idx)?;
+            Some((t.peer, a.a_offer.clone()?))
+        }) else {
+            return;
+        };
+        call.b.peer = peer;
+        if let Ok(sdp) = policy.media_offer(call.media_ref(), Leg::A, &offer, now) {
+            if let Some((_, body)) = call.attempt_mut().and_then(|a| a.b_offer.as_mut()) {
+                *body = sdp;
+            }
+        }
+    }
+
     /// Send (or re-send, on failover) leg B's INVITE to the current target.
     pub(super) fn send_b_invite(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
         let Some((t, trunk)) = self
@@ -400,7 +421,7 @@ impl B2bua {
             .get(&id)
             .and_then(Call::attempt)
             .and_then(|a| a.targets.get(a.target_idx))
-            .map(|t| (t.peer.transport, t.trunk.clone()))
+            .map(|t| (t.peer, t.trunk.clone()))
         else {
             return;
         };

@@ -152,11 +152,12 @@ pub struct B2bua {
     server: IdMap<TxId, (CallId, Leg)>,
     /// The original requests of relayed in-dialog transactions, by server transaction.
     relayed_requests: IdMap<TxId, Request>,
-    /// Per transport: Via up to the branch value, and Contact (formatted once, not per message).
-    local_via: [String; 3],
-    local_contact: [String; 3],
-    /// Our host (IP) for the From of leg B.
-    local_host: String,
+    /// Per family (IPv4, IPv6) and transport: Via up to the branch value, and Contact
+    /// (formatted once, not per message).
+    local_via: [[String; 3]; 2],
+    local_contact: [[String; 3]; 2],
+    /// Per family: our host (IP, an IPv6 one as a reference) for the From of leg B.
+    local_host: [String; 2],
     deadlines: BinaryHeap<Deadline>,
     next_call: u64,
     rng: ChaCha12Rng,
@@ -198,27 +199,35 @@ impl B2bua {
         let mut nonce_key = [0u8; 32];
         rng.fill_bytes(&mut nonce_key);
         let ts = [Transport::Udp, Transport::Tcp, Transport::Tls];
-        let local_via = ts.map(|t| {
-            format!(
-                "SIP/2.0/{} {};branch=",
-                t.via_token(),
-                local_addr_text(&cfg, t)
-            )
+        let local_via = [false, true].map(|v6| {
+            ts.map(|t| {
+                format!(
+                    "SIP/2.0/{} {};branch=",
+                    t.via_token(),
+                    local_addr_text(&cfg, t, v6)
+                )
+            })
         });
-        let local_contact = ts.map(|t| {
-            let addr = local_addr_text(&cfg, t);
-            match t {
-                Transport::Udp => format!("<sip:{addr}>"),
-                Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
-                Transport::Tls => format!("<sips:{addr}>"),
+        let local_contact = [false, true].map(|v6| {
+            ts.map(|t| {
+                let addr = local_addr_text(&cfg, t, v6);
+                match t {
+                    Transport::Udp => format!("<sip:{addr}>"),
+                    Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
+                    Transport::Tls => format!("<sips:{addr}>"),
+                }
+            })
+        });
+        let local_host = [false, true].map(|v6| {
+            let addr = [Transport::Udp, Transport::Tcp, Transport::Tls]
+                .into_iter()
+                .find_map(|t| local_addr(&cfg, t, v6));
+            match addr {
+                Some(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+                Some(SocketAddr::V4(a)) => a.ip().to_string(),
+                None => "127.0.0.1".into(),
             }
         });
-        let local_host = cfg
-            .local_udp
-            .or(cfg.local_tcp)
-            .or(cfg.local_tls)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "127.0.0.1".into());
         B2bua {
             cfg,
             tx,
@@ -337,20 +346,24 @@ impl B2bua {
         s
     }
 
-    fn via_for(&mut self, t: Transport) -> String {
-        let mut v = String::with_capacity(self.local_via[t as usize].len() + 32);
-        v.push_str(&self.local_via[t as usize]);
+    /// Our Via (a new branch) on a request to `to`: our address of `to`'s family and transport.
+    fn via_for(&mut self, to: Peer) -> String {
+        let head = &self.local_via[usize::from(is_v6(&to))][to.transport as usize];
+        let mut v = String::with_capacity(head.len() + 32);
+        v.push_str(head);
         self.push_branch(&mut v);
         v.push_str(";rport");
         v
     }
 
-    fn contact_for(&self, t: Transport) -> String {
-        self.local_contact[t as usize].clone()
+    /// Our Contact towards `to` (its family and transport).
+    fn contact_for(&self, to: Peer) -> String {
+        self.local_contact[usize::from(is_v6(&to))][to.transport as usize].clone()
     }
 
-    fn our_host(&self) -> &str {
-        &self.local_host
+    /// Our host for the URIs of a leg towards `to` (an IPv6 address as a reference).
+    fn our_host(&self, to: Peer) -> &str {
+        &self.local_host[usize::from(is_v6(&to))]
     }
 
     /// A datagram (UDP) or one framed message (TCP/TLS) arrived.
