@@ -329,3 +329,52 @@ fn a_2xx_held_behind_an_unpracked_183_ends_as_500_and_bye() {
     assert_eq!(w.core.active_calls(), 0);
     assert_eq!(w.policy.released.len(), 1);
 }
+
+#[test]
+fn the_callee_hanging_up_while_the_2xx_is_held_ends_leg_a_with_487() {
+    let mut w = world(vec![target("pbx", PBX)]);
+    w.feed(A, &invite_plus("rel-7", "Supported: 100rel\r\n"));
+    let inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp_with(&inv, 183, "Progress", "btag", SDP_B, ""));
+    w.feed_msg(
+        PBX,
+        &resp_with(&inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    w.take_request(PBX, "ACK");
+    w.take_to(A);
+    // The callee hangs up before the caller PRACKed (so before it got its 2xx).
+    let our_tag = inv.from().unwrap().tag().unwrap().to_string();
+    let bye = format!(
+        "BYE sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-bye7\r\n\
+Max-Forwards: 70\r\nFrom: <sip:x@127.0.0.1:5080>;tag=btag\r\nTo: <sip:a@127.0.0.1>;tag={our_tag}\r\n\
+Call-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
+        inv.call_id().unwrap()
+    );
+    w.feed(PBX, bye.as_bytes());
+    assert_eq!(w.final_to(PBX).status, 200);
+    let to_a = w.take_to(A);
+    assert!(
+        requests(&to_a, "BYE").is_empty(),
+        "no BYE in leg A's early dialog"
+    );
+    let finals: Vec<u16> = to_a
+        .iter()
+        .filter_map(|m| match m {
+            SipMessage::Response(r) if r.status >= 200 => Some(r.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals, vec![487]);
+    w.advance(Duration::from_secs(64));
+    assert!(
+        w.take_responses(A).iter().all(|r| r.status == 487),
+        "no 183 or 2xx after the end"
+    );
+    assert_eq!(w.core.active_calls(), 0);
+    assert_eq!(
+        w.core.transactions(),
+        0,
+        "{:?}",
+        w.core.describe_transactions()
+    );
+}

@@ -4,7 +4,11 @@
 
 mod flows_common;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
+
+use md5::{Digest as _, Md5};
 
 use flows_common::*;
 use signaling::b2bua::{
@@ -12,6 +16,7 @@ use signaling::b2bua::{
     StaticPolicy, Target,
 };
 use signaling::message::{Request, SipMessage};
+use signaling::registrar::RegistrarSettings;
 use signaling::Peer;
 
 /// [`StaticPolicy`] with a redirect mode for every trunk and a dial plan for followed
@@ -21,6 +26,7 @@ struct Redirecting {
     mode: RedirectMode,
     plan: Vec<(&'static str, Vec<Target>)>,
     asked: Vec<(String, String)>,
+    registrar: Option<Arc<RegistrarSettings>>,
 }
 
 impl Policy for Redirecting {
@@ -53,6 +59,9 @@ impl Policy for Redirecting {
     }
     fn redirect_mode(&mut self, _trunk: &str, _now: Instant) -> RedirectMode {
         self.mode
+    }
+    fn registrar(&mut self, _now: Instant) -> Option<Arc<RegistrarSettings>> {
+        self.registrar.clone()
     }
     fn route_redirect(
         &mut self,
@@ -99,6 +108,7 @@ fn rworld(
             mode,
             plan,
             asked: Vec::new(),
+            registrar: None,
         },
     )
 }
@@ -259,4 +269,79 @@ fn reject_fails_over_to_the_routes_next_target_and_ends_with_480() {
     assert_eq!(resp.status, 480);
     assert!(resp.headers.get("Contact").is_none());
     assert!(w.take_to("198.51.100.7:5060").is_empty());
+}
+
+const PHONE_NAT: &str = "203.0.113.9:40000";
+
+fn md5_hex(s: &str) -> String {
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// alice registers `sip:alice@192.168.1.20:5060` from `PHONE_NAT` (Digest, RFC 7616 qop=auth).
+fn register_alice(w: &mut RWorld) {
+    let reg = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKr{cseq}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:alice@example.com>\r\nFrom: <sip:alice@example.com>;tag=ph\r\n\
+             Call-ID: reg-1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@192.168.1.20:5060>\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    w.feed(PHONE_NAT, &reg(1, ""));
+    let ch = w.final_to(PHONE_NAT);
+    let www = ch.headers.get("WWW-Authenticate").expect("challenge");
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap();
+    let ha1 = md5_hex("alice:example.com:s3cret");
+    let ha2 = md5_hex("REGISTER:sip:example.com");
+    let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:xyz:auth:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
+         uri=\"sip:example.com\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"xyz\"\r\n"
+    );
+    w.feed(PHONE_NAT, &reg(2, &auth));
+    assert_eq!(w.final_to(PHONE_NAT).status, 200);
+}
+
+#[test]
+fn follow_reaches_a_served_user_at_its_binding_and_skips_unknown_ones() {
+    let mut w = rworld(vec![target("pbx", PBX)], RedirectMode::Follow, vec![]);
+    w.policy.registrar = Some(Arc::new(RegistrarSettings {
+        domains: vec!["example.com".into()],
+        realm: "example.com".into(),
+        min_expires: 60,
+        max_expires: 3600,
+        default_expires: 3600,
+        users: HashMap::from([("alice".to_string(), "s3cret".to_string())]),
+        keepalive: 0,
+        authenticate_calls: false,
+        auth_failures: Default::default(),
+    }));
+    register_alice(&mut w);
+    w.feed(A, &invite("r-5", SDP_A));
+    let inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(
+        PBX,
+        &moved(
+            &inv,
+            &[
+                "<sip:nobody@example.com>;q=1",
+                "<sip:alice@example.com>;q=0.5",
+            ],
+        ),
+    );
+    // Both Contacts are at the served domain: the location service alone decides (the unknown
+    // user goes nowhere), never the dial plan.
+    assert!(w.policy.asked.is_empty(), "{:?}", w.policy.asked);
+    let to_phone = w.take_request(PHONE_NAT, "INVITE");
+    assert_eq!(to_phone.uri, "sip:alice@192.168.1.20:5060");
+    assert_eq!(to_phone.call_id(), inv.call_id());
+    assert!(w.take_to("192.168.1.20:5060").is_empty());
 }

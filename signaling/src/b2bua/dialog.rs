@@ -292,6 +292,11 @@ impl B2bua {
     }
 
     pub(super) fn send_bye(&mut self, id: CallId, leg: Leg, now: Instant) {
+        if leg == Leg::A && self.holds_2xx(id) {
+            // Leg A has only an early dialog (its 2xx is held, `prack.rs`): it gets a final
+            // answer to its INVITE from `finish_confirmed` instead.
+            return;
+        }
         if let Some((req, peer)) = self.dialog_request(id, leg, Method::Bye) {
             let t = self.tx.send_request_ref(&req, peer, now);
             self.owners.insert(t, TxOwner::Call(id, ClientPurpose::Bye));
@@ -535,6 +540,7 @@ impl B2bua {
     }
 
     pub(super) fn finish_confirmed(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
+        self.drop_held_2xx(id, now);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

@@ -320,6 +320,27 @@ impl B2bua {
         }
     }
 
+    /// Is leg A's 2xx held (leg A has no confirmed dialog yet)?
+    pub(super) fn holds_2xx(&self, id: CallId) -> bool {
+        self.rel_a.get(&id).is_some_and(|r| r.held_2xx.is_some())
+    }
+
+    /// The call ends (BYE from leg B, shutdown, ...) while leg A's 2xx is held: leg A never
+    /// gets it; its INVITE is answered 487 instead (as for a BYE on its early dialog, RFC 3261
+    /// §15.1.2), and nothing more is retransmitted.
+    pub(super) fn drop_held_2xx(&mut self, id: CallId, now: Instant) {
+        let Some(rel) = self.rel_a.get_mut(&id) else {
+            return;
+        };
+        let Some((a_tx, ok)) = rel.held_2xx.take() else {
+            return;
+        };
+        rel.pending = None;
+        rel.queued = None;
+        let resp = final_like(&ok, 487, "Request Terminated");
+        self.tx.send_response(a_tx, resp, now);
+    }
+
     /// A PRACK from leg A: answered here (leg B has PRACKs of its own), 200 when it matches
     /// the reliable provisional waiting for it, else 481.
     pub(super) fn on_a_prack(&mut self, tx: TxId, req: &Request, id: CallId, now: Instant) {
