@@ -315,7 +315,7 @@ impl LivePolicy {
     /// The SRTP policy of leg A (its source trunk's, else `media.srtp`) and of leg B (its
     /// trunk's; towards a registered phone or other non-trunk: plain unless `media.srtp` is
     /// `mandatory`). A trunk without `srtp:` accepts what it offers and is offered plain
-    /// RTP, SRTP when it is reached over TLS.
+    /// RTP, SRTP (best effort, `optional`) when it is reached over TLS.
     fn srtp_modes(&self, call: &signaling::b2bua::CallRef<'_>) -> [SrtpMode; 2] {
         let media = mode_of(self.config.media.srtp);
         let a = match self.trunk_of(Peer {
@@ -329,7 +329,7 @@ impl LivePolicy {
         let b = match call.b_trunk.and_then(|t| self.config.trunks.get(t)) {
             Some(t) => match (t.srtp, t.transport) {
                 (Some(p), _) => mode_of(p),
-                (None, config::TransportKind::Tls) => SrtpMode::Mandatory,
+                (None, config::TransportKind::Tls) => SrtpMode::Optional,
                 (None, _) => SrtpMode::Off,
             },
             None if media == SrtpMode::Mandatory => media,

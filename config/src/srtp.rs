@@ -15,7 +15,9 @@
 //! Defaults: `media.srtp` is `optional` (offers to registered phones and other non-trunks
 //! are plain RTP unless it is `mandatory`). A trunk without `srtp:` accepts what it offers
 //! (`optional` for its calls to trunkline) and is offered plain RTP, except a `transport: tls`
-//! trunk, which is offered SRTP (`mandatory`). Each leg has its own keys; no key and no
+//! trunk, which is offered SRTP best effort (`optional`: `a=crypto` on `RTP/AVP`; say
+//! `mandatory` for a peer that requires it, such as Microsoft Teams). Each leg has its own
+//! keys; no key and no
 //! `a=crypto` line ever crosses from one leg to the other.
 
 use serde::Deserialize;
