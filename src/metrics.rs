@@ -586,6 +586,8 @@ impl Metrics {
             }
             // Counted by the trunk health state (`crate::carriers`).
             CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => {}
+            // Written by the CDR sinks (`crate::cdr`).
+            CallEvent::Record(_) => {}
         }
     }
 

@@ -56,7 +56,9 @@ impl CallSources {
                 self.of.remove(call);
                 None
             }
-            CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => None,
+            CallEvent::TrunkRegistration { .. }
+            | CallEvent::TrunkProbe { .. }
+            | CallEvent::Record(_) => None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config::{Config, TransportKind};
-use signaling::b2bua::{B2bua, CoreConfig};
+use signaling::b2bua::{B2bua, CoreConfig, Hangup};
 use tokio::sync::mpsc;
 
 use crate::metrics::{AdminRequest, Metrics};
@@ -264,7 +264,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 if let Some(id) = core.find_call(&call.0, &call.1) {
                     tracing::info!(call_id = %call.0, "media timeout: ending call");
                     metrics.media_timeouts.inc();
-                    core.terminate_call(id, Instant::now(), &mut policy);
+                    core.terminate_call_for(id, Hangup::MediaTimeout, Instant::now(), &mut policy);
                 }
             }
         }
@@ -291,7 +291,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 // Answered calls get BYE on both legs; ringing ones 503 to the caller and
                 // CANCEL to the callee.
                 for id in core.live_calls() {
-                    core.terminate_call(id, now, &mut policy);
+                    core.terminate_call_for(id, Hangup::Shutdown, now, &mut policy);
                 }
                 while let Some(t) = core.poll_transmit() {
                     if let Some(h) = &hep {

@@ -48,6 +48,8 @@ pub(super) struct Call {
     pub(super) b_auth: Option<super::uac_auth::LegAuth>,
     /// The trunk leg B's INVITE went to last (the one its dialog is with once answered).
     pub(super) b_trunk: Option<String>,
+    /// What its CDR will say (`cdr.rs`).
+    pub(super) log: super::cdr::CallLog,
 }
 
 pub(super) enum CallState {
@@ -154,6 +156,16 @@ impl Call {
             Leg::A => &mut self.a,
             Leg::B => &mut self.b,
         }
+    }
+
+    /// Its CDR, for a call whose media is released at `now`.
+    pub(super) fn record(&self, now: Instant) -> super::cdr::CallRecord {
+        self.log.record(
+            self.id.raw(),
+            [&self.a.call_id, &self.b.call_id],
+            self.a.peer.addr,
+            now,
+        )
     }
 
     pub(super) fn media_ref(&self) -> CallRef<'_> {
@@ -305,6 +317,7 @@ mod tests {
             early_source: None,
             b_auth: None,
             b_trunk: None,
+            log: super::super::cdr::CallLog::new(now, ["a", "b"], ["a", "b"]),
             state: CallState::Proceeding(Box::new(Attempt {
                 started: now,
                 pdd: None,

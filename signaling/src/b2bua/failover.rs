@@ -150,12 +150,14 @@ impl B2bua {
             a,
             b,
             state: CallState::Proceeding(at),
+            log,
             ..
         } = call
         else {
             return;
         };
         at.tx = None;
+        log.attempt_done(status);
         // RFC 3261 §16.7 + the dial plan contract: 408, 5xx and transport errors fail over; 6xx
         // stops; any other final is the answer.
         let failover = status == 408 || (500..600).contains(&status);
@@ -179,6 +181,7 @@ impl B2bua {
                 // target's status.
                 let resp = make_response(&at.a_invite, status, &reason, Some(&a.local_tag));
                 self.tx.send_response(a_tx, resp, now);
+                log.refused(status, now);
                 policy.event(
                     CallEvent::Finished {
                         call: id.raw(),
