@@ -31,6 +31,8 @@ pub struct Metrics {
     pub keepalives: IntCounter,
     pub trunk_auth: IntCounterVec,
     pub hep_packets: IntCounterVec,
+    pub cdr_records: IntCounterVec,
+    pub cdr_dropped: IntCounterVec,
     pub media_failures: IntCounter,
     pub subscriptions: IntGauge,
     pub registers: IntCounterVec,
@@ -160,6 +162,19 @@ impl Metrics {
                 &r,
                 "trunkline_media_answer_failures_total",
                 "SDP answers (or late offers) the media relay could not take; the offer was ended with 488 on the leg that made it.",
+            ),
+            cdr_records: counter_vec(
+                &r,
+                "trunkline_cdr_records_total",
+                "Call detail records by sink (file, postgres) and result: \"written\", or \
+                 \"error\" (the file could not be opened or written; not retried).",
+                &["sink", "result"],
+            ),
+            cdr_dropped: counter_vec(
+                &r,
+                "trunkline_cdr_dropped_total",
+                "Call detail records dropped because the sink's queue (cdr.queue) was full.",
+                &["sink"],
             ),
             hep_packets: counter_vec(
                 &r,

@@ -29,6 +29,8 @@ pub struct LivePolicy {
     pub mgcp_bridge: Option<std::net::SocketAddr>,
     /// Which trunks register and are probed, and which probed trunks are down.
     pub health: crate::carriers::TrunkHealth,
+    /// Call detail records (`cdr:`), when configured.
+    pub cdr: Option<crate::cdr::Cdrs>,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -187,8 +189,14 @@ impl Media {
             set_counter(&m.relay_dropped.with_label_values(&[reason]), v);
         }
         m.relay_ports_free.set(t.ports_free as i64);
-        for closed in self.relay.drain_closed_stats() {
-            for leg in [&closed.a, &closed.b] {
+    }
+
+    /// Final stats of the pairs the relay closed since the last call, observed into the
+    /// quality histograms (for the CDRs to take next).
+    pub fn take_closed(&self, m: &Metrics) -> Vec<media_relay::ClosedPairStats> {
+        let closed = self.relay.drain_closed_stats();
+        for c in &closed {
+            for leg in [&c.a, &c.b] {
                 if leg.rtp_packets_in == 0 {
                     continue;
                 }
@@ -199,6 +207,7 @@ impl Media {
                 m.relay_loss.observe(leg.fraction_lost);
             }
         }
+        closed
     }
 }
 
@@ -241,6 +250,7 @@ impl LivePolicy {
             registrar: None,
             mgcp_bridge: None,
             health: Default::default(),
+            cdr: None,
         };
         p.guard.follow(&p.config);
         p
@@ -302,6 +312,9 @@ impl LivePolicy {
     /// Release the trunk slots of calls the core no longer knows (a safety net for an end path
     /// that reported nothing).
     pub fn reconcile(&mut self, mut alive: impl FnMut(u64) -> bool) {
+        if let Some(c) = &mut self.cdr {
+            c.reconcile(&mut alive);
+        }
         self.sources.of.retain(|id, _| alive(*id));
         self.guard.usage.retain(alive);
     }
@@ -443,6 +456,26 @@ impl LivePolicy {
                 reason: reason.unwrap_or_else(|| signaling::status::reason_phrase(code).into()),
             },
         }
+    }
+
+    /// The relay's final stats of closed pairs into the quality histograms and the CDRs
+    /// waiting for them; CDRs that waited too long are written without.
+    pub fn drain_media(&mut self, now: Instant) {
+        let closed = match &self.media {
+            Some(m) => m.take_closed(&self.metrics),
+            None => Vec::new(),
+        };
+        if let Some(c) = &mut self.cdr {
+            for x in &closed {
+                c.on_closed(x);
+            }
+            c.expire(now);
+        }
+    }
+
+    /// CDRs wait for media stats (the core loop drains the relay's soon).
+    pub fn cdr_waiting(&self) -> bool {
+        self.cdr.as_ref().is_some_and(crate::cdr::Cdrs::waiting)
     }
 
     /// `config` was replaced (reload): settings derived from it are rebuilt at next use.
@@ -600,6 +633,9 @@ impl Policy for LivePolicy {
         sdp: &[u8],
         _now: Instant,
     ) -> Result<Vec<u8>, MediaRefusal> {
+        if let Some(c) = &mut self.cdr {
+            c.note_sdp(call.id, leg_index(from), false, sdp);
+        }
         match &mut self.media {
             None => Ok(sdp.to_vec()),
             Some(m) => m
@@ -630,6 +666,9 @@ impl Policy for LivePolicy {
         sdp: &[u8],
         _now: Instant,
     ) -> Result<Vec<u8>, String> {
+        if let Some(c) = &mut self.cdr {
+            c.note_sdp(call.id, leg_index(from), true, sdp);
+        }
         match &mut self.media {
             None => Ok(sdp.to_vec()),
             Some(m) => m
@@ -646,15 +685,37 @@ impl Policy for LivePolicy {
         }
     }
 
-    fn media_release(&mut self, call: CallRef<'_>, _now: Instant) {
+    fn media_release(&mut self, call: CallRef<'_>, now: Instant) {
+        let mut pairs = Vec::new();
+        let mut srtp = false;
         if let Some(m) = &mut self.media {
-            let _ = m.calls.delete(call.call_id, Some(call.from_tag));
+            if let Ok(infos) = m.calls.delete(call.call_id, Some(call.from_tag)) {
+                for st in infos.iter().flat_map(|i| &i.streams) {
+                    srtp |= st.proto.contains("SAVP");
+                    pairs.extend(st.pair.map(|p| p.a));
+                }
+            }
+        }
+        if let Some(c) = &mut self.cdr {
+            c.released(call.id, &pairs, srtp, now);
         }
         // Every end of a call releases its media: its trunk slots go with it.
         self.guard.usage.release(call.id);
     }
 
     fn event(&mut self, ev: CallEvent, now: Instant) {
+        if let CallEvent::Record(r) = &ev {
+            let source = self
+                .config
+                .trunks
+                .values()
+                .find(|t| t.address == r.a_peer)
+                .map(|t| t.name.as_str());
+            if let Some(c) = &mut self.cdr {
+                c.record(r, source);
+            }
+            return;
+        }
         self.health.on_event(&ev, &self.metrics);
         let source = self.sources.source_for(&ev);
         self.metrics.on_call_event(&ev, source.as_deref());
@@ -672,6 +733,13 @@ impl Policy for LivePolicy {
                 false
             }
         }
+    }
+}
+
+fn leg_index(l: Leg) -> usize {
+    match l {
+        Leg::A => 0,
+        Leg::B => 1,
     }
 }
 

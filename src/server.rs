@@ -51,6 +51,7 @@ fn core_caps(l: &config::Limits) -> signaling::b2bua::Caps {
 
 async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     crate::tls::check(&cfg, path.as_deref())?;
+    crate::cdr::check(&cfg, path.as_deref()).map_err(|e| e.to_string())?;
     let cfg = Arc::new(cfg);
     let metrics = Arc::new(Metrics::new());
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(65536);
@@ -140,7 +141,14 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     let hep = start_hep(&cfg, &metrics)?;
     let media = start_media(&cfg, &metrics)?;
     let bridge = start_mgcp_bridge(&cfg, metrics.clone()).await?;
+    let cdr = match &cfg.cdr {
+        Some(c) => {
+            Some(crate::cdr::Cdrs::start(c, path.as_deref(), &metrics).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let mut policy = LivePolicy::new(cfg, media, metrics.clone());
+    policy.cdr = cdr;
     policy.mgcp_bridge = bridge;
     let sender = Sender {
         udp,
@@ -193,6 +201,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             _ = sighup.recv() => reloader.start("SIGHUP", None),
             _ = watch.tick() => {
                 policy.reconcile(|id| core.has_call(id));
+                policy.drain_media(Instant::now());
                 // Stream connections carrying a call or a registration outlive the idle
                 // timeout (one batch a second, not per message).
                 let in_use: std::collections::HashSet<signaling::Peer> =
@@ -230,6 +239,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             }
             Some(req) = admin_rx.recv() => match req {
                 AdminRequest::Refresh(done) => {
+                    policy.drain_media(Instant::now());
                     refresh_gauges(&core, &policy, &metrics);
                     let _ = done.send(());
                 }
@@ -268,6 +278,11 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 }
             }
         }
+        // Records of calls that just ended take their media stats as soon as the relay has
+        // them (a lock and a swap when there are none).
+        if policy.cdr_waiting() {
+            policy.drain_media(Instant::now());
+        }
         // Outbound TLS follows the trunks of the configuration in use (a pointer check).
         if let Some(c) = sender.tls.tls_clients() {
             c.update(&policy.config);
@@ -304,6 +319,19 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 break;
             }
         }
+    }
+    // The last records: what the relay has by now, the rest without media stats.
+    let until = Instant::now() + Duration::from_millis(500);
+    while policy.cdr_waiting() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        policy.drain_media(Instant::now());
+    }
+    policy.drain_media(Instant::now() + crate::cdr::STATS_WAIT);
+    if let Some(c) = policy.cdr.take() {
+        // Queued records reach their sinks before the process exits.
+        tokio::task::spawn_blocking(move || c.shutdown(Duration::from_secs(5)))
+            .await
+            .ok();
     }
     tracing::info!("trunkline stopped");
     Ok(())

@@ -109,10 +109,12 @@ mod abuse;
 mod admin;
 mod capture;
 mod carrier;
+mod cdr;
 pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
 pub use admin::{parse_token, Admin};
 pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
+pub use cdr::{Cdr, CdrFormat, Rotate};
 mod dialplan;
 mod fastyaml;
 mod locate;
@@ -447,6 +449,8 @@ pub struct Config {
     pub dialplan: Dialplan,
     /// HEP capture of every SIP message (`capture:`); changes need a restart.
     pub capture: Option<Capture>,
+    /// Call detail records (`cdr:`); changes need a restart.
+    pub cdr: Option<Cdr>,
     /// The admin API's token file (`admin:`).
     pub admin: Option<Admin>,
     /// The file it came from, or `"<embedded default>"`.
@@ -695,6 +699,8 @@ struct RawConfig {
     limits: Option<RawLimits>,
     #[serde(default)]
     capture: Option<capture::RawCapture>,
+    #[serde(default)]
+    cdr: Option<cdr::RawCdr>,
     #[serde(default)]
     admin: Option<admin::RawAdmin>,
     #[serde(default, deserialize_with = "unique_keys")]
@@ -1098,6 +1104,7 @@ fn build_with(
     };
     let limits = build_limits(raw.limits)?;
     let capture = raw.capture.map(capture::build_capture).transpose()?;
+    let cdr = raw.cdr.map(cdr::build_cdr).transpose()?;
     let admin = raw.admin.map(admin::build_admin).transpose()?;
 
     let mut trunks = BTreeMap::new();
@@ -1215,6 +1222,7 @@ fn build_with(
         trunks,
         dialplan: Dialplan::new(rules),
         capture,
+        cdr,
         admin,
         source: String::new(),
         warnings,
