@@ -164,3 +164,65 @@ fn numbered(p: &Path, i: u32) -> PathBuf {
     s.push(format!(".{i}"));
     PathBuf::from(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(path: PathBuf, rotate: Option<Rotate>, metrics: &Metrics) -> Writer {
+        Writer {
+            file: None,
+            size: 0,
+            path,
+            format: CdrFormat::Csv,
+            rotate,
+            failing: false,
+            last_open: None,
+            written: metrics.cdr_records.with_label_values(&["file", "written"]),
+            errors: metrics.cdr_records.with_label_values(&["file", "error"]),
+        }
+    }
+
+    #[test]
+    fn the_file_rotates_by_size_and_keeps_the_newest() {
+        let dir = std::env::temp_dir().join(format!("trunkline-cdr-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("cdr.csv");
+        let m = Metrics::new();
+        let rot = Rotate {
+            size_bytes: CSV_HEADER.len() as u64 + 250,
+            keep: 2,
+        };
+        let mut w = writer(path.clone(), Some(rot), &m);
+        w.open().expect("open");
+        // 100-byte records: two fit a file with its header; the third starts a new one.
+        for i in 0..7u8 {
+            let rec = format!("{:099}\n", i);
+            w.write(rec.as_bytes(), 1);
+        }
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let cur = read(&path);
+        assert!(cur.starts_with(CSV_HEADER), "every file has the header");
+        assert_eq!(cur.lines().count(), 2, "header + record 6: {cur}");
+        assert!(cur.ends_with(&format!("{:099}\n", 6)));
+        let one = read(&numbered(&path, 1));
+        assert_eq!(one.lines().count(), 3, "records 4, 5: {one}");
+        assert!(read(&numbered(&path, 2)).contains(&format!("{:099}\n", 2)));
+        assert!(!numbered(&path, 3).exists(), "keep: 2");
+        assert_eq!(w.written.get(), 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failing_file_counts_every_record() {
+        let m = Metrics::new();
+        let mut w = writer(PathBuf::from("/dev/full"), None, &m);
+        w.format = CdrFormat::Jsonl;
+        w.open().expect("/dev/full opens");
+        w.write(b"x\n", 3);
+        w.write(b"y\n", 2);
+        assert_eq!((w.written.get(), w.errors.get()), (0, 5));
+        assert!(w.failing);
+    }
+}
