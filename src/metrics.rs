@@ -33,6 +33,7 @@ pub struct Metrics {
     pub hep_packets: IntCounterVec,
     pub cdr_records: IntCounterVec,
     pub cdr_dropped: IntCounterVec,
+    pub cdr_pending: IntGaugeVec,
     pub media_failures: IntCounter,
     pub subscriptions: IntGauge,
     pub registers: IntCounterVec,
@@ -176,6 +177,19 @@ impl Metrics {
                 "Call detail records dropped because the sink's queue (cdr.queue) was full.",
                 &["sink"],
             ),
+            cdr_pending: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_cdr_pending",
+                        "Call detail records held by a sink that cannot write now (postgres: \
+                         the batch being retried and its queue).",
+                    ),
+                    &["sink"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             hep_packets: counter_vec(
                 &r,
                 "trunkline_hep_packets_total",

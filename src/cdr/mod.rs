@@ -9,6 +9,7 @@
 //! whose stats do not come within [`STATS_WAIT`] is written without them.
 
 mod file;
+mod postgres;
 mod row;
 
 use std::collections::HashMap;
@@ -118,6 +119,15 @@ impl Cdrs {
                 tx,
                 writer,
                 dropped: metrics.cdr_dropped.with_label_values(&["file"]),
+            });
+        }
+        if let Some(conn) = &cfg.postgres {
+            let (tx, writer) = postgres::start(conn.clone(), cfg.queue, metrics.clone())?;
+            sinks.push(Sink {
+                name: "postgres",
+                tx,
+                writer,
+                dropped: metrics.cdr_dropped.with_label_values(&["postgres"]),
             });
         }
         Ok(Cdrs {

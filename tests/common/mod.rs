@@ -13,7 +13,7 @@
 //! One module per responsibility, all re-exported here so a test says `use common::*`:
 //! [`netns`] (namespaces, ports), [`process`] (trunkline and peer process guards, waiting for a
 //! condition), [`sipp`], [`sip`] (message helpers), [`capture`] (tshark), [`ops`] (configs,
-//! metrics, HTTP), [`sec`] (attacker sockets, resource limits) and [`rawsip`] (a minimal UAC and
+//! metrics, HTTP), [`postgres`] (a private PostgreSQL cluster), [`sec`] (attacker sockets, resource limits) and [`rawsip`] (a minimal UAC and
 //! UAS over raw sockets).
 
 pub mod capture;
@@ -21,6 +21,7 @@ pub mod kamailio;
 pub mod netns;
 pub mod ops;
 pub mod osmo;
+pub mod postgres;
 pub mod process;
 pub mod rawsip;
 pub mod sec;
