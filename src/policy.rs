@@ -711,8 +711,10 @@ impl Policy for LivePolicy {
                 .values()
                 .find(|t| t.address == r.a_peer)
                 .map(|t| t.name.as_str());
-            if let Some(c) = &mut self.cdr {
-                c.record(r, source);
+            match &mut self.cdr {
+                Some(c) => c.record(r, source),
+                // The call-end log line, without a sink.
+                None => crate::cdr::log_call_end(r, source),
             }
             return;
         }

@@ -263,6 +263,11 @@ impl Cdrs {
     }
 }
 
+/// The call-end log line of `rec` when no CDR sink is configured.
+pub fn log_call_end(rec: &CallRecord, source_trunk: Option<&str>) {
+    CdrRow::new(rec, source_trunk, wall_clock()).log_line();
+}
+
 /// The wall clock and the monotonic clock read together (to turn the core's `Instant`s into
 /// wall-clock times).
 #[derive(Clone, Copy, Debug)]
