@@ -9,6 +9,8 @@
 #                NAPTR-less SRV (_sip._udp.uas.test -> host.uas.test:5080) served by dnsmasq
 #   kamrtp-auth  Kamailio + rtpengine doing the same with its uac module (uac_auth() in a
 #                failure_route)
+#   trunkline-cdr  trunkline writing a CDR file (cdr: { file }) and a HEP capture of every
+#                message (capture: { hep }) to a collector that drains it (a python3 UDP sink)
 # and prints, per SUT: calls attempted/successful/failed, wall time, and CPU per call = the
 # utime+stime ticks (/proc/PID/stat fields 14 and 15) of every SUT process (the launched one and
 # all its descendants), after minus before, divided by the calls attempted.
@@ -152,6 +154,17 @@ start_trunkline() {  # [auth]
     local bin="$repo/target/release/trunkline"
     [[ -x $bin ]] || { echo "bench-calls: build it first: cargo build --release" >&2; return 1; }
     bench_yaml >"$out/trunkline.yaml"
+    if [[ ${1:-} == cdr ]]; then
+        printf 'cdr: { file: %s }\ncapture: { hep: 127.0.0.1:9060 }\n' "$out/cdr.jsonl" \
+            >>"$out/trunkline.yaml"
+        python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.bind(("127.0.0.1", 9060))
+while True:
+    s.recv(65536)' &
+        pids_started+=($!)
+    fi
     if [[ ${1:-} == auth || ${1:-} == srv-auth ]]; then
         sed -i 's#^  uas: { address: 127.0.0.1:5080, transport: udp }#  uas: { address: 127.0.0.1:5080, transport: udp, auth: { username: acme, password: s3cret } }#' \
             "$out/trunkline.yaml"
@@ -199,6 +212,7 @@ bench_one() {  # name
         trunkline) start_trunkline || return ;;
         trunkline-auth) start_trunkline auth || return ;;
         trunkline-srv-auth) start_trunkline srv-auth || return ;;
+        trunkline-cdr) start_trunkline cdr || return ;;
         *) echo "bench-calls: unknown SUT $name" >&2; return ;;
     esac
     if [[ $name == *-auth ]]; then

@@ -5,6 +5,7 @@
 #                                     kamailio with its TLS module (interop peer for TLS and ng),
 #                                     osmo-mgw (a real MGCP media gateway), baresip (a real phone),
 #                                     ip (iproute2: the IPv6 tests add the relay's address to lo)
+#                                     postgresql (the CDR sink's database, tests/cdr_postgres.rs)
 #   scripts/install-deps.sh --bench   also rtpengine (the comparison stack)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
@@ -30,7 +31,7 @@ done
 kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
     "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
-    "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base" "ip:iproute2")
+    "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base" "ip:iproute2" "pg_ctlcluster:postgresql")
 if [[ $bench -eq 1 ]]; then
     want+=("rtpengine:rtpengine-daemon")
 fi
@@ -48,6 +49,8 @@ had_kamailio=0
 have kamailio && had_kamailio=1
 had_mgw=0
 have osmo-mgw && had_mgw=1
+had_pg=0
+have pg_ctlcluster && had_pg=1
 for pair in "${want[@]}"; do
     bin=${pair%:*}
     pkg=${pair##*:}
@@ -88,6 +91,10 @@ fi
 # network namespaces, so a service we just installed is not wanted running.
 if [[ $had_kamailio -eq 0 ]]; then
     "${SUDO[@]}" sh -c 'command -v service >/dev/null && service kamailio stop' >/dev/null 2>&1 || true
+fi
+if [[ $had_pg -eq 0 ]]; then
+    # tests/common/postgres.rs runs a private cluster (initdb) per test.
+    "${SUDO[@]}" sh -c 'command -v service >/dev/null && service postgresql stop' >/dev/null 2>&1 || true
 fi
 if [[ $had_mgw -eq 0 ]]; then
     "${SUDO[@]}" sh -c 'command -v service >/dev/null && service osmo-mgw stop' >/dev/null 2>&1 || true

@@ -7,12 +7,14 @@
 //! * [`policy`]: the `Policy` that binds configuration, media and limits to the core.
 //! * [`limits`]: overload and abuse protection (token buckets, User-Agent block list,
 //!   per-trunk limits, queue-depth overload).
+//! * [`cdr`]: call detail records (file sink with rotation), written off the core task.
 //! * [`metrics`]: Prometheus metrics and the admin HTTP endpoint.
 //! * [`dns`]: trunks named by DNS (RFC 3263), resolved on their own thread.
 //! * [`mgcp_bridge`]: the MGCP bridge's I/O shell (the `Bridge` is crate `mgcp-bridge`).
 
 pub mod admin;
 pub mod carriers;
+pub mod cdr;
 pub mod ctl;
 pub mod dns;
 pub mod hep;

@@ -103,7 +103,9 @@ fn main() -> ExitCode {
             };
             match config::load_file(&path) {
                 // Files the configuration names (TLS certificates, keys, CAs) must load too.
-                Ok(cfg) => match tls::check(&cfg, Some(&path)) {
+                Ok(cfg) => match tls::check(&cfg, Some(&path)).and_then(|()| {
+                    trunkline::cdr::check(&cfg, Some(&path)).map_err(|e| e.to_string())
+                }) {
                     Err(e) => {
                         eprintln!("{}: {e}", path.display());
                         ExitCode::FAILURE

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub keepalives: IntCounter,
     pub trunk_auth: IntCounterVec,
     pub hep_packets: IntCounterVec,
+    pub cdr_records: IntCounterVec,
+    pub cdr_dropped: IntCounterVec,
+    pub cdr_pending: IntGaugeVec,
     pub media_failures: IntCounter,
     pub subscriptions: IntGauge,
     pub registers: IntCounterVec,
@@ -165,6 +168,32 @@ impl Metrics {
                 "trunkline_media_answer_failures_total",
                 "SDP answers (or late offers) the media relay could not take; the offer was ended with 488 on the leg that made it.",
             ),
+            cdr_records: counter_vec(
+                &r,
+                "trunkline_cdr_records_total",
+                "Call detail records by sink (file, postgres) and result: \"written\", or \
+                 \"error\" (the file could not be opened or written; not retried).",
+                &["sink", "result"],
+            ),
+            cdr_dropped: counter_vec(
+                &r,
+                "trunkline_cdr_dropped_total",
+                "Call detail records dropped because the sink's queue (cdr.queue) was full.",
+                &["sink"],
+            ),
+            cdr_pending: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_cdr_pending",
+                        "Call detail records held by a sink that cannot write now (postgres: \
+                         the batch being retried and its queue).",
+                    ),
+                    &["sink"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             hep_packets: counter_vec(
                 &r,
                 "trunkline_hep_packets_total",
@@ -629,6 +658,8 @@ impl Metrics {
             }
             // Counted by the trunk health state (`crate::carriers`).
             CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => {}
+            // Written by the CDR sinks (`crate::cdr`).
+            CallEvent::Record(_) => {}
         }
     }
 

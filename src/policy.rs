@@ -34,6 +34,8 @@ pub struct LivePolicy {
     pub health: crate::carriers::TrunkHealth,
     /// The addresses of trunks named by DNS (written by the resolver thread).
     pub dns: Arc<crate::dns::DnsTable>,
+    /// Call detail records (`cdr:`), when configured.
+    pub cdr: Option<crate::cdr::Cdrs>,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -61,7 +63,9 @@ impl CallSources {
                 self.of.remove(call);
                 None
             }
-            CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => None,
+            CallEvent::TrunkRegistration { .. }
+            | CallEvent::TrunkProbe { .. }
+            | CallEvent::Record(_) => None,
         }
     }
 }
@@ -234,8 +238,14 @@ impl Media {
         m.relay_ports_free.set(t.ports_free as i64);
         set_counter(&m.srtp_auth_failures, t.srtp_auth_failures);
         set_counter(&m.srtp_packets, t.srtp_packets);
-        for closed in self.relay.drain_closed_stats() {
-            for leg in [&closed.a, &closed.b] {
+    }
+
+    /// Final stats of the pairs the relay closed since the last call, observed into the
+    /// quality histograms (for the CDRs to take next).
+    pub fn take_closed(&self, m: &Metrics) -> Vec<media_relay::ClosedPairStats> {
+        let closed = self.relay.drain_closed_stats();
+        for c in &closed {
+            for leg in [&c.a, &c.b] {
                 if leg.rtp_packets_in == 0 {
                     continue;
                 }
@@ -246,6 +256,7 @@ impl Media {
                 m.relay_loss.observe(leg.fraction_lost);
             }
         }
+        closed
     }
 }
 
@@ -289,6 +300,7 @@ impl LivePolicy {
             mgcp_bridge: None,
             health: Default::default(),
             dns: Default::default(),
+            cdr: None,
         };
         p.guard.follow(&p.config, &p.dns);
         p
@@ -386,6 +398,9 @@ impl LivePolicy {
     /// Release the trunk slots of calls the core no longer knows (a safety net for an end path
     /// that reported nothing).
     pub fn reconcile(&mut self, mut alive: impl FnMut(u64) -> bool) {
+        if let Some(c) = &mut self.cdr {
+            c.reconcile(&mut alive);
+        }
         self.sources.of.retain(|id, _| alive(*id));
         self.guard.usage.retain(alive);
     }
@@ -540,6 +555,26 @@ impl LivePolicy {
                 reason: reason.unwrap_or_else(|| signaling::status::reason_phrase(code).into()),
             },
         }
+    }
+
+    /// The relay's final stats of closed pairs into the quality histograms and the CDRs
+    /// waiting for them; CDRs that waited too long are written without.
+    pub fn drain_media(&mut self, now: Instant) {
+        let closed = match &self.media {
+            Some(m) => m.take_closed(&self.metrics),
+            None => Vec::new(),
+        };
+        if let Some(c) = &mut self.cdr {
+            for x in &closed {
+                c.on_closed(x);
+            }
+            c.expire(now);
+        }
+    }
+
+    /// CDRs wait for media stats (the core loop drains the relay's soon).
+    pub fn cdr_waiting(&self) -> bool {
+        self.cdr.as_ref().is_some_and(crate::cdr::Cdrs::waiting)
     }
 
     /// `config` was replaced (reload): settings derived from it are rebuilt at next use.
@@ -697,6 +732,9 @@ impl Policy for LivePolicy {
         sdp: &[u8],
         _now: Instant,
     ) -> Result<Vec<u8>, MediaRefusal> {
+        if let Some(c) = &mut self.cdr {
+            c.note_sdp(call.id, leg_index(from), false, sdp);
+        }
         let modes = self.srtp_modes(&call);
         match &mut self.media {
             None => Ok(sdp.to_vec()),
@@ -729,6 +767,9 @@ impl Policy for LivePolicy {
         sdp: &[u8],
         _now: Instant,
     ) -> Result<Vec<u8>, String> {
+        if let Some(c) = &mut self.cdr {
+            c.note_sdp(call.id, leg_index(from), true, sdp);
+        }
         match &mut self.media {
             None => Ok(sdp.to_vec()),
             Some(m) => m
@@ -745,15 +786,40 @@ impl Policy for LivePolicy {
         }
     }
 
-    fn media_release(&mut self, call: CallRef<'_>, _now: Instant) {
+    fn media_release(&mut self, call: CallRef<'_>, now: Instant) {
+        let mut pairs = Vec::new();
+        let mut srtp = false;
         if let Some(m) = &mut self.media {
-            let _ = m.calls.delete(call.call_id, Some(call.from_tag));
+            if let Ok(infos) = m.calls.delete(call.call_id, Some(call.from_tag)) {
+                for st in infos.iter().flat_map(|i| &i.streams) {
+                    srtp |= st.proto.contains("SAVP");
+                    pairs.extend(st.pair.map(|p| p.a));
+                }
+            }
+        }
+        if let Some(c) = &mut self.cdr {
+            c.released(call.id, &pairs, srtp, now);
         }
         // Every end of a call releases its media: its trunk slots go with it.
         self.guard.usage.release(call.id);
     }
 
     fn event(&mut self, ev: CallEvent, now: Instant) {
+        if let CallEvent::Record(r) = &ev {
+            let source = self
+                .trunk_of(Peer {
+                    transport: Transport::Udp,
+                    addr: r.a_peer,
+                })
+                .map(str::to_string);
+            let source = source.as_deref();
+            match &mut self.cdr {
+                Some(c) => c.record(r, source),
+                // The call-end log line, without a sink.
+                None => crate::cdr::log_call_end(r, source),
+            }
+            return;
+        }
         self.health.on_event(&ev, &self.metrics);
         let source = self.sources.source_for(&ev);
         self.metrics.on_call_event(&ev, source.as_deref());
@@ -813,6 +879,13 @@ fn peers(call: &CallRef<'_>, from: Leg) -> media_relay::control::Peers {
     media_relay::control::Peers {
         from: Some(call.peer(from).ip()),
         to: Some(call.peer(other).ip()),
+    }
+}
+
+fn leg_index(l: Leg) -> usize {
+    match l {
+        Leg::A => 0,
+        Leg::B => 1,
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config::{Config, TransportKind};
-use signaling::b2bua::{B2bua, CoreConfig};
+use signaling::b2bua::{B2bua, CoreConfig, Hangup};
 use tokio::sync::mpsc;
 
 use crate::metrics::{AdminRequest, Metrics};
@@ -64,6 +64,7 @@ fn advertised(listen: SocketAddr, media: &config::Media) -> SocketAddr {
 
 async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     crate::tls::check(&cfg, path.as_deref())?;
+    crate::cdr::check(&cfg, path.as_deref()).map_err(|e| e.to_string())?;
     let cfg = Arc::new(cfg);
     let metrics = Arc::new(Metrics::new());
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(65536);
@@ -175,7 +176,14 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         },
     )
     .map_err(|e| format!("dns resolver thread: {e}"))?;
+    let cdr = match &cfg.cdr {
+        Some(c) => {
+            Some(crate::cdr::Cdrs::start(c, path.as_deref(), &metrics).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let mut policy = LivePolicy::new(cfg, media, metrics.clone());
+    policy.cdr = cdr;
     policy.mgcp_bridge = bridge;
     policy.dns = resolver.table.clone();
     let mut dns_seen = policy.dns.generation();
@@ -233,6 +241,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             _ = sighup.recv() => reloader.start("SIGHUP", None),
             _ = watch.tick() => {
                 policy.reconcile(|id| core.has_call(id));
+                policy.drain_media(Instant::now());
                 // Stream connections carrying a call or a registration outlive the idle
                 // timeout (one batch a second, not per message).
                 let in_use: std::collections::HashSet<signaling::Peer> =
@@ -277,6 +286,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             }
             Some(req) = admin_rx.recv() => match req {
                 AdminRequest::Refresh(done) => {
+                    policy.drain_media(Instant::now());
                     refresh_gauges(&core, &policy, &metrics);
                     let _ = done.send(());
                 }
@@ -311,9 +321,14 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 if let Some(id) = core.find_call(&call.0, &call.1) {
                     tracing::info!(call_id = %call.0, "media timeout: ending call");
                     metrics.media_timeouts.inc();
-                    core.terminate_call(id, Instant::now(), &mut policy);
+                    core.terminate_call_for(id, Hangup::MediaTimeout, Instant::now(), &mut policy);
                 }
             }
+        }
+        // Records of calls that just ended take their media stats as soon as the relay has
+        // them (a lock and a swap when there are none).
+        if policy.cdr_waiting() {
+            policy.drain_media(Instant::now());
         }
         // Outbound TLS follows the trunks of the configuration in use (a pointer check).
         if let Some(c) = sender.tls.tls_clients() {
@@ -338,7 +353,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 // Answered calls get BYE on both legs; ringing ones 503 to the caller and
                 // CANCEL to the callee.
                 for id in core.live_calls() {
-                    core.terminate_call(id, now, &mut policy);
+                    core.terminate_call_for(id, Hangup::Shutdown, now, &mut policy);
                 }
                 while let Some(t) = core.poll_transmit() {
                     if let Some(h) = &hep {
@@ -351,6 +366,19 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 break;
             }
         }
+    }
+    // The last records: what the relay has by now, the rest without media stats.
+    let until = Instant::now() + Duration::from_millis(500);
+    while policy.cdr_waiting() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        policy.drain_media(Instant::now());
+    }
+    policy.drain_media(Instant::now() + crate::cdr::STATS_WAIT);
+    if let Some(c) = policy.cdr.take() {
+        // Queued records reach their sinks before the process exits.
+        tokio::task::spawn_blocking(move || c.shutdown(Duration::from_secs(5)))
+            .await
+            .ok();
     }
     tracing::info!("trunkline stopped");
     Ok(())

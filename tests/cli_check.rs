@@ -185,7 +185,13 @@ fn readme_configuration_reference_checks() {
             &format!("ca: {}", tls.join("example-ca.pem").display()),
         );
     assert_ne!(yaml, rest[open..close], "TLS file names substituted");
-    let p = dir("readme").join("readme.yaml");
+    // The CDR file's directory must exist: the test's own.
+    let d = dir("readme");
+    let yaml = yaml.replace(
+        "file: /var/log/trunkline/cdr.jsonl",
+        &format!("file: {}", d.join("cdr.jsonl").display()),
+    );
+    let p = d.join("readme.yaml");
     std::fs::write(&p, yaml).expect("write");
     let out = check(&p);
     assert!(

@@ -116,10 +116,12 @@ mod abuse;
 mod admin;
 mod capture;
 mod carrier;
+mod cdr;
 pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
 pub use admin::{parse_token, Admin};
 pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
+pub use cdr::{Cdr, CdrFormat, Rotate};
 pub use dns::{Dns, TrunkAddress};
 pub use srtp::SrtpPolicy;
 mod dialplan;
@@ -524,6 +526,8 @@ pub struct Config {
     pub dialplan: Dialplan,
     /// HEP capture of every SIP message (`capture:`); changes need a restart.
     pub capture: Option<Capture>,
+    /// Call detail records (`cdr:`); changes need a restart.
+    pub cdr: Option<Cdr>,
     /// The admin API's token file (`admin:`).
     pub admin: Option<Admin>,
     /// How trunk names are resolved (`dns:`); changes need a restart.
@@ -774,6 +778,8 @@ struct RawConfig {
     limits: Option<RawLimits>,
     #[serde(default)]
     capture: Option<capture::RawCapture>,
+    #[serde(default)]
+    cdr: Option<cdr::RawCdr>,
     #[serde(default)]
     admin: Option<admin::RawAdmin>,
     #[serde(default)]
@@ -1188,6 +1194,7 @@ fn build_with(
     };
     let limits = build_limits(raw.limits)?;
     let capture = raw.capture.map(capture::build_capture).transpose()?;
+    let cdr = raw.cdr.map(cdr::build_cdr).transpose()?;
     let admin = raw.admin.map(admin::build_admin).transpose()?;
     let dns = raw.dns.map(dns::build_dns).transpose()?.unwrap_or_default();
 
@@ -1318,6 +1325,7 @@ fn build_with(
         dialplan: Dialplan::new(rules),
         capture,
         dns,
+        cdr,
         admin,
         source: String::new(),
         warnings,

@@ -654,6 +654,19 @@ fn run(seed: u64, steps: usize) {
             })
             .collect::<Vec<_>>()
     );
+    // One call record per call, each just before that call's media release.
+    let mut recorded: Vec<u64> = w
+        .sim
+        .policy
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::Record(r) => Some(r.call),
+            _ => None,
+        })
+        .collect();
+    recorded.sort_unstable();
+    assert_eq!(recorded, released, "one record per released call");
 }
 
 #[test]

@@ -431,7 +431,9 @@ impl TrunkUsage {
             CallEvent::Finished { .. } => {}
             CallEvent::Ended { call, .. } => self.release(*call),
             CallEvent::Rejected { .. } => self.not_started(),
-            CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => {}
+            CallEvent::TrunkRegistration { .. }
+            | CallEvent::TrunkProbe { .. }
+            | CallEvent::Record(_) => {}
         }
     }
 

@@ -13,8 +13,9 @@
 //! One module per responsibility, all re-exported here so a test says `use common::*`:
 //! [`netns`] (namespaces, ports), [`process`] (trunkline and peer process guards, waiting for a
 //! condition), [`sipp`], [`sip`] (message helpers), [`capture`] (tshark), [`ops`] (configs,
-//! metrics, HTTP), [`sec`] (attacker sockets, resource limits) and [`rawsip`] (a minimal UAC and
-//! UAS over raw sockets), [`dnsmasq`] (a name server with the test's records).
+//! metrics, HTTP), [`postgres`] (a private PostgreSQL cluster), [`sec`] (attacker sockets,
+//! resource limits), [`rawsip`] (a minimal UAC and UAS over raw sockets) and [`dnsmasq`] (a
+//! name server with the test's records).
 
 pub mod capture;
 pub mod dnsmasq;
@@ -22,6 +23,7 @@ pub mod kamailio;
 pub mod netns;
 pub mod ops;
 pub mod osmo;
+pub mod postgres;
 pub mod process;
 pub mod rawsip;
 pub mod sec;

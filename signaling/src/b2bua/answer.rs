@@ -136,11 +136,13 @@ impl B2bua {
             let Call {
                 b,
                 state: CallState::Proceeding(at),
+                log,
                 ..
             } = call
             else {
                 return;
             };
+            log.ringing(now);
             let first = !at.got_provisional;
             at.got_provisional = true;
             if let Some(tag) = resp.headers.get("To").and_then(tag_param) {
@@ -226,6 +228,7 @@ impl B2bua {
         };
         // Learn leg B's dialog (RFC 3261 §12.1.2).
         call.b.learn_answer(&resp);
+        call.log.attempt_done(resp.status);
         if cancelled {
             self.on_crossed_2xx(tx, id, now, policy);
         } else {
@@ -278,6 +281,9 @@ impl B2bua {
             self.media_refused_answer(id, tx, &setup, now, policy);
             return;
         };
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.log.answered(now);
+        }
         if late_offer {
             if let Some(h) = self.calls.get_mut(&id).and_then(Call::handshake_mut) {
                 h.b_ack_pending = true;
@@ -352,6 +358,7 @@ impl B2bua {
             return;
         };
         call.end();
+        call.log.refused(488, now);
         let resp = make_response(
             &setup.a_invite,
             488,

@@ -153,6 +153,9 @@ pub enum CallEvent {
     },
     /// A probed trunk (`probe:`) went down (`up: false`) or came back.
     TrunkProbe { trunk: String, up: bool },
+    /// A call is over and its media about to be released: its CDR. Exactly one per call
+    /// (routed INVITE), just before [`Policy::media_release`] for it.
+    Record(Box<CallRecord>),
 }
 
 /// The decisions the core delegates. Every method gets `now`, the time of the input being

@@ -50,6 +50,8 @@ pub(super) struct Call {
     pub(super) b_trunk: Option<String>,
     /// Dialogs leg B's INVITE made that the call does not keep (`forks.rs`).
     pub(super) forks: Vec<super::forks::Fork>,
+    /// What its CDR will say (`cdr.rs`).
+    pub(super) log: super::cdr::CallLog,
 }
 
 pub(super) enum CallState {
@@ -174,6 +176,16 @@ impl Call {
             Leg::A => &mut self.a,
             Leg::B => &mut self.b,
         }
+    }
+
+    /// Its CDR, for a call whose media is released at `now`.
+    pub(super) fn record(&self, now: Instant) -> super::cdr::CallRecord {
+        self.log.record(
+            self.id.raw(),
+            [&self.a.call_id, &self.b.call_id],
+            self.a.peer.addr,
+            now,
+        )
     }
 
     pub(super) fn media_ref(&self) -> CallRef<'_> {
@@ -331,6 +343,7 @@ mod tests {
             b_auth: None,
             b_trunk: None,
             forks: Vec::new(),
+            log: super::super::cdr::CallLog::new(now, ["a", "b"], ["a", "b"]),
             state: CallState::Proceeding(Box::new(Attempt {
                 started: now,
                 pdd: None,

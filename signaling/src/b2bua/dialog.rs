@@ -260,10 +260,16 @@ impl B2bua {
                     .map(|c| (c.is_confirmed(), c.attempt().is_some()));
                 match state {
                     Some((true, _)) => {
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.log.hangup(hangup_of(leg), now);
+                        }
                         self.send_bye(id, leg.other(), now);
                         self.finish_confirmed(id, now, policy);
                     }
                     Some((_, true)) if leg == Leg::A => {
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.log.hangup(Hangup::Caller, now);
+                        }
                         // BYE on A's early dialog (RFC 3261 §15.1.2): the INVITE is answered
                         // 487 Request Terminated, and leg B is cancelled as for a CANCEL.
                         self.abort_ringing(id, 487, "Request Terminated", None, now, policy);
@@ -545,6 +551,8 @@ impl B2bua {
             return;
         };
         if call.is_confirmed() {
+            // Whoever did not say otherwise: a timer (no ACK, a dead peer).
+            call.log.hangup(Hangup::Timeout, now);
             if let Some(CallState::Confirmed(e)) = call.end() {
                 policy.event(
                     CallEvent::Ended {
@@ -573,6 +581,7 @@ impl B2bua {
                 _ => false,
             };
             if release {
+                policy.event(CallEvent::Record(Box::new(call.record(now))), now);
                 policy.media_release(call.media_ref(), now);
             }
         }
@@ -605,5 +614,13 @@ impl B2bua {
             self.by_a_tx.remove(&call.a_tx);
             self.rel_a.remove(&id);
         }
+    }
+}
+
+/// Who hung up when leg `leg` sent BYE.
+fn hangup_of(leg: Leg) -> Hangup {
+    match leg {
+        Leg::A => Hangup::Caller,
+        Leg::B => Hangup::Callee,
     }
 }

@@ -188,12 +188,14 @@ impl B2bua {
             a,
             b,
             state: CallState::Proceeding(at),
+            log,
             ..
         } = call
         else {
             return;
         };
         at.tx = None;
+        log.attempt_done(end.status);
         // The next target the policy admits (one at a limit is skipped like a failed one).
         let next = if !at.cancelled && end.failover {
             (at.target_idx + 1..at.targets.len())
@@ -223,6 +225,7 @@ impl B2bua {
                     redirect::relay_contacts(from_b, &mut resp);
                 }
                 self.tx.send_response(a_tx, resp, now);
+                log.refused(end.status, now);
                 policy.event(
                     CallEvent::Finished {
                         call: id.raw(),

@@ -264,6 +264,9 @@ impl B2bua {
     ) -> Call {
         let a = self.a_dialog(&req, &p);
         let b = self.b_dialog(p.from_na, &route.from_user, &route.targets[0]);
+        let caller = p.from_na.uri.user().unwrap_or_default();
+        let callee = ruri_user(&req.uri);
+        let log = cdr::CallLog::new(now, [caller, &callee], [&route.from_user, &route.to_user]);
         let a_offer = if req.body.is_empty() {
             None
         } else {
@@ -278,6 +281,7 @@ impl B2bua {
             b_auth: None,
             b_trunk: None,
             forks: Vec::new(),
+            log,
             state: CallState::Proceeding(Box::new(Attempt {
                 started: now,
                 pdd: None,
@@ -388,6 +392,8 @@ impl B2bua {
                     self.tx.send_response(tx, resp, now);
                 }
                 rejected(policy, code, reason, now);
+                call.log.refused(code, now);
+                policy.event(CallEvent::Record(Box::new(call.record(now))), now);
                 policy.media_release(call.media_ref(), now);
                 false
             }
@@ -436,6 +442,7 @@ impl B2bua {
             b,
             state: CallState::Proceeding(at),
             b_trunk,
+            log,
             ..
         } = call
         else {
@@ -445,6 +452,7 @@ impl B2bua {
             return;
         };
         *b_trunk = Some(target.trunk.clone());
+        log.attempt(&target.trunk);
         let max_fwd = at.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         b.peer = target.peer;
         b.trunk = target.trunk != REGISTERED;
@@ -527,6 +535,9 @@ impl B2bua {
         };
         let resp = make_response(req, 200, "OK", None);
         self.tx.send_response(tx, resp, now);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.log.hangup(Hangup::Caller, now);
+        }
         self.abort_ringing(id, 487, "Request Terminated", None, now, policy);
     }
 
@@ -548,6 +559,7 @@ impl B2bua {
         let Call {
             a,
             state: CallState::Proceeding(at),
+            log,
             ..
         } = call
         else {
@@ -557,6 +569,7 @@ impl B2bua {
             return;
         }
         at.cancelled = true;
+        log.refused(status, now);
         // The final answer to A now.
         if let Some(inv_tx) = at.a_invite_tx.take() {
             let mut resp = make_response(&at.a_invite, status, reason, Some(&a.local_tag));

@@ -35,6 +35,7 @@ mod authz;
 mod call;
 mod caps;
 mod carriers;
+mod cdr;
 mod dialog;
 mod failover;
 mod forks;
@@ -59,6 +60,7 @@ pub use wire::{make_response, reason_phrase};
 
 pub use caps::Caps;
 pub use carriers::CarrierTrunk;
+pub use cdr::{AttemptRecord, CallRecord, Hangup};
 pub use snapshot::{CallSummary, RegistrationSummary};
 
 /// Why an out-of-dialog request is not relayed.
@@ -427,10 +429,25 @@ impl B2bua {
         self.tx.poll_transmit()
     }
 
-    /// End a call from outside (media timeout, operator, shutdown): BYE both legs.
+    /// End a call from outside (an operator): BYE both legs.
     pub fn terminate_call(&mut self, call: u64, now: Instant, policy: &mut dyn Policy) {
+        self.terminate_call_for(call, Hangup::Admin, now, policy);
+    }
+
+    /// End a call from outside (media timeout, operator, shutdown: `why`, for its record): BYE
+    /// both legs of an answered call, 503 to leg A and CANCEL to leg B of a ringing one.
+    pub fn terminate_call_for(
+        &mut self,
+        call: u64,
+        why: Hangup,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
         let call = CallId(call);
-        if let Some(c) = self.calls.get(&call) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            if !c.is_terminating() {
+                c.log.hangup(why, now);
+            }
             match c.state {
                 CallState::Confirmed(_) => {
                     self.send_bye(call, Leg::A, now);
