@@ -39,6 +39,7 @@ mod dialog;
 mod failover;
 mod forks;
 mod invite;
+mod location;
 mod message;
 mod owners;
 mod presence;
