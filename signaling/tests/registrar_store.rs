@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use registrar_common::*;
 use signaling::digest_client::{Credentials, DigestClient, RequestParts};
-use signaling::registrar::RegistrarSettings;
+use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 
 fn settings() -> RegistrarSettings {
     RegistrarSettings {
@@ -18,7 +18,9 @@ fn settings() -> RegistrarSettings {
         min_expires: 60,
         max_expires: 3600,
         default_expires: 3600,
-        users: HashMap::from([("alice".to_string(), "s3cret".to_string())]),
+        users: HashMap::from([("alice".to_string(), UserSecret::password("s3cret"))]),
+        aliases: HashMap::new(),
+        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         keepalive: 30,
         authenticate_calls: true,
         auth_failures: Default::default(),

@@ -18,7 +18,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::digest::{DigestServer, FailureLimits, Verdict};
+use crate::digest::{Accounts, DigestServer, FailureLimits, Verdict};
+pub use crate::digest::{Algorithm, UserSecret};
 use crate::headers::{Contact, NameAddr};
 use crate::message::Request;
 use crate::uri::Uri;
@@ -35,8 +36,12 @@ pub struct RegistrarSettings {
     pub max_expires: u32,
     /// Expiry when a REGISTER names none.
     pub default_expires: u32,
-    /// user -> password.
-    pub users: HashMap<String, String>,
+    /// user -> what they authenticate with.
+    pub users: HashMap<String, UserSecret>,
+    /// alias (another user part of the same subscriber) -> user.
+    pub aliases: HashMap<String, String>,
+    /// Digest algorithms offered, one challenge each, in this order.
+    pub algorithms: Vec<Algorithm>,
     /// NAT keep-alive: an OPTIONS to every binding registered over UDP this often (seconds;
     /// 0 = off), so the NAT mapping the phone registered through stays open for calls.
     pub keepalive: u32,
@@ -51,6 +56,23 @@ pub struct RegistrarSettings {
 impl RegistrarSettings {
     pub fn serves(&self, host: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+    }
+
+    /// The user a user part names: a user's own name, or one of their aliases.
+    pub fn user_of<'a>(&'a self, part: &'a str) -> Option<&'a str> {
+        if self.users.contains_key(part) {
+            return Some(part);
+        }
+        self.aliases.get(part).map(String::as_str)
+    }
+
+    fn accounts(&self) -> Accounts<'_> {
+        Accounts {
+            realm: &self.realm,
+            users: &self.users,
+            aliases: &self.aliases,
+            algorithms: &self.algorithms,
+        }
     }
 }
 
@@ -195,7 +217,7 @@ impl Registrar {
     /// it); expired ones and any beyond [`MAX_BINDINGS`] are left out. Not a change.
     pub fn restore(&mut self, aor: String, mut bindings: Vec<Binding>, now: Instant) {
         bindings.retain(|b| b.expires > now);
-        bindings.sort_by(|a, b| b.updated.cmp(&a.updated));
+        bindings.sort_by_key(|b| std::cmp::Reverse(b.updated));
         bindings.truncate(MAX_BINDINGS);
         if !bindings.is_empty() {
             self.bindings.insert(aor, bindings);
@@ -268,25 +290,41 @@ impl Registrar {
         stale: bool,
         proxy: bool,
     ) -> RegisterAnswer {
-        let mut v = format!(
-            "Digest realm=\"{}\", nonce=\"{}\", algorithm=MD5, qop=\"auth\"",
-            s.realm,
-            self.digest.nonce(from.addr.ip(), now)
-        );
-        if stale {
-            v.push_str(", stale=true");
-        }
+        // RFC 8760 §2.4: "the server SHOULD send one challenge per algorithm it supports ...
+        // the server SHOULD list the challenges in order of preference"; RFC 7616 §3.7: the
+        // client "SHOULD use the topmost header field it supports". One nonce serves all.
+        let nonce = self.digest.nonce(from.addr.ip(), now);
+        let name = if proxy {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        let headers = s
+            .algorithms
+            .iter()
+            .map(|a| {
+                let mut v = format!(
+                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+                    s.realm,
+                    a.token()
+                );
+                if stale {
+                    v.push_str(", stale=true");
+                }
+                (name, v)
+            })
+            .collect();
         if proxy {
             RegisterAnswer {
                 status: 407,
                 reason: "Proxy Authentication Required",
-                headers: vec![("Proxy-Authenticate", v)],
+                headers,
             }
         } else {
             RegisterAnswer {
                 status: 401,
                 reason: "Unauthorized",
-                headers: vec![("WWW-Authenticate", v)],
+                headers,
             }
         }
     }
@@ -326,7 +364,7 @@ impl Registrar {
         } else {
             "Authorization"
         };
-        let stale = match self.digest.verify(req, header, &s.realm, &s.users, ip, now) {
+        let stale = match self.digest.verify(req, header, &s.accounts(), ip, now) {
             Verdict::User(u) => return Ok(u),
             Verdict::Missing => false,
             Verdict::Stale => true,
@@ -386,11 +424,12 @@ impl Registrar {
         if !s.serves(&to_host) {
             return RegisterAnswer::plain(404, "Not Found");
         }
-        // Step 4: the authenticated user may change this AoR's bindings only.
-        if to_user != user {
+        // Step 4: the authenticated user may change this AoR's bindings only. An alias names
+        // the same subscriber: its REGISTER binds the user's own AoR.
+        if s.user_of(&to_user) != Some(user) {
             return RegisterAnswer::plain(403, "Forbidden");
         }
-        let aor = format!("{to_user}@{to_host}");
+        let aor = format!("{user}@{to_host}");
         let call_id = req.headers.get("Call-ID").unwrap_or("").trim().to_string();
         let Some(cseq) = req
             .headers
@@ -531,27 +570,42 @@ impl Registrar {
     }
 
     /// Where a request for `uri` goes, if its domain is one this registrar serves: the live
-    /// bindings of its AoR, best q first, then the most recently refreshed.
+    /// bindings of its AoR, best q first, then the most recently refreshed. A user part may be
+    /// a user's alias; a `tel:` URI (RFC 3966) is ours when its number is a user or an alias
+    /// (visual separators ignored), and reaches the user's bindings in every served domain.
     pub fn lookup(
         &self,
         uri: &Uri,
         s: &RegistrarSettings,
         now: Instant,
     ) -> Option<Result<Vec<Binding>, LookupMiss>> {
-        let (user, host) = aor_of(uri)?;
-        if !s.serves(&host) {
-            return None;
-        }
-        let mut v: Vec<Binding> = self
-            .bindings
-            .get(&format!("{user}@{host}"))
-            .into_iter()
+        let (user, aors) = match uri {
+            Uri::Tel(t) => {
+                let number = tel_digits(&t.number);
+                let user = s.user_of(&number)?.to_string();
+                let aors: Vec<String> = s.domains.iter().map(|d| format!("{user}@{d}")).collect();
+                (Some(user), aors)
+            }
+            _ => {
+                let (part, host) = aor_of(uri)?;
+                if !s.serves(&host) {
+                    return None;
+                }
+                match s.user_of(&part) {
+                    Some(u) => (Some(u.to_string()), vec![format!("{u}@{host}")]),
+                    None => (None, vec![format!("{part}@{host}")]),
+                }
+            }
+        };
+        let mut v: Vec<Binding> = aors
+            .iter()
+            .filter_map(|a| self.bindings.get(a))
             .flatten()
             .filter(|b| b.expires > now)
             .cloned()
             .collect();
         if v.is_empty() {
-            return Some(Err(if s.users.contains_key(&user) {
+            return Some(Err(if user.is_some() {
                 LookupMiss::Offline
             } else {
                 LookupMiss::Unknown
@@ -560,6 +614,15 @@ impl Registrar {
         v.sort_by(|a, b| b.q.cmp(&a.q).then(b.updated.cmp(&a.updated)));
         Some(Ok(v))
     }
+}
+
+/// RFC 3966 §5.1.1: `visual-separator = "-" / "." / "(" / ")"`, which "MUST be ignored" when
+/// numbers are compared.
+fn tel_digits(number: &str) -> String {
+    number
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ fn settings() -> RegistrarSettings {
         min_expires: 60,
         max_expires: 3600,
         default_expires: 3600,
-        users: [("alice".to_string(), "s3cret".to_string())].into(),
+        users: [("alice".to_string(), UserSecret::password("s3cret"))].into(),
+        aliases: HashMap::new(),
+        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         keepalive: 0,
         authenticate_calls: true,
         auth_failures: FailureLimits::default(),
@@ -130,7 +132,7 @@ fn challenge_then_register_then_lookup() {
 fn wrong_password_other_user_and_stale_nonce() {
     let t0 = Instant::now();
     let mut s = settings();
-    s.users.insert("mallory".into(), "pw".into());
+    s.users.insert("mallory".into(), UserSecret::password("pw"));
     let mut r = Registrar::new([7; 32], t0);
     let c = "Contact: <sip:alice@10.0.0.5>\r\n";
     let ch = challenge_of(r.register(&register(c, 1), peer(), &s, t0));
