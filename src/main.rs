@@ -103,7 +103,9 @@ fn main() -> ExitCode {
             };
             match config::load_file(&path) {
                 // Files the configuration names (TLS certificates, keys, CAs) must load too.
-                Ok(cfg) => match tls::check(&cfg, Some(&path)) {
+                Ok(cfg) => match tls::check(&cfg, Some(&path))
+                    .and_then(|()| trunkline::location::check(&cfg, Some(&path)))
+                {
                     Err(e) => {
                         eprintln!("{}: {e}", path.display());
                         ExitCode::FAILURE
