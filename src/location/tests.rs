@@ -159,3 +159,65 @@ fn check_wants_the_directory_of_the_store() {
     assert_eq!(check(&cfg, None), Ok(()));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// 100,000 bindings (one per AoR) written, then a "restart": the file read, decoded and every
+/// binding given back to a core. Prints the times, the file size and the core's memory for
+/// them (BENCHMARKS.md); asserts a generous bound so a loaded CI machine does not flake.
+#[test]
+fn a_restart_with_100k_bindings_is_quick() {
+    const N: usize = 100_000;
+    let d = dir("100k");
+    let path = d.join("location.db");
+    let wall = unix_ms(SystemTime::now());
+    {
+        let (db, _) = open(&path).unwrap();
+        let t = Instant::now();
+        for chunk in (0..N).collect::<Vec<_>>().chunks(10_000) {
+            let records = chunk
+                .iter()
+                .map(|i| {
+                    let mut b = binding(
+                        &format!("sip:u{i}@10.{}.{}.1:5060", i / 256 % 256, i % 256),
+                        wall + 3_600_000,
+                    );
+                    b.call_id = format!("{i:032x}@phone");
+                    (format!("u{i}@pbx.example.com"), Some(encode(&[b])))
+                })
+                .collect();
+            write(&db, records).unwrap();
+        }
+        eprintln!("wrote {N} bindings in {:?}", t.elapsed());
+    }
+    let size = std::fs::metadata(&path).unwrap().len();
+    let rss0 = rss_bytes();
+    let t = Instant::now();
+    let (_db, loaded) = open(&path).unwrap();
+    let read = t.elapsed();
+    let now = Instant::now();
+    let wall = unix_ms(SystemTime::now());
+    let mut core = B2bua::new(signaling::b2bua::CoreConfig::default());
+    for (aor, list) in loaded.aors {
+        let list = list.iter().map(|b| b.binding(now, wall)).collect();
+        core.restore_location(aor, list, now);
+    }
+    let ready = t.elapsed();
+    let rss1 = rss_bytes();
+    assert_eq!(core.registered_contacts(now), N);
+    eprintln!(
+        "restart: read+decode {read:?}, ready (in the core) {ready:?}; file {} MB; RSS +{} MB",
+        size / 1_000_000,
+        rss1.saturating_sub(rss0) / 1_000_000
+    );
+    assert!(ready < Duration::from_secs(10), "{ready:?}");
+    let _ = std::fs::remove_dir_all(&d);
+}
