@@ -314,6 +314,10 @@ pub fn open(path: &Path) -> Result<(Database, Loaded), String> {
     }
 }
 
+/// Batches the writer may be behind by (one per pass of the core task's loop that changed
+/// bindings) before changes are dropped: a disk that stops answering costs bounded memory.
+const MAX_QUEUED_BATCHES: usize = 100_000;
+
 /// AoRs and their bindings now, as the core reported them.
 type Batch = Vec<(String, Vec<StoredBinding>)>;
 
@@ -321,12 +325,14 @@ type Batch = Vec<(String, Vec<StoredBinding>)>;
 pub struct LocationStore {
     tx: Option<crossbeam_channel::Sender<Batch>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Batches dropped because the writer was [`MAX_QUEUED_BATCHES`] behind.
+    dropped: std::cell::Cell<u64>,
 }
 
 impl LocationStore {
     /// Start the writer thread on `db`.
     pub fn start(db: Database) -> Result<LocationStore, String> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(MAX_QUEUED_BATCHES);
         let writer = std::thread::Builder::new()
             .name("location-store".into())
             .spawn(move || writer(db, rx))
@@ -334,6 +340,7 @@ impl LocationStore {
         Ok(LocationStore {
             tx: Some(tx),
             writer: Some(writer),
+            dropped: std::cell::Cell::new(0),
         })
     }
 
@@ -354,7 +361,16 @@ impl LocationStore {
             })
             .collect();
         if let Some(tx) = &self.tx {
-            let _ = tx.send(batch);
+            if tx.try_send(batch).is_err() {
+                let n = self.dropped.get() + 1;
+                self.dropped.set(n);
+                if n % 1000 == 1 {
+                    tracing::warn!(
+                        dropped = n,
+                        "registrar.store: writer behind, changes dropped"
+                    );
+                }
+            }
         }
     }
 
