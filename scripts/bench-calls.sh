@@ -160,9 +160,9 @@ start_trunkline() {  # [auth]
     if [[ ${1:-} == srv-auth ]]; then
         command -v dnsmasq >/dev/null || [[ -x /usr/sbin/dnsmasq ]] \
             || { echo "bench-calls: dnsmasq missing (scripts/install-deps.sh)" >&2; return 1; }
-        /usr/sbin/dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-            --bind-interfaces --listen-address=127.0.0.1 --port=5353 --user=root --pid-file= \
-            --local=/test/ --local-ttl=30 \
+        /usr/sbin/dnsmasq --no-daemon --conf-file=/dev/null --no-resolv --no-hosts \
+            --bind-interfaces --listen-address=127.0.0.1 --port=5353 --pid-file= \
+            --local=/test/ --local-ttl=30 --log-facility=- \
             --srv-host=_sip._udp.uas.test,host.uas.test,5080,1,0 \
             --host-record=host.uas.test,127.0.0.1 >"$out/dnsmasq.log" 2>&1 &
         pids_started+=($!)

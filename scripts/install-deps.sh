@@ -3,7 +3,8 @@
 #
 #   scripts/install-deps.sh           sipp (Debian: sip-tester), tshark, promtool (prometheus),
 #                                     kamailio with its TLS module (interop peer for TLS and ng),
-#                                     osmo-mgw (a real MGCP media gateway), baresip (a real phone)
+#                                     osmo-mgw (a real MGCP media gateway), baresip (a real phone),
+#                                     ip (iproute2: the IPv6 tests add the relay's address to lo)
 #   scripts/install-deps.sh --bench   also rtpengine (the comparison stack)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
@@ -15,7 +16,7 @@ bench=0
 for arg in "$@"; do
     case "$arg" in
         --bench) bench=1 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "install-deps.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -29,7 +30,7 @@ done
 kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
     "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
-    "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base")
+    "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base" "ip:iproute2")
 if [[ $bench -eq 1 ]]; then
     want+=("rtpengine:rtpengine-daemon")
 fi

@@ -188,14 +188,19 @@ impl HepSender {
 /// Capture as the core task uses it: the sender and the addresses trunkline listens on.
 pub struct Hep {
     pub sender: HepSender,
-    /// Per transport (UDP, TCP, TLS): the first listener's address, as each packet's local end.
-    pub locals: [Option<SocketAddr>; 3],
+    /// Per family (IPv4, IPv6) and transport (UDP, TCP, TLS): the first listener's address, as
+    /// each packet's local end.
+    pub locals: [[Option<SocketAddr>; 3]; 2],
 }
 
 impl Hep {
-    fn local(&self, t: Transport) -> SocketAddr {
-        self.locals[t as usize]
-            .or(self.locals[0])
+    /// Our end of a message exchanged with `peer`: a listener of its family and transport.
+    fn local(&self, t: Transport, peer: SocketAddr) -> SocketAddr {
+        let f = usize::from(peer.is_ipv6());
+        self.locals[f][t as usize]
+            .or(self.locals[f][0])
+            .or(self.locals[1 - f][t as usize])
+            .or(self.locals[1 - f][0])
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
@@ -205,14 +210,20 @@ impl Hep {
             core,
             data,
             from.addr,
-            self.local(from.transport),
+            self.local(from.transport, from.addr),
             from.transport,
         );
     }
 
     /// A message sent to `to`.
     pub fn sent(&self, core: &signaling::b2bua::B2bua, data: &[u8], to: signaling::Peer) {
-        self.capture(core, data, self.local(to.transport), to.addr, to.transport);
+        self.capture(
+            core,
+            data,
+            self.local(to.transport, to.addr),
+            to.addr,
+            to.transport,
+        );
     }
 
     fn capture(

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub relay_packets_in: IntCounterVec,
     pub relay_kernel_flows: IntGauge,
     pub relay_ports_free: IntGauge,
+    pub srtp_auth_failures: IntCounter,
+    pub srtp_packets: IntCounter,
     pub relay_bytes: IntCounterVec,
     pub relay_dropped: IntCounterVec,
     pub relay_mos: Histogram,
@@ -260,6 +262,18 @@ impl Metrics {
                 &r,
                 "trunkline_relay_port_pairs_free",
                 "Relay port pairs still free in media.ports.",
+            ),
+            srtp_auth_failures: counter(
+                &r,
+                "trunkline_srtp_auth_failures_total",
+                "SRTP/SRTCP packets dropped because their authentication tag did not verify \
+                 (forged, corrupted, or keyed for another leg); replays are counted in \
+                 trunkline_relay_dropped_packets_total{reason=\"srtp_replay\"}.",
+            ),
+            srtp_packets: counter(
+                &r,
+                "trunkline_srtp_packets_total",
+                "Packets the relay decrypted or encrypted (SRTP legs).",
             ),
             relay_dropped: counter_vec(
                 &r,

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use media_relay::srtp::negotiate::SrtpMode;
+
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
-    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RouteOutcome, Target,
+    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, Rel100Mode,
+    RouteOutcome, Target,
 };
 use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 use signaling::{Peer, Request, Transport};
@@ -143,6 +146,14 @@ pub fn trunk_addresses(
     }
 }
 
+fn mode_of(p: config::SrtpPolicy) -> SrtpMode {
+    match p {
+        config::SrtpPolicy::Off => SrtpMode::Off,
+        config::SrtpPolicy::Optional => SrtpMode::Optional,
+        config::SrtpPolicy::Mandatory => SrtpMode::Mandatory,
+    }
+}
+
 /// The IP addresses of the trunks given as `ip:port`.
 pub fn static_trunk_ips(cfg: &Config) -> impl Iterator<Item = std::net::IpAddr> + '_ {
     cfg.trunks
@@ -215,10 +226,14 @@ impl Media {
             ("no_destination", t.dropped_no_destination),
             ("truncated", t.dropped_truncated),
             ("send_error", t.send_errors),
+            ("srtp_auth", t.srtp_auth_failures),
+            ("srtp_replay", t.srtp_replays),
         ] {
             set_counter(&m.relay_dropped.with_label_values(&[reason]), v);
         }
         m.relay_ports_free.set(t.ports_free as i64);
+        set_counter(&m.srtp_auth_failures, t.srtp_auth_failures);
+        set_counter(&m.srtp_packets, t.srtp_packets);
         for closed in self.relay.drain_closed_stats() {
             for leg in [&closed.a, &closed.b] {
                 if leg.rtp_packets_in == 0 {
@@ -295,6 +310,32 @@ impl LivePolicy {
             .trunks
             .get_key_value(&owner)
             .map(|(k, _)| k.as_str())
+    }
+
+    /// The SRTP policy of leg A (its source trunk's, else `media.srtp`) and of leg B (its
+    /// trunk's; towards a registered phone or other non-trunk: plain unless `media.srtp` is
+    /// `mandatory`). A trunk without `srtp:` accepts what it offers and is offered plain
+    /// RTP, SRTP (best effort, `optional`) when it is reached over TLS.
+    fn srtp_modes(&self, call: &signaling::b2bua::CallRef<'_>) -> [SrtpMode; 2] {
+        let media = mode_of(self.config.media.srtp);
+        let a = match self.trunk_of(Peer {
+            transport: Transport::Udp,
+            addr: call.peer(Leg::A),
+        }) {
+            Some(t) => self.config.trunks.get(t).and_then(|t| t.srtp),
+            None => None,
+        }
+        .map_or(media, mode_of);
+        let b = match call.b_trunk.and_then(|t| self.config.trunks.get(t)) {
+            Some(t) => match (t.srtp, t.transport) {
+                (Some(p), _) => mode_of(p),
+                (None, config::TransportKind::Tls) => SrtpMode::Optional,
+                (None, _) => SrtpMode::Off,
+            },
+            None if media == SrtpMode::Mandatory => media,
+            None => SrtpMode::Off,
+        };
+        [a, b]
     }
 
     fn trunk_limits(&self, name: &str) -> TrunkLimits {
@@ -391,7 +432,7 @@ impl LivePolicy {
     /// limits (a call) or not (a MESSAGE).
     fn plan(
         &mut self,
-        req: &Request,
+        request_uri: &str,
         from: Peer,
         to_user: &str,
         from_user: &str,
@@ -401,7 +442,7 @@ impl LivePolicy {
         let q = RouteQuery {
             to_user,
             from_user,
-            request_uri: &req.uri,
+            request_uri,
             source_trunk: self.trunk_of(from),
             source_ip: Some(from.addr.ip()),
         };
@@ -640,7 +681,7 @@ impl Policy for LivePolicy {
         if let Some(refused) = self.admission() {
             return refused;
         }
-        self.plan(req, from, to_user, from_user, true, now)
+        self.plan(&req.uri, from, to_user, from_user, true, now)
     }
 
     fn route_message(
@@ -655,7 +696,7 @@ impl Policy for LivePolicy {
         if self.guard.overload.is_on() {
             return self.unavailable();
         }
-        self.plan(req, from, to_user, from_user, false, now)
+        self.plan(&req.uri, from, to_user, from_user, false, now)
     }
 
     fn media_offer(
@@ -665,16 +706,18 @@ impl Policy for LivePolicy {
         sdp: &[u8],
         _now: Instant,
     ) -> Result<Vec<u8>, MediaRefusal> {
+        let modes = self.srtp_modes(&call);
         match &mut self.media {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .offer_from_peer(
+                .offer_srtp(
                     side(from),
                     call.call_id,
                     call.from_tag,
                     sdp,
-                    Some(call.peer(from).ip()),
+                    peers(&call, from),
+                    modes,
                 )
                 .map_err(|e| match e {
                     // No room in the relay is the server's condition, not the offer's: 503 with
@@ -699,13 +742,13 @@ impl Policy for LivePolicy {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .answer_from_peer(
+                .answer_between(
                     side(from),
                     call.call_id,
                     call.from_tag,
                     None,
                     sdp,
-                    Some(call.peer(from).ip()),
+                    peers(&call, from),
                 )
                 .map_err(|e| e.to_string()),
         }
@@ -728,6 +771,34 @@ impl Policy for LivePolicy {
         self.guard.usage.on_event(&ev, limits_of, now);
     }
 
+    fn redirect_mode(&mut self, trunk: &str, _now: Instant) -> RedirectMode {
+        match self.config.trunks.get(trunk).map(|t| t.redirect) {
+            Some(config::Redirect::Follow) => RedirectMode::Follow,
+            Some(config::Redirect::Reject) => RedirectMode::Reject,
+            Some(config::Redirect::Relay) | None => RedirectMode::Relay,
+        }
+    }
+
+    fn rel100_mode(&mut self, trunk: &str, _now: Instant) -> Rel100Mode {
+        match self.config.trunks.get(trunk).map(|t| t.rel100) {
+            Some(config::Rel100::Required) => Rel100Mode::Required,
+            Some(config::Rel100::Off) => Rel100Mode::Off,
+            Some(config::Rel100::Supported) | None => Rel100Mode::Supported,
+        }
+    }
+
+    fn route_redirect(
+        &mut self,
+        uri: &str,
+        from: Peer,
+        to_user: &str,
+        from_user: &str,
+        now: Instant,
+    ) -> RouteOutcome {
+        // The same call: not counted again (its targets are admitted one by one as tried).
+        self.plan(uri, from, to_user, from_user, false, now)
+    }
+
     fn admit_target(&mut self, target: &Target, now: Instant) -> bool {
         let lim = self.trunk_limits(&target.trunk);
         match self.guard.usage.check(&target.trunk, lim, now) {
@@ -737,6 +808,20 @@ impl Policy for LivePolicy {
                 false
             }
         }
+    }
+}
+
+/// The signalling peers around an SDP from leg `from`: its own (a NATed endpoint's media may
+/// come from that IP) and the other leg's (the relay ports facing each leg are of its family,
+/// and each leg's SDP names the relay address of its family, RFC 6157).
+fn peers(call: &CallRef<'_>, from: Leg) -> media_relay::control::Peers {
+    let other = match from {
+        Leg::A => Leg::B,
+        Leg::B => Leg::A,
+    };
+    media_relay::control::Peers {
+        from: Some(call.peer(from).ip()),
+        to: Some(call.peer(other).ip()),
     }
 }
 

@@ -49,6 +49,19 @@ fn core_caps(l: &config::Limits) -> signaling::b2bua::Caps {
     }
 }
 
+/// The address a listener is known by in Via and Contact: its own, or for a wildcard
+/// (`0.0.0.0:5060`, `[::]:5060`) the relay's address of that family with the listener's port
+/// (the host's address peers reach; the wildcard itself means nothing to them).
+fn advertised(listen: SocketAddr, media: &config::Media) -> SocketAddr {
+    if !listen.ip().is_unspecified() {
+        return listen;
+    }
+    match media.address_of_family(listen.is_ipv6()) {
+        Some(ip) => SocketAddr::new(ip, listen.port()),
+        None => listen,
+    }
+}
+
 async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     crate::tls::check(&cfg, path.as_deref())?;
     let cfg = Arc::new(cfg);
@@ -75,13 +88,17 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     .map_err(|e| format!("bind udp {}: {e}", l.address))?;
                 let s = Arc::new(s);
                 tokio::spawn(transport::udp_reader(s.clone(), in_tx.clone()));
-                core_cfg.local_udp.get_or_insert(l.address);
+                let local = advertised(l.address, &cfg.media);
+                if local.is_ipv6() {
+                    core_cfg.local_udp_v6.get_or_insert(local);
+                } else {
+                    core_cfg.local_udp.get_or_insert(local);
+                }
                 udp.push((l.address, s));
                 tracing::info!(address = %l.address, "listening on udp");
             }
             TransportKind::Tcp => {
-                let lst = tokio::net::TcpListener::bind(l.address)
-                    .await
+                let lst = transport::bind_tcp(l.address)
                     .map_err(|e| format!("bind tcp {}: {e}", l.address))?;
                 tokio::spawn(transport::tcp_acceptor(
                     lst,
@@ -89,7 +106,12 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     in_tx.clone(),
                     metrics.clone(),
                 ));
-                core_cfg.local_tcp.get_or_insert(l.address);
+                let local = advertised(l.address, &cfg.media);
+                if local.is_ipv6() {
+                    core_cfg.local_tcp_v6.get_or_insert(local);
+                } else {
+                    core_cfg.local_tcp.get_or_insert(local);
+                }
                 tracing::info!(address = %l.address, "listening on tcp");
             }
             TransportKind::Tls => {
@@ -104,8 +126,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let acceptor =
                     tokio_rustls::TlsAcceptor::from(crate::tls::server_config(store.clone())?);
                 cert_stores.push(store);
-                let lst = tokio::net::TcpListener::bind(l.address)
-                    .await
+                let lst = transport::bind_tcp(l.address)
                     .map_err(|e| format!("bind tls {}: {e}", l.address))?;
                 tokio::spawn(transport::tls_acceptor(
                     lst,
@@ -114,7 +135,12 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     in_tx.clone(),
                     metrics.clone(),
                 ));
-                core_cfg.local_tls.get_or_insert(l.address);
+                let local = advertised(l.address, &cfg.media);
+                if local.is_ipv6() {
+                    core_cfg.local_tls_v6.get_or_insert(local);
+                } else {
+                    core_cfg.local_tls.get_or_insert(local);
+                }
                 tracing::info!(address = %l.address, "listening on tls");
             }
         }
@@ -634,10 +660,11 @@ fn start_hep(cfg: &Config, metrics: &Metrics) -> Result<Option<crate::hep::Hep>,
         metrics.hep_packets.with_label_values(&["dropped"]),
     )
     .map_err(|e| format!("capture socket: {e}"))?;
-    let mut locals = [None; 3];
+    let mut locals = [[None; 3]; 2];
     for l in &cfg.listen {
         let i = crate::policy::transport_of(l.transport) as usize;
-        locals[i] = locals[i].or(Some(l.address));
+        let f = usize::from(l.address.is_ipv6());
+        locals[f][i] = locals[f][i].or(Some(advertised(l.address, &cfg.media)));
     }
     tracing::info!(collector = %c.hep, id = c.id, "HEP capture on");
     Ok(Some(crate::hep::Hep { sender, locals }))
@@ -707,6 +734,7 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
         },
         // Relay ports are picked by a CSPRNG: seeded here, from the OS.
         port_seed: Some(rand::random()),
+        address_v6: m.address_v6,
     };
     let relay =
         media_relay::Relay::start_with(rcfg, &tuning).map_err(|e| format!("media relay: {e}"))?;
@@ -727,9 +755,18 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
     // The B2BUA never reads live per-leg stats (final stats reach the metrics through
     // `drain_closed_stats`): its handle skips the stats round trip to the relay workers that
     // `MediaCalls::delete` would make at every call end.
+    // SRTP master keys (one per leg and offer) from their own ChaCha20 stream, seeded from
+    // the OS CSPRNG like the core's identifiers.
+    let mut keys = {
+        use rand_core::SeedableRng;
+        rand_chacha::ChaCha20Rng::from_seed(seed()?)
+    };
     let calls = media_relay::control::MediaCalls::new(Arc::new(media_relay::relay::NoLiveStats(
         relay.clone(),
-    )));
+    )))
+    .with_key_source(Box::new(move |b: &mut [u8]| {
+        rand_core::RngCore::fill_bytes(&mut keys, b)
+    }));
     // The rtpengine-compatible control port: its calls live in their own table over the same
     // data plane (Kamailio's rtpengine module can drive trunkline's relay unchanged).
     let ng = match m.ng_listen {

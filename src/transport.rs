@@ -29,9 +29,14 @@ pub enum Input {
 
 /// Bind a UDP socket with IP_RECVERR so ICMP errors can be attributed to the destination that
 /// caused them (Linux `ip(7)`): the core then fails over at once instead of waiting for Timer B.
+/// An IPv6 socket is IPv6 only (`IPV6_V6ONLY`), so `[::]:5060` and `0.0.0.0:5060` are two
+/// listeners side by side and every peer is seen with the address of its own family.
 pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
     sock.set_reuse_address(true)?;
     let _ = sock.set_recv_buffer_size(4 << 20);
     let _ = sock.set_send_buffer_size(4 << 20);
@@ -54,6 +59,20 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     UdpSocket::from_std(sock.into())
+}
+
+/// Bind a TCP (or TLS) listener; an IPv6 one is IPv6 only, as [`bind_udp`]'s.
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
 }
 
 /// Read one queued ICMP error and return the destination it was about (the `msg_name` of the
@@ -198,8 +217,10 @@ impl LogLimiter {
         }
     }
 
-    /// Whether a line about `ip` may be logged now (else it is counted as suppressed).
+    /// Whether a line about `ip` may be logged now (else it is counted as suppressed). An IPv6
+    /// source is its /64 ([`signaling::source_key`]).
     pub fn allow(&self, ip: std::net::IpAddr, now: Instant) -> bool {
+        let ip = signaling::source_key(ip);
         let ok = match self.last.lock() {
             Ok(mut m) => {
                 if m.len() >= Self::MAX_SOURCES {
@@ -345,6 +366,7 @@ extern "C" {
 /// One admitted inbound connection; gives its place back when dropped.
 pub struct Slot {
     guard: Arc<StreamGuard>,
+    /// The source key it counts under (an IPv6 source's /64).
     ip: std::net::IpAddr,
     transport: Transport,
     /// A trunk's connection: never refused, never closed for idleness.
@@ -452,8 +474,9 @@ impl StreamGuard {
         ip: std::net::IpAddr,
         transport: Transport,
     ) -> Result<Slot, &'static str> {
-        let ip = config::canonical_ip(ip);
-        let trunk = self.is_trunk(ip);
+        let trunk = self.is_trunk(config::canonical_ip(ip));
+        // Connections count per source: an IPv4 address, an IPv6 /64 (one end site holds it all).
+        let ip = signaling::source_key(ip);
         let refused = match self.state.lock() {
             Ok(mut st) => {
                 let here = st.per_source.get(&ip).copied().unwrap_or(0);
@@ -1197,5 +1220,14 @@ mod tests {
         assert_eq!(refused("TCP", reason::SOURCE_LIMIT), 1);
         assert_eq!(refused("TCP", reason::GLOBAL_LIMIT), 1);
         assert_eq!(m.stream_connections.with_label_values(&["TCP"]).get(), 2);
+        // IPv6: the per-source cap is per /64 (one end site holds it all).
+        drop(_c1);
+        let _d1 = g.admit(ip("2001:db8:0:1::1"), Transport::Tcp).unwrap();
+        let _d2 = g.admit(ip("2001:db8:0:1:aaaa::2"), Transport::Tcp).unwrap();
+        assert_eq!(
+            g.admit(ip("2001:db8:0:1:ffff::3"), Transport::Tcp).err(),
+            Some(reason::SOURCE_LIMIT)
+        );
+        assert_eq!(refused("TCP", reason::SOURCE_LIMIT), 2);
     }
 }

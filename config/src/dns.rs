@@ -110,8 +110,12 @@ fn valid_host(h: &str) -> bool {
 /// Parses a trunk's `address:`.
 pub(crate) fn trunk_address(s: &str) -> Result<TrunkAddress, String> {
     let t = s.trim();
-    if let Ok(a) = t.parse() {
-        return Ok(TrunkAddress::Socket(a));
+    if let Ok(a) = t.parse::<SocketAddr>() {
+        // An IPv4-mapped IPv6 address is the IPv4 peer it names (its packets arrive as IPv4).
+        return Ok(TrunkAddress::Socket(SocketAddr::new(
+            crate::canonical_ip(a.ip()),
+            a.port(),
+        )));
     }
     if t.parse::<std::net::IpAddr>().is_ok() || (t.starts_with('[') && t.ends_with(']')) {
         return Err(format!(

@@ -13,12 +13,14 @@
 //!
 //! The YAML shape:
 //! ```yaml
-//! listen:                      # SIP listeners
+//! listen:                      # SIP listeners (IPv6 as [::]:5060 or [2001:db8::5]:5060)
 //!   - { transport: udp, address: 127.0.0.1:5060 }
 //!   - { transport: tcp, address: 127.0.0.1:5060 }
+//!   # - { transport: udp, address: '[::1]:5060' }
 //!   # - { transport: tls, address: 127.0.0.1:5061, cert: cert.pem, key: key.pem }
 //! media:
 //!   address: 127.0.0.1         # address written into rewritten SDP
+//!   address_v6: 2001:db8::5    # optional: the relay's IPv6 address, for legs on IPv6 (dual stack)
 //!   ports: 20000-29999         # relay port range (even first port, odd last port)
 //!   backend: auto              # auto | io_uring | epoll
 //!   ng_listen: 127.0.0.1:2223  # optional: rtpengine-compatible ng control port
@@ -60,7 +62,9 @@
 //!   carrier: { address: sip.carrier.example, transport: udp, max_calls: 100, max_cps: 10,
 //!              auth: { username: acme, password: s3cret },   # answer its 401/407 (optional realm)
 //!              register: { expires: 3600 },                   # register with it (user/domain/contact_user)
-//!              probe: { interval: 30, down_after: 3, up_after: 2 } }  # OPTIONS health probes
+//!              probe: { interval: 30, down_after: 3, up_after: 2 },   # OPTIONS health probes
+//!              redirect: relay,    # its 3xx to a call: relay (default) | follow | reject
+//!              100rel: supported } # RFC 3262 on leg B: supported (default) | required | off
 //! dialplan:                    # first match wins
 //!   - match: { to_user: '^\+?1(\d{10})$' }
 //!     rewrite: { to_user: '+1$1' }
@@ -118,12 +122,14 @@ pub use admin::{parse_token, Admin};
 pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 pub use dns::{Dns, TrunkAddress};
+pub use srtp::SrtpPolicy;
 pub use users::{DigestAlgorithm, RegistrarUser};
 mod dialplan;
 mod dns;
 mod fastyaml;
 mod locate;
 mod pattern;
+mod srtp;
 
 pub use dialplan::{Action, Decision, Dialplan, RouteQuery};
 
@@ -168,7 +174,8 @@ pub enum KernelForwarding {
     Off,
 }
 
-/// A SIP listener.
+/// A SIP listener. An IPv6 listener takes IPv6 only (the shell sets `IPV6_V6ONLY`), so
+/// `0.0.0.0:5060` and `[::]:5060` are two listeners side by side.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listen {
     pub transport: TransportKind,
@@ -182,8 +189,13 @@ pub struct Listen {
 /// Media relay settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Media {
-    /// Address written into rewritten SDP (`c=` lines).
+    /// Address written into rewritten SDP (`c=` lines), and the relay's bind address for its
+    /// family.
     pub address: IpAddr,
+    /// The relay's IPv6 address when `address` is IPv4 (`address_v6`, dual stack): a leg whose
+    /// peer is on IPv6 gets it in its SDP (`c=IN IP6`), and the relay's ports for that leg are
+    /// opened on it (RFC 6157 §4). `None`: every leg gets `address`.
+    pub address_v6: Option<std::net::Ipv6Addr>,
     /// First relay port (even: RTP on even ports, RTCP on the next odd one, RFC 3550 §11).
     pub port_min: u16,
     /// Last relay port (odd), inclusive.
@@ -215,6 +227,30 @@ pub struct Media {
     /// Forward RTP flows whose sources have settled with an eBPF program in the kernel (default
     /// auto); signaling, latching, RTCP and stats stay in user space.
     pub kernel_forwarding: KernelForwarding,
+    /// SRTP for callers that are no trunk (`media.srtp`, default optional; see [`SrtpPolicy`]).
+    pub srtp: SrtpPolicy,
+}
+
+impl Media {
+    /// The relay address for a leg whose peer is `peer`: the one of the peer's family
+    /// (an IPv4-mapped peer counts as IPv4), else `address`.
+    pub fn address_for(&self, peer: IpAddr) -> IpAddr {
+        match (canonical_ip(peer), self.address_v6) {
+            (IpAddr::V6(_), Some(v6)) => IpAddr::V6(v6),
+            _ => self.address,
+        }
+    }
+
+    /// The relay's address of a family (`v6`), if it has one.
+    pub fn address_of_family(&self, v6: bool) -> Option<IpAddr> {
+        if self.address.is_ipv6() == v6 {
+            Some(self.address)
+        } else if v6 {
+            self.address_v6.map(IpAddr::V6)
+        } else {
+            None
+        }
+    }
 }
 
 /// Prometheus/admin HTTP endpoint.
@@ -415,6 +451,41 @@ pub struct Trunk {
     pub register: Option<TrunkRegister>,
     /// OPTIONS health probing (`probe:`); absent: off.
     pub probe: Option<TrunkProbe>,
+    /// SRTP on this trunk's legs (`srtp:`); absent: see [`SrtpPolicy`]'s defaults.
+    pub srtp: Option<SrtpPolicy>,
+    /// What a 3xx answer from this trunk to a call does (`redirect:`).
+    pub redirect: Redirect,
+    /// Reliable provisional responses (RFC 3262) offered to this trunk (`100rel:`).
+    pub rel100: Rel100,
+}
+
+/// A trunk's `100rel:`: what leg B's INVITE to it says of reliable provisional responses
+/// (RFC 3262). Whatever it says, a reliable provisional the trunk sends is PRACKed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rel100 {
+    /// `Supported: 100rel` (default).
+    #[default]
+    Supported,
+    /// `Require: 100rel`: the trunk must send its provisionals reliably.
+    Required,
+    /// Neither.
+    Off,
+}
+
+/// A trunk's `redirect:`: what a 3xx it answers a call with does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Redirect {
+    /// The caller gets the 3xx with its Contacts (default).
+    #[default]
+    Relay,
+    /// Each Contact (best q first, at most 5 a call) is routed by the dial plan on its user
+    /// part, or by the location service for a served user, as the call's next targets;
+    /// never to the Contact's host as such.
+    Follow,
+    /// The 3xx counts as a failed target: the route's next one is tried.
+    Reject,
 }
 
 /// An MGCP gateway trunk (`mgcp:`).
@@ -793,6 +864,8 @@ struct RawListen {
 #[serde(deny_unknown_fields)]
 struct RawMedia {
     address: String,
+    #[serde(default)]
+    address_v6: Option<String>,
     ports: String,
     #[serde(default)]
     backend: Backend,
@@ -812,6 +885,8 @@ struct RawMedia {
     strict_source: bool,
     #[serde(default)]
     kernel_forwarding: KernelForwarding,
+    #[serde(default)]
+    srtp: SrtpPolicy,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -911,6 +986,11 @@ struct RawTrunk {
     register: Option<carrier::RawTrunkRegister>,
     #[serde(default)]
     probe: Option<carrier::RawTrunkProbe>,
+    #[serde(default)]
+    srtp: Option<SrtpPolicy>,
+    redirect: Option<Redirect>,
+    #[serde(default, rename = "100rel")]
+    rel100: Option<Rel100>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1212,6 +1292,9 @@ fn build_with(
                 auth: carrier.auth,
                 register: carrier.register,
                 probe: carrier.probe,
+                srtp: t.srtp,
+                redirect: t.redirect.unwrap_or_default(),
+                rel100: t.rel100.unwrap_or_default(),
             },
         );
     }
@@ -1223,7 +1306,9 @@ fn build_with(
             None => return Ok(None),
         },
     };
-    let warnings = route_warnings(&rules, &trunks);
+    family_checks(&listen, &trunks)?;
+    let mut warnings = family_warnings(&listen, &media, &trunks);
+    warnings.extend(route_warnings(&rules, &trunks));
 
     Ok(Some(Config {
         listen,
@@ -1241,6 +1326,129 @@ fn build_with(
         source: String::new(),
         warnings,
     }))
+}
+
+fn family_name(v6: bool) -> &'static str {
+    if v6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// A UDP trunk of a family no listener has cannot be reached: UDP goes out from a listener's
+/// socket, and one of the other family cannot send to it. (A TCP or TLS trunk can: trunkline
+/// connects from an ephemeral port; [`family_warnings`] warns that its Via and Contact name the
+/// other family. An MGCP gateway is reached from the bridge's own IPv4 socket.)
+fn family_checks(listen: &[Listen], trunks: &BTreeMap<String, Trunk>) -> Result<(), Sem> {
+    for t in trunks.values() {
+        // a trunk named by DNS: its family is known only at run time (the resolver uses only
+        // addresses of families it has listeners for)
+        let Some(addr) = t.address.socket() else {
+            continue;
+        };
+        let v6 = addr.is_ipv6();
+        let p = vec![key("trunks"), key(&t.name), key("address")];
+        if t.mgcp.is_some() {
+            if v6 {
+                return Err(sem(p, "an `mgcp` gateway is reached over IPv4"));
+            }
+            continue;
+        }
+        let udp = |l: &&Listen| l.transport == TransportKind::Udp;
+        if t.transport == TransportKind::Udp
+            && !listen.iter().filter(udp).any(|l| l.address.is_ipv6() == v6)
+        {
+            let example = if v6 { "'[::]:5060'" } else { "0.0.0.0:5060" };
+            return Err(sem(
+                p,
+                format!(
+                    "udp trunk `{}` is on {} ({}) but no udp listener is: add one such as \
+                     {{ transport: udp, address: {example} }}",
+                    t.name,
+                    family_name(v6),
+                    t.address,
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Legs of a family the relay has no address of get the other family's address in their SDP,
+/// which a single-stack peer cannot reach: a trunk or a listener of that family without
+/// `media.address`/`media.address_v6` of it is warned about.
+fn family_warnings(
+    listen: &[Listen],
+    media: &Media,
+    trunks: &BTreeMap<String, Trunk>,
+) -> Vec<ConfigWarning> {
+    let mut out = Vec::new();
+    let warn = |message: String, path: Vec<Seg>| ConfigWarning {
+        file: String::new(),
+        line: 1,
+        column: 1,
+        message,
+        path,
+    };
+    let hint = |v6: bool| {
+        if v6 {
+            "media.address_v6"
+        } else {
+            "media.address (IPv4, with the IPv6 one as media.address_v6)"
+        }
+    };
+    for t in trunks.values().filter(|t| t.mgcp.is_none()) {
+        let Some(addr) = t.address.socket() else {
+            continue;
+        };
+        let v6 = addr.is_ipv6();
+        if !listen.iter().any(|l| l.address.is_ipv6() == v6) {
+            out.push(warn(
+                format!(
+                    "trunk `{}` is on {} but no listener is: the Via and Contact it gets name \
+                     an {} address, which it may not reach",
+                    t.name,
+                    family_name(v6),
+                    family_name(!v6)
+                ),
+                vec![key("trunks"), key(&t.name), key("address")],
+            ));
+        }
+        if media.address_of_family(v6).is_none() {
+            out.push(warn(
+                format!(
+                    "trunk `{}` is on {} but the relay has no {} address: its SDP names {}; \
+                     set {}",
+                    t.name,
+                    family_name(v6),
+                    family_name(v6),
+                    media.address,
+                    hint(v6)
+                ),
+                vec![key("trunks"), key(&t.name), key("address")],
+            ));
+        }
+    }
+    for (i, l) in listen.iter().enumerate() {
+        let v6 = l.address.is_ipv6();
+        if media.address_of_family(v6).is_none() {
+            out.push(warn(
+                format!(
+                    "listener {} is {} but the relay has no {} address: callers on it get SDP \
+                     naming {}; set {}",
+                    l.address,
+                    family_name(v6),
+                    family_name(v6),
+                    media.address,
+                    hint(v6)
+                ),
+                vec![key("listen"), Seg::Index(i), key("address")],
+            ));
+            break;
+        }
+    }
+    out
 }
 
 /// Warnings at most per configuration (one per distinct route list).
@@ -1425,6 +1633,32 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
             "media.address is written into SDP: it must be a concrete address, not 0.0.0.0/::",
         ));
     }
+    let address_v6 = match &m.address_v6 {
+        None => None,
+        Some(s) => {
+            let v6: std::net::Ipv6Addr = s.trim().parse().map_err(|_| {
+                sem(
+                    p("address_v6"),
+                    format!("`{s}` is not an IPv6 address (media.address_v6 is for IPv6 legs)"),
+                )
+            })?;
+            if v6.is_unspecified() || v6.to_ipv4_mapped().is_some() {
+                return Err(sem(
+                    p("address_v6"),
+                    "media.address_v6 is written into SDP: a concrete IPv6 address, not :: or \
+                     an IPv4-mapped one",
+                ));
+            }
+            if address.is_ipv6() {
+                return Err(sem(
+                    p("address_v6"),
+                    "media.address is IPv6 already: give the IPv4 address as media.address and \
+                     the IPv6 one as media.address_v6 (dual stack), or only media.address",
+                ));
+            }
+            Some(v6)
+        }
+    };
     let (lo, hi) = m.ports.split_once('-').ok_or_else(|| {
         sem(
             p("ports"),
@@ -1533,6 +1767,7 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
     };
     Ok(Media {
         address,
+        address_v6,
         port_min,
         port_max,
         backend: m.backend,
@@ -1544,6 +1779,7 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         io_uring_batch_us,
         strict_source: m.strict_source,
         kernel_forwarding: m.kernel_forwarding,
+        srtp: m.srtp,
     })
 }
 
@@ -1565,6 +1801,12 @@ fn build_registrar(r: RawRegistrar) -> Result<Registrar, Sem> {
                 format!("registrar domain `{d}`: a host name or IP address"),
             ));
         }
+        // An IPv6 address is served as the URI host it appears as: `[2001:db8::1]`.
+        let bare = d.strip_prefix('[').and_then(|x| x.strip_suffix(']'));
+        let d = match bare.unwrap_or(&d).parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("[{v6}]"),
+            Err(_) => d,
+        };
         domains.push(d);
     }
     let min = r.min_expires.unwrap_or(60);

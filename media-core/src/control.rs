@@ -23,11 +23,22 @@
 //! (A offers, B answers). A re-INVITE from B (e.g. B puts A on hold) is
 //! `offer_from(Side::B, call_id, a_from_tag, sdp)` then `answer_from(Side::A, ...)` with A's answer.
 //!
+//! * Dual stack (RFC 6157 §4): each side has an IP family, and the relay ports facing it are of
+//!   that family ([`DataPlane::open_pair_for`]); the SDP sent to a side names the relay address
+//!   of its family ([`DataPlane::local_ip_for`], `c=IN IP6` for an IPv6 side). A side's family
+//!   is that of the addresses in its own SDP, else of the IP it signals from, else (the other
+//!   side, before it has sent SDP) of the peer the caller names ([`Peers::to`]), else the relay's
+//!   primary family. A re-offer that changes a side's family moves the stream to a new pair.
+//!   One side's media is of one family (an SDP mixing IPv4 and IPv6 m-lines, RFC 5118 §4.8, is
+//!   relayed on the family of its first address).
+//!
 //! The core is sans-IO: it calls the [`DataPlane`] handle and nothing else. It is not internally
 //! locked: wrap it in a `Mutex` to share it (the ng server does).
 
-use crate::dataplane::{DataPlane, LegPair, LegStats, RelayError};
-use crate::sdp::{Address, OriginState, Sdp, SdpError};
+use crate::dataplane::{DataPlane, Family, LegPair, LegStats, RelayError};
+use crate::sdp::{Address, OriginState, Sdp, SdpError, StreamOut};
+use crate::srtp::negotiate::{self, NegotiateError, SrtpMode, StreamKeys};
+use crate::srtp::{MasterKey, Suite};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
@@ -45,6 +56,13 @@ pub enum Side {
     A,
     /// The callee (To tag, learned with the first answer).
     B,
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
 }
 
 impl Side {
@@ -80,6 +98,10 @@ pub enum MediaError {
     UnresolvedAddress(usize),
     /// This controller already holds its most pairs ([`MediaCalls::with_max_pairs`]).
     PairLimit(usize),
+    /// SRTP policy and the SDP's crypto do not agree (RFC 4568): 488 for the offerer.
+    Srtp(NegotiateError),
+    /// SRTP is wanted but this controller has no key source ([`MediaCalls::with_key_source`]).
+    NoKeySource,
 }
 
 impl fmt::Display for MediaError {
@@ -97,6 +119,8 @@ impl fmt::Display for MediaError {
             MediaError::PairLimit(n) => {
                 write!(f, "Too many sessions: {n} media streams open (the limit)")
             }
+            MediaError::Srtp(e) => write!(f, "{e}"),
+            MediaError::NoKeySource => f.write_str("SRTP needs a key source; none configured"),
             MediaError::UnresolvedAddress(i) => {
                 write!(
                     f,
@@ -119,13 +143,25 @@ impl From<RelayError> for MediaError {
     }
 }
 
+/// The signalling IPs around one SDP: of the side it comes from and of the side it goes to
+/// (for the family of the ports facing each; see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Peers {
+    pub from: Option<IpAddr>,
+    pub to: Option<IpAddr>,
+}
+
 #[derive(Clone, Debug)]
 struct Stream {
     kind: String,
     proto: String,
     pair: Option<LegPair>,
+    /// The families of the pair's ports (`a`, `b`), when it has one.
+    families: [Family; 2],
     remote_a: Option<SocketAddr>,
     remote_b: Option<SocketAddr>,
+    /// SDES keys of both legs (only with an SRTP policy).
+    keys: StreamKeys,
 }
 
 impl Stream {
@@ -142,9 +178,14 @@ struct Call {
     from_tag: String,
     to_tag: Option<String>,
     streams: Vec<Stream>,
+    /// The family of side A and of side B, once known.
+    family: [Option<Family>; 2],
     /// Origin of the SDP sent to A (rewritten SDP from B), and to B.
     to_a: OriginState,
     to_b: OriginState,
+    /// The SRTP policy of leg A and leg B; `None`: SDP crosses as it is (the ng port, where
+    /// the controlling proxy decides).
+    srtp: Option<[SrtpMode; 2]>,
 }
 
 impl Call {
@@ -199,13 +240,26 @@ pub struct MediaCalls {
     by_pair: HashMap<u16, (String, String)>,
     /// Most pairs open at once (`None`: the data plane's range is the limit).
     max_pairs: Option<usize>,
+    /// Fills a buffer with CSPRNG bytes, for SRTP keys.
+    key_source: Option<KeySource>,
 }
+
+/// A CSPRNG the shell hands in (media-core reads no entropy itself).
+pub type KeySource = Box<dyn FnMut(&mut [u8]) + Send>;
 
 /// What applying one SDP did: the SDP to forward, pairs opened and pairs closed.
 struct Applied {
     sdp: Vec<u8>,
     opened: Vec<LegPair>,
     closed: Vec<LegPair>,
+}
+
+/// A fresh master key of `suite` from the key source.
+fn new_key(src: &mut Option<KeySource>, suite: Suite) -> Option<MasterKey> {
+    let f = src.as_mut()?;
+    let mut m = vec![0u8; suite.key_len() + suite.salt_len()];
+    f(&mut m);
+    MasterKey::new(suite, &m).ok()
 }
 
 fn sess_id(call_id: &str, from_tag: &str, toward: Side) -> u64 {
@@ -223,7 +277,44 @@ impl MediaCalls {
             calls: HashMap::new(),
             by_pair: HashMap::new(),
             max_pairs: None,
+            key_source: None,
         }
+    }
+
+    /// Where SRTP keys come from (a CSPRNG); without one, calls with an SRTP policy fail.
+    pub fn with_key_source(mut self, k: KeySource) -> MediaCalls {
+        self.key_source = Some(k);
+        self
+    }
+
+    /// [`MediaCalls::offer_between`] under an SRTP policy per leg (`[A, B]`): each leg's
+    /// `a=crypto` is negotiated on its own (see [`crate::srtp::negotiate`]); the policy is
+    /// kept for the call's later offers and answers.
+    pub fn offer_srtp(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        sdp: &[u8],
+        peers: Peers,
+        modes: [SrtpMode; 2],
+    ) -> Result<Vec<u8>, MediaError> {
+        if self.key_source.is_none() {
+            return Err(MediaError::NoKeySource);
+        }
+        if let Some(c) = self.find_mut(call_id, from_tag) {
+            c.srtp = Some(modes);
+        }
+        self.apply(
+            side,
+            call_id,
+            from_tag,
+            None,
+            sdp,
+            false,
+            peers,
+            Some(modes),
+        )
     }
 
     /// Hold at most `n` pairs (one per accepted m-line) at once: an offer that would open more
@@ -272,7 +363,16 @@ impl MediaCalls {
         from_tag: &str,
         sdp: &[u8],
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, None, sdp, false, None)
+        self.apply(
+            side,
+            call_id,
+            from_tag,
+            None,
+            sdp,
+            false,
+            Peers::default(),
+            None,
+        )
     }
 
     /// [`MediaCalls::offer_from`] with the IP address `side` signals from (the source of its
@@ -287,7 +387,37 @@ impl MediaCalls {
         sdp: &[u8],
         peer: Option<IpAddr>,
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, None, sdp, false, peer)
+        let peers = Peers {
+            from: peer,
+            to: None,
+        };
+        self.apply(side, call_id, from_tag, None, sdp, false, peers, None)
+    }
+
+    /// [`MediaCalls::offer_from_peer`] knowing also where the SDP goes ([`Peers::to`]): the
+    /// ports facing the other side are of that peer's family until its own SDP says otherwise.
+    pub fn offer_between(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        sdp: &[u8],
+        peers: Peers,
+    ) -> Result<Vec<u8>, MediaError> {
+        self.apply(side, call_id, from_tag, None, sdp, false, peers, None)
+    }
+
+    /// [`MediaCalls::answer_from_peer`] with both peers (see [`MediaCalls::offer_between`]).
+    pub fn answer_between(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: Option<&str>,
+        sdp: &[u8],
+        peers: Peers,
+    ) -> Result<Vec<u8>, MediaError> {
+        self.apply(side, call_id, from_tag, to_tag, sdp, true, peers, None)
     }
 
     /// [`MediaCalls::answer_from`] with the IP address `side` signals from (see
@@ -301,7 +431,11 @@ impl MediaCalls {
         sdp: &[u8],
         peer: Option<IpAddr>,
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, to_tag, sdp, true, peer)
+        let peers = Peers {
+            from: peer,
+            to: None,
+        };
+        self.apply(side, call_id, from_tag, to_tag, sdp, true, peers, None)
     }
 
     /// SDP answer from `side` to the last offer of the other side. `to_tag`, when given, is
@@ -315,7 +449,16 @@ impl MediaCalls {
         to_tag: Option<&str>,
         sdp: &[u8],
     ) -> Result<Vec<u8>, MediaError> {
-        self.apply(side, call_id, from_tag, to_tag, sdp, true, None)
+        self.apply(
+            side,
+            call_id,
+            from_tag,
+            to_tag,
+            sdp,
+            true,
+            Peers::default(),
+            None,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -327,7 +470,8 @@ impl MediaCalls {
         to_tag: Option<&str>,
         body: &[u8],
         is_answer: bool,
-        peer: Option<IpAddr>,
+        peers: Peers,
+        modes: Option<[SrtpMode; 2]>,
     ) -> Result<Vec<u8>, MediaError> {
         let sdp = Sdp::parse(body)?;
         let media = sdp.media();
@@ -351,8 +495,10 @@ impl MediaCalls {
                 from_tag: from_tag.to_string(),
                 to_tag: None,
                 streams: Vec::new(),
+                family: [None; 2],
                 to_a: OriginState::new(sess_id(call_id, from_tag, Side::A), 1),
                 to_b: OriginState::new(sess_id(call_id, from_tag, Side::B), 1),
+                srtp: modes,
             };
             self.calls
                 .entry(call_id.to_string())
@@ -363,8 +509,17 @@ impl MediaCalls {
         let room = self
             .max_pairs
             .map(|m| (m, m.saturating_sub(self.by_pair.len())));
-        let result = match self.find_mut(call_id, from_tag) {
-            Some(call) => Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peer, room),
+        let keys = &mut self.key_source;
+        let result = match self
+            .calls
+            .get_mut(call_id)
+            .and_then(|l| l.iter_mut().find(|c| c.from_tag == from_tag))
+        {
+            Some(call) => {
+                let mut gen = |suite: Suite| new_key(keys, suite);
+                let g: &mut dyn FnMut(Suite) -> Option<MasterKey> = &mut gen;
+                Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peers, room, g)
+            }
             None => Err(MediaError::UnknownCall),
         };
         match result {
@@ -399,9 +554,11 @@ impl MediaCalls {
         side: Side,
         sdp: &Sdp,
         is_answer: bool,
-        peer: Option<IpAddr>,
+        peers: Peers,
         room: Option<(usize, usize)>,
+        gen: &mut dyn FnMut(Suite) -> Option<MasterKey>,
     ) -> Result<Applied, MediaError> {
+        let peer = peers.from;
         let media = sdp.media();
         let have = call.streams.len();
         if is_answer && media.len() != have {
@@ -421,7 +578,21 @@ impl MediaCalls {
         let mut opened: Vec<LegPair> = Vec::new();
         let mut to_close: Vec<LegPair> = Vec::new();
         let mut ports = Vec::with_capacity(media.len());
+        let mut outs: Vec<StreamOut> = vec![StreamOut::default(); media.len()];
+        let mut keyed: Vec<usize> = Vec::new();
         let toward = side.other();
+        let primary = Family::of(dp.local_ip());
+        let mut family = call.family;
+        family[side_index(side)] = sdp_family(sdp)
+            .or(peers.from.map(Family::of))
+            .or(family[side_index(side)]);
+        if let Some(to) = peers.to {
+            family[side_index(toward)] = Some(Family::of(to));
+        }
+        // A family the data plane has no address of is served by its primary one.
+        let fam = |s: Side| Family::of(dp.local_ip_for(family[side_index(s)].unwrap_or(primary)));
+        // The ports facing A and B that a new pair gets.
+        let want = [fam(Side::A), fam(Side::B)];
 
         let outcome = (|| -> Result<(), MediaError> {
             for (i, m) in media.iter().enumerate() {
@@ -430,8 +601,10 @@ impl MediaCalls {
                         kind: m.kind.clone(),
                         proto: m.proto.clone(),
                         pair: None,
+                        families: want,
                         remote_a: None,
                         remote_b: None,
+                        keys: StreamKeys::default(),
                     });
                 }
                 let Some(st) = streams.get_mut(i) else {
@@ -451,6 +624,13 @@ impl MediaCalls {
                     ports.push(0);
                     continue;
                 }
+                // A re-offer that changes a side's family moves the stream to a new pair of
+                // the right families (the answer brings the new ports to the offerer).
+                if !is_answer && st.families != want {
+                    if let Some(p) = st.pair.take() {
+                        to_close.push(p);
+                    }
+                }
                 let pair = match st.pair {
                     Some(p) => p,
                     None if is_answer => {
@@ -464,14 +644,18 @@ impl MediaCalls {
                                 return Err(MediaError::PairLimit(max));
                             }
                         }
-                        let p = dp.open_pair()?;
+                        let p = dp.open_pair_for(want)?;
                         opened.push(p);
                         st.pair = Some(p);
+                        st.families = want;
                         p
                     }
                 };
-                if let Some(rtp) = m.rtp_addr() {
-                    dp.set_remote_from(side.port(pair), rtp, m.rtcp_addr(), peer)?;
+                // An IPv4-mapped address (RFC 5118 §4.9) is the IPv4 peer: its packets come
+                // from, and go to, the IPv4 address.
+                let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+                if let Some(rtp) = m.rtp_addr().map(canon) {
+                    dp.set_remote_from(side.port(pair), rtp, m.rtcp_addr().map(canon), peer)?;
                     *st.remote_mut(side) = Some(rtp);
                 }
                 // The leg facing `side` receives what `side` sends, described by its rtpmaps.
@@ -480,14 +664,57 @@ impl MediaCalls {
                 if !rates.is_empty() {
                     let _ = dp.set_clock_rates(side.port(pair), &rates);
                 }
+                if let Some(modes) = call.srtp.filter(|_| negotiate::is_rtp(m)) {
+                    let s = side as usize;
+                    let mut missing = false;
+                    let mut g = |suite| {
+                        gen(suite).unwrap_or_else(|| {
+                            missing = true;
+                            // never used: the call fails below
+                            MasterKey::new(suite, &vec![0; suite.key_len() + suite.salt_len()])
+                                .expect("lengths of the suite")
+                        })
+                    };
+                    let out = if is_answer {
+                        negotiate::on_answer(&mut st.keys, s, m, modes)
+                    } else {
+                        negotiate::on_offer(&mut st.keys, s, m, modes, &mut g)
+                    }
+                    .map_err(MediaError::Srtp)?;
+                    if missing {
+                        return Err(MediaError::NoKeySource);
+                    }
+                    outs[i] = out;
+                    keyed.push(i);
+                }
                 ports.push(toward.port(pair));
             }
             Ok(())
         })();
 
+        // The SDP names the relay address of the family of the ports facing `toward` (an
+        // answer goes to the offerer, whose ports were opened with its offer).
+        let toward_family = streams
+            .iter()
+            .find(|s| s.pair.is_some())
+            .map_or(fam(toward), |s| s.families[side_index(toward)]);
         let rewritten = outcome.and_then(|()| {
             let mut origin = call.origin_to(toward).clone();
-            let out = sdp.rewrite(dp.local_ip(), &ports, Some(&mut origin))?;
+            let out = sdp.rewrite_with(
+                dp.local_ip_for(toward_family),
+                &ports,
+                Some(&mut origin),
+                &outs,
+            )?;
+            // Each leg's keys go to the relay leg facing it before the SDP leaves.
+            for &i in &keyed {
+                if let Some((Some(pair), st)) = streams.get(i).map(|s| (s.pair, s)) {
+                    for (n, leg) in [Side::A, Side::B].into_iter().enumerate() {
+                        let (rx, tx) = st.keys.legs[n].relay_keys();
+                        dp.set_srtp(leg.port(pair), rx, tx)?;
+                    }
+                }
+            }
             Ok((out, origin))
         });
         match rewritten {
@@ -496,6 +723,7 @@ impl MediaCalls {
                     dp.close_pair(*p);
                 }
                 call.streams = streams;
+                call.family = family;
                 *call.origin_to(toward) = origin;
                 Ok(Applied {
                     sdp: out,
@@ -510,6 +738,16 @@ impl MediaCalls {
                 Err(e)
             }
         }
+    }
+
+    /// The families of the ports of call `(call_id, from_tag)`'s first stream with a pair:
+    /// `[facing A, facing B]`.
+    pub fn families(&self, call_id: &str, from_tag: &str) -> Option<[Family; 2]> {
+        self.find(call_id, from_tag)?
+            .streams
+            .iter()
+            .find(|s| s.pair.is_some())
+            .map(|s| s.families)
     }
 
     fn find(&self, call_id: &str, from_tag: &str) -> Option<&Call> {
@@ -665,10 +903,22 @@ impl MediaCalls {
     }
 }
 
+/// The family of the first concrete IP address an SDP's accepted streams are at (session or
+/// media `c=`), if any (`0.0.0.0`/`::` holds name none).
+fn sdp_family(sdp: &Sdp) -> Option<Family> {
+    sdp.media()
+        .iter()
+        .filter(|m| !m.is_rejected())
+        .filter_map(|m| m.connection.as_ref()?.ip())
+        .chain(sdp.session_connection().and_then(Address::ip))
+        .find(|ip| !ip.is_unspecified())
+        .map(Family::of)
+}
+
 /// An in-memory [`DataPlane`] for tests (also usable by other crates' tests): hands out port
 /// pairs from a range, records every call, moves no packets.
 pub mod fake {
-    use crate::dataplane::{DataPlane, LegPair, LegStats, RelayError};
+    use crate::dataplane::{DataPlane, Family, LegPair, LegStats, RelayError};
     use std::collections::{BTreeSet, HashMap};
     use std::net::{IpAddr, SocketAddr};
     use std::sync::Mutex;
@@ -682,6 +932,12 @@ pub mod fake {
             rtp: SocketAddr,
             rtcp: Option<SocketAddr>,
         },
+        /// SRTP keys set on a leg: (decrypt, encrypt) present.
+        SetSrtp {
+            port: u16,
+            rx: bool,
+            tx: bool,
+        },
         Close(LegPair),
     }
 
@@ -691,6 +947,7 @@ pub mod fake {
         open: HashMap<u16, LegPair>,
         remotes: HashMap<u16, (SocketAddr, Option<SocketAddr>)>,
         signalling: HashMap<u16, IpAddr>,
+        families: HashMap<u16, Family>,
         stats: HashMap<u16, LegStats>,
         ops: Vec<Op>,
     }
@@ -698,6 +955,8 @@ pub mod fake {
     /// See the module documentation.
     pub struct FakeDataPlane {
         ip: IpAddr,
+        /// The IPv6 address of a dual-stack fake ([`FakeDataPlane::dual`]).
+        ip6: Option<IpAddr>,
         state: Mutex<State>,
     }
 
@@ -709,11 +968,25 @@ pub mod fake {
                 .collect();
             FakeDataPlane {
                 ip,
+                ip6: None,
                 state: Mutex::new(State {
                     free,
                     ..State::default()
                 }),
             }
+        }
+
+        /// A dual-stack fake: ports facing IPv6 peers are "bound" on `ip6`.
+        pub fn dual(ip4: IpAddr, ip6: IpAddr, first_port: u16, pairs: u16) -> FakeDataPlane {
+            FakeDataPlane {
+                ip6: Some(ip6),
+                ..FakeDataPlane::new(ip4, first_port, pairs)
+            }
+        }
+
+        /// The family `port` was opened for (while its pair is open).
+        pub fn family(&self, port: u16) -> Option<Family> {
+            self.lock().families.get(&port).copied()
         }
 
         fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -751,7 +1024,34 @@ pub mod fake {
             self.ip
         }
 
+        fn local_ip_for(&self, family: Family) -> IpAddr {
+            match (family, self.ip6) {
+                (Family::V6, Some(ip6)) => ip6,
+                _ => self.ip,
+            }
+        }
+
+        fn set_srtp(
+            &self,
+            port: u16,
+            rx: Option<crate::srtp::MasterKey>,
+            tx: Option<crate::srtp::MasterKey>,
+        ) -> Result<(), RelayError> {
+            self.lock().ops.push(Op::SetSrtp {
+                port,
+                rx: rx.is_some(),
+                tx: tx.is_some(),
+            });
+            Ok(())
+        }
+
         fn open_pair(&self) -> Result<LegPair, RelayError> {
+            let f = Family::of(self.ip);
+            self.open_pair_for([f, f])
+        }
+
+        fn open_pair_for(&self, families: [Family; 2]) -> Result<LegPair, RelayError> {
+            let [fa, fb] = families.map(|f| Family::of(self.local_ip_for(f)));
             let mut st = self.lock();
             let a = st.free.pop_first().ok_or(RelayError::PortsExhausted)?;
             let pair = LegPair {
@@ -760,6 +1060,8 @@ pub mod fake {
             };
             st.open.insert(pair.a, pair);
             st.open.insert(pair.b, pair);
+            st.families.insert(pair.a, fa);
+            st.families.insert(pair.b, fb);
             st.ops.push(Op::Open(pair));
             Ok(pair)
         }
@@ -803,6 +1105,8 @@ pub mod fake {
                 st.remotes.remove(&pair.b);
                 st.signalling.remove(&pair.a);
                 st.signalling.remove(&pair.b);
+                st.families.remove(&pair.a);
+                st.families.remove(&pair.b);
                 st.stats.remove(&pair.a);
                 st.stats.remove(&pair.b);
                 st.free.insert(pair.a);
@@ -857,6 +1161,123 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    const RELAY6: &str = "2001:db8::5";
+
+    fn body6(ip: &str, port: u16) -> Vec<u8> {
+        format!(
+            "v=0\r\no=x 1 1 IN IP6 {ip}\r\ns=-\r\nc=IN IP6 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// RFC 6157 §4: a caller on IPv6 and a callee on IPv4 each get the relay address of their
+    /// own family, and each one's relay port is of its family.
+    #[test]
+    fn each_side_gets_its_familys_relay_address() {
+        let dp = Arc::new(FakeDataPlane::dual(
+            RELAY,
+            RELAY6.parse().unwrap(),
+            30000,
+            8,
+        ));
+        let mut mc = MediaCalls::new(dp.clone());
+        let peers = Peers {
+            from: Some("2001:db8::a".parse().unwrap()),
+            to: Some("192.0.2.20".parse().unwrap()),
+        };
+        let to_b = mc
+            .offer_between(Side::A, "c6", "ft", &body6("2001:db8::a", 4000), peers)
+            .unwrap();
+        let t = String::from_utf8_lossy(&to_b);
+        assert!(t.contains("c=IN IP4 203.0.113.1\r\n"), "{t}");
+        assert!(origin(&to_b).ends_with(" IN IP4 203.0.113.1"), "{t}");
+        let pair = mc.query("c6").unwrap()[0].streams[0].pair.unwrap();
+        assert_eq!(dp.family(pair.a), Some(Family::V6));
+        assert_eq!(dp.family(pair.b), Some(Family::V4));
+        assert_eq!(dp.remote(pair.a).unwrap().0, sa("[2001:db8::a]:4000"));
+        assert_eq!(mc.families("c6", "ft"), Some([Family::V6, Family::V4]));
+        // B answers on IPv4; A's copy names the IPv6 relay address and port `a`.
+        let back = Peers {
+            from: Some("192.0.2.20".parse().unwrap()),
+            to: Some("2001:db8::a".parse().unwrap()),
+        };
+        let to_a = mc
+            .answer_between(
+                Side::B,
+                "c6",
+                "ft",
+                Some("tt"),
+                &body("192.0.2.20", &[6000], ""),
+                back,
+            )
+            .unwrap();
+        let t = String::from_utf8_lossy(&to_a);
+        assert!(t.contains("c=IN IP6 2001:db8::5\r\n"), "{t}");
+        assert!(origin(&to_a).ends_with(" IN IP6 2001:db8::5"), "{t}");
+        assert_eq!(parsed(&to_a).media()[0].port, pair.a);
+        assert_eq!(dp.remote(pair.b).unwrap().0, sa("192.0.2.20:6000"));
+
+        // A re-offers from IPv4 (moved networks): the stream moves to a pair facing A on IPv4.
+        let again = Peers {
+            from: Some("192.0.2.10".parse().unwrap()),
+            to: Some("192.0.2.20".parse().unwrap()),
+        };
+        let to_b = mc
+            .offer_between(Side::A, "c6", "ft", &body("192.0.2.10", &[4002], ""), again)
+            .unwrap();
+        let p2 = mc.query("c6").unwrap()[0].streams[0].pair.unwrap();
+        assert_ne!(p2, pair);
+        assert_eq!(dp.family(p2.a), Some(Family::V4));
+        assert_eq!(dp.family(pair.a), None, "the old pair is closed");
+        assert_eq!(parsed(&to_b).media()[0].port, p2.b);
+        assert_eq!(dp.open_pairs(), 1);
+        mc.delete("c6", None).unwrap();
+        assert_eq!(dp.open_pairs(), 0);
+    }
+
+    /// RFC 5118 §4.9: an IPv4-mapped SDP address is the IPv4 peer (an IPv4 port, an IPv4 remote).
+    #[test]
+    fn ipv4_mapped_media_address_is_ipv4() {
+        let dp = Arc::new(FakeDataPlane::dual(
+            RELAY,
+            RELAY6.parse().unwrap(),
+            30000,
+            4,
+        ));
+        let mut mc = MediaCalls::new(dp.clone());
+        mc.offer_between(
+            Side::A,
+            "m",
+            "ft",
+            &body6("::ffff:192.0.2.2", 5000),
+            Peers::default(),
+        )
+        .unwrap();
+        let p = mc.query("m").unwrap()[0].streams[0].pair.unwrap();
+        assert_eq!(dp.family(p.a), Some(Family::V4));
+        assert_eq!(dp.remote(p.a).unwrap().0, sa("192.0.2.2:5000"));
+    }
+
+    /// A single-family data plane serves every side on its one address, as before.
+    #[test]
+    fn single_family_relay_ignores_peer_families() {
+        let (dp, mut mc) = setup(4);
+        let peers = Peers {
+            from: Some("2001:db8::a".parse().unwrap()),
+            to: Some("192.0.2.20".parse().unwrap()),
+        };
+        let out = mc
+            .offer_between(Side::A, "c1", "ft", &body6("2001:db8::a", 4000), peers)
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("c=IN IP4 203.0.113.1"));
+        let p = mc.query("c1").unwrap()[0].streams[0].pair.unwrap();
+        assert_eq!(dp.family(p.a), Some(Family::V4));
+        // A re-offer does not move the stream (no family to move to).
+        mc.offer_between(Side::A, "c1", "ft", &body6("2001:db8::a", 4000), peers)
+            .unwrap();
+        assert_eq!(mc.query("c1").unwrap()[0].streams[0].pair, Some(p));
     }
 
     /// Each side's signalling IP goes with its own leg's remote, and only there.

@@ -9,6 +9,26 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+/// The IP family of a relay port: the family of the peer it faces (RFC 6157 §4: a B2BUA
+/// between an IPv6 and an IPv4 endpoint gives each its own family's address).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Family {
+    #[default]
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The family of `ip` (an IPv4-mapped IPv6 address is IPv4).
+    pub fn of(ip: IpAddr) -> Family {
+        if ip.to_canonical().is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
+}
+
 /// Two joined RTP ports (even numbers; RTCP uses port + 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LegPair {
@@ -84,8 +104,21 @@ pub enum RelayEvent {
 pub trait DataPlane: Send + Sync {
     /// The address written into SDP (media.address).
     fn local_ip(&self) -> IpAddr;
+    /// The address of the ports facing peers of `family` (written into the SDP sent to them).
+    /// Default: [`DataPlane::local_ip`] (a single-family data plane).
+    fn local_ip_for(&self, family: Family) -> IpAddr {
+        let _ = family;
+        self.local_ip()
+    }
     /// Open two joined port pairs.
     fn open_pair(&self) -> Result<LegPair, RelayError>;
+    /// Open two joined port pairs whose port `a` faces a peer of `families[0]` and port `b` one
+    /// of `families[1]` (each bound on [`DataPlane::local_ip_for`] its family). Default:
+    /// [`DataPlane::open_pair`].
+    fn open_pair_for(&self, families: [Family; 2]) -> Result<LegPair, RelayError> {
+        let _ = families;
+        self.open_pair()
+    }
     /// Where the peer of the leg owning `port` wants media (its SDP c=/m=, and a=rtcp or port+1).
     /// Called again on a re-offer; the leg may learn its source again after it. Only the
     /// signalled address can be learned (see [`DataPlane::set_remote_from`]).
@@ -109,6 +142,21 @@ pub trait DataPlane: Send + Sync {
     ) -> Result<(), RelayError> {
         let _ = signalling;
         self.set_remote(port, rtp, rtcp)
+    }
+    /// SRTP on the leg owning `port` (RFC 3711): `rx` unprotects what its endpoint sends,
+    /// `tx` protects what the relay sends to it; both `None`: plain RTP. Packets of a leg with
+    /// keys are processed in user space (never the kernel fast path). Default: refused.
+    fn set_srtp(
+        &self,
+        port: u16,
+        rx: Option<crate::srtp::MasterKey>,
+        tx: Option<crate::srtp::MasterKey>,
+    ) -> Result<(), RelayError> {
+        let _ = port;
+        if rx.is_none() && tx.is_none() {
+            return Ok(());
+        }
+        Err(RelayError::Io("this data plane does no SRTP".into()))
     }
     /// Close both legs of the pair and return the ports to the pool.
     fn close_pair(&self, pair: LegPair);

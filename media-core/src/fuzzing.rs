@@ -2,12 +2,12 @@
 //! stable mutation loop in `media-core/tests/fuzz_loop.rs`, so both check the same
 //! invariants. Each takes arbitrary bytes and panics only when an invariant breaks.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::control::fake::FakeDataPlane;
-use crate::control::{MediaCalls, Side};
+use crate::control::{MediaCalls, Peers, Side};
 use crate::ng::{bencode, NgHandler};
 use crate::sdp::{OriginState, Sdp};
 use crate::{quality, rtcp};
@@ -56,6 +56,51 @@ pub fn sdp(data: &[u8]) {
     let _ = mc.query("c");
     let _ = mc.delete("c", None);
     assert_eq!(dp.open_pairs(), 0, "delete releases every pair");
+
+    // Dual stack: the same bytes between an IPv6 and an IPv4 peer, then a re-offer from the
+    // other family (pairs move); the SDP sent to each names only the relay of its family.
+    let v6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 5));
+    let dp = Arc::new(FakeDataPlane::dual(RELAY, v6, 30000, 8));
+    let mut mc = MediaCalls::new(dp.clone()).with_max_pairs(6);
+    let a6 = Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xa)));
+    let b4 = Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)));
+    let to_b = mc.offer_between(Side::A, "d", "f", data, Peers { from: a6, to: b4 });
+    let only = |out: &[u8], ip: IpAddr| {
+        if let Ok(s) = Sdp::parse(out) {
+            for m in s.media().iter().filter(|m| m.port != 0) {
+                if let Some(a) = m.rtp_addr() {
+                    assert_eq!(a.ip(), ip, "a leg gets its family's relay address");
+                }
+            }
+        }
+    };
+    match &to_b {
+        Ok(out) => only(out, RELAY),
+        Err(_) => assert_eq!(dp.open_pairs(), 0, "a refused new offer opens nothing"),
+    }
+    let to_a = mc.answer_between(
+        Side::B,
+        "d",
+        "f",
+        Some("t"),
+        data,
+        Peers { from: b4, to: a6 },
+    );
+    if let (Ok(_), Ok(out)) = (&to_b, &to_a) {
+        if mc
+            .families("d", "f")
+            .is_some_and(|f| f[0] == crate::Family::V6)
+        {
+            only(out, v6);
+        }
+    }
+    let _ = mc.offer_between(Side::A, "d", "f", data, Peers { from: b4, to: b4 });
+    let _ = mc.delete("d", None);
+    assert_eq!(
+        dp.open_pairs(),
+        0,
+        "delete releases every pair (dual stack)"
+    );
 }
 
 /// bencode decoding and ng command handling.

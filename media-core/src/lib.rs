@@ -24,5 +24,6 @@ pub mod quality;
 pub mod rtcp;
 pub mod sdp;
 pub mod session;
+pub mod srtp;
 
-pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};
+pub use dataplane::{DataPlane, Family, LegPair, LegStats, RelayError, RelayEvent};

@@ -183,6 +183,19 @@ fn parse_rtpmap(v: &str) -> Option<RtpMap> {
     })
 }
 
+/// The most `a=crypto` lines read from one m-line (RFC 4568 offers list a few suites; a
+/// flood of them is ignored past this).
+pub const MAX_CRYPTO_LINES: usize = 16;
+
+/// How one m-line leaves [`Sdp::rewrite_with`]: with `replace`, its transport becomes `proto`
+/// and its `a=crypto` lines are exactly `crypto` (values after `crypto:`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamOut {
+    pub replace: bool,
+    pub proto: String,
+    pub crypto: Vec<String>,
+}
+
 /// What the relay needs to know about one m-line, with session-level defaults applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Media {
@@ -205,6 +218,9 @@ pub struct Media {
     pub ice: bool,
     /// Well-formed `a=rtpmap:` attributes, in order (malformed ones are ignored, not fatal).
     pub rtpmaps: Vec<RtpMap>,
+    /// The values of its `a=crypto:` attributes (RFC 4568), in order, at most
+    /// [`MAX_CRYPTO_LINES`] (the rest are ignored).
+    pub crypto: Vec<String>,
     own_connection: bool,
     own_direction: bool,
 }
@@ -347,6 +363,15 @@ fn parse_conn(v: &str, line: usize) -> Result<Address, SdpError> {
 
 fn parse_addr(addrtype: &str, addr: &str, line: usize) -> Result<Address, SdpError> {
     let host = addr.split('/').next().unwrap_or(addr);
+    // RFC 8866 §5.7 writes an IPv6 address without brackets, but some senders (SIPp's `o=`
+    // among them) bracket it as in a SIP URI: read `[2001:db8::1]` as the address it names.
+    let host = match (
+        addrtype,
+        host.strip_prefix('[').and_then(|h| h.strip_suffix(']')),
+    ) {
+        ("IP6", Some(inner)) if inner.parse::<std::net::Ipv6Addr>().is_ok() => inner,
+        _ => host,
+    };
     match (addrtype, host.parse::<IpAddr>()) {
         ("IP4", Ok(ip @ IpAddr::V4(_))) | ("IP6", Ok(ip @ IpAddr::V6(_))) => Ok(Address::Ip(ip)),
         ("IP4" | "IP6", Ok(_)) => Err(malformed(line, "address does not match its addrtype")),
@@ -536,6 +561,7 @@ impl Sdp {
             let mut direction = None;
             let mut ice = session_ice;
             let mut rtpmaps = Vec::new();
+            let mut crypto = Vec::new();
             for (l, &n) in sec.iter().zip(nums).skip(1) {
                 match l.kind() {
                     b'c' => {
@@ -546,6 +572,9 @@ impl Sdp {
                         Some(("rtcp", Some(v))) => rtcp = Some(parse_rtcp(v, n)?),
                         Some(("rtcp-mux", _)) => rtcp_mux = true,
                         Some(("rtpmap", Some(v))) => rtpmaps.extend(parse_rtpmap(v)),
+                        Some(("crypto", Some(v))) if crypto.len() < MAX_CRYPTO_LINES => {
+                            crypto.push(v.to_string());
+                        }
                         Some((name, _)) => {
                             if let Some(d) = Direction::from_attr(name) {
                                 direction = Some(d);
@@ -574,6 +603,7 @@ impl Sdp {
                     .unwrap_or(Direction::SendRecv),
                 ice,
                 rtpmaps,
+                crypto,
                 own_connection,
                 own_direction,
             });
@@ -616,6 +646,18 @@ impl Sdp {
         ports: &[u16],
         origin: Option<&mut OriginState>,
     ) -> Result<Vec<u8>, SdpError> {
+        self.rewrite_with(relay_ip, ports, origin, &[])
+    }
+
+    /// [`Sdp::rewrite`], with m-line `i`'s transport and `a=crypto` lines replaced as
+    /// `streams[i]` says (a missing entry keeps them as they are).
+    pub fn rewrite_with(
+        &self,
+        relay_ip: IpAddr,
+        ports: &[u16],
+        origin: Option<&mut OriginState>,
+        streams: &[StreamOut],
+    ) -> Result<Vec<u8>, SdpError> {
         if ports.len() != self.media.len() {
             return Err(SdpError::PortCount {
                 media: self.media.len(),
@@ -642,8 +684,11 @@ impl Sdp {
             }
         }
 
-        for ((sec, m), &relay_port) in self.sections.iter().zip(&self.media).zip(ports) {
+        for (idx, ((sec, m), &relay_port)) in
+            self.sections.iter().zip(&self.media).zip(ports).enumerate()
+        {
             let port = if m.is_rejected() { 0 } else { relay_port };
+            let over = streams.get(idx).filter(|o| o.replace);
             let hold = port != 0 && m.is_hold_address();
             let held_dir = m.direction.without_receive();
             for (i, l) in sec.iter().enumerate() {
@@ -651,7 +696,20 @@ impl Sdp {
                     // The m-line; parse cannot fail again, but stay panic-free.
                     let v = l.value().unwrap_or("");
                     let after = parse_mline(v, 0).map(|x| x.after_port).unwrap_or("");
+                    let after = match over {
+                        // "<proto> <fmt> ...": the transport replaced, the formats kept
+                        Some(o) => match after.split_once(' ') {
+                            Some((_, fmts)) => format!("{} {fmts}", o.proto),
+                            None => o.proto.clone(),
+                        },
+                        None => after.to_string(),
+                    };
                     out.push(format!("m={} {} {}", m.kind, port, after).into_bytes());
+                    if let Some(o) = over {
+                        for c in &o.crypto {
+                            out.push(format!("a=crypto:{c}").into_bytes());
+                        }
+                    }
                     continue;
                 }
                 match l.kind() {
@@ -667,6 +725,8 @@ impl Sdp {
                             out.push(format!("a=rtcp:{p} IN {ip_kind} {relay_ip}").into_bytes());
                         }
                         Some((name, _)) if is_ice_attr(name) => {}
+                        // the leg's own keys replace the other leg's (never across legs)
+                        Some(("crypto", _)) if over.is_some() => {}
                         Some((name, _)) if hold && Direction::from_attr(name).is_some() => {
                             out.push(format!("a={}", held_dir.as_str()).into_bytes());
                         }

@@ -7,9 +7,9 @@
 
 #[doc(hidden)]
 pub use media_core::fuzzing;
-pub use media_core::{control, dataplane, sdp};
+pub use media_core::{control, dataplane, sdp, srtp};
 pub mod ng;
 pub mod relay;
 
-pub use dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};
+pub use dataplane::{DataPlane, Family, LegPair, LegStats, RelayError, RelayEvent};
 pub use relay::{Backend, ClosedPairStats, Relay, RelayConfig, RelayTotals};

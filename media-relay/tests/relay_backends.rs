@@ -7,7 +7,10 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use media_relay::{Backend, DataPlane, LegPair, Relay, RelayConfig, RelayError, RelayEvent};
+use media_relay::relay::RelayTuning;
+use media_relay::{
+    Backend, DataPlane, Family, LegPair, Relay, RelayConfig, RelayError, RelayEvent,
+};
 
 fn start(
     backend: Backend,
@@ -15,6 +18,24 @@ fn start(
     port_max: u16,
     timeout: Duration,
     strict: bool,
+) -> Option<Relay> {
+    start_tuned(
+        backend,
+        port_min,
+        port_max,
+        timeout,
+        strict,
+        &RelayTuning::default(),
+    )
+}
+
+fn start_tuned(
+    backend: Backend,
+    port_min: u16,
+    port_max: u16,
+    timeout: Duration,
+    strict: bool,
+    tuning: &RelayTuning,
 ) -> Option<Relay> {
     let cfg = RelayConfig {
         address: "127.0.0.1".parse().unwrap(),
@@ -25,7 +46,7 @@ fn start(
         timeout,
         strict_source: strict,
     };
-    match Relay::start(cfg) {
+    match Relay::start_with(cfg, tuning) {
         Ok(r) => {
             println!("backend: {}", r.backend_name());
             let want = match backend {
@@ -536,6 +557,175 @@ macro_rules! backend_tests {
                 r.close_pair(c3.pair);
                 let t = r.totals();
                 assert_eq!((t.active_pairs, t.ports_free, t.ports_total), (0, 4, 4));
+            }
+
+            /// Dual stack: one pair joins a peer on IPv6 (port `a`, bound on ::1) and one on
+            /// IPv4 (port `b`, on 127.0.0.1), RTP and RTCP both ways; a closed pair's kept ports
+            /// serve only their own family, and ports kept by one family are closed for the
+            /// other when nothing else is left.
+            #[test]
+            fn dual_stack_pair_joins_ipv6_and_ipv4() {
+                let tuning = RelayTuning {
+                    address_v6: Some("::1".parse().unwrap()),
+                    ..RelayTuning::default()
+                };
+                let Some(r) = start_tuned(
+                    B,
+                    BASE + 1100,
+                    BASE + 1107,
+                    Duration::from_secs(60),
+                    false,
+                    &tuning,
+                ) else {
+                    return;
+                };
+                assert_eq!(
+                    r.local_ip_for(Family::V6),
+                    "::1".parse::<std::net::IpAddr>().unwrap()
+                );
+                assert_eq!(r.local_ip_for(Family::V4), r.local_ip());
+                let pair = r.open_pair_for([Family::V6, Family::V4]).unwrap();
+                let x6 = UdpSocket::bind("[::1]:0").unwrap();
+                x6.set_read_timeout(Some(Duration::from_millis(1000)))
+                    .unwrap();
+                let x6c = UdpSocket::bind("[::1]:0").unwrap();
+                x6c.set_read_timeout(Some(Duration::from_millis(1000)))
+                    .unwrap();
+                let (y, yc) = (client(), client());
+                r.set_remote(
+                    pair.a,
+                    x6.local_addr().unwrap(),
+                    Some(x6c.local_addr().unwrap()),
+                )
+                .unwrap();
+                r.set_remote(
+                    pair.b,
+                    y.local_addr().unwrap(),
+                    Some(yc.local_addr().unwrap()),
+                )
+                .unwrap();
+                let at6 = |p: u16| SocketAddr::new("::1".parse().unwrap(), p);
+                for i in 0..4u16 {
+                    let p = rtp(i, u32::from(i) * 160, 0x6666);
+                    x6.send_to(&p, at6(pair.a)).unwrap();
+                    let (got, from) = recv(&y).expect("IPv4 side gets the IPv6 side's RTP");
+                    assert_eq!((got, from), (p, relay_addr(pair.b)));
+                    let q = rtp(50 + i, u32::from(i) * 160, 0x4444);
+                    y.send_to(&q, relay_addr(pair.b)).unwrap();
+                    let (got, from) = recv(&x6).expect("IPv6 side gets the IPv4 side's RTP");
+                    assert_eq!((got, from), (q, at6(pair.a)));
+                }
+                let rr = [0x80u8, 201, 0, 1, 0, 0, 0x66, 0x66];
+                x6c.send_to(&rr, at6(pair.a + 1)).unwrap();
+                assert_eq!(recv(&yc).expect("RTCP to IPv4").1, relay_addr(pair.b + 1));
+                yc.send_to(&rr, relay_addr(pair.b + 1)).unwrap();
+                assert_eq!(recv(&x6c).expect("RTCP to IPv6").1, at6(pair.a + 1));
+                assert_eq!(
+                    r.stats(pair.a).unwrap().latched,
+                    Some(x6.local_addr().unwrap())
+                );
+                let t = wait_totals(&r, |t| t.packets_out == 10);
+                assert_eq!(t.packets_out, 10);
+                assert_eq!(t.kernel_flows, 0, "IPv6 flows stay in user space");
+
+                // Kept after close: one IPv6 and one IPv4 port. Two IPv4/IPv4 pairs need four
+                // IPv4 ports: the two cold ones, the kept IPv4 one, and the IPv6 one, which is
+                // closed (the first try fails) and comes back as IPv4.
+                r.close_pair(pair);
+                let p1 = r.open_pair_for([Family::V4, Family::V4]).unwrap();
+                assert!(![pair.a, pair.b].contains(&p1.a) && ![pair.a, pair.b].contains(&p1.b));
+                assert_eq!(
+                    r.open_pair_for([Family::V4, Family::V4]),
+                    Err(RelayError::PortsExhausted)
+                );
+                let t0 = Instant::now();
+                let p2 = loop {
+                    match r.open_pair_for([Family::V4, Family::V4]) {
+                        Ok(p) => break p,
+                        Err(e) if t0.elapsed() > Duration::from_secs(2) => panic!("{e}"),
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                };
+                let (mut got, mut want) = ([p2.a, p2.b], [pair.a, pair.b]);
+                got.sort();
+                want.sort();
+                assert_eq!(got, want, "the old ports, now both IPv4");
+                let (u, v) = (client(), client());
+                r.set_remote(p2.a, u.local_addr().unwrap(), None).unwrap();
+                r.set_remote(p2.b, v.local_addr().unwrap(), None).unwrap();
+                let port6 = pair.a;
+                let (from, to, dst) = if p2.a == port6 {
+                    (&u, &v, p2.b)
+                } else {
+                    (&v, &u, p2.a)
+                };
+                from.send_to(&rtp(1, 0, 9), relay_addr(port6)).unwrap();
+                assert_eq!(recv(to).expect("re-bound as IPv4").1, relay_addr(dst));
+                r.close_pair(p1);
+                r.close_pair(p2);
+                let t = r.totals();
+                assert_eq!((t.active_pairs, t.ports_free, t.ports_total), (0, 4, 4));
+            }
+
+            #[test]
+            fn srtp_leg_to_plain_leg_and_forgeries_dropped() {
+                use media_relay::srtp::{Context, MasterKey, Suite};
+                let Some(r) = start(B, BASE + 1100, BASE + 1199, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let c = call(&r);
+                let suite = Suite::AesCm128HmacSha1_80;
+                let x_key = MasterKey::new(suite, &[0x11; 30]).unwrap();
+                let relay_key = MasterKey::new(suite, &[0x22; 30]).unwrap();
+                // the leg facing X speaks SRTP: X's key in, the relay's own key out
+                r.set_srtp(c.pair.a, Some(x_key.clone()), Some(relay_key.clone()))
+                    .unwrap();
+                let (mut x_tx, mut x_rx) = (Context::new(&x_key), Context::new(&relay_key));
+                for i in 0..5u16 {
+                    let plain = rtp(i, u32::from(i) * 160, 0xaaaa);
+                    let mut buf = plain.clone();
+                    buf.resize(plain.len() + 10, 0);
+                    let n = x_tx.protect_rtp(&mut buf, plain.len()).unwrap();
+                    c.x.send_to(&buf[..n], relay_addr(c.pair.a)).unwrap();
+                    let (got, _) = recv(&c.y).expect("Y gets plain RTP");
+                    assert_eq!(got, plain, "decrypted for the plain leg");
+                    if i == 4 {
+                        // the same packet again: a replay, dropped
+                        c.x.send_to(&buf[..n], relay_addr(c.pair.a)).unwrap();
+                        // a forged one (a new index, payload flipped): dropped
+                        let fresh = rtp(50, 0, 0xaaaa);
+                        let mut forged = fresh.clone();
+                        forged.resize(fresh.len() + 10, 0);
+                        let m = x_tx.protect_rtp(&mut forged, fresh.len()).unwrap();
+                        forged.truncate(m);
+                        forged[30] ^= 0xff;
+                        c.x.send_to(&forged, relay_addr(c.pair.a)).unwrap();
+                        assert!(recv_quiet(&c.y, Duration::from_millis(200)).is_none());
+                    }
+                    let q = rtp(100 + i, u32::from(i) * 160, 0xbbbb);
+                    c.y.send_to(&q, relay_addr(c.pair.b)).unwrap();
+                    let (mut got, _) = recv(&c.x).expect("X gets SRTP");
+                    assert_eq!(got.len(), q.len() + 10, "protected with an 80-bit tag");
+                    assert_ne!(got[12..q.len()], q[12..], "payload in the clear");
+                    let n = got.len();
+                    let n = x_rx.unprotect_rtp(&mut got, n).expect("the relay's key");
+                    assert_eq!(got[..n], q[..]);
+                }
+                // SRTCP from X decrypted to RTCP for Y
+                let rr = [0x80u8, 201, 0, 1, 0, 0, 0xaa, 0xaa];
+                let mut buf = rr.to_vec();
+                buf.resize(rr.len() + 14, 0);
+                let n = x_tx.protect_rtcp(&mut buf, rr.len()).unwrap();
+                c.xc.send_to(&buf[..n], relay_addr(c.pair.a + 1)).unwrap();
+                let (got, _) = recv(&c.yc).expect("Y gets RTCP");
+                assert_eq!(&got[..], &rr[..]);
+                let t = wait_totals(&r, |t| {
+                    t.srtp_auth_failures == 1 && t.srtp_replays == 1 && t.srtp_packets >= 11
+                });
+                assert_eq!((t.srtp_auth_failures, t.srtp_replays), (1, 1));
+                assert!(t.srtp_packets >= 11, "{}", t.srtp_packets);
+                r.shutdown();
             }
 
             #[test]

@@ -442,10 +442,11 @@ impl DigestServer {
         self.used.len()
     }
 
-    /// Is `client` banned for failed answers?
+    /// Is `client` banned for failed answers? (Failures count per [`crate::source_key`]: an IPv6
+    /// client by its /64.)
     pub fn banned(&self, client: IpAddr, now: Instant) -> bool {
         self.failures
-            .get(&client)
+            .get(&crate::source_key(client))
             .and_then(|f| f.banned_until)
             .is_some_and(|t| t > now)
     }
@@ -462,6 +463,7 @@ impl DigestServer {
         if lim.max == 0 {
             return false;
         }
+        let client = crate::source_key(client);
         if self.failures.len() >= MAX_TRACKED_SOURCES && !self.failures.contains_key(&client) {
             self.failures.retain(|_, f| {
                 f.banned_until.is_some_and(|t| t > now) || now < f.window_start + lim.window
@@ -654,6 +656,14 @@ mod tests {
         for i in 0..10 {
             assert!(!d.failed(slow, i + 1, lim, t0 + Duration::from_secs(61 * i)));
         }
+        // An IPv6 source is its /64: guessing from fresh addresses of it bans them all.
+        let v6 = |i: u32| -> IpAddr { format!("2001:db8:5:6::{i:x}").parse().unwrap() };
+        for i in 1..=3 {
+            assert!(!d.failed(v6(i), u64::from(i), lim, t0));
+        }
+        assert!(d.failed(v6(4), 4, lim, t0));
+        assert!(d.banned(v6(999), t0), "the whole /64");
+        assert!(!d.banned("2001:db8:5:7::1".parse().unwrap(), t0));
         // max 0: off
         let off = FailureLimits { max: 0, ..lim };
         for i in 0..100 {

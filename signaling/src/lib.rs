@@ -18,7 +18,7 @@ pub mod testing;
 pub mod transaction;
 pub mod uri;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 pub use message::{Header, Headers, Method, Request, Response, SipMessage};
 
@@ -42,6 +42,37 @@ impl Transport {
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
         }
+    }
+}
+
+/// The key a source's counts are kept under (rate buckets, caps, failure bans, connection
+/// limits): an IPv4 address as it is (an IPv4-mapped IPv6 address is the IPv4 one), an IPv6
+/// address as its /64 network. One end site holds a whole /64 (RFC 7421: the subnet prefix;
+/// SLAAC and privacy addresses, RFC 8981, give it as many addresses as it likes), so counting
+/// IPv6 per address would give an attacker 2^64 fresh budgets.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(net))
+        }
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_keys_are_ipv4_addresses_and_ipv6_slash_64s() {
+        let k = |s: &str| source_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::1"), "::");
     }
 }
 

@@ -194,7 +194,7 @@ pub(crate) fn check_host(h: &str) -> Result<(), UriError> {
         {
             return err("bad IPv6 reference");
         }
-        if inner.parse::<std::net::Ipv6Addr>().is_err() && !rfc2373_three_colons(inner) {
+        if ipv6_address(inner).is_none() {
             return err("bad IPv6 address");
         }
         return Ok(());
@@ -216,18 +216,40 @@ pub(crate) fn check_host(h: &str) -> Result<(), UriError> {
 //= rfc5118#section-4.10
 //# following the Robustness Principle [RFC1122], an implementation must tolerate both of the
 //# above constructs.
-/// The one shape RFC 3261's `IPv6address` (inherited from RFC 2373) derives that RFC 4291
-/// does not: `[hexseq] ":::" IPv4address` (`2001:db8:::192.0.2.1`), read as the same address
-/// with `::` (the text itself is kept as it came). Three colons anywhere else stay refused.
-fn rfc2373_three_colons(inner: &str) -> bool {
-    let Some((head, v4)) = inner.split_once(":::") else {
-        return false;
-    };
-    v4.parse::<std::net::Ipv4Addr>().is_ok()
-        && [head, "::", v4]
-            .concat()
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok()
+/// The address inside an IPv6 reference's brackets (RFC 4291 §2.2 text form), with the one
+/// construct RFC 5118 §4.10 requires tolerating: RFC 3261's `IPv6address` production, inherited
+/// from the obsoleted RFC 2373, derives `2001:db8:::192.0.2.1` (`hexpart` ending in `::`, then
+/// `":" IPv4address`), and "following the Robustness Principle [RFC1122], an implementation must
+/// tolerate both of the above constructs". So a run of exactly three colons immediately before an
+/// embedded IPv4 address that ends the text reads as `::`; everything else is RFC 4291's grammar
+/// (the rewritten text still goes through the same parser, so `1::2:::192.0.2.1`, `2001:db8:::10`
+/// or `::::192.0.2.1` stay invalid).
+fn ipv6_address(inner: &str) -> Option<std::net::Ipv6Addr> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if let Ok(a) = inner.parse::<Ipv6Addr>() {
+        return Some(a);
+    }
+    let i = inner.find(":::")?;
+    let tail = &inner[i + 3..];
+    if tail.starts_with(':') || inner[..i].ends_with(':') || tail.parse::<Ipv4Addr>().is_err() {
+        return None;
+    }
+    format!("{}::{tail}", &inner[..i]).parse().ok()
+}
+
+/// The address of a host written as an IPv6 reference (`[2001:db8::1]`, RFC 3261 §25.1
+/// `IPv6reference`), `None` for a host name, an IPv4 address or anything else.
+pub fn ipv6_reference(host: &str) -> Option<std::net::Ipv6Addr> {
+    ipv6_address(host.strip_prefix('[')?.strip_suffix(']')?)
+}
+
+/// Whether two URI hosts name the same host: IPv6 references by address (RFC 5954 §3: the
+/// textual forms of one address vary), everything else case-insensitively.
+pub fn same_host(a: &str, b: &str) -> bool {
+    match (ipv6_reference(a), ipv6_reference(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.eq_ignore_ascii_case(b),
+    }
 }
 
 /// Split `host[:port]` where host may be an IPv6 reference.
@@ -621,7 +643,7 @@ impl Uri {
                 if a.secure != b.secure
                     || !opt_eq(&a.user, &b.user, false)
                     || !opt_eq(&a.password, &b.password, false)
-                    || !a.host.eq_ignore_ascii_case(&b.host)
+                    || !same_host(&a.host, &b.host)
                     || a.port != b.port
                 {
                     return false;
@@ -890,6 +912,42 @@ mod tests {
         u.remove_param("TRANSPORT");
         u.set_param("lr", None);
         assert_eq!(u.to_string(), "sip:+15551234@10.0.0.1:5080;lr");
+    }
+
+    #[test]
+    fn ipv6_references() {
+        assert_eq!(
+            ipv6_reference("[2001:DB8::1]"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(ipv6_reference("2001:db8::1"), None);
+        assert_eq!(ipv6_reference("192.0.2.1"), None);
+        assert_eq!(ipv6_reference("[example.com]"), None);
+        // RFC 5118 §4.10: the three-colon form RFC 3261's ABNF derives names the two-colon address.
+        assert_eq!(
+            ipv6_reference("[2001:db8:::192.0.2.1]"),
+            ipv6_reference("[2001:db8::192.0.2.1]")
+        );
+        assert_eq!(
+            ipv6_reference("[:::192.0.2.1]"),
+            Some("::192.0.2.1".parse().unwrap())
+        );
+        for bad in [
+            "[2001:db8:::10]",
+            "[1::2:::192.0.2.1]",
+            "[::::192.0.2.1]",
+            "[:::]",
+        ] {
+            assert_eq!(ipv6_reference(bad), None, "{bad}");
+        }
+        // RFC 5954 §3: IPv6 references compare as addresses.
+        let eq = |a: &str, b: &str| Uri::parse(a).unwrap().equivalent(&Uri::parse(b).unwrap());
+        assert!(eq(
+            "sip:a@[2001:db8::1]:5060",
+            "sip:a@[2001:0DB8:0:0::1]:5060"
+        ));
+        assert!(!eq("sip:a@[2001:db8::1]", "sip:a@[2001:db8::2]"));
+        assert!(!eq("sip:a@[::ffff:192.0.2.1]", "sip:a@192.0.2.1"));
     }
 
     #[test]

@@ -64,6 +64,8 @@ struct Wire {
     to_a: Vec<Request>,
     /// Leg A: Call-ID -> the To tag trunkline gave it (from a 1xx/2xx).
     a_tags: HashMap<String, String>,
+    /// Leg A: Call-ID -> the RSeq of the last reliable provisional trunkline sent it.
+    a_rseq: HashMap<String, u32>,
     start: Instant,
 }
 
@@ -114,6 +116,12 @@ impl Sink for Wire {
                         r.to().and_then(|t| t.tag().map(str::to_string)),
                     ) {
                         self.a_tags.insert(cid, tag);
+                    }
+                    if let (Some(cid), Some(rseq)) = (
+                        r.call_id().map(str::to_string),
+                        r.headers.get("RSeq").and_then(|v| v.parse::<u32>().ok()),
+                    ) {
+                        self.a_rseq.insert(cid, rseq);
                     }
                 }
             }
@@ -179,6 +187,7 @@ impl World {
             to_pbx: Vec::new(),
             to_a: Vec::new(),
             a_tags: HashMap::new(),
+            a_rseq: HashMap::new(),
             start: Instant::now(),
         };
         let mut sim = signaling::testing::World::with_sink(cfg, policy, wire);
@@ -306,6 +315,11 @@ impl World {
             "Content-Type: application/sdp\r\n"
         };
         let user = ["+15551234567", "1000", "911", "x"][self.rng.below(4)];
+        let ct = match self.rng.below(5) {
+            0 => format!("Supported: 100rel\r\n{ct}"),
+            1 => format!("Require: 100rel\r\n{ct}"),
+            _ => ct.to_string(),
+        };
         let m = format!(
             "INVITE sip:{user}@{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bK-c{cid};rport\r\n\
              Max-Forwards: {}\r\nFrom: <sip:alice@10.1.1.1>;tag=a{cid}\r\nTo: <sip:{user}@{ME}>\r\n\
@@ -398,9 +412,21 @@ impl World {
             100, 180, 183, 200, 200, 200, 202, 302, 404, 408, 480, 486, 487, 500, 503, 600, 603,
         ];
         let status = statuses[self.rng.below(statuses.len())];
-        let mut r = make_response(&req, status, "Chaos", Some("btag"));
+        // A forking trunk answers on another branch now and then (its own To tag).
+        let tag = if self.rng.chance(15) { "btag2" } else { "btag" };
+        let mut r = make_response(&req, status, "Chaos", Some(tag));
         if (101..300).contains(&status) {
             r.headers.push("Contact", format!("<sip:bob@{}>", to.addr));
+        }
+        if (101..200).contains(&status) && self.rng.chance(40) {
+            r.headers.push("Require", "100rel");
+            r.headers.push("RSeq", (1 + self.rng.below(3)).to_string());
+        }
+        if (300..400).contains(&status) {
+            r.headers.push(
+                "Contact",
+                "<sip:+15557770000@198.51.100.9>;q=0.5, <sip:x@y>",
+            );
         }
         if status < 300 && req.method.as_str() == "INVITE" && self.rng.chance(70) {
             r.headers.push("Content-Type", "application/sdp");
@@ -431,7 +457,7 @@ impl World {
         };
         let tag = self.sim.sink.a_tags.get(&cid).cloned().unwrap_or_default();
         let methods = [
-            "BYE", "ACK", "CANCEL", "INVITE", "UPDATE", "INFO", "OPTIONS",
+            "BYE", "ACK", "CANCEL", "INVITE", "UPDATE", "INFO", "OPTIONS", "PRACK",
         ];
         let method = methods[self.rng.below(methods.len())];
         self.cseq += 1;
@@ -454,9 +480,15 @@ impl World {
             ""
         };
         let ct = if body.is_empty() {
-            ""
+            String::new()
         } else {
-            "Content-Type: application/sdp\r\n"
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        // A PRACK acknowledges the last reliable provisional (or one that never was).
+        let ct = match (method, self.sim.sink.a_rseq.get(&cid)) {
+            ("PRACK", Some(r)) if self.rng.chance(80) => format!("RAck: {r} 1 INVITE\r\n{ct}"),
+            ("PRACK", _) => format!("RAck: {} 1 INVITE\r\n{ct}", self.rng.below(5)),
+            _ => ct,
         };
         let m = format!(
             "{method} sip:{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch={branch}\r\nMax-Forwards: 70\r\n\

@@ -1,8 +1,9 @@
 //! Overload and abuse protection, sans-IO: time is always an argument, nothing here touches a
 //! socket or reads the clock, so every rule is tested in virtual time.
 //!
-//! - [`SourceLimiter`]: a token bucket per source IP address for requests, checked on the raw
-//!   bytes before anything is parsed; over the limit a request is dropped unanswered.
+//! - [`SourceLimiter`]: a token bucket per source for requests (an IPv4 address, an IPv6 /64:
+//!   [`signaling::source_key`]), checked on the raw bytes before anything is parsed; over the
+//!   limit a request is dropped unanswered.
 //! - [`blocked_user_agent`]: the scanner block list, matched on the raw `User-Agent` header.
 //! - [`TrunkUsage`]: calls in progress and calls per second per trunk, kept from the core's
 //!   call events, for the trunks' `max_calls` / `max_cps`.
@@ -32,8 +33,10 @@ struct Bucket {
     last: Instant,
 }
 
-/// Requests per source IP as a token bucket: `burst` tokens, refilled at `rate` per second; a
-/// request takes one token or is refused.
+/// Requests per source as a token bucket: `burst` tokens, refilled at `rate` per second; a
+/// request takes one token or is refused. A source is an IPv4 address or an IPv6 /64
+/// ([`signaling::source_key`]: an attacker holds a whole /64); the exempt trunks are exact
+/// addresses.
 #[derive(Debug)]
 pub struct SourceLimiter {
     rate: f64,
@@ -89,10 +92,10 @@ impl SourceLimiter {
 
     /// May a request from `ip` go on at `now`? Takes a token if so.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let ip = canonical(ip);
-        if self.exempt.contains(&ip) {
+        if self.exempt.contains(&canonical(ip)) {
             return true;
         }
+        let ip = signaling::source_key(ip);
         if self.next_sweep.is_none_or(|t| now >= t) {
             self.sweep(now);
         }

@@ -56,6 +56,34 @@ fn exempt_and_mapped_addresses() {
     assert_eq!(l.tracked(), 1);
 }
 
+/// An attacker holds a whole IPv6 /64 (SLAAC, privacy addresses): its addresses share one
+/// bucket; another /64 has its own; an exempt trunk on IPv6 is its exact address only.
+#[test]
+fn ipv6_sources_count_by_slash_64() {
+    let t0 = Instant::now();
+    let mut l = SourceLimiter::new(1, 5);
+    let ok = (0..100u16)
+        .filter(|&i| l.allow(ip(&format!("2001:db8:0:1:{i:x}::{:x}", i * 7 + 1)), t0))
+        .count();
+    assert_eq!(ok, 5, "100 addresses of one /64: one burst");
+    assert_eq!(l.tracked(), 1);
+    assert!(
+        l.allow(ip("2001:db8:0:2::1"), t0),
+        "the next /64 is another source"
+    );
+    l.set_exempt([ip("2001:db8:0:3::5")]);
+    assert_eq!(
+        (0..50)
+            .filter(|_| l.allow(ip("2001:db8:0:3::5"), t0))
+            .count(),
+        50
+    );
+    let ok = (0..50)
+        .filter(|_| l.allow(ip("2001:db8:0:3::6"), t0))
+        .count();
+    assert_eq!(ok, 5, "the trunk's neighbours are not exempt");
+}
+
 #[test]
 fn idle_buckets_are_swept_and_table_is_bounded() {
     let t0 = Instant::now();

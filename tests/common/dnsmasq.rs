@@ -43,6 +43,7 @@ impl Dnsmasq {
             "--bind-interfaces",
             "--listen-address=127.0.0.1",
             "--user=root",
+            "--group=root",
             "--pid-file=",
             "--local=/test/",
             "--log-queries",

@@ -182,7 +182,12 @@ impl Trunkline {
     }
 
     fn wait_ready(&mut self, limit: Duration) {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind probe");
+        let local = if self.addr.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let sock = UdpSocket::bind(local).expect("bind probe");
         sock.connect(self.addr).expect("connect probe");
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");

@@ -178,6 +178,17 @@ impl Sipp {
         self
     }
 
+    /// SIPp's local address (`-i`, 127.0.0.1 unless set): `::1` for a SIPp on IPv6 (its
+    /// `[local_ip]` is then `[::1]` and `[media_ip]` `::1`).
+    pub fn local_ip(mut self, ip: &str) -> Sipp {
+        if let Some(i) = self.args.iter().position(|a| a == "-i") {
+            if let Some(v) = self.args.get_mut(i + 1) {
+                *v = ip.to_string();
+            }
+        }
+        self
+    }
+
     /// Appends raw SIPp arguments.
     pub fn arg(mut self, a: &str) -> Sipp {
         self.args.push(a.to_string());

@@ -38,6 +38,12 @@ pub(crate) enum Cmd {
         port: u16,
         rates: Vec<(u8, u32)>,
     },
+    /// SRTP keys of the leg owning `port` (both `None`: plain).
+    SetSrtp {
+        port: u16,
+        rx: Option<media_core::srtp::MasterKey>,
+        tx: Option<media_core::srtp::MasterKey>,
+    },
     /// Detach the pair's legs. With `keep`, the four sockets stay open, registered and
     /// receiving (datagrams reaching them are dropped) for a later `Open` of the same ports:
     /// no socket()/bind()/close() and no back-end registration per call.
@@ -49,6 +55,11 @@ pub(crate) enum Cmd {
     Stats {
         port: u16,
         reply: Sender<Option<LegStats>>,
+    },
+    /// Close the kept (idle) sockets of `port`: the control side needs the port number for the
+    /// other family; it goes back to the pool once closed.
+    Drop {
+        port: u16,
     },
     Shutdown,
 }
@@ -84,7 +95,13 @@ pub(crate) mod ctr {
     pub const KERNEL_FLOWS: usize = 14;
     /// Dropped: from the leg's signalling IP, in sequence probation (not learned yet).
     pub const DROP_PROBATION: usize = 15;
-    pub const N: usize = 16;
+    /// Dropped: an SRTP/SRTCP packet whose authentication tag does not verify.
+    pub const DROP_SRTP_AUTH: usize = 16;
+    /// Dropped: an SRTP/SRTCP packet seen before (or older than the replay window).
+    pub const DROP_SRTP_REPLAY: usize = 17;
+    /// Packets decrypted or encrypted (a pair with SRTP on at least one leg).
+    pub const SRTP_PACKETS: usize = 18;
+    pub const N: usize = 19;
 }
 
 /// The kernel fast path as the core sees it: a table of settled flows (see `kernel.rs`). The
@@ -181,6 +198,14 @@ struct LegEntry {
     kflow: Option<KFlow>,
     /// Installing failed: not retried until the next `set_remote`.
     kfail: bool,
+    /// SRTP on this leg: what its endpoint sends is unprotected with `rx`, what is sent to it
+    /// protected with `tx` (RFC 3711). Such a pair never goes to the kernel fast path.
+    srtp: Option<Box<LegSrtp>>,
+}
+
+struct LegSrtp {
+    rx: Option<media_core::srtp::Context>,
+    tx: Option<media_core::srtp::Context>,
 }
 
 impl LegEntry {
@@ -200,6 +225,8 @@ pub(crate) struct Forward {
     /// Socket slot of `fd` in this worker.
     pub slot: u32,
     pub dst: SocketAddr,
+    /// Bytes to send from the start of the buffer (changed by SRTP processing).
+    pub len: usize,
 }
 
 pub(crate) struct Core {
@@ -301,6 +328,25 @@ impl Core {
                 }
                 Effect::None
             }
+            Cmd::SetSrtp { port, rx, tx } => {
+                let Some(&i) = self.by_port.get(&port) else {
+                    return Effect::None;
+                };
+                let srtp = (rx.is_some() || tx.is_some()).then(|| {
+                    Box::new(LegSrtp {
+                        rx: rx.as_ref().map(media_core::srtp::Context::new),
+                        tx: tx.as_ref().map(media_core::srtp::Context::new),
+                    })
+                });
+                // a processed pair is carried in user space only
+                if srtp.is_some() {
+                    self.unoffload_pair(i, now);
+                }
+                if let Some(l) = self.legs.get_mut(i) {
+                    l.srtp = srtp;
+                }
+                Effect::None
+            }
             Cmd::Close { pair, keep, at } => self.close(pair, keep, at.min(now)),
             Cmd::Stats { port, reply } => {
                 if let Some(&i) = self.by_port.get(&port) {
@@ -314,6 +360,10 @@ impl Core {
                 let _ = reply.try_send(s);
                 Effect::None
             }
+            Cmd::Drop { port } => match self.idle.remove(&port) {
+                Some([rtp, rtcp]) => Effect::Removed([rtp, rtcp, NO_SLOT, NO_SLOT]),
+                None => Effect::None,
+            },
             Cmd::Shutdown => Effect::Shutdown,
         }
     }
@@ -363,6 +413,7 @@ impl Core {
             st: LegState::default(),
             kflow: None,
             kfail: false,
+            srtp: None,
         };
         let la = self.legs.insert(mk(true, [s[0], s[1]]));
         let lb = self.legs.insert(mk(false, [s[2], s[3]]));
@@ -441,11 +492,15 @@ impl Core {
     /// The forwarding decision for one datagram received on socket `slot` from `src` at `now`.
     /// Updates counters, latching and quality; returns where to send the unchanged bytes.
     #[inline]
+    ///
+    /// `buf[..len]` is the datagram; the rest of `buf` is room an SRTP tag may grow into
+    /// ([`Forward::len`] says how much to send).
     pub fn on_packet(
         &mut self,
         slot: u32,
         src: SocketAddr,
-        data: &[u8],
+        buf: &mut [u8],
+        len: usize,
         now: Instant,
     ) -> Option<Forward> {
         let (leg_i, kind) = match self.socks.get(slot) {
@@ -453,9 +508,37 @@ impl Core {
             _ => return None,
         };
         self.local[ctr::PACKETS_IN] += 1;
-        self.local[ctr::BYTES_IN] += data.len() as u64;
+        self.local[ctr::BYTES_IN] += len as u64;
         let strict = self.strict;
         let leg = self.legs.get_mut(leg_i)?;
+        // RTCP on its own port, or multiplexed on the RTP port (RFC 5761 section 4); the
+        // header says so before any decryption (SRTCP keeps it in the clear).
+        let is_rtcp = kind == Kind::Rtcp || rtcp::is_rtcp(buf.get(..len)?);
+        let mut len = len;
+        if let Some(rx) = leg.srtp.as_mut().and_then(|s| s.rx.as_mut()) {
+            // Authenticate before anything learns from the packet (latching included): a
+            // forged or replayed packet moves nothing and goes nowhere.
+            let r = if is_rtcp {
+                rx.unprotect_rtcp(buf, len)
+            } else {
+                rx.unprotect_rtp(buf, len)
+            };
+            match r {
+                Ok(n) => {
+                    len = n;
+                    self.local[ctr::SRTP_PACKETS] += 1;
+                }
+                Err(e) => {
+                    leg.st.dropped += 1;
+                    self.local[match e {
+                        media_core::srtp::SrtpError::Replay => ctr::DROP_SRTP_REPLAY,
+                        _ => ctr::DROP_SRTP_AUTH,
+                    }] += 1;
+                    return None;
+                }
+            }
+        }
+        let data = buf.get(..len)?;
         let ev = match kind {
             Kind::Rtp => Evidence::Rtp(data),
             Kind::Rtcp => Evidence::Rtcp(
@@ -473,8 +556,6 @@ impl Core {
             }] += 1;
             return None;
         }
-        // RTCP on its own port, or multiplexed on the RTP port (RFC 5761 section 4).
-        let is_rtcp = kind == Kind::Rtcp || rtcp::is_rtcp(data);
         let mut sr_mid = None;
         if is_rtcp {
             self.local[ctr::RTCP_IN] += 1;
@@ -503,15 +584,32 @@ impl Core {
             peer.last_rtp = now;
         }
         let out = peer.socks[kind as usize];
+        if let Some(tx) = peer.srtp.as_mut().and_then(|s| s.tx.as_mut()) {
+            let r = if is_rtcp {
+                tx.protect_rtcp(buf, len)
+            } else {
+                tx.protect_rtp(buf, len)
+            };
+            match r {
+                Ok(n) => {
+                    len = n;
+                    self.local[ctr::SRTP_PACKETS] += 1;
+                }
+                Err(_) => {
+                    self.local[ctr::DROP_TRUNCATED] += 1;
+                    return None;
+                }
+            }
+        }
         let fd = self.socks.get(out)?.fd;
         let slot = out;
         self.local[ctr::PACKETS_OUT] += 1;
-        self.local[ctr::BYTES_OUT] += data.len() as u64;
+        self.local[ctr::BYTES_OUT] += len as u64;
         if !is_rtcp && kind == Kind::Rtp && self.fast.is_some() {
             // RTP in user space on a flow the kernel carries: a new SSRC (the kernel hands
             // those up). Take the pair back; it returns once the new source is validated.
             let moved = self.legs.get(leg_i).and_then(|l| l.kflow).is_some_and(|k| {
-                data.get(8..12)
+                buf.get(8..12)
                     .is_some_and(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) != k.ssrc)
             });
             if moved {
@@ -519,7 +617,7 @@ impl Core {
             }
             self.maybe_offload(leg_i);
         }
-        Some(Forward { fd, slot, dst })
+        Some(Forward { fd, slot, dst, len })
     }
 
     /// Both legs' RTP sources settled: hand both directions to the kernel fast path.
@@ -535,6 +633,10 @@ impl Core {
             return;
         };
         if leg.kflow.is_some() || leg.kfail || peer.kflow.is_some() || peer.kfail {
+            return;
+        }
+        // SRTP is processed in user space (the kernel program only rewrites addresses).
+        if leg.srtp.is_some() || peer.srtp.is_some() {
             return;
         }
         // Both RTP sources validated (RFC 3550 A.1 probation): the kernel continues their

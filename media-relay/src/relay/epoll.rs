@@ -177,7 +177,7 @@ impl EpollIo {
                 let Some(src) = sys::from_sockaddr(&b.names[i], h.msg_hdr.msg_namelen) else {
                     continue;
                 };
-                let Some(fwd) = core.on_packet(slot, src, &b.data[i][..len], now) else {
+                let Some(fwd) = core.on_packet(slot, src, &mut b.data[i][..], len, now) else {
                     continue;
                 };
                 if fwd.fd != out_fd && out > 0 {
@@ -189,7 +189,7 @@ impl EpollIo {
                 b.out_hdrs[out].msg_hdr.msg_namelen = nl;
                 b.out_iovs[out] = libc::iovec {
                     iov_base: b.data[i].as_mut_ptr().cast(),
-                    iov_len: len,
+                    iov_len: fwd.len,
                 };
                 out += 1;
             }

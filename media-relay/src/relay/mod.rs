@@ -36,6 +36,11 @@
 //!   read in passing (RTT from LSR/DLSR), MOS from a simplified E-model ([`quality`]).
 //! * Time: the worker loops read the clock and pass `Instant`s into the core; session logic never
 //!   reads it.
+//! * Dual stack ([`RelayTuning::address_v6`]): each port of a pair is bound in the family of the
+//!   peer it faces (`open_pair_for`), on `address` or on `address_v6`, so an IPv6 caller and an
+//!   IPv4 callee are joined by one pair of an IPv6 and an IPv4 port. A port number is bound in
+//!   one family at a time (one pool); a kept port is reused only for its own family. The kernel
+//!   fast path forwards IPv4 flows only: a pair with an IPv6 leg stays in user space.
 
 mod core;
 mod epoll;
@@ -62,7 +67,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use self::core::{ctr, Cmd, Core, WorkerShared};
 use self::pool::PortPool;
-use crate::dataplane::{DataPlane, LegPair, LegStats, RelayError, RelayEvent};
+use crate::dataplane::{DataPlane, Family, LegPair, LegStats, RelayError, RelayEvent};
 
 /// Which packet I/O back end runs the workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,6 +129,9 @@ pub struct RelayTuning {
     /// passes one from the OS (e.g. `rand::random()`). `None`: seeded from the standard
     /// library's per-process random hash keys.
     pub port_seed: Option<[u8; 32]>,
+    /// The relay's IPv6 address beside an IPv4 [`RelayConfig::address`] (dual stack): ports
+    /// facing IPv6 peers are bound on it and it is their SDP address. `None`: one family.
+    pub address_v6: Option<std::net::Ipv6Addr>,
 }
 
 /// A seed from the standard library's randomly keyed hasher (OS randomness, per process).
@@ -185,6 +193,11 @@ pub struct RelayTotals {
     pub dropped_foreign_source: u64,
     /// Dropped: from a leg's signalling IP but not yet through sequence probation.
     pub dropped_probation: u64,
+    /// SRTP/SRTCP packets dropped: authentication failed, or a replay.
+    pub srtp_auth_failures: u64,
+    pub srtp_replays: u64,
+    /// Packets decrypted or encrypted by the relay.
+    pub srtp_packets: u64,
     /// Dropped: the other leg has no address to send to.
     pub dropped_no_destination: u64,
     /// Dropped: larger than the receive buffer.
@@ -248,18 +261,19 @@ struct Ctl {
     /// Ports with no socket.
     pool: PortPool,
     /// Per worker: ports whose sockets that worker kept open, with when their pair closed
-    /// (oldest first).
-    kept: Vec<VecDeque<(u16, Instant)>>,
+    /// and their family (oldest first).
+    kept: Vec<VecDeque<(u16, Instant, Family)>>,
     kept_count: usize,
     kept_max: usize,
-    /// RTP port -> (pair, worker index)
-    legs: HashMap<u16, (LegPair, usize)>,
+    /// RTP port -> (pair, worker index, the port's family)
+    legs: HashMap<u16, (LegPair, usize, Family)>,
     next_worker: usize,
 }
 
 /// The running relay: a thread-safe handle to the worker threads.
 pub struct Relay {
     address: IpAddr,
+    address_v6: Option<std::net::Ipv6Addr>,
     backend: &'static str,
     ctl: Mutex<Ctl>,
     workers: Vec<Worker>,
@@ -303,7 +317,7 @@ impl Relay {
             Backend::Auto => match uring_probe() {
                 Ok(()) => {
                     match Self::start_workers(&cfg, n, true, batch_us, kernel.clone(), seed) {
-                        Ok(r) => return Ok(r),
+                        Ok(r) => return Ok(r.with_v6(tuning.address_v6)),
                         Err(e) => {
                             // e.g. RLIMIT_MEMLOCK too small for the rings on older kernels
                             tracing::info!("relay: io_uring workers failed ({e}); using epoll");
@@ -318,6 +332,23 @@ impl Relay {
             },
         };
         Self::start_workers(&cfg, n, use_uring, batch_us, kernel, seed)
+            .map(|r| r.with_v6(tuning.address_v6))
+    }
+
+    /// Dual stack: ports facing IPv6 peers on `v6` (ignored when the primary address is IPv6).
+    fn with_v6(mut self, v6: Option<std::net::Ipv6Addr>) -> Relay {
+        if self.address.is_ipv4() {
+            self.address_v6 = v6;
+        }
+        self
+    }
+
+    /// The address ports facing peers of `family` are bound on.
+    fn ip_for(&self, family: Family) -> IpAddr {
+        match (family, self.address_v6) {
+            (Family::V6, Some(v6)) => IpAddr::V6(v6),
+            _ => self.address,
+        }
     }
 
     fn kernel_path(
@@ -394,6 +425,7 @@ impl Relay {
         }
         Ok(Relay {
             address: cfg.address,
+            address_v6: None,
             backend: if use_uring { "io_uring" } else { "epoll" },
             ctl: Mutex::new(Ctl {
                 pool: PortPool::new(cfg.port_min, cfg.port_max, seed),
@@ -460,6 +492,9 @@ impl Relay {
             dropped_not_ready: c[ctr::DROP_NOT_READY],
             dropped_foreign_source: c[ctr::DROP_FOREIGN],
             dropped_probation: c[ctr::DROP_PROBATION],
+            srtp_auth_failures: c[ctr::DROP_SRTP_AUTH],
+            srtp_replays: c[ctr::DROP_SRTP_REPLAY],
+            srtp_packets: c[ctr::SRTP_PACKETS],
             dropped_no_destination: c[ctr::DROP_NO_DEST],
             dropped_truncated: c[ctr::DROP_TRUNCATED],
             send_errors: c[ctr::SEND_ERRORS],
@@ -514,7 +549,7 @@ impl Relay {
 
     fn worker_of(&self, port: u16) -> Option<(LegPair, usize)> {
         let g = self.ctl.lock().ok()?;
-        g.legs.get(&port).copied()
+        g.legs.get(&port).map(|&(p, w, _)| (p, w))
     }
 }
 
@@ -599,74 +634,108 @@ fn kept_max() -> usize {
 /// One port with its sockets if freshly bound (`None`: kept open by the worker).
 type Taken = (u16, Option<[UdpSocket; 2]>);
 
-/// Two ports served by one worker, preferring (1) ports kept by worker `first` that rested
-/// [`REUSE_AFTER`], (2) cold ports bound now, (3) any kept ports of `first`, then (4) two kept
-/// ports of another worker.
-fn take_two(g: &mut Ctl, first: usize, ip: IpAddr, now: Instant) -> Option<(usize, [Taken; 2])> {
-    let mut got: Vec<Taken> = Vec::with_capacity(2);
-    while got.len() < 2 {
-        match pick_kept(g, first, now, true) {
-            Some(p) => got.push((p, None)),
-            None => break,
+/// Kept ports to close, as (worker, port).
+type Evict = Vec<(usize, u16)>;
+
+/// Two ports served by one worker, port `i` of family `fams[i].0` (bound on `fams[i].1`),
+/// preferring (1) ports kept by worker `first` that rested [`REUSE_AFTER`], (2) cold ports bound
+/// now, (3) any kept ports of `first`, then (4) two kept ports of another worker.
+///
+/// `Err` holds kept ports of the other family to close (worker, port): with no cold port left,
+/// ports kept by one family would otherwise never serve the other; closed, they return to the
+/// pool for the next pairs.
+fn take_two(
+    g: &mut Ctl,
+    first: usize,
+    fams: [(Family, IpAddr); 2],
+    now: Instant,
+) -> Result<(usize, [Taken; 2]), Evict> {
+    let mut got: [Option<Taken>; 2] = [None, None];
+    for stage in 0..3 {
+        for (slot, &(fam, ip)) in got.iter_mut().zip(&fams) {
+            if slot.is_some() {
+                continue;
+            }
+            *slot = match stage {
+                0 => pick_kept(g, first, now, true, fam).map(|p| (p, None)),
+                1 => g
+                    .pool
+                    .take(|p| bind_pair(ip, p))
+                    .map(|(p, socks)| (p, Some(socks))),
+                _ => pick_kept(g, first, now, false, fam).map(|p| (p, None)),
+            };
         }
     }
-    while got.len() < 2 {
-        match g.pool.take(|p| bind_pair(ip, p)) {
-            Some((p, socks)) => got.push((p, Some(socks))),
-            None => break,
-        }
+    if let [Some(a), Some(b)] = got {
+        return Ok((first, [a, b]));
     }
-    while got.len() < 2 {
-        match pick_kept(g, first, now, false) {
-            Some(p) => got.push((p, None)),
-            None => break,
-        }
-    }
-    let mut worker = first;
-    if got.len() < 2 {
-        // Give back what was taken (kept ports to the front, in order; bound sockets close).
-        for (p, socks) in got.drain(..).rev() {
-            match socks {
-                None => {
-                    if let Some(q) = g.kept.get_mut(first) {
-                        q.push_front((p, now));
-                        g.kept_count += 1;
-                    }
+    // Give back what was taken (kept ports to the front, in order; bound sockets close).
+    for (taken, &(fam, _)) in got.into_iter().zip(&fams).rev() {
+        match taken {
+            Some((p, None)) => {
+                if let Some(q) = g.kept.get_mut(first) {
+                    q.push_front((p, now, fam));
+                    g.kept_count += 1;
                 }
-                Some(_) => g.pool.put(p),
             }
+            Some((p, Some(_))) => g.pool.put(p),
+            None => {}
         }
-        let other = (0..g.kept.len()).find(|&w| w != first && g.kept[w].len() >= 2)?;
-        for _ in 0..2 {
-            if let Some(p) = pick_kept(g, other, now, false) {
-                got.push((p, None));
-            }
-        }
-        worker = other;
     }
-    let b = got.pop()?;
-    let a = got.pop()?;
-    Some((worker, [a, b]))
+    let has = |q: &VecDeque<(u16, Instant, Family)>| {
+        let n = |f: Family| q.iter().filter(|e| e.2 == f).count();
+        if fams[0].0 == fams[1].0 {
+            n(fams[0].0) >= 2
+        } else {
+            n(fams[0].0) >= 1 && n(fams[1].0) >= 1
+        }
+    };
+    if let Some(other) = (0..g.kept.len()).find(|&w| w != first && has(&g.kept[w])) {
+        if let (Some(a), Some(b)) = (
+            pick_kept(g, other, now, false, fams[0].0),
+            pick_kept(g, other, now, false, fams[1].0),
+        ) {
+            return Ok((other, [(a, None), (b, None)]));
+        }
+    }
+    let mut evict = Vec::new();
+    for &(fam, _) in &fams {
+        let found = g.kept.iter().enumerate().find_map(|(w, q)| {
+            let i = q.iter().position(|e| e.2 != fam)?;
+            Some((w, i))
+        });
+        if let Some((w, i)) = found {
+            if let Some((p, _, _)) = g.kept.get_mut(w).and_then(|q| q.remove(i)) {
+                g.kept_count -= 1;
+                evict.push((w, p));
+            }
+        }
+    }
+    Err(evict)
 }
 
 /// How many of the oldest kept ports of a worker a reuse chooses from at random.
 const KEPT_CHOICE: usize = 32;
 
-/// A kept port of worker `w`, chosen at random among its oldest [`KEPT_CHOICE`] (only among
-/// those that rested [`REUSE_AFTER`] with `rested`): reuse order is not predictable either.
-fn pick_kept(g: &mut Ctl, w: usize, now: Instant, rested: bool) -> Option<u16> {
-    let n = g
+/// A kept port of worker `w` and family `fam`, chosen at random among its oldest
+/// [`KEPT_CHOICE`] of that family (only among those that rested [`REUSE_AFTER`] with `rested`):
+/// reuse order is not predictable either.
+fn pick_kept(g: &mut Ctl, w: usize, now: Instant, rested: bool, fam: Family) -> Option<u16> {
+    let idx: Vec<usize> = g
         .kept
         .get(w)?
         .iter()
+        .enumerate()
+        .filter(|(_, e)| e.2 == fam)
         .take(KEPT_CHOICE)
-        .take_while(|&&(_, t)| !rested || now.saturating_duration_since(t) >= REUSE_AFTER)
-        .count();
-    if n == 0 {
+        .take_while(|(_, e)| !rested || now.saturating_duration_since(e.1) >= REUSE_AFTER)
+        .map(|(i, _)| i)
+        .collect();
+    if idx.is_empty() {
         return None;
     }
-    let i = g.pool.below(n);
-    let (p, _) = g.kept.get_mut(w)?.remove(i)?;
+    let i = idx[g.pool.below(idx.len())];
+    let (p, _, _) = g.kept.get_mut(w)?.remove(i)?;
     g.kept_count -= 1;
     Some(p)
 }
@@ -685,19 +754,40 @@ impl DataPlane for Relay {
         self.address
     }
 
+    fn local_ip_for(&self, family: Family) -> IpAddr {
+        self.ip_for(family)
+    }
+
     fn open_pair(&self) -> Result<LegPair, RelayError> {
-        let ip = self.address;
+        let f = Family::of(self.address);
+        self.open_pair_for([f, f])
+    }
+
+    fn open_pair_for(&self, families: [Family; 2]) -> Result<LegPair, RelayError> {
+        // A family without an address of its own is served on the primary one.
+        let fams = families.map(|f| {
+            let ip = self.ip_for(f);
+            (Family::of(ip), ip)
+        });
         let now = Instant::now();
         let (pair, worker, socks) = {
             let mut g = self.ctl.lock().map_err(|_| RelayError::Stopped)?;
             self.reclaim(&mut g);
             let first = g.next_worker % self.workers.len().max(1);
             g.next_worker = g.next_worker.wrapping_add(1);
-            let (worker, [(a, sa), (b, sb)]) =
-                take_two(&mut g, first, ip, now).ok_or(RelayError::PortsExhausted)?;
+            let (worker, [(a, sa), (b, sb)]) = match take_two(&mut g, first, fams, now) {
+                Ok(t) => t,
+                Err(evict) => {
+                    drop(g);
+                    for (w, port) in evict {
+                        let _ = self.send(w, Cmd::Drop { port }, true);
+                    }
+                    return Err(RelayError::PortsExhausted);
+                }
+            };
             let pair = LegPair { a, b };
-            g.legs.insert(a, (pair, worker));
-            g.legs.insert(b, (pair, worker));
+            g.legs.insert(a, (pair, worker, fams[0].0));
+            g.legs.insert(b, (pair, worker, fams[1].0));
             (pair, worker, Box::new([sa, sb]))
         };
         // Fresh sockets must be registered with the worker's poller now; kept ones already
@@ -757,17 +847,17 @@ impl DataPlane for Relay {
         let (w, keep) = {
             let Ok(mut g) = self.ctl.lock() else { return };
             match g.legs.get(&pair.a).copied() {
-                Some((p, w)) if p == pair => {
+                Some((p, w, fa)) if p == pair => {
                     g.legs.remove(&pair.a);
-                    g.legs.remove(&pair.b);
+                    let fb = g.legs.remove(&pair.b).map_or(fa, |l| l.2);
                     // Kept: reusable at once (the worker applies this Close before any later
                     // Open of these ports). Not kept: the ports return to the pool when the
                     // worker has closed the sockets.
                     let keep = g.kept_count + 2 <= g.kept_max;
                     if keep {
                         if let Some(q) = g.kept.get_mut(w) {
-                            q.push_back((pair.a, now));
-                            q.push_back((pair.b, now));
+                            q.push_back((pair.a, now, fa));
+                            q.push_back((pair.b, now, fb));
                             g.kept_count += 2;
                         }
                     }
@@ -805,6 +895,16 @@ impl DataPlane for Relay {
             false,
         )
     }
+
+    fn set_srtp(
+        &self,
+        port: u16,
+        rx: Option<media_core::srtp::MasterKey>,
+        tx: Option<media_core::srtp::MasterKey>,
+    ) -> Result<(), RelayError> {
+        let (_, w) = self.worker_of(port).ok_or(RelayError::UnknownPort(port))?;
+        self.send(w, Cmd::SetSrtp { port, rx, tx }, false)
+    }
 }
 
 /// A [`DataPlane`] handle over a shared [`Relay`] for a controller that never reads live per-leg
@@ -818,8 +918,14 @@ impl DataPlane for NoLiveStats {
     fn local_ip(&self) -> IpAddr {
         self.0.local_ip()
     }
+    fn local_ip_for(&self, family: Family) -> IpAddr {
+        self.0.local_ip_for(family)
+    }
     fn open_pair(&self) -> Result<LegPair, RelayError> {
         self.0.open_pair()
+    }
+    fn open_pair_for(&self, families: [Family; 2]) -> Result<LegPair, RelayError> {
+        self.0.open_pair_for(families)
     }
     fn set_remote(
         &self,
@@ -846,6 +952,14 @@ impl DataPlane for NoLiveStats {
     }
     fn set_clock_rates(&self, port: u16, rates: &[(u8, u32)]) -> Result<(), RelayError> {
         self.0.set_clock_rates(port, rates)
+    }
+    fn set_srtp(
+        &self,
+        port: u16,
+        rx: Option<media_core::srtp::MasterKey>,
+        tx: Option<media_core::srtp::MasterKey>,
+    ) -> Result<(), RelayError> {
+        self.0.set_srtp(port, rx, tx)
     }
 }
 

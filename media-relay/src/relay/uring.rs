@@ -562,7 +562,9 @@ impl UringIo {
         let payload = out.payload_data();
         let off = payload.as_ptr() as usize - self.bufs.as_ptr() as usize;
         let plen = payload.len();
-        let Some(fwd) = core.on_packet(slot, src, payload, now) else {
+        // the rest of this buffer is room for an SRTP tag
+        let room_end = (base + BUF).min(self.bufs.len());
+        let Some(fwd) = core.on_packet(slot, src, &mut self.bufs[off..room_end], plen, now) else {
             self.recycle(bid);
             return;
         };
@@ -571,7 +573,7 @@ impl UringIo {
         self.send_msgs[b].msg_namelen = nl;
         self.send_iovs[b] = libc::iovec {
             iov_base: self.bufs[off..].as_mut_ptr().cast(),
-            iov_len: plen,
+            iov_len: fwd.len,
         };
         let fixed = self.slots.get(fwd.slot as usize).is_some_and(|s| s.fixed);
         let e = if fixed {

@@ -84,7 +84,7 @@ impl B2bua {
                         at: std::cmp::Reverse(now + self.cfg.ringing_timeout),
                         call: id,
                         target_idx: at.target_idx,
-                        ringing: true,
+                        kind: DeadlineKind::Ringing,
                     });
                 }
             }
@@ -115,6 +115,10 @@ impl B2bua {
             return;
         }
         self.owners.remove(&tx);
+        if (300..400).contains(&status) {
+            self.b_redirected(id, &resp, now, policy);
+            return;
+        }
         self.b_invite_failed(id, status, resp.reason, now, policy);
     }
 
@@ -153,6 +157,9 @@ impl B2bua {
             }
             return;
         }
+        if !self.b_reliable(id, &resp, now) {
+            return;
+        }
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -172,7 +179,7 @@ impl B2bua {
             out.headers.push("Content-Type", "application/sdp");
             out.body = b;
         }
-        self.tx.send_response(a_tx, out, now);
+        self.send_a_provisional(id, a_tx, out, now);
     }
 
     /// A response for leg A's INVITE built from leg B's response.
@@ -194,8 +201,7 @@ impl B2bua {
             for rr in a_invite.headers.get_all("Record-Route") {
                 resp.headers.push("Record-Route", rr);
             }
-            resp.headers
-                .push("Contact", self.contact_for(call.a.peer.transport));
+            resp.headers.push("Contact", self.contact_for(call.a.peer));
         }
         copy_passthrough(&from_b.headers, &mut resp.headers);
         resp
@@ -288,10 +294,7 @@ impl B2bua {
             out.body = b;
         }
         if let Some(a_tx) = setup.a_invite_tx {
-            self.tx.send_2xx_reliably(a_tx, out, now);
-            if let Some(h) = self.calls.get_mut(&id).and_then(Call::handshake_mut) {
-                h.a_2xx_tx = Some(a_tx);
-            }
+            self.send_a_2xx(id, a_tx, out, now);
         }
         self.owners.remove(&tx);
         policy.event(

@@ -48,6 +48,32 @@ pub enum RouteOutcome {
     Unavailable { retry_after: u32 },
 }
 
+/// What the core does with a 3xx a trunk answered leg B's INVITE with (per trunk,
+/// [`Policy::redirect_mode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RedirectMode {
+    /// Leg A gets the 3xx with its Contacts (the redirect target's, not the trunk's path).
+    #[default]
+    Relay,
+    /// Each Contact, best q first, is routed by the dial plan (trunks) or the location service
+    /// (served users) and tried as the call's next targets; never its host as such.
+    Follow,
+    /// The 3xx counts as a failed target: the route's next target is tried.
+    Reject,
+}
+
+/// Reliable provisional responses (RFC 3262) on leg B, per trunk ([`Policy::rel100_mode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rel100Mode {
+    /// Leg B's INVITE says `Supported: 100rel`; reliable provisionals are PRACKed.
+    #[default]
+    Supported,
+    /// Leg B's INVITE says `Require: 100rel`.
+    Required,
+    /// Neither (a reliable provisional is still PRACKed: RFC 3262 §4 binds any UAC that gets one).
+    Off,
+}
+
 /// Why the media side refused an SDP offer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MediaRefusal {
@@ -89,6 +115,8 @@ pub struct CallRef<'a> {
     /// The signalling peer of leg A and of leg B (the target being tried or answered): the
     /// media side lets a NATed endpoint's media come from that IP.
     pub peers: [SocketAddr; 2],
+    /// The trunk of leg B: the one its dialog is with, or the target being tried.
+    pub b_trunk: Option<&'a str>,
 }
 
 impl CallRef<'_> {
@@ -204,6 +232,33 @@ pub trait Policy {
     fn registrar(&mut self, _now: Instant) -> Option<Arc<RegistrarSettings>> {
         None
     }
+    /// Whether leg B's INVITE to `trunk` offers or requires 100rel (`100rel:` of the trunk).
+    /// Default: supported.
+    fn rel100_mode(&mut self, _trunk: &str, _now: Instant) -> Rel100Mode {
+        Rel100Mode::Supported
+    }
+    /// What to do with a 3xx that `trunk` answered leg B's INVITE with (`redirect:` of the
+    /// trunk). Default: relay it to leg A.
+    fn redirect_mode(&mut self, _trunk: &str, _now: Instant) -> RedirectMode {
+        RedirectMode::Relay
+    }
+    /// [`RedirectMode::Follow`]: where a Contact `uri` of a 3xx (user part `to_user`) goes, as
+    /// the dial plan routes a new call from `from` (leg A's caller) with that Request-URI; the
+    /// call is the same one (counted once). Only [`RouteOutcome::Route`] is followed. Default:
+    /// nowhere (404).
+    fn route_redirect(
+        &mut self,
+        _uri: &str,
+        _from: Peer,
+        _to_user: &str,
+        _from_user: &str,
+        _now: Instant,
+    ) -> RouteOutcome {
+        RouteOutcome::Reject {
+            code: 404,
+            reason: "Not Found".into(),
+        }
+    }
     /// A call for a served domain whose user has registered: `targets` are the bindings, best
     /// first. The policy applies its admission checks (overload, limits) and returns the route
     /// (default: as given, the Request-URI user taken from each target's `host`).
@@ -281,10 +336,16 @@ impl Policy for StaticPolicy {
 /// Static settings of the core.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
-    /// Our address per transport (what goes into Via and Contact).
+    /// Our IPv4 address per transport (what goes into Via and Contact towards IPv4 peers).
     pub local_udp: Option<SocketAddr>,
     pub local_tcp: Option<SocketAddr>,
     pub local_tls: Option<SocketAddr>,
+    /// Our IPv6 address per transport: towards an IPv6 peer, Via, Contact and the host of our
+    /// From/To URIs name it, as an RFC 5118 reference (`[2001:db8::1]:5060`). A family without
+    /// an address of its own falls back to the other's.
+    pub local_udp_v6: Option<SocketAddr>,
+    pub local_tcp_v6: Option<SocketAddr>,
+    pub local_tls_v6: Option<SocketAddr>,
     pub timers: TimerConfig,
     /// Give up on a target that sent no response at all after this long and try the next one
     /// (a short fr_timer; Timer B still bounds the transaction).
@@ -309,6 +370,9 @@ impl Default for CoreConfig {
             local_udp: None,
             local_tcp: None,
             local_tls: None,
+            local_udp_v6: None,
+            local_tcp_v6: None,
+            local_tls_v6: None,
             timers: TimerConfig::default(),
             no_answer_failover: Duration::from_secs(4),
             ringing_timeout: Duration::from_secs(181),
@@ -357,4 +421,6 @@ pub struct CoreStats {
     /// `MAX_FORKS` per call, dropped.
     pub forks_ended: u64,
     pub forks_dropped: u64,
+    /// Contacts of leg B's 3xx answers followed (`redirect: follow`).
+    pub redirects_followed: u64,
 }

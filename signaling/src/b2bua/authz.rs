@@ -137,7 +137,7 @@ impl B2bua {
         self.next_keepalive =
             (!targets.is_empty() || reg.binding_count(now) > 0).then_some(now + period);
         for (peer, contact) in targets {
-            let via = self.via_for(Transport::Udp);
+            let via = self.via_for(peer);
             let tag = self.new_tag();
             let call_id = self.new_call_id();
             let mut h = Headers::with_capacity(8);
@@ -145,7 +145,7 @@ impl B2bua {
             h.push("Max-Forwards", "70");
             h.push(
                 "From",
-                cat(&["<sip:keepalive@", self.our_host(), ">;tag=", &tag]),
+                cat(&["<sip:keepalive@", self.our_host(peer), ">;tag=", &tag]),
             );
             h.push("To", cat(&["<", &contact, ">"]));
             h.push("Call-ID", call_id);

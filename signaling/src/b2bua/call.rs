@@ -77,6 +77,14 @@ pub(super) struct Attempt {
     pub(super) targets: Vec<Target>,
     pub(super) target_idx: usize,
     pub(super) to_user: String,
+    /// The Request-URI user of targets a followed 3xx added (`redirect.rs`), by index; the
+    /// others (and every target when empty) take `to_user`.
+    pub(super) users: Vec<Option<String>>,
+    /// Contacts of 3xx answers followed so far (bounded: a redirect loop ends).
+    pub(super) followed: usize,
+    /// The RSeq of the last reliable provisional PRACKed on leg B, per early dialog (To tag)
+    /// of the current target (`prack.rs`).
+    pub(super) b_rseq: Vec<(String, u32)>,
     /// The trunk of the target being tried.
     pub(super) trunk: Option<String>,
     /// Leg B's INVITE to the current target: its client transaction (until its final answer
@@ -87,6 +95,16 @@ pub(super) struct Attempt {
     pub(super) got_provisional: bool,
     /// Leg A has its final answer already (CANCEL, BYE, shutdown): leg B is being cancelled.
     pub(super) cancelled: bool,
+}
+
+impl Attempt {
+    /// The Request-URI user of target `idx`.
+    pub(super) fn user_of(&self, idx: usize) -> &str {
+        match self.users.get(idx) {
+            Some(Some(u)) => u,
+            _ => &self.to_user,
+        }
+    }
 }
 
 /// The answered INVITE's ACKs on both legs (RFC 3261 §13.2.2.4, §13.3.1.4).
@@ -164,6 +182,11 @@ impl Call {
             call_id: &self.a.call_id,
             from_tag: self.a.remote_tag.as_deref().unwrap_or(""),
             peers: [self.a.peer.addr, self.b.peer.addr],
+            b_trunk: self.b_trunk.as_deref().or_else(|| {
+                self.attempt()
+                    .and_then(|a| a.targets.get(a.target_idx))
+                    .map(|t| t.trunk.as_str())
+            }),
         }
     }
 
@@ -318,6 +341,9 @@ mod tests {
                 targets: Vec::new(),
                 target_idx: 0,
                 to_user: String::new(),
+                users: Vec::new(),
+                followed: 0,
+                b_rseq: Vec::new(),
                 trunk: None,
                 tx: None,
                 invite: Some(invite("42 INVITE")),

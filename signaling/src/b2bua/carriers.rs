@@ -78,8 +78,8 @@ impl B2bua {
                 continue;
             };
             let peer = *peer;
-            let via = self.via_for(peer.transport);
-            let host = local_addr_text(&self.cfg, peer.transport);
+            let via = self.via_for(peer);
+            let host = local_addr_text(&self.cfg, peer.transport, is_v6(&peer));
             let local = Local {
                 via,
                 contact_host: &host,
@@ -112,9 +112,9 @@ impl B2bua {
                 uri.push_str(";transport=");
                 uri.push_str(t);
             }
-            let via = self.via_for(peer.transport);
+            let via = self.via_for(peer);
             let tag = self.new_tag();
-            let from = cat(&["<sip:probe@", self.our_host(), ">;tag=", &tag]);
+            let from = cat(&["<sip:probe@", self.our_host(peer), ">;tag=", &tag]);
             let call_id = self.new_call_id();
             let Some((p, _)) = self.carriers.probes.get_mut(&name) else {
                 continue;
@@ -220,7 +220,7 @@ impl B2bua {
             return;
         };
         let peer = *peer;
-        let via = self.via_for(peer.transport);
+        let via = self.via_for(peer);
         let cnonce = self.new_tag();
         let Some((reg, _)) = self.carriers.regs.get_mut(&name) else {
             return;
@@ -274,8 +274,8 @@ impl B2bua {
                 continue;
             };
             let peer = *peer;
-            let via = self.via_for(peer.transport);
-            let host = local_addr_text(&self.cfg, peer.transport);
+            let via = self.via_for(peer);
+            let host = local_addr_text(&self.cfg, peer.transport, is_v6(&peer));
             let local = Local {
                 via,
                 contact_host: &host,

@@ -271,6 +271,8 @@ impl B2bua {
                     _ => {}
                 }
             }
+            // Reliable provisionals are per leg (`prack.rs`): leg A's PRACKs are answered here.
+            Method::Prack if leg == Leg::A => self.on_a_prack(tx, &req, id, now),
             _ => self.relay_in_dialog(tx, req, id, leg, now, policy),
         }
     }
@@ -282,14 +284,19 @@ impl B2bua {
         leg: Leg,
         method: Method,
     ) -> Option<(Request, Peer)> {
-        let t = self.calls.get(&id)?.leg(leg).peer.transport;
-        let via = self.via_for(t);
-        let contact = self.contact_for(t);
+        let to = self.calls.get(&id)?.leg(leg).peer;
+        let via = self.via_for(to);
+        let contact = self.contact_for(to);
         let d = self.calls.get_mut(&id)?.leg_mut(leg);
         Some((d.request(method, via, contact), d.peer))
     }
 
     pub(super) fn send_bye(&mut self, id: CallId, leg: Leg, now: Instant) {
+        if leg == Leg::A && self.holds_2xx(id) {
+            // Leg A has only an early dialog (its 2xx is held, `prack.rs`): it gets a final
+            // answer to its INVITE from `finish_confirmed` instead.
+            return;
+        }
         if let Some((req, peer)) = self.dialog_request(id, leg, Method::Bye) {
             let t = self.tx.send_request_ref(&req, peer, now);
             self.owners.insert(t, TxOwner::Call(id, ClientPurpose::Bye));
@@ -516,10 +523,11 @@ impl B2bua {
         let local_tag = call.map(|c| c.leg(from_leg).local_tag.as_str());
         let mut out = make_response(orig, resp.status, &resp.reason, local_tag);
         if (101..300).contains(&resp.status) && matches!(method, Method::Invite | Method::Update) {
-            let t = call
-                .map(|c| c.leg(from_leg).peer.transport)
-                .unwrap_or(Transport::Udp);
-            out.headers.push("Contact", self.contact_for(t));
+            let contact = match call {
+                Some(c) => self.contact_for(c.leg(from_leg).peer),
+                None => self.local_contact[0][Transport::Udp as usize].clone(),
+            };
+            out.headers.push("Contact", contact);
         }
         copy_passthrough(&resp.headers, &mut out.headers);
         if let Some(b) = body {
@@ -532,6 +540,7 @@ impl B2bua {
     }
 
     pub(super) fn finish_confirmed(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
+        self.drop_held_2xx(id, now);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -594,6 +603,7 @@ impl B2bua {
             }
             self.by_b.remove(&call.b.call_id);
             self.by_a_tx.remove(&call.a_tx);
+            self.rel_a.remove(&id);
         }
     }
 }

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// How leg B's INVITE ended at a target (`b_invite_ended`).
+pub(super) struct TargetEnd<'a> {
+    pub(super) status: u16,
+    pub(super) reason: String,
+    /// Try the route's next target.
+    pub(super) failover: bool,
+    /// A 3xx relayed to leg A: its Contacts go along.
+    pub(super) from_b: Option<&'a Response>,
+}
+
 impl B2bua {
     pub(super) fn no_answer_deadline(
         &mut self,
@@ -111,7 +121,7 @@ impl B2bua {
         let routes = dialog::uac_route_set(&resp.headers);
         for (method, cseq) in [(Method::Ack, seq), (Method::Bye, seq.wrapping_add(1))] {
             let mut h = Headers::with_capacity(12);
-            h.push("Via", self.via_for(ab.peer.transport));
+            h.push("Via", self.via_for(ab.peer));
             h.push("Max-Forwards", "70");
             for r in &routes {
                 h.push("Route", r.clone());
@@ -149,6 +159,28 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) {
+        // RFC 3261 §16.7 + the dial plan contract: 408, 5xx and transport errors fail over; 6xx
+        // stops; any other final is the answer.
+        let failover = status == 408 || (500..600).contains(&status);
+        let end = TargetEnd {
+            status,
+            reason,
+            failover,
+            from_b: None,
+        };
+        self.b_invite_ended(id, end, now, policy);
+    }
+
+    /// Leg B's INVITE ended at the current target without an answer: the next target the
+    /// policy admits when `end.failover`, else (or when none is left) leg A gets `end`'s
+    /// status (with the Contacts of `end.from_b`, a relayed 3xx).
+    pub(super) fn b_invite_ended(
+        &mut self,
+        id: CallId,
+        end: TargetEnd<'_>,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -162,19 +194,21 @@ impl B2bua {
             return;
         };
         at.tx = None;
-        // RFC 3261 §16.7 + the dial plan contract: 408, 5xx and transport errors fail over; 6xx
-        // stops; any other final is the answer.
-        let failover = status == 408 || (500..600).contains(&status);
         // The next target the policy admits (one at a limit is skipped like a failed one).
-        let next = if !at.cancelled && failover {
+        let next = if !at.cancelled && end.failover {
             (at.target_idx + 1..at.targets.len())
                 .find(|&i| policy.admit_target(&at.targets[i], now))
         } else {
             None
         };
         if let Some(next) = next {
+            let family = |i: usize| at.targets.get(i).map(|t| is_v6(&t.peer));
+            let refamily = family(at.target_idx) != family(next);
             at.target_idx = next;
             b.local_cseq = b.local_cseq.wrapping_add(1);
+            if refamily {
+                self.reoffer_b(id, now, policy);
+            }
             self.send_b_invite(id, now, policy);
             return;
         }
@@ -183,13 +217,17 @@ impl B2bua {
                 // A B2BUA terminates the transaction, so it answers what it means: "no route
                 // worked" is 503 for transport failures and timeouts, otherwise the last
                 // target's status.
-                let resp = make_response(&at.a_invite, status, &reason, Some(&a.local_tag));
+                let mut resp =
+                    make_response(&at.a_invite, end.status, &end.reason, Some(&a.local_tag));
+                if let Some(from_b) = end.from_b {
+                    redirect::relay_contacts(from_b, &mut resp);
+                }
                 self.tx.send_response(a_tx, resp, now);
                 policy.event(
                     CallEvent::Finished {
                         call: id.raw(),
                         trunk: at.trunk.clone(),
-                        status,
+                        status: end.status,
                         post_dial_delay: at.pdd,
                     },
                     now,
@@ -252,7 +290,7 @@ impl B2bua {
                     }
                 }
             }
-            ClientPurpose::Bye | ClientPurpose::Cancel => {
+            ClientPurpose::Bye | ClientPurpose::Cancel | ClientPurpose::Prack => {
                 self.maybe_collect(id);
             }
         }

@@ -86,8 +86,10 @@ impl B2bua {
         d.remote_tag = Some(tag.to_string());
         d.peer = peer;
         d.local_cseq = seq;
-        let (via_ack, via_bye) = (self.via_for(peer.transport), self.via_for(peer.transport));
-        let contact = self.contact_for(peer.transport);
+        let (via_ack, via_bye) = (self.via_for(peer), self.via_for(peer));
+        let contact = self.contact_for(peer);
+        // A fork's 2xx that carries an offer (late offer) gets its ACK without an answer: the
+        // dialog is ended at once, its session never used.
         let ack = d.request(Method::Ack, via_ack, contact.clone());
         let bye = d.request(Method::Bye, via_bye, contact);
         self.tx

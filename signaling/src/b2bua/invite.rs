@@ -131,8 +131,9 @@ impl B2bua {
         // Calls nobody vouches for (a stranger calling a registered phone: no trunk, no
         // credentials) hold relay ports and a ringing phone: a few at a time per source.
         // (Without a registrar that authenticates, the operator takes every source as it
-        // comes, as a peer of the dial plan: no cap.)
-        let early_source = (admitted.caller == Caller::Local).then(|| from.addr.ip());
+        // comes, as a peer of the dial plan: no cap.) An IPv6 source counts by its /64.
+        let early_source =
+            (admitted.caller == Caller::Local).then(|| crate::source_key(from.addr.ip()));
         if let Some(ip) = early_source {
             if !self.early.room(&ip, self.cfg.caps.early_calls_per_source) {
                 self.refuse_capped(tx, &req, now);
@@ -187,6 +188,7 @@ impl B2bua {
         self.next_call += 1;
         self.stats.calls_started += 1;
         let a_from_tag = parties.a_from_tag.to_string();
+        let rel = self.rel_a_for(&req);
         let mut call = self.new_call(id, tx, req, parties, route, now);
         call.early_source = early_source;
         if !self.offer_to_b(&mut call, tx, now, policy) {
@@ -202,6 +204,9 @@ impl B2bua {
         self.by_b.insert(call.b.call_id.clone(), id);
         self.by_a_tx.insert(tx, id);
         self.calls.insert(id, call);
+        if let Some(rel) = rel {
+            self.rel_a.insert(id, rel);
+        }
         self.send_b_invite(id, now, policy);
     }
 
@@ -283,6 +288,9 @@ impl B2bua {
                 targets: route.targets,
                 target_idx: 0,
                 to_user: route.to_user,
+                users: Vec::new(),
+                followed: 0,
+                b_rseq: Vec::new(),
                 trunk: None,
                 tx: None,
                 invite: None,
@@ -328,7 +336,7 @@ impl B2bua {
             .as_ref()
             .map(|d| format!("{} ", quote_display(d)))
             .unwrap_or_default();
-        let our_host = self.our_host();
+        let our_host = self.our_host(first.peer);
         Dialog {
             call_id,
             local_tag,
@@ -386,17 +394,39 @@ impl B2bua {
         }
     }
 
+    /// Leg B's offer again, for a target of the other IP family than the one it was made for
+    /// (failover from an IPv6 trunk to an IPv4 one, say): the relay ports facing leg B move to
+    /// that family and the SDP names its relay address (RFC 6157). A refusal keeps the offer.
+    pub(super) fn reoffer_b(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((peer, offer)) = call.attempt().and_then(|a| {
+            let t = a.targets.get(a.target_idx)?;
+            Some((t.peer, a.a_offer.clone()?))
+        }) else {
+            return;
+        };
+        call.b.peer = peer;
+        if let Ok(sdp) = policy.media_offer(call.media_ref(), Leg::A, &offer, now) {
+            if let Some((_, body)) = call.attempt_mut().and_then(|a| a.b_offer.as_mut()) {
+                *body = sdp;
+            }
+        }
+    }
+
     /// Send (or re-send, on failover) leg B's INVITE to the current target.
     pub(super) fn send_b_invite(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
-        let Some(t) = self
+        let Some((t, trunk)) = self
             .calls
             .get(&id)
             .and_then(Call::attempt)
             .and_then(|a| a.targets.get(a.target_idx))
-            .map(|t| t.peer.transport)
+            .map(|t| (t.peer, t.trunk.clone()))
         else {
             return;
         };
+        let rel100 = self.b_100rel(&trunk, now, policy);
         let via = self.via_for(t);
         let contact = self.contact_for(t);
         let Some(call) = self.calls.get_mut(&id) else {
@@ -418,12 +448,13 @@ impl B2bua {
         let max_fwd = at.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         b.peer = target.peer;
         b.trunk = target.trunk != REGISTERED;
-        let user = user_at(&at.to_user);
+        let user = user_at(at.user_of(at.target_idx));
         b.remote_uri = cat(&["<sip:", &user, &target.host, ">"]);
         b.remote_target = cat(&["sip:", &user, &target.host]);
         b.remote_tag = None;
         b.route_set.clear();
         at.got_provisional = false;
+        at.b_rseq.clear();
         let mut h = Headers::with_capacity(16);
         h.push("Via", via);
         h.push("Max-Forwards", max_fwd.to_string());
@@ -432,12 +463,14 @@ impl B2bua {
         h.push("Call-ID", b.call_id.clone());
         h.push("CSeq", cseq_value(b.local_cseq, "INVITE"));
         h.push("Contact", contact);
-        copy_passthrough(&at.a_invite.headers, &mut h);
-        let mut body = Vec::new();
-        if let Some((ct, sdp)) = &at.b_offer {
-            h.push("Content-Type", ct.clone());
-            body = sdp.clone();
+        if let Some((name, value)) = rel100 {
+            h.push(name, value);
         }
+        copy_passthrough(&at.a_invite.headers, &mut h);
+        let body = at.b_offer.as_ref().map_or_else(Vec::new, |(ct, sdp)| {
+            h.push("Content-Type", ct.clone());
+            sdp.clone()
+        });
         let req = Request {
             method: Method::Invite,
             uri: b.remote_target.clone(),
@@ -454,7 +487,7 @@ impl B2bua {
             at: std::cmp::Reverse(now + self.cfg.no_answer_failover),
             call: id,
             target_idx: at.target_idx,
-            ringing: false,
+            kind: DeadlineKind::NoAnswer,
         });
         policy.event(
             CallEvent::Attempt {

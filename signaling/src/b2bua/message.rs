@@ -66,7 +66,7 @@ impl B2bua {
         to_user: &str,
         from_user: &str,
     ) -> Request {
-        let via = self.via_for(target.peer.transport);
+        let via = self.via_for(target.peer);
         let from_tag = self.new_tag();
         let call_id = self.new_call_id();
         let user = user_at(to_user);
@@ -84,7 +84,7 @@ impl B2bua {
             cat(&[
                 "<sip:",
                 &user_at(from_user),
-                self.our_host(),
+                self.our_host(target.peer),
                 ">;tag=",
                 &from_tag,
             ]),

@@ -42,7 +42,9 @@ mod invite;
 mod location;
 mod message;
 mod owners;
+mod prack;
 mod presence;
+mod redirect;
 mod snapshot;
 mod uac_auth;
 mod wire;
@@ -97,6 +99,8 @@ enum ClientPurpose {
     Invite,
     Cancel,
     Bye,
+    /// Leg B's PRACK for a reliable provisional response (RFC 3262 §4).
+    Prack,
     /// A request relayed from the other leg: answer `server_tx` with the final response.
     Relay {
         server_tx: TxId,
@@ -109,9 +113,17 @@ struct Deadline {
     at: std::cmp::Reverse<Instant>,
     call: CallId,
     target_idx: usize,
-    /// `false`: no answer at all yet ([`CoreConfig::no_answer_failover`]); `true`: ringing
-    /// without a final answer ([`CoreConfig::ringing_timeout`]).
-    ringing: bool,
+    kind: DeadlineKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum DeadlineKind {
+    /// No answer at all yet ([`CoreConfig::no_answer_failover`]).
+    NoAnswer,
+    /// Ringing without a final answer ([`CoreConfig::ringing_timeout`]).
+    Ringing,
+    /// Leg A's reliable provisional response is due for retransmission (`prack.rs`).
+    Reliable1xx,
 }
 
 /// A leg B INVITE the call moved on from (no answer, or ringing too long). A late provisional
@@ -141,11 +153,12 @@ pub struct B2bua {
     server: IdMap<TxId, (CallId, Leg)>,
     /// The original requests of relayed in-dialog transactions, by server transaction.
     relayed_requests: IdMap<TxId, Request>,
-    /// Per transport: Via up to the branch value, and Contact (formatted once, not per message).
-    local_via: [String; 3],
-    local_contact: [String; 3],
-    /// Our host (IP) for the From of leg B.
-    local_host: String,
+    /// Per family (IPv4, IPv6) and transport: Via up to the branch value, and Contact
+    /// (formatted once, not per message).
+    local_via: [[String; 3]; 2],
+    local_contact: [[String; 3]; 2],
+    /// Per family: our host (IP, an IPv6 one as a reference) for the From of leg B.
+    local_host: [String; 2],
     deadlines: BinaryHeap<Deadline>,
     next_call: u64,
     rng: ChaCha12Rng,
@@ -176,6 +189,8 @@ pub struct B2bua {
     b_sent: IdMap<TxId, Request>,
     /// MESSAGEs and first SUBSCRIBEs to trunks with credentials, until their final answer.
     b_sent_standalone: IdMap<TxId, uac_auth::Standalone>,
+    /// Leg A's reliable provisional responses (RFC 3262), per call whose caller supports them.
+    rel_a: IdMap<CallId, prack::RelA>,
 }
 
 impl B2bua {
@@ -185,27 +200,35 @@ impl B2bua {
         let mut nonce_key = [0u8; 32];
         rng.fill_bytes(&mut nonce_key);
         let ts = [Transport::Udp, Transport::Tcp, Transport::Tls];
-        let local_via = ts.map(|t| {
-            format!(
-                "SIP/2.0/{} {};branch=",
-                t.via_token(),
-                local_addr_text(&cfg, t)
-            )
+        let local_via = [false, true].map(|v6| {
+            ts.map(|t| {
+                format!(
+                    "SIP/2.0/{} {};branch=",
+                    t.via_token(),
+                    local_addr_text(&cfg, t, v6)
+                )
+            })
         });
-        let local_contact = ts.map(|t| {
-            let addr = local_addr_text(&cfg, t);
-            match t {
-                Transport::Udp => format!("<sip:{addr}>"),
-                Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
-                Transport::Tls => format!("<sips:{addr}>"),
+        let local_contact = [false, true].map(|v6| {
+            ts.map(|t| {
+                let addr = local_addr_text(&cfg, t, v6);
+                match t {
+                    Transport::Udp => format!("<sip:{addr}>"),
+                    Transport::Tcp => format!("<sip:{addr};transport=tcp>"),
+                    Transport::Tls => format!("<sips:{addr}>"),
+                }
+            })
+        });
+        let local_host = [false, true].map(|v6| {
+            let addr = [Transport::Udp, Transport::Tcp, Transport::Tls]
+                .into_iter()
+                .find_map(|t| local_addr(&cfg, t, v6));
+            match addr {
+                Some(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+                Some(SocketAddr::V4(a)) => a.ip().to_string(),
+                None => "127.0.0.1".into(),
             }
         });
-        let local_host = cfg
-            .local_udp
-            .or(cfg.local_tcp)
-            .or(cfg.local_tls)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "127.0.0.1".into());
         B2bua {
             cfg,
             tx,
@@ -238,6 +261,7 @@ impl B2bua {
             carriers: carriers::Carriers::default(),
             b_sent: IdMap::default(),
             b_sent_standalone: IdMap::default(),
+            rel_a: IdMap::default(),
         }
     }
 
@@ -323,20 +347,24 @@ impl B2bua {
         s
     }
 
-    fn via_for(&mut self, t: Transport) -> String {
-        let mut v = String::with_capacity(self.local_via[t as usize].len() + 32);
-        v.push_str(&self.local_via[t as usize]);
+    /// Our Via (a new branch) on a request to `to`: our address of `to`'s family and transport.
+    fn via_for(&mut self, to: Peer) -> String {
+        let head = &self.local_via[usize::from(is_v6(&to))][to.transport as usize];
+        let mut v = String::with_capacity(head.len() + 32);
+        v.push_str(head);
         self.push_branch(&mut v);
         v.push_str(";rport");
         v
     }
 
-    fn contact_for(&self, t: Transport) -> String {
-        self.local_contact[t as usize].clone()
+    /// Our Contact towards `to` (its family and transport).
+    fn contact_for(&self, to: Peer) -> String {
+        self.local_contact[usize::from(is_v6(&to))][to.transport as usize].clone()
     }
 
-    fn our_host(&self) -> &str {
-        &self.local_host
+    /// Our host for the URIs of a leg towards `to` (an IPv6 address as a reference).
+    fn our_host(&self, to: Peer) -> &str {
+        &self.local_host[usize::from(is_v6(&to))]
     }
 
     /// A datagram (UDP) or one framed message (TCP/TLS) arrived.
@@ -371,10 +399,12 @@ impl B2bua {
                 break;
             }
             let Some(d) = self.deadlines.pop() else { break };
-            if d.ringing {
-                self.ringing_deadline(d.call, d.target_idx, now, policy);
-            } else {
-                self.no_answer_deadline(d.call, d.target_idx, now, policy);
+            match d.kind {
+                DeadlineKind::Ringing => self.ringing_deadline(d.call, d.target_idx, now, policy),
+                DeadlineKind::NoAnswer => {
+                    self.no_answer_deadline(d.call, d.target_idx, now, policy)
+                }
+                DeadlineKind::Reliable1xx => self.reliable_1xx_due(d.call, d.at.0, now, policy),
             }
         }
         self.pump(now, policy);
@@ -535,6 +565,7 @@ impl B2bua {
         // §11 lets a UAS answer one with Max-Forwards 0 (a proxy's probe of its next hop).
         let to_us = req.method == Method::Options && to_tag.is_none();
         let rules = check::Admission {
+            supported: SUPPORTED,
             reject_zero_max_forwards: !to_us,
             ..check::Admission::default()
         };
@@ -563,6 +594,7 @@ impl B2bua {
                 let mut resp = make_response(&req, 200, "OK", Some(&tag));
                 resp.headers.push("Allow", ALLOW);
                 resp.headers.push("Accept", "application/sdp");
+                resp.headers.push("Supported", "100rel");
                 resp.headers.push("Server", self.cfg.user_agent.clone());
                 self.tx.send_response(tx, resp, now);
             }

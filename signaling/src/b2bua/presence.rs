@@ -122,7 +122,7 @@ impl B2bua {
         // A stranger's subscriptions are bounded per source and per target: no phone is
         // made to carry thousands of watchers it never agreed to.
         let counted = (!admitted.caller.trusted()).then(|| super::caps::SubCounted {
-            source: from.addr.ip(),
+            source: crate::source_key(from.addr.ip()),
             target: req.uri.to_ascii_lowercase(),
         });
         if !self.sub_room(counted.as_ref()) {
@@ -167,7 +167,7 @@ impl B2bua {
 
     /// Leg B's dialog of a new subscription, towards `target` (topology hidden like a call's).
     fn sub_b_dialog(&mut self, target: &Target, to_user: &str, from_user: &str) -> Dialog {
-        let our_host = self.our_host().to_string();
+        let our_host = self.our_host(target.peer).to_string();
         let user = user_at(to_user);
         Dialog {
             call_id: self.new_call_id(),
@@ -226,8 +226,8 @@ impl B2bua {
 
     /// Build a request in dialog `d` carrying what `orig` carries end to end.
     fn sub_request(&mut self, d: &Dialog, method: Method, cseq: u32, orig: &Request) -> Request {
-        let via = self.via_for(d.peer.transport);
-        let contact = self.contact_for(d.peer.transport);
+        let via = self.via_for(d.peer);
+        let contact = self.contact_for(d.peer);
         let mut h = Headers::with_capacity(14);
         h.push("Via", via);
         h.push(
@@ -419,11 +419,11 @@ impl B2bua {
                         sub.expires_at = now + Duration::from_secs(e) + GRACE;
                     }
                 }
-                let a_transport = sub.a.peer.transport;
+                let a_peer = sub.a.peer;
                 let a_tag = sub.a.local_tag.clone();
                 let initial = sub.initial.take();
                 self.sub_expiry.push(Reverse((sub.expires_at, id)));
-                let contact_a = self.contact_for(a_transport);
+                let contact_a = self.contact_for(a_peer);
                 if let Some((stx, req)) = initial {
                     let mut r = make_response(&req, resp.status, &resp.reason, Some(&a_tag));
                     if ok {

@@ -67,7 +67,7 @@ impl B2bua {
         let peer = target.peer;
         let invite = invite.clone();
         let cnonce = self.new_tag();
-        let via = self.via_for(peer.transport);
+        let via = self.via_for(peer);
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
@@ -155,7 +155,7 @@ impl B2bua {
         };
         let peer = call.b.peer;
         let cnonce = self.new_tag();
-        let via = self.via_for(peer.transport);
+        let via = self.via_for(peer);
         let Some(call) = self.calls.get_mut(&id) else {
             return false;
         };
@@ -251,7 +251,7 @@ impl B2bua {
             return false;
         };
         let seq = st.req.cseq().map_or(1, |c| c.seq).wrapping_add(1);
-        let via = self.via_for(st.peer.transport);
+        let via = self.via_for(st.peer);
         let retry = resend(&st.req, via, seq, answer);
         if let Some(sub) = st.sub.and_then(|id| self.subs.get_mut(&id)) {
             sub.b.local_cseq = seq;

@@ -3,7 +3,11 @@
 use super::*;
 
 pub(super) const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY";
+
+/// Option tags the core implements (RFC 3261 §8.2.2.3: a `Require` of anything else is 420):
+/// reliable provisional responses (RFC 3262, `prack.rs`).
+pub(super) const SUPPORTED: &[&str] = &["100rel"];
 
 /// `user@` for a SIP URI (RFC 3261 §25.1 `userinfo`), or nothing for an empty user (a dial plan
 /// may rewrite the user away, a peer may send none): "sip:@host" is not a URI. Characters the
@@ -124,16 +128,36 @@ pub(super) fn copy_passthrough(src: &Headers, dst: &mut Headers) {
     }
 }
 
-/// `host:port` we put in Via/Contact for transport `t` (the UDP address when `t` has no listener).
-pub(super) fn local_addr_text(cfg: &CoreConfig, t: Transport) -> String {
-    let addr = match t {
-        Transport::Udp => cfg.local_udp,
-        Transport::Tcp => cfg.local_tcp,
-        Transport::Tls => cfg.local_tls,
+/// Our address for transport `t` towards a peer of family `v6`: that transport's listener of
+/// the family, else the family's UDP listener, else the same from the other family.
+pub(super) fn local_addr(cfg: &CoreConfig, t: Transport, v6: bool) -> Option<SocketAddr> {
+    let of = |v6: bool| {
+        let (udp, tcp, tls) = if v6 {
+            (cfg.local_udp_v6, cfg.local_tcp_v6, cfg.local_tls_v6)
+        } else {
+            (cfg.local_udp, cfg.local_tcp, cfg.local_tls)
+        };
+        let addr = match t {
+            Transport::Udp => udp,
+            Transport::Tcp => tcp,
+            Transport::Tls => tls,
+        };
+        addr.or(udp)
     };
-    addr.or(cfg.local_udp)
+    of(v6).or_else(|| of(!v6))
+}
+
+/// `host:port` we put in Via/Contact for transport `t` towards a peer of family `v6` (an IPv6
+/// address as an RFC 5118 reference, `[2001:db8::1]:5060`).
+pub(super) fn local_addr_text(cfg: &CoreConfig, t: Transport, v6: bool) -> String {
+    local_addr(cfg, t, v6)
         .map(|a| a.to_string())
         .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// Whether `peer` is reached over IPv6 (an IPv4-mapped address counts as IPv4).
+pub(super) fn is_v6(peer: &Peer) -> bool {
+    peer.addr.ip().to_canonical().is_ipv6()
 }
 
 /// Append `v` in lower-case hex, zero-padded to at least `width` digits (what `{:0width$x}`

@@ -54,8 +54,10 @@ pub struct RegistrarSettings {
 }
 
 impl RegistrarSettings {
+    /// Whether `host` (a URI host) is one of the served domains; an IPv6 reference matches
+    /// by address (`[2001:DB8::1]` is `[2001:db8::1]`).
     pub fn serves(&self, host: &str) -> bool {
-        self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+        self.domains.iter().any(|d| crate::uri::same_host(d, host))
     }
 
     /// The user a user part names: a user's own name, or one of their aliases.
