@@ -19,6 +19,7 @@ pub mod ctl;
 pub mod dns;
 pub mod hep;
 pub mod limits;
+pub mod location;
 pub mod metrics;
 pub mod mgcp_bridge;
 pub mod policy;

@@ -103,9 +103,12 @@ fn main() -> ExitCode {
             };
             match config::load_file(&path) {
                 // Files the configuration names (TLS certificates, keys, CAs) must load too.
-                Ok(cfg) => match tls::check(&cfg, Some(&path)).and_then(|()| {
-                    trunkline::cdr::check(&cfg, Some(&path)).map_err(|e| e.to_string())
-                }) {
+                Ok(cfg) => match tls::check(&cfg, Some(&path))
+                    .and_then(|()| {
+                        trunkline::cdr::check(&cfg, Some(&path)).map_err(|e| e.to_string())
+                    })
+                    .and_then(|()| trunkline::location::check(&cfg, Some(&path)))
+                {
                     Err(e) => {
                         eprintln!("{}: {e}", path.display());
                         ExitCode::FAILURE

@@ -10,7 +10,7 @@ use signaling::b2bua::{
     CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, Rel100Mode,
     RouteOutcome, Target,
 };
-use signaling::registrar::RegistrarSettings;
+use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 use signaling::{Peer, Request, Transport};
 
 use crate::limits::{self, Overload, SourceLimiter, TrunkLimits, TrunkUsage, UaBlockList};
@@ -638,7 +638,16 @@ impl Policy for LivePolicy {
                         min_expires: r.min_expires,
                         max_expires: r.max_expires,
                         default_expires: r.default_expires,
-                        users: r.users.iter().cloned().collect(),
+                        users: registrar_users(r),
+                        aliases: registrar_aliases(r),
+                        algorithms: r
+                            .algorithms
+                            .iter()
+                            .map(|a| match a {
+                                config::DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                                config::DigestAlgorithm::Md5 => Algorithm::Md5,
+                            })
+                            .collect(),
                         keepalive: r.keepalive,
                         authenticate_calls: r.authenticate_calls,
                         auth_failures: auth_failure_limits(&self.config.limits.auth_failures),
@@ -894,4 +903,27 @@ fn side(l: Leg) -> media_relay::control::Side {
         Leg::A => media_relay::control::Side::A,
         Leg::B => media_relay::control::Side::B,
     }
+}
+
+/// `registrar.users` as the core checks them.
+fn registrar_users(r: &config::Registrar) -> std::collections::HashMap<String, UserSecret> {
+    r.users
+        .iter()
+        .map(|u| {
+            let secret = UserSecret {
+                password: u.password.clone(),
+                ha1_md5: u.ha1_md5.clone(),
+                ha1_sha256: u.ha1_sha256.clone(),
+            };
+            (u.name.clone(), secret)
+        })
+        .collect()
+}
+
+/// alias -> user, from `registrar.users.*.aliases` (unique: the configuration checks).
+fn registrar_aliases(r: &config::Registrar) -> std::collections::HashMap<String, String> {
+    r.users
+        .iter()
+        .flat_map(|u| u.aliases.iter().map(|a| (a.clone(), u.name.clone())))
+        .collect()
 }

@@ -197,6 +197,8 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         c.set_dns(policy.dns.clone());
     }
     let mut core = B2bua::new(core_cfg);
+    // Bindings kept by the last run come back before the first packet is read.
+    let store = crate::location::start(&policy.config, path.as_deref(), &mut core, Instant::now())?;
     // Registrations with carriers and trunk probes start now.
     core.sync_carriers(Instant::now(), &mut policy);
     let counters = MessageCounters::new(&metrics);
@@ -341,6 +343,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             }
             sender.send(t.to, t.data);
         }
+        if let Some(s) = &store {
+            s.save(core.take_location_changes(), Instant::now());
+        }
         if let Some(d) = drain_until {
             let now = Instant::now();
             // Un-REGISTERs get a moment for their answer (and a challenge's round trip).
@@ -366,6 +371,10 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 break;
             }
         }
+    }
+    if let Some(s) = store {
+        s.save(core.take_location_changes(), Instant::now());
+        s.close();
     }
     // The last records: what the relay has by now, the rest without media stats.
     let until = Instant::now() + Duration::from_millis(500);

@@ -185,12 +185,18 @@ fn readme_configuration_reference_checks() {
             &format!("ca: {}", tls.join("example-ca.pem").display()),
         );
     assert_ne!(yaml, rest[open..close], "TLS file names substituted");
-    // The CDR file's directory must exist: the test's own.
+    // The CDR file's and the location store's directories must exist: the test's own.
     let d = dir("readme");
-    let yaml = yaml.replace(
-        "file: /var/log/trunkline/cdr.jsonl",
-        &format!("file: {}", d.join("cdr.jsonl").display()),
-    );
+    let store = d.join("location.db");
+    let yaml = yaml
+        .replace(
+            "file: /var/log/trunkline/cdr.jsonl",
+            &format!("file: {}", d.join("cdr.jsonl").display()),
+        )
+        .replace(
+            "store: /var/lib/trunkline/location.db",
+            &format!("store: {}", store.display()),
+        );
     let p = d.join("readme.yaml");
     std::fs::write(&p, yaml).expect("write");
     let out = check(&p);
@@ -199,4 +205,36 @@ fn readme_configuration_reference_checks() {
         "README's configuration is refused: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `registrar.store` must be in a directory that exists (the file itself is created at start).
+#[test]
+fn a_store_in_a_missing_directory_is_refused() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let base = std::fs::read_to_string(root.join("examples/b2bua.yaml")).expect("example");
+    let d = dir("store");
+    let yaml = |store: &str| {
+        format!(
+            "{base}registrar:\n  domains: [x.example]\n  store: {store}\n  users: {{ a: {{ password: p }} }}\n"
+        )
+    };
+    let p = d.join("missing.yaml");
+    let missing = d.join("no-such-dir").join("location.db");
+    std::fs::write(&p, yaml(&missing.display().to_string())).expect("write");
+    let out = check(&p);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("registrar.store") && err.contains("does not exist"),
+        "{err}"
+    );
+    let p = d.join("ok.yaml");
+    std::fs::write(&p, yaml(&d.join("location.db").display().to_string())).expect("write");
+    let out = check(&p);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.join("location.db").exists(), "check creates no store");
 }

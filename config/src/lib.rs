@@ -117,6 +117,7 @@ mod admin;
 mod capture;
 mod carrier;
 mod cdr;
+mod users;
 pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
 pub use admin::{parse_token, Admin};
 pub use capture::Capture;
@@ -124,6 +125,7 @@ pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 pub use cdr::{Cdr, CdrFormat, Rotate};
 pub use dns::{Dns, TrunkAddress};
 pub use srtp::SrtpPolicy;
+pub use users::{DigestAlgorithm, RegistrarUser};
 mod dialplan;
 mod dns;
 mod fastyaml;
@@ -348,8 +350,12 @@ pub struct Registrar {
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
-    /// user name -> password, in file order.
-    pub users: Vec<(String, String)>,
+    /// The users, in file order.
+    pub users: Vec<RegistrarUser>,
+    /// Digest algorithms offered, one challenge each in this order (default SHA-256, MD5).
+    pub algorithms: Vec<DigestAlgorithm>,
+    /// Where the bindings are kept across restarts (`None`: in memory only). Not reloadable.
+    pub store: Option<std::path::PathBuf>,
     /// NAT keep-alive period for phones registered over UDP, seconds (0 = off; default 30).
     pub keepalive: u32,
     /// Calls, MESSAGEs and SUBSCRIBEs from anywhere but a trunk, to anywhere but a served
@@ -931,14 +937,12 @@ struct RawRegistrar {
     keepalive: Option<u32>,
     #[serde(default)]
     authenticate_calls: Option<bool>,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    store: Option<String>,
     #[serde(deserialize_with = "unique_keys")]
-    users: Vec<(String, RawUser)>,
-}
-
-#[derive(Deserialize, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct RawUser {
-    password: String,
+    users: Vec<(String, users::RawUser)>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1832,32 +1836,15 @@ fn build_registrar(r: RawRegistrar) -> Result<Registrar, Sem> {
             format!("registrar.keepalive {keepalive} s: at most 3600 (0 = off)"),
         ));
     }
-    if r.users.is_empty() {
-        return Err(sem(
-            p("users"),
-            "registrar.users: at least one user (REGISTER is always authenticated)",
-        ));
-    }
-    let mut users = Vec::new();
-    for (name, u) in r.users {
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&c));
-        if !valid {
-            return Err(sem(
-                vec![key("registrar"), key("users"), Seg::KeyItself(name.clone())],
-                format!("user name `{name}`: letters, digits and SIP user-part punctuation only"),
-            ));
+    let algorithms = users::build_algorithms(r.algorithms)?;
+    let users = users::build_users(r.users, &algorithms)?;
+    let store = match r.store {
+        Some(s) if s.trim().is_empty() => {
+            return Err(sem(p("store"), "registrar.store: a file path"));
         }
-        if u.password.is_empty() {
-            return Err(sem(
-                vec![key("registrar"), key("users"), key(&name), key("password")],
-                "empty password",
-            ));
-        }
-        users.push((name, u.password));
-    }
+        Some(s) => Some(std::path::PathBuf::from(s)),
+        None => None,
+    };
     Ok(Registrar {
         realm: r.realm.unwrap_or_else(|| domains[0].clone()),
         domains,
@@ -1865,6 +1852,8 @@ fn build_registrar(r: RawRegistrar) -> Result<Registrar, Sem> {
         max_expires: max,
         default_expires: default,
         users,
+        algorithms,
+        store,
         keepalive,
         authenticate_calls: r.authenticate_calls.unwrap_or(true),
     })

@@ -1692,13 +1692,18 @@ fn registrar_section() {
         (r.min_expires, r.max_expires, r.default_expires),
         (60, 3600, 3600)
     );
+    let users: Vec<(&str, Option<&str>)> = r
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.password.as_deref()))
+        .collect();
+    assert_eq!(users, vec![("alice", Some("s3cret")), ("bob", Some("x y"))]);
     assert_eq!(
-        r.users,
-        vec![
-            ("alice".into(), "s3cret".into()),
-            ("bob".into(), "x y".into())
-        ]
+        r.algorithms,
+        vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+        "both by default, SHA-256 first"
     );
+    assert_eq!(r.store, None, "in memory by default");
     let src = with_registrar(
         "  domains: [a.example]\n  realm: office\n  min_expires: 30\n  max_expires: 600\n  default_expires: 9999\n  users: { u1: { password: p } }\n",
     );

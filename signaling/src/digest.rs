@@ -26,7 +26,74 @@ use hmac::{Hmac, Mac};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
+pub use crate::digest_client::Algorithm;
 use crate::message::Request;
+
+/// What a user authenticates with: a password, or the HA1 of one per algorithm (RFC 7616
+/// §3.4.2: `H(username ":" realm ":" password)`), so a configuration need not hold passwords.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UserSecret {
+    pub password: Option<String>,
+    /// Lower-case hex.
+    pub ha1_md5: Option<String>,
+    /// Lower-case hex.
+    pub ha1_sha256: Option<String>,
+}
+
+/// Secrets are never printed.
+impl std::fmt::Debug for UserSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = |o: &Option<String>| o.as_ref().map(|_| "<redacted>");
+        f.debug_struct("UserSecret")
+            .field("password", &r(&self.password))
+            .field("ha1_md5", &r(&self.ha1_md5))
+            .field("ha1_sha256", &r(&self.ha1_sha256))
+            .finish()
+    }
+}
+
+impl UserSecret {
+    pub fn password(p: impl Into<String>) -> UserSecret {
+        UserSecret {
+            password: Some(p.into()),
+            ..UserSecret::default()
+        }
+    }
+
+    /// The HA1 of `user` in `realm` for `alg`, if this secret can answer it.
+    fn ha1(&self, alg: Algorithm, user: &str, realm: &str) -> Option<String> {
+        if let Some(pw) = &self.password {
+            return Some(alg.hash(&[user.as_bytes(), realm.as_bytes(), pw.as_bytes()]));
+        }
+        match alg {
+            Algorithm::Md5 => self.ha1_md5.clone(),
+            Algorithm::Sha256 => self.ha1_sha256.clone(),
+            Algorithm::Sha512_256 => None,
+        }
+    }
+}
+
+/// Who may authenticate, and how: the users by name, other names (aliases) of theirs, and the
+/// algorithms offered.
+#[derive(Clone, Copy)]
+pub struct Accounts<'a> {
+    pub realm: &'a str,
+    pub users: &'a HashMap<String, UserSecret>,
+    /// alias -> user name.
+    pub aliases: &'a HashMap<String, String>,
+    pub algorithms: &'a [Algorithm],
+}
+
+impl Accounts<'_> {
+    /// The user a Digest `username` names (itself or an alias of theirs) and their secret.
+    fn user(&self, name: &str) -> Option<(&str, &UserSecret)> {
+        if let Some((n, s)) = self.users.get_key_value(name) {
+            return Some((n.as_str(), s));
+        }
+        let n = self.aliases.get(name)?;
+        self.users.get(n).map(|s| (n.as_str(), s))
+    }
+}
 
 /// How long a nonce is accepted; older ones are answered `stale=true`.
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
@@ -231,16 +298,20 @@ impl DigestServer {
         Some(age <= NONCE_LIFETIME.as_secs())
     }
 
-    /// Check the `header` credentials of `req` (from `client`) against `users` in `realm`.
+    /// Check the `header` credentials of `req` (from `client`) against `accounts`.
+    ///
+    /// RFC 7616 §3.7: "the server MAY send multiple WWW-Authenticate header fields ... each one
+    /// of them with a different algorithm" and the client answers one of them: credentials
+    /// name their algorithm (none: MD5, RFC 2617), which must be one the server offers.
     pub fn verify(
         &mut self,
         req: &Request,
         header: &str,
-        realm: &str,
-        users: &HashMap<String, String>,
+        accounts: &Accounts<'_>,
         client: IpAddr,
         now: Instant,
     ) -> Verdict {
+        let realm = accounts.realm;
         let mut verdict = Verdict::Missing;
         for h in req.headers.get_all(header) {
             let Some(p) = digest_params(h) else {
@@ -249,10 +320,14 @@ impl DigestServer {
             if p.get("realm").map(String::as_str) != Some(realm) {
                 continue;
             }
-            if let Some(a) = p.get("algorithm") {
-                if !a.eq_ignore_ascii_case("MD5") {
-                    continue;
-                }
+            let alg = match p.get("algorithm").map(|a| a.to_ascii_uppercase()) {
+                None => Algorithm::Md5,
+                Some(a) if a == "MD5" => Algorithm::Md5,
+                Some(a) if a == "SHA-256" => Algorithm::Sha256,
+                Some(_) => continue,
+            };
+            if !accounts.algorithms.contains(&alg) {
+                continue;
             }
             let (Some(user), Some(nonce), Some(uri), Some(resp)) = (
                 p.get("username"),
@@ -270,7 +345,8 @@ impl DigestServer {
                 }
                 Some(true) => {}
             }
-            return self.check_response(req, &p, (user, nonce, uri, resp), realm, users, now);
+            let answer = (user, nonce, uri, resp);
+            return self.check_response(req, &p, answer, alg, accounts, now);
         }
         verdict
     }
@@ -280,10 +356,11 @@ impl DigestServer {
         req: &Request,
         p: &HashMap<String, String>,
         (user, nonce, uri, resp): (&String, &String, &String, &String),
-        realm: &str,
-        users: &HashMap<String, String>,
+        alg: Algorithm,
+        accounts: &Accounts<'_>,
         now: Instant,
     ) -> Verdict {
+        let realm = accounts.realm;
         let failed = Verdict::Failed(answer_fingerprint(nonce, resp, uri));
         // qop=auth was offered: an answer without it (RFC 2069) is refused.
         let (Some("auth"), Some(nc), Some(cnonce)) = (
@@ -296,14 +373,28 @@ impl DigestServer {
         let Ok(nc_value) = u32::from_str_radix(nc, 16) else {
             return Verdict::Malformed;
         };
-        // Unknown users cost the same digest as known ones, against a secret nobody has.
-        let (known, password) = match users.get(user) {
-            Some(pw) => (true, pw.as_str()),
-            None => (false, "\u{0}unknown user\u{0}"),
+        // Unknown users (and users with no secret for this algorithm) cost the same digest as
+        // known ones, against a secret nobody has.
+        let found = accounts
+            .user(user)
+            .and_then(|(name, secret)| Some((name, secret.ha1(alg, user, realm)?)));
+        let (known, name, ha1) = match found {
+            Some((name, ha1)) => (true, name, ha1),
+            None => {
+                let dummy = "\u{0}unknown user\u{0}";
+                let ha1 = alg.hash(&[user.as_bytes(), realm.as_bytes(), dummy.as_bytes()]);
+                (false, "", ha1)
+            }
         };
-        let ha1 = md5_hex(&[user, realm, password]);
-        let ha2 = md5_hex(&[req.method.as_str(), uri]);
-        let want = md5_hex(&[&ha1, nonce, nc, cnonce, "auth", &ha2]);
+        let ha2 = alg.hash(&[req.method.as_str().as_bytes(), uri.as_bytes()]);
+        let want = alg.hash(&[
+            ha1.as_bytes(),
+            nonce.as_bytes(),
+            nc.as_bytes(),
+            cnonce.as_bytes(),
+            b"auth",
+            ha2.as_bytes(),
+        ]);
         let matches = constant_eq(want.as_bytes(), resp.to_ascii_lowercase().as_bytes());
         let uri_ok = uri == &req.uri || uri.eq_ignore_ascii_case(&req.uri);
         if !(matches && known && uri_ok) {
@@ -331,7 +422,7 @@ impl DigestServer {
                 self.order.push_back((nonce.clone(), expires));
             }
         }
-        Verdict::User(user.clone())
+        Verdict::User(name.to_string())
     }
 
     fn expire(&mut self, now: Instant) {
@@ -417,8 +508,8 @@ mod tests {
 
     const ALICE: &str = "198.51.100.7";
 
-    fn users() -> HashMap<String, String> {
-        [("alice".to_string(), "s3cret".to_string())].into()
+    fn users() -> HashMap<String, UserSecret> {
+        [("alice".to_string(), UserSecret::password("s3cret"))].into()
     }
 
     fn invite(uri: &str, auth: &str) -> Request {
@@ -454,7 +545,14 @@ mod tests {
 
     fn verify(d: &mut DigestServer, req: &Request, from: &str, now: Instant) -> Verdict {
         let ip = from.parse().unwrap();
-        d.verify(req, "Proxy-Authorization", "example.com", &users(), ip, now)
+        let (users, aliases) = (users(), HashMap::new());
+        let accounts = Accounts {
+            realm: "example.com",
+            users: &users,
+            aliases: &aliases,
+            algorithms: &[Algorithm::Sha256, Algorithm::Md5],
+        };
+        d.verify(req, "Proxy-Authorization", &accounts, ip, now)
     }
 
     #[test]

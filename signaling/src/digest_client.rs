@@ -30,7 +30,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    fn hash(self, parts: &[&[u8]]) -> String {
+    pub(crate) fn hash(self, parts: &[&[u8]]) -> String {
         fn run<D: md5::Digest>(mut h: D, parts: &[&[u8]]) -> String {
             for (i, p) in parts.iter().enumerate() {
                 if i > 0 {
@@ -46,7 +46,7 @@ impl Algorithm {
             Algorithm::Sha512_256 => run(Sha512_256::new(), parts),
         }
     }
-    fn token(self) -> &'static str {
+    pub fn token(self) -> &'static str {
         match self {
             Algorithm::Md5 => "MD5",
             Algorithm::Sha256 => "SHA-256",

@@ -16,7 +16,7 @@ use signaling::b2bua::{
     StaticPolicy, Target,
 };
 use signaling::message::{Request, SipMessage};
-use signaling::registrar::RegistrarSettings;
+use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 use signaling::Peer;
 
 /// [`StaticPolicy`] with a redirect mode for every trunk and a dial plan for followed
@@ -319,7 +319,9 @@ fn follow_reaches_a_served_user_at_its_binding_and_skips_unknown_ones() {
         min_expires: 60,
         max_expires: 3600,
         default_expires: 3600,
-        users: HashMap::from([("alice".to_string(), "s3cret".to_string())]),
+        users: HashMap::from([("alice".to_string(), UserSecret::password("s3cret"))]),
+        aliases: HashMap::new(),
+        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         keepalive: 0,
         authenticate_calls: false,
         auth_failures: Default::default(),

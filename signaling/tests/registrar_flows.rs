@@ -14,7 +14,7 @@ use signaling::b2bua::{
 };
 use signaling::message::{Request, SipMessage};
 use signaling::parse::parse;
-use signaling::registrar::RegistrarSettings;
+use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 use signaling::testing::peer;
 use signaling::Peer;
 
@@ -112,9 +112,11 @@ fn world() -> World {
                 max_expires: 3600,
                 default_expires: 3600,
                 users: HashMap::from([
-                    ("alice".to_string(), "s3cret".to_string()),
-                    ("bob".to_string(), "pw".to_string()),
+                    ("alice".to_string(), UserSecret::password("s3cret")),
+                    ("bob".to_string(), UserSecret::password("pw")),
                 ]),
+                aliases: HashMap::new(),
+                algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
                 keepalive: 30,
                 authenticate_calls: true,
                 auth_failures: Default::default(),

@@ -40,6 +40,7 @@ mod dialog;
 mod failover;
 mod forks;
 mod invite;
+mod location;
 mod message;
 mod owners;
 mod prack;

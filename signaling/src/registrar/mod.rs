@@ -15,10 +15,11 @@
 //!   nonce-count accepted once, `uri` = Request-URI, failures banned per source. Challenges
 //!   leave as [`Denial::Challenge`], which the core sends statelessly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::digest::{DigestServer, FailureLimits, Verdict};
+use crate::digest::{Accounts, DigestServer, FailureLimits, Verdict};
+pub use crate::digest::{Algorithm, UserSecret};
 use crate::headers::{Contact, NameAddr};
 use crate::message::Request;
 use crate::uri::Uri;
@@ -35,8 +36,12 @@ pub struct RegistrarSettings {
     pub max_expires: u32,
     /// Expiry when a REGISTER names none.
     pub default_expires: u32,
-    /// user -> password.
-    pub users: HashMap<String, String>,
+    /// user -> what they authenticate with.
+    pub users: HashMap<String, UserSecret>,
+    /// alias (another user part of the same subscriber) -> user.
+    pub aliases: HashMap<String, String>,
+    /// Digest algorithms offered, one challenge each, in this order.
+    pub algorithms: Vec<Algorithm>,
     /// NAT keep-alive: an OPTIONS to every binding registered over UDP this often (seconds;
     /// 0 = off), so the NAT mapping the phone registered through stays open for calls.
     pub keepalive: u32,
@@ -53,6 +58,23 @@ impl RegistrarSettings {
     /// by address (`[2001:DB8::1]` is `[2001:db8::1]`).
     pub fn serves(&self, host: &str) -> bool {
         self.domains.iter().any(|d| crate::uri::same_host(d, host))
+    }
+
+    /// The user a user part names: a user's own name, or one of their aliases.
+    pub fn user_of<'a>(&'a self, part: &'a str) -> Option<&'a str> {
+        if self.users.contains_key(part) {
+            return Some(part);
+        }
+        self.aliases.get(part).map(String::as_str)
+    }
+
+    fn accounts(&self) -> Accounts<'_> {
+        Accounts {
+            realm: &self.realm,
+            users: &self.users,
+            aliases: &self.aliases,
+            algorithms: &self.algorithms,
+        }
     }
 }
 
@@ -133,6 +155,9 @@ pub struct Registrar {
     digest: DigestServer,
     /// REGISTERs handled; every [`PURGE_EVERY`]th sweeps all expired bindings.
     handled: u32,
+    /// AoRs whose bindings changed since [`Registrar::take_changes`] (`None`: not tracked,
+    /// nothing persists them).
+    changed: Option<HashSet<String>>,
 }
 
 /// A full sweep of expired bindings every this many REGISTERs (each AoR is also cleaned when
@@ -154,6 +179,50 @@ impl Registrar {
             bindings: HashMap::new(),
             digest: DigestServer::new(key, epoch),
             handled: 0,
+            changed: None,
+        }
+    }
+
+    /// Track changed AoRs from now on, for [`Registrar::take_changes`] (a shell that keeps the
+    /// bindings in a store turns this on).
+    pub fn track_changes(&mut self) {
+        self.changed.get_or_insert_with(HashSet::new);
+    }
+
+    fn mark(&mut self, aor: &str) {
+        if let Some(c) = &mut self.changed {
+            if !c.contains(aor) {
+                c.insert(aor.to_string());
+            }
+        }
+    }
+
+    /// The AoRs whose bindings changed since the last call, with their bindings now (empty:
+    /// the AoR has none left). Expiry is no change: a binding's record carries its expiry.
+    pub fn take_changes(&mut self) -> Vec<(String, Vec<Binding>)> {
+        let Some(c) = &mut self.changed else {
+            return Vec::new();
+        };
+        if c.is_empty() {
+            return Vec::new();
+        }
+        let aors: Vec<String> = c.drain().collect();
+        aors.into_iter()
+            .map(|aor| {
+                let b = self.bindings.get(&aor).cloned().unwrap_or_default();
+                (aor, b)
+            })
+            .collect()
+    }
+
+    /// Put back bindings kept from an earlier run (`aor` as [`Registrar::take_changes`] names
+    /// it); expired ones and any beyond [`MAX_BINDINGS`] are left out. Not a change.
+    pub fn restore(&mut self, aor: String, mut bindings: Vec<Binding>, now: Instant) {
+        bindings.retain(|b| b.expires > now);
+        bindings.sort_by_key(|b| std::cmp::Reverse(b.updated));
+        bindings.truncate(MAX_BINDINGS);
+        if !bindings.is_empty() {
+            self.bindings.insert(aor, bindings);
         }
     }
 
@@ -193,7 +262,11 @@ impl Registrar {
             Some((user, host)) => format!("{user}@{}", host.to_ascii_lowercase()),
             None => aor.to_string(),
         };
-        self.bindings.remove(&key).map_or(0, |v| v.len())
+        let n = self.bindings.remove(&key).map_or(0, |v| v.len());
+        if n > 0 {
+            self.mark(&key);
+        }
+        n
     }
 
     /// Forget expired bindings.
@@ -219,25 +292,41 @@ impl Registrar {
         stale: bool,
         proxy: bool,
     ) -> RegisterAnswer {
-        let mut v = format!(
-            "Digest realm=\"{}\", nonce=\"{}\", algorithm=MD5, qop=\"auth\"",
-            s.realm,
-            self.digest.nonce(from.addr.ip(), now)
-        );
-        if stale {
-            v.push_str(", stale=true");
-        }
+        // RFC 8760 §2.4: "the server SHOULD send one challenge per algorithm it supports ...
+        // the server SHOULD list the challenges in order of preference"; RFC 7616 §3.7: the
+        // client "SHOULD use the topmost header field it supports". One nonce serves all.
+        let nonce = self.digest.nonce(from.addr.ip(), now);
+        let name = if proxy {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        let headers = s
+            .algorithms
+            .iter()
+            .map(|a| {
+                let mut v = format!(
+                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+                    s.realm,
+                    a.token()
+                );
+                if stale {
+                    v.push_str(", stale=true");
+                }
+                (name, v)
+            })
+            .collect();
         if proxy {
             RegisterAnswer {
                 status: 407,
                 reason: "Proxy Authentication Required",
-                headers: vec![("Proxy-Authenticate", v)],
+                headers,
             }
         } else {
             RegisterAnswer {
                 status: 401,
                 reason: "Unauthorized",
-                headers: vec![("WWW-Authenticate", v)],
+                headers,
             }
         }
     }
@@ -277,7 +366,7 @@ impl Registrar {
         } else {
             "Authorization"
         };
-        let stale = match self.digest.verify(req, header, &s.realm, &s.users, ip, now) {
+        let stale = match self.digest.verify(req, header, &s.accounts(), ip, now) {
             Verdict::User(u) => return Ok(u),
             Verdict::Missing => false,
             Verdict::Stale => true,
@@ -337,11 +426,12 @@ impl Registrar {
         if !s.serves(&to_host) {
             return RegisterAnswer::plain(404, "Not Found");
         }
-        // Step 4: the authenticated user may change this AoR's bindings only.
-        if to_user != user {
+        // Step 4: the authenticated user may change this AoR's bindings only. An alias names
+        // the same subscriber: its REGISTER binds the user's own AoR.
+        if s.user_of(&to_user) != Some(user) {
             return RegisterAnswer::plain(403, "Forbidden");
         }
-        let aor = format!("{to_user}@{to_host}");
+        let aor = format!("{user}@{to_host}");
         let call_id = req.headers.get("Call-ID").unwrap_or("").trim().to_string();
         let Some(cseq) = req
             .headers
@@ -373,6 +463,7 @@ impl Registrar {
                 }
             }
             self.bindings.remove(&aor);
+            self.mark(&aor);
             return self.ok(&aor, now);
         }
         // Step 5/7, first pass: validate every contact before changing anything.
@@ -421,6 +512,7 @@ impl Registrar {
             }
             changes.push((contact, target, expires, q));
         }
+        let touched = !changes.is_empty();
         let list = self.bindings.entry(aor.clone()).or_default();
         for (contact, target, expires, q) in changes {
             list.retain(|b| b.contact != contact);
@@ -450,6 +542,9 @@ impl Registrar {
         if list.is_empty() {
             self.bindings.remove(&aor);
         }
+        if touched {
+            self.mark(&aor);
+        }
         self.ok(&aor, now)
     }
 
@@ -477,27 +572,42 @@ impl Registrar {
     }
 
     /// Where a request for `uri` goes, if its domain is one this registrar serves: the live
-    /// bindings of its AoR, best q first, then the most recently refreshed.
+    /// bindings of its AoR, best q first, then the most recently refreshed. A user part may be
+    /// a user's alias; a `tel:` URI (RFC 3966) is ours when its number is a user or an alias
+    /// (visual separators ignored), and reaches the user's bindings in every served domain.
     pub fn lookup(
         &self,
         uri: &Uri,
         s: &RegistrarSettings,
         now: Instant,
     ) -> Option<Result<Vec<Binding>, LookupMiss>> {
-        let (user, host) = aor_of(uri)?;
-        if !s.serves(&host) {
-            return None;
-        }
-        let mut v: Vec<Binding> = self
-            .bindings
-            .get(&format!("{user}@{host}"))
-            .into_iter()
+        let (user, aors) = match uri {
+            Uri::Tel(t) => {
+                let number = tel_digits(&t.number);
+                let user = s.user_of(&number)?.to_string();
+                let aors: Vec<String> = s.domains.iter().map(|d| format!("{user}@{d}")).collect();
+                (Some(user), aors)
+            }
+            _ => {
+                let (part, host) = aor_of(uri)?;
+                if !s.serves(&host) {
+                    return None;
+                }
+                match s.user_of(&part) {
+                    Some(u) => (Some(u.to_string()), vec![format!("{u}@{host}")]),
+                    None => (None, vec![format!("{part}@{host}")]),
+                }
+            }
+        };
+        let mut v: Vec<Binding> = aors
+            .iter()
+            .filter_map(|a| self.bindings.get(a))
             .flatten()
             .filter(|b| b.expires > now)
             .cloned()
             .collect();
         if v.is_empty() {
-            return Some(Err(if s.users.contains_key(&user) {
+            return Some(Err(if user.is_some() {
                 LookupMiss::Offline
             } else {
                 LookupMiss::Unknown
@@ -508,300 +618,14 @@ impl Registrar {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::digest::md5_hex;
-    use crate::parse::parse as parse_message;
-    use crate::{SipMessage, Transport};
-
-    fn settings() -> RegistrarSettings {
-        RegistrarSettings {
-            domains: vec!["example.com".into()],
-            realm: "example.com".into(),
-            min_expires: 60,
-            max_expires: 3600,
-            default_expires: 3600,
-            users: [("alice".to_string(), "s3cret".to_string())].into(),
-            keepalive: 0,
-            authenticate_calls: true,
-            auth_failures: FailureLimits::default(),
-        }
-    }
-
-    fn peer() -> Peer {
-        Peer {
-            transport: Transport::Udp,
-            addr: "198.51.100.7:40123".parse().unwrap(),
-        }
-    }
-
-    fn register(extra: &str, cseq: u32) -> Request {
-        let text = format!(
-            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK{cseq}\r\n\
-             Max-Forwards: 70\r\nTo: <sip:alice@example.com>\r\nFrom: <sip:alice@example.com>;tag=1\r\n\
-             Call-ID: reg-1\r\nCSeq: {cseq} REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
-        );
-        match parse_message(text.as_bytes()) {
-            Ok(SipMessage::Request(r)) => r,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// The status of an answer or denial (0: no answer at all).
-    fn status(a: &Result<RegisterAnswer, Denial>) -> u16 {
-        match a {
-            Ok(a) => a.status,
-            Err(d) => d.answer().map_or(0, |a| a.status),
-        }
-    }
-
-    fn challenge_of(a: Result<RegisterAnswer, Denial>) -> RegisterAnswer {
-        match a {
-            Err(Denial::Challenge(c)) => c,
-            other => panic!("not a challenge: {other:?}"),
-        }
-    }
-
-    /// The Authorization a phone computes for a challenge (RFC 2617 section 3.2.2, qop=auth),
-    /// its `nc`-th use of the nonce.
-    fn answer(challenge: &RegisterAnswer, user: &str, password: &str, nc: u32) -> String {
-        let v = &challenge.headers[0].1;
-        let nonce = v
-            .split("nonce=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        let nc = format!("{nc:08x}");
-        let ha1 = md5_hex(&[user, "example.com", password]);
-        let ha2 = md5_hex(&["REGISTER", "sip:example.com"]);
-        let resp = md5_hex(&[&ha1, nonce, &nc, "abcdef", "auth", &ha2]);
-        format!(
-            "Authorization: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", \
-             uri=\"sip:example.com\", response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc}, \
-             cnonce=\"abcdef\"\r\n"
-        )
-    }
-
-    /// RFC 2617 section 3.5's worked example: the response this module computes is the RFC's.
-    #[test]
-    fn rfc2617_example_response() {
-        let ha1 = md5_hex(&["Mufasa", "testrealm@host.com", "Circle Of Life"]);
-        let ha2 = md5_hex(&["GET", "/dir/index.html"]);
-        let r = md5_hex(&[
-            &ha1,
-            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
-            "00000001",
-            "0a4f113b",
-            "auth",
-            &ha2,
-        ]);
-        assert_eq!(r, "6629fae49393a05397450978507c4ef1");
-    }
-
-    #[test]
-    fn challenge_then_register_then_lookup() {
-        let t0 = Instant::now();
-        let s = settings();
-        let mut r = Registrar::new([42; 32], t0);
-        let contact = "Contact: <sip:alice@10.0.0.5:5062;transport=udp>;expires=120\r\n";
-        let ch = challenge_of(r.register(&register(contact, 1), peer(), &s, t0));
-        assert_eq!(ch.status, 401);
-        assert!(ch.headers[0].1.contains("qop=\"auth\""));
-        let auth = answer(&ch, "alice", "s3cret", 1);
-        let ok = r
-            .register(&register(&format!("{contact}{auth}"), 2), peer(), &s, t0)
-            .unwrap();
-        assert_eq!(ok.status, 200, "{ok:?}");
-        assert_eq!(
-            ok.headers[0].1,
-            "<sip:alice@10.0.0.5:5062;transport=udp>;expires=120"
-        );
-        let uri = Uri::parse("sip:alice@EXAMPLE.com").unwrap();
-        let b = r.lookup(&uri, &s, t0).unwrap().unwrap();
-        assert_eq!(b.len(), 1);
-        assert_eq!(b[0].target, "alice@10.0.0.5:5062");
-        assert_eq!(b[0].source, peer(), "calls go where the REGISTER came from");
-        // expired after 120 s
-        let later = t0 + Duration::from_secs(121);
-        assert_eq!(r.lookup(&uri, &s, later), Some(Err(LookupMiss::Offline)));
-        let bob = Uri::parse("sip:bob@example.com").unwrap();
-        assert_eq!(r.lookup(&bob, &s, t0), Some(Err(LookupMiss::Unknown)));
-        let other = Uri::parse("sip:alice@elsewhere.net").unwrap();
-        assert_eq!(
-            r.lookup(&other, &s, t0),
-            None,
-            "not our domain: the dial plan's"
-        );
-        assert_eq!(r.binding_count(t0), 1);
-    }
-
-    #[test]
-    fn wrong_password_other_user_and_stale_nonce() {
-        let t0 = Instant::now();
-        let mut s = settings();
-        s.users.insert("mallory".into(), "pw".into());
-        let mut r = Registrar::new([7; 32], t0);
-        let c = "Contact: <sip:alice@10.0.0.5>\r\n";
-        let ch = challenge_of(r.register(&register(c, 1), peer(), &s, t0));
-        let bad = answer(&ch, "alice", "wrong", 1);
-        let a = r.register(&register(&format!("{c}{bad}"), 2), peer(), &s, t0);
-        assert_eq!(status(&a), 401);
-        // mallory authenticates fine but may not register alice's AoR
-        let m = answer(&ch, "mallory", "pw", 1);
-        let a = r.register(&register(&format!("{c}{m}"), 3), peer(), &s, t0);
-        assert_eq!(status(&a), 403);
-        // a nonce from another instance (other key) is not ours: fresh challenge
-        let mut other = Registrar::new([8; 32], t0);
-        let ch2 = other.challenge(&s, peer(), t0);
-        let forged = answer(&ch2, "alice", "s3cret", 1);
-        let a = challenge_of(r.register(&register(&format!("{c}{forged}"), 4), peer(), &s, t0));
-        assert!(!a.headers[0].1.contains("stale"));
-        // an old nonce of ours: stale=true
-        let good = answer(&ch, "alice", "s3cret", 2);
-        let late = t0 + NONCE_LIFETIME + Duration::from_secs(5);
-        let a = challenge_of(r.register(&register(&format!("{c}{good}"), 5), peer(), &s, late));
-        assert!(a.headers[0].1.contains("stale=true"));
-    }
-
-    /// A REGISTER captured on the wire and sent again, from the phone's address or another,
-    /// changes no binding (the replay that added an attacker's Contact to alice's bindings).
-    #[test]
-    fn a_replayed_register_changes_nothing() {
-        let t0 = Instant::now();
-        let s = settings();
-        let mut r = Registrar::new([9; 32], t0);
-        let c = "Contact: <sip:alice@10.0.0.5>\r\n";
-        let ch = challenge_of(r.register(&register(c, 1), peer(), &s, t0));
-        let auth = answer(&ch, "alice", "s3cret", 1);
-        let req = register(&format!("{c}{auth}"), 2);
-        assert_eq!(status(&r.register(&req, peer(), &s, t0)), 200);
-        let evil = register(&format!("Contact: <sip:alice@203.0.113.66>\r\n{auth}"), 3);
-        let attacker = Peer {
-            transport: Transport::Udp,
-            addr: "203.0.113.66:5060".parse().unwrap(),
-        };
-        assert_eq!(status(&r.register(&evil, attacker, &s, t0)), 401);
-        assert_eq!(status(&r.register(&evil, peer(), &s, t0)), 401);
-        let b = r
-            .lookup(&Uri::parse("sip:alice@example.com").unwrap(), &s, t0)
-            .unwrap()
-            .unwrap();
-        assert_eq!(b.len(), 1);
-        assert_eq!(b[0].target, "alice@10.0.0.5");
-    }
-
-    /// 300 wrong passwords, then the right one: banned, no answer at all.
-    #[test]
-    fn guessing_passwords_gets_a_source_banned() {
-        let t0 = Instant::now();
-        let s = settings();
-        let mut r = Registrar::new([5; 32], t0);
-        let c = "Contact: <sip:alice@10.0.0.5>\r\n";
-        let mut answered = 0;
-        for i in 0..300u32 {
-            let a = r.register(&register(c, i * 2 + 1), peer(), &s, t0);
-            let Err(Denial::Challenge(ch)) = a else {
-                assert_eq!(a, Err(Denial::Banned));
-                continue;
-            };
-            answered += 1;
-            let guess = answer(&ch, "alice", &format!("guess{i}"), 1);
-            let _ = r.register(&register(&format!("{c}{guess}"), i * 2 + 2), peer(), &s, t0);
-        }
-        assert!(answered <= s.auth_failures.max as usize + 1, "{answered}");
-        assert!(r.banned(peer(), t0));
-        let a = r.register(&register(c, 1000), peer(), &s, t0);
-        assert_eq!(a, Err(Denial::Banned), "no challenge while banned");
-        let after = t0 + s.auth_failures.ban + Duration::from_secs(1);
-        assert!(matches!(
-            r.register(&register(c, 1001), peer(), &s, after),
-            Err(Denial::Challenge(_))
-        ));
-    }
-
-    #[test]
-    fn expiry_rules_and_removal() {
-        let t0 = Instant::now();
-        let s = settings();
-        let mut r = Registrar::new([1; 32], t0);
-        let ch = r.challenge(&s, peer(), t0);
-        let mut nc = 0;
-        let mut reg = |r: &mut Registrar, extra: &str, cseq: u32| {
-            nc += 1;
-            let auth = answer(&ch, "alice", "s3cret", nc);
-            let a = r.register(&register(&format!("{extra}{auth}"), cseq), peer(), &s, t0);
-            a.unwrap_or_else(|d| panic!("{d:?}"))
-        };
-        let a = reg(&mut r, "Contact: <sip:alice@10.0.0.5>;expires=10\r\n", 1);
-        assert_eq!(
-            (a.status, a.headers.clone()),
-            (423, vec![("Min-Expires", "60".to_string())])
-        );
-        let a = reg(
-            &mut r,
-            "Contact: <sip:alice@10.0.0.5>\r\nExpires: 99999\r\n",
-            2,
-        );
-        assert_eq!(a.status, 200);
-        assert!(a.headers[0].1.ends_with("expires=3600"), "clamped: {a:?}");
-        let a = reg(
-            &mut r,
-            "Contact: <sip:alice@10.0.0.6>;q=0.5, <sip:alice@10.0.0.7>;q=0.9\r\n",
-            3,
-        );
-        assert_eq!(a.headers.len(), 3);
-        let b = r
-            .lookup(&Uri::parse("sip:alice@example.com").unwrap(), &s, t0)
-            .unwrap()
-            .unwrap();
-        let order: Vec<&str> = b.iter().map(|b| b.target.as_str()).collect();
-        assert_eq!(
-            order,
-            vec!["alice@10.0.0.5", "alice@10.0.0.7", "alice@10.0.0.6"],
-            "by q"
-        );
-        // out of order CSeq on the same Call-ID: refused, nothing changes
-        let a = reg(&mut r, "Contact: <sip:alice@10.0.0.5>;expires=0\r\n", 2);
-        assert_eq!(a.status, 500);
-        // one removed
-        let a = reg(&mut r, "Contact: <sip:alice@10.0.0.5>;expires=0\r\n", 4);
-        assert_eq!(a.headers.len(), 2);
-        // "*" needs Expires: 0 and to be alone
-        assert_eq!(reg(&mut r, "Contact: *\r\n", 5).status, 400);
-        let a = reg(&mut r, "Contact: *\r\nExpires: 0\r\n", 6);
-        assert_eq!((a.status, a.headers.len()), (200, 0));
-        assert_eq!(r.binding_count(t0), 0);
-        // a fetch (no Contact) lists bindings and changes nothing
-        assert_eq!(reg(&mut r, "", 7).status, 200);
-        // not our domain
-        let mut req = register("", 8);
-        req.uri = "sip:elsewhere.net".into();
-        assert_eq!(status(&r.register(&req, peer(), &s, t0)), 404);
-    }
-
-    #[test]
-    fn hostile_authorization_headers_never_panic() {
-        let t0 = Instant::now();
-        let mut s = settings();
-        s.auth_failures.max = 0;
-        let mut r = Registrar::new([1; 32], t0);
-        for h in [
-            "Digest",
-            "Digest ",
-            "Digest username",
-            "Digest username=\"alice",
-            "Digest username=\"a\\\"b\", realm=\"example.com\"",
-            "Digest realm=\"example.com\", nonce=\"zz.zz\", username=\"alice\", uri=\"x\", response=\"y\"",
-            "Digest realm=\"example.com\", nonce=\"ffffffffffffffff.0123456789abcdef\", username=\"alice\", uri=\"x\", response=\"y\"",
-            "Basic YWxpY2U6czNjcmV0",
-            "Digest a=b c=d",
-        ] {
-            let req = register(&format!("Authorization: {h}\r\nContact: <sip:alice@1.2.3.4>\r\n"), 1);
-            let a = r.register(&req, peer(), &s, t0);
-            assert!(matches!(status(&a), 400 | 401), "{h}: {a:?}");
-        }
-    }
+/// RFC 3966 §5.1.1: `visual-separator = "-" / "." / "(" / ")"`, which "MUST be ignored" when
+/// numbers are compared.
+fn tel_digits(number: &str) -> String {
+    number
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+        .collect()
 }
+
+#[cfg(test)]
+mod tests;

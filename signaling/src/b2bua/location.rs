@@ -1,0 +1,31 @@
+//! The location service's bindings as a shell keeps them across restarts: the core tells which
+//! AoRs changed (the shell writes them to its store, off this thread) and takes back what the
+//! store held at start. No I/O here: the store is the shell's.
+
+use super::*;
+use crate::registrar::Binding;
+
+impl B2bua {
+    /// Report binding changes from now on ([`B2bua::take_location_changes`]).
+    pub fn persist_locations(&mut self, now: Instant) {
+        self.registrar_mut(now).track_changes();
+    }
+
+    /// AoRs whose bindings changed since the last call, each with all its bindings now (empty:
+    /// none left, the AoR's record goes). Empty unless [`B2bua::persist_locations`] was called.
+    pub fn take_location_changes(&mut self) -> Vec<(String, Vec<Binding>)> {
+        match &mut self.registrar {
+            Some(r) => r.take_changes(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Bindings of `aor` (`user@host`) kept by an earlier run; expired ones are dropped. NAT
+    /// keep-alives start at once, so phones behind NAT reopen their mappings.
+    pub fn restore_location(&mut self, aor: String, bindings: Vec<Binding>, now: Instant) {
+        self.registrar_mut(now).restore(aor, bindings, now);
+        if self.next_keepalive.is_none() {
+            self.next_keepalive = Some(now);
+        }
+    }
+}
