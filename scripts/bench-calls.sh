@@ -10,7 +10,8 @@
 #   kamrtp-auth  Kamailio + rtpengine doing the same with its uac module (uac_auth() in a
 #                failure_route)
 #   trunkline-cdr  trunkline writing a CDR file (cdr: { file }) and a HEP capture of every
-#                message (capture: { hep }) to a collector that drains it (a python3 UDP sink)
+#                message (capture: { hep }) to a collector that drains it (a python3 UDP sink);
+#                trunkline-cdrfile and trunkline-hep: each of the two alone
 # and prints, per SUT: calls attempted/successful/failed, wall time, and CPU per call = the
 # utime+stime ticks (/proc/PID/stat fields 14 and 15) of every SUT process (the launched one and
 # all its descendants), after minus before, divided by the calls attempted.
@@ -154,9 +155,11 @@ start_trunkline() {  # [auth]
     local bin="$repo/target/release/trunkline"
     [[ -x $bin ]] || { echo "bench-calls: build it first: cargo build --release" >&2; return 1; }
     bench_yaml >"$out/trunkline.yaml"
-    if [[ ${1:-} == cdr ]]; then
-        printf 'cdr: { file: %s }\ncapture: { hep: 127.0.0.1:9060 }\n' "$out/cdr.jsonl" \
-            >>"$out/trunkline.yaml"
+    if [[ ${1:-} == cdr || ${1:-} == cdrfile ]]; then
+        printf 'cdr: { file: %s }\n' "$out/cdr.jsonl" >>"$out/trunkline.yaml"
+    fi
+    if [[ ${1:-} == cdr || ${1:-} == hep ]]; then
+        printf 'capture: { hep: 127.0.0.1:9060 }\n' >>"$out/trunkline.yaml"
         python3 -c 'import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
@@ -213,6 +216,8 @@ bench_one() {  # name
         trunkline-auth) start_trunkline auth || return ;;
         trunkline-srv-auth) start_trunkline srv-auth || return ;;
         trunkline-cdr) start_trunkline cdr || return ;;
+        trunkline-cdrfile) start_trunkline cdrfile || return ;;
+        trunkline-hep) start_trunkline hep || return ;;
         *) echo "bench-calls: unknown SUT $name" >&2; return ;;
     esac
     if [[ $name == *-auth ]]; then

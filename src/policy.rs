@@ -577,6 +577,19 @@ impl LivePolicy {
         self.cdr.as_ref().is_some_and(crate::cdr::Cdrs::waiting)
     }
 
+    /// [`LivePolicy::drain_media`] when records wait and the last drain is at least
+    /// [`crate::cdr::DRAIN_EVERY`] ago (the relay reports closed pairs at that pace anyway):
+    /// called after every batch of inputs, it must cost nothing most of the time.
+    pub fn drain_media_soon(&mut self, now: Instant) {
+        let due = self
+            .cdr
+            .as_mut()
+            .is_some_and(|c| c.waiting() && c.drain_due(now));
+        if due {
+            self.drain_media(now);
+        }
+    }
+
     /// `config` was replaced (reload): settings derived from it are rebuilt at next use.
     pub fn config_changed(&mut self) {
         self.registrar = None;

@@ -329,9 +329,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         }
         // Records of calls that just ended take their media stats as soon as the relay has
         // them (a lock and a swap when there are none).
-        if policy.cdr_waiting() {
-            policy.drain_media(Instant::now());
-        }
+        policy.drain_media_soon(Instant::now());
         // Outbound TLS follows the trunks of the configuration in use (a pointer check).
         if let Some(c) = sender.tls.tls_clients() {
             c.update(&policy.config);

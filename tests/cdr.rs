@@ -335,3 +335,75 @@ fn a_cdr_file_in_a_missing_directory_is_refused_at_check_and_at_start() {
         },
     );
 }
+
+#[test]
+fn calls_ended_by_shutdown_are_recorded_before_the_process_exits() {
+    require_sipp();
+    isolated(
+        "calls_ended_by_shutdown_are_recorded_before_the_process_exits",
+        false,
+        |net| {
+            let path = net.dir.join("cdr.jsonl");
+            let yaml = cdr_config(
+                net,
+                &format!(
+                    "cdr: {{ file: {} }}\nshutdown: {{ drain: 1 }}\n",
+                    path.display()
+                ),
+            );
+            let mut tl = Trunkline::start(net, &yaml);
+            let calls = 3;
+            let _callee = Sipp::uas(
+                net,
+                "uas",
+                "uas_basic.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                calls,
+            )
+            .spawn();
+            wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+            // The caller would hang up after a minute: trunkline's shutdown comes first.
+            let _caller = Sipp::uac(net, "uac", "uac_basic.xml", calls, 20)
+                .args(&["-s", "1000"])
+                .pause_ms(60_000)
+                .spawn();
+            let up = poll_until(
+                Instant::now() + Duration::from_secs(10),
+                Duration::from_millis(100),
+                || {
+                    metric(
+                        &scrape(net),
+                        "trunkline_calls_total",
+                        &[("direction", "outbound"), ("status_class", "2xx")],
+                    ) == Some(f64::from(calls))
+                },
+            );
+            assert!(up, "calls not answered: {}", tl.log_tail(20));
+            assert!(
+                !path.exists()
+                    || std::fs::read_to_string(&path)
+                        .unwrap_or_default()
+                        .is_empty()
+            );
+            tl.signal(libc::SIGTERM);
+            let st = tl.wait_exit(Duration::from_secs(15));
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "{st:?}: {}",
+                tl.log_tail(20)
+            );
+            // Written by the time the process is gone.
+            let recs = records(&path, calls as usize, Duration::ZERO);
+            assert_eq!(recs.len(), calls as usize, "{}", tl.log_tail(20));
+            for r in &recs {
+                assert_eq!(
+                    (r["final_code"].as_u64(), r["hangup"].as_str()),
+                    (Some(200), Some("shutdown")),
+                    "{r}"
+                );
+                assert!(r["billable_ms"].as_u64().is_some_and(|b| b >= 1000), "{r}");
+            }
+        },
+    );
+}

@@ -158,6 +158,12 @@ fn busy_cancel_and_failover_each_get_one_record() {
     let id = w.core.find_call("mt", "atag").expect("call");
     w.core
         .terminate_call_for(id, Hangup::MediaTimeout, w.now, &mut w.policy);
+    // Hung up by an operator (the admin API's terminate_call).
+    w.feed(A, &a_msg("INVITE", "adm", 1, "", "adm"));
+    let b = w.take_request(PBX, "INVITE");
+    w.feed_msg(PBX, &resp(&b, 200));
+    let id = w.core.find_call("adm", "atag").expect("call");
+    w.core.terminate_call(id, w.now, &mut w.policy);
     w.advance(Duration::from_secs(64));
     let r = records(&w);
     let by = |cid: &str| {
@@ -181,7 +187,9 @@ fn busy_cancel_and_failover_each_get_one_record() {
     assert_eq!(cx.attempts, attempts(&[("pbx", Some(487))]));
     let mt = by("mt");
     assert_eq!((mt.final_code, mt.hangup), (200, Hangup::MediaTimeout));
-    assert_eq!(r.len(), 4);
+    let adm = by("adm");
+    assert_eq!((adm.final_code, adm.hangup), (200, Hangup::Admin));
+    assert_eq!(r.len(), 5);
     // The record comes before the call's one media release.
-    assert_eq!(w.policy.released.len(), 4);
+    assert_eq!(w.policy.released.len(), 5);
 }

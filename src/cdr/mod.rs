@@ -25,6 +25,11 @@ pub use row::{CdrRow, LegMedia};
 
 /// How long a record waits for its call's closed-pair stats from the relay.
 pub const STATS_WAIT: Duration = Duration::from_secs(2);
+/// How often the core loop takes the relay's closed-pair stats while records wait (the
+/// relay's workers apply closes within 20 ms).
+pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// How often records waiting too long are looked for.
+const EXPIRE_EVERY: Duration = Duration::from_millis(250);
 
 /// Why the CDR sinks cannot start.
 #[derive(Debug)]
@@ -100,6 +105,8 @@ pub struct Cdrs {
     by_pair: HashMap<u16, u64>,
     /// Codec (first payload of the first audio m-line) each leg's SDP named, by call.
     codecs: HashMap<u64, [Option<String>; 2]>,
+    next_drain: Option<Instant>,
+    next_expire: Option<Instant>,
 }
 
 impl Cdrs {
@@ -136,6 +143,8 @@ impl Cdrs {
             pending: HashMap::new(),
             by_pair: HashMap::new(),
             codecs: HashMap::new(),
+            next_drain: None,
+            next_expire: None,
         })
     }
 
@@ -187,6 +196,16 @@ impl Cdrs {
         );
     }
 
+    /// Whether the relay's closed-pair stats should be taken now (at most every
+    /// [`DRAIN_EVERY`]).
+    pub fn drain_due(&mut self, now: Instant) -> bool {
+        if self.next_drain.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.next_drain = Some(now + DRAIN_EVERY);
+        true
+    }
+
     /// Records are waiting for media stats.
     pub fn waiting(&self) -> bool {
         !self.pending.is_empty() || self.staged.is_some()
@@ -217,6 +236,10 @@ impl Cdrs {
         if let Some(r) = self.staged.take() {
             self.emit(r);
         }
+        if self.next_expire.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_expire = Some(now + EXPIRE_EVERY);
         let late: Vec<u64> = self
             .pending
             .iter()
@@ -252,7 +275,9 @@ impl Cdrs {
 
     /// The grep-able call-end line and every sink's queue.
     fn emit(&mut self, row: CdrRow) {
-        row.log_line();
+        if tracing::enabled!(target: "trunkline::cdr", tracing::Level::INFO) {
+            row.log_line();
+        }
         let row = Arc::new(row);
         for s in &self.sinks {
             if s.tx.try_send(row.clone()).is_err() {
@@ -265,7 +290,9 @@ impl Cdrs {
 
 /// The call-end log line of `rec` when no CDR sink is configured.
 pub fn log_call_end(rec: &CallRecord, source_trunk: Option<&str>) {
-    CdrRow::new(rec, source_trunk, wall_clock()).log_line();
+    if tracing::enabled!(target: "trunkline::cdr", tracing::Level::INFO) {
+        CdrRow::new(rec, source_trunk, wall_clock()).log_line();
+    }
 }
 
 /// The wall clock and the monotonic clock read together (to turn the core's `Instant`s into
