@@ -510,3 +510,72 @@ fn a_cname_loop_makes_the_trunk_unavailable() {
         tl.assert_alive();
     });
 }
+
+#[test]
+fn a_name_with_only_an_aaaa_record_is_reached_over_ipv6() {
+    isolated(
+        "a_name_with_only_an_aaaa_record_is_reached_over_ipv6",
+        false,
+        |net| {
+            let dns_port = net.spare(0);
+            let records = vec![
+                format!(
+                    "--srv-host=_sip._udp.v6.test,edge.v6.test,{},1,0",
+                    net.trunk(0)
+                ),
+                "--host-record=edge.v6.test,::1".to_string(),
+            ];
+            let _dns = Dnsmasq::start(net, dns_port, 30, &records);
+            let y = format!(
+                "listen:\n  - {{ transport: udp, address: 127.0.0.1:{sip} }}\n\
+             \x20 - {{ transport: udp, address: '[::1]:{sip}' }}\n\
+             media:\n  address: 127.0.0.1\n  address_v6: ::1\n  ports: {media}\n\
+             dns: {{ servers: [127.0.0.1:{dns_port}] }}\n\
+             trunks:\n  carrier: {{ address: v6.test }}\n\
+             dialplan:\n  - route: [carrier]\n",
+                sip = net.sip(),
+                media = net.media_range(),
+            );
+            let sock = UdpSocket::bind(("::1", net.trunk(0))).expect("bind [::1]");
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            let tl = Trunkline::start(net, &with_metrics(net, &y, ""));
+            wait_resolved(net, "carrier", 1.0, &tl);
+            // The caller is on IPv4; leg B goes to the AAAA address with IPv6 Via and SDP.
+            let t = std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65535];
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let m = Msg {
+                        text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    };
+                    if m.is_request("INVITE") {
+                        let r = format!(
+                            "SIP/2.0 486 v6\r\n{}Content-Length: 0\r\n\r\n",
+                            m.reply_headers(Some("v6"))
+                        );
+                        let _ = sock.send_to(r.as_bytes(), from);
+                        return Some(m.text);
+                    }
+                }
+                None
+            });
+            let resp = call(net, "15550001", &tl);
+            let invite = t.join().expect("responder").expect("no INVITE over IPv6");
+            assert_eq!(answered_by(&resp), "v6", "{resp}");
+            assert!(invite.contains("Via: SIP/2.0/UDP [::1]"), "{invite}");
+            assert!(invite.contains("c=IN IP6 ::1"), "{invite}");
+            assert!(
+                invite
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .contains("@v6.test"),
+                "{invite}"
+            );
+        },
+    );
+}
