@@ -145,7 +145,15 @@ pub struct HepSender {
     password: Option<Vec<u8>>,
     sent: IntCounter,
     dropped: IntCounter,
+    /// Packets encoded since the last [`HepSender::flush`] (one sendmmsg per batch of the core
+    /// loop instead of one send per SIP message).
+    queue: std::cell::RefCell<Vec<Vec<u8>>>,
 }
+
+/// Packets queued before a flush is forced.
+const QUEUE_MAX: usize = 256;
+/// Packets per sendmmsg(2).
+const BATCH: usize = 64;
 
 impl HepSender {
     /// A non-blocking socket towards `cfg.hep`.
@@ -169,19 +177,64 @@ impl HepSender {
             password: cfg.password.as_ref().map(|p| p.as_bytes().to_vec()),
             sent,
             dropped,
+            queue: std::cell::RefCell::new(Vec::new()),
         })
     }
 
-    /// Send a copy of `c` (never waits: what the kernel does not take is dropped, counted).
+    /// Queue a copy of `c` for the next [`HepSender::flush`].
     pub fn capture(&self, c: &Captured<'_>) {
         let Some(pkt) = encode(c, self.agent_id, self.password.as_deref()) else {
             self.dropped.inc();
             return;
         };
-        match self.sock.send(&pkt) {
-            Ok(_) => self.sent.inc(),
-            Err(_) => self.dropped.inc(),
+        let full = {
+            let mut q = self.queue.borrow_mut();
+            q.push(pkt);
+            q.len() >= QUEUE_MAX
+        };
+        if full {
+            self.flush();
         }
+    }
+
+    /// Send what is queued, `BATCH` datagrams per sendmmsg(2) on the connected non-blocking
+    /// socket (never waits: what the kernel does not take is dropped, counted).
+    pub fn flush(&self) {
+        let mut q = self.queue.borrow_mut();
+        if q.is_empty() {
+            return;
+        }
+        for chunk in q.chunks(BATCH) {
+            let mut iovs: Vec<libc::iovec> = chunk
+                .iter()
+                .map(|p| libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                })
+                .collect();
+            // SAFETY: zeroed mmsghdr is a valid empty header (no name: the socket is connected).
+            let mut hdrs: Vec<libc::mmsghdr> = (0..chunk.len())
+                .map(|_| unsafe { std::mem::zeroed() })
+                .collect();
+            for (h, iov) in hdrs.iter_mut().zip(iovs.iter_mut()) {
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: `hdrs` and the iovecs and buffers they point to live across the call;
+            // the count is their length.
+            let n = unsafe {
+                libc::sendmmsg(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.sock),
+                    hdrs.as_mut_ptr(),
+                    hdrs.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            let sent = if n < 0 { 0 } else { n as usize };
+            self.sent.inc_by(sent as u64);
+            self.dropped.inc_by((chunk.len() - sent) as u64);
+        }
+        q.clear();
     }
 }
 

@@ -341,6 +341,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             }
             sender.send(t.to, t.data);
         }
+        if let Some(h) = &hep {
+            h.sender.flush();
+        }
         if let Some(s) = &store {
             s.save(core.take_location_changes(), Instant::now());
         }
@@ -363,6 +366,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                         h.sent(&core, &t.data, t.to);
                     }
                     sender.send(t.to, t.data);
+                }
+                if let Some(h) = &hep {
+                    h.sender.flush();
                 }
                 // Give the BYEs a moment on the wire, then go.
                 tokio::time::sleep(Duration::from_millis(200)).await;
