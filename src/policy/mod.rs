@@ -16,6 +16,9 @@ use signaling::{Peer, Request, Transport};
 use crate::limits::{self, Overload, SourceLimiter, TrunkLimits, TrunkUsage, UaBlockList};
 use crate::metrics::Metrics;
 
+mod media;
+pub use media::{set_counter, Media};
+
 pub struct LivePolicy {
     /// The configuration new calls are routed with; swapped atomically on reload. Calls in
     /// progress keep the targets they were given at INVITE time.
@@ -164,108 +167,6 @@ pub fn static_trunk_ips(cfg: &Config) -> impl Iterator<Item = std::net::IpAddr> 
         .values()
         .filter_map(|t| t.address.socket())
         .map(|a| a.ip())
-}
-
-/// The media relay as the core task sees it: call-level control over the data plane.
-pub struct Media {
-    pub calls: media_relay::control::MediaCalls,
-    pub relay: Arc<media_relay::Relay>,
-    pub events: crossbeam_channel::Receiver<media_relay::RelayEvent>,
-    /// The ng control port's server and its own call table.
-    pub ng: Option<(
-        media_relay::ng::NgServer,
-        Arc<std::sync::Mutex<media_relay::control::MediaCalls>>,
-    )>,
-}
-
-impl Media {
-    /// Calls whose media timed out, as (leg A Call-ID, leg A From tag).
-    pub fn take_timeouts(&mut self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        while let Ok(ev) = self.events.try_recv() {
-            match ev {
-                media_relay::RelayEvent::MediaTimeout(pair) => {
-                    if let Some(c) = self.calls.call_for_pair(pair) {
-                        out.push(c);
-                    } else if let Some((_, ng)) = &self.ng {
-                        // An ng-controlled call: rtpengine deletes it on media timeout.
-                        if let Ok(mut calls) = ng.lock() {
-                            if let Some((cid, tag)) = calls.call_for_pair(pair) {
-                                let _ = calls.delete(&cid, Some(&tag));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Copy the relay's counters into the Prometheus series.
-    pub fn refresh_metrics(&self, m: &Metrics) {
-        let t = self.relay.totals();
-        m.relay_sessions.set(t.active_pairs as i64);
-        set_counter(&m.relay_packets.with_label_values(&["all"]), t.packets_out);
-        set_counter(&m.relay_bytes.with_label_values(&["all"]), t.bytes_out);
-        set_counter(
-            &m.relay_packets.with_label_values(&["kernel"]),
-            t.kernel_packets,
-        );
-        m.relay_kernel_flows.set(t.kernel_flows as i64);
-        if let Some((ng, _)) = &self.ng {
-            set_counter(&m.ng_refused, ng.refused());
-        }
-        set_counter(
-            &m.relay_packets_in.with_label_values(&["rtcp"]),
-            t.rtcp_packets_in,
-        );
-        set_counter(
-            &m.relay_packets_in.with_label_values(&["all"]),
-            t.packets_in,
-        );
-        for (reason, v) in [
-            ("not_ready", t.dropped_not_ready),
-            ("foreign_source", t.dropped_foreign_source),
-            ("probation", t.dropped_probation),
-            ("no_destination", t.dropped_no_destination),
-            ("truncated", t.dropped_truncated),
-            ("send_error", t.send_errors),
-            ("srtp_auth", t.srtp_auth_failures),
-            ("srtp_replay", t.srtp_replays),
-        ] {
-            set_counter(&m.relay_dropped.with_label_values(&[reason]), v);
-        }
-        m.relay_ports_free.set(t.ports_free as i64);
-        set_counter(&m.srtp_auth_failures, t.srtp_auth_failures);
-        set_counter(&m.srtp_packets, t.srtp_packets);
-    }
-
-    /// Final stats of the pairs the relay closed since the last call, observed into the
-    /// quality histograms (for the CDRs to take next).
-    pub fn take_closed(&self, m: &Metrics) -> Vec<media_relay::ClosedPairStats> {
-        let closed = self.relay.drain_closed_stats();
-        for c in &closed {
-            for leg in [&c.a, &c.b] {
-                if leg.rtp_packets_in == 0 {
-                    continue;
-                }
-                if let Some(mos) = leg.mos {
-                    m.relay_mos.observe(mos);
-                }
-                m.relay_jitter.observe(leg.jitter_ms / 1000.0);
-                m.relay_loss.observe(leg.fraction_lost);
-            }
-        }
-        closed
-    }
-}
-
-/// Prometheus counters only go up: add the difference to a monotonic source total.
-pub fn set_counter(c: &prometheus::IntCounter, total: u64) {
-    let cur = c.get();
-    if total > cur {
-        c.inc_by(total - cur);
-    }
 }
 
 pub fn transport_of(t: TransportKind) -> Transport {
