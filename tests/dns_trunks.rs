@@ -114,6 +114,25 @@ fn addresses(net: &Net, trunk: &str) -> Option<f64> {
     )
 }
 
+/// `trunkline_trunk_dns_failures_total` with these labels (summed), 0 when absent.
+fn dns_failures(net: &Net, labels: &[(&str, &str)]) -> f64 {
+    metric(&scrape(net), "trunkline_trunk_dns_failures_total", labels).unwrap_or(0.0)
+}
+
+/// Waits (10 s at most) until a DNS failure with these labels is counted.
+fn wait_dns_failure(net: &Net, labels: &[(&str, &str)], tl: &Trunkline) {
+    let ok = poll_until(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(50),
+        || dns_failures(net, labels) >= 1.0,
+    );
+    assert!(
+        ok,
+        "no DNS failure {labels:?} counted:\n{}",
+        tl.log_tail(30)
+    );
+}
+
 fn wait_resolved(net: &Net, trunk: &str, n: f64, tl: &Trunkline) {
     let ok = poll_until(
         Instant::now() + Duration::from_secs(10),
@@ -268,27 +287,10 @@ fn names_that_do_not_resolve_leave_the_call_to_the_next_trunk() {
             );
             let _backup = Busy::start(net.trunk(1), "backup");
             let mut tl = Trunkline::start(net, &y);
-            let failed = |trunk: &str| {
-                metric(
-                    &scrape(net),
-                    "trunkline_trunk_dns_failures_total",
-                    &[("trunk", trunk)],
-                )
-                .unwrap_or(0.0)
-            };
-            let ok = poll_until(
-                Instant::now() + Duration::from_secs(10),
-                Duration::from_millis(50),
-                || failed("gone") >= 1.0,
-            );
-            assert!(ok, "no DNS failure counted:\n{}", tl.log_tail(30));
+            wait_dns_failure(net, &[("trunk", "gone")], &tl);
             assert_eq!(
-                metric(
-                    &scrape(net),
-                    "trunkline_trunk_dns_failures_total",
-                    &[("trunk", "gone"), ("reason", "no_records")]
-                ),
-                Some(failed("gone"))
+                dns_failures(net, &[("trunk", "gone"), ("reason", "no_records")]),
+                dns_failures(net, &[("trunk", "gone")])
             );
             let log = tl.log_tail(50);
             assert!(log.contains("trunk unavailable until it resolves"), "{log}");
@@ -328,20 +330,7 @@ fn a_resolver_that_never_answers_makes_the_trunk_unavailable_not_stuck() {
             );
             let _backup = Busy::start(net.trunk(1), "backup");
             let mut tl = Trunkline::start(net, &y);
-            let ok = poll_until(
-                Instant::now() + Duration::from_secs(10),
-                Duration::from_millis(50),
-                || {
-                    metric(
-                        &scrape(net),
-                        "trunkline_trunk_dns_failures_total",
-                        &[("trunk", "named"), ("reason", "resolver")],
-                    )
-                    .unwrap_or(0.0)
-                        >= 1.0
-                },
-            );
-            assert!(ok, "no resolver failure counted:\n{}", tl.log_tail(30));
+            wait_dns_failure(net, &[("trunk", "named"), ("reason", "resolver")], &tl);
             let mut buf = [0u8; 512];
             silent
                 .set_read_timeout(Some(Duration::from_millis(100)))
@@ -490,20 +479,7 @@ fn a_cname_loop_makes_the_trunk_unavailable() {
         );
         let _backup = Busy::start(net.trunk(1), "backup");
         let mut tl = Trunkline::start(net, &y);
-        let ok = poll_until(
-            Instant::now() + Duration::from_secs(10),
-            Duration::from_millis(50),
-            || {
-                metric(
-                    &scrape(net),
-                    "trunkline_trunk_dns_failures_total",
-                    &[("trunk", "looping")],
-                )
-                .unwrap_or(0.0)
-                    >= 1.0
-            },
-        );
-        assert!(ok, "no DNS failure counted:\n{}", tl.log_tail(30));
+        wait_dns_failure(net, &[("trunk", "looping")], &tl);
         assert_eq!(answered_by(&call(net, "15550001", &tl)), "backup");
         stop.store(true, Ordering::Relaxed);
         assert!(server.join().expect("server") >= 1);
