@@ -2,7 +2,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /calls`, `GET /calls/{id}` | calls held: id, state, trunk, age, both legs' Call-IDs and peers |
+//! | `GET /calls`, `GET /calls/{id}` | calls held: id, state, trunk, age, both legs' Call-IDs and peers, media per stream and leg (relay port, remote, latched source, packets, loss, jitter, MOS) |
 //! | `DELETE /calls/{id}` | the call ended (BYE on both legs, or 503/CANCEL while ringing) |
 //! | `GET /registrations[?user=U]` | live registrations |
 //! | `DELETE /registrations/{user@host}` | the AoR's bindings removed |
@@ -15,6 +15,7 @@
 //! browser is no way in). The core task answers through a bounded channel; a request never
 //! blocks the signaling core (it is served between inputs, like a message).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -116,7 +117,7 @@ pub async fn ask(admin: &mpsc::Sender<AdminRequest>, q: Query) -> (&'static str,
     }
 }
 
-fn call_json(c: &signaling::b2bua::CallSummary) -> Value {
+fn call_json(c: &signaling::b2bua::CallSummary, media: &MediaView) -> Value {
     json!({
         "id": c.id,
         "state": c.state,
@@ -128,6 +129,82 @@ fn call_json(c: &signaling::b2bua::CallSummary) -> Value {
             "b": { "call_id": c.b_call_id, "peer": c.b_peer.addr.to_string(),
                    "transport": c.b_peer.transport.via_token() },
         },
+        "media": media.json(&c.a_call_id),
+    })
+}
+
+/// The relay's view of calls, by leg A's Call-ID: per stream, per leg, the relay port, where
+/// the peer said it wants media, where media comes from (latched), counters and quality. The
+/// live stats come from the relay's workers in one round trip each, waited for at most 200 ms
+/// in all (the core task answers this request between inputs).
+struct MediaView {
+    infos: HashMap<String, Vec<media_relay::control::CallInfo>>,
+    stats: HashMap<u16, media_relay::LegStats>,
+}
+
+impl MediaView {
+    fn of<'a>(
+        policy: &crate::policy::LivePolicy,
+        call_ids: impl Iterator<Item = &'a str>,
+    ) -> MediaView {
+        let mut infos = HashMap::new();
+        let mut stats = HashMap::new();
+        if let Some(m) = &policy.media {
+            for id in call_ids {
+                if let Ok(i) = m.calls.query(id) {
+                    infos.insert(id.to_string(), i);
+                }
+            }
+            let ports: Vec<u16> = infos
+                .values()
+                .flatten()
+                .flat_map(|i| &i.streams)
+                .flat_map(|st| st.legs.iter().map(|l| l.port))
+                .collect();
+            stats = m
+                .relay
+                .stats_many(&ports, std::time::Duration::from_millis(200));
+        }
+        MediaView { infos, stats }
+    }
+
+    fn json(&self, a_call_id: &str) -> Value {
+        let streams: Vec<Value> = self
+            .infos
+            .get(a_call_id)
+            .into_iter()
+            .flatten()
+            .flat_map(|i| &i.streams)
+            .map(|st| {
+                let legs: Vec<Value> = st
+                    .legs
+                    .iter()
+                    .map(|l| leg_json(l, self.stats.get(&l.port).unwrap_or(&l.stats)))
+                    .collect();
+                json!({ "index": st.index, "kind": st.kind, "proto": st.proto, "legs": legs })
+            })
+            .collect();
+        Value::Array(streams)
+    }
+}
+
+fn leg_json(l: &media_relay::control::LegInfo, s: &media_relay::LegStats) -> Value {
+    json!({
+        "side": match l.side { media_relay::control::Side::A => "a", media_relay::control::Side::B => "b" },
+        "relay_port": l.port,
+        "remote": l.remote.map(|a| a.to_string()),
+        "latched": s.latched.map(|a| a.to_string()),
+        "rtp_packets_in": s.rtp_packets_in,
+        "rtp_packets_out": s.rtp_packets_out,
+        "rtp_bytes_in": s.rtp_bytes_in,
+        "rtp_bytes_out": s.rtp_bytes_out,
+        "rtcp_packets_in": s.rtcp_packets_in,
+        "packets_lost": s.packets_lost,
+        "packets_dropped": s.packets_dropped,
+        "jitter_ms": s.jitter_ms,
+        "rtt_ms": s.rtt_ms,
+        "mos": s.mos,
+        "remote_mos": s.remote_mos,
     })
 }
 
@@ -140,11 +217,16 @@ pub fn answer(
 ) -> (&'static str, Value) {
     match q {
         Query::Calls(None) => {
-            let calls: Vec<Value> = core.call_summaries(now).iter().map(call_json).collect();
+            let summaries = core.call_summaries(now);
+            let media = MediaView::of(policy, summaries.iter().map(|c| c.a_call_id.as_str()));
+            let calls: Vec<Value> = summaries.iter().map(|c| call_json(c, &media)).collect();
             ("200 OK", json!({ "calls": calls }))
         }
         Query::Calls(Some(id)) => match core.call_summary(id, now) {
-            Some(c) => ("200 OK", call_json(&c)),
+            Some(c) => {
+                let media = MediaView::of(policy, std::iter::once(c.a_call_id.as_str()));
+                ("200 OK", call_json(&c, &media))
+            }
             None => ("404 Not Found", json!({ "error": "no such call" })),
         },
         Query::Hangup(id) => {

@@ -262,6 +262,12 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
+/// `key` of the first media stream's leg A and leg B, as `a/b` (`-` where unknown).
+fn both(call: &Value, key: &str) -> String {
+    let leg = |i: usize| cell(&call["media"][0]["legs"][i][key]);
+    format!("{}/{}", leg(0), leg(1))
+}
+
 fn render(cmd: &str, v: &Value) -> String {
     let list = |k: &str| {
         v.get(k)
@@ -279,6 +285,8 @@ fn render(cmd: &str, v: &Value) -> String {
                 "LEG A",
                 "LEG A PEER",
                 "LEG B PEER",
+                "RTP IN A/B",
+                "MOS A/B",
             ],
             calls
                 .iter()
@@ -291,6 +299,8 @@ fn render(cmd: &str, v: &Value) -> String {
                         cell(&c["legs"]["a"]["call_id"]),
                         cell(&c["legs"]["a"]["peer"]),
                         cell(&c["legs"]["b"]["peer"]),
+                        both(c, "rtp_packets_in"),
+                        both(c, "mos"),
                     ]
                 })
                 .collect(),

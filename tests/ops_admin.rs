@@ -6,7 +6,7 @@ mod common;
 
 use std::net::UdpSocket;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::rawsip::{reply, sdp, Uac, Uas};
 use common::*;
@@ -68,6 +68,7 @@ fn ctl_lists_calls_hangs_one_up_and_the_api_wants_its_token() {
                 sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind uas"),
             };
             let mut uacs = Vec::new();
+            let mut relay_ports = Vec::new();
             for i in 0..2u16 {
                 let sock = UdpSocket::bind(("127.0.0.1", net.uac() + 10 * i)).expect("bind uac");
                 let mut uac = Uac::new(sock, net.sip_addr(), &format!("adm{i}"));
@@ -85,6 +86,7 @@ fn ctl_lists_calls_hangs_one_up_and_the_api_wants_its_token() {
                 );
                 let ok = uac.final_response("INVITE", cseq);
                 assert_eq!(ok.code(), Some(200), "{}", ok.text);
+                relay_ports.push(ok.audio_port());
                 uas.recv_request("ACK", Duration::from_secs(5));
                 uacs.push(uac);
             }
@@ -108,6 +110,58 @@ fn ctl_lists_calls_hangs_one_up_and_the_api_wants_its_token() {
                 .as_str()
                 .is_some_and(|c| c.starts_with("adm")));
             let id = calls[0]["id"].as_u64().expect("id");
+
+            // The caller of the first call sends RTP: /calls shows where it comes from, what the
+            // relay port is and how many packets the leg received.
+            let first = calls
+                .iter()
+                .find(|c| {
+                    c["legs"]["a"]["call_id"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("adm0"))
+                })
+                .expect("call adm0")["id"]
+                .as_u64()
+                .expect("id");
+            let media = UdpSocket::bind(("127.0.0.1", net.sipp_media(0))).expect("bind media");
+            for seq in 0..5u16 {
+                let p = common::rawsip::rtp_packet(seq, 160 * u32::from(seq), 0x1234);
+                media
+                    .send_to(&p, ("127.0.0.1", relay_ports[0]))
+                    .expect("rtp");
+            }
+            let mut seen = serde_json::Value::Null;
+            let counted = wait_until(Instant::now() + Duration::from_secs(5), || {
+                let (_, json, _) = ctl(net, &["--json", "calls"]);
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) else {
+                    return false;
+                };
+                let Some(c) = v["calls"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["id"].as_u64() == Some(first)).cloned())
+                else {
+                    return false;
+                };
+                seen = c["media"][0]["legs"][0].clone();
+                seen["rtp_packets_in"].as_u64() == Some(5)
+            });
+            assert!(counted, "leg a's media in /calls: {seen}");
+            assert_eq!(seen["side"], "a", "{seen}");
+            let (_, table, _) = ctl(net, &["calls"]);
+            assert!(
+                table.contains("RTP IN A/B") && table.contains(" 5/0 "),
+                "{table}"
+            );
+            assert_eq!(
+                seen["relay_port"].as_u64(),
+                Some(u64::from(relay_ports[0])),
+                "{seen}"
+            );
+            assert_eq!(
+                seen["latched"].as_str(),
+                Some(format!("127.0.0.1:{}", net.sipp_media(0)).as_str()),
+                "{seen}"
+            );
 
             // Hang one up: BYE on both legs.
             let (ok, out, err) = ctl(net, &["hangup", &id.to_string()]);

@@ -56,6 +56,11 @@ pub(crate) enum Cmd {
         port: u16,
         reply: Sender<Option<LegStats>>,
     },
+    /// The stats of every port of `ports` this worker holds, in one round trip.
+    StatsMany {
+        ports: Vec<u16>,
+        reply: Sender<Vec<(u16, LegStats)>>,
+    },
     /// Close the kept (idle) sockets of `port`: the control side needs the port number for the
     /// other family; it goes back to the pool once closed.
     Drop {
@@ -358,6 +363,20 @@ impl Core {
                     .and_then(|&i| self.legs.get(i))
                     .map(|l| l.st.snapshot());
                 let _ = reply.try_send(s);
+                Effect::None
+            }
+            Cmd::StatsMany { ports, reply } => {
+                let mut out = Vec::with_capacity(ports.len());
+                for port in ports {
+                    let Some(&i) = self.by_port.get(&port) else {
+                        continue;
+                    };
+                    self.sync_pair(i, now);
+                    if let Some(l) = self.legs.get(i) {
+                        out.push((port, l.st.snapshot()));
+                    }
+                }
+                let _ = reply.try_send(out);
                 Effect::None
             }
             Cmd::Drop { port } => match self.idle.remove(&port) {

@@ -547,6 +547,38 @@ impl Relay {
         }
     }
 
+    /// Live stats of many legs (by relay port) in one round trip per worker, waiting at most
+    /// `limit` in all: for an operator's listing of every call, without a round trip per leg.
+    /// Ports not held (any more) are absent; a worker that does not answer in time is skipped.
+    pub fn stats_many(&self, ports: &[u16], limit: Duration) -> HashMap<u16, LegStats> {
+        let mut per_worker: HashMap<usize, Vec<u16>> = HashMap::new();
+        if let Ok(g) = self.ctl.lock() {
+            for p in ports {
+                if let Some(&(_, w, _)) = g.legs.get(p) {
+                    per_worker.entry(w).or_default().push(*p);
+                }
+            }
+        }
+        let mut waiting = Vec::new();
+        for (w, ports) in per_worker {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if self
+                .send(w, Cmd::StatsMany { ports, reply: tx }, true)
+                .is_ok()
+            {
+                waiting.push(rx);
+            }
+        }
+        let deadline = Instant::now() + limit;
+        let mut out = HashMap::new();
+        for rx in waiting {
+            if let Ok(v) = rx.recv_deadline(deadline) {
+                out.extend(v);
+            }
+        }
+        out
+    }
+
     fn worker_of(&self, port: u16) -> Option<(LegPair, usize)> {
         let g = self.ctl.lock().ok()?;
         g.legs.get(&port).map(|&(p, w, _)| (p, w))
