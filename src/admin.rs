@@ -137,13 +137,13 @@ fn call_json(c: &signaling::b2bua::CallSummary, media: &MediaView) -> Value {
 /// the peer said it wants media, where media comes from (latched), counters and quality. The
 /// live stats come from the relay's workers in one round trip each, waited for at most 200 ms
 /// in all (the core task answers this request between inputs).
-struct MediaView {
-    infos: HashMap<String, Vec<media_relay::control::CallInfo>>,
-    stats: HashMap<u16, media_relay::LegStats>,
+pub(crate) struct MediaView {
+    pub(crate) infos: HashMap<String, Vec<media_relay::control::CallInfo>>,
+    pub(crate) stats: HashMap<u16, media_relay::LegStats>,
 }
 
 impl MediaView {
-    fn of<'a>(
+    pub(crate) fn of<'a>(
         policy: &crate::policy::LivePolicy,
         call_ids: impl Iterator<Item = &'a str>,
     ) -> MediaView {

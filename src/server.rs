@@ -184,6 +184,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     };
     let mut policy = LivePolicy::new(cfg, media, metrics.clone());
     policy.cdr = cdr;
+    policy.quality = quality_reports(&policy);
     policy.mgcp_bridge = bridge;
     policy.dns = resolver.table.clone();
     let mut dns_seen = policy.dns.generation();
@@ -330,6 +331,17 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         // Records of calls that just ended take their media stats as soon as the relay has
         // them (a lock and a swap when there are none).
         policy.drain_media_soon(Instant::now());
+        if let Some(h) = &hep {
+            crate::hep::quality::periodic(h, &core, &mut policy, Instant::now());
+            for r in policy
+                .quality
+                .as_mut()
+                .map(|q| q.take())
+                .unwrap_or_default()
+            {
+                h.quality(&r);
+            }
+        }
         // Outbound TLS follows the trunks of the configuration in use (a pointer check).
         if let Some(c) = sender.tls.tls_clients() {
             c.update(&policy.config);
@@ -682,6 +694,17 @@ fn admin_token_of(cfg: &Config) -> Result<Option<String>, String> {
 }
 
 /// HEP capture (`capture:`), when configured.
+/// Quality reports for the capture stream, when there is one and a relay to measure.
+fn quality_reports(policy: &LivePolicy) -> Option<crate::hep::quality::QualityReports> {
+    use media_relay::DataPlane;
+    let c = policy.config.capture.as_ref()?;
+    let m = policy.media.as_ref()?;
+    Some(crate::hep::quality::QualityReports::new(
+        c.quality_interval,
+        m.relay.local_ip(),
+    ))
+}
+
 fn start_hep(cfg: &Config, metrics: &Metrics) -> Result<Option<crate::hep::Hep>, String> {
     let Some(c) = &cfg.capture else {
         return Ok(None);

@@ -4,6 +4,8 @@
 //! Call-ID as their correlation id, and each packet names the capture agent and its key.
 
 mod common;
+#[path = "support/tone.rs"]
+mod tone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::UdpSocket;
@@ -131,11 +133,14 @@ fn the_hep_stream_holds_every_message_of_both_legs_correlated_per_call() {
             let mut in_stream = BTreeSet::new();
             let mut correlation = BTreeMap::new();
             for p in &packets {
-                assert_eq!(
-                    p.0.get(&11).map(Vec::as_slice),
-                    Some(&[1u8][..]),
-                    "protocol type SIP"
+                let kind = p.0.get(&11).map(Vec::as_slice);
+                assert!(
+                    kind == Some(&[1u8][..]) || kind == Some(&[5u8][..]),
+                    "protocol type SIP or RTCP: {kind:?}"
                 );
+                if kind != Some(&[1u8][..]) {
+                    continue;
+                }
                 assert_eq!(
                     p.0.get(&12).map(Vec::as_slice),
                     Some(&2042u32.to_be_bytes()[..])
@@ -228,6 +233,101 @@ fn a_collector_that_is_down_costs_the_calls_nothing() {
                 "sent {sent} dropped {dropped}"
             );
             assert!(dropped > 0.0, "ICMP refusals are counted as drops: {m}");
+            tl.assert_alive();
+        },
+    );
+}
+
+/// The capture stream's quality reports (HEP type 5, JSON as collectors read RTCP): a call with
+/// RTP the callee echoes gets periodic reports and, when it ends, one final report per leg,
+/// correlated by leg A's Call-ID, with the packets the relay counted on each leg.
+#[test]
+fn media_quality_reports_follow_each_call_into_the_capture_stream() {
+    require_sipp();
+    isolated(
+        "media_quality_reports_follow_each_call_into_the_capture_stream",
+        false,
+        |net| {
+            let collector = UdpSocket::bind(("127.0.0.1", net.spare(80))).expect("collector");
+            collector
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            std::fs::write(net.dir.join("tone.wav"), tone::tone_wav()).expect("tone.wav");
+            let t = [Trunk {
+                name: "pbx",
+                port: net.trunk(0),
+            }];
+            let yaml = format!(
+                "{}capture: {{ hep: 127.0.0.1:{}, quality_interval: 1 }}\n",
+                config_yaml(net, &t, &["pbx"]),
+                net.spare(80)
+            );
+            let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
+            let callee = Sipp::uas(
+                net,
+                "uas",
+                "uas_basic.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                1,
+            )
+            .args(&["-rtp_echo"])
+            .spawn();
+            wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+            let caller = Sipp::uac(net, "uac", "uac_rtp.xml", 1, 1)
+                .args(&[
+                    "-trace_msg",
+                    "-message_file",
+                    &net.dir.join("uac.msg").to_string_lossy(),
+                ])
+                .run(Duration::from_secs(60));
+            caller.assert_all_ok(1, &tl.log_tail(20));
+            callee.wait(Duration::from_secs(15)).assert_all_ok(1, "uas");
+            let call_id = traced(&net.dir.join("uac.msg"))
+                .first()
+                .map(|k| k.1.clone())
+                .expect("the caller's Call-ID");
+
+            // Reports until both final ones are in (or the deadline).
+            let mut reports: Vec<serde_json::Value> = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let finals = |r: &[serde_json::Value]| {
+                r.iter().filter(|v| v["trunkline"]["final"] == true).count()
+            };
+            while Instant::now() < deadline && finals(&reports) < 2 {
+                let Ok(n) = collector.recv(&mut buf) else {
+                    continue;
+                };
+                let p = decode(&buf[..n]).expect("a well-formed HEP3 packet");
+                if p.0.get(&11).map(Vec::as_slice) != Some(&[5u8][..]) {
+                    continue;
+                }
+                let corr = String::from_utf8_lossy(p.0.get(&17).expect("correlation id"));
+                assert_eq!(corr, call_id, "a report is correlated by leg A's Call-ID");
+                let v: serde_json::Value =
+                    serde_json::from_slice(p.0.get(&15).expect("payload")).expect("JSON body");
+                assert_eq!(v["type"], 201, "{v}");
+                assert!(v["report_blocks"][0]["packets_lost"].is_i64(), "{v}");
+                reports.push(v);
+            }
+            assert_eq!(finals(&reports), 2, "one final report per leg: {reports:?}");
+            assert!(
+                reports.iter().any(|v| v["trunkline"]["final"] == false),
+                "periodic reports during the 2.5 s call: {reports:?}"
+            );
+            for leg in ["a", "b"] {
+                let last = reports
+                    .iter()
+                    .find(|v| v["trunkline"]["final"] == true && v["trunkline"]["leg"] == leg)
+                    .unwrap_or_else(|| panic!("final report of leg {leg}: {reports:?}"));
+                let n = last["trunkline"]["rtp_packets_in"].as_u64().unwrap_or(0);
+                assert!(n >= 50, "leg {leg} received RTP through the relay: {last}");
+                assert!(
+                    last["trunkline"]["mos"].as_f64().is_some_and(|m| m > 3.0),
+                    "{last}"
+                );
+            }
             tl.assert_alive();
         },
     );

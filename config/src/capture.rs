@@ -6,6 +6,8 @@
 //!   hep: 127.0.0.1:9060      # the collector (heplify-server, Homer)
 //!   id: 2001                 # capture agent id (default 2001)
 //!   password: myHep          # optional: the collector's authentication key
+//!   quality_interval: 10     # seconds between per-call media quality reports (0: only the
+//!                            # final report when a call's media ends); default 10
 //! ```
 
 use std::fmt;
@@ -21,6 +23,8 @@ pub struct Capture {
     pub hep: SocketAddr,
     pub id: u32,
     pub password: Option<String>,
+    /// Seconds between per-call quality reports (0: only the final one).
+    pub quality_interval: u32,
 }
 
 /// The password is never printed.
@@ -30,6 +34,7 @@ impl fmt::Debug for Capture {
             .field("hep", &self.hep)
             .field("id", &self.id)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("quality_interval", &self.quality_interval)
             .finish()
     }
 }
@@ -42,6 +47,8 @@ pub(crate) struct RawCapture {
     id: Option<u32>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    quality_interval: Option<u32>,
 }
 
 pub(crate) fn build_capture(raw: RawCapture) -> Result<Capture, Sem> {
@@ -55,10 +62,18 @@ pub(crate) fn build_capture(raw: RawCapture) -> Result<Capture, Sem> {
             ));
         }
     }
+    let quality_interval = raw.quality_interval.unwrap_or(10);
+    if quality_interval > 3600 {
+        return Err(sem(
+            p("quality_interval"),
+            "quality_interval: 0 (final report only) to 3600 seconds",
+        ));
+    }
     Ok(Capture {
         hep,
         id: raw.id.unwrap_or(2001),
         password: raw.password,
+        quality_interval,
     })
 }
 
@@ -82,13 +97,16 @@ mod tests {
         let cap = c.capture.expect("capture");
         assert_eq!(cap.hep, "127.0.0.1:9060".parse().unwrap());
         assert_eq!((cap.id, cap.password), (2001, None));
+        assert_eq!(cap.quality_interval, 10);
         let c = from_yaml(
-            &yaml("capture: { hep: '[::1]:9060', id: 7, password: hunter2 }\n"),
+            &yaml(
+                "capture: { hep: '[::1]:9060', id: 7, password: hunter2, quality_interval: 0 }\n",
+            ),
             "t.yaml",
         )
         .unwrap();
         let cap = c.capture.expect("capture");
-        assert_eq!(cap.id, 7);
+        assert_eq!((cap.id, cap.quality_interval), (7, 0));
         assert!(!format!("{cap:?}").contains("hunter2"));
         assert!(from_yaml(&yaml(""), "t.yaml").unwrap().capture.is_none());
         for (bad, needle) in [
@@ -100,6 +118,10 @@ mod tests {
             (
                 "capture: { hep: 127.0.0.1:9060, port: 1 }\n",
                 "unknown field",
+            ),
+            (
+                "capture: { hep: 127.0.0.1:9060, quality_interval: 86400 }\n",
+                "quality_interval",
             ),
         ] {
             let e = from_yaml(&yaml(bad), "t.yaml").expect_err(bad);

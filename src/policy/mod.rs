@@ -39,6 +39,8 @@ pub struct LivePolicy {
     pub dns: Arc<crate::dns::DnsTable>,
     /// Call detail records (`cdr:`), when configured.
     pub cdr: Option<crate::cdr::Cdrs>,
+    /// Media quality reports for the capture stream (`capture:`), when configured.
+    pub quality: Option<crate::hep::quality::QualityReports>,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -202,6 +204,7 @@ impl LivePolicy {
             health: Default::default(),
             dns: Default::default(),
             cdr: None,
+            quality: None,
         };
         p.guard.follow(&p.config, &p.dns);
         p
@@ -471,6 +474,12 @@ impl LivePolicy {
             }
             c.expire(now);
         }
+        if let Some(q) = &mut self.quality {
+            for x in &closed {
+                q.closed(x);
+            }
+            q.expire(now);
+        }
     }
 
     /// CDRs wait for media stats (the core loop drains the relay's soon).
@@ -482,10 +491,15 @@ impl LivePolicy {
     /// [`crate::cdr::DRAIN_EVERY`] ago (the relay reports closed pairs at that pace anyway):
     /// called after every batch of inputs, it must cost nothing most of the time.
     pub fn drain_media_soon(&mut self, now: Instant) {
+        let quality = self
+            .quality
+            .as_ref()
+            .is_some_and(crate::hep::quality::QualityReports::waiting);
         let due = self
             .cdr
             .as_mut()
-            .is_some_and(|c| c.waiting() && c.drain_due(now));
+            .is_some_and(|c| (c.waiting() || quality) && c.drain_due(now))
+            || (quality && self.cdr.is_none());
         if due {
             self.drain_media(now);
         }
@@ -711,14 +725,22 @@ impl Policy for LivePolicy {
 
     fn media_release(&mut self, call: CallRef<'_>, now: Instant) {
         let mut pairs = Vec::new();
+        let mut reported = Vec::new();
         let mut srtp = false;
         if let Some(m) = &mut self.media {
             if let Ok(infos) = m.calls.delete(call.call_id, Some(call.from_tag)) {
                 for st in infos.iter().flat_map(|i| &i.streams) {
                     srtp |= st.proto.contains("SAVP");
                     pairs.extend(st.pair.map(|p| p.a));
+                    if self.quality.is_some() {
+                        let remote = |i: usize| st.legs.get(i).and_then(|l| l.remote);
+                        reported.extend(st.pair.map(|p| (p, [remote(0), remote(1)])));
+                    }
                 }
             }
+        }
+        if let Some(q) = &mut self.quality {
+            q.released(call.call_id, &reported, now);
         }
         if let Some(c) = &mut self.cdr {
             c.released(call.id, &pairs, srtp, now);

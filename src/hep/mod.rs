@@ -27,6 +27,8 @@ pub struct Captured<'a> {
     pub time: SystemTime,
     pub correlation: &'a [u8],
     pub payload: &'a [u8],
+    /// HEP's protocol type of the payload ([`PROTO_SIP`], [`PROTO_RTCP`]).
+    pub proto_type: u8,
 }
 
 /// Chunk type ids (vendor 0, generic).
@@ -50,6 +52,10 @@ mod chunk {
 
 /// HEP's protocol type for SIP.
 pub const PROTO_SIP: u8 = 1;
+/// HEP's protocol type for RTCP (the quality reports of [`quality`], JSON as collectors read).
+pub const PROTO_RTCP: u8 = 5;
+
+pub mod quality;
 
 fn push_chunk(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
     // Values are bounded by the caller (a SIP message is at most 65,535 bytes minus headers).
@@ -96,7 +102,7 @@ pub fn encode(c: &Captured<'_>, agent_id: u32, password: Option<&[u8]>) -> Optio
         chunk::TIME_USEC,
         &since.subsec_micros().to_be_bytes(),
     );
-    push_chunk(&mut out, chunk::PROTO_TYPE, &[PROTO_SIP]);
+    push_chunk(&mut out, chunk::PROTO_TYPE, &[c.proto_type]);
     push_chunk(&mut out, chunk::AGENT_ID, &agent_id.to_be_bytes());
     if !pw.is_empty() {
         push_chunk(&mut out, chunk::AUTH_KEY, pw);
@@ -299,6 +305,7 @@ impl Hep {
             time: SystemTime::now(),
             correlation,
             payload: data,
+            proto_type: PROTO_SIP,
         });
     }
 }
@@ -339,6 +346,7 @@ mod tests {
             time: UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456),
             correlation: b"leg-a-call-id",
             payload: msg,
+            proto_type: PROTO_SIP,
         };
         let p = encode(&c, 2001, Some(b"pw")).expect("fits");
         let ch = decode(&p);
