@@ -69,6 +69,28 @@ fn traced(path: &std::path::Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The test's collector: a socket on the port the configurations name.
+fn collector(net: &Net) -> UdpSocket {
+    let c = UdpSocket::bind(("127.0.0.1", net.spare(80))).expect("collector");
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    c
+}
+
+/// One trunk `pbx` and capture to the test's collector with `more` (`key: value, ...`).
+fn capture_config(net: &Net, more: &str) -> String {
+    let t = [Trunk {
+        name: "pbx",
+        port: net.trunk(0),
+    }];
+    let yaml = format!(
+        "{}capture: {{ hep: 127.0.0.1:{}, {more} }}\n",
+        config_yaml(net, &t, &["pbx"]),
+        net.spare(80)
+    );
+    with_metrics(net, &yaml, "")
+}
+
 #[test]
 fn the_hep_stream_holds_every_message_of_both_legs_correlated_per_call() {
     require_sipp();
@@ -76,20 +98,8 @@ fn the_hep_stream_holds_every_message_of_both_legs_correlated_per_call() {
         "the_hep_stream_holds_every_message_of_both_legs_correlated_per_call",
         false,
         |net| {
-            let collector = UdpSocket::bind(("127.0.0.1", net.spare(80))).expect("collector");
-            collector
-                .set_read_timeout(Some(Duration::from_millis(100)))
-                .expect("timeout");
-            let t = [Trunk {
-                name: "pbx",
-                port: net.trunk(0),
-            }];
-            let yaml = format!(
-                "{}capture: {{ hep: 127.0.0.1:{}, id: 2042, password: hep-key }}\n",
-                config_yaml(net, &t, &["pbx"]),
-                net.spare(80)
-            );
-            let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
+            let collector = collector(net);
+            let mut tl = Trunkline::start(net, &capture_config(net, "id: 2042, password: hep-key"));
             let calls = 3;
             let callee = Sipp::uas(
                 net,
@@ -248,21 +258,9 @@ fn media_quality_reports_follow_each_call_into_the_capture_stream() {
         "media_quality_reports_follow_each_call_into_the_capture_stream",
         false,
         |net| {
-            let collector = UdpSocket::bind(("127.0.0.1", net.spare(80))).expect("collector");
-            collector
-                .set_read_timeout(Some(Duration::from_millis(100)))
-                .expect("timeout");
+            let collector = collector(net);
             std::fs::write(net.dir.join("tone.wav"), tone::tone_wav()).expect("tone.wav");
-            let t = [Trunk {
-                name: "pbx",
-                port: net.trunk(0),
-            }];
-            let yaml = format!(
-                "{}capture: {{ hep: 127.0.0.1:{}, quality_interval: 1 }}\n",
-                config_yaml(net, &t, &["pbx"]),
-                net.spare(80)
-            );
-            let mut tl = Trunkline::start(net, &with_metrics(net, &yaml, ""));
+            let mut tl = Trunkline::start(net, &capture_config(net, "quality_interval: 1"));
             let callee = Sipp::uas(
                 net,
                 "uas",

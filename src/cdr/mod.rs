@@ -105,7 +105,6 @@ pub struct Cdrs {
     by_pair: HashMap<u16, u64>,
     /// Codec (first payload of the first audio m-line) each leg's SDP named, by call.
     codecs: HashMap<u64, [Option<String>; 2]>,
-    next_drain: Option<Instant>,
     next_expire: Option<Instant>,
 }
 
@@ -143,7 +142,6 @@ impl Cdrs {
             pending: HashMap::new(),
             by_pair: HashMap::new(),
             codecs: HashMap::new(),
-            next_drain: None,
             next_expire: None,
         })
     }
@@ -194,16 +192,6 @@ impl Cdrs {
                 since: now,
             },
         );
-    }
-
-    /// Whether the relay's closed-pair stats should be taken now (at most every
-    /// [`DRAIN_EVERY`]).
-    pub fn drain_due(&mut self, now: Instant) -> bool {
-        if self.next_drain.is_some_and(|t| now < t) {
-            return false;
-        }
-        self.next_drain = Some(now + DRAIN_EVERY);
-        true
     }
 
     /// Records are waiting for media stats.

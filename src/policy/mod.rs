@@ -41,6 +41,8 @@ pub struct LivePolicy {
     pub cdr: Option<crate::cdr::Cdrs>,
     /// Media quality reports for the capture stream (`capture:`), when configured.
     pub quality: Option<crate::hep::quality::QualityReports>,
+    /// Earliest next [`LivePolicy::drain_media_soon`] drain.
+    next_drain: Option<Instant>,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -205,6 +207,7 @@ impl LivePolicy {
             dns: Default::default(),
             cdr: None,
             quality: None,
+            next_drain: None,
         };
         p.guard.follow(&p.config, &p.dns);
         p
@@ -487,22 +490,21 @@ impl LivePolicy {
         self.cdr.as_ref().is_some_and(crate::cdr::Cdrs::waiting)
     }
 
-    /// [`LivePolicy::drain_media`] when records wait and the last drain is at least
-    /// [`crate::cdr::DRAIN_EVERY`] ago (the relay reports closed pairs at that pace anyway):
-    /// called after every batch of inputs, it must cost nothing most of the time.
+    /// [`LivePolicy::drain_media`] when CDRs or quality reports wait for closed pairs' stats
+    /// and the last drain is at least [`crate::cdr::DRAIN_EVERY`] ago (the relay reports
+    /// closed pairs at that pace anyway): called after every batch of inputs, it must cost
+    /// nothing most of the time.
     pub fn drain_media_soon(&mut self, now: Instant) {
-        let quality = self
-            .quality
-            .as_ref()
-            .is_some_and(crate::hep::quality::QualityReports::waiting);
-        let due = self
-            .cdr
-            .as_mut()
-            .is_some_and(|c| (c.waiting() || quality) && c.drain_due(now))
-            || (quality && self.cdr.is_none());
-        if due {
-            self.drain_media(now);
+        let waiting = self.cdr_waiting()
+            || self
+                .quality
+                .as_ref()
+                .is_some_and(crate::hep::quality::QualityReports::waiting);
+        if !waiting || self.next_drain.is_some_and(|t| now < t) {
+            return;
         }
+        self.next_drain = Some(now + crate::cdr::DRAIN_EVERY);
+        self.drain_media(now);
     }
 
     /// `config` was replaced (reload): settings derived from it are rebuilt at next use.
