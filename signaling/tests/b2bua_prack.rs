@@ -195,10 +195,13 @@ fn require_100rel_from_the_caller_is_served_not_420() {
     assert_eq!(p[0].headers.get("Require"), Some("100rel"));
     assert!(rseq_of(&p[0]).is_some());
     // Another extension is still 420.
-    w.feed(A, &invite_plus("rel-3b", "Require: 100rel, timer\r\n"));
+    w.feed(
+        A,
+        &invite_plus("rel-3b", "Require: 100rel, precondition\r\n"),
+    );
     let r = w.final_to(A);
     assert_eq!(r.status, 420);
-    assert_eq!(r.headers.get("Unsupported"), Some("timer"));
+    assert_eq!(r.headers.get("Unsupported"), Some("precondition"));
 }
 
 #[test]

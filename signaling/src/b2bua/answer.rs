@@ -23,6 +23,7 @@ impl B2bua {
         match route {
             Route::CallInvite(id) => self.on_b_invite_response(tx, id, resp, now, policy),
             Route::CallRelay(id) => self.on_relay_response(tx, id, resp, now, policy),
+            Route::CallRefresh(id) => self.on_refresh_response(tx, id, resp, now, policy),
             Route::CallOther(id) => {
                 if self.b_request_challenged(tx, id, &resp, now, policy) {
                     return;
@@ -112,6 +113,9 @@ impl B2bua {
         }
         if (status == 401 || status == 407) && self.b_invite_challenged(tx, id, &resp, now, policy)
         {
+            return;
+        }
+        if status == 422 && self.b_invite_too_small(tx, id, &resp, now) {
             return;
         }
         self.owners.remove(&tx);
@@ -299,6 +303,7 @@ impl B2bua {
             out.headers.push("Content-Type", "application/sdp");
             out.body = b;
         }
+        self.start_timers(id, &setup, &resp, &mut out, now, policy);
         if let Some(a_tx) = setup.a_invite_tx {
             self.send_a_2xx(id, a_tx, out, now);
         }

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Which side of a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Leg {
     /// The caller's side, answered by trunkline.
     A,
@@ -72,6 +72,27 @@ pub enum Rel100Mode {
     Required,
     /// Neither (a reliable provisional is still PRACKed: RFC 3262 §4 binds any UAC that gets one).
     Off,
+}
+
+/// Session timer settings of a leg (RFC 4028): the interval trunkline asks for and the
+/// shortest one it accepts (`Min-SE`, at least 90 s: RFC 4028 §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTimer {
+    /// Session-Expires trunkline asks for and answers with at most (seconds).
+    pub expires: u32,
+    /// Min-SE: a shorter Session-Expires from the peer gets 422 (seconds).
+    pub min_se: u32,
+}
+
+/// A trunk's session timer ([`Policy::session_timer`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimerChoice {
+    /// The core's default ([`CoreConfig::session_timer`]).
+    #[default]
+    Inherit,
+    /// No session timer on this leg: its Session-Expires are not asked for nor answered.
+    Off,
+    On(SessionTimer),
 }
 
 /// Why the media side refused an SDP offer.
@@ -240,6 +261,12 @@ pub trait Policy {
     fn rel100_mode(&mut self, _trunk: &str, _now: Instant) -> Rel100Mode {
         Rel100Mode::Supported
     }
+    /// The session timer (RFC 4028) of a leg: leg B towards `trunk` (`Some`), or leg A from
+    /// `peer` (`None`: the policy knows whether the caller is a trunk). Default: the core's
+    /// [`CoreConfig::session_timer`].
+    fn session_timer(&mut self, _trunk: Option<&str>, _peer: Peer, _now: Instant) -> TimerChoice {
+        TimerChoice::Inherit
+    }
     /// What to do with a 3xx that `trunk` answered leg B's INVITE with (`redirect:` of the
     /// trunk). Default: relay it to leg A.
     fn redirect_mode(&mut self, _trunk: &str, _now: Instant) -> RedirectMode {
@@ -365,6 +392,9 @@ pub struct CoreConfig {
     pub user_agent: String,
     /// Per-source and per-target caps.
     pub caps: Caps,
+    /// Session timers (RFC 4028) on legs whose policy says [`TimerChoice::Inherit`] (callers
+    /// that are no trunk, registered phones); `None`: none.
+    pub session_timer: Option<SessionTimer>,
 }
 
 impl Default for CoreConfig {
@@ -382,6 +412,7 @@ impl Default for CoreConfig {
             seed: *b"trunkline default seed: tests!!!",
             user_agent: concat!("trunkline/", env!("CARGO_PKG_VERSION")).to_string(),
             caps: Caps::default(),
+            session_timer: None,
         }
     }
 }
@@ -426,4 +457,12 @@ pub struct CoreStats {
     pub forks_dropped: u64,
     /// Contacts of leg B's 3xx answers followed (`redirect: follow`).
     pub redirects_followed: u64,
+    /// Session refreshes (RFC 4028) trunkline sent as a leg's refresher, and answered 2xx.
+    pub session_refreshes: u64,
+    /// Calls ended because a leg's session expired (no refresh, or the refresh failed).
+    pub sessions_expired: u64,
+    /// Leg A INVITEs refused 422 (Session-Expires below Min-SE) and leg B INVITEs retried after
+    /// the trunk's 422.
+    pub session_too_small: u64,
+    pub session_retries: u64,
 }

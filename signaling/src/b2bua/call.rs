@@ -93,6 +93,8 @@ pub(super) struct Attempt {
     /// or until the call moves on from it) and the request.
     pub(super) tx: Option<TxId>,
     pub(super) invite: Option<Request>,
+    /// Leg B INVITEs to the current target retried after a 422 (`refresh.rs`).
+    pub(super) se_retries: u8,
     /// The current target sent a provisional response (a CANCEL may be sent, RFC 3261 §9.1).
     pub(super) got_provisional: bool,
     /// Leg A has its final answer already (CANCEL, BYE, shutdown): leg B is being cancelled.
@@ -153,6 +155,8 @@ impl Handshake {
 pub(super) struct Established {
     pub(super) answered: Instant,
     pub(super) handshake: Handshake,
+    /// Each leg's session timer (RFC 4028, `refresh.rs`).
+    pub(super) timers: super::refresh::CallTimers,
 }
 
 /// A call that is over.
@@ -217,6 +221,21 @@ impl Call {
         }
     }
 
+    /// The session timers of an answered call.
+    pub(super) fn timers(&self) -> Option<&super::refresh::CallTimers> {
+        match &self.state {
+            CallState::Confirmed(e) => Some(&e.timers),
+            _ => None,
+        }
+    }
+
+    pub(super) fn timers_mut(&mut self) -> Option<&mut super::refresh::CallTimers> {
+        match &mut self.state {
+            CallState::Confirmed(e) => Some(&mut e.timers),
+            _ => None,
+        }
+    }
+
     pub(super) fn is_confirmed(&self) -> bool {
         matches!(self.state, CallState::Confirmed(_))
     }
@@ -253,6 +272,7 @@ impl Call {
         let established = CallState::Confirmed(Established {
             answered: now,
             handshake,
+            timers: Default::default(),
         });
         match std::mem::replace(&mut self.state, established) {
             CallState::Proceeding(attempt) => Some(attempt),
@@ -360,6 +380,7 @@ mod tests {
                 trunk: None,
                 tx: None,
                 invite: Some(invite("42 INVITE")),
+                se_retries: 0,
                 got_provisional: false,
                 cancelled: false,
             })),

@@ -22,6 +22,8 @@ pub enum Hangup {
     Shutdown,
     /// An operator (admin API).
     Admin,
+    /// A leg's session timer ran out (RFC 4028: no refresh, or the refresh failed).
+    SessionExpired,
 }
 
 impl Hangup {
@@ -33,6 +35,7 @@ impl Hangup {
             Hangup::MediaTimeout => "media_timeout",
             Hangup::Shutdown => "shutdown",
             Hangup::Admin => "admin",
+            Hangup::SessionExpired => "session_expired",
         }
     }
 }

@@ -279,6 +279,8 @@ impl B2bua {
             }
             // Reliable provisionals are per leg (`prack.rs`): leg A's PRACKs are answered here.
             Method::Prack if leg == Leg::A => self.on_a_prack(tx, &req, id, now),
+            Method::Invite | Method::Update
+                if self.peer_refresh(tx, &req, id, leg, now, policy) => {}
             _ => self.relay_in_dialog(tx, req, id, leg, now, policy),
         }
     }
@@ -327,6 +329,11 @@ impl B2bua {
         }
         let msg = SipMessage::Request(ack);
         self.tx.send_stateless(&msg, peer);
+        if let (Some(ts), SipMessage::Request(ack)) =
+            (self.calls.get_mut(&id).and_then(Call::timers_mut), &msg)
+        {
+            ts.sent_sdp(Leg::B, &ack.body);
+        }
         let hs = self.calls.get_mut(&id).and_then(Call::handshake_mut);
         if let (Some(h), SipMessage::Request(ack)) = (hs, msg) {
             h.b_ack = Some(ack);
@@ -378,6 +385,9 @@ impl B2bua {
                 out.headers.push("Content-Type", ct.to_string());
             }
             out.body = body;
+        }
+        if matches!(req.method, Method::Invite | Method::Update) {
+            self.relay_timer_headers(id, to_leg, &mut out);
         }
         self.server.insert(tx, (id, from_leg));
         let method = req.method.clone();
@@ -451,7 +461,7 @@ impl B2bua {
             .get(&id)
             .map(|c| c.leg(from_leg).local_tag.clone());
         let refused = matches!(body, RelayedBody::Refused);
-        let out = match body {
+        let mut out = match body {
             RelayedBody::Refused => {
                 make_response(&orig, 488, "Not Acceptable Here", local_tag.as_deref())
             }
@@ -467,6 +477,9 @@ impl B2bua {
                 ack.headers.set("CSeq", format!("{seq} ACK"));
                 self.tx.send_stateless(&SipMessage::Request(ack), peer);
             }
+        }
+        if matches!(method, Method::Invite | Method::Update) && ok && !refused {
+            self.relay_refreshed(id, from_leg, &orig, &resp, &mut out, now, policy);
         }
         if method == Method::Invite && ok && !refused {
             self.tx.send_2xx_reliably(server_tx, out, now);

@@ -293,6 +293,7 @@ impl B2bua {
                     }
                 }
             }
+            ClientPurpose::Refresh(_) => self.refresh_failed(id, status, now, policy),
             ClientPurpose::Bye | ClientPurpose::Cancel | ClientPurpose::Prack => {
                 self.maybe_collect(id);
             }

@@ -127,6 +127,9 @@ impl B2bua {
         policy: &mut dyn Policy,
     ) {
         let from = parties.from;
+        if self.a_invite_too_small(tx, &req, from, now, policy) {
+            return;
+        }
         let from_user = admitted.caller_user(parties.from_na);
         // Calls nobody vouches for (a stranger calling a registered phone: no trunk, no
         // credentials) hold relay ports and a ringing phone: a few at a time per source.
@@ -298,6 +301,7 @@ impl B2bua {
                 trunk: None,
                 tx: None,
                 invite: None,
+                se_retries: 0,
                 got_provisional: false,
                 cancelled: false,
             })),
@@ -433,6 +437,8 @@ impl B2bua {
             return;
         };
         let rel100 = self.b_100rel(&trunk, now, policy);
+        let mut timer_h = Headers::with_capacity(3);
+        self.b_timer_headers(&trunk, t, now, policy, &mut timer_h);
         let via = self.via_for(t);
         let contact = self.contact_for(t);
         let Some(call) = self.calls.get_mut(&id) else {
@@ -473,6 +479,9 @@ impl B2bua {
         h.push("Contact", contact);
         if let Some((name, value)) = rel100 {
             h.push(name, value);
+        }
+        for x in timer_h.iter() {
+            h.push(&x.name, x.value.clone());
         }
         copy_passthrough(&at.a_invite.headers, &mut h);
         let body = at.b_offer.as_ref().map_or_else(Vec::new, |(ct, sdp)| {

@@ -46,7 +46,9 @@ mod owners;
 mod prack;
 mod presence;
 mod redirect;
+mod refresh;
 mod snapshot;
+mod timers;
 mod uac_auth;
 mod wire;
 
@@ -103,6 +105,8 @@ enum ClientPurpose {
     Bye,
     /// Leg B's PRACK for a reliable provisional response (RFC 3262 §4).
     Prack,
+    /// A session refresh of ours on a leg (RFC 4028, `refresh.rs`).
+    Refresh(Leg),
     /// A request relayed from the other leg: answer `server_tx` with the final response.
     Relay {
         server_tx: TxId,
@@ -126,6 +130,8 @@ enum DeadlineKind {
     Ringing,
     /// Leg A's reliable provisional response is due for retransmission (`prack.rs`).
     Reliable1xx,
+    /// A leg's session timer: a refresh of ours, or the session's end (`refresh.rs`).
+    Session(Leg),
 }
 
 /// A leg B INVITE the call moved on from (no answer, or ringing too long). A late provisional
@@ -311,6 +317,11 @@ impl B2bua {
         self.cfg.ringing_timeout = ringing;
     }
 
+    /// New session timer defaults (a reloaded configuration): for calls answered from now on.
+    pub fn set_session_timer(&mut self, t: Option<SessionTimer>) {
+        self.cfg.session_timer = t;
+    }
+
     /// New caps (a reloaded configuration); what is held already stays.
     pub fn set_caps(&mut self, caps: Caps) {
         self.cfg.caps = caps;
@@ -407,6 +418,7 @@ impl B2bua {
                     self.no_answer_deadline(d.call, d.target_idx, now, policy)
                 }
                 DeadlineKind::Reliable1xx => self.reliable_1xx_due(d.call, d.at.0, now, policy),
+                DeadlineKind::Session(leg) => self.session_due(d.call, leg, d.at.0, now, policy),
             }
         }
         self.pump(now, policy);
@@ -611,7 +623,7 @@ impl B2bua {
                 let mut resp = make_response(&req, 200, "OK", Some(&tag));
                 resp.headers.push("Allow", ALLOW);
                 resp.headers.push("Accept", "application/sdp");
-                resp.headers.push("Supported", "100rel");
+                resp.headers.push("Supported", "100rel, timer");
                 resp.headers.push("Server", self.cfg.user_agent.clone());
                 self.tx.send_response(tx, resp, now);
             }

@@ -29,6 +29,8 @@ pub(super) enum TxOwner {
 pub(super) enum Route {
     CallInvite(CallId),
     CallRelay(CallId),
+    /// A session refresh of the call's (`refresh.rs`).
+    CallRefresh(CallId),
     /// CANCEL or BYE of the call.
     CallOther(CallId),
     Message,
@@ -83,6 +85,7 @@ impl Owners {
         Some(match self.map.get(tx)? {
             TxOwner::Call(id, ClientPurpose::Invite) => Route::CallInvite(*id),
             TxOwner::Call(id, ClientPurpose::Relay { .. }) => Route::CallRelay(*id),
+            TxOwner::Call(id, ClientPurpose::Refresh(_)) => Route::CallRefresh(*id),
             TxOwner::Call(id, _) => Route::CallOther(*id),
             TxOwner::Message(_) => Route::Message,
             TxOwner::Subscription(_) => Route::Subscription,

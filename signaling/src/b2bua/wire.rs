@@ -6,8 +6,9 @@ pub(super) const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY";
 
 /// Option tags the core implements (RFC 3261 §8.2.2.3: a `Require` of anything else is 420):
-/// reliable provisional responses (RFC 3262, `prack.rs`).
-pub(super) const SUPPORTED: &[&str] = &["100rel"];
+/// reliable provisional responses (RFC 3262, `prack.rs`) and session timers (RFC 4028,
+/// `timers.rs`).
+pub(super) const SUPPORTED: &[&str] = &["100rel", "timer"];
 
 /// `user@` for a SIP URI (RFC 3261 §25.1 `userinfo`), or nothing for an empty user (a dial plan
 /// may rewrite the user away, a peer may send none): "sip:@host" is not a URI. Characters the
