@@ -409,12 +409,14 @@ impl B2bua {
                 call.leg_mut(leg).remote_target = c.uri.to_string();
             }
         }
-        let asked = self.leg_timer_mut(id, leg).map_or(0, |t| t.min_se);
         //= rfc4028#section-7.2
         //# A 2xx without a Session-Expires can come for both initial and subsequent session
         //# refresh requests.  This means that the session timer can be 'turned-off' in mid
         //# dialog by receiving a response without a Session-Expires header field.
-        let t = timers::as_uac(&resp.headers, asked, now);
+        let Some(current) = self.leg_timer_mut(id, leg).map(|t| t.clone()) else {
+            return;
+        };
+        let t = timers::after_2xx(&current, &resp.headers, now);
         self.set_timer(id, leg, t);
     }
 
@@ -557,9 +559,8 @@ impl B2bua {
         if let Some(t) = &from_t {
             answer_headers(t, &mut out.headers);
         }
-        let asked = self.leg_timer_mut(id, to_leg).map(|t| t.min_se);
-        let to_t = asked.and_then(|min| timers::as_uac(&resp.headers, min, now));
-        if asked.is_some() {
+        if let Some(current) = self.leg_timer_mut(id, to_leg).map(|t| t.clone()) {
+            let to_t = timers::after_2xx(&current, &resp.headers, now);
             self.set_timer(id, to_leg, to_t);
         }
         self.set_timer(id, from_leg, from_t);

@@ -260,6 +260,18 @@ pub(super) fn as_uac(resp: &Headers, asked_min: u32, now: Instant) -> Option<Leg
     Some(t)
 }
 
+/// The leg's timer after the peer's 2xx (`resp`) to a refresh or re-INVITE of ours: as the 2xx
+/// says for a peer that knows timers (none named: off); a peer that does not (trunkline its
+/// refresher regardless) names none and the timer just restarts.
+pub(super) fn after_2xx(current: &LegTimer, resp: &Headers, now: Instant) -> Option<LegTimer> {
+    if current.peer_supports || session_expires(resp).is_some() {
+        return as_uac(resp, current.min_se, now);
+    }
+    let mut t = current.clone();
+    t.refreshed_at(now);
+    Some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,10 +25,16 @@ pub fn target(name: &str, addr: &str) -> Target {
 }
 
 pub fn world(targets: Vec<Target>) -> World {
-    let cfg = CoreConfig {
+    world_with(targets, |_| {})
+}
+
+/// [`world`] with settings changed by `set`.
+pub fn world_with(targets: Vec<Target>, set: impl FnOnce(&mut CoreConfig)) -> World {
+    let mut cfg = CoreConfig {
         local_udp: Some(ME.parse().expect("address")),
         ..CoreConfig::default()
     };
+    set(&mut cfg);
     World::new(
         cfg,
         StaticPolicy {
