@@ -39,6 +39,14 @@ fn seed() -> Result<[u8; 32], String> {
     }
 }
 
+/// `sip:`'s session timer settings for the core.
+fn core_session_timer(sip: &config::Sip) -> Option<signaling::b2bua::SessionTimer> {
+    sip.session_timer.map(|t| signaling::b2bua::SessionTimer {
+        expires: t.expires,
+        min_se: t.min_se,
+    })
+}
+
 /// The SIP core's caps from `limits:`.
 fn core_caps(l: &config::Limits) -> signaling::b2bua::Caps {
     signaling::b2bua::Caps {
@@ -80,6 +88,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         no_answer_failover: cfg.sip.no_answer_timeout,
         ringing_timeout: cfg.sip.ringing_timeout,
         caps: core_caps(&cfg.limits),
+        session_timer: core_session_timer(&cfg.sip),
         ..CoreConfig::default()
     };
     for l in &cfg.listen {
@@ -269,6 +278,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                     let sip = &policy.config.sip;
                     core.set_call_timers(sip.no_answer_timeout, sip.ringing_timeout);
                     core.set_caps(core_caps(&policy.config.limits));
+                    core.set_session_timer(core_session_timer(sip));
                     resolver.update(&policy.config);
                     core.sync_carriers(Instant::now(), &mut policy);
                     match admin_token_of(&policy.config) {
@@ -444,6 +454,14 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         crate::policy::set_counter(&metrics.trunk_auth.with_label_values(&[result]), n);
     }
     crate::policy::set_counter(&metrics.media_failures, stats.media_failures);
+    for (event, n) in [
+        ("refreshed", stats.session_refreshes),
+        ("expired", stats.sessions_expired),
+        ("too_small", stats.session_too_small),
+        ("retried", stats.session_retries),
+    ] {
+        crate::policy::set_counter(&metrics.session_timers.with_label_values(&[event]), n);
+    }
     for (status, n) in &stats.registers {
         crate::policy::set_counter(
             &metrics.registers.with_label_values(&[&status.to_string()]),

@@ -40,6 +40,8 @@
 //! sip:                         # optional call setup timers (seconds; reloadable)
 //!   no_answer_timeout: 4       # no response at all from a trunk: try the next (1-32, default 4)
 //!   ringing_timeout: 181       # ringing without an answer: CANCEL, try the next (default 181)
+//!   session_expires: 1800      # session timers (RFC 4028) on every leg; 0 = off (default 1800)
+//!   min_se: 90                 # shortest Session-Expires accepted (422 below; default 90)
 //! registrar:                   # optional: REGISTER for these domains, Digest-authenticated
 //!   domains: [example.com]
 //!   users: { alice: { password: s3cret } }
@@ -124,6 +126,7 @@ pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 pub use cdr::{Cdr, CdrFormat, Rotate};
 pub use dns::{Dns, TrunkAddress};
+pub use session_timer::{SessionTimer, DEFAULT_SESSION_TIMER};
 pub use srtp::SrtpPolicy;
 pub use users::{DigestAlgorithm, RegistrarUser};
 mod dialplan;
@@ -131,6 +134,7 @@ mod dns;
 mod fastyaml;
 mod locate;
 mod pattern;
+mod session_timer;
 mod srtp;
 
 pub use dialplan::{Action, Decision, Dialplan, RouteQuery};
@@ -327,6 +331,9 @@ pub struct Sip {
     /// is CANCELled and the next target tried (default 181 s: RFC 3261 §16.6 Timer C, "greater
     /// than 3 minutes").
     pub ringing_timeout: Duration,
+    /// Session timers (RFC 4028) on legs whose trunk says nothing (callers that are no trunk,
+    /// registered phones); `None`: off. Default [`DEFAULT_SESSION_TIMER`].
+    pub session_timer: Option<SessionTimer>,
 }
 
 impl Default for Sip {
@@ -334,6 +341,7 @@ impl Default for Sip {
         Sip {
             no_answer_timeout: Duration::from_secs(4),
             ringing_timeout: Duration::from_secs(181),
+            session_timer: Some(DEFAULT_SESSION_TIMER),
         }
     }
 }
@@ -459,6 +467,8 @@ pub struct Trunk {
     pub redirect: Redirect,
     /// Reliable provisional responses (RFC 3262) offered to this trunk (`100rel:`).
     pub rel100: Rel100,
+    /// Session timers on this trunk's legs (`session_expires`, `min_se`; else `sip:`'s).
+    pub session_timer: Option<SessionTimer>,
 }
 
 /// A trunk's `100rel:`: what leg B's INVITE to it says of reliable provisional responses
@@ -919,6 +929,10 @@ struct RawSip {
     no_answer_timeout: Option<u64>,
     #[serde(default)]
     ringing_timeout: Option<u64>,
+    #[serde(default)]
+    session_expires: Option<u32>,
+    #[serde(default)]
+    min_se: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -997,6 +1011,10 @@ struct RawTrunk {
     redirect: Option<Redirect>,
     #[serde(default, rename = "100rel")]
     rel100: Option<Rel100>,
+    #[serde(default)]
+    session_expires: Option<u32>,
+    #[serde(default)]
+    min_se: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1190,6 +1208,12 @@ fn build_with(
             }
             sip.ringing_timeout = Duration::from_secs(t);
         }
+        sip.session_timer = session_timer::build_session_timer(
+            s.session_expires,
+            s.min_se,
+            Some(DEFAULT_SESSION_TIMER),
+            |k| vec![key("sip"), key(k)],
+        )?;
     }
 
     let registrar = match raw.registrar {
@@ -1205,6 +1229,8 @@ fn build_with(
     let mut trunks = BTreeMap::new();
     for (name, t) in raw.trunks {
         let p = |k: &str| vec![key("trunks"), key(&name), key(k)];
+        let session_timer =
+            session_timer::build_session_timer(t.session_expires, t.min_se, sip.session_timer, p)?;
         if !valid_name(&name) {
             return Err(sem(
                 vec![key("trunks"), Seg::KeyItself(name.clone())],
@@ -1302,6 +1328,7 @@ fn build_with(
                 srtp: t.srtp,
                 redirect: t.redirect.unwrap_or_default(),
                 rel100: t.rel100.unwrap_or_default(),
+                session_timer,
             },
         );
     }

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub registered_contacts: IntGauge,
     pub keepalives: IntCounter,
     pub trunk_auth: IntCounterVec,
+    pub session_timers: IntCounterVec,
     pub hep_packets: IntCounterVec,
     pub cdr_records: IntCounterVec,
     pub cdr_dropped: IntCounterVec,
@@ -201,6 +202,15 @@ impl Metrics {
                  \"dropped\" (the socket would have blocked, the collector is unreachable, or \
                  the message does not fit one datagram).",
                 &["result"],
+            ),
+            session_timers: counter_vec(
+                &r,
+                "trunkline_session_timer_events_total",
+                "Session timers (RFC 4028): event=\"refreshed\" (a refresh of trunkline's \
+                 answered 2xx), \"expired\" (a leg's session ran out: the call ended), \
+                 \"too_small\" (an interval below Min-SE refused 422), \"retried\" (leg B's \
+                 INVITE sent again after the trunk's 422).",
+                &["event"],
             ),
             trunk_auth: counter_vec(
                 &r,

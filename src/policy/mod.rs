@@ -8,7 +8,7 @@ use media_relay::srtp::negotiate::SrtpMode;
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
     CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, Rel100Mode,
-    RouteOutcome, Target,
+    RouteOutcome, SessionTimer, Target, TimerChoice,
 };
 use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 use signaling::{Peer, Request, Transport};
@@ -788,6 +788,23 @@ impl Policy for LivePolicy {
             Some(config::Rel100::Required) => Rel100Mode::Required,
             Some(config::Rel100::Off) => Rel100Mode::Off,
             Some(config::Rel100::Supported) | None => Rel100Mode::Supported,
+        }
+    }
+
+    fn session_timer(&mut self, trunk: Option<&str>, peer: Peer, _now: Instant) -> TimerChoice {
+        let name = match trunk {
+            Some(t) => Some(t),
+            None => self.trunk_of(peer),
+        };
+        match name.and_then(|n| self.config.trunks.get(n)) {
+            None => TimerChoice::Inherit,
+            Some(t) => match t.session_timer {
+                Some(s) => TimerChoice::On(SessionTimer {
+                    expires: s.expires,
+                    min_se: s.min_se,
+                }),
+                None => TimerChoice::Off,
+            },
         }
     }
 
