@@ -62,9 +62,20 @@ impl B2bua {
             return;
         }
         let Some(cid) = resp.call_id() else { return };
-        let Some(id) = self.by_b.get(cid).copied() else {
-            return;
+        let (id, leg) = match self.by_b.get(cid).copied() {
+            Some(id) => (id, Leg::B),
+            None => {
+                // Leg A: the caller's tag is the To tag of a response to our request.
+                let tag = resp.headers.get("To").and_then(tag_param).unwrap_or("");
+                let Some(id) = self.call_of(cid, tag) else {
+                    return;
+                };
+                (id, Leg::A)
+            }
         };
+        if self.reinvite_2xx_again(id, leg, resp) || leg == Leg::A {
+            return;
+        }
         self.ack_other_2xx(id, resp, None, now);
     }
 

@@ -54,6 +54,9 @@ pub(super) struct Call {
     pub(super) log: super::cdr::CallLog,
 }
 
+// Confirmed is the state a call spends its life in (its size is the call's size either way);
+// only call setup, which a call leaves, is boxed.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum CallState {
     /// Leg B's INVITE is out to the current target; leg A has no 2xx. (Boxed: an answered
     /// call, which may last hours, does not hold room for call setup.)
@@ -157,6 +160,8 @@ pub(super) struct Established {
     pub(super) handshake: Handshake,
     /// Each leg's session timer (RFC 4028, `refresh.rs`).
     pub(super) timers: super::refresh::CallTimers,
+    /// Re-INVITE ACKs, an offer waiting for its answer, pending INVITEs (`reoffer.rs`).
+    pub(super) reoffer: super::reoffer::Reoffer,
 }
 
 /// A call that is over.
@@ -236,6 +241,21 @@ impl Call {
         }
     }
 
+    /// The re-INVITE state of an answered call.
+    pub(super) fn reoffer(&self) -> Option<&super::reoffer::Reoffer> {
+        match &self.state {
+            CallState::Confirmed(e) => Some(&e.reoffer),
+            _ => None,
+        }
+    }
+
+    pub(super) fn reoffer_mut(&mut self) -> Option<&mut super::reoffer::Reoffer> {
+        match &mut self.state {
+            CallState::Confirmed(e) => Some(&mut e.reoffer),
+            _ => None,
+        }
+    }
+
     pub(super) fn is_confirmed(&self) -> bool {
         matches!(self.state, CallState::Confirmed(_))
     }
@@ -273,6 +293,7 @@ impl Call {
             answered: now,
             handshake,
             timers: Default::default(),
+            reoffer: Default::default(),
         });
         match std::mem::replace(&mut self.state, established) {
             CallState::Proceeding(attempt) => Some(attempt),

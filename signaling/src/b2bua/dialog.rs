@@ -109,6 +109,16 @@ pub(super) fn uac_route_set(h: &Headers) -> Vec<String> {
     rr
 }
 
+/// What the body of a response to a relayed request is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SdpRole {
+    /// Not SDP of an INVITE or UPDATE: relayed as it is.
+    Opaque,
+    Answer,
+    /// The offer of a 2xx to a re-INVITE without SDP (`reoffer.rs`).
+    Offer,
+}
+
 /// The body of a relayed response for the origin leg.
 enum RelayedBody {
     Empty,
@@ -130,6 +140,9 @@ impl B2bua {
             return;
         };
         let Some((id, leg)) = Some(id) else { return };
+        if self.origin_acked(id, leg, &req, now, policy) {
+            return;
+        }
         if leg != Leg::A {
             return;
         }
@@ -279,6 +292,7 @@ impl B2bua {
             }
             // Reliable provisionals are per leg (`prack.rs`): leg A's PRACKs are answered here.
             Method::Prack if leg == Leg::A => self.on_a_prack(tx, &req, id, now),
+            Method::Invite if self.reinvite_glare(tx, &req, id, leg, now) => {}
             Method::Invite | Method::Update
                 if self.peer_refresh(tx, &req, id, leg, now, policy) => {}
             _ => self.relay_in_dialog(tx, req, id, leg, now, policy),
@@ -396,6 +410,9 @@ impl B2bua {
             // A re-INVITE is answered at once (no ringing): one still pending after 64·T1
             // (even after a provisional) ends as a timeout, answered 408 on the origin leg.
             self.tx.guard_invite(t, now);
+            if let Some(r) = self.calls.get_mut(&id).and_then(Call::reoffer_mut) {
+                r.sent_invite(to_leg, t);
+            }
         }
         self.owners.insert(
             t,
@@ -453,7 +470,15 @@ impl B2bua {
                 }
             }
         }
-        let Some(body) = self.relayed_body(id, to_leg, &method, &resp, now, policy) else {
+        // An offerless re-INVITE answered with an offer: the offer goes to the origin leg, whose
+        // ACK brings the answer (`reoffer.rs`).
+        let offerless = method == Method::Invite && ok && orig.body.is_empty();
+        let sdp = match (&method, offerless) {
+            (Method::Invite | Method::Update, false) => SdpRole::Answer,
+            (Method::Invite, true) => SdpRole::Offer,
+            _ => SdpRole::Opaque,
+        };
+        let Some(body) = self.relayed_body(id, to_leg, &resp, sdp, now, policy) else {
             return;
         };
         let local_tag = self
@@ -471,11 +496,12 @@ impl B2bua {
             }
         };
         if method == Method::Invite && ok {
-            // ACK the other leg's 2xx ourselves; the origin's ACK is absorbed.
             let seq = resp.cseq().map(|c| c.seq).unwrap_or(0);
-            if let Some((mut ack, peer)) = self.dialog_request(id, to_leg, Method::Ack) {
-                ack.headers.set("CSeq", format!("{seq} ACK"));
-                self.tx.send_stateless(&SipMessage::Request(ack), peer);
+            if offerless && !refused && !resp.body.is_empty() {
+                self.await_origin_answer(id, to_leg, seq, server_tx);
+            } else {
+                // ACK the other leg's 2xx ourselves; the origin's ACK is absorbed.
+                self.ack_reinvite(id, to_leg, seq, None);
             }
         }
         if matches!(method, Method::Invite | Method::Update) && ok && !refused {
@@ -494,38 +520,43 @@ impl B2bua {
     }
 
     /// The body of the other leg's response to a relayed request, as the origin leg gets it
-    /// (an SDP answer through the media policy); `None` when the call is gone.
+    /// (SDP through the media policy, as `sdp` says it is); `None` when the call is gone.
     fn relayed_body(
         &mut self,
         id: CallId,
         to_leg: Leg,
-        method: &Method,
         resp: &Response,
+        sdp: SdpRole,
         now: Instant,
         policy: &mut dyn Policy,
     ) -> Option<RelayedBody> {
         if resp.body.is_empty() {
             return Some(RelayedBody::Empty);
         }
-        if !matches!(method, Method::Invite | Method::Update) {
+        if sdp == SdpRole::Opaque {
             return Some(RelayedBody::Body(resp.body.clone()));
         }
         let call = self.calls.get(&id)?;
-        Some(
-            match policy.media_answer(call.media_ref(), to_leg, &resp.body, now) {
-                Ok(b) => RelayedBody::Body(b),
-                Err(_) => {
-                    // The other leg's answer cannot be taken: the offer ends with 488 on the
-                    // leg that made it (its session stays as it was, RFC 3261 §14.2).
-                    self.stats.media_failures += 1;
-                    if (200..300).contains(&resp.status) {
-                        RelayedBody::Refused
-                    } else {
-                        RelayedBody::Empty
-                    }
+        let taken = if sdp == SdpRole::Offer {
+            policy
+                .media_offer(call.media_ref(), to_leg, &resp.body, now)
+                .map_err(|e| e.to_string())
+        } else {
+            policy.media_answer(call.media_ref(), to_leg, &resp.body, now)
+        };
+        Some(match taken {
+            Ok(b) => RelayedBody::Body(b),
+            Err(_) => {
+                // The other leg's answer cannot be taken: the offer ends with 488 on the
+                // leg that made it (its session stays as it was, RFC 3261 §14.2).
+                self.stats.media_failures += 1;
+                if (200..300).contains(&resp.status) {
+                    RelayedBody::Refused
+                } else {
+                    RelayedBody::Empty
                 }
-            },
-        )
+            }
+        })
     }
 
     /// The origin leg's response to a relayed request, from the other leg's `resp`.

@@ -301,6 +301,9 @@ impl B2bua {
     }
 
     pub(super) fn on_ack_timeout(&mut self, tx: TxId, now: Instant, policy: &mut dyn Policy) {
+        if self.origin_never_acked(tx, now, policy) {
+            return;
+        }
         // RFC 3261 §13.3.1.4: no ACK for our 2xx on leg A: end the call with BYE on both legs.
         let id = self.by_a_tx.get(&tx).copied().filter(|id| {
             self.calls

@@ -47,6 +47,7 @@ mod prack;
 mod presence;
 mod redirect;
 mod refresh;
+mod reoffer;
 mod snapshot;
 mod timers;
 mod uac_auth;
@@ -199,6 +200,9 @@ pub struct B2bua {
     b_sent_standalone: IdMap<TxId, uac_auth::Standalone>,
     /// Leg A's reliable provisional responses (RFC 3262), per call whose caller supports them.
     rel_a: IdMap<CallId, prack::RelA>,
+    /// Server transactions of relayed re-INVITEs whose 2xx carries the other leg's offer, until
+    /// their ACK brings the answer (`reoffer.rs`).
+    reack_txs: IdMap<TxId, CallId>,
 }
 
 impl B2bua {
@@ -270,6 +274,7 @@ impl B2bua {
             b_sent: IdMap::default(),
             b_sent_standalone: IdMap::default(),
             rel_a: IdMap::default(),
+            reack_txs: IdMap::default(),
         }
     }
 

@@ -313,6 +313,9 @@ impl B2bua {
         let tx = self.tx.send_request_ref(&req, peer, now);
         if method == Method::Invite {
             self.tx.guard_invite(tx, now);
+            if let Some(r) = self.calls.get_mut(&id).and_then(Call::reoffer_mut) {
+                r.sent_invite(leg, tx);
+            }
         }
         self.owners
             .insert(tx, TxOwner::Call(id, ClientPurpose::Refresh(leg)));
@@ -353,10 +356,7 @@ impl B2bua {
         let ok = (200..300).contains(&resp.status);
         if invite && ok {
             let seq = resp.cseq().map_or(0, |c| c.seq);
-            if let Some((mut ack, peer)) = self.dialog_request(id, leg, Method::Ack) {
-                ack.headers.set("CSeq", cseq_value(seq, "ACK"));
-                self.tx.send_stateless(&SipMessage::Request(ack), peer);
-            }
+            self.ack_reinvite(id, leg, seq, None);
         }
         if !self.calls.get(&id).is_some_and(Call::is_confirmed) {
             self.maybe_collect(id);
