@@ -103,6 +103,25 @@ fn hold_reinvite() {
     });
 }
 
+/// Offerless re-INVITE (RFC 3261 §14.1, RFC 3264): the callee's offer in its 200 reaches the
+/// caller through the relay, the caller's answer in its ACK reaches the callee in trunkline's
+/// ACK (which waits for it).
+#[test]
+fn offerless_reinvite() {
+    isolated("offerless_reinvite", false, |net| {
+        let mut tl = one_trunk(net);
+        call_pair(
+            net,
+            &mut tl,
+            "uas_reinvite_offerless.xml",
+            "uac_reinvite_offerless.xml",
+            3,
+            5,
+            200,
+        );
+    });
+}
+
 /// The callee hangs up: its BYE reaches the caller in the caller's dialog (RFC 3261 §15.1).
 #[test]
 fn bye_from_callee() {
