@@ -12,6 +12,9 @@
 #   trunkline-cdr  trunkline writing a CDR file (cdr: { file }) and a HEP capture of every
 #                message (capture: { hep }) to a collector that drains it (a python3 UDP sink);
 #                trunkline-cdrfile and trunkline-hep: each of the two alone
+#   trunkline-notimer  trunkline with session timers off (`sip: { session_expires: 0 }`); the
+#                plain `trunkline` runs them as configured by default (1800 s on both legs:
+#                Session-Expires/Min-SE negotiated per leg, a timer armed per leg)
 # and prints, per SUT: calls attempted/successful/failed, wall time, and CPU per call = the
 # utime+stime ticks (/proc/PID/stat fields 14 and 15) of every SUT process (the launched one and
 # all its descendants), after minus before, divided by the calls attempted.
@@ -168,6 +171,9 @@ while True:
     s.recv(65536)' &
         pids_started+=($!)
     fi
+    if [[ ${1:-} == notimer ]]; then
+        printf 'sip: { session_expires: 0 }\n' >>"$out/trunkline.yaml"
+    fi
     if [[ ${1:-} == auth || ${1:-} == srv-auth ]]; then
         sed -i 's#^  uas: { address: 127.0.0.1:5080, transport: udp }#  uas: { address: 127.0.0.1:5080, transport: udp, auth: { username: acme, password: s3cret } }#' \
             "$out/trunkline.yaml"
@@ -218,6 +224,7 @@ bench_one() {  # name
         trunkline-cdr) start_trunkline cdr || return ;;
         trunkline-cdrfile) start_trunkline cdrfile || return ;;
         trunkline-hep) start_trunkline hep || return ;;
+        trunkline-notimer) start_trunkline notimer || return ;;
         *) echo "bench-calls: unknown SUT $name" >&2; return ;;
     esac
     if [[ $name == *-auth ]]; then
