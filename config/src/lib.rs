@@ -469,6 +469,9 @@ pub struct Trunk {
     pub rel100: Rel100,
     /// Session timers on this trunk's legs (`session_expires`, `min_se`; else `sip:`'s).
     pub session_timer: Option<SessionTimer>,
+    /// A `transport: udp` trunk that also listens on TCP at its address: leg B INVITEs over
+    /// 1300 bytes go over TCP (RFC 3261 §18.1.1; `tcp_fallback: true`, default false).
+    pub tcp_fallback: bool,
 }
 
 /// A trunk's `100rel:`: what leg B's INVITE to it says of reliable provisional responses
@@ -1015,6 +1018,8 @@ struct RawTrunk {
     session_expires: Option<u32>,
     #[serde(default)]
     min_se: Option<u32>,
+    #[serde(default)]
+    tcp_fallback: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1231,6 +1236,13 @@ fn build_with(
         let p = |k: &str| vec![key("trunks"), key(&name), key(k)];
         let session_timer =
             session_timer::build_session_timer(t.session_expires, t.min_se, sip.session_timer, p)?;
+        let tcp_fallback = t.tcp_fallback.unwrap_or(false);
+        if tcp_fallback && t.transport.is_some_and(|k| k != TransportKind::Udp) {
+            return Err(sem(
+                p("tcp_fallback"),
+                "tcp_fallback is for a `transport: udp` trunk (over TCP or TLS every size goes as it is)",
+            ));
+        }
         if !valid_name(&name) {
             return Err(sem(
                 vec![key("trunks"), Seg::KeyItself(name.clone())],
@@ -1329,6 +1341,7 @@ fn build_with(
                 redirect: t.redirect.unwrap_or_default(),
                 rel100: t.rel100.unwrap_or_default(),
                 session_timer,
+                tcp_fallback,
             },
         );
     }

@@ -80,3 +80,21 @@ fn intervals_outside_rfc_4028s_bounds_are_refused_with_the_key() {
         assert!(e.to_string().contains(key), "{sip} {pbx}: {e}");
     }
 }
+
+#[test]
+fn tcp_fallback_is_off_by_default_and_only_for_udp_trunks() {
+    let c = from_yaml(BASE, "t.yaml").expect("the example loads");
+    assert!(!c.trunks["pbx"].tcp_fallback);
+    let src = BASE.replace(
+        PBX,
+        "pbx: { address: 127.0.0.1:15080, transport: udp, tcp_fallback: true }",
+    );
+    let c = from_yaml(&src, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.trunks["pbx"].tcp_fallback);
+    let src = BASE.replace(
+        PBX,
+        "pbx: { address: 127.0.0.1:15080, transport: tcp, tcp_fallback: true }",
+    );
+    let e = from_yaml(&src, "t.yaml").expect_err("tcp trunk");
+    assert!(e.to_string().contains("tcp_fallback"), "{e}");
+}

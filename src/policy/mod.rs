@@ -791,6 +791,13 @@ impl Policy for LivePolicy {
         }
     }
 
+    fn tcp_fallback(&mut self, trunk: &str, _now: Instant) -> bool {
+        self.config
+            .trunks
+            .get(trunk)
+            .is_some_and(|t| t.tcp_fallback)
+    }
+
     fn session_timer(&mut self, trunk: Option<&str>, peer: Peer, _now: Instant) -> TimerChoice {
         let name = match trunk {
             Some(t) => Some(t),

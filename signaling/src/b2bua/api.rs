@@ -261,6 +261,11 @@ pub trait Policy {
     fn rel100_mode(&mut self, _trunk: &str, _now: Instant) -> Rel100Mode {
         Rel100Mode::Supported
     }
+    /// Whether a leg B request over 1300 bytes to UDP trunk `trunk` goes over TCP to the same
+    /// address instead (RFC 3261 §18.1.1; `tcp_fallback:` of the trunk). Default: no.
+    fn tcp_fallback(&mut self, _trunk: &str, _now: Instant) -> bool {
+        false
+    }
     /// The session timer (RFC 4028) of a leg: leg B towards `trunk` (`Some`), or leg A from
     /// `peer` (`None`: the policy knows whether the caller is a trunk). Default: the core's
     /// [`CoreConfig::session_timer`].

@@ -441,6 +441,14 @@ impl B2bua {
         self.b_timer_headers(&trunk, t, now, policy, &mut timer_h);
         let via = self.via_for(t);
         let contact = self.contact_for(t);
+        let fallback =
+            (t.transport == Transport::Udp && policy.tcp_fallback(&trunk, now)).then(|| {
+                let tcp = Peer {
+                    transport: Transport::Tcp,
+                    addr: t.addr,
+                };
+                (tcp, self.via_for(tcp), self.contact_for(tcp))
+            });
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -488,14 +496,27 @@ impl B2bua {
             h.push("Content-Type", ct.clone());
             sdp.clone()
         });
-        let req = Request {
+        let mut req = Request {
             method: Method::Invite,
             uri: b.remote_target.clone(),
             headers: h,
             body,
         };
+        //= rfc3261#section-18.1.1
+        //# If a request is within 200 bytes of the path MTU, or if it is larger than 1300 bytes
+        //# and the path MTU is unknown, the request MUST be sent using an RFC 2914 [43]
+        //# congestion controlled transport protocol, such as TCP.
+        let mut to = target.peer;
+        if let Some((tcp, via, contact)) = fallback {
+            if SipMessage::Request(req.clone()).to_bytes().len() > MESSAGE_UDP_MAX {
+                req.headers.set("Via", via);
+                req.headers.set("Contact", contact);
+                b.peer = tcp;
+                to = tcp;
+            }
+        }
         at.trunk = Some(target.trunk.clone());
-        let txid = self.tx.send_request_ref(&req, target.peer, now);
+        let txid = self.tx.send_request_ref(&req, to, now);
         at.invite = Some(req);
         at.tx = Some(txid);
         self.owners

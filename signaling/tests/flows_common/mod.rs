@@ -140,3 +140,70 @@ pub fn answered_call(w: &mut World, call_id: &str) -> (Request, String) {
     w.feed(A, &a_request("ACK", call_id, 1, &tag, ""));
     (b_inv, tag)
 }
+
+/// [`StaticPolicy`] with per-trunk settings a test turns on (everything else as it is).
+pub struct Tuned {
+    pub inner: StaticPolicy,
+    /// [`Policy::tcp_fallback`] for every trunk.
+    pub tcp_fallback: bool,
+}
+
+impl signaling::b2bua::Policy for Tuned {
+    fn route(
+        &mut self,
+        r: &Request,
+        f: signaling::Peer,
+        to: &str,
+        fr: &str,
+        n: std::time::Instant,
+    ) -> signaling::b2bua::RouteOutcome {
+        self.inner.route(r, f, to, fr, n)
+    }
+    fn media_offer(
+        &mut self,
+        c: signaling::b2bua::CallRef<'_>,
+        l: signaling::b2bua::Leg,
+        s: &[u8],
+        n: std::time::Instant,
+    ) -> Result<Vec<u8>, signaling::b2bua::MediaRefusal> {
+        self.inner.media_offer(c, l, s, n)
+    }
+    fn media_answer(
+        &mut self,
+        c: signaling::b2bua::CallRef<'_>,
+        l: signaling::b2bua::Leg,
+        s: &[u8],
+        n: std::time::Instant,
+    ) -> Result<Vec<u8>, String> {
+        self.inner.media_answer(c, l, s, n)
+    }
+    fn media_release(&mut self, c: signaling::b2bua::CallRef<'_>, n: std::time::Instant) {
+        self.inner.media_release(c, n)
+    }
+    fn event(&mut self, ev: signaling::b2bua::CallEvent, n: std::time::Instant) {
+        self.inner.event(ev, n)
+    }
+    fn tcp_fallback(&mut self, _trunk: &str, _now: std::time::Instant) -> bool {
+        self.tcp_fallback
+    }
+}
+
+/// A world whose policy is [`Tuned`].
+pub fn tuned_world(targets: Vec<Target>, tcp_fallback: bool) -> signaling::testing::World<Tuned> {
+    let cfg = CoreConfig {
+        local_udp: Some(ME.parse().expect("address")),
+        local_tcp: Some(ME.parse().expect("address")),
+        ..CoreConfig::default()
+    };
+    signaling::testing::World::new(
+        cfg,
+        Tuned {
+            inner: StaticPolicy {
+                targets,
+                events: Vec::new(),
+                released: Vec::new(),
+            },
+            tcp_fallback,
+        },
+    )
+}
