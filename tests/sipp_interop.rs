@@ -390,3 +390,45 @@ fn endless_ringing_is_cancelled_after_ringing_timeout() {
         },
     );
 }
+
+/// RFC 3261 §18.1.1: a leg B INVITE over 1300 bytes to a UDP trunk with `tcp_fallback` goes
+/// over TCP (the callee listens on TCP only: a UDP INVITE would never arrive), and the whole
+/// dialog with it (ACK, BYE).
+#[test]
+fn a_large_invite_goes_to_a_tcp_fallback_trunk_over_tcp() {
+    isolated(
+        "a_large_invite_goes_to_a_tcp_fallback_trunk_over_tcp",
+        false,
+        |net| {
+            let t = [Trunk {
+                name: "pbx",
+                port: net.trunk(0),
+            }];
+            let yaml = config_yaml(net, &t, &["pbx"]).replace(
+                "transport: udp }\ndialplan",
+                "transport: udp, tcp_fallback: true }\ndialplan",
+            );
+            assert!(yaml.contains("tcp_fallback"), "{yaml}");
+            let mut tl = Trunkline::start(net, &yaml);
+            let callee = Sipp::uas(
+                net,
+                "uas",
+                "uas_basic.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                2,
+            )
+            .args(&["-t", "t1"])
+            .spawn();
+            wait_tcp_listening(net.trunk(0), Duration::from_secs(5));
+            let caller = Sipp::uac(net, "uac", "uac_large.xml", 2, 2)
+                .pause_ms(200)
+                .run(LIMIT);
+            let callee = callee.wait(Duration::from_secs(15));
+            tl.assert_alive();
+            let ctx = format!("large INVITE; trunkline log tail:\n{}", tl.log_tail(20));
+            caller.assert_all_ok(2, &ctx);
+            callee.assert_all_ok(2, &ctx);
+        },
+    );
+}

@@ -218,17 +218,29 @@ pub fn isolated(test: &str, required: bool, body: impl FnOnce(&Net)) {
 /// Waits until something is bound to UDP `port` (a peer that just started), as listed in
 /// this namespace's `/proc/net/udp` (binding it ourselves to probe would race the peer).
 pub fn wait_udp_bound(port: u16, limit: Duration) {
+    wait_in_table("udp", port, None, limit);
+}
+
+/// Waits until something listens on TCP `port` (`/proc/net/tcp`, state LISTEN); connecting to
+/// probe would be taken by the peer as a connection of its own.
+pub fn wait_tcp_listening(port: u16, limit: Duration) {
+    wait_in_table("tcp", port, Some("0A"), limit);
+}
+
+/// `/proc/net/{proto}` and its IPv6 twin list local port `port` (in `state`, when given).
+fn wait_in_table(proto: &str, port: u16, state: Option<&str>, limit: Duration) {
     let needle = format!(":{port:04X} ");
     let bound = || {
-        let tables =
-            read_lossy(Path::new("/proc/net/udp")) + &read_lossy(Path::new("/proc/net/udp6"));
+        let tables = read_lossy(Path::new(&format!("/proc/net/{proto}")))
+            + &read_lossy(Path::new(&format!("/proc/net/{proto}6")));
         tables.lines().skip(1).any(|l| {
-            l.split_whitespace()
-                .nth(1)
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1)
                 .is_some_and(|local| format!("{local} ").ends_with(&needle))
+                && state.is_none_or(|s| f.get(3) == Some(&s))
         })
     };
     if !poll_until(Instant::now() + limit, Duration::from_millis(20), bound) {
-        panic!("nothing bound UDP port {port} within {limit:?}");
+        panic!("nothing bound {proto} port {port} within {limit:?}");
     }
 }
