@@ -306,3 +306,27 @@ fn a_relayed_reinvite_carries_each_legs_own_session_expires() {
     // Leg A's own (the 200 it asked for; its refresher), never leg B's 120.
     assert_eq!(ok2.headers.get("Session-Expires"), Some("90;refresher=uac"));
 }
+
+#[test]
+fn short_calls_do_not_pile_up_session_deadlines() {
+    let mut w = timed(1800, 90);
+    for i in 0..6000 {
+        let id = format!("st-many-{i}");
+        let (_inv, ok) = up(
+            &mut w,
+            &id,
+            "",
+            &[("Session-Expires", "1800;refresher=uas")],
+        );
+        let tag = ok.to().unwrap().tag().unwrap().to_string();
+        w.feed(A, &a_request("BYE", &id, 2, &tag, ""));
+        let bye = w.take_request(PBX, "BYE");
+        w.respond(PBX, &bye, 200);
+        w.sent().clear();
+    }
+    assert_eq!(w.core.active_calls(), 0);
+    // Each call left 3 deadlines behind (no answer at 4 s, both legs' sessions at ~30 min):
+    // 18,000 without sweeping.
+    let held = w.core.pending_deadlines();
+    assert!(held <= 4096 + 16, "{held} deadlines held for no call");
+}

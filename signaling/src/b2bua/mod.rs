@@ -299,6 +299,10 @@ impl B2bua {
     pub fn pending_client_transactions(&self) -> usize {
         self.owners.len()
     }
+    /// Deadlines held (calls' timers, stale ones included until swept; leak tests).
+    pub fn pending_deadlines(&self) -> usize {
+        self.deadlines.len()
+    }
     /// Live transactions.
     pub fn transactions(&self) -> usize {
         self.tx.len()

@@ -29,6 +29,9 @@ pub(super) struct CallTimers {
     offered: [Option<Vec<u8>>; 2],
 }
 
+/// Deadlines held before stale ones are swept out (see `arm`).
+const STALE_SWEEP_FLOOR: usize = 4096;
+
 fn idx(leg: Leg) -> usize {
     match leg {
         Leg::A => 0,
@@ -237,6 +240,25 @@ impl B2bua {
             target_idx: 0,
             kind: DeadlineKind::Session(leg),
         });
+        // A session deadline outlives its call by up to an interval (30 min by default): at
+        // 1000 short calls a second the heap would hold millions of stale ones. Once stale
+        // entries dominate, the heap keeps only what still counts (amortised O(1) per push).
+        if self.deadlines.len() > STALE_SWEEP_FLOOR + 4 * self.calls.len() {
+            let calls = &self.calls;
+            self.deadlines.retain(|d| {
+                let Some(call) = calls.get(&d.call) else {
+                    // Every deadline's handler starts by finding its call.
+                    return false;
+                };
+                match d.kind {
+                    DeadlineKind::Session(leg) => call
+                        .timers()
+                        .and_then(|ts| ts.leg(leg))
+                        .is_some_and(|t| t.due == d.at.0),
+                    _ => true,
+                }
+            });
+        }
     }
 
     /// Sets `leg`'s timer (`None`: off) and arms its deadline. A 2xx or request that names no
