@@ -403,6 +403,9 @@ impl B2bua {
         if matches!(req.method, Method::Invite | Method::Update) {
             self.relay_timer_headers(id, to_leg, &mut out);
         }
+        if req.method == Method::Refer {
+            self.hide_refer(id, to_leg, &mut out);
+        }
         self.server.insert(tx, (id, from_leg));
         let method = req.method.clone();
         let t = self.tx.send_request_ref(&out, peer, now);

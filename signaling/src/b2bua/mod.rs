@@ -50,6 +50,7 @@ mod refresh;
 mod reoffer;
 mod snapshot;
 mod timers;
+mod transfer;
 mod uac_auth;
 mod wire;
 
