@@ -472,6 +472,19 @@ pub struct Trunk {
     /// A `transport: udp` trunk that also listens on TCP at its address: leg B INVITEs over
     /// 1300 bytes go over TCP (RFC 3261 §18.1.1; `tcp_fallback: true`, default false).
     pub tcp_fallback: bool,
+    /// What a REFER from this trunk does (`refer:`).
+    pub refer: Refer,
+}
+
+/// A trunk's `refer:`: a REFER (call transfer, RFC 3515) it sends in a call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refer {
+    /// Relayed to the other side, Refer-To and Referred-By naming trunkline only (default).
+    #[default]
+    Relay,
+    /// Declined 603.
+    Reject,
 }
 
 /// A trunk's `100rel:`: what leg B's INVITE to it says of reliable provisional responses
@@ -1020,6 +1033,8 @@ struct RawTrunk {
     min_se: Option<u32>,
     #[serde(default)]
     tcp_fallback: Option<bool>,
+    #[serde(default)]
+    refer: Option<Refer>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1342,6 +1357,7 @@ fn build_with(
                 rel100: t.rel100.unwrap_or_default(),
                 session_timer,
                 tcp_fallback,
+                refer: t.refer.unwrap_or_default(),
             },
         );
     }

@@ -1,4 +1,5 @@
-//! `session_expires` / `min_se` in `sip:` and on a trunk (RFC 4028 session timers).
+//! `session_expires` / `min_se` in `sip:` and on a trunk (RFC 4028 session timers), and the
+//! trunk's other per-message settings: `tcp_fallback`, `refer`.
 
 use config::{from_yaml, SessionTimer, DEFAULT_SESSION_TIMER};
 
@@ -97,4 +98,16 @@ fn tcp_fallback_is_off_by_default_and_only_for_udp_trunks() {
     );
     let e = from_yaml(&src, "t.yaml").expect_err("tcp trunk");
     assert!(e.to_string().contains("tcp_fallback"), "{e}");
+}
+
+#[test]
+fn refer_defaults_to_relay_and_takes_reject() {
+    let c = from_yaml(BASE, "t.yaml").expect("the example loads");
+    assert_eq!(c.trunks["pbx"].refer, config::Refer::Relay);
+    let src = BASE.replace(PBX, "pbx: { address: 127.0.0.1:15080, refer: reject }");
+    let c = from_yaml(&src, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.trunks["pbx"].refer, config::Refer::Reject);
+    let src = BASE.replace(PBX, "pbx: { address: 127.0.0.1:15080, refer: handle }");
+    let e = from_yaml(&src, "t.yaml").expect_err("handle is not built");
+    assert!(e.to_string().contains("handle"), "{e}");
 }

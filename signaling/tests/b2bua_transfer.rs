@@ -1,6 +1,7 @@
 //! REFER relayed between a call's legs: no address of one side reaches the other (RFC 3515's
 //! Refer-To and RFC 3892's Referred-By rewritten to the user at trunkline's address, a
-//! Replaces dropped); the REFER's answer crosses back.
+//! Replaces dropped); the REFER's answer crosses back; a leg whose trunk says `refer: reject`
+//! gets 603.
 
 mod flows_common;
 
@@ -40,4 +41,28 @@ fn a_relayed_refer_names_trunklines_address_only() {
     w.respond(PBX, &r, 202);
     let rs = w.take_responses(A);
     assert!(rs.iter().any(|x| x.status == 202), "{rs:?}");
+}
+
+#[test]
+fn a_leg_whose_trunk_may_not_transfer_gets_603() {
+    let mut w = tuned_world(vec![target("pbx", PBX)], false);
+    w.policy.refer = signaling::b2bua::ReferMode::Reject;
+    w.feed(A, &invite("xfer-2", SDP_A));
+    let inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(
+        PBX,
+        &resp_with(&inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
+    );
+    let ok = w
+        .take_responses(A)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("200");
+    let tag = ok.to().unwrap().tag().unwrap().to_string();
+    w.feed(A, &a_request("ACK", "xfer-2", 1, &tag, ""));
+    w.sent().clear();
+    w.feed(A, &refer("xfer-2", &tag));
+    assert_eq!(w.final_to(A).status, 603);
+    assert!(requests(&w.take_to(PBX), "REFER").is_empty(), "not relayed");
+    assert_eq!(w.core.active_calls(), 1, "the call goes on");
 }

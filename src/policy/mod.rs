@@ -7,8 +7,8 @@ use media_relay::srtp::negotiate::SrtpMode;
 
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
-    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, Rel100Mode,
-    RouteOutcome, SessionTimer, Target, TimerChoice,
+    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, ReferMode,
+    Rel100Mode, RouteOutcome, SessionTimer, Target, TimerChoice,
 };
 use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 use signaling::{Peer, Request, Transport};
@@ -788,6 +788,20 @@ impl Policy for LivePolicy {
             Some(config::Rel100::Required) => Rel100Mode::Required,
             Some(config::Rel100::Off) => Rel100Mode::Off,
             Some(config::Rel100::Supported) | None => Rel100Mode::Supported,
+        }
+    }
+
+    fn refer_mode(&mut self, trunk: Option<&str>, peer: Peer, _now: Instant) -> ReferMode {
+        let name = match trunk {
+            Some(t) => Some(t),
+            None => self.trunk_of(peer),
+        };
+        match name
+            .and_then(|n| self.config.trunks.get(n))
+            .map(|t| t.refer)
+        {
+            Some(config::Refer::Reject) => ReferMode::Reject,
+            Some(config::Refer::Relay) | None => ReferMode::Relay,
         }
     }
 

@@ -74,6 +74,16 @@ pub enum Rel100Mode {
     Off,
 }
 
+/// What a REFER from a leg does (`refer:` of its trunk, [`Policy::refer_mode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReferMode {
+    /// Relayed to the other leg, Refer-To and Referred-By naming trunkline only (default).
+    #[default]
+    Relay,
+    /// Declined (603): the leg may not transfer its calls.
+    Reject,
+}
+
 /// Session timer settings of a leg (RFC 4028): the interval trunkline asks for and the
 /// shortest one it accepts (`Min-SE`, at least 90 s: RFC 4028 §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,6 +270,11 @@ pub trait Policy {
     /// Default: supported.
     fn rel100_mode(&mut self, _trunk: &str, _now: Instant) -> Rel100Mode {
         Rel100Mode::Supported
+    }
+    /// What a REFER from a leg does: leg B's from `trunk` (`Some`), or leg A's from `peer`
+    /// (`None`: the policy knows whether the caller is a trunk). Default: relay.
+    fn refer_mode(&mut self, _trunk: Option<&str>, _peer: Peer, _now: Instant) -> ReferMode {
+        ReferMode::Relay
     }
     /// Whether a leg B request over 1300 bytes to UDP trunk `trunk` goes over TCP to the same
     /// address instead (RFC 3261 §18.1.1; `tcp_fallback:` of the trunk). Default: no.

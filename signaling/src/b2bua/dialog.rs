@@ -293,6 +293,7 @@ impl B2bua {
             // Reliable provisionals are per leg (`prack.rs`): leg A's PRACKs are answered here.
             Method::Prack if leg == Leg::A => self.on_a_prack(tx, &req, id, now),
             Method::Invite if self.reinvite_glare(tx, &req, id, leg, now) => {}
+            Method::Refer if self.refer_refused(tx, &req, id, leg, now, policy) => {}
             Method::Invite | Method::Update
                 if self.peer_refresh(tx, &req, id, leg, now, policy) => {}
             _ => self.relay_in_dialog(tx, req, id, leg, now, policy),

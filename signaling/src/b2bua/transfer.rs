@@ -6,7 +6,8 @@
 //! target is then called through trunkline, routed by the dial plan on that user); URI
 //! parameters and headers (`?Replaces=...`) are dropped.
 //!
-//! (Handling the REFER in trunkline itself, `refer: handle`, is not built yet.)
+//! A trunk with `refer: reject` has its REFERs declined 603 instead. (Handling the REFER in
+//! trunkline itself, `refer: handle`, is not built yet.)
 
 use super::*;
 
@@ -25,6 +26,34 @@ pub(super) fn hidden(value: &str, host: &str) -> Option<String> {
 }
 
 impl B2bua {
+    /// A REFER from `leg` whose trunk (or caller) may not transfer: declined 603 (`true`).
+    pub(super) fn refer_refused(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        id: CallId,
+        leg: Leg,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let d = call.leg(leg);
+        let trunk = match leg {
+            Leg::A => None,
+            Leg::B => call.b_trunk.clone(),
+        };
+        let (peer, tag) = (d.peer, d.local_tag.clone());
+        if policy.refer_mode(trunk.as_deref(), peer, now) == ReferMode::Relay {
+            return false;
+        }
+        // RFC 3515 §2.4.2: a REFER the recipient will not act on is declined (603).
+        let resp = make_response(req, 603, "Decline", Some(&tag));
+        self.tx.send_response(tx, resp, now);
+        true
+    }
+
     /// A REFER relayed to `to_leg` (`out`, its headers copied from the original): `Refer-To`
     /// and `Referred-By` hidden behind trunkline's address on that leg.
     pub(super) fn hide_refer(&self, id: CallId, to_leg: Leg, out: &mut Request) {

@@ -146,6 +146,8 @@ pub struct Tuned {
     pub inner: StaticPolicy,
     /// [`Policy::tcp_fallback`] for every trunk.
     pub tcp_fallback: bool,
+    /// [`Policy::refer_mode`] for every leg.
+    pub refer: signaling::b2bua::ReferMode,
 }
 
 impl signaling::b2bua::Policy for Tuned {
@@ -186,6 +188,14 @@ impl signaling::b2bua::Policy for Tuned {
     fn tcp_fallback(&mut self, _trunk: &str, _now: std::time::Instant) -> bool {
         self.tcp_fallback
     }
+    fn refer_mode(
+        &mut self,
+        _trunk: Option<&str>,
+        _peer: signaling::Peer,
+        _now: std::time::Instant,
+    ) -> signaling::b2bua::ReferMode {
+        self.refer
+    }
 }
 
 /// A world whose policy is [`Tuned`].
@@ -204,6 +214,7 @@ pub fn tuned_world(targets: Vec<Target>, tcp_fallback: bool) -> signaling::testi
                 released: Vec::new(),
             },
             tcp_fallback,
+            refer: signaling::b2bua::ReferMode::Relay,
         },
     )
 }
