@@ -119,6 +119,7 @@ mod admin;
 mod capture;
 mod carrier;
 mod cdr;
+mod headers;
 mod users;
 pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
 pub use admin::{parse_token, Admin};
@@ -126,6 +127,7 @@ pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 pub use cdr::{Cdr, CdrFormat, Rotate};
 pub use dns::{Dns, TrunkAddress};
+pub use headers::{Identity, TrunkHeaders, PER_HOP};
 pub use session_timer::{SessionTimer, DEFAULT_SESSION_TIMER};
 pub use srtp::SrtpPolicy;
 pub use users::{DigestAlgorithm, RegistrarUser};
@@ -474,6 +476,10 @@ pub struct Trunk {
     pub tcp_fallback: bool,
     /// What a REFER from this trunk does (`refer:`).
     pub refer: Refer,
+    /// Whether its identity headers are believed (`identity:`, RFC 3325).
+    pub identity: Identity,
+    /// What is sent to it beyond each leg's own headers (`headers:`).
+    pub headers: TrunkHeaders,
 }
 
 /// A trunk's `refer:`: a REFER (call transfer, RFC 3515) it sends in a call.
@@ -1035,6 +1041,10 @@ struct RawTrunk {
     tcp_fallback: Option<bool>,
     #[serde(default)]
     refer: Option<Refer>,
+    #[serde(default)]
+    identity: Option<Identity>,
+    #[serde(default)]
+    headers: Option<headers::RawHeaders>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1251,6 +1261,11 @@ fn build_with(
         let p = |k: &str| vec![key("trunks"), key(&name), key(k)];
         let session_timer =
             session_timer::build_session_timer(t.session_expires, t.min_se, sip.session_timer, p)?;
+        let headers = t
+            .headers
+            .map(|h| headers::build_headers(h, || p("headers")))
+            .transpose()?
+            .unwrap_or_default();
         let tcp_fallback = t.tcp_fallback.unwrap_or(false);
         if tcp_fallback && t.transport.is_some_and(|k| k != TransportKind::Udp) {
             return Err(sem(
@@ -1358,6 +1373,8 @@ fn build_with(
                 session_timer,
                 tcp_fallback,
                 refer: t.refer.unwrap_or_default(),
+                identity: t.identity.unwrap_or_default(),
+                headers,
             },
         );
     }

@@ -7,8 +7,8 @@ use media_relay::srtp::negotiate::SrtpMode;
 
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
-    CallEvent, CallRef, CarrierTrunk, Leg, MediaRefusal, Policy, RedirectMode, ReferMode,
-    Rel100Mode, RouteOutcome, SessionTimer, Target, TimerChoice,
+    CallEvent, CallRef, CarrierTrunk, HeaderPolicy, Leg, MediaRefusal, Policy, RedirectMode,
+    ReferMode, Rel100Mode, RouteOutcome, SessionTimer, Target, TimerChoice,
 };
 use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 use signaling::{Peer, Request, Transport};
@@ -16,6 +16,7 @@ use signaling::{Peer, Request, Transport};
 use crate::limits::{self, Overload, SourceLimiter, TrunkLimits, TrunkUsage, UaBlockList};
 use crate::metrics::Metrics;
 
+mod headers;
 mod media;
 pub use media::{set_counter, Media};
 
@@ -43,6 +44,8 @@ pub struct LivePolicy {
     pub quality: Option<crate::hep::quality::QualityReports>,
     /// Earliest next [`LivePolicy::drain_media_soon`] drain.
     next_drain: Option<Instant>,
+    /// The trunks' header policies of `config`.
+    header_policies: headers::HeaderPolicies,
 }
 
 /// Which trunk each call came from. The core routes a new INVITE and then, before it handles
@@ -208,6 +211,7 @@ impl LivePolicy {
             cdr: None,
             quality: None,
             next_drain: None,
+            header_policies: Default::default(),
         };
         p.guard.follow(&p.config, &p.dns);
         p
@@ -510,6 +514,7 @@ impl LivePolicy {
     /// `config` was replaced (reload): settings derived from it are rebuilt at next use.
     pub fn config_changed(&mut self) {
         self.registrar = None;
+        self.header_policies.reset();
     }
 
     /// Process-level admission of a new call: overload, then `limits.max_calls`.
@@ -803,6 +808,19 @@ impl Policy for LivePolicy {
             Some(config::Refer::Reject) => ReferMode::Reject,
             Some(config::Refer::Relay) | None => ReferMode::Relay,
         }
+    }
+
+    fn header_policy(
+        &mut self,
+        trunk: Option<&str>,
+        peer: Peer,
+        _now: Instant,
+    ) -> Option<Arc<HeaderPolicy>> {
+        let name = match trunk {
+            Some(t) => t.to_string(),
+            None => self.trunk_of(peer)?.to_string(),
+        };
+        self.header_policies.of(&self.config, &name)
     }
 
     fn tcp_fallback(&mut self, trunk: &str, _now: Instant) -> bool {

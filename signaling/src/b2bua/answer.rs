@@ -220,7 +220,7 @@ impl B2bua {
             }
             resp.headers.push("Contact", self.contact_for(call.a.peer));
         }
-        copy_passthrough(&from_b.headers, &mut resp.headers);
+        Crossing::between(&call.b, &call.a).copy(&from_b.headers, &mut resp.headers, false);
         resp
     }
 

@@ -276,6 +276,17 @@ pub trait Policy {
     fn refer_mode(&mut self, _trunk: Option<&str>, _peer: Peer, _now: Instant) -> ReferMode {
         ReferMode::Relay
     }
+    /// The header policy of a peer: leg B's `trunk` (`Some`), or leg A's `peer` (`None`: the
+    /// policy knows whether the caller is a trunk). `None`: the defaults (a trunk is trusted
+    /// to assert identities, anything else is not; every end-to-end header crosses).
+    fn header_policy(
+        &mut self,
+        _trunk: Option<&str>,
+        _peer: Peer,
+        _now: Instant,
+    ) -> Option<Arc<HeaderPolicy>> {
+        None
+    }
     /// Whether a leg B request over 1300 bytes to UDP trunk `trunk` goes over TCP to the same
     /// address instead (RFC 3261 §18.1.1; `tcp_fallback:` of the trunk). Default: no.
     fn tcp_fallback(&mut self, _trunk: &str, _now: Instant) -> bool {

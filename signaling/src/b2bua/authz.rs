@@ -31,9 +31,18 @@ impl Caller {
 pub(super) struct Admitted {
     pub(super) caller: Caller,
     pub(super) located: Option<Result<Vec<Target>, RouteOutcome>>,
+    /// The caller's header policy (a trunk's `headers:`/`identity:`).
+    pub(super) headers: Option<Arc<HeaderPolicy>>,
 }
 
 impl Admitted {
+    fn new(caller: Caller, located: Option<Result<Vec<Target>, RouteOutcome>>) -> Admitted {
+        Admitted {
+            caller,
+            located,
+            headers: None,
+        }
+    }
     /// The From user leg B carries: the authenticated user's name, whatever the From said
     /// (an authenticated bob cannot call as alice); else the From's.
     pub(super) fn caller_user(&self, from: &NameAddr) -> String {
@@ -224,8 +233,11 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) -> Result<Admitted, u16> {
-        let admitted = self.authorize(tx, req, from, now, policy)?;
-        if !admitted.caller.trusted() {
+        let mut admitted = self.authorize(tx, req, from, now, policy)?;
+        if admitted.caller.trusted() {
+            admitted.headers = policy.header_policy(None, from, now);
+        }
+        if !admitted.caller.trusted() || admitted.headers.as_ref().is_some_and(|h| !h.trusted) {
             strip_identity(req, admitted.asserted());
         }
         Ok(admitted)
@@ -245,15 +257,15 @@ impl B2bua {
         let settings = policy.registrar(now).filter(|s| s.authenticate_calls);
         let Some(s) = settings else {
             let caller = if trunk { Caller::Trunk } else { Caller::Open };
-            return Ok(Admitted { caller, located });
+            return Ok(Admitted::new(caller, located));
         };
         if trunk {
             let caller = Caller::Trunk;
-            return Ok(Admitted { caller, located });
+            return Ok(Admitted::new(caller, located));
         }
         if matches!(located, Some(Ok(_))) {
             let caller = Caller::Local;
-            return Ok(Admitted { caller, located });
+            return Ok(Admitted::new(caller, located));
         }
         match self
             .registrar_mut(now)
@@ -266,7 +278,7 @@ impl B2bua {
                     .cloned()
                     .unwrap_or_else(|| s.realm.clone());
                 let caller = Caller::User { name, domain };
-                Ok(Admitted { caller, located })
+                Ok(Admitted::new(caller, located))
             }
             Err(denial) => Err(self.deny(tx, req, denial, now)),
         }

@@ -354,6 +354,7 @@ mod tests {
                 addr: "127.0.0.1:5060".parse().expect("address"),
             },
             trunk: false,
+            headers: None,
             local_cseq: 1,
             remote_cseq: None,
         }

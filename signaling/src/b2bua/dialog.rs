@@ -21,11 +21,21 @@ pub(super) struct Dialog {
     pub(super) peer: Peer,
     /// The peer is a configured trunk: its in-dialog requests are taken from its address only.
     pub(super) trunk: bool,
+    /// The peer's header policy (a trunk's `headers:`/`identity:`); `None`: the defaults.
+    pub(super) headers: Option<Arc<HeaderPolicy>>,
     pub(super) local_cseq: u32,
     pub(super) remote_cseq: Option<u32>,
 }
 
 impl Dialog {
+    /// May the peer assert identities (RFC 3325)? A trunk unless its policy says no; nobody else.
+    pub(super) fn trusted(&self) -> bool {
+        match &self.headers {
+            Some(p) => p.trusted,
+            None => self.trunk,
+        }
+    }
+
     /// RFC 3261 §12.2.2: a request is in this dialog when its Call-ID (matched by the caller),
     /// its To tag (ours) and its From tag (the peer's) all match; and a trunk's leg takes
     /// requests from the trunk's address only (a stranger who learnt the identifiers cannot
@@ -368,7 +378,10 @@ impl B2bua {
         let Some((mut out, peer)) = self.dialog_request(id, to_leg, req.method.clone()) else {
             return;
         };
-        copy_passthrough(&req.headers, &mut out.headers);
+        if let Some(c) = self.calls.get(&id) {
+            let crossing = Crossing::between(c.leg(from_leg), c.leg(to_leg));
+            crossing.copy(&req.headers, &mut out.headers, true);
+        }
         if !req.body.is_empty() {
             let is_sdp = req
                 .headers
@@ -583,7 +596,14 @@ impl B2bua {
             };
             out.headers.push("Contact", contact);
         }
-        copy_passthrough(&resp.headers, &mut out.headers);
+        match call {
+            Some(c) => Crossing::between(c.leg(from_leg.other()), c.leg(from_leg)).copy(
+                &resp.headers,
+                &mut out.headers,
+                false,
+            ),
+            None => copy_passthrough(&resp.headers, &mut out.headers),
+        }
         if let Some(b) = body {
             if let Some(ct) = resp.headers.get("Content-Type") {
                 out.headers.push("Content-Type", ct.to_string());

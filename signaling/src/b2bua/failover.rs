@@ -222,7 +222,7 @@ impl B2bua {
                 let mut resp =
                     make_response(&at.a_invite, end.status, &end.reason, Some(&a.local_tag));
                 if let Some(from_b) = end.from_b {
-                    redirect::relay_contacts(from_b, &mut resp);
+                    redirect::relay_contacts(from_b, &mut resp, Crossing::between(b, a));
                 }
                 self.tx.send_response(a_tx, resp, now);
                 log.refused(end.status, now);

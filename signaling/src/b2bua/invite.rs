@@ -10,6 +10,8 @@ struct Parties<'a> {
     a_from_tag: &'a str,
     from: Peer,
     trunk: bool,
+    /// The caller's header policy (a trunk's).
+    headers: Option<Arc<HeaderPolicy>>,
 }
 
 /// Where the route sends a new call.
@@ -73,6 +75,7 @@ impl B2bua {
             a_from_tag: &a_from_tag,
             from,
             trunk: admitted.caller == Caller::Trunk,
+            headers: admitted.headers.clone(),
         };
         self.admit_invite(tx, req, parties, admitted, now, policy);
     }
@@ -329,6 +332,7 @@ impl B2bua {
             route_set,
             peer: p.from,
             trunk: p.trunk,
+            headers: p.headers.clone(),
             local_cseq: self.rand() as u32 & 0xffff,
             remote_cseq: req.cseq().map(|c| c.seq),
         }
@@ -355,6 +359,7 @@ impl B2bua {
             route_set: Vec::new(),
             peer: first.peer,
             trunk: first.trunk != REGISTERED,
+            headers: None,
             local_cseq: 1,
             remote_cseq: None,
         }
@@ -437,6 +442,9 @@ impl B2bua {
             return;
         };
         let rel100 = self.b_100rel(&trunk, now, policy);
+        let headers = (trunk != REGISTERED)
+            .then(|| policy.header_policy(Some(&trunk), t, now))
+            .flatten();
         let mut timer_h = Headers::with_capacity(3);
         self.b_timer_headers(&trunk, t, now, policy, &mut timer_h);
         let via = self.via_for(t);
@@ -470,6 +478,7 @@ impl B2bua {
         let max_fwd = at.a_invite.max_forwards().unwrap_or(70).saturating_sub(1);
         b.peer = target.peer;
         b.trunk = target.trunk != REGISTERED;
+        b.headers = headers;
         let user = user_at(at.user_of(at.target_idx));
         b.remote_uri = cat(&["<sip:", &user, &target.host, ">"]);
         b.remote_target = cat(&["sip:", &user, &target.host]);
@@ -491,7 +500,7 @@ impl B2bua {
         for x in timer_h.iter() {
             h.push(&x.name, x.value.clone());
         }
-        copy_passthrough(&at.a_invite.headers, &mut h);
+        Crossing::checked(b).copy(&at.a_invite.headers, &mut h, true);
         let body = at.b_offer.as_ref().map_or_else(Vec::new, |(ct, sdp)| {
             h.push("Content-Type", ct.clone());
             sdp.clone()

@@ -39,6 +39,7 @@ mod cdr;
 mod dialog;
 mod failover;
 mod forks;
+mod header_policy;
 mod invite;
 mod location;
 mod message;
@@ -61,11 +62,13 @@ use dialog::Dialog;
 use owners::TxOwner;
 use presence::SubId;
 use wire::*;
-pub use wire::{make_response, reason_phrase};
+pub use wire::{make_response, reason_phrase, HOP_HEADERS};
 
 pub use caps::Caps;
 pub use carriers::CarrierTrunk;
 pub use cdr::{AttemptRecord, CallRecord, Hangup};
+use header_policy::Crossing;
+pub use header_policy::HeaderPolicy;
 pub use snapshot::{CallSummary, RegistrationSummary};
 
 /// Why an out-of-dialog request is not relayed.

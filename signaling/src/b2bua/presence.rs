@@ -147,6 +147,7 @@ impl B2bua {
             peer: from,
             route_set: Vec::new(),
             trunk: false,
+            headers: None,
             local_cseq: 0,
             remote_cseq: req.cseq().map(|c| c.seq),
         };
@@ -179,6 +180,7 @@ impl B2bua {
             peer: target.peer,
             route_set: Vec::new(),
             trunk: false,
+            headers: None,
             local_cseq: 1,
             remote_cseq: None,
         }
@@ -378,6 +380,7 @@ impl B2bua {
             peer,
             route_set: Vec::new(),
             trunk: false,
+            headers: None,
             local_cseq: cseq,
             remote_cseq: None,
         };

@@ -11,11 +11,11 @@ pub(super) const MAX_FOLLOWED: usize = 5;
 /// What a relayed 3xx carries to leg A besides its status: the Contacts (the redirect targets,
 /// which are the point of a 3xx, RFC 3261 §21.3) and end-to-end headers; nothing of leg B's
 /// path (Via, Record-Route, ... are [`HOP_HEADERS`]).
-pub(super) fn relay_contacts(from_b: &Response, resp: &mut Response) {
+pub(super) fn relay_contacts(from_b: &Response, resp: &mut Response, crossing: Crossing<'_>) {
     for c in from_b.headers.get_all("Contact") {
         resp.headers.push("Contact", c.to_string());
     }
-    copy_passthrough(&from_b.headers, &mut resp.headers);
+    crossing.copy(&from_b.headers, &mut resp.headers, false);
 }
 
 //= rfc3261#section-8.1.3.4

@@ -87,7 +87,7 @@ pub fn make_response(req: &Request, status: u16, reason: &str, to_tag: Option<&s
 }
 
 /// Headers that describe one hop or one dialog and never cross from one leg to the other.
-pub(super) const HOP_HEADERS: &[&str] = &[
+pub const HOP_HEADERS: &[&str] = &[
     "Via",
     "Route",
     "Record-Route",

@@ -148,6 +148,11 @@ pub struct Tuned {
     pub tcp_fallback: bool,
     /// [`Policy::refer_mode`] for every leg.
     pub refer: signaling::b2bua::ReferMode,
+    /// [`Policy::is_trunk`] for every caller.
+    pub a_trunk: bool,
+    /// [`Policy::header_policy`] of the caller (a trunk) and of every leg B trunk.
+    pub a_headers: Option<std::sync::Arc<signaling::b2bua::HeaderPolicy>>,
+    pub b_headers: Option<std::sync::Arc<signaling::b2bua::HeaderPolicy>>,
 }
 
 impl signaling::b2bua::Policy for Tuned {
@@ -196,6 +201,20 @@ impl signaling::b2bua::Policy for Tuned {
     ) -> signaling::b2bua::ReferMode {
         self.refer
     }
+    fn is_trunk(&mut self, _from: signaling::Peer, _now: std::time::Instant) -> bool {
+        self.a_trunk
+    }
+    fn header_policy(
+        &mut self,
+        trunk: Option<&str>,
+        _peer: signaling::Peer,
+        _now: std::time::Instant,
+    ) -> Option<std::sync::Arc<signaling::b2bua::HeaderPolicy>> {
+        match trunk {
+            None => self.a_headers.clone(),
+            Some(_) => self.b_headers.clone(),
+        }
+    }
 }
 
 /// A world whose policy is [`Tuned`].
@@ -215,6 +234,9 @@ pub fn tuned_world(targets: Vec<Target>, tcp_fallback: bool) -> signaling::testi
             },
             tcp_fallback,
             refer: signaling::b2bua::ReferMode::Relay,
+            a_trunk: false,
+            a_headers: None,
+            b_headers: None,
         },
     )
 }

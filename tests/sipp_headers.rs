@@ -1,0 +1,65 @@
+//! Header policy per trunk end to end with SIPp (`identity:`, `headers:`): an untrusted
+//! carrier's asserted identity and its internal X- header never reach the PBX; the PBX's
+//! trunk adds its account header; the trusted PBX's asserted identity reaches the carrier.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const CALLS: u32 = 3;
+
+#[test]
+fn an_untrusted_carriers_identity_is_removed_and_the_pbxs_rules_hold() {
+    isolated(
+        "an_untrusted_carriers_identity_is_removed_and_the_pbxs_rules_hold",
+        false,
+        |net| {
+            let t = [
+                Trunk {
+                    name: "pbx",
+                    port: net.trunk(0),
+                },
+                Trunk {
+                    name: "carrier",
+                    port: net.uac(),
+                },
+            ];
+            let y = config_yaml(net, &t, &["pbx"]);
+            let line = |name: &str, port: u16| {
+                format!("{name}: {{ address: 127.0.0.1:{port}, transport: udp")
+            };
+            let (pbx, carrier) = (line("pbx", net.trunk(0)), line("carrier", net.uac()));
+            assert!(y.contains(&pbx) && y.contains(&carrier), "{y}");
+            let y = y
+                .replace(&carrier, &format!("{carrier}, identity: untrusted"))
+                .replace(
+                    &pbx,
+                    &format!(
+                        "{pbx}, headers: {{ remove: ['X-I*'], add: {{ X-Account: acme-42 }} }}"
+                    ),
+                );
+            let mut tl = Trunkline::start(net, &y);
+            let callee = Sipp::uas(
+                net,
+                "uas",
+                "uas_identity.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                CALLS,
+            )
+            .spawn();
+            wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+            let caller = Sipp::uac(net, "uac", "uac_identity.xml", CALLS, 5)
+                .pause_ms(200)
+                .run(LIMIT);
+            let callee = callee.wait(Duration::from_secs(15));
+            tl.assert_alive();
+            let ctx = format!("trunkline log tail:\n{}", tl.log_tail(20));
+            caller.assert_all_ok(CALLS as u64, &ctx);
+            callee.assert_all_ok(CALLS as u64, &ctx);
+        },
+    );
+}
