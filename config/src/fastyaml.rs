@@ -23,7 +23,7 @@
 //! lines blanked so line numbers stay right. Semantic errors found later are positioned by
 //! [`crate::locate`], which re-reads the original text with yaml_serde.
 
-use crate::{RawMatch, RawRedirect, RawReject, RawRewrite, RawRule};
+use crate::rules::{RawMatch, RawRedirect, RawReject, RawRewrite, RawRule};
 
 /// A `dialplan:` section in the fast shape, found but not read yet: the text yaml_serde should
 /// read instead of the whole document, and the rules' text cut into chunks at rule boundaries
