@@ -60,6 +60,8 @@ fn query(to_user: &str) -> RouteQuery<'_> {
         request_uri: "sip:x@127.0.0.1",
         source_trunk: None,
         source_ip: None,
+        pai_user: None,
+        diversion_user: None,
     }
 }
 

@@ -83,6 +83,8 @@ fn main() {
             request_uri: "sip:a@b",
             source_trunk: None,
             source_ip: None,
+            pai_user: None,
+            diversion_user: None,
         };
         let iters = 200_000;
         let t = Instant::now();

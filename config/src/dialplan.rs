@@ -46,6 +46,11 @@ pub struct RouteQuery<'a> {
     pub source_trunk: Option<&'a str>,
     /// Source IP address of the request.
     pub source_ip: Option<IpAddr>,
+    /// User part of the first P-Asserted-Identity (RFC 3325) that crossed, if any (a number
+    /// of a `tel:` URI).
+    pub pai_user: Option<&'a str>,
+    /// User part of the first Diversion (RFC 5806) entry, if any.
+    pub diversion_user: Option<&'a str>,
 }
 
 /// The outcome of a dial-plan lookup.
@@ -58,6 +63,8 @@ pub struct Decision {
     pub to_user: Option<String>,
     /// The rewritten From user, when the rule has `rewrite.from_user`.
     pub from_user: Option<String>,
+    /// The From display name leg B carries, when the rule has `rewrite.from_display`.
+    pub from_display: Option<String>,
     /// The rewritten Request-URI, when the rule has `rewrite.request_uri`.
     pub request_uri: Option<String>,
 }
@@ -125,6 +132,7 @@ pub(crate) enum CaptureSource {
     ToUser,
     FromUser,
     RequestUri,
+    PaiUser,
 }
 
 /// One compiled rule.
@@ -134,11 +142,14 @@ pub(crate) struct Rule {
     // boxed: rarely used, and a 100k-rule plan should not carry 2 x 192 bytes per rule for them
     pub from_user: Option<Box<Pattern>>,
     pub request_uri: Option<Box<Pattern>>,
+    pub pai_user: Option<Box<Pattern>>,
+    pub diversion_user: Option<Box<Pattern>>,
     pub source_trunk: Option<String>,
     pub source_ip: Option<Cidr>,
     pub rewrite_to_user: Option<Template>,
     pub rewrite_from_user: Option<(Template, CaptureSource)>,
     pub rewrite_request_uri: Option<(Template, CaptureSource)>,
+    pub rewrite_from_display: Option<(Template, CaptureSource)>,
     pub action: Action,
 }
 
@@ -148,6 +159,8 @@ struct Caps {
     to: Spans,
     from: Spans,
     ruri: Spans,
+    pai: Spans,
+    diversion: Spans,
 }
 
 impl Rule {
@@ -166,6 +179,8 @@ impl Rule {
         caps.to.clear();
         caps.from.clear();
         caps.ruri.clear();
+        caps.pai.clear();
+        caps.diversion.clear();
         if let Some(p) = &self.to_user {
             if !p.captures(q.to_user, &mut caps.to, budget) {
                 return false;
@@ -181,6 +196,17 @@ impl Rule {
                 return false;
             }
         }
+        // A key on a header the request does not have matches nothing.
+        for (p, v, spans) in [
+            (&self.pai_user, q.pai_user, &mut caps.pai),
+            (&self.diversion_user, q.diversion_user, &mut caps.diversion),
+        ] {
+            if let Some(p) = p {
+                if !v.is_some_and(|v| p.captures(v, spans, budget)) {
+                    return false;
+                }
+            }
+        }
         true
     }
 
@@ -189,6 +215,7 @@ impl Rule {
             CaptureSource::ToUser => t.expand(q.to_user, &caps.to),
             CaptureSource::FromUser => t.expand(q.from_user, &caps.from),
             CaptureSource::RequestUri => t.expand(q.request_uri, &caps.ruri),
+            CaptureSource::PaiUser => t.expand(q.pai_user.unwrap_or_default(), &caps.pai),
         };
         Decision {
             rule_index: index,
@@ -198,6 +225,10 @@ impl Rule {
                 .as_ref()
                 .map(|t| expand(t, CaptureSource::ToUser)),
             from_user: self.rewrite_from_user.as_ref().map(|(t, s)| expand(t, *s)),
+            from_display: self
+                .rewrite_from_display
+                .as_ref()
+                .map(|(t, s)| expand(t, *s)),
             request_uri: self
                 .rewrite_request_uri
                 .as_ref()

@@ -275,6 +275,8 @@ fn read_match(c: &mut Cursor) -> Option<RawMatch> {
         "request_uri" => once(&mut m.request_uri, c.scalar()?),
         "source_trunk" => once(&mut m.source_trunk, c.scalar()?),
         "source_ip" => once(&mut m.source_ip, c.scalar()?),
+        "pai_user" => once(&mut m.pai_user, c.scalar()?),
+        "diversion_user" => once(&mut m.diversion_user, c.scalar()?),
         _ => None,
     })?;
     Some(m)
@@ -285,11 +287,13 @@ fn read_rewrite(c: &mut Cursor) -> Option<RawRewrite> {
         to_user: None,
         from_user: None,
         request_uri: None,
+        from_display: None,
     };
     c.map(|k, c| match k {
         "to_user" => once(&mut r.to_user, c.scalar()?),
         "from_user" => once(&mut r.from_user, c.scalar()?),
         "request_uri" => once(&mut r.request_uri, c.scalar()?),
+        "from_display" => once(&mut r.from_display, c.scalar()?),
         _ => None,
     })?;
     Some(r)

@@ -82,15 +82,19 @@
 //! Dial-plan rules: `match` keys are `to_user`, `from_user`, `request_uri` (regexes in the
 //! `regex` crate's syntax, searched unanchored unless the pattern says `^`/`$`) and
 //! `source_trunk` (a trunk name) and `source_ip` (an address or CIDR block such as
-//! `192.0.2.0/24`; an IPv4-mapped IPv6 source matches as IPv4); all keys given must match; no
+//! `192.0.2.0/24`; an IPv4-mapped IPv6 source matches as IPv4), `pai_user` (the user of the
+//! first P-Asserted-Identity that crossed: a trusted trunk's, or the one trunkline asserts for
+//! an authenticated user; a `tel:` URI's number) and `diversion_user` (the first Diversion's
+//! user; a rule on a header the request lacks does not match); all keys given must match; no
 //! `match` (or `match: {}`) matches everything. Exactly one action per rule: `route` (trunk
 //! names, failover order), `redirect` (`contacts`, literal URIs, and `code`, 3xx, default 302)
 //! or `reject` (`code` 4xx-6xx and `reason`, default the RFC 3261 §21 phrase). Rewrites
-//! (`rewrite: { to_user, from_user, request_uri }`) are templates where `$N` / `${N}` /
+//! (`rewrite: { to_user, from_user, from_display, request_uri }`) are templates where `$N` / `${N}` /
 //! `${name}` insert a capture group and `$$` a literal `$`:
 //! - `rewrite.to_user` uses the captures of `match.to_user`;
-//! - `rewrite.from_user` uses the captures of `match.from_user` if the rule has one, else those
-//!   of `match.to_user`;
+//! - `rewrite.from_user` and `rewrite.from_display` (leg B's From display name; empty: none)
+//!   use the captures of `match.from_user` if the rule has one, else those of
+//!   `match.pai_user`, else those of `match.to_user`;
 //! - `rewrite.request_uri` uses the captures of `match.request_uri` if the rule has one, else
 //!   those of `match.to_user`.
 //!

@@ -38,6 +38,10 @@ pub(crate) struct RawMatch {
     pub(crate) source_trunk: Option<String>,
     #[serde(default)]
     pub(crate) source_ip: Option<String>,
+    #[serde(default)]
+    pub(crate) pai_user: Option<String>,
+    #[serde(default)]
+    pub(crate) diversion_user: Option<String>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -49,6 +53,8 @@ pub(crate) struct RawRewrite {
     pub(crate) from_user: Option<String>,
     #[serde(default)]
     pub(crate) request_uri: Option<String>,
+    #[serde(default)]
+    pub(crate) from_display: Option<String>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -214,6 +220,8 @@ fn build_rule(
     let to_user = pat(m.to_user.take(), "to_user")?;
     let from_user = pat(m.from_user.take(), "from_user")?.map(Box::new);
     let request_uri = pat(m.request_uri.take(), "request_uri")?.map(Box::new);
+    let pai_user = pat(m.pai_user.take(), "pai_user")?.map(Box::new);
+    let diversion_user = pat(m.diversion_user.take(), "diversion_user")?.map(Box::new);
     if let Some(t) = &m.source_trunk {
         if !trunks.contains_key(t) {
             return Err(sem(
@@ -233,6 +241,7 @@ fn build_rule(
     let mut rewrite_to_user = None;
     let mut rewrite_from_user = None;
     let mut rewrite_request_uri = None;
+    let mut rewrite_from_display = None;
     if let Some(rw) = &r.rewrite {
         let tpl = |src: &str, k: &str, p: Option<&Pattern>| -> Result<Template, Sem> {
             check_text(src, || at(&["rewrite", k]), "a rewrite")?;
@@ -246,12 +255,24 @@ fn build_rule(
         if let Some(s) = &rw.to_user {
             rewrite_to_user = Some(tpl(s, "to_user", to_user.as_ref())?);
         }
+        // The caller's identity: the From user's captures, else the asserted identity's,
+        // else the dialled number's.
+        let (caller, caller_src) = match (&from_user, &pai_user) {
+            (Some(p), _) => (Some(&**p), CaptureSource::FromUser),
+            (None, Some(p)) => (Some(&**p), CaptureSource::PaiUser),
+            (None, None) => (to_user.as_ref(), CaptureSource::ToUser),
+        };
         if let Some(s) = &rw.from_user {
-            let (p, src) = match &from_user {
-                Some(p) => (Some(&**p), CaptureSource::FromUser),
-                None => (to_user.as_ref(), CaptureSource::ToUser),
-            };
-            rewrite_from_user = Some((tpl(s, "from_user", p)?, src));
+            rewrite_from_user = Some((tpl(s, "from_user", caller)?, caller_src));
+        }
+        if let Some(s) = &rw.from_display {
+            if s.contains('"') || s.contains('\\') {
+                return Err(sem(
+                    at(&["rewrite", "from_display"]),
+                    "a display name without `\"` or `\\`",
+                ));
+            }
+            rewrite_from_display = Some((tpl(s, "from_display", caller)?, caller_src));
         }
         if let Some(s) = &rw.request_uri {
             let (p, src) = match &request_uri {
@@ -350,11 +371,14 @@ fn build_rule(
         to_user,
         from_user,
         request_uri,
+        pai_user,
+        diversion_user,
         source_trunk: m.source_trunk,
         source_ip,
         rewrite_to_user,
         rewrite_from_user,
         rewrite_request_uri,
+        rewrite_from_display,
         action,
     })
 }

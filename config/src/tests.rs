@@ -33,6 +33,8 @@ fn q(to_user: &str) -> RouteQuery<'_> {
         request_uri: "sip:x@example.com",
         source_trunk: None,
         source_ip: None,
+        pai_user: None,
+        diversion_user: None,
     }
 }
 
@@ -1543,6 +1545,8 @@ fn decisions(cfg: &Config, numbers: &[String]) -> Vec<Option<(usize, Action, Opt
                     request_uri: "sip:x@y",
                     source_trunk: None,
                     source_ip: None,
+                    pai_user: None,
+                    diversion_user: None,
                 })
                 .map(|d| (d.rule_index, d.action.clone(), d.to_user.clone()))
         })

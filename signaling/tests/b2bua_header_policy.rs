@@ -181,3 +181,22 @@ X-Internal: 10.0.0.7\r\nUser-Agent: pbx 1.0\r\nX-Account: forged\r\n";
     let ringing = w.take_responses(A);
     assert!(ringing.iter().any(|r| r.status == 180), "{ringing:?}");
 }
+
+#[test]
+fn a_routes_from_display_replaces_the_callers_on_leg_b() {
+    for (display, from) in [
+        (None, "\"Alice\" <sip:alice@127.0.0.1>"),
+        (
+            Some("Acme Support"),
+            "\"Acme Support\" <sip:alice@127.0.0.1>",
+        ),
+        (Some(""), "<sip:alice@127.0.0.1>"),
+    ] {
+        let mut w = tuned_world(vec![target("pbx", PBX)], false);
+        w.policy.from_display = display.map(str::to_string);
+        w.feed(A, &invite("disp-1", SDP_A));
+        let inv = w.take_request(PBX, "INVITE");
+        let got = inv.headers.get("From").unwrap();
+        assert!(got.starts_with(from), "{display:?}: {got}");
+    }
+}

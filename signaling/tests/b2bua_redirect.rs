@@ -77,6 +77,7 @@ impl Policy for Redirecting {
                 targets: targets.clone(),
                 to_user: to_user.to_string(),
                 from_user: from_user.to_string(),
+                from_display: None,
             },
             None => RouteOutcome::Reject {
                 code: 404,

@@ -79,6 +79,7 @@ impl Policy for RegPolicy {
             targets,
             to_user: String::new(),
             from_user: from_user.to_string(),
+            from_display: None,
         }
     }
 }

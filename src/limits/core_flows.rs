@@ -36,6 +36,7 @@ impl Policy for P {
             targets,
             to_user: to.into(),
             from_user: from.into(),
+            from_display: None,
         }
     }
     fn media_offer(

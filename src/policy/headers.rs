@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use config::{Config, Identity};
 use signaling::b2bua::HeaderPolicy;
+use signaling::headers::NameAddr;
+use signaling::Request;
 
 /// The header policies of a configuration's trunks, built at first use after each change.
 #[derive(Debug, Default)]
@@ -47,6 +49,32 @@ fn build(config: &Config) -> HashMap<String, Arc<HeaderPolicy>> {
         .collect()
 }
 
+/// What a request claims of its caller besides its From, for the dial plan's `pai_user` and
+/// `diversion_user` (read after the core removed what an untrusted caller may not claim).
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    pub(crate) pai_user: Option<String>,
+    pub(crate) diversion_user: Option<String>,
+}
+
+impl Claimed {
+    pub(crate) fn of(req: &Request) -> Claimed {
+        Claimed {
+            pai_user: first_user(req, "P-Asserted-Identity"),
+            diversion_user: first_user(req, "Diversion"),
+        }
+    }
+}
+
+/// The user part (a `tel:` URI's number) of the first name-addr of header `name`; `None` when
+/// it is absent or does not parse.
+fn first_user(req: &Request, name: &str) -> Option<String> {
+    let v = req.headers.get(name)?;
+    let first = signaling::headers::split_comma_list(v).into_iter().next()?;
+    let na = NameAddr::parse(first.trim()).ok()?;
+    na.uri.user_unescaped().map(|u| u.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     /// The configuration refuses to name the headers the core never relays: the two lists
@@ -64,5 +92,22 @@ mod tests {
         core.sort();
         config.sort();
         assert_eq!(core, config);
+    }
+
+    #[test]
+    fn claimed_users_of_pai_and_diversion() {
+        let raw = "INVITE sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+P-Asserted-Identity: \"Boss\" <tel:+15550001111>, <sip:boss@h>\r\n\
+Diversion: <sip:%2B1555000@h>;reason=unconditional\r\nContent-Length: 0\r\n\r\n";
+        let req = match signaling::parse::parse(raw.as_bytes()) {
+            Ok(signaling::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let c = super::Claimed::of(&req);
+        assert_eq!(c.pai_user.as_deref(), Some("+15550001111"));
+        assert_eq!(c.diversion_user.as_deref(), Some("+1555000"));
+        let c = super::Claimed::default();
+        assert!(c.pai_user.is_none() && c.diversion_user.is_none());
     }
 }

@@ -356,12 +356,14 @@ impl LivePolicy {
 
     /// The dial plan's answer for a new request; `calls`: count it against the trunks' call
     /// limits (a call) or not (a MESSAGE).
+    #[allow(clippy::too_many_arguments)]
     fn plan(
         &mut self,
         request_uri: &str,
         from: Peer,
         to_user: &str,
         from_user: &str,
+        claimed: &headers::Claimed,
         calls: bool,
         now: Instant,
     ) -> RouteOutcome {
@@ -371,6 +373,8 @@ impl LivePolicy {
             request_uri,
             source_trunk: self.trunk_of(from),
             source_ip: Some(from.addr.ip()),
+            pai_user: claimed.pai_user.as_deref(),
+            diversion_user: claimed.diversion_user.as_deref(),
         };
         let Some(d) = self.config.dialplan.lookup(&q) else {
             return RouteOutcome::Reject {
@@ -458,6 +462,7 @@ impl LivePolicy {
                     targets,
                     to_user: d.to_user.unwrap_or_else(|| to_user.to_string()),
                     from_user: d.from_user.unwrap_or_else(|| from_user.to_string()),
+                    from_display: d.from_display,
                 }
             }
             Action::Redirect(contacts, code) => RouteOutcome::Redirect { code, contacts },
@@ -636,6 +641,7 @@ impl Policy for LivePolicy {
             targets,
             to_user: String::new(),
             from_user: from_user.to_string(),
+            from_display: None,
         }
     }
 
@@ -651,7 +657,15 @@ impl Policy for LivePolicy {
         if let Some(refused) = self.admission() {
             return refused;
         }
-        self.plan(&req.uri, from, to_user, from_user, true, now)
+        self.plan(
+            &req.uri,
+            from,
+            to_user,
+            from_user,
+            &headers::Claimed::of(req),
+            true,
+            now,
+        )
     }
 
     fn route_message(
@@ -666,7 +680,15 @@ impl Policy for LivePolicy {
         if self.guard.overload.is_on() {
             return self.unavailable();
         }
-        self.plan(&req.uri, from, to_user, from_user, false, now)
+        self.plan(
+            &req.uri,
+            from,
+            to_user,
+            from_user,
+            &headers::Claimed::of(req),
+            false,
+            now,
+        )
     }
 
     fn media_offer(
@@ -856,7 +878,15 @@ impl Policy for LivePolicy {
         now: Instant,
     ) -> RouteOutcome {
         // The same call: not counted again (its targets are admitted one by one as tried).
-        self.plan(uri, from, to_user, from_user, false, now)
+        self.plan(
+            uri,
+            from,
+            to_user,
+            from_user,
+            &headers::Claimed::default(),
+            false,
+            now,
+        )
     }
 
     fn admit_target(&mut self, target: &Target, now: Instant) -> bool {

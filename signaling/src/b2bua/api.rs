@@ -38,6 +38,8 @@ pub enum RouteOutcome {
         targets: Vec<Target>,
         to_user: String,
         from_user: String,
+        /// The From display name leg B carries instead of the caller's (`None`: the caller's).
+        from_display: Option<String>,
     },
     /// Answer leg A with a 3xx listing these contacts.
     Redirect { code: u16, contacts: Vec<String> },
@@ -335,6 +337,7 @@ pub trait Policy {
             targets,
             to_user: String::new(),
             from_user: from_user.to_string(),
+            from_display: None,
         }
     }
 }
@@ -366,6 +369,7 @@ impl Policy for StaticPolicy {
             targets: self.targets.clone(),
             to_user: to_user.to_string(),
             from_user: from_user.to_string(),
+            from_display: None,
         }
     }
     fn media_offer(

@@ -19,6 +19,7 @@ struct Routed {
     targets: Vec<Target>,
     to_user: String,
     from_user: String,
+    from_display: Option<String>,
 }
 
 impl B2bua {
@@ -160,10 +161,12 @@ impl B2bua {
                 targets,
                 to_user,
                 from_user,
+                from_display,
             } => Routed {
                 targets,
                 to_user,
                 from_user,
+                from_display,
             },
             refused => {
                 self.refuse_route(tx, &req, refused, now, policy);
@@ -269,7 +272,11 @@ impl B2bua {
         now: Instant,
     ) -> Call {
         let a = self.a_dialog(&req, &p);
-        let b = self.b_dialog(p.from_na, &route.from_user, &route.targets[0]);
+        let display = route
+            .from_display
+            .as_deref()
+            .or(p.from_na.display.as_deref());
+        let b = self.b_dialog(display, &route.from_user, &route.targets[0]);
         let caller = p.from_na.uri.user().unwrap_or_default();
         let callee = ruri_user(&req.uri);
         let log = cdr::CallLog::new(now, [caller, &callee], [&route.from_user, &route.to_user]);
@@ -340,12 +347,11 @@ impl B2bua {
 
     /// Leg B's new dialog towards `first` (its own Call-ID, tags, CSeq: topology hiding); the
     /// target's URIs are set by [`B2bua::send_b_invite`].
-    fn b_dialog(&mut self, from_na: &NameAddr, from_user: &str, first: &Target) -> Dialog {
+    fn b_dialog(&mut self, display: Option<&str>, from_user: &str, first: &Target) -> Dialog {
         let call_id = self.new_call_id();
         let local_tag = self.new_tag();
-        let display = from_na
-            .display
-            .as_ref()
+        let display = display
+            .filter(|d| !d.is_empty())
             .map(|d| format!("{} ", quote_display(d)))
             .unwrap_or_default();
         let our_host = self.our_host(first.peer);

@@ -124,6 +124,7 @@ impl B2bua {
                 targets,
                 to_user: String::new(),
                 from_user: from_user.clone(),
+                from_display: None,
             },
         };
         match outcome {
@@ -131,6 +132,7 @@ impl B2bua {
                 mut targets,
                 to_user,
                 from_user,
+                ..
             } if !targets.is_empty() => Ok((targets.swap_remove(0), to_user, from_user)),
             RouteOutcome::Route { .. } => Err(Refusal::Plain(404, "Not Found".into())),
             RouteOutcome::Reject { code, reason } => Err(Refusal::Plain(code, reason)),

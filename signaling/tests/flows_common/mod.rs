@@ -153,6 +153,8 @@ pub struct Tuned {
     /// [`Policy::header_policy`] of the caller (a trunk) and of every leg B trunk.
     pub a_headers: Option<std::sync::Arc<signaling::b2bua::HeaderPolicy>>,
     pub b_headers: Option<std::sync::Arc<signaling::b2bua::HeaderPolicy>>,
+    /// The From display name every route gives leg B (a dial plan's `rewrite.from_display`).
+    pub from_display: Option<String>,
 }
 
 impl signaling::b2bua::Policy for Tuned {
@@ -164,7 +166,11 @@ impl signaling::b2bua::Policy for Tuned {
         fr: &str,
         n: std::time::Instant,
     ) -> signaling::b2bua::RouteOutcome {
-        self.inner.route(r, f, to, fr, n)
+        let mut out = self.inner.route(r, f, to, fr, n);
+        if let signaling::b2bua::RouteOutcome::Route { from_display, .. } = &mut out {
+            from_display.clone_from(&self.from_display);
+        }
+        out
     }
     fn media_offer(
         &mut self,
@@ -237,6 +243,7 @@ pub fn tuned_world(targets: Vec<Target>, tcp_fallback: bool) -> signaling::testi
             a_trunk: false,
             a_headers: None,
             b_headers: None,
+            from_display: None,
         },
     )
 }
