@@ -462,6 +462,12 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
     ] {
         crate::policy::set_counter(&metrics.session_timers.with_label_values(&[event]), n);
     }
+    for (result, n) in [
+        ("accepted", stats.transfers),
+        ("completed", stats.transfers_completed),
+    ] {
+        crate::policy::set_counter(&metrics.transfers.with_label_values(&[result]), n);
+    }
     for (status, n) in &stats.registers {
         crate::policy::set_counter(
             &metrics.registers.with_label_values(&[&status.to_string()]),

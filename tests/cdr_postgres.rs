@@ -121,16 +121,17 @@ fn no_record_is_lost_while_postgres_is_down_for_ten_seconds() {
                 "the same records in the file and the table"
             );
             // SIPp pauses 200 ms between ACK and BYE; on a loaded 2-core machine the BYE may
-            // leave later (a run saw one call over 300 ms), so the bound is loose.
+            // leave later (a run saw one call over 300 ms), and a pause measured in whole ms can come
+            // out at 199: the bounds are loose.
             let answered = pg.query(
                 "SELECT count(*) FROM trunkline_cdr WHERE final_code = 200 AND hangup = 'caller' \
-                 AND billable_ms BETWEEN 200 AND 2000 AND attempts->0->>'trunk' = 'pbx' \
+                 AND billable_ms BETWEEN 150 AND 2000 AND attempts->0->>'trunk' = 'pbx' \
                  AND a_media->>'codec' = 'PCMU'",
             );
             let odd = pg.query(
                 "SELECT final_code, hangup, billable_ms, attempts, a_media->>'codec' \
                  FROM trunkline_cdr WHERE NOT (final_code = 200 AND hangup = 'caller' \
-                 AND billable_ms BETWEEN 200 AND 2000) LIMIT 5",
+                 AND billable_ms BETWEEN 150 AND 2000) LIMIT 5",
             );
             assert_eq!(answered, calls.to_string(), "rows that differ: {odd}");
             assert_eq!(

@@ -149,7 +149,7 @@ pub(crate) struct Rule {
     pub rewrite_to_user: Option<Template>,
     pub rewrite_from_user: Option<(Template, CaptureSource)>,
     pub rewrite_request_uri: Option<(Template, CaptureSource)>,
-    pub rewrite_from_display: Option<(Template, CaptureSource)>,
+    pub rewrite_from_display: Option<Box<(Template, CaptureSource)>>,
     pub action: Action,
 }
 
@@ -227,7 +227,7 @@ impl Rule {
             from_user: self.rewrite_from_user.as_ref().map(|(t, s)| expand(t, *s)),
             from_display: self
                 .rewrite_from_display
-                .as_ref()
+                .as_deref()
                 .map(|(t, s)| expand(t, *s)),
             request_uri: self
                 .rewrite_request_uri

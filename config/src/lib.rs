@@ -496,6 +496,9 @@ pub enum Refer {
     Relay,
     /// Declined 603.
     Reject,
+    /// Carried out by trunkline: a REFER from the trunk's side of a call (its leg B) is
+    /// accepted, its Refer-To routed and called, and connected to the other party.
+    Handle,
 }
 
 /// A trunk's `100rel:`: what leg B's INVITE to it says of reliable provisional responses

@@ -272,7 +272,7 @@ fn build_rule(
                     "a display name without `\"` or `\\`",
                 ));
             }
-            rewrite_from_display = Some((tpl(s, "from_display", caller)?, caller_src));
+            rewrite_from_display = Some(Box::new((tpl(s, "from_display", caller)?, caller_src)));
         }
         if let Some(s) = &rw.request_uri {
             let (p, src) = match &request_uri {

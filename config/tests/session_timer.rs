@@ -101,13 +101,16 @@ fn tcp_fallback_is_off_by_default_and_only_for_udp_trunks() {
 }
 
 #[test]
-fn refer_defaults_to_relay_and_takes_reject() {
+fn refer_defaults_to_relay_and_takes_reject_and_handle() {
     let c = from_yaml(BASE, "t.yaml").expect("the example loads");
     assert_eq!(c.trunks["pbx"].refer, config::Refer::Relay);
     let src = BASE.replace(PBX, "pbx: { address: 127.0.0.1:15080, refer: reject }");
     let c = from_yaml(&src, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.trunks["pbx"].refer, config::Refer::Reject);
     let src = BASE.replace(PBX, "pbx: { address: 127.0.0.1:15080, refer: handle }");
-    let e = from_yaml(&src, "t.yaml").expect_err("handle is not built");
-    assert!(e.to_string().contains("handle"), "{e}");
+    let c = from_yaml(&src, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.trunks["pbx"].refer, config::Refer::Handle);
+    let src = BASE.replace(PBX, "pbx: { address: 127.0.0.1:15080, refer: maybe }");
+    let e = from_yaml(&src, "t.yaml").expect_err("no such mode");
+    assert!(e.to_string().contains("refer"), "{e}");
 }

@@ -14,32 +14,6 @@ use signaling::message::{Request, SipMessage};
 const SDP_A2: &str = "v=0\r\no=alice 1 2 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=sendrecv\r\n";
 const SDP_B2: &str = "v=0\r\no=bob 1 2 IN IP4 10.2.2.2\r\ns=-\r\nc=IN IP4 10.2.2.2\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0\r\na=sendrecv\r\n";
 
-/// A request of the trunk in leg B's dialog of `inv` (From/To swapped, To tag `btag`).
-fn b_request(method: &str, inv: &Request, cseq: u32, body: &str) -> Vec<u8> {
-    let h = &inv.headers;
-    let ct = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/sdp\r\n"
-    };
-    format!(
-        "{method} sip:127.0.0.1:5060 SIP/2.0\r\n\
-Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-b{method}{cseq}\r\n\
-Max-Forwards: 70\r\n\
-From: {};tag=btag\r\n\
-To: {}\r\n\
-Call-ID: {}\r\n\
-CSeq: {cseq} {method}\r\n\
-Contact: <sip:bob@127.0.0.1:5080>\r\n\
-{ct}Content-Length: {}\r\n\r\n{body}",
-        h.get("To").unwrap(),
-        h.get("From").unwrap(),
-        inv.call_id().unwrap(),
-        body.len()
-    )
-    .into_bytes()
-}
-
 fn ok(to: &Request, body: &str) -> SipMessage {
     resp_with(to, 200, "OK", "btag", body, "<sip:peer@127.0.0.1:5999>")
 }

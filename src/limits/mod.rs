@@ -433,6 +433,7 @@ impl TrunkUsage {
             CallEvent::Rejected { .. } => self.not_started(),
             CallEvent::TrunkRegistration { .. }
             | CallEvent::TrunkProbe { .. }
+            | CallEvent::Transferred { .. }
             | CallEvent::Record(_) => {}
         }
     }

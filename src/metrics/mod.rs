@@ -31,6 +31,7 @@ pub struct Metrics {
     pub keepalives: IntCounter,
     pub trunk_auth: IntCounterVec,
     pub session_timers: IntCounterVec,
+    pub transfers: IntCounterVec,
     pub hep_packets: IntCounterVec,
     pub cdr_records: IntCounterVec,
     pub cdr_dropped: IntCounterVec,
@@ -211,6 +212,14 @@ impl Metrics {
                  \"too_small\" (an interval below Min-SE refused 422), \"retried\" (leg B's \
                  INVITE sent again after the trunk's 422).",
                 &["event"],
+            ),
+            transfers: counter_vec(
+                &r,
+                "trunkline_transfers_total",
+                "REFERs trunkline carried out itself (a trunk's `refer: handle`): \
+                 result=\"accepted\" (202, its target called), \"completed\" (the target took \
+                 the call and the transferor was let go).",
+                &["result"],
             ),
             trunk_auth: counter_vec(
                 &r,
@@ -668,6 +677,8 @@ impl Metrics {
             }
             // Counted by the trunk health state (`crate::carriers`).
             CallEvent::TrunkRegistration { .. } | CallEvent::TrunkProbe { .. } => {}
+            // Counted from the core's stats (`trunkline_transfers_total`).
+            CallEvent::Transferred { .. } => {}
             // Written by the CDR sinks (`crate::cdr`).
             CallEvent::Record(_) => {}
         }

@@ -75,6 +75,7 @@ impl CallSources {
             }
             CallEvent::TrunkRegistration { .. }
             | CallEvent::TrunkProbe { .. }
+            | CallEvent::Transferred { .. }
             | CallEvent::Record(_) => None,
         }
     }
@@ -828,6 +829,7 @@ impl Policy for LivePolicy {
             .map(|t| t.refer)
         {
             Some(config::Refer::Reject) => ReferMode::Reject,
+            Some(config::Refer::Handle) => ReferMode::Handle,
             Some(config::Refer::Relay) | None => ReferMode::Relay,
         }
     }

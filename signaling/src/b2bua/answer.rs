@@ -24,6 +24,7 @@ impl B2bua {
             Route::CallInvite(id) => self.on_b_invite_response(tx, id, resp, now, policy),
             Route::CallRelay(id) => self.on_relay_response(tx, id, resp, now, policy),
             Route::CallRefresh(id) => self.on_refresh_response(tx, id, resp, now, policy),
+            Route::CallTransfer(id) => self.on_transfer_response(tx, id, resp, now, policy),
             Route::CallOther(id) => {
                 if self.b_request_challenged(tx, id, &resp, now, policy) {
                     return;

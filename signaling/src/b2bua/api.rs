@@ -84,6 +84,9 @@ pub enum ReferMode {
     Relay,
     /// Declined (603): the leg may not transfer its calls.
     Reject,
+    /// Carried out by trunkline (`handoff.rs`): leg B's REFER is accepted, its target called
+    /// and connected to leg A, the transferor let go. (A REFER from leg A is relayed.)
+    Handle,
 }
 
 /// Session timer settings of a leg (RFC 4028): the interval trunkline asks for and the
@@ -177,6 +180,9 @@ pub enum CallEvent {
     },
     /// A confirmed call ended (BYE from either side, media timeout, shutdown).
     Ended { call: u64, duration: Duration },
+    /// A transfer trunkline carried out (`refer: handle`) ended: `status` 200 when its target
+    /// took the call, else the target's (or trunkline's) final status.
+    Transferred { call: u64, status: u16 },
     /// A request was rejected before it became a call.
     Rejected { status: u16, reason: String },
     /// A registration with a trunk (`register:`) was answered, failed, or ended.
@@ -500,4 +506,7 @@ pub struct CoreStats {
     /// the trunk's 422.
     pub session_too_small: u64,
     pub session_retries: u64,
+    /// REFERs trunkline carried out (`refer: handle`): accepted, and connected to their target.
+    pub transfers: u64,
+    pub transfers_completed: u64,
 }

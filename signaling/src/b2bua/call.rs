@@ -48,6 +48,9 @@ pub(super) struct Call {
     pub(super) b_auth: Option<super::uac_auth::LegAuth>,
     /// The trunk leg B's INVITE went to last (the one its dialog is with once answered).
     pub(super) b_trunk: Option<String>,
+    /// The transferor's dialog, replaced as leg B by the target of a transfer trunkline
+    /// carried out (`handoff.rs`): its BYE is still answered.
+    pub(super) old_b: Option<Box<Dialog>>,
     /// Dialogs leg B's INVITE made that the call does not keep (`forks.rs`).
     pub(super) forks: Vec<super::forks::Fork>,
     /// What its CDR will say (`cdr.rs`).
@@ -162,6 +165,8 @@ pub(super) struct Established {
     pub(super) timers: super::refresh::CallTimers,
     /// Re-INVITE ACKs, an offer waiting for its answer, pending INVITEs (`reoffer.rs`).
     pub(super) reoffer: super::reoffer::Reoffer,
+    /// A transfer trunkline is carrying out (`handoff.rs`).
+    pub(super) transfer: Option<Box<super::handoff::Transfer>>,
 }
 
 /// A call that is over.
@@ -256,6 +261,34 @@ impl Call {
         }
     }
 
+    /// The transfer under way in an answered call.
+    pub(super) fn transfer(&self) -> Option<&super::handoff::Transfer> {
+        match &self.state {
+            CallState::Confirmed(e) => e.transfer.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub(super) fn transfer_mut(&mut self) -> Option<&mut super::handoff::Transfer> {
+        self.transfer_slot()?.as_deref_mut()
+    }
+
+    pub(super) fn transfer_slot(&mut self) -> Option<&mut Option<Box<super::handoff::Transfer>>> {
+        match &mut self.state {
+            CallState::Confirmed(e) => Some(&mut e.transfer),
+            _ => None,
+        }
+    }
+
+    /// The transferor's dialog of the transfer under way: leg B until the target replaced it.
+    pub(super) fn transferor_mut(&mut self) -> Option<&mut Dialog> {
+        let swapped = self.transfer()?.swapped();
+        match (swapped, self.old_b.as_deref_mut()) {
+            (true, Some(d)) => Some(d),
+            _ => Some(&mut self.b),
+        }
+    }
+
     pub(super) fn is_confirmed(&self) -> bool {
         matches!(self.state, CallState::Confirmed(_))
     }
@@ -294,6 +327,7 @@ impl Call {
             handshake,
             timers: Default::default(),
             reoffer: Default::default(),
+            transfer: None,
         });
         match std::mem::replace(&mut self.state, established) {
             CallState::Proceeding(attempt) => Some(attempt),
@@ -384,6 +418,7 @@ mod tests {
             early_source: None,
             b_auth: None,
             b_trunk: None,
+            old_b: None,
             forks: Vec::new(),
             log: super::super::cdr::CallLog::new(now, ["a", "b"], ["a", "b"]),
             state: CallState::Proceeding(Box::new(Attempt {

@@ -234,6 +234,9 @@ impl B2bua {
             return;
         };
         let Some((id, leg)) = self.lookup_dialog(&req, &call_id, from) else {
+            if self.old_leg_request(tx, &req, &call_id, from, now) {
+                return;
+            }
             let resp = make_response(&req, 481, "Call/Transaction Does Not Exist", None);
             self.tx.send_response(tx, resp, now);
             *self.stats.rejected.entry("no_dialog").or_insert(0) += 1;
@@ -274,6 +277,7 @@ impl B2bua {
             }
         }
         match req.method {
+            Method::Bye if self.transferor_bye(tx, &req, id, leg, now) => {}
             Method::Bye => {
                 let resp = make_response(&req, 200, "OK", None);
                 self.tx.send_response(tx, resp, now);
@@ -303,6 +307,8 @@ impl B2bua {
             // Reliable provisionals are per leg (`prack.rs`): leg A's PRACKs are answered here.
             Method::Prack if leg == Leg::A => self.on_a_prack(tx, &req, id, now),
             Method::Invite if self.reinvite_glare(tx, &req, id, leg, now) => {}
+            Method::Invite if self.transfer_glare(tx, &req, id, leg, now) => {}
+            Method::Refer if self.refer_handled(tx, &req, id, leg, now, policy) => {}
             Method::Refer if self.refer_refused(tx, &req, id, leg, now, policy) => {}
             Method::Invite | Method::Update
                 if self.peer_refresh(tx, &req, id, leg, now, policy) => {}
@@ -629,6 +635,9 @@ impl B2bua {
                     },
                     now,
                 );
+                if let Some(t) = e.transfer {
+                    self.transfer_abandoned(id, *t, now);
+                }
             }
         }
         self.maybe_collect_with_media(id, now, policy);
@@ -679,6 +688,9 @@ impl B2bua {
                 }
             }
             self.by_b.remove(&call.b.call_id);
+            if let Some(old) = &call.old_b {
+                self.by_b.remove(&old.call_id);
+            }
             self.by_a_tx.remove(&call.a_tx);
             self.rel_a.remove(&id);
         }

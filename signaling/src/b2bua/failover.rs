@@ -294,7 +294,13 @@ impl B2bua {
                 }
             }
             ClientPurpose::Refresh(_) => self.refresh_failed(id, status, now, policy),
-            ClientPurpose::Bye | ClientPurpose::Cancel | ClientPurpose::Prack => {
+            ClientPurpose::TransferInvite | ClientPurpose::TransferReinvite => {
+                self.transfer_tx_failed(id, purpose, status, reason, now, policy);
+            }
+            ClientPurpose::Bye
+            | ClientPurpose::Cancel
+            | ClientPurpose::Prack
+            | ClientPurpose::Notify => {
                 self.maybe_collect(id);
             }
         }

@@ -293,6 +293,7 @@ impl B2bua {
             early_source: None,
             b_auth: None,
             b_trunk: None,
+            old_b: None,
             forks: Vec::new(),
             log,
             state: CallState::Proceeding(Box::new(Attempt {
@@ -347,7 +348,12 @@ impl B2bua {
 
     /// Leg B's new dialog towards `first` (its own Call-ID, tags, CSeq: topology hiding); the
     /// target's URIs are set by [`B2bua::send_b_invite`].
-    fn b_dialog(&mut self, display: Option<&str>, from_user: &str, first: &Target) -> Dialog {
+    pub(super) fn b_dialog(
+        &mut self,
+        display: Option<&str>,
+        from_user: &str,
+        first: &Target,
+    ) -> Dialog {
         let call_id = self.new_call_id();
         let local_tag = self.new_tag();
         let display = display

@@ -39,6 +39,7 @@ mod cdr;
 mod dialog;
 mod failover;
 mod forks;
+mod handoff;
 mod header_policy;
 mod invite;
 mod location;
@@ -112,6 +113,11 @@ enum ClientPurpose {
     Prack,
     /// A session refresh of ours on a leg (RFC 4028, `refresh.rs`).
     Refresh(Leg),
+    /// A transfer's INVITE to its target, and leg A's re-INVITE that connects it (`handoff.rs`).
+    TransferInvite,
+    TransferReinvite,
+    /// A NOTIFY of a REFER's subscription.
+    Notify,
     /// A request relayed from the other leg: answer `server_tx` with the final response.
     Relay {
         server_tx: TxId,

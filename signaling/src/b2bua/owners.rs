@@ -31,6 +31,8 @@ pub(super) enum Route {
     CallRelay(CallId),
     /// A session refresh of the call's (`refresh.rs`).
     CallRefresh(CallId),
+    /// A transfer's INVITE or re-INVITE (`handoff.rs`).
+    CallTransfer(CallId),
     /// CANCEL or BYE of the call.
     CallOther(CallId),
     Message,
@@ -86,6 +88,9 @@ impl Owners {
             TxOwner::Call(id, ClientPurpose::Invite) => Route::CallInvite(*id),
             TxOwner::Call(id, ClientPurpose::Relay { .. }) => Route::CallRelay(*id),
             TxOwner::Call(id, ClientPurpose::Refresh(_)) => Route::CallRefresh(*id),
+            TxOwner::Call(id, ClientPurpose::TransferInvite | ClientPurpose::TransferReinvite) => {
+                Route::CallTransfer(*id)
+            }
             TxOwner::Call(id, _) => Route::CallOther(*id),
             TxOwner::Message(_) => Route::Message,
             TxOwner::Subscription(_) => Route::Subscription,

@@ -45,6 +45,13 @@ impl CallTimers {
     }
 
     /// The SDP just sent on `leg` in a final answer or an ACK (the session's now).
+    /// `leg` has a new peer (a transfer's target): no timer, no SDP of the old one.
+    pub(super) fn forget(&mut self, leg: Leg) {
+        self.legs[idx(leg)] = None;
+        self.sdp[idx(leg)] = None;
+        self.offered[idx(leg)] = None;
+    }
+
     pub(super) fn sent_sdp(&mut self, leg: Leg, body: &[u8]) {
         if !body.is_empty() {
             self.sdp[idx(leg)] = Some(body.to_vec());

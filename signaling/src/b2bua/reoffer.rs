@@ -50,6 +50,19 @@ impl Reoffer {
 }
 
 impl B2bua {
+    /// Is a re-INVITE of the call's under way (one of trunkline's pending on a leg, or an
+    /// offerless one waiting for its answer)?
+    pub(super) fn reinvite_pending(&self, id: CallId) -> bool {
+        let Some(r) = self.calls.get(&id).and_then(Call::reoffer) else {
+            return false;
+        };
+        r.waiting.is_some()
+            || r.outstanding
+                .iter()
+                .flatten()
+                .any(|t| self.owners.call(t).is_some())
+    }
+
     /// A re-INVITE from `leg`'s peer while trunkline's own INVITE on that leg is still pending:
     /// answered 491 (`true`).
     pub(super) fn reinvite_glare(

@@ -94,6 +94,37 @@ Contact: <sip:alice@127.0.0.1:5070>\r\n\
     .into_bytes()
 }
 
+/// A request of the trunk in leg B's dialog of `inv` (From/To swapped, To tag `btag`).
+pub fn b_request(method: &str, inv: &Request, cseq: u32, body: &str) -> Vec<u8> {
+    b_request_with(method, inv, cseq, "", body)
+}
+
+/// [`b_request`] with `extra` header lines (each ending in CRLF).
+pub fn b_request_with(method: &str, inv: &Request, cseq: u32, extra: &str, body: &str) -> Vec<u8> {
+    let h = &inv.headers;
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} sip:127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-b{method}{cseq}\r\n\
+Max-Forwards: 70\r\n\
+From: {};tag=btag\r\n\
+To: {}\r\n\
+Call-ID: {}\r\n\
+CSeq: {cseq} {method}\r\n\
+Contact: <sip:bob@127.0.0.1:5080>\r\n\
+{extra}{ct}Content-Length: {}\r\n\r\n{body}",
+        h.get("To").unwrap(),
+        h.get("From").unwrap(),
+        inv.call_id().unwrap(),
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// A response to `req` with To tag `tag`, and `contact` / SDP `body` when not empty.
 pub fn resp_with(
     req: &Request,
@@ -155,6 +186,8 @@ pub struct Tuned {
     pub b_headers: Option<std::sync::Arc<signaling::b2bua::HeaderPolicy>>,
     /// The From display name every route gives leg B (a dial plan's `rewrite.from_display`).
     pub from_display: Option<String>,
+    /// Where [`Policy::route_redirect`] sends every URI (a transfer's target); `None`: 404.
+    pub transfer_to: Option<Target>,
 }
 
 impl signaling::b2bua::Policy for Tuned {
@@ -210,6 +243,27 @@ impl signaling::b2bua::Policy for Tuned {
     fn is_trunk(&mut self, _from: signaling::Peer, _now: std::time::Instant) -> bool {
         self.a_trunk
     }
+    fn route_redirect(
+        &mut self,
+        _uri: &str,
+        _from: signaling::Peer,
+        to_user: &str,
+        from_user: &str,
+        _now: std::time::Instant,
+    ) -> signaling::b2bua::RouteOutcome {
+        match &self.transfer_to {
+            Some(t) => signaling::b2bua::RouteOutcome::Route {
+                targets: vec![t.clone()],
+                to_user: to_user.to_string(),
+                from_user: from_user.to_string(),
+                from_display: None,
+            },
+            None => signaling::b2bua::RouteOutcome::Reject {
+                code: 404,
+                reason: "Not Found".into(),
+            },
+        }
+    }
     fn header_policy(
         &mut self,
         trunk: Option<&str>,
@@ -244,6 +298,7 @@ pub fn tuned_world(targets: Vec<Target>, tcp_fallback: bool) -> signaling::testi
             a_headers: None,
             b_headers: None,
             from_display: None,
+            transfer_to: None,
         },
     )
 }
