@@ -6,8 +6,8 @@
 //! target is then called through trunkline, routed by the dial plan on that user); URI
 //! parameters and headers (`?Replaces=...`) are dropped.
 //!
-//! A trunk with `refer: reject` has its REFERs declined 603 instead. (Handling the REFER in
-//! trunkline itself, `refer: handle`, is not built yet.)
+//! A trunk with `refer: reject` has its REFERs declined 603 instead; with `refer: handle`
+//! trunkline carries a REFER from leg B out itself (`handoff.rs`).
 
 use super::*;
 
