@@ -15,6 +15,11 @@
 #   trunkline-notimer  trunkline with session timers off (`sip: { session_expires: 0 }`); the
 #                plain `trunkline` runs them as configured by default (1800 s on both legs:
 #                Session-Expires/Min-SE negotiated per leg, a timer armed per leg)
+#   trunkline-sf  trunkline with the interop suite's scenarios (tests/sipp/uac_basic.xml,
+#                uas_basic.xml: 180 then 200 with SDP), the baseline of
+#   trunkline-100rel  the same call with 100rel on both legs (uac_reliable.xml,
+#                uas_reliable_183.xml): the callee's 183 with SDP is reliable (leg B PRACKed
+#                by trunkline), the caller gets trunkline's own reliable 183 and PRACKs it
 # and prints, per SUT: calls attempted/successful/failed, wall time, and CPU per call = the
 # utime+stime ticks (/proc/PID/stat fields 14 and 15) of every SUT process (the launched one and
 # all its descendants), after minus before, divided by the calls attempted.
@@ -41,7 +46,7 @@ while [[ $# -gt 0 ]]; do
         --sut) suts=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --no-netns) netns=0; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "bench-calls: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -112,8 +117,18 @@ start_uas() {  # name [scenario file]
     wait_udp 5080
 }
 
+# The SIPp scenario pair of a SUT: built-in uac/uas unless the name asks for the suite's.
+uac_scenario() {  # name
+    case "$1" in
+        *-sf) echo "-sf $repo/tests/sipp/uac_basic.xml" ;;
+        *-100rel) echo "-sf $repo/tests/sipp/uac_reliable.xml" ;;
+        *) echo "-sn uac" ;;
+    esac
+}
+
 run_uac() {  # name
-    sipp -sn uac 127.0.0.1:5070 -i 127.0.0.1 -p 5060 -r "$rate" -m "$calls" -d "$duration" \
+    # shellcheck disable=SC2046
+    sipp $(uac_scenario "$1") 127.0.0.1:5070 -i 127.0.0.1 -p 5060 -r "$rate" -m "$calls" -d "$duration" \
         -nostdin -timeout "${limit}s" -timeout_error -trace_stat -stf "$out/$1.uac.csv" -fd 1 \
         -trace_err -error_file "$out/$1.uac.errors.log" >"$out/$1.uac.log" 2>&1 || true
 }
@@ -225,10 +240,15 @@ bench_one() {  # name
         trunkline-cdrfile) start_trunkline cdrfile || return ;;
         trunkline-hep) start_trunkline hep || return ;;
         trunkline-notimer) start_trunkline notimer || return ;;
+        trunkline-sf|trunkline-100rel) start_trunkline || return ;;
         *) echo "bench-calls: unknown SUT $name" >&2; return ;;
     esac
     if [[ $name == *-auth ]]; then
         start_uas "$name" "$repo/scripts/bench/uas_auth.xml"
+    elif [[ $name == *-sf ]]; then
+        start_uas "$name" "$repo/tests/sipp/uas_basic.xml"
+    elif [[ $name == *-100rel ]]; then
+        start_uas "$name" "$repo/tests/sipp/uas_reliable_183.xml"
     else
         start_uas "$name"
     fi
