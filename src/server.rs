@@ -845,7 +845,8 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
     )))
     .with_key_source(Box::new(move |b: &mut [u8]| {
         rand_core::RngCore::fill_bytes(&mut keys, b)
-    }));
+    }))
+    .with_tcp_streams(tcp_streams(m.tcp_streams));
     // The rtpengine-compatible control port: its calls live in their own table over the same
     // data plane (Kamailio's rtpengine module can drive trunkline's relay unchanged).
     let ng = match m.ng_listen {
@@ -856,7 +857,8 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
             // At most `ng_max_streams` of the relay's pairs: the rest stay for SIP calls.
             let ng_calls = Arc::new(std::sync::Mutex::new(
                 media_relay::control::MediaCalls::new(relay.clone())
-                    .with_max_pairs(m.ng_max_streams),
+                    .with_max_pairs(m.ng_max_streams)
+                    .with_tcp_streams(tcp_streams(m.tcp_streams)),
             ));
             let handler = media_relay::ng::NgHandler::new(ng_calls.clone());
             // Loopback and `media.ng_allow` only (a non-loopback bind needs the list).
@@ -879,4 +881,12 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
 /// of the configuration in use, default 30 s).
 fn shutdown_drain(cfg: &Config) -> Duration {
     cfg.shutdown.drain
+}
+
+/// `media.tcp_streams` in the media core's terms.
+fn tcp_streams(t: config::TcpStreams) -> media_relay::control::TcpStreams {
+    match t {
+        config::TcpStreams::Reject => media_relay::control::TcpStreams::Reject,
+        config::TcpStreams::Pass => media_relay::control::TcpStreams::Pass,
+    }
 }

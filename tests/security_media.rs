@@ -436,28 +436,6 @@ fn ng_listen_off_loopback_needs_allow_list() {
     assert!(ok, "loopback needs no list: {err}");
 }
 
-fn bstr(s: &str) -> String {
-    format!("{}:{s}", s.len())
-}
-
-/// An ng request (bencoded dictionary) from `pairs`.
-fn ng(cookie: &str, pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut d = format!("{cookie} d");
-    for (k, v) in pairs {
-        d += &bstr(k);
-        d += &bstr(v);
-    }
-    d += "e";
-    d.into_bytes()
-}
-
-fn ng_reply(sock: &UdpSocket, limit: Duration) -> Option<String> {
-    sock.set_read_timeout(Some(limit)).expect("timeout");
-    let mut buf = vec![0u8; 65535];
-    let (n, _) = sock.recv_from(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
 #[test]
 fn ng_port_allow_list_and_stream_cap() {
     isolated("ng_port_allow_list_and_stream_cap", true, |net| {

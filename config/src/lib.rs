@@ -242,6 +242,20 @@ pub struct Media {
     pub kernel_forwarding: KernelForwarding,
     /// SRTP for callers that are no trunk (`media.srtp`, default optional; see [`SrtpPolicy`]).
     pub srtp: SrtpPolicy,
+    /// What becomes of an m-line carried over TCP (MSRP, BFCP), which no UDP relay port can
+    /// carry, in SIP calls and through the ng port (`media.tcp_streams`).
+    pub tcp_streams: TcpStreams,
+}
+
+/// `media.tcp_streams`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpStreams {
+    /// Rejected with port 0, the call's other streams relayed (default: no address crosses).
+    #[default]
+    Reject,
+    /// Passed untouched: the peers connect directly; that stream's addresses cross.
+    Pass,
 }
 
 impl Media {
@@ -933,6 +947,8 @@ struct RawMedia {
     kernel_forwarding: KernelForwarding,
     #[serde(default)]
     srtp: SrtpPolicy,
+    #[serde(default)]
+    tcp_streams: TcpStreams,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1811,6 +1827,7 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         strict_source: m.strict_source,
         kernel_forwarding: m.kernel_forwarding,
         srtp: m.srtp,
+        tcp_streams: m.tcp_streams,
     })
 }
 

@@ -14,13 +14,14 @@
 //! [`netns`] (namespaces, ports), [`process`] (trunkline and peer process guards, waiting for a
 //! condition), [`sipp`], [`sip`] (message helpers), [`capture`] (tshark), [`ops`] (configs,
 //! metrics, HTTP), [`postgres`] (a private PostgreSQL cluster), [`sec`] (attacker sockets,
-//! resource limits), [`rawsip`] (a minimal UAC and UAS over raw sockets) and [`dnsmasq`] (a
+//! resource limits), [`rawsip`] (a minimal UAC and UAS over raw sockets), [`ng`] (an ng control client) and [`dnsmasq`] (a
 //! name server with the test's records).
 
 pub mod capture;
 pub mod dnsmasq;
 pub mod kamailio;
 pub mod netns;
+pub mod ng;
 pub mod ops;
 pub mod osmo;
 pub mod postgres;
@@ -39,6 +40,8 @@ pub use dnsmasq::*;
 pub use kamailio::*;
 #[allow(unused_imports)]
 pub use netns::*;
+#[allow(unused_imports)]
+pub use ng::*;
 #[allow(unused_imports)]
 pub use ops::*;
 #[allow(unused_imports)]

@@ -48,6 +48,13 @@ use std::sync::Arc;
 /// Most m-lines one call may have (each opens a pair: 4 UDP ports).
 pub const MAX_MEDIA_PER_CALL: usize = 16;
 
+/// What bounds one offer or answer: room for pairs (`(max, left)`), and TCP streams.
+#[derive(Clone, Copy)]
+struct Limits {
+    room: Option<(usize, usize)>,
+    tcp: TcpStreams,
+}
+
 /// Which party of the call an SDP comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -182,6 +189,20 @@ pub struct MediaCalls {
     max_pairs: Option<usize>,
     /// Fills a buffer with CSPRNG bytes, for SRTP keys.
     key_source: Option<KeySource>,
+    tcp_streams: TcpStreams,
+}
+
+/// What becomes of an m-line carried over TCP (MSRP, BFCP, TCP/RTP), which a UDP relay port
+/// can never carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TcpStreams {
+    /// Rejected with port 0 on its way through (the other streams are relayed); default: no
+    /// address of one side reaches the other.
+    #[default]
+    Reject,
+    /// Passed untouched: its port and connection address cross as they are (the peers connect
+    /// to each other directly; the topology of that stream is not hidden).
+    Pass,
 }
 
 /// A CSPRNG the shell hands in (media-core reads no entropy itself).
@@ -218,7 +239,14 @@ impl MediaCalls {
             by_pair: HashMap::new(),
             max_pairs: None,
             key_source: None,
+            tcp_streams: TcpStreams::default(),
         }
+    }
+
+    /// What becomes of TCP streams ([`TcpStreams`]).
+    pub fn with_tcp_streams(mut self, t: TcpStreams) -> MediaCalls {
+        self.tcp_streams = t;
+        self
     }
 
     /// Where SRTP keys come from (a CSPRNG); without one, calls with an SRTP policy fail.
@@ -450,6 +478,7 @@ impl MediaCalls {
             .max_pairs
             .map(|m| (m, m.saturating_sub(self.by_pair.len())));
         let keys = &mut self.key_source;
+        let tcp = self.tcp_streams;
         let result = match self
             .calls
             .get_mut(call_id)
@@ -458,7 +487,8 @@ impl MediaCalls {
             Some(call) => {
                 let mut gen = |suite: Suite| new_key(keys, suite);
                 let g: &mut dyn FnMut(Suite) -> Option<MasterKey> = &mut gen;
-                Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peers, room, g)
+                let limits = Limits { room, tcp };
+                Self::apply_to_call(&*dp, call, side, &sdp, is_answer, peers, limits, g)
             }
             None => Err(MediaError::UnknownCall),
         };
@@ -495,9 +525,10 @@ impl MediaCalls {
         sdp: &Sdp,
         is_answer: bool,
         peers: Peers,
-        room: Option<(usize, usize)>,
+        limits: Limits,
         gen: &mut dyn FnMut(Suite) -> Option<MasterKey>,
     ) -> Result<Applied, MediaError> {
+        let room = limits.room;
         let peer = peers.from;
         let media = sdp.media();
         let have = call.streams.len();
@@ -555,6 +586,22 @@ impl MediaCalls {
                 };
                 st.kind.clone_from(&m.kind);
                 st.proto.clone_from(&m.proto);
+                if m.is_tcp() && !m.is_rejected() {
+                    // Never through a UDP port: rejected or passed as it is.
+                    if let Some(p) = st.pair.take() {
+                        to_close.push(p);
+                    }
+                    st.remote_a = None;
+                    st.remote_b = None;
+                    match limits.tcp {
+                        TcpStreams::Reject => ports.push(0),
+                        TcpStreams::Pass => {
+                            outs[i].keep = true;
+                            ports.push(m.port);
+                        }
+                    }
+                    continue;
+                }
                 if m.is_rejected() {
                     if let Some(p) = st.pair.take() {
                         to_close.push(p);

@@ -486,3 +486,81 @@ fn query_delete_list() {
     assert_eq!(dp.open_pairs(), 0);
     assert!(mc.is_empty());
 }
+
+/// An offer with audio, an MSRP session (RFC 4975, over TCP) and a rejected stream.
+fn mixed(ip: &str, audio: u16, msrp: u16) -> Vec<u8> {
+    format!(
+        "v=0\r\no=x 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+m=audio {audio} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+m=message {msrp} TCP/MSRP *\r\na=path:msrp://{ip}:{msrp}/s1;tcp\r\n\
+m=application 0 *\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_tcp_stream_is_rejected_and_the_others_relayed() {
+    let (dp, mut mc) = setup(10);
+    let to_b = mc
+        .offer("c1", "ft", &mixed("10.0.0.1", 4000, 2855))
+        .unwrap();
+    let s = parsed(&to_b);
+    let m = s.media();
+    assert_eq!(m.len(), 3, "every m-line stays (RFC 3264 §8)");
+    assert_eq!(m[0].rtp_addr(), Some(SocketAddr::new(RELAY, 30002)));
+    assert_eq!(m[1].port, 0, "MSRP rejected, never a UDP relay port");
+    assert_eq!(m[2].port, 0);
+    assert_eq!(dp.open_pairs(), 1, "one pair: the audio");
+    let text = String::from_utf8_lossy(&to_b);
+    assert!(!text.contains("10.0.0.1:4000"), "{text}");
+    // The callee answers the rejected streams with port 0: the caller gets them rejected.
+    let ans = "v=0\r\no=y 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n\
+m=audio 5000 RTP/AVP 0\r\nm=message 0 TCP/MSRP *\r\nm=application 0 *\r\n";
+    let to_a = parsed(&mc.answer("c1", "ft", "tt", ans.as_bytes()).unwrap());
+    assert_eq!(
+        to_a.media()[0].rtp_addr(),
+        Some(SocketAddr::new(RELAY, 30000))
+    );
+    assert_eq!(to_a.media()[1].port, 0);
+}
+
+#[test]
+fn a_tcp_stream_can_be_passed_untouched() {
+    let (dp, mc) = setup(10);
+    let mut mc = mc.with_tcp_streams(TcpStreams::Pass);
+    let to_b = mc
+        .offer("c1", "ft", &mixed("10.0.0.1", 4000, 2855))
+        .unwrap();
+    let s = parsed(&to_b);
+    let m = s.media();
+    assert_eq!(m[0].rtp_addr(), Some(SocketAddr::new(RELAY, 30002)));
+    assert_eq!(m[1].port, 2855);
+    assert_eq!(
+        m[1].rtp_addr(),
+        Some(sa("10.0.0.1:2855")),
+        "its own c= kept"
+    );
+    assert!(String::from_utf8_lossy(&to_b).contains("a=path:msrp://10.0.0.1:2855/s1;tcp"));
+    assert_eq!(dp.open_pairs(), 1);
+}
+
+#[test]
+fn a_rejected_stream_without_formats_does_not_refuse_the_offer() {
+    for rejected in ["m=application 0 *", "m=application 0", "m=video 0 RTP/AVP"] {
+        let (_dp, mut mc) = setup(10);
+        let offer = format!(
+            "v=0\r\no=x 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 0\r\n{rejected}\r\n"
+        );
+        let out = mc
+            .offer("c1", "ft", offer.as_bytes())
+            .unwrap_or_else(|e| panic!("{rejected}: {e}"));
+        let s = parsed(&out);
+        assert_eq!(s.media()[1].port, 0);
+        assert!(s.media()[0].rtp_addr().is_some());
+    }
+    // A live stream still needs its proto and formats.
+    let (_dp, mut mc) = setup(10);
+    let bad = "v=0\r\no=x 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP\r\n";
+    assert!(mc.offer("c1", "ft", bad.as_bytes()).is_err());
+}

@@ -194,6 +194,9 @@ pub struct StreamOut {
     pub replace: bool,
     pub proto: String,
     pub crypto: Vec<String>,
+    /// Not relayed: the m-line keeps its port and its connection address (a TCP stream passed
+    /// through untouched).
+    pub keep: bool,
 }
 
 /// What the relay needs to know about one m-line, with session-level defaults applied.
@@ -229,6 +232,14 @@ impl Media {
     /// RFC 3264 §6: "A port number of zero in the answer (or offer) rejects the stream".
     pub fn is_rejected(&self) -> bool {
         self.port == 0
+    }
+
+    /// Carried over TCP (`TCP/MSRP`, `TCP/TLS/MSRP`, `TCP/BFCP`, `TCP/RTP/AVP`, ...: RFC 4145,
+    /// RFC 4975): a UDP relay port can never carry it.
+    pub fn is_tcp(&self) -> bool {
+        self.proto
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("TCP"))
     }
 
     /// The stream is on hold the RFC 2543 way (connection address 0.0.0.0 or ::).
@@ -413,9 +424,13 @@ fn parse_mline(v: &str, line: usize) -> Result<MLine<'_>, SdpError> {
     let (kind, rest) = v
         .split_once(' ')
         .ok_or(malformed(line, "m= needs <media> <port> <proto> <fmt>"))?;
-    let (port_tok, after_port) = rest
-        .split_once(' ')
-        .ok_or(malformed(line, "m= needs <media> <port> <proto> <fmt>"))?;
+    // A rejected stream (port 0) is all but ignored (RFC 3264 §6): it may come without its
+    // proto or formats (`m=application 0`, `m=application 0 *`) and still be answered.
+    let (port_tok, after_port) = match rest.split_once(' ') {
+        Some(x) => x,
+        None if rest.trim() == "0" => (rest.trim(), ""),
+        None => return Err(malformed(line, "m= needs <media> <port> <proto> <fmt>")),
+    };
     if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(malformed(line, "bad media type"));
     }
@@ -424,9 +439,14 @@ fn parse_mline(v: &str, line: usize) -> Result<MLine<'_>, SdpError> {
         None => (parse_port(port_tok, line)?, None),
     };
     let mut fields = after_port.split_ascii_whitespace();
-    let proto = fields.next().ok_or(malformed(line, "m= has no proto"))?;
+    let rejected = port == 0;
+    let proto = match fields.next() {
+        Some(p) => p,
+        None if rejected => "",
+        None => return Err(malformed(line, "m= has no proto")),
+    };
     let formats: Vec<String> = fields.map(str::to_string).collect();
-    if formats.is_empty() {
+    if formats.is_empty() && !rejected {
         return Err(malformed(line, "m= has no formats"));
     }
     Ok(MLine {
@@ -687,7 +707,14 @@ impl Sdp {
         for (idx, ((sec, m), &relay_port)) in
             self.sections.iter().zip(&self.media).zip(ports).enumerate()
         {
-            let port = if m.is_rejected() { 0 } else { relay_port };
+            let keep = streams.get(idx).is_some_and(|o| o.keep);
+            let port = if m.is_rejected() {
+                0
+            } else if keep {
+                m.port
+            } else {
+                relay_port
+            };
             let over = streams.get(idx).filter(|o| o.replace);
             let hold = port != 0 && m.is_hold_address();
             let held_dir = m.direction.without_receive();
@@ -705,6 +732,13 @@ impl Sdp {
                         None => after.to_string(),
                     };
                     out.push(format!("m={} {} {}", m.kind, port, after).into_bytes());
+                    if keep && !m.own_connection {
+                        // The session's c= names the relay now: the stream keeps its own.
+                        if let Some(c) = m.connection.as_ref().and_then(Address::ip) {
+                            let kind = if c.is_ipv4() { "IP4" } else { "IP6" };
+                            out.push(format!("c=IN {kind} {c}").into_bytes());
+                        }
+                    }
                     if let Some(o) = over {
                         for c in &o.crypto {
                             out.push(format!("a=crypto:{c}").into_bytes());
@@ -713,7 +747,9 @@ impl Sdp {
                     continue;
                 }
                 match l.kind() {
+                    b'c' if keep => out.push(l.raw.clone()),
                     b'c' => out.push(conn_line.clone()),
+                    b'a' if keep => out.push(l.raw.clone()),
                     b'a' => match l.attr() {
                         Some(("rtcp", Some(_))) => {
                             if port == 0 {

@@ -148,6 +148,7 @@ pub fn on_offer(
                 replace: true,
                 proto: plain_proto(&m.proto),
                 crypto: Vec::new(),
+                keep: false,
             }
         }
         mode => {
@@ -165,6 +166,7 @@ pub fn on_offer(
                     plain_proto(&m.proto)
                 },
                 crypto: vec![line],
+                keep: false,
             }
         }
     })
@@ -201,11 +203,13 @@ pub fn on_answer(
             replace: true,
             proto,
             crypto: vec![sdes::format(*tag, key)],
+            keep: false,
         },
         _ => StreamOut {
             replace: true,
             proto: plain_proto(&proto),
             crypto: Vec::new(),
+            keep: false,
         },
     })
 }
