@@ -440,6 +440,15 @@ fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         tx.retransmissions_absorbed,
     );
     crate::policy::set_counter(&metrics.transaction_timeouts, tx.timeouts);
+    crate::policy::set_counter(&metrics.udp_oversize, tx.udp_oversize);
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if tx.udp_oversize > 0 && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "a request over 1300 bytes went to a peer over UDP (RFC 3261 §18.1.1 asks for TCP; \
+             set `tcp_fallback: true` on a UDP trunk that takes TCP); counted in \
+             trunkline_sip_udp_oversize_total, logged once"
+        );
+    }
     let stats = core.stats();
     crate::policy::set_counter(&metrics.parse_errors, stats.parse_errors);
     metrics

@@ -45,7 +45,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::message::{Headers, Method, Request, Response, SipMessage};
-use crate::Peer;
+use crate::{Peer, Transport};
 
 /// The branch prefix of RFC 3261 requests: "The branch parameter value MUST be unique across space
 /// and time for all requests sent by the UA ... (it) MUST always begin with the characters
@@ -195,6 +195,12 @@ pub enum TxState {
     Terminated,
 }
 
+//= rfc3261#section-18.1.1
+//# If a request is within 200 bytes of the path MTU, or if it is larger than 1300 bytes
+//# and the path MTU is unknown, the request MUST be sent using an RFC 2914 [43]
+//# congestion controlled transport protocol, such as TCP.
+const UDP_SIZE_LIMIT: usize = 1300;
+
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TxStats {
@@ -215,6 +221,10 @@ pub struct TxStats {
     pub malformed: u64,
     /// Final responses sent once with no transaction kept ([`Transactions::respond_once`]).
     pub stateless_answers: u64,
+    /// Requests over 1300 bytes sent over UDP all the same (RFC 3261 §18.1.1 asks for TCP: the
+    /// peer offers none, or its trunk has no `tcp_fallback`); IP fragments, which many NATs and
+    /// firewalls drop.
+    pub udp_oversize: u64,
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -859,6 +869,9 @@ impl Transactions {
     pub fn send_request_ref(&mut self, req: &Request, to: Peer, now: Instant) -> TxId {
         let id = self.alloc_id();
         let bytes = encode_request(req);
+        if to.transport == Transport::Udp && bytes.len() > UDP_SIZE_LIMIT {
+            self.stats.udp_oversize += 1;
+        }
         self.transmits.push_back(Transmit {
             to,
             data: bytes.clone(),

@@ -95,4 +95,17 @@ fn small_invites_and_trunks_without_tcp_fallback_stay_on_udp() {
     assert!(len > 1300);
     assert_eq!(t, Transport::Udp, "no TCP unless the trunk takes it");
     assert!(via.starts_with("SIP/2.0/UDP "));
+    assert_eq!(
+        w.core.tx_stats().udp_oversize,
+        1,
+        "counted: the shell logs it once"
+    );
+}
+
+#[test]
+fn only_requests_over_1300_bytes_on_udp_are_counted_oversize() {
+    let mut w = tuned_world(vec![target("pbx", PBX)], true);
+    w.feed(A, &padded_invite("sz-4", 1500));
+    w.feed(A, &padded_invite("sz-5", 10));
+    assert_eq!(w.core.tx_stats().udp_oversize, 0, "one over TCP, one small");
 }

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub trunk_auth: IntCounterVec,
     pub session_timers: IntCounterVec,
     pub transfers: IntCounterVec,
+    pub udp_oversize: IntCounter,
     pub hep_packets: IntCounterVec,
     pub cdr_records: IntCounterVec,
     pub cdr_dropped: IntCounterVec,
@@ -281,6 +282,12 @@ impl Metrics {
                 &r,
                 "trunkline_sip_transaction_timeouts_total",
                 "Client transactions that timed out (Timer B/F).",
+            ),
+            udp_oversize: counter(
+                &r,
+                "trunkline_sip_udp_oversize_total",
+                "Requests over 1300 bytes sent over UDP all the same (RFC 3261 §18.1.1 asks for \
+                 TCP: the trunk has no `tcp_fallback`, or the peer is a phone on UDP).",
             ),
             relay_sessions: gauge(&r, "trunkline_relay_sessions", "Open relay port pairs."),
             relay_packets: counter_vec(
