@@ -305,3 +305,161 @@ fn a_reinvite_during_a_transfer_gets_491() {
     // A second REFER meanwhile too.
     assert_eq!(refer(&mut w, &b_inv, 11, REFER_TO).0.status, 491);
 }
+
+/// A second answered call from A to the PBX (Call-ID `xfer2`): its leg B INVITE and A's tag.
+fn second_call(w: &mut TWorld) -> (Request, String) {
+    w.feed(A, &invite("xfer2", SDP_A));
+    let b_inv = w.take_request(PBX, "INVITE");
+    w.feed_msg(
+        PBX,
+        &resp_with(
+            &b_inv,
+            200,
+            "OK",
+            "btag2",
+            SDP_B,
+            "<sip:bob@127.0.0.1:5080>",
+        ),
+    );
+    let ok = w
+        .take_responses(A)
+        .into_iter()
+        .find(|r| r.status == 200)
+        .expect("200 to A");
+    let tag = ok.to().unwrap().tag().unwrap().to_string();
+    w.feed(A, &a_request("ACK", "xfer2", 1, &tag, ""));
+    w.sent().clear();
+    (b_inv, tag)
+}
+
+/// Refer-To naming call 2's leg B dialog (as the PBX sees it) in a Replaces.
+fn replaces(b_inv2: &Request) -> String {
+    let ours = b_inv2.from().unwrap().tag().unwrap().to_string();
+    let cid = b_inv2.call_id().unwrap().replace('@', "%40");
+    format!("Refer-To: <sip:2000@10.9.9.9?Replaces={cid}%3Bto-tag%3D{ours}%3Bfrom-tag%3Dbtag2>\r\n")
+}
+
+#[test]
+fn an_attended_transfer_joins_the_two_callers() {
+    let (mut w, b_inv, a_tag) = answered();
+    let (b_inv2, a_tag2) = second_call(&mut w);
+    assert_eq!(w.core.active_calls(), 2);
+    let (answer, notify) = refer(&mut w, &b_inv, 2, &replaces(&b_inv2));
+    assert_eq!(answer.status, 202);
+    assert_eq!(sipfrag(&notify.expect("NOTIFY 100")), "SIP/2.0 100 Trying");
+    // A2 (call 2's caller) is re-INVITEd without an offer in its own dialog.
+    let reinv2 = w.take_request(A, "INVITE");
+    assert_eq!(reinv2.call_id(), Some("xfer2"));
+    assert!(reinv2.body.is_empty());
+    assert!(
+        requests(&w.take_to(PBX2), "INVITE").is_empty(),
+        "nobody new is called"
+    );
+    w.feed_msg(
+        A,
+        &resp_with(
+            &reinv2,
+            200,
+            "OK",
+            &a_tag2,
+            SDP_A2,
+            "<sip:alice@127.0.0.1:5070>",
+        ),
+    );
+    // Its offer goes to A1 through call 1's relay; call 2's PBX leg is ended.
+    let reinv1 = w.take_request(A, "INVITE");
+    assert_eq!(reinv1.call_id(), Some("xfer"));
+    assert!(String::from_utf8_lossy(&reinv1.body).contains("m=audio"));
+    let to_pbx = w.take_to(PBX);
+    let byes = requests(&to_pbx, "BYE");
+    assert_eq!(byes.len(), 1, "{to_pbx:?}");
+    assert_eq!(byes[0].call_id(), b_inv2.call_id(), "the replaced dialog");
+    w.respond(PBX, &byes[0], 200);
+    for n in requests(&to_pbx, "NOTIFY") {
+        w.respond(PBX, &n, 200);
+    }
+    w.feed_msg(
+        A,
+        &resp_with(
+            &reinv1,
+            200,
+            "OK",
+            &a_tag,
+            SDP_A,
+            "<sip:alice@127.0.0.1:5070>",
+        ),
+    );
+    let acks = requests(&w.take_to(A), "ACK");
+    let ack2 = acks
+        .iter()
+        .find(|a| a.call_id() == Some("xfer2"))
+        .expect("A2's ACK");
+    assert!(
+        String::from_utf8_lossy(&ack2.body).contains("m=audio"),
+        "the answer"
+    );
+    assert!(acks.iter().any(|a| a.call_id() == Some("xfer")));
+    // Call 1's transferor: told, and let go.
+    let to_pbx = w.take_to(PBX);
+    let ns = requests(&to_pbx, "NOTIFY");
+    assert_eq!(
+        ns.iter().map(sipfrag).collect::<Vec<_>>(),
+        ["SIP/2.0 200 OK"]
+    );
+    let bye = requests(&to_pbx, "BYE");
+    assert_eq!(bye.len(), 1);
+    assert_eq!(bye[0].call_id(), b_inv.call_id());
+    w.respond(PBX, &ns[0], 200);
+    w.respond(PBX, &bye[0], 200);
+    assert_eq!(w.core.active_calls(), 1, "one call: A1 with A2");
+    // A2 hangs up: the BYE reaches A1.
+    w.feed(A, &a_request("BYE", "xfer2", 3, &a_tag2, ""));
+    let msgs = w.take_to(A);
+    let bye = requests(&msgs, "BYE");
+    assert_eq!(bye.len(), 1, "{msgs:?}");
+    assert_eq!(bye[0].call_id(), Some("xfer"));
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, SipMessage::Response(r) if r.status == 200)));
+    w.feed_msg(
+        A,
+        &SipMessage::Response(signaling::b2bua::make_response(&bye[0], 200, "OK", None)),
+    );
+    settle(&mut w);
+}
+
+#[test]
+fn an_attended_transfer_the_other_caller_refuses_leaves_both_calls() {
+    let (mut w, b_inv, _) = answered();
+    let (b_inv2, a_tag2) = second_call(&mut w);
+    refer(&mut w, &b_inv, 2, &replaces(&b_inv2));
+    let reinv2 = w.take_request(A, "INVITE");
+    w.feed_msg(
+        A,
+        &resp_with(&reinv2, 488, "Not Acceptable Here", &a_tag2, "", ""),
+    );
+    assert_eq!(notifies(&mut w), ["SIP/2.0 488 Not Acceptable Here"]);
+    assert!(requests(&w.take_to(PBX), "BYE").is_empty());
+    assert_eq!(w.core.active_calls(), 2);
+}
+
+#[test]
+fn a_replaces_naming_no_call_of_ours_is_declined() {
+    let (mut w, b_inv, _) = answered();
+    let (b_inv2, _) = second_call(&mut w);
+    let wrong = replaces(&b_inv2).replace("btag2", "other");
+    assert_eq!(refer(&mut w, &b_inv, 2, &wrong).0.status, 603);
+    // Its own dialog cannot be the one replaced.
+    assert_eq!(
+        refer(
+            &mut w,
+            &b_inv,
+            3,
+            &replaces(&b_inv).replace("btag2", "btag")
+        )
+        .0
+        .status,
+        603
+    );
+    assert_eq!(w.core.active_calls(), 2);
+}

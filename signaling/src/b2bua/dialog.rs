@@ -636,7 +636,7 @@ impl B2bua {
                     now,
                 );
                 if let Some(t) = e.transfer {
-                    self.transfer_abandoned(id, *t, now);
+                    self.transfer_abandoned(id, *t, now, policy);
                 }
             }
         }

@@ -17,7 +17,8 @@
 //! and the call goes on between A and the transferor, or ends (BYE to A) when the transferor
 //! hung up meanwhile. A transferee that refuses the re-INVITE ends the call (its media would
 //! face neither party). One transfer at a time; a re-INVITE meanwhile gets 491. A REFER with
-//! `Replaces` (attended transfer) is declined 603; a REFER from leg A is relayed.
+//! `Replaces` (attended transfer) between two of trunkline's calls is `join.rs`'s; any other
+//! `Replaces` is declined 603. A REFER from leg A is relayed.
 
 use super::transfer::hidden;
 use super::*;
@@ -28,7 +29,10 @@ pub(super) struct Transfer {
     refer_cseq: u32,
     /// The target's leg, until it replaces leg B.
     target: Option<Dialog>,
-    target_trunk: String,
+    /// The target's trunk (`None`: the caller of another call, `joins`).
+    target_trunk: Option<String>,
+    /// An attended transfer (`join.rs`): the call whose caller is the target.
+    joins: Option<CallId>,
     invite: Request,
     /// The target's INVITE while it has no final answer.
     invite_tx: Option<TxId>,
@@ -47,6 +51,28 @@ struct Outcome {
 }
 
 impl Transfer {
+    /// An attended transfer's: the target is `other`'s caller, re-INVITEd in its dialog `d`.
+    pub(super) fn joining(
+        refer_cseq: u32,
+        d: Dialog,
+        invite: Request,
+        tx: TxId,
+        other: CallId,
+    ) -> Transfer {
+        Transfer {
+            refer_cseq,
+            target: Some(d),
+            target_trunk: None,
+            joins: Some(other),
+            invite,
+            invite_tx: Some(tx),
+            got_provisional: false,
+            notified_ringing: false,
+            swapped: false,
+            transferor_gone: false,
+        }
+    }
+
     /// The target answered and is leg B now.
     pub(super) fn swapped(&self) -> bool {
         self.swapped
@@ -91,15 +117,23 @@ impl B2bua {
         let Ok(na) = NameAddr::parse(value) else {
             return answer(self, 400, "Bad Refer-To");
         };
+        let refer_cseq = req.cseq().map_or(0, |c| c.seq);
         if value.to_ascii_lowercase().contains("replaces=") {
-            return answer(self, 603, "Decline");
+            // Attended: only between two calls of trunkline's own (`join.rs`).
+            let other = super::join::replaces_of(value).and_then(|r| self.replaced_call(id, &r));
+            let Some(other) = other else {
+                return answer(self, 603, "Decline");
+            };
+            answer(self, 202, "Accepted");
+            self.invite_joined(id, other, refer_cseq, now);
+            self.notify_transferor(id, 100, "Trying", false, now);
+            return true;
         }
         let uri = na.uri.to_string();
         let Some((target, user)) = self.transfer_target(id, &uri, b_peer, now, policy) else {
             return answer(self, 603, "Decline");
         };
         answer(self, 202, "Accepted");
-        let refer_cseq = req.cseq().map_or(0, |c| c.seq);
         let referred_by = req.headers.get("Referred-By").map(str::to_string);
         self.invite_target(id, target, &user, referred_by, refer_cseq, now, policy);
         self.notify_transferor(id, 100, "Trying", false, now);
@@ -180,7 +214,8 @@ impl B2bua {
         let transfer = Transfer {
             refer_cseq,
             target: Some(d),
-            target_trunk: target.trunk,
+            target_trunk: Some(target.trunk),
+            joins: None,
             invite,
             invite_tx: Some(t),
             got_provisional: false,
@@ -316,6 +351,7 @@ impl B2bua {
         };
         target.learn_answer(&resp);
         let trunk = t.target_trunk.clone();
+        let joins = t.joins;
         let offer = if resp.body.is_empty() {
             Err(())
         } else {
@@ -324,7 +360,7 @@ impl B2bua {
                 call_id: &call.a.call_id,
                 from_tag: call.a.remote_tag.as_deref().unwrap_or(""),
                 peers: [call.a.peer.addr, target.peer.addr],
-                b_trunk: Some(&trunk),
+                b_trunk: trunk.as_deref(),
             };
             policy
                 .media_offer(media, Leg::B, &resp.body, now)
@@ -342,11 +378,14 @@ impl B2bua {
             return;
         };
         self.swap_in_target(id, target, trunk, seq);
+        if let Some(other) = joins {
+            self.dissolve_joined(other, now, policy);
+        }
         self.reinvite_transferee(id, sdp, now);
     }
 
     /// The target becomes leg B; the transferor's dialog is kept aside (its BYE answered).
-    fn swap_in_target(&mut self, id: CallId, target: Dialog, trunk: String, seq: u32) {
+    fn swap_in_target(&mut self, id: CallId, target: Dialog, trunk: Option<String>, seq: u32) {
         let new_call_id = target.call_id.clone();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -355,7 +394,7 @@ impl B2bua {
         if let Some(prev) = call.old_b.replace(Box::new(old)) {
             self.by_b.remove(&prev.call_id);
         }
-        call.b_trunk = Some(trunk);
+        call.b_trunk = trunk;
         if let Some(t) = call.transfer_mut() {
             t.swapped = true;
         }
@@ -648,7 +687,13 @@ impl B2bua {
 
     /// The call ended with a transfer under way: the target's INVITE is abandoned (CANCELed
     /// once it rang; a late 2xx ACKed and ended), the transferor let go.
-    pub(super) fn transfer_abandoned(&mut self, id: CallId, t: Transfer, now: Instant) {
+    pub(super) fn transfer_abandoned(
+        &mut self,
+        id: CallId,
+        t: Transfer,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
         if let (Some(tx), Some(d)) = (t.invite_tx, &t.target) {
             self.owners.remove(&tx);
             self.tx.guard_invite(tx, now);
@@ -666,6 +711,15 @@ impl B2bua {
         }
         if t.swapped && !t.transferor_gone {
             self.bye_transferor(id, now);
+        }
+        // An attended transfer's other call: its caller was being re-INVITEd away from it (a
+        // late 2xx is ACKed and ended above): it ends too, on both legs.
+        if let (Some(other), false) = (t.joins, t.swapped) {
+            if self.calls.get(&other).is_some_and(Call::is_confirmed) {
+                self.send_bye(other, Leg::A, now);
+                self.send_bye(other, Leg::B, now);
+                self.finish_confirmed(other, now, policy);
+            }
         }
     }
 

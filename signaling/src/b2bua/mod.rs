@@ -42,6 +42,7 @@ mod forks;
 mod handoff;
 mod header_policy;
 mod invite;
+mod join;
 mod location;
 mod message;
 mod owners;
