@@ -155,44 +155,22 @@ fn registered_phone_receives_the_carriers_call() {
     );
 }
 
-/// baresip, a real SIP phone, kept running for the test; killed on drop.
-struct Baresip(#[allow(dead_code)] ProcGuard);
-
+/// baresip, a real SIP phone registering as alice, kept running for the test; killed on drop.
 fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
-    let dir = net.dir.join("baresip");
-    std::fs::create_dir_all(&dir).expect("baresip dir");
-    std::fs::write(
-        dir.join("config"),
-        format!(
-            "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
-             module_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule_app account.so\n\
-             module_app menu.so\nmodule_app presence.so\naudio_source ausine,440\naudio_player aubridge,phone\n\
-             audio_alert aubridge,alert\nausrc_srate 48000\nausrc_channels 2\n\
-             auplay_srate 48000\nauplay_channels 2\nrtp_ports {}-{}\n",
-            net.spare(40),
-            net.spare(59)
-        ),
+    Baresip::start(
+        net,
+        &Phone {
+            name: "baresip",
+            sip: sip_port,
+            rtp: net.spare(40),
+            account: format!(
+                "<sip:alice@127.0.0.1:{}>;auth_pass={password};answermode=auto;regint=300",
+                net.sip()
+            ),
+            ctrl: None,
+            tone: 440,
+        },
     )
-    .expect("baresip config");
-    std::fs::write(
-        dir.join("accounts"),
-        format!(
-            "<sip:alice@127.0.0.1:{}>;auth_pass={password};answermode=auto;regint=300\n",
-            net.sip()
-        ),
-    )
-    .expect("baresip accounts");
-    let log = std::fs::File::create(net.dir.join("baresip.log")).expect("log");
-    let child = std::process::Command::new("baresip")
-        .arg("-f")
-        .arg(&dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn_group()
-        .expect("baresip is not installed: run scripts/install-deps.sh (Debian package baresip)");
-    Baresip(child)
 }
 
 /// Wait (bounded) until /metrics shows `n` registered contacts.

@@ -1,0 +1,105 @@
+//! baresip, a real SIP phone (Debian's `baresip`), for the end-to-end tests: one process per
+//! phone with its own config directory, killed on drop; driven through its ctrl_tcp module
+//! (netstring-framed JSON commands, as its menu takes them).
+// Only the test binaries with real phones use this.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use super::netns::{wait_tcp_listening, Net};
+use super::process::{ProcGuard, SpawnGroup};
+
+/// A running baresip.
+pub struct Baresip {
+    _child: ProcGuard,
+    /// Its ctrl_tcp port, when it has one.
+    ctrl: Option<u16>,
+}
+
+/// What a phone is.
+pub struct Phone<'a> {
+    /// Its name (config directory, log file).
+    pub name: &'a str,
+    /// Its SIP port on 127.0.0.1.
+    pub sip: u16,
+    /// Its first RTP port (it takes ten).
+    pub rtp: u16,
+    /// The account line (`<sip:alice@...>;regint=0;answermode=auto`, ...).
+    pub account: String,
+    /// ctrl_tcp port (`None`: not driven).
+    pub ctrl: Option<u16>,
+    /// Tone of its audio source (Hz).
+    pub tone: u32,
+}
+
+impl Baresip {
+    pub fn start(net: &Net, p: &Phone<'_>) -> Baresip {
+        let dir = net.dir.join(p.name);
+        std::fs::create_dir_all(&dir).expect("baresip dir");
+        let mut config = format!(
+            "sip_listen 127.0.0.1:{}\nnet_interface 127.0.0.1\n\
+             module_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule_app account.so\n\
+             module_app menu.so\nmodule_app presence.so\naudio_source ausine,{}\n\
+             audio_player aubridge,{}\naudio_alert aubridge,alert-{}\nausrc_srate 48000\n\
+             ausrc_channels 2\nauplay_srate 48000\nauplay_channels 2\nrtp_ports {}-{}\n",
+            p.sip,
+            p.tone,
+            p.name,
+            p.name,
+            p.rtp,
+            p.rtp + 9
+        );
+        if let Some(c) = p.ctrl {
+            config += &format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n");
+        }
+        std::fs::write(dir.join("config"), config).expect("baresip config");
+        std::fs::write(dir.join("accounts"), format!("{}\n", p.account)).expect("accounts");
+        let child = spawn(&dir, &net.dir.join(format!("{}.log", p.name)));
+        let b = Baresip {
+            _child: child,
+            ctrl: p.ctrl,
+        };
+        if let Some(c) = p.ctrl {
+            wait_tcp_listening(c, Duration::from_secs(10));
+        }
+        b
+    }
+
+    /// Run a menu command (`dial`, `transfer`, `hangup`, ...); what came back up to and with
+    /// its response (read for 5 s at most).
+    pub fn command(&self, command: &str, params: &str) -> String {
+        let port = self.ctrl.expect("a baresip with ctrl_tcp");
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("ctrl_tcp");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let json = format!("{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"t\"}}");
+        s.write_all(format!("{}:{json},", json.len()).as_bytes())
+            .expect("send command");
+        // Events (CALL_*) come on the same connection: read until the response.
+        let mut got = String::new();
+        let mut buf = vec![0u8; 8192];
+        while !got.contains("\"response\":true") {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => got += &String::from_utf8_lossy(&buf[..n]),
+                _ => break,
+            }
+        }
+        got
+    }
+}
+
+fn spawn(dir: &Path, log: &Path) -> ProcGuard {
+    let log = std::fs::File::create(log).expect("log");
+    std::process::Command::new("baresip")
+        .arg("-f")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn_group()
+        .expect("baresip is not installed: run scripts/install-deps.sh (Debian package baresip)")
+}
