@@ -150,8 +150,16 @@ fn every_call_gets_one_record_with_its_outcome() {
             run_calls(net, &tl, "fo", basic, net.trunk(0), "4000", failover, &[]);
             down.wait(Duration::from_secs(10))
                 .assert_all_ok(u64::from(failover), "503 trunk");
+            // No route: refused 404 by trunkline itself, before they become calls.
+            let unrouted = 5u32;
+            let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let uac_port = net.spare(10 + run).to_string();
+            Sipp::uac(net, "nr-uac", "uac_notfound.xml", unrouted, 20)
+                .args(&["-s", "9999", "-p", &uac_port])
+                .run(Duration::from_secs(30))
+                .assert_all_ok(u64::from(unrouted), &tl.log_tail(30));
 
-            let total = (answered + busy + cancelled + failover) as usize;
+            let total = (answered + busy + cancelled + failover + unrouted) as usize;
             let recs = records(&path, total, Duration::from_secs(10));
             assert_eq!(recs.len(), total, "{}", tl.log_tail(30));
             // One per call: every leg A Call-ID once.
@@ -216,6 +224,19 @@ fn every_call_gets_one_record_with_its_outcome() {
                 assert_eq!(r["dest_trunk"], "pbx");
             }
             assert_eq!(of(&recs, "4000").len(), failover as usize);
+            for r in of(&recs, "9999") {
+                assert_eq!(
+                    (r["final_code"].as_u64(), r["hangup"].as_str()),
+                    (Some(404), Some("refused")),
+                    "{r}"
+                );
+                assert_eq!(r["attempts"], serde_json::json!([]));
+                assert!(r["dest_trunk"].is_null(), "{r}");
+            }
+            assert_eq!(of(&recs, "9999").len(), unrouted as usize);
+            let b_ids: std::collections::BTreeSet<String> =
+                recs.iter().map(|r| r["b_call_id"].to_string()).collect();
+            assert_eq!(b_ids.len(), total, "every record has its own b_call_id");
             // The grep-able line per call end.
             let log = tl.log_text();
             assert_eq!(

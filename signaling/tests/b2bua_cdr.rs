@@ -193,3 +193,48 @@ fn busy_cancel_and_failover_each_get_one_record() {
     // The record comes before the call's one media release.
     assert_eq!(w.policy.released.len(), 5);
 }
+
+/// An INVITE trunkline answers itself before it becomes a call gets a record too: its own
+/// call number and `b_call_id` (unique per record), final code, hangup `refused`.
+#[test]
+fn invites_refused_before_they_become_calls_get_a_record_each() {
+    let cfg = CoreConfig {
+        local_udp: Some("127.0.0.1:5060".parse().expect("addr")),
+        ..CoreConfig::default()
+    };
+    // No targets: every call is refused 404 by the route.
+    let mut w = World::new(
+        cfg,
+        StaticPolicy {
+            targets: Vec::new(),
+            events: Vec::new(),
+            released: Vec::new(),
+        },
+    );
+    w.feed(A, &a_msg("INVITE", "nr-1", 1, "", "nr1"));
+    w.feed(A, &a_msg("INVITE", "nr-2", 1, "", "nr2"));
+    let hop = String::from_utf8(a_msg("INVITE", "nr-3", 1, "", "nr3"))
+        .unwrap()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    w.feed(A, hop.as_bytes());
+    // Not INVITEs: no records.
+    w.feed(A, &a_msg("MESSAGE", "nr-4", 1, "", "nr4"));
+    let recs = records(&w);
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    let codes: Vec<u16> = recs.iter().map(|r| r.final_code).collect();
+    assert_eq!(codes, [404, 404, 483]);
+    assert!(recs
+        .iter()
+        .all(|r| r.refused && r.hangup == Hangup::Refused));
+    assert!(recs
+        .iter()
+        .all(|r| r.attempts.is_empty() && r.answered.is_none()));
+    assert_eq!(recs[0].a_call_id, "nr-1");
+    assert_eq!(
+        (recs[0].caller.as_str(), recs[0].callee.as_str()),
+        ("alice", "+15551234567")
+    );
+    assert_ne!(recs[0].b_call_id, recs[1].b_call_id);
+    assert_ne!(recs[0].call, recs[1].call);
+    assert!(w.policy.released.is_empty(), "no media to release");
+}

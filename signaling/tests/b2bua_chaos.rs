@@ -654,19 +654,25 @@ fn run(seed: u64, steps: usize) {
             })
             .collect::<Vec<_>>()
     );
-    // One call record per call, each just before that call's media release.
-    let mut recorded: Vec<u64> = w
+    // One call record per call, each just before that call's media release; an INVITE
+    // refused before it became a call has one of its own, with no media; no number twice.
+    let records: Vec<(u64, bool)> = w
         .sim
         .policy
         .events
         .iter()
         .filter_map(|e| match e {
-            CallEvent::Record(r) => Some(r.call),
+            CallEvent::Record(r) => Some((r.call, r.refused)),
             _ => None,
         })
         .collect();
+    let mut recorded: Vec<u64> = records.iter().filter(|r| !r.1).map(|r| r.0).collect();
     recorded.sort_unstable();
     assert_eq!(recorded, released, "one record per released call");
+    let mut all: Vec<u64> = records.iter().map(|r| r.0).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), records.len(), "one record per call number");
 }
 
 #[test]

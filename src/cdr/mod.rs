@@ -160,6 +160,11 @@ impl Cdrs {
 
     /// The core reported `rec`; `source_trunk` is the trunk leg A came from.
     pub fn record(&mut self, rec: &CallRecord, source_trunk: Option<&str>) {
+        if rec.refused {
+            // Refused before it became a call: no media to wait for, no release to come.
+            self.emit(CdrRow::new(rec, source_trunk, wall_clock()));
+            return;
+        }
         let codecs = self.codecs.remove(&rec.call).unwrap_or_default();
         let mut row = CdrRow::new(rec, source_trunk, wall_clock());
         row.a.codec = codecs[0].clone();

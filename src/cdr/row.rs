@@ -337,6 +337,7 @@ mod tests {
             attempts: vec![],
             final_code: 200,
             hangup: signaling::b2bua::Hangup::Caller,
+            refused: false,
         };
         let row = CdrRow::new(&rec, None, clock);
         assert_eq!((row.billable_ms, row.billsec), (1500, 2));

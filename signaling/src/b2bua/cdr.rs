@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::{B2bua, CallEvent, Method, Peer, Policy, Request};
+
 /// Who (or what) ended a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Hangup {
@@ -24,6 +26,9 @@ pub enum Hangup {
     Admin,
     /// A leg's session timer ran out (RFC 4028: no refresh, or the refresh failed).
     SessionExpired,
+    /// trunkline answered the INVITE itself before it became a call (the dial plan's reject or
+    /// redirect, no route, a limit, overload, a malformed or looping request).
+    Refused,
 }
 
 impl Hangup {
@@ -36,6 +41,7 @@ impl Hangup {
             Hangup::Shutdown => "shutdown",
             Hangup::Admin => "admin",
             Hangup::SessionExpired => "session_expired",
+            Hangup::Refused => "refused",
         }
     }
 }
@@ -70,6 +76,9 @@ pub struct CallRecord {
     /// What leg A was answered (200 for an answered call).
     pub final_code: u16,
     pub hangup: Hangup,
+    /// An INVITE refused before it became a call ([`Hangup::Refused`]): no media, no leg B
+    /// (`b_call_id` is a fresh id of its own, so every record has a unique one).
+    pub refused: bool,
 }
 
 /// The facts of one call so far.
@@ -171,7 +180,41 @@ impl CallLog {
             attempts: self.attempts.clone(),
             final_code,
             hangup,
+            refused: false,
         }
+    }
+}
+
+impl B2bua {
+    /// An INVITE trunkline answered `code` itself before it became a call: its record, with a
+    /// call number and a `b_call_id` of its own (challenges, 401/407, are no attempt and get
+    /// none; nor do requests of other methods).
+    pub(super) fn refused_invite(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        code: u16,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) {
+        if req.method != Method::Invite || matches!(code, 401 | 407) {
+            return;
+        }
+        let id = self.next_call;
+        self.next_call += 1;
+        let caller = req
+            .from()
+            .and_then(|f| f.uri.user().map(str::to_string))
+            .unwrap_or_default();
+        let callee = super::authz::ruri_user(&req.uri);
+        let mut log = CallLog::new(now, [&caller, &callee], [&caller, &callee]);
+        log.refused(code, now);
+        log.hangup(Hangup::Refused, now);
+        let own = self.new_call_id();
+        let a_call_id = req.call_id().unwrap_or_default().to_string();
+        let mut rec = log.record(id, [&a_call_id, &own], from.addr, now);
+        rec.refused = true;
+        policy.event(CallEvent::Record(Box::new(rec)), now);
     }
 }
 

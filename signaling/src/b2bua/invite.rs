@@ -37,18 +37,19 @@ impl B2bua {
             resp.headers.push("Retry-After", "30");
             self.tx.send_response(tx, resp, now);
             rejected(policy, 503, "Service Unavailable", now);
+            self.refused_invite(&req, from, 503, now, policy);
             return;
         }
         // RFC 3261 §16.3 / §8.2: Max-Forwards 0 -> 483. trunkline is the request's target only
         // for OPTIONS, so every INVITE is on its way elsewhere.
         let max_forwards = req.max_forwards().unwrap_or(70);
         if max_forwards == 0 {
-            self.reject(tx, &req, 483, "Too Many Hops", now, policy);
+            self.reject(tx, &req, from, 483, "Too Many Hops", now, policy);
             return;
         }
         let (Some(from_na), Some(to_na), Some(call_id)) = (req.from(), req.to(), req.call_id())
         else {
-            self.reject(tx, &req, 400, "Bad Request", now, policy);
+            self.reject(tx, &req, from, 400, "Bad Request", now, policy);
             return;
         };
         // RFC 3261 §12.2.1.1 / RFC 4475 §3.4 (inv2543): an RFC 2543 peer sends no From tag; the
@@ -58,7 +59,7 @@ impl B2bua {
         // live call's Call-ID and From tag is refused (a merged request 482, anything else
         // 400); one naming a call that is over starts a new call.
         if let Some((code, reason)) = self.ids_in_use(call_id, &a_from_tag, &req) {
-            self.reject(tx, &req, code, reason, now, policy);
+            self.reject(tx, &req, from, code, reason, now, policy);
             return;
         }
         let admitted = match self.admit_caller(tx, &mut req, from, now, policy) {
@@ -66,6 +67,7 @@ impl B2bua {
             Err(status) => {
                 if status != 0 {
                     rejected(policy, status, reason_phrase(status), now);
+                    self.refused_invite(&req, from, status, now, policy);
                 }
                 return;
             }
@@ -145,6 +147,7 @@ impl B2bua {
             if !self.early.room(&ip, self.cfg.caps.early_calls_per_source) {
                 self.refuse_capped(tx, &req, now);
                 rejected(policy, 503, "Service Unavailable", now);
+                self.refused_invite(&req, from, 503, now, policy);
                 return;
             }
         }
@@ -169,12 +172,12 @@ impl B2bua {
                 from_display,
             },
             refused => {
-                self.refuse_route(tx, &req, refused, now, policy);
+                self.refuse_route(tx, &req, from, refused, now, policy);
                 return;
             }
         };
         if route.targets.is_empty() {
-            self.reject(tx, &req, 404, "Not Found", now, policy);
+            self.reject(tx, &req, from, 404, "Not Found", now, policy);
             return;
         }
         self.start_call(tx, req, parties, route, early_source, now, policy);
@@ -224,13 +227,14 @@ impl B2bua {
         &mut self,
         tx: TxId,
         req: &Request,
+        from: Peer,
         outcome: RouteOutcome,
         now: Instant,
         policy: &mut dyn Policy,
     ) {
         match outcome {
             RouteOutcome::Reject { code, reason } => {
-                self.reject(tx, req, code, &reason, now, policy);
+                self.reject(tx, req, from, code, &reason, now, policy);
             }
             RouteOutcome::Unavailable { retry_after } => {
                 let tag = self.new_tag();
@@ -238,6 +242,7 @@ impl B2bua {
                 resp.headers.push("Retry-After", retry_after.to_string());
                 self.tx.send_response(tx, resp, now);
                 rejected(policy, 503, "Service Unavailable", now);
+                self.refused_invite(req, from, 503, now, policy);
             }
             RouteOutcome::Redirect { code, contacts } => {
                 let tag = self.new_tag();
@@ -255,6 +260,7 @@ impl B2bua {
                     },
                     now,
                 );
+                self.refused_invite(req, from, code, now, policy);
             }
             RouteOutcome::Route { .. } => {}
         }

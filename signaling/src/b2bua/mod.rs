@@ -627,6 +627,10 @@ impl B2bua {
                 resp.headers.push(n, v.clone());
             }
             self.tx.send_response(tx, resp, now);
+            if to_tag.is_none() {
+                // A new call refused (an in-dialog request is no attempt of its own).
+                self.refused_invite(&req, from, rej.status, now, policy);
+            }
             return;
         }
         if let Some(tag) = to_tag {
@@ -690,10 +694,12 @@ impl B2bua {
         status
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn reject(
         &mut self,
         tx: TxId,
         req: &Request,
+        from: Peer,
         code: u16,
         reason: &str,
         now: Instant,
@@ -703,6 +709,7 @@ impl B2bua {
         let resp = make_response(req, code, reason, Some(&tag));
         self.tx.send_response(tx, resp, now);
         rejected(policy, code, reason, now);
+        self.refused_invite(req, from, code, now, policy);
     }
 
     /// The stream (TCP/TLS) peers a live call's dialog is on (either leg), for the transport

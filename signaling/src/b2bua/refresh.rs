@@ -130,6 +130,7 @@ impl B2bua {
         };
         self.refuse_too_small(tx, req, min, None, now);
         rejected(policy, 422, "Session Interval Too Small", now);
+        self.refused_invite(req, from, 422, now, policy);
         true
     }
 
