@@ -170,7 +170,7 @@ start_rtpengine() {
 }
 
 start_trunkline() {  # [auth]
-    local bin="$repo/target/release/trunkline"
+    local bin="${TRUNKLINE_BIN:-$repo/target/release/trunkline}"
     [[ -x $bin ]] || { echo "bench-calls: build it first: cargo build --release" >&2; return 1; }
     bench_yaml >"$out/trunkline.yaml"
     if [[ ${1:-} == cdr || ${1:-} == cdrfile ]]; then
@@ -208,7 +208,9 @@ while True:
         printf 'dns: { servers: [127.0.0.1:5353] }\n' >>"$out/trunkline.yaml"
         grep -q 'address: uas.test' "$out/trunkline.yaml" || { echo "bench-calls: no SRV trunk in trunkline.yaml" >&2; return 1; }
     fi
-    RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
+    # BENCH_WRAP: a command to run trunkline under (a profiler: `perf record -g -o F --`).
+    # shellcheck disable=SC2086
+    RUST_LOG=${RUST_LOG:-warn} ${BENCH_WRAP:-} "$bin" run --config "$out/trunkline.yaml" >"$out/trunkline.log" 2>&1 &
     pids_started+=($!)
     sut_pid=$!
     wait_udp 5070

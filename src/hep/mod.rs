@@ -125,10 +125,24 @@ fn v6(ip: IpAddr) -> [u8; 16] {
 
 /// The Call-ID of a raw SIP message (`Call-ID:` or the compact `i:`), from its header section.
 pub fn call_id(msg: &[u8]) -> Option<&[u8]> {
-    let head_end = memchr_crlfcrlf(msg).unwrap_or(msg.len());
-    let head = &msg[..head_end];
-    for line in head.split(|&b| b == b'\n').skip(1) {
+    let mut rest = msg;
+    // The start line first, then one header line at a time until the blank line.
+    let mut first = true;
+    while !rest.is_empty() {
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let line = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if std::mem::take(&mut first) {
+            continue;
+        }
+        if line.is_empty() {
+            return None;
+        }
+        // Cheap first-byte test before the name comparison: only `C`/`c`/`i`/`I` can match.
+        if !matches!(line[0] | 0x20, b'c' | b'i') {
+            continue;
+        }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
@@ -138,10 +152,6 @@ pub fn call_id(msg: &[u8]) -> Option<&[u8]> {
         }
     }
     None
-}
-
-fn memchr_crlfcrlf(b: &[u8]) -> Option<usize> {
-    b.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
 /// The capture socket and its settings.

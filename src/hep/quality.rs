@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use media_relay::control::Side;
 use media_relay::{ClosedPairStats, LegPair, LegStats};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{Captured, Hep, PROTO_RTCP};
 
@@ -34,39 +34,86 @@ pub struct Report {
 pub fn body(r: &Report) -> Vec<u8> {
     let s = &r.stats;
     let fraction = (s.fraction_lost.clamp(0.0, 1.0) * 256.0).min(255.0) as u8;
-    let v = json!({
-        "type": 201,
-        "ssrc": 0,
-        "report_count": 1,
-        "report_blocks": [{
-            "source_ssrc": 0,
-            "highest_seq_no": 0,
-            "fraction_lost": fraction,
-            "ia_jitter": (s.jitter_ms * 8.0).round() as u64,
-            "packets_lost": s.packets_lost,
-            "lsr": 0,
-            "dlsr": 0,
+    // Typed and borrowed (no JSON map built per report: a report per leg every few seconds
+    // for every call adds up).
+    let body = Body {
+        kind: 201,
+        ssrc: 0,
+        report_count: 1,
+        report_blocks: [Block {
+            source_ssrc: 0,
+            highest_seq_no: 0,
+            fraction_lost: fraction,
+            ia_jitter: (s.jitter_ms * 8.0).round() as u64,
+            packets_lost: s.packets_lost,
+            lsr: 0,
+            dlsr: 0,
         }],
-        "sdes_ssrc": 0,
-        "trunkline": {
-            "leg": match r.side { Side::A => "a", Side::B => "b" },
-            "final": r.last,
-            "rtp_packets_in": s.rtp_packets_in,
-            "rtp_packets_out": s.rtp_packets_out,
-            "rtp_bytes_in": s.rtp_bytes_in,
-            "rtp_bytes_out": s.rtp_bytes_out,
-            "rtcp_packets_in": s.rtcp_packets_in,
-            "packets_dropped": s.packets_dropped,
-            "fraction_lost": s.fraction_lost,
-            "jitter_ms": s.jitter_ms,
-            "rtt_ms": s.rtt_ms,
-            "mos": s.mos,
-            "remote_mos": s.remote_mos,
-            "remote_fraction_lost": s.remote_fraction_lost,
-            "remote_jitter_ms": s.remote_jitter_ms,
+        sdes_ssrc: 0,
+        trunkline: Ext {
+            leg: match r.side {
+                Side::A => "a",
+                Side::B => "b",
+            },
+            last: r.last,
+            rtp_packets_in: s.rtp_packets_in,
+            rtp_packets_out: s.rtp_packets_out,
+            rtp_bytes_in: s.rtp_bytes_in,
+            rtp_bytes_out: s.rtp_bytes_out,
+            rtcp_packets_in: s.rtcp_packets_in,
+            packets_dropped: s.packets_dropped,
+            fraction_lost: s.fraction_lost,
+            jitter_ms: s.jitter_ms,
+            rtt_ms: s.rtt_ms,
+            mos: s.mos,
+            remote_mos: s.remote_mos,
+            remote_fraction_lost: s.remote_fraction_lost,
+            remote_jitter_ms: s.remote_jitter_ms,
         },
-    });
-    serde_json::to_vec(&v).unwrap_or_default()
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct Body {
+    #[serde(rename = "type")]
+    kind: u32,
+    ssrc: u32,
+    report_count: u32,
+    report_blocks: [Block; 1],
+    sdes_ssrc: u32,
+    trunkline: Ext,
+}
+
+#[derive(Serialize)]
+struct Block {
+    source_ssrc: u32,
+    highest_seq_no: u32,
+    fraction_lost: u8,
+    ia_jitter: u64,
+    packets_lost: i64,
+    lsr: u32,
+    dlsr: u32,
+}
+
+#[derive(Serialize)]
+struct Ext {
+    leg: &'static str,
+    #[serde(rename = "final")]
+    last: bool,
+    rtp_packets_in: u64,
+    rtp_packets_out: u64,
+    rtp_bytes_in: u64,
+    rtp_bytes_out: u64,
+    rtcp_packets_in: u64,
+    packets_dropped: u64,
+    fraction_lost: f64,
+    jitter_ms: f64,
+    rtt_ms: Option<f64>,
+    mos: Option<f64>,
+    remote_mos: Option<f64>,
+    remote_fraction_lost: Option<f64>,
+    remote_jitter_ms: Option<f64>,
 }
 
 impl Hep {
