@@ -57,13 +57,7 @@ fn baresip_transfers_its_caller_to_another_baresip() {
             ];
             let (to_carol, to_pbx): (&[&str], &[&str]) = (&["carol"], &["pbx"]);
             let y = config_yaml_rules(net, &t, &[("^carol$", to_carol), (".*", to_pbx)]);
-            let line = format!("pbx: {{ address: 127.0.0.1:{bob}, transport: udp");
-            assert!(y.contains(&line), "{y}");
-            let y = with_metrics(
-                net,
-                &y.replace(&line, &format!("{line}, refer: handle")),
-                "",
-            );
+            let y = with_metrics(net, &with_trunk_keys(&y, "pbx", bob, "refer: handle"), "");
             let mut tl = Trunkline::start(net, &y);
             let a = Baresip::start(
                 net,

@@ -28,19 +28,13 @@ fn an_untrusted_carriers_identity_is_removed_and_the_pbxs_rules_hold() {
                 },
             ];
             let y = config_yaml(net, &t, &["pbx"]);
-            let line = |name: &str, port: u16| {
-                format!("{name}: {{ address: 127.0.0.1:{port}, transport: udp")
-            };
-            let (pbx, carrier) = (line("pbx", net.trunk(0)), line("carrier", net.uac()));
-            assert!(y.contains(&pbx) && y.contains(&carrier), "{y}");
-            let y = y
-                .replace(&carrier, &format!("{carrier}, identity: untrusted"))
-                .replace(
-                    &pbx,
-                    &format!(
-                        "{pbx}, headers: {{ remove: ['X-I*'], add: {{ X-Account: acme-42 }} }}"
-                    ),
-                );
+            let y = with_trunk_keys(&y, "carrier", net.uac(), "identity: untrusted");
+            let y = with_trunk_keys(
+                &y,
+                "pbx",
+                net.trunk(0),
+                "headers: { remove: ['X-I*'], add: { X-Account: acme-42 } }",
+            );
             let mut tl = Trunkline::start(net, &y);
             let callee = Sipp::uas(
                 net,

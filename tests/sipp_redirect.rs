@@ -28,12 +28,7 @@ fn redirecting(net: &Net, mode: &str) -> Trunkline {
     ];
     let (second, pbx): (&[&str], &[&str]) = (&["second"], &["pbx"]);
     let y = config_yaml_rules(net, &t, &[("^2000$", second), (".*", pbx)]);
-    let line = format!(
-        "pbx: {{ address: 127.0.0.1:{}, transport: udp",
-        net.trunk(0)
-    );
-    assert!(y.contains(&line), "{y}");
-    let y = y.replace(&line, &format!("{line}, redirect: {mode}"));
+    let y = with_trunk_keys(&y, "pbx", net.trunk(0), &format!("redirect: {mode}"));
     Trunkline::start(net, &y)
 }
 

@@ -32,14 +32,9 @@ fn a_pbx_transfers_its_caller_to_another_trunk_with_media_through_the_relay() {
             ];
             let (second, pbx): (&[&str], &[&str]) = (&["second"], &["pbx"]);
             let y = config_yaml_rules(net, &t, &[("^2000$", second), (".*", pbx)]);
-            let line = format!(
-                "pbx: {{ address: 127.0.0.1:{}, transport: udp",
-                net.trunk(0)
-            );
-            assert!(y.contains(&line), "{y}");
             let y = with_metrics(
                 net,
-                &y.replace(&line, &format!("{line}, refer: handle")),
+                &with_trunk_keys(&y, "pbx", net.trunk(0), "refer: handle"),
                 "",
             );
             let mut tl = Trunkline::start(net, &y);
@@ -155,13 +150,9 @@ fn an_attended_transfer_joins_two_carrier_callers() {
                 port: net.trunk(0),
             }];
             let y = config_yaml(net, &t, &["pbx"]);
-            let line = format!(
-                "pbx: {{ address: 127.0.0.1:{}, transport: udp",
-                net.trunk(0)
-            );
             let y = with_metrics(
                 net,
-                &y.replace(&line, &format!("{line}, refer: handle")),
+                &with_trunk_keys(&y, "pbx", net.trunk(0), "refer: handle"),
                 "",
             );
             let mut tl = Trunkline::start(net, &y);

@@ -25,19 +25,7 @@ fn answered() -> (TWorld, Request, String) {
     let mut w = tuned_world(vec![target("pbx", PBX)], false);
     w.policy.refer = ReferMode::Handle;
     w.policy.transfer_to = Some(target("pbx2", PBX2));
-    w.feed(A, &invite("xfer", SDP_A));
-    let b_inv = w.take_request(PBX, "INVITE");
-    w.feed_msg(
-        PBX,
-        &resp_with(&b_inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
-    );
-    let ok = w
-        .take_responses(A)
-        .into_iter()
-        .find(|r| r.status == 200)
-        .expect("200 to A");
-    let tag = ok.to().unwrap().tag().unwrap().to_string();
-    w.feed(A, &a_request("ACK", "xfer", 1, &tag, ""));
+    let (b_inv, tag) = answered_call(&mut w, "xfer");
     w.sent().clear();
     (w, b_inv, tag)
 }

@@ -63,19 +63,7 @@ fn a_trusted_trunks_identity_crosses_an_untrusted_ones_does_not() {
 #[test]
 fn an_untrusted_callers_later_requests_assert_nothing_either() {
     let mut w = tuned_world(vec![target("pbx", PBX)], false);
-    w.feed(A, &invite("id-2", SDP_A));
-    let inv = w.take_request(PBX, "INVITE");
-    w.feed_msg(
-        PBX,
-        &resp_with(&inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
-    );
-    let ok = w
-        .take_responses(A)
-        .into_iter()
-        .find(|r| r.status == 200)
-        .expect("200");
-    let tag = ok.to().unwrap().tag().unwrap().to_string();
-    w.feed(A, &a_request("ACK", "id-2", 1, &tag, ""));
+    let (_inv, tag) = answered_call(&mut w, "id-2");
     w.sent().clear();
     let update = String::from_utf8(a_request("UPDATE", "id-2", 2, &tag, ""))
         .unwrap()

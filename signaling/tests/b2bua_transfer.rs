@@ -47,19 +47,7 @@ fn a_relayed_refer_names_trunklines_address_only() {
 fn a_leg_whose_trunk_may_not_transfer_gets_603() {
     let mut w = tuned_world(vec![target("pbx", PBX)], false);
     w.policy.refer = signaling::b2bua::ReferMode::Reject;
-    w.feed(A, &invite("xfer-2", SDP_A));
-    let inv = w.take_request(PBX, "INVITE");
-    w.feed_msg(
-        PBX,
-        &resp_with(&inv, 200, "OK", "btag", SDP_B, "<sip:bob@127.0.0.1:5080>"),
-    );
-    let ok = w
-        .take_responses(A)
-        .into_iter()
-        .find(|r| r.status == 200)
-        .expect("200");
-    let tag = ok.to().unwrap().tag().unwrap().to_string();
-    w.feed(A, &a_request("ACK", "xfer-2", 1, &tag, ""));
+    let (_inv, tag) = answered_call(&mut w, "xfer-2");
     w.sent().clear();
     w.feed(A, &refer("xfer-2", &tag));
     assert_eq!(w.final_to(A).status, 603);

@@ -57,6 +57,17 @@ pub fn config_yaml_rules(net: &Net, trunks: &[Trunk<'_>], rules: &[(&str, &[&str
     y
 }
 
+/// [`config_yaml`]'s YAML with `keys` (`refer: handle`, ...) added to trunk `name` at
+/// 127.0.0.1:`port`.
+pub fn with_trunk_keys(yaml: &str, name: &str, port: u16, keys: &str) -> String {
+    let line = format!("{name}: {{ address: 127.0.0.1:{port}, transport: udp");
+    assert!(
+        yaml.contains(&line),
+        "no trunk {name} at {port} in:\n{yaml}"
+    );
+    yaml.replace(&line, &format!("{line}, {keys}"))
+}
+
 impl Net {
     /// trunkline's metrics/admin HTTP port (`metrics.listen`).
     pub fn metrics(&self) -> u16 {

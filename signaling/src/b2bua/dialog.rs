@@ -177,9 +177,7 @@ impl B2bua {
                         self.stats.media_failures += 1;
                         self.ack_pending_done(id);
                         self.send_b_ack(id, None, now);
-                        self.send_bye(id, Leg::A, now);
-                        self.send_bye(id, Leg::B, now);
-                        self.finish_confirmed(id, now, policy);
+                        self.end_both(id, now, policy);
                         return;
                     }
                 }
@@ -350,9 +348,27 @@ impl B2bua {
             return;
         };
         let seq = call.handshake().map_or(1, |h| h.b_invite_cseq);
-        let Some((mut ack, peer)) = self.dialog_request(id, Leg::B, Method::Ack) else {
+        let Some(ack) = self.send_ack(id, Leg::B, seq, body) else {
             return;
         };
+        if let Some(ts) = self.calls.get_mut(&id).and_then(Call::timers_mut) {
+            ts.sent_sdp(Leg::B, &ack.body);
+        }
+        if let Some(h) = self.calls.get_mut(&id).and_then(Call::handshake_mut) {
+            h.b_ack = Some(ack);
+        }
+    }
+
+    /// Send the ACK of `leg`'s INVITE with CSeq `seq` (with `body`, an SDP answer, when
+    /// given) in the leg's dialog; the ACK, for its 2xx's retransmissions.
+    pub(super) fn send_ack(
+        &mut self,
+        id: CallId,
+        leg: Leg,
+        seq: u32,
+        body: Option<Vec<u8>>,
+    ) -> Option<Request> {
+        let (mut ack, peer) = self.dialog_request(id, leg, Method::Ack)?;
         ack.headers.set("CSeq", cseq_value(seq, "ACK"));
         if let Some(b) = body {
             ack.headers.push("Content-Type", "application/sdp");
@@ -360,14 +376,9 @@ impl B2bua {
         }
         let msg = SipMessage::Request(ack);
         self.tx.send_stateless(&msg, peer);
-        if let (Some(ts), SipMessage::Request(ack)) =
-            (self.calls.get_mut(&id).and_then(Call::timers_mut), &msg)
-        {
-            ts.sent_sdp(Leg::B, &ack.body);
-        }
-        let hs = self.calls.get_mut(&id).and_then(Call::handshake_mut);
-        if let (Some(h), SipMessage::Request(ack)) = (hs, msg) {
-            h.b_ack = Some(ack);
+        match msg {
+            SipMessage::Request(ack) => Some(ack),
+            SipMessage::Response(_) => None,
         }
     }
 
@@ -617,6 +628,13 @@ impl B2bua {
             out.body = b;
         }
         out
+    }
+
+    /// End call `id` on both legs (BYE to each) and finish it.
+    pub(super) fn end_both(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {
+        self.send_bye(id, Leg::A, now);
+        self.send_bye(id, Leg::B, now);
+        self.finish_confirmed(id, now, policy);
     }
 
     pub(super) fn finish_confirmed(&mut self, id: CallId, now: Instant, policy: &mut dyn Policy) {

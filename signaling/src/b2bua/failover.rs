@@ -286,9 +286,7 @@ impl B2bua {
                 if status == 408 {
                     if let Some(c) = self.calls.get(&id) {
                         if c.is_confirmed() {
-                            self.send_bye(id, Leg::A, now);
-                            self.send_bye(id, Leg::B, now);
-                            self.finish_confirmed(id, now, policy);
+                            self.end_both(id, now, policy);
                         }
                     }
                 }
@@ -318,9 +316,7 @@ impl B2bua {
                 .is_some_and(|h| h.a_2xx_tx == Some(tx))
         });
         if let Some(id) = id {
-            self.send_bye(id, Leg::A, now);
-            self.send_bye(id, Leg::B, now);
-            self.finish_confirmed(id, now, policy);
+            self.end_both(id, now, policy);
         }
     }
 }

@@ -465,7 +465,7 @@ impl B2bua {
             Some(sdp) => self.transfer_done(id, sdp, now, policy),
             None => {
                 // Leg A kept its old session: ACK the target without an answer, end it all.
-                self.ack_target(id, None, now);
+                self.send_b_ack(id, None, now);
                 let outcome = Outcome {
                     status: 500,
                     reason: "Server Internal Error".into(),
@@ -482,7 +482,7 @@ impl B2bua {
 
     /// A's answer to the target in its ACK; the transferor told and let go.
     fn transfer_done(&mut self, id: CallId, sdp: Vec<u8>, now: Instant, policy: &mut dyn Policy) {
-        self.ack_target(id, Some(sdp), now);
+        self.send_b_ack(id, Some(sdp), now);
         let outcome = Outcome {
             status: 200,
             reason: "OK".into(),
@@ -498,38 +498,6 @@ impl B2bua {
             },
             now,
         );
-    }
-
-    /// ACK the target's 2xx (its INVITE's CSeq, in the handshake), kept for retransmissions.
-    fn ack_target(&mut self, id: CallId, body: Option<Vec<u8>>, now: Instant) {
-        let Some(seq) = self
-            .calls
-            .get(&id)
-            .and_then(Call::handshake)
-            .map(|h| h.b_invite_cseq)
-        else {
-            return;
-        };
-        let Some((mut ack, peer)) = self.dialog_request(id, Leg::B, Method::Ack) else {
-            return;
-        };
-        ack.headers.set("CSeq", cseq_value(seq, "ACK"));
-        if let Some(b) = body {
-            ack.headers.push("Content-Type", "application/sdp");
-            ack.body = b;
-        }
-        let msg = SipMessage::Request(ack);
-        self.tx.send_stateless(&msg, peer);
-        let _ = now;
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if let (Some(ts), SipMessage::Request(a)) = (call.timers_mut(), &msg) {
-            ts.sent_sdp(Leg::B, &a.body);
-        }
-        if let (Some(h), SipMessage::Request(a)) = (call.handshake_mut(), msg) {
-            h.b_ack = Some(a);
-        }
     }
 
     /// The last NOTIFY; the transfer is over.
@@ -716,9 +684,7 @@ impl B2bua {
         // late 2xx is ACKed and ended above): it ends too, on both legs.
         if let (Some(other), false) = (t.joins, t.swapped) {
             if self.calls.get(&other).is_some_and(Call::is_confirmed) {
-                self.send_bye(other, Leg::A, now);
-                self.send_bye(other, Leg::B, now);
-                self.finish_confirmed(other, now, policy);
+                self.end_both(other, now, policy);
             }
         }
     }
@@ -750,7 +716,7 @@ impl B2bua {
             }
             _ => {
                 // Leg A is gone (its re-INVITE timed out): the call is over.
-                self.ack_target(id, None, now);
+                self.send_b_ack(id, None, now);
                 self.notify_end(
                     id,
                     &Outcome {

@@ -483,9 +483,7 @@ impl B2bua {
             }
             match c.state {
                 CallState::Confirmed(_) => {
-                    self.send_bye(call, Leg::A, now);
-                    self.send_bye(call, Leg::B, now);
-                    self.finish_confirmed(call, now, policy);
+                    self.end_both(call, now, policy);
                 }
                 // Not answered yet (shutdown): 503 + Retry-After to A so it tries elsewhere or
                 // later (RFC 3261 §21.5.4), CANCEL to B.

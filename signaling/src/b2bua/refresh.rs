@@ -498,9 +498,7 @@ impl B2bua {
         }
         call.log.hangup(Hangup::SessionExpired, now);
         self.stats.sessions_expired += 1;
-        self.send_bye(id, Leg::A, now);
-        self.send_bye(id, Leg::B, now);
-        self.finish_confirmed(id, now, policy);
+        self.end_both(id, now, policy);
     }
 
     /// A re-INVITE or UPDATE from `leg`'s peer: `true` when answered here (422 for an interval

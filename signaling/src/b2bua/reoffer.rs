@@ -93,19 +93,10 @@ impl B2bua {
     /// ACK `leg`'s 2xx (CSeq `seq`) to a re-INVITE of trunkline's, with `body` when it carries
     /// an answer; kept for the 2xx's retransmissions.
     pub(super) fn ack_reinvite(&mut self, id: CallId, leg: Leg, seq: u32, body: Option<Vec<u8>>) {
-        let Some((mut ack, peer)) = self.dialog_request(id, leg, Method::Ack) else {
+        let Some(ack) = self.send_ack(id, leg, seq, body) else {
             return;
         };
-        ack.headers.set("CSeq", cseq_value(seq, "ACK"));
-        if let Some(b) = body {
-            ack.headers.push("Content-Type", "application/sdp");
-            ack.body = b;
-        }
-        let msg = SipMessage::Request(ack);
-        self.tx.send_stateless(&msg, peer);
-        if let (Some(r), SipMessage::Request(ack)) =
-            (self.calls.get_mut(&id).and_then(Call::reoffer_mut), msg)
-        {
+        if let Some(r) = self.calls.get_mut(&id).and_then(Call::reoffer_mut) {
             r.acks[idx(leg)] = Some(LegAck {
                 cseq: seq,
                 ack: Some(ack),
@@ -171,9 +162,7 @@ impl B2bua {
                 // an ACK cannot be refused: the call ends.
                 self.stats.media_failures += 1;
                 self.ack_reinvite(id, other, w.cseq, None);
-                self.send_bye(id, Leg::A, now);
-                self.send_bye(id, Leg::B, now);
-                self.finish_confirmed(id, now, policy);
+                self.end_both(id, now, policy);
             }
         }
         true
@@ -199,9 +188,7 @@ impl B2bua {
             return true;
         };
         self.ack_reinvite(id, w.origin.other(), w.cseq, None);
-        self.send_bye(id, Leg::A, now);
-        self.send_bye(id, Leg::B, now);
-        self.finish_confirmed(id, now, policy);
+        self.end_both(id, now, policy);
         true
     }
 

@@ -157,7 +157,10 @@ pub fn requests(msgs: &[SipMessage], method: &str) -> Vec<Request> {
 
 /// Sets up an answered call to `PBX` (leg B's To tag `btag`); returns (leg B's INVITE, A's
 /// To tag).
-pub fn answered_call(w: &mut World, call_id: &str) -> (Request, String) {
+pub fn answered_call<P: signaling::b2bua::Policy>(
+    w: &mut signaling::testing::World<P>,
+    call_id: &str,
+) -> (Request, String) {
     w.feed(A, &invite(call_id, SDP_A));
     let b_inv = w.take_request(PBX, "INVITE");
     w.feed_msg(
