@@ -555,3 +555,66 @@ fn a_name_with_only_an_aaaa_record_is_reached_over_ipv6() {
         },
     );
 }
+
+/// `tcp_fallback` on a UDP trunk named by SRV: a large INVITE (RFC 3261 §18.1.1) goes to the
+/// trunk's `_sip._tcp` target (RFC 3263: SRV per transport; here another port), not to its
+/// UDP one over TCP.
+#[test]
+fn a_large_invite_goes_to_the_trunks_tcp_srv_target() {
+    isolated(
+        "a_large_invite_goes_to_the_trunks_tcp_srv_target",
+        false,
+        |net| {
+            let dns_port = net.spare(0);
+            let records = vec![
+                format!(
+                    "--srv-host=_sip._udp.carrier.test,udp.carrier.test,{},1,0",
+                    net.closed()
+                ),
+                format!(
+                    "--srv-host=_sip._tcp.carrier.test,tcp.carrier.test,{},1,0",
+                    net.trunk(1)
+                ),
+                "--host-record=udp.carrier.test,127.0.0.1".to_string(),
+                "--host-record=tcp.carrier.test,127.0.0.1".to_string(),
+            ];
+            let _dns = Dnsmasq::start(net, dns_port, 30, &records);
+            let y = config(
+                net,
+                &format!("{{ servers: [127.0.0.1:{dns_port}], timeout_ms: 1000 }}"),
+                "  carrier: { address: carrier.test, transport: udp, tcp_fallback: true }\n",
+                "  - route: [carrier]\n",
+            )
+            .replacen(
+                "listen:\n",
+                &format!(
+                    "listen:\n  - {{ transport: tcp, address: 127.0.0.1:{} }}\n",
+                    net.sip()
+                ),
+                1,
+            );
+            let mut tl = Trunkline::start(net, &y);
+            wait_resolved(net, "carrier", 1.0, &tl);
+            wait_resolved(net, "carrier#tcp", 1.0, &tl);
+            let callee = Sipp::uas(
+                net,
+                "uas",
+                "uas_basic.xml",
+                net.trunk(1),
+                net.sipp_media(1),
+                1,
+            )
+            .args(&["-t", "t1"])
+            .spawn();
+            wait_tcp_listening(net.trunk(1), Duration::from_secs(5));
+            let caller = Sipp::uac(net, "uac", "uac_large.xml", 1, 1)
+                .pause_ms(200)
+                .run(Duration::from_secs(30));
+            let callee = callee.wait(Duration::from_secs(15));
+            tl.assert_alive();
+            let ctx = format!("trunkline log tail:\n{}", tl.log_tail(20));
+            caller.assert_all_ok(1, &ctx);
+            callee.assert_all_ok(1, &ctx);
+        },
+    );
+}

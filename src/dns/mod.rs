@@ -73,10 +73,17 @@ impl DnsTable {
         self.state.read().ok()?.trunks.get(trunk).cloned()
     }
 
-    /// The named trunk that resolves to `addr`, if any.
+    /// The named trunk that resolves to `addr`, if any (its TCP fallback addresses included).
     pub fn owner(&self, addr: SocketAddr) -> Option<String> {
         let st = self.state.read().ok()?;
-        st.owners.get(&addr).cloned()
+        let name = st.owners.get(&addr)?;
+        Some(name.strip_suffix(TCP_FALLBACK).unwrap_or(name).to_string())
+    }
+
+    /// A `tcp_fallback` trunk's TCP addresses (RFC 3263 for `_sip._tcp`), when its address is
+    /// a name resolved through SRV; `None` when it is not one.
+    pub fn tcp_fallback(&self, trunk: &str) -> Option<Resolved> {
+        self.get(&cat_fallback(trunk))
     }
 
     /// Every IP address a named trunk resolves to.
@@ -229,23 +236,39 @@ impl Resolver {
     }
 }
 
+/// The table key of a trunk's TCP fallback addresses.
+const TCP_FALLBACK: &str = "#tcp";
+
+fn cat_fallback(trunk: &str) -> String {
+    format!("{trunk}{TCP_FALLBACK}")
+}
+
 fn jobs_of(cfg: &Config) -> Vec<Job> {
     let family = |t: TransportKind, v6: bool| {
         cfg.listen
             .iter()
             .any(|l| l.transport == t && l.address.is_ipv6() == v6)
     };
-    cfg.trunks
-        .values()
-        .filter(|t| t.address.socket().is_none())
-        .map(|t| Job {
-            trunk: t.name.clone(),
-            address: t.address.clone(),
-            transport: t.transport,
-            v4: family(t.transport, false),
-            v6: family(t.transport, true),
-        })
-        .collect()
+    let job = |trunk: String, t: &config::Trunk, transport: TransportKind| Job {
+        trunk,
+        address: t.address.clone(),
+        transport,
+        v4: family(transport, false),
+        v6: family(transport, true),
+    };
+    let named = cfg.trunks.values().filter(|t| t.address.socket().is_none());
+    let mut jobs: Vec<Job> = named
+        .clone()
+        .map(|t| job(t.name.clone(), t, t.transport))
+        .collect();
+    // A UDP trunk named by SRV that takes TCP for large requests: its `_sip._tcp` records
+    // may name other hosts and ports (RFC 3263 §4.1: SRV per transport).
+    jobs.extend(
+        named
+            .filter(|t| t.tcp_fallback && matches!(t.address, TrunkAddress::Host(_)))
+            .map(|t| job(cat_fallback(&t.name), t, TransportKind::Tcp)),
+    );
+    jobs
 }
 
 fn build_resolver(s: &config::Dns) -> Result<TokioResolver, String> {

@@ -847,11 +847,23 @@ impl Policy for LivePolicy {
         self.header_policies.of(&self.config, &name)
     }
 
-    fn tcp_fallback(&mut self, trunk: &str, _now: Instant) -> bool {
-        self.config
-            .trunks
-            .get(trunk)
-            .is_some_and(|t| t.tcp_fallback)
+    fn tcp_fallback(
+        &mut self,
+        trunk: &str,
+        udp: std::net::SocketAddr,
+        _now: Instant,
+    ) -> Option<std::net::SocketAddr> {
+        let t = self.config.trunks.get(trunk).filter(|t| t.tcp_fallback)?;
+        match self.dns.tcp_fallback(&t.name) {
+            // Named by SRV: its `_sip._tcp` targets, of the family leg B is on.
+            Some(crate::dns::Resolved::Ready(addrs)) => {
+                addrs.iter().find(|a| a.is_ipv6() == udp.is_ipv6()).copied()
+            }
+            // Not resolved (yet): UDP, counted as oversize.
+            Some(_) => None,
+            // An address or host:port: the same one over TCP.
+            None => Some(udp),
+        }
     }
 
     fn session_timer(&mut self, trunk: Option<&str>, peer: Peer, _now: Instant) -> TimerChoice {

@@ -295,10 +295,16 @@ pub trait Policy {
     ) -> Option<Arc<HeaderPolicy>> {
         None
     }
-    /// Whether a leg B request over 1300 bytes to UDP trunk `trunk` goes over TCP to the same
-    /// address instead (RFC 3261 §18.1.1; `tcp_fallback:` of the trunk). Default: no.
-    fn tcp_fallback(&mut self, _trunk: &str, _now: Instant) -> bool {
-        false
+    /// Where a leg B request over 1300 bytes to UDP trunk `trunk` (at `udp`) goes over TCP
+    /// instead (RFC 3261 §18.1.1; `tcp_fallback:` of the trunk): the same address, or the
+    /// trunk's `_sip._tcp` one (RFC 3263). `None`: over UDP. Default: `None`.
+    fn tcp_fallback(
+        &mut self,
+        _trunk: &str,
+        _udp: SocketAddr,
+        _now: Instant,
+    ) -> Option<SocketAddr> {
+        None
     }
     /// The session timer (RFC 4028) of a leg: leg B towards `trunk` (`Some`), or leg A from
     /// `peer` (`None`: the policy knows whether the caller is a trunk). Default: the core's

@@ -467,11 +467,13 @@ impl B2bua {
         self.b_timer_headers(&trunk, t, now, policy, &mut timer_h);
         let via = self.via_for(t);
         let contact = self.contact_for(t);
-        let fallback =
-            (t.transport == Transport::Udp && policy.tcp_fallback(&trunk, now)).then(|| {
+        let fallback = (t.transport == Transport::Udp)
+            .then(|| policy.tcp_fallback(&trunk, t.addr, now))
+            .flatten()
+            .map(|addr| {
                 let tcp = Peer {
                     transport: Transport::Tcp,
-                    addr: t.addr,
+                    addr,
                 };
                 (tcp, self.via_for(tcp), self.contact_for(tcp))
             });

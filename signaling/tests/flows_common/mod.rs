@@ -232,8 +232,13 @@ impl signaling::b2bua::Policy for Tuned {
     fn event(&mut self, ev: signaling::b2bua::CallEvent, n: std::time::Instant) {
         self.inner.event(ev, n)
     }
-    fn tcp_fallback(&mut self, _trunk: &str, _now: std::time::Instant) -> bool {
-        self.tcp_fallback
+    fn tcp_fallback(
+        &mut self,
+        _trunk: &str,
+        udp: std::net::SocketAddr,
+        _now: std::time::Instant,
+    ) -> Option<std::net::SocketAddr> {
+        self.tcp_fallback.then_some(udp)
     }
     fn refer_mode(
         &mut self,
