@@ -1,4 +1,4 @@
-use super::*;
+use super::http::{parse_head, reload_allowed};
 
 fn settings(listen: &str, token: Option<&str>) -> config::Metrics {
     config::Metrics {
