@@ -31,6 +31,9 @@ pub enum Action {
     /// Answer with this final status code (400..=699) and reason phrase (none given: the
     /// phrase RFC 3261 §21 names, `signaling::status`).
     Reject(u16, Option<String>),
+    /// Look the (rewritten) user up in the location service (`locate: true`): the call goes to
+    /// that served user's bindings (a carrier's DID to a registered phone, say).
+    Locate,
 }
 
 /// The request attributes a dial plan decides on.

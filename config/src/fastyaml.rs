@@ -235,6 +235,7 @@ fn empty_rule() -> RawRule {
         route: None,
         redirect: None,
         reject: None,
+        locate: None,
     }
 }
 

@@ -87,8 +87,9 @@
 //! an authenticated user; a `tel:` URI's number) and `diversion_user` (the first Diversion's
 //! user; a rule on a header the request lacks does not match); all keys given must match; no
 //! `match` (or `match: {}`) matches everything. Exactly one action per rule: `route` (trunk
-//! names, failover order), `redirect` (`contacts`, literal URIs, and `code`, 3xx, default 302)
-//! or `reject` (`code` 4xx-6xx and `reason`, default the RFC 3261 §21 phrase). Rewrites
+//! names, failover order), `redirect` (`contacts`, literal URIs, and `code`, 3xx, default 302),
+//! `reject` (`code` 4xx-6xx and `reason`, default the RFC 3261 §21 phrase) or `locate: true` (the
+//! rewritten `to_user` looked up in the location service of the first served domain). Rewrites
 //! (`rewrite: { to_user, from_user, from_display, request_uri }`) are templates where `$N` / `${N}` /
 //! `${name}` insert a capture group and `$$` a literal `$`:
 //! - `rewrite.to_user` uses the captures of `match.to_user`;
@@ -1352,6 +1353,14 @@ fn build_with(
             None => return Ok(None),
         },
     };
+    if registrar.is_none() {
+        if let Some(i) = rules.iter().position(|r| r.action == Action::Locate) {
+            return Err(sem(
+                vec![key("dialplan"), Seg::Index(i), key("locate")],
+                "`locate` looks the user up in the location service: it needs `registrar:`",
+            ));
+        }
+    }
     family_checks(&listen, &trunks)?;
     let mut warnings = family_warnings(&listen, &media, &trunks);
     warnings.extend(route_warnings(&rules, &trunks));

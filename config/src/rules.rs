@@ -23,6 +23,8 @@ pub(crate) struct RawRule {
     pub(crate) redirect: Option<RawRedirect>,
     #[serde(default)]
     pub(crate) reject: Option<RawReject>,
+    #[serde(default)]
+    pub(crate) locate: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Debug, PartialEq)]
@@ -283,14 +285,24 @@ fn build_rule(
         }
     }
 
-    let n_actions = r.route.is_some() as u8 + r.redirect.is_some() as u8 + r.reject.is_some() as u8;
+    let locate = r.locate == Some(true);
+    let n_actions = r.route.is_some() as u8
+        + r.redirect.is_some() as u8
+        + r.reject.is_some() as u8
+        + locate as u8;
     if n_actions != 1 {
         return Err(sem(
             base(),
             format!(
-                "rule {} needs exactly one action (`route`, `redirect` or `reject`), it has {n_actions}",
+                "rule {} needs exactly one action (`route`, `redirect`, `reject` or `locate: true`), it has {n_actions}",
                 i + 1
             ),
+        ));
+    }
+    if locate && (rewrite_from_user.is_some() || rewrite_request_uri.is_some()) {
+        return Err(sem(
+            at(&["rewrite"]),
+            "a `locate` rule rewrites `to_user` only (the user looked up)",
         ));
     }
     let action = if let Some(route) = r.route {
@@ -363,6 +375,8 @@ fn build_rule(
         }
         let reason = rj.reason;
         Action::Reject(rj.code, reason)
+    } else if locate {
+        Action::Locate
     } else {
         return Err(sem(base(), "rule has no action"));
     };

@@ -87,3 +87,31 @@ fn a_display_name_with_a_quote_is_refused() {
     let e = from_yaml(&src, "t.yaml").expect_err("bad regex");
     assert!(e.to_string().contains("pai_user"), "{e}");
 }
+
+#[test]
+fn a_locate_rule_rewrites_the_user_looked_up() {
+    let rule = "  - { match: { to_user: '^0(\\d{8})$' }, rewrite: { to_user: '+5548$1' }, locate: true }\n";
+    let e = from_yaml(&format!("{HEAD}{rule}"), "t.yaml").expect_err("no registrar");
+    assert!(e.to_string().contains("needs `registrar:`"), "{e}");
+    let registrar =
+        "registrar:\n  domains: [example.com]\n  users: { alice: { password: s3cret } }\n";
+    let c =
+        from_yaml(&format!("{registrar}{HEAD}{rule}"), "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let mut query = q(None, None);
+    query.to_user = "045678901";
+    let d = c.dialplan.lookup(&query).expect("match");
+    assert_eq!(d.action, Action::Locate);
+    assert_eq!(d.to_user.as_deref(), Some("+554845678901"));
+    for (bad, says) in [
+        ("locate: true, route: [a]", "exactly one action"),
+        ("locate: false", "exactly one action"),
+        (
+            "rewrite: { from_user: x }, locate: true",
+            "rewrites `to_user` only",
+        ),
+    ] {
+        let src = format!("{HEAD}  - {{ match: {{ to_user: '^0' }}, {bad} }}\n");
+        let e = from_yaml(&src, "t.yaml").expect_err(bad);
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+    }
+}

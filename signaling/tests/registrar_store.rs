@@ -4,51 +4,9 @@
 
 mod registrar_common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use registrar_common::*;
-use signaling::digest_client::{Credentials, DigestClient, RequestParts};
-use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
-
-fn settings() -> RegistrarSettings {
-    RegistrarSettings {
-        domains: vec!["example.com".into()],
-        realm: "example.com".into(),
-        min_expires: 60,
-        max_expires: 3600,
-        default_expires: 3600,
-        users: HashMap::from([("alice".to_string(), UserSecret::password("s3cret"))]),
-        aliases: HashMap::new(),
-        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
-        keepalive: 30,
-        authenticate_calls: true,
-        auth_failures: Default::default(),
-    }
-}
-
-/// alice registers `contact` (challenge, then credentials); the status of the answer.
-fn register_alice(w: &mut World, cseq: u32, contact: &str) -> u16 {
-    w.feed(PHONE_NAT, &register("alice", cseq, contact, ""));
-    let ch = w.final_to(PHONE_NAT);
-    assert_eq!(ch.status, 401);
-    let mut client = DigestClient::new(Credentials {
-        username: "alice".into(),
-        password: "s3cret".into(),
-        realm: None,
-    });
-    let parts = RequestParts {
-        method: "REGISTER",
-        uri: "sip:example.com",
-        body: b"",
-    };
-    let a = client
-        .answer(&ch, &parts, None, "c0ffee")
-        .expect("answerable");
-    let auth = format!("{}: {}\r\n", a.header, a.value);
-    w.feed(PHONE_NAT, &register("alice", cseq + 1, contact, &auth));
-    w.final_to(PHONE_NAT).status
-}
 
 #[test]
 fn changed_bindings_are_reported_and_a_new_core_routes_to_them() {

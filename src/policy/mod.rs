@@ -467,6 +467,9 @@ impl LivePolicy {
                 }
             }
             Action::Redirect(contacts, code) => RouteOutcome::Redirect { code, contacts },
+            Action::Locate => RouteOutcome::Locate {
+                user: d.to_user.unwrap_or_else(|| to_user.to_string()),
+            },
             Action::Reject(code, reason) => RouteOutcome::Reject {
                 code,
                 reason: reason.unwrap_or_else(|| signaling::status::reason_phrase(code).into()),

@@ -48,6 +48,9 @@ pub enum RouteOutcome {
     /// Answer leg A 503 Service Unavailable with `Retry-After: retry_after` (seconds): an
     /// overload or a limit rather than a routing decision (RFC 3261 §21.5.4, §20.33).
     Unavailable { retry_after: u32 },
+    /// Look `user` up in the location service (the dial plan rewrote what was dialled into a
+    /// served user): the call goes to its bindings, or gets the lookup's 404/480.
+    Locate { user: String },
 }
 
 /// What the core does with a 3xx a trunk answered leg B's INVITE with (per trunk,

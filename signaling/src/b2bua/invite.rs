@@ -159,6 +159,12 @@ impl B2bua {
             Some(Err(miss)) => miss,
             Some(Ok(targets)) => policy.route_registered(&req, from, targets, &from_user, now),
         };
+        let outcome = match outcome {
+            RouteOutcome::Locate { user } => {
+                self.locate_user(&req, from, &user, &from_user, now, policy)
+            }
+            other => other,
+        };
         let route = match outcome {
             RouteOutcome::Route {
                 targets,
@@ -263,6 +269,39 @@ impl B2bua {
                 self.refused_invite(req, from, code, now, policy);
             }
             RouteOutcome::Route { .. } => {}
+            // Resolved before (`locate_user`); never left for here.
+            RouteOutcome::Locate { .. } => {
+                self.reject(tx, req, from, 404, "Not Found", now, policy);
+            }
+        }
+    }
+
+    /// The dial plan's `locate: true`: `user` (as the plan rewrote it) looked up in the
+    /// location service of the first served domain; its bindings are the call's targets.
+    fn locate_user(
+        &mut self,
+        req: &Request,
+        from: Peer,
+        user: &str,
+        from_user: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> RouteOutcome {
+        let not_found = RouteOutcome::Reject {
+            code: 404,
+            reason: "Not Found".into(),
+        };
+        let Some(domain) = policy
+            .registrar(now)
+            .and_then(|s| s.domains.first().cloned())
+        else {
+            return not_found;
+        };
+        let uri = cat(&["sip:", &user_at(user), &domain]);
+        match self.locate(&uri, now, policy) {
+            Some(Ok(targets)) => policy.route_registered(req, from, targets, from_user, now),
+            Some(Err(miss)) => miss,
+            None => not_found,
         }
     }
 

@@ -134,7 +134,9 @@ impl B2bua {
                 from_user,
                 ..
             } if !targets.is_empty() => Ok((targets.swap_remove(0), to_user, from_user)),
-            RouteOutcome::Route { .. } => Err(Refusal::Plain(404, "Not Found".into())),
+            RouteOutcome::Route { .. } | RouteOutcome::Locate { .. } => {
+                Err(Refusal::Plain(404, "Not Found".into()))
+            }
             RouteOutcome::Reject { code, reason } => Err(Refusal::Plain(code, reason)),
             RouteOutcome::Unavailable { retry_after } => Err(Refusal::Unavailable(retry_after)),
             RouteOutcome::Redirect { code, contacts } => Err(Refusal::Redirect(code, contacts)),

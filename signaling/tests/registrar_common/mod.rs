@@ -10,7 +10,10 @@ use signaling::b2bua::{
     CallEvent, CallRef, CoreConfig, Leg, MediaRefusal, Policy, RouteOutcome, StaticPolicy, Target,
 };
 use signaling::message::{Request, Response, SipMessage};
-use signaling::registrar::RegistrarSettings;
+use std::collections::HashMap;
+
+use signaling::digest_client::{Credentials, DigestClient, RequestParts};
+use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
 use signaling::testing::peer;
 use signaling::Peer;
 
@@ -22,6 +25,8 @@ pub const PBX: &str = "127.0.0.1:5080";
 pub struct RegPolicy {
     pub inner: StaticPolicy,
     pub settings: Arc<RegistrarSettings>,
+    /// Dialled users the dial plan answers `locate` for, with the user it rewrites them to.
+    pub locate: Vec<(String, String)>,
 }
 
 impl Policy for RegPolicy {
@@ -33,6 +38,9 @@ impl Policy for RegPolicy {
         fr: &str,
         now: Instant,
     ) -> RouteOutcome {
+        if let Some((_, user)) = self.locate.iter().find(|(d, _)| d == to) {
+            return RouteOutcome::Locate { user: user.clone() };
+        }
         self.inner.route(req, from, to, fr, now)
     }
     fn media_offer(
@@ -86,6 +94,7 @@ pub fn world(settings: RegistrarSettings) -> World {
                 released: Vec::new(),
             },
             settings: Arc::new(settings),
+            locate: Vec::new(),
         },
     )
 }
@@ -136,4 +145,44 @@ pub fn invites_to(w: &mut World, to: &str) -> Vec<Request> {
 /// Every value of header `name` in `r`.
 pub fn all(r: &Response, name: &str) -> Vec<String> {
     r.headers.get_all(name).map(str::to_string).collect()
+}
+
+/// example.com served, alice (password s3cret), calls authenticated.
+pub fn settings() -> RegistrarSettings {
+    RegistrarSettings {
+        domains: vec!["example.com".into()],
+        realm: "example.com".into(),
+        min_expires: 60,
+        max_expires: 3600,
+        default_expires: 3600,
+        users: HashMap::from([("alice".to_string(), UserSecret::password("s3cret"))]),
+        aliases: HashMap::new(),
+        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+        keepalive: 30,
+        authenticate_calls: true,
+        auth_failures: Default::default(),
+    }
+}
+
+/// alice registers `contact` (challenge, then credentials); the status of the answer.
+pub fn register_alice(w: &mut World, cseq: u32, contact: &str) -> u16 {
+    w.feed(PHONE_NAT, &register("alice", cseq, contact, ""));
+    let ch = w.final_to(PHONE_NAT);
+    assert_eq!(ch.status, 401);
+    let mut client = DigestClient::new(Credentials {
+        username: "alice".into(),
+        password: "s3cret".into(),
+        realm: None,
+    });
+    let parts = RequestParts {
+        method: "REGISTER",
+        uri: "sip:example.com",
+        body: b"",
+    };
+    let a = client
+        .answer(&ch, &parts, None, "c0ffee")
+        .expect("answerable");
+    let auth = format!("{}: {}\r\n", a.header, a.value);
+    w.feed(PHONE_NAT, &register("alice", cseq + 1, contact, &auth));
+    w.final_to(PHONE_NAT).status
 }
