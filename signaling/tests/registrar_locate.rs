@@ -40,3 +40,33 @@ fn a_did_rewritten_to_an_offline_user_gets_480() {
     w.feed(CARRIER, &invite("sip:5550100@192.0.2.10", "did-4"));
     assert_eq!(w.final_to(CARRIER).status, 480);
 }
+
+#[test]
+fn a_message_to_a_did_the_plan_locates_reaches_the_phone() {
+    let mut w = world(settings());
+    w.policy.locate = vec![("5550100".into(), "alice".into())];
+    assert_eq!(
+        register_alice(&mut w, 1, "<sip:alice@192.168.1.20:5060>"),
+        200
+    );
+    w.sent().clear();
+    let msg = String::from_utf8(invite("sip:5550100@192.0.2.10", "did-m1"))
+        .unwrap()
+        .replace("INVITE sip", "MESSAGE sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 MESSAGE")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+        );
+    w.feed(CARRIER, msg.as_bytes());
+    let to_phone: Vec<_> = w
+        .take_to(PHONE_NAT)
+        .into_iter()
+        .filter_map(|m| match m {
+            signaling::message::SipMessage::Request(r) if r.method.as_str() == "MESSAGE" => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_phone.len(), 1);
+    assert_eq!(to_phone[0].body, b"hi");
+}

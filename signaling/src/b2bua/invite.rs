@@ -287,7 +287,21 @@ impl B2bua {
         now: Instant,
         policy: &mut dyn Policy,
     ) -> RouteOutcome {
-        let not_found = RouteOutcome::Reject {
+        match self.locate_served(user, now, policy) {
+            Ok(targets) => policy.route_registered(req, from, targets, from_user, now),
+            Err(miss) => miss,
+        }
+    }
+
+    /// `user` looked up in the location service of the first served domain: its bindings,
+    /// or the refusal (404 without a registrar or such a user, 480 offline).
+    pub(super) fn locate_served(
+        &mut self,
+        user: &str,
+        now: Instant,
+        policy: &mut dyn Policy,
+    ) -> Result<Vec<Target>, RouteOutcome> {
+        let not_found = || RouteOutcome::Reject {
             code: 404,
             reason: "Not Found".into(),
         };
@@ -295,14 +309,11 @@ impl B2bua {
             .registrar(now)
             .and_then(|s| s.domains.first().cloned())
         else {
-            return not_found;
+            return Err(not_found());
         };
         let uri = cat(&["sip:", &user_at(user), &domain]);
-        match self.locate(&uri, now, policy) {
-            Some(Ok(targets)) => policy.route_registered(req, from, targets, from_user, now),
-            Some(Err(miss)) => miss,
-            None => not_found,
-        }
+        self.locate(&uri, now, policy)
+            .unwrap_or_else(|| Err(not_found()))
     }
 
     /// The call for leg A's INVITE `req`: leg A's dialog as the caller set it up, leg B's new

@@ -127,6 +127,19 @@ impl B2bua {
                 from_display: None,
             },
         };
+        // The plan's `locate`: the served user it names (no call limits: not a call).
+        let outcome = match outcome {
+            RouteOutcome::Locate { user } => match self.locate_served(&user, now, policy) {
+                Ok(targets) => RouteOutcome::Route {
+                    targets,
+                    to_user: String::new(),
+                    from_user: from_user.clone(),
+                    from_display: None,
+                },
+                Err(miss) => miss,
+            },
+            other => other,
+        };
         match outcome {
             RouteOutcome::Route {
                 mut targets,
