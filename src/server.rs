@@ -10,7 +10,7 @@ use config::{Config, TransportKind};
 use signaling::b2bua::{B2bua, CoreConfig, Hangup};
 use tokio::sync::mpsc;
 
-use crate::metrics::{AdminRequest, Metrics};
+use crate::metrics::{refresh_gauges, AdminRequest, Metrics};
 use crate::policy::{LivePolicy, Media};
 use crate::transport::{self, Input, Sender, TcpConns};
 
@@ -417,90 +417,6 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     }
     tracing::info!("trunkline stopped");
     Ok(())
-}
-
-fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
-    metrics.active_calls.set(core.active_calls() as i64);
-    metrics.transactions.set(core.transactions() as i64);
-    let tx = core.tx_stats();
-    crate::policy::set_counter(
-        &metrics.transactions_created.with_label_values(&["client"]),
-        tx.client_created,
-    );
-    crate::policy::set_counter(
-        &metrics.transactions_created.with_label_values(&["server"]),
-        tx.server_created,
-    );
-    crate::policy::set_counter(
-        &metrics.retransmissions.with_label_values(&["sent"]),
-        tx.retransmissions_sent,
-    );
-    crate::policy::set_counter(
-        &metrics.retransmissions.with_label_values(&["absorbed"]),
-        tx.retransmissions_absorbed,
-    );
-    crate::policy::set_counter(&metrics.transaction_timeouts, tx.timeouts);
-    crate::policy::set_counter(&metrics.udp_oversize, tx.udp_oversize);
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if tx.udp_oversize > 0 && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        tracing::warn!(
-            "a request over 1300 bytes went to a peer over UDP (RFC 3261 §18.1.1 asks for TCP; \
-             set `tcp_fallback: true` on a UDP trunk that takes TCP); counted in \
-             trunkline_sip_udp_oversize_total, logged once"
-        );
-    }
-    let stats = core.stats();
-    crate::policy::set_counter(&metrics.parse_errors, stats.parse_errors);
-    metrics
-        .registered_contacts
-        .set(core.registered_contacts(Instant::now()) as i64);
-    metrics.subscriptions.set(core.subscriptions() as i64);
-    crate::policy::set_counter(&metrics.keepalives, stats.keepalives);
-    for (result, n) in [
-        ("answered", stats.auth_retries),
-        ("refused", stats.auth_refused),
-    ] {
-        crate::policy::set_counter(&metrics.trunk_auth.with_label_values(&[result]), n);
-    }
-    crate::policy::set_counter(&metrics.media_failures, stats.media_failures);
-    for (event, n) in [
-        ("refreshed", stats.session_refreshes),
-        ("expired", stats.sessions_expired),
-        ("too_small", stats.session_too_small),
-        ("retried", stats.session_retries),
-    ] {
-        crate::policy::set_counter(&metrics.session_timers.with_label_values(&[event]), n);
-    }
-    for (result, n) in [
-        ("accepted", stats.transfers),
-        ("completed", stats.transfers_completed),
-    ] {
-        crate::policy::set_counter(&metrics.transfers.with_label_values(&[result]), n);
-    }
-    for (status, n) in &stats.registers {
-        crate::policy::set_counter(
-            &metrics.registers.with_label_values(&[&status.to_string()]),
-            *n,
-        );
-    }
-    for (status, n) in &stats.messages {
-        crate::policy::set_counter(
-            &metrics
-                .instant_messages
-                .with_label_values(&[&status.to_string()]),
-            *n,
-        );
-    }
-    for reason in signaling::b2bua::REJECT_REASONS {
-        crate::policy::set_counter(
-            &metrics.messages_rejected.with_label_values(&[reason]),
-            stats.rejected.get(reason).copied().unwrap_or(0),
-        );
-    }
-    if let Some(m) = &policy.media {
-        m.refresh_metrics(metrics);
-    }
-    policy.refresh_limit_metrics();
 }
 
 /// Reloads the configuration file: parsed and validated whole on a blocking thread (a 100k-rule

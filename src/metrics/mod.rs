@@ -14,7 +14,9 @@ use signaling::b2bua::CallEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+mod gauges;
 mod http;
+pub use gauges::refresh_gauges;
 pub use http::*;
 
 /// Every series trunkline exports. Counters are updated from the core task; gauges that mirror

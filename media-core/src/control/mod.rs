@@ -48,13 +48,6 @@ use std::sync::Arc;
 /// Most m-lines one call may have (each opens a pair: 4 UDP ports).
 pub const MAX_MEDIA_PER_CALL: usize = 16;
 
-/// What bounds one offer or answer: room for pairs (`(max, left)`), and TCP streams.
-#[derive(Clone, Copy)]
-struct Limits {
-    room: Option<(usize, usize)>,
-    tcp: TcpStreams,
-}
-
 /// Which party of the call an SDP comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -89,6 +82,8 @@ impl Side {
 }
 
 pub use error::MediaError;
+use streams::Limits;
+pub use streams::TcpStreams;
 
 /// The signalling IPs around one SDP: of the side it comes from and of the side it goes to
 /// (for the family of the ports facing each; see the module documentation).
@@ -190,19 +185,6 @@ pub struct MediaCalls {
     /// Fills a buffer with CSPRNG bytes, for SRTP keys.
     key_source: Option<KeySource>,
     tcp_streams: TcpStreams,
-}
-
-/// What becomes of an m-line carried over TCP (MSRP, BFCP, TCP/RTP), which a UDP relay port
-/// can never carry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TcpStreams {
-    /// Rejected with port 0 on its way through (the other streams are relayed); default: no
-    /// address of one side reaches the other.
-    #[default]
-    Reject,
-    /// Passed untouched: its port and connection address cross as they are (the peers connect
-    /// to each other directly; the topology of that stream is not hidden).
-    Pass,
 }
 
 /// A CSPRNG the shell hands in (media-core reads no entropy itself).
@@ -906,6 +888,7 @@ fn sdp_family(sdp: &Sdp) -> Option<Family> {
 /// pairs from a range, records every call, moves no packets.
 mod error;
 pub mod fake;
+mod streams;
 
 #[cfg(test)]
 mod tests;

@@ -50,6 +50,15 @@ struct Outcome {
     reason: String,
 }
 
+impl Outcome {
+    fn new(status: u16, reason: &str) -> Outcome {
+        Outcome {
+            status,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 impl Transfer {
     /// An attended transfer's: the target is `other`'s caller, re-INVITEd in its dialog `d`.
     pub(super) fn joining(
@@ -322,10 +331,7 @@ impl B2bua {
             t.invite_tx = None;
         }
         if resp.status >= 300 {
-            let outcome = Outcome {
-                status: resp.status,
-                reason: resp.reason.clone(),
-            };
+            let outcome = Outcome::new(resp.status, &resp.reason);
             self.transfer_failed(id, outcome, now, policy);
             return;
         }
@@ -370,10 +376,7 @@ impl B2bua {
             // No offer to put to A (RFC 3264 §5: an offer in the 2xx of an offerless INVITE),
             // or one the relay refused: ACK and BYE the target.
             self.end_target(target, seq, now);
-            let outcome = Outcome {
-                status: 488,
-                reason: "Not Acceptable Here".into(),
-            };
+            let outcome = Outcome::new(488, "Not Acceptable Here");
             self.transfer_failed(id, outcome, now, policy);
             return;
         };
@@ -466,10 +469,7 @@ impl B2bua {
             None => {
                 // Leg A kept its old session: ACK the target without an answer, end it all.
                 self.send_b_ack(id, None, now);
-                let outcome = Outcome {
-                    status: 500,
-                    reason: "Server Internal Error".into(),
-                };
+                let outcome = Outcome::new(500, "Server Internal Error");
                 self.notify_end(id, &outcome, now);
                 self.send_bye(id, Leg::A, now);
                 self.send_bye(id, Leg::B, now);
@@ -483,10 +483,7 @@ impl B2bua {
     /// A's answer to the target in its ACK; the transferor told and let go.
     fn transfer_done(&mut self, id: CallId, sdp: Vec<u8>, now: Instant, policy: &mut dyn Policy) {
         self.send_b_ack(id, Some(sdp), now);
-        let outcome = Outcome {
-            status: 200,
-            reason: "OK".into(),
-        };
+        let outcome = Outcome::new(200, "OK");
         self.notify_end(id, &outcome, now);
         self.bye_transferor(id, now);
         self.take_transfer(id);
@@ -708,23 +705,12 @@ impl B2bua {
                 if let Some(t) = self.calls.get_mut(&id).and_then(Call::transfer_mut) {
                     t.invite_tx = None;
                 }
-                let outcome = Outcome {
-                    status,
-                    reason: reason.to_string(),
-                };
-                self.transfer_failed(id, outcome, now, policy);
+                self.transfer_failed(id, Outcome::new(status, reason), now, policy);
             }
             _ => {
                 // Leg A is gone (its re-INVITE timed out): the call is over.
                 self.send_b_ack(id, None, now);
-                self.notify_end(
-                    id,
-                    &Outcome {
-                        status,
-                        reason: reason.to_string(),
-                    },
-                    now,
-                );
+                self.notify_end(id, &Outcome::new(status, reason), now);
                 self.send_bye(id, Leg::B, now);
                 self.bye_transferor(id, now);
                 self.take_transfer(id);
