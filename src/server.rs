@@ -194,7 +194,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     let mut policy = LivePolicy::new(cfg, media, metrics.clone());
     policy.cdr = cdr;
     policy.quality = quality_reports(&policy);
-    policy.mgcp_bridge = bridge;
+    policy.mgcp_bridge = Arc::new(bridge);
     policy.dns = resolver.table.clone();
     let mut dns_seen = policy.dns.generation();
     let sender = Sender {
@@ -674,44 +674,74 @@ fn start_hep(cfg: &Config, metrics: &Metrics) -> Result<Option<crate::hep::Hep>,
     Ok(Some(crate::hep::Hep { sender, locals }))
 }
 
-/// The MGCP bridge for the trunks with an `mgcp:` section (none: no bridge); its loopback SIP
-/// address, where the core sends those trunks' calls.
+/// The MGCP bridge for the trunks with an `mgcp:` section (none: no bridge): one loopback
+/// SIP socket per gateway (where the core sends its calls and its lines' calls come from),
+/// and the call agent's MGCP socket. Returns each gateway's SIP address.
 async fn start_mgcp_bridge(
     cfg: &Config,
     metrics: Arc<Metrics>,
-) -> Result<Option<std::net::SocketAddr>, String> {
-    let gateways: std::collections::HashMap<String, crate::mgcp_bridge::Gateway> = cfg
-        .trunks
-        .values()
-        .filter_map(|t| {
-            // a gateway's address is IP:port (the configuration refuses names for it)
-            let address = t.address.socket()?;
-            t.mgcp.as_ref().map(|m| {
-                (
-                    t.name.clone(),
-                    crate::mgcp_bridge::Gateway {
-                        address,
-                        endpoint: m.endpoint.clone(),
-                    },
-                )
-            })
-        })
-        .collect();
-    if gateways.is_empty() {
-        return Ok(None);
+) -> Result<std::collections::HashMap<String, std::net::SocketAddr>, String> {
+    use crate::mgcp_bridge::Gateway;
+    let err = |e: std::io::Error| format!("mgcp bridge: {e}");
+    let mut gateways = std::collections::HashMap::new();
+    let mut sockets = Vec::new();
+    for t in cfg.trunks.values() {
+        // a gateway's address is IP:port (the configuration refuses names for it)
+        let (Some(m), Some(address)) = (t.mgcp.as_ref(), t.address.socket()) else {
+            continue;
+        };
+        let sip = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(err)?;
+        let local = sip.local_addr().map_err(err)?;
+        let digit_map = mgcp::DigitMap::parse(&m.digit_map)
+            .map_err(|e| format!("mgcp bridge: gateway {}: {e}", t.name))?;
+        gateways.insert(
+            t.name.clone(),
+            Gateway {
+                address,
+                sip: local,
+                endpoint: m.endpoint.clone(),
+                endpoints: m.endpoints.clone(),
+                lines: m
+                    .lines
+                    .iter()
+                    .map(|l| (l.number.clone(), l.endpoint.clone()))
+                    .collect(),
+                digit_map,
+                ring_time: m.ring_time,
+                audit_every: crate::mgcp_bridge::AUDIT_EVERY,
+            },
+        );
+        sockets.push((t.name.clone(), sip));
     }
-    let sip = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("mgcp bridge: {e}"))?;
-    let mgcp = tokio::net::UdpSocket::bind("0.0.0.0:0")
-        .await
-        .map_err(|e| format!("mgcp bridge: {e}"))?;
-    let local = sip.local_addr().map_err(|e| format!("mgcp bridge: {e}"))?;
-    let names: Vec<String> = gateways.keys().cloned().collect();
-    let bridge = crate::mgcp_bridge::Bridge::new(gateways, local, rand::random::<[u8; 32]>());
-    tokio::spawn(crate::mgcp_bridge::run(bridge, sip, mgcp, metrics));
-    tracing::info!(gateways = ?names, bridge = %local, "MGCP call agent running");
-    Ok(Some(local))
+    if gateways.is_empty() {
+        return Ok(Default::default());
+    }
+    let listen = cfg
+        .mgcp_listen
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mgcp = tokio::net::UdpSocket::bind(listen).await.map_err(err)?;
+    let agent = mgcp.local_addr().map_err(err)?;
+    // the lines' calls enter the core at its first IPv4 UDP listener (on loopback when it
+    // listens on every address)
+    let core = cfg
+        .listen
+        .iter()
+        .find(|l| l.transport == TransportKind::Udp && l.address.is_ipv4())
+        .map(|l| {
+            let mut a = l.address;
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            a
+        });
+    let addrs: std::collections::HashMap<String, std::net::SocketAddr> =
+        gateways.iter().map(|(n, g)| (n.clone(), g.sip)).collect();
+    let bridge = crate::mgcp_bridge::Bridge::new(gateways, core, rand::random::<[u8; 32]>());
+    tokio::spawn(crate::mgcp_bridge::run(bridge, sockets, mgcp, metrics));
+    tracing::info!(gateways = ?addrs, agent = %agent, "MGCP call agent running");
+    Ok(addrs)
 }
 
 fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String> {

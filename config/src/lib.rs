@@ -132,6 +132,7 @@ pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 pub use cdr::{Cdr, CdrFormat, Rotate};
 pub use dns::{Dns, TrunkAddress};
+pub use gateway::{Line, TrunkMgcp, DEFAULT_DIGIT_MAP};
 pub use headers::{Identity, TrunkHeaders, PER_HOP};
 pub use session_timer::{SessionTimer, DEFAULT_SESSION_TIMER};
 pub use srtp::SrtpPolicy;
@@ -139,6 +140,7 @@ pub use users::{DigestAlgorithm, RegistrarUser};
 mod dialplan;
 mod dns;
 mod fastyaml;
+mod gateway;
 mod locate;
 mod pattern;
 mod rules;
@@ -545,13 +547,6 @@ pub enum Redirect {
     Reject,
 }
 
-/// An MGCP gateway trunk (`mgcp:`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrunkMgcp {
-    /// Endpoint name for CRCX, `local@domain`, wildcards allowed (`rtpbridge/*@mgw`, `ds/e1-1/*@gw`).
-    pub endpoint: String,
-}
-
 /// How trunkline opens TLS to a trunk (`tls:` of a `transport: tls` trunk).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrunkTls {
@@ -593,6 +588,9 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// How trunk names are resolved (`dns:`); changes need a restart.
     pub dns: Dns,
+    /// The MGCP call agent's own port (`mgcp: { listen }`, where gateways send RSIP and
+    /// NTFY); None: an ephemeral port on 0.0.0.0. Changes need a restart.
+    pub mgcp_listen: Option<SocketAddr>,
     /// The file it came from, or `"<embedded default>"`.
     pub source: String,
     /// Valid but probably unintended settings (see [`ConfigWarning`]).
@@ -847,13 +845,17 @@ struct RawConfig {
     dns: Option<dns::RawDns>,
     #[serde(default, deserialize_with = "unique_keys")]
     trunks: Vec<(String, RawTrunk)>,
+    #[serde(default, deserialize_with = "unique_keys")]
+    gateways: Vec<(String, gateway::RawGateway)>,
+    #[serde(default)]
+    mgcp: Option<gateway::RawMgcpAgent>,
     #[serde(default)]
     dialplan: Vec<RawRule>,
 }
 
 /// A mapping read in file order, where a repeated key is an error (raised while reading that
 /// key, so it is positioned at the repeat). Plain serde maps silently keep the last one.
-fn unique_keys<'de, D, V>(d: D) -> Result<Vec<(String, V)>, D::Error>
+pub(crate) fn unique_keys<'de, D, V>(d: D) -> Result<Vec<(String, V)>, D::Error>
 where
     D: serde::Deserializer<'de>,
     V: Deserialize<'de>,
@@ -1033,7 +1035,7 @@ struct RawLimits {
     tcp: Option<abuse::RawTcpLimits>,
 }
 
-#[derive(Deserialize, Debug, PartialEq)]
+#[derive(Deserialize, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 struct RawTrunk {
     address: String,
@@ -1046,7 +1048,7 @@ struct RawTrunk {
     #[serde(default)]
     tls: Option<RawTrunkTls>,
     #[serde(default)]
-    mgcp: Option<RawTrunkMgcp>,
+    mgcp: Option<gateway::RawTrunkMgcp>,
     #[serde(default)]
     auth: Option<carrier::RawTrunkAuth>,
     #[serde(default)]
@@ -1070,12 +1072,6 @@ struct RawTrunk {
     identity: Option<Identity>,
     #[serde(default)]
     headers: Option<headers::RawHeaders>,
-}
-
-#[derive(Deserialize, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct RawTrunkMgcp {
-    endpoint: String,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1224,8 +1220,32 @@ fn build_with(
     let dns = raw.dns.map(dns::build_dns).transpose()?.unwrap_or_default();
 
     let mut trunks = BTreeMap::new();
-    for (name, t) in raw.trunks {
-        let p = |k: &str| vec![key("trunks"), key(&name), key(k)];
+    let mgcp_listen = raw.mgcp.map(gateway::build_agent).transpose()?.flatten();
+    let gateways = raw.gateways.into_iter().map(|(name, g)| {
+        let (address, max_calls, max_cps, mgcp) = g.split();
+        let t = RawTrunk {
+            address,
+            max_calls,
+            max_cps,
+            mgcp: Some(mgcp),
+            ..RawTrunk::default()
+        };
+        ("gateways", name, t)
+    });
+    let sections: Vec<(&str, String, RawTrunk)> = raw
+        .trunks
+        .into_iter()
+        .map(|(n, t)| ("trunks", n, t))
+        .chain(gateways)
+        .collect();
+    for (section, name, t) in sections {
+        let p = |k: &str| vec![key(section), key(&name), key(k)];
+        if trunks.contains_key(&name) {
+            return Err(sem(
+                vec![key(section), Seg::KeyItself(name.clone())],
+                format!("`{name}` is already a trunk: gateways and trunks share one namespace"),
+            ));
+        }
         let session_timer =
             session_timer::build_session_timer(t.session_expires, t.min_se, sip.session_timer, p)?;
         let headers = t
@@ -1292,22 +1312,13 @@ fn build_with(
                     "an `mgcp` gateway's address is IP:port (names are for SIP trunks)",
                 ));
             }
-            Some(m) => {
-                let e = m.endpoint.trim();
-                let ok = e.contains('@')
-                    && !e.starts_with('@')
-                    && !e.ends_with('@')
-                    && !e.chars().any(|c| c.is_whitespace() || c.is_control());
-                if !ok {
-                    return Err(sem(
-                        vec![key("trunks"), key(&name), key("mgcp"), key("endpoint")],
-                        format!("MGCP endpoint `{e}`: local@domain (RFC 3435 section 2.1.1)"),
-                    ));
+            Some(m) => Some(gateway::build_mgcp(m, |k| {
+                if section == "gateways" {
+                    vec![key(section), key(&name), key(k)]
+                } else {
+                    vec![key(section), key(&name), key("mgcp"), key(k)]
                 }
-                Some(TrunkMgcp {
-                    endpoint: e.to_string(),
-                })
-            }
+            })?),
         };
         let carrier_keys = carrier::RawCarrierKeys {
             auth: t.auth,
@@ -1379,6 +1390,7 @@ fn build_with(
         dns,
         cdr,
         admin,
+        mgcp_listen,
         source: String::new(),
         warnings,
     }))

@@ -1,16 +1,26 @@
-//! MGCP gateways as trunks. A trunk with an `mgcp:` section is a media gateway (RFC 3435)
-//! rather than a SIP peer: the B2BUA places leg B, as for any trunk, as a SIP INVITE, here to
-//! this bridge on a private loopback port, and the bridge acts as the call agent: it creates a
-//! connection on the gateway's endpoint with leg B's SDP (the relay's), asks the gateway to
-//! signal the dialled digits (RQNT `S: D/<digits>`, the DTMF package of RFC 3660, for line
-//! endpoints that dial out), answers the INVITE with the gateway's SDP, and deletes the
-//! connection (DLCX, logging the gateway's packet counts) at BYE or CANCEL. A re-INVITE
-//! modifies the connection (MDCX). The core keeps everything else: anchoring, topology hiding,
-//! limits, failover, metrics.
+//! MGCP gateways as trunks and as phone lines. A trunk with an `mgcp:` section (or an entry
+//! of `gateways:`) is a media gateway (RFC 3435) rather than a SIP peer, and this bridge is its
+//! call agent. Each gateway has its own loopback SIP address in the bridge, so the core sees it
+//! as a trunk like any other (it places calls to it, takes calls from it with `source_trunk` =
+//! the gateway):
+//!
+//! * **Calls to the gateway** ([`trunking`]): for a number that is one of the gateway's lines
+//!   the line rings (RQNT `L/rg` with the caller id, off-hook answers); any other number goes to
+//!   the trunking endpoint: CRCX with leg B's SDP (the relay's), the dialled digits as DTMF
+//!   signals (RQNT `S: D/<digits>`, RFC 3660), the INVITE answered with the gateway's SDP,
+//!   MDCX on re-INVITE, DLCX at BYE or CANCEL.
+//! * **Calls from a line** ([`lines`]): every idle line is armed for off-hook; off-hook gets
+//!   dial tone and digit collection with the gateway's digit map; the digits become an INVITE
+//!   to the core (as a UAC, [`uac`]) with the gateway's SDP, ringback while it rings, MDCX when
+//!   it answers, busy or reorder tone when it fails; on-hook sends BYE.
+//! * **Gateway lifecycle**: RSIP (restart, forced, graceful, disconnected) ends the calls on
+//!   the affected endpoints and re-audits and re-arms them; a gateway's own DLCX ends its call;
+//!   a gateway that stops answering is down (its calls are refused at once with 503, so the
+//!   core fails over) until it answers again.
 //!
 //! Sans-IO: [`Bridge`] takes datagrams and the time and returns datagrams; the tokio shell
-//! with its two sockets (and the metrics export) is `src/mgcp_bridge.rs` in the binary. This
-//! crate joins SIP (`signaling`) to MGCP (`mgcp`) so that `mgcp` itself knows no SIP.
+//! with its sockets (and the metrics export) is `src/mgcp_bridge.rs` in the binary. This crate
+//! joins SIP (`signaling`) to MGCP (`mgcp`) so that `mgcp` itself knows no SIP.
 
 #![forbid(unsafe_code)]
 
@@ -18,12 +28,18 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mgcp::{Agent, Command, Event, Timers, Verb};
+use mgcp::{Agent, Command, DigitMap, Event, Timers, Verb};
 use rand_chacha::ChaCha12Rng;
 use rand_core::{RngCore, SeedableRng};
 use signaling::b2bua::make_response;
 use signaling::message::{Method, Request, Response, SipMessage};
 use signaling::parse::parse;
+
+mod lines;
+mod trunking;
+mod uac;
+
+pub use lines::LineState;
 
 /// The host part the core puts in the Request-URI of a call to gateway trunk `name`:
 /// `<name>.mgcp.invalid` (RFC 6761 `.invalid`: never resolvable, never leaves the process).
@@ -32,42 +48,54 @@ pub const HOST_SUFFIX: &str = ".mgcp.invalid";
 /// A gateway the bridge drives.
 #[derive(Clone, Debug)]
 pub struct Gateway {
+    /// Its MGCP address.
     pub address: SocketAddr,
-    pub endpoint: String,
+    /// This gateway's SIP address in the bridge (loopback): the core's calls to it arrive
+    /// here and its lines' calls leave from here.
+    pub sip: SocketAddr,
+    /// Trunking endpoint (CRCX for numbers that are not lines).
+    pub endpoint: Option<String>,
+    /// Wildcard for audits (AUEP) and RSIP matching, e.g. `aaln/*@gw1`.
+    pub endpoints: Option<String>,
+    /// (number, endpoint) of its lines.
+    pub lines: Vec<(String, String)>,
+    pub digit_map: DigitMap,
+    pub ring_time: Duration,
+    /// How often it is audited.
+    pub audit_every: Duration,
 }
 
-/// Where a datagram goes.
+impl Gateway {
+    /// A gateway with one trunking endpoint and no lines.
+    pub fn trunking(address: SocketAddr, sip: SocketAddr, endpoint: &str) -> Gateway {
+        Gateway {
+            address,
+            sip,
+            endpoint: Some(endpoint.to_string()),
+            endpoints: None,
+            lines: Vec::new(),
+            // the default map is valid (a test holds it so)
+            digit_map: DigitMap::parse("x.T").unwrap_or_else(|_| unreachable!()),
+            ring_time: Duration::from_secs(30),
+            audit_every: AUDIT_EVERY,
+        }
+    }
+
+    /// What AUEP audits: the endpoints wildcard, else the trunking endpoint.
+    fn audited(&self) -> Option<&str> {
+        self.endpoints.as_deref().or(self.endpoint.as_deref())
+    }
+}
+
+/// Where a datagram goes: SIP from the named gateway's socket, or MGCP.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Out {
-    Sip(SocketAddr, Vec<u8>),
+    Sip(String, SocketAddr, Vec<u8>),
     Mgcp(SocketAddr, Vec<u8>),
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum State {
-    /// CRCX sent, INVITE unanswered.
-    Creating,
-    /// Answered 200.
-    Up,
-    /// CANCEL came before the CRCX answer: delete the connection when it comes.
-    Cancelled,
-}
-
-struct BCall {
-    gw: String,
-    invite: Request,
-    from: SocketAddr,
-    to_tag: String,
-    endpoint: Option<String>,
-    conn: Option<String>,
-    state: State,
-    /// The last final response sent for the INVITE (resent on a retransmission).
-    last: Option<Vec<u8>>,
-    digits: String,
-}
-
 /// What an MGCP transaction was for.
-enum Pending {
+pub(crate) enum Pending {
     Crcx(String),
     Mdcx {
         call: String,
@@ -75,28 +103,47 @@ enum Pending {
     },
     Dlcx,
     Rqnt,
-    /// Idle-time AUEP: is the gateway there?
+    /// AUEP: is the gateway there, which endpoints has it?
     Audit,
+    /// A command for a line (by its key).
+    Line(String, lines::Op),
 }
 
-/// How often an idle gateway is audited.
-const AUDIT_EVERY: Duration = Duration::from_secs(30);
+/// How often an idle gateway is audited by default.
+pub const AUDIT_EVERY: Duration = Duration::from_secs(30);
+
+pub(crate) struct GwState {
+    pub cfg: Gateway,
+    pub next_audit: Option<Instant>,
+    pub endpoints: mgcp::Endpoints,
+}
 
 pub struct Bridge {
     agent: Agent,
-    gateways: HashMap<String, Gateway>,
-    calls: HashMap<String, BCall>,
+    gateways: HashMap<String, GwState>,
+    calls: HashMap<String, trunking::BCall>,
+    lines: HashMap<String, lines::LineRt>,
+    /// SIP Call-ID -> line key, for the calls of lines.
+    by_sip: HashMap<String, String>,
+    /// Requests to the core being retransmitted, by branch.
+    sip_tx: HashMap<String, uac::ClientTx>,
     pending: HashMap<u32, Pending>,
     /// The gateway each command in flight went to.
     pending_gw: HashMap<u32, String>,
+    /// Where the lines' calls go: the core's UDP SIP address (None: lines cannot call out).
+    core: Option<SocketAddr>,
     /// Gateway name -> answered its last command.
     pub up: HashMap<String, bool>,
     /// (verb, return code or "timeout") -> commands.
     pub commands: HashMap<(&'static str, String), u64>,
-    next_audit: Option<Instant>,
-    /// `host` of this bridge's SIP side, for Contact.
-    local: SocketAddr,
-    /// To tags (CSPRNG, seeded by the shell).
+    /// (gateway, "inbound" | "outbound") -> calls: inbound from the PSTN (a line went
+    /// off-hook and dialled), outbound to it.
+    pub calls_total: HashMap<(String, &'static str), u64>,
+    /// (gateway, restart method) -> RSIPs received.
+    pub rsips: HashMap<(String, String), u64>,
+    /// NTFYs refused: unknown endpoint (500) or a stale request identifier (538).
+    pub bad_notifies: u64,
+    /// To tags, Call-IDs, request identifiers (CSPRNG, seeded by the shell).
     rng: ChaCha12Rng,
     /// MGCP datagrams dropped unread because they came from no configured gateway's address
     /// and port (forged answers, NTFY from elsewhere).
@@ -109,22 +156,59 @@ fn digits_of(user: &str) -> String {
         .collect()
 }
 
+/// The user part of a SIP URI (`sip:+1555@host;x` -> `+1555`).
+fn user_of(uri: &str) -> &str {
+    let u = uri.split_once(':').map_or(uri, |(_, r)| r);
+    u.split(['@', ';', '>']).next().unwrap_or("")
+}
+
 impl Bridge {
-    /// `seed`: 32 bytes of OS randomness from the shell (transaction ids and tags).
-    pub fn new(gateways: HashMap<String, Gateway>, local: SocketAddr, seed: [u8; 32]) -> Bridge {
+    /// `gateways`: by trunk name; `core`: the core's UDP SIP address, where calls from lines
+    /// go; `seed`: 32 bytes of OS randomness from the shell (transaction ids, tags, ids).
+    pub fn new(
+        gateways: HashMap<String, Gateway>,
+        core: Option<SocketAddr>,
+        seed: [u8; 32],
+    ) -> Bridge {
         let mut rng = ChaCha12Rng::from_seed(seed);
         let mut agent_seed = [0u8; 32];
         rng.fill_bytes(&mut agent_seed);
+        let mut lines = HashMap::new();
+        for (name, g) in &gateways {
+            for (number, ep) in &g.lines {
+                lines.insert(
+                    ep.to_ascii_lowercase(),
+                    lines::LineRt::new(name, number, ep),
+                );
+            }
+        }
         Bridge {
             agent: Agent::from_seed(agent_seed, Timers::default()),
-            gateways,
+            gateways: gateways
+                .into_iter()
+                .map(|(n, cfg)| {
+                    (
+                        n,
+                        GwState {
+                            cfg,
+                            next_audit: None,
+                            endpoints: mgcp::Endpoints::default(),
+                        },
+                    )
+                })
+                .collect(),
             calls: HashMap::new(),
+            lines,
+            by_sip: HashMap::new(),
+            sip_tx: HashMap::new(),
             pending: HashMap::new(),
             pending_gw: HashMap::new(),
+            core,
             up: HashMap::new(),
             commands: HashMap::new(),
-            next_audit: None,
-            local,
+            calls_total: HashMap::new(),
+            rsips: HashMap::new(),
+            bad_notifies: 0,
             rng,
             foreign_datagrams: 0,
         }
@@ -136,18 +220,47 @@ impl Bridge {
         self.agent.foreign_responses
     }
 
+    /// Lines per (gateway, state).
+    pub fn line_states(&self) -> HashMap<(String, &'static str), u64> {
+        let mut m = HashMap::new();
+        for g in self.gateways.keys() {
+            for s in LineState::ALL {
+                m.insert((g.clone(), s.as_str()), 0);
+            }
+        }
+        for l in self.lines.values() {
+            *m.entry((l.gw.clone(), l.state().as_str())).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// The state of the line with endpoint `name`.
+    pub fn line_state(&self, name: &str) -> Option<LineState> {
+        self.lines
+            .get(&name.to_ascii_lowercase())
+            .map(|l| l.state())
+    }
+
     /// Send `cmd` to gateway `gw`, remembering what it is for.
-    fn send(&mut self, gw: &str, cmd: Command, p: Pending, now: Instant) {
-        let Some(addr) = self.gateways.get(gw).map(|g| g.address) else {
-            return;
-        };
+    fn send(&mut self, gw: &str, cmd: Command, p: Pending, now: Instant) -> Option<u32> {
+        let addr = self.gateways.get(gw).map(|g| g.cfg.address)?;
         let t = self.agent.send(addr, cmd, now);
         self.pending.insert(t, p);
         self.pending_gw.insert(t, gw.to_string());
+        Some(t)
     }
 
     fn tag(&mut self) -> String {
         format!("mg{:016x}", self.rng.next_u64())
+    }
+
+    /// A fresh id (request identifier, MGCP call id, Call-ID part): 16 hex digits.
+    fn id(&mut self) -> String {
+        format!("{:016X}", self.rng.next_u64())
+    }
+
+    fn branch(&mut self) -> String {
+        format!("z9hG4bKmg{:016x}", self.rng.next_u64())
     }
 
     fn respond(&self, req: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Vec<u8> {
@@ -158,46 +271,80 @@ impl Bridge {
         let bytes = SipMessage::Response(resp).to_bytes();
         if let Some(c) = self.calls.get_mut(call_id) {
             c.last = Some(bytes.clone());
-            out.push(Out::Sip(c.from, bytes));
+            out.push(Out::Sip(c.gw.clone(), c.from, bytes));
         }
     }
 
-    /// A SIP datagram from the core.
-    pub fn handle_sip(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> Vec<Out> {
+    fn contact_of(&self, gw: &str) -> String {
+        match self.gateways.get(gw) {
+            Some(g) => format!("<sip:gw@{}>", g.cfg.sip),
+            None => "<sip:gw@invalid>".to_string(),
+        }
+    }
+
+    fn count_call(&mut self, gw: &str, dir: &'static str) {
+        *self.calls_total.entry((gw.to_string(), dir)).or_insert(0) += 1;
+    }
+
+    fn is_up(&self, gw: &str) -> bool {
+        self.up.get(gw).copied().unwrap_or(true)
+    }
+
+    /// A SIP datagram from the core to gateway `gw`'s address.
+    pub fn handle_sip(
+        &mut self,
+        data: &[u8],
+        from: SocketAddr,
+        gw: &str,
+        now: Instant,
+    ) -> Vec<Out> {
         let mut out = Vec::new();
-        let Ok(SipMessage::Request(req)) = parse(data) else {
-            return out; // responses (to nothing we send) and garbage
+        if !self.gateways.contains_key(gw) {
+            return out;
+        }
+        let req = match parse(data) {
+            Ok(SipMessage::Request(req)) => req,
+            Ok(SipMessage::Response(resp)) => {
+                self.on_sip_response(resp, gw, now, &mut out);
+                self.flush(now, &mut out);
+                return out;
+            }
+            Err(_) => return out,
         };
         let Some(call_id) = req.call_id().map(str::to_string) else {
             return out;
         };
+        if let Some(key) = self.by_sip.get(&call_id).cloned() {
+            self.line_request(&key, req, from, now, &mut out);
+            self.flush(now, &mut out);
+            return out;
+        }
         match req.method {
-            Method::Invite => self.on_invite(req, call_id, from, now, &mut out),
+            Method::Invite => self.on_invite(req, call_id, from, gw, now, &mut out),
             Method::Ack => {}
             Method::Bye => {
-                out.push(Out::Sip(from, self.respond(&req, 200, "OK", None)));
+                out.push(Out::Sip(
+                    gw.to_string(),
+                    from,
+                    self.respond(&req, 200, "OK", None),
+                ));
                 self.delete(&call_id, now);
             }
             Method::Cancel => {
-                out.push(Out::Sip(from, self.respond(&req, 200, "OK", None)));
-                let mut terminated = None;
-                if let Some(c) = self.calls.get_mut(&call_id) {
-                    if c.state == State::Creating {
-                        c.state = State::Cancelled;
-                        terminated = Some(make_response(
-                            &c.invite,
-                            487,
-                            "Request Terminated",
-                            Some(&c.to_tag.clone()),
-                        ));
-                    }
-                }
-                if let Some(r) = terminated {
-                    self.answer(&call_id, r, &mut out);
-                }
+                out.push(Out::Sip(
+                    gw.to_string(),
+                    from,
+                    self.respond(&req, 200, "OK", None),
+                ));
+                self.trunk_cancel(&call_id, &mut out);
             }
-            Method::Options => out.push(Out::Sip(from, self.respond(&req, 200, "OK", None))),
+            Method::Options => out.push(Out::Sip(
+                gw.to_string(),
+                from,
+                self.respond(&req, 200, "OK", None),
+            )),
             _ => out.push(Out::Sip(
+                gw.to_string(),
                 from,
                 self.respond(&req, 501, "Not Implemented", None),
             )),
@@ -211,6 +358,7 @@ impl Bridge {
         req: Request,
         call_id: String,
         from: SocketAddr,
+        gw: &str,
         now: Instant,
         out: &mut Vec<Out>,
     ) {
@@ -221,101 +369,48 @@ impl Bridge {
             if !in_dialog {
                 // A retransmission: the same answer again.
                 if let Some(b) = &c.last {
-                    out.push(Out::Sip(from, b.clone()));
+                    out.push(Out::Sip(c.gw.clone(), from, b.clone()));
                 }
                 return;
             }
-            // re-INVITE: MDCX with the new SDP
-            let (Some(gw), Some(ep), Some(conn)) = (
-                self.gateways.get(&c.gw).cloned(),
-                c.endpoint.clone(),
-                c.conn.clone(),
-            ) else {
-                out.push(Out::Sip(
-                    from,
-                    self.respond(&req, 491, "Request Pending", None),
-                ));
-                return;
-            };
-            let mut cmd = Command::new(Verb::Mdcx, &ep)
-                .with("C", &call_tag(&call_id))
-                .with("I", &conn)
-                .with("M", "sendrecv");
-            if !req.body.is_empty() {
-                cmd = cmd.with_sdp(&String::from_utf8_lossy(&req.body));
+            if let Some(o) = self.trunk_reinvite(req, call_id, now) {
+                out.push(o);
             }
-            let name = c.gw.clone();
-            let _ = gw;
-            self.send(
-                &name,
-                cmd,
-                Pending::Mdcx {
-                    call: call_id,
-                    reinvite: req,
-                },
-                now,
-            );
             return;
         }
-        let gw_name = req
-            .uri
-            .rsplit('@')
-            .next()
-            .and_then(|h| h.split([';', '>']).next())
-            .and_then(|h| h.strip_suffix(HOST_SUFFIX))
-            .unwrap_or("")
-            .to_string();
-        let Some(gw) = self.gateways.get(&gw_name).cloned() else {
-            out.push(Out::Sip(
-                from,
-                self.respond(&req, 404, "No Such Gateway", None),
-            ));
-            return;
+        let refuse = |b: &Bridge, code, reason| {
+            Out::Sip(gw.to_string(), from, b.respond(&req, code, reason, None))
         };
-        let user = req
-            .uri
-            .strip_prefix("sip:")
-            .and_then(|u| u.split('@').next())
-            .unwrap_or("");
-        let digits = digits_of(user);
-        let mut cmd = Command::new(Verb::Crcx, &gw.endpoint)
-            .with("C", &call_tag(&call_id))
-            .with("L", "p:20, a:PCMU")
-            .with("M", "sendrecv");
-        if !req.body.is_empty() {
-            cmd = cmd.with_sdp(&String::from_utf8_lossy(&req.body));
+        if in_dialog {
+            out.push(refuse(self, 481, "Call/Transaction Does Not Exist"));
+            return;
         }
-        self.send(&gw_name, cmd, Pending::Crcx(call_id.clone()), now);
-        let to_tag = self.tag();
-        let trying = self.respond(&req, 100, "Trying", None);
-        out.push(Out::Sip(from, trying));
-        self.calls.insert(
-            call_id,
-            BCall {
-                gw: gw_name,
-                invite: req,
-                from,
-                to_tag,
-                endpoint: None,
-                conn: None,
-                state: State::Creating,
-                last: None,
-                digits,
-            },
-        );
+        if !self.is_up(gw) {
+            // a gateway that does not answer: refused at once, so the core fails over
+            out.push(refuse(self, 503, "Gateway Down"));
+            return;
+        }
+        let user = user_of(&req.uri).to_string();
+        if let Some(key) = self.line_of_number(gw, &user) {
+            self.line_invite(&key, req, call_id, from, now, out);
+            return;
+        }
+        match self.gateways.get(gw).and_then(|g| g.cfg.endpoint.clone()) {
+            Some(ep) => self.trunk_invite(gw, ep, req, call_id, from, now, out),
+            None => out.push(refuse(self, 404, "No Such Line")),
+        }
     }
 
-    fn delete(&mut self, call_id: &str, now: Instant) {
-        let Some(c) = self.calls.remove(call_id) else {
-            return;
-        };
-        let (Some(ep), Some(conn)) = (c.endpoint, c.conn) else {
-            return;
-        };
-        let cmd = Command::new(Verb::Dlcx, &ep)
-            .with("C", &call_tag(call_id))
-            .with("I", &conn);
-        self.send(&c.gw, cmd, Pending::Dlcx, now);
+    /// The line of `gw` whose number is `user` (compared on digits: `+1555` = `1555`).
+    fn line_of_number(&self, gw: &str, user: &str) -> Option<String> {
+        let want = digits_of(user);
+        if want.is_empty() {
+            return None;
+        }
+        self.lines
+            .iter()
+            .find(|(_, l)| l.gw == gw && digits_of(&l.number) == want)
+            .map(|(k, _)| k.clone())
     }
 
     /// An MGCP datagram from a gateway.
@@ -323,7 +418,7 @@ impl Bridge {
         let mut out = Vec::new();
         // Responses and the gateways' own commands (NTFY, RSIP) only from a configured gateway
         // address and port: anything else is dropped unanswered (no 5xx to a spoofed source).
-        if !self.gateways.values().any(|g| g.address == from) {
+        if !self.gateways.values().any(|g| g.cfg.address == from) {
             self.foreign_datagrams += 1;
             return out;
         }
@@ -333,57 +428,123 @@ impl Bridge {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Out> {
-        self.agent.handle_timeout(now);
-        if self.next_audit.is_none_or(|t| t <= now) {
-            self.next_audit = Some(now + AUDIT_EVERY);
-            let names: Vec<(String, String)> = self
-                .gateways
-                .iter()
-                .map(|(n, g)| (n.clone(), g.endpoint.clone()))
-                .collect();
-            for (name, ep) in names {
-                self.send(&name, Command::new(Verb::Auep, &ep), Pending::Audit, now);
-            }
-        }
         let mut out = Vec::new();
+        self.agent.handle_timeout(now);
+        let due: Vec<String> = self
+            .gateways
+            .iter()
+            .filter(|(_, g)| g.next_audit.is_none_or(|t| t <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            self.audit(&name, now);
+            // at start every line is armed; later the ones whose arming failed
+            self.arm_unarmed(&name, now);
+        }
+        self.sip_timers(now, &mut out);
+        self.line_timers(now, &mut out);
         self.flush(now, &mut out);
         out
     }
 
+    fn audit(&mut self, name: &str, now: Instant) {
+        let Some(g) = self.gateways.get_mut(name) else {
+            return;
+        };
+        g.next_audit = Some(now + g.cfg.audit_every);
+        if let Some(ep) = g.cfg.audited().map(str::to_string) {
+            self.send(name, Command::new(Verb::Auep, &ep), Pending::Audit, now);
+        }
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.agent.poll_timeout(), self.next_audit]
+        let audits = self.gateways.values().filter_map(|g| g.next_audit);
+        let sip = self.sip_tx.values().map(|t| t.next.min(t.deadline));
+        let lines = self.lines.values().filter_map(|l| l.deadline());
+        [self.agent.poll_timeout()]
             .into_iter()
             .flatten()
+            .chain(audits)
+            .chain(sip)
+            .chain(lines)
             .min()
+            .or(if self.gateways.values().any(|g| g.next_audit.is_none()) {
+                Some(Instant::now())
+            } else {
+                None
+            })
+    }
+
+    /// Retransmit requests to the core; give up on the silent ones.
+    fn sip_timers(&mut self, now: Instant, out: &mut Vec<Out>) {
+        let mut expired = Vec::new();
+        for (branch, t) in &mut self.sip_tx {
+            if now >= t.deadline {
+                expired.push((branch.clone(), t.call_id.clone(), t.method.clone()));
+            } else if t.due(now) {
+                out.push(Out::Sip(t.gw.clone(), t.to, t.bytes.clone()));
+            }
+        }
+        for (branch, call_id, method) in expired {
+            self.sip_tx.remove(&branch);
+            if method == Method::Invite {
+                if let Some(key) = self.by_sip.get(&call_id).cloned() {
+                    self.line_invite_failed(&key, 408, now);
+                }
+            }
+        }
     }
 
     /// Drive the agent's events and datagrams into `out`.
     fn flush(&mut self, now: Instant, out: &mut Vec<Out>) {
-        let events: Vec<Event> = std::iter::from_fn(|| self.agent.poll_event()).collect();
-        for ev in events {
-            self.on_event(ev, now, out);
+        loop {
+            let events: Vec<Event> = std::iter::from_fn(|| self.agent.poll_event()).collect();
+            if events.is_empty() {
+                break;
+            }
+            for ev in events {
+                self.on_event(ev, now, out);
+            }
         }
         while let Some(t) = self.agent.poll_transmit() {
             out.push(Out::Mgcp(t.to, t.bytes));
         }
     }
 
+    fn gateway_at(&self, addr: SocketAddr) -> Option<String> {
+        self.gateways
+            .iter()
+            .find(|(_, g)| g.cfg.address == addr)
+            .map(|(n, _)| n.clone())
+    }
+
     fn on_event(&mut self, ev: Event, now: Instant, out: &mut Vec<Out>) {
         match ev {
             Event::Command { from, command } => {
-                // RSIP, NTFY: acknowledged (this bridge keeps no endpoint state to change).
+                let code = match self.gateway_at(from) {
+                    Some(gw) => self.on_gateway_command(&gw, &command, now, out),
+                    None => 500,
+                };
+                let comment = match code {
+                    200 => "OK",
+                    500 => "Endpoint unknown",
+                    538 => "Event/signal parameter error",
+                    _ => "Error",
+                };
                 self.agent
-                    .respond(from, mgcp::Response::new(200, command.txid, "OK"), now);
+                    .respond(from, mgcp::Response::new(code, command.txid, comment), now);
             }
             Event::Timeout { txid, verb } => {
                 if let Some(gw) = self.pending_gw.remove(&txid) {
-                    self.up.insert(gw, false);
+                    if self.up.insert(gw.clone(), false) != Some(false) {
+                        tracing::warn!(gateway = %gw, "mgcp: gateway does not answer: down");
+                    }
                 }
                 *self
                     .commands
                     .entry((verb.as_str(), "timeout".to_string()))
                     .or_insert(0) += 1;
-                self.on_timeout(txid, out);
+                self.on_timeout(txid, now, out);
             }
             Event::Response {
                 txid,
@@ -391,7 +552,11 @@ impl Bridge {
                 response,
             } => {
                 if let Some(gw) = self.pending_gw.remove(&txid) {
-                    self.up.insert(gw, true);
+                    if self.up.insert(gw.clone(), true) == Some(false) {
+                        tracing::info!(gateway = %gw, "mgcp: gateway answers again: up");
+                        // it may have restarted without telling: its lines are armed anew
+                        self.arm_all(&gw, now);
+                    }
                 }
                 *self
                     .commands
@@ -402,7 +567,49 @@ impl Bridge {
         }
     }
 
-    fn on_timeout(&mut self, txid: u32, out: &mut Vec<Out>) {
+    /// A gateway's own command: the return code of the answer.
+    fn on_gateway_command(
+        &mut self,
+        gw: &str,
+        c: &Command,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> u16 {
+        match c.verb {
+            Verb::Ntfy => self.on_notify(gw, c, now, out),
+            Verb::Rsip => {
+                let method = c
+                    .param("RM")
+                    .unwrap_or("restart")
+                    .trim()
+                    .to_ascii_lowercase();
+                let known = [
+                    "restart",
+                    "forced",
+                    "graceful",
+                    "disconnected",
+                    "cancel-graceful",
+                ];
+                if !known.contains(&method.as_str()) {
+                    return 536; // unknown or unsupported RestartMethod
+                }
+                *self
+                    .rsips
+                    .entry((gw.to_string(), method.clone()))
+                    .or_insert(0) += 1;
+                tracing::info!(gateway = %gw, endpoint = %c.endpoint, method = %method, "mgcp: RSIP");
+                self.on_restart(gw, &c.endpoint, &method, now, out);
+                200
+            }
+            Verb::Dlcx => {
+                self.on_gateway_dlcx(gw, c, now, out);
+                200
+            }
+            _ => 504,
+        }
+    }
+
+    fn on_timeout(&mut self, txid: u32, now: Instant, out: &mut Vec<Out>) {
         match self.pending.remove(&txid) {
             Some(Pending::Crcx(call)) => {
                 if let Some(r) = self
@@ -417,11 +624,13 @@ impl Bridge {
             Some(Pending::Mdcx { call, reinvite }) => {
                 if let Some(c) = self.calls.get(&call) {
                     out.push(Out::Sip(
+                        c.gw.clone(),
                         c.from,
                         self.respond(&reinvite, 408, "Gateway Timeout", None),
                     ));
                 }
             }
+            Some(Pending::Line(key, op)) => self.line_command_failed(&key, op, 406, now, out),
             _ => {}
         }
     }
@@ -434,111 +643,194 @@ impl Bridge {
         out: &mut Vec<Out>,
     ) {
         match self.pending.remove(&txid) {
-            Some(Pending::Crcx(call)) => self.on_crcx(call, response, now, out),
+            Some(Pending::Crcx(call)) => self.on_trunk_crcx(call, response, now, out),
             Some(Pending::Mdcx { call, reinvite }) => {
-                let Some(c) = self.calls.get(&call) else {
-                    return;
-                };
-                let to = c.from;
-                let ok = response.is_success();
-                let mut r = make_response(
-                    &reinvite,
-                    if ok { 200 } else { 488 },
-                    if ok { "OK" } else { "Not Acceptable Here" },
-                    None,
-                );
-                if ok {
-                    if let Some(sdp) = response.sdp {
-                        r.headers.push("Content-Type", "application/sdp");
-                        r.body = sdp.into_bytes();
-                    }
-                    r.headers
-                        .push("Contact", format!("<sip:gw@{}>", self.local));
-                }
-                out.push(Out::Sip(to, SipMessage::Response(r).to_bytes()));
+                self.on_trunk_mdcx(&call, &reinvite, response, out)
             }
-            Some(Pending::Dlcx) => {
-                let p = response
-                    .param("P")
-                    .map(mgcp::ConnectionParams::parse)
-                    .unwrap_or_default();
-                tracing::info!(
-                    code = response.code,
-                    packets_sent = p.packets_sent.unwrap_or(0),
-                    packets_received = p.packets_received.unwrap_or(0),
-                    packets_lost = p.packets_lost.unwrap_or(0),
-                    "mgcp: connection deleted"
-                );
-            }
+            Some(Pending::Dlcx) => log_dlcx(&response),
             Some(Pending::Rqnt) if !response.is_success() => {
                 tracing::info!(code = response.code, "mgcp: RQNT (dial digits) refused");
             }
-            Some(Pending::Rqnt) | Some(Pending::Audit) | None => {}
+            Some(Pending::Audit) => self.on_audit(txid, &response),
+            Some(Pending::Line(key, op)) => {
+                if response.is_success() {
+                    self.line_command_done(&key, op, response, now, out);
+                } else {
+                    self.line_command_failed(&key, op, response.code, now, out);
+                }
+            }
+            Some(Pending::Rqnt) | None => {}
         }
     }
 
-    fn on_crcx(
+    fn on_audit(&mut self, _txid: u32, response: &mgcp::Response) {
+        // a wildcard AUEP lists the endpoints in Z: lines (RFC 3435 section 2.3.10)
+        let names: Vec<&str> = response
+            .params
+            .iter()
+            .filter(|p| p.name.eq_ignore_ascii_case("Z"))
+            .map(|p| p.value.as_str())
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        for g in self.gateways.values_mut() {
+            let Some(w) = g.cfg.endpoints.clone() else {
+                continue;
+            };
+            if names.iter().any(|n| mgcp::endpoint::name_matches(&w, n)) {
+                g.endpoints.discovered(&w, names.iter().copied(), 4096);
+            }
+        }
+    }
+
+    /// End the calls on `gw`'s endpoints under `pattern` after RSIP `method`, then audit and
+    /// re-arm them (graceful: they end as their calls do; nothing is cut).
+    fn on_restart(
         &mut self,
-        call: String,
-        response: mgcp::Response,
+        gw: &str,
+        pattern: &str,
+        method: &str,
         now: Instant,
         out: &mut Vec<Out>,
     ) {
-        let Some(c) = self.calls.get_mut(&call) else {
+        if method == "graceful" || method == "cancel-graceful" {
+            return;
+        }
+        let hit = |ep: &str| {
+            mgcp::endpoint::name_matches(pattern, ep) || pattern.eq_ignore_ascii_case(ep)
+        };
+        // trunking calls: the gateway lost their connections
+        let calls: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.gw == gw && c.endpoint.as_deref().is_none_or(&hit))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for call in calls {
+            self.end_trunk_call(&call, now, out);
+        }
+        let keys: Vec<String> = self
+            .lines
+            .iter()
+            .filter(|(_, l)| l.gw == gw && hit(&l.endpoint))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.line_lost(&key, now, out);
+            self.arm(&key, now);
+        }
+        self.up.insert(gw.to_string(), true);
+        self.audit(gw, now);
+    }
+
+    /// A DLCX from the gateway (RFC 3435 section 2.3.8: it deleted the connection itself).
+    fn on_gateway_dlcx(&mut self, gw: &str, c: &Command, now: Instant, out: &mut Vec<Out>) {
+        let conn = c.param("I").map(str::to_string);
+        let reason = c.param("E").unwrap_or("").to_string();
+        tracing::info!(gateway = %gw, endpoint = %c.endpoint, reason = %reason, "mgcp: the gateway deleted a connection");
+        let call = self
+            .calls
+            .iter()
+            .find(|(_, b)| b.gw == gw && b.conn.is_some() && b.conn == conn)
+            .map(|(k, _)| k.clone());
+        if let Some(call) = call {
+            self.end_trunk_call(&call, now, out);
+            return;
+        }
+        let line = self
+            .lines
+            .iter()
+            .find(|(_, l)| l.gw == gw && l.has_connection(conn.as_deref(), &c.endpoint))
+            .map(|(k, _)| k.clone());
+        if let Some(key) = line {
+            self.line_lost(&key, now, out);
+            self.arm(&key, now);
+        }
+    }
+
+    /// A trunking call the gateway lost: BYE (or a final error) to the core, no DLCX.
+    fn end_trunk_call(&mut self, call: &str, now: Instant, out: &mut Vec<Out>) {
+        let Some(c) = self.calls.remove(call) else {
             return;
         };
-        if !response.is_success() {
-            // RFC 3435 section 2.4: 4xx transient (e.g. 403 no resources) -> try elsewhere;
-            // 5xx permanent.
-            let (code, reason) = if (400..500).contains(&response.code) {
-                (503, "Gateway Busy")
-            } else {
-                (502, "Gateway Refused")
-            };
-            let r = make_response(&c.invite, code, reason, Some(&c.to_tag));
-            tracing::info!(mgcp_code = response.code, "mgcp: CRCX refused");
-            self.answer(&call, r, out);
-            self.calls.remove(&call);
-            return;
+        if c.state == trunking::State::Up {
+            let me = self.gateways.get(&c.gw).map(|g| g.cfg.sip);
+            if let Some(me) = me {
+                let mut d = uac::Dialog::of_uas(&c.invite, &c.to_tag, me, c.from);
+                let branch = self.branch();
+                let bye = d.request(Method::Bye, &branch);
+                self.send_sip(&c.gw, bye, c.from, branch, None, now, out);
+            }
+        } else {
+            let r = make_response(&c.invite, 503, "Gateway Restarted", Some(&c.to_tag));
+            out.push(Out::Sip(
+                c.gw.clone(),
+                c.from,
+                SipMessage::Response(r).to_bytes(),
+            ));
         }
-        c.endpoint = response
-            .param("Z")
-            .map(str::to_string)
-            .or_else(|| self.gateways.get(&c.gw).map(|g| g.endpoint.clone()));
-        c.conn = response.param("I").map(str::to_string);
-        if c.state == State::Cancelled {
-            self.delete(&call, now);
-            return;
+    }
+
+    /// Send a request to the core from `gw`'s address and retransmit it until answered.
+    #[allow(clippy::too_many_arguments)]
+    fn send_sip(
+        &mut self,
+        gw: &str,
+        req: Request,
+        to: SocketAddr,
+        branch: String,
+        line: Option<&str>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let tx = uac::ClientTx::new(&req, gw, to, now);
+        out.push(Out::Sip(gw.to_string(), to, tx.bytes.clone()));
+        if let Some(key) = line {
+            self.by_sip.insert(tx.call_id.clone(), key.to_string());
         }
-        c.state = State::Up;
-        // Dial out: the digits as DTMF signals on the endpoint (a line endpoint of a
-        // residential or FXO gateway dials them; an RTP bridge accepts and ignores them).
-        if let (Some(gwn), Some(ep)) = (Some(c.gw.clone()), c.endpoint.clone()) {
-            if !c.digits.is_empty() {
-                let signals = c
-                    .digits
-                    .chars()
-                    .map(|d| format!("D/{d}"))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let cmd = Command::new(Verb::Rqnt, &ep)
-                    .with("X", &call_tag(&call))
-                    .with("S", &signals);
-                self.send(&gwn, cmd, Pending::Rqnt, now);
+        if req.method != Method::Ack {
+            self.sip_tx.insert(branch, tx);
+        }
+    }
+
+    /// A response from the core: stops its request's retransmission; for a line's call,
+    /// drives the line.
+    fn on_sip_response(&mut self, resp: Response, gw: &str, now: Instant, out: &mut Vec<Out>) {
+        let branch = resp.headers.get("Via").and_then(uac::via_branch);
+        let method = uac::cseq_method(&resp);
+        if let Some(b) = &branch {
+            let final_ = resp.status >= 200;
+            if final_ || method == Some(Method::Invite) {
+                self.sip_tx.remove(b);
             }
         }
-        let Some(c) = self.calls.get(&call) else {
+        let Some(call_id) = resp.call_id().map(str::to_string) else {
             return;
         };
-        let mut r = make_response(&c.invite, 200, "OK", Some(&c.to_tag));
-        r.headers
-            .push("Contact", format!("<sip:gw@{}>", self.local));
-        if let Some(sdp) = response.sdp {
-            r.headers.push("Content-Type", "application/sdp");
-            r.body = sdp.into_bytes();
+        if let Some(key) = self.by_sip.get(&call_id).cloned() {
+            if method == Some(Method::Invite) {
+                self.line_invite_response(&key, resp, now, out);
+            } else if method == Some(Method::Bye) && resp.status >= 200 {
+                self.by_sip.remove(&call_id);
+            }
         }
-        self.answer(&call, r, out);
+        let _ = gw;
     }
+}
+
+fn log_dlcx(response: &mgcp::Response) {
+    let p = response
+        .param("P")
+        .map(mgcp::ConnectionParams::parse)
+        .unwrap_or_default();
+    tracing::info!(
+        code = response.code,
+        packets_sent = p.packets_sent.unwrap_or(0),
+        packets_received = p.packets_received.unwrap_or(0),
+        packets_lost = p.packets_lost.unwrap_or(0),
+        "mgcp: connection deleted"
+    );
 }
 
 /// The MGCP CallId for a SIP Call-ID: hex, at most 32 characters (RFC 3435 section 3.2.2.2).
@@ -552,265 +844,4 @@ fn call_tag(call_id: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CORE: &str = "127.0.0.1:5060";
-    const GW: &str = "127.0.0.1:2427";
-
-    fn bridge() -> Bridge {
-        let gws = HashMap::from([(
-            "pstn".to_string(),
-            Gateway {
-                address: GW.parse().unwrap(),
-                endpoint: "aaln/*@gw".into(),
-            },
-        )]);
-        Bridge::new(gws, "127.0.0.1:40000".parse().unwrap(), [7; 32])
-    }
-
-    fn invite(call_id: &str, branch: &str, to_tag: &str) -> Vec<u8> {
-        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n";
-        format!(
-            "INVITE sip:+1555123@pstn{HOST_SUFFIX} SIP/2.0\r\nVia: SIP/2.0/UDP {CORE};branch={branch}\r\n\
-             Max-Forwards: 69\r\nFrom: <sip:a@x>;tag=f1\r\nTo: <sip:+1555123@pstn{HOST_SUFFIX}>{to_tag}\r\n\
-             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:tl@{CORE}>\r\nContent-Type: application/sdp\r\n\
-             Content-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        )
-        .into_bytes()
-    }
-
-    fn mgcp_out(out: &[Out]) -> Vec<mgcp::Command> {
-        out.iter()
-            .filter_map(|o| match o {
-                Out::Mgcp(_, b) => match mgcp::parse(b).ok()?.remove(0) {
-                    mgcp::Message::Command(c) => Some(c),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn sip_out(out: &[Out]) -> Vec<Response> {
-        out.iter()
-            .filter_map(|o| match o {
-                Out::Sip(_, b) => match parse(b).ok()? {
-                    SipMessage::Response(r) => Some(r),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn gw_answer(b: &mut Bridge, txid: u32, text: &str, now: Instant) -> Vec<Out> {
-        let msg = format!("{} {txid} {}", &text[..3], &text[4..]);
-        b.handle_mgcp(msg.as_bytes(), GW.parse().unwrap(), now)
-    }
-
-    #[test]
-    fn invite_creates_a_connection_dials_and_answers_with_the_gateways_sdp() {
-        let t0 = Instant::now();
-        let mut b = bridge();
-        let core: SocketAddr = CORE.parse().unwrap();
-        let out = b.handle_sip(&invite("c1", "z9hG4bK1", ""), core, t0);
-        assert_eq!(sip_out(&out)[0].status, 100);
-        let crcx = &mgcp_out(&out)[0];
-        assert_eq!(
-            (crcx.verb, crcx.endpoint.as_str()),
-            (Verb::Crcx, "aaln/*@gw")
-        );
-        assert_eq!(crcx.param("M"), Some("sendrecv"));
-        assert!(crcx.sdp.as_deref().unwrap().contains("m=audio 30000"));
-        // a retransmitted INVITE before the answer: nothing new to the gateway
-        let again = b.handle_sip(&invite("c1", "z9hG4bK1", ""), core, t0);
-        assert!(mgcp_out(&again).is_empty());
-        let out = gw_answer(
-            &mut b,
-            crcx.txid,
-            "200 OK\r\nI: 1F\r\nZ: aaln/3@gw\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 41000 RTP/AVP 0\r\n",
-            t0,
-        );
-        let ok = &sip_out(&out)[0];
-        assert_eq!(ok.status, 200);
-        assert!(String::from_utf8_lossy(&ok.body).contains("m=audio 41000"));
-        let rqnt = &mgcp_out(&out)[0];
-        assert_eq!(
-            (rqnt.verb, rqnt.endpoint.as_str()),
-            (Verb::Rqnt, "aaln/3@gw")
-        );
-        assert_eq!(rqnt.param("S"), Some("D/1,D/5,D/5,D/5,D/1,D/2,D/3"));
-        // a retransmitted INVITE now gets the same 200
-        let again = b.handle_sip(&invite("c1", "z9hG4bK1", ""), core, t0);
-        assert_eq!(sip_out(&again)[0].status, 200);
-        // BYE: 200 at once, DLCX of the connection
-        let bye = "BYE sip:gw@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKb\r\n\
-            Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=f1\r\nTo: <sip:b@y>;tag=t\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n\
-            Content-Length: 0\r\n\r\n";
-        let out = b.handle_sip(bye.as_bytes(), core, t0);
-        assert_eq!(sip_out(&out)[0].status, 200);
-        let dlcx = &mgcp_out(&out)[0];
-        assert_eq!((dlcx.verb, dlcx.param("I")), (Verb::Dlcx, Some("1F")));
-        assert!(b.calls.is_empty());
-    }
-
-    #[test]
-    fn refusals_timeouts_and_cancel() {
-        let t0 = Instant::now();
-        let mut b = bridge();
-        let core: SocketAddr = CORE.parse().unwrap();
-        // the gateway has no free endpoint (403, transient): 503, so the core fails over
-        let out = b.handle_sip(&invite("c2", "z9hG4bK2", ""), core, t0);
-        let crcx = mgcp_out(&out)[0].txid;
-        let out = gw_answer(&mut b, crcx, "403 no endpoint available\r\n", t0);
-        assert_eq!(sip_out(&out)[0].status, 503);
-        // no answer at all: 408 after the MGCP retransmissions
-        b.handle_sip(&invite("c3", "z9hG4bK3", ""), core, t0);
-        let mut last = Vec::new();
-        while let Some(t) = b.poll_timeout() {
-            if t - t0 > Duration::from_secs(20) {
-                break;
-            }
-            last.extend(b.handle_timeout(t));
-        }
-        assert!(sip_out(&last).iter().any(|r| r.status == 408));
-        assert_eq!(b.up.get("pstn"), Some(&false), "a silent gateway is down");
-        assert!(b.commands.contains_key(&("CRCX", "timeout".to_string())));
-        // CANCEL while the CRCX is out: 200 + 487, and the connection is deleted when it comes
-        let out = b.handle_sip(&invite("c4", "z9hG4bK4", ""), core, t0);
-        let crcx = mgcp_out(&out)[0].txid;
-        let cancel = "CANCEL sip:+1555123@pstn.mgcp.invalid SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK4\r\n\
-            Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=f1\r\nTo: <sip:+1555123@pstn.mgcp.invalid>\r\nCall-ID: c4\r\n\
-            CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
-        let out = b.handle_sip(cancel.as_bytes(), core, t0);
-        let codes: Vec<u16> = sip_out(&out).iter().map(|r| r.status).collect();
-        assert_eq!(codes, vec![200, 487]);
-        let out = gw_answer(&mut b, crcx, "200 OK\r\nI: 2A\r\nZ: aaln/1@gw\r\n", t0);
-        let dl = mgcp_out(&out);
-        assert_eq!((dl[0].verb, dl[0].param("I")), (Verb::Dlcx, Some("2A")));
-        assert!(sip_out(&out).is_empty(), "no 200 after the 487");
-        // unknown gateway, garbage
-        let mut bad = String::from_utf8(invite("c5", "z9hG4bK5", "")).unwrap();
-        bad = bad.replace("pstn.mgcp.invalid", "nope.mgcp.invalid");
-        assert_eq!(
-            sip_out(&b.handle_sip(bad.as_bytes(), core, t0))[0].status,
-            404
-        );
-        assert!(b.handle_sip(b"\x00\xffgarbage", core, t0).is_empty());
-        assert!(b
-            .handle_mgcp(b"\x00\xffgarbage", GW.parse().unwrap(), t0)
-            .is_empty());
-    }
-
-    #[test]
-    fn idle_gateways_are_audited() {
-        let t0 = Instant::now();
-        let mut b = bridge();
-        let out = b.handle_timeout(t0);
-        let auep = &mgcp_out(&out)[0];
-        assert_eq!(
-            (auep.verb, auep.endpoint.as_str()),
-            (Verb::Auep, "aaln/*@gw")
-        );
-        gw_answer(&mut b, auep.txid, "200 OK\r\n", t0);
-        assert_eq!(b.up.get("pstn"), Some(&true));
-        assert_eq!(b.commands.get(&("AUEP", "200".to_string())), Some(&1));
-        assert_eq!(b.poll_timeout(), Some(t0 + AUDIT_EVERY));
-        assert!(mgcp_out(&b.handle_timeout(t0 + Duration::from_secs(10))).is_empty());
-        assert_eq!(mgcp_out(&b.handle_timeout(t0 + AUDIT_EVERY)).len(), 1);
-    }
-
-    #[test]
-    fn reinvite_modifies_the_connection() {
-        let t0 = Instant::now();
-        let mut b = bridge();
-        let core: SocketAddr = CORE.parse().unwrap();
-        let out = b.handle_sip(&invite("c6", "z9hG4bK6", ""), core, t0);
-        let crcx = mgcp_out(&out)[0].txid;
-        gw_answer(
-            &mut b,
-            crcx,
-            "200 OK\r\nI: 3B\r\nZ: aaln/2@gw\r\n\r\nv=0\r\nm=audio 41002 RTP/AVP 0\r\n",
-            t0,
-        );
-        let out = b.handle_sip(&invite("c6", "z9hG4bK7", ";tag=x"), core, t0);
-        let mdcx = &mgcp_out(&out)[0];
-        assert_eq!((mdcx.verb, mdcx.param("I")), (Verb::Mdcx, Some("3B")));
-        let out = gw_answer(
-            &mut b,
-            mdcx.txid,
-            "200 OK\r\n\r\nv=0\r\nm=audio 41002 RTP/AVP 0\r\n",
-            t0,
-        );
-        let ok = &sip_out(&out)[0];
-        assert_eq!(ok.status, 200);
-        assert!(String::from_utf8_lossy(&ok.body).contains("41002"));
-    }
-
-    /// A forged `200 <txid>` with the attacker's SDP, from another address (or the gateway's
-    /// IP with another port), is dropped: the INVITE is answered with the gateway's SDP. A
-    /// NTFY from elsewhere gets no answer; the gateway's own does.
-    #[test]
-    fn answers_and_ntfy_only_from_the_gateway() {
-        let t0 = Instant::now();
-        let mut b = bridge();
-        let core: SocketAddr = CORE.parse().unwrap();
-        let out = b.handle_sip(&invite("c9", "z9hG4bK9", ""), core, t0);
-        let crcx = mgcp_out(&out)[0].txid;
-        let forged = format!(
-            "200 {crcx} OK\r\nI: 66\r\n\r\nv=0\r\nc=IN IP4 127.0.0.66\r\nm=audio 6666 RTP/AVP 0\r\n"
-        );
-        for from in ["127.0.0.66:2427", "127.0.0.1:2428"] {
-            let out = b.handle_mgcp(forged.as_bytes(), from.parse().unwrap(), t0);
-            assert!(out.is_empty(), "nothing answers a forged datagram: {out:?}");
-        }
-        assert_eq!(b.foreign_datagrams, 2);
-        let ntfy = b"NTFY 4242 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n";
-        assert!(b
-            .handle_mgcp(ntfy, "127.0.0.66:2427".parse().unwrap(), t0)
-            .is_empty());
-        assert_eq!(b.foreign_datagrams, 3);
-        let out = b.handle_mgcp(ntfy, GW.parse().unwrap(), t0);
-        assert!(
-            matches!(&out[..], [Out::Mgcp(to, bytes)] if *to == GW.parse::<SocketAddr>().unwrap() && bytes.starts_with(b"200 4242")),
-            "{out:?}"
-        );
-        let out = gw_answer(
-            &mut b,
-            crcx,
-            "200 OK\r\nI: 1F\r\nZ: aaln/3@gw\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 41000 RTP/AVP 0\r\n",
-            t0,
-        );
-        let ok = &sip_out(&out)[0];
-        assert_eq!(ok.status, 200);
-        let body = String::from_utf8_lossy(&ok.body);
-        assert!(
-            body.contains("m=audio 41000") && !body.contains("127.0.0.66"),
-            "{body}"
-        );
-    }
-
-    /// Two bridges with different seeds use different transaction ids and tags.
-    #[test]
-    fn ids_come_from_the_seed() {
-        let gws = || {
-            HashMap::from([(
-                "pstn".to_string(),
-                Gateway {
-                    address: GW.parse().unwrap(),
-                    endpoint: "aaln/*@gw".into(),
-                },
-            )])
-        };
-        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let t0 = Instant::now();
-        let mut a = Bridge::new(gws(), local, [1; 32]);
-        let mut b = Bridge::new(gws(), local, [2; 32]);
-        let ta = mgcp_out(&a.handle_timeout(t0))[0].txid;
-        let tb = mgcp_out(&b.handle_timeout(t0))[0].txid;
-        assert_ne!(ta, tb);
-        assert_ne!(a.tag(), b.tag());
-    }
-}
+mod tests;

@@ -81,6 +81,9 @@ pub struct Metrics {
     pub mgcp_gateway_up: IntGaugeVec,
     pub mgcp_commands: IntCounterVec,
     pub mgcp_dropped: IntCounterVec,
+    pub mgcp_lines: IntGaugeVec,
+    pub mgcp_calls: IntCounterVec,
+    pub mgcp_rsips: IntCounterVec,
     pub stream_connections: IntGaugeVec,
     pub stream_refused: IntCounterVec,
     pub stream_closed: IntCounterVec,
@@ -442,8 +445,35 @@ impl Metrics {
                 "trunkline_mgcp_dropped_total",
                 "MGCP datagrams dropped unanswered, by reason (unknown_source: from no configured \
                  gateway address and port; wrong_source: a response from another gateway than \
-                 the command went to).",
+                 the command went to; bad_notify: a NTFY for an unknown endpoint, 500, or with \
+                 a stale request identifier, 538).",
                 &["reason"],
+            ),
+            mgcp_lines: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "trunkline_mgcp_lines",
+                        "Phone lines of MGCP gateways, by gateway and state (unarmed, idle, \
+                         dialling, calling, ringing, talking, hanging).",
+                    ),
+                    &["gateway", "state"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            mgcp_calls: counter_vec(
+                &r,
+                "trunkline_mgcp_calls_total",
+                "Calls through MGCP gateways, by gateway and direction (inbound: from a line \
+                 or the PSTN into SIP; outbound: from SIP to the gateway).",
+                &["gateway", "direction"],
+            ),
+            mgcp_rsips: counter_vec(
+                &r,
+                "trunkline_mgcp_rsips_total",
+                "RestartInProgress commands from gateways, by gateway and restart method.",
+                &["gateway", "method"],
             ),
             stream_connections: {
                 let g = IntGaugeVec::new(
@@ -629,7 +659,7 @@ impl Metrics {
         for t in ["TCP", "TLS"] {
             m.stream_connections.with_label_values(&[t]).set(0);
         }
-        for reason in ["unknown_source", "wrong_source"] {
+        for reason in ["unknown_source", "wrong_source", "bad_notify"] {
             m.mgcp_dropped.with_label_values(&[reason]).inc_by(0);
         }
         // The answers alerts and dashboards look at exist from the start.

@@ -34,7 +34,9 @@ pub struct LivePolicy {
     /// ([`LivePolicy::config_changed`]).
     registrar: Option<Option<Arc<RegistrarSettings>>>,
     /// Where calls to MGCP gateway trunks go (the bridge's loopback SIP address), if running.
-    pub mgcp_bridge: Option<std::net::SocketAddr>,
+    /// Each MGCP gateway's SIP address in the bridge (loopback): where its calls go and
+    /// where its lines' calls come from.
+    pub mgcp_bridge: Arc<std::collections::HashMap<String, std::net::SocketAddr>>,
     /// Which trunks register and are probed, and which probed trunks are down.
     pub health: crate::carriers::TrunkHealth,
     /// The addresses of trunks named by DNS (written by the resolver thread).
@@ -127,7 +129,14 @@ impl Guard {
         if !config_changed {
             // only the trunks' resolved addresses changed
             if let Some(s) = &mut self.sources {
-                s.set_exempt(static_trunk_ips(cfg).chain(dns.ips()));
+                // the MGCP bridge's SIP sockets are on loopback: its lines' calls are a trunk's
+                let bridge = cfg
+                    .trunks
+                    .values()
+                    .filter(|t| t.mgcp.is_some())
+                    .map(|_| std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+                    .take(1);
+                s.set_exempt(static_trunk_ips(cfg).chain(dns.ips()).chain(bridge));
             }
             return;
         }
@@ -141,7 +150,14 @@ impl Guard {
             },
         };
         if let Some(s) = &mut self.sources {
-            s.set_exempt(static_trunk_ips(cfg).chain(dns.ips()));
+            // the MGCP bridge's SIP sockets are on loopback: its lines' calls are a trunk's
+            let bridge = cfg
+                .trunks
+                .values()
+                .filter(|t| t.mgcp.is_some())
+                .map(|_| std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+                .take(1);
+            s.set_exempt(static_trunk_ips(cfg).chain(dns.ips()).chain(bridge));
         }
         self.overload.queue_high = l.overload_queue as usize;
     }
@@ -207,7 +223,7 @@ impl LivePolicy {
             guard,
             sources: CallSources::default(),
             registrar: None,
-            mgcp_bridge: None,
+            mgcp_bridge: Default::default(),
             health: Default::default(),
             dns: Default::default(),
             cdr: None,
@@ -222,6 +238,15 @@ impl LivePolicy {
     /// The trunk `from` belongs to: one given as that `ip:port`, or one whose name resolves
     /// to it (RFC 3263 trunks are recognised by any address they resolve to).
     fn trunk_of(&self, from: Peer) -> Option<&str> {
+        if from.addr.ip().is_loopback() {
+            if let Some((name, _)) = self.mgcp_bridge.iter().find(|(_, a)| **a == from.addr) {
+                return self
+                    .config
+                    .trunks
+                    .get_key_value(name)
+                    .map(|(k, _)| k.as_str());
+            }
+        }
         if let Some(t) = self
             .config
             .trunks

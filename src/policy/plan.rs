@@ -44,7 +44,7 @@ impl LivePolicy {
                 }
                 let config = self.config.clone();
                 let dns = self.dns.clone();
-                let mgcp_bridge = self.mgcp_bridge;
+                let mgcp_bridge = self.mgcp_bridge.clone();
                 // A probed trunk that is down is skipped at once (no timeout to wait); all
                 // of a route's trunks down is a 503 with Retry-After, like all at their limit.
                 let up: Vec<&String> = names.iter().filter(|n| !self.health.is_down(n)).collect();
@@ -72,7 +72,7 @@ impl LivePolicy {
                     })
                     .collect::<Vec<_>>()
                     .into_iter()
-                    .flat_map(|t| match (&t.mgcp, mgcp_bridge) {
+                    .flat_map(|t| match (&t.mgcp, mgcp_bridge.get(&t.name).copied()) {
                         (None, _) => {
                             let addrs = trunk_addresses(&dns, t);
                             // A name that does not resolve: skipped like a trunk that is down.
@@ -91,7 +91,7 @@ impl LivePolicy {
                                 })
                                 .collect::<Vec<_>>()
                         }
-                        // An MGCP gateway: through the bridge, which finds the gateway by name.
+                        // An MGCP gateway: to its address in the bridge.
                         (Some(_), Some(bridge)) => vec![Target {
                             trunk: t.name.clone(),
                             peer: Peer {

@@ -45,6 +45,7 @@ mod chunks;
 mod dual_stack;
 mod errors;
 mod fast_reader;
+mod gateways;
 mod limits;
 mod loading;
 mod matcher;

@@ -112,7 +112,7 @@ fn mgcp_gateway_trunks() {
     let c = from_yaml(&src, "t.yaml").unwrap();
     let t = &c.trunks["pstn"];
     assert_eq!(
-        t.mgcp.as_ref().map(|m| m.endpoint.as_str()),
+        t.mgcp.as_ref().and_then(|m| m.endpoint.as_deref()),
         Some("aaln/*@gw1")
     );
     assert_eq!(

@@ -1,0 +1,987 @@
+//! Phone lines of residential gateways (RFC 3435 with the line package `L` and DTMF package
+//! `D` of RFC 3660): one state machine per line, in both directions.
+//!
+//! ```text
+//!  Unarmed --RQNT R: L/hd ack--> Idle --NTFY L/hd--> Dialling (S: L/dl, D: digit map)
+//!  Dialling --NTFY D/..., matches the map--> Out: CRCX, INVITE to the core
+//!      180 -> S: L/rt;  200 -> ACK, MDCX sendrecv;  >= 300 -> ACK, S: L/bz | L/ro, DLCX
+//!  Dialling --digits match nothing (timer T)--> Hanging (S: L/ro)
+//!  Idle --INVITE from the core--> In: CRCX recvonly, S: L/rg + L/ci, 180
+//!      NTFY L/hd -> MDCX sendrecv, 200;  no answer in ring_time -> 480;  CANCEL -> 487
+//!  any call --NTFY L/hu--> BYE or CANCEL, DLCX, re-armed
+//!  any call --BYE from the core--> 200, DLCX, Hanging (R: L/hu) --NTFY L/hu--> re-armed
+//! ```
+//!
+//! RFC 3435 section 4.4.1: "the request identifier ... [links] the notifications to the
+//! request"; a NTFY whose `X:` is not the one in force for the line is refused (538) and has
+//! no effect, so a replayed or delayed notification cannot hang up or answer a call.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mgcp::endpoint::{dialled, parse_events};
+use mgcp::{Command, Match, Verb};
+use signaling::b2bua::make_response;
+use signaling::message::{Method, Request, Response, SipMessage};
+
+use crate::uac::{self, Dialog};
+use crate::{Bridge, Out, Pending};
+
+/// What a line is doing (the metrics' `state` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineState {
+    /// Not armed yet (at start, after a restart, while its gateway does not answer).
+    Unarmed,
+    /// On hook, armed for off-hook.
+    Idle,
+    /// Off hook, dial tone, digits being collected.
+    Dialling,
+    /// In a call it placed (being set up, ringing, or answered).
+    Calling,
+    /// Ringing for a call to it.
+    Ringing,
+    /// In a call to it that it answered.
+    Talking,
+    /// A call ended or failed; waiting for on-hook (maybe with busy or reorder tone).
+    Hanging,
+}
+
+impl LineState {
+    pub const ALL: [LineState; 7] = [
+        LineState::Unarmed,
+        LineState::Idle,
+        LineState::Dialling,
+        LineState::Calling,
+        LineState::Ringing,
+        LineState::Talking,
+        LineState::Hanging,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineState::Unarmed => "unarmed",
+            LineState::Idle => "idle",
+            LineState::Dialling => "dialling",
+            LineState::Calling => "calling",
+            LineState::Ringing => "ringing",
+            LineState::Talking => "talking",
+            LineState::Hanging => "hanging",
+        }
+    }
+}
+
+/// A line command in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// RQNT arming for off-hook.
+    Arm,
+    /// RQNT changing signals or events during a call.
+    Signal,
+    Crcx,
+    Mdcx,
+    Dlcx,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum OutStage {
+    Creating,
+    Inviting,
+    Early,
+    Up,
+}
+
+/// A call the line placed (the bridge is the UAC towards the core).
+struct OutCall {
+    mgcp_call: String,
+    conn: Option<String>,
+    gw_sdp: Option<String>,
+    digits: String,
+    dialog: Option<Dialog>,
+    invite: Option<Request>,
+    stage: OutStage,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum InStage {
+    Creating,
+    Ringing(Instant),
+    Answering,
+    Up,
+}
+
+/// A call to the line (the bridge is the UAS for the core's INVITE).
+struct InCall {
+    mgcp_call: String,
+    conn: Option<String>,
+    gw_sdp: Option<String>,
+    invite: Request,
+    from: SocketAddr,
+    to_tag: String,
+    stage: InStage,
+    last: Option<Vec<u8>>,
+}
+
+enum Phase {
+    Unarmed { arming: bool },
+    Idle,
+    Dialling,
+    Out(Box<OutCall>),
+    In(Box<InCall>),
+    Hanging,
+}
+
+pub(crate) struct LineRt {
+    pub gw: String,
+    pub number: String,
+    pub endpoint: String,
+    /// The request identifier in force (NTFYs must carry it).
+    x: Option<String>,
+    phase: Phase,
+}
+
+impl LineRt {
+    pub fn new(gw: &str, number: &str, endpoint: &str) -> LineRt {
+        LineRt {
+            gw: gw.to_string(),
+            number: number.to_string(),
+            endpoint: endpoint.to_string(),
+            x: None,
+            phase: Phase::Unarmed { arming: false },
+        }
+    }
+
+    pub fn state(&self) -> LineState {
+        match &self.phase {
+            Phase::Unarmed { .. } => LineState::Unarmed,
+            Phase::Idle => LineState::Idle,
+            Phase::Dialling => LineState::Dialling,
+            Phase::Out(_) => LineState::Calling,
+            Phase::In(c) => match c.stage {
+                InStage::Creating | InStage::Ringing(_) => LineState::Ringing,
+                InStage::Answering | InStage::Up => LineState::Talking,
+            },
+            Phase::Hanging => LineState::Hanging,
+        }
+    }
+
+    /// The ringing deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::In(c) => match c.stage {
+                InStage::Ringing(t) => Some(t),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn conn(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Out(c) => c.conn.as_deref(),
+            Phase::In(c) => c.conn.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The line's call holds connection `conn` (or, without `I:`, is on `endpoint`).
+    pub fn has_connection(&self, conn: Option<&str>, endpoint: &str) -> bool {
+        match (conn, self.conn()) {
+            (Some(c), Some(mine)) => c.eq_ignore_ascii_case(mine),
+            (None, Some(_)) => self.endpoint.eq_ignore_ascii_case(endpoint),
+            _ => false,
+        }
+    }
+}
+
+/// A caller id safe inside `L/ci(...)`: digits, `+*#`, letters, at most 32.
+fn caller_id(req: &Request) -> String {
+    let user = req
+        .headers
+        .get("From")
+        .and_then(|f| {
+            let s = f.find("sip:").or_else(|| f.find("tel:"))? + 4;
+            Some(crate::user_of(&f[s - 4..]).to_string())
+        })
+        .unwrap_or_default();
+    user.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '*' | '#'))
+        .take(32)
+        .collect()
+}
+
+impl Bridge {
+    fn line(&mut self, key: &str) -> Option<&mut LineRt> {
+        self.lines.get_mut(key)
+    }
+
+    /// RQNT on a line with a new request identifier: `events` requested, `signals` played.
+    fn line_rqnt(
+        &mut self,
+        key: &str,
+        events: &str,
+        signals: &str,
+        extra: Option<(&str, &str)>,
+        op: Op,
+        now: Instant,
+    ) {
+        let x = self.id();
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        l.x = Some(x.clone());
+        let (gw, ep) = (l.gw.clone(), l.endpoint.clone());
+        let mut cmd = Command::new(Verb::Rqnt, &ep)
+            .with("X", &x)
+            .with("R", events);
+        if let Some((k, v)) = extra {
+            cmd = cmd.with(k, v);
+        }
+        if !signals.is_empty() {
+            cmd = cmd.with("S", signals);
+        }
+        self.send(&gw, cmd, Pending::Line(key.to_string(), op), now);
+    }
+
+    /// Arm the line for off-hook (RFC 3660 `L/hd`, action N: notify).
+    pub(crate) fn arm(&mut self, key: &str, now: Instant) {
+        if let Some(l) = self.line(key) {
+            l.phase = Phase::Unarmed { arming: true };
+        }
+        self.line_rqnt(key, "L/hd(N)", "", None, Op::Arm, now);
+    }
+
+    /// Arm every line of `gw` that is in no call.
+    pub(crate) fn arm_all(&mut self, gw: &str, now: Instant) {
+        let keys: Vec<String> = self
+            .lines
+            .iter()
+            .filter(|(_, l)| l.gw == gw && matches!(l.phase, Phase::Unarmed { .. } | Phase::Idle))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.arm(&k, now);
+        }
+    }
+
+    /// Wait for on-hook, maybe playing `tone` (`L/bz` busy, `L/ro` reorder).
+    fn hang(&mut self, key: &str, tone: &str, now: Instant) {
+        if let Some(l) = self.line(key) {
+            l.phase = Phase::Hanging;
+        }
+        self.line_rqnt(key, "L/hu(N)", tone, None, Op::Signal, now);
+    }
+
+    fn dlcx(&mut self, key: &str, mgcp_call: &str, conn: Option<&str>, now: Instant) {
+        let Some(l) = self.lines.get(key) else {
+            return;
+        };
+        let (gw, ep) = (l.gw.clone(), l.endpoint.clone());
+        let mut cmd = Command::new(Verb::Dlcx, &ep).with("C", mgcp_call);
+        if let Some(c) = conn {
+            cmd = cmd.with("I", c);
+        }
+        self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Dlcx), now);
+    }
+
+    /// A NTFY from `gw`: the answer's return code.
+    pub(crate) fn on_notify(
+        &mut self,
+        gw: &str,
+        c: &Command,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> u16 {
+        let key = c.endpoint.to_ascii_lowercase();
+        let Some(l) = self.lines.get(&key).filter(|l| l.gw == gw) else {
+            let trunking = self.gateways.get(gw).and_then(|g| g.cfg.endpoint.clone());
+            if trunking.is_some_and(|t| mgcp::endpoint::name_matches(&t, &c.endpoint)) {
+                return 200; // digits or tones on a trunking endpoint: nothing to do
+            }
+            self.bad_notifies += 1;
+            return 500;
+        };
+        if c.param("X").map(str::trim) != l.x.as_deref() || l.x.is_none() {
+            self.bad_notifies += 1;
+            return 538;
+        }
+        let Some(events) = c.param("O").and_then(parse_events) else {
+            self.bad_notifies += 1;
+            return 538;
+        };
+        if events.iter().any(|e| e.is("L", "hu")) {
+            self.on_hook(&key, now, out);
+        } else if events.iter().any(|e| e.is("L", "hd")) {
+            self.off_hook(&key, now, out);
+        } else {
+            let digits = dialled(&events);
+            if !digits.is_empty() {
+                self.on_digits(&key, &digits, now);
+            }
+        }
+        200
+    }
+
+    fn off_hook(&mut self, key: &str, now: Instant, out: &mut Vec<Out>) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        match &mut l.phase {
+            Phase::Unarmed { .. } | Phase::Idle => {
+                l.phase = Phase::Dialling;
+                let map = self
+                    .gateways
+                    .get(&l.gw)
+                    .map(|g| g.cfg.digit_map.as_str().to_string())
+                    .unwrap_or_default();
+                self.line_rqnt(
+                    key,
+                    "L/hu(N),D/[0-9#*T](D)",
+                    "L/dl",
+                    Some(("D", &map)),
+                    Op::Signal,
+                    now,
+                );
+            }
+            Phase::In(c) if matches!(c.stage, InStage::Ringing(_)) => {
+                // answered: media both ways, ringing stops
+                c.stage = InStage::Answering;
+                let (mc, conn) = (c.mgcp_call.clone(), c.conn.clone().unwrap_or_default());
+                let (gw, ep) = (l.gw.clone(), l.endpoint.clone());
+                let cmd = Command::new(Verb::Mdcx, &ep)
+                    .with("C", &mc)
+                    .with("I", &conn)
+                    .with("M", "sendrecv");
+                self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Mdcx), now);
+                self.line_rqnt(key, "L/hu(N)", "", None, Op::Signal, now);
+            }
+            _ => {}
+        }
+        let _ = out;
+    }
+
+    fn on_hook(&mut self, key: &str, now: Instant, out: &mut Vec<Out>) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        let phase = std::mem::replace(&mut l.phase, Phase::Unarmed { arming: false });
+        match phase {
+            Phase::Out(c) => self.end_out(key, *c, true, now, out),
+            Phase::In(c) => self.end_in(key, *c, true, now, out),
+            Phase::Unarmed { .. } | Phase::Idle => {}
+            Phase::Dialling | Phase::Hanging => {}
+        }
+        self.arm(key, now);
+    }
+
+    /// End a call the line placed: CANCEL or BYE to the core, DLCX when `dlcx`.
+    fn end_out(&mut self, key: &str, c: OutCall, dlcx: bool, now: Instant, out: &mut Vec<Out>) {
+        let gw = self
+            .lines
+            .get(key)
+            .map(|l| l.gw.clone())
+            .unwrap_or_default();
+        match (c.stage, c.dialog, c.invite) {
+            (OutStage::Inviting | OutStage::Early, Some(d), Some(inv)) => {
+                let cancel = d.cancel(&inv);
+                let branch = uac::branch_of(&cancel).unwrap_or_default();
+                self.send_sip(
+                    &gw,
+                    cancel,
+                    d.core,
+                    format!("{branch}-cancel"),
+                    Some(key),
+                    now,
+                    out,
+                );
+            }
+            (OutStage::Up, Some(mut d), _) => {
+                let branch = self.branch();
+                let bye = d.request(Method::Bye, &branch);
+                self.send_sip(&gw, bye, d.core, branch, Some(key), now, out);
+            }
+            _ => {}
+        }
+        if dlcx && c.conn.is_some() {
+            self.dlcx(key, &c.mgcp_call, c.conn.as_deref(), now);
+        }
+    }
+
+    /// End a call to the line: a final error (unanswered) or BYE (answered) to the core.
+    fn end_in(&mut self, key: &str, c: InCall, dlcx: bool, now: Instant, out: &mut Vec<Out>) {
+        let gw = self
+            .lines
+            .get(key)
+            .map(|l| l.gw.clone())
+            .unwrap_or_default();
+        match c.stage {
+            InStage::Creating | InStage::Ringing(_) => {
+                let r = make_response(&c.invite, 503, "Line Unavailable", Some(&c.to_tag));
+                out.push(Out::Sip(gw, c.from, SipMessage::Response(r).to_bytes()));
+                if let Some(id) = c.invite.call_id() {
+                    self.by_sip.remove(id);
+                }
+            }
+            InStage::Answering | InStage::Up => {
+                if let Some(me) = self.gateways.get(&gw).map(|g| g.cfg.sip) {
+                    let mut d = Dialog::of_uas(&c.invite, &c.to_tag, me, c.from);
+                    let branch = self.branch();
+                    let bye = d.request(Method::Bye, &branch);
+                    self.send_sip(&gw, bye, c.from, branch, Some(key), now, out);
+                }
+            }
+        }
+        if dlcx && c.conn.is_some() {
+            self.dlcx(key, &c.mgcp_call, c.conn.as_deref(), now);
+        }
+    }
+
+    /// The line's call is gone on the gateway's side (RSIP, its own DLCX): end the SIP side;
+    /// the caller re-arms the line.
+    pub(crate) fn line_lost(&mut self, key: &str, now: Instant, out: &mut Vec<Out>) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        let phase = std::mem::replace(&mut l.phase, Phase::Unarmed { arming: false });
+        match phase {
+            Phase::Out(c) => self.end_out(key, *c, false, now, out),
+            Phase::In(c) => self.end_in(key, *c, false, now, out),
+            _ => {}
+        }
+    }
+
+    fn on_digits(&mut self, key: &str, digits: &str, now: Instant) {
+        let Some(l) = self.lines.get(key) else {
+            return;
+        };
+        if !matches!(l.phase, Phase::Dialling) {
+            return;
+        }
+        let matched = self
+            .gateways
+            .get(&l.gw)
+            .map(|g| g.cfg.digit_map.check(digits))
+            .unwrap_or(Match::None);
+        let number: String = digits
+            .chars()
+            .filter(|c| !c.eq_ignore_ascii_case(&'T'))
+            .collect();
+        if !matches!(matched, Match::Full | Match::FullButLonger)
+            || number.is_empty()
+            || self.core.is_none()
+        {
+            tracing::info!(line = %l.endpoint, digits, "mgcp: dialled digits match no digit map entry: reorder");
+            self.hang(key, "L/ro", now);
+            return;
+        }
+        let (gw, ep) = (l.gw.clone(), l.endpoint.clone());
+        let mgcp_call = self.id();
+        let cmd = Command::new(Verb::Crcx, &ep)
+            .with("C", &mgcp_call)
+            .with("L", "p:20, a:PCMU")
+            .with("M", "recvonly");
+        self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Crcx), now);
+        if let Some(l) = self.line(key) {
+            l.phase = Phase::Out(Box::new(OutCall {
+                mgcp_call,
+                conn: None,
+                gw_sdp: None,
+                digits: number,
+                dialog: None,
+                invite: None,
+                stage: OutStage::Creating,
+            }));
+        }
+        // dial tone off, on-hook still reported
+        self.line_rqnt(key, "L/hu(N)", "", None, Op::Signal, now);
+    }
+
+    /// A new INVITE from the core for the line: ring it (busy when it is not idle).
+    pub(crate) fn line_invite(
+        &mut self,
+        key: &str,
+        req: Request,
+        call_id: String,
+        from: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(l) = self.lines.get(key) else {
+            return;
+        };
+        let gw = l.gw.clone();
+        if !matches!(l.phase, Phase::Idle) {
+            let busy = self.respond(&req, 486, "Busy Here", None);
+            out.push(Out::Sip(gw, from, busy));
+            return;
+        }
+        let ep = l.endpoint.clone();
+        let mgcp_call = self.id();
+        let mut cmd = Command::new(Verb::Crcx, &ep)
+            .with("C", &mgcp_call)
+            .with("L", "p:20, a:PCMU")
+            .with("M", "recvonly");
+        if !req.body.is_empty() {
+            cmd = cmd.with_sdp(&String::from_utf8_lossy(&req.body));
+        }
+        self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Crcx), now);
+        out.push(Out::Sip(
+            gw.clone(),
+            from,
+            self.respond(&req, 100, "Trying", None),
+        ));
+        self.count_call(&gw, "outbound");
+        let to_tag = self.tag();
+        self.by_sip.insert(call_id, key.to_string());
+        if let Some(l) = self.line(key) {
+            l.phase = Phase::In(Box::new(InCall {
+                mgcp_call,
+                conn: None,
+                gw_sdp: None,
+                invite: req,
+                from,
+                to_tag,
+                stage: InStage::Creating,
+                last: None,
+            }));
+        }
+    }
+
+    /// Answer the core's INVITE of a call to the line (kept for retransmissions).
+    fn in_answer(
+        &mut self,
+        key: &str,
+        status: u16,
+        reason: &str,
+        with_sdp: bool,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        let gw = l.gw.clone();
+        let contact = match self.gateways.get(&gw) {
+            Some(g) => format!("<sip:{}@{}>", l.number, g.cfg.sip),
+            None => return,
+        };
+        let Phase::In(c) = &mut l.phase else {
+            return;
+        };
+        let mut r = make_response(&c.invite, status, reason, Some(&c.to_tag));
+        if status < 300 {
+            r.headers.push("Contact", contact);
+        }
+        if with_sdp {
+            if let Some(sdp) = &c.gw_sdp {
+                r.headers.push("Content-Type", "application/sdp");
+                r.body = sdp.clone().into_bytes();
+            }
+        }
+        let bytes = SipMessage::Response(r).to_bytes();
+        if status >= 200 {
+            c.last = Some(bytes.clone());
+        }
+        out.push(Out::Sip(gw, c.from, bytes));
+    }
+
+    /// A request from the core in a line's call.
+    pub(crate) fn line_request(
+        &mut self,
+        key: &str,
+        req: Request,
+        from: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        let gw = l.gw.clone();
+        let ok = |b: &Bridge, code, reason| {
+            Out::Sip(gw.clone(), from, b.respond(&req, code, reason, None))
+        };
+        let same_call = match &l.phase {
+            Phase::Out(c) => c.dialog.as_ref().map(|d| d.call_id.as_str()) == req.call_id(),
+            Phase::In(c) => c.invite.call_id() == req.call_id(),
+            _ => false,
+        };
+        if !same_call {
+            // an old call of this line, already ended here
+            if !matches!(req.method, Method::Ack) {
+                out.push(ok(self, 481, "Call/Transaction Does Not Exist"));
+            }
+            return;
+        }
+        match req.method {
+            Method::Ack => {}
+            Method::Bye => {
+                out.push(ok(self, 200, "OK"));
+                if let Some(id) = req.call_id() {
+                    self.by_sip.remove(id);
+                }
+                let Some(l) = self.lines.get_mut(key) else {
+                    return;
+                };
+                let phase = std::mem::replace(&mut l.phase, Phase::Hanging);
+                let (mc, conn) = match &phase {
+                    Phase::Out(c) => (c.mgcp_call.clone(), c.conn.clone()),
+                    Phase::In(c) => (c.mgcp_call.clone(), c.conn.clone()),
+                    _ => return,
+                };
+                self.dlcx(key, &mc, conn.as_deref(), now);
+                self.hang(key, "", now);
+            }
+            Method::Cancel => {
+                let ringing = matches!(&l.phase, Phase::In(c) if matches!(c.stage, InStage::Creating | InStage::Ringing(_)));
+                out.push(ok(self, 200, "OK"));
+                if ringing {
+                    self.in_answer(key, 487, "Request Terminated", false, out);
+                    self.line_lost(key, now, out);
+                    self.arm(key, now);
+                }
+            }
+            Method::Invite | Method::Update => {
+                let tagged = req
+                    .to()
+                    .is_some_and(|t| t.tag().is_some_and(|t| !t.is_empty()));
+                let retransmission = req.method == Method::Invite && !tagged;
+                if retransmission {
+                    if let Phase::In(c) = &l.phase {
+                        if let Some(b) = &c.last {
+                            out.push(Out::Sip(gw, from, b.clone()));
+                        }
+                    }
+                    return;
+                }
+                // a refresh or re-offer: the gateway's SDP stands (its connection is unchanged)
+                let sdp = match &l.phase {
+                    Phase::Out(c) => c.gw_sdp.clone(),
+                    Phase::In(c) => c.gw_sdp.clone(),
+                    _ => None,
+                };
+                let number = l.number.clone();
+                let me = self.gateways.get(&gw).map(|g| g.cfg.sip);
+                let mut r = make_response(&req, 200, "OK", None);
+                if let Some(me) = me {
+                    r.headers.push("Contact", format!("<sip:{number}@{me}>"));
+                }
+                if let (Some(sdp), false) = (sdp, req.body.is_empty()) {
+                    r.headers.push("Content-Type", "application/sdp");
+                    r.body = sdp.into_bytes();
+                }
+                out.push(Out::Sip(gw, from, SipMessage::Response(r).to_bytes()));
+            }
+            Method::Options => out.push(ok(self, 200, "OK")),
+            _ => out.push(ok(self, 501, "Not Implemented")),
+        }
+    }
+
+    /// A response from the core to the INVITE of a call the line placed.
+    pub(crate) fn line_invite_response(
+        &mut self,
+        key: &str,
+        resp: Response,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        let gw = l.gw.clone();
+        let Phase::Out(c) = &mut l.phase else {
+            // a late answer to a call already ended: ACK it; a 2xx also gets a BYE
+            return self.stray_invite_response(key, resp, now, out);
+        };
+        if c.dialog.as_ref().map(|d| d.call_id.as_str()) != resp.call_id() {
+            return self.stray_invite_response(key, resp, now, out);
+        }
+        let (Some(d), Some(inv)) = (c.dialog.as_mut(), c.invite.clone()) else {
+            return;
+        };
+        match resp.status {
+            180 | 183 if c.stage == OutStage::Inviting => {
+                c.stage = OutStage::Early;
+                self.line_rqnt(key, "L/hu(N)", "L/rt", None, Op::Signal, now);
+            }
+            100..=199 => {}
+            200..=299 => {
+                d.confirm(&resp);
+                let branch = format!(
+                    "z9hG4bKmg{:016x}",
+                    rand_core::RngCore::next_u64(&mut self.rng)
+                );
+                let Some(Phase::Out(c)) = self.lines.get_mut(key).map(|l| &mut l.phase) else {
+                    return;
+                };
+                let Some(d) = c.dialog.as_ref() else {
+                    return;
+                };
+                let ack = d.ack(&inv, &resp, &branch);
+                let core = d.core;
+                let first = c.stage != OutStage::Up;
+                c.stage = OutStage::Up;
+                let (mc, conn) = (c.mgcp_call.clone(), c.conn.clone().unwrap_or_default());
+                self.send_sip(&gw, ack, core, branch, None, now, out);
+                if first {
+                    let ep = self
+                        .lines
+                        .get(key)
+                        .map(|l| l.endpoint.clone())
+                        .unwrap_or_default();
+                    let mut cmd = Command::new(Verb::Mdcx, &ep)
+                        .with("C", &mc)
+                        .with("I", &conn)
+                        .with("M", "sendrecv");
+                    if !resp.body.is_empty() {
+                        cmd = cmd.with_sdp(&String::from_utf8_lossy(&resp.body));
+                    }
+                    self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Mdcx), now);
+                    self.line_rqnt(key, "L/hu(N)", "", None, Op::Signal, now);
+                }
+            }
+            _ => {
+                let ack = d.ack(&inv, &resp, "");
+                let core = d.core;
+                self.send_sip(&gw, ack, core, String::new(), None, now, out);
+                self.line_invite_failed(key, resp.status, now);
+            }
+        }
+    }
+
+    /// The INVITE of the line's call failed with `status` (or timed out: 408).
+    pub(crate) fn line_invite_failed(&mut self, key: &str, status: u16, now: Instant) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        let Phase::Out(c) = std::mem::replace(&mut l.phase, Phase::Hanging) else {
+            return;
+        };
+        if let Some(id) = c.dialog.as_ref().map(|d| d.call_id.clone()) {
+            self.by_sip.remove(&id);
+        }
+        self.dlcx(key, &c.mgcp_call, c.conn.as_deref(), now);
+        let tone = if matches!(status, 486 | 600 | 603) {
+            "L/bz"
+        } else {
+            "L/ro"
+        };
+        self.hang(key, tone, now);
+    }
+
+    fn stray_invite_response(
+        &mut self,
+        key: &str,
+        resp: Response,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        if resp.status < 200 {
+            return;
+        }
+        let Some(l) = self.lines.get(key) else {
+            return;
+        };
+        let (gw, Some(me), Some(core)) = (
+            l.gw.clone(),
+            self.gateways.get(&l.gw).map(|g| g.cfg.sip),
+            self.core,
+        ) else {
+            return;
+        };
+        // ACK in the dialog the response names, and end it
+        let mut d = Dialog::new(
+            resp.call_id().unwrap_or("").to_string(),
+            "x",
+            &gw,
+            "x",
+            "x",
+            me,
+            core,
+        );
+        if let Some(f) = resp.headers.get("From") {
+            d.local = f.to_string();
+        }
+        d.confirm(&resp);
+        let cseq = resp
+            .headers
+            .get("CSeq")
+            .and_then(|c| c.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let mut inv = d.invite("", "x", "");
+        inv.headers.set("CSeq", format!("{cseq} INVITE"));
+        if let Some(v) = resp.headers.get("Via") {
+            inv.headers.set("Via", v.to_string());
+        }
+        let branch = self.branch();
+        let ack = d.ack(&inv, &resp, &branch);
+        self.send_sip(&gw, ack, core, branch, None, now, out);
+        if (200..300).contains(&resp.status) {
+            d.cseq = cseq;
+            let branch = self.branch();
+            let bye = d.request(Method::Bye, &branch);
+            self.send_sip(&gw, bye, core, branch, None, now, out);
+        }
+    }
+
+    /// A line command succeeded.
+    pub(crate) fn line_command_done(
+        &mut self,
+        key: &str,
+        op: Op,
+        resp: mgcp::Response,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        match (op, &mut l.phase) {
+            (Op::Arm, Phase::Unarmed { .. }) => l.phase = Phase::Idle,
+            (Op::Crcx, Phase::Out(c)) if c.stage == OutStage::Creating && c.conn.is_none() => {
+                c.conn = resp.param("I").map(str::to_string);
+                c.gw_sdp = resp.sdp.clone();
+                self.line_call_out(key, now, out);
+            }
+            (Op::Crcx, Phase::In(c)) if c.stage == InStage::Creating && c.conn.is_none() => {
+                c.conn = resp.param("I").map(str::to_string);
+                c.gw_sdp = resp.sdp.clone();
+                let ring = self
+                    .gateways
+                    .get(&l.gw)
+                    .map(|g| g.cfg.ring_time)
+                    .unwrap_or_default();
+                c.stage = InStage::Ringing(now + ring);
+                let ci = format!("L/rg,L/ci(,\"{}\",)", caller_id(&c.invite));
+                self.line_rqnt(key, "L/hd(N)", &ci, None, Op::Signal, now);
+                self.in_answer(key, 180, "Ringing", false, out);
+            }
+            (Op::Crcx, _) => {
+                // the call ended while the connection was being made: delete it
+                if let (Some(conn), Some(c)) = (resp.param("I"), l.endpoint.clone().into()) {
+                    let conn = conn.to_string();
+                    let gw = l.gw.clone();
+                    let cmd = Command::new(Verb::Dlcx, &c).with("I", &conn);
+                    self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Dlcx), now);
+                }
+            }
+            (Op::Mdcx, Phase::In(c)) if c.stage == InStage::Answering => {
+                c.stage = InStage::Up;
+                self.in_answer(key, 200, "OK", true, out);
+            }
+            (Op::Dlcx, _) => crate::log_dlcx(&resp),
+            _ => {}
+        }
+    }
+
+    /// The CRCX of a line's own call came back: INVITE to the core with the gateway's SDP.
+    fn line_call_out(&mut self, key: &str, now: Instant, out: &mut Vec<Out>) {
+        let (Some(core), Some(l)) = (self.core, self.lines.get(key)) else {
+            return;
+        };
+        let (gw, number) = (l.gw.clone(), l.number.clone());
+        let Some(me) = self.gateways.get(&gw).map(|g| g.cfg.sip) else {
+            return;
+        };
+        let call_id = format!("{}@mgcp", self.id());
+        let tag = self.tag();
+        let branch = self.branch();
+        let Some(Phase::Out(c)) = self.lines.get_mut(key).map(|l| &mut l.phase) else {
+            return;
+        };
+        let mut d = Dialog::new(call_id, &tag, &gw, &number, &c.digits, me, core);
+        let sdp = c.gw_sdp.clone().unwrap_or_default();
+        let invite = d.invite(&branch, &number, &sdp);
+        c.dialog = Some(d);
+        c.invite = Some(invite.clone());
+        c.stage = OutStage::Inviting;
+        self.count_call(&gw, "inbound");
+        self.send_sip(&gw, invite, core, branch, Some(key), now, out);
+    }
+
+    /// A line command failed (`code`: the gateway's return code, 406 for no answer).
+    pub(crate) fn line_command_failed(
+        &mut self,
+        key: &str,
+        op: Op,
+        code: u16,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
+        tracing::info!(line = %l.endpoint, ?op, code, "mgcp: line command failed");
+        match (op, &l.phase) {
+            (Op::Arm, _) if code == 401 => {
+                // RFC 3435 section 2.4 "401 The phone is already off hook": wait for on-hook
+                self.hang(key, "", now);
+            }
+            (Op::Arm, _) => l.phase = Phase::Unarmed { arming: false },
+            (Op::Crcx, Phase::Out(_)) => {
+                l.phase = Phase::Hanging;
+                self.hang(key, "L/ro", now);
+            }
+            (Op::Crcx, Phase::In(_)) => {
+                // RFC 3435 codes 505/506/534: the gateway cannot take the offer's codecs
+                let (status, reason) = if matches!(code, 505 | 506 | 534) {
+                    (488, "Not Acceptable Here")
+                } else {
+                    (503, "Line Unavailable")
+                };
+                self.in_answer(key, status, reason, false, out);
+                if let Some(l) = self.lines.get_mut(key) {
+                    if let Phase::In(c) = &l.phase {
+                        if let Some(id) = c.invite.call_id() {
+                            self.by_sip.remove(id);
+                        }
+                    }
+                    l.phase = Phase::Unarmed { arming: false };
+                }
+                self.arm(key, now);
+            }
+            (Op::Mdcx, Phase::In(c)) if c.stage == InStage::Answering => {
+                self.in_answer(key, 488, "Not Acceptable Here", false, out);
+                self.line_lost(key, now, out);
+                self.hang(key, "L/ro", now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Ringing lines past their ring time: 480 to the caller, ringing stops.
+    pub(crate) fn line_timers(&mut self, now: Instant, out: &mut Vec<Out>) {
+        let due: Vec<String> = self
+            .lines
+            .iter()
+            .filter(|(_, l)| l.deadline().is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.in_answer(&key, 480, "Temporarily Unavailable", false, out);
+            if let Some(l) = self.lines.get_mut(&key) {
+                if let Phase::In(c) =
+                    std::mem::replace(&mut l.phase, Phase::Unarmed { arming: false })
+                {
+                    if let Some(id) = c.invite.call_id() {
+                        self.by_sip.remove(id);
+                    }
+                    self.dlcx(&key, &c.mgcp_call, c.conn.as_deref(), now);
+                }
+            }
+            self.arm(&key, now);
+        }
+    }
+
+    /// Lines of `gw` whose arming failed (or never started): armed again (at each audit).
+    pub(crate) fn arm_unarmed(&mut self, gw: &str, now: Instant) {
+        let keys: Vec<String> = self
+            .lines
+            .iter()
+            .filter(|(_, l)| l.gw == gw && matches!(l.phase, Phase::Unarmed { arming: false }))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.arm(&k, now);
+        }
+    }
+}
