@@ -14,13 +14,14 @@
 //! [`netns`] (namespaces, ports), [`baresip`] (real phones), [`process`] (trunkline and peer process guards, waiting for a
 //! condition), [`sipp`], [`sip`] (message helpers), [`capture`] (tshark), [`ops`] (configs,
 //! metrics, HTTP), [`postgres`] (a private PostgreSQL cluster), [`sec`] (attacker sockets,
-//! resource limits), [`rawsip`] (a minimal UAC and UAS over raw sockets), [`ng`] (an ng control client) and [`dnsmasq`] (a
+//! resource limits), [`rawsip`] (a minimal UAC and UAS over raw sockets), [`ng`] (an ng control client), [`mgcpsim`] (the scripted MGCP gateway) and [`dnsmasq`] (a
 //! name server with the test's records).
 
 pub mod baresip;
 pub mod capture;
 pub mod dnsmasq;
 pub mod kamailio;
+pub mod mgcpsim;
 pub mod netns;
 pub mod ng;
 pub mod ops;
@@ -41,6 +42,8 @@ pub use capture::*;
 pub use dnsmasq::*;
 #[allow(unused_imports)]
 pub use kamailio::*;
+#[allow(unused_imports)]
+pub use mgcpsim::*;
 #[allow(unused_imports)]
 pub use netns::*;
 #[allow(unused_imports)]

@@ -1,0 +1,219 @@
+//! Issue 13: the PSTN both ways through an MGCP residential gateway (`mgcp-gw-sim`, a
+//! scripted RFC 3435 gateway with two lines sending a tone and recording what it hears):
+//! - line 1 goes off-hook and dials 1001: a SIPp callee (echoing RTP) answers, the line's tone
+//!   comes back to it through the relay, the line hangs up and the SIP side gets BYE;
+//! - a SIPp call to +15551230001 rings line 1 (RQNT L/rg with the caller id), the simulator
+//!   answers, SIPp's tone reaches the line through the relay, BYE -> DLCX;
+//! - the gateway restarts (RSIP) mid-call: the SIP leg gets BYE within a second, the line is
+//!   armed again and the next call to it works.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[path = "support/tone.rs"]
+mod tone;
+
+/// trunkline with gateway gw1 (simulator at `gw`, two lines) and SIP trunk pbx.
+fn config(net: &Net) -> String {
+    let t = [Trunk {
+        name: "pbx",
+        port: net.trunk(0),
+    }];
+    let rules: [(&str, &[&str]); 2] = [("^1001$", &["pbx"]), ("^\\+?1555123", &["gw1"])];
+    let yaml = config_yaml_rules(net, &t, &rules);
+    let extra = format!(
+        "mgcp: {{ listen: 127.0.0.1:{agent} }}\ngateways:\n  gw1:\n    address: 127.0.0.1:{gw}\n    \
+         endpoints: 'aaln/*@gw1'\n    lines: {{ '+15551230001': aaln/1, '+15551230002': aaln/2 }}\n    \
+         digit_map: '(0T|[1-7]xxx|9x.T)'\n    ring_time: 20\n",
+        agent = net.spare(1),
+        gw = net.spare(2),
+    );
+    with_metrics(net, &yaml, &extra)
+}
+
+fn sim(net: &Net, extra: &[&str]) -> GwSim {
+    let listen = format!("127.0.0.1:{}", net.spare(2));
+    let agent = format!("127.0.0.1:{}", net.spare(1));
+    let wav = net.dir.to_string_lossy().to_string();
+    let mut args = vec![
+        "--listen",
+        &listen,
+        "--agent",
+        &agent,
+        "--domain",
+        "gw1",
+        "--lines",
+        "2",
+        "--wav-dir",
+        &wav,
+    ];
+    args.extend_from_slice(extra);
+    GwSim::start(&args)
+}
+
+#[test]
+fn a_line_calls_a_sip_phone_and_hears_its_tone_back() {
+    require_sipp();
+    isolated(
+        "a_line_calls_a_sip_phone_and_hears_its_tone_back",
+        false,
+        |net| {
+            let gw = sim(
+                net,
+                &[
+                    "--at",
+                    "0.3:offhook:1",
+                    "--at",
+                    "0.8:dial:1:1001",
+                    "--talk",
+                    "1:3",
+                ],
+            );
+            let mut tl = Trunkline::start(net, &config(net));
+            let callee = Sipp::uas(
+                net,
+                "pbx",
+                "uas_basic.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                1,
+            )
+            .arg("-rtp_echo")
+            .spawn();
+            let armed = gw.wait_for("rqnt aaln/1@gw1", Duration::from_secs(5));
+            assert!(armed.contains("R=L/hd(N)"), "{armed}");
+            let dial = gw.wait_nth("rqnt aaln/1@gw1", 2, Duration::from_secs(5));
+            assert!(
+                dial.contains("S=L/dl") && dial.contains("D/[0-9#*T](D)"),
+                "{dial}"
+            );
+            let ntfy = gw.wait_for("ntfy aaln/1@gw1 O=D/1", Duration::from_secs(5));
+            assert_eq!(ntfy, "ntfy aaln/1@gw1 O=D/1,D/0,D/0,D/1");
+            let mdcx = gw.wait_for("mdcx aaln/1@gw1", Duration::from_secs(10));
+            assert!(mdcx.contains("M=sendrecv"), "{mdcx}");
+            let dlcx = gw.wait_for("dlcx aaln/1@gw1", Duration::from_secs(15));
+            callee
+                .wait(Duration::from_secs(10))
+                .assert_all_ok(1, &tl.log_tail(40));
+            let received = field(&dlcx, "received").unwrap_or(0);
+            let rms = field(&dlcx, "rms").unwrap_or(0);
+            assert!(
+                received > 50 && rms > 1000,
+                "the line's tone came back through the relay: {dlcx}\n{}",
+                gw.said()
+            );
+            // re-armed after on-hook
+            let again = gw.wait_for("answer", Duration::from_secs(1));
+            assert!(!again.is_empty());
+            let m = scrape(net);
+            assert!(
+                m.contains("trunkline_mgcp_calls_total{direction=\"inbound\",gateway=\"gw1\"} 1"),
+                "{m}"
+            );
+            tl.assert_alive();
+        },
+    );
+}
+
+#[test]
+fn a_sip_call_rings_a_line_and_the_line_answers() {
+    require_sipp();
+    isolated(
+        "a_sip_call_rings_a_line_and_the_line_answers",
+        false,
+        |net| {
+            std::fs::write(net.dir.join("tone.wav"), tone::tone_wav()).expect("tone.wav");
+            let gw = sim(net, &["--answer-after", "1"]);
+            let mut tl = Trunkline::start(net, &config(net));
+            gw.wait_for("rqnt aaln/1@gw1", Duration::from_secs(5));
+            let caller = Sipp::uac(net, "caller", "uac_rtp.xml", 1, 1)
+                .args(&["-s", "+15551230001"])
+                .run(Duration::from_secs(30));
+            caller.assert_all_ok(1, &tl.log_tail(40));
+            let ring = gw.wait_for("rqnt aaln/1@gw1 X=", Duration::from_secs(1));
+            let ringing = gw.said();
+            assert!(
+                ringing.contains("S=L/rg,L/ci(,\"caller\",)"),
+                "ringing with the caller id: {ring}\n{ringing}"
+            );
+            let dlcx = gw.wait_for("dlcx aaln/1@gw1", Duration::from_secs(10));
+            let received = field(&dlcx, "received").unwrap_or(0);
+            assert!(
+                received > 50 && field(&dlcx, "rms").unwrap_or(0) > 1000,
+                "SIPp's tone reached the line: {dlcx}"
+            );
+            let m = scrape(net);
+            assert!(
+                m.contains("trunkline_mgcp_calls_total{direction=\"outbound\",gateway=\"gw1\"} 1"),
+                "{m}"
+            );
+            tl.assert_alive();
+        },
+    );
+}
+
+#[test]
+fn a_gateway_restart_ends_its_calls_and_the_line_works_again() {
+    require_sipp();
+    isolated(
+        "a_gateway_restart_ends_its_calls_and_the_line_works_again",
+        false,
+        |net| {
+            let gw = sim(
+                net,
+                &[
+                    "--at",
+                    "0.3:offhook:1",
+                    "--at",
+                    "0.6:dial:1:1001",
+                    "--at",
+                    "4:restart",
+                    "--at",
+                    "5:onhook:1",
+                    "--at",
+                    "6:offhook:1",
+                    "--at",
+                    "6.3:dial:1:1001",
+                    "--at",
+                    "9:onhook:1",
+                    "--talk",
+                    "1:30",
+                ],
+            );
+            let mut tl = Trunkline::start(net, &config(net));
+            let callee = Sipp::uas(
+                net,
+                "pbx",
+                "uas_basic.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                2,
+            )
+            .arg("-rtp_echo")
+            .spawn();
+            gw.wait_for("mdcx aaln/1@gw1", Duration::from_secs(10));
+            gw.wait_for("rsip restart", Duration::from_secs(10));
+            let t = Instant::now();
+            // the call's BYE: SIPp's first call completes; the line is armed again
+            gw.wait_nth("rqnt aaln/1@gw1", 5, Duration::from_secs(5));
+            let rearm = gw.said();
+            assert!(rearm.contains("answer"), "{rearm}");
+            // the second call from the line after the restart is answered too
+            gw.wait_nth("mdcx aaln/1@gw1", 2, Duration::from_secs(15));
+            let m = scrape(net);
+            assert!(
+                m.contains("trunkline_mgcp_rsips_total{gateway=\"gw1\",method=\"restart\"} 1"),
+                "{m}"
+            );
+            assert!(t.elapsed() < Duration::from_secs(15));
+            // both calls ended with BYE: the one the restart cut, and the next one on-hook
+            callee
+                .wait(Duration::from_secs(10))
+                .assert_all_ok(2, &tl.log_tail(40));
+            tl.assert_alive();
+        },
+    );
+}
