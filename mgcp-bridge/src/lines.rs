@@ -20,11 +20,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use mgcp::endpoint::{dialled, parse_events};
-use mgcp::{Command, Match, Verb};
+use mgcp::{Command, Verb};
 use signaling::b2bua::make_response;
-use signaling::message::{Method, Request, Response, SipMessage};
+use signaling::message::{Method, Request, SipMessage};
 
-use crate::uac::{self, Dialog};
+use crate::uac::Dialog;
 use crate::{Bridge, Out, Pending};
 
 /// What a line is doing (the metrics' `state` label).
@@ -209,6 +209,9 @@ fn caller_id(req: &Request) -> String {
         .collect()
 }
 
+mod incoming;
+mod outgoing;
+
 impl Bridge {
     fn line(&mut self, key: &str) -> Option<&mut LineRt> {
         self.lines.get_mut(key)
@@ -373,68 +376,6 @@ impl Bridge {
         self.arm(key, now);
     }
 
-    /// End a call the line placed: CANCEL or BYE to the core, DLCX when `dlcx`.
-    fn end_out(&mut self, key: &str, c: OutCall, dlcx: bool, now: Instant, out: &mut Vec<Out>) {
-        let gw = self
-            .lines
-            .get(key)
-            .map(|l| l.gw.clone())
-            .unwrap_or_default();
-        match (c.stage, c.dialog, c.invite) {
-            (OutStage::Inviting | OutStage::Early, Some(d), Some(inv)) => {
-                let cancel = d.cancel(&inv);
-                let branch = uac::branch_of(&cancel).unwrap_or_default();
-                self.send_sip(
-                    &gw,
-                    cancel,
-                    d.core,
-                    format!("{branch}-cancel"),
-                    Some(key),
-                    now,
-                    out,
-                );
-            }
-            (OutStage::Up, Some(mut d), _) => {
-                let branch = self.branch();
-                let bye = d.request(Method::Bye, &branch);
-                self.send_sip(&gw, bye, d.core, branch, Some(key), now, out);
-            }
-            _ => {}
-        }
-        if dlcx && c.conn.is_some() {
-            self.dlcx(key, &c.mgcp_call, c.conn.as_deref(), now);
-        }
-    }
-
-    /// End a call to the line: a final error (unanswered) or BYE (answered) to the core.
-    fn end_in(&mut self, key: &str, c: InCall, dlcx: bool, now: Instant, out: &mut Vec<Out>) {
-        let gw = self
-            .lines
-            .get(key)
-            .map(|l| l.gw.clone())
-            .unwrap_or_default();
-        match c.stage {
-            InStage::Creating | InStage::Ringing(_) => {
-                let r = make_response(&c.invite, 503, "Line Unavailable", Some(&c.to_tag));
-                out.push(Out::Sip(gw, c.from, SipMessage::Response(r).to_bytes()));
-                if let Some(id) = c.invite.call_id() {
-                    self.by_sip.remove(id);
-                }
-            }
-            InStage::Answering | InStage::Up => {
-                if let Some(me) = self.gateways.get(&gw).map(|g| g.cfg.sip) {
-                    let mut d = Dialog::of_uas(&c.invite, &c.to_tag, me, c.from);
-                    let branch = self.branch();
-                    let bye = d.request(Method::Bye, &branch);
-                    self.send_sip(&gw, bye, c.from, branch, Some(key), now, out);
-                }
-            }
-        }
-        if dlcx && c.conn.is_some() {
-            self.dlcx(key, &c.mgcp_call, c.conn.as_deref(), now);
-        }
-    }
-
     /// The line's call is gone on the gateway's side (RSIP, its own DLCX): end the SIP side;
     /// the caller re-arms the line.
     pub(crate) fn line_lost(&mut self, key: &str, now: Instant, out: &mut Vec<Out>) {
@@ -447,140 +388,6 @@ impl Bridge {
             Phase::In(c) => self.end_in(key, *c, false, now, out),
             _ => {}
         }
-    }
-
-    fn on_digits(&mut self, key: &str, digits: &str, now: Instant) {
-        let Some(l) = self.lines.get(key) else {
-            return;
-        };
-        if !matches!(l.phase, Phase::Dialling) {
-            return;
-        }
-        let matched = self
-            .gateways
-            .get(&l.gw)
-            .map(|g| g.cfg.digit_map.check(digits))
-            .unwrap_or(Match::None);
-        let number: String = digits
-            .chars()
-            .filter(|c| !c.eq_ignore_ascii_case(&'T'))
-            .collect();
-        if !matches!(matched, Match::Full | Match::FullButLonger)
-            || number.is_empty()
-            || self.core.is_none()
-        {
-            tracing::info!(line = %l.endpoint, digits, "mgcp: dialled digits match no digit map entry: reorder");
-            self.hang(key, "L/ro", now);
-            return;
-        }
-        let (gw, ep) = (l.gw.clone(), l.endpoint.clone());
-        let mgcp_call = self.id();
-        let cmd = Command::new(Verb::Crcx, &ep)
-            .with("C", &mgcp_call)
-            .with("L", "p:20, a:PCMU")
-            .with("M", "recvonly");
-        self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Crcx), now);
-        if let Some(l) = self.line(key) {
-            l.phase = Phase::Out(Box::new(OutCall {
-                mgcp_call,
-                conn: None,
-                gw_sdp: None,
-                digits: number,
-                dialog: None,
-                invite: None,
-                stage: OutStage::Creating,
-            }));
-        }
-        // dial tone off, on-hook still reported
-        self.line_rqnt(key, "L/hu(N)", "", None, Op::Signal, now);
-    }
-
-    /// A new INVITE from the core for the line: ring it (busy when it is not idle).
-    pub(crate) fn line_invite(
-        &mut self,
-        key: &str,
-        req: Request,
-        call_id: String,
-        from: SocketAddr,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        let Some(l) = self.lines.get(key) else {
-            return;
-        };
-        let gw = l.gw.clone();
-        if !matches!(l.phase, Phase::Idle) {
-            let busy = self.respond(&req, 486, "Busy Here", None);
-            out.push(Out::Sip(gw, from, busy));
-            return;
-        }
-        let ep = l.endpoint.clone();
-        let mgcp_call = self.id();
-        let mut cmd = Command::new(Verb::Crcx, &ep)
-            .with("C", &mgcp_call)
-            .with("L", "p:20, a:PCMU")
-            .with("M", "recvonly");
-        if !req.body.is_empty() {
-            cmd = cmd.with_sdp(&String::from_utf8_lossy(&req.body));
-        }
-        self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Crcx), now);
-        out.push(Out::Sip(
-            gw.clone(),
-            from,
-            self.respond(&req, 100, "Trying", None),
-        ));
-        self.count_call(&gw, "outbound");
-        let to_tag = self.tag();
-        self.by_sip.insert(call_id, key.to_string());
-        if let Some(l) = self.line(key) {
-            l.phase = Phase::In(Box::new(InCall {
-                mgcp_call,
-                conn: None,
-                gw_sdp: None,
-                invite: req,
-                from,
-                to_tag,
-                stage: InStage::Creating,
-                last: None,
-            }));
-        }
-    }
-
-    /// Answer the core's INVITE of a call to the line (kept for retransmissions).
-    fn in_answer(
-        &mut self,
-        key: &str,
-        status: u16,
-        reason: &str,
-        with_sdp: bool,
-        out: &mut Vec<Out>,
-    ) {
-        let Some(l) = self.lines.get_mut(key) else {
-            return;
-        };
-        let gw = l.gw.clone();
-        let contact = match self.gateways.get(&gw) {
-            Some(g) => format!("<sip:{}@{}>", l.number, g.cfg.sip),
-            None => return,
-        };
-        let Phase::In(c) = &mut l.phase else {
-            return;
-        };
-        let mut r = make_response(&c.invite, status, reason, Some(&c.to_tag));
-        if status < 300 {
-            r.headers.push("Contact", contact);
-        }
-        if with_sdp {
-            if let Some(sdp) = &c.gw_sdp {
-                r.headers.push("Content-Type", "application/sdp");
-                r.body = sdp.clone().into_bytes();
-            }
-        }
-        let bytes = SipMessage::Response(r).to_bytes();
-        if status >= 200 {
-            c.last = Some(bytes.clone());
-        }
-        out.push(Out::Sip(gw, c.from, bytes));
     }
 
     /// A request from the core in a line's call.
@@ -675,154 +482,6 @@ impl Bridge {
         }
     }
 
-    /// A response from the core to the INVITE of a call the line placed.
-    pub(crate) fn line_invite_response(
-        &mut self,
-        key: &str,
-        resp: Response,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        let Some(l) = self.lines.get_mut(key) else {
-            return;
-        };
-        let gw = l.gw.clone();
-        let Phase::Out(c) = &mut l.phase else {
-            // a late answer to a call already ended: ACK it; a 2xx also gets a BYE
-            return self.stray_invite_response(key, resp, now, out);
-        };
-        if c.dialog.as_ref().map(|d| d.call_id.as_str()) != resp.call_id() {
-            return self.stray_invite_response(key, resp, now, out);
-        }
-        let (Some(d), Some(inv)) = (c.dialog.as_mut(), c.invite.clone()) else {
-            return;
-        };
-        match resp.status {
-            180 | 183 if c.stage == OutStage::Inviting => {
-                c.stage = OutStage::Early;
-                self.line_rqnt(key, "L/hu(N)", "L/rt", None, Op::Signal, now);
-            }
-            100..=199 => {}
-            200..=299 => {
-                d.confirm(&resp);
-                let branch = format!(
-                    "z9hG4bKmg{:016x}",
-                    rand_core::RngCore::next_u64(&mut self.rng)
-                );
-                let Some(Phase::Out(c)) = self.lines.get_mut(key).map(|l| &mut l.phase) else {
-                    return;
-                };
-                let Some(d) = c.dialog.as_ref() else {
-                    return;
-                };
-                let ack = d.ack(&inv, &resp, &branch);
-                let core = d.core;
-                let first = c.stage != OutStage::Up;
-                c.stage = OutStage::Up;
-                let (mc, conn) = (c.mgcp_call.clone(), c.conn.clone().unwrap_or_default());
-                self.send_sip(&gw, ack, core, branch, None, now, out);
-                if first {
-                    let ep = self
-                        .lines
-                        .get(key)
-                        .map(|l| l.endpoint.clone())
-                        .unwrap_or_default();
-                    let mut cmd = Command::new(Verb::Mdcx, &ep)
-                        .with("C", &mc)
-                        .with("I", &conn)
-                        .with("M", "sendrecv");
-                    if !resp.body.is_empty() {
-                        cmd = cmd.with_sdp(&String::from_utf8_lossy(&resp.body));
-                    }
-                    self.send(&gw, cmd, Pending::Line(key.to_string(), Op::Mdcx), now);
-                    self.line_rqnt(key, "L/hu(N)", "", None, Op::Signal, now);
-                }
-            }
-            _ => {
-                let ack = d.ack(&inv, &resp, "");
-                let core = d.core;
-                self.send_sip(&gw, ack, core, String::new(), None, now, out);
-                self.line_invite_failed(key, resp.status, now);
-            }
-        }
-    }
-
-    /// The INVITE of the line's call failed with `status` (or timed out: 408).
-    pub(crate) fn line_invite_failed(&mut self, key: &str, status: u16, now: Instant) {
-        let Some(l) = self.lines.get_mut(key) else {
-            return;
-        };
-        let Phase::Out(c) = std::mem::replace(&mut l.phase, Phase::Hanging) else {
-            return;
-        };
-        if let Some(id) = c.dialog.as_ref().map(|d| d.call_id.clone()) {
-            self.by_sip.remove(&id);
-        }
-        self.dlcx(key, &c.mgcp_call, c.conn.as_deref(), now);
-        let tone = if matches!(status, 486 | 600 | 603) {
-            "L/bz"
-        } else {
-            "L/ro"
-        };
-        self.hang(key, tone, now);
-    }
-
-    fn stray_invite_response(
-        &mut self,
-        key: &str,
-        resp: Response,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        if resp.status < 200 {
-            return;
-        }
-        let Some(l) = self.lines.get(key) else {
-            return;
-        };
-        let (gw, Some(me), Some(core)) = (
-            l.gw.clone(),
-            self.gateways.get(&l.gw).map(|g| g.cfg.sip),
-            self.core,
-        ) else {
-            return;
-        };
-        // ACK in the dialog the response names, and end it
-        let mut d = Dialog::new(
-            resp.call_id().unwrap_or("").to_string(),
-            "x",
-            &gw,
-            "x",
-            "x",
-            me,
-            core,
-        );
-        if let Some(f) = resp.headers.get("From") {
-            d.local = f.to_string();
-        }
-        d.confirm(&resp);
-        let cseq = resp
-            .headers
-            .get("CSeq")
-            .and_then(|c| c.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        let mut inv = d.invite("", "x", "");
-        inv.headers.set("CSeq", format!("{cseq} INVITE"));
-        if let Some(v) = resp.headers.get("Via") {
-            inv.headers.set("Via", v.to_string());
-        }
-        let branch = self.branch();
-        let ack = d.ack(&inv, &resp, &branch);
-        self.send_sip(&gw, ack, core, branch, None, now, out);
-        if (200..300).contains(&resp.status) {
-            d.cseq = cseq;
-            let branch = self.branch();
-            let bye = d.request(Method::Bye, &branch);
-            self.send_sip(&gw, bye, core, branch, None, now, out);
-        }
-    }
-
     /// A line command succeeded.
     pub(crate) fn line_command_done(
         &mut self,
@@ -873,31 +532,6 @@ impl Bridge {
         }
     }
 
-    /// The CRCX of a line's own call came back: INVITE to the core with the gateway's SDP.
-    fn line_call_out(&mut self, key: &str, now: Instant, out: &mut Vec<Out>) {
-        let (Some(core), Some(l)) = (self.core, self.lines.get(key)) else {
-            return;
-        };
-        let (gw, number) = (l.gw.clone(), l.number.clone());
-        let Some(me) = self.gateways.get(&gw).map(|g| g.cfg.sip) else {
-            return;
-        };
-        let call_id = format!("{}@mgcp", self.id());
-        let tag = self.tag();
-        let branch = self.branch();
-        let Some(Phase::Out(c)) = self.lines.get_mut(key).map(|l| &mut l.phase) else {
-            return;
-        };
-        let mut d = Dialog::new(call_id, &tag, &gw, &number, &c.digits, me, core);
-        let sdp = c.gw_sdp.clone().unwrap_or_default();
-        let invite = d.invite(&branch, &number, &sdp);
-        c.dialog = Some(d);
-        c.invite = Some(invite.clone());
-        c.stage = OutStage::Inviting;
-        self.count_call(&gw, "inbound");
-        self.send_sip(&gw, invite, core, branch, Some(key), now, out);
-    }
-
     /// A line command failed (`code`: the gateway's return code, 406 for no answer).
     pub(crate) fn line_command_failed(
         &mut self,
@@ -945,30 +579,6 @@ impl Bridge {
                 self.hang(key, "L/ro", now);
             }
             _ => {}
-        }
-    }
-
-    /// Ringing lines past their ring time: 480 to the caller, ringing stops.
-    pub(crate) fn line_timers(&mut self, now: Instant, out: &mut Vec<Out>) {
-        let due: Vec<String> = self
-            .lines
-            .iter()
-            .filter(|(_, l)| l.deadline().is_some_and(|t| t <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            self.in_answer(&key, 480, "Temporarily Unavailable", false, out);
-            if let Some(l) = self.lines.get_mut(&key) {
-                if let Phase::In(c) =
-                    std::mem::replace(&mut l.phase, Phase::Unarmed { arming: false })
-                {
-                    if let Some(id) = c.invite.call_id() {
-                        self.by_sip.remove(id);
-                    }
-                    self.dlcx(&key, &c.mgcp_call, c.conn.as_deref(), now);
-                }
-            }
-            self.arm(&key, now);
         }
     }
 
