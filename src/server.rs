@@ -710,7 +710,7 @@ async fn start_mgcp_bridge(
                     .collect(),
                 digit_map,
                 ring_time: m.ring_time,
-                audit_every: crate::mgcp_bridge::AUDIT_EVERY,
+                audit_every: m.audit_interval,
             },
         );
         sockets.push((t.name.clone(), sip));

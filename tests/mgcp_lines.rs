@@ -5,7 +5,9 @@
 //! - a SIPp call to +15551230001 rings line 1 (RQNT L/rg with the caller id), the simulator
 //!   answers, SIPp's tone reaches the line through the relay, BYE -> DLCX;
 //! - the gateway restarts (RSIP) mid-call: the SIP leg gets BYE within a second, the line is
-//!   armed again and the next call to it works.
+//!   armed again and the next call to it works;
+//! - a gateway that stops answering its audits is down in the metrics and a route through it
+//!   fails over to the next trunk at once; it is up again when it answers.
 
 mod common;
 
@@ -22,12 +24,16 @@ fn config(net: &Net) -> String {
         name: "pbx",
         port: net.trunk(0),
     }];
-    let rules: [(&str, &[&str]); 2] = [("^1001$", &["pbx"]), ("^\\+?1555123", &["gw1"])];
+    let rules: [(&str, &[&str]); 3] = [
+        ("^1001$", &["pbx"]),
+        ("^\\+?15551230002$", &["gw1", "pbx"]),
+        ("^\\+?1555123", &["gw1"]),
+    ];
     let yaml = config_yaml_rules(net, &t, &rules);
     let extra = format!(
         "mgcp: {{ listen: 127.0.0.1:{agent} }}\ngateways:\n  gw1:\n    address: 127.0.0.1:{gw}\n    \
          endpoints: 'aaln/*@gw1'\n    lines: {{ '+15551230001': aaln/1, '+15551230002': aaln/2 }}\n    \
-         digit_map: '(0T|[1-7]xxx|9x.T)'\n    ring_time: 20\n",
+         digit_map: '(0T|[1-7]xxx|9x.T)'\n    ring_time: 20\n    audit_interval: 1\n",
         agent = net.spare(1),
         gw = net.spare(2),
     );
@@ -213,6 +219,82 @@ fn a_gateway_restart_ends_its_calls_and_the_line_works_again() {
             callee
                 .wait(Duration::from_secs(10))
                 .assert_all_ok(2, &tl.log_tail(40));
+            tl.assert_alive();
+        },
+    );
+}
+
+fn gateway_up(net: &Net) -> Option<u64> {
+    scrape(net)
+        .lines()
+        .find_map(|l| l.strip_prefix("trunkline_mgcp_gateway_up{gateway=\"gw1\"} "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_silent_gateway_is_down_and_its_routes_fail_over() {
+    require_sipp();
+    isolated(
+        "a_silent_gateway_is_down_and_its_routes_fail_over",
+        false,
+        |net| {
+            let gw = sim(net, &[]);
+            let mut tl = Trunkline::start(net, &config(net));
+            gw.wait_for("auep aaln/*@gw1", Duration::from_secs(5));
+            assert!(
+                poll_until(
+                    Instant::now() + Duration::from_secs(5),
+                    Duration::from_millis(100),
+                    || { gateway_up(net) == Some(1) }
+                ),
+                "gw1 up: {}",
+                scrape(net)
+            );
+            drop(gw);
+            // one audit unanswered through its retransmissions (about 10 s): down
+            assert!(
+                poll_until(
+                    Instant::now() + Duration::from_secs(25),
+                    Duration::from_millis(200),
+                    || { gateway_up(net) == Some(0) }
+                ),
+                "gw1 down after it stopped answering: {}",
+                tl.log_tail(20)
+            );
+            let callee = Sipp::uas(
+                net,
+                "pbx",
+                "uas_basic.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                1,
+            )
+            .spawn();
+            wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+            let t = Instant::now();
+            Sipp::uac(net, "caller", "uac_basic.xml", 1, 1)
+                .args(&["-s", "+15551230002"])
+                .run(Duration::from_secs(20))
+                .assert_all_ok(1, &tl.log_tail(30));
+            callee
+                .wait(Duration::from_secs(10))
+                .assert_all_ok(1, "the next trunk of the route answered");
+            assert!(
+                t.elapsed() < Duration::from_secs(8),
+                "failed over at once: {:?}",
+                t.elapsed()
+            );
+            // back: the next audit is answered
+            let _gw = sim(net, &[]);
+            assert!(
+                poll_until(
+                    Instant::now() + Duration::from_secs(15),
+                    Duration::from_millis(200),
+                    || { gateway_up(net) == Some(1) }
+                ),
+                "gw1 up again: {}",
+                tl.log_tail(20)
+            );
             tl.assert_alive();
         },
     );

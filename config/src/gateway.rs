@@ -9,6 +9,7 @@
 //!     lines: { '+15551230001': aaln/1, '+15551230002': aaln/2 }
 //!     digit_map: '(0T|00T|[1-7]xxx|8xxxxxxx|#xxxxxxx|*xx|91xxxxxxxxxx|9011x.T)'
 //!     ring_time: 30                     # seconds a line rings before 480 (default 30)
+//!     audit_interval: 30                # AUEP every 30 s; unanswered: down (calls get 503)
 //! mgcp: { listen: 0.0.0.0:2727 }      # the call agent's port (default: an ephemeral one)
 //! trunks:
 //!   pstn: { address: 192.0.2.21:2427, mgcp: { endpoint: 'ds/e1-1/*@tgw' } }  # trunking
@@ -46,6 +47,10 @@ pub struct TrunkMgcp {
     pub digit_map: String,
     /// How long a line rings before the caller gets 480.
     pub ring_time: Duration,
+    /// How often the gateway is audited (AUEP); one unanswered audit (after its
+    /// retransmissions) marks it down, and its calls are refused at once (503) so routes
+    /// fail over.
+    pub audit_interval: Duration,
 }
 
 /// A line of a gateway.
@@ -68,6 +73,8 @@ pub(crate) struct RawTrunkMgcp {
     pub digit_map: Option<String>,
     #[serde(default)]
     pub ring_time: Option<u64>,
+    #[serde(default)]
+    pub audit_interval: Option<u64>,
 }
 
 /// An entry of `gateways:`: a trunk's keys that apply to a gateway, and its `mgcp:` keys.
@@ -89,6 +96,8 @@ pub(crate) struct RawGateway {
     pub digit_map: Option<String>,
     #[serde(default)]
     pub ring_time: Option<u64>,
+    #[serde(default)]
+    pub audit_interval: Option<u64>,
 }
 
 impl RawGateway {
@@ -104,6 +113,7 @@ impl RawGateway {
                 lines: self.lines,
                 digit_map: self.digit_map,
                 ring_time: self.ring_time,
+                audit_interval: self.audit_interval,
             },
         )
     }
@@ -221,8 +231,19 @@ pub(crate) fn build_mgcp(
             ))
         }
     };
+    let audit_interval = match m.audit_interval {
+        None => Duration::from_secs(30),
+        Some(s @ 1..=3600) => Duration::from_secs(s),
+        Some(s) => {
+            return Err(sem(
+                path("audit_interval"),
+                format!("audit_interval {s} s: use 1 to 3600"),
+            ))
+        }
+    };
     Ok(TrunkMgcp {
         endpoint,
+        audit_interval,
         endpoints,
         lines,
         digit_map: digit_map.trim().to_string(),

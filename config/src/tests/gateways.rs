@@ -35,6 +35,7 @@ fn a_gateway_section_is_a_trunk_with_lines() {
     );
     assert_eq!(m.digit_map, DEFAULT_DIGIT_MAP);
     assert_eq!(m.ring_time, Duration::from_secs(5));
+    assert_eq!(m.audit_interval, Duration::from_secs(30));
     // a gateway is a source and a route like any trunk
     let src = src.replace("route: [pbx]", "route: [gw1]");
     assert!(from_yaml(&src, "t.yaml").is_ok());
