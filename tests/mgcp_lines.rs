@@ -6,6 +6,8 @@
 //!   answers, SIPp's tone reaches the line through the relay, BYE -> DLCX;
 //! - the gateway restarts (RSIP) mid-call: the SIP leg gets BYE within a second, the line is
 //!   armed again and the next call to it works;
+//! - 10,000 hostile datagrams from the gateway's address (garbage, NTFYs for unknown endpoints,
+//!   with stale request ids or broken event lists) change nothing: the line then calls as usual;
 //! - a gateway that stops answering its audits is down in the metrics and a route through it
 //!   fails over to the next trunk at once; it is up again when it answers.
 
@@ -294,6 +296,61 @@ fn a_silent_gateway_is_down_and_its_routes_fail_over() {
                 ),
                 "gw1 up again: {}",
                 tl.log_tail(20)
+            );
+            tl.assert_alive();
+        },
+    );
+}
+
+#[test]
+fn garbage_from_the_gateway_leaves_its_lines_working() {
+    require_sipp();
+    isolated(
+        "garbage_from_the_gateway_leaves_its_lines_working",
+        false,
+        |net| {
+            let gw = sim(
+                net,
+                &[
+                    "--at",
+                    "0.3:garbage:0:10000",
+                    "--at",
+                    "2:offhook:1",
+                    "--at",
+                    "2.3:dial:1:1001",
+                    "--talk",
+                    "1:1",
+                ],
+            );
+            let mut tl = Trunkline::start(net, &config(net));
+            let callee = Sipp::uas(
+                net,
+                "pbx",
+                "uas_basic.xml",
+                net.trunk(0),
+                net.sipp_media(1),
+                1,
+            )
+            .arg("-rtp_echo")
+            .spawn();
+            gw.wait_for("garbage 10000", Duration::from_secs(10));
+            gw.wait_for("dlcx aaln/1@gw1", Duration::from_secs(15));
+            callee
+                .wait(Duration::from_secs(10))
+                .assert_all_ok(1, &tl.log_tail(30));
+            let m = scrape(net);
+            let bad = m
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("trunkline_mgcp_dropped_total{reason=\"bad_notify\"} ")
+                })
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            // a burst of 10,000 overflows the socket buffer (UDP drops what it cannot hold):
+            // what was read was refused, and the line still works
+            assert!(
+                bad >= 100,
+                "NTFYs for no endpoint or with a stale X refused: {bad}\n{m}"
             );
             tl.assert_alive();
         },

@@ -6,7 +6,7 @@
 //! mgcp-gw-sim --listen 127.0.0.1:2427 --domain gw1 --lines 2 [--agent 127.0.0.1:2727]
 //!             [--answer-after 2] [--inter-digit 1.0] [--wav-dir DIR]
 //!             [--at 0.5:offhook:1] [--at 1:dial:1:1001] [--at 9:onhook:1]
-//!             [--at 3:restart] [--talk 1:5]
+//!             [--at 3:restart] [--at 2:garbage:0:10000] [--talk 1:5]
 //! ```
 //!
 //! Actions run at their time (seconds from start), a line's actions no earlier than the
@@ -230,8 +230,41 @@ impl Sim {
                     "RSIP {txid} aaln/*@{d} MGCP 1.0\r\nRM: restart\r\n"
                 ));
             }
+            "garbage" => self.garbage(arg.parse().unwrap_or(1000).min(100_000)),
             _ => say(format!("bad-action {what}")),
         }
+    }
+
+    /// `n` hostile datagrams to the agent from the gateway's own address: bytes, cut-off
+    /// commands, NTFYs for no endpoint, with stale request ids or broken event lists.
+    fn garbage(&mut self, n: u32) {
+        let Some(to) = self.agent else {
+            return;
+        };
+        let d = self.domain.clone();
+        let mut x: u32 = 0x2545_f491;
+        for i in 0..n {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let junk = match i % 5 {
+                0 => x.to_be_bytes().repeat(1 + (x % 64) as usize),
+                1 => format!(
+                    "NTFY {} aaln/1@{d} MGCP 1.0\r\nX: {x:X}\r\nO: L/hu\r\n",
+                    5000 + i
+                )
+                .into_bytes(),
+                2 => format!("NTFY {} aaln/99@{d} MGCP 1.0\r\nO: L/hd\r\n", 5000 + i).into_bytes(),
+                3 => format!(
+                    "NTFY {} aaln/2@{d} MGCP 1.0\r\nX: 1\r\nO: L/hd,(((,\r\n",
+                    5000 + i
+                )
+                .into_bytes(),
+                _ => b"NTFY 12".to_vec(),
+            };
+            let _ = self.sock.send_to(&junk, to);
+        }
+        say(format!("garbage {n}"));
     }
 
     fn off_hook(&mut self, li: usize) {
