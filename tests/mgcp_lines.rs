@@ -356,3 +356,124 @@ fn garbage_from_the_gateway_leaves_its_lines_working() {
         },
     );
 }
+
+/// tshark decodes every MGCP message of a line's call and a gateway restart, none malformed.
+#[test]
+fn tshark_decodes_every_mgcp_message() {
+    require_sipp();
+    require_tshark();
+    isolated("tshark_decodes_every_mgcp_message", false, |net| {
+        let pcap = net.dir.join("mgcp.pcap");
+        let filter = format!("udp port {} or udp port {}", net.spare(1), net.spare(2));
+        let cap = capture_filtered(&pcap, &net.dir.join("tshark.log"), &filter);
+        let gw = sim(
+            net,
+            &[
+                "--at",
+                "0.3:offhook:1",
+                "--at",
+                "0.6:dial:1:1001",
+                "--talk",
+                "1:1",
+                "--at",
+                "4:restart",
+            ],
+        );
+        let mut tl = Trunkline::start(net, &config(net));
+        let callee = Sipp::uas(
+            net,
+            "pbx",
+            "uas_basic.xml",
+            net.trunk(0),
+            net.sipp_media(1),
+            1,
+        )
+        .arg("-rtp_echo")
+        .spawn();
+        gw.wait_for("dlcx aaln/1@gw1", Duration::from_secs(15));
+        callee
+            .wait(Duration::from_secs(10))
+            .assert_all_ok(1, &tl.log_tail(40));
+        gw.wait_for("rsip restart", Duration::from_secs(10));
+        // the RSIP answered and the lines armed again
+        let rearmed = || {
+            let said = gw.said();
+            said.split_once("rsip restart")
+                .is_some_and(|(_, after)| after.contains("answer") && after.contains("rqnt aaln/2"))
+        };
+        assert!(
+            poll_until(
+                Instant::now() + Duration::from_secs(5),
+                Duration::from_millis(20),
+                rearmed
+            ),
+            "{}",
+            gw.said()
+        );
+        tl.assert_alive();
+        // dumpcap writes in blocks: wait until the restart is in the file, then stop
+        let ports = [net.spare(1), net.spare(2)];
+        poll_until(
+            Instant::now() + Duration::from_secs(5),
+            Duration::from_millis(100),
+            || {
+                std::process::Command::new("tshark")
+                    .arg("-r")
+                    .arg(&pcap)
+                    .args(["-d", &format!("udp.port=={},mgcp", ports[0])])
+                    .args(["-Y", "mgcp.req.verb == \"RSIP\""])
+                    .output()
+                    .is_ok_and(|o| !o.stdout.is_empty())
+            },
+        );
+        stop_capture(cap);
+        let seen = mgcp_on_the_wire(&pcap, &ports);
+        for v in [
+            "AUEP", "RQNT", "NTFY", "CRCX", "MDCX", "DLCX", "RSIP", "200", "250",
+        ] {
+            assert!(seen.iter().any(|x| x == v), "tshark saw no {v}: {seen:?}");
+        }
+    });
+}
+
+/// What tshark decodes as MGCP on `ports` (verbs and response codes), asserting that no
+/// frame is malformed.
+fn mgcp_on_the_wire(pcap: &std::path::Path, ports: &[u16]) -> Vec<String> {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.arg("-r").arg(pcap);
+    for p in ports {
+        cmd.args(["-d", &format!("udp.port=={p},mgcp")]);
+    }
+    cmd.args(["-Y", "mgcp || _ws.malformed"])
+        .args(["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"])
+        .args([
+            "-e",
+            "mgcp.req.verb",
+            "-e",
+            "mgcp.rsp.rspcode",
+            "-e",
+            "_ws.malformed",
+        ]);
+    let out = cmd.output().expect("run tshark -r");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert!(
+            f.get(2).is_none_or(|m| m.is_empty()),
+            "malformed MGCP: {line}\n{text}"
+        );
+        for v in f.iter().take(2).flat_map(|x| x.split(',')) {
+            if !v.is_empty() {
+                seen.push(v.to_string());
+            }
+        }
+    }
+    assert!(seen.len() > 10, "tshark decoded little MGCP: {text}");
+    seen
+}
