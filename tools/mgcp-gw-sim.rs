@@ -6,7 +6,7 @@
 //! mgcp-gw-sim --listen 127.0.0.1:2427 --domain gw1 --lines 2 [--agent 127.0.0.1:2727]
 //!             [--answer-after 2] [--inter-digit 1.0] [--wav-dir DIR]
 //!             [--at 0.5:offhook:1] [--at 1:dial:1:1001] [--at 9:onhook:1]
-//!             [--at 3:restart] [--at 2:garbage:0:10000] [--talk 1:5]
+//!             [--at 3:restart] [--at 2:garbage:0:10000] [--talk 1:5] [--load SECS]
 //! ```
 //!
 //! Actions run at their time (seconds from start), a line's actions no earlier than the
@@ -16,6 +16,9 @@
 //! map (`D:`; inter-digit timer, then `T`), notifies requested events, sends a tone per line
 //! (PCMU, 20 ms) to each sendrecv/sendonly connection, and writes what it receives to
 //! `DIR/<line>-<connection>.wav`. Everything it does is printed on stdout, one event a line.
+//! `--load SECS`: a load generator instead: every armed line goes off-hook at once and back
+//! on-hook when it gets dial tone, over and over; after a second of warm-up it counts the MGCP
+//! transactions completed for SECS seconds and prints `load transactions=N seconds=S rate=R`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -74,9 +77,21 @@ struct Sim {
     next_conn: u32,
     /// NTFY/RSIP in flight: txid -> (bytes, next resend, sends).
     pending: HashMap<u32, (Vec<u8>, Instant, u32)>,
+    /// Load mode: every armed line goes off-hook at once, every line with dial tone on-hook.
+    load: bool,
+    /// Lines to act on after the current datagram (load mode): (line, off-hook?).
+    auto: Vec<(usize, bool)>,
+    /// Transactions completed: commands answered, NTFYs answered.
+    commands: u64,
+    notified: u64,
 }
 
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn say(s: String) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) && !s.starts_with("load ") {
+        return;
+    }
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{s}");
     let _ = o.flush();
@@ -138,14 +153,60 @@ fn main() {
         next_txid: 1000,
         next_conn: 0x100,
         pending: HashMap::new(),
+        load: false,
+        auto: Vec::new(),
+        commands: 0,
+        notified: 0,
     };
-    say(format!("ready {}", sim.sock.local_addr().unwrap()));
+    let load_for = arg_value(&args, "--load").map(secs);
+    sim.load = load_for.is_some();
+    if sim.load {
+        say(format!("ready {}", sim.sock.local_addr().unwrap()));
+        if std::env::var_os("SIM_VERBOSE").is_none() {
+            QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let mut load_start: Option<(Instant, u64)> = None;
+    let mut last_tick = Instant::now();
+    if !sim.load {
+        say(format!("ready {}", sim.sock.local_addr().unwrap()));
+    }
     let mut buf = [0u8; 65536];
     loop {
         if let Ok((len, from)) = sim.sock.recv_from(&mut buf) {
             sim.on_datagram(&buf[..len], from);
+            for (li, off) in std::mem::take(&mut sim.auto) {
+                if off {
+                    sim.off_hook(li);
+                } else {
+                    sim.on_hook(li);
+                }
+            }
         }
         let now = Instant::now();
+        if let Some(d) = load_for {
+            // measured from the first transaction on, after a second of warm-up
+            let total = sim.commands + sim.notified;
+            match load_start {
+                None if total > 0 && now >= start + Duration::from_secs(1) => {
+                    load_start = Some((now, total))
+                }
+                Some((t, n)) if now >= t + d => {
+                    let secs = (now - t).as_secs_f64();
+                    say(format!(
+                        "load transactions={} seconds={secs:.2} rate={:.0}",
+                        total - n,
+                        (total - n) as f64 / secs
+                    ));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if now < last_tick + Duration::from_millis(1) {
+            continue;
+        }
+        last_tick = now;
         let mut i = 0;
         while i < actions.len() {
             let a = &actions[i];
@@ -358,12 +419,17 @@ impl Sim {
         for m in msgs {
             match m {
                 Message::Response(r) => {
-                    self.pending.remove(&r.txid);
-                    say(format!("answer {} {}", r.txid, r.code));
+                    if self.pending.remove(&r.txid).is_some() {
+                        self.notified += 1;
+                    }
+                    if !self.load {
+                        say(format!("answer {} {}", r.txid, r.code));
+                    }
                 }
                 Message::Command(c) => {
                     self.agent = Some(from);
                     let r = self.on_command(&c);
+                    self.commands += 1;
                     let _ = self.sock.send_to(r.encode().as_bytes(), from);
                 }
             }
@@ -435,6 +501,13 @@ impl Sim {
             "rqnt {} X={} R={} S={}",
             l.name, l.x, l.events, signals
         ));
+        if self.load {
+            if low.contains("l/hd") {
+                self.auto.push((li, true));
+            } else if signals.eq_ignore_ascii_case("L/dl") {
+                self.auto.push((li, false));
+            }
+        }
         Response::new(200, c.txid, "OK")
     }
 

@@ -89,6 +89,10 @@ pub struct Agent {
     answered: HashMap<(SocketAddr, u32), (Vec<u8>, Instant)>,
     /// Received commands not yet answered (a duplicate is then dropped, not re-reported).
     unanswered: HashMap<(SocketAddr, u32), Instant>,
+    /// When entries of `answered` and `unanswered` expire, in insertion order, which is expiry
+    /// order (the window is constant and time only moves forward): the next expiry is the
+    /// front, and expiring costs what expires, not a scan of 30 s of history.
+    expiries: VecDeque<(Instant, (SocketAddr, u32))>,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -116,6 +120,7 @@ impl Agent {
             pending: HashMap::new(),
             answered: HashMap::new(),
             unanswered: HashMap::new(),
+            expiries: VecDeque::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -171,8 +176,9 @@ impl Agent {
             bytes: bytes.clone(),
         });
         if !response.is_provisional() {
-            self.answered
-                .insert(key, (bytes, now + self.timers.history));
+            let until = now + self.timers.history;
+            self.answered.insert(key, (bytes, until));
+            self.expiries.push_back((until, key));
         }
     }
 
@@ -234,7 +240,9 @@ impl Agent {
         if self.unanswered.contains_key(&key) {
             return; // being handled
         }
-        self.unanswered.insert(key, now + self.timers.history);
+        let until = now + self.timers.history;
+        self.unanswered.insert(key, until);
+        self.expiries.push_back((until, key));
         self.events.push_back(Event::Command { from, command: c });
     }
 
@@ -262,8 +270,18 @@ impl Agent {
             self.pending.remove(&txid);
             self.events.push_back(Event::Timeout { txid, verb });
         }
-        self.answered.retain(|_, (_, until)| *until > now);
-        self.unanswered.retain(|_, until| *until > now);
+        while let Some(&(until, key)) = self.expiries.front() {
+            if until > now {
+                break;
+            }
+            self.expiries.pop_front();
+            if self.answered.get(&key).is_some_and(|(_, t)| *t <= now) {
+                self.answered.remove(&key);
+            }
+            if self.unanswered.get(&key).is_some_and(|t| *t <= now) {
+                self.unanswered.remove(&key);
+            }
+        }
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -277,9 +295,8 @@ impl Agent {
     /// When [`Agent::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let p = self.pending.values().map(|p| p.next).min();
-        let a = self.answered.values().map(|(_, t)| *t).min();
-        let u = self.unanswered.values().copied().min();
-        [p, a, u].into_iter().flatten().min()
+        let h = self.expiries.front().map(|(t, _)| *t);
+        [p, h].into_iter().flatten().min()
     }
 }
 
