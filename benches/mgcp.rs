@@ -9,7 +9,10 @@
 //!   answer with the gateway's SDP, to the INVITE towards the core: the agent's share of
 //!   call setup (5 transactions and the INVITE), then the call is abandoned on-hook.
 //!
-//! The gateway's answers are built by the bench from the commands the bridge sends.
+//! The gateway's answers are built (and the core's: 100 to the INVITE, 200 and 487 to the
+//! CANCEL of the abandoned call) by the bench from the commands the bridge sends. Virtual
+//! time advances 1 ms per iteration and the bridge's timers run every 256 iterations, so the
+//! agent holds what 30 s of history (T-HIST) at 1,000 cycles a second leaves.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +21,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mgcp::{DigitMap, Message};
 use mgcp_bridge::{Bridge, Gateway, Out};
+use signaling::b2bua::make_response;
+use signaling::message::{Method, SipMessage};
+use signaling::parse::parse;
 
 const GW: &str = "127.0.0.1:2427";
 const LINES: usize = 256;
@@ -77,7 +83,40 @@ impl Gw {
                             next.extend(b.handle_mgcp(text.as_bytes(), self.gw, now));
                         }
                     }
-                    Out::Sip(..) => invites += 1,
+                    Out::Sip(_, _, bytes) => {
+                        // the core: 100 to an INVITE, 200 to CANCEL and 487 to its INVITE
+                        let Ok(SipMessage::Request(r)) = parse(&bytes) else {
+                            continue;
+                        };
+                        let core: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+                        let mut answers = Vec::new();
+                        match r.method {
+                            Method::Invite => {
+                                invites += 1;
+                                answers.push(make_response(&r, 100, "Trying", None));
+                            }
+                            Method::Cancel => {
+                                answers.push(make_response(&r, 200, "OK", Some("c")));
+                                let mut t = make_response(&r, 487, "Terminated", Some("c"));
+                                let n = r
+                                    .headers
+                                    .get("CSeq")
+                                    .unwrap_or("1")
+                                    .split(' ')
+                                    .next()
+                                    .unwrap_or("1")
+                                    .to_string();
+                                t.headers.set("CSeq", format!("{n} INVITE"));
+                                answers.push(t);
+                            }
+                            Method::Bye => answers.push(make_response(&r, 200, "OK", None)),
+                            _ => {}
+                        }
+                        for a in answers {
+                            let bytes = SipMessage::Response(a).to_bytes();
+                            next.extend(b.handle_sip(&bytes, core, "gw1", now));
+                        }
+                    }
                 }
             }
             pending = next;
@@ -109,26 +148,36 @@ fn setup() -> (Bridge, Gw, Vec<String>, Instant) {
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("mgcp");
-    let (mut b, mut gw, eps, now) = setup();
+    let (mut b, mut gw, eps, mut now) = setup();
     let mut i = 0usize;
     g.throughput(Throughput::Elements(4));
     g.bench_function("hook_cycle", |bench| {
         bench.iter(|| {
             let ep = &eps[i % LINES];
             i += 1;
+            now += Duration::from_millis(1);
+            if i % 256 == 0 {
+                let out = b.handle_timeout(now);
+                gw.answer(&mut b, out, now);
+            }
             let out = gw.ntfy(&mut b, ep, "L/hd", now);
             gw.answer(&mut b, out, now);
             let out = gw.ntfy(&mut b, ep, "L/hu", now);
             gw.answer(&mut b, out, now);
         })
     });
-    let (mut b, mut gw, eps, now) = setup();
+    let (mut b, mut gw, eps, mut now) = setup();
     let mut i = 0usize;
     g.throughput(Throughput::Elements(1));
     g.bench_function("offhook_to_invite", |bench| {
         bench.iter(|| {
             let ep = &eps[i % LINES];
             i += 1;
+            now += Duration::from_millis(1);
+            if i % 256 == 0 {
+                let out = b.handle_timeout(now);
+                gw.answer(&mut b, out, now);
+            }
             let out = gw.ntfy(&mut b, ep, "L/hd", now);
             gw.answer(&mut b, out, now);
             let out = gw.ntfy(&mut b, ep, "D/1,D/0,D/0,D/1", now);

@@ -460,7 +460,13 @@ impl Bridge {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let audits = self.gateways.values().filter_map(|g| g.next_audit);
-        let sip = self.sip_tx.values().map(|t| t.next.min(t.deadline));
+        let sip = self.sip_tx.values().map(|t| {
+            if t.proceeding {
+                t.deadline
+            } else {
+                t.next.min(t.deadline)
+            }
+        });
         let lines = self.lines.values().filter_map(|l| l.deadline());
         [self.agent.poll_timeout()]
             .into_iter()
@@ -490,9 +496,10 @@ impl Bridge {
             self.sip_tx.remove(&branch);
             if method == Method::Invite {
                 if let Some(key) = self.by_sip.get(&call_id).cloned() {
-                    self.line_invite_failed(&key, 408, now);
+                    self.line_invite_failed(&key, &call_id, 408, now);
                 }
             }
+            self.forget_if_done(&call_id);
         }
     }
 
@@ -651,8 +658,18 @@ impl Bridge {
         let method = uac::cseq_method(&resp);
         if let Some(b) = &branch {
             let final_ = resp.status >= 200;
-            if final_ || method == Some(Method::Invite) {
-                self.sip_tx.remove(b);
+            // a CANCEL shares its INVITE's branch (RFC 3261 9.1): kept apart by a suffix
+            let key = if method == Some(Method::Cancel) {
+                format!("{b}{}", uac::CANCEL_SUFFIX)
+            } else {
+                b.clone()
+            };
+            if final_ {
+                self.sip_tx.remove(&key);
+            } else if let Some(t) = self.sip_tx.get_mut(&key) {
+                // RFC 3261 17.1.1.2: a provisional response stops the INVITE's retransmission
+                t.proceeding = true;
+                t.deadline = now + uac::PROCEEDING_LIMIT;
             }
         }
         let Some(call_id) = resp.call_id().map(str::to_string) else {
@@ -661,8 +678,9 @@ impl Bridge {
         if let Some(key) = self.by_sip.get(&call_id).cloned() {
             if method == Some(Method::Invite) {
                 self.line_invite_response(&key, resp, now, out);
-            } else if method == Some(Method::Bye) && resp.status >= 200 {
-                self.by_sip.remove(&call_id);
+            } else if resp.status >= 200 {
+                // the BYE or CANCEL of an ended call answered
+                self.forget_if_done(&call_id);
             }
         }
         let _ = gw;

@@ -175,6 +175,15 @@ impl LineRt {
         }
     }
 
+    /// The SIP Call-ID of the line's call.
+    pub fn call_id(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Out(c) => c.dialog.as_ref().map(|d| d.call_id.as_str()),
+            Phase::In(c) => c.invite.call_id(),
+            _ => None,
+        }
+    }
+
     fn conn(&self) -> Option<&str> {
         match &self.phase {
             Phase::Out(c) => c.conn.as_deref(),
@@ -243,6 +252,17 @@ impl Bridge {
             cmd = cmd.with("S", signals);
         }
         self.send(&gw, cmd, Pending::Line(key.to_string(), op), now);
+    }
+
+    /// Forget the SIP Call-ID of a call a line no longer has once nothing is sent for it.
+    pub(crate) fn forget_if_done(&mut self, call_id: &str) {
+        let Some(key) = self.by_sip.get(call_id) else {
+            return;
+        };
+        let current = self.lines.get(key).and_then(|l| l.call_id()) == Some(call_id);
+        if !current && !self.sip_tx.values().any(|t| t.call_id == call_id) {
+            self.by_sip.remove(call_id);
+        }
     }
 
     /// Arm the line for off-hook (RFC 3660 `L/hd`, action N: notify).

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use signaling::message::{Headers, Method, Request, Response, SipMessage};
 
+/// The CANCEL of an INVITE is retransmitted under the INVITE's branch with this suffix.
+pub(crate) const CANCEL_SUFFIX: &str = "-cancel";
+
 /// RFC 3261 T1.
 pub(crate) const T1: Duration = Duration::from_millis(500);
 
@@ -213,7 +216,14 @@ pub(crate) struct ClientTx {
     pub next: Instant,
     pub interval: Duration,
     pub deadline: Instant,
+    /// An INVITE that got a provisional response: no more retransmissions, kept until its
+    /// final response (which must be ACKed) or [`PROCEEDING_LIMIT`].
+    pub proceeding: bool,
 }
+
+/// How long an INVITE may stay unanswered after a provisional response (longer than any
+/// ringing the core allows, `sip.ringing_timeout` at most 3600 s).
+pub(crate) const PROCEEDING_LIMIT: Duration = Duration::from_secs(3700);
 
 impl ClientTx {
     pub fn new(req: &Request, gw: &str, to: SocketAddr, now: Instant) -> ClientTx {
@@ -226,12 +236,13 @@ impl ClientTx {
             next: now + T1,
             interval: T1,
             deadline: now + 64 * T1,
+            proceeding: false,
         }
     }
 
     /// Due: resend (back-off to T2 = 4 s) and say so.
     pub fn due(&mut self, now: Instant) -> bool {
-        if now < self.next {
+        if self.proceeding || now < self.next {
             return false;
         }
         self.interval = (self.interval * 2).min(Duration::from_secs(4));

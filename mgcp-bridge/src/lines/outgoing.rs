@@ -33,7 +33,7 @@ impl Bridge {
                     &gw,
                     cancel,
                     d.core,
-                    format!("{branch}-cancel"),
+                    format!("{branch}{}", uac::CANCEL_SUFFIX),
                     Some(key),
                     now,
                     out,
@@ -164,16 +164,27 @@ impl Bridge {
                 let ack = d.ack(&inv, &resp, "");
                 let core = d.core;
                 self.send_sip(&gw, ack, core, String::new(), None, now, out);
-                self.line_invite_failed(key, resp.status, now);
+                let id = resp.call_id().unwrap_or("").to_string();
+                self.line_invite_failed(key, &id, resp.status, now);
             }
         }
     }
 
-    /// The INVITE of the line's call failed with `status` (or timed out: 408).
-    pub(crate) fn line_invite_failed(&mut self, key: &str, status: u16, now: Instant) {
+    /// The INVITE of the line's call `call_id` failed with `status` (or timed out: 408);
+    /// nothing when the line has moved on to another call.
+    pub(crate) fn line_invite_failed(
+        &mut self,
+        key: &str,
+        call_id: &str,
+        status: u16,
+        now: Instant,
+    ) {
         let Some(l) = self.lines.get_mut(key) else {
             return;
         };
+        if l.call_id() != Some(call_id) || !matches!(l.phase, Phase::Out(_)) {
+            return;
+        }
         let Phase::Out(c) = std::mem::replace(&mut l.phase, Phase::Hanging) else {
             return;
         };
@@ -198,6 +209,9 @@ impl Bridge {
     ) {
         if resp.status < 200 {
             return;
+        }
+        if let Some(id) = resp.call_id() {
+            self.forget_if_done(id);
         }
         let Some(l) = self.lines.get(key) else {
             return;

@@ -127,9 +127,14 @@ fn a_line_dials_into_sip_and_hangs_up() {
         .contains("+15551230001@gw1"));
     assert!(String::from_utf8_lossy(&invite.body).contains("m=audio 41000"));
     assert_eq!(b.calls_total.get(&("gw1".into(), "inbound")), Some(&1));
-    // ringing: ringback on the line
+    // ringing: ringback on the line; the INVITE is no longer retransmitted
     let out = b.handle_sip(&response(&invite, 180, "c1", None), core, "gw1", t0);
     assert_eq!(cmd(&out, Verb::Rqnt, LINE1).param("S"), Some("L/rt"));
+    ack_all(&mut b, &out, t0);
+    let later = b.handle_timeout(t0 + Duration::from_secs(5));
+    assert!(requests(&later).is_empty(), "{later:?}");
+    let t5 = t0 + Duration::from_secs(5);
+    assert!(b.poll_timeout().is_some_and(|t| t > t5), "no timer stuck in the past");
     // answered: ACK, and the connection gets the relay's SDP, both ways
     let relay = SDP_GW.replace("41000", "30000");
     let ok = response(&invite, 200, "c1", Some(&relay));
@@ -319,4 +324,76 @@ fn an_unanswered_line_gets_480_and_rsip_ends_calls() {
         matches!(&out[..], [Out::Mgcp(_, r)] if r.starts_with(b"536 5002")),
         "{out:?}"
     );
+}
+
+/// A call abandoned before the core answered (on-hook during the INVITE): its INVITE and
+/// CANCEL running out later must not touch the line's next call, and the bridge forgets it.
+#[test]
+fn an_abandoned_call_timing_out_leaves_the_next_call_alone() {
+    let t0 = Instant::now();
+    let mut b = lines_bridge();
+    let x = armed(&mut b, t0);
+    let (_, out) = ntfy(&mut b, LINE1, &x, "L/hd", t0);
+    let x = cmd(&out, Verb::Rqnt, LINE1).param("X").unwrap().to_string();
+    ack_all(&mut b, &out, t0);
+    let (_, out) = ntfy(&mut b, LINE1, &x, "D/1,D/0,D/0,D/1", t0);
+    let x = cmd(&out, Verb::Rqnt, LINE1).param("X").unwrap().to_string();
+    let out = ack_all(&mut b, &out, t0);
+    assert_eq!(requests(&out)[0].method, Method::Invite);
+    // the core never answers; the line hangs up: CANCEL, DLCX, armed again
+    let (_, out) = ntfy(&mut b, LINE1, &x, "L/hu", t0);
+    assert_eq!(requests(&out)[0].method, Method::Cancel);
+    let x = cmd(&out, Verb::Rqnt, LINE1).param("X").unwrap().to_string();
+    ack_all(&mut b, &out, t0);
+    // the next call, 20 s later, is placed too (its INVITE unanswered for now)
+    let t1 = t0 + Duration::from_secs(20);
+    let (_, out) = ntfy(&mut b, LINE1, &x, "L/hd", t1);
+    let x = cmd(&out, Verb::Rqnt, LINE1).param("X").unwrap().to_string();
+    ack_all(&mut b, &out, t1);
+    let (_, out) = ntfy(&mut b, LINE1, &x, "D/2,D/0,D/0,D/2", t1);
+    let out = ack_all(&mut b, &out, t1);
+    let second = requests(&out).remove(0);
+    assert_eq!(second.method, Method::Invite);
+    assert_eq!(b.line_state(LINE1), Some(LineState::Calling));
+    // the abandoned requests are retransmitted, then given up (32 s): the new call is untouched
+    let mut t = t1;
+    while t < t0 + Duration::from_secs(40) {
+        t += Duration::from_millis(500);
+        let out = b.handle_timeout(t);
+        assert!(
+            mgcp_out(&out).iter().all(|c| c.verb != Verb::Dlcx),
+            "{out:?}"
+        );
+    }
+    assert_eq!(b.line_state(LINE1), Some(LineState::Calling));
+    assert_eq!(b.by_sip.len(), 1, "only the current call is remembered");
+    assert!(b.by_sip.contains_key(second.call_id().unwrap()));
+}
+
+/// The core answers the CANCEL of an abandoned call (200, then 487 to the INVITE): nothing is
+/// retransmitted any more, the 487 is ACKed and the call forgotten.
+#[test]
+fn an_answered_cancel_is_not_retransmitted() {
+    let t0 = Instant::now();
+    let mut b = lines_bridge();
+    let core: SocketAddr = CORE.parse().unwrap();
+    let x = armed(&mut b, t0);
+    let (_, out) = ntfy(&mut b, LINE1, &x, "L/hd", t0);
+    let x = cmd(&out, Verb::Rqnt, LINE1).param("X").unwrap().to_string();
+    ack_all(&mut b, &out, t0);
+    let (_, out) = ntfy(&mut b, LINE1, &x, "D/1,D/0,D/0,D/1", t0);
+    let x = cmd(&out, Verb::Rqnt, LINE1).param("X").unwrap().to_string();
+    let out = ack_all(&mut b, &out, t0);
+    let invite = requests(&out).remove(0);
+    b.handle_sip(&response(&invite, 100, "c9", None), core, "gw1", t0);
+    let (_, out) = ntfy(&mut b, LINE1, &x, "L/hu", t0);
+    let cancel = requests(&out).remove(0);
+    assert_eq!(cancel.method, Method::Cancel);
+    b.handle_sip(&response(&cancel, 200, "c9", None), core, "gw1", t0);
+    let out = b.handle_sip(&response(&invite, 487, "c9", None), core, "gw1", t0);
+    assert_eq!(requests(&out)[0].method, Method::Ack);
+    assert!(b.sip_tx.is_empty(), "nothing left to retransmit");
+    assert!(b.by_sip.is_empty(), "the call is forgotten");
+    let later = b.handle_timeout(t0 + Duration::from_secs(2));
+    assert!(requests(&later).is_empty(), "{later:?}");
 }
