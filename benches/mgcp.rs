@@ -156,7 +156,7 @@ fn benches(c: &mut Criterion) {
             let ep = &eps[i % LINES];
             i += 1;
             now += Duration::from_millis(1);
-            if i % 256 == 0 {
+            if i.is_multiple_of(256) {
                 let out = b.handle_timeout(now);
                 gw.answer(&mut b, out, now);
             }
@@ -174,7 +174,7 @@ fn benches(c: &mut Criterion) {
             let ep = &eps[i % LINES];
             i += 1;
             now += Duration::from_millis(1);
-            if i % 256 == 0 {
+            if i.is_multiple_of(256) {
                 let out = b.handle_timeout(now);
                 gw.answer(&mut b, out, now);
             }
