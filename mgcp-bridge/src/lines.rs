@@ -594,8 +594,24 @@ impl Bridge {
                 self.arm(key, now);
             }
             (Op::Mdcx, Phase::In(c)) if c.stage == InStage::Answering => {
+                // the gateway cannot take the relay's media (RFC 3435 534 codec negotiation
+                // failure, ...): the caller gets 488, not a silent call
                 self.in_answer(key, 488, "Not Acceptable Here", false, out);
-                self.line_lost(key, now, out);
+                if let Some(l) = self.lines.get_mut(key) {
+                    if let Phase::In(c) = std::mem::replace(&mut l.phase, Phase::Hanging) {
+                        if let Some(id) = c.invite.call_id() {
+                            self.by_sip.remove(id);
+                        }
+                        self.dlcx(key, &c.mgcp_call, c.conn.as_deref(), now);
+                    }
+                }
+                self.hang(key, "L/ro", now);
+            }
+            (Op::Mdcx, Phase::Out(c)) if c.stage == OutStage::Up => {
+                // answered, but the gateway refuses the far side's media: end it, reorder
+                if let Phase::Out(c) = std::mem::replace(&mut l.phase, Phase::Hanging) {
+                    self.end_out(key, *c, true, now, out);
+                }
                 self.hang(key, "L/ro", now);
             }
             _ => {}

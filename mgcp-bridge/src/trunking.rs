@@ -159,7 +159,10 @@ impl Bridge {
         if !response.is_success() {
             // RFC 3435 section 2.4: 4xx transient (e.g. 403 no resources) -> try elsewhere;
             // 5xx permanent.
-            let (code, reason) = if (400..500).contains(&response.code) {
+            // 505/506/534: the gateway takes none of the offer's codecs: 488, not silence
+            let (code, reason) = if matches!(response.code, 505 | 506 | 534) {
+                (488, "Not Acceptable Here")
+            } else if (400..500).contains(&response.code) {
                 (503, "Gateway Busy")
             } else {
                 (502, "Gateway Refused")

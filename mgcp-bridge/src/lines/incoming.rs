@@ -28,14 +28,14 @@ impl Bridge {
             .map(|l| l.gw.clone())
             .unwrap_or_default();
         match c.stage {
-            InStage::Creating | InStage::Ringing(_) => {
+            InStage::Creating | InStage::Ringing(_) | InStage::Answering => {
                 let r = make_response(&c.invite, 503, "Line Unavailable", Some(&c.to_tag));
                 out.push(Out::Sip(gw, c.from, SipMessage::Response(r).to_bytes()));
                 if let Some(id) = c.invite.call_id() {
                     self.by_sip.remove(id);
                 }
             }
-            InStage::Answering | InStage::Up => {
+            InStage::Up => {
                 if let Some(me) = self.gateways.get(&gw).map(|g| g.cfg.sip) {
                     let mut d = Dialog::of_uas(&c.invite, &c.to_tag, me, c.from);
                     let branch = self.branch();

@@ -134,7 +134,10 @@ fn a_line_dials_into_sip_and_hangs_up() {
     let later = b.handle_timeout(t0 + Duration::from_secs(5));
     assert!(requests(&later).is_empty(), "{later:?}");
     let t5 = t0 + Duration::from_secs(5);
-    assert!(b.poll_timeout().is_some_and(|t| t > t5), "no timer stuck in the past");
+    assert!(
+        b.poll_timeout().is_some_and(|t| t > t5),
+        "no timer stuck in the past"
+    );
     // answered: ACK, and the connection gets the relay's SDP, both ways
     let relay = SDP_GW.replace("41000", "30000");
     let ok = response(&invite, 200, "c1", Some(&relay));
@@ -396,4 +399,24 @@ fn an_answered_cancel_is_not_retransmitted() {
     assert!(b.by_sip.is_empty(), "the call is forgotten");
     let later = b.handle_timeout(t0 + Duration::from_secs(2));
     assert!(requests(&later).is_empty(), "{later:?}");
+}
+
+/// RFC 3435 534 (codec negotiation failure) from the gateway: the caller gets 488, on a line
+/// and on a trunking endpoint, never a silent call.
+#[test]
+fn no_common_codec_is_488() {
+    let t0 = Instant::now();
+    let mut b = lines_bridge();
+    let core: SocketAddr = CORE.parse().unwrap();
+    armed(&mut b, t0);
+    let out = b.handle_sip(&invite_line("nc1", "+15551230001"), core, "gw1", t0);
+    let crcx = cmd(&out, Verb::Crcx, LINE1);
+    let out = gw_answer(&mut b, crcx.txid, "534 No common codec\r\n", t0);
+    assert_eq!(sip_out(&out)[0].status, 488);
+    assert_eq!(cmd(&out, Verb::Rqnt, LINE1).param("R"), Some("L/hd(N)"));
+    let mut t = bridge();
+    let out = t.handle_sip(&invite("nc2", "z9hG4bKnc2", ""), core, "pstn", t0);
+    let crcx = mgcp_out(&out)[0].txid;
+    let out = gw_answer(&mut t, crcx, "534 No common codec\r\n", t0);
+    assert_eq!(sip_out(&out)[0].status, 488);
 }
