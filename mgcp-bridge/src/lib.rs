@@ -117,6 +117,8 @@ pub(crate) struct GwState {
     pub cfg: Gateway,
     pub next_audit: Option<Instant>,
     pub endpoints: mgcp::Endpoints,
+    /// Endpoint names (wildcards) under a graceful RSIP: they take no new calls.
+    pub draining: Vec<String>,
 }
 
 pub struct Bridge {
@@ -194,6 +196,7 @@ impl Bridge {
                             cfg,
                             next_audit: None,
                             endpoints: mgcp::Endpoints::default(),
+                            draining: Vec::new(),
                         },
                     )
                 })
@@ -285,6 +288,16 @@ impl Bridge {
 
     fn count_call(&mut self, gw: &str, dir: &'static str) {
         *self.calls_total.entry((gw.to_string(), dir)).or_insert(0) += 1;
+    }
+
+    /// `ep` of `gw` is under a graceful restart (RFC 3435 section 2.3.7: "the endpoints
+    /// will be taken out of service": no new calls).
+    fn draining(&self, gw: &str, ep: &str) -> bool {
+        self.gateways.get(gw).is_some_and(|g| {
+            g.draining
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(ep) || mgcp::endpoint::name_matches(p, ep))
+        })
     }
 
     fn is_up(&self, gw: &str) -> bool {
@@ -397,6 +410,9 @@ impl Bridge {
             return;
         }
         match self.gateways.get(gw).and_then(|g| g.cfg.endpoint.clone()) {
+            Some(ep) if self.draining(gw, &ep) => {
+                out.push(refuse(self, 503, "Endpoint Restarting"))
+            }
             Some(ep) => self.trunk_invite(gw, ep, req, call_id, from, now, out),
             None => out.push(refuse(self, 404, "No Such Line")),
         }

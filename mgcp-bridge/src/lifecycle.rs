@@ -84,8 +84,23 @@ impl Bridge {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
-        if method == "graceful" || method == "cancel-graceful" {
+        let Some(g) = self.gateways.get_mut(gw) else {
             return;
+        };
+        match method {
+            "graceful" => {
+                // calls in progress end as they will; no new ones (503, reorder)
+                if !g.draining.iter().any(|p| p.eq_ignore_ascii_case(pattern)) {
+                    g.draining.push(pattern.to_string());
+                }
+                return;
+            }
+            "cancel-graceful" => {
+                g.draining.retain(|p| !p.eq_ignore_ascii_case(pattern));
+                return;
+            }
+            // restarted: back in service
+            _ => g.draining.clear(),
         }
         let hit = |ep: &str| {
             mgcp::endpoint::name_matches(pattern, ep) || pattern.eq_ignore_ascii_case(ep)

@@ -348,6 +348,15 @@ impl Bridge {
         let Some(l) = self.lines.get_mut(key) else {
             return;
         };
+        let (gw, ep) = (l.gw.clone(), l.endpoint.clone());
+        if matches!(l.phase, Phase::Unarmed { .. } | Phase::Idle) && self.draining(&gw, &ep) {
+            // out of service after a graceful restart: no dial tone, reorder
+            self.hang(key, "L/ro", now);
+            return;
+        }
+        let Some(l) = self.lines.get_mut(key) else {
+            return;
+        };
         match &mut l.phase {
             Phase::Unarmed { .. } | Phase::Idle => {
                 l.phase = Phase::Dialling;

@@ -68,6 +68,11 @@ impl Bridge {
             out.push(Out::Sip(gw, from, busy));
             return;
         }
+        if self.draining(&gw, &l.endpoint) {
+            let r = self.respond(&req, 503, "Endpoint Restarting", None);
+            out.push(Out::Sip(gw, from, r));
+            return;
+        }
         let ep = l.endpoint.clone();
         let mgcp_call = self.id();
         let mut cmd = Command::new(Verb::Crcx, &ep)

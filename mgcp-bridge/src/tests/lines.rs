@@ -420,3 +420,33 @@ fn no_common_codec_is_488() {
     let out = gw_answer(&mut t, crcx, "534 No common codec\r\n", t0);
     assert_eq!(sip_out(&out)[0].status, 488);
 }
+
+/// RSIP graceful: the endpoints take no new calls (503 to SIP, reorder on off-hook) until
+/// cancel-graceful or a restart; nothing in progress is cut.
+#[test]
+fn a_graceful_restart_takes_no_new_calls() {
+    let t0 = Instant::now();
+    let mut b = lines_bridge();
+    let core: SocketAddr = CORE.parse().unwrap();
+    let x = armed(&mut b, t0);
+    let out = b.handle_mgcp(
+        b"RSIP 6001 aaln/*@gw1 MGCP 1.0\r\nRM: graceful\r\n",
+        GW.parse().unwrap(),
+        t0,
+    );
+    assert!(requests(&out).is_empty(), "nothing is cut");
+    let out = b.handle_sip(&invite_line("g1", "+15551230001"), core, "gw1", t0);
+    assert_eq!(sip_out(&out)[0].status, 503);
+    assert!(mgcp_out(&out).is_empty());
+    let (code, out) = ntfy(&mut b, LINE1, &x, "L/hd", t0);
+    assert_eq!(code, 200);
+    assert_eq!(cmd(&out, Verb::Rqnt, LINE1).param("S"), Some("L/ro"));
+    b.handle_mgcp(
+        b"RSIP 6002 aaln/*@gw1 MGCP 1.0\r\nRM: cancel-graceful\r\n",
+        GW.parse().unwrap(),
+        t0,
+    );
+    let out = b.handle_sip(&invite_line("g2", "+15551230002"), core, "gw1", t0);
+    assert_eq!(cmd(&out, Verb::Crcx, "aaln/2@gw1").verb, Verb::Crcx);
+    assert_eq!(b.rsips.get(&("gw1".into(), "graceful".into())), Some(&1));
+}
