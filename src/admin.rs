@@ -280,11 +280,39 @@ fn trunks_json(
         .trunks
         .values()
         .map(|t| {
+            // an MGCP gateway: up as its last command was answered, its lines by state (the
+            // bridge's mirrors in the metrics)
+            let mgcp = t.mgcp.as_ref().map(|m| {
+                let m_ = &policy.metrics;
+                let states: serde_json::Map<String, Value> = crate::mgcp_bridge::LineState::ALL
+                    .iter()
+                    .map(|s| {
+                        let n = m_
+                            .mgcp_lines
+                            .get_metric_with_label_values(&[&t.name, s.as_str()])
+                            .map(|g| g.get())
+                            .unwrap_or(0);
+                        (s.as_str().to_string(), json!(n))
+                    })
+                    .collect();
+                json!({ "lines": m.lines.len(), "line_states": states })
+            });
+            let up = match (&t.mgcp, &t.probe) {
+                (Some(_), _) => policy
+                    .metrics
+                    .mgcp_gateway_up
+                    .get_metric_with_label_values(&[&t.name])
+                    .ok()
+                    .map(|g| g.get() == 1),
+                (None, Some(_)) => Some(!policy.health.is_down(&t.name)),
+                (None, None) => None,
+            };
             json!({
                 "name": t.name,
+                "mgcp": mgcp,
                 "address": t.address.to_string(),
                 "transport": format!("{:?}", t.transport).to_lowercase(),
-                "up": if t.probe.is_some() { Some(!policy.health.is_down(&t.name)) } else { None },
+                "up": up,
                 "registered": if t.register.is_some() {
                     Some(core.carrier_registered(&t.name, now))
                 } else {

@@ -158,6 +158,25 @@ fn a_sip_call_rings_a_line_and_the_line_answers() {
                 m.contains("trunkline_mgcp_calls_total{direction=\"outbound\",gateway=\"gw1\"} 1"),
                 "{m}"
             );
+            // the admin API shows the gateway up with its lines
+            let (code, body) = http(net.metrics_addr(), "GET", "/trunks");
+            assert_eq!(code, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let gw1 = v["trunks"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["name"] == "gw1"))
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(gw1["up"], true, "{body}");
+            assert_eq!(gw1["mgcp"]["lines"], 2, "{body}");
+            let states = &gw1["mgcp"]["line_states"];
+            let total: i64 = [
+                "idle", "hanging", "unarmed", "talking", "ringing", "calling", "dialling",
+            ]
+            .iter()
+            .map(|s| states[*s].as_i64().unwrap_or(0))
+            .sum();
+            assert_eq!(total, 2, "{body}");
             tl.assert_alive();
         },
     );
