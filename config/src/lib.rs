@@ -147,6 +147,7 @@ mod rules;
 use rules::{build_chunks, build_rules, RawRule};
 mod session_timer;
 mod srtp;
+mod trunks;
 
 pub use dialplan::{Action, Decision, Dialplan, RouteQuery};
 
@@ -1219,143 +1220,8 @@ fn build_with(
     let admin = raw.admin.map(admin::build_admin).transpose()?;
     let dns = raw.dns.map(dns::build_dns).transpose()?.unwrap_or_default();
 
-    let mut trunks = BTreeMap::new();
     let mgcp_listen = raw.mgcp.map(gateway::build_agent).transpose()?.flatten();
-    let gateways = raw.gateways.into_iter().map(|(name, g)| {
-        let (address, max_calls, max_cps, mgcp) = g.split();
-        let t = RawTrunk {
-            address,
-            max_calls,
-            max_cps,
-            mgcp: Some(mgcp),
-            ..RawTrunk::default()
-        };
-        ("gateways", name, t)
-    });
-    let sections: Vec<(&str, String, RawTrunk)> = raw
-        .trunks
-        .into_iter()
-        .map(|(n, t)| ("trunks", n, t))
-        .chain(gateways)
-        .collect();
-    for (section, name, t) in sections {
-        let p = |k: &str| vec![key(section), key(&name), key(k)];
-        if trunks.contains_key(&name) {
-            return Err(sem(
-                vec![key(section), Seg::KeyItself(name.clone())],
-                format!("`{name}` is already a trunk: gateways and trunks share one namespace"),
-            ));
-        }
-        let session_timer =
-            session_timer::build_session_timer(t.session_expires, t.min_se, sip.session_timer, p)?;
-        let headers = t
-            .headers
-            .map(|h| headers::build_headers(h, || p("headers")))
-            .transpose()?
-            .unwrap_or_default();
-        let tcp_fallback = t.tcp_fallback.unwrap_or(false);
-        if tcp_fallback && t.transport.is_some_and(|k| k != TransportKind::Udp) {
-            return Err(sem(
-                p("tcp_fallback"),
-                "tcp_fallback is for a `transport: udp` trunk (over TCP or TLS every size goes as it is)",
-            ));
-        }
-        if !valid_name(&name) {
-            return Err(sem(
-                vec![key("trunks"), Seg::KeyItself(name.clone())],
-                format!("trunk name `{name}`: use letters, digits, `-`, `_` and `.`"),
-            ));
-        }
-        let address = dns::trunk_address(&t.address).map_err(|m| sem(p("address"), m))?;
-        if t.max_calls == Some(0) {
-            return Err(sem(
-                p("max_calls"),
-                "max_calls must be > 0 (leave it out for no limit)",
-            ));
-        }
-        if t.max_cps == Some(0) {
-            return Err(sem(
-                p("max_cps"),
-                "max_cps must be > 0 (leave it out for no limit)",
-            ));
-        }
-        let transport = t.transport.unwrap_or(TransportKind::Udp);
-        let tls = match t.tls {
-            None => None,
-            Some(_) if transport != TransportKind::Tls => {
-                return Err(sem(p("tls"), "`tls` is only for `transport: tls` trunks"));
-            }
-            Some(x) => {
-                if let Some(n) = &x.server_name {
-                    if n.is_empty() || n.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                        return Err(sem(
-                            vec![key("trunks"), key(&name), key("tls"), key("server_name")],
-                            format!("server_name `{n}` is not a host name"),
-                        ));
-                    }
-                }
-                Some(TrunkTls {
-                    ca: x.ca.map(PathBuf::from),
-                    verify: x.verify.unwrap_or(true),
-                    server_name: x.server_name,
-                })
-            }
-        };
-        let mgcp = match t.mgcp {
-            None => None,
-            Some(_) if transport != TransportKind::Udp => {
-                return Err(sem(p("mgcp"), "an `mgcp` gateway is reached over udp"));
-            }
-            Some(_) if address.socket().is_none() => {
-                return Err(sem(
-                    p("address"),
-                    "an `mgcp` gateway's address is IP:port (names are for SIP trunks)",
-                ));
-            }
-            Some(m) => Some(gateway::build_mgcp(m, |k| {
-                if section == "gateways" {
-                    vec![key(section), key(&name), key(k)]
-                } else {
-                    vec![key(section), key(&name), key("mgcp"), key(k)]
-                }
-            })?),
-        };
-        let carrier_keys = carrier::RawCarrierKeys {
-            auth: t.auth,
-            register: t.register,
-            probe: t.probe,
-        };
-        let carrier = carrier::build_carrier(&name, &t.address, carrier_keys)?;
-        if mgcp.is_some() && (carrier.auth.is_some() || carrier.register.is_some()) {
-            return Err(sem(
-                p("mgcp"),
-                "an `mgcp` gateway takes no SIP `auth` or `register`",
-            ));
-        }
-        trunks.insert(
-            name.clone(),
-            Trunk {
-                name,
-                address,
-                transport,
-                max_calls: t.max_calls,
-                max_cps: t.max_cps,
-                tls,
-                mgcp,
-                auth: carrier.auth,
-                register: carrier.register,
-                probe: carrier.probe,
-                srtp: t.srtp,
-                redirect: t.redirect.unwrap_or_default(),
-                rel100: t.rel100.unwrap_or_default(),
-                session_timer,
-                tcp_fallback,
-                refer: t.refer.unwrap_or_default(),
-                identity: t.identity.unwrap_or_default(),
-                headers,
-            },
-        );
-    }
+    let trunks = trunks::build_trunks(raw.trunks, raw.gateways, sip.session_timer)?;
 
     let rules = match chunks {
         None => build_rules(raw.dialplan, &trunks)?,
