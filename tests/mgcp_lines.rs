@@ -117,8 +117,13 @@ fn a_line_calls_a_sip_phone_and_hears_its_tone_back() {
             let again = gw.wait_for("answer", Duration::from_secs(1));
             assert!(!again.is_empty());
             let m = scrape(net);
-            assert!(
-                m.contains("trunkline_mgcp_calls_total{direction=\"inbound\",gateway=\"gw1\"} 1"),
+            assert_eq!(
+                metric(
+                    &m,
+                    "trunkline_mgcp_calls_total",
+                    &[("direction", "inbound"), ("gateway", "gw1")]
+                ),
+                Some(1.0),
                 "{m}"
             );
             tl.assert_alive();
@@ -154,8 +159,13 @@ fn a_sip_call_rings_a_line_and_the_line_answers() {
                 "SIPp's tone reached the line: {dlcx}"
             );
             let m = scrape(net);
-            assert!(
-                m.contains("trunkline_mgcp_calls_total{direction=\"outbound\",gateway=\"gw1\"} 1"),
+            assert_eq!(
+                metric(
+                    &m,
+                    "trunkline_mgcp_calls_total",
+                    &[("direction", "outbound"), ("gateway", "gw1")]
+                ),
+                Some(1.0),
                 "{m}"
             );
             // the admin API shows the gateway up with its lines
@@ -231,8 +241,13 @@ fn a_gateway_restart_ends_its_calls_and_the_line_works_again() {
             // the second call from the line after the restart is answered too
             gw.wait_nth("mdcx aaln/1@gw1", 2, Duration::from_secs(15));
             let m = scrape(net);
-            assert!(
-                m.contains("trunkline_mgcp_rsips_total{gateway=\"gw1\",method=\"restart\"} 1"),
+            assert_eq!(
+                metric(
+                    &m,
+                    "trunkline_mgcp_rsips_total",
+                    &[("gateway", "gw1"), ("method", "restart")]
+                ),
+                Some(1.0),
                 "{m}"
             );
             assert!(t.elapsed() < Duration::from_secs(15));
@@ -246,10 +261,12 @@ fn a_gateway_restart_ends_its_calls_and_the_line_works_again() {
 }
 
 fn gateway_up(net: &Net) -> Option<u64> {
-    scrape(net)
-        .lines()
-        .find_map(|l| l.strip_prefix("trunkline_mgcp_gateway_up{gateway=\"gw1\"} "))
-        .and_then(|v| v.trim().parse().ok())
+    metric(
+        &scrape(net),
+        "trunkline_mgcp_gateway_up",
+        &[("gateway", "gw1")],
+    )
+    .map(|v| v as u64)
 }
 
 #[test]
@@ -358,13 +375,12 @@ fn garbage_from_the_gateway_leaves_its_lines_working() {
                 .wait(Duration::from_secs(10))
                 .assert_all_ok(1, &tl.log_tail(30));
             let m = scrape(net);
-            let bad = m
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("trunkline_mgcp_dropped_total{reason=\"bad_notify\"} ")
-                })
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0);
+            let bad = metric(
+                &m,
+                "trunkline_mgcp_dropped_total",
+                &[("reason", "bad_notify")],
+            )
+            .unwrap_or(0.0) as u64;
             // a burst of 10,000 overflows the socket buffer (UDP drops what it cannot hold):
             // what was read was refused, and the line still works
             assert!(
