@@ -6,6 +6,7 @@
 #                                     osmo-mgw (a real MGCP media gateway), baresip (a real phone),
 #                                     ip (iproute2: the IPv6 tests add the relay's address to lo)
 #                                     postgresql (the CDR sink's database, tests/cdr_postgres.rs)
+#                                     libspandsp2 (an independent G.722, tests/codec_interop.rs)
 #   scripts/install-deps.sh --bench   also rtpengine (the comparison stack)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
@@ -31,7 +32,8 @@ done
 kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
     "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
-    "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base" "ip:iproute2" "pg_ctlcluster:postgresql")
+    "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base" "ip:iproute2" "pg_ctlcluster:postgresql"
+    "/usr/lib/x86_64-linux-gnu/libspandsp.so.2:libspandsp2")
 if [[ $bench -eq 1 ]]; then
     want+=("rtpengine:rtpengine-daemon")
 fi
