@@ -18,7 +18,7 @@ bench=0
 for arg in "$@"; do
     case "$arg" in
         --bench) bench=1 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "install-deps.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
