@@ -8,6 +8,8 @@
 //! * [`ng`]: the rtpengine-compatible ng protocol (bencode codec and command handling).
 //! * [`session`]: per-leg latching (symmetric RTP, safe against RTP Bleed) and counters;
 //!   [`quality`] and [`rtcp`]: loss, jitter, RTT and MOS from RTP and RTCP.
+//! * [`srtp`]: SRTP/SRTCP and SDES; [`transcode`]: one direction of a transcoded stream
+//!   (G.711 mu/A-law, G.722; ptime changes; events relayed, comfort noise dropped).
 //!
 //! No sockets, threads, `libc` or `unsafe`; time is an argument (only the [`fuzzing`] harness
 //! reads the clock, for its base instant). The data plane
@@ -25,5 +27,6 @@ pub mod rtcp;
 pub mod sdp;
 pub mod session;
 pub mod srtp;
+pub mod transcode;
 
 pub use dataplane::{DataPlane, Family, LegPair, LegStats, RelayError, RelayEvent};

@@ -1,0 +1,259 @@
+use super::*;
+use codecs::{g711, g722};
+
+const SSRC: u32 = 0x1122_3344;
+
+fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; RTP_HEADER];
+    header(&mut p, marker, pt, seq, ts, SSRC);
+    p.extend_from_slice(payload);
+    p
+}
+
+fn tone(freq: f64, rate: f64, n: usize, start: usize) -> Vec<i16> {
+    (start..start + n)
+        .map(|i| (9000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / rate).sin()) as i16)
+        .collect()
+}
+
+/// Power of `freq` in `x` (Goertzel), normalised by the signal's power: 1.0 for a pure tone.
+fn share(x: &[i16], freq: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let (mut s1, mut s2) = (0f64, 0f64);
+    for &v in x {
+        let s = v as f64 + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let p = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let e: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+    2.0 * p / (e * x.len() as f64)
+}
+
+fn spec(from: Codec, to: Codec, ptime_ms: u16) -> Spec {
+    Spec {
+        from,
+        from_pt: from.static_pt(),
+        to,
+        to_pt: to.static_pt(),
+        ptime_ms,
+        events: None,
+    }
+}
+
+fn pop_all(t: &mut Transcoder) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1500];
+    while let Some(n) = t.pop(&mut buf) {
+        out.push(buf[..n].to_vec());
+    }
+    out
+}
+
+fn field(p: &[u8]) -> (bool, u8, u16, u32, u32) {
+    let r = parse(p).expect("rtp");
+    (r.marker, r.pt, r.seq, r.ts, r.ssrc)
+}
+
+#[test]
+fn alaw_to_ulaw_keeps_numbering_and_the_tone() {
+    let mut t = Transcoder::new(spec(Codec::Pcma, Codec::Pcmu, 20));
+    let mut heard = Vec::new();
+    for i in 0..25u16 {
+        let pcm = tone(1000.0, 8000.0, 160, i as usize * 160);
+        let mut a = vec![0u8; 160];
+        g711::encode_alaw(&pcm, &mut a);
+        let ts = 8000 + 160 * i as u32;
+        assert_eq!(t.push(&rtp(8, 500 + i, ts, i == 0, &a)), Ok(1));
+        let out = pop_all(&mut t);
+        assert_eq!(out.len(), 1);
+        let (m, pt, seq, ots, ssrc) = field(&out[0]);
+        assert_eq!((m, pt, seq, ots, ssrc), (i == 0, 0, 500 + i, ts, SSRC));
+        let mut lin = vec![0i16; 160];
+        g711::decode_ulaw(&out[0][12..], &mut lin);
+        heard.extend(lin);
+    }
+    assert!(share(&heard, 1000.0, 8000.0) > 0.95);
+    assert_eq!(t.frames(), 25);
+}
+
+#[test]
+fn g722_to_alaw_and_back_is_the_same_tone() {
+    // a 16 kHz tone encoded as a G.722 phone would
+    let mut enc = g722::Encoder::new();
+    let mut fwd = Transcoder::new(spec(Codec::G722, Codec::Pcma, 20));
+    let mut back = Transcoder::new(spec(Codec::Pcma, Codec::G722, 20));
+    let mut at_8k = Vec::new();
+    let mut at_16k = Vec::new();
+    let mut dec = g722::Decoder::new();
+    for i in 0..50u16 {
+        let pcm = tone(700.0, 16000.0, 320, i as usize * 320);
+        let mut g = vec![0u8; 160];
+        enc.encode(&pcm, &mut g);
+        fwd.push(&rtp(9, i, 160 * i as u32, false, &g))
+            .expect("a frame");
+        for p in pop_all(&mut fwd) {
+            assert_eq!(p.len(), 12 + 160);
+            let mut lin = vec![0i16; 160];
+            g711::decode_alaw(&p[12..], &mut lin);
+            at_8k.extend(lin);
+            // and on to a G.722 receiver
+            back.push(&p).expect("a frame");
+            for q in pop_all(&mut back) {
+                assert_eq!(field(&q).1, 9);
+                let mut w = vec![0i16; 320];
+                dec.decode(&q[12..], &mut w);
+                at_16k.extend(w);
+            }
+        }
+    }
+    assert_eq!(at_8k.len(), 8000);
+    assert!(share(&at_8k[800..], 700.0, 8000.0) > 0.9);
+    assert!(share(&at_16k[1600..], 700.0, 16000.0) > 0.9);
+    // nothing above the narrow band was invented on the way back up
+    assert!(share(&at_16k[1600..], 7300.0, 16000.0) < 0.01);
+}
+
+#[test]
+fn ptime_20_to_30_and_30_to_20() {
+    let mut t = Transcoder::new(spec(Codec::Pcmu, Codec::Pcma, 30));
+    let mut got = Vec::new();
+    for i in 0..6u16 {
+        let r = t.push(&rtp(0, 10 + i, 160 * i as u32, i == 0, &[0xff; 160]));
+        got.extend(pop_all(&mut t));
+        // 20 ms in: a 30 ms frame after the 2nd, 3rd, 5th and 6th packet
+        assert_eq!(r.is_ok(), i % 3 != 0, "packet {i}: {r:?}");
+    }
+    let f: Vec<_> = got.iter().map(|p| field(p)).collect();
+    assert_eq!(f.len(), 4);
+    for (k, (m, pt, seq, ts, _)) in f.iter().enumerate() {
+        assert_eq!(
+            (*m, *pt, *seq, *ts),
+            (k == 0, 8, 10 + k as u16, 240 * k as u32)
+        );
+        assert_eq!(got[k].len(), 12 + 240);
+    }
+
+    let mut t = Transcoder::new(spec(Codec::Pcma, Codec::Pcmu, 20));
+    assert_eq!(t.push(&rtp(8, 0, 0, false, &[0xd5; 240])), Ok(1));
+    assert_eq!(pop_all(&mut t).len(), 1);
+    assert_eq!(t.push(&rtp(8, 1, 240, false, &[0xd5; 240])), Ok(2));
+    let two = pop_all(&mut t);
+    assert_eq!(
+        two.iter().map(|p| field(p).3).collect::<Vec<_>>(),
+        [160, 320]
+    );
+}
+
+#[test]
+fn events_are_relayed_with_the_receivers_payload_type_and_cn_is_not() {
+    let mut s = spec(Codec::Pcma, Codec::Pcmu, 20);
+    s.events = Some((101, 96));
+    let mut t = Transcoder::new(s);
+    let ev = codecs::dtmf::TelephoneEvent {
+        event: 5,
+        end: false,
+        volume: 10,
+        duration: 160,
+    }
+    .encode();
+    assert_eq!(t.push(&rtp(101, 7, 1000, true, &ev)), Ok(1));
+    let out = pop_all(&mut t);
+    assert_eq!(out.len(), 1);
+    assert_eq!(field(&out[0]), (true, 96, 7, 1000, SSRC));
+    assert_eq!(&out[0][12..], &ev);
+    // comfort noise and unknown payload types are never sent into PCMU
+    assert_eq!(
+        t.push(&rtp(13, 8, 1160, false, &[40])),
+        Err(Skip::Unsupported)
+    );
+    assert_eq!(
+        t.push(&rtp(18, 9, 1160, false, &[1; 20])),
+        Err(Skip::Unsupported)
+    );
+    // without negotiated events on both sides, events are dropped too
+    let mut t = Transcoder::new(spec(Codec::Pcma, Codec::Pcmu, 20));
+    assert_eq!(
+        t.push(&rtp(101, 7, 1000, true, &ev)),
+        Err(Skip::Unsupported)
+    );
+}
+
+#[test]
+fn runs_sources_and_late_packets() {
+    let mut t = Transcoder::new(spec(Codec::Pcma, Codec::Pcmu, 20));
+    t.push(&rtp(8, 1, 0, false, &[0xd5; 160])).unwrap();
+    t.push(&rtp(8, 2, 160, false, &[0xd5; 160])).unwrap();
+    let f: Vec<_> = pop_all(&mut t).iter().map(|p| field(p)).collect();
+    assert!(f[0].0, "the first packet starts a run");
+    assert!(!f[1].0);
+    // a duplicate and an older packet
+    assert_eq!(
+        t.push(&rtp(8, 2, 160, false, &[0xd5; 160])),
+        Err(Skip::Late)
+    );
+    assert_eq!(
+        t.push(&rtp(8, 0, 4_294_967_136, false, &[0xd5; 160])),
+        Err(Skip::Late)
+    );
+    // after a silence (timestamp jump) the marker is set again
+    t.push(&rtp(8, 3, 8000, false, &[0xd5; 160])).unwrap();
+    let f = field(&pop_all(&mut t)[0]);
+    assert_eq!((f.0, f.2, f.3), (true, 3, 8000));
+    // a new SSRC: numbering follows the new source
+    let mut p = rtp(8, 900, 77, false, &[0xd5; 160]);
+    p[8..12].copy_from_slice(&7u32.to_be_bytes());
+    assert_eq!(t.push(&p), Ok(1));
+    let f = field(&pop_all(&mut t)[0]);
+    assert_eq!((f.0, f.2, f.3, f.4), (true, 900, 77, 7));
+}
+
+#[test]
+fn header_extensions_csrcs_and_padding_are_parsed_and_dropped() {
+    let mut t = Transcoder::new(spec(Codec::Pcma, Codec::Pcmu, 20));
+    let mut p = vec![0xb1, 8, 0, 1, 0, 0, 0, 0];
+    p.extend_from_slice(&SSRC.to_be_bytes());
+    p.extend_from_slice(&[9, 9, 9, 9]); // one CSRC
+    p.extend_from_slice(&[0xbe, 0xde, 0, 1, 1, 2, 3, 4]); // one-word extension
+    p.extend_from_slice(&[0xd5; 160]);
+    p.extend_from_slice(&[0, 0, 3]); // three octets of padding
+    assert_eq!(t.push(&p), Ok(1));
+    let out = pop_all(&mut t);
+    assert_eq!(out[0].len(), 12 + 160);
+    assert_eq!(out[0][0], 0x80);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut t = Transcoder::new(spec(Codec::G722, Codec::Pcmu, 30));
+    for bad in [
+        &[][..],
+        &[0x80, 9, 0, 1],
+        &[0x40; 40],
+        &[0x8f; 20],                                    // 15 CSRCs past the end
+        &[0x90, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], // extension past the end
+        &[0xa0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200],  // padding longer than the packet
+    ] {
+        assert_eq!(t.push(bad), Err(Skip::Malformed), "{bad:?}");
+    }
+    assert_eq!(
+        t.push(&rtp(9, 1, 0, false, &[0; MAX_PAYLOAD + 1])),
+        Err(Skip::Malformed)
+    );
+    let mut x: u32 = 99;
+    let mut buf = [0u8; 1500];
+    for n in 0..5000usize {
+        let p: Vec<u8> = (0..(n % 400))
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect();
+        let _ = t.push(&p);
+        while t.pop(&mut buf).is_some() {}
+    }
+    // a too small output buffer is refused, not overrun
+    t.push(&rtp(9, 5, 0, false, &[0; 240])).ok();
+    let mut small = [0u8; 20];
+    assert_eq!(t.pop(&mut small), None);
+}
