@@ -158,6 +158,20 @@ pub trait DataPlane: Send + Sync {
         }
         Err(RelayError::Io("this data plane does no SRTP".into()))
     }
+    /// Transcoding of what the endpoint of the leg owning `port` sends, before it goes to the
+    /// other leg (see [`crate::transcode`]); `None`: forwarded as it is. Such a pair is
+    /// processed in user space (never the kernel fast path). Default: refused.
+    fn set_transcode(
+        &self,
+        port: u16,
+        spec: Option<crate::transcode::Spec>,
+    ) -> Result<(), RelayError> {
+        let _ = port;
+        match spec {
+            None => Ok(()),
+            Some(_) => Err(RelayError::Io("this data plane does no transcoding".into())),
+        }
+    }
     /// Close both legs of the pair and return the ports to the pool.
     fn close_pair(&self, pair: LegPair);
     /// Stats of the leg owning `port`.

@@ -7,7 +7,7 @@
 
 #[doc(hidden)]
 pub use media_core::fuzzing;
-pub use media_core::{control, dataplane, sdp, srtp};
+pub use media_core::{control, dataplane, sdp, srtp, transcode};
 pub mod ng;
 pub mod relay;
 

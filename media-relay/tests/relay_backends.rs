@@ -729,6 +729,83 @@ macro_rules! backend_tests {
             }
 
             #[test]
+            fn transcoded_pair_alaw_30ms_to_ulaw_20ms_and_back() {
+                use media_relay::transcode::{Codec, Spec};
+                let Some(r) = start(B, BASE + 1200, BASE + 1299, Duration::from_secs(60), false)
+                else {
+                    return;
+                };
+                let c = call(&r);
+                let spec = |from: Codec, to: Codec, ptime_ms| Spec {
+                    from,
+                    from_pt: from.static_pt(),
+                    to,
+                    to_pt: to.static_pt(),
+                    ptime_ms,
+                    events: None,
+                };
+                // X speaks A-law in 30 ms packets, Y mu-law in 20 ms ones
+                r.set_transcode(c.pair.a, Some(spec(Codec::Pcma, Codec::Pcmu, 20)))
+                    .unwrap();
+                r.set_transcode(c.pair.b, Some(spec(Codec::Pcmu, Codec::Pcma, 30)))
+                    .unwrap();
+                let packet = |pt: u8, seq: u16, ts: u32, octet: u8, n: usize| {
+                    let mut p = rtp(seq, ts, 0xaaaa);
+                    p[1] = pt;
+                    p.truncate(12);
+                    p.extend(std::iter::repeat_n(octet, n));
+                    p
+                };
+                // A-law 0xd5 and mu-law 0xff are both (near) zero
+                for i in 0..4u16 {
+                    let p = packet(8, i, 240 * u32::from(i), 0xd5, 240);
+                    c.x.send_to(&p, relay_addr(c.pair.a)).unwrap();
+                }
+                let mut seqs = Vec::new();
+                for _ in 0..6 {
+                    let (got, _) = recv(&c.y).expect("Y gets mu-law");
+                    assert_eq!((got[1] & 0x7f, got.len()), (0, 12 + 160));
+                    assert!(
+                        got[12..].iter().all(|&b| b | 0x81 == 0xff),
+                        "silence: {:x?}",
+                        &got[12..16]
+                    );
+                    seqs.push((
+                        u16::from_be_bytes([got[2], got[3]]),
+                        u32::from_be_bytes([got[4], got[5], got[6], got[7]]),
+                    ));
+                }
+                assert_eq!(
+                    seqs,
+                    (0..6u16)
+                        .map(|k| (k, 160 * u32::from(k)))
+                        .collect::<Vec<_>>()
+                );
+                for i in 0..3u16 {
+                    let p = packet(0, 40 + i, 160 * u32::from(i), 0xff, 160);
+                    c.y.send_to(&p, relay_addr(c.pair.b)).unwrap();
+                }
+                for k in 0..2u16 {
+                    let (got, _) = recv(&c.x).expect("X gets A-law");
+                    assert_eq!((got[1] & 0x7f, got.len()), (8, 12 + 240));
+                    assert_eq!(u16::from_be_bytes([got[2], got[3]]), 40 + k);
+                }
+                // comfort noise is not sent into PCMU
+                c.x.send_to(&packet(13, 9, 2000, 40, 1), relay_addr(c.pair.a))
+                    .unwrap();
+                assert!(recv_quiet(&c.y, Duration::from_millis(200)).is_none());
+                let t = wait_totals(&r, |t| t.transcode_drops == 1 && t.pairs_transcode == 1);
+                let (a, u) = (Codec::Pcma.index(), Codec::Pcmu.index());
+                assert_eq!(t.transcode_frames[a * 3 + u], 6);
+                assert_eq!(t.transcode_frames[u * 3 + a], 2);
+                assert_eq!((t.transcode_drops, t.pairs_transcode), (1, 1));
+                r.close_pair(c.pair);
+                let t = wait_totals(&r, |t| t.pairs_transcode == 0);
+                assert_eq!(t.pairs_transcode, 0);
+                r.shutdown();
+            }
+
+            #[test]
             fn many_pairs_across_workers() {
                 let Some(r) = start(B, BASE + 900, BASE + 999, Duration::from_secs(60), false)
                 else {

@@ -21,6 +21,11 @@ pub enum Op {
         rx: bool,
         tx: bool,
     },
+    /// Transcoding set (or cleared) on the leg owning `port`.
+    SetTranscode {
+        port: u16,
+        spec: Option<crate::transcode::Spec>,
+    },
     Close(LegPair),
 }
 
@@ -125,6 +130,15 @@ impl DataPlane for FakeDataPlane {
             rx: rx.is_some(),
             tx: tx.is_some(),
         });
+        Ok(())
+    }
+
+    fn set_transcode(
+        &self,
+        port: u16,
+        spec: Option<crate::transcode::Spec>,
+    ) -> Result<(), RelayError> {
+        self.lock().ops.push(Op::SetTranscode { port, spec });
         Ok(())
     }
 

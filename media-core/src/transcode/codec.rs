@@ -15,6 +15,18 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Every codec, in the order of [`Codec::index`].
+    pub const ALL: [Codec; 3] = [Codec::Pcmu, Codec::Pcma, Codec::G722];
+
+    /// The position in [`Codec::ALL`] (for per-codec counters).
+    pub fn index(self) -> usize {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 1,
+            Codec::G722 => 2,
+        }
+    }
+
     /// The codec of an `a=rtpmap` encoding name and clock rate (names case-insensitive,
     /// RFC 4855 §3).
     pub fn parse(encoding: &str, clock_rate: u32) -> Option<Codec> {

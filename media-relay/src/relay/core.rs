@@ -44,6 +44,11 @@ pub(crate) enum Cmd {
         rx: Option<media_core::srtp::MasterKey>,
         tx: Option<media_core::srtp::MasterKey>,
     },
+    /// Transcoding of what the endpoint of the leg owning `port` sends (`None`: forwarded).
+    SetTranscode {
+        port: u16,
+        spec: Option<media_core::transcode::Spec>,
+    },
     /// Detach the pair's legs. With `keep`, the four sockets stay open, registered and
     /// receiving (datagrams reaching them are dropped) for a later `Open` of the same ports:
     /// no socket()/bind()/close() and no back-end registration per call.
@@ -106,7 +111,16 @@ pub(crate) mod ctr {
     pub const DROP_SRTP_REPLAY: usize = 17;
     /// Packets decrypted or encrypted (a pair with SRTP on at least one leg).
     pub const SRTP_PACKETS: usize = 18;
-    pub const N: usize = 19;
+    /// Packets a transcoder did not send on: malformed, late, comfort noise, a payload type
+    /// the other side does not get (what it buffers towards a longer frame is not counted).
+    pub const DROP_TRANSCODE: usize = 19;
+    /// Pairs processed in user space now: with SRTP on a leg, and with transcoding.
+    pub const PAIRS_SRTP: usize = 20;
+    pub const PAIRS_TRANSCODE: usize = 21;
+    /// Frames encoded by transcoders, per (from, to) codec: `TRANSCODE_FRAMES + from × 3 + to`
+    /// in the order of [`media_core::transcode::Codec::ALL`].
+    pub const TRANSCODE_FRAMES: usize = 22;
+    pub const N: usize = TRANSCODE_FRAMES + 9;
 }
 
 /// The kernel fast path as the core sees it: a table of settled flows (see `kernel.rs`). The
@@ -206,6 +220,8 @@ struct LegEntry {
     /// SRTP on this leg: what its endpoint sends is unprotected with `rx`, what is sent to it
     /// protected with `tx` (RFC 3711). Such a pair never goes to the kernel fast path.
     srtp: Option<Box<LegSrtp>>,
+    /// What this leg's endpoint sends is transcoded before it goes to the peer.
+    tc: Option<Box<media_core::transcode::Transcoder>>,
 }
 
 struct LegSrtp {
@@ -252,6 +268,24 @@ pub(crate) struct Core {
     released: Arc<Mutex<Vec<u16>>>,
     /// Kernel fast path and the relay's IPv4 address (the table's keys need it).
     fast: Option<(Arc<dyn FastPath>, Ipv4Addr)>,
+    /// Packets to send besides [`Core::on_packet`]'s answer (a transcoder that made more
+    /// than one frame from one packet): the back end sends them with [`Core::drain_extra`].
+    extra: Vec<Extra>,
+}
+
+/// What a transcoder made of one packet.
+enum Transcoded {
+    Nothing,
+    /// One packet of this length, in the receive buffer.
+    One(usize),
+    Many(Vec<Vec<u8>>),
+}
+
+/// A packet of [`Core::drain_extra`].
+struct Extra {
+    fd: RawFd,
+    dst: SocketAddr,
+    data: Vec<u8>,
 }
 
 /// Longest a worker sleeps when idle. Commands that need no immediate action (set_remote, close,
@@ -286,6 +320,7 @@ impl Core {
             idle: HashMap::new(),
             released,
             fast: None,
+            extra: Vec::new(),
         }
     }
 
@@ -347,9 +382,28 @@ impl Core {
                 if srtp.is_some() {
                     self.unoffload_pair(i, now);
                 }
+                let before = self.processed(i);
                 if let Some(l) = self.legs.get_mut(i) {
                     l.srtp = srtp;
                 }
+                self.count_processed(before, self.processed(i));
+                Effect::None
+            }
+            Cmd::SetTranscode { port, spec } => {
+                let Some(&i) = self.by_port.get(&port) else {
+                    return Effect::None;
+                };
+                if spec.is_some() {
+                    self.unoffload_pair(i, now);
+                }
+                let before = self.processed(i);
+                if let Some(l) = self.legs.get_mut(i) {
+                    // the same spec again (a re-offer that changes nothing) keeps the state
+                    if l.tc.as_ref().map(|t| *t.spec()) != spec {
+                        l.tc = spec.map(|s| Box::new(media_core::transcode::Transcoder::new(s)));
+                    }
+                }
+                self.count_processed(before, self.processed(i));
                 Effect::None
             }
             Cmd::Close { pair, keep, at } => self.close(pair, keep, at.min(now)),
@@ -390,6 +444,48 @@ impl Core {
     fn leg_by_port(&mut self, port: u16) -> Option<&mut LegEntry> {
         let i = *self.by_port.get(&port)?;
         self.legs.get_mut(i)
+    }
+
+    /// Whether the pair of leg `i` is processed: `[SRTP on a leg, transcoding on a leg]`.
+    fn processed(&self, i: u32) -> [bool; 2] {
+        let Some(l) = self.legs.get(i) else {
+            return [false; 2];
+        };
+        let p = self.legs.get(l.peer);
+        let srtp = l.srtp.is_some() || p.is_some_and(|p| p.srtp.is_some());
+        let tc = l.tc.is_some() || p.is_some_and(|p| p.tc.is_some());
+        [srtp, tc]
+    }
+
+    fn count_processed(&mut self, before: [bool; 2], after: [bool; 2]) {
+        for (k, c) in [(0, ctr::PAIRS_SRTP), (1, ctr::PAIRS_TRANSCODE)] {
+            match (before[k], after[k]) {
+                (false, true) => self.local[c] += 1,
+                (true, false) => self.local[c] = self.local[c].saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+
+    /// Packets are queued for [`Core::drain_extra`].
+    pub fn has_extra(&self) -> bool {
+        !self.extra.is_empty()
+    }
+
+    /// Send the packets queued besides [`Core::on_packet`]'s answers (in order), with
+    /// `send(fd, bytes, to)`; `false` from it counts a send error.
+    pub fn drain_extra(&mut self, mut send: impl FnMut(RawFd, &[u8], SocketAddr) -> bool) {
+        if self.extra.is_empty() {
+            return;
+        }
+        for e in std::mem::take(&mut self.extra) {
+            if send(e.fd, &e.data, e.dst) {
+                self.local[ctr::PACKETS_OUT] += 1;
+                self.local[ctr::BYTES_OUT] += e.data.len() as u64;
+            } else {
+                self.local[ctr::SEND_ERRORS] += 1;
+            }
+        }
     }
 
     fn open(&mut self, pair: LegPair, socks: [Option<[UdpSocket; 2]>; 2], now: Instant) -> Effect {
@@ -433,6 +529,7 @@ impl Core {
             kflow: None,
             kfail: false,
             srtp: None,
+            tc: None,
         };
         let la = self.legs.insert(mk(true, [s[0], s[1]]));
         let lb = self.legs.insert(mk(false, [s[2], s[3]]));
@@ -458,6 +555,8 @@ impl Core {
             return Effect::None;
         };
         self.unoffload_pair(la, now);
+        let before = self.processed(la);
+        self.count_processed(before, [false; 2]);
         self.by_port.remove(&pair.a);
         self.by_port.remove(&pair.b);
         let (Some(a), Some(b)) = (self.legs.remove(la), self.legs.remove(lb)) else {
@@ -584,6 +683,15 @@ impl Core {
             leg.last_rtp = now;
         }
         let peer_i = leg.peer;
+        // Transcoding (RTP only: RTCP keeps the SSRC and clock, which the transcoder keeps).
+        let mut many = None;
+        if !is_rtcp && leg.tc.is_some() {
+            match self.transcode(leg_i, buf, len) {
+                Transcoded::One(n) => len = n,
+                Transcoded::Many(v) => many = Some(v),
+                Transcoded::Nothing => return None,
+            }
+        }
         let peer = self.legs.get_mut(peer_i)?;
         let Some(dst) = peer.st.latch[kind as usize].destination() else {
             if let Some(leg) = self.legs.get_mut(leg_i) {
@@ -599,10 +707,14 @@ impl Core {
             }
         } else {
             peer.st.rtp_out += 1;
-            peer.st.rtp_bytes_out += data.len() as u64;
+            peer.st.rtp_bytes_out += len as u64;
             peer.last_rtp = now;
         }
         let out = peer.socks[kind as usize];
+        if let Some(frames) = many {
+            self.queue_extra(peer_i, out, dst, frames);
+            return None;
+        }
         if let Some(tx) = peer.srtp.as_mut().and_then(|s| s.tx.as_mut()) {
             let r = if is_rtcp {
                 tx.protect_rtcp(buf, len)
@@ -639,6 +751,73 @@ impl Core {
         Some(Forward { fd, slot, dst, len })
     }
 
+    /// Run the transcoder of leg `leg_i` on the RTP packet in `buf[..len]`: the one frame
+    /// ready written back into `buf`, or several (a shorter ptime out) as their own buffers.
+    #[inline(never)]
+    fn transcode(&mut self, leg_i: u32, buf: &mut [u8], len: usize) -> Transcoded {
+        use media_core::transcode::Skip;
+        let Some(tc) = self.legs.get_mut(leg_i).and_then(|l| l.tc.as_deref_mut()) else {
+            return Transcoded::Nothing;
+        };
+        let spec = *tc.spec();
+        let frames = ctr::TRANSCODE_FRAMES + spec.from.index() * 3 + spec.to.index();
+        let ready = match buf.get(..len).map(|p| tc.push(p)) {
+            Some(Ok(n)) => n,
+            Some(Err(Skip::Buffered)) => return Transcoded::Nothing,
+            Some(Err(_)) | None => {
+                self.local[ctr::DROP_TRANSCODE] += 1;
+                return Transcoded::Nothing;
+            }
+        };
+        let audio = |p: &[u8]| p.get(1).is_some_and(|b| b & 0x7f == spec.to_pt);
+        // Behind frames already queued as extras, a single frame queues too: in order.
+        if ready == 1 && self.extra.is_empty() {
+            let Some(n) = tc.pop(buf) else {
+                return Transcoded::Nothing;
+            };
+            if audio(&buf[..n]) {
+                self.local[frames] += 1;
+            }
+            return Transcoded::One(n);
+        }
+        let mut out = Vec::with_capacity(ready);
+        let mut b = [0u8; 2048];
+        while let Some(n) = tc.pop(&mut b) {
+            if audio(&b[..n]) {
+                self.local[frames] += 1;
+            }
+            out.push(b[..n].to_vec());
+        }
+        Transcoded::Many(out)
+    }
+
+    /// Queue `frames` for the peer `peer_i` (SRTP-protected when it has keys) from socket
+    /// slot `out` to `dst`, for [`Core::drain_extra`].
+    fn queue_extra(&mut self, peer_i: u32, out: u32, dst: SocketAddr, frames: Vec<Vec<u8>>) {
+        let Some(fd) = self.socks.get(out).map(|s| s.fd) else {
+            return;
+        };
+        let Some(peer) = self.legs.get_mut(peer_i) else {
+            return;
+        };
+        for mut f in frames {
+            peer.st.rtp_out += 1;
+            peer.st.rtp_bytes_out += f.len() as u64;
+            if let Some(tx) = peer.srtp.as_mut().and_then(|s| s.tx.as_mut()) {
+                let n = f.len();
+                f.resize(n + 16, 0);
+                match tx.protect_rtp(&mut f, n) {
+                    Ok(m) => {
+                        f.truncate(m);
+                        self.local[ctr::SRTP_PACKETS] += 1;
+                    }
+                    Err(_) => continue,
+                }
+            }
+            self.extra.push(Extra { fd, dst, data: f });
+        }
+    }
+
     /// Both legs' RTP sources settled: hand both directions to the kernel fast path.
     fn maybe_offload(&mut self, leg_i: u32) {
         let Some((fast, ip)) = &self.fast else {
@@ -654,8 +833,9 @@ impl Core {
         if leg.kflow.is_some() || leg.kfail || peer.kflow.is_some() || peer.kfail {
             return;
         }
-        // SRTP is processed in user space (the kernel program only rewrites addresses).
-        if leg.srtp.is_some() || peer.srtp.is_some() {
+        // SRTP and transcoding are processed in user space (the kernel program only
+        // rewrites addresses).
+        if leg.srtp.is_some() || peer.srtp.is_some() || leg.tc.is_some() || peer.tc.is_some() {
             return;
         }
         // Both RTP sources validated (RFC 3550 A.1 probation): the kernel continues their

@@ -159,6 +159,15 @@ impl DataPlane for Relay {
         let (_, w) = self.worker_of(port).ok_or(RelayError::UnknownPort(port))?;
         self.send(w, Cmd::SetSrtp { port, rx, tx }, false)
     }
+
+    fn set_transcode(
+        &self,
+        port: u16,
+        spec: Option<media_core::transcode::Spec>,
+    ) -> Result<(), RelayError> {
+        let (_, w) = self.worker_of(port).ok_or(RelayError::UnknownPort(port))?;
+        self.send(w, Cmd::SetTranscode { port, spec }, false)
+    }
 }
 
 /// A [`DataPlane`] handle over a shared [`Relay`] for a controller that never reads live per-leg
@@ -214,5 +223,12 @@ impl DataPlane for NoLiveStats {
         tx: Option<media_core::srtp::MasterKey>,
     ) -> Result<(), RelayError> {
         self.0.set_srtp(port, rx, tx)
+    }
+    fn set_transcode(
+        &self,
+        port: u16,
+        spec: Option<media_core::transcode::Spec>,
+    ) -> Result<(), RelayError> {
+        self.0.set_transcode(port, spec)
     }
 }

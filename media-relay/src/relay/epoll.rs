@@ -196,6 +196,8 @@ impl EpollIo {
             if out > 0 {
                 send_batch(core, out_fd, &mut b.out_hdrs[..out]);
             }
+            // frames a transcoder made beyond one per packet, after the batch (in order)
+            core.drain_extra(sys::send_to);
             if n < BATCH {
                 // Fewer than asked: the queue is empty; a later datagram raises a new edge.
                 return;

@@ -200,6 +200,15 @@ pub struct RelayTotals {
     pub srtp_replays: u64,
     /// Packets decrypted or encrypted by the relay.
     pub srtp_packets: u64,
+    /// Packets a transcoder did not send on (malformed, late, comfort noise, a payload type
+    /// the other side does not get).
+    pub transcode_drops: u64,
+    /// Frames encoded by transcoders per (from, to), indexed `from × 3 + to` in the order of
+    /// `media_core::transcode::Codec::ALL`.
+    pub transcode_frames: [u64; 9],
+    /// Pairs processed in user space now: SRTP on a leg, and transcoding.
+    pub pairs_srtp: u64,
+    pub pairs_transcode: u64,
     /// Dropped: the other leg has no address to send to.
     pub dropped_no_destination: u64,
     /// Dropped: larger than the receive buffer.
@@ -497,6 +506,10 @@ impl Relay {
             srtp_auth_failures: c[ctr::DROP_SRTP_AUTH],
             srtp_replays: c[ctr::DROP_SRTP_REPLAY],
             srtp_packets: c[ctr::SRTP_PACKETS],
+            transcode_drops: c[ctr::DROP_TRANSCODE],
+            transcode_frames: std::array::from_fn(|i| c[ctr::TRANSCODE_FRAMES + i]),
+            pairs_srtp: c[ctr::PAIRS_SRTP],
+            pairs_transcode: c[ctr::PAIRS_TRANSCODE],
             dropped_no_destination: c[ctr::DROP_NO_DEST],
             dropped_truncated: c[ctr::DROP_TRUNCATED],
             send_errors: c[ctr::SEND_ERRORS],

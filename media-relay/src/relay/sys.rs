@@ -1,4 +1,4 @@
-//! Small libc helpers shared by the back ends: socket address conversion.
+//! Small libc helpers shared by the back ends: socket address conversion, a single send.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -69,6 +69,25 @@ pub(crate) fn from_sockaddr(
     let bytes =
         unsafe { std::slice::from_raw_parts(s as *const libc::sockaddr_storage as *const u8, n) };
     from_sockaddr_bytes(bytes)
+}
+
+/// Send one datagram from `fd` to `dst` without blocking; `false` when the kernel refused it.
+pub(crate) fn send_to(fd: std::os::fd::RawFd, data: &[u8], dst: SocketAddr) -> bool {
+    // SAFETY: zeroed sockaddr_storage is a valid value; filled for `dst` below.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = to_sockaddr(&dst, &mut name);
+    // SAFETY: `data` and `name` are valid for the call; the lengths are theirs.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT,
+            (&name as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    r >= 0
 }
 
 #[cfg(test)]

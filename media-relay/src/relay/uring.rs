@@ -508,6 +508,13 @@ impl UringIo {
                     _ => {}
                 }
             }
+            // frames a transcoder made beyond one per packet: the queued sends go first
+            if core.has_extra() {
+                if self.ring.submit().is_err() {
+                    core.count_send_error();
+                }
+                core.drain_extra(sys::send_to);
+            }
             self.br.publish();
             while let Some(s) = self.rearm.pop() {
                 self.arm_recv(&core, s);
