@@ -27,6 +27,8 @@ pub enum MediaError {
     Srtp(NegotiateError),
     /// SRTP is wanted but this controller has no key source ([`MediaCalls::with_key_source`]).
     NoKeySource,
+    /// The codec policies leave nothing to offer (488 for the offerer).
+    Codec(super::CodecError),
 }
 
 impl fmt::Display for MediaError {
@@ -46,6 +48,7 @@ impl fmt::Display for MediaError {
             }
             MediaError::Srtp(e) => write!(f, "{e}"),
             MediaError::NoKeySource => f.write_str("SRTP needs a key source; none configured"),
+            MediaError::Codec(e) => write!(f, "{e}"),
             MediaError::UnresolvedAddress(i) => {
                 write!(
                     f,

@@ -81,6 +81,7 @@ impl Side {
     }
 }
 
+pub use codecs::{CodecError, CodecName};
 pub use error::MediaError;
 use streams::Limits;
 pub use streams::TcpStreams;
@@ -104,6 +105,10 @@ struct Stream {
     remote_b: Option<SocketAddr>,
     /// SDES keys of both legs (only with an SRTP policy).
     keys: StreamKeys,
+    /// The last offer under a codec policy, and who made it.
+    offered: Option<(Side, codecs::Offered)>,
+    /// The transcoding of the leg facing A and of the leg facing B, as the data plane has it.
+    transcode: [Option<crate::transcode::Spec>; 2],
 }
 
 impl Stream {
@@ -128,6 +133,17 @@ struct Call {
     /// The SRTP policy of leg A and leg B; `None`: SDP crosses as it is (the ng port, where
     /// the controlling proxy decides).
     srtp: Option<[SrtpMode; 2]>,
+    /// The codec policy of leg A and leg B (see [`CodecName`]).
+    codecs: [Option<Vec<CodecName>>; 2],
+}
+
+/// What the B2BUA decides per leg (`[A, B]`) for a call's media: SRTP (see
+/// [`crate::srtp::negotiate`]) and the codecs that may be offered to each leg (see the
+/// `codecs` module: transcoding when the answer leaves the legs without a common codec).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MediaPolicy {
+    pub srtp: Option<[SrtpMode; 2]>,
+    pub codecs: [Option<Vec<CodecName>>; 2],
 }
 
 impl Call {
@@ -249,11 +265,30 @@ impl MediaCalls {
         peers: Peers,
         modes: [SrtpMode; 2],
     ) -> Result<Vec<u8>, MediaError> {
-        if self.key_source.is_none() {
+        let policy = MediaPolicy {
+            srtp: Some(modes),
+            codecs: [None, None],
+        };
+        self.offer_with(side, call_id, from_tag, sdp, peers, &policy)
+    }
+
+    /// [`MediaCalls::offer_between`] under a [`MediaPolicy`]; the policy is kept for the
+    /// call's later offers and answers.
+    pub fn offer_with(
+        &mut self,
+        side: Side,
+        call_id: &str,
+        from_tag: &str,
+        sdp: &[u8],
+        peers: Peers,
+        policy: &MediaPolicy,
+    ) -> Result<Vec<u8>, MediaError> {
+        if policy.srtp.is_some() && self.key_source.is_none() {
             return Err(MediaError::NoKeySource);
         }
         if let Some(c) = self.find_mut(call_id, from_tag) {
-            c.srtp = Some(modes);
+            c.srtp = policy.srtp;
+            c.codecs.clone_from(&policy.codecs);
         }
         self.apply(
             side,
@@ -263,7 +298,7 @@ impl MediaCalls {
             sdp,
             false,
             peers,
-            Some(modes),
+            Some(policy),
         )
     }
 
@@ -421,7 +456,7 @@ impl MediaCalls {
         body: &[u8],
         is_answer: bool,
         peers: Peers,
-        modes: Option<[SrtpMode; 2]>,
+        policy: Option<&MediaPolicy>,
     ) -> Result<Vec<u8>, MediaError> {
         let sdp = Sdp::parse(body)?;
         let media = sdp.media();
@@ -448,7 +483,8 @@ impl MediaCalls {
                 family: [None; 2],
                 to_a: OriginState::new(sess_id(call_id, from_tag, Side::A), 1),
                 to_b: OriginState::new(sess_id(call_id, from_tag, Side::B), 1),
-                srtp: modes,
+                srtp: policy.and_then(|p| p.srtp),
+                codecs: policy.map(|p| p.codecs.clone()).unwrap_or_default(),
             };
             self.calls
                 .entry(call_id.to_string())
@@ -533,6 +569,7 @@ impl MediaCalls {
         let mut ports = Vec::with_capacity(media.len());
         let mut outs: Vec<StreamOut> = vec![StreamOut::default(); media.len()];
         let mut keyed: Vec<usize> = Vec::new();
+        let mut coded: Vec<usize> = Vec::new();
         let toward = side.other();
         let primary = Family::of(dp.local_ip());
         let mut family = call.family;
@@ -558,6 +595,8 @@ impl MediaCalls {
                         remote_a: None,
                         remote_b: None,
                         keys: StreamKeys::default(),
+                        offered: None,
+                        transcode: [None, None],
                     });
                 }
                 let Some(st) = streams.get_mut(i) else {
@@ -656,6 +695,10 @@ impl MediaCalls {
                     outs[i] = out;
                     keyed.push(i);
                 }
+                if codecs::applies(m) && call.codecs.iter().any(Option::is_some) {
+                    Self::negotiate_codecs(call, st, side, m, is_answer, &mut outs[i])?;
+                    coded.push(i);
+                }
                 ports.push(toward.port(pair));
             }
             Ok(())
@@ -684,6 +727,21 @@ impl MediaCalls {
                     }
                 }
             }
+            // So do the transcoders (a forwarded stream clears them).
+            for &i in &coded {
+                if let Some((Some(pair), st)) = streams.get(i).map(|s| (s.pair, s)) {
+                    // a new pair starts forwarding: only transcoding needs setting on it
+                    let changed = match call.streams.get(i) {
+                        Some(o) if o.pair == Some(pair) => o.transcode != st.transcode,
+                        _ => st.transcode.iter().any(Option::is_some),
+                    };
+                    if changed {
+                        for (n, leg) in [Side::A, Side::B].into_iter().enumerate() {
+                            dp.set_transcode(leg.port(pair), st.transcode[n])?;
+                        }
+                    }
+                }
+            }
             Ok((out, origin))
         });
         match rewritten {
@@ -707,6 +765,36 @@ impl MediaCalls {
                 Err(e)
             }
         }
+    }
+
+    /// The codec policy on m-line `m` from `side` (see the `codecs` module): the formats it
+    /// leaves with, and on an answer the stream's transcoding.
+    fn negotiate_codecs(
+        call: &Call,
+        st: &mut Stream,
+        side: Side,
+        m: &crate::sdp::Media,
+        is_answer: bool,
+        out: &mut StreamOut,
+    ) -> Result<(), MediaError> {
+        let policy = |s: Side| call.codecs[side_index(s)].as_deref();
+        if !is_answer {
+            st.offered = codecs::offer(m, policy(side), policy(side.other()))
+                .map_err(MediaError::Codec)?
+                .map(|(formats, off)| {
+                    out.formats = Some(formats);
+                    (side, off)
+                });
+            return Ok(());
+        }
+        let Some((offerer, off)) = st.offered.as_ref().filter(|(o, _)| *o != side) else {
+            return Ok(());
+        };
+        let a = codecs::answer(m, off);
+        out.formats = a.formats;
+        st.transcode[side_index(*offerer)] = a.offerer;
+        st.transcode[side_index(side)] = a.answerer;
+        Ok(())
     }
 
     /// The families of the ports of call `(call_id, from_tag)`'s first stream with a pair:
@@ -886,6 +974,7 @@ fn sdp_family(sdp: &Sdp) -> Option<Family> {
 
 /// An in-memory [`DataPlane`] for tests (also usable by other crates' tests): hands out port
 /// pairs from a range, records every call, moves no packets.
+mod codecs;
 mod error;
 pub mod fake;
 mod streams;

@@ -564,3 +564,130 @@ m=audio 4000 RTP/AVP 0\r\n{rejected}\r\n"
     let bad = "v=0\r\no=x 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP\r\n";
     assert!(mc.offer("c1", "ft", bad.as_bytes()).is_err());
 }
+
+fn policy(a: Option<&[&str]>, b: Option<&[&str]>) -> MediaPolicy {
+    let list = |v: Option<&[&str]>| {
+        v.map(|v| {
+            v.iter()
+                .map(|n| CodecName::parse(n).expect("name"))
+                .collect()
+        })
+    };
+    MediaPolicy {
+        srtp: None,
+        codecs: [list(a), list(b)],
+    }
+}
+
+fn sdp_with(ip: &str, port: u16, mline: &str) -> Vec<u8> {
+    format!("v=0\r\no=x 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} {mline}")
+        .into_bytes()
+}
+
+fn transcodes(dp: &FakeDataPlane) -> Vec<(u16, Option<crate::transcode::Spec>)> {
+    dp.ops()
+        .into_iter()
+        .filter_map(|o| match o {
+            Op::SetTranscode { port, spec } => Some((port, spec)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A G.722 phone calls a trunk that takes PCMA only: the trunk is offered PCMA, answers it,
+/// the phone's answer names G.722, and both legs transcode.
+#[test]
+fn codec_policy_offers_the_trunks_codecs_and_transcodes_on_the_answer() {
+    use crate::transcode::Codec;
+    let (dp, mut mc) = setup(4);
+    let phone = sdp_with(
+        "192.0.2.10",
+        4000,
+        "RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+    );
+    let pol = policy(None, Some(&["PCMA", "telephone-event"]));
+    let to_b = mc
+        .offer_with(Side::A, "c1", "ta", &phone, Peers::default(), &pol)
+        .unwrap();
+    let m = parsed(&to_b).media()[0].clone();
+    assert_eq!(m.formats, ["8", "101"]);
+    assert!(m.rtpmaps.iter().all(|r| r.encoding != "G722"));
+    let pair = mc.query("c1").unwrap()[0].streams[0].pair.unwrap();
+    assert!(transcodes(&dp).is_empty(), "nothing before the answer");
+
+    let trunk = sdp_with(
+        "192.0.2.20",
+        5000,
+        "RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n",
+    );
+    let to_a = mc
+        .answer_between(Side::B, "c1", "ta", Some("tb"), &trunk, Peers::default())
+        .unwrap();
+    let m = parsed(&to_a).media()[0].clone();
+    assert_eq!(
+        m.formats,
+        ["9", "101"],
+        "the phone hears its own codec named"
+    );
+    let t = transcodes(&dp);
+    assert_eq!(t.len(), 2);
+    let (from_a, from_b) = (t[0].1.unwrap(), t[1].1.unwrap());
+    assert_eq!((t[0].0, t[1].0), (pair.a, pair.b));
+    assert_eq!(
+        (from_a.from, from_a.to, from_a.to_pt),
+        (Codec::G722, Codec::Pcma, 8)
+    );
+    assert_eq!(
+        (from_b.from, from_b.to, from_b.to_pt),
+        (Codec::Pcma, Codec::G722, 9)
+    );
+    assert_eq!(from_a.events, Some((101, 101)));
+
+    // a re-offer from A answered the same way sets nothing again
+    mc.offer_with(Side::A, "c1", "ta", &phone, Peers::default(), &pol)
+        .unwrap();
+    mc.answer_between(Side::B, "c1", "ta", Some("tb"), &trunk, Peers::default())
+        .unwrap();
+    assert_eq!(transcodes(&dp).len(), 2);
+    // a re-offer answered with a codec in common: forwarded again (transcoders cleared)
+    let both = sdp_with(
+        "192.0.2.10",
+        4000,
+        "RTP/AVP 9 8\r\na=rtpmap:9 G722/8000\r\n",
+    );
+    mc.offer_with(Side::A, "c1", "ta", &both, Peers::default(), &pol)
+        .unwrap();
+    mc.answer_between(Side::B, "c1", "ta", Some("tb"), &trunk, Peers::default())
+        .unwrap();
+    let t = transcodes(&dp);
+    assert_eq!(t.len(), 4);
+    assert_eq!((t[2].1, t[3].1), (None, None));
+}
+
+#[test]
+fn codec_policy_refusals_are_codec_errors() {
+    let (dp, mut mc) = setup(4);
+    let g729 = sdp_with(
+        "192.0.2.10",
+        4000,
+        "RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
+    );
+    let pol = policy(None, Some(&["PCMA"]));
+    let e = mc
+        .offer_with(Side::A, "c2", "ta", &g729, Peers::default(), &pol)
+        .unwrap_err();
+    assert_eq!(e, MediaError::Codec(CodecError::NoCommon));
+    assert_eq!(dp.open_pairs(), 0, "a refused offer holds no ports");
+    // without a policy the same offer passes untouched
+    let out = mc
+        .offer_with(
+            Side::A,
+            "c3",
+            "ta",
+            &g729,
+            Peers::default(),
+            &MediaPolicy::default(),
+        )
+        .unwrap();
+    assert_eq!(parsed(&out).media()[0].formats, ["18"]);
+}

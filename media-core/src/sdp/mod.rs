@@ -183,12 +183,44 @@ fn parse_rtpmap(v: &str) -> Option<RtpMap> {
     })
 }
 
+/// An attribute of the original formats that [`FormatsOut`] replaces.
+fn drops(f: &FormatsOut, name: &str, value: Option<&str>) -> bool {
+    match name {
+        "rtpmap" | "fmtp" | "ptime" | "maxptime" => true,
+        "rtcp-fb" => value
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|pt| pt.parse::<u8>().ok())
+            .is_none_or(|pt| !f.formats.contains(&pt)),
+        _ => false,
+    }
+}
+
+fn parse_fmtp(v: &str) -> Option<(u8, String)> {
+    let (pt, rest) = v.trim().split_once(' ')?;
+    let pt = pt.parse::<u8>().ok().filter(|p| *p < 128)?;
+    Some((pt, rest.trim().to_string()))
+}
+
 /// The most `a=crypto` lines read from one m-line (RFC 4568 offers list a few suites; a
 /// flood of them is ignored past this).
 pub const MAX_CRYPTO_LINES: usize = 16;
 
+/// The payload formats an m-line leaves [`Sdp::rewrite_with`] with (codec policy and
+/// transcoding): the m-line lists exactly `formats`, its own `a=rtpmap`, `a=fmtp`, `a=ptime`
+/// and `a=maxptime` lines are dropped (and `a=rtcp-fb` of other formats), and `attrs` (values
+/// after `a=`) end the section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FormatsOut {
+    pub formats: Vec<u8>,
+    pub attrs: Vec<String>,
+}
+
+/// The most `a=fmtp` lines read from one m-line.
+pub const MAX_FMTP_LINES: usize = 32;
+
 /// How one m-line leaves [`Sdp::rewrite_with`]: with `replace`, its transport becomes `proto`
-/// and its `a=crypto` lines are exactly `crypto` (values after `crypto:`).
+/// and its `a=crypto` lines are exactly `crypto` (values after `crypto:`); with `formats`, its
+/// payload formats are those (see [`FormatsOut`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamOut {
     pub replace: bool,
@@ -197,6 +229,7 @@ pub struct StreamOut {
     /// Not relayed: the m-line keeps its port and its connection address (a TCP stream passed
     /// through untouched).
     pub keep: bool,
+    pub formats: Option<FormatsOut>,
 }
 
 /// What the relay needs to know about one m-line, with session-level defaults applied.
@@ -224,6 +257,10 @@ pub struct Media {
     /// The values of its `a=crypto:` attributes (RFC 4568), in order, at most
     /// [`MAX_CRYPTO_LINES`] (the rest are ignored).
     pub crypto: Vec<String>,
+    /// `a=fmtp:<pt> <parameters>` (RFC 8866 §6.15), at most [`MAX_FMTP_LINES`].
+    pub fmtps: Vec<(u8, String)>,
+    /// `a=ptime` in milliseconds (RFC 8866 §6.4), when given and sane (1..=1000).
+    pub ptime: Option<u16>,
     own_connection: bool,
     own_direction: bool,
 }
@@ -582,6 +619,8 @@ impl Sdp {
             let mut ice = session_ice;
             let mut rtpmaps = Vec::new();
             let mut crypto = Vec::new();
+            let mut fmtps = Vec::new();
+            let mut ptime = None;
             for (l, &n) in sec.iter().zip(nums).skip(1) {
                 match l.kind() {
                     b'c' => {
@@ -594,6 +633,16 @@ impl Sdp {
                         Some(("rtpmap", Some(v))) => rtpmaps.extend(parse_rtpmap(v)),
                         Some(("crypto", Some(v))) if crypto.len() < MAX_CRYPTO_LINES => {
                             crypto.push(v.to_string());
+                        }
+                        Some(("fmtp", Some(v))) if fmtps.len() < MAX_FMTP_LINES => {
+                            fmtps.extend(parse_fmtp(v));
+                        }
+                        Some(("ptime", Some(v))) => {
+                            ptime = v
+                                .trim()
+                                .parse::<u16>()
+                                .ok()
+                                .filter(|p| (1..=1000).contains(p));
                         }
                         Some((name, _)) => {
                             if let Some(d) = Direction::from_attr(name) {
@@ -624,6 +673,8 @@ impl Sdp {
                 ice,
                 rtpmaps,
                 crypto,
+                fmtps,
+                ptime,
                 own_connection,
                 own_direction,
             });
@@ -716,6 +767,7 @@ impl Sdp {
                 relay_port
             };
             let over = streams.get(idx).filter(|o| o.replace);
+            let fmts = streams.get(idx).and_then(|o| o.formats.as_ref());
             let hold = port != 0 && m.is_hold_address();
             let held_dir = m.direction.without_receive();
             for (i, l) in sec.iter().enumerate() {
@@ -723,7 +775,7 @@ impl Sdp {
                     // The m-line; parse cannot fail again, but stay panic-free.
                     let v = l.value().unwrap_or("");
                     let after = parse_mline(v, 0).map(|x| x.after_port).unwrap_or("");
-                    let after = match over {
+                    let mut after = match over {
                         // "<proto> <fmt> ...": the transport replaced, the formats kept
                         Some(o) => match after.split_once(' ') {
                             Some((_, fmts)) => format!("{} {fmts}", o.proto),
@@ -731,6 +783,13 @@ impl Sdp {
                         },
                         None => after.to_string(),
                     };
+                    if let Some(f) = fmts.filter(|_| port != 0) {
+                        let proto = after.split(' ').next().unwrap_or("").to_string();
+                        after = proto;
+                        for pt in &f.formats {
+                            after.push_str(&format!(" {pt}"));
+                        }
+                    }
                     out.push(format!("m={} {} {}", m.kind, port, after).into_bytes());
                     if keep && !m.own_connection {
                         // The session's c= names the relay now: the stream keeps its own.
@@ -763,6 +822,9 @@ impl Sdp {
                         Some((name, _)) if is_ice_attr(name) => {}
                         // the leg's own keys replace the other leg's (never across legs)
                         Some(("crypto", _)) if over.is_some() => {}
+                        // the formats are new: so are their attributes
+                        Some((name, v)) if port != 0 && fmts.is_some_and(|f| drops(f, name, v)) => {
+                        }
                         Some((name, _)) if hold && Direction::from_attr(name).is_some() => {
                             out.push(format!("a={}", held_dir.as_str()).into_bytes());
                         }
@@ -773,6 +835,9 @@ impl Sdp {
             }
             if hold && !m.own_direction && held_dir != m.direction {
                 out.push(format!("a={}", held_dir.as_str()).into_bytes());
+            }
+            if let Some(f) = fmts.filter(|_| port != 0) {
+                out.extend(f.attrs.iter().map(|a| format!("a={a}").into_bytes()));
             }
         }
 

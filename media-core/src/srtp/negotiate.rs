@@ -149,6 +149,7 @@ pub fn on_offer(
                 proto: plain_proto(&m.proto),
                 crypto: Vec::new(),
                 keep: false,
+                formats: None,
             }
         }
         mode => {
@@ -167,6 +168,7 @@ pub fn on_offer(
                 },
                 crypto: vec![line],
                 keep: false,
+                formats: None,
             }
         }
     })
@@ -204,12 +206,14 @@ pub fn on_answer(
             proto,
             crypto: vec![sdes::format(*tag, key)],
             keep: false,
+            formats: None,
         },
         _ => StreamOut {
             replace: true,
             proto: plain_proto(&proto),
             crypto: Vec::new(),
             keep: false,
+            formats: None,
         },
     })
 }

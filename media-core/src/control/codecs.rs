@@ -1,0 +1,403 @@
+//! Codec policy per leg and the transcoding decision (RFC 3264 offer/answer, per m-line).
+//!
+//! A leg's policy is the ordered list of codecs that may be offered to it (`codecs:` on a trunk,
+//! `media.codecs` for other callers). For an offer from side S to side T:
+//! * S's formats not in S's policy are not accepted from it (none left: 488);
+//! * the offer to T lists, in the order of T's policy, each codec S offered (with S's payload
+//!   type, rtpmap and fmtp) and each codec S did not offer but the relay can transcode to from
+//!   one S offered (with its static payload type); telephone-event only when S offered it;
+//!   nothing T's policy leaves out. No audio codec left: 488.
+//!
+//! When T's answer picks a codec S offered, media is forwarded as today. When it picks one the
+//! relay added, the answer to S names S's first transcodable codec (S's preference), its
+//! telephone-event when both sides have one and S's own `a=ptime`; the two legs get a
+//! [`Spec`] each (see [`crate::transcode`]).
+//!
+//! Without a policy on either side an m-line is not touched. Only `audio` m-lines over RTP
+//! are subject to it.
+
+use crate::sdp::{FormatsOut, Media};
+use crate::transcode::{Codec, Spec};
+
+/// A codec name of a policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodecName {
+    /// One the relay can transcode.
+    Known(Codec),
+    /// RFC 4733 events (`telephone-event/8000`).
+    TelephoneEvent,
+}
+
+impl CodecName {
+    /// `PCMU`, `PCMA`, `G722` or `telephone-event` (case-insensitive); `None` otherwise.
+    pub fn parse(s: &str) -> Option<CodecName> {
+        if s.eq_ignore_ascii_case("telephone-event") {
+            return Some(CodecName::TelephoneEvent);
+        }
+        Codec::parse(s, 8000).map(CodecName::Known)
+    }
+}
+
+/// Why an offer cannot be made acceptable to the policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodecError {
+    /// The offerer offered nothing its own policy allows.
+    NoneAllowed,
+    /// Nothing the other side's policy allows can be offered to it (not even by transcoding).
+    NoCommon,
+}
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecError::NoneAllowed => f.write_str("no codec of the offer is allowed"),
+            CodecError::NoCommon => f.write_str("no codec the other side takes can be offered"),
+        }
+    }
+}
+
+/// One payload format of an m-line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Format {
+    pt: u8,
+    /// Encoding name and clock rate (from the rtpmap, else the static type).
+    name: Option<(String, u32)>,
+    rtpmap: Option<String>,
+    fmtp: Option<String>,
+}
+
+impl Format {
+    fn codec(&self) -> Option<Codec> {
+        match &self.name {
+            Some((n, r)) => Codec::parse(n, *r),
+            None => Codec::of_static(self.pt),
+        }
+    }
+
+    fn is_event(&self) -> bool {
+        self.name
+            .as_ref()
+            .is_some_and(|(n, r)| n.eq_ignore_ascii_case("telephone-event") && *r == 8000)
+    }
+
+    fn is(&self, want: &CodecName) -> bool {
+        match want {
+            CodecName::Known(c) => self.codec() == Some(*c),
+            CodecName::TelephoneEvent => self.is_event(),
+        }
+    }
+
+    fn of(c: Codec) -> Format {
+        Format {
+            pt: c.static_pt(),
+            name: Some((c.name().to_string(), 8000)),
+            rtpmap: Some(format!("{} {}/8000", c.static_pt(), c.name())),
+            fmtp: None,
+        }
+    }
+
+    fn attrs(&self, out: &mut Vec<String>) {
+        if let Some(r) = &self.rtpmap {
+            out.push(format!("rtpmap:{r}"));
+        }
+        if let Some(f) = &self.fmtp {
+            out.push(format!("fmtp:{} {f}", self.pt));
+        }
+    }
+}
+
+/// The payload formats of `m`, in its order.
+fn formats_of(m: &Media) -> Vec<Format> {
+    m.formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .map(|pt| {
+            let map = m.rtpmaps.iter().find(|r| r.payload_type == pt);
+            Format {
+                pt,
+                name: map.map(|r| (r.encoding.clone(), r.clock_rate)),
+                rtpmap: map.map(|r| {
+                    let mut v = format!("{pt} {}/{}", r.encoding, r.clock_rate);
+                    if let Some(p) = &r.params {
+                        v.push('/');
+                        v.push_str(p);
+                    }
+                    v
+                }),
+                fmtp: m
+                    .fmtps
+                    .iter()
+                    .find(|(p, _)| *p == pt)
+                    .map(|(_, v)| v.clone()),
+            }
+        })
+        .collect()
+}
+
+/// An offer as it was negotiated, kept for its answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Offered {
+    /// The offerer's formats its policy allows, in its order.
+    from: Vec<Format>,
+    /// The offerer's `a=ptime`.
+    from_ptime: Option<u16>,
+}
+
+fn out_of(formats: &[Format], ptime: Option<u16>) -> FormatsOut {
+    let mut attrs = Vec::new();
+    for f in formats {
+        f.attrs(&mut attrs);
+    }
+    if let Some(p) = ptime {
+        attrs.push(format!("ptime:{p}"));
+    }
+    FormatsOut {
+        formats: formats.iter().map(|f| f.pt).collect(),
+        attrs,
+    }
+}
+
+/// The offer `m` from a side with policy `from` to a side with policy `to` (see the module
+/// documentation): the formats the offer leaves with, and what the answer needs. `Ok(None)`:
+/// no policy applies, the m-line goes as it is.
+pub(crate) fn offer(
+    m: &Media,
+    from: Option<&[CodecName]>,
+    to: Option<&[CodecName]>,
+) -> Result<Option<(FormatsOut, Offered)>, CodecError> {
+    if from.is_none() && to.is_none() {
+        return Ok(None);
+    }
+    let mut mine = formats_of(m);
+    if let Some(allowed) = from {
+        mine.retain(|f| allowed.iter().any(|a| f.is(a)));
+        if !mine.iter().any(|f| !f.is_event()) {
+            return Err(CodecError::NoneAllowed);
+        }
+    }
+    let can_transcode = mine.iter().any(|f| f.codec().is_some());
+    let offered = match to {
+        None => mine.clone(),
+        Some(list) => {
+            let mut out: Vec<Format> = Vec::new();
+            for want in list {
+                if let Some(f) = mine.iter().find(|f| f.is(want)) {
+                    out.push(f.clone());
+                } else if let (CodecName::Known(c), true) = (want, can_transcode) {
+                    out.push(Format::of(*c));
+                }
+            }
+            out
+        }
+    };
+    if !offered.iter().any(|f| !f.is_event()) {
+        return Err(CodecError::NoCommon);
+    }
+    let ptime = m.ptime;
+    Ok(Some((
+        out_of(&offered, ptime),
+        Offered {
+            from: mine,
+            from_ptime: ptime,
+        },
+    )))
+}
+
+/// What an answer does to the stream: the formats it goes back to the offerer with (`None`:
+/// as it is) and the transcoding of the leg facing the offerer and of the leg facing the
+/// answerer (`None`: forwarded).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Answered {
+    pub formats: Option<FormatsOut>,
+    pub offerer: Option<Spec>,
+    pub answerer: Option<Spec>,
+}
+
+/// The answer `m` to an offer negotiated as `off`.
+pub(crate) fn answer(m: &Media, off: &Offered) -> Answered {
+    if m.is_rejected() {
+        return Answered::default();
+    }
+    let theirs = formats_of(m);
+    let Some(picked) = theirs.iter().find(|f| !f.is_event()) else {
+        return Answered::default();
+    };
+    let same = |a: &Format, b: &Format| match (&a.name, &b.name) {
+        (Some((n, r)), Some((n2, r2))) => n.eq_ignore_ascii_case(n2) && r == r2,
+        (None, None) => a.pt == b.pt,
+        _ => a.codec().is_some() && a.codec() == b.codec(),
+    };
+    if off.from.iter().any(|f| same(f, picked)) {
+        return Answered::default();
+    }
+    let (Some(to), Some((mine, from))) = (
+        picked.codec(),
+        off.from
+            .iter()
+            .find_map(|f| f.codec().map(|c| (f.clone(), c))),
+    ) else {
+        return Answered::default();
+    };
+    let ev_mine = off.from.iter().find(|f| f.is_event());
+    let ev_theirs = theirs.iter().find(|f| f.is_event());
+    let events = ev_mine.zip(ev_theirs);
+    let mut back = vec![mine.clone()];
+    back.extend(events.map(|(e, _)| e.clone()));
+    Answered {
+        formats: Some(out_of(&back, off.from_ptime)),
+        offerer: Some(Spec {
+            from,
+            from_pt: mine.pt,
+            to,
+            to_pt: picked.pt,
+            ptime_ms: m.ptime.unwrap_or(20),
+            events: events.map(|(a, b)| (a.pt, b.pt)),
+        }),
+        answerer: Some(Spec {
+            from: to,
+            from_pt: picked.pt,
+            to: from,
+            to_pt: mine.pt,
+            ptime_ms: off.from_ptime.unwrap_or(20),
+            events: events.map(|(a, b)| (b.pt, a.pt)),
+        }),
+    }
+}
+
+/// The m-lines a codec policy applies to.
+pub(crate) fn applies(m: &Media) -> bool {
+    m.kind.eq_ignore_ascii_case("audio") && m.proto.to_ascii_uppercase().contains("RTP/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdp::Sdp;
+
+    fn media(lines: &str) -> Media {
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n{lines}"
+        );
+        Sdp::parse(sdp.as_bytes()).expect("sdp").media()[0].clone()
+    }
+
+    fn names(v: &[&str]) -> Vec<CodecName> {
+        v.iter()
+            .map(|n| CodecName::parse(n).expect("name"))
+            .collect()
+    }
+
+    const PHONE: &str = "m=audio 4000 RTP/AVP 9 0 101\r\na=rtpmap:9 G722/8000\r\n\
+        a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n";
+
+    #[test]
+    fn no_policy_no_change() {
+        assert_eq!(offer(&media(PHONE), None, None), Ok(None));
+    }
+
+    #[test]
+    fn offer_follows_the_receivers_order_and_adds_what_can_be_transcoded() {
+        let to = names(&["PCMA", "PCMU", "telephone-event"]);
+        let (out, off) = offer(&media(PHONE), None, Some(&to)).unwrap().unwrap();
+        assert_eq!(out.formats, [8, 0, 101]);
+        assert_eq!(
+            out.attrs,
+            [
+                "rtpmap:8 PCMA/8000",
+                "rtpmap:101 telephone-event/8000",
+                "fmtp:101 0-15",
+                "ptime:20"
+            ]
+        );
+        assert_eq!(off.from.len(), 3);
+        // G.722 left out: the trunk's list does not have it
+        assert!(!out.formats.contains(&9));
+    }
+
+    #[test]
+    fn answer_with_a_codec_of_the_offer_forwards() {
+        let to = names(&["PCMA", "PCMU"]);
+        let (_, off) = offer(&media(PHONE), None, Some(&to)).unwrap().unwrap();
+        let a = answer(&media("m=audio 5000 RTP/AVP 0\r\n"), &off);
+        assert_eq!(a, Answered::default());
+    }
+
+    #[test]
+    fn answer_with_an_added_codec_transcodes_both_ways() {
+        let to = names(&["PCMA", "telephone-event"]);
+        let (_, off) = offer(&media(PHONE), None, Some(&to)).unwrap().unwrap();
+        let a = answer(
+            &media(
+                "m=audio 5000 RTP/AVP 8 96\r\na=rtpmap:96 telephone-event/8000\r\na=ptime:30\r\n",
+            ),
+            &off,
+        );
+        let f = a.formats.expect("rewritten back");
+        assert_eq!(f.formats, [9, 101]);
+        assert!(f.attrs.contains(&"ptime:20".to_string()));
+        assert_eq!(
+            a.offerer,
+            Some(Spec {
+                from: Codec::G722,
+                from_pt: 9,
+                to: Codec::Pcma,
+                to_pt: 8,
+                ptime_ms: 30,
+                events: Some((101, 96)),
+            })
+        );
+        assert_eq!(
+            a.answerer,
+            Some(Spec {
+                from: Codec::Pcma,
+                from_pt: 8,
+                to: Codec::G722,
+                to_pt: 9,
+                ptime_ms: 20,
+                events: Some((96, 101)),
+            })
+        );
+    }
+
+    #[test]
+    fn nothing_allowed_or_nothing_in_common_is_refused() {
+        let only_g729 = media("m=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n");
+        let pcma = names(&["PCMA"]);
+        assert_eq!(
+            offer(&only_g729, Some(&pcma), None),
+            Err(CodecError::NoneAllowed)
+        );
+        // G.729 cannot be transcoded: nothing can be offered to a PCMA-only trunk
+        assert_eq!(
+            offer(&only_g729, None, Some(&pcma)),
+            Err(CodecError::NoCommon)
+        );
+        // events alone are no codec
+        let te = names(&["telephone-event"]);
+        assert_eq!(
+            offer(&media(PHONE), None, Some(&te)),
+            Err(CodecError::NoCommon)
+        );
+    }
+
+    #[test]
+    fn the_offerers_policy_filters_what_it_may_send() {
+        let from = names(&["PCMU", "telephone-event"]);
+        let (out, off) = offer(&media(PHONE), Some(&from), None).unwrap().unwrap();
+        assert_eq!(out.formats, [0, 101]);
+        assert_eq!(off.from.len(), 2);
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(
+            CodecName::parse("pcma"),
+            Some(CodecName::Known(Codec::Pcma))
+        );
+        assert_eq!(
+            CodecName::parse("Telephone-Event"),
+            Some(CodecName::TelephoneEvent)
+        );
+        assert_eq!(CodecName::parse("G729"), None);
+    }
+}
