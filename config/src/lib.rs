@@ -131,6 +131,7 @@ pub use admin::{parse_token, Admin};
 pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 pub use cdr::{Cdr, CdrFormat, Rotate};
+pub use codecs::{Codec, Codecs};
 pub use dns::{Dns, TrunkAddress};
 pub use gateway::{Line, TrunkMgcp, DEFAULT_DIGIT_MAP};
 pub use headers::{Identity, TrunkHeaders, PER_HOP};
@@ -145,6 +146,7 @@ mod locate;
 mod pattern;
 mod rules;
 use rules::{build_chunks, build_rules, RawRule};
+mod codecs;
 mod session_timer;
 mod srtp;
 mod trunks;
@@ -246,6 +248,9 @@ pub struct Media {
     pub kernel_forwarding: KernelForwarding,
     /// SRTP for callers that are no trunk (`media.srtp`, default optional; see [`SrtpPolicy`]).
     pub srtp: SrtpPolicy,
+    /// Codecs that may be offered to callers that are no trunk (`media.codecs`; see
+    /// [`Codecs`]); absent: no codec policy.
+    pub codecs: Option<Codecs>,
     /// What becomes of an m-line carried over TCP (MSRP, BFCP), which no UDP relay port can
     /// carry, in SIP calls and through the ng port (`media.tcp_streams`).
     pub tcp_streams: TcpStreams,
@@ -488,6 +493,8 @@ pub struct Trunk {
     pub probe: Option<TrunkProbe>,
     /// SRTP on this trunk's legs (`srtp:`); absent: see [`SrtpPolicy`]'s defaults.
     pub srtp: Option<SrtpPolicy>,
+    /// Codecs that may be offered to this trunk, in order (`codecs:`; see [`Codecs`]).
+    pub codecs: Option<Codecs>,
     /// What a 3xx answer from this trunk to a call does (`redirect:`).
     pub redirect: Redirect,
     /// Reliable provisional responses (RFC 3262) offered to this trunk (`100rel:`).
@@ -952,6 +959,8 @@ struct RawMedia {
     #[serde(default)]
     srtp: SrtpPolicy,
     #[serde(default)]
+    codecs: Option<Codecs>,
+    #[serde(default)]
     tcp_streams: TcpStreams,
 }
 
@@ -1058,6 +1067,8 @@ struct RawTrunk {
     probe: Option<carrier::RawTrunkProbe>,
     #[serde(default)]
     srtp: Option<SrtpPolicy>,
+    #[serde(default)]
+    codecs: Option<Codecs>,
     redirect: Option<Redirect>,
     #[serde(default, rename = "100rel")]
     rel100: Option<Rel100>,
@@ -1714,6 +1725,7 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         strict_source: m.strict_source,
         kernel_forwarding: m.kernel_forwarding,
         srtp: m.srtp,
+        codecs: m.codecs,
         tcp_streams: m.tcp_streams,
     })
 }

@@ -135,6 +135,7 @@ pub(crate) fn build_trunks(
                 register: carrier.register,
                 probe: carrier.probe,
                 srtp: t.srtp,
+                codecs: t.codecs,
                 redirect: t.redirect.unwrap_or_default(),
                 rel100: t.rel100.unwrap_or_default(),
                 session_timer,

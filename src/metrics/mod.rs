@@ -58,6 +58,8 @@ pub struct Metrics {
     pub relay_ports_free: IntGauge,
     pub srtp_auth_failures: IntCounter,
     pub srtp_packets: IntCounter,
+    pub media_processed_pairs: IntGaugeVec,
+    pub transcode_frames: IntCounterVec,
     pub relay_bytes: IntCounterVec,
     pub relay_dropped: IntCounterVec,
     pub relay_mos: Histogram,
@@ -93,6 +95,12 @@ pub struct Metrics {
     pub admin_refused: IntCounterVec,
     pub overload_rejections: IntCounterVec,
     pub overloaded: IntGauge,
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -337,6 +345,19 @@ impl Metrics {
                 &r,
                 "trunkline_srtp_packets_total",
                 "Packets the relay decrypted or encrypted (SRTP legs).",
+            ),
+            media_processed_pairs: gauge_vec(
+                &r,
+                "trunkline_media_processed_pairs",
+                "Relay pairs processed in user space now, by kind: srtp (a leg encrypted) and \
+                 transcode (the legs use different codecs).",
+                &["kind"],
+            ),
+            transcode_frames: counter_vec(
+                &r,
+                "trunkline_transcode_frames_total",
+                "Audio frames the relay encoded by transcoding, by codec received and codec sent.",
+                &["from", "to"],
             ),
             relay_dropped: counter_vec(
                 &r,

@@ -70,12 +70,30 @@ impl Media {
             ("send_error", t.send_errors),
             ("srtp_auth", t.srtp_auth_failures),
             ("srtp_replay", t.srtp_replays),
+            ("transcode", t.transcode_drops),
         ] {
             set_counter(&m.relay_dropped.with_label_values(&[reason]), v);
         }
         m.relay_ports_free.set(t.ports_free as i64);
         set_counter(&m.srtp_auth_failures, t.srtp_auth_failures);
         set_counter(&m.srtp_packets, t.srtp_packets);
+        for (kind, v) in [("srtp", t.pairs_srtp), ("transcode", t.pairs_transcode)] {
+            m.media_processed_pairs
+                .with_label_values(&[kind])
+                .set(v as i64);
+        }
+        use media_relay::transcode::Codec;
+        for from in Codec::ALL {
+            for to in Codec::ALL {
+                let n = t.transcode_frames[from.index() * 3 + to.index()];
+                if from != to {
+                    let c = m
+                        .transcode_frames
+                        .with_label_values(&[from.name(), to.name()]);
+                    set_counter(&c, n);
+                }
+            }
+        }
     }
 
     /// Final stats of the pairs the relay closed since the last call, observed into the

@@ -288,6 +288,35 @@ impl LivePolicy {
         [a, b]
     }
 
+    /// The codecs that may be offered to leg A and to leg B: a trunk's `codecs:`, and for
+    /// callers and callees that are no trunk `media.codecs` (absent: no policy).
+    fn codec_policies(
+        &self,
+        call: &signaling::b2bua::CallRef<'_>,
+    ) -> [Option<Vec<media_relay::control::CodecName>>; 2] {
+        let list = |c: Option<&config::Codecs>| {
+            c.map(|c| {
+                c.list()
+                    .iter()
+                    .filter_map(|n| media_relay::control::CodecName::parse(n.name()))
+                    .collect()
+            })
+        };
+        let media = self.config.media.codecs.as_ref();
+        let a = match self.trunk_of(Peer {
+            transport: Transport::Udp,
+            addr: call.peer(Leg::A),
+        }) {
+            Some(t) => self.config.trunks.get(t).and_then(|t| t.codecs.as_ref()),
+            None => media,
+        };
+        let b = match call.b_trunk.and_then(|t| self.config.trunks.get(t)) {
+            Some(t) => t.codecs.as_ref(),
+            None => media,
+        };
+        [list(a), list(b)]
+    }
+
     fn trunk_limits(&self, name: &str) -> TrunkLimits {
         trunk_limits(&self.config, name)
     }
@@ -609,18 +638,21 @@ impl Policy for LivePolicy {
         if let Some(c) = &mut self.cdr {
             c.note_sdp(call.id, leg_index(from), false, sdp);
         }
-        let modes = self.srtp_modes(&call);
+        let policy = media_relay::control::MediaPolicy {
+            srtp: Some(self.srtp_modes(&call)),
+            codecs: self.codec_policies(&call),
+        };
         match &mut self.media {
             None => Ok(sdp.to_vec()),
             Some(m) => m
                 .calls
-                .offer_srtp(
+                .offer_with(
                     side(from),
                     call.call_id,
                     call.from_tag,
                     sdp,
                     peers(&call, from),
-                    modes,
+                    &policy,
                 )
                 .map_err(|e| match e {
                     // No room in the relay is the server's condition, not the offer's: 503 with

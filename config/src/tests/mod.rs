@@ -42,6 +42,7 @@ fn q(to_user: &str) -> RouteQuery<'_> {
 
 mod big_plan;
 mod chunks;
+mod codecs;
 mod dual_stack;
 mod errors;
 mod fast_reader;

@@ -1,0 +1,267 @@
+//! Transcoding through trunkline, end to end over loopback: a G.722-only caller (with
+//! telephone-event) to a trunk with `codecs: [PCMA, telephone-event]`. The trunk is offered
+//! PCMA only; its answer makes trunkline answer the caller with G.722; the tone the caller
+//! sends in G.722 (20 ms) reaches the trunk as A-law in the 30 ms packets it asked for, at the
+//! same frequency, and the trunk's A-law (30 ms) reaches the caller as G.722 in 20 ms packets. A DTMF event crosses
+//! with the trunk's payload type, comfort noise does not. A caller with only G.729 gets 488.
+//!
+//! The audio is made and checked with the project's own codecs (`codecs`, bit-exact against
+//! spandsp in `codec_interop.rs`); the frequency check is a Goertzel filter.
+
+mod common;
+
+use std::net::{IpAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::rawsip::{reply, Uac, Uas};
+use common::*;
+
+const A_IP: &str = "127.0.0.11";
+const B_IP: &str = "127.0.0.12";
+
+fn yaml(net: &Net) -> String {
+    let y = format!(
+        "listen:\n  - {{ transport: udp, address: 127.0.0.1:{sip} }}\n\
+         media:\n  address: 127.0.0.1\n  ports: {media}\n\
+         trunks:\n  carrier: {{ address: 127.0.0.1:{pbx}, codecs: [PCMA, telephone-event] }}\n\
+         dialplan:\n  - route: [carrier]\n",
+        sip = net.sip(),
+        media = net.media_range(),
+        pbx = net.trunk(0),
+    );
+    with_metrics(net, &y, "")
+}
+
+fn sdp(ip: &str, port: u16, formats: &str, attrs: &str) -> String {
+    format!(
+        "v=0\r\no=x 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {formats}\r\n{attrs}"
+    )
+}
+
+fn mline(body: &str) -> String {
+    body.lines()
+        .find(|l| l.starts_with("m=audio"))
+        .unwrap_or_else(|| panic!("no m=audio:\n{body}"))
+        .trim()
+        .to_string()
+}
+
+fn port_of(body: &str) -> u16 {
+    mline(body)
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("m= port")
+}
+
+fn formats(body: &str) -> Vec<String> {
+    mline(body).split(' ').skip(3).map(str::to_string).collect()
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0xab, 0xcd, 0, 1];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn recv(s: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
+    let mut b = [0u8; 2048];
+    s.set_read_timeout(Some(wait)).ok()?;
+    let (n, _) = s.recv_from(&mut b).ok()?;
+    Some(b[..n].to_vec())
+}
+
+fn tone(freq: f64, rate: f64, n: usize, start: usize) -> Vec<i16> {
+    (start..start + n)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / rate).sin()) as i16)
+        .collect()
+}
+
+/// The share of `x`'s power at `freq` (Goertzel): near 1.0 for a pure tone at `freq`.
+fn share(x: &[i16], freq: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let (mut s1, mut s2) = (0f64, 0f64);
+    for &v in x {
+        let s = v as f64 + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let p = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let e: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+    2.0 * p / (e * x.len() as f64).max(1.0)
+}
+
+#[test]
+fn g722_caller_to_a_pcma_trunk_both_ways() {
+    isolated("g722_caller_to_a_pcma_trunk_both_ways", false, |net| {
+        let tl = Trunkline::start(net, &yaml(net));
+        let uas = Uas {
+            sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
+        };
+        let mut uac = Uac::new(
+            UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A"),
+            net.sip_addr(),
+            "g722",
+        );
+        let (a_port, b_port) = (net.spare(0), net.spare(10));
+        let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("A RTP");
+        let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("B RTP");
+
+        let offer = sdp(
+            A_IP,
+            a_port,
+            "9 101",
+            "a=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-15\r\na=ptime:20\r\n",
+        );
+        let cseq = uac.send("INVITE", Some(&offer));
+        let inv = uas.recv_request("INVITE", Duration::from_secs(10));
+        assert_eq!(formats(inv.body()), ["8", "101"], "{}", inv.body());
+        assert!(!inv.body().contains("G722"), "{}", inv.body());
+        let pb = port_of(inv.body());
+        let answer = sdp(
+            B_IP,
+            b_port,
+            "8 96",
+            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\na=ptime:30\r\n",
+        );
+        reply(&uas.sock, net.sip_addr(), &inv, 200, "b", Some(&answer));
+        let ok = uac.final_response("INVITE", cseq);
+        assert_eq!(ok.code(), Some(200), "{}", ok.text);
+        assert_eq!(formats(ok.body()), ["9", "101"], "{}", ok.body());
+        assert!(ok.body().contains("a=ptime:20"), "{}", ok.body());
+        assert!(!ok.body().contains("PCMA"), "{}", ok.body());
+        let pa = port_of(ok.body());
+        uas.recv_request("ACK", Duration::from_secs(5));
+        let relay: IpAddr = "127.0.0.1".parse().expect("ip");
+
+        // A → B: a 1 kHz tone in G.722, 20 ms per packet, 1.2 s; the trunk asked for 30 ms
+        let mut enc = codecs::g722::Encoder::new();
+        let mut heard_b = Vec::new();
+        for i in 0..60u16 {
+            let pcm = tone(1000.0, 16000.0, 320, usize::from(i) * 320);
+            let mut g = [0u8; 160];
+            enc.encode(&pcm, &mut g);
+            a_rtp
+                .send_to(&rtp(9, i, 160 * u32::from(i), &g), (relay, pa))
+                .expect("A sends");
+            if i % 3 == 0 {
+                continue;
+            }
+            let got = recv(&b_rtp, Duration::from_millis(500))
+                .unwrap_or_else(|| panic!("B got nothing after {i}:\n{}", tl.log_tail(20)));
+            assert_eq!(got[1] & 0x7f, 8, "A-law towards the trunk");
+            assert_eq!(got.len(), 12 + 240, "30 ms packets");
+            let mut lin = [0i16; 240];
+            codecs::g711::decode_alaw(&got[12..], &mut lin);
+            heard_b.extend(lin);
+        }
+        let s = share(&heard_b[800..], 1000.0, 8000.0);
+        assert!(s > 0.9, "the trunk hears 1 kHz: {s:.3}");
+
+        // B → A: 500 Hz in A-law, 30 ms per packet; A gets G.722 in 20 ms packets
+        let mut dec = codecs::g722::Decoder::new();
+        let mut heard_a = Vec::new();
+        let mut seqs = Vec::new();
+        for i in 0..30u16 {
+            let pcm = tone(500.0, 8000.0, 240, usize::from(i) * 240);
+            let mut a = [0u8; 240];
+            codecs::g711::encode_alaw(&pcm, &mut a);
+            b_rtp
+                .send_to(&rtp(8, 7000 + i, 240 * u32::from(i), &a), (relay, pb))
+                .expect("B sends");
+        }
+        while let Some(got) = recv(&a_rtp, Duration::from_millis(500)) {
+            assert_eq!((got[1] & 0x7f, got.len()), (9, 12 + 160), "G.722, 20 ms");
+            seqs.push(u16::from_be_bytes([got[2], got[3]]));
+            let mut w = [0i16; 320];
+            dec.decode(&got[12..], &mut w);
+            heard_a.extend(w);
+            if seqs.len() == 45 {
+                break;
+            }
+        }
+        assert_eq!(seqs.len(), 45, "30 × 30 ms = 45 × 20 ms");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{seqs:?}"
+        );
+        let s = share(&heard_a[1600..], 500.0, 16000.0);
+        assert!(s > 0.9, "the caller hears 500 Hz: {s:.3}");
+
+        // a DTMF event crosses with the trunk's payload type; comfort noise does not
+        let ev = codecs::dtmf::TelephoneEvent {
+            event: 5,
+            end: false,
+            volume: 10,
+            duration: 160,
+        }
+        .encode();
+        a_rtp
+            .send_to(&rtp(101, 50, 8000, &ev), (relay, pa))
+            .expect("A sends");
+        let got = recv(&b_rtp, Duration::from_millis(500)).expect("B gets the event");
+        assert_eq!((got[1] & 0x7f, &got[12..]), (96, &ev[..]));
+        a_rtp
+            .send_to(&rtp(13, 51, 8160, &[40]), (relay, pa))
+            .expect("A sends");
+        assert!(recv(&b_rtp, Duration::from_millis(300)).is_none());
+
+        let m = scrape(net);
+        let pairs = metric(
+            &m,
+            "trunkline_media_processed_pairs",
+            &[("kind", "transcode")],
+        );
+        assert_eq!(pairs, Some(1.0), "{m}");
+        let ok = poll_until(
+            Instant::now() + Duration::from_secs(5),
+            Duration::from_millis(100),
+            || {
+                let m = scrape(net);
+                let f = |from, to| {
+                    metric(
+                        &m,
+                        "trunkline_transcode_frames_total",
+                        &[("from", from), ("to", to)],
+                    )
+                };
+                f("G722", "PCMA") == Some(40.0) && f("PCMA", "G722") == Some(45.0)
+            },
+        );
+        assert!(ok, "{}", scrape(net));
+    });
+}
+
+#[test]
+fn a_caller_with_no_codec_the_trunk_can_get_is_refused_with_488() {
+    isolated(
+        "a_caller_with_no_codec_the_trunk_can_get_is_refused_with_488",
+        false,
+        |net| {
+            let _tl = Trunkline::start(net, &yaml(net));
+            let uas = Uas {
+                sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
+            };
+            let mut uac = Uac::new(
+                UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A"),
+                net.sip_addr(),
+                "g729",
+            );
+            let offer = sdp(A_IP, net.spare(0), "18", "a=rtpmap:18 G729/8000\r\n");
+            let cseq = uac.send("INVITE", Some(&offer));
+            let r = uac.final_response("INVITE", cseq);
+            assert_eq!(r.code(), Some(488), "{}", r.text);
+            assert!(
+                uas.sock
+                    .set_read_timeout(Some(Duration::from_millis(300)))
+                    .is_ok()
+                    && uas.sock.recv_from(&mut [0u8; 64]).is_err(),
+                "the trunk was offered nothing"
+            );
+        },
+    );
+}
