@@ -19,6 +19,7 @@ fn phone(name: &str, sip: u16, rtp: u16, ctrl: Option<u16>, tone: u32) -> Phone<
         account: format!("<sip:{name}@127.0.0.1:{sip}>;regint=0;answermode=auto"),
         ctrl,
         tone,
+        ..Phone::default()
     }
 }
 

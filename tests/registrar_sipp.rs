@@ -169,6 +169,7 @@ fn start_baresip(net: &Net, sip_port: u16, password: &str) -> Baresip {
             ),
             ctrl: None,
             tone: 440,
+            ..Phone::default()
         },
     )
 }

@@ -20,6 +20,7 @@ pub struct Baresip {
 }
 
 /// What a phone is.
+#[derive(Default)]
 pub struct Phone<'a> {
     /// Its name (config directory, log file).
     pub name: &'a str,
@@ -33,6 +34,8 @@ pub struct Phone<'a> {
     pub ctrl: Option<u16>,
     /// Tone of its audio source (Hz).
     pub tone: u32,
+    /// Its codec modules (`g711`, `g722`, `opus`, ...); empty: `g711` alone.
+    pub codecs: &'a [&'a str],
 }
 
 impl Baresip {
@@ -42,7 +45,7 @@ impl Baresip {
         let mut config = format!(
             "sip_listen 127.0.0.1:{}\nnet_interface 127.0.0.1\n\
              module_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule_app account.so\n\
+             {codecs}module ausine.so\nmodule aubridge.so\nmodule_app account.so\n\
              module_app menu.so\nmodule_app presence.so\naudio_source ausine,{}\n\
              audio_player aubridge,{}\naudio_alert aubridge,alert-{}\nausrc_srate 48000\n\
              ausrc_channels 2\nauplay_srate 48000\nauplay_channels 2\nrtp_ports {}-{}\n",
@@ -51,7 +54,15 @@ impl Baresip {
             p.name,
             p.name,
             p.rtp,
-            p.rtp + 9
+            p.rtp + 9,
+            codecs = if p.codecs.is_empty() {
+                &["g711"][..]
+            } else {
+                p.codecs
+            }
+            .iter()
+            .map(|c| format!("module {c}.so\n"))
+            .collect::<String>(),
         );
         if let Some(c) = p.ctrl {
             config += &format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n");
