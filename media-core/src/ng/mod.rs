@@ -18,6 +18,8 @@
 //! "No call-id in message", "Unknown call-id"). `received-from` (`[family, address]`, the
 //! SIP source of the message) lets the relay learn a NATed endpoint's media source on that IP
 //! after sequence probation; without it, only the SDP's own address is learned. Other keys
+//! An offer's `codec` dictionary (`transcode`, `mask`, `strip`) asks for transcoding as
+//! rtpengine does (see the `codec` module). Other keys
 //! (`replace`, `flags`, `ICE`, `direction`, `transport-protocol`, ...) are accepted and
 //! ignored: the relay always replaces origin and connection addresses and always removes ICE
 //! attributes.
@@ -41,6 +43,7 @@
 //! UDP socket in a thread.
 
 pub mod bencode;
+mod codec;
 
 pub use bencode::Value;
 
@@ -362,9 +365,20 @@ impl NgHandler {
                     .ok_or("No SDP body in message")?;
                 let peer = received_from(req);
                 let out = if cmd == "offer" {
-                    match calls.find_side(call_id, from_tag) {
-                        Some((key, side)) => calls.offer_from_peer(side, call_id, &key, sdp, peer),
-                        None => calls.offer_from_peer(Side::A, call_id, from_tag, sdp, peer),
+                    let (key, side) = calls
+                        .find_side(call_id, from_tag)
+                        .unwrap_or_else(|| (from_tag.to_string(), Side::A));
+                    match codec::offer_policy(req, sdp)? {
+                        None => calls.offer_from_peer(side, call_id, &key, sdp, peer),
+                        Some(to) => {
+                            let mut policy = crate::control::MediaPolicy::default();
+                            policy.codecs[side.other() as usize] = Some(to);
+                            let peers = crate::control::Peers {
+                                from: peer,
+                                to: None,
+                            };
+                            calls.offer_with(side, call_id, &key, sdp, peers, &policy)
+                        }
                     }
                 } else {
                     let to_tag = text("to-tag").ok_or("No to-tag in message")?;
@@ -452,6 +466,71 @@ mod tests {
     fn port_of(reply: &Value) -> u16 {
         let s = Sdp::parse(reply.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap();
         s.media()[0].port
+    }
+
+    /// rtpengine's transcoding flags: the callee is offered PCMA only, answers it, the caller
+    /// keeps PCMU and the relay transcodes both ways.
+    #[test]
+    fn codec_mask_and_transcode_flags() {
+        let (dp, mut h) = handler();
+        let now = Instant::now();
+        let codec = Value::dict([
+            ("mask", Value::List(vec![Value::str("PCMU")])),
+            ("transcode", Value::List(vec![Value::str("PCMA")])),
+        ]);
+        let offer = Value::dict([
+            ("command", Value::str("offer")),
+            ("call-id", Value::str("tc")),
+            ("from-tag", Value::str("A")),
+            ("sdp", sdp(4000, "")),
+            ("codec", codec),
+        ]);
+        let r = req(&mut h, "t1", offer, now);
+        let out = Sdp::parse(r.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap();
+        assert_eq!(out.media()[0].formats, ["8"]);
+        let answer = Value::dict([
+            ("command", Value::str("answer")),
+            ("call-id", Value::str("tc")),
+            ("from-tag", Value::str("A")),
+            ("to-tag", Value::str("B")),
+            (
+                "sdp",
+                Value::str(
+                    "v=0\r\no=- 1 1 IN IP4 10.1.1.2\r\ns=-\r\nc=IN IP4 10.1.1.2\r\nt=0 0\r\n\
+                     m=audio 5000 RTP/AVP 8\r\n",
+                ),
+            ),
+        ]);
+        let r = req(&mut h, "t2", answer, now);
+        let out = Sdp::parse(r.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap();
+        assert_eq!(out.media()[0].formats, ["0"]);
+        let set: Vec<_> = dp
+            .ops()
+            .into_iter()
+            .filter_map(|o| match o {
+                crate::control::fake::Op::SetTranscode { spec, .. } => spec,
+                _ => None,
+            })
+            .map(|s| (s.from, s.to))
+            .collect();
+        use crate::transcode::Codec::{Pcma, Pcmu};
+        assert_eq!(set, [(Pcmu, Pcma), (Pcma, Pcmu)]);
+        // an unknown codec to transcode to is an error, not a crash
+        let bad = Value::dict([
+            ("command", Value::str("offer")),
+            ("call-id", Value::str("tc2")),
+            ("from-tag", Value::str("A")),
+            ("sdp", sdp(4000, "")),
+            (
+                "codec",
+                Value::dict([("transcode", Value::List(vec![Value::str("G729")]))]),
+            ),
+        ]);
+        let r = req(&mut h, "t3", bad, now);
+        assert_eq!(
+            r.get("error-reason"),
+            Some(&Value::str("Unsupported codec 'G729'"))
+        );
     }
 
     #[test]
