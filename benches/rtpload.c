@@ -9,6 +9,9 @@
 // work of the load plus the relay, so the relay's share can be measured for any design.
 //
 // gcc -O2 -o rtpload benches/rtpload.c ; ./rtpload --pps 50 --seconds 10 < calls.txt
+// --pt-a N / --pt-b N: the RTP payload type of what side a (pa) and side b (pb) send (default 0),
+// for transcoding loads (a relay that re-encodes the payload makes the latency fields, read from
+// the payload's first 8 bytes, meaningless; loss stays exact).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +30,7 @@ typedef struct {
     struct sockaddr_in to;
     uint16_t seq;
     uint32_t ts, ssrc;
+    uint8_t pt;
 } leg_t;
 
 static uint64_t now_ns(void) {
@@ -55,9 +59,12 @@ static int bind_udp(int port) {
 
 int main(int argc, char **argv) {
     double pps = 50, secs = 10;
+    int pt_a = 0, pt_b = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--pps")) pps = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds")) secs = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--pt-a")) pt_a = atoi(argv[i + 1]) & 0x7f;
+        else if (!strcmp(argv[i], "--pt-b")) pt_b = atoi(argv[i + 1]) & 0x7f;
     }
     int cap = 1024, n = 0;
     leg_t *legs = malloc(sizeof(leg_t) * cap);
@@ -78,6 +85,7 @@ int main(int argc, char **argv) {
             l->seq = 0;
             l->ts = 0;
             l->ssrc = 0x20000 + n;
+            l->pt = k == 0 ? pt_a : pt_b;
         }
     }
     if (!n) {
@@ -108,7 +116,7 @@ int main(int argc, char **argv) {
                 leg_t *l = &legs[cur];
                 cur = (cur + 1) % n;
                 pkt[0] = 0x80;
-                pkt[1] = 0;
+                pkt[1] = l->pt;
                 pkt[2] = l->seq >> 8;
                 pkt[3] = l->seq;
                 l->seq++;

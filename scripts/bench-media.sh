@@ -10,7 +10,14 @@
 #            [--batch-us N]   (trunkline's media.io_uring_batch_us; default: trunkline's own)
 #            [--kernel auto|on|off]   (trunkline's media.kernel_forwarding; default auto)
 #            [--load rtpblast|rtpload]
+#            [--codec CALLER-CALLEE]   (transcoded calls, e.g. PCMU-PCMA or G722-PCMA)
 #
+# --codec: every call is transcoded by the relay: set up with scripts/ngcalls-codec.py (the caller
+# offers CALLER; rtpengine's codec flags mask it and transcode to CALLEE, which the callee is
+# offered and answers), loaded with rtpload sending CALLER's payload type from the caller's side
+# and CALLEE's from the callee's (the payload bytes are valid codes of every codec here). The
+# relay re-encodes the payload, which rtpblast and rtpload read their send times from: the
+# latency columns mean nothing then (loss stays exact).
 # --load rtpload: our benches/rtpload.c instead of the shared rtpblast.c: the same load and
 # report, but it sleeps between 1 ms send ticks instead of spinning, so the machine's busy time
 # is real work (see the "machine" columns below). rtpblast (default) is the issue's tool.
@@ -40,6 +47,7 @@ pin=0
 batch=""
 kernel=auto
 load=rtpblast
+codec=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --calls) calls=$2; shift 2 ;;
@@ -53,7 +61,8 @@ while [[ $# -gt 0 ]]; do
         --batch-us) batch=$2; shift 2 ;;
         --kernel) kernel=$2; shift 2 ;;
         --load) load=$2; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        --codec) codec=$2; shift 2 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "bench-media: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -71,7 +80,8 @@ if [[ -z ${BENCH_IN_NETNS:-} ]] && "${ns[@]}" true 2>/dev/null; then
     exec "${ns[@]}" env BENCH_IN_NETNS=1 bash "$0" --calls "$calls" --pps "$pps" \
         --seconds "$seconds" --sut "$suts" --backend "$backend" --workers "$workers" \
         --repeat "$repeat" $([[ $pin -eq 1 ]] && echo --pin) \
-        $([[ -n $batch ]] && echo "--batch-us $batch") --kernel "$kernel" --load "$load"
+        $([[ -n $batch ]] && echo "--batch-us $batch") --kernel "$kernel" --load "$load" \
+        $([[ -n $codec ]] && echo "--codec $codec")
 fi
 [[ -n ${BENCH_IN_NETNS:-} ]] && ip link set lo up
 
@@ -84,6 +94,25 @@ for tool in rtpblast rtpfwd; do
 done
 gcc -O2 -o "$out/rtpload" "$repo/benches/rtpload.c"
 case "$load" in rtpblast|rtpload) ;; *) echo "bench-media: --load rtpblast|rtpload" >&2; exit 2 ;; esac
+load_args=()
+if [[ -n $codec ]]; then
+    caller=${codec%-*}
+    callee=${codec#*-}
+    pt() { case "$1" in PCMU) echo 0 ;; PCMA) echo 8 ;; G722) echo 9 ;;
+        *) echo "bench-media: --codec takes PCMU, PCMA or G722 on each side" >&2; exit 2 ;; esac; }
+    load=rtpload
+    load_args=(--pt-a "$(pt "$caller")" --pt-b "$(pt "$callee")")
+fi
+
+# The calls of a relay with ng on 127.0.0.1:$1, into file $2.
+setup_calls() {
+    if [[ -n $codec ]]; then
+        python3 "$repo/scripts/ngcalls-codec.py" --ng "127.0.0.1:$1" --calls "$calls" \
+            --caller "$caller" --callee "$callee" >"$2"
+    else
+        python3 "$peers/ngcalls.py" --ng "127.0.0.1:$1" --calls "$calls" >"$2"
+    fi
+}
 
 pids_started=()
 cleanup() {
@@ -112,7 +141,7 @@ blast() {  # name pid callsfile  (pid 0: no relay process)
     local name=$1 pid=$2 file=$3 t0=0 t1=0 b0 b1 res us sys
     [[ $pid -ne 0 ]] && t0=$(proc_ticks "$pid")
     b0=$(busy)
-    res=$("${blast_cpu[@]}" "$out/$load" --pps "$pps" --seconds "$seconds" <"$file")
+    res=$("${blast_cpu[@]}" "$out/$load" --pps "$pps" --seconds "$seconds" "${load_args[@]}" <"$file")
     b1=$(busy)
     [[ $pid -ne 0 ]] && t1=$(proc_ticks "$pid")
     local sent lost p50 p99
@@ -136,7 +165,7 @@ run_rtpengine() {
     local pid=$!
     pids_started+=("$pid")
     wait_udp 2223
-    python3 "$peers/ngcalls.py" --ng 127.0.0.1:2223 --calls "$calls" >"$out/calls-rtpengine.txt"
+    setup_calls 2223 "$out/calls-rtpengine.txt"
     blast rtpengine "$pid" "$out/calls-rtpengine.txt"
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
@@ -156,6 +185,8 @@ media:
   ng_listen: 127.0.0.1:12223
 ${batch:+  io_uring_batch_us: $batch}
   kernel_forwarding: $kmode
+metrics:
+  listen: 127.0.0.1:19464
 trunks:
   pbx: { address: 127.0.0.1:15080, transport: udp }
 dialplan:
@@ -166,7 +197,7 @@ EOF
     local pid=$!
     pids_started+=("$pid")
     wait_udp 12223
-    python3 "$peers/ngcalls.py" --ng 127.0.0.1:12223 --calls "$calls" >"$out/calls-trunkline.txt"
+    setup_calls 12223 "$out/calls-trunkline.txt"
     local be
     be=$(sed 's/\x1b\[[0-9;]*m//g' "$out/trunkline.log" | grep -o 'backend="[a-z_]*"' \
         | head -1 | cut -d'"' -f2 || true)
@@ -175,6 +206,11 @@ EOF
         be="$be+ebpf"
     fi
     blast "trunkline-$be" "$pid" "$out/calls-trunkline.txt"
+    if [[ -n $codec ]]; then
+        # the relay's own count: every packet was transcoded
+        curl -s http://127.0.0.1:19464/metrics | grep '^trunkline_transcode_frames_total' \
+            | grep -v ' 0$' | sed 's/^/bench-media: trunkline: /' >&2 || true
+    fi
     if [[ $kmode != off ]]; then
         cpu_of[trunkline]=${cpu_of[trunkline-$be]}
         sys_of[trunkline]=${sys_of[trunkline-$be]}
@@ -214,7 +250,7 @@ for ((r = 1; r <= repeat; r++)); do
 done
 
 echo
-echo "load=$load calls=$calls pps/leg=$pps seconds=$seconds pinned=$pin offered=$((calls * 2 * pps)) packets/s  (logs: $out)"
+echo "load=$load${codec:+ codec=$codec (transcoded; latency columns meaningless)} calls=$calls pps/leg=$pps seconds=$seconds pinned=$pin offered=$((calls * 2 * pps)) packets/s  (logs: $out)"
 printf '%-26s %8s %10s %10s %10s %8s %9s %9s\n' SUT packets "proc us" "machine us" \
     "added us" "loss %" "p50 us" "p99 us"
 base=${sys_of[direct]:-}
