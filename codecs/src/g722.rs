@@ -74,12 +74,10 @@ struct Band {
     sz: i32,
     /// Reconstructed signal r(n), r(n-1), r(n-2).
     r: [i32; 3],
-    /// Pole coefficients a1, a2 (index 0 unused) and their next values.
+    /// Pole coefficients a1, a2 (index 0 unused).
     a: [i32; 3],
-    ap: [i32; 3],
-    /// Zero coefficients b1..b6 and their next values.
+    /// Zero coefficients b1..b6 (index 0 unused).
     b: [i32; 7],
-    bp: [i32; 7],
     /// Quantised differences d(n)..d(n-6).
     d: [i32; 7],
     /// Partially reconstructed signal p(n), p(n-1), p(n-2).
@@ -97,9 +95,7 @@ impl Band {
             sz: 0,
             r: [0; 3],
             a: [0; 3],
-            ap: [0; 3],
             b: [0; 7],
-            bp: [0; 7],
             d: [0; 7],
             p: [0; 3],
             nb: 0,
@@ -139,33 +135,31 @@ impl Band {
         let mut a2 = if s0 == s2 { 128 } else { -128 };
         a2 += wd2 >> 7;
         a2 += (self.a[2] * 32512) >> 15;
-        self.ap[2] = a2.clamp(-12288, 12288);
+        let a2 = a2.clamp(-12288, 12288);
 
         // UPPOL1: a1 leaks and moves by ±192, bounded by 1 - 2^-4 - a2.
         let step = if s0 == s1 { 192 } else { -192 };
         let a1 = sat16(step + ((self.a[1] * 32640) >> 15));
-        let bound = sat16(15360 - self.ap[2]);
-        self.ap[1] = a1.clamp(-bound, bound);
+        let bound = sat16(15360 - a2);
+        // DELAYA for the poles: the new coefficients replace the old
+        self.a[1] = a1.clamp(-bound, bound);
+        self.a[2] = a2;
 
         // UPZERO: each b_i leaks and moves by ±128 with the sign agreement of d(n) and
-        // d(n-i) (not at all when d(n) is zero).
+        // d(n-i) (not at all when d(n) is zero); the new coefficient replaces the old.
         let step = if d == 0 { 0 } else { 128 };
         let sd = sign(d);
         for i in 1..7 {
             let w = if sign(self.d[i]) == sd { step } else { -step };
-            self.bp[i] = sat16(w + ((self.b[i] * 32640) >> 15));
+            self.b[i] = sat16(w + ((self.b[i] * 32640) >> 15));
         }
 
-        // DELAYA
-        for i in (1..7).rev() {
-            self.d[i] = self.d[i - 1];
-            self.b[i] = self.bp[i];
-        }
-        for i in (1..3).rev() {
-            self.r[i] = self.r[i - 1];
-            self.p[i] = self.p[i - 1];
-            self.a[i] = self.ap[i];
-        }
+        // DELAYA: the signals' delay lines
+        self.d.copy_within(0..6, 1);
+        self.r[2] = self.r[1];
+        self.r[1] = self.r[0];
+        self.p[2] = self.p[1];
+        self.p[1] = self.p[0];
 
         // FILTEP, FILTEZ, PREDIC
         let wd1 = (self.a[1] * sat16(self.r[1] + self.r[1])) >> 15;
@@ -262,9 +256,9 @@ impl Encoder {
         let lo = &mut self.band[0];
         let el = sat16(xl - lo.s);
         let mag = if el >= 0 { el } else { -(el + 1) };
-        let i = (1..30)
-            .find(|&i| mag < (Q6[i] * lo.det) >> 12)
-            .unwrap_or(30);
+        // the first decision level above the magnitude (the levels grow with i)
+        let det = lo.det;
+        let i = 1 + Q6[1..30].partition_point(|&q| (q * det) >> 12 <= mag);
         let il = if el < 0 { ILN[i] } else { ILP[i] } as usize;
         low_band(lo, il);
 
