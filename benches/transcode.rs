@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use media_relay::transcode::{Codec, Spec, Transcoder};
+use media_relay::transcode::{Codec, Inband, Spec, Transcoder};
 
 fn packet(pt: u8, n: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
@@ -52,6 +52,7 @@ fn transcoders(c: &mut Criterion) {
             to_pt: to.static_pt(),
             ptime_ms: 20,
             events: None,
+            inband: Inband::Off,
         });
         let payload = frame(from);
         let mut seq = 0u32;

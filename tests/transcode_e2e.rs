@@ -4,6 +4,8 @@
 //! sends in G.722 (20 ms) reaches the trunk as A-law in the 30 ms packets it asked for, at the
 //! same frequency, and the trunk's A-law (30 ms) reaches the caller as G.722 in 20 ms packets. A DTMF event crosses
 //! with the trunk's payload type, comfort noise does not. A caller with only G.729 gets 488.
+//! A caller with telephone-event and a trunk without it (same codec): the caller's events reach
+//! the trunk as Q.23 tones, the trunk's tones reach the caller as events.
 //!
 //! The audio is made and checked with the project's own codecs (`codecs`, bit-exact against
 //! spandsp in `codec_interop.rs`); the frequency check is a Goertzel filter.
@@ -20,10 +22,14 @@ const A_IP: &str = "127.0.0.11";
 const B_IP: &str = "127.0.0.12";
 
 fn yaml(net: &Net) -> String {
+    yaml_with(net, "[PCMA, telephone-event]")
+}
+
+fn yaml_with(net: &Net, codecs: &str) -> String {
     let y = format!(
         "listen:\n  - {{ transport: udp, address: 127.0.0.1:{sip} }}\n\
          media:\n  address: 127.0.0.1\n  ports: {media}\n\
-         trunks:\n  carrier: {{ address: 127.0.0.1:{pbx}, codecs: [PCMA, telephone-event] }}\n\
+         trunks:\n  carrier: {{ address: 127.0.0.1:{pbx}, codecs: {codecs} }}\n\
          dialplan:\n  - route: [carrier]\n",
         sip = net.sip(),
         media = net.media_range(),
@@ -262,6 +268,103 @@ fn a_caller_with_no_codec_the_trunk_can_get_is_refused_with_488() {
                     && uas.sock.recv_from(&mut [0u8; 64]).is_err(),
                 "the trunk was offered nothing"
             );
+        },
+    );
+}
+
+#[test]
+fn dtmf_events_and_tones_interwork_with_a_trunk_without_events() {
+    isolated(
+        "dtmf_events_and_tones_interwork_with_a_trunk_without_events",
+        false,
+        |net| {
+            let _tl = Trunkline::start(net, &yaml_with(net, "[PCMU]"));
+            let uas = Uas {
+                sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
+            };
+            let mut uac = Uac::new(
+                UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A"),
+                net.sip_addr(),
+                "dtmf",
+            );
+            let (a_port, b_port) = (net.spare(0), net.spare(10));
+            let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("A RTP");
+            let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("B RTP");
+            let offer = sdp(
+                A_IP,
+                a_port,
+                "0 101",
+                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+            );
+            let cseq = uac.send("INVITE", Some(&offer));
+            let inv = uas.recv_request("INVITE", Duration::from_secs(10));
+            assert_eq!(formats(inv.body()), ["0"], "{}", inv.body());
+            let pb = port_of(inv.body());
+            let answer = sdp(B_IP, b_port, "0", "");
+            reply(&uas.sock, net.sip_addr(), &inv, 200, "b", Some(&answer));
+            let ok = uac.final_response("INVITE", cseq);
+            assert_eq!(ok.code(), Some(200), "{}", ok.text);
+            assert_eq!(formats(ok.body()), ["0", "101"], "{}", ok.body());
+            let pa = port_of(ok.body());
+            uas.recv_request("ACK", Duration::from_secs(5));
+            let relay: IpAddr = "127.0.0.1".parse().expect("ip");
+            let silence = [0xffu8; 160];
+
+            // A: 100 ms of audio, then digit 8 as events (80 ms, updates every 20 ms)
+            for i in 0..5u16 {
+                a_rtp
+                    .send_to(&rtp(0, i, 160 * u32::from(i), &silence), (relay, pa))
+                    .expect("A sends");
+            }
+            for k in 1..=4u16 {
+                let ev = codecs::dtmf::TelephoneEvent {
+                    event: 8,
+                    end: k == 4,
+                    volume: 10,
+                    duration: 160 * k,
+                }
+                .encode();
+                a_rtp
+                    .send_to(&rtp(101, 4 + k, 800, &ev), (relay, pa))
+                    .expect("A sends");
+            }
+            let mut heard = Vec::new();
+            while let Some(p) = recv(&b_rtp, Duration::from_millis(400)) {
+                assert_eq!(p[1] & 0x7f, 0, "the trunk gets PCMU only");
+                let mut lin = vec![0i16; p.len() - 12];
+                codecs::g711::decode_ulaw(&p[12..], &mut lin);
+                heard.extend(lin);
+            }
+            heard.extend([0i16; 800]);
+            let mut found = Vec::new();
+            codecs::tones::Detector::new(8000).process(&heard, |c| found.push(c));
+            use codecs::tones::Change;
+            assert_eq!(
+                found,
+                [Change::Start(8), Change::Stop(8)],
+                "the trunk hears 8"
+            );
+
+            // B: digit 4 in band, 100 ms, then silence
+            let mut tone = Vec::new();
+            codecs::tones::generate(4, 10, 8000, 0, 800, &mut tone);
+            tone.extend([0i16; 1600]);
+            for (i, chunk) in tone.chunks(160).enumerate() {
+                let mut u = [0u8; 160];
+                codecs::g711::encode_ulaw(chunk, &mut u);
+                b_rtp
+                    .send_to(&rtp(0, 100 + i as u16, 160 * i as u32, &u), (relay, pb))
+                    .expect("B sends");
+            }
+            let mut events = Vec::new();
+            while let Some(p) = recv(&a_rtp, Duration::from_millis(400)) {
+                if p[1] & 0x7f == 101 {
+                    events.push(codecs::dtmf::TelephoneEvent::parse(&p[12..]).expect("event"));
+                }
+            }
+            assert!(!events.is_empty(), "the caller gets events");
+            assert!(events.iter().all(|e| e.event == 4), "{events:?}");
+            assert_eq!(events.iter().filter(|e| e.end).count(), 3, "{events:?}");
         },
     );
 }

@@ -730,7 +730,7 @@ macro_rules! backend_tests {
 
             #[test]
             fn transcoded_pair_alaw_30ms_to_ulaw_20ms_and_back() {
-                use media_relay::transcode::{Codec, Spec};
+                use media_relay::transcode::{Codec, Inband, Spec};
                 let Some(r) = start(B, BASE + 1200, BASE + 1299, Duration::from_secs(60), false)
                 else {
                     return;
@@ -743,6 +743,7 @@ macro_rules! backend_tests {
                     to_pt: to.static_pt(),
                     ptime_ms,
                     events: None,
+                    inband: Inband::Off,
                 };
                 // X speaks A-law in 30 ms packets, Y mu-law in 20 ms ones
                 r.set_transcode(c.pair.a, Some(spec(Codec::Pcma, Codec::Pcmu, 20)))

@@ -10,14 +10,19 @@
 //!
 //! When T's answer picks a codec S offered, media is forwarded as today. When it picks one the
 //! relay added, the answer to S names S's first transcodable codec (S's preference), its
-//! telephone-event when both sides have one and S's own `a=ptime`; the two legs get a
-//! [`Spec`] each (see [`crate::transcode`]).
+//! telephone-event and S's own `a=ptime`; the two legs get a [`Spec`] each (see
+//! [`crate::transcode`]).
+//!
+//! DTMF: telephone-event in T's policy is offered to T also when S has none (payload type 101
+//! or another free one). When only one side ends up with telephone-event, the relay
+//! interworks (with the same codec on both sides too): the events of the side that has them
+//! become tones for the other, the other's tones events ([`Inband`]).
 //!
 //! Without a policy on either side an m-line is not touched. Only `audio` m-lines over RTP
 //! are subject to it.
 
 use crate::sdp::{FormatsOut, Media};
-use crate::transcode::{Codec, Spec};
+use crate::transcode::{Codec, Inband, Spec};
 
 /// A codec name of a policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +101,16 @@ impl Format {
         }
     }
 
+    /// telephone-event at `pt`, all DTMF events (RFC 4733 §2.4.1 `0-15`).
+    fn event(pt: u8) -> Format {
+        Format {
+            pt,
+            name: Some(("telephone-event".to_string(), 8000)),
+            rtpmap: Some(format!("{pt} telephone-event/8000")),
+            fmtp: Some("0-15".to_string()),
+        }
+    }
+
     fn attrs(&self, out: &mut Vec<String>) {
         if let Some(r) = &self.rtpmap {
             out.push(format!("rtpmap:{r}"));
@@ -104,6 +119,14 @@ impl Format {
             out.push(format!("fmtp:{} {f}", self.pt));
         }
     }
+}
+
+/// A dynamic payload type none of `used` has: 101 (the common choice) when free.
+fn free_pt(used: &[Format]) -> u8 {
+    std::iter::once(101)
+        .chain(96..=127)
+        .find(|pt| used.iter().all(|f| f.pt != *pt))
+        .unwrap_or(101)
 }
 
 /// The payload formats of `m`, in its order.
@@ -183,8 +206,13 @@ pub(crate) fn offer(
             for want in list {
                 if let Some(f) = mine.iter().find(|f| f.is(want)) {
                     out.push(f.clone());
-                } else if let (CodecName::Known(c), true) = (want, can_transcode) {
+                } else if !can_transcode {
+                    // nothing the relay can decode: no codec and no events of its own
+                } else if let CodecName::Known(c) = want {
                     out.push(Format::of(*c));
+                } else {
+                    // events the offerer does not have: the relay interworks them with tones
+                    out.push(Format::event(free_pt(&mine)));
                 }
             }
             out
@@ -227,22 +255,49 @@ pub(crate) fn answer(m: &Media, off: &Offered) -> Answered {
         (None, None) => a.pt == b.pt,
         _ => a.codec().is_some() && a.codec() == b.codec(),
     };
-    if off.from.iter().any(|f| same(f, picked)) {
-        return Answered::default();
-    }
-    let (Some(to), Some((mine, from))) = (
-        picked.codec(),
-        off.from
-            .iter()
-            .find_map(|f| f.codec().map(|c| (f.clone(), c))),
-    ) else {
-        return Answered::default();
-    };
     let ev_mine = off.from.iter().find(|f| f.is_event());
     let ev_theirs = theirs.iter().find(|f| f.is_event());
+    // the offerer's own format of the codec picked, or (transcoding) its first it can be
+    // transcoded from
+    let kept = off.from.iter().find(|f| same(f, picked));
+    let (mine, from, to) = match (kept, picked.codec()) {
+        (Some(k), Some(c)) => (k.clone(), c, c),
+        (Some(_), None) => {
+            // a codec the relay does not know, common to both: forwarded; only events the
+            // relay added to the offer are kept from the offerer
+            return match (ev_mine, ev_theirs) {
+                (None, Some(e)) => Answered {
+                    formats: Some(without(&theirs, e.pt, m.ptime)),
+                    ..Answered::default()
+                },
+                _ => Answered::default(),
+            };
+        }
+        (None, Some(to)) => match off.from.iter().find_map(|f| f.codec().map(|c| (f, c))) {
+            Some((f, c)) => (f.clone(), c, to),
+            None => return Answered::default(),
+        },
+        (None, None) => return Answered::default(),
+    };
+    let transcoding = kept.is_none();
+    // DTMF: relayed when both have events; when one side has, the relay turns its events
+    // into tones for the other and the other's tones into events for it
+    let (mut to_a, mut to_b) = (Inband::Off, Inband::Off);
     let events = ev_mine.zip(ev_theirs);
+    match (ev_mine, ev_theirs) {
+        (Some(e), None) => {
+            to_a = Inband::Generate(e.pt);
+            to_b = Inband::Detect(e.pt);
+        }
+        (None, Some(e)) => {
+            to_a = Inband::Detect(e.pt);
+            to_b = Inband::Generate(e.pt);
+        }
+        _ if !transcoding => return Answered::default(),
+        _ => {}
+    }
     let mut back = vec![mine.clone()];
-    back.extend(events.map(|(e, _)| e.clone()));
+    back.extend(ev_mine.cloned());
     Answered {
         formats: Some(out_of(&back, off.from_ptime)),
         offerer: Some(Spec {
@@ -252,6 +307,7 @@ pub(crate) fn answer(m: &Media, off: &Offered) -> Answered {
             to_pt: picked.pt,
             ptime_ms: m.ptime.unwrap_or(20),
             events: events.map(|(a, b)| (a.pt, b.pt)),
+            inband: to_a,
         }),
         answerer: Some(Spec {
             from: to,
@@ -260,8 +316,15 @@ pub(crate) fn answer(m: &Media, off: &Offered) -> Answered {
             to_pt: mine.pt,
             ptime_ms: off.from_ptime.unwrap_or(20),
             events: events.map(|(a, b)| (b.pt, a.pt)),
+            inband: to_b,
         }),
     }
+}
+
+/// `formats` without payload type `pt`, for the answer to the offerer.
+fn without(formats: &[Format], pt: u8, ptime: Option<u16>) -> FormatsOut {
+    let kept: Vec<Format> = formats.iter().filter(|f| f.pt != pt).cloned().collect();
+    out_of(&kept, ptime)
 }
 
 /// The m-lines a codec policy applies to.
@@ -316,10 +379,59 @@ mod tests {
 
     #[test]
     fn answer_with_a_codec_of_the_offer_forwards() {
-        let to = names(&["PCMA", "PCMU"]);
+        let to = names(&["PCMA", "PCMU", "telephone-event"]);
         let (_, off) = offer(&media(PHONE), None, Some(&to)).unwrap().unwrap();
-        let a = answer(&media("m=audio 5000 RTP/AVP 0\r\n"), &off);
+        let a = answer(
+            &media("m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"),
+            &off,
+        );
         assert_eq!(a, Answered::default());
+        // no events on either side: forwarded too
+        let plain = media("m=audio 4000 RTP/AVP 0\r\n");
+        let (_, off) = offer(&plain, None, Some(&names(&["PCMU"])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer(&plain, &off), Answered::default());
+    }
+
+    #[test]
+    fn events_on_one_side_only_are_interworked_with_tones() {
+        // the phone has events, the trunk (same codec) none: its events become tones
+        let to = names(&["PCMU"]);
+        let (out, off) = offer(&media(PHONE), None, Some(&to)).unwrap().unwrap();
+        assert_eq!(out.formats, [0]);
+        let a = answer(&media("m=audio 5000 RTP/AVP 0\r\n"), &off);
+        assert_eq!(
+            a.formats.expect("events kept for the phone").formats,
+            [0, 101]
+        );
+        let (o, t) = (a.offerer.unwrap(), a.answerer.unwrap());
+        assert_eq!(
+            (o.from, o.to, o.inband),
+            (Codec::Pcmu, Codec::Pcmu, Inband::Generate(101))
+        );
+        assert_eq!(
+            (t.from, t.to, t.inband),
+            (Codec::Pcmu, Codec::Pcmu, Inband::Detect(101))
+        );
+        assert_eq!((o.events, t.events), (None, None));
+
+        // a phone without events, a trunk that wants them: offered at a free type, and the
+        // phone's tones become the trunk's events
+        let phone = media("m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 G726-32/8000\r\n");
+        let to = names(&["PCMU", "telephone-event"]);
+        let (out, off) = offer(&phone, None, Some(&to)).unwrap().unwrap();
+        assert_eq!(out.formats, [0, 96], "101 is the phone's");
+        assert!(out
+            .attrs
+            .contains(&"rtpmap:96 telephone-event/8000".to_string()));
+        let a = answer(
+            &media("m=audio 5000 RTP/AVP 0 96\r\na=rtpmap:96 telephone-event/8000\r\n"),
+            &off,
+        );
+        assert_eq!(a.formats.expect("no events to the phone").formats, [0]);
+        assert_eq!(a.offerer.unwrap().inband, Inband::Detect(96));
+        assert_eq!(a.answerer.unwrap().inband, Inband::Generate(96));
     }
 
     #[test]
@@ -344,6 +456,7 @@ mod tests {
                 to_pt: 8,
                 ptime_ms: 30,
                 events: Some((101, 96)),
+                inband: Inband::Off,
             })
         );
         assert_eq!(
@@ -355,6 +468,7 @@ mod tests {
                 to_pt: 9,
                 ptime_ms: 20,
                 events: Some((96, 101)),
+                inband: Inband::Off,
             })
         );
     }

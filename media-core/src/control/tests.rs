@@ -653,7 +653,7 @@ fn codec_policy_offers_the_trunks_codecs_and_transcodes_on_the_answer() {
     let both = sdp_with(
         "192.0.2.10",
         4000,
-        "RTP/AVP 9 8\r\na=rtpmap:9 G722/8000\r\n",
+        "RTP/AVP 9 8 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
     );
     mc.offer_with(Side::A, "c1", "ta", &both, Peers::default(), &pol)
         .unwrap();

@@ -21,6 +21,12 @@
 //!   sides negotiated them ([`Spec::events`]), else dropped. Comfort noise (RFC 3389, and
 //!   any payload type but the codec's and the events') is dropped: "comfort noise (CN) not
 //!   forwarded into a codec that has none".
+//! * DTMF when only one side negotiated telephone-event ([`Inband`]): the sender's events
+//!   become Q.23 tones in the audio sent on ([`Inband::Generate`]; the sender's own audio is
+//!   muted while an event lasts), or tones found in the sender's audio (Q.24,
+//!   [`codecs::tones::Detector`]) become RFC 4733 events for the receiver, start packet with
+//!   the marker, one update per audio packet, the end three times (RFC 4733 §2.5.1.4), the
+//!   tone itself muted ([`Inband::Detect`]).
 
 mod codec;
 #[cfg(test)]
@@ -49,7 +55,28 @@ pub struct Spec {
     pub ptime_ms: u16,
     /// telephone-event payload types `(sender's, receiver's)` when both negotiated them.
     pub events: Option<(u8, u8)>,
+    /// DTMF interworking when only one side negotiated telephone-event.
+    pub inband: Inband,
 }
+
+/// DTMF between RFC 4733 events and in-band tones (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Inband {
+    #[default]
+    Off,
+    /// The sender's telephone-events (this payload type) are sent on as tones.
+    Generate(u8),
+    /// Tones in the sender's audio are sent on as telephone-events of this payload type.
+    Detect(u8),
+}
+
+/// Most event packets queued for [`Transcoder::pop`].
+const MAX_QUEUED_EVENTS: usize = 8;
+/// Volume of the events made from detected tones (RFC 4733 §2.3.4: -10 dBm0).
+const DETECTED_VOLUME: u8 = 10;
+/// An event being turned into tones ends by itself when the sender's audio is this far (RTP
+/// ticks, 1 s) past the event's last update: its end packets were lost.
+const LOST_END: u32 = 8000;
 
 /// Why [`Transcoder::push`] sent nothing on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +139,7 @@ fn header(out: &mut [u8], marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u32) {
 /// event block; a few blocks with redundancy at most).
 #[derive(Clone, Copy, Debug)]
 struct Event {
+    pt: u8,
     marker: bool,
     ts: u32,
     len: usize,
@@ -137,8 +165,32 @@ pub struct Transcoder {
     seq: u16,
     /// The next packet out starts a run (RTP marker bit).
     marker: bool,
-    event: Option<Event>,
+    events: std::collections::VecDeque<Event>,
     frames: u64,
+    /// The event being generated as tones ([`Inband::Generate`]).
+    gen: Option<Generating>,
+    /// The tone detector and the event it found ([`Inband::Detect`]).
+    det: Option<Box<codecs::tones::Detector>>,
+    found: Option<Found>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Generating {
+    code: u8,
+    volume: u8,
+    /// The event's timestamp, and how far (RTP ticks) its tone has been made.
+    ts0: u32,
+    made_to: u32,
+    /// Samples of the tone made so far (its phase).
+    samples: u64,
+    ended: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    code: u8,
+    ts0: u32,
+    duration: u32,
 }
 
 impl Transcoder {
@@ -160,8 +212,12 @@ impl Transcoder {
             ssrc: None,
             seq: 0,
             marker: true,
-            event: None,
+            events: std::collections::VecDeque::new(),
             frames: 0,
+            gen: None,
+            det: matches!(spec.inband, Inband::Detect(_))
+                .then(|| Box::new(codecs::tones::Detector::new(spec.from.pcm_rate()))),
+            found: None,
         }
     }
 
@@ -194,6 +250,18 @@ impl Transcoder {
         if self.spec.events.is_some_and(|(from, _)| from == rtp.pt) {
             return self.push_event(&rtp);
         }
+        if self.spec.inband == Inband::Generate(rtp.pt) {
+            return self.push_generate(&rtp);
+        }
+        if let Some(g) = self.gen.filter(|g| !g.ended) {
+            // the sender's audio is muted while its event sounds; an event whose end
+            // never came ends when the audio is well past it
+            if rtp.ts.wrapping_sub(g.made_to) as i32 > LOST_END as i32 {
+                self.gen = None;
+            } else {
+                return Err(Skip::Late);
+            }
+        }
         if rtp.pt != self.spec.from_pt || rtp.payload.is_empty() {
             return Err(Skip::Unsupported);
         }
@@ -217,6 +285,9 @@ impl Transcoder {
         self.next_in = Some(rtp.ts.wrapping_add(rtp.payload.len() as u32));
         self.decoded.clear();
         self.dec.decode(rtp.payload, &mut self.decoded);
+        if self.det.is_some() {
+            self.detect(&rtp);
+        }
         if self.read > 0 && self.read * 2 > self.pcm.len() {
             self.pcm.drain(..self.read);
             self.read = 0;
@@ -233,15 +304,151 @@ impl Transcoder {
         if len == 0 || len > 16 {
             return Err(Skip::Malformed);
         }
+        let (_, pt) = self.spec.events.ok_or(Skip::Unsupported)?;
         let mut payload = [0u8; 16];
         payload[..len].copy_from_slice(rtp.payload);
-        self.event = Some(Event {
+        self.queue(Event {
+            pt,
             marker: rtp.marker,
             ts: rtp.ts,
             len,
             payload,
         });
         Ok(self.ready())
+    }
+
+    fn queue(&mut self, ev: Event) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(ev);
+    }
+
+    /// [`Inband::Generate`]: an event packet from the sender; its tone is made up to the
+    /// duration it announces (RFC 4733 §2.5.1.3: every packet of an event carries its start
+    /// timestamp and the duration so far).
+    fn push_generate(&mut self, rtp: &Rtp<'_>) -> Result<usize, Skip> {
+        let ev = codecs::dtmf::TelephoneEvent::parse(rtp.payload).ok_or(Skip::Malformed)?;
+        if self.gen.is_none_or(|g| g.ts0 != rtp.ts) {
+            // the tone starts where the audio sent so far ends, or a new run at the event
+            let from = match self.next_in {
+                Some(e) if (rtp.ts.wrapping_sub(e) as i32) <= 0 => e,
+                _ => {
+                    self.pcm.clear();
+                    self.read = 0;
+                    self.out_ts = rtp.ts;
+                    self.marker = true;
+                    rtp.ts
+                }
+            };
+            self.gen = Some(Generating {
+                code: ev.event,
+                volume: ev.volume,
+                ts0: rtp.ts,
+                made_to: from,
+                samples: 0,
+                ended: false,
+            });
+        }
+        let Some(mut g) = self.gen else {
+            return Err(Skip::Unsupported);
+        };
+        if g.ended {
+            // the end's retransmissions
+            return Err(Skip::Late);
+        }
+        let until = g.ts0.wrapping_add(u32::from(ev.duration));
+        let ticks = until.wrapping_sub(g.made_to);
+        // at most a few frames per update (a wild duration makes no flood of tone)
+        if (ticks as i32) > 0 && ticks <= 8 * u32::from(MAX_PTIME_MS) * 4 {
+            let n = ticks as usize * self.spec.to.pcm_rate() as usize / 8000;
+            if self.read > 0 && self.read * 2 > self.pcm.len() {
+                self.pcm.drain(..self.read);
+                self.read = 0;
+            }
+            let rate = self.spec.to.pcm_rate();
+            codecs::tones::generate(g.code, g.volume, rate, g.samples, n, &mut self.pcm);
+            g.samples += n as u64;
+            g.made_to = until;
+            self.next_in = Some(until);
+        } else if (ticks as i32) > 0 {
+            g.made_to = until;
+            self.next_in = Some(until);
+        }
+        g.ended = ev.end;
+        self.gen = Some(g);
+        match self.ready() {
+            0 => Err(Skip::Buffered),
+            n => Ok(n),
+        }
+    }
+
+    /// [`Inband::Detect`]: look for tones in the packet just decoded; events out for what
+    /// starts, lasts and stops; the tone's audio muted.
+    fn detect(&mut self, rtp: &Rtp<'_>) {
+        let (Some(det), Inband::Detect(pt)) = (self.det.as_mut(), self.spec.inband) else {
+            return;
+        };
+        let mut changes = [None; 4];
+        let mut k = 0;
+        det.process(&self.decoded, |c| {
+            if let Some(slot) = changes.get_mut(k) {
+                *slot = Some(c);
+                k += 1;
+            }
+        });
+        let on = det.current();
+        let ticks = rtp.payload.len() as u32;
+        let event = |marker: bool, ts: u32, code: u8, end: bool, duration: u32| {
+            let b = codecs::dtmf::TelephoneEvent {
+                event: code,
+                end,
+                volume: DETECTED_VOLUME,
+                duration: duration.min(u32::from(u16::MAX)) as u16,
+            }
+            .encode();
+            let mut payload = [0u8; 16];
+            payload[..4].copy_from_slice(&b);
+            Event {
+                pt,
+                marker,
+                ts,
+                len: 4,
+                payload,
+            }
+        };
+        let mut started = false;
+        for c in changes.into_iter().flatten() {
+            match c {
+                codecs::tones::Change::Start(code) => {
+                    self.found = Some(Found {
+                        code,
+                        ts0: rtp.ts,
+                        duration: ticks,
+                    });
+                    self.queue(event(true, rtp.ts, code, false, ticks));
+                    started = true;
+                }
+                codecs::tones::Change::Stop(_) => {
+                    if let Some(f) = self.found.take() {
+                        // RFC 4733 §2.5.1.4: the end packet is sent three times
+                        for _ in 0..3 {
+                            self.queue(event(false, f.ts0, f.code, true, f.duration));
+                        }
+                    }
+                }
+            }
+        }
+        if !started {
+            if let Some(f) = self.found.as_mut() {
+                f.duration += ticks;
+                let (ts0, code, d) = (f.ts0, f.code, f.duration);
+                self.queue(event(false, ts0, code, false, d));
+            }
+        }
+        if on.is_some() || started {
+            self.decoded.iter_mut().for_each(|s| *s = 0);
+        }
     }
 
     /// A new source (RFC 3550 §8.2): fresh coders, numbering continued from its packets.
@@ -255,31 +462,38 @@ impl Transcoder {
         self.read = 0;
         self.next_in = None;
         self.marker = true;
-        self.event = None;
+        self.events.clear();
+        self.gen = None;
+        self.found = None;
+        if self.det.is_some() {
+            self.det = Some(Box::new(codecs::tones::Detector::new(
+                self.spec.from.pcm_rate(),
+            )));
+        }
     }
 
     /// Packets ready to pop.
     pub fn ready(&self) -> usize {
-        usize::from(self.event.is_some()) + (self.pcm.len() - self.read) / self.frame_samples()
+        self.events.len() + (self.pcm.len() - self.read) / self.frame_samples()
     }
 
     /// Write the next ready packet into `out` (which must hold a frame: 12 + 8 × ptime
     /// octets; 972 for the longest). Returns its length, `None` when nothing is ready.
     pub fn pop(&mut self, out: &mut [u8]) -> Option<usize> {
         let ssrc = self.ssrc?;
-        if let Some(ev) = self.event.take() {
+        if let Some(ev) = self.events.front().copied() {
             let end = RTP_HEADER + ev.len;
-            let (_, pt) = self.spec.events?;
             header(
                 out.get_mut(..RTP_HEADER)?,
                 ev.marker,
-                pt,
+                ev.pt,
                 self.seq,
                 ev.ts,
                 ssrc,
             );
             out.get_mut(RTP_HEADER..end)?
                 .copy_from_slice(&ev.payload[..ev.len]);
+            self.events.pop_front();
             self.seq = self.seq.wrapping_add(1);
             return Some(end);
         }

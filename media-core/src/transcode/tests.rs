@@ -38,6 +38,7 @@ fn spec(from: Codec, to: Codec, ptime_ms: u16) -> Spec {
         to_pt: to.static_pt(),
         ptime_ms,
         events: None,
+        inband: Inband::Off,
     }
 }
 
@@ -256,4 +257,105 @@ fn garbage_never_panics() {
     t.push(&rtp(9, 5, 0, false, &[0; 240])).ok();
     let mut small = [0u8; 20];
     assert_eq!(t.pop(&mut small), None);
+}
+
+fn inband(from: Codec, to: Codec, inband: Inband) -> Transcoder {
+    Transcoder::new(Spec {
+        inband,
+        ..spec(from, to, 20)
+    })
+}
+
+fn event(code: u8, end: bool, duration: u16) -> [u8; 4] {
+    codecs::dtmf::TelephoneEvent {
+        event: code,
+        end,
+        volume: 10,
+        duration,
+    }
+    .encode()
+}
+
+#[test]
+fn events_become_tones_for_a_side_without_them() {
+    let mut t = inband(Codec::Pcmu, Codec::Pcma, Inband::Generate(101));
+    let silence = [0xffu8; 160];
+    assert_eq!(t.push(&rtp(0, 1, 0, false, &silence)), Ok(1));
+    pop_all(&mut t);
+    // digit 5 from ts 160 for 60 ms, updates every 20 ms, the end three times
+    let mut out = Vec::new();
+    for (k, d) in [160u16, 320, 480].into_iter().enumerate() {
+        let end = k == 2;
+        t.push(&rtp(101, 2 + k as u16, 160, k == 0, &event(5, end, d)))
+            .expect("a frame of tone");
+        out.extend(pop_all(&mut t));
+        if k == 1 {
+            // the sender's audio while the event lasts is muted
+            assert_eq!(t.push(&rtp(0, 9, 480, false, &silence)), Err(Skip::Late));
+        }
+    }
+    for k in 0..2 {
+        let r = t.push(&rtp(101, 5 + k, 160, false, &event(5, true, 480)));
+        assert_eq!(r, Err(Skip::Late), "the end's retransmissions make nothing");
+    }
+    assert_eq!(out.len(), 3, "60 ms of tone in 20 ms frames");
+    let mut pcm = Vec::new();
+    for (i, p) in out.iter().enumerate() {
+        let (_, pt, _, ts, _) = field(p);
+        assert_eq!((pt, ts), (8, 160 + 160 * i as u32));
+        let mut lin = vec![0i16; 160];
+        g711::decode_alaw(&p[12..], &mut lin);
+        pcm.extend(lin);
+    }
+    let mut found = Vec::new();
+    let mut det = codecs::tones::Detector::new(8000);
+    det.process(&pcm, |c| found.push(c));
+    det.process(&[0; 800], |c| found.push(c));
+    use codecs::tones::Change;
+    assert_eq!(found, [Change::Start(5), Change::Stop(5)]);
+    // audio after the event goes on
+    assert_eq!(t.push(&rtp(0, 10, 640, false, &silence)), Ok(1));
+}
+
+#[test]
+fn tones_become_events_for_a_side_that_wants_them() {
+    let mut t = inband(Codec::Pcma, Codec::Pcmu, Inband::Detect(101));
+    let mut pcm = Vec::new();
+    codecs::tones::generate(7, 10, 8000, 0, 800, &mut pcm); // 100 ms of '7'
+    pcm.extend(std::iter::repeat_n(0i16, 1600)); // 200 ms of silence
+    let mut events = Vec::new();
+    let mut loud_audio = 0;
+    for (i, chunk) in pcm.chunks(160).enumerate() {
+        let mut a = vec![0u8; 160];
+        g711::encode_alaw(chunk, &mut a);
+        t.push(&rtp(8, i as u16, 160 * i as u32, false, &a)).ok();
+        for p in pop_all(&mut t) {
+            let (m, pt, _, ts, _) = field(&p);
+            if pt == 101 {
+                events.push((
+                    m,
+                    ts,
+                    codecs::dtmf::TelephoneEvent::parse(&p[12..]).unwrap(),
+                ));
+            } else {
+                let mut lin = vec![0i16; 160];
+                g711::decode_ulaw(&p[12..], &mut lin);
+                loud_audio += lin.iter().filter(|s| s.abs() > 2000).count();
+            }
+        }
+    }
+    assert!(events.len() >= 5, "{events:?}");
+    let (m, ts0, first) = events[0];
+    assert!(m, "the start has the marker");
+    assert_eq!((first.event, first.end), (7, false));
+    assert!(events.iter().all(|(_, ts, e)| *ts == ts0 && e.event == 7));
+    let ends: Vec<_> = events.iter().filter(|(_, _, e)| e.end).collect();
+    assert_eq!(ends.len(), 3, "the end three times: {events:?}");
+    assert!(ends[0].2.duration >= 400, "{:?}", ends[0]);
+    // the durations grow, never shrink
+    assert!(events
+        .windows(2)
+        .all(|w| w[1].2.duration >= w[0].2.duration));
+    // the tone is muted once found (the first ~50 ms go through before it is recognised)
+    assert!(loud_audio <= 480, "{loud_audio} loud samples");
 }
