@@ -80,26 +80,6 @@ fn recv(s: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
     Some(b[..n].to_vec())
 }
 
-fn tone(freq: f64, rate: f64, n: usize, start: usize) -> Vec<i16> {
-    (start..start + n)
-        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / rate).sin()) as i16)
-        .collect()
-}
-
-/// The share of `x`'s power at `freq` (Goertzel): near 1.0 for a pure tone at `freq`.
-fn share(x: &[i16], freq: f64, rate: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / rate;
-    let (mut s1, mut s2) = (0f64, 0f64);
-    for &v in x {
-        let s = v as f64 + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let p = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    let e: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
-    2.0 * p / (e * x.len() as f64).max(1.0)
-}
-
 #[test]
 fn g722_caller_to_a_pcma_trunk_both_ways() {
     isolated("g722_caller_to_a_pcma_trunk_both_ways", false, |net| {
@@ -148,7 +128,7 @@ fn g722_caller_to_a_pcma_trunk_both_ways() {
         let mut enc = codecs::g722::Encoder::new();
         let mut heard_b = Vec::new();
         for i in 0..60u16 {
-            let pcm = tone(1000.0, 16000.0, 320, usize::from(i) * 320);
+            let pcm = sine(1000.0, 16000.0, 320, usize::from(i) * 320);
             let mut g = [0u8; 160];
             enc.encode(&pcm, &mut g);
             a_rtp
@@ -173,7 +153,7 @@ fn g722_caller_to_a_pcma_trunk_both_ways() {
         let mut heard_a = Vec::new();
         let mut seqs = Vec::new();
         for i in 0..30u16 {
-            let pcm = tone(500.0, 8000.0, 240, usize::from(i) * 240);
+            let pcm = sine(500.0, 8000.0, 240, usize::from(i) * 240);
             let mut a = [0u8; 240];
             codecs::g711::encode_alaw(&pcm, &mut a);
             b_rtp

@@ -34,8 +34,8 @@ pub struct Phone<'a> {
     pub ctrl: Option<u16>,
     /// Tone of its audio source (Hz).
     pub tone: u32,
-    /// Its codec modules (`g711`, `g722`, `opus`, ...); empty: `g711` alone.
-    pub codecs: &'a [&'a str],
+    /// Its codec and media modules (`g711`, `g722`, `srtp`, ...); empty: `g711` alone.
+    pub modules: &'a [&'a str],
 }
 
 impl Baresip {
@@ -55,10 +55,10 @@ impl Baresip {
             p.name,
             p.rtp,
             p.rtp + 9,
-            codecs = if p.codecs.is_empty() {
+            codecs = if p.modules.is_empty() {
                 &["g711"][..]
             } else {
-                p.codecs
+                p.modules
             }
             .iter()
             .map(|c| format!("module {c}.so\n"))

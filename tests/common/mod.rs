@@ -11,12 +11,13 @@
 //! hostile input refuse to run outside a namespace (they fail, they do not skip).
 //!
 //! One module per responsibility, all re-exported here so a test says `use common::*`:
-//! [`netns`] (namespaces, ports), [`baresip`] (real phones), [`process`] (trunkline and peer process guards, waiting for a
+//! [`netns`] (namespaces, ports), [`audio`] (tones, Goertzel, RTP out of captures), [`baresip`] (real phones), [`process`] (trunkline and peer process guards, waiting for a
 //! condition), [`sipp`], [`sip`] (message helpers), [`capture`] (tshark), [`ops`] (configs,
 //! metrics, HTTP), [`postgres`] (a private PostgreSQL cluster), [`sec`] (attacker sockets,
 //! resource limits), [`rawsip`] (a minimal UAC and UAS over raw sockets), [`ng`] (an ng control client), [`mgcpsim`] (the scripted MGCP gateway) and [`dnsmasq`] (a
 //! name server with the test's records).
 
+pub mod audio;
 pub mod baresip;
 pub mod capture;
 pub mod dnsmasq;
@@ -34,6 +35,8 @@ pub mod sip;
 pub mod sipp;
 
 // A test binary that uses nothing of a module would warn that its re-export is unused.
+#[allow(unused_imports)]
+pub use audio::*;
 #[allow(unused_imports)]
 pub use baresip::*;
 #[allow(unused_imports)]
