@@ -11,6 +11,13 @@
 #            [--kernel auto|on|off]   (trunkline's media.kernel_forwarding; default auto)
 #            [--load rtpblast|rtpload]
 #            [--codec CALLER-CALLEE]   (transcoded calls, e.g. PCMU-PCMA or G722-PCMA)
+#            [--srtp]   (SDES-SRTP on the caller's leg, plain RTP on the callee's)
+#
+# --srtp: every call is an SRTP <-> RTP bridge: set up with scripts/ngcalls-srtp.py (the caller
+# offers RTP/SAVP with its key and transport-protocol RTP/AVP; the relay answers it with a key
+# of its own), loaded with tools/srtpload.rs (`cargo build --release --example srtpload`): the
+# caller's side encrypts what it sends and authenticates and decrypts what it gets, the callee's
+# side is plain; loss and latency are exact.
 #
 # --codec: every call is transcoded by the relay: set up with scripts/ngcalls-codec.py (the caller
 # offers CALLER; rtpengine's codec flags mask it and transcode to CALLEE, which the callee is
@@ -48,6 +55,7 @@ batch=""
 kernel=auto
 load=rtpblast
 codec=""
+srtp=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --calls) calls=$2; shift 2 ;;
@@ -62,7 +70,8 @@ while [[ $# -gt 0 ]]; do
         --kernel) kernel=$2; shift 2 ;;
         --load) load=$2; shift 2 ;;
         --codec) codec=$2; shift 2 ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        --srtp) srtp=1; shift ;;
+        -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
         *) echo "bench-media: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -81,7 +90,7 @@ if [[ -z ${BENCH_IN_NETNS:-} ]] && "${ns[@]}" true 2>/dev/null; then
         --seconds "$seconds" --sut "$suts" --backend "$backend" --workers "$workers" \
         --repeat "$repeat" $([[ $pin -eq 1 ]] && echo --pin) \
         $([[ -n $batch ]] && echo "--batch-us $batch") --kernel "$kernel" --load "$load" \
-        $([[ -n $codec ]] && echo "--codec $codec")
+        $([[ -n $codec ]] && echo "--codec $codec") $([[ $srtp -eq 1 ]] && echo --srtp)
 fi
 [[ -n ${BENCH_IN_NETNS:-} ]] && ip link set lo up
 
@@ -104,9 +113,19 @@ if [[ -n $codec ]]; then
     load_args=(--pt-a "$(pt "$caller")" --pt-b "$(pt "$callee")")
 fi
 
+load_bin="$out/$load"
+if [[ $srtp -eq 1 ]]; then
+    [[ -n $codec ]] && { echo "bench-media: --srtp and --codec do not combine" >&2; exit 2; }
+    load_bin="$repo/target/release/examples/srtpload"
+    [[ -x $load_bin ]] || { echo "bench-media: build it first: cargo build --release --example srtpload" >&2; exit 1; }
+    load=srtpload
+fi
+
 # The calls of a relay with ng on 127.0.0.1:$1, into file $2.
 setup_calls() {
-    if [[ -n $codec ]]; then
+    if [[ $srtp -eq 1 ]]; then
+        python3 "$repo/scripts/ngcalls-srtp.py" --ng "127.0.0.1:$1" --calls "$calls" >"$2"
+    elif [[ -n $codec ]]; then
         python3 "$repo/scripts/ngcalls-codec.py" --ng "127.0.0.1:$1" --calls "$calls" \
             --caller "$caller" --callee "$callee" >"$2"
     else
@@ -141,7 +160,7 @@ blast() {  # name pid callsfile  (pid 0: no relay process)
     local name=$1 pid=$2 file=$3 t0=0 t1=0 b0 b1 res us sys
     [[ $pid -ne 0 ]] && t0=$(proc_ticks "$pid")
     b0=$(busy)
-    res=$("${blast_cpu[@]}" "$out/$load" --pps "$pps" --seconds "$seconds" "${load_args[@]}" <"$file")
+    res=$("${blast_cpu[@]}" "$load_bin" --pps "$pps" --seconds "$seconds" "${load_args[@]}" <"$file")
     b1=$(busy)
     [[ $pid -ne 0 ]] && t1=$(proc_ticks "$pid")
     local sent lost p50 p99
@@ -206,6 +225,10 @@ EOF
         be="$be+ebpf"
     fi
     blast "trunkline-$be" "$pid" "$out/calls-trunkline.txt"
+    if [[ $srtp -eq 1 ]]; then
+        curl -s http://127.0.0.1:19464/metrics | grep -E '^trunkline_(srtp_packets|srtp_auth_failures)_total' \
+            | sed 's/^/bench-media: trunkline: /' >&2 || true
+    fi
     if [[ -n $codec ]]; then
         # the relay's own count: every packet was transcoded
         curl -s http://127.0.0.1:19464/metrics | grep '^trunkline_transcode_frames_total' \

@@ -813,7 +813,15 @@ fn start_media(cfg: &Config, metrics: &Metrics) -> Result<Option<Media>, String>
             let ng_calls = Arc::new(std::sync::Mutex::new(
                 media_relay::control::MediaCalls::new(relay.clone())
                     .with_max_pairs(m.ng_max_streams)
-                    .with_tcp_streams(tcp_streams(m.tcp_streams)),
+                    .with_tcp_streams(tcp_streams(m.tcp_streams))
+                    // SRTP bridging asked through ng (`transport-protocol`): keys of its own
+                    .with_key_source({
+                        use rand_core::SeedableRng;
+                        let mut ng_keys = rand_chacha::ChaCha20Rng::from_seed(seed()?);
+                        Box::new(move |b: &mut [u8]| {
+                            rand_core::RngCore::fill_bytes(&mut ng_keys, b)
+                        })
+                    }),
             ));
             let handler = media_relay::ng::NgHandler::new(ng_calls.clone());
             // Loopback and `media.ng_allow` only (a non-loopback bind needs the list).

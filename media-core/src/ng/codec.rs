@@ -64,3 +64,21 @@ pub(crate) fn offer_policy(req: &Value, sdp: &[u8]) -> Result<Option<Vec<CodecNa
     }
     Ok(Some(list))
 }
+
+/// The SRTP policy `[offerer, other side]` an offer's `transport-protocol` asks for
+/// (rtpengine's SRTP bridging, as `rtpengine_offer("RTP/AVP")` sends it): the other side gets
+/// that protocol, each leg its own keys, the relay decrypting and encrypting between them.
+/// `None` without the key (the SDP crosses as it is).
+pub(crate) fn srtp_modes(req: &Value) -> Option<[crate::srtp::negotiate::SrtpMode; 2]> {
+    use crate::srtp::negotiate::SrtpMode;
+    let proto = req.get("transport-protocol")?.as_str()?;
+    let to = if proto.to_ascii_uppercase().contains("SAVP") {
+        SrtpMode::Mandatory
+    } else if proto.to_ascii_uppercase().starts_with("RTP/AVP") {
+        SrtpMode::Off
+    } else {
+        return None;
+    };
+    // the offerer keeps what it offered (SRTP when it has crypto, else plain)
+    Some([SrtpMode::Optional, to])
+}

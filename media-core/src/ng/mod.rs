@@ -19,8 +19,10 @@
 //! SIP source of the message) lets the relay learn a NATed endpoint's media source on that IP
 //! after sequence probation; without it, only the SDP's own address is learned. Other keys
 //! An offer's `codec` dictionary (`transcode`, `mask`, `strip`) asks for transcoding as
-//! rtpengine does (see the `codec` module). Other keys
-//! (`replace`, `flags`, `ICE`, `direction`, `transport-protocol`, ...) are accepted and
+//! rtpengine does (see the `codec` module), and `transport-protocol` (`RTP/AVP`, `RTP/SAVP`)
+//! the SRTP of the side the offer goes to: SRTP ↔ RTP bridging, each leg its own SDES keys
+//! (the handler's [`MediaCalls`] needs a key source). Other keys
+//! (`replace`, `flags`, `ICE`, `direction`, ...) are accepted and
 //! ignored: the relay always replaces origin and connection addresses and always removes ICE
 //! attributes.
 //!
@@ -368,11 +370,16 @@ impl NgHandler {
                     let (key, side) = calls
                         .find_side(call_id, from_tag)
                         .unwrap_or_else(|| (from_tag.to_string(), Side::A));
-                    match codec::offer_policy(req, sdp)? {
-                        None => calls.offer_from_peer(side, call_id, &key, sdp, peer),
-                        Some(to) => {
+                    let srtp = codec::srtp_modes(req);
+                    match (codec::offer_policy(req, sdp)?, srtp) {
+                        (None, None) => calls.offer_from_peer(side, call_id, &key, sdp, peer),
+                        (to, srtp) => {
                             let mut policy = crate::control::MediaPolicy::default();
-                            policy.codecs[side.other() as usize] = Some(to);
+                            policy.codecs[side.other() as usize] = to;
+                            policy.srtp = srtp.map(|[mine, other]| match side {
+                                Side::A => [mine, other],
+                                Side::B => [other, mine],
+                            });
                             let peers = crate::control::Peers {
                                 from: peer,
                                 to: None,
@@ -466,6 +473,67 @@ mod tests {
     fn port_of(reply: &Value) -> u16 {
         let s = Sdp::parse(reply.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap();
         s.media()[0].port
+    }
+
+    /// rtpengine's SRTP bridging: an SRTP offer with `transport-protocol: RTP/AVP` reaches
+    /// the callee as plain RTP; the caller's answer carries the relay's own key.
+    #[test]
+    fn transport_protocol_bridges_srtp_to_rtp() {
+        let dp = Arc::new(FakeDataPlane::new(RELAY, 30000, 50));
+        let mut n = 0u8;
+        let calls = MediaCalls::new(dp.clone()).with_key_source(Box::new(move |b: &mut [u8]| {
+            for x in b.iter_mut() {
+                n = n.wrapping_add(7);
+                *x = n;
+            }
+        }));
+        let mut h = NgHandler::new(Arc::new(Mutex::new(calls)));
+        let now = Instant::now();
+        let key = "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 {key}\r\n"
+        );
+        let offer = Value::dict([
+            ("command", Value::str("offer")),
+            ("call-id", Value::str("s1")),
+            ("from-tag", Value::str("A")),
+            ("sdp", Value::str(&body)),
+            ("transport-protocol", Value::str("RTP/AVP")),
+        ]);
+        let r = req(&mut h, "s1", offer, now);
+        let to_b =
+            String::from_utf8_lossy(r.get("sdp").and_then(Value::as_bytes).unwrap()).into_owned();
+        assert!(to_b.contains("m=audio 30002 RTP/AVP 0"), "{to_b}");
+        assert!(!to_b.contains("a=crypto"), "{to_b}");
+        let answer = Value::dict([
+            ("command", Value::str("answer")),
+            ("call-id", Value::str("s1")),
+            ("from-tag", Value::str("A")),
+            ("to-tag", Value::str("B")),
+            ("sdp", sdp(5000, "")),
+        ]);
+        let r = req(&mut h, "s2", answer, now);
+        let to_a =
+            String::from_utf8_lossy(r.get("sdp").and_then(Value::as_bytes).unwrap()).into_owned();
+        assert!(to_a.contains("RTP/SAVP"), "{to_a}");
+        assert_eq!(to_a.matches("a=crypto:").count(), 1, "{to_a}");
+        assert!(!to_a.contains(key), "the caller's own key came back");
+        let keyed: Vec<_> = dp
+            .ops()
+            .into_iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    crate::control::fake::Op::SetSrtp {
+                        rx: true,
+                        tx: true,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert!(!keyed.is_empty(), "the leg facing A has keys both ways");
     }
 
     /// rtpengine's transcoding flags: the callee is offered PCMA only, answers it, the caller
