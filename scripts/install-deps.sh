@@ -7,7 +7,9 @@
 #                                     ip (iproute2: the IPv6 tests add the relay's address to lo)
 #                                     postgresql (the CDR sink's database, tests/cdr_postgres.rs)
 #                                     libspandsp2 (an independent G.722, tests/codec_interop.rs)
-#   scripts/install-deps.sh --bench   also rtpengine (the comparison stack)
+#                                     rtpengine (an independent SRTP peer, tests/rtpengine_peer.rs;
+#                                     and the comparison stack of the benchmarks)
+#   scripts/install-deps.sh --bench   the same (kept for the benchmark scripts)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
 # so local runs are fast. Otherwise (as root, or through sudo) `apt-get update` runs once
@@ -18,7 +20,7 @@ bench=0
 for arg in "$@"; do
     case "$arg" in
         --bench) bench=1 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "install-deps.sh: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -33,9 +35,9 @@ kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
     "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
     "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base" "ip:iproute2" "pg_ctlcluster:postgresql"
-    "/usr/lib/x86_64-linux-gnu/libspandsp.so.2:libspandsp2")
+    "/usr/lib/x86_64-linux-gnu/libspandsp.so.2:libspandsp2" "rtpengine:rtpengine-daemon")
 if [[ $bench -eq 1 ]]; then
-    want+=("rtpengine:rtpengine-daemon")
+    :  # rtpengine (the comparison stack) is a test peer now too (tests/rtpengine_peer.rs)
 fi
 
 have() {
