@@ -110,3 +110,43 @@ fn no_key_source_no_srtp() {
     );
     assert_eq!(r, Err(MediaError::NoKeySource));
 }
+
+/// Unusable `a=crypto` lines are skipped, never fatal by themselves: an unknown suite, a key of
+/// the wrong length, MKI; past the first 16 lines nothing is read (a flood of 200 lines costs
+/// nothing and, with no usable line among the first 16, a mandatory leg gets 488).
+#[test]
+fn bad_and_too_many_crypto_lines() {
+    let good = sdes::format(
+        1,
+        &MasterKey::new(Suite::AesCm128HmacSha1_80, &[7; 30]).unwrap(),
+    );
+    let bad = [
+        "1 AES_CM_256_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj",
+        "2 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6",
+        "3 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20|1:4",
+        "4 NOT_A_SUITE inline:x",
+    ];
+    let with = |lines: &[String]| {
+        let mut s = String::from_utf8(sdp("RTP/SAVP", None)).unwrap();
+        for l in lines {
+            s += &format!("a=crypto:{l}\r\n");
+        }
+        s.into_bytes()
+    };
+    let modes = [SrtpMode::Mandatory, SrtpMode::Off];
+    // the bad ones first, then a good one: the good one is taken
+    let mut lines: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+    lines.push(good.replacen("1 ", "9 ", 1));
+    let (mut m, _) = calls();
+    let out = m
+        .offer_srtp(Side::A, "c1", "ta", &with(&lines), Peers::default(), modes)
+        .expect("the usable line is found");
+    assert!(!String::from_utf8_lossy(&out).contains("a=crypto"));
+    // 200 unusable lines, the good one last: beyond what is read, so refused
+    let mut lines: Vec<String> = (0..200).map(|i| bad[i % bad.len()].to_string()).collect();
+    lines.push(good.clone());
+    let (mut m, dp) = calls();
+    let r = m.offer_srtp(Side::A, "c2", "ta", &with(&lines), Peers::default(), modes);
+    assert!(matches!(r, Err(MediaError::Srtp(_))), "{r:?}");
+    assert_eq!(dp.open_pairs(), 0);
+}
