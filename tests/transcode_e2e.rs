@@ -348,3 +348,85 @@ fn dtmf_events_and_tones_interwork_with_a_trunk_without_events() {
         },
     );
 }
+
+/// A codec switch mid-call: G.722 (transcoded to the trunk's A-law), then a re-INVITE to A-law
+/// (the trunk's own: forwarded byte for byte, no transcoder left), then back to G.722.
+#[test]
+fn a_codec_switch_mid_call_moves_between_transcoding_and_forwarding() {
+    isolated(
+        "a_codec_switch_mid_call_moves_between_transcoding_and_forwarding",
+        false,
+        |net| {
+            let _tl = Trunkline::start(net, &yaml_with(net, "[PCMA]"));
+            let uas = Uas {
+                sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
+            };
+            let mut uac = Uac::new(
+                UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A"),
+                net.sip_addr(),
+                "switch",
+            );
+            let (a_port, b_port) = (net.spare(0), net.spare(10));
+            let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("A RTP");
+            let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("B RTP");
+            let relay: IpAddr = "127.0.0.1".parse().expect("ip");
+            let answer = sdp(B_IP, b_port, "8", "a=rtpmap:8 PCMA/8000\r\n");
+            let mut pa = 0;
+            let mut seq = 0u16;
+            let pairs = |net: &Net| {
+                metric(
+                    &scrape(net),
+                    "trunkline_media_processed_pairs",
+                    &[("kind", "transcode")],
+                )
+            };
+            for (round, (fmt, attrs)) in [
+                ("9", "a=rtpmap:9 G722/8000\r\n"),
+                ("8", "a=rtpmap:8 PCMA/8000\r\n"),
+                ("9", "a=rtpmap:9 G722/8000\r\n"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let offer = sdp(A_IP, a_port, fmt, attrs);
+                let cseq = uac.send("INVITE", Some(&offer));
+                let inv = uas.recv_request("INVITE", Duration::from_secs(10));
+                assert_eq!(formats(inv.body()), ["8"], "round {round}: {}", inv.body());
+                reply(&uas.sock, net.sip_addr(), &inv, 200, "b", Some(&answer));
+                let ok = uac.final_response("INVITE", cseq);
+                assert_eq!(ok.code(), Some(200), "{}", ok.text);
+                assert_eq!(formats(ok.body()), [fmt], "round {round}: {}", ok.body());
+                pa = port_of(ok.body());
+                uas.recv_request("ACK", Duration::from_secs(5));
+                let transcoding = fmt == "9";
+                let want = if transcoding { 1.0 } else { 0.0 };
+                let settled = poll_until(
+                    Instant::now() + Duration::from_secs(5),
+                    Duration::from_millis(50),
+                    || pairs(net) == Some(want),
+                );
+                assert!(settled, "round {round}: {:?}", pairs(net));
+                for _ in 0..10 {
+                    let payload: Vec<u8> = (0..160).map(|i| (i as u8) ^ (seq as u8)).collect();
+                    let p = rtp(
+                        if transcoding { 9 } else { 8 },
+                        seq,
+                        160 * u32::from(seq),
+                        &payload,
+                    );
+                    seq += 1;
+                    a_rtp.send_to(&p, (relay, pa)).expect("A sends");
+                    let got = recv(&b_rtp, Duration::from_millis(500))
+                        .unwrap_or_else(|| panic!("round {round}: B got nothing"));
+                    assert_eq!(got[1] & 0x7f, 8, "round {round}");
+                    if transcoding {
+                        assert_ne!(got[12..], payload[..], "round {round}: re-encoded");
+                    } else {
+                        assert_eq!(got, p, "round {round}: forwarded as it is");
+                    }
+                }
+            }
+            assert!(pa != 0);
+        },
+    );
+}
