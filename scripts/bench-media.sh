@@ -15,7 +15,8 @@
 #
 # --srtp: every call is an SRTP <-> RTP bridge: set up with scripts/ngcalls-srtp.py (the caller
 # offers RTP/SAVP with its key and transport-protocol RTP/AVP; the relay answers it with a key
-# of its own), loaded with tools/srtpload.rs (`cargo build --release --example srtpload`): the
+# of its own), loaded with tools/srtpload.rs (`cargo build --release --example srtpload`; ticks
+# of ~1 ms like rtpload, or each packet at its own time with SRTPLOAD_ARGS=--per-packet): the
 # caller's side encrypts what it sends and authenticates and decrypts what it gets, the callee's
 # side is plain; loss and latency are exact.
 #
@@ -119,6 +120,8 @@ if [[ $srtp -eq 1 ]]; then
     load_bin="$repo/target/release/examples/srtpload"
     [[ -x $load_bin ]] || { echo "bench-media: build it first: cargo build --release --example srtpload" >&2; exit 1; }
     load=srtpload
+    # shellcheck disable=SC2206
+    load_args=(${SRTPLOAD_ARGS:-})
 fi
 
 # The calls of a relay with ng on 127.0.0.1:$1, into file $2.

@@ -6,7 +6,9 @@
 //! (AES_CM_128_HMAC_SHA1_80) to the relay's ra with its own key KEY_A (`inline:...` of its
 //! a=crypto) and decrypts what it gets with the key the relay answered, KEY_RELAY; side B (pb)
 //! speaks plain RTP to rb. Each leg sends `--pps` 172-byte RTP packets (160-byte payload whose
-//! first 8 bytes are the send time) per second for `--seconds`, then drains for 0.5 s; loss and
+//! first 8 bytes are the send time) per second for `--seconds`, on random ticks about 1 ms
+//! apart as `benches/rtpload.c` does (`--per-packet`: each at its own time, as the shared
+//! rtpblast.c), then drains for 0.5 s; loss and
 //! one-way latency (p50, p99, max) are over both directions. A packet to side A that does not
 //! authenticate is counted as `nonrtp`. Bounded in count and time; loopback only.
 //!
@@ -46,6 +48,8 @@ fn arg(args: &[String], name: &str, default: f64) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let pps = arg(&args, "--pps", 50.0);
+    // --per-packet: every packet at its own time (one wake-up per packet, as rtpblast.c)
+    let per_packet = args.iter().any(|a| a == "--per-packet");
     let secs = arg(&args, "--seconds", 10.0).min(600.0);
     let mut legs: Vec<Leg> = Vec::new();
     for line in std::io::stdin().lines().map_while(Result::ok) {
@@ -93,12 +97,14 @@ fn main() {
     let mut pkt = [0u8; 256];
     let mut buf = [0u8; 2048];
     let mut cur = 0usize;
+    let mut next_tick = t0;
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
     loop {
         let now = Instant::now();
         if now >= drain_end {
             break;
         }
-        while sent < total && t0 + interval.mul_f64(sent as f64) <= now {
+        while now >= next_tick && sent < total && t0 + interval.mul_f64(sent as f64) <= now {
             let l = &mut legs[cur];
             cur = (cur + 1) % n;
             pkt[..12].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -117,12 +123,23 @@ fn main() {
             let _ = l.sock.send_to(&pkt[..len], l.to);
             sent += 1;
         }
-        let next = if sent < total {
+        // sends go out on ticks 0.3-1.7 ms apart (1 ms on average, random so as never to run
+        // in step with the scheduler tick), as benches/rtpload.c does: the relay sees the
+        // bursts a real mix of calls gives it, not one wake-up per packet
+        if per_packet {
+            next_tick = now;
+        } else if now >= next_tick {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            next_tick = now + Duration::from_micros(300 + rng % 1400);
+        }
+        let wait = if per_packet && sent < total {
             (t0 + interval.mul_f64(sent as f64)).saturating_duration_since(Instant::now())
         } else {
-            Duration::from_millis(1)
+            next_tick.saturating_duration_since(Instant::now())
         };
-        poll.poll(&mut events, Some(next.max(Duration::from_micros(200))))
+        poll.poll(&mut events, Some(wait.max(Duration::from_micros(50))))
             .expect("poll");
         for ev in events.iter() {
             let l = &mut legs[ev.token().0];
