@@ -26,6 +26,10 @@ fn yaml(net: &Net) -> String {
 }
 
 fn yaml_with(net: &Net, codecs: &str) -> String {
+    yaml_extra(net, codecs, "")
+}
+
+fn yaml_extra(net: &Net, codecs: &str, extra: &str) -> String {
     let y = format!(
         "listen:\n  - {{ transport: udp, address: 127.0.0.1:{sip} }}\n\
          media:\n  address: 127.0.0.1\n  ports: {media}\n\
@@ -35,7 +39,7 @@ fn yaml_with(net: &Net, codecs: &str) -> String {
         media = net.media_range(),
         pbx = net.trunk(0),
     );
-    with_metrics(net, &y, "")
+    with_metrics(net, &y, extra)
 }
 
 fn sdp(ip: &str, port: u16, formats: &str, attrs: &str) -> String {
@@ -357,7 +361,9 @@ fn a_codec_switch_mid_call_moves_between_transcoding_and_forwarding() {
         "a_codec_switch_mid_call_moves_between_transcoding_and_forwarding",
         false,
         |net| {
-            let _tl = Trunkline::start(net, &yaml_with(net, "[PCMA]"));
+            let cdr = net.dir.join("cdr.jsonl");
+            let extra = format!("cdr: {{ file: {} }}\n", cdr.display());
+            let _tl = Trunkline::start(net, &yaml_extra(net, "[PCMA]", &extra));
             let uas = Uas {
                 sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
             };
@@ -427,6 +433,17 @@ fn a_codec_switch_mid_call_moves_between_transcoding_and_forwarding() {
                 }
             }
             assert!(pa != 0);
+            // the call ends; its CDR says it was transcoded
+            let cseq = uac.send("BYE", None);
+            let bye = uas.recv_request("BYE", Duration::from_secs(5));
+            reply(&uas.sock, net.sip_addr(), &bye, 200, "b", None);
+            assert_eq!(uac.final_response("BYE", cseq).code(), Some(200));
+            let written = poll_until(
+                Instant::now() + Duration::from_secs(10),
+                Duration::from_millis(100),
+                || std::fs::read_to_string(&cdr).is_ok_and(|t| t.contains("\"transcoding\":true")),
+            );
+            assert!(written, "{:?}", std::fs::read_to_string(&cdr));
         },
     );
 }

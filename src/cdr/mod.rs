@@ -175,13 +175,22 @@ impl Cdrs {
         }
     }
 
-    /// The call's media was released: `pairs` (with `srtp` when a stream was SAVP) are the
-    /// relay pairs whose final stats the record waits for.
-    pub fn released(&mut self, call: u64, pairs: &[u16], srtp: bool, now: Instant) {
+    /// The call's media was released: `pairs` (with `srtp` when a stream was SAVP,
+    /// `transcoding` when the relay transcoded one) are the relay pairs whose final stats the
+    /// record waits for.
+    pub fn released(
+        &mut self,
+        call: u64,
+        pairs: &[u16],
+        srtp: bool,
+        transcoding: bool,
+        now: Instant,
+    ) {
         let Some(mut row) = self.staged.take_if(|r| r.call == call) else {
             return;
         };
         row.srtp = srtp;
+        row.transcoding = transcoding;
         if pairs.is_empty() {
             self.emit(row);
             return;

@@ -695,11 +695,12 @@ impl Policy for LivePolicy {
     fn media_release(&mut self, call: CallRef<'_>, now: Instant) {
         let mut pairs = Vec::new();
         let mut reported = Vec::new();
-        let mut srtp = false;
+        let (mut srtp, mut transcoded) = (false, false);
         if let Some(m) = &mut self.media {
             if let Ok(infos) = m.calls.delete(call.call_id, Some(call.from_tag)) {
                 for st in infos.iter().flat_map(|i| &i.streams) {
                     srtp |= st.proto.contains("SAVP");
+                    transcoded |= st.transcoded;
                     pairs.extend(st.pair.map(|p| p.a));
                     if self.quality.is_some() {
                         let remote = |i: usize| st.legs.get(i).and_then(|l| l.remote);
@@ -712,7 +713,7 @@ impl Policy for LivePolicy {
             q.released(call.call_id, &reported, now);
         }
         if let Some(c) = &mut self.cdr {
-            c.released(call.id, &pairs, srtp, now);
+            c.released(call.id, &pairs, srtp, transcoded, now);
         }
         // Every end of a call releases its media: its trunk slots go with it.
         self.guard.usage.release(call.id);

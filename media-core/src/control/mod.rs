@@ -177,6 +177,9 @@ pub struct StreamInfo {
     pub pair: Option<LegPair>,
     /// Leg facing A then leg facing B; empty when there is no pair.
     pub legs: Vec<LegInfo>,
+    /// The relay transcodes this stream (the legs use different codecs, or DTMF is
+    /// interworked).
+    pub transcoded: bool,
 }
 
 /// A call as [`MediaCalls::query`] and [`MediaCalls::delete`] report it.
@@ -527,6 +530,7 @@ impl MediaCalls {
                     proto: st.proto.clone(),
                     pair: st.pair,
                     legs,
+                    transcoded: st.transcode.iter().any(Option::is_some),
                 }
             })
             .collect();
