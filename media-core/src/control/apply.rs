@@ -234,26 +234,7 @@ impl MediaCalls {
                     let _ = dp.set_clock_rates(side.port(pair), &rates);
                 }
                 if let Some(modes) = call.srtp.filter(|_| negotiate::is_rtp(m)) {
-                    let s = side as usize;
-                    let mut missing = false;
-                    let mut g = |suite| {
-                        gen(suite).unwrap_or_else(|| {
-                            missing = true;
-                            // never used: the call fails below
-                            MasterKey::new(suite, &vec![0; suite.key_len() + suite.salt_len()])
-                                .expect("lengths of the suite")
-                        })
-                    };
-                    let out = if is_answer {
-                        negotiate::on_answer(&mut st.keys, s, m, modes)
-                    } else {
-                        negotiate::on_offer(&mut st.keys, s, m, modes, &mut g)
-                    }
-                    .map_err(MediaError::Srtp)?;
-                    if missing {
-                        return Err(MediaError::NoKeySource);
-                    }
-                    outs[i] = out;
+                    outs[i] = Self::negotiate_srtp(st, side, m, is_answer, modes, gen)?;
                     keyed.push(i);
                 }
                 if codecs::applies(m) && call.codecs.iter().any(Option::is_some) {
@@ -279,30 +260,7 @@ impl MediaCalls {
                 Some(&mut origin),
                 &outs,
             )?;
-            // Each leg's keys go to the relay leg facing it before the SDP leaves.
-            for &i in &keyed {
-                if let Some((Some(pair), st)) = streams.get(i).map(|s| (s.pair, s)) {
-                    for (n, leg) in [Side::A, Side::B].into_iter().enumerate() {
-                        let (rx, tx) = st.keys.legs[n].relay_keys();
-                        dp.set_srtp(leg.port(pair), rx, tx)?;
-                    }
-                }
-            }
-            // So do the transcoders (a forwarded stream clears them).
-            for &i in &coded {
-                if let Some((Some(pair), st)) = streams.get(i).map(|s| (s.pair, s)) {
-                    // a new pair starts forwarding: only transcoding needs setting on it
-                    let changed = match call.streams.get(i) {
-                        Some(o) if o.pair == Some(pair) => o.transcode != st.transcode,
-                        _ => st.transcode.iter().any(Option::is_some),
-                    };
-                    if changed {
-                        for (n, leg) in [Side::A, Side::B].into_iter().enumerate() {
-                            dp.set_transcode(leg.port(pair), st.transcode[n])?;
-                        }
-                    }
-                }
-            }
+            Self::hand_to_data_plane(dp, &call.streams, &streams, &keyed, &coded)?;
             Ok((out, origin))
         });
         match rewritten {
@@ -326,6 +284,73 @@ impl MediaCalls {
                 Err(e)
             }
         }
+    }
+
+    /// The SRTP policy `modes` on m-line `m` from `side` (see [`negotiate`]): the leg's keys
+    /// recorded in `st`, and how the m-line leaves (transport, `a=crypto`).
+    fn negotiate_srtp(
+        st: &mut Stream,
+        side: Side,
+        m: &crate::sdp::Media,
+        is_answer: bool,
+        modes: [SrtpMode; 2],
+        gen: &mut dyn FnMut(Suite) -> Option<MasterKey>,
+    ) -> Result<StreamOut, MediaError> {
+        let s = side as usize;
+        let mut missing = false;
+        let mut g = |suite: Suite| {
+            gen(suite).unwrap_or_else(|| {
+                missing = true;
+                // never used: the call fails below
+                MasterKey::new(suite, &vec![0; suite.key_len() + suite.salt_len()])
+                    .expect("lengths of the suite")
+            })
+        };
+        let out = if is_answer {
+            negotiate::on_answer(&mut st.keys, s, m, modes)
+        } else {
+            negotiate::on_offer(&mut st.keys, s, m, modes, &mut g)
+        }
+        .map_err(MediaError::Srtp)?;
+        if missing {
+            return Err(MediaError::NoKeySource);
+        }
+        Ok(out)
+    }
+
+    /// Before the SDP leaves: each leg's SRTP keys (streams `keyed`) and the transcoders
+    /// (streams `coded`; a forwarded stream clears them) go to the relay legs of `streams`,
+    /// the call's new streams (`before`: as they were).
+    fn hand_to_data_plane(
+        dp: &dyn DataPlane,
+        before: &[Stream],
+        streams: &[Stream],
+        keyed: &[usize],
+        coded: &[usize],
+    ) -> Result<(), MediaError> {
+        for &i in keyed {
+            if let Some((Some(pair), st)) = streams.get(i).map(|s| (s.pair, s)) {
+                for (n, leg) in [Side::A, Side::B].into_iter().enumerate() {
+                    let (rx, tx) = st.keys.legs[n].relay_keys();
+                    dp.set_srtp(leg.port(pair), rx, tx)?;
+                }
+            }
+        }
+        for &i in coded {
+            if let Some((Some(pair), st)) = streams.get(i).map(|s| (s.pair, s)) {
+                // a new pair starts forwarding: only transcoding needs setting on it
+                let changed = match before.get(i) {
+                    Some(o) if o.pair == Some(pair) => o.transcode != st.transcode,
+                    _ => st.transcode.iter().any(Option::is_some),
+                };
+                if changed {
+                    for (n, leg) in [Side::A, Side::B].into_iter().enumerate() {
+                        dp.set_transcode(leg.port(pair), st.transcode[n])?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The codec policy on m-line `m` from `side` (see the `codecs` module): the formats it
