@@ -16,7 +16,8 @@
 //!   empty store, logging it. A file held by another running trunkline is an error.
 //!
 //! Record: the AoR (`user@host`) -> its bindings, encoded by [`encode`]: times as Unix
-//! milliseconds (an `Instant` means nothing to the next process).
+//! milliseconds (an `Instant` means nothing to the next process). Messages held for offline
+//! users live in the same file, a table of their own (`mail.rs`), written by the same commits.
 
 // redb's own error type is large; these are start-up and writer-thread paths, not hot ones.
 #![allow(clippy::result_large_err)]
@@ -27,8 +28,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, TableDefinition};
 use signaling::b2bua::B2bua;
+use signaling::mailbox::MailChange;
 use signaling::registrar::Binding;
 use signaling::{Peer, Transport};
+
+mod mail;
+pub use mail::StoredMessage;
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 /// Format of a record (its first byte).
@@ -53,7 +58,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 /// `at` on the wall clock, given that `now` is `wall`.
-fn wall_of(at: Instant, now: Instant, wall: u64) -> u64 {
+pub(crate) fn wall_of(at: Instant, now: Instant, wall: u64) -> u64 {
     if at >= now {
         wall.saturating_add(at.duration_since(now).as_millis() as u64)
     } else {
@@ -62,7 +67,7 @@ fn wall_of(at: Instant, now: Instant, wall: u64) -> u64 {
 }
 
 /// Unix milliseconds `ms` as an `Instant`, given that `now` is `wall`.
-fn instant_of(ms: u64, now: Instant, wall: u64) -> Instant {
+pub(crate) fn instant_of(ms: u64, now: Instant, wall: u64) -> Instant {
     if ms >= wall {
         now + Duration::from_millis(ms - wall)
     } else {
@@ -99,7 +104,7 @@ impl StoredBinding {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
 }
@@ -127,7 +132,7 @@ pub fn encode(list: &[StoredBinding]) -> Vec<u8> {
     out
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -203,16 +208,35 @@ pub struct Loaded {
     pub expired: usize,
     /// Records that could not be decoded (removed).
     pub unreadable: usize,
+    /// AoR -> messages held for it, oldest first.
+    pub messages: Vec<(String, Vec<StoredMessage>)>,
+    /// Held messages dropped as expired.
+    pub expired_messages: usize,
 }
 
-/// Read every record; drop (and remove) expired bindings and unreadable records.
+/// One commit's worth of changes: each AoR's bindings replaced (`None`: removed), and held
+/// messages put and deleted in order.
+#[derive(Default)]
+struct Commit {
+    bindings: Vec<(String, Option<Vec<u8>>)>,
+    mail: Vec<MailWrite>,
+}
+
+enum MailWrite {
+    Put(String, u64, Vec<u8>),
+    Delete(String, u64),
+}
+
+/// Read every record; drop (and remove) expired bindings and messages and unreadable records.
 fn load(db: &Database, wall: u64) -> Result<Loaded, redb::Error> {
     let mut loaded = Loaded {
         aors: Vec::new(),
         expired: 0,
         unreadable: 0,
+        messages: Vec::new(),
+        expired_messages: 0,
     };
-    let mut rewrite: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+    let mut rewrite = Commit::default();
     {
         let r = db.begin_read()?;
         let t = r.open_table(TABLE)?;
@@ -221,7 +245,7 @@ fn load(db: &Database, wall: u64) -> Result<Loaded, redb::Error> {
             let aor = k.value().to_string();
             let Some(list) = decode(v.value()) else {
                 loaded.unreadable += 1;
-                rewrite.push((aor, None));
+                rewrite.bindings.push((aor, None));
                 continue;
             };
             let n = list.len();
@@ -229,31 +253,63 @@ fn load(db: &Database, wall: u64) -> Result<Loaded, redb::Error> {
                 list.into_iter().filter(|b| b.expires_ms > wall).collect();
             loaded.expired += n - live.len();
             if live.len() != n {
-                rewrite.push((aor.clone(), (!live.is_empty()).then(|| encode(&live))));
+                let v = (!live.is_empty()).then(|| encode(&live));
+                rewrite.bindings.push((aor.clone(), v));
             }
             if !live.is_empty() {
                 loaded.aors.push((aor, live));
             }
         }
+        let t = r.open_table(mail::TABLE)?;
+        for item in t.iter()? {
+            let (k, v) = item?;
+            let (aor, id) = k.value();
+            let aor = aor.to_string();
+            match mail::decode(id, v.value()) {
+                None => {
+                    loaded.unreadable += 1;
+                    rewrite.mail.push(MailWrite::Delete(aor, id));
+                }
+                Some(m) if m.expires_ms <= wall => {
+                    loaded.expired_messages += 1;
+                    rewrite.mail.push(MailWrite::Delete(aor, id));
+                }
+                Some(m) => match loaded.messages.last_mut() {
+                    Some((a, list)) if *a == aor => list.push(m),
+                    _ => loaded.messages.push((aor, vec![m])),
+                },
+            }
+        }
     }
-    if !rewrite.is_empty() {
+    if !rewrite.bindings.is_empty() || !rewrite.mail.is_empty() {
         write(db, rewrite)?;
     }
     Ok(loaded)
 }
 
-/// One transaction: each AoR's record replaced (`None`: removed).
-fn write(db: &Database, records: Vec<(String, Option<Vec<u8>>)>) -> Result<(), redb::Error> {
+/// One transaction: each AoR's record replaced or removed, messages put and deleted.
+fn write(db: &Database, c: Commit) -> Result<(), redb::Error> {
     let w = db.begin_write()?;
     {
         let mut t = w.open_table(TABLE)?;
-        for (aor, v) in &records {
+        for (aor, v) in &c.bindings {
             match v {
                 Some(v) => {
                     t.insert(aor.as_str(), v.as_slice())?;
                 }
                 None => {
                     t.remove(aor.as_str())?;
+                }
+            }
+        }
+        let mut t = w.open_table(mail::TABLE)?;
+        for m in &c.mail {
+            match m {
+                MailWrite::Put(aor, id, v) => {
+                    t.insert((aor.as_str(), *id), v.as_slice())?;
+                }
+                MailWrite::Delete(aor, id) => {
+                    t.remove((aor.as_str(), *id))?;
                 }
             }
         }
@@ -277,8 +333,8 @@ fn open_and_load(path: &Path, wall: u64) -> Result<(Database, Loaded), redb::Err
 
 fn open_and_load_inner(path: &Path, wall: u64) -> Result<(Database, Loaded), redb::Error> {
     let db = Database::create(path)?;
-    // The table exists from the first open on (a read of a new file then finds it).
-    write(&db, Vec::new())?;
+    // The tables exist from the first open on (a read of a new file then finds them).
+    write(&db, Commit::default())?;
     let loaded = load(&db, wall)?;
     Ok((db, loaded))
 }
@@ -318,8 +374,11 @@ pub fn open(path: &Path) -> Result<(Database, Loaded), String> {
 /// bindings) before changes are dropped: a disk that stops answering costs bounded memory.
 const MAX_QUEUED_BATCHES: usize = 100_000;
 
-/// AoRs and their bindings now, as the core reported them.
-type Batch = Vec<(String, Vec<StoredBinding>)>;
+/// AoRs and their bindings now, and the held messages' changes, as the core reported them.
+struct Batch {
+    bindings: Vec<(String, Vec<StoredBinding>)>,
+    mail: Vec<MailWrite>,
+}
 
 /// The running store: the channel to its writer thread.
 pub struct LocationStore {
@@ -345,12 +404,14 @@ impl LocationStore {
     }
 
     /// Hand the core's changes to the writer (nothing is written on this thread).
-    pub fn save(&self, changes: Vec<(String, Vec<Binding>)>, now: Instant) {
-        if changes.is_empty() {
+    pub fn save(&self, core: &mut B2bua, now: Instant) {
+        let changes = core.take_location_changes();
+        let mail = core.take_mail_changes();
+        if changes.is_empty() && mail.is_empty() {
             return;
         }
         let wall = unix_ms(SystemTime::now());
-        let batch = changes
+        let bindings = changes
             .into_iter()
             .map(|(aor, list)| {
                 let stored = list
@@ -360,8 +421,18 @@ impl LocationStore {
                 (aor, stored)
             })
             .collect();
+        let mail = mail
+            .into_iter()
+            .map(|c| match c {
+                MailChange::Put(aor, h) => {
+                    let v = mail::encode(&StoredMessage::of(&h, now, wall));
+                    MailWrite::Put(aor, h.id, v)
+                }
+                MailChange::Delete(aor, id) => MailWrite::Delete(aor, id),
+            })
+            .collect();
         if let Some(tx) = &self.tx {
-            if tx.try_send(batch).is_err() {
+            if tx.try_send(Batch { bindings, mail }).is_err() {
                 let n = self.dropped.get() + 1;
                 self.dropped.set(n);
                 if n % 1000 == 1 {
@@ -388,18 +459,20 @@ fn writer(db: Database, rx: crossbeam_channel::Receiver<Batch>) {
     let mut failures = 0u64;
     while let Ok(first) = rx.recv() {
         let mut latest: std::collections::HashMap<String, Vec<StoredBinding>> =
-            first.into_iter().collect();
+            first.bindings.into_iter().collect();
+        let mut mail = first.mail;
         while let Ok(more) = rx.try_recv() {
-            latest.extend(more);
+            latest.extend(more.bindings);
+            mail.extend(more.mail);
         }
-        let records = latest
+        let bindings = latest
             .into_iter()
             .map(|(aor, list)| {
                 let v = (!list.is_empty()).then(|| encode(&list));
                 (aor, v)
             })
             .collect();
-        if let Err(e) = write(&db, records) {
+        if let Err(e) = write(&db, Commit { bindings, mail }) {
             failures += 1;
             // One line per 100 failures: a full disk must not flood the log.
             if failures % 100 == 1 {
@@ -453,10 +526,26 @@ pub fn start(
         let list = list.iter().map(|b| b.binding(now, wall)).collect();
         core.restore_location(aor, list, now);
     }
+    // Messages kept by the last run go out as their users are (or become) registered; they
+    // were accepted, so they are kept even if `offline_messages` is off now.
+    let limits = cfg
+        .registrar
+        .as_ref()
+        .and_then(|r| r.offline_messages.as_ref())
+        .map(crate::policy::mailbox_limits)
+        .unwrap_or_default();
+    let mut messages = 0;
+    for (aor, list) in loaded.messages {
+        messages += list.len();
+        let held = list.into_iter().map(|m| m.held(now, wall)).collect();
+        core.restore_messages(aor, held, &limits, now);
+    }
     core.persist_locations(now);
     tracing::info!(
         store = %path.display(),
         bindings,
+        messages,
+        expired_messages = loaded.expired_messages,
         expired = loaded.expired,
         unreadable = loaded.unreadable,
         ms = started.elapsed().as_millis() as u64,

@@ -207,6 +207,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         c.set_dns(policy.dns.clone());
     }
     let mut core = B2bua::new(core_cfg);
+    set_wall_clock(&mut core);
     // Bindings kept by the last run come back before the first packet is read.
     let store = crate::location::start(&policy.config, path.as_deref(), &mut core, Instant::now())?;
     // Registrations with carriers and trunk probes start now.
@@ -252,6 +253,8 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             }
             _ = sighup.recv() => reloader.start("SIGHUP", None),
             _ = watch.tick() => {
+                // The wall clock may be stepped (NTP): the `Date` of held messages follows it.
+                set_wall_clock(&mut core);
                 policy.reconcile(|id| core.has_call(id));
                 policy.drain_media(Instant::now());
                 // Stream connections carrying a call or a registration outlive the idle
@@ -367,7 +370,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             h.sender.flush();
         }
         if let Some(s) = &store {
-            s.save(core.take_location_changes(), Instant::now());
+            s.save(&mut core, Instant::now());
         }
         if let Some(d) = drain_until {
             let now = Instant::now();
@@ -399,7 +402,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         }
     }
     if let Some(s) = store {
-        s.save(core.take_location_changes(), Instant::now());
+        s.save(&mut core, Instant::now());
         s.close();
     }
     // The last records: what the relay has by now, the rest without media stats.
@@ -852,4 +855,12 @@ fn tcp_streams(t: config::TcpStreams) -> media_relay::control::TcpStreams {
         config::TcpStreams::Reject => media_relay::control::TcpStreams::Reject,
         config::TcpStreams::Pass => media_relay::control::TcpStreams::Pass,
     }
+}
+
+/// Tell the core the wall-clock time (the `Date` of messages kept for offline users).
+fn set_wall_clock(core: &mut B2bua) {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    core.set_wall_clock(Instant::now(), unix);
 }

@@ -44,6 +44,7 @@ fn g722_phone_and_g711_phone_hear_each_other_through_the_transcoder() {
                 ctrl,
                 tone,
                 modules: codecs,
+                ..Phone::default()
             };
             let a = Baresip::start(
                 net,

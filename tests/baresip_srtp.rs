@@ -55,6 +55,7 @@ fn srtp_baresip_and_plain_baresip_hear_each_other() {
                     ctrl: Some(net.spare(66)),
                     tone: 1000,
                     modules: &["g711", "srtp"],
+                    ..Phone::default()
                 },
             );
             let _b = Baresip::start(
@@ -67,6 +68,7 @@ fn srtp_baresip_and_plain_baresip_hear_each_other() {
                     ctrl: None,
                     tone: 500,
                     modules: &["g711"],
+                    ..Phone::default()
                 },
             );
             wait_udp_bound(bob, Duration::from_secs(10));

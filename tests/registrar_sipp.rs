@@ -2,8 +2,9 @@
 //! carrier's call to its address of record reaches the phone at the address its REGISTER came
 //! from, through trunkline, media anchored; a wrong password never registers; calls to an
 //! unknown user from a stranger are challenged (407, like offline ones); an instant message (MESSAGE) reaches the phone and its answer comes
-//! back; a presence watcher's SUBSCRIBE reaches the phone and the phone's NOTIFY (PIDF) reaches
-//! the watcher, each in its own dialog. The phone is SIPp (scripted REGISTER, then a UAS on that port) and
+//! back; with `presence: relay` a presence watcher's SUBSCRIBE reaches the phone and the
+//! phone's NOTIFY (PIDF) reaches the watcher, each in its own dialog (by default trunkline is
+//! the presence agent and answers the watcher itself). The phone is SIPp (scripted REGISTER, then a UAS on that port) and
 //! baresip (a real phone: it answers the challenge and auto-answers the call, sending a tone).
 //! A missing peer fails the test (scripts/install-deps.sh installs both).
 
@@ -32,6 +33,12 @@ fn yaml(net: &Net) -> String {
     )
 }
 
+/// The same, with `presence: relay`: SUBSCRIBEs for the users go to their phones (trunkline
+/// is not their presence agent).
+fn yaml_relay(net: &Net) -> String {
+    yaml(net).replace("registrar:\n", "registrar:\n  presence: relay\n")
+}
+
 #[test]
 fn registered_phone_receives_the_carriers_call() {
     require_sipp();
@@ -39,7 +46,7 @@ fn registered_phone_receives_the_carriers_call() {
         "registered_phone_receives_the_carriers_call",
         false,
         |net| {
-            let mut tl = Trunkline::start(net, &yaml(net));
+            let mut tl = Trunkline::start(net, &yaml_relay(net));
             let phone_port = net.spare(20);
             // a wrong password: challenged again, never registered
             let bad = Sipp::uac(net, "register-bad", "phone_register.xml", 1, 1)
@@ -241,12 +248,12 @@ fn baresip_registers_and_answers_a_call() {
             Some(1.0),
             "baresip's 200 relayed:\n{m}"
         );
-        // presence: a watcher subscribes to alice; baresip (its presence module) accepts and
-        // notifies her status (PIDF "open") through trunkline, in the watcher's own dialog
+        // presence: a watcher subscribes to alice; trunkline, her presence agent, accepts and
+        // notifies her status (PIDF "open": she is registered) in the watcher's own dialog
         Sipp::uac(net, "watcher", "uac_subscribe.xml", 1, 1)
             .args(&["-s", "alice", "-p", &net.spare(23).to_string()])
             .run(LIMIT)
-            .assert_all_ok(1, "baresip's presence NOTIFY reached the watcher");
+            .assert_all_ok(1, "trunkline's presence NOTIFY reached the watcher");
         tl.assert_alive();
     });
 }

@@ -125,6 +125,7 @@ mod capture;
 mod carrier;
 mod cdr;
 mod headers;
+mod registrar;
 mod users;
 pub use abuse::{AuthFailures, CoreCaps, TcpLimits};
 pub use admin::{parse_token, Admin};
@@ -135,6 +136,8 @@ pub use codecs::{Codec, Codecs};
 pub use dns::{Dns, TrunkAddress};
 pub use gateway::{Line, TrunkMgcp, DEFAULT_DIGIT_MAP};
 pub use headers::{Identity, TrunkHeaders, PER_HOP};
+use registrar::{build_registrar, RawRegistrar};
+pub use registrar::{OfflineMessages, Registrar};
 pub use session_timer::{SessionTimer, DEFAULT_SESSION_TIMER};
 pub use srtp::SrtpPolicy;
 pub use users::{DigestAlgorithm, RegistrarUser};
@@ -374,31 +377,6 @@ impl Default for Sip {
             session_timer: Some(DEFAULT_SESSION_TIMER),
         }
     }
-}
-
-/// The registrar (`registrar:`): REGISTER for `sip:user@<domain>`, Digest-authenticated
-/// against `users`; calls to a served domain go to the user's registered contacts instead of
-/// the dial plan. Reloadable (bindings survive a reload).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Registrar {
-    /// Served domains, lower case.
-    pub domains: Vec<String>,
-    /// Digest realm (default: the first domain).
-    pub realm: String,
-    pub min_expires: u32,
-    pub max_expires: u32,
-    pub default_expires: u32,
-    /// The users, in file order.
-    pub users: Vec<RegistrarUser>,
-    /// Digest algorithms offered, one challenge each in this order (default SHA-256, MD5).
-    pub algorithms: Vec<DigestAlgorithm>,
-    /// Where the bindings are kept across restarts (`None`: in memory only). Not reloadable.
-    pub store: Option<std::path::PathBuf>,
-    /// NAT keep-alive period for phones registered over UDP, seconds (0 = off; default 30).
-    pub keepalive: u32,
-    /// Calls, MESSAGEs and SUBSCRIBEs from anywhere but a trunk, to anywhere but a served
-    /// domain, must authenticate as a user (407 challenge). Default true.
-    pub authenticate_calls: bool,
 }
 
 /// User-Agent substrings dropped by default: the well-known SIP scanners and war-dialers
@@ -992,30 +970,6 @@ struct RawSip {
     session_expires: Option<u32>,
     #[serde(default)]
     min_se: Option<u32>,
-}
-
-#[derive(Deserialize, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct RawRegistrar {
-    domains: Vec<String>,
-    #[serde(default)]
-    realm: Option<String>,
-    #[serde(default)]
-    min_expires: Option<u32>,
-    #[serde(default)]
-    max_expires: Option<u32>,
-    #[serde(default)]
-    default_expires: Option<u32>,
-    #[serde(default)]
-    keepalive: Option<u32>,
-    #[serde(default)]
-    authenticate_calls: Option<bool>,
-    #[serde(default)]
-    algorithms: Option<Vec<String>>,
-    #[serde(default)]
-    store: Option<String>,
-    #[serde(deserialize_with = "unique_keys")]
-    users: Vec<(String, users::RawUser)>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -1727,74 +1681,6 @@ fn build_media(m: RawMedia) -> Result<Media, Sem> {
         srtp: m.srtp,
         codecs: m.codecs,
         tcp_streams: m.tcp_streams,
-    })
-}
-
-fn build_registrar(r: RawRegistrar) -> Result<Registrar, Sem> {
-    let p = |k: &str| vec![key("registrar"), key(k)];
-    if r.domains.is_empty() {
-        return Err(sem(p("domains"), "registrar.domains: at least one domain"));
-    }
-    let mut domains = Vec::new();
-    for (i, d) in r.domains.iter().enumerate() {
-        let d = d.trim().to_ascii_lowercase();
-        let ok = !d.is_empty()
-            && d.bytes().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']')
-            });
-        if !ok {
-            return Err(sem(
-                vec![key("registrar"), key("domains"), Seg::Index(i)],
-                format!("registrar domain `{d}`: a host name or IP address"),
-            ));
-        }
-        // An IPv6 address is served as the URI host it appears as: `[2001:db8::1]`.
-        let bare = d.strip_prefix('[').and_then(|x| x.strip_suffix(']'));
-        let d = match bare.unwrap_or(&d).parse::<std::net::Ipv6Addr>() {
-            Ok(v6) => format!("[{v6}]"),
-            Err(_) => d,
-        };
-        domains.push(d);
-    }
-    let min = r.min_expires.unwrap_or(60);
-    let max = r.max_expires.unwrap_or(3600);
-    if min == 0 {
-        return Err(sem(p("min_expires"), "registrar.min_expires must be > 0"));
-    }
-    if max < min {
-        return Err(sem(
-            p("max_expires"),
-            format!("registrar.max_expires {max} is below min_expires {min}"),
-        ));
-    }
-    let default = r.default_expires.unwrap_or(max).clamp(min, max);
-    let keepalive = r.keepalive.unwrap_or(30);
-    if keepalive > 3600 {
-        return Err(sem(
-            p("keepalive"),
-            format!("registrar.keepalive {keepalive} s: at most 3600 (0 = off)"),
-        ));
-    }
-    let algorithms = users::build_algorithms(r.algorithms)?;
-    let users = users::build_users(r.users, &algorithms)?;
-    let store = match r.store {
-        Some(s) if s.trim().is_empty() => {
-            return Err(sem(p("store"), "registrar.store: a file path"));
-        }
-        Some(s) => Some(std::path::PathBuf::from(s)),
-        None => None,
-    };
-    Ok(Registrar {
-        realm: r.realm.unwrap_or_else(|| domains[0].clone()),
-        domains,
-        min_expires: min,
-        max_expires: max,
-        default_expires: default,
-        users,
-        algorithms,
-        store,
-        keepalive,
-        authenticate_calls: r.authenticate_calls.unwrap_or(true),
     })
 }
 

@@ -8,9 +8,12 @@ pub mod carrier;
 pub mod check;
 pub mod digest;
 pub mod digest_client;
+pub mod esc;
 pub mod headers;
+pub mod mailbox;
 pub mod message;
 pub mod parse;
+pub mod pidf;
 pub mod registrar;
 pub mod status;
 #[cfg(feature = "test-util")]

@@ -115,6 +115,22 @@ impl<P: Policy> World<P, Sent> {
             .unwrap_or_else(|| panic!("no final response to {to}"))
     }
 
+    /// Take the first final response sent to `to`, leaving every other message; panics if
+    /// there is none.
+    pub fn take_final(&mut self, to: &str) -> Response {
+        let p = peer(to);
+        let i = self
+            .sink
+            .sent
+            .iter()
+            .position(|(t, m)| *t == p && matches!(m, SipMessage::Response(r) if r.status >= 200))
+            .unwrap_or_else(|| panic!("no final response to {to}; sent: {:?}", self.sink.sent));
+        match self.sink.sent.remove(i).1 {
+            SipMessage::Response(r) => r,
+            SipMessage::Request(_) => unreachable!("position matched a response"),
+        }
+    }
+
     /// `to` answers `req` with `status` (reason "X", To tag "btag", a Contact at `to` on 1xx/2xx
     /// but 100).
     pub fn respond(&mut self, to: &str, req: &Request, status: u16) {

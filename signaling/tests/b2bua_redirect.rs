@@ -326,6 +326,8 @@ fn follow_reaches_a_served_user_at_its_binding_and_skips_unknown_ones() {
         keepalive: 0,
         authenticate_calls: false,
         auth_failures: Default::default(),
+        offline: None,
+        presence: None,
     }));
     register_alice(&mut w);
     w.feed(A, &invite("r-5", SDP_A));

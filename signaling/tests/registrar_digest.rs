@@ -33,6 +33,8 @@ fn settings(users: Vec<(&str, UserSecret)>, algorithms: Vec<Algorithm>) -> Regis
         keepalive: 0,
         authenticate_calls: true,
         auth_failures: Default::default(),
+        offline: None,
+        presence: None,
     }
 }
 

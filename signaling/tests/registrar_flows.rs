@@ -121,6 +121,8 @@ fn world() -> World {
                 keepalive: 30,
                 authenticate_calls: true,
                 auth_failures: Default::default(),
+                offline: None,
+                presence: None,
             }),
             registered_routes: 0,
         },

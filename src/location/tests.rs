@@ -1,4 +1,16 @@
 use super::*;
+use signaling::mailbox::NewMessage;
+
+/// Bindings only, as one commit.
+fn write(db: &Database, bindings: Vec<(String, Option<Vec<u8>>)>) -> Result<(), redb::Error> {
+    super::write(
+        db,
+        Commit {
+            bindings,
+            mail: Vec::new(),
+        },
+    )
+}
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("trunkline-store-{name}-{}", std::process::id()));
@@ -99,6 +111,79 @@ fn a_store_keeps_live_bindings_and_drops_expired_ones_on_load() {
         (again.aors.len(), again.expired, again.unreadable),
         (2, 0, 0)
     );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn stored(id: u64, text: &str, expires_ms: u64) -> StoredMessage {
+    StoredMessage {
+        id,
+        msg: NewMessage {
+            from_user: "alice".into(),
+            content_type: Some("text/plain".into()),
+            body: text.as_bytes().to_vec(),
+            received_unix: Some(1_700_000_000),
+        },
+        expires_ms,
+        failures: 0,
+    }
+}
+
+#[test]
+fn held_messages_come_back_per_user_in_order_and_expired_ones_go() {
+    let d = dir("mail");
+    let path = d.join("location.db");
+    let wall = unix_ms(SystemTime::now());
+    let later = wall + 600_000;
+    {
+        let (db, loaded) = open(&path).unwrap();
+        assert!(loaded.messages.is_empty());
+        let put = |aor: &str, m: StoredMessage| MailWrite::Put(aor.into(), m.id, mail::encode(&m));
+        let mail = vec![
+            put("bob@x", stored(12, "second", later)),
+            put("bob@x", stored(3, "first", later)),
+            put("bob@x", stored(20, "stale", wall - 1)),
+            put("carol@x", stored(4, "hi", later)),
+            put("carol@x", stored(5, "gone", later)),
+            MailWrite::Delete("carol@x".into(), 5),
+            MailWrite::Put("dave@x".into(), 6, b"garbage".to_vec()),
+        ];
+        super::write(
+            &db,
+            Commit {
+                bindings: Vec::new(),
+                mail,
+            },
+        )
+        .unwrap();
+    }
+    let (_db, loaded) = open(&path).unwrap();
+    let texts: Vec<(String, Vec<String>)> = loaded
+        .messages
+        .iter()
+        .map(|(aor, list)| {
+            let t = list
+                .iter()
+                .map(|m| String::from_utf8(m.msg.body.clone()).unwrap())
+                .collect();
+            (aor.clone(), t)
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            (
+                "bob@x".to_string(),
+                vec!["first".to_string(), "second".to_string()]
+            ),
+            ("carol@x".to_string(), vec!["hi".to_string()]),
+        ]
+    );
+    assert_eq!(loaded.expired_messages, 1);
+    assert_eq!(loaded.unreadable, 1);
+    drop(_db);
+    // The expired and unreadable records were removed on that load.
+    let (_db, again) = open(&path).unwrap();
+    assert_eq!(again.expired_messages + again.unreadable, 0);
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -44,6 +44,10 @@ pub fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         .registered_contacts
         .set(core.registered_contacts(Instant::now()) as i64);
     metrics.subscriptions.set(core.subscriptions() as i64);
+    let (watchers, publishers, notifies) = core.presence_stats();
+    metrics.presence_watchers.set(watchers as i64);
+    metrics.presence_publishers.set(publishers as i64);
+    crate::policy::set_counter(&metrics.presence_notifies, notifies);
     crate::policy::set_counter(&metrics.keepalives, stats.keepalives);
     for (result, n) in [
         ("answered", stats.auth_retries),
@@ -80,6 +84,20 @@ pub fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
             *n,
         );
     }
+    let mail = core.mailbox();
+    let m = &mail.stats;
+    let counts = [
+        m.stored,
+        m.delivered,
+        m.expired,
+        m.failed,
+        m.refused_full,
+        m.refused_too_large,
+    ];
+    for (outcome, n) in super::OFFLINE_OUTCOMES.iter().zip(counts) {
+        crate::policy::set_counter(&metrics.offline_messages.with_label_values(&[outcome]), n);
+    }
+    metrics.offline_messages_held.set(mail.len() as i64);
     for reason in signaling::b2bua::REJECT_REASONS {
         crate::policy::set_counter(
             &metrics.messages_rejected.with_label_values(&[reason]),

@@ -44,8 +44,13 @@ pub struct Metrics {
     pub cdr_pending: IntGaugeVec,
     pub media_failures: IntCounter,
     pub subscriptions: IntGauge,
+    pub presence_watchers: IntGauge,
+    pub presence_publishers: IntGauge,
+    pub presence_notifies: IntCounter,
     pub registers: IntCounterVec,
     pub instant_messages: IntCounterVec,
+    pub offline_messages: IntCounterVec,
+    pub offline_messages_held: IntGauge,
     pub messages_rejected: IntCounterVec,
     pub transactions: IntGauge,
     pub transactions_created: IntCounterVec,
@@ -102,6 +107,16 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
+
+/// The `outcome` labels of `trunkline_offline_messages_total`.
+pub const OFFLINE_OUTCOMES: [&str; 6] = [
+    "stored",
+    "delivered",
+    "expired",
+    "failed",
+    "refused_full",
+    "refused_too_large",
+];
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -176,6 +191,21 @@ impl Metrics {
                 "trunkline_sip_messages_sent_total",
                 "SIP messages sent, by transport.",
                 &["transport"],
+            ),
+            presence_watchers: gauge(
+                &r,
+                "trunkline_presence_watchers",
+                "Watchers subscribed to the presence of served users (trunkline their presence agent).",
+            ),
+            presence_publishers: gauge(
+                &r,
+                "trunkline_presence_publishers",
+                "Served users with a live PUBLISHed presence state.",
+            ),
+            presence_notifies: counter(
+                &r,
+                "trunkline_presence_notifies_total",
+                "NOTIFYs the presence agent sent to watchers.",
             ),
             subscriptions: gauge(
                 &r,
@@ -267,6 +297,17 @@ impl Metrics {
                 "trunkline_sip_im_total",
                 "Out-of-dialog MESSAGE requests (RFC 3428) answered, by status (relayed or trunkline's own).",
                 &["status"],
+            ),
+            offline_messages: counter_vec(
+                &r,
+                "trunkline_offline_messages_total",
+                "Messages for users who were not registered (registrar.offline_messages), by outcome: stored, delivered, expired, failed (dropped after the last attempt), refused_full, refused_too_large.",
+                &["outcome"],
+            ),
+            offline_messages_held: gauge(
+                &r,
+                "trunkline_offline_messages_held",
+                "Messages kept for users who are not registered, waiting for delivery.",
             ),
             parse_errors: counter(
                 &r,
@@ -689,6 +730,9 @@ impl Metrics {
         }
         for status in ["200", "202", "404", "408", "480"] {
             m.instant_messages.with_label_values(&[status]).inc_by(0);
+        }
+        for outcome in OFFLINE_OUTCOMES {
+            m.offline_messages.with_label_values(&[outcome]).inc_by(0);
         }
         m.relay_packets.with_label_values(&["kernel"]).inc_by(0);
         m

@@ -1,7 +1,7 @@
 //! The B2BUA core's decisions, bound to the live configuration and the media relay.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use media_relay::srtp::negotiate::SrtpMode;
 
@@ -503,6 +503,18 @@ fn auth_failure_limits(a: &config::AuthFailures) -> signaling::digest::FailureLi
     }
 }
 
+/// `registrar.offline_messages` as the core's mailbox limits.
+pub fn mailbox_limits(o: &config::OfflineMessages) -> signaling::mailbox::MailboxLimits {
+    signaling::mailbox::MailboxLimits {
+        per_user: o.per_user as usize,
+        total: o.total as usize,
+        max_body: o.max_size as usize,
+        ttl: Duration::from_secs(u64::from(o.ttl)),
+        attempts: o.attempts,
+        retry: Duration::from_secs(u64::from(o.retry)),
+    }
+}
+
 impl Policy for LivePolicy {
     fn registrar(&mut self, _now: Instant) -> Option<Arc<RegistrarSettings>> {
         match &self.registrar {
@@ -528,6 +540,10 @@ impl Policy for LivePolicy {
                         keepalive: r.keepalive,
                         authenticate_calls: r.authenticate_calls,
                         auth_failures: auth_failure_limits(&self.config.limits.auth_failures),
+                        offline: r.offline_messages.as_ref().map(mailbox_limits),
+                        presence: r
+                            .presence_agent
+                            .then(signaling::esc::PresenceLimits::default),
                     })
                 });
                 self.registrar = Some(r.clone());

@@ -17,6 +17,20 @@ pub struct Baresip {
     _child: ProcGuard,
     /// Its ctrl_tcp port, when it has one.
     ctrl: Option<u16>,
+    /// Its console (`cons` module) port, when it has one.
+    console: Option<u16>,
+}
+
+/// What baresip's console (the `cons` UI module, over TCP) printed since it was connected:
+/// received instant messages (`sip:bob@host: "text"`), call prompts.
+pub struct Console {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Console {
+    pub fn text(&self) -> String {
+        self.text.lock().map(|t| t.clone()).unwrap_or_default()
+    }
 }
 
 /// What a phone is.
@@ -36,6 +50,10 @@ pub struct Phone<'a> {
     pub tone: u32,
     /// Its codec and media modules (`g711`, `g722`, `srtp`, ...); empty: `g711` alone.
     pub modules: &'a [&'a str],
+    /// Console port (the `cons` UI module, where received MESSAGEs are printed).
+    pub console: Option<u16>,
+    /// Its address book (`contacts` file lines; `;presence=p2p` makes it watch one).
+    pub contacts: &'a str,
 }
 
 impl Baresip {
@@ -67,17 +85,57 @@ impl Baresip {
         if let Some(c) = p.ctrl {
             config += &format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n");
         }
+        if let Some(c) = p.console {
+            config += &format!("module cons.so\ncons_listen 127.0.0.1:{c}\n");
+        }
+        if !p.contacts.is_empty() {
+            // The address book first: the presence module subscribes to its contacts at load.
+            config = config.replace(
+                "module_app presence.so\n",
+                "module_app contact.so\nmodule_app presence.so\n",
+            );
+        }
         std::fs::write(dir.join("config"), config).expect("baresip config");
         std::fs::write(dir.join("accounts"), format!("{}\n", p.account)).expect("accounts");
+        if !p.contacts.is_empty() {
+            std::fs::write(dir.join("contacts"), format!("{}\n", p.contacts)).expect("contacts");
+        }
         let child = spawn(&dir, &net.dir.join(format!("{}.log", p.name)));
         let b = Baresip {
             _child: child,
             ctrl: p.ctrl,
+            console: p.console,
         };
-        if let Some(c) = p.ctrl {
-            wait_tcp_listening(c, Duration::from_secs(10));
+        for port in [p.ctrl, p.console].into_iter().flatten() {
+            wait_tcp_listening(port, Duration::from_secs(10));
         }
         b
+    }
+
+    /// Stop it as a user would (SIGTERM): it unregisters and withdraws its publication.
+    pub fn stop(&self) {
+        self._child.signal_group(libc::SIGTERM);
+    }
+
+    /// Connect to the console; what it prints from now on is collected (by a thread that
+    /// ends with baresip).
+    pub fn console(&self) -> Console {
+        let port = self.console.expect("a baresip with a console");
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("console");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let t = text.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut t) = t.lock() {
+                    t.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        Console { text }
     }
 
     /// Run a menu command (`dial`, `transfer`, `hangup`, ...); what came back up to and with

@@ -60,6 +60,50 @@ fn registrar_section() {
 }
 
 #[test]
+fn offline_messages_and_the_presence_agent() {
+    let base = "  domains: [x.example]\n  users: { a: { password: p } }\n";
+    let r = from_yaml(&with_registrar(base), "t.yaml")
+        .unwrap()
+        .registrar
+        .unwrap();
+    assert_eq!(
+        r.offline_messages,
+        Some(OfflineMessages::default()),
+        "kept by default"
+    );
+    assert!(
+        r.presence_agent,
+        "trunkline is the presence agent by default"
+    );
+    let src = with_registrar(&format!(
+        "{base}  offline_messages: {{ per_user: 5, ttl: 60 }}\n  presence: relay\n"
+    ));
+    let r = from_yaml(&src, "t.yaml").unwrap().registrar.unwrap();
+    let o = r.offline_messages.unwrap();
+    assert_eq!((o.per_user, o.ttl, o.total), (5, 60, 10_000));
+    assert!(!r.presence_agent);
+    let src = with_registrar(&format!("{base}  offline_messages: false\n"));
+    let r = from_yaml(&src, "t.yaml").unwrap().registrar.unwrap();
+    assert_eq!(r.offline_messages, None);
+    for (bad, want) in [
+        ("offline_messages: { per_user: 0 }", "per_user: at least 1"),
+        (
+            "offline_messages: { total: 2000000 }",
+            "total: 1 to 1000000",
+        ),
+        ("offline_messages: { max_size: 0 }", "max_size: 1 to 65536"),
+        ("offline_messages: { attempts: 0 }", "attempts: at least 1"),
+        ("offline_messages: { size: 3 }", "size"),
+        ("presence: server", "agent (the default) or relay"),
+    ] {
+        let src = with_registrar(&format!("{base}  {bad}\n"));
+        let e = err(&src);
+        assert!(e.message.contains(want), "{bad}: {}", e.message);
+        assert_eq!(e.line, line_of(&src, bad), "{bad}");
+    }
+}
+
+#[test]
 fn registrar_errors_are_positioned() {
     let src = with_registrar("  domains: []\n  users: { a: { password: p } }\n");
     assert_err(

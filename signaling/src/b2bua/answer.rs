@@ -36,6 +36,17 @@ impl B2bua {
             }
             Route::Abandoned => self.on_abandoned_response(tx, &resp, now),
             Route::Carrier => self.on_carrier_response(tx, &resp, now, policy),
+            Route::Delivery | Route::Watch if resp.status < 200 => {}
+            Route::Watch => {
+                if let Some(TxOwner::Watch(id)) = self.owners.remove(&tx) {
+                    self.pa_notify_answer(id, resp.status);
+                }
+            }
+            Route::Delivery => {
+                if let Some(TxOwner::Delivery(d)) = self.owners.remove(&tx) {
+                    self.on_delivery_answer(d, resp.status, now, policy);
+                }
+            }
             Route::Message | Route::Subscription if resp.status < 200 => {}
             Route::Message | Route::Subscription
                 if self.standalone_challenged(tx, &resp, now, policy) => {}

@@ -117,6 +117,10 @@ impl B2bua {
         }
         self.tx.send_response(tx, resp, now);
         *self.stats.registers.entry(answer.status).or_insert(0) += 1;
+        if let Some(aor) = answer.aor.filter(|_| answer.status == 200) {
+            self.deliver_held(&aor, now, policy);
+            self.pa_changed(&aor, now, policy);
+        }
     }
 
     /// Live calls (any state).

@@ -270,6 +270,14 @@ impl B2bua {
                 self.on_carrier_failure(c, now, policy);
                 return;
             }
+            Some(TxOwner::Delivery(d)) => {
+                self.on_delivery_answer(d, status, now, policy);
+                return;
+            }
+            Some(TxOwner::Watch(id)) => {
+                self.pa_notify_answer(id, 0);
+                return;
+            }
             Some(TxOwner::Call(id, purpose)) => (id, purpose),
         };
         match purpose {

@@ -9,6 +9,7 @@ impl B2bua {
     /// Report binding changes from now on ([`B2bua::take_location_changes`]).
     pub fn persist_locations(&mut self, now: Instant) {
         self.registrar_mut(now).track_changes();
+        self.mailbox.track_changes();
     }
 
     /// AoRs whose bindings changed since the last call, each with all its bindings now (empty:

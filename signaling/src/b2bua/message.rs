@@ -30,6 +30,12 @@ impl B2bua {
                 return;
             }
         };
+        // A served user who is not registered: kept for later, if the registrar keeps messages.
+        if matches!(admitted.located, Some(Err(_)))
+            && self.hold_message(tx, &req, admitted.caller_user(&from_na), now, policy)
+        {
+            return;
+        }
         let (target, to_user, from_user) =
             match self.route_standalone(&req, &from_na, admitted, from, now, policy) {
                 Ok(t) => t,

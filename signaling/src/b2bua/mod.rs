@@ -45,7 +45,9 @@ mod invite;
 mod join;
 mod location;
 mod message;
+mod offline;
 mod owners;
+mod pa;
 mod prack;
 mod presence;
 mod redirect;
@@ -214,6 +216,12 @@ pub struct B2bua {
     /// Server transactions of relayed re-INVITEs whose 2xx carries the other leg's offer, until
     /// their ACK brings the answer (`reoffer.rs`).
     reack_txs: IdMap<TxId, CallId>,
+    /// Messages kept for users who are offline (`offline.rs`).
+    mailbox: crate::mailbox::Mailbox,
+    /// The wall clock as the shell last gave it (for the `Date` of held messages).
+    wall: Option<offline::WallClock>,
+    /// The presence agent of the served users (`pa.rs`).
+    pa: pa::Agent,
 }
 
 impl B2bua {
@@ -286,6 +294,9 @@ impl B2bua {
             b_sent_standalone: IdMap::default(),
             rel_a: IdMap::default(),
             reack_txs: IdMap::default(),
+            mailbox: Default::default(),
+            wall: None,
+            pa: Default::default(),
         }
     }
 
@@ -427,6 +438,8 @@ impl B2bua {
         self.expire_subs(now);
         self.keepalives(now, policy);
         self.drive_carriers(now, policy);
+        self.retry_deliveries(now, policy);
+        self.pa_timers(now, policy);
         while let Some(d) = self.deadlines.peek() {
             if d.at.0 > now {
                 break;
@@ -449,7 +462,9 @@ impl B2bua {
         let b = self.deadlines.peek().map(|d| d.at.0);
         let c = self.next_sub_expiry();
         let d = self.carriers.poll_timeout();
-        [a, b, c, d, self.next_keepalive]
+        let e = self.mailbox.poll_timeout();
+        let f = self.pa.poll_timeout();
+        [a, b, c, d, e, f, self.next_keepalive]
             .into_iter()
             .flatten()
             .min()
@@ -632,6 +647,9 @@ impl B2bua {
             return;
         }
         if let Some(tag) = to_tag {
+            let Some(req) = self.pa_in_dialog(tx, req, from, &tag, now, policy) else {
+                return;
+            };
             let Some(req) = self.on_sub_in_dialog(tx, req, from, &tag, now) else {
                 return;
             };
@@ -654,6 +672,9 @@ impl B2bua {
             }
             Method::Message => self.on_message(tx, req, from, now, policy),
             Method::Subscribe => self.on_subscribe(tx, req, from, now, policy),
+            Method::Publish if policy.registrar(now).is_some() => {
+                self.on_publish(tx, req, from, now, policy)
+            }
             Method::Ack => {}
             Method::Bye => {
                 let tag = self.new_tag();

@@ -5,6 +5,8 @@
 //! calls ringing at once that scan ran on every call teardown).
 
 use super::carriers::CarrierTx;
+use super::offline::Delivery;
+use super::pa::WatchId;
 use super::presence::SubClient;
 use super::{Abandoned, CallId, ClientPurpose, PendingMessage};
 use crate::transaction::{IdMap, TxId};
@@ -22,6 +24,10 @@ pub(super) enum TxOwner {
     Abandoned(Abandoned),
     /// A REGISTER to a carrier or an OPTIONS probe of a trunk.
     Carrier(CarrierTx),
+    /// A held message delivered to its user (`offline.rs`).
+    Delivery(Delivery),
+    /// A NOTIFY of the presence agent to a watcher (`pa.rs`).
+    Watch(WatchId),
 }
 
 /// Which handler a response goes to (read from the owner without keeping it borrowed).
@@ -39,6 +45,8 @@ pub(super) enum Route {
     Subscription,
     Abandoned,
     Carrier,
+    Delivery,
+    Watch,
 }
 
 #[derive(Default)]
@@ -96,6 +104,8 @@ impl Owners {
             TxOwner::Subscription(_) => Route::Subscription,
             TxOwner::Abandoned(_) => Route::Abandoned,
             TxOwner::Carrier(_) => Route::Carrier,
+            TxOwner::Delivery(_) => Route::Delivery,
+            TxOwner::Watch(_) => Route::Watch,
         })
     }
 

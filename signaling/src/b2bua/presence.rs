@@ -125,6 +125,12 @@ impl B2bua {
             source: crate::source_key(from.addr.ip()),
             target: req.uri.to_ascii_lowercase(),
         });
+        // trunkline is the presence agent of its served users: it answers for them.
+        if pa::is_presence(&req) {
+            if let Some(aor) = self.pa_aor(&req.uri, now, policy) {
+                return self.pa_subscribe(tx, req, from, (aor, counted), now, policy);
+            }
+        }
         if !self.sub_room(counted.as_ref()) {
             self.refuse_capped(tx, &req, now);
             return;
@@ -156,7 +162,7 @@ impl B2bua {
     }
 
     /// Is there room under the caps for a subscription counted as `counted`?
-    fn sub_room(&self, counted: Option<&super::caps::SubCounted>) -> bool {
+    pub(super) fn sub_room(&self, counted: Option<&super::caps::SubCounted>) -> bool {
         let Some(c) = counted else { return true };
         let caps = self.cfg.caps;
         self.sub_sources

@@ -51,6 +51,13 @@ pub struct RegistrarSettings {
     pub authenticate_calls: bool,
     /// `limits.auth_failures`: sources that keep failing are banned for a while.
     pub auth_failures: FailureLimits,
+    /// Messages for users who are not registered are kept and delivered when they register
+    /// (`registrar.offline_messages`); `None`: refused with 480.
+    pub offline: Option<crate::mailbox::MailboxLimits>,
+    /// trunkline is the presence agent of the served users (`registrar.presence: agent`):
+    /// it answers their watchers and takes their PUBLISH; `None`: SUBSCRIBEs are relayed to
+    /// the users' phones.
+    pub presence: Option<crate::esc::PresenceLimits>,
 }
 
 impl RegistrarSettings {
@@ -106,6 +113,8 @@ pub struct RegisterAnswer {
     pub reason: &'static str,
     /// Headers to add (Contact lines of a 200, WWW-Authenticate, Min-Expires).
     pub headers: Vec<(&'static str, String)>,
+    /// The AoR a 200 is for (whose bindings it lists).
+    pub aor: Option<String>,
 }
 
 impl RegisterAnswer {
@@ -114,6 +123,7 @@ impl RegisterAnswer {
             status,
             reason,
             headers: Vec::new(),
+            aor: None,
         }
     }
 }
@@ -321,12 +331,14 @@ impl Registrar {
                 status: 407,
                 reason: "Proxy Authentication Required",
                 headers,
+                aor: None,
             }
         } else {
             RegisterAnswer {
                 status: 401,
                 reason: "Unauthorized",
                 headers,
+                aor: None,
             }
         }
     }
@@ -484,6 +496,7 @@ impl Registrar {
                     status: 423,
                     reason: "Interval Too Brief",
                     headers: vec![("Min-Expires", s.min_expires.to_string())],
+                    aor: None,
                 };
             }
             let expires = expires.min(s.max_expires as u64);
@@ -568,7 +581,50 @@ impl Registrar {
             status: 200,
             reason: "OK",
             headers,
+            aor: Some(aor.to_string()),
         }
+    }
+
+    /// The AoR of a served user `uri` names who has no live binding (where a message for them
+    /// is kept): `None` for another domain, an unknown user, or one who is registered.
+    pub fn offline_aor(&self, uri: &Uri, s: &RegistrarSettings, now: Instant) -> Option<String> {
+        let (user, aors) = aors_of(uri, s)?;
+        user?;
+        let live = aors
+            .iter()
+            .filter_map(|a| self.bindings.get(a))
+            .flatten()
+            .any(|b| b.expires > now);
+        (!live).then(|| aors.into_iter().next()).flatten()
+    }
+
+    /// The AoR of the served user `uri` names (an alias or a `tel:` number: the user's own;
+    /// a `tel:` number: in the first served domain); `None` for another domain or no user.
+    pub fn known_aor(&self, uri: &Uri, s: &RegistrarSettings) -> Option<String> {
+        let (user, aors) = aors_of(uri, s)?;
+        user?;
+        aors.into_iter().next()
+    }
+
+    /// Whether `aor` has a live binding.
+    pub fn is_registered(&self, aor: &str, now: Instant) -> bool {
+        self.bindings
+            .get(aor)
+            .is_some_and(|v| v.iter().any(|b| b.expires > now))
+    }
+
+    /// The live bindings of `aor` as stored, best first (q, then the newest).
+    pub fn bindings_of(&self, aor: &str, now: Instant) -> Vec<Binding> {
+        let mut v: Vec<Binding> = self
+            .bindings
+            .get(aor)
+            .into_iter()
+            .flatten()
+            .filter(|b| b.expires > now)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.q.cmp(&a.q).then(b.updated.cmp(&a.updated)));
+        v
     }
 
     /// Where a request for `uri` goes, if its domain is one this registrar serves: the live
@@ -581,24 +637,7 @@ impl Registrar {
         s: &RegistrarSettings,
         now: Instant,
     ) -> Option<Result<Vec<Binding>, LookupMiss>> {
-        let (user, aors) = match uri {
-            Uri::Tel(t) => {
-                let number = tel_digits(&t.number);
-                let user = s.user_of(&number)?.to_string();
-                let aors: Vec<String> = s.domains.iter().map(|d| format!("{user}@{d}")).collect();
-                (Some(user), aors)
-            }
-            _ => {
-                let (part, host) = aor_of(uri)?;
-                if !s.serves(&host) {
-                    return None;
-                }
-                match s.user_of(&part) {
-                    Some(u) => (Some(u.to_string()), vec![format!("{u}@{host}")]),
-                    None => (None, vec![format!("{part}@{host}")]),
-                }
-            }
-        };
+        let (user, aors) = aors_of(uri, s)?;
         let mut v: Vec<Binding> = aors
             .iter()
             .filter_map(|a| self.bindings.get(a))
@@ -615,6 +654,29 @@ impl Registrar {
         }
         v.sort_by(|a, b| b.q.cmp(&a.q).then(b.updated.cmp(&a.updated)));
         Some(Ok(v))
+    }
+}
+
+/// The user a request for `uri` is for (`None`: no such user) and the AoRs it reaches, if its
+/// domain is served: one for a SIP URI, one per served domain for a `tel:` number.
+fn aors_of(uri: &Uri, s: &RegistrarSettings) -> Option<(Option<String>, Vec<String>)> {
+    match uri {
+        Uri::Tel(t) => {
+            let number = tel_digits(&t.number);
+            let user = s.user_of(&number)?.to_string();
+            let aors: Vec<String> = s.domains.iter().map(|d| format!("{user}@{d}")).collect();
+            Some((Some(user), aors))
+        }
+        _ => {
+            let (part, host) = aor_of(uri)?;
+            if !s.serves(&host) {
+                return None;
+            }
+            Some(match s.user_of(&part) {
+                Some(u) => (Some(u.to_string()), vec![format!("{u}@{host}")]),
+                None => (None, vec![format!("{part}@{host}")]),
+            })
+        }
     }
 }
 

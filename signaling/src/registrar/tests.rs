@@ -16,6 +16,8 @@ fn settings() -> RegistrarSettings {
         keepalive: 0,
         authenticate_calls: true,
         auth_failures: FailureLimits::default(),
+        offline: None,
+        presence: None,
     }
 }
 
