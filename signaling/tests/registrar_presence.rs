@@ -120,8 +120,20 @@ fn a_watcher_sees_registration_then_publications() {
     assert_eq!(basic(&n[0]), "open");
     w.respond(CARRIER, &n[0], 200);
 
-    // Her binding lapses: closed, without any REGISTER.
-    w.advance(Duration::from_secs(121));
+    // She refreshes (the binding now lasts 120 s from here), then it lapses: closed, without
+    // any REGISTER.
+    w.advance(Duration::from_secs(60));
+    assert_eq!(
+        register_alice(&mut w, 20, "<sip:alice@192.168.1.20:5060>;expires=120"),
+        200
+    );
+    assert!(requests(&mut w, CARRIER, "NOTIFY").is_empty());
+    w.advance(Duration::from_secs(70));
+    assert!(
+        requests(&mut w, CARRIER, "NOTIFY").is_empty(),
+        "still registered at the first binding's old expiry"
+    );
+    w.advance(Duration::from_secs(51));
     let n = requests(&mut w, CARRIER, "NOTIFY");
     assert_eq!(n.len(), 1, "one NOTIFY when the binding expired");
     assert_eq!(basic(&n[0]), "closed");
@@ -267,4 +279,32 @@ fn publish_alice(
         200 => Ok(r.headers.get("SIP-ETag").map(str::to_string)),
         s => Err(s),
     }
+}
+
+/// A flood of subscriptions costs bounded state: beyond `watchers` each gets 503, and when
+/// they expire nothing is left.
+#[test]
+fn subscriptions_are_bounded_and_leave_nothing_behind() {
+    let mut s = settings();
+    s.presence = Some(PresenceLimits {
+        watchers: 50,
+        ..PresenceLimits::default()
+    });
+    let mut w = world(s);
+    let mut codes = std::collections::BTreeMap::new();
+    for i in 0..80 {
+        let text = String::from_utf8(subscribe("alice@example.com", 60, 1, None))
+            .unwrap()
+            .replace("Call-ID: watch-1", &format!("Call-ID: flood-{i}"))
+            .replace("branch=z9hG4bKw1", &format!("branch=z9hG4bKflood{i}"));
+        w.feed(CARRIER, text.as_bytes());
+        *codes.entry(w.take_final(CARRIER).status).or_insert(0) += 1;
+        w.take_to(CARRIER);
+    }
+    assert_eq!(codes.get(&200), Some(&50), "{codes:?}");
+    assert_eq!(codes.get(&503), Some(&30), "{codes:?}");
+    assert_eq!(w.core.presence_watchers(), 50);
+    w.advance(Duration::from_secs(61));
+    assert_eq!(w.core.presence_watchers(), 0);
+    assert_eq!(w.core.presence_stats().0, 0);
 }

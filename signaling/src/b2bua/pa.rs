@@ -40,6 +40,8 @@ pub(super) struct Agent {
     last: HashMap<String, Vec<u8>>,
     /// When a watched presentity's registration may lapse (its earliest binding expiry).
     reg_check: BinaryHeap<Reverse<(Instant, String)>>,
+    /// The check scheduled per presentity (one entry in `reg_check` each, not one per NOTIFY).
+    reg_next: HashMap<String, Instant>,
     next: u64,
     notifies: u64,
 }
@@ -360,6 +362,7 @@ impl B2bua {
             if v.is_empty() {
                 self.pa.by_aor.remove(&w.aor);
                 self.pa.last.remove(&w.aor);
+                self.pa.reg_next.remove(&w.aor);
             }
         }
         if let Some(c) = w.counted {
@@ -382,6 +385,8 @@ impl B2bua {
         let Some(ids) = self.pa.by_aor.get(aor).cloned() else {
             return;
         };
+        // The bindings may have moved on (a refresh): the next look follows them.
+        self.pa_schedule_reg_check(aor, now);
         let doc = self.pa_document(aor, now);
         if self.pa.last.get(aor) == Some(&doc) {
             return;
@@ -399,7 +404,11 @@ impl B2bua {
             .as_ref()
             .and_then(|r| r.bindings_of(aor, now).iter().map(|b| b.expires).min());
         if let Some(t) = next {
-            self.pa.reg_check.push(Reverse((t, aor.to_string())));
+            let due = self.pa.reg_next.get(aor).copied();
+            if due.is_none_or(|d| d <= now || t < d) {
+                self.pa.reg_next.insert(aor.to_string(), t);
+                self.pa.reg_check.push(Reverse((t, aor.to_string())));
+            }
         }
     }
 
@@ -424,7 +433,10 @@ impl B2bua {
             if *t > now {
                 break;
             }
-            if let Some(Reverse((_, aor))) = self.pa.reg_check.pop() {
+            if let Some(Reverse((t, aor))) = self.pa.reg_check.pop() {
+                if self.pa.reg_next.get(&aor) == Some(&t) {
+                    self.pa.reg_next.remove(&aor);
+                }
                 due.push(aor);
             }
         }
