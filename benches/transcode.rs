@@ -9,10 +9,10 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use media_relay::transcode::{Codec, Inband, Spec, Transcoder};
 
-fn packet(pt: u8, n: u32, payload: &[u8]) -> Vec<u8> {
+fn packet(pt: u8, n: u32, ticks: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
     p[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-    p[4..8].copy_from_slice(&n.wrapping_mul(160).to_be_bytes());
+    p[4..8].copy_from_slice(&n.wrapping_mul(ticks).to_be_bytes());
     p.extend_from_slice(payload);
     p
 }
@@ -32,19 +32,39 @@ fn frame(c: Codec) -> Vec<u8> {
         Codec::G722 => {
             codecs::g722::Encoder::new().encode(&pcm, &mut out);
         }
+        Codec::Opus => return opus_frame(&pcm),
     }
     out
+}
+
+#[cfg(feature = "opus")]
+fn opus_frame(pcm: &[i16]) -> Vec<u8> {
+    let mut e =
+        opus::Encoder::new(16000, opus::Channels::Mono, opus::Application::Voip).expect("libopus");
+    let mut out = vec![0u8; 400];
+    let n = e.encode(pcm, &mut out).expect("encode");
+    out.truncate(n);
+    out
+}
+
+#[cfg(not(feature = "opus"))]
+fn opus_frame(_pcm: &[i16]) -> Vec<u8> {
+    Vec::new()
 }
 
 fn transcoders(c: &mut Criterion) {
     let mut g = c.benchmark_group("transcode");
     g.throughput(Throughput::Elements(1));
-    for (from, to) in [
+    let mut pairs = vec![
         (Codec::Pcmu, Codec::Pcma),
         (Codec::G722, Codec::Pcma),
         (Codec::Pcma, Codec::G722),
         (Codec::G722, Codec::G722),
-    ] {
+    ];
+    if Codec::OPUS {
+        pairs.extend([(Codec::Opus, Codec::Pcma), (Codec::Pcma, Codec::Opus)]);
+    }
+    for (from, to) in pairs {
         let mut t = Transcoder::new(Spec {
             from,
             from_pt: from.static_pt(),
@@ -60,7 +80,7 @@ fn transcoders(c: &mut Criterion) {
         g.bench_function(format!("{}->{}", from.name(), to.name()), |b| {
             b.iter(|| {
                 seq = seq.wrapping_add(1);
-                let p = packet(from.static_pt(), seq, &payload);
+                let p = packet(from.static_pt(), seq, from.clock_rate() / 50, &payload);
                 assert_eq!(t.push(&p), Ok(1));
                 black_box(t.pop(&mut out))
             })

@@ -9,6 +9,8 @@
 #                                     libspandsp2 (an independent G.722, tests/codec_interop.rs)
 #                                     rtpengine (an independent SRTP peer, tests/rtpengine_peer.rs;
 #                                     and the comparison stack of the benchmarks)
+#                                     libopus-dev + pkg-config (the build's `opus` feature: Opus
+#                                     transcoding through libopus, tests/baresip_opus.rs)
 #   scripts/install-deps.sh --bench   the same (kept for the benchmark scripts)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,
@@ -35,7 +37,8 @@ kam_modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "systemd-analyze:systemd"
     "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
     "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base" "ip:iproute2" "pg_ctlcluster:postgresql"
-    "/usr/lib/x86_64-linux-gnu/libspandsp.so.2:libspandsp2" "rtpengine:rtpengine-daemon")
+    "/usr/lib/x86_64-linux-gnu/libspandsp.so.2:libspandsp2" "rtpengine:rtpengine-daemon"
+    "/usr/include/opus/opus.h:libopus-dev" "pkg-config:pkg-config")
 if [[ $bench -eq 1 ]]; then
     :  # rtpengine (the comparison stack) is a test peer now too (tests/rtpengine_peer.rs)
 fi

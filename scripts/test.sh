@@ -24,5 +24,7 @@ if [[ ${TEST_PROFILE:-debug} == release ]]; then
 fi
 
 start=$(date +%s)
-cargo test --workspace --no-fail-fast "${profile_args[@]}" "$@"
+# --features opus: Opus transcoding through libopus (libopus-dev, installed above); a plain
+# `cargo build` / `cargo run` needs no libopus.
+cargo test --workspace --no-fail-fast --features opus "${profile_args[@]}" "$@"
 echo "test.sh: cargo test finished in $(( $(date +%s) - start )) s"

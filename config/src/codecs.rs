@@ -8,9 +8,11 @@
 //!   carrier: { address: 198.51.100.7:5060, codecs: [PCMA, telephone-event] }
 //! ```
 //!
-//! Names are case-insensitive: `PCMU`, `PCMA`, `G722` (the codecs trunkline transcodes) and
-//! `telephone-event` (RFC 4733 DTMF, relayed when both legs have it). Absent: a leg is offered
-//! what the other leg offered, as it is, and nothing is transcoded.
+//! Names are case-insensitive: `PCMU`, `PCMA`, `G722`, `opus` (the codecs trunkline transcodes;
+//! Opus in a build with the `opus` feature, libopus: without it `opus` is offered only when the
+//! other leg offered it, and never transcoded) and `telephone-event` (RFC 4733 DTMF, relayed
+//! when both legs have it). Absent: a leg is offered what the other leg offered, as it is, and
+//! nothing is transcoded.
 
 use serde::{Deserialize, Deserializer};
 
@@ -20,6 +22,7 @@ pub enum Codec {
     Pcmu,
     Pcma,
     G722,
+    Opus,
     TelephoneEvent,
 }
 
@@ -30,14 +33,21 @@ impl Codec {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
             Codec::G722 => "G722",
+            Codec::Opus => "opus",
             Codec::TelephoneEvent => "telephone-event",
         }
     }
 
     fn parse(s: &str) -> Option<Codec> {
-        [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::TelephoneEvent]
-            .into_iter()
-            .find(|c| c.name().eq_ignore_ascii_case(s.trim()))
+        [
+            Codec::Pcmu,
+            Codec::Pcma,
+            Codec::G722,
+            Codec::Opus,
+            Codec::TelephoneEvent,
+        ]
+        .into_iter()
+        .find(|c| c.name().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -59,8 +69,8 @@ impl<'de> Deserialize<'de> for Codecs {
         for n in &names {
             let c = Codec::parse(n).ok_or_else(|| {
                 D::Error::custom(format!(
-                    "unknown codec `{n}`: trunkline offers and transcodes PCMU, PCMA and G722, \
-                     and relays telephone-event"
+                    "unknown codec `{n}`: trunkline offers and transcodes PCMU, PCMA, G722 and \
+                     opus, and relays telephone-event"
                 ))
             })?;
             if out.contains(&c) {
@@ -73,7 +83,7 @@ impl<'de> Deserialize<'de> for Codecs {
         }
         if !out.iter().any(|c| *c != Codec::TelephoneEvent) {
             return Err(D::Error::custom(
-                "codecs: at least one audio codec (PCMU, PCMA or G722)",
+                "codecs: at least one audio codec (PCMU, PCMA, G722 or opus)",
             ));
         }
         Ok(Codecs(out))

@@ -85,7 +85,7 @@ impl Media {
         use media_relay::transcode::Codec;
         for from in Codec::ALL {
             for to in Codec::ALL {
-                let n = t.transcode_frames[from.index() * 3 + to.index()];
+                let n = t.transcode_frames[from.index() * Codec::ALL.len() + to.index()];
                 if from != to {
                     let c = m
                         .transcode_frames

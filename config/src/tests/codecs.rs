@@ -26,9 +26,9 @@ fn bad_codec_lists_name_their_line() {
             &format!("pbx: {{ address: 127.0.0.1:15080, transport: udp, codecs: {list} }}"),
         )
     };
-    let e = err(&with("[PCMA, opus]"));
+    let e = err(&with("[PCMA, iLBC]"));
     assert_eq!(e.line, 12, "{e}");
-    assert!(e.message.contains("unknown codec `opus`"), "{e}");
+    assert!(e.message.contains("unknown codec `iLBC`"), "{e}");
     let e = err(&with("[PCMA, pcma]"));
     assert!(e.message.contains("`PCMA` listed twice"), "{e}");
     let e = err(&with("[telephone-event]"));

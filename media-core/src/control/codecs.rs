@@ -29,15 +29,25 @@ use crate::transcode::{Codec, Inband, Spec};
 pub enum CodecName {
     /// One the relay can transcode.
     Known(Codec),
+    /// One it cannot (Opus in a build without it): allowed when offered, by its rtpmap
+    /// encoding name, never added or transcoded.
+    Named(String),
     /// RFC 4733 events (`telephone-event/8000`).
     TelephoneEvent,
 }
 
 impl CodecName {
-    /// `PCMU`, `PCMA`, `G722` or `telephone-event` (case-insensitive); `None` otherwise.
+    /// `PCMU`, `PCMA`, `G722`, `opus` (a build with Opus) or `telephone-event`
+    /// (case-insensitive); `None` otherwise.
     pub fn parse(s: &str) -> Option<CodecName> {
         if s.eq_ignore_ascii_case("telephone-event") {
             return Some(CodecName::TelephoneEvent);
+        }
+        if s.eq_ignore_ascii_case("opus") {
+            return Some(match Codec::parse(s, 48_000) {
+                Some(c) => CodecName::Known(c),
+                None => CodecName::Named("opus".to_string()),
+            });
         }
         Codec::parse(s, 8000).map(CodecName::Known)
     }
@@ -88,16 +98,29 @@ impl Format {
     fn is(&self, want: &CodecName) -> bool {
         match want {
             CodecName::Known(c) => self.codec() == Some(*c),
+            CodecName::Named(n) => self
+                .name
+                .as_ref()
+                .is_some_and(|(e, _)| e.eq_ignore_ascii_case(n)),
             CodecName::TelephoneEvent => self.is_event(),
         }
     }
 
-    fn of(c: Codec) -> Format {
+    /// `c` as trunkline offers it: its static payload type, or for Opus a dynamic one none
+    /// of `used` has (111 when free), with in-band FEC (RFC 7587 §6.1 `useinbandfec`).
+    fn of(c: Codec, used: &[&[Format]]) -> Format {
+        let pt = match c {
+            Codec::Opus => std::iter::once(crate::transcode::OPUS_PT)
+                .chain(96..=127)
+                .find(|pt| used.iter().all(|u| u.iter().all(|f| f.pt != *pt)))
+                .unwrap_or(crate::transcode::OPUS_PT),
+            c => c.static_pt(),
+        };
         Format {
-            pt: c.static_pt(),
-            name: Some((c.name().to_string(), 8000)),
-            rtpmap: Some(format!("{} {}/8000", c.static_pt(), c.name())),
-            fmtp: None,
+            pt,
+            name: Some((c.name().to_string(), c.clock_rate())),
+            rtpmap: Some(format!("{pt} {}", c.rtpmap())),
+            fmtp: (c == Codec::Opus).then(|| "useinbandfec=1".to_string()),
         }
     }
 
@@ -209,7 +232,10 @@ pub(crate) fn offer(
                 } else if !can_transcode {
                     // nothing the relay can decode: no codec and no events of its own
                 } else if let CodecName::Known(c) = want {
-                    out.push(Format::of(*c));
+                    let f = Format::of(*c, &[&mine, &out]);
+                    out.push(f);
+                } else if let CodecName::Named(_) = want {
+                    // not offered, and the relay cannot make it
                 } else {
                     // events the offerer does not have: the relay interworks them with tones
                     out.push(Format::event(free_pt(&mine)));
@@ -280,6 +306,10 @@ pub(crate) fn answer(m: &Media, off: &Offered) -> Answered {
         (None, None) => return Answered::default(),
     };
     let transcoding = kept.is_none();
+    if !transcoding && from == Codec::Opus {
+        // Opus on both sides is forwarded as it is; no tones are made or found in it.
+        return Answered::default();
+    }
     // DTMF: relayed when both have events; when one side has, the relay turns its events
     // into tones for the other and the other's tones into events for it
     let (mut to_a, mut to_b) = (Inband::Off, Inband::Off);
@@ -513,5 +543,80 @@ mod tests {
             Some(CodecName::TelephoneEvent)
         );
         assert_eq!(CodecName::parse("G729"), None);
+    }
+
+    /// An Opus phone and a G.711 trunk (a build with Opus): the trunk is offered A-law, the
+    /// answer transcodes with the clocks of both; a G.711 caller towards an Opus-only policy
+    /// is offered Opus at a free dynamic type.
+    #[cfg(feature = "opus")]
+    #[test]
+    fn opus_is_offered_and_transcoded() {
+        let opus_phone = media(
+            "m=audio 4000 RTP/AVP 111 8\r\na=rtpmap:111 opus/48000/2\r\n\
+             a=fmtp:111 stereo=1;sprop-stereo=1\r\n",
+        );
+        let (out, off) = offer(
+            &opus_phone,
+            Some(&names(&["opus"])),
+            Some(&names(&["PCMA"])),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            out.formats,
+            [8],
+            "the phone's A-law was not its policy's: added"
+        );
+        let a = answer(&media("m=audio 5000 RTP/AVP 8\r\n"), &off);
+        assert_eq!(a.formats.unwrap().formats, [111]);
+        let (o, t) = (a.offerer.unwrap(), a.answerer.unwrap());
+        assert_eq!(
+            (o.from, o.from_pt, o.to, o.to_pt),
+            (Codec::Opus, 111, Codec::Pcma, 8)
+        );
+        assert_eq!((t.from, t.to, t.to_pt), (Codec::Pcma, Codec::Opus, 111));
+
+        let caller = media("m=audio 4000 RTP/AVP 0 111\r\na=rtpmap:111 G726-32/8000\r\n");
+        let (out, _) = offer(&caller, None, Some(&names(&["opus", "PCMU"])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out.formats,
+            [96, 0],
+            "111 is the caller's: the next free type"
+        );
+        assert!(
+            out.attrs.contains(&"rtpmap:96 opus/48000/2".to_string()),
+            "{:?}",
+            out.attrs
+        );
+        assert!(out.attrs.contains(&"fmtp:96 useinbandfec=1".to_string()));
+        // Opus on both sides is forwarded, never decoded.
+        let (_, off) = offer(&opus_phone, None, Some(&names(&["opus"])))
+            .unwrap()
+            .unwrap();
+        let both = media("m=audio 5000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n");
+        assert_eq!(answer(&both, &off), Answered::default());
+    }
+
+    /// Without Opus in the build, `opus` in a policy passes Opus through when it is offered
+    /// and is never added.
+    #[cfg(not(feature = "opus"))]
+    #[test]
+    fn without_opus_it_is_only_passed_through() {
+        assert_eq!(
+            CodecName::parse("opus"),
+            Some(CodecName::Named("opus".into()))
+        );
+        let opus_phone = media("m=audio 4000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n");
+        let (out, _) = offer(&opus_phone, None, Some(&names(&["opus", "PCMA"])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.formats, [111]);
+        let g711 = media("m=audio 4000 RTP/AVP 8\r\n");
+        let (out, _) = offer(&g711, None, Some(&names(&["opus", "PCMA"])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.formats, [8], "no Opus made up");
     }
 }

@@ -32,7 +32,7 @@ mod codec;
 #[cfg(test)]
 mod tests;
 
-pub use codec::Codec;
+pub use codec::{Codec, OPUS_PT};
 use codec::{Decoder, Encoder, Rate};
 
 /// RTP fixed header length (RFC 3550 §5.1).
@@ -147,7 +147,7 @@ struct Event {
 }
 
 /// One direction of a transcoded stream. See the module documentation.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Transcoder {
     spec: Spec,
     dec: Decoder,
@@ -172,6 +172,14 @@ pub struct Transcoder {
     /// The tone detector and the event it found ([`Inband::Detect`]).
     det: Option<Box<codecs::tones::Detector>>,
     found: Option<Found>,
+    /// PCM rates of the decoder and the encoder ([`Codec::coding_rate`]).
+    in_rate: u32,
+    out_rate: u32,
+    /// Where the sender's timeline and the receiver's meet, when their RTP clocks differ
+    /// (Opus's 48 kHz and G.711's 8 kHz): an input timestamp maps to `out_base` plus its
+    /// distance from `in_base`, scaled.
+    in_base: u32,
+    out_base: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -195,15 +203,26 @@ struct Found {
 
 impl Transcoder {
     pub fn new(spec: Spec) -> Transcoder {
+        let mut ptime_ms = spec.ptime_ms.clamp(10, MAX_PTIME_MS);
+        // RFC 6716 §2.1.4: Opus frames are 2.5, 5, 10, 20, 40 or 60 ms.
+        if spec.to == Codec::Opus && ![10, 20, 40, 60].contains(&ptime_ms) {
+            ptime_ms = 20;
+        }
+        let same_clock = spec.from.clock_rate() == spec.to.clock_rate();
         let spec = Spec {
-            ptime_ms: spec.ptime_ms.clamp(10, MAX_PTIME_MS),
+            ptime_ms,
+            // Events and tones count in an 8 kHz clock: not across clocks.
+            events: spec.events.filter(|_| same_clock),
+            inband: if same_clock { spec.inband } else { Inband::Off },
             ..spec
         };
+        let in_rate = spec.from.coding_rate(spec.to);
+        let out_rate = spec.to.coding_rate(spec.from);
         Transcoder {
             spec,
-            dec: Decoder::new(spec.from),
-            enc: Encoder::new(spec.to),
-            rate: Rate::new(spec.from, spec.to),
+            dec: Decoder::new(spec.from, in_rate),
+            enc: Encoder::new(spec.to, out_rate),
+            rate: Rate::new(in_rate, out_rate),
             decoded: Vec::with_capacity(MAX_PAYLOAD * 2),
             pcm: Vec::with_capacity(4 * MAX_PAYLOAD),
             read: 0,
@@ -216,9 +235,23 @@ impl Transcoder {
             frames: 0,
             gen: None,
             det: matches!(spec.inband, Inband::Detect(_))
-                .then(|| Box::new(codecs::tones::Detector::new(spec.from.pcm_rate()))),
+                .then(|| Box::new(codecs::tones::Detector::new(in_rate))),
             found: None,
+            in_rate,
+            out_rate,
+            in_base: 0,
+            out_base: 0,
         }
+    }
+
+    /// The receiver's timestamp for the sender's `ts`.
+    fn map_ts(&self, ts: u32) -> u32 {
+        let (from, to) = (self.spec.from.clock_rate(), self.spec.to.clock_rate());
+        if from == to {
+            return ts;
+        }
+        let d = u64::from(ts.wrapping_sub(self.in_base)) * u64::from(to) / u64::from(from);
+        self.out_base.wrapping_add(d as u32)
     }
 
     pub fn spec(&self) -> &Spec {
@@ -232,12 +265,12 @@ impl Transcoder {
 
     /// Samples (at the encoder's rate) in one output frame.
     fn frame_samples(&self) -> usize {
-        self.spec.ptime_ms as usize * self.spec.to.pcm_rate() as usize / 1000
+        self.spec.ptime_ms as usize * self.out_rate as usize / 1000
     }
 
-    /// RTP timestamp units in one output frame (8000 Hz clock).
+    /// RTP timestamp units in one output frame (the receiver's codec's clock).
     fn frame_ticks(&self) -> u32 {
-        self.spec.ptime_ms as u32 * 8
+        self.spec.ptime_ms as u32 * self.spec.to.clock_rate() / 1000
     }
 
     /// Take one RTP packet from the sender. `Ok(n)`: `n` packets are ready for
@@ -276,15 +309,19 @@ impl Transcoder {
                 // a new run: what cannot make a whole frame is dropped
                 self.pcm.clear();
                 self.read = 0;
-                self.out_ts = rtp.ts;
+                self.out_ts = self.map_ts(rtp.ts);
                 self.marker = true;
             }
         }
         self.marker |= rtp.marker;
-        // octets_per_ms × 1/8 ms per tick: one tick per octet for all three codecs
-        self.next_in = Some(rtp.ts.wrapping_add(rtp.payload.len() as u32));
         self.decoded.clear();
         self.dec.decode(rtp.payload, &mut self.decoded);
+        // The packet's length in the sender's clock: what it decoded to, at its PCM rate
+        // (G.711: one tick per octet; G.722: two samples at 16 kHz per 8 kHz tick; Opus:
+        // whatever libopus says the frame held, at 48 kHz).
+        let clock = u64::from(self.spec.from.clock_rate());
+        let ticks = self.decoded.len() as u64 * clock / u64::from(self.in_rate);
+        self.next_in = Some(rtp.ts.wrapping_add(ticks as u32));
         if self.det.is_some() {
             self.detect(&rtp);
         }
@@ -307,10 +344,11 @@ impl Transcoder {
         let (_, pt) = self.spec.events.ok_or(Skip::Unsupported)?;
         let mut payload = [0u8; 16];
         payload[..len].copy_from_slice(rtp.payload);
+        let ts = self.map_ts(rtp.ts);
         self.queue(Event {
             pt,
             marker: rtp.marker,
-            ts: rtp.ts,
+            ts,
             len,
             payload,
         });
@@ -361,12 +399,12 @@ impl Transcoder {
         let ticks = until.wrapping_sub(g.made_to);
         // at most a few frames per update (a wild duration makes no flood of tone)
         if (ticks as i32) > 0 && ticks <= 8 * u32::from(MAX_PTIME_MS) * 4 {
-            let n = ticks as usize * self.spec.to.pcm_rate() as usize / 8000;
+            let n = ticks as usize * self.out_rate as usize / 8000;
             if self.read > 0 && self.read * 2 > self.pcm.len() {
                 self.pcm.drain(..self.read);
                 self.read = 0;
             }
-            let rate = self.spec.to.pcm_rate();
+            let rate = self.out_rate;
             codecs::tones::generate(g.code, g.volume, rate, g.samples, n, &mut self.pcm);
             g.samples += n as u64;
             g.made_to = until;
@@ -455,9 +493,11 @@ impl Transcoder {
     fn restart(&mut self, rtp: &Rtp<'_>) {
         self.ssrc = Some(rtp.ssrc);
         self.seq = rtp.seq;
-        self.dec = Decoder::new(self.spec.from);
-        self.enc = Encoder::new(self.spec.to);
-        self.rate = Rate::new(self.spec.from, self.spec.to);
+        self.in_base = rtp.ts;
+        self.out_base = rtp.ts;
+        self.dec = Decoder::new(self.spec.from, self.in_rate);
+        self.enc = Encoder::new(self.spec.to, self.out_rate);
+        self.rate = Rate::new(self.in_rate, self.out_rate);
         self.pcm.clear();
         self.read = 0;
         self.next_in = None;
@@ -466,9 +506,7 @@ impl Transcoder {
         self.gen = None;
         self.found = None;
         if self.det.is_some() {
-            self.det = Some(Box::new(codecs::tones::Detector::new(
-                self.spec.from.pcm_rate(),
-            )));
+            self.det = Some(Box::new(codecs::tones::Detector::new(self.in_rate)));
         }
     }
 
@@ -502,10 +540,20 @@ impl Transcoder {
             return None;
         }
         let octets = self.spec.ptime_ms as usize * self.spec.to.octets_per_ms();
-        let body = out.get_mut(RTP_HEADER..RTP_HEADER + octets)?;
+        // A fixed-rate frame needs its whole size; an Opus frame what libopus makes of it.
+        let end = match self.spec.to {
+            Codec::Opus => (RTP_HEADER + octets).min(out.len()),
+            _ => RTP_HEADER + octets,
+        };
+        let body = out.get_mut(RTP_HEADER..end)?;
         let frame = &self.pcm[self.read..self.read + n];
         let written = self.enc.encode(frame, body);
         self.read += n;
+        if written == 0 {
+            // the encoder refused the frame (no room): it is lost, the timeline goes on
+            self.out_ts = self.out_ts.wrapping_add(self.frame_ticks());
+            return None;
+        }
         let (marker, ts) = (self.marker, self.out_ts);
         header(
             &mut out[..RTP_HEADER],

@@ -359,3 +359,90 @@ fn tones_become_events_for_a_side_that_wants_them() {
     // the tone is muted once found (the first ~50 ms go through before it is recognised)
     assert!(loud_audio <= 480, "{loud_audio} loud samples");
 }
+
+/// Opus (libopus, `--features opus`) to and from G.711 and G.722: the tone survives, the RTP
+/// clock changes (48 kHz Opus, 8 kHz the others: 960 ticks a 20 ms frame against 160), and the
+/// numbering stays the sender's.
+#[cfg(feature = "opus")]
+#[test]
+fn opus_to_alaw_and_back_keeps_the_tone_and_rescales_the_clock() {
+    let mut enc = opus::Encoder::new(16000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let mut dec = opus::Decoder::new(16000, opus::Channels::Mono).unwrap();
+    let opus_spec = |from: Codec, to: Codec| Spec {
+        from_pt: if from == Codec::Opus {
+            111
+        } else {
+            from.static_pt()
+        },
+        to_pt: if to == Codec::Opus {
+            111
+        } else {
+            to.static_pt()
+        },
+        ..spec(from, to, 20)
+    };
+    let mut fwd = Transcoder::new(opus_spec(Codec::Opus, Codec::Pcma));
+    let mut back = Transcoder::new(opus_spec(Codec::Pcma, Codec::Opus));
+    let mut to_g722 = Transcoder::new(opus_spec(Codec::Opus, Codec::G722));
+    let (mut at_8k, mut back_16k, mut wide) = (Vec::new(), Vec::new(), Vec::new());
+    let mut g722_dec = g722::Decoder::new();
+    for i in 0..50u16 {
+        let pcm = tone(600.0, 16000.0, 320, i as usize * 320);
+        let mut pkt = vec![0u8; 400];
+        let n = enc.encode(&pcm, &mut pkt).unwrap();
+        let ts = 48_000 + 960 * i as u32;
+        let p = rtp(111, 7000 + i, ts, i == 0, &pkt[..n]);
+        assert_eq!(fwd.push(&p), Ok(1), "packet {i}");
+        assert_eq!(to_g722.push(&p), Ok(1));
+        for q in pop_all(&mut to_g722) {
+            let mut w = vec![0i16; 320];
+            g722_dec.decode(&q[12..], &mut w);
+            wide.extend(w);
+        }
+        for a in pop_all(&mut fwd) {
+            let (m, pt, seq, ots, _) = field(&a);
+            assert_eq!((m, pt, seq), (i == 0, 8, 7000 + i));
+            assert_eq!(a.len(), 12 + 160);
+            // one 8 kHz frame further per packet, from the first packet's timestamp on
+            assert_eq!(ots.wrapping_sub(48_000), 160 * i as u32);
+            let mut lin = vec![0i16; 160];
+            g711::decode_alaw(&a[12..], &mut lin);
+            at_8k.extend(lin);
+            back.push(&a).expect("a frame");
+            for o in pop_all(&mut back) {
+                let (_, pt, _, ots, _) = field(&o);
+                assert_eq!(pt, 111);
+                assert_eq!(ots.wrapping_sub(48_000) % 960, 0, "48 kHz clock again");
+                let mut w = vec![0i16; 960];
+                let n = dec.decode(&o[12..], &mut w, false).unwrap();
+                assert_eq!(n, 320, "20 ms at 16 kHz");
+                back_16k.extend_from_slice(&w[..n]);
+            }
+        }
+    }
+    assert_eq!(at_8k.len(), 8000);
+    assert!(
+        share(&at_8k[1600..], 600.0, 8000.0) > 0.8,
+        "{}",
+        share(&at_8k[1600..], 600.0, 8000.0)
+    );
+    assert!(share(&wide[3200..], 600.0, 16000.0) > 0.8);
+    assert!(share(&back_16k[3200..], 600.0, 16000.0) > 0.7);
+}
+
+/// Garbage in an Opus payload decodes to nothing (or libopus's concealment), never a panic.
+#[cfg(feature = "opus")]
+#[test]
+fn garbage_opus_is_dropped() {
+    let mut t = Transcoder::new(Spec {
+        from_pt: 111,
+        ..spec(Codec::Opus, Codec::Pcmu, 20)
+    });
+    for i in 0..200u16 {
+        let junk: Vec<u8> = (0..(i % 60) as u8)
+            .map(|b| b.wrapping_mul(37) ^ 0xa5)
+            .collect();
+        let _ = t.push(&rtp(111, i, 960 * i as u32, false, &junk));
+        pop_all(&mut t);
+    }
+}

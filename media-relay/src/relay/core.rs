@@ -117,10 +117,12 @@ pub(crate) mod ctr {
     /// Pairs processed in user space now: with SRTP on a leg, and with transcoding.
     pub const PAIRS_SRTP: usize = 20;
     pub const PAIRS_TRANSCODE: usize = 21;
-    /// Frames encoded by transcoders, per (from, to) codec: `TRANSCODE_FRAMES + from × 3 + to`
+    /// Frames encoded by transcoders, per (from, to) codec: `TRANSCODE_FRAMES + from × CODECS + to`
     /// in the order of [`media_core::transcode::Codec::ALL`].
     pub const TRANSCODE_FRAMES: usize = 22;
-    pub const N: usize = TRANSCODE_FRAMES + 9;
+    /// Codecs the transcoders know (a square of counters).
+    pub const CODECS: usize = media_core::transcode::Codec::ALL.len();
+    pub const N: usize = TRANSCODE_FRAMES + CODECS * CODECS;
 }
 
 /// The kernel fast path as the core sees it: a table of settled flows (see `kernel.rs`). The
@@ -143,9 +145,16 @@ struct KFlow {
 }
 
 /// Counters one worker publishes for `Relay::totals()` (single writer).
-#[derive(Default)]
 pub(crate) struct WorkerShared {
     pub counters: [AtomicU64; ctr::N],
+}
+
+impl Default for WorkerShared {
+    fn default() -> Self {
+        WorkerShared {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 /// Minimal slab: stable `u32` indices, free list reuse.
@@ -760,7 +769,7 @@ impl Core {
             return Transcoded::Nothing;
         };
         let spec = *tc.spec();
-        let frames = ctr::TRANSCODE_FRAMES + spec.from.index() * 3 + spec.to.index();
+        let frames = ctr::TRANSCODE_FRAMES + spec.from.index() * ctr::CODECS + spec.to.index();
         let ready = match buf.get(..len).map(|p| tc.push(p)) {
             Some(Ok(n)) => n,
             Some(Err(Skip::Buffered)) => return Transcoded::Nothing,

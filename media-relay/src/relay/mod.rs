@@ -205,7 +205,7 @@ pub struct RelayTotals {
     pub transcode_drops: u64,
     /// Frames encoded by transcoders per (from, to), indexed `from × 3 + to` in the order of
     /// `media_core::transcode::Codec::ALL`.
-    pub transcode_frames: [u64; 9],
+    pub transcode_frames: [u64; ctr::CODECS * ctr::CODECS],
     /// Pairs processed in user space now: SRTP on a leg, and transcoding.
     pub pairs_srtp: u64,
     pub pairs_transcode: u64,
