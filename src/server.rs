@@ -333,11 +333,28 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             }
         }
         if let Some(media) = &mut policy.media {
-            for call in media.take_timeouts() {
-                if let Some(id) = core.find_call(&call.0, &call.1) {
-                    tracing::info!(call_id = %call.0, "media timeout: ending call");
-                    metrics.media_timeouts.inc();
-                    core.terminate_call_for(id, Hangup::MediaTimeout, Instant::now(), &mut policy);
+            for n in media.take_events() {
+                use crate::policy::MediaNotice;
+                match n {
+                    MediaNotice::Timeout { call_id, from_tag } => {
+                        if let Some(id) = core.find_call(&call_id, &from_tag) {
+                            tracing::info!(call_id = %call_id, "media timeout: ending call");
+                            metrics.media_timeouts.inc();
+                            let now = Instant::now();
+                            core.terminate_call_for(id, Hangup::MediaTimeout, now, &mut policy);
+                        }
+                    }
+                    MediaNotice::Dtmf {
+                        call_id,
+                        from_tag,
+                        from,
+                        digit,
+                    } => {
+                        if let Some(id) = core.find_call(&call_id, &from_tag) {
+                            let (code, ms) = (digit.code, digit.duration_ms);
+                            core.send_dtmf_info(id, from.other(), code, ms, Instant::now());
+                        }
+                    }
                 }
             }
         }

@@ -5,7 +5,8 @@
 //! same frequency, and the trunk's A-law (30 ms) reaches the caller as G.722 in 20 ms packets. A DTMF event crosses
 //! with the trunk's payload type, comfort noise does not. A caller with only G.729 gets 488.
 //! A caller with telephone-event and a trunk without it (same codec): the caller's events reach
-//! the trunk as Q.23 tones, the trunk's tones reach the caller as events.
+//! the trunk as Q.23 tones, the trunk's tones reach the caller as events. With `dtmf: info` on
+//! the trunk, the caller's events reach it as SIP INFO and its INFO reach the caller as events.
 //!
 //! The audio is made and checked with the project's own codecs (`codecs`, bit-exact against
 //! spandsp in `codec_interop.rs`); the frequency check is a Goertzel filter.
@@ -351,6 +352,157 @@ fn dtmf_events_and_tones_interwork_with_a_trunk_without_events() {
             assert_eq!(events.iter().filter(|e| e.end).count(), 3, "{events:?}");
         },
     );
+}
+
+/// `dtmf: info` on the trunk: offered no telephone-event; the caller's digit (RFC 4733 events)
+/// reaches the trunk as an INFO `application/dtmf-relay` in its dialog and not in its RTP; the
+/// trunk's INFO is answered 200 by trunkline and reaches the caller as events (marker, updates,
+/// three ends) paced with the trunk's audio.
+#[test]
+fn dtmf_info_trunk_and_an_rfc4733_caller() {
+    isolated("dtmf_info_trunk_and_an_rfc4733_caller", false, |net| {
+        let _tl = Trunkline::start(net, &yaml_with(net, "[PCMU], dtmf: info"));
+        let uas = Uas {
+            sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
+        };
+        let mut uac = Uac::new(
+            UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A"),
+            net.sip_addr(),
+            "info",
+        );
+        let (a_port, b_port) = (net.spare(0), net.spare(10));
+        let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("A RTP");
+        let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("B RTP");
+        let offer = sdp(
+            A_IP,
+            a_port,
+            "0 101",
+            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        );
+        let cseq = uac.send("INVITE", Some(&offer));
+        let inv = uas.recv_request("INVITE", Duration::from_secs(10));
+        assert_eq!(
+            formats(inv.body()),
+            ["0"],
+            "no events to an INFO trunk: {}",
+            inv.body()
+        );
+        let pb = port_of(inv.body());
+        reply(
+            &uas.sock,
+            net.sip_addr(),
+            &inv,
+            200,
+            "b",
+            Some(&sdp(B_IP, b_port, "0", "")),
+        );
+        let ok = uac.final_response("INVITE", cseq);
+        assert_eq!(formats(ok.body()), ["0", "101"], "{}", ok.body());
+        let pa = port_of(ok.body());
+        uas.recv_request("ACK", Duration::from_secs(5));
+        let relay: IpAddr = "127.0.0.1".parse().expect("ip");
+        let silence = [0xffu8; 160];
+
+        // A: audio, then digit 3 as events, 80 ms, the end three times
+        for i in 0..5u16 {
+            a_rtp
+                .send_to(&rtp(0, i, 160 * u32::from(i), &silence), (relay, pa))
+                .expect("A sends");
+        }
+        for k in 1..=6u16 {
+            let ev = codecs::dtmf::TelephoneEvent {
+                event: 3,
+                end: k >= 4,
+                volume: 10,
+                duration: 160 * k.min(4),
+            }
+            .encode();
+            a_rtp
+                .send_to(&rtp(101, 4 + k, 800, &ev), (relay, pa))
+                .expect("A sends");
+        }
+        let info = uas.recv_request("INFO", Duration::from_secs(5));
+        assert!(
+            header(&info.text, "Content-Type", Some("c"))
+                .is_some_and(|c| c.eq_ignore_ascii_case("application/dtmf-relay")),
+            "{}",
+            info.text
+        );
+        assert!(info.body().contains("Signal=3"), "{}", info.text);
+        assert!(info.body().contains("Duration=80"), "{}", info.text);
+        assert_eq!(
+            header(&info.text, "Call-ID", Some("i")),
+            header(&inv.text, "Call-ID", Some("i"))
+        );
+        reply(&uas.sock, net.sip_addr(), &info, 200, "b", None);
+        while let Some(p) = recv(&b_rtp, Duration::from_millis(300)) {
+            assert_eq!(p[1] & 0x7f, 0, "no events in the trunk's RTP");
+        }
+
+        // B: INFO with digit #, 100 ms, then its audio
+        let me = uas.sock.local_addr().expect("local");
+        let from = header(&inv.text, "To", Some("t")).expect("To");
+        let to = header(&inv.text, "From", Some("f")).expect("From");
+        let cid = header(&inv.text, "Call-ID", Some("i")).expect("Call-ID");
+        let contact = header(&inv.text, "Contact", Some("m")).expect("Contact");
+        let target = contact
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or(contact);
+        let body = "Signal=#\r\nDuration=100\r\n";
+        let b_info = format!(
+            "INFO {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbinfo1\r\n\
+             Max-Forwards: 70\r\nFrom: {from};tag=b\r\nTo: {to}\r\nCall-ID: {cid}\r\n\
+             CSeq: 1 INFO\r\nContact: <sip:pbx@{me}>\r\n\
+             Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        uas.sock
+            .send_to(b_info.as_bytes(), net.sip_addr())
+            .expect("INFO");
+        let answer =
+            common::rawsip::recv_until(&uas.sock, Duration::from_secs(5), "INFO's 200", |m| {
+                m.cseq_method() == "INFO" && m.code().is_some()
+            });
+        assert_eq!(answer.code(), Some(200), "{}", answer.text);
+        for i in 0..12u16 {
+            b_rtp
+                .send_to(&rtp(0, 100 + i, 160 * u32::from(i), &silence), (relay, pb))
+                .expect("B sends");
+        }
+        let mut events = Vec::new();
+        let mut first_marker = None;
+        while let Some(p) = recv(&a_rtp, Duration::from_millis(400)) {
+            if p[1] & 0x7f == 101 {
+                first_marker.get_or_insert(p[1] & 0x80 != 0);
+                events.push(codecs::dtmf::TelephoneEvent::parse(&p[12..]).expect("event"));
+            }
+        }
+        assert_eq!(first_marker, Some(true), "the start carries the marker");
+        assert!(events.iter().all(|e| e.event == 11), "{events:?}");
+        let ends: Vec<_> = events.iter().filter(|e| e.end).collect();
+        assert_eq!(ends.len(), 3, "{events:?}");
+        assert!(ends.iter().all(|e| e.duration == 800), "100 ms: {events:?}");
+        assert!(
+            uac_got_no_info(&mut uac),
+            "the trunk's INFO is not relayed to the caller"
+        );
+    });
+}
+
+/// Nothing but RTP reached the caller's SIP socket (no INFO relayed to it).
+fn uac_got_no_info(uac: &mut Uac) -> bool {
+    uac.sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .ok();
+    let mut b = [0u8; 4096];
+    while let Ok((n, _)) = uac.sock.recv_from(&mut b) {
+        if b[..n].starts_with(b"INFO ") {
+            return false;
+        }
+    }
+    true
 }
 
 /// A codec switch mid-call: G.722 (transcoded to the trunk's A-law), then a re-INVITE to A-law

@@ -66,7 +66,8 @@
 //!              register: { expires: 3600 },                   # register with it (user/domain/contact_user)
 //!              probe: { interval: 30, down_after: 3, up_after: 2 },   # OPTIONS health probes
 //!              redirect: relay,    # its 3xx to a call: relay (default) | follow | reject
-//!              100rel: supported } # RFC 3262 on leg B: supported (default) | required | off
+//!              100rel: supported,  # RFC 3262 on leg B: supported (default) | required | off
+//!              dtmf: rfc4733 }     # digits: rfc4733 events (default) | info (SIP INFO; needs codecs:)
 //! dialplan:                    # first match wins
 //!   - match: { to_user: '^\+?1(\d{10})$' }
 //!     rewrite: { to_user: '+1$1' }
@@ -488,6 +489,21 @@ pub struct Trunk {
     pub identity: Identity,
     /// What is sent to it beyond each leg's own headers (`headers:`).
     pub headers: TrunkHeaders,
+    /// How it signals DTMF (`dtmf:`).
+    pub dtmf: Dtmf,
+}
+
+/// A trunk's `dtmf:`: how it signals DTMF digits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtmf {
+    /// RFC 4733 telephone-events in the media (default; when only one leg has them, the relay
+    /// interworks them with in-band tones).
+    #[default]
+    Rfc4733,
+    /// SIP INFO (`application/dtmf-relay`): it is offered no telephone-event; the other leg's
+    /// events become INFO to it and its INFO become events for the other leg. Needs `codecs:`.
+    Info,
 }
 
 /// A trunk's `refer:`: a REFER (call transfer, RFC 3515) it sends in a call.
@@ -1038,6 +1054,8 @@ struct RawTrunk {
     identity: Option<Identity>,
     #[serde(default)]
     headers: Option<headers::RawHeaders>,
+    #[serde(default)]
+    dtmf: Option<Dtmf>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]

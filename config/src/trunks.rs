@@ -121,6 +121,14 @@ pub(crate) fn build_trunks(
                 "an `mgcp` gateway takes no SIP `auth` or `register`",
             ));
         }
+        let dtmf = t.dtmf.unwrap_or_default();
+        if dtmf == Dtmf::Info && t.codecs.is_none() {
+            return Err(sem(
+                p("dtmf"),
+                "dtmf: info needs the trunk's `codecs:` (the relay turns its INFO into the \
+                 other leg's telephone-events)",
+            ));
+        }
         trunks.insert(
             name.clone(),
             Trunk {
@@ -143,6 +151,7 @@ pub(crate) fn build_trunks(
                 refer: t.refer.unwrap_or_default(),
                 identity: t.identity.unwrap_or_default(),
                 headers,
+                dtmf,
             },
         );
     }

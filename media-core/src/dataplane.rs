@@ -97,6 +97,13 @@ pub struct LegStats {
 pub enum RelayEvent {
     /// No RTP arrived on either side of the pair for the configured media timeout.
     MediaTimeout(LegPair),
+    /// The endpoint of the leg owning `port` sent a DTMF digit as telephone-events that its
+    /// peer gets as SIP INFO ([`crate::transcode::Inband::Report`]).
+    Dtmf {
+        pair: LegPair,
+        port: u16,
+        digit: crate::transcode::Dtmf,
+    },
 }
 
 /// The data plane as the control side sees it. Implementations are thread-safe handles; calls are
@@ -171,6 +178,13 @@ pub trait DataPlane: Send + Sync {
             None => Ok(()),
             Some(_) => Err(RelayError::Io("this data plane does no transcoding".into())),
         }
+    }
+    /// Send `digit` as telephone-events from the leg owning `port` to its peer (a transcoded
+    /// leg in [`crate::transcode::Inband::Inject`] mode; the digit came in SIP INFO). Default:
+    /// refused.
+    fn inject_dtmf(&self, port: u16, digit: crate::transcode::Dtmf) -> Result<(), RelayError> {
+        let _ = (port, digit);
+        Err(RelayError::Io("this data plane injects no DTMF".into()))
     }
     /// Close both legs of the pair and return the ports to the pool.
     fn close_pair(&self, pair: LegPair);

@@ -48,6 +48,9 @@ pub fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
     metrics.presence_watchers.set(watchers as i64);
     metrics.presence_publishers.set(publishers as i64);
     crate::policy::set_counter(&metrics.presence_notifies, notifies);
+    for (direction, n) in [("in", stats.dtmf_info_in), ("out", stats.dtmf_info_out)] {
+        crate::policy::set_counter(&metrics.dtmf_info.with_label_values(&[direction]), n);
+    }
     crate::policy::set_counter(&metrics.keepalives, stats.keepalives);
     for (result, n) in [
         ("answered", stats.auth_retries),

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub presence_watchers: IntGauge,
     pub presence_publishers: IntGauge,
     pub presence_notifies: IntCounter,
+    pub dtmf_info: IntCounterVec,
     pub registers: IntCounterVec,
     pub instant_messages: IntCounterVec,
     pub offline_messages: IntCounterVec,
@@ -201,6 +202,12 @@ impl Metrics {
                 &r,
                 "trunkline_presence_publishers",
                 "Served users with a live PUBLISHed presence state.",
+            ),
+            dtmf_info: counter_vec(
+                &r,
+                "trunkline_dtmf_info_total",
+                "DTMF digits interworked with SIP INFO (trunks with dtmf: info), by direction: in (an INFO sent on as the other leg's telephone-events), out (telephone-events sent as INFO).",
+                &["direction"],
             ),
             presence_notifies: counter(
                 &r,

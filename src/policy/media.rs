@@ -16,15 +16,43 @@ pub struct Media {
     )>,
 }
 
+/// What the relay tells the core task about a SIP call (by leg A's Call-ID and From tag).
+pub enum MediaNotice {
+    /// No RTP for the media timeout: the call ends.
+    Timeout { call_id: String, from_tag: String },
+    /// The endpoint on leg `from` sent `digit` as telephone-events; the other leg gets it as
+    /// SIP INFO.
+    Dtmf {
+        call_id: String,
+        from_tag: String,
+        from: signaling::b2bua::Leg,
+        digit: media_relay::transcode::Dtmf,
+    },
+}
+
 impl Media {
-    /// Calls whose media timed out, as (leg A Call-ID, leg A From tag).
-    pub fn take_timeouts(&mut self) -> Vec<(String, String)> {
+    /// What the relay reported: calls whose media timed out, digits for SIP INFO.
+    pub fn take_events(&mut self) -> Vec<MediaNotice> {
         let mut out = Vec::new();
         while let Ok(ev) = self.events.try_recv() {
             match ev {
+                media_relay::RelayEvent::Dtmf { pair, port, digit } => {
+                    if let Some((call_id, from_tag, side)) = self.calls.side_of_port(pair, port) {
+                        let from = match side {
+                            media_relay::control::Side::A => signaling::b2bua::Leg::A,
+                            media_relay::control::Side::B => signaling::b2bua::Leg::B,
+                        };
+                        out.push(MediaNotice::Dtmf {
+                            call_id,
+                            from_tag,
+                            from,
+                            digit,
+                        });
+                    }
+                }
                 media_relay::RelayEvent::MediaTimeout(pair) => {
-                    if let Some(c) = self.calls.call_for_pair(pair) {
-                        out.push(c);
+                    if let Some((call_id, from_tag)) = self.calls.call_for_pair(pair) {
+                        out.push(MediaNotice::Timeout { call_id, from_tag });
                     } else if let Some((_, ng)) = &self.ng {
                         // An ng-controlled call: rtpengine deletes it on media timeout.
                         if let Ok(mut calls) = ng.lock() {

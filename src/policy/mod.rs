@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 mod headers;
 mod media;
 mod plan;
-pub use media::{set_counter, Media};
+pub use media::{set_counter, Media, MediaNotice};
 
 pub struct LivePolicy {
     /// The configuration new calls are routed with; swapped atomically on reload. Calls in
@@ -294,27 +294,35 @@ impl LivePolicy {
         &self,
         call: &signaling::b2bua::CallRef<'_>,
     ) -> [Option<Vec<media_relay::control::CodecName>>; 2] {
-        let list = |c: Option<&config::Codecs>| {
+        use media_relay::control::CodecName;
+        // A `dtmf: info` trunk is offered no telephone-event; its policy says it does INFO.
+        let list = |c: Option<&config::Codecs>, info: bool| {
             c.map(|c| {
-                c.list()
+                let mut v: Vec<CodecName> = c
+                    .list()
                     .iter()
-                    .filter_map(|n| media_relay::control::CodecName::parse(n.name()))
-                    .collect()
+                    .filter_map(|n| CodecName::parse(n.name()))
+                    .filter(|n| !(info && *n == CodecName::TelephoneEvent))
+                    .collect();
+                if info {
+                    v.push(CodecName::DtmfInfo);
+                }
+                v
             })
         };
         let media = self.config.media.codecs.as_ref();
-        let a = match self.trunk_of(Peer {
-            transport: Transport::Udp,
-            addr: call.peer(Leg::A),
-        }) {
-            Some(t) => self.config.trunks.get(t).and_then(|t| t.codecs.as_ref()),
-            None => media,
+        let policy_of = |t: Option<&config::Trunk>| match t {
+            Some(t) => list(t.codecs.as_ref(), t.dtmf == config::Dtmf::Info),
+            None => list(media, false),
         };
-        let b = match call.b_trunk.and_then(|t| self.config.trunks.get(t)) {
-            Some(t) => t.codecs.as_ref(),
-            None => media,
-        };
-        [list(a), list(b)]
+        let a = self
+            .trunk_of(Peer {
+                transport: Transport::Udp,
+                addr: call.peer(Leg::A),
+            })
+            .and_then(|t| self.config.trunks.get(t));
+        let b = call.b_trunk.and_then(|t| self.config.trunks.get(t));
+        [policy_of(a), policy_of(b)]
     }
 
     fn trunk_limits(&self, name: &str) -> TrunkLimits {
@@ -765,6 +773,27 @@ impl Policy for LivePolicy {
             Some(config::Redirect::Reject) => RedirectMode::Reject,
             Some(config::Redirect::Relay) | None => RedirectMode::Relay,
         }
+    }
+
+    fn dtmf_info(
+        &mut self,
+        call: signaling::b2bua::CallRef<'_>,
+        from: Leg,
+        code: u8,
+        duration_ms: u32,
+        _now: Instant,
+    ) -> bool {
+        let Some(m) = &mut self.media else {
+            return false;
+        };
+        let side = match from {
+            Leg::A => media_relay::control::Side::A,
+            Leg::B => media_relay::control::Side::B,
+        };
+        let digit = media_relay::transcode::Dtmf { code, duration_ms };
+        m.calls
+            .inject_dtmf(call.call_id, call.from_tag, side, digit)
+            .unwrap_or(false)
     }
 
     fn rel100_mode(&mut self, trunk: &str, _now: Instant) -> Rel100Mode {

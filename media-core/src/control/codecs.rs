@@ -34,6 +34,10 @@ pub enum CodecName {
     Named(String),
     /// RFC 4733 events (`telephone-event/8000`).
     TelephoneEvent,
+    /// Not a codec: this leg signals DTMF in SIP INFO (`dtmf: info`). It is offered no
+    /// telephone-event; the other leg's events become INFO for it and its INFO events for the
+    /// other ([`Inband::Report`], [`Inband::Inject`]).
+    DtmfInfo,
 }
 
 impl CodecName {
@@ -103,6 +107,7 @@ impl Format {
                 .as_ref()
                 .is_some_and(|(e, _)| e.eq_ignore_ascii_case(n)),
             CodecName::TelephoneEvent => self.is_event(),
+            CodecName::DtmfInfo => false,
         }
     }
 
@@ -187,6 +192,8 @@ pub(crate) struct Offered {
     from: Vec<Format>,
     /// The offerer's `a=ptime`.
     from_ptime: Option<u16>,
+    /// The offerer's and the answerer's leg signal DTMF in SIP INFO.
+    info: (bool, bool),
 }
 
 fn out_of(formats: &[Format], ptime: Option<u16>) -> FormatsOut {
@@ -234,8 +241,8 @@ pub(crate) fn offer(
                 } else if let CodecName::Known(c) = want {
                     let f = Format::of(*c, &[&mine, &out]);
                     out.push(f);
-                } else if let CodecName::Named(_) = want {
-                    // not offered, and the relay cannot make it
+                } else if matches!(want, CodecName::Named(_) | CodecName::DtmfInfo) {
+                    // not offered and the relay cannot make it; or no format at all
                 } else {
                     // events the offerer does not have: the relay interworks them with tones
                     out.push(Format::event(free_pt(&mine)));
@@ -248,11 +255,13 @@ pub(crate) fn offer(
         return Err(CodecError::NoCommon);
     }
     let ptime = m.ptime;
+    let info = |p: Option<&[CodecName]>| p.is_some_and(|l| l.contains(&CodecName::DtmfInfo));
     Ok(Some((
         out_of(&offered, ptime),
         Offered {
             from: mine,
             from_ptime: ptime,
+            info: (info(from), info(to)),
         },
     )))
 }
@@ -315,6 +324,16 @@ pub(crate) fn answer(m: &Media, off: &Offered) -> Answered {
     let (mut to_a, mut to_b) = (Inband::Off, Inband::Off);
     let events = ev_mine.zip(ev_theirs);
     match (ev_mine, ev_theirs) {
+        // the answerer signals DTMF in SIP INFO: the offerer's events go to it as INFO, its
+        // INFO to the offerer as events
+        (Some(e), None) if off.info.1 => {
+            to_a = Inband::Report(e.pt);
+            to_b = Inband::Inject(e.pt);
+        }
+        (None, Some(e)) if off.info.0 => {
+            to_a = Inband::Inject(e.pt);
+            to_b = Inband::Report(e.pt);
+        }
         (Some(e), None) => {
             to_a = Inband::Generate(e.pt);
             to_b = Inband::Detect(e.pt);
@@ -618,5 +637,49 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(out.formats, [8], "no Opus made up");
+    }
+
+    /// A trunk that signals DTMF in SIP INFO: offered no telephone-event; the phone's events
+    /// are reported for INFO and the trunk's INFO digits injected as the phone's events, in
+    /// either direction of the call.
+    #[test]
+    fn a_sip_info_leg_gets_reports_and_injections() {
+        let mut trunk = names(&["PCMU"]);
+        trunk.push(CodecName::DtmfInfo);
+        let (out, off) = offer(&media(PHONE), None, Some(&trunk)).unwrap().unwrap();
+        assert_eq!(out.formats, [0], "no telephone-event to an INFO trunk");
+        let a = answer(&media("m=audio 5000 RTP/AVP 0\r\n"), &off);
+        assert_eq!(
+            a.formats.unwrap().formats,
+            [0, 101],
+            "the phone keeps its events"
+        );
+        let (o, t) = (a.offerer.unwrap(), a.answerer.unwrap());
+        assert_eq!(
+            (o.inband, t.inband),
+            (Inband::Report(101), Inband::Inject(101))
+        );
+        // the trunk calls the phone: its offer's events are not taken, the phone's are
+        let from_trunk =
+            media("m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
+        let phone = names(&["PCMU", "telephone-event"]);
+        let (out, off) = offer(&from_trunk, Some(&trunk), Some(&phone))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out.formats,
+            [0, 101],
+            "events offered to the phone by the relay"
+        );
+        let a = answer(
+            &media("m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"),
+            &off,
+        );
+        assert_eq!(a.formats.unwrap().formats, [0], "none back to the trunk");
+        let (o, t) = (a.offerer.unwrap(), a.answerer.unwrap());
+        assert_eq!(
+            (o.inband, t.inband),
+            (Inband::Inject(101), Inband::Report(101))
+        );
     }
 }

@@ -26,6 +26,11 @@ pub enum Op {
         port: u16,
         spec: Option<crate::transcode::Spec>,
     },
+    /// A digit handed to the leg owning `port` to send as telephone-events.
+    InjectDtmf {
+        port: u16,
+        digit: crate::transcode::Dtmf,
+    },
     Close(LegPair),
 }
 
@@ -139,6 +144,11 @@ impl DataPlane for FakeDataPlane {
         spec: Option<crate::transcode::Spec>,
     ) -> Result<(), RelayError> {
         self.lock().ops.push(Op::SetTranscode { port, spec });
+        Ok(())
+    }
+
+    fn inject_dtmf(&self, port: u16, digit: crate::transcode::Dtmf) -> Result<(), RelayError> {
+        self.lock().ops.push(Op::InjectDtmf { port, digit });
         Ok(())
     }
 

@@ -606,6 +606,45 @@ impl MediaCalls {
         self.by_pair.get(&pair.a).cloned()
     }
 
+    /// The call and the side the relay port `port` of `pair` faces (for
+    /// [`crate::RelayEvent::Dtmf`]: the side whose endpoint sent the digit).
+    pub fn side_of_port(&self, pair: LegPair, port: u16) -> Option<(String, String, Side)> {
+        let (cid, tag) = self.call_for_pair(pair)?;
+        let side = if port == pair.a { Side::A } else { Side::B };
+        Some((cid, tag, side))
+    }
+
+    /// A digit side `from` of the call signalled in SIP INFO: sent to the other side as
+    /// telephone-events by the transcoder of the leg facing `from` (the first audio stream
+    /// set up for it, [`crate::transcode::Inband::Inject`]). `Ok(false)`: no stream injects
+    /// (the digit is for the signalling to pass on as it is).
+    pub fn inject_dtmf(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        from: Side,
+        digit: crate::transcode::Dtmf,
+    ) -> Result<bool, MediaError> {
+        let call = self
+            .calls
+            .get(call_id)
+            .and_then(|v| v.iter().find(|c| c.from_tag == from_tag))
+            .ok_or(MediaError::UnknownCall)?;
+        let i = side_index(from);
+        let Some((pair, _)) = call.streams.iter().find_map(|s| {
+            let spec = s.transcode[i]?;
+            matches!(spec.inband, crate::transcode::Inband::Inject(_))
+                .then_some(())
+                .and(s.pair.map(|p| (p, spec)))
+        }) else {
+            return Ok(false);
+        };
+        self.dp
+            .inject_dtmf(from.port(pair), digit)
+            .map_err(MediaError::Relay)?;
+        Ok(true)
+    }
+
     /// Number of open pairs held by all calls.
     pub fn open_pairs(&self) -> usize {
         self.by_pair.len()

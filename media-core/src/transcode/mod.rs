@@ -27,6 +27,11 @@
 //!   [`codecs::tones::Detector`]) become RFC 4733 events for the receiver, start packet with
 //!   the marker, one update per audio packet, the end three times (RFC 4733 §2.5.1.4), the
 //!   tone itself muted ([`Inband::Detect`]).
+//! * DTMF with a side that signals it in SIP INFO (`dtmf: info`): the sender's events are not
+//!   sent on but reported once each, when it ends ([`Inband::Report`],
+//!   [`Transcoder::take_dtmf`]); digits the signalling got are sent to the receiver as
+//!   events, paced with the audio (one update per frame, the end three times; the audio muted
+//!   meanwhile: [`Inband::Inject`], [`Transcoder::inject`]).
 
 mod codec;
 #[cfg(test)]
@@ -68,7 +73,26 @@ pub enum Inband {
     Generate(u8),
     /// Tones in the sender's audio are sent on as telephone-events of this payload type.
     Detect(u8),
+    /// The sender's telephone-events (this payload type) are reported to the signalling (it
+    /// sends them as SIP INFO), not sent on.
+    Report(u8),
+    /// Digits from the signalling (SIP INFO) are sent to the receiver as telephone-events of
+    /// this payload type.
+    Inject(u8),
 }
+
+/// A digit a sender's telephone-events carried, for the signalling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dtmf {
+    /// RFC 4733 §3.2 event code (0-9, 10 `*`, 11 `#`, 12-15 A-D).
+    pub code: u8,
+    pub duration_ms: u32,
+}
+
+/// Digits waiting to be reported, at most.
+const MAX_REPORTS: usize = 16;
+/// An injected digit lasts this long at most (ms).
+const MAX_INJECT_MS: u32 = 5000;
 
 /// Most event packets queued for [`Transcoder::pop`].
 const MAX_QUEUED_EVENTS: usize = 8;
@@ -89,6 +113,8 @@ pub enum Skip {
     Late,
     /// Kept: fewer samples than a frame are buffered.
     Buffered,
+    /// A telephone-event taken for the signalling ([`Inband::Report`]): nothing to send.
+    Signalled,
 }
 
 /// A parsed RTP packet (RFC 3550 §5.1), payload without padding.
@@ -180,6 +206,14 @@ pub struct Transcoder {
     /// distance from `in_base`, scaled.
     in_base: u32,
     out_base: u32,
+    /// [`Inband::Report`]: the sender's event being followed (start timestamp, code, duration
+    /// so far in ticks, reported yet) and the digits to report.
+    following: Option<(u32, u8, u32, bool)>,
+    reports: std::collections::VecDeque<Dtmf>,
+    /// [`Inband::Inject`]: digits to send, and the one being sent (code, its length and how
+    /// much was sent, in ticks; its timestamp once started).
+    to_inject: std::collections::VecDeque<Dtmf>,
+    injecting: Option<(u8, u32, u32, Option<u32>)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -241,7 +275,27 @@ impl Transcoder {
             out_rate,
             in_base: 0,
             out_base: 0,
+            following: None,
+            reports: std::collections::VecDeque::new(),
+            to_inject: std::collections::VecDeque::new(),
+            injecting: None,
         }
+    }
+
+    /// [`Inband::Inject`]: send `digit` to the receiver as telephone-events from the next
+    /// frame on (after any digit still being sent). Ignored in any other mode.
+    pub fn inject(&mut self, digit: Dtmf) {
+        if matches!(self.spec.inband, Inband::Inject(_)) && self.to_inject.len() < MAX_REPORTS {
+            self.to_inject.push_back(Dtmf {
+                code: digit.code,
+                duration_ms: digit.duration_ms.clamp(40, MAX_INJECT_MS),
+            });
+        }
+    }
+
+    /// [`Inband::Report`]: the next digit the sender's events carried, once it ended.
+    pub fn take_dtmf(&mut self) -> Option<Dtmf> {
+        self.reports.pop_front()
     }
 
     /// The receiver's timestamp for the sender's `ts`.
@@ -286,6 +340,9 @@ impl Transcoder {
         if self.spec.inband == Inband::Generate(rtp.pt) {
             return self.push_generate(&rtp);
         }
+        if self.spec.inband == Inband::Report(rtp.pt) {
+            return self.push_report(&rtp);
+        }
         if let Some(g) = self.gen.filter(|g| !g.ended) {
             // the sender's audio is muted while its event sounds; an event whose end
             // never came ends when the audio is well past it
@@ -325,6 +382,15 @@ impl Transcoder {
         if self.det.is_some() {
             self.detect(&rtp);
         }
+        if let Some((ts0, _, d, false)) = self.following {
+            // an event whose end was lost is reported once the audio is well past it
+            if rtp.ts.wrapping_sub(ts0.wrapping_add(d)) as i32 > LOST_END as i32 {
+                self.report_followed();
+            }
+        }
+        if matches!(self.spec.inband, Inband::Inject(_)) {
+            self.inject_frame(ticks as u32);
+        }
         if self.read > 0 && self.read * 2 > self.pcm.len() {
             self.pcm.drain(..self.read);
             self.read = 0;
@@ -353,6 +419,107 @@ impl Transcoder {
             payload,
         });
         Ok(self.ready())
+    }
+
+    /// [`Inband::Report`]: an event packet of the sender's, followed until its end (or the
+    /// next event) and reported then; nothing is sent on.
+    fn push_report(&mut self, rtp: &Rtp<'_>) -> Result<usize, Skip> {
+        let ev = codecs::dtmf::TelephoneEvent::parse(rtp.payload).ok_or(Skip::Malformed)?;
+        match self.following {
+            Some((ts0, ..)) if ts0 == rtp.ts => {}
+            Some(_) => {
+                self.report_followed();
+                self.following = Some((rtp.ts, ev.event, 0, false));
+            }
+            None => self.following = Some((rtp.ts, ev.event, 0, false)),
+        }
+        if let Some(f) = self.following.as_mut() {
+            f.2 = f.2.max(u32::from(ev.duration));
+        }
+        if ev.end {
+            self.report_followed();
+        }
+        Err(Skip::Signalled)
+    }
+
+    fn report_followed(&mut self) {
+        let Some((_, code, ticks, reported)) = self.following.as_mut() else {
+            return;
+        };
+        if *reported {
+            return;
+        }
+        *reported = true;
+        let clock = u64::from(self.spec.from.clock_rate());
+        let duration_ms = (u64::from(*ticks) * 1000 / clock) as u32;
+        if self.reports.len() >= MAX_REPORTS {
+            self.reports.pop_front();
+        }
+        self.reports.push_back(Dtmf {
+            code: *code,
+            duration_ms,
+        });
+    }
+
+    /// [`Inband::Inject`]: the audio just decoded (`ticks` long) carries the digit being
+    /// injected: its event packet goes out first, and the audio is muted.
+    fn inject_frame(&mut self, ticks: u32) {
+        let Inband::Inject(pt) = self.spec.inband else {
+            return;
+        };
+        if self.injecting.is_none() {
+            let Some(d) = self.to_inject.pop_front() else {
+                return;
+            };
+            let total = d.duration_ms * self.spec.to.clock_rate() / 1000;
+            self.injecting = Some((d.code, total, 0, None));
+        }
+        let Some((code, total, mut sent, ts0)) = self.injecting else {
+            return;
+        };
+        // the event starts where the audio being buffered would have been sent
+        let start = match ts0 {
+            Some(t) => t,
+            None => {
+                let buffered = (self.pcm.len() - self.read) as u64;
+                let clock = u64::from(self.spec.to.clock_rate());
+                let ahead = (buffered * clock / u64::from(self.out_rate)) as u32;
+                self.out_ts.wrapping_add(ahead)
+            }
+        };
+        let out_ticks = (u64::from(ticks) * u64::from(self.spec.to.clock_rate())
+            / u64::from(self.spec.from.clock_rate())) as u32;
+        sent = (sent + out_ticks).min(total);
+        let end = sent >= total;
+        let mk = |marker: bool, end: bool| {
+            let b = codecs::dtmf::TelephoneEvent {
+                event: code,
+                end,
+                volume: DETECTED_VOLUME,
+                duration: sent.min(u32::from(u16::MAX)) as u16,
+            }
+            .encode();
+            let mut payload = [0u8; 16];
+            payload[..4].copy_from_slice(&b);
+            Event {
+                pt,
+                marker,
+                ts: start,
+                len: 4,
+                payload,
+            }
+        };
+        if end {
+            // RFC 4733 §2.5.1.4: the end packet three times
+            for _ in 0..3 {
+                self.queue(mk(false, true));
+            }
+            self.injecting = None;
+        } else {
+            self.queue(mk(ts0.is_none(), false));
+            self.injecting = Some((code, total, sent, Some(start)));
+        }
+        self.decoded.iter_mut().for_each(|s| *s = 0);
     }
 
     fn queue(&mut self, ev: Event) {

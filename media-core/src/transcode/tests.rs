@@ -446,3 +446,128 @@ fn garbage_opus_is_dropped() {
         pop_all(&mut t);
     }
 }
+
+fn event_packet(pt: u8, seq: u16, ts: u32, marker: bool, code: u8, end: bool, d: u16) -> Vec<u8> {
+    let ev = codecs::dtmf::TelephoneEvent {
+        event: code,
+        end,
+        volume: 10,
+        duration: d,
+    };
+    rtp(pt, seq, ts, marker, &ev.encode())
+}
+
+/// `dtmf: info` on the receiving side: the sender's events are reported once each, when
+/// they end (or when the next one starts, their end lost), never sent on.
+#[test]
+fn events_for_a_sip_info_side_are_reported_not_sent() {
+    let mut t = Transcoder::new(Spec {
+        inband: Inband::Report(101),
+        ..spec(Codec::Pcmu, Codec::Pcmu, 20)
+    });
+    let audio = vec![0xffu8; 160];
+    assert_eq!(t.push(&rtp(0, 1, 0, true, &audio)), Ok(1));
+    pop_all(&mut t);
+    // digit 5 for 800 ticks (100 ms), its end sent three times
+    for (i, (d, end)) in [
+        (160, false),
+        (480, false),
+        (800, true),
+        (800, true),
+        (800, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = event_packet(101, 2 + i as u16, 160, i == 0, 5, end, d);
+        assert_eq!(t.push(&p), Err(Skip::Signalled));
+        assert!(pop_all(&mut t).is_empty(), "nothing sent on");
+    }
+    assert_eq!(
+        t.take_dtmf(),
+        Some(Dtmf {
+            code: 5,
+            duration_ms: 100
+        })
+    );
+    assert_eq!(t.take_dtmf(), None, "once");
+    // an event whose end is lost: reported when the next starts
+    t.push(&event_packet(101, 10, 2000, true, 11, false, 400))
+        .ok();
+    t.push(&event_packet(101, 11, 4000, true, 1, false, 160))
+        .ok();
+    assert_eq!(
+        t.take_dtmf(),
+        Some(Dtmf {
+            code: 11,
+            duration_ms: 50
+        })
+    );
+}
+
+/// A digit from SIP INFO goes to the receiver as telephone-events paced with the audio: the
+/// start with the marker, one update a frame with the duration so far, the end three times,
+/// all with the timestamp where it began; the audio meanwhile is silence.
+#[test]
+fn digits_from_sip_info_are_injected_as_events() {
+    let mut t = Transcoder::new(Spec {
+        inband: Inband::Inject(96),
+        ..spec(Codec::Pcma, Codec::Pcma, 20)
+    });
+    let mut a = vec![0u8; 160];
+    g711::encode_alaw(&tone(1000.0, 8000.0, 160, 0), &mut a);
+    assert_eq!(t.push(&rtp(8, 100, 16_000, false, &a)), Ok(1));
+    pop_all(&mut t);
+    t.inject(Dtmf {
+        code: 7,
+        duration_ms: 60,
+    });
+    let mut events = Vec::new();
+    let mut silent = true;
+    for i in 1..6u16 {
+        t.push(&rtp(8, 100 + i, 16_000 + 160 * i as u32, false, &a))
+            .ok();
+        for p in pop_all(&mut t) {
+            let (m, pt, _, ts, _) = field(&p);
+            if pt == 96 {
+                let ev = codecs::dtmf::TelephoneEvent::parse(&p[12..]).unwrap();
+                events.push((m, ts, ev.event, ev.end, ev.duration));
+            } else if events.len() < 4 {
+                let mut lin = vec![0i16; 160];
+                g711::decode_alaw(&p[12..], &mut lin);
+                silent &= lin.iter().all(|s| s.abs() < 16);
+            }
+        }
+    }
+    assert_eq!(
+        events,
+        vec![
+            (true, 16_160, 7, false, 160),
+            (false, 16_160, 7, false, 320),
+            (false, 16_160, 7, true, 480),
+            (false, 16_160, 7, true, 480),
+            (false, 16_160, 7, true, 480),
+        ]
+    );
+    assert!(silent, "the audio under the digit is muted");
+    // numbering stays contiguous across events and audio
+    let mut t2 = Transcoder::new(Spec {
+        inband: Inband::Inject(96),
+        ..spec(Codec::Pcma, Codec::Pcma, 20)
+    });
+    t2.push(&rtp(8, 1, 0, false, &a)).ok();
+    t2.inject(Dtmf {
+        code: 1,
+        duration_ms: 40,
+    });
+    let mut seqs = Vec::new();
+    for i in 0..6u16 {
+        t2.push(&rtp(8, 2 + i, 160 * (i as u32 + 1), false, &a))
+            .ok();
+        seqs.extend(pop_all(&mut t2).iter().map(|p| field(p).2));
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+}

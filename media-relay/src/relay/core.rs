@@ -49,6 +49,11 @@ pub(crate) enum Cmd {
         port: u16,
         spec: Option<media_core::transcode::Spec>,
     },
+    /// A digit from SIP INFO for the transcoder of the leg owning `port` to send on.
+    InjectDtmf {
+        port: u16,
+        digit: media_core::transcode::Dtmf,
+    },
     /// Detach the pair's legs. With `keep`, the four sockets stay open, registered and
     /// receiving (datagrams reaching them are dropped) for a later `Open` of the same ports:
     /// no socket()/bind()/close() and no back-end registration per call.
@@ -396,6 +401,13 @@ impl Core {
                     l.srtp = srtp;
                 }
                 self.count_processed(before, self.processed(i));
+                Effect::None
+            }
+            Cmd::InjectDtmf { port, digit } => {
+                let leg = self.by_port.get(&port).and_then(|&i| self.legs.get_mut(i));
+                if let Some(tc) = leg.and_then(|l| l.tc.as_deref_mut()) {
+                    tc.inject(digit);
+                }
                 Effect::None
             }
             Cmd::SetTranscode { port, spec } => {
@@ -770,7 +782,19 @@ impl Core {
         };
         let spec = *tc.spec();
         let frames = ctr::TRANSCODE_FRAMES + spec.from.index() * ctr::CODECS + spec.to.index();
-        let ready = match buf.get(..len).map(|p| tc.push(p)) {
+        let pushed = buf.get(..len).map(|p| tc.push(p));
+        if matches!(pushed, Some(Err(Skip::Signalled))) {
+            if let Some(digit) = tc.take_dtmf() {
+                let Some(l) = self.legs.get(leg_i) else {
+                    return Transcoded::Nothing;
+                };
+                let pair = l.pair;
+                let port = if l.is_a { pair.a } else { pair.b };
+                let _ = self.events.send(RelayEvent::Dtmf { pair, port, digit });
+            }
+            return Transcoded::Nothing;
+        }
+        let ready = match pushed {
             Some(Ok(n)) => n,
             Some(Err(Skip::Buffered)) => return Transcoded::Nothing,
             Some(Err(_)) | None => {

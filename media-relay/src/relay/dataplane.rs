@@ -168,6 +168,11 @@ impl DataPlane for Relay {
         let (_, w) = self.worker_of(port).ok_or(RelayError::UnknownPort(port))?;
         self.send(w, Cmd::SetTranscode { port, spec }, false)
     }
+
+    fn inject_dtmf(&self, port: u16, digit: media_core::transcode::Dtmf) -> Result<(), RelayError> {
+        let (_, w) = self.worker_of(port).ok_or(RelayError::UnknownPort(port))?;
+        self.send(w, Cmd::InjectDtmf { port, digit }, false)
+    }
 }
 
 /// A [`DataPlane`] handle over a shared [`Relay`] for a controller that never reads live per-leg
@@ -230,5 +235,8 @@ impl DataPlane for NoLiveStats {
         spec: Option<media_core::transcode::Spec>,
     ) -> Result<(), RelayError> {
         self.0.set_transcode(port, spec)
+    }
+    fn inject_dtmf(&self, port: u16, digit: media_core::transcode::Dtmf) -> Result<(), RelayError> {
+        self.0.inject_dtmf(port, digit)
     }
 }

@@ -312,6 +312,19 @@ pub trait Policy {
     /// The session timer (RFC 4028) of a leg: leg B towards `trunk` (`Some`), or leg A from
     /// `peer` (`None`: the policy knows whether the caller is a trunk). Default: the core's
     /// [`CoreConfig::session_timer`].
+    /// A digit (RFC 4733 event code, duration) came in a SIP INFO on `from` of `call`: true
+    /// when the media side sends it on as the other leg's telephone-events (the INFO is then
+    /// answered here, not relayed). Default: false.
+    fn dtmf_info(
+        &mut self,
+        _call: CallRef<'_>,
+        _from: Leg,
+        _code: u8,
+        _duration_ms: u32,
+        _now: Instant,
+    ) -> bool {
+        false
+    }
     fn session_timer(&mut self, _trunk: Option<&str>, _peer: Peer, _now: Instant) -> TimerChoice {
         TimerChoice::Inherit
     }
@@ -518,4 +531,8 @@ pub struct CoreStats {
     /// REFERs trunkline carried out (`refer: handle`): accepted, and connected to their target.
     pub transfers: u64,
     pub transfers_completed: u64,
+    /// DTMF digits taken from SIP INFO (for the other leg's telephone-events) and sent as
+    /// INFO (from the other leg's events).
+    pub dtmf_info_in: u64,
+    pub dtmf_info_out: u64,
 }

@@ -310,6 +310,7 @@ impl B2bua {
             Method::Refer if self.refer_refused(tx, &req, id, leg, now, policy) => {}
             Method::Invite | Method::Update
                 if self.peer_refresh(tx, &req, id, leg, now, policy) => {}
+            Method::Info if self.info_dtmf(tx, &req, id, leg, now, policy) => {}
             _ => self.relay_in_dialog(tx, req, id, leg, now, policy),
         }
     }

@@ -306,7 +306,8 @@ impl B2bua {
             ClientPurpose::Bye
             | ClientPurpose::Cancel
             | ClientPurpose::Prack
-            | ClientPurpose::Notify => {
+            | ClientPurpose::Notify
+            | ClientPurpose::Info => {
                 self.maybe_collect(id);
             }
         }

@@ -37,6 +37,7 @@ mod caps;
 mod carriers;
 mod cdr;
 mod dialog;
+mod dtmf;
 mod failover;
 mod forks;
 mod handoff;
@@ -121,6 +122,8 @@ enum ClientPurpose {
     TransferReinvite,
     /// A NOTIFY of a REFER's subscription.
     Notify,
+    /// An INFO with a DTMF digit (`dtmf.rs`).
+    Info,
     /// A request relayed from the other leg: answer `server_tx` with the final response.
     Relay {
         server_tx: TxId,

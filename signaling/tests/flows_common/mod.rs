@@ -191,6 +191,9 @@ pub struct Tuned {
     pub from_display: Option<String>,
     /// Where [`Policy::route_redirect`] sends every URI (a transfer's target); `None`: 404.
     pub transfer_to: Option<Target>,
+    /// [`Policy::dtmf_info`]: `Some`: every digit is taken (and recorded here as (call, leg,
+    /// code, ms)); `None`: none is.
+    pub dtmf: Option<Vec<(u64, signaling::b2bua::Leg, u8, u32)>>,
 }
 
 impl signaling::b2bua::Policy for Tuned {
@@ -247,6 +250,22 @@ impl signaling::b2bua::Policy for Tuned {
         _now: std::time::Instant,
     ) -> signaling::b2bua::ReferMode {
         self.refer
+    }
+    fn dtmf_info(
+        &mut self,
+        call: signaling::b2bua::CallRef<'_>,
+        from: signaling::b2bua::Leg,
+        code: u8,
+        ms: u32,
+        _now: std::time::Instant,
+    ) -> bool {
+        match &mut self.dtmf {
+            Some(v) => {
+                v.push((call.id, from, code, ms));
+                true
+            }
+            None => false,
+        }
     }
     fn is_trunk(&mut self, _from: signaling::Peer, _now: std::time::Instant) -> bool {
         self.a_trunk
@@ -307,6 +326,7 @@ pub fn tuned_world(targets: Vec<Target>, tcp_fallback: bool) -> signaling::testi
             b_headers: None,
             from_display: None,
             transfer_to: None,
+            dtmf: None,
         },
     )
 }
