@@ -1,9 +1,11 @@
 //! trunkline as the presence agent, with real phones (baresip's presence module on both
 //! sides): alice watches bob (her address book entry `;presence=p2p`), authenticating her
-//! SUBSCRIBE like a call. Bob is not registered: she sees closed. Bob registers: open. Bob
-//! sets himself offline (baresip PUBLISHes `closed`): closed. Online again: open. Bob quits
-//! (un-REGISTER, his publication withdrawn): closed. baresip logs each change of a contact's
-//! status ("<sip:bob@...> changed status from Online to Offline"). A missing baresip fails.
+//! SUBSCRIBE like a call. Bob is not registered: she sees closed. Bob's phone registers: open.
+//! Bob removes his bindings (SIPp: `Contact: *`, `Expires: 0`, with his Digest): closed. A
+//! second phone of bob's that publishes (baresip `pubint`) registers: open; bob sets himself
+//! offline (it PUBLISHes `closed`): closed; online again: open. baresip logs each change of a
+//! contact's status ("<sip:bob@...> changed status from Online to Offline"). A missing
+//! baresip or SIPp fails.
 
 mod common;
 
@@ -95,46 +97,49 @@ fn a_watcher_follows_registration_and_publications() {
                 metric(&m, "trunkline_presence_watchers", &[]) == Some(1.0)
                     && metric(&m, "trunkline_presence_notifies_total", &[]).unwrap_or(0.0) >= 1.0
             });
-            let bob = Baresip::start(
-                net,
-                &Phone {
-                    name: "bob",
-                    sip: net.spare(60),
-                    rtp: net.spare(70),
-                    account: format!(
-                        "<sip:bob@127.0.0.1:{}>;auth_pass=b0b;regint=300;pubint=300",
-                        net.sip()
-                    ),
-                    ctrl: Some(net.spare(65)),
-                    tone: 500,
-                    ..Phone::default()
-                },
-            );
+            let bob_phone = |name: &'static str, port: u16, extra: &str| Phone {
+                name,
+                sip: port,
+                rtp: port + 10,
+                account: format!(
+                    "<sip:bob@127.0.0.1:{}>;auth_pass=b0b;regint=300{extra}",
+                    net.sip()
+                ),
+                ctrl: Some(port + 5),
+                tone: 500,
+                ..Phone::default()
+            };
+            let bob = Baresip::start(net, &bob_phone("bob", net.spare(60), ""));
             wait_for(net, "bob registered: open", || {
                 changes_to(net, "online") >= 1
+            });
+            require_sipp();
+            Sipp::uac(net, "bob-unregister", "phone_unregister.xml", 1, 1)
+                .args(&["-p", &net.spare(90).to_string(), "-s", "bob"])
+                .args(&["-au", "bob", "-ap", "b0b"])
+                .run(Duration::from_secs(20))
+                .assert_all_ok(1, "bob removes his bindings");
+            wait_for(net, "bob unregistered: closed", || {
+                changes_to(net, "offline") >= 1
+            });
+            drop(bob);
+            let bob = Baresip::start(net, &bob_phone("bob2", net.spare(100), ";pubint=300"));
+            wait_for(net, "bob's publishing phone registered: open", || {
+                changes_to(net, "online") >= 2
             });
             wait_for(net, "bob's PUBLISH kept", || {
                 metric(&scrape(net), "trunkline_presence_publishers", &[]) == Some(1.0)
             });
             bob.command("presence_offline", "");
             wait_for(net, "bob published closed", || {
-                changes_to(net, "offline") >= 1
-            });
-            bob.command("presence_online", "");
-            wait_for(net, "bob published open", || changes_to(net, "online") >= 2);
-            bob.stop();
-            wait_for(net, "bob unregistered: closed", || {
                 changes_to(net, "offline") >= 2
             });
+            bob.command("presence_online", "");
+            wait_for(net, "bob published open", || changes_to(net, "online") >= 3);
             let m = scrape(net);
             assert_eq!(
                 metric(&m, "trunkline_registered_contacts", &[]),
-                Some(1.0),
-                "{m}"
-            );
-            assert_eq!(
-                metric(&m, "trunkline_presence_publishers", &[]),
-                Some(0.0),
+                Some(2.0),
                 "{m}"
             );
             drop(tl);
