@@ -90,7 +90,10 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const MAX_STREAM_BODY: usize = 1024 * 1024;
 
 fn find_crlfcrlf(b: &[u8]) -> Option<usize> {
-    memchr::memmem::find(b, b"\r\n\r\n")
+    // One searcher for the process (`memmem::find` builds one per call: measurable per message).
+    static END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    END.find(b)
 }
 
 fn skip_leading_crlf(b: &[u8]) -> usize {

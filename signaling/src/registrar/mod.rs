@@ -163,16 +163,16 @@ pub enum LookupMiss {
 pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
     digest: DigestServer,
-    /// REGISTERs handled; every [`PURGE_EVERY`]th sweeps all expired bindings.
-    handled: u32,
+    /// When all expired bindings were last swept ([`PURGE_EVERY`]).
+    purged: Instant,
     /// AoRs whose bindings changed since [`Registrar::take_changes`] (`None`: not tracked,
     /// nothing persists them).
     changed: Option<HashSet<String>>,
 }
 
-/// A full sweep of expired bindings every this many REGISTERs (each AoR is also cleaned when
-/// it is registered or looked up).
-const PURGE_EVERY: u32 = 256;
+/// A full sweep of expired bindings this often (each AoR is also cleaned when it is
+/// registered or looked up).
+const PURGE_EVERY: Duration = Duration::from_secs(30);
 
 /// The AoR key of a SIP URI: `user@host`, host lower case, user as written (case matters in
 /// the user part, RFC 3261 section 19.1.4).
@@ -188,7 +188,7 @@ impl Registrar {
         Registrar {
             bindings: HashMap::new(),
             digest: DigestServer::new(key, epoch),
-            handled: 0,
+            purged: epoch,
             changed: None,
         }
     }
@@ -404,8 +404,11 @@ impl Registrar {
         s: &RegistrarSettings,
         now: Instant,
     ) -> Result<RegisterAnswer, Denial> {
-        self.handled = self.handled.wrapping_add(1);
-        if self.handled.is_multiple_of(PURGE_EVERY) {
+        // A sweep of the whole table on a clock, not per so many REGISTERs: at 2,000/s and
+        // 10,000 users a sweep every 256 was 5 % of the registrar's CPU. What waits for the
+        // sweep is bounded anyway (the users' AoRs, each with its few bindings).
+        if now.saturating_duration_since(self.purged) >= PURGE_EVERY {
+            self.purged = now;
             self.purge(now);
         }
         // Section 10.3 step 1: the Request-URI names the domain.
