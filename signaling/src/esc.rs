@@ -152,11 +152,40 @@ impl Compositor {
             return Err(PublishError::Full);
         }
         let until = now + Duration::from_secs(u64::from(granted));
+        self.store(
+            aor,
+            etag,
+            body,
+            new_etag.clone(),
+            until,
+            limits.per_user,
+            now,
+        );
+        self.expiry.push(Reverse((until, aor.to_string())));
+        Ok(Published {
+            etag: Some(new_etag),
+            expires: granted,
+        })
+    }
+
+    /// Keep `aor`'s publication: the one under `etag` refreshed or modified, or (no tag) a new
+    /// one, the oldest of `per_user` making room.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        aor: &str,
+        etag: Option<&str>,
+        body: Option<&[u8]>,
+        new_etag: String,
+        until: Instant,
+        per_user: usize,
+        now: Instant,
+    ) {
         let list = self.by_aor.entry(aor.to_string()).or_default();
         match etag {
             Some(e) => {
                 if let Some(p) = list.iter_mut().find(|p| p.etag == e) {
-                    p.etag = new_etag.clone();
+                    p.etag = new_etag;
                     p.expires = until;
                     if let Some(b) = body {
                         p.body = b.to_vec();
@@ -165,24 +194,19 @@ impl Compositor {
                 }
             }
             None => {
-                if list.len() >= limits.per_user {
+                if list.len() >= per_user {
                     if let Some(i) = (0..list.len()).min_by_key(|&i| list[i].updated) {
                         list.remove(i);
                     }
                 }
                 list.push(Publication {
-                    etag: new_etag.clone(),
+                    etag: new_etag,
                     body: body.unwrap_or_default().to_vec(),
                     expires: until,
                     updated: now,
                 });
             }
         }
-        self.expiry.push(Reverse((until, aor.to_string())));
-        Ok(Published {
-            etag: Some(new_etag),
-            expires: granted,
-        })
     }
 
     fn remove(&mut self, aor: &str, etag: &str) {

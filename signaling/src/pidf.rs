@@ -39,101 +39,122 @@ pub struct Summary {
     pub open: Option<bool>,
 }
 
+/// The scan's state: open elements, how many were seen, whether the root is PIDF's, and the
+/// first tuple's basic status.
+#[derive(Default)]
+struct Scan<'a> {
+    stack: Vec<&'a str>,
+    elements: usize,
+    root_ok: bool,
+    open: Option<bool>,
+    in_basic: bool,
+}
+
 /// Check `doc` as a PIDF document.
 pub fn check(doc: &[u8]) -> Result<Summary, PidfError> {
     let text = std::str::from_utf8(doc).map_err(|_| PidfError::NotUtf8)?;
-    let mut stack: Vec<&str> = Vec::new();
-    let mut elements = 0usize;
-    let mut root_ok = false;
-    let mut open = None;
-    let mut in_basic = false;
+    let mut st = Scan::default();
     let mut rest = text;
     while let Some(lt) = rest.find('<') {
-        let between = &rest[..lt];
-        if in_basic && open.is_none() {
-            match between.trim() {
-                "open" => open = Some(true),
-                "closed" => open = Some(false),
-                _ => {}
-            }
-        }
+        st.text(&rest[..lt]);
         rest = &rest[lt..];
-        if let Some(r) = rest.strip_prefix("<?") {
-            rest = after(r, "?>")?;
+        rest = if let Some(r) = rest.strip_prefix("<?") {
+            after(r, "?>")?
         } else if let Some(r) = rest.strip_prefix("<!--") {
-            rest = after(r, "-->")?;
+            after(r, "-->")?
         } else if let Some(r) = rest.strip_prefix("<![CDATA[") {
-            if stack.is_empty() {
+            if st.stack.is_empty() {
                 return Err(PidfError::Malformed);
             }
-            rest = after(r, "]]>")?;
+            after(r, "]]>")?
         } else if rest.starts_with("<!") {
             return Err(PidfError::Doctype);
         } else if let Some(r) = rest.strip_prefix("</") {
-            let end = r.find('>').ok_or(PidfError::Malformed)?;
-            let name = r[..end].trim_end();
-            if stack.pop() != Some(name) {
-                return Err(PidfError::Malformed);
-            }
-            if local(name) == "basic" {
-                in_basic = false;
-            }
-            rest = &r[end + 1..];
+            st.end_tag(r)?
         } else {
-            let r = &rest[1..];
-            let end = tag_end(r)?;
-            let inner = &r[..end];
-            let (inner, empty) = match inner.strip_suffix('/') {
-                Some(i) => (i, true),
-                None => (inner, false),
-            };
-            let name_end = inner
-                .find(|c: char| c.is_ascii_whitespace())
-                .unwrap_or(inner.len());
-            let name = &inner[..name_end];
-            if name.is_empty() || !name.chars().all(name_char) {
-                return Err(PidfError::Malformed);
-            }
-            let attrs = attributes(&inner[name_end..])?;
-            elements += 1;
-            if elements > MAX_ELEMENTS {
-                return Err(PidfError::TooManyElements);
-            }
-            if stack.is_empty() {
-                if root_ok || elements > 1 {
-                    return Err(PidfError::Malformed); // a second root
-                }
-                let prefix = name.split_once(':').map(|(p, _)| p);
-                let ns_attr = match prefix {
-                    Some(p) => format!("xmlns:{p}"),
-                    None => "xmlns".to_string(),
-                };
-                root_ok = local(name) == "presence"
-                    && attrs.iter().any(|(k, v)| *k == ns_attr && *v == PIDF_NS);
-                if !root_ok {
-                    return Err(PidfError::NotPidf);
-                }
-            }
-            if !empty {
-                stack.push(name);
-                if stack.len() > MAX_DEPTH {
-                    return Err(PidfError::TooDeep);
-                }
-                if local(name) == "basic" {
-                    in_basic = true;
-                }
-            }
-            rest = &r[end + 1..];
-        }
+            st.start_tag(&rest[1..])?
+        };
     }
-    if !stack.is_empty() || !root_ok || !rest.trim().is_empty() {
-        return Err(if root_ok {
+    if !st.stack.is_empty() || !st.root_ok || !rest.trim().is_empty() {
+        return Err(if st.root_ok {
             PidfError::Malformed
         } else {
             PidfError::NotPidf
         });
     }
-    Ok(Summary { open })
+    Ok(Summary { open: st.open })
+}
+
+impl<'a> Scan<'a> {
+    /// Character data between tags: the first `<basic>`'s value.
+    fn text(&mut self, between: &str) {
+        if self.in_basic && self.open.is_none() {
+            match between.trim() {
+                "open" => self.open = Some(true),
+                "closed" => self.open = Some(false),
+                _ => {}
+            }
+        }
+    }
+
+    /// `r`: what follows `</`. The rest after the tag.
+    fn end_tag(&mut self, r: &'a str) -> Result<&'a str, PidfError> {
+        let end = r.find('>').ok_or(PidfError::Malformed)?;
+        let name = r[..end].trim_end();
+        if self.stack.pop() != Some(name) {
+            return Err(PidfError::Malformed);
+        }
+        if local(name) == "basic" {
+            self.in_basic = false;
+        }
+        Ok(&r[end + 1..])
+    }
+
+    /// `r`: what follows `<` of a start tag. The rest after the tag.
+    fn start_tag(&mut self, r: &'a str) -> Result<&'a str, PidfError> {
+        let end = tag_end(r)?;
+        let inner = &r[..end];
+        let (inner, empty) = match inner.strip_suffix('/') {
+            Some(i) => (i, true),
+            None => (inner, false),
+        };
+        let name_end = inner
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(inner.len());
+        let name = &inner[..name_end];
+        if name.is_empty() || !name.chars().all(name_char) {
+            return Err(PidfError::Malformed);
+        }
+        let attrs = attributes(&inner[name_end..])?;
+        self.elements += 1;
+        if self.elements > MAX_ELEMENTS {
+            return Err(PidfError::TooManyElements);
+        }
+        if self.stack.is_empty() {
+            if self.root_ok || self.elements > 1 {
+                return Err(PidfError::Malformed); // a second root
+            }
+            let ns_attr = match name.split_once(':') {
+                Some((p, _)) => format!("xmlns:{p}"),
+                None => "xmlns".to_string(),
+            };
+            self.root_ok = local(name) == "presence"
+                && attrs.iter().any(|(k, v)| *k == ns_attr && *v == PIDF_NS);
+            if !self.root_ok {
+                return Err(PidfError::NotPidf);
+            }
+        }
+        if !empty {
+            self.stack.push(name);
+            if self.stack.len() > MAX_DEPTH {
+                return Err(PidfError::TooDeep);
+            }
+            if local(name) == "basic" {
+                self.in_basic = true;
+            }
+        }
+        Ok(&r[end + 1..])
+    }
 }
 
 /// What follows the first `end` in `s`.

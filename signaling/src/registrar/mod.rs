@@ -485,51 +485,84 @@ impl Registrar {
         let mut changes = Vec::new();
         for c in &contacts {
             let Contact::Addr(na) = c else { continue };
-            let Some(sip) = na.uri.as_sip() else {
-                return RegisterAnswer::plain(400, "Bad Request");
-            };
-            let expires = na
-                .param("expires")
-                .flatten()
-                .and_then(|e| e.trim().parse::<u64>().ok())
-                .or(header_expires)
-                .unwrap_or(s.default_expires as u64);
-            if expires != 0 && expires < s.min_expires as u64 {
-                return RegisterAnswer {
-                    status: 423,
-                    reason: "Interval Too Brief",
-                    headers: vec![("Min-Expires", s.min_expires.to_string())],
-                    aor: None,
-                };
+            let seen = (call_id.as_str(), cseq, header_expires);
+            match self.contact_change(na, &aor, seen, s) {
+                Ok(change) => changes.push(change),
+                Err(refusal) => return refusal,
             }
-            let expires = expires.min(s.max_expires as u64);
-            let q = na
-                .param("q")
-                .flatten()
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .map_or(1000, |q| (q.clamp(0.0, 1.0) * 1000.0) as u16);
-            let host = match sip.port {
-                Some(p) => format!("{}:{p}", sip.host),
-                None => sip.host.clone(),
-            };
-            let target = match &sip.user {
-                Some(u) => format!("{u}@{host}"),
-                None => host,
-            };
-            let contact = na.uri.to_string();
-            if let Some(b) = self
-                .bindings
-                .get(&aor)
-                .and_then(|v| v.iter().find(|b| b.contact == contact))
-            {
-                if b.call_id == call_id && cseq <= b.cseq {
-                    return RegisterAnswer::plain(500, "Server Internal Error");
-                }
-            }
-            changes.push((contact, target, expires, q));
         }
-        let touched = !changes.is_empty();
-        let list = self.bindings.entry(aor.clone()).or_default();
+        if !changes.is_empty() {
+            self.apply_changes(&aor, changes, from, (&call_id, cseq), now);
+            self.mark(&aor);
+        }
+        self.ok(&aor, now)
+    }
+
+    /// One Contact of a REGISTER for `aor` checked (section 10.3 steps 5 and 7): (contact,
+    /// target, expires, q), or the answer that refuses the whole request. `seen` is the
+    /// request's Call-ID, CSeq and `Expires` header.
+    fn contact_change(
+        &self,
+        na: &NameAddr,
+        aor: &str,
+        (call_id, cseq, header_expires): (&str, u32, Option<u64>),
+        s: &RegistrarSettings,
+    ) -> Result<(String, String, u64, u16), RegisterAnswer> {
+        let Some(sip) = na.uri.as_sip() else {
+            return Err(RegisterAnswer::plain(400, "Bad Request"));
+        };
+        let expires = na
+            .param("expires")
+            .flatten()
+            .and_then(|e| e.trim().parse::<u64>().ok())
+            .or(header_expires)
+            .unwrap_or(s.default_expires as u64);
+        if expires != 0 && expires < s.min_expires as u64 {
+            return Err(RegisterAnswer {
+                status: 423,
+                reason: "Interval Too Brief",
+                headers: vec![("Min-Expires", s.min_expires.to_string())],
+                aor: None,
+            });
+        }
+        let expires = expires.min(s.max_expires as u64);
+        let q = na
+            .param("q")
+            .flatten()
+            .and_then(|q| q.trim().parse::<f32>().ok())
+            .map_or(1000, |q| (q.clamp(0.0, 1.0) * 1000.0) as u16);
+        let host = match sip.port {
+            Some(p) => format!("{}:{p}", sip.host),
+            None => sip.host.clone(),
+        };
+        let target = match &sip.user {
+            Some(u) => format!("{u}@{host}"),
+            None => host,
+        };
+        let contact = na.uri.to_string();
+        if let Some(b) = self
+            .bindings
+            .get(aor)
+            .and_then(|v| v.iter().find(|b| b.contact == contact))
+        {
+            if b.call_id == call_id && cseq <= b.cseq {
+                return Err(RegisterAnswer::plain(500, "Server Internal Error"));
+            }
+        }
+        Ok((contact, target, expires, q))
+    }
+
+    /// Section 10.3 step 7, second pass: the checked contacts replace, add or (expires 0)
+    /// remove bindings of `aor`; beyond [`MAX_BINDINGS`] the oldest go.
+    fn apply_changes(
+        &mut self,
+        aor: &str,
+        changes: Vec<(String, String, u64, u16)>,
+        from: Peer,
+        (call_id, cseq): (&str, u32),
+        now: Instant,
+    ) {
+        let list = self.bindings.entry(aor.to_string()).or_default();
         for (contact, target, expires, q) in changes {
             list.retain(|b| b.contact != contact);
             if expires == 0 {
@@ -541,7 +574,7 @@ impl Registrar {
                 source: from,
                 expires: now + Duration::from_secs(expires),
                 q,
-                call_id: call_id.clone(),
+                call_id: call_id.to_string(),
                 cseq,
                 updated: now,
             });
@@ -556,12 +589,8 @@ impl Registrar {
             list.remove(oldest);
         }
         if list.is_empty() {
-            self.bindings.remove(&aor);
+            self.bindings.remove(aor);
         }
-        if touched {
-            self.mark(&aor);
-        }
-        self.ok(&aor, now)
     }
 
     fn purge_aor(&mut self, aor: &str, now: Instant) {
