@@ -240,39 +240,8 @@ impl B2bua {
             *self.stats.rejected.entry("no_dialog").or_insert(0) += 1;
             return;
         };
-        let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
-        if let Some(call) = self.calls.get_mut(&id) {
-            let d = call.leg_mut(leg);
-            if let Some(prev) = d.remote_cseq {
-                //= rfc3261#section-12.2.2
-                //# If the remote sequence number was not empty, but the sequence number of
-                //# the request is lower than the remote sequence number, the request is out
-                //# of order and MUST be rejected with a 500 (Server Internal Error) response.
-                // Only lower: a BYE, re-INVITE, UPDATE or INFO that repeats the last number
-                // (on a new transaction; a retransmission never gets here) is taken.
-                if seq < prev {
-                    let resp = make_response(&req, 500, "Server Internal Error", None);
-                    self.tx.send_response(tx, resp, now);
-                    return;
-                }
-            }
-            d.remote_cseq = Some(seq);
-            // RFC 3261 §12.2.2: "When a UAS receives a target refresh request, it MUST replace
-            // the dialog's remote target URI with the URI from the Contact header field in
-            // that request, if present." A phone's leg also moves to where the refresh came
-            // from (its NAT mapping or connection may have changed); nothing else moves a leg.
-            if matches!(req.method, Method::Invite | Method::Update) {
-                if let Some(c) = req
-                    .headers
-                    .get("Contact")
-                    .and_then(|c| NameAddr::parse(c).ok())
-                {
-                    d.remote_target = c.uri.to_string();
-                    if !d.trunk {
-                        d.peer = from;
-                    }
-                }
-            }
+        if !self.take_in_dialog(tx, &req, id, leg, from, now) {
+            return;
         }
         match req.method {
             Method::Bye if self.transferor_bye(tx, &req, id, leg, now) => {}
@@ -313,6 +282,55 @@ impl B2bua {
             Method::Info if self.info_dtmf(tx, &req, id, leg, now, policy) => {}
             _ => self.relay_in_dialog(tx, req, id, leg, now, policy),
         }
+    }
+
+    /// An in-dialog request taken into leg `leg`'s dialog state: its CSeq (a lower one than
+    /// the last is refused 500: false), and for a target refresh its Contact (and a phone's new
+    /// address).
+    fn take_in_dialog(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        id: CallId,
+        leg: Leg,
+        from: Peer,
+        now: Instant,
+    ) -> bool {
+        let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        if let Some(call) = self.calls.get_mut(&id) {
+            let d = call.leg_mut(leg);
+            if let Some(prev) = d.remote_cseq {
+                //= rfc3261#section-12.2.2
+                //# If the remote sequence number was not empty, but the sequence number of
+                //# the request is lower than the remote sequence number, the request is out
+                //# of order and MUST be rejected with a 500 (Server Internal Error) response.
+                // Only lower: a BYE, re-INVITE, UPDATE or INFO that repeats the last number
+                // (on a new transaction; a retransmission never gets here) is taken.
+                if seq < prev {
+                    let resp = make_response(req, 500, "Server Internal Error", None);
+                    self.tx.send_response(tx, resp, now);
+                    return false;
+                }
+            }
+            d.remote_cseq = Some(seq);
+            // RFC 3261 §12.2.2: "When a UAS receives a target refresh request, it MUST replace
+            // the dialog's remote target URI with the URI from the Contact header field in
+            // that request, if present." A phone's leg also moves to where the refresh came
+            // from (its NAT mapping or connection may have changed); nothing else moves a leg.
+            if matches!(req.method, Method::Invite | Method::Update) {
+                if let Some(c) = req
+                    .headers
+                    .get("Contact")
+                    .and_then(|c| NameAddr::parse(c).ok())
+                {
+                    d.remote_target = c.uri.to_string();
+                    if !d.trunk {
+                        d.peer = from;
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Build an in-dialog request on `leg` with our dialog state.

@@ -556,44 +556,14 @@ impl B2bua {
         b.route_set.clear();
         at.got_provisional = false;
         at.b_rseq.clear();
-        let mut h = Headers::with_capacity(16);
-        h.push("Via", via);
-        h.push("Max-Forwards", max_fwd.to_string());
-        h.push("From", cat(&[&b.local_uri, ";tag=", &b.local_tag]));
-        h.push("To", b.remote_uri.clone());
-        h.push("Call-ID", b.call_id.clone());
-        h.push("CSeq", cseq_value(b.local_cseq, "INVITE"));
-        h.push("Contact", contact);
-        if let Some((name, value)) = rel100 {
-            h.push(name, value);
-        }
-        for x in timer_h.iter() {
-            h.push(&x.name, x.value.clone());
-        }
-        Crossing::checked(b).copy(&at.a_invite.headers, &mut h, true);
-        let body = at.b_offer.as_ref().map_or_else(Vec::new, |(ct, sdp)| {
-            h.push("Content-Type", ct.clone());
-            sdp.clone()
-        });
-        let mut req = Request {
-            method: Method::Invite,
-            uri: b.remote_target.clone(),
-            headers: h,
-            body,
-        };
-        //= rfc3261#section-18.1.1
-        //# If a request is within 200 bytes of the path MTU, or if it is larger than 1300 bytes
-        //# and the path MTU is unknown, the request MUST be sent using an RFC 2914 [43]
-        //# congestion controlled transport protocol, such as TCP.
-        let mut to = target.peer;
-        if let Some((tcp, via, contact)) = fallback {
-            if SipMessage::Request(req.clone()).to_bytes().len() > MESSAGE_UDP_MAX {
-                req.headers.set("Via", via);
-                req.headers.set("Contact", contact);
+        let mut req = b_invite(b, at, max_fwd, (via, contact), rel100, &timer_h);
+        let to = match fallback.and_then(|f| over_tcp_if_large(&mut req, f)) {
+            Some(tcp) => {
                 b.peer = tcp;
-                to = tcp;
+                tcp
             }
-        }
+            None => target.peer,
+        };
         at.trunk = Some(target.trunk.clone());
         let txid = self.tx.send_request_ref(&req, to, now);
         at.invite = Some(req);
@@ -717,4 +687,59 @@ impl B2bua {
         self.owners
             .insert(t, TxOwner::Call(id, ClientPurpose::Cancel));
     }
+}
+
+/// Leg B's INVITE in dialog state `b` for the attempt `at`: our Via and Contact, the
+/// 100rel and session-timer headers of the trunk, and what crosses from leg A's INVITE.
+fn b_invite(
+    b: &Dialog,
+    at: &Attempt,
+    max_fwd: u32,
+    (via, contact): (String, String),
+    rel100: Option<(&'static str, &'static str)>,
+    timer_h: &Headers,
+) -> Request {
+    let mut h = Headers::with_capacity(16);
+    h.push("Via", via);
+    h.push("Max-Forwards", max_fwd.to_string());
+    h.push("From", cat(&[&b.local_uri, ";tag=", &b.local_tag]));
+    h.push("To", b.remote_uri.clone());
+    h.push("Call-ID", b.call_id.clone());
+    h.push("CSeq", cseq_value(b.local_cseq, "INVITE"));
+    h.push("Contact", contact);
+    if let Some((name, value)) = rel100 {
+        h.push(name, value);
+    }
+    for x in timer_h.iter() {
+        h.push(&x.name, x.value.clone());
+    }
+    Crossing::checked(b).copy(&at.a_invite.headers, &mut h, true);
+    let body = at.b_offer.as_ref().map_or_else(Vec::new, |(ct, sdp)| {
+        h.push("Content-Type", ct.clone());
+        sdp.clone()
+    });
+    Request {
+        method: Method::Invite,
+        uri: b.remote_target.clone(),
+        headers: h,
+        body,
+    }
+}
+
+//= rfc3261#section-18.1.1
+//# If a request is within 200 bytes of the path MTU, or if it is larger than 1300 bytes
+//# and the path MTU is unknown, the request MUST be sent using an RFC 2914 [43]
+//# congestion controlled transport protocol, such as TCP.
+/// A request larger than [`MESSAGE_UDP_MAX`] moves to the trunk's TCP address (its Via and
+/// Contact with it); the TCP peer when it did.
+fn over_tcp_if_large(
+    req: &mut Request,
+    (tcp, via, contact): (Peer, String, String),
+) -> Option<Peer> {
+    if SipMessage::Request(req.clone()).to_bytes().len() <= MESSAGE_UDP_MAX {
+        return None;
+    }
+    req.headers.set("Via", via);
+    req.headers.set("Contact", contact);
+    Some(tcp)
 }
