@@ -9,6 +9,7 @@
 #                                     libspandsp2 (an independent G.722, tests/codec_interop.rs)
 #                                     rtpengine (an independent SRTP peer, tests/rtpengine_peer.rs;
 #                                     and the comparison stack of the benchmarks)
+#                                     redis-server (the cluster's shared store, tests/cluster_redis.rs)
 #                                     libopus-dev + pkg-config (the build's `opus` feature: Opus
 #                                     transcoding through libopus, tests/baresip_opus.rs)
 #   scripts/install-deps.sh --bench   the same (kept for the benchmark scripts)
@@ -38,7 +39,7 @@ declare -a want=("sipp:sip-tester" "tshark:tshark" "promtool:prometheus" "system
     "kamailio:kamailio" "$kam_modules/rtpengine.so:kamailio" "$kam_modules/tls.so:kamailio-tls-modules"
     "osmo-mgw:osmo-mgw" "baresip:baresip" "dnsmasq:dnsmasq-base" "ip:iproute2" "pg_ctlcluster:postgresql"
     "/usr/lib/x86_64-linux-gnu/libspandsp.so.2:libspandsp2" "rtpengine:rtpengine-daemon"
-    "/usr/include/opus/opus.h:libopus-dev" "pkg-config:pkg-config")
+    "/usr/include/opus/opus.h:libopus-dev" "pkg-config:pkg-config" "redis-server:redis-server")
 if [[ $bench -eq 1 ]]; then
     :  # rtpengine (the comparison stack) is a test peer now too (tests/rtpengine_peer.rs)
 fi

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod carriers;
 pub mod cdr;
+pub mod cluster;
 pub mod ctl;
 pub mod dns;
 pub mod hep;

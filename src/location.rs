@@ -404,9 +404,7 @@ impl LocationStore {
     }
 
     /// Hand the core's changes to the writer (nothing is written on this thread).
-    pub fn save(&self, core: &mut B2bua, now: Instant) {
-        let changes = core.take_location_changes();
-        let mail = core.take_mail_changes();
+    pub fn save(&self, changes: Vec<(String, Vec<Binding>)>, mail: Vec<MailChange>, now: Instant) {
         if changes.is_empty() && mail.is_empty() {
             return;
         }

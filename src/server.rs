@@ -210,6 +210,15 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     set_wall_clock(&mut core);
     // Bindings kept by the last run come back before the first packet is read.
     let store = crate::location::start(&policy.config, path.as_deref(), &mut core, Instant::now())?;
+    // The location service shared with the other cluster nodes (`cluster:`).
+    let cluster = match &policy.config.cluster {
+        Some(c) => {
+            core.persist_locations(Instant::now());
+            Some(crate::cluster::Cluster::start(c, in_tx.clone())?)
+        }
+        None => None,
+    };
+    policy.cluster = cluster.as_ref().map(|c| c.stats.clone());
     // Registrations with carriers and trunk probes start now.
     core.sync_carriers(Instant::now(), &mut policy);
     let counters = MessageCounters::new(&metrics);
@@ -386,9 +395,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         if let Some(h) = &hep {
             h.sender.flush();
         }
-        if let Some(s) = &store {
-            s.save(&mut core, Instant::now());
-        }
+        save_locations(&mut core, store.as_ref(), cluster.as_ref());
         if let Some(d) = drain_until {
             let now = Instant::now();
             // Un-REGISTERs get a moment for their answer (and a challenge's round trip).
@@ -418,8 +425,8 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             }
         }
     }
+    save_locations(&mut core, store.as_ref(), cluster.as_ref());
     if let Some(s) = store {
-        s.save(&mut core, Instant::now());
         s.close();
     }
     // The last records: what the relay has by now, the rest without media stats.
@@ -645,6 +652,15 @@ fn handle_input(
             core.handle_bytes(&data, from, now, policy)
         }
         Input::TransportError(peer) => core.transport_error(peer, now, policy),
+        Input::Cluster(r) => {
+            let r = *r;
+            if r.own {
+                // This node's own bindings from before a restart; never over newer ones.
+                core.restore_location_if_absent(r.aor, r.bindings, now);
+            } else {
+                core.set_remote_bindings(&r.node, r.via, r.aor, r.bindings, now);
+            }
+        }
     }
 }
 
@@ -880,4 +896,24 @@ fn set_wall_clock(core: &mut B2bua) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     core.set_wall_clock(Instant::now(), unix);
+}
+
+/// Hand the core's binding changes (and held messages') to the location store and to the
+/// cluster, one take for both.
+fn save_locations(
+    core: &mut B2bua,
+    store: Option<&crate::location::LocationStore>,
+    cluster: Option<&crate::cluster::Cluster>,
+) {
+    if store.is_none() && cluster.is_none() {
+        return;
+    }
+    let now = Instant::now();
+    let changes = core.take_location_changes();
+    if let Some(c) = cluster {
+        c.publish(&changes, now);
+    }
+    if let Some(s) = store {
+        s.save(changes, core.take_mail_changes(), now);
+    }
 }

@@ -125,6 +125,7 @@ mod admin;
 mod capture;
 mod carrier;
 mod cdr;
+mod cluster;
 mod families;
 mod headers;
 mod limits;
@@ -136,6 +137,7 @@ pub use admin::{parse_token, Admin};
 pub use capture::Capture;
 pub use carrier::{TrunkAuth, TrunkProbe, TrunkRegister};
 pub use cdr::{Cdr, CdrFormat, Rotate};
+pub use cluster::{Cluster, Role};
 pub use codecs::{Codec, Codecs};
 pub use dns::{Dns, TrunkAddress};
 use families::{family_checks, family_warnings, route_warnings};
@@ -436,6 +438,8 @@ pub struct Config {
     pub shutdown: Shutdown,
     pub sip: Sip,
     pub registrar: Option<Registrar>,
+    /// Nodes sharing state through Redis (`cluster:`); `None`: this node alone.
+    pub cluster: Option<Cluster>,
     pub limits: Limits,
     pub trunks: BTreeMap<String, Trunk>,
     pub dialplan: Dialplan,
@@ -692,6 +696,8 @@ struct RawConfig {
     sip: Option<RawSip>,
     #[serde(default)]
     registrar: Option<RawRegistrar>,
+    #[serde(default)]
+    cluster: Option<cluster::RawCluster>,
     #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default)]
@@ -995,6 +1001,7 @@ fn build_with(
         Some(r) => Some(build_registrar(r)?),
     };
     let limits = build_limits(raw.limits)?;
+    let cluster = raw.cluster.map(cluster::build_cluster).transpose()?;
     let capture = raw.capture.map(capture::build_capture).transpose()?;
     let cdr = raw.cdr.map(cdr::build_cdr).transpose()?;
     let admin = raw.admin.map(admin::build_admin).transpose()?;
@@ -1029,6 +1036,7 @@ fn build_with(
         shutdown,
         sip,
         registrar,
+        cluster,
         limits,
         trunks,
         dialplan: Dialplan::new(rules),

@@ -48,6 +48,27 @@ pub fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
     metrics.presence_watchers.set(watchers as i64);
     metrics.presence_publishers.set(publishers as i64);
     crate::policy::set_counter(&metrics.presence_notifies, notifies);
+    if let Some(c) = &policy.cluster {
+        use std::sync::atomic::Ordering::Relaxed;
+        metrics.cluster_up.set(i64::from(c.up.load(Relaxed)));
+        for (op, n) in [("write", &c.errors_write), ("read", &c.errors_read)] {
+            crate::policy::set_counter(
+                &metrics.cluster_errors.with_label_values(&[op]),
+                n.load(Relaxed),
+            );
+        }
+        for (op, n) in [
+            ("write", &c.writes),
+            ("read", &c.reads),
+            ("dropped", &c.dropped),
+        ] {
+            crate::policy::set_counter(
+                &metrics.cluster_records.with_label_values(&[op]),
+                n.load(Relaxed),
+            );
+        }
+        metrics.cluster_remote_aors.set(core.remote_aors() as i64);
+    }
     for (direction, n) in [("in", stats.dtmf_info_in), ("out", stats.dtmf_info_out)] {
         crate::policy::set_counter(&metrics.dtmf_info.with_label_values(&[direction]), n);
     }

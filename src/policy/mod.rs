@@ -37,6 +37,8 @@ pub struct LivePolicy {
     /// Each MGCP gateway's SIP address in the bridge (loopback): where its calls go and
     /// where its lines' calls come from.
     pub mgcp_bridge: Arc<std::collections::HashMap<String, std::net::SocketAddr>>,
+    /// The cluster link's counters (`cluster:`), for metrics.
+    pub cluster: Option<Arc<crate::cluster::ClusterStats>>,
     /// Which trunks register and are probed, and which probed trunks are down.
     pub health: crate::carriers::TrunkHealth,
     /// The addresses of trunks named by DNS (written by the resolver thread).
@@ -224,6 +226,7 @@ impl LivePolicy {
             sources: CallSources::default(),
             registrar: None,
             mgcp_bridge: Default::default(),
+            cluster: None,
             health: Default::default(),
             dns: Default::default(),
             cdr: None,
@@ -576,7 +579,14 @@ impl Policy for LivePolicy {
     }
 
     fn is_trunk(&mut self, from: Peer, _now: Instant) -> bool {
+        // The other cluster nodes are trusted like trunks (a call for a user registered at
+        // one of them comes through it).
         self.trunk_of(from).is_some()
+            || self
+                .config
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.peers.values().any(|a| *a == from.addr))
     }
 
     fn route_registered(

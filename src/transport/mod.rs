@@ -30,6 +30,8 @@ pub enum Input {
     Message(Vec<u8>, Peer),
     /// Sending to this peer failed (ICMP port unreachable, TCP connect refused or reset).
     TransportError(Peer),
+    /// A location record another cluster node wrote (or this node's own, read back at start).
+    Cluster(Box<crate::cluster::RemoteBindings>),
 }
 
 /// Bind a UDP socket with IP_RECVERR so ICMP errors can be attributed to the destination that

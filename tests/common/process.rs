@@ -158,9 +158,21 @@ impl Trunkline {
 
     /// Like [`Trunkline::start_at`] with extra arguments to `trunkline run`.
     pub fn start_with(net: &Net, yaml: &str, addr: SocketAddr, args: &[&str]) -> Trunkline {
-        let cfg = net.dir.join("trunkline.yaml");
+        Trunkline::start_named(net, "trunkline", yaml, addr, args)
+    }
+
+    /// One of several trunklines of a test (cluster nodes): its files are `<name>.yaml` and
+    /// `<name>.log`.
+    pub fn start_named(
+        net: &Net,
+        name: &str,
+        yaml: &str,
+        addr: SocketAddr,
+        args: &[&str],
+    ) -> Trunkline {
+        let cfg = net.dir.join(format!("{name}.yaml"));
         std::fs::write(&cfg, yaml).expect("write config");
-        let log = net.dir.join("trunkline.log");
+        let log = net.dir.join(format!("{name}.log"));
         let logf = std::fs::File::create(&log).expect("create log");
         let child = Command::new(trunkline_bin())
             .arg("run")

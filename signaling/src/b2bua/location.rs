@@ -29,4 +29,41 @@ impl B2bua {
             self.next_keepalive = Some(now);
         }
     }
+
+    /// This node's own bindings of `aor` read back from a shared store (the cluster's), taken
+    /// only when the AoR has no live binding here (what is here is newer).
+    pub fn restore_location_if_absent(
+        &mut self,
+        aor: String,
+        bindings: Vec<Binding>,
+        now: Instant,
+    ) {
+        if self
+            .registrar
+            .as_ref()
+            .is_some_and(|r| r.is_registered(&aor, now))
+        {
+            return;
+        }
+        self.restore_location(aor, bindings, now);
+    }
+
+    /// What cluster node `node` (at `via`) holds for `aor` (`user@host`): calls for the AoR
+    /// that find no binding here go to that node, which has the phone's; empty: nothing.
+    pub fn set_remote_bindings(
+        &mut self,
+        node: &str,
+        via: Peer,
+        aor: String,
+        bindings: Vec<Binding>,
+        now: Instant,
+    ) {
+        self.registrar_mut(now)
+            .set_remote(node, via, aor, bindings, now);
+    }
+
+    /// AoRs other cluster nodes hold bindings for.
+    pub fn remote_aors(&self) -> usize {
+        self.registrar.as_ref().map_or(0, |r| r.remote_count())
+    }
 }

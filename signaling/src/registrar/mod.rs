@@ -168,6 +168,9 @@ pub struct Registrar {
     /// AoRs whose bindings changed since [`Registrar::take_changes`] (`None`: not tracked,
     /// nothing persists them).
     changed: Option<HashSet<String>>,
+    /// Bindings other cluster nodes hold, by AoR and node: each one's `source` is that node
+    /// (calls go through it) and its `target` the AoR (the node looks it up itself).
+    remote: HashMap<String, HashMap<String, Vec<Binding>>>,
 }
 
 /// A full sweep of expired bindings this often (each AoR is also cleaned when it is
@@ -189,6 +192,7 @@ impl Registrar {
             bindings: HashMap::new(),
             digest: DigestServer::new(key, epoch),
             purged: epoch,
+            remote: HashMap::new(),
             changed: None,
         }
     }
@@ -234,6 +238,47 @@ impl Registrar {
         if !bindings.is_empty() {
             self.bindings.insert(aor, bindings);
         }
+    }
+
+    /// What cluster node `node` (reachable at `via`) holds for `aor` now: its bindings as seen
+    /// from here (calls to them go to `via` with the AoR as Request-URI); empty: none. Not a
+    /// change (the node's own store has them).
+    pub fn set_remote(
+        &mut self,
+        node: &str,
+        via: Peer,
+        aor: String,
+        bindings: Vec<Binding>,
+        now: Instant,
+    ) {
+        let live: Vec<Binding> = bindings
+            .into_iter()
+            .filter(|b| b.expires > now)
+            .take(MAX_BINDINGS)
+            .map(|b| Binding {
+                target: aor.clone(),
+                source: via,
+                ..b
+            })
+            .collect();
+        if live.is_empty() {
+            if let Some(m) = self.remote.get_mut(&aor) {
+                m.remove(node);
+                if m.is_empty() {
+                    self.remote.remove(&aor);
+                }
+            }
+            return;
+        }
+        self.remote
+            .entry(aor)
+            .or_default()
+            .insert(node.to_string(), live);
+    }
+
+    /// AoRs other cluster nodes hold bindings for.
+    pub fn remote_count(&self) -> usize {
+        self.remote.len()
     }
 
     /// Live bindings in total (for metrics).
@@ -626,6 +671,11 @@ impl Registrar {
             .iter()
             .filter_map(|a| self.bindings.get(a))
             .flatten()
+            .chain(
+                aors.iter()
+                    .filter_map(|a| self.remote.get(a))
+                    .flat_map(|m| m.values().flatten()),
+            )
             .any(|b| b.expires > now);
         (!live).then(|| aors.into_iter().next()).flatten()
     }
@@ -677,6 +727,16 @@ impl Registrar {
             .filter(|b| b.expires > now)
             .cloned()
             .collect();
+        if v.is_empty() {
+            // Not here: another cluster node's, reached through that node.
+            v = aors
+                .iter()
+                .filter_map(|a| self.remote.get(a))
+                .flat_map(|m| m.values().flatten())
+                .filter(|b| b.expires > now)
+                .cloned()
+                .collect();
+        }
         if v.is_empty() {
             return Some(Err(if user.is_some() {
                 LookupMiss::Offline

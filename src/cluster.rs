@@ -1,0 +1,292 @@
+//! `cluster:`: the location service shared through Redis (issue 16, part 2).
+//!
+//! * Every node writes the bindings of its AoRs as they change (the core's
+//!   `take_location_changes`, the same batches the location store gets): one key per node and
+//!   AoR, `tl:loc:<node>:<aor>`, the record of `location::encode`, with a TTL of the latest
+//!   expiry plus a grace; an AoR with no binding left is deleted. Then it publishes
+//!   `<node> <aor>` on the channel `tl:loc`.
+//! * Every node follows the channel: a change of another node's record is read (GET) and
+//!   handed to the core (`set_remote_bindings`), the bindings reached through that node's
+//!   address from `cluster.peers`. At start (and after Redis comes back) all records are read:
+//!   the node's own come back as its bindings (a restarted node keeps answering calls to them),
+//!   the others' as remote ones.
+//! * Redis never blocks the core: the writer and the follower are threads of their own with a
+//!   bounded queue; Redis down → the node serves with what it has, `trunkline_cluster_up` is 0,
+//!   errors are counted per operation, logged once per outage, and the follower resynchronises
+//!   when Redis is back.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use signaling::registrar::Binding;
+use signaling::{Peer, Transport};
+use tokio::sync::mpsc;
+
+use crate::location::{decode, encode, StoredBinding};
+use crate::transport::Input;
+
+/// The pub/sub channel of binding changes.
+const CHANNEL: &str = "tl:loc";
+/// Keys outlive their last binding by this much.
+const GRACE_MS: u64 = 10_000;
+/// Batches the writer may be behind by; beyond, changes are dropped (counted).
+const MAX_QUEUED: usize = 10_000;
+/// Pause between attempts to reach Redis.
+const RETRY: Duration = Duration::from_secs(1);
+
+fn key(node: &str, aor: &str) -> String {
+    format!("tl:loc:{node}:{aor}")
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Another node's record, for the core: that node, where to reach it, the AoR, the bindings
+/// (empty: none left).
+pub struct RemoteBindings {
+    pub node: String,
+    pub via: Peer,
+    pub aor: String,
+    pub bindings: Vec<Binding>,
+    /// The node's own record (read back at start): its bindings, not a remote node's.
+    pub own: bool,
+}
+
+/// Counters of the cluster link, for metrics.
+#[derive(Default)]
+pub struct ClusterStats {
+    pub up: AtomicBool,
+    pub writes: AtomicU64,
+    pub reads: AtomicU64,
+    pub errors_write: AtomicU64,
+    pub errors_read: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+type Batch = Vec<(String, Vec<StoredBinding>)>;
+
+/// The running link: the writer's queue.
+pub struct Cluster {
+    tx: crossbeam_channel::Sender<Batch>,
+    pub stats: Arc<ClusterStats>,
+}
+
+impl Cluster {
+    /// Start the writer and the follower for `cfg`; the follower hands records to the core
+    /// task through `input`.
+    pub fn start(cfg: &config::Cluster, input: mpsc::Sender<Input>) -> Result<Cluster, String> {
+        let client = redis::Client::open(cfg.redis.as_str())
+            .map_err(|e| format!("cluster.redis {}: {e}", cfg.redis))?;
+        let stats = Arc::new(ClusterStats::default());
+        let (tx, rx) = crossbeam_channel::bounded(MAX_QUEUED);
+        let (c, s, node) = (client.clone(), stats.clone(), cfg.node.clone());
+        std::thread::Builder::new()
+            .name("cluster-writer".into())
+            .spawn(move || writer(c, node, rx, s))
+            .map_err(|e| format!("cluster writer thread: {e}"))?;
+        let (s, cfg) = (stats.clone(), cfg.clone());
+        std::thread::Builder::new()
+            .name("cluster-follower".into())
+            .spawn(move || follower(client, cfg, input, s))
+            .map_err(|e| format!("cluster follower thread: {e}"))?;
+        Ok(Cluster { tx, stats })
+    }
+
+    /// Hand the core's binding changes to the writer (nothing is sent on this thread).
+    pub fn publish(&self, changes: &[(String, Vec<Binding>)], now: Instant) {
+        if changes.is_empty() {
+            return;
+        }
+        let wall = unix_ms();
+        let batch = changes
+            .iter()
+            .map(|(aor, list)| {
+                let stored = list
+                    .iter()
+                    .map(|b| StoredBinding::of(b, now, wall))
+                    .collect();
+                (aor.clone(), stored)
+            })
+            .collect();
+        if self.tx.try_send(batch).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Log a failure once per outage; `up` goes false.
+fn failed(stats: &ClusterStats, what: &str, e: &redis::RedisError) {
+    if stats.up.swap(false, Ordering::Relaxed) {
+        tracing::warn!(error = %e, "cluster: Redis {what} failed; serving with local state");
+    }
+}
+
+fn writer(
+    client: redis::Client,
+    node: String,
+    rx: crossbeam_channel::Receiver<Batch>,
+    stats: Arc<ClusterStats>,
+) {
+    let mut con: Option<redis::Connection> = None;
+    while let Ok(first) = rx.recv() {
+        let mut latest: std::collections::HashMap<String, Vec<StoredBinding>> =
+            first.into_iter().collect();
+        while let Ok(more) = rx.try_recv() {
+            latest.extend(more);
+        }
+        loop {
+            if con.is_none() {
+                match client.get_connection() {
+                    Ok(c) => con = Some(c),
+                    Err(e) => {
+                        stats.errors_write.fetch_add(1, Ordering::Relaxed);
+                        failed(&stats, "connect", &e);
+                        std::thread::sleep(RETRY);
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = con.as_mut() else { continue };
+            match write_batch(c, &node, &latest) {
+                Ok(()) => {
+                    stats
+                        .writes
+                        .fetch_add(latest.len() as u64, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    stats.errors_write.fetch_add(1, Ordering::Relaxed);
+                    failed(&stats, "write", &e);
+                    con = None;
+                    std::thread::sleep(RETRY);
+                }
+            }
+        }
+    }
+}
+
+/// One pipeline: each AoR's record set (with its TTL) or deleted, and the change announced.
+fn write_batch(
+    con: &mut redis::Connection,
+    node: &str,
+    records: &std::collections::HashMap<String, Vec<StoredBinding>>,
+) -> redis::RedisResult<()> {
+    let wall = unix_ms();
+    let mut pipe = redis::pipe();
+    for (aor, list) in records {
+        let k = key(node, aor);
+        let last = list.iter().map(|b| b.expires_ms).max().unwrap_or(0);
+        if list.is_empty() || last <= wall {
+            pipe.cmd("DEL").arg(&k).ignore();
+        } else {
+            let ttl = last - wall + GRACE_MS;
+            pipe.cmd("SET")
+                .arg(&k)
+                .arg(encode(list))
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+        }
+        pipe.cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(format!("{node} {aor}"))
+            .ignore();
+    }
+    pipe.query::<()>(con)
+}
+
+/// Read every record (`SCAN` over `tl:loc:*`) and hand it to the core; then follow the
+/// channel. On any error: wait, reconnect, read everything again.
+fn follower(
+    client: redis::Client,
+    cfg: config::Cluster,
+    input: mpsc::Sender<Input>,
+    stats: Arc<ClusterStats>,
+) {
+    loop {
+        match follow(&client, &cfg, &input, &stats) {
+            Ok(()) => return, // the core is gone
+            Err(e) => {
+                stats.errors_read.fetch_add(1, Ordering::Relaxed);
+                failed(&stats, "read", &e);
+                std::thread::sleep(RETRY);
+            }
+        }
+    }
+}
+
+fn follow(
+    client: &redis::Client,
+    cfg: &config::Cluster,
+    input: &mpsc::Sender<Input>,
+    stats: &ClusterStats,
+) -> redis::RedisResult<()> {
+    let mut con = client.get_connection()?;
+    let mut sub = client.get_connection()?;
+    let mut ps = sub.as_pubsub();
+    ps.subscribe(CHANNEL)?;
+    // Everything there is now (changes from here on arrive on the channel too).
+    let keys: Vec<String> = redis::cmd("KEYS").arg("tl:loc:*").query(&mut con)?;
+    for k in keys {
+        let Some((node, aor)) = k.strip_prefix("tl:loc:").and_then(|r| r.split_once(':')) else {
+            continue;
+        };
+        if !hand_over(&mut con, cfg, node, aor, input, stats)? {
+            return Ok(());
+        }
+    }
+    if !stats.up.swap(true, Ordering::Relaxed) {
+        tracing::info!(node = %cfg.node, "cluster: Redis reached, location records read");
+    }
+    loop {
+        let msg = ps.get_message()?;
+        let payload: String = msg.get_payload()?;
+        let Some((node, aor)) = payload.split_once(' ') else {
+            continue;
+        };
+        if node == cfg.node {
+            continue;
+        }
+        if !hand_over(&mut con, cfg, node, aor, input, stats)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Read `node`'s record of `aor` and give it to the core; false when the core is gone.
+fn hand_over(
+    con: &mut redis::Connection,
+    cfg: &config::Cluster,
+    node: &str,
+    aor: &str,
+    input: &mpsc::Sender<Input>,
+    stats: &ClusterStats,
+) -> redis::RedisResult<bool> {
+    let own = node == cfg.node;
+    let via = match cfg.peers.get(node) {
+        Some(a) => *a,
+        None if own => SocketAddr::from(([0, 0, 0, 0], 0)),
+        None => return Ok(true), // a node this one does not know: its users are not ours
+    };
+    let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(key(node, aor)).query(con)?;
+    stats.reads.fetch_add(1, Ordering::Relaxed);
+    let stored = bytes.as_deref().and_then(decode).unwrap_or_default();
+    let (now, wall) = (Instant::now(), unix_ms());
+    let bindings = stored.iter().map(|b| b.binding(now, wall)).collect();
+    let r = RemoteBindings {
+        node: node.to_string(),
+        via: Peer {
+            transport: Transport::Udp,
+            addr: via,
+        },
+        aor: aor.to_string(),
+        bindings,
+        own,
+    };
+    Ok(input.blocking_send(Input::Cluster(Box::new(r))).is_ok())
+}
