@@ -240,6 +240,10 @@ fn follow(
             return Ok(());
         }
     }
+    // Redis may have restarted empty: this node's bindings go to it again.
+    if input.blocking_send(Input::ClusterResync).is_err() {
+        return Ok(());
+    }
     if !stats.up.swap(true, Ordering::Relaxed) {
         tracing::info!(node = %cfg.node, "cluster: Redis reached, location records read");
     }

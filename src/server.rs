@@ -652,6 +652,7 @@ fn handle_input(
             core.handle_bytes(&data, from, now, policy)
         }
         Input::TransportError(peer) => core.transport_error(peer, now, policy),
+        Input::ClusterResync => core.republish_locations(),
         Input::Cluster(r) => {
             let r = *r;
             if r.own {

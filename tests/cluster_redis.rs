@@ -3,7 +3,9 @@
 //! carrier's call for the user arriving at node a goes through node b (trusted as a peer) to
 //! the phone. Node b is killed with SIGKILL and restarted with no store of its own: it reads
 //! its bindings back from Redis, and the next call through node a reaches the phone again
-//! without a new REGISTER.
+//! without a new REGISTER. Redis is killed: both nodes say `trunkline_cluster_up 0` and the
+//! call still goes through (what the nodes know stays); Redis restarts empty: the nodes
+//! reconnect and node b writes its binding again.
 
 mod common;
 
@@ -21,7 +23,10 @@ const NODE_A: [u8; 4] = [127, 0, 0, 1];
 const NODE_B: [u8; 4] = [127, 0, 0, 2];
 
 fn redis(net: &Net) -> (ProcGuard, u16) {
-    let port = net.spare(200);
+    redis_on(net, net.spare(200))
+}
+
+fn redis_on(net: &Net, port: u16) -> (ProcGuard, u16) {
     let child = std::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
@@ -186,6 +191,36 @@ fn a_call_at_one_node_reaches_a_phone_registered_at_the_other() {
                     && inv.contains("127.0.0.2"),
                 "through the restarted node b, no new REGISTER: {inv}"
             );
+
+            // Redis goes away: the nodes carry on with what they know
+            drop(_redis);
+            let down = poll_until(
+                Instant::now() + Duration::from_secs(10),
+                Duration::from_millis(50),
+                || {
+                    metric_at(ma, "trunkline_cluster_up") == Some(0.0)
+                        && metric_at(mb, "trunkline_cluster_up") == Some(0.0)
+                },
+            );
+            assert!(down, "both nodes see Redis gone");
+            let inv = call(net, &carrier, &phone, 3);
+            assert!(inv.contains("127.0.0.2"), "still through node b: {inv}");
+            // ... and comes back empty: node b writes its binding again
+            let (_redis, _) = redis_on(net, rport);
+            let keys = poll_until(
+                Instant::now() + Duration::from_secs(15),
+                Duration::from_millis(100),
+                || {
+                    let out = std::process::Command::new("redis-cli")
+                        .args(["-p", &rport.to_string(), "KEYS", "tl:loc:*"])
+                        .output();
+                    out.is_ok_and(|o| {
+                        String::from_utf8_lossy(&o.stdout).trim() == "tl:loc:b:alice@example.com"
+                    })
+                },
+            );
+            assert!(keys, "node b's record is back in Redis");
+            assert_eq!(metric_at(ma, "trunkline_cluster_up"), Some(1.0));
         },
     );
 }

@@ -32,6 +32,8 @@ pub enum Input {
     TransportError(Peer),
     /// A location record another cluster node wrote (or this node's own, read back at start).
     Cluster(Box<crate::cluster::RemoteBindings>),
+    /// The cluster's Redis was (re)reached: this node's bindings are written to it again.
+    ClusterResync,
 }
 
 /// Bind a UDP socket with IP_RECVERR so ICMP errors can be attributed to the destination that

@@ -181,7 +181,11 @@ fn mgcp_gateway_trunks() {
 
 #[test]
 fn cluster_section() {
-    assert_eq!(from_yaml(ACC, "t.yaml").unwrap().cluster, None, "off by default");
+    assert_eq!(
+        from_yaml(ACC, "t.yaml").unwrap().cluster,
+        None,
+        "off by default"
+    );
     let src = format!(
         "{ACC}cluster:\n  redis: redis://127.0.0.1:6379/0\n  node: a\n  peers: {{ b: 10.0.0.2:5060 }}\n"
     );
@@ -191,8 +195,14 @@ fn cluster_section() {
     for (bad, want) in [
         ("  redis: http://x\n  node: a\n", "a redis:// URL"),
         ("  redis: redis://x\n  node: 'a b'\n", "cluster.node"),
-        ("  redis: redis://x\n  node: a\n  peers: { a: 10.0.0.1:5060 }\n", "no other node"),
-        ("  redis: redis://x\n  node: a\n  peers: { b: nowhere }\n", "cluster.peers.b"),
+        (
+            "  redis: redis://x\n  node: a\n  peers: { a: 10.0.0.1:5060 }\n",
+            "no other node",
+        ),
+        (
+            "  redis: redis://x\n  node: a\n  peers: { b: nowhere }\n",
+            "cluster.peers.b",
+        ),
         ("  redis: redis://x\n  node: a\n  role: leader\n", "role"),
     ] {
         let e = err(&format!("{ACC}cluster:\n{bad}"));

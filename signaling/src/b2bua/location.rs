@@ -62,6 +62,14 @@ impl B2bua {
             .set_remote(node, via, aor, bindings, now);
     }
 
+    /// Report every AoR's bindings as changed ([`B2bua::take_location_changes`] gives them all
+    /// next): the cluster's store came back and may have lost them.
+    pub fn republish_locations(&mut self) {
+        if let Some(r) = &mut self.registrar {
+            r.mark_all();
+        }
+    }
+
     /// AoRs other cluster nodes hold bindings for.
     pub fn remote_aors(&self) -> usize {
         self.registrar.as_ref().map_or(0, |r| r.remote_count())

@@ -211,6 +211,15 @@ impl Registrar {
         }
     }
 
+    /// Report every AoR with bindings as changed (a shared store that lost them, such as a
+    /// restarted Redis, gets them all again).
+    pub fn mark_all(&mut self) {
+        let aors: Vec<String> = self.bindings.keys().cloned().collect();
+        for a in aors {
+            self.mark(&a);
+        }
+    }
+
     /// The AoRs whose bindings changed since the last call, with their bindings now (empty:
     /// the AoR has none left). Expiry is no change: a binding's record carries its expiry.
     pub fn take_changes(&mut self) -> Vec<(String, Vec<Binding>)> {
