@@ -66,7 +66,34 @@ pub struct ClusterStats {
     pub errors_write: AtomicU64,
     pub errors_read: AtomicU64,
     pub dropped: AtomicU64,
+    /// The active nodes whose heartbeat is live, sorted (this one included once Redis was
+    /// reached; kept as last seen while Redis is down).
+    pub live: std::sync::Mutex<Vec<String>>,
+    /// This node's name.
+    pub node: String,
 }
+
+impl ClusterStats {
+    /// This node's share of a cluster-wide limit `max` (issue 16: limits count across nodes):
+    /// each of the `n` live nodes takes `max / n` and the first `max % n` of them (by name)
+    /// one more, so together they never exceed `max`, and no call waits for Redis. A node that
+    /// dies stops its heartbeat and the others' shares grow within seconds.
+    pub fn share(&self, max: u32) -> u32 {
+        let live = self.live.lock().map(|l| l.clone()).unwrap_or_default();
+        let n = live.len().max(1) as u32;
+        let idx = live.iter().position(|x| *x == self.node).unwrap_or(0) as u32;
+        max / n + u32::from(idx < max % n)
+    }
+
+    /// Live active nodes.
+    pub fn nodes(&self) -> usize {
+        self.live.lock().map_or(0, |l| l.len())
+    }
+}
+
+/// Heartbeat period and lifetime: a node whose key is gone for this long is counted out.
+const BEAT: Duration = Duration::from_secs(1);
+const BEAT_TTL_MS: u64 = 3000;
 
 type Batch = Vec<(String, Vec<StoredBinding>)>;
 
@@ -82,13 +109,22 @@ impl Cluster {
     pub fn start(cfg: &config::Cluster, input: mpsc::Sender<Input>) -> Result<Cluster, String> {
         let client = redis::Client::open(cfg.redis.as_str())
             .map_err(|e| format!("cluster.redis {}: {e}", cfg.redis))?;
-        let stats = Arc::new(ClusterStats::default());
+        let stats = Arc::new(ClusterStats {
+            node: cfg.node.clone(),
+            live: std::sync::Mutex::new(vec![cfg.node.clone()]),
+            ..ClusterStats::default()
+        });
         let (tx, rx) = crossbeam_channel::bounded(MAX_QUEUED);
         let (c, s, node) = (client.clone(), stats.clone(), cfg.node.clone());
         std::thread::Builder::new()
             .name("cluster-writer".into())
             .spawn(move || writer(c, node, rx, s))
             .map_err(|e| format!("cluster writer thread: {e}"))?;
+        let (c, s, beat_cfg) = (client.clone(), stats.clone(), cfg.clone());
+        std::thread::Builder::new()
+            .name("cluster-heartbeat".into())
+            .spawn(move || heartbeat(c, beat_cfg, s))
+            .map_err(|e| format!("cluster heartbeat thread: {e}"))?;
         let (s, cfg) = (stats.clone(), cfg.clone());
         std::thread::Builder::new()
             .name("cluster-follower".into())
@@ -293,4 +329,71 @@ fn hand_over(
         own,
     };
     Ok(input.blocking_send(Input::Cluster(Box::new(r))).is_ok())
+}
+
+/// Every [`BEAT`]: this node's heartbeat key (active nodes only), and the list of live ones.
+fn heartbeat(client: redis::Client, cfg: config::Cluster, stats: Arc<ClusterStats>) {
+    let mut con: Option<redis::Connection> = None;
+    loop {
+        if con.is_none() {
+            con = client.get_connection().ok();
+        }
+        if let Some(c) = con.as_mut() {
+            match beat(c, &cfg) {
+                Ok(mut live) => {
+                    live.sort();
+                    if let Ok(mut l) = stats.live.lock() {
+                        *l = live;
+                    }
+                }
+                Err(_) => con = None,
+            }
+        }
+        std::thread::sleep(BEAT);
+    }
+}
+
+fn beat(con: &mut redis::Connection, cfg: &config::Cluster) -> redis::RedisResult<Vec<String>> {
+    if cfg.role == config::Role::Active {
+        redis::cmd("SET")
+            .arg(format!("tl:node:{}", cfg.node))
+            .arg(1)
+            .arg("PX")
+            .arg(BEAT_TTL_MS)
+            .query::<()>(con)?;
+    }
+    let keys: Vec<String> = redis::cmd("KEYS").arg("tl:node:*").query(con)?;
+    Ok(keys
+        .into_iter()
+        .filter_map(|k| k.strip_prefix("tl:node:").map(str::to_string))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(node: &str, live: &[&str]) -> ClusterStats {
+        ClusterStats {
+            node: node.into(),
+            live: std::sync::Mutex::new(live.iter().map(|s| s.to_string()).collect()),
+            ..ClusterStats::default()
+        }
+    }
+
+    #[test]
+    fn shares_add_up_to_the_limit() {
+        for max in [0u32, 1, 2, 5, 10, 11, 100] {
+            for n in 1..=4usize {
+                let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+                let live: Vec<&str> = names.iter().map(String::as_str).collect();
+                let total: u32 = names.iter().map(|me| stats(me, &live).share(max)).sum();
+                assert_eq!(total, max, "max {max} over {n} nodes");
+            }
+        }
+        assert_eq!(stats("a", &["a"]).share(10), 10, "alone: all of it");
+        assert_eq!(stats("b", &["a", "b"]).share(10), 5);
+        assert_eq!(stats("a", &["a", "b", "c"]).share(10), 4);
+        assert_eq!(stats("c", &["a", "b", "c"]).share(10), 3);
+    }
 }

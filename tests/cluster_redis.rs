@@ -38,8 +38,29 @@ fn redis_on(net: &Net, port: u16) -> (ProcGuard, u16) {
     (child, port)
 }
 
-/// Node `name` at `ip`, metrics on `metrics`, media ports `media`.
+/// Node `name` at `ip`, metrics on `metrics`, media ports `media`; its carrier trunk at
+/// 127.0.0.1:`carrier` and every call routed to it.
 fn node(net: &Net, name: &str, ip: [u8; 4], metrics: u16, media: &str, redis: u16) -> String {
+    node_with(
+        net,
+        name,
+        ip,
+        (metrics, media, redis),
+        net.uac(),
+        "",
+        "carrier",
+    )
+}
+
+fn node_with(
+    net: &Net,
+    name: &str,
+    ip: [u8; 4],
+    (metrics, media, redis): (u16, &str, u16),
+    carrier: u16,
+    more_trunks: &str,
+    route: &str,
+) -> String {
     let ip = std::net::Ipv4Addr::from(ip);
     let (a, b) = (
         std::net::Ipv4Addr::from(NODE_A),
@@ -49,13 +70,12 @@ fn node(net: &Net, name: &str, ip: [u8; 4], metrics: u16, media: &str, redis: u1
     format!(
         "listen:\n  - {{ transport: udp, address: {ip}:{sip} }}\n\
          media:\n  address: 127.0.0.1\n  ports: {media}\n\
-         trunks:\n  carrier: {{ address: 127.0.0.1:{uac}, transport: udp }}\n\
-         dialplan:\n  - route: [carrier]\n\
+         trunks:\n  carrier: {{ address: 127.0.0.1:{carrier}, transport: udp }}\n{more_trunks}\
+         dialplan:\n  - route: [{route}]\n\
          metrics:\n  listen: 127.0.0.1:{metrics}\n\
          registrar:\n  domains: [example.com]\n  keepalive: 0\n  users:\n    alice: {{ password: s3cret }}\n\
          cluster:\n  redis: redis://127.0.0.1:{redis}/0\n  node: {name}\n  peers: {{ {o}: {oip}:{sip} }}\n",
         sip = net.sip(),
-        uac = net.uac(),
         o = other.0,
         oip = other.1,
     )
@@ -223,4 +243,71 @@ fn a_call_at_one_node_reaches_a_phone_registered_at_the_other() {
             assert_eq!(metric_at(ma, "trunkline_cluster_up"), Some(1.0));
         },
     );
+}
+
+/// A trunk's `max_calls: 10` counts across the cluster: ten calls held up through each node
+/// (20 at once) and exactly ten reach the trunk, five through each node (each node's share of
+/// the limit while both heartbeats are live); the others get 503.
+#[test]
+fn a_trunk_limit_counts_across_the_nodes() {
+    isolated("a_trunk_limit_counts_across_the_nodes", false, |net| {
+        let (_redis, rport) = redis(net);
+        let (ma, mb) = (net.metrics(), net.metrics() + 1);
+        let base = net.sip() - 60;
+        let ra = format!("{}-{}", base + 1000, base + 1499);
+        let rb = format!("{}-{}", base + 1500, base + 1999);
+        let at = |ip| SocketAddr::from((ip, net.sip()));
+        let pbx = format!(
+            "  pbx: {{ address: 127.0.0.1:{}, transport: udp, max_calls: 10 }}\n",
+            net.trunk(0)
+        );
+        let (ca, cb) = (net.uac(), net.spare(300));
+        let ya = node_with(net, "a", NODE_A, (ma, &ra, rport), ca, &pbx, "pbx");
+        let yb = node_with(net, "b", NODE_B, (mb, &rb, rport), cb, &pbx, "pbx");
+        let _a = Trunkline::start_named(net, "node-a", &ya, at(NODE_A), &[]);
+        let _b = Trunkline::start_named(net, "node-b", &yb, at(NODE_B), &[]);
+        let both = poll_until(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(100),
+            || {
+                metric_at(ma, "trunkline_cluster_nodes") == Some(2.0)
+                    && metric_at(mb, "trunkline_cluster_nodes") == Some(2.0)
+            },
+        );
+        assert!(both, "both nodes see each other's heartbeat");
+        require_sipp();
+        let uas = Sipp::uas(
+            net,
+            "pbx",
+            "uas_basic.xml",
+            net.trunk(0),
+            net.sipp_media(1),
+            10,
+        )
+        .spawn();
+        wait_udp_bound(net.trunk(0), Duration::from_secs(5));
+        let hold = ["-d", "4000"];
+        let to_a = Sipp::uac_to(net, "via-a", "uac_basic.xml", at(NODE_A), 10, 50)
+            .args(&hold)
+            .spawn();
+        let to_b = Sipp::uac_to(net, "via-b", "uac_basic.xml", at(NODE_B), 10, 50)
+            .args(&hold)
+            .args(&["-p", &cb.to_string(), "-mp", &net.sipp_media(2).to_string()])
+            .spawn();
+        let (ra, rb) = (
+            to_a.wait(Duration::from_secs(60)),
+            to_b.wait(Duration::from_secs(60)),
+        );
+        let uas = uas.wait(Duration::from_secs(10));
+        assert_eq!(
+            (ra.successful, rb.successful),
+            (5, 5),
+            "each node its share: a {ra:?}, b {rb:?}"
+        );
+        assert_eq!((ra.failed, rb.failed), (5, 5), "the rest refused (503)");
+        assert_eq!(
+            uas.successful, 10,
+            "exactly max_calls reach the trunk: {uas:?}"
+        );
+    });
 }

@@ -1,6 +1,8 @@
 //! `cluster:`: nodes that share state through Redis (issue 16). The location service is
 //! shared: every node writes its bindings to Redis and learns the others', so a call reaching
-//! any node finds a user registered at any other (it goes through that node).
+//! any node finds a user registered at any other (it goes through that node). Call limits
+//! (a trunk's `max_calls`/`max_cps`, `limits.max_calls`) count across the active nodes: each
+//! takes its share while its heartbeat is live.
 //!
 //! ```yaml
 //! cluster:

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub cluster_errors: IntCounterVec,
     pub cluster_records: IntCounterVec,
     pub cluster_remote_aors: IntGauge,
+    pub cluster_nodes: IntGauge,
     pub registers: IntCounterVec,
     pub instant_messages: IntCounterVec,
     pub offline_messages: IntCounterVec,
@@ -223,6 +224,11 @@ impl Metrics {
                 "trunkline_cluster_records_total",
                 "Location records the cluster link wrote, read, or dropped (writer queue full).",
                 &["op"],
+            ),
+            cluster_nodes: gauge(
+                &r,
+                "trunkline_cluster_nodes",
+                "Active cluster nodes with a live heartbeat (each takes its share of the trunk and process call limits).",
             ),
             cluster_remote_aors: gauge(
                 &r,

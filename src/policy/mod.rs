@@ -215,6 +215,16 @@ fn trunk_limits(cfg: &Config, name: &str) -> TrunkLimits {
         .unwrap_or_default()
 }
 
+/// `lim` as this node's share of the cluster's, with `cluster:` (see
+/// [`crate::cluster::ClusterStats::share`]); as it is without.
+fn shared(lim: TrunkLimits, cluster: Option<&crate::cluster::ClusterStats>) -> TrunkLimits {
+    let Some(c) = cluster else { return lim };
+    TrunkLimits {
+        max_calls: lim.max_calls.map(|m| c.share(m)),
+        max_cps: lim.max_cps.map(|m| c.share(m)),
+    }
+}
+
 impl LivePolicy {
     pub fn new(config: Arc<Config>, media: Option<Media>, metrics: Arc<Metrics>) -> LivePolicy {
         let guard = Guard::new(&metrics);
@@ -329,7 +339,7 @@ impl LivePolicy {
     }
 
     fn trunk_limits(&self, name: &str) -> TrunkLimits {
-        trunk_limits(&self.config, name)
+        shared(trunk_limits(&self.config, name), self.cluster.as_deref())
     }
 
     /// Screen a received message before it is parsed: `false` drops it unanswered. Requests
@@ -480,7 +490,9 @@ impl LivePolicy {
                 .inc();
             return Some(self.unavailable());
         }
-        if let Some(max) = self.config.limits.max_calls {
+        let max_calls = self.config.limits.max_calls;
+        let max_calls = max_calls.map(|m| self.cluster.as_ref().map_or(m, |c| c.share(m)));
+        if let Some(max) = max_calls {
             if self.guard.usage.calls() >= max as usize {
                 self.metrics
                     .overload_rejections
@@ -772,8 +784,8 @@ impl Policy for LivePolicy {
         self.health.on_event(&ev, &self.metrics);
         let source = self.sources.source_for(&ev);
         self.metrics.on_call_event(&ev, source.as_deref());
-        let cfg = &self.config;
-        let limits_of = |name: &str| trunk_limits(cfg, name);
+        let (cfg, cluster) = (&self.config, self.cluster.as_deref());
+        let limits_of = |name: &str| shared(trunk_limits(cfg, name), cluster);
         self.guard.usage.on_event(&ev, limits_of, now);
     }
 
