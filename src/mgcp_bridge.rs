@@ -114,4 +114,13 @@ fn export(bridge: &Bridge, metrics: &crate::metrics::Metrics) {
     for ((gw, method), n) in &bridge.rsips {
         crate::policy::set_counter(&metrics.mgcp_rsips.with_label_values(&[gw, method]), *n);
     }
+    for (dir, n) in ["sent", "received", "lost"]
+        .iter()
+        .zip(bridge.connection_packets)
+    {
+        crate::policy::set_counter(
+            &metrics.mgcp_connection_packets.with_label_values(&[dir]),
+            n,
+        );
+    }
 }

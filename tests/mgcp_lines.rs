@@ -116,6 +116,24 @@ fn a_line_calls_a_sip_phone_and_hears_its_tone_back() {
             // re-armed after on-hook
             let again = gw.wait_for("answer", Duration::from_secs(1));
             assert!(!again.is_empty());
+            // the DLCX answer's connection parameters (P: PS, PR) reach the metrics
+            let counted = poll_until(
+                std::time::Instant::now() + Duration::from_secs(5),
+                Duration::from_millis(50),
+                || {
+                    let m = scrape(net);
+                    let get = |d| {
+                        metric(
+                            &m,
+                            "trunkline_mgcp_connection_packets_total",
+                            &[("direction", d)],
+                        )
+                        .unwrap_or(0.0)
+                    };
+                    get("sent") > 50.0 && get("received") > 50.0
+                },
+            );
+            assert!(counted, "DLCX counters in /metrics:\n{}", scrape(net));
             let m = scrape(net);
             assert_eq!(
                 metric(

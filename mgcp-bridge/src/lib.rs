@@ -146,6 +146,9 @@ pub struct Bridge {
     pub rsips: HashMap<(String, String), u64>,
     /// NTFYs refused: unknown endpoint (500) or a stale request identifier (538).
     pub bad_notifies: u64,
+    /// What the gateways' DLCX answers said of the connections they deleted (RFC 3435
+    /// section 3.2.2.16, `P:` connection parameters): packets sent, received, lost.
+    pub connection_packets: [u64; 3],
     /// To tags, Call-IDs, request identifiers (CSPRNG, seeded by the shell).
     rng: ChaCha12Rng,
     /// MGCP datagrams dropped unread because they came from no configured gateway's address
@@ -213,6 +216,7 @@ impl Bridge {
             calls_total: HashMap::new(),
             rsips: HashMap::new(),
             bad_notifies: 0,
+            connection_packets: [0; 3],
             rng,
             foreign_datagrams: 0,
         }
@@ -629,7 +633,7 @@ impl Bridge {
             Some(Pending::Mdcx { call, reinvite }) => {
                 self.on_trunk_mdcx(&call, &reinvite, response, out)
             }
-            Some(Pending::Dlcx) => log_dlcx(&response),
+            Some(Pending::Dlcx) => self.dlcx_done(&response),
             Some(Pending::Rqnt) if !response.is_success() => {
                 tracing::info!(code = response.code, "mgcp: RQNT (dial digits) refused");
             }
@@ -703,13 +707,27 @@ impl Bridge {
     }
 }
 
-fn log_dlcx(response: &mgcp::Response) {
-    let p = response
-        .param("P")
-        .map(mgcp::ConnectionParams::parse)
-        .unwrap_or_default();
+impl Bridge {
+    /// A gateway answered a DLCX: its connection parameters counted and logged.
+    pub(crate) fn dlcx_done(&mut self, response: &mgcp::Response) {
+        let p = response
+            .param("P")
+            .map(mgcp::ConnectionParams::parse)
+            .unwrap_or_default();
+        for (slot, v) in self.connection_packets.iter_mut().zip([
+            p.packets_sent,
+            p.packets_received,
+            p.packets_lost.map(|l| l.max(0) as u64),
+        ]) {
+            *slot = slot.saturating_add(v.unwrap_or(0));
+        }
+        log_dlcx(&p, response.code);
+    }
+}
+
+fn log_dlcx(p: &mgcp::ConnectionParams, code: u16) {
     tracing::info!(
-        code = response.code,
+        code,
         packets_sent = p.packets_sent.unwrap_or(0),
         packets_received = p.packets_received.unwrap_or(0),
         packets_lost = p.packets_lost.unwrap_or(0),

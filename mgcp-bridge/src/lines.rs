@@ -556,7 +556,7 @@ impl Bridge {
                 c.stage = InStage::Up;
                 self.in_answer(key, 200, "OK", true, out);
             }
-            (Op::Dlcx, _) => crate::log_dlcx(&resp),
+            (Op::Dlcx, _) => self.dlcx_done(&resp),
             _ => {}
         }
     }

@@ -94,6 +94,7 @@ pub struct Metrics {
     pub mgcp_gateway_up: IntGaugeVec,
     pub mgcp_commands: IntCounterVec,
     pub mgcp_dropped: IntCounterVec,
+    pub mgcp_connection_packets: IntCounterVec,
     pub mgcp_lines: IntGaugeVec,
     pub mgcp_calls: IntCounterVec,
     pub mgcp_rsips: IntCounterVec,
@@ -540,6 +541,12 @@ impl Metrics {
                 "trunkline_mgcp_commands_total",
                 "MGCP commands sent to gateways, by verb and result (the return code, or timeout).",
                 &["verb", "result"],
+            ),
+            mgcp_connection_packets: counter_vec(
+                &r,
+                "trunkline_mgcp_connection_packets_total",
+                "RTP packets of the gateways' deleted connections, as their DLCX answers report them (P: PS, PR, PL), by direction (sent, received, lost).",
+                &["direction"],
             ),
             mgcp_dropped: counter_vec(
                 &r,
