@@ -12,6 +12,8 @@
 #   trunkline-cdr  trunkline writing a CDR file (cdr: { file }) and a HEP capture of every
 #                message (capture: { hep }) to a collector that drains it (a python3 UDP sink);
 #                trunkline-cdrfile and trunkline-hep: each of the two alone
+#   trunkline-cluster  trunkline as a node of a cluster (`cluster:`, redis-server on 6380; the
+#                redis-server's CPU counted with trunkline's)
 #   trunkline-notimer  trunkline with session timers off (`sip: { session_expires: 0 }`); the
 #                plain `trunkline` runs them as configured by default (1800 s on both legs:
 #                Session-Expires/Min-SE negotiated per leg, a timer armed per leg)
@@ -186,6 +188,16 @@ while True:
     s.recv(65536)' &
         pids_started+=($!)
     fi
+    if [[ ${1:-} == cluster ]]; then
+        # issue 16: a node of a two-node cluster (its peer need not run: no call of this load
+        # is for a user registered elsewhere); redis-server on 6380, its CPU counted too
+        command -v redis-server >/dev/null || { echo "bench-calls: redis-server missing (scripts/install-deps.sh)" >&2; return 1; }
+        redis-server --port 6380 --bind 127.0.0.1 --save "" --appendonly no >"$out/redis.log" 2>&1 &
+        pids_started+=($!)
+        extra_pid=$!
+        wait_tcp 6380
+        printf 'cluster: { redis: "redis://127.0.0.1:6380/0", node: a, peers: { b: 127.0.0.2:5070 } }\n' >>"$out/trunkline.yaml"
+    fi
     if [[ ${1:-} == notimer ]]; then
         printf 'sip: { session_expires: 0 }\n' >>"$out/trunkline.yaml"
     fi
@@ -226,6 +238,7 @@ rows=()
 bench_one() {  # name
     local name=$1 pids t0 t1 c0 c1 ok failed uas_ok
     rtp_pid=""
+    extra_pid=""
     case "$name" in
         kamailio) command -v kamailio >/dev/null || { echo "skip $name: kamailio missing" >&2; return; }
                   start_kamailio "$name" 0 ;;
@@ -242,6 +255,7 @@ bench_one() {  # name
         trunkline-cdrfile) start_trunkline cdrfile || return ;;
         trunkline-hep) start_trunkline hep || return ;;
         trunkline-notimer) start_trunkline notimer || return ;;
+        trunkline-cluster) start_trunkline cluster || return ;;
         trunkline-sf|trunkline-100rel) start_trunkline || return ;;
         *) echo "bench-calls: unknown SUT $name" >&2; return ;;
     esac
@@ -257,6 +271,7 @@ bench_one() {  # name
     sleep 0.5
     pids=$(tree "$sut_pid")
     [[ -n $rtp_pid ]] && pids="$pids $(tree "$rtp_pid")"
+    [[ -n ${extra_pid:-} ]] && pids="$pids $extra_pid"
     # shellcheck disable=SC2086
     c0=$(proc_ticks $pids)
     t0=$(date +%s.%N)

@@ -13,6 +13,18 @@ wait_udp() {
     return 1
 }
 
+# Wait (5 s at most) until something listens on TCP port $1.
+wait_tcp() {
+    local hex i
+    hex=$(printf ':%04X ' "$1")
+    for i in $(seq 1 100); do
+        grep -q "$hex" /proc/net/tcp && return 0
+        sleep 0.05
+    done
+    echo "$(basename "$0"): nothing listens on tcp $1" >&2
+    return 1
+}
+
 # proc_ticks PID...: the sum of utime+stime clock ticks of the given processes.
 proc_ticks() {
     local sum=0 p rest
