@@ -66,6 +66,8 @@ pub struct ClusterStats {
     pub errors_write: AtomicU64,
     pub errors_read: AtomicU64,
     pub dropped: AtomicU64,
+    /// Batches of binding changes waiting for the writer (the replication lag, in batches).
+    pub queued: AtomicU64,
     /// The active nodes whose heartbeat is live, sorted (this one included once Redis was
     /// reached; kept as last seen while Redis is down).
     pub live: std::sync::Mutex<Vec<String>>,
@@ -152,6 +154,9 @@ impl Cluster {
         if self.tx.try_send(batch).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        self.stats
+            .queued
+            .store(self.tx.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -193,6 +198,7 @@ fn writer(
                     stats
                         .writes
                         .fetch_add(latest.len() as u64, Ordering::Relaxed);
+                    stats.queued.store(rx.len() as u64, Ordering::Relaxed);
                     break;
                 }
                 Err(e) => {

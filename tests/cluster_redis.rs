@@ -241,6 +241,11 @@ fn a_call_at_one_node_reaches_a_phone_registered_at_the_other() {
             );
             assert!(keys, "node b's record is back in Redis");
             assert_eq!(metric_at(ma, "trunkline_cluster_up"), Some(1.0));
+            assert_eq!(
+                metric_at(mb, "trunkline_cluster_write_queue"),
+                Some(0.0),
+                "no lag"
+            );
         },
     );
 }

@@ -69,6 +69,7 @@ pub fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         }
         metrics.cluster_remote_aors.set(core.remote_aors() as i64);
         metrics.cluster_nodes.set(c.nodes() as i64);
+        metrics.cluster_queue.set(c.queued.load(Relaxed) as i64);
     }
     for (direction, n) in [("in", stats.dtmf_info_in), ("out", stats.dtmf_info_out)] {
         crate::policy::set_counter(&metrics.dtmf_info.with_label_values(&[direction]), n);

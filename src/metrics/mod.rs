@@ -53,6 +53,7 @@ pub struct Metrics {
     pub cluster_records: IntCounterVec,
     pub cluster_remote_aors: IntGauge,
     pub cluster_nodes: IntGauge,
+    pub cluster_queue: IntGauge,
     pub registers: IntCounterVec,
     pub instant_messages: IntCounterVec,
     pub offline_messages: IntCounterVec,
@@ -230,6 +231,11 @@ impl Metrics {
                 &r,
                 "trunkline_cluster_nodes",
                 "Active cluster nodes with a live heartbeat (each takes its share of the trunk and process call limits).",
+            ),
+            cluster_queue: gauge(
+                &r,
+                "trunkline_cluster_write_queue",
+                "Batches of binding changes waiting to be written to the cluster's Redis (replication lag; beyond 10,000 they are dropped and counted).",
             ),
             cluster_remote_aors: gauge(
                 &r,
