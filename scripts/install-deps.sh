@@ -11,7 +11,7 @@
 #                                     and the comparison stack of the benchmarks)
 #                                     redis-server (the cluster's shared store, tests/cluster_redis.rs)
 #                                     libopus-dev + pkg-config (the build's `opus` feature: Opus
-#                                     transcoding through libopus, tests/baresip_opus.rs)
+#                                     transcoding through libopus, tests/baresip_codecs.rs)
 #   scripts/install-deps.sh --bench   the same (kept for the benchmark scripts)
 #
 # Idempotent: when every needed binary is already on PATH, no apt call is made at all,

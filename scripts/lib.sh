@@ -1,29 +1,22 @@
 # Shared by the load scripts (bench-calls.sh, bench-media.sh, soak.sh, flood.sh): source it.
 # Every function is bounded in time.
 
-# wait_udp PORT: until something is bound to UDP PORT in this namespace (5 s at most).
-wait_udp() {
+# wait_bound PROTO PORT: until something is bound to PROTO (udp, tcp) PORT in this namespace
+# (5 s at most).
+wait_bound() {
     local hex i
-    hex=$(printf ':%04X ' "$1")
+    hex=$(printf ':%04X ' "$2")
     for i in $(seq 1 100); do
-        grep -q "$hex" /proc/net/udp && return 0
+        grep -q "$hex" "/proc/net/$1" && return 0
         sleep 0.05
     done
-    echo "$(basename "$0"): nothing listens on udp $1" >&2
+    echo "$(basename "$0"): nothing listens on $1 $2" >&2
     return 1
 }
 
-# Wait (5 s at most) until something listens on TCP port $1.
-wait_tcp() {
-    local hex i
-    hex=$(printf ':%04X ' "$1")
-    for i in $(seq 1 100); do
-        grep -q "$hex" /proc/net/tcp && return 0
-        sleep 0.05
-    done
-    echo "$(basename "$0"): nothing listens on tcp $1" >&2
-    return 1
-}
+# wait_udp PORT, wait_tcp PORT: wait_bound for that protocol.
+wait_udp() { wait_bound udp "$1"; }
+wait_tcp() { wait_bound tcp "$1"; }
 
 # proc_ticks PID...: the sum of utime+stime clock ticks of the given processes.
 proc_ticks() {

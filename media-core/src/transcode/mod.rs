@@ -172,6 +172,29 @@ struct Event {
     payload: [u8; 16],
 }
 
+impl Event {
+    /// A telephone-event packet trunkline makes itself (a tone it detected, a digit from SIP
+    /// INFO): one event block at [`DETECTED_VOLUME`], `duration` ticks so far.
+    fn dtmf(pt: u8, marker: bool, ts: u32, code: u8, end: bool, duration: u32) -> Event {
+        let b = codecs::dtmf::TelephoneEvent {
+            event: code,
+            end,
+            volume: DETECTED_VOLUME,
+            duration: duration.min(u32::from(u16::MAX)) as u16,
+        }
+        .encode();
+        let mut payload = [0u8; 16];
+        payload[..4].copy_from_slice(&b);
+        Event {
+            pt,
+            marker,
+            ts,
+            len: 4,
+            payload,
+        }
+    }
+}
+
 /// One direction of a transcoded stream. See the module documentation.
 #[derive(Debug)]
 pub struct Transcoder {
@@ -491,24 +514,7 @@ impl Transcoder {
             / u64::from(self.spec.from.clock_rate())) as u32;
         sent = (sent + out_ticks).min(total);
         let end = sent >= total;
-        let mk = |marker: bool, end: bool| {
-            let b = codecs::dtmf::TelephoneEvent {
-                event: code,
-                end,
-                volume: DETECTED_VOLUME,
-                duration: sent.min(u32::from(u16::MAX)) as u16,
-            }
-            .encode();
-            let mut payload = [0u8; 16];
-            payload[..4].copy_from_slice(&b);
-            Event {
-                pt,
-                marker,
-                ts: start,
-                len: 4,
-                payload,
-            }
-        };
+        let mk = |marker: bool, end: bool| Event::dtmf(pt, marker, start, code, end, sent);
         if end {
             // RFC 4733 §2.5.1.4: the end packet three times
             for _ in 0..3 {
@@ -605,22 +611,7 @@ impl Transcoder {
         let on = det.current();
         let ticks = rtp.payload.len() as u32;
         let event = |marker: bool, ts: u32, code: u8, end: bool, duration: u32| {
-            let b = codecs::dtmf::TelephoneEvent {
-                event: code,
-                end,
-                volume: DETECTED_VOLUME,
-                duration: duration.min(u32::from(u16::MAX)) as u16,
-            }
-            .encode();
-            let mut payload = [0u8; 16];
-            payload[..4].copy_from_slice(&b);
-            Event {
-                pt,
-                marker,
-                ts,
-                len: 4,
-                payload,
-            }
+            Event::dtmf(pt, marker, ts, code, end, duration)
         };
         let mut started = false;
         for c in changes.into_iter().flatten() {
