@@ -257,6 +257,66 @@ fn a_caller_with_no_codec_the_trunk_can_get_is_refused_with_488() {
     );
 }
 
+/// A PCMU caller with telephone-event 101 calls the trunk, which answers PCMU alone: the trunk
+/// is offered PCMU only, the caller keeps its events in the answer. What the DTMF tests go on
+/// with.
+struct EventCall {
+    uas: Uas,
+    uac: Uac,
+    a_rtp: UdpSocket,
+    b_rtp: UdpSocket,
+    /// The INVITE the trunk got.
+    inv: common::rawsip::Msg,
+    /// The relay ports facing the caller and the trunk.
+    pa: u16,
+    pb: u16,
+}
+
+fn event_call(net: &Net, name: &str, offered_to_trunk: &str) -> EventCall {
+    let uas = Uas {
+        sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
+    };
+    let mut uac = Uac::new(
+        UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A"),
+        net.sip_addr(),
+        name,
+    );
+    let (a_port, b_port) = (net.spare(0), net.spare(10));
+    let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("A RTP");
+    let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("B RTP");
+    let offer = sdp(
+        A_IP,
+        a_port,
+        "0 101",
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+    );
+    let cseq = uac.send("INVITE", Some(&offer));
+    let inv = uas.recv_request("INVITE", Duration::from_secs(10));
+    assert_eq!(
+        formats(inv.body()),
+        ["0"],
+        "{offered_to_trunk}: {}",
+        inv.body()
+    );
+    let pb = port_of(inv.body());
+    let answer = sdp(B_IP, b_port, "0", "");
+    reply(&uas.sock, net.sip_addr(), &inv, 200, "b", Some(&answer));
+    let ok = uac.final_response("INVITE", cseq);
+    assert_eq!(ok.code(), Some(200), "{}", ok.text);
+    assert_eq!(formats(ok.body()), ["0", "101"], "{}", ok.body());
+    let pa = port_of(ok.body());
+    uas.recv_request("ACK", Duration::from_secs(5));
+    EventCall {
+        uas,
+        uac,
+        a_rtp,
+        b_rtp,
+        inv,
+        pa,
+        pb,
+    }
+}
+
 #[test]
 fn dtmf_events_and_tones_interwork_with_a_trunk_without_events() {
     isolated(
@@ -264,34 +324,13 @@ fn dtmf_events_and_tones_interwork_with_a_trunk_without_events() {
         false,
         |net| {
             let _tl = Trunkline::start(net, &yaml_with(net, "[PCMU]"));
-            let uas = Uas {
-                sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
-            };
-            let mut uac = Uac::new(
-                UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A"),
-                net.sip_addr(),
-                "dtmf",
-            );
-            let (a_port, b_port) = (net.spare(0), net.spare(10));
-            let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("A RTP");
-            let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("B RTP");
-            let offer = sdp(
-                A_IP,
-                a_port,
-                "0 101",
-                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
-            );
-            let cseq = uac.send("INVITE", Some(&offer));
-            let inv = uas.recv_request("INVITE", Duration::from_secs(10));
-            assert_eq!(formats(inv.body()), ["0"], "{}", inv.body());
-            let pb = port_of(inv.body());
-            let answer = sdp(B_IP, b_port, "0", "");
-            reply(&uas.sock, net.sip_addr(), &inv, 200, "b", Some(&answer));
-            let ok = uac.final_response("INVITE", cseq);
-            assert_eq!(ok.code(), Some(200), "{}", ok.text);
-            assert_eq!(formats(ok.body()), ["0", "101"], "{}", ok.body());
-            let pa = port_of(ok.body());
-            uas.recv_request("ACK", Duration::from_secs(5));
+            let EventCall {
+                a_rtp,
+                b_rtp,
+                pa,
+                pb,
+                ..
+            } = event_call(net, "dtmf", "the trunk has no events");
             let relay: IpAddr = "127.0.0.1".parse().expect("ip");
             let silence = [0xffu8; 160];
 
@@ -362,44 +401,15 @@ fn dtmf_events_and_tones_interwork_with_a_trunk_without_events() {
 fn dtmf_info_trunk_and_an_rfc4733_caller() {
     isolated("dtmf_info_trunk_and_an_rfc4733_caller", false, |net| {
         let _tl = Trunkline::start(net, &yaml_with(net, "[PCMU], dtmf: info"));
-        let uas = Uas {
-            sock: UdpSocket::bind(("127.0.0.1", net.trunk(0))).expect("bind B"),
-        };
-        let mut uac = Uac::new(
-            UdpSocket::bind(("127.0.0.1", net.uac())).expect("bind A"),
-            net.sip_addr(),
-            "info",
-        );
-        let (a_port, b_port) = (net.spare(0), net.spare(10));
-        let a_rtp = UdpSocket::bind((A_IP, a_port)).expect("A RTP");
-        let b_rtp = UdpSocket::bind((B_IP, b_port)).expect("B RTP");
-        let offer = sdp(
-            A_IP,
-            a_port,
-            "0 101",
-            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
-        );
-        let cseq = uac.send("INVITE", Some(&offer));
-        let inv = uas.recv_request("INVITE", Duration::from_secs(10));
-        assert_eq!(
-            formats(inv.body()),
-            ["0"],
-            "no events to an INFO trunk: {}",
-            inv.body()
-        );
-        let pb = port_of(inv.body());
-        reply(
-            &uas.sock,
-            net.sip_addr(),
-            &inv,
-            200,
-            "b",
-            Some(&sdp(B_IP, b_port, "0", "")),
-        );
-        let ok = uac.final_response("INVITE", cseq);
-        assert_eq!(formats(ok.body()), ["0", "101"], "{}", ok.body());
-        let pa = port_of(ok.body());
-        uas.recv_request("ACK", Duration::from_secs(5));
+        let EventCall {
+            uas,
+            mut uac,
+            a_rtp,
+            b_rtp,
+            inv,
+            pa,
+            pb,
+        } = event_call(net, "info", "no events to an INFO trunk");
         let relay: IpAddr = "127.0.0.1".parse().expect("ip");
         let silence = [0xffu8; 160];
 
