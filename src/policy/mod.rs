@@ -1,16 +1,14 @@
 //! The B2BUA core's decisions, bound to the live configuration and the media relay.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use media_relay::srtp::negotiate::SrtpMode;
+use std::time::Instant;
 
 use config::{Action, Config, RouteQuery, TransportKind};
 use signaling::b2bua::{
     CallEvent, CallRef, CarrierTrunk, HeaderPolicy, Leg, MediaRefusal, Policy, RedirectMode,
     ReferMode, Rel100Mode, RouteOutcome, SessionTimer, Target, TimerChoice,
 };
-use signaling::registrar::{Algorithm, RegistrarSettings, UserSecret};
+use signaling::registrar::RegistrarSettings;
 use signaling::{Peer, Request, Transport};
 
 use crate::limits::{self, Overload, SourceLimiter, TrunkLimits, TrunkUsage, UaBlockList};
@@ -18,8 +16,11 @@ use crate::metrics::Metrics;
 
 mod headers;
 mod media;
+mod media_policy;
 mod plan;
+mod registrar;
 pub use media::{set_counter, Media, MediaNotice};
+pub use registrar::mailbox_limits;
 
 pub struct LivePolicy {
     /// The configuration new calls are routed with; swapped atomically on reload. Calls in
@@ -180,14 +181,6 @@ pub fn trunk_addresses(
     }
 }
 
-fn mode_of(p: config::SrtpPolicy) -> SrtpMode {
-    match p {
-        config::SrtpPolicy::Off => SrtpMode::Off,
-        config::SrtpPolicy::Optional => SrtpMode::Optional,
-        config::SrtpPolicy::Mandatory => SrtpMode::Mandatory,
-    }
-}
-
 /// The IP addresses of the trunks given as `ip:port`.
 pub fn static_trunk_ips(cfg: &Config) -> impl Iterator<Item = std::net::IpAddr> + '_ {
     cfg.trunks
@@ -273,69 +266,6 @@ impl LivePolicy {
             .trunks
             .get_key_value(&owner)
             .map(|(k, _)| k.as_str())
-    }
-
-    /// The SRTP policy of leg A (its source trunk's, else `media.srtp`) and of leg B (its
-    /// trunk's; towards a registered phone or other non-trunk: plain unless `media.srtp` is
-    /// `mandatory`). A trunk without `srtp:` accepts what it offers and is offered plain
-    /// RTP, SRTP (best effort, `optional`) when it is reached over TLS.
-    fn srtp_modes(&self, call: &signaling::b2bua::CallRef<'_>) -> [SrtpMode; 2] {
-        let media = mode_of(self.config.media.srtp);
-        let a = match self.trunk_of(Peer {
-            transport: Transport::Udp,
-            addr: call.peer(Leg::A),
-        }) {
-            Some(t) => self.config.trunks.get(t).and_then(|t| t.srtp),
-            None => None,
-        }
-        .map_or(media, mode_of);
-        let b = match call.b_trunk.and_then(|t| self.config.trunks.get(t)) {
-            Some(t) => match (t.srtp, t.transport) {
-                (Some(p), _) => mode_of(p),
-                (None, config::TransportKind::Tls) => SrtpMode::Optional,
-                (None, _) => SrtpMode::Off,
-            },
-            None if media == SrtpMode::Mandatory => media,
-            None => SrtpMode::Off,
-        };
-        [a, b]
-    }
-
-    /// The codecs that may be offered to leg A and to leg B: a trunk's `codecs:`, and for
-    /// callers and callees that are no trunk `media.codecs` (absent: no policy).
-    fn codec_policies(
-        &self,
-        call: &signaling::b2bua::CallRef<'_>,
-    ) -> [Option<Vec<media_relay::control::CodecName>>; 2] {
-        use media_relay::control::CodecName;
-        // A `dtmf: info` trunk is offered no telephone-event; its policy says it does INFO.
-        let list = |c: Option<&config::Codecs>, info: bool| {
-            c.map(|c| {
-                let mut v: Vec<CodecName> = c
-                    .list()
-                    .iter()
-                    .filter_map(|n| CodecName::parse(n.name()))
-                    .filter(|n| !(info && *n == CodecName::TelephoneEvent))
-                    .collect();
-                if info {
-                    v.push(CodecName::DtmfInfo);
-                }
-                v
-            })
-        };
-        let media = self.config.media.codecs.as_ref();
-        let policy_of = |t: Option<&config::Trunk>| match t {
-            Some(t) => list(t.codecs.as_ref(), t.dtmf == config::Dtmf::Info),
-            None => list(media, false),
-        };
-        let a = self
-            .trunk_of(Peer {
-                transport: Transport::Udp,
-                addr: call.peer(Leg::A),
-            })
-            .and_then(|t| self.config.trunks.get(t));
-        let b = call.b_trunk.and_then(|t| self.config.trunks.get(t));
-        [policy_of(a), policy_of(b)]
     }
 
     fn trunk_limits(&self, name: &str) -> TrunkLimits {
@@ -518,57 +448,12 @@ impl LivePolicy {
     }
 }
 
-fn auth_failure_limits(a: &config::AuthFailures) -> signaling::digest::FailureLimits {
-    signaling::digest::FailureLimits {
-        max: a.max,
-        window: a.window,
-        ban: a.ban,
-    }
-}
-
-/// `registrar.offline_messages` as the core's mailbox limits.
-pub fn mailbox_limits(o: &config::OfflineMessages) -> signaling::mailbox::MailboxLimits {
-    signaling::mailbox::MailboxLimits {
-        per_user: o.per_user as usize,
-        total: o.total as usize,
-        max_body: o.max_size as usize,
-        ttl: Duration::from_secs(u64::from(o.ttl)),
-        attempts: o.attempts,
-        retry: Duration::from_secs(u64::from(o.retry)),
-    }
-}
-
 impl Policy for LivePolicy {
     fn registrar(&mut self, _now: Instant) -> Option<Arc<RegistrarSettings>> {
         match &self.registrar {
             Some(r) => r.clone(),
             None => {
-                let r = self.config.registrar.as_ref().map(|r| {
-                    Arc::new(RegistrarSettings {
-                        domains: r.domains.clone(),
-                        realm: r.realm.clone(),
-                        min_expires: r.min_expires,
-                        max_expires: r.max_expires,
-                        default_expires: r.default_expires,
-                        users: registrar_users(r),
-                        aliases: registrar_aliases(r),
-                        algorithms: r
-                            .algorithms
-                            .iter()
-                            .map(|a| match a {
-                                config::DigestAlgorithm::Sha256 => Algorithm::Sha256,
-                                config::DigestAlgorithm::Md5 => Algorithm::Md5,
-                            })
-                            .collect(),
-                        keepalive: r.keepalive,
-                        authenticate_calls: r.authenticate_calls,
-                        auth_failures: auth_failure_limits(&self.config.limits.auth_failures),
-                        offline: r.offline_messages.as_ref().map(mailbox_limits),
-                        presence: r
-                            .presence_agent
-                            .then(signaling::esc::PresenceLimits::default),
-                    })
-                });
+                let r = registrar::settings(&self.config);
                 self.registrar = Some(r.clone());
                 r
             }
@@ -808,13 +693,9 @@ impl Policy for LivePolicy {
         let Some(m) = &mut self.media else {
             return false;
         };
-        let side = match from {
-            Leg::A => media_relay::control::Side::A,
-            Leg::B => media_relay::control::Side::B,
-        };
         let digit = media_relay::transcode::Dtmf { code, duration_ms };
         m.calls
-            .inject_dtmf(call.call_id, call.from_tag, side, digit)
+            .inject_dtmf(call.call_id, call.from_tag, side(from), digit)
             .unwrap_or(false)
     }
 
@@ -948,27 +829,4 @@ fn side(l: Leg) -> media_relay::control::Side {
         Leg::A => media_relay::control::Side::A,
         Leg::B => media_relay::control::Side::B,
     }
-}
-
-/// `registrar.users` as the core checks them.
-fn registrar_users(r: &config::Registrar) -> std::collections::HashMap<String, UserSecret> {
-    r.users
-        .iter()
-        .map(|u| {
-            let secret = UserSecret {
-                password: u.password.clone(),
-                ha1_md5: u.ha1_md5.clone(),
-                ha1_sha256: u.ha1_sha256.clone(),
-            };
-            (u.name.clone(), secret)
-        })
-        .collect()
-}
-
-/// alias -> user, from `registrar.users.*.aliases` (unique: the configuration checks).
-fn registrar_aliases(r: &config::Registrar) -> std::collections::HashMap<String, String> {
-    r.users
-        .iter()
-        .flat_map(|u| u.aliases.iter().map(|a| (a.clone(), u.name.clone())))
-        .collect()
 }
