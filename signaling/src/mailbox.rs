@@ -13,7 +13,8 @@
 //! B2BUA sends the requests, a shell that keeps the store on disk takes the changes
 //! ([`Mailbox::take_changes`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The limits of the store (`registrar.offline_messages`).
@@ -118,6 +119,9 @@ pub struct Mailbox {
     /// Last full sweep for expired messages (when the store was found full).
     swept: Option<Instant>,
     changes: Option<Vec<MailChange>>,
+    /// The boxes' pauses, earliest first (lazy: an entry a box no longer waits for is skipped
+    /// when it comes up), so the next wake-up is no scan of every box.
+    pauses: BinaryHeap<Reverse<(Instant, String)>>,
     pub stats: MailboxStats,
 }
 
@@ -268,6 +272,8 @@ impl Mailbox {
         }
         b.in_flight = None;
         b.not_before = Some(now + limits.retry);
+        self.pauses
+            .push(Reverse((now + limits.retry, aor.to_string())));
         false
     }
 
@@ -282,6 +288,7 @@ impl Mailbox {
     pub fn retry_at(&mut self, aor: &str, at: Instant) {
         if let Some(b) = self.boxes.get_mut(aor) {
             b.not_before = Some(at);
+            self.pauses.push(Reverse((at, aor.to_string())));
         }
     }
 
@@ -312,22 +319,31 @@ impl Mailbox {
         true
     }
 
-    /// When the next paused box may be tried again.
+    /// When the next paused box may be tried again (possibly a pause that ended otherwise:
+    /// [`Mailbox::due`] then finds nothing).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.boxes
-            .values()
-            .filter(|b| b.in_flight.is_none())
-            .filter_map(|b| b.not_before)
-            .min()
+        self.pauses.peek().map(|Reverse((t, _))| *t)
     }
 
     /// AoRs whose pause after a failure is over.
-    pub fn due(&self, now: Instant) -> Vec<String> {
-        self.boxes
-            .iter()
-            .filter(|(_, b)| b.in_flight.is_none() && b.not_before.is_some_and(|t| t <= now))
-            .map(|(a, _)| a.clone())
-            .collect()
+    pub fn due(&mut self, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(Reverse((t, _))) = self.pauses.peek() {
+            if *t > now {
+                break;
+            }
+            let Some(Reverse((_, aor))) = self.pauses.pop() else {
+                break;
+            };
+            let waiting = self
+                .boxes
+                .get(&aor)
+                .is_some_and(|b| b.in_flight.is_none() && b.not_before.is_some_and(|t| t <= now));
+            if waiting && !out.contains(&aor) {
+                out.push(aor);
+            }
+        }
+        out
     }
 
     /// Forget the pause of `aor` without a trigger (its user is gone again): the next
@@ -515,6 +531,14 @@ mod tests {
         assert_eq!(m.stats.failed, 1);
         let next = m.next("bob@x", t + Duration::from_secs(10)).unwrap();
         assert_eq!(next.msg.body, b"two");
+        // A pause that ends otherwise (the user went: parked) asks for one wake-up, which
+        // finds nothing and leaves nothing to wake for.
+        let t2 = t + Duration::from_secs(10);
+        assert!(!m.failed("bob@x", next.id, &l, t2));
+        m.park("bob@x");
+        assert_eq!(m.poll_timeout(), Some(t2 + Duration::from_secs(10)));
+        assert_eq!(m.due(t2 + Duration::from_secs(10)), Vec::<String>::new());
+        assert_eq!(m.poll_timeout(), None, "nothing left to wake for");
     }
 
     #[test]

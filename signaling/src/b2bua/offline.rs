@@ -192,9 +192,8 @@ impl B2bua {
 
     /// Boxes whose pause after a failed delivery is over.
     pub(super) fn retry_deliveries(&mut self, now: Instant, policy: &mut dyn Policy) {
-        if self.mailbox.is_empty() {
-            return;
-        }
+        // Always: a pause whose box went (delivered, expired) is taken off here too, or the
+        // wake-up it asks for would come back at once.
         for aor in self.mailbox.due(now) {
             self.deliver_held(&aor, now, policy);
         }
