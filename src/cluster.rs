@@ -93,7 +93,9 @@ impl ClusterStats {
     }
 }
 
-/// Heartbeat period and lifetime: a node whose key is gone for this long is counted out.
+/// The sorted set of live active nodes (score: when a node's heartbeat lapses, Unix ms).
+const NODES: &str = "tl:nodes";
+/// Heartbeat period and lifetime: a node whose beat is this old is counted out.
 const BEAT: Duration = Duration::from_secs(1);
 const BEAT_TTL_MS: u64 = 3000;
 
@@ -272,8 +274,26 @@ fn follow(
     let mut sub = client.get_connection()?;
     let mut ps = sub.as_pubsub();
     ps.subscribe(CHANNEL)?;
-    // Everything there is now (changes from here on arrive on the channel too).
-    let keys: Vec<String> = redis::cmd("KEYS").arg("tl:loc:*").query(&mut con)?;
+    // Everything there is now (changes from here on arrive on the channel too), read in
+    // steps (SCAN: Redis keeps serving the other nodes meanwhile).
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("tl:loc:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut con)?;
+        keys.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
     for k in keys {
         let Some((node, aor)) = k.strip_prefix("tl:loc:").and_then(|r| r.split_once(':')) else {
             continue;
@@ -337,7 +357,7 @@ fn hand_over(
     Ok(input.blocking_send(Input::Cluster(Box::new(r))).is_ok())
 }
 
-/// Every [`BEAT`]: this node's heartbeat key (active nodes only), and the list of live ones.
+/// Every [`BEAT`]: this node's heartbeat (active nodes only), and the list of live ones.
 fn heartbeat(client: redis::Client, cfg: config::Cluster, stats: Arc<ClusterStats>) {
     let mut con: Option<redis::Connection> = None;
     loop {
@@ -359,20 +379,27 @@ fn heartbeat(client: redis::Client, cfg: config::Cluster, stats: Arc<ClusterStat
     }
 }
 
+/// The heartbeats: one sorted set `tl:nodes`, each active node scored with the time its beat
+/// lapses (O(log n) per beat; a scan of the key space every second would slow Redis down
+/// with the location records in it).
 fn beat(con: &mut redis::Connection, cfg: &config::Cluster) -> redis::RedisResult<Vec<String>> {
+    let now = unix_ms();
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZREMRANGEBYSCORE")
+        .arg(NODES)
+        .arg("-inf")
+        .arg(now)
+        .ignore();
     if cfg.role == config::Role::Active {
-        redis::cmd("SET")
-            .arg(format!("tl:node:{}", cfg.node))
-            .arg(1)
-            .arg("PX")
-            .arg(BEAT_TTL_MS)
-            .query::<()>(con)?;
+        pipe.cmd("ZADD")
+            .arg(NODES)
+            .arg(now + BEAT_TTL_MS)
+            .arg(&cfg.node)
+            .ignore();
     }
-    let keys: Vec<String> = redis::cmd("KEYS").arg("tl:node:*").query(con)?;
-    Ok(keys
-        .into_iter()
-        .filter_map(|k| k.strip_prefix("tl:node:").map(str::to_string))
-        .collect())
+    pipe.cmd("ZRANGE").arg(NODES).arg(0).arg(-1);
+    let (live,): (Vec<String>,) = pipe.query(con)?;
+    Ok(live)
 }
 
 #[cfg(test)]
