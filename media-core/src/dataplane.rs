@@ -45,6 +45,11 @@ pub enum RelayError {
     /// The data plane is not running (worker gone).
     Stopped,
     Io(String),
+    /// A port asked for by number ([`DataPlane::open_pair_at`]) is in use, outside the range,
+    /// or cannot be bound.
+    PortUnavailable(u16),
+    /// The data plane cannot do this (e.g. open a pair on given ports).
+    Unsupported,
 }
 
 impl std::fmt::Display for RelayError {
@@ -54,6 +59,8 @@ impl std::fmt::Display for RelayError {
             RelayError::UnknownPort(p) => write!(f, "port {p} is not an open relay leg"),
             RelayError::Stopped => f.write_str("relay data plane stopped"),
             RelayError::Io(e) => write!(f, "relay I/O error: {e}"),
+            RelayError::PortUnavailable(p) => write!(f, "relay port {p} is not available"),
+            RelayError::Unsupported => f.write_str("not supported by this data plane"),
         }
     }
 }
@@ -125,6 +132,13 @@ pub trait DataPlane: Send + Sync {
     fn open_pair_for(&self, families: [Family; 2]) -> Result<LegPair, RelayError> {
         let _ = families;
         self.open_pair()
+    }
+    /// Open the pair `pair` on exactly its ports (a call taken over from another node keeps
+    /// the ports its peers send to), port `a` facing a peer of `families[0]`, `b` one of
+    /// `families[1]`. Default: [`RelayError::Unsupported`].
+    fn open_pair_at(&self, pair: LegPair, families: [Family; 2]) -> Result<LegPair, RelayError> {
+        let _ = (pair, families);
+        Err(RelayError::Unsupported)
     }
     /// Where the peer of the leg owning `port` wants media (its SDP c=/m=, and a=rtcp or port+1).
     /// Called again on a re-offer; the leg may learn its source again after it. Only the

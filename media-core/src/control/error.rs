@@ -29,6 +29,11 @@ pub enum MediaError {
     NoKeySource,
     /// The codec policies leave nothing to offer (488 for the offerer).
     Codec(super::CodecError),
+    /// The call's media cannot be handed to another node (`export`): it holds what a replica
+    /// does not carry (SRTP keys, a transcoder).
+    NotReplicable(&'static str),
+    /// A replica names a call this controller holds already.
+    CallExists,
 }
 
 impl fmt::Display for MediaError {
@@ -49,6 +54,8 @@ impl fmt::Display for MediaError {
             MediaError::Srtp(e) => write!(f, "{e}"),
             MediaError::NoKeySource => f.write_str("SRTP needs a key source; none configured"),
             MediaError::Codec(e) => write!(f, "{e}"),
+            MediaError::NotReplicable(why) => write!(f, "media not replicable: {why}"),
+            MediaError::CallExists => f.write_str("the call exists already"),
             MediaError::UnresolvedAddress(i) => {
                 write!(
                     f,

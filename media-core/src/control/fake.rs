@@ -173,6 +173,20 @@ impl DataPlane for FakeDataPlane {
         Ok(pair)
     }
 
+    fn open_pair_at(&self, pair: LegPair, families: [Family; 2]) -> Result<LegPair, RelayError> {
+        let [fa, fb] = families.map(|f| Family::of(self.local_ip_for(f)));
+        let mut st = self.lock();
+        if pair.b != pair.a.wrapping_add(2) || !st.free.remove(&pair.a) {
+            return Err(RelayError::PortUnavailable(pair.a));
+        }
+        st.open.insert(pair.a, pair);
+        st.open.insert(pair.b, pair);
+        st.families.insert(pair.a, fa);
+        st.families.insert(pair.b, fb);
+        st.ops.push(Op::Open(pair));
+        Ok(pair)
+    }
+
     fn set_remote(
         &self,
         port: u16,

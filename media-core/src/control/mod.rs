@@ -83,6 +83,7 @@ impl Side {
 
 pub use codecs::{CodecError, CodecName};
 pub use error::MediaError;
+pub use replica::{MediaReplica, StreamReplica};
 pub use streams::TcpStreams;
 
 /// The signalling IPs around one SDP: of the side it comes from and of the side it goes to
@@ -657,6 +658,7 @@ mod apply;
 mod codecs;
 mod error;
 pub mod fake;
+mod replica;
 mod streams;
 
 #[cfg(test)]

@@ -904,6 +904,22 @@ impl OriginState {
         self.version
     }
 
+    /// The last SDP produced with it (without its o= line), what the next one is compared
+    /// with.
+    pub fn last(&self) -> Option<&[u8]> {
+        self.last.as_deref()
+    }
+
+    /// The state another controller had (a call taken over from another node): the next SDP
+    /// keeps `sess_id` and bumps `version` only when it differs from `last`.
+    pub fn restore(sess_id: u64, version: u64, last: Option<Vec<u8>>) -> OriginState {
+        OriginState {
+            sess_id,
+            version,
+            last,
+        }
+    }
+
     /// Record the next SDP (everything but its o= line); bump the version when it changed.
     fn observe(&mut self, body: Vec<u8>) {
         match &self.last {

@@ -44,27 +44,24 @@ impl DataPlane for Relay {
             g.legs.insert(b, (pair, worker, fams[1].0));
             (pair, worker, Box::new([sa, sb]))
         };
-        // Fresh sockets must be registered with the worker's poller now; kept ones already
-        // receive, and a datagram for them wakes the worker, which applies this first.
-        let wake = socks.iter().any(Option::is_some);
-        if let Err(e) = self.send(
-            worker,
-            Cmd::Open {
-                pair,
-                socks,
-                at: now,
-            },
-            wake,
-        ) {
-            if let Ok(mut g) = self.ctl.lock() {
-                g.legs.remove(&pair.a);
-                g.legs.remove(&pair.b);
-                g.pool.put(pair.a);
-                g.pool.put(pair.b);
-            }
-            return Err(e);
-        }
-        Ok(pair)
+        self.start_pair(pair, worker, socks, now)
+    }
+
+    fn open_pair_at(&self, pair: LegPair, families: [Family; 2]) -> Result<LegPair, RelayError> {
+        let fams = families.map(|f| {
+            let ip = self.ip_for(f);
+            (Family::of(ip), ip)
+        });
+        let now = Instant::now();
+        let (worker, socks) = {
+            let mut g = self.ctl.lock().map_err(|_| RelayError::Stopped)?;
+            self.reclaim(&mut g);
+            let (worker, socks) = take_exact_two(&mut g, pair, fams)?;
+            g.legs.insert(pair.a, (pair, worker, fams[0].0));
+            g.legs.insert(pair.b, (pair, worker, fams[1].0));
+            (worker, socks)
+        };
+        self.start_pair(pair, worker, socks, now)
     }
 
     fn set_remote(
@@ -195,6 +192,10 @@ impl DataPlane for NoLiveStats {
     fn open_pair_for(&self, families: [Family; 2]) -> Result<LegPair, RelayError> {
         self.0.open_pair_for(families)
     }
+    fn open_pair_at(&self, pair: LegPair, families: [Family; 2]) -> Result<LegPair, RelayError> {
+        self.0.open_pair_at(pair, families)
+    }
+
     fn set_remote(
         &self,
         port: u16,
@@ -238,5 +239,38 @@ impl DataPlane for NoLiveStats {
     }
     fn inject_dtmf(&self, port: u16, digit: media_core::transcode::Dtmf) -> Result<(), RelayError> {
         self.0.inject_dtmf(port, digit)
+    }
+}
+
+impl Relay {
+    /// Hand a pair just taken to its worker; on failure its ports go back.
+    fn start_pair(
+        &self,
+        pair: LegPair,
+        worker: usize,
+        socks: Box<[Option<[UdpSocket; 2]>; 2]>,
+        now: Instant,
+    ) -> Result<LegPair, RelayError> {
+        // Fresh sockets must be registered with the worker's poller now; kept ones already
+        // receive, and a datagram for them wakes the worker, which applies this first.
+        let wake = socks.iter().any(Option::is_some);
+        if let Err(e) = self.send(
+            worker,
+            Cmd::Open {
+                pair,
+                socks,
+                at: now,
+            },
+            wake,
+        ) {
+            if let Ok(mut g) = self.ctl.lock() {
+                g.legs.remove(&pair.a);
+                g.legs.remove(&pair.b);
+                g.pool.put(pair.a);
+                g.pool.put(pair.b);
+            }
+            return Err(e);
+        }
+        Ok(pair)
     }
 }

@@ -98,6 +98,24 @@ impl PortPool {
         None
     }
 
+    /// Take `port` itself, when it is free and `try_use` succeeds with it (a call taken over
+    /// from another node keeps its ports).
+    pub fn take_exact<T>(
+        &mut self,
+        port: u16,
+        try_use: impl FnOnce(u16) -> Option<T>,
+    ) -> Option<T> {
+        let s = self.slot(port)?;
+        if !self.is_free[s] {
+            return None;
+        }
+        let i = self.free.iter().position(|&p| p == port)?;
+        let t = try_use(port)?;
+        self.free.swap_remove(i);
+        self.is_free[s] = false;
+        Some(t)
+    }
+
     /// Return `port` to the pool, at a random place. A port outside the range or already free is
     /// ignored.
     pub fn put(&mut self, port: u16) {
@@ -180,6 +198,18 @@ mod tests {
             assert!(again.insert(port), "{port} handed out twice");
         }
         assert_eq!(again, set);
+    }
+
+    #[test]
+    fn exact_ports_are_taken_once() {
+        let mut p = PortPool::new(100, 107, SEED);
+        assert_eq!(p.take_exact(101, Some), None, "odd: RTCP's");
+        assert_eq!(p.take_exact(104, |_| None::<()>), None);
+        assert_eq!(p.take_exact(104, Some), Some(104));
+        assert_eq!(p.take_exact(104, Some), None, "taken");
+        assert_eq!(p.available(), 3);
+        p.put(104);
+        assert_eq!(p.take_exact(104, Some), Some(104));
     }
 
     #[test]
