@@ -14,6 +14,7 @@ pub mod mailbox;
 pub mod message;
 pub mod parse;
 pub mod pidf;
+pub mod record;
 pub mod registrar;
 pub mod status;
 #[cfg(feature = "test-util")]

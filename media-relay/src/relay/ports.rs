@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Each side's sockets of a pair, when freshly bound (`None`: kept open by the worker).
+pub(super) type PairSockets = Box<[Option<[UdpSocket; 2]>; 2]>;
+
 /// One port with its sockets if freshly bound (`None`: kept open by the worker).
 type Taken = (u16, Option<[UdpSocket; 2]>);
 
@@ -119,7 +122,7 @@ pub(super) fn take_exact_two(
     g: &mut Ctl,
     pair: LegPair,
     fams: [(Family, IpAddr); 2],
-) -> Result<(usize, Box<[Option<[UdpSocket; 2]>; 2]>), RelayError> {
+) -> Result<(usize, PairSockets), RelayError> {
     let ports = [pair.a, pair.b];
     if pair.a == pair.b {
         return Err(RelayError::PortUnavailable(pair.b));
@@ -132,7 +135,7 @@ pub(super) fn take_exact_two(
     for (i, port) in ports.into_iter().enumerate() {
         let family_ok = owners[i]
             .and_then(|w| g.kept.get(w))
-            .map_or(true, |q| q.iter().any(|e| e.0 == port && e.2 == fams[i].0));
+            .is_none_or(|q| q.iter().any(|e| e.0 == port && e.2 == fams[i].0));
         if !family_ok {
             return Err(RelayError::PortUnavailable(port));
         }

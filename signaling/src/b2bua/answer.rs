@@ -311,6 +311,7 @@ impl B2bua {
         if let Some(c) = self.calls.get_mut(&id) {
             c.log.answered(now);
         }
+        self.mark_replica(id);
         if late_offer {
             if let Some(h) = self.calls.get_mut(&id).and_then(Call::handshake_mut) {
                 h.b_ack_pending = true;

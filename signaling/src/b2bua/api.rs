@@ -233,6 +233,17 @@ pub trait Policy {
     ) -> Result<Vec<u8>, String>;
     /// The call is gone: release its media.
     fn media_release(&mut self, call: CallRef<'_>, now: Instant);
+    /// The media of the confirmed `call` as another node can take it over (a cluster's call
+    /// records, `replica.rs`): empty when the call has none; `None` when it cannot be handed
+    /// on (the call is then not replicated). Default: `None`.
+    fn media_export(&mut self, _call: CallRef<'_>, _now: Instant) -> Option<Vec<u8>> {
+        None
+    }
+    /// Take over the media of a call another node exported as `media` ([`Policy::media_export`]):
+    /// the same relay ports, the same remotes. False when that cannot be done. Default: false.
+    fn media_adopt(&mut self, _call: CallRef<'_>, _media: &[u8], _now: Instant) -> bool {
+        false
+    }
     /// For metrics.
     fn event(&mut self, ev: CallEvent, now: Instant);
     /// May leg B be tried at `target` now? Asked before a failover attempt (the first target
@@ -500,6 +511,8 @@ pub struct CoreStats {
     pub parse_errors: u64,
     pub rejected: HashMap<&'static str, u64>,
     pub calls_started: u64,
+    /// Calls taken over from another node's records (`adopt_call`).
+    pub calls_adopted: u64,
     /// REGISTER requests answered, by status.
     pub registers: HashMap<u16, u64>,
     /// Out-of-dialog MESSAGEs answered, by status (relayed answers and trunkline's own).

@@ -38,8 +38,9 @@ pub(super) struct Call {
     pub(super) id: CallId,
     pub(super) a: Dialog,
     pub(super) b: Dialog,
-    /// Leg A's INVITE server transaction, for good (the key of `B2bua::by_a_tx`).
-    pub(super) a_tx: TxId,
+    /// Leg A's INVITE server transaction, for good (the key of `B2bua::by_a_tx`); `None`: a
+    /// call adopted from another node (`replica.rs`), whose INVITE was not here.
+    pub(super) a_tx: Option<TxId>,
     /// The unauthenticated source this call counts against while unanswered (`caps`): given
     /// back when it is answered or fails, at the latest when the call is forgotten.
     pub(super) early_source: Option<IpAddr>,
@@ -140,6 +141,16 @@ impl Handshake {
                 .and_then(|r| r.cseq())
                 .map(|c| c.seq)
                 .unwrap_or(1),
+            b_ack: None,
+            b_ack_pending: false,
+            a_2xx_tx: None,
+        }
+    }
+
+    /// The handshake of a call adopted from another node: both legs were ACKed there.
+    pub(super) fn adopted() -> Handshake {
+        Handshake {
+            b_invite_cseq: 0,
             b_ack: None,
             b_ack_pending: false,
             a_2xx_tx: None,
@@ -410,10 +421,12 @@ mod tests {
             id: CallId(7),
             a: dialog(),
             b: dialog(),
-            a_tx: crate::transaction::Transactions::new(Default::default()).send_request(
-                invite("1 INVITE"),
-                dialog().peer,
-                now,
+            a_tx: Some(
+                crate::transaction::Transactions::new(Default::default()).send_request(
+                    invite("1 INVITE"),
+                    dialog().peer,
+                    now,
+                ),
             ),
             early_source: None,
             b_auth: None,
@@ -456,7 +469,7 @@ mod tests {
         );
         assert!(call.is_confirmed() && call.attempt().is_none());
         assert!(call.confirm(now).is_none(), "confirmed once");
-        let a_tx = call.a_tx;
+        let a_tx = call.a_tx.unwrap();
         let h = call.handshake_mut().expect("answered");
         assert_eq!(h.b_invite_cseq, 42);
         h.b_ack_pending = true;
@@ -467,7 +480,7 @@ mod tests {
         }
         assert!(call.is_terminating());
         let h = call.handshake().expect("kept");
-        assert!(h.b_ack_pending && h.a_2xx_tx == Some(call.a_tx) && h.b_invite_cseq == 42);
+        assert!(h.b_ack_pending && h.a_2xx_tx == call.a_tx && h.b_invite_cseq == 42);
         assert!(call.end().is_none(), "ended once");
         assert!(call.confirm(now).is_none());
     }

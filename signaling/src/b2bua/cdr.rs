@@ -114,6 +114,16 @@ impl CallLog {
         }
     }
 
+    /// Caller and callee as received, then as sent on leg B.
+    pub(super) fn parties(&self) -> [String; 4] {
+        [
+            self.caller.clone(),
+            self.callee.clone(),
+            self.caller_out.clone(),
+            self.callee_out.clone(),
+        ]
+    }
+
     /// Leg B's INVITE went to `trunk`.
     pub(super) fn attempt(&mut self, trunk: &str) {
         self.attempts.push(AttemptRecord {

@@ -151,6 +151,7 @@ impl B2bua {
         };
         let Some((id, leg)) = Some(id) else { return };
         if self.origin_acked(id, leg, &req, now, policy) {
+            self.mark_replica(id);
             return;
         }
         if leg != Leg::A {
@@ -184,6 +185,7 @@ impl B2bua {
             };
             self.ack_pending_done(id);
             self.send_b_ack(id, body, now);
+            self.mark_replica(id);
         }
     }
 
@@ -243,6 +245,7 @@ impl B2bua {
         if !self.take_in_dialog(tx, &req, id, leg, from, now) {
             return;
         }
+        self.mark_replica(id);
         match req.method {
             Method::Bye if self.transferor_bye(tx, &req, id, leg, now) => {}
             Method::Bye => {
@@ -343,6 +346,7 @@ impl B2bua {
         let to = self.calls.get(&id)?.leg(leg).peer;
         let via = self.via_for(to);
         let contact = self.contact_for(to);
+        self.mark_replica(id);
         let d = self.calls.get_mut(&id)?.leg_mut(leg);
         Some((d.request(method, via, contact), d.peer))
     }
@@ -500,6 +504,7 @@ impl B2bua {
         };
         let server_tx = *server_tx;
         let method = method.clone();
+        self.mark_replica(id);
         let Some(&(_, from_leg)) = self.server.get(&server_tx) else {
             return;
         };
@@ -714,6 +719,7 @@ impl B2bua {
             return;
         }
         if let Some(call) = self.calls.remove(&id) {
+            self.forget_replica(id);
             if let Some(ip) = call.early_source {
                 self.early.remove(&ip);
             }
@@ -728,7 +734,9 @@ impl B2bua {
             if let Some(old) = &call.old_b {
                 self.by_b.remove(&old.call_id);
             }
-            self.by_a_tx.remove(&call.a_tx);
+            if let Some(tx) = call.a_tx {
+                self.by_a_tx.remove(&tx);
+            }
             self.rel_a.remove(&id);
         }
     }

@@ -345,7 +345,7 @@ impl B2bua {
             id,
             a,
             b,
-            a_tx: tx,
+            a_tx: Some(tx),
             early_source: None,
             b_auth: None,
             b_trunk: None,

@@ -54,6 +54,7 @@ mod presence;
 mod redirect;
 mod refresh;
 mod reoffer;
+mod replica;
 mod snapshot;
 mod timers;
 mod transfer;
@@ -74,6 +75,7 @@ pub use carriers::CarrierTrunk;
 pub use cdr::{AttemptRecord, CallRecord, Hangup};
 use header_policy::Crossing;
 pub use header_policy::HeaderPolicy;
+pub use replica::{AdoptError, CallChange, CallReplica, LegReplica, CSEQ_STEP};
 pub use snapshot::{CallSummary, RegistrationSummary};
 
 /// Why an out-of-dialog request is not relayed.
@@ -225,6 +227,8 @@ pub struct B2bua {
     wall: Option<offline::WallClock>,
     /// The presence agent of the served users (`pa.rs`).
     pa: pa::Agent,
+    /// Records of confirmed calls for another node (`replica.rs`), when enabled.
+    replication: Option<replica::Replication>,
 }
 
 impl B2bua {
@@ -300,6 +304,7 @@ impl B2bua {
             mailbox: Default::default(),
             wall: None,
             pa: Default::default(),
+            replication: None,
         }
     }
 

@@ -16,7 +16,7 @@ pub(super) struct Delivery {
 pub(super) struct WallClock(Instant, u64);
 
 impl WallClock {
-    fn at(self, now: Instant) -> u64 {
+    pub(super) fn at(self, now: Instant) -> u64 {
         if now >= self.0 {
             self.1 + now.duration_since(self.0).as_secs()
         } else {

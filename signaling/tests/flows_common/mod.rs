@@ -194,6 +194,10 @@ pub struct Tuned {
     /// [`Policy::dtmf_info`]: `Some`: every digit is taken (and recorded here as (call, leg,
     /// code, ms)); `None`: none is.
     pub dtmf: Option<Vec<(u64, signaling::b2bua::Leg, u8, u32)>>,
+    /// [`Policy::media_export`] / [`Policy::media_adopt`]: `Some`: a call's media is
+    /// `media:<Call-ID>` and every adoption is recorded here (with the call's leg A peers);
+    /// `None`: media is not replicable.
+    pub replicas: Option<Vec<Vec<u8>>>,
 }
 
 impl signaling::b2bua::Policy for Tuned {
@@ -267,6 +271,29 @@ impl signaling::b2bua::Policy for Tuned {
             None => false,
         }
     }
+    fn media_export(
+        &mut self,
+        call: signaling::b2bua::CallRef<'_>,
+        _now: std::time::Instant,
+    ) -> Option<Vec<u8>> {
+        self.replicas
+            .as_ref()
+            .map(|_| format!("media:{}", call.call_id).into_bytes())
+    }
+    fn media_adopt(
+        &mut self,
+        _call: signaling::b2bua::CallRef<'_>,
+        media: &[u8],
+        _now: std::time::Instant,
+    ) -> bool {
+        match &mut self.replicas {
+            Some(v) => {
+                v.push(media.to_vec());
+                true
+            }
+            None => false,
+        }
+    }
     fn is_trunk(&mut self, _from: signaling::Peer, _now: std::time::Instant) -> bool {
         self.a_trunk
     }
@@ -327,6 +354,7 @@ pub fn tuned_world(targets: Vec<Target>, tcp_fallback: bool) -> signaling::testi
             from_display: None,
             transfer_to: None,
             dtmf: None,
+            replicas: None,
         },
     )
 }
