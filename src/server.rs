@@ -94,6 +94,12 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
         session_timer: core_session_timer(&cfg.sip),
         ..CoreConfig::default()
     };
+    // A standby's listeners name the shared address before it is here (`IP_FREEBIND`).
+    let standby = cfg
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.role == config::Role::Standby);
+    transport::set_freebind(standby);
     for l in &cfg.listen {
         match l.transport {
             TransportKind::Udp => {
@@ -217,6 +223,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
     let cluster = match &policy.config.cluster {
         Some(c) => {
             core.persist_locations(Instant::now());
+            core.replicate_calls();
             Some(crate::cluster::Cluster::start(c, in_tx.clone())?)
         }
         None => None,
@@ -328,12 +335,13 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
                 let now = Instant::now();
                 // Overload is judged by what is still waiting behind this batch.
                 policy.set_queue_depth(in_rx.len());
-                handle_input(&mut core, inp, now, &mut policy, &counters, hep.as_ref());
+                let shells = Shells { hep: hep.as_ref(), cluster: cluster.as_ref() };
+                handle_input(&mut core, inp, now, &mut policy, &counters, shells);
                 // Take what else is queued before flushing.
                 for _ in 0..256 {
                     match in_rx.try_recv() {
                         Ok(inp) => {
-                            handle_input(&mut core, inp, now, &mut policy, &counters, hep.as_ref())
+                            handle_input(&mut core, inp, now, &mut policy, &counters, Shells { hep: hep.as_ref(), cluster: cluster.as_ref() })
                         }
                         Err(_) => break,
                     }
@@ -399,6 +407,9 @@ async fn serve(cfg: Config, path: Option<PathBuf>) -> Result<(), String> {
             h.sender.flush();
         }
         save_locations(&mut core, store.as_ref(), cluster.as_ref());
+        if let Some(c) = &cluster {
+            c.publish_calls(core.take_call_changes(Instant::now(), &mut policy));
+        }
         if let Some(d) = drain_until {
             let now = Instant::now();
             // Un-REGISTERs get a moment for their answer (and a challenge's round trip).
@@ -472,14 +483,22 @@ impl MessageCounters {
     }
 }
 
+/// The shells an input may concern besides the core: HEP capture, the cluster link.
+#[derive(Clone, Copy)]
+struct Shells<'a> {
+    hep: Option<&'a crate::hep::Hep>,
+    cluster: Option<&'a crate::cluster::Cluster>,
+}
+
 fn handle_input(
     core: &mut B2bua,
     inp: Input,
     now: Instant,
     policy: &mut LivePolicy,
     counters: &MessageCounters,
-    hep: Option<&crate::hep::Hep>,
+    shells: Shells<'_>,
 ) {
+    let hep = shells.hep;
     match inp {
         Input::Message(data, from) => {
             counters.received[from.transport as usize].inc();
@@ -494,6 +513,11 @@ fn handle_input(
         }
         Input::TransportError(peer) => core.transport_error(peer, now, policy),
         Input::ClusterResync => core.republish_locations(),
+        Input::ClusterTakeover(records) => {
+            if let Some(c) = shells.cluster {
+                c.adopt(core, policy, records, now);
+            }
+        }
         Input::Cluster(r) => {
             let r = *r;
             if r.own {

@@ -10,13 +10,18 @@
 //!   node: a                             # this node's name (letters, digits, - _ .)
 //!   role: active                        # active (default) | standby
 //!   peers: { b: 10.0.0.2:5060 }         # the other nodes: where calls for their users go
+//!   shared_address: 192.0.2.10          # standby: the service address it takes over
 //! ```
 //!
-//! The peers are trusted like trunks (a call from one is not challenged). Without `cluster:`
-//! nothing changes. Not reloadable.
+//! The peers are trusted like trunks (a call from one is not challenged). Every node writes a
+//! record of each answered call; a standby keeps the others' records and, when the shared
+//! address arrives on one of its interfaces (keepalived/VRRP moved it), takes their calls
+//! over: the same relay ports, both legs' dialogs. A standby binds its listeners with
+//! `IP_FREEBIND` (they name the shared address before it is there) and needs
+//! `shared_address`. Without `cluster:` nothing changes. Not reloadable.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
@@ -40,6 +45,8 @@ pub struct Cluster {
     pub role: Role,
     /// The other nodes by name: their SIP address.
     pub peers: BTreeMap<String, SocketAddr>,
+    /// The service address a standby takes over (required for `role: standby`).
+    pub shared_address: Option<IpAddr>,
 }
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -51,6 +58,8 @@ pub(crate) struct RawCluster {
     role: Option<Role>,
     #[serde(default, deserialize_with = "crate::unique_keys")]
     peers: Vec<(String, String)>,
+    #[serde(default)]
+    shared_address: Option<String>,
 }
 
 pub(crate) fn build_cluster(r: RawCluster) -> Result<Cluster, Sem> {
@@ -84,10 +93,27 @@ pub(crate) fn build_cluster(r: RawCluster) -> Result<Cluster, Sem> {
             parse_socket(&addr).map_err(|e| sem(at(()), format!("cluster.peers.{name}: {e}")))?;
         peers.insert(name, a);
     }
+    let role = r.role.unwrap_or_default();
+    let shared_address = match r.shared_address.as_deref().map(str::trim) {
+        None => None,
+        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
+            sem(
+                p("shared_address"),
+                format!("cluster.shared_address: `{s}` is no IP address"),
+            )
+        })?),
+    };
+    if role == Role::Standby && shared_address.is_none() {
+        return Err(sem(
+            p("role"),
+            "cluster.role: standby takes over the calls of the address it is given: set cluster.shared_address",
+        ));
+    }
     Ok(Cluster {
         redis: url.to_string(),
         node: r.node,
-        role: r.role.unwrap_or_default(),
+        role,
         peers,
+        shared_address,
     })
 }

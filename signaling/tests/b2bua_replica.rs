@@ -6,7 +6,7 @@
 mod flows_common;
 
 use flows_common::*;
-use signaling::b2bua::{AdoptError, CallChange, CallReplica, CSEQ_STEP};
+use signaling::b2bua::{AdoptError, CallChange, CallEvent, CallReplica, Hangup, CSEQ_STEP};
 
 type W = signaling::testing::World<Tuned>;
 
@@ -151,6 +151,27 @@ fn the_adopting_node_relays_the_callers_bye_with_a_cseq_the_callee_accepts() {
         [CallChange::Remove { .. }]
     ));
     assert_eq!(n2.core.find_call("rep-4", "atag-rep-4"), None, "gone");
+    // Its CDR, written where it ended, says what the record said.
+    let rec = n2
+        .policy
+        .inner
+        .events
+        .iter()
+        .find_map(|e| match e {
+            CallEvent::Record(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a CDR");
+    assert_eq!((rec.a_call_id.as_str(), rec.final_code), ("rep-4", 200));
+    assert_eq!(rec.b_call_id, r.b.call_id);
+    assert_eq!(rec.attempts.len(), 1);
+    assert_eq!(rec.attempts[0].trunk, "pbx");
+    assert_eq!(rec.hangup, Hangup::Caller);
+    assert_eq!(
+        (rec.caller.as_str(), rec.callee.as_str()),
+        (r.parties[0].as_str(), r.parties[1].as_str())
+    );
+    assert!(rec.answered.is_some());
 }
 
 #[test]

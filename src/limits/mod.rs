@@ -405,6 +405,16 @@ impl TrunkUsage {
         st.record_start(lim, now);
     }
 
+    /// `call` was taken over from another node on `trunk`: its outbound slot, without a start
+    /// against the trunk's rate (the call started elsewhere, earlier).
+    pub fn adopted(&mut self, call: u64, trunk: &str) {
+        let slots = self.calls.entry(call).or_default();
+        if let Some(old) = slots.out.replace(trunk.to_string()) {
+            self.dec(&old);
+        }
+        self.trunks.entry(trunk.to_string()).or_default().active += 1;
+    }
+
     /// `call` is over (failed, cancelled, rejected, ended): release what it holds. Idempotent.
     pub fn release(&mut self, call: u64) {
         if let Some(s) = self.calls.remove(&call) {

@@ -70,6 +70,16 @@ pub fn refresh_gauges(core: &B2bua, policy: &LivePolicy, metrics: &Metrics) {
         metrics.cluster_remote_aors.set(core.remote_aors() as i64);
         metrics.cluster_nodes.set(c.nodes() as i64);
         metrics.cluster_queue.set(c.queued.load(Relaxed) as i64);
+        for (op, n) in [
+            ("written", c.call_writes.load(Relaxed)),
+            ("adopted", c.adopted.load(Relaxed)),
+            ("failed", c.adopt_failed.load(Relaxed)),
+            ("unreplicable", core.unreplicable_calls()),
+        ] {
+            crate::policy::set_counter(&metrics.cluster_call_records.with_label_values(&[op]), n);
+        }
+        metrics.cluster_calls_held.set(c.warm.len() as i64);
+        crate::policy::set_counter(&metrics.cluster_takeovers, c.takeovers.load(Relaxed));
     }
     for (direction, n) in [("in", stats.dtmf_info_in), ("out", stats.dtmf_info_out)] {
         crate::policy::set_counter(&metrics.dtmf_info.with_label_values(&[direction]), n);

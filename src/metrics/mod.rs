@@ -54,6 +54,9 @@ pub struct Metrics {
     pub cluster_remote_aors: IntGauge,
     pub cluster_nodes: IntGauge,
     pub cluster_queue: IntGauge,
+    pub cluster_call_records: IntCounterVec,
+    pub cluster_calls_held: IntGauge,
+    pub cluster_takeovers: IntCounter,
     pub registers: IntCounterVec,
     pub instant_messages: IntCounterVec,
     pub offline_messages: IntCounterVec,
@@ -236,6 +239,22 @@ impl Metrics {
                 &r,
                 "trunkline_cluster_write_queue",
                 "Batches of binding changes waiting to be written to the cluster's Redis (replication lag; beyond 10,000 they are dropped and counted).",
+            ),
+            cluster_call_records: counter_vec(
+                &r,
+                "trunkline_cluster_call_records_total",
+                "Answered calls' records (issue 16: for a standby to take them over), by op: written (set or deleted by this node), adopted (calls taken over from them, at a takeover or at start), failed (records that could not be taken over), unreplicable (answered calls with no record: SRTP or transcoded media).",
+                &["op"],
+            ),
+            cluster_calls_held: gauge(
+                &r,
+                "trunkline_cluster_calls_held",
+                "Other nodes' call records this node holds, ready for a takeover.",
+            ),
+            cluster_takeovers: counter(
+                &r,
+                "trunkline_cluster_takeovers_total",
+                "Takeovers: the shared address arrived at this standby (or this node found its own records at start) and it adopted the calls.",
             ),
             cluster_remote_aors: gauge(
                 &r,

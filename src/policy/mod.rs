@@ -19,6 +19,7 @@ mod media;
 mod media_policy;
 mod plan;
 mod registrar;
+mod replica;
 pub use media::{set_counter, Media, MediaNotice};
 pub use registrar::mailbox_limits;
 
@@ -621,6 +622,14 @@ impl Policy for LivePolicy {
                 )
                 .map_err(|e| e.to_string()),
         }
+    }
+
+    fn media_export(&mut self, call: CallRef<'_>, _now: Instant) -> Option<Vec<u8>> {
+        self.export_media(call)
+    }
+
+    fn media_adopt(&mut self, call: CallRef<'_>, media: &[u8], _now: Instant) -> bool {
+        self.adopt_media(call, media)
     }
 
     fn media_release(&mut self, call: CallRef<'_>, now: Instant) {

@@ -34,6 +34,45 @@ pub enum Input {
     Cluster(Box<crate::cluster::RemoteBindings>),
     /// The cluster's Redis was (re)reached: this node's bindings are written to it again.
     ClusterResync,
+    /// Call records (key, record) to adopt: a standby's takeover, or this node's own records
+    /// from before a restart.
+    ClusterTakeover(Vec<(String, Vec<u8>)>),
+}
+
+/// Listeners bind with `IP_FREEBIND` (a cluster standby's: the shared address arrives later).
+static FREEBIND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the listeners bound from now on may name an address this host does not have yet.
+pub fn set_freebind(on: bool) {
+    FREEBIND.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `IP_FREEBIND` (`IPV6_FREEBIND`) on `sock` when [`set_freebind`] asked for it.
+fn freebind(sock: &socket2::Socket, v6: bool) -> io::Result<()> {
+    if !FREEBIND.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let one: libc::c_int = 1;
+    let (level, opt) = if v6 {
+        (libc::SOL_IPV6, libc::IPV6_FREEBIND)
+    } else {
+        (libc::SOL_IP, libc::IP_FREEBIND)
+    };
+    // SAFETY: setsockopt with a valid fd and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            opt,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Bind a UDP socket with IP_RECVERR so ICMP errors can be attributed to the destination that
@@ -66,6 +105,7 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
         );
     }
     sock.set_nonblocking(true)?;
+    freebind(&sock, addr.is_ipv6())?;
     sock.bind(&addr.into())?;
     UdpSocket::from_std(sock.into())
 }
@@ -79,6 +119,7 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     }
     sock.set_reuse_address(true)?;
     sock.set_nonblocking(true)?;
+    freebind(&sock, addr.is_ipv6())?;
     sock.bind(&addr.into())?;
     sock.listen(1024)?;
     TcpListener::from_std(sock.into())

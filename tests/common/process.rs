@@ -170,11 +170,34 @@ impl Trunkline {
         addr: SocketAddr,
         args: &[&str],
     ) -> Trunkline {
+        let mut t = Trunkline::spawn(net, name, yaml, addr, args, Command::new(trunkline_bin()));
+        t.wait_ready(Duration::from_secs(15));
+        t
+    }
+
+    /// A cluster node started inside the network namespace `netns` (`ip netns exec`, which
+    /// execs trunkline itself: the pid is trunkline's). Not waited for: the test waits on what
+    /// the node serves.
+    pub fn start_in_netns(net: &Net, name: &str, yaml: &str, netns: &str) -> Trunkline {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, trunkline_bin()]);
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        Trunkline::spawn(net, name, yaml, unspecified, &[], cmd)
+    }
+
+    fn spawn(
+        net: &Net,
+        name: &str,
+        yaml: &str,
+        addr: SocketAddr,
+        args: &[&str],
+        mut cmd: Command,
+    ) -> Trunkline {
         let cfg = net.dir.join(format!("{name}.yaml"));
         std::fs::write(&cfg, yaml).expect("write config");
         let log = net.dir.join(format!("{name}.log"));
         let logf = std::fs::File::create(&log).expect("create log");
-        let child = Command::new(trunkline_bin())
+        let child = cmd
             .arg("run")
             .arg("--config")
             .arg(&cfg)
@@ -188,9 +211,7 @@ impl Trunkline {
             .stderr(logf)
             .spawn_group()
             .expect("spawn trunkline");
-        let mut t = Trunkline { child, log, addr };
-        t.wait_ready(Duration::from_secs(15));
-        t
+        Trunkline { child, log, addr }
     }
 
     fn wait_ready(&mut self, limit: Duration) {

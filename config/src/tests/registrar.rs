@@ -192,6 +192,13 @@ fn cluster_section() {
     let c = from_yaml(&src, "t.yaml").unwrap().cluster.unwrap();
     assert_eq!((c.node.as_str(), c.role), ("a", Role::Active));
     assert_eq!(c.peers["b"], "10.0.0.2:5060".parse().unwrap());
+    assert_eq!(c.shared_address, None);
+    let standby = format!("{ACC}cluster:\n  redis: redis://x\n  node: b\n  role: standby\n  shared_address: 10.0.0.9\n");
+    let c = from_yaml(&standby, "t.yaml").unwrap().cluster.unwrap();
+    assert_eq!(
+        (c.role, c.shared_address),
+        (Role::Standby, Some("10.0.0.9".parse().unwrap()))
+    );
     for (bad, want) in [
         ("  redis: http://x\n  node: a\n", "a redis:// URL"),
         ("  redis: redis://x\n  node: 'a b'\n", "cluster.node"),
@@ -204,6 +211,14 @@ fn cluster_section() {
             "cluster.peers.b",
         ),
         ("  redis: redis://x\n  node: a\n  role: leader\n", "role"),
+        (
+            "  redis: redis://x\n  node: a\n  role: standby\n",
+            "set cluster.shared_address",
+        ),
+        (
+            "  redis: redis://x\n  node: a\n  shared_address: 10.0.0.300\n",
+            "no IP address",
+        ),
     ] {
         let e = err(&format!("{ACC}cluster:\n{bad}"));
         assert!(e.message.contains(want), "{bad}: {}", e.message);

@@ -248,6 +248,11 @@ impl B2bua {
         self.replication.get_or_insert_with(Replication::default);
     }
 
+    /// Answered calls that got no record (their media could not be described).
+    pub fn unreplicable_calls(&self) -> u64 {
+        self.replication.as_ref().map_or(0, |r| r.unreplicable)
+    }
+
     /// The call's record is due (it was answered, or its dialogs changed).
     pub(super) fn mark_replica(&mut self, id: CallId) {
         if let Some(r) = &mut self.replication {
@@ -349,6 +354,10 @@ impl B2bua {
         let b_headers = policy.header_policy(r.b_trunk.as_deref(), r.b.peer, now);
         let [caller, callee, caller_out, callee_out] = &r.parties;
         let mut log = CallLog::new(answered, [caller, callee], [caller_out, callee_out]);
+        if let Some(t) = &r.b_trunk {
+            log.attempt(t);
+            log.attempt_done(200);
+        }
         log.answered(answered);
         let call = Call {
             id,

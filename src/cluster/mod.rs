@@ -1,4 +1,5 @@
-//! `cluster:`: the location service shared through Redis (issue 16, part 2).
+//! `cluster:`: the location service shared through Redis (issue 16, part 2), and the answered
+//! calls replicated for a standby (part 3, `calls.rs`).
 //!
 //! * Every node writes the bindings of its AoRs as they change (the core's
 //!   `take_location_changes`, the same batches the location store gets): one key per node and
@@ -26,6 +27,9 @@ use tokio::sync::mpsc;
 
 use crate::location::{decode, encode, StoredBinding};
 use crate::transport::Input;
+
+mod calls;
+pub use calls::Warm;
 
 /// The pub/sub channel of binding changes.
 const CHANNEL: &str = "tl:loc";
@@ -73,6 +77,17 @@ pub struct ClusterStats {
     pub live: std::sync::Mutex<Vec<String>>,
     /// This node's name.
     pub node: String,
+    /// This node counts as an active one (its heartbeat is written): `role: active`, or a
+    /// standby that took over.
+    pub active: AtomicBool,
+    /// Call records written and deleted by this node.
+    pub call_writes: AtomicU64,
+    /// Takeovers, calls adopted by them (and at start), and records that could not be.
+    pub takeovers: AtomicU64,
+    pub adopted: AtomicU64,
+    pub adopt_failed: AtomicU64,
+    /// The other nodes' call records held for a takeover.
+    pub warm: Arc<Warm>,
 }
 
 impl ClusterStats {
@@ -101,9 +116,15 @@ const BEAT_TTL_MS: u64 = 3000;
 
 type Batch = Vec<(String, Vec<StoredBinding>)>;
 
+/// What the writer is handed: location records, or call records (`calls.rs`).
+enum Job {
+    Locations(Batch),
+    Calls(Vec<calls::CallJob>),
+}
+
 /// The running link: the writer's queue.
 pub struct Cluster {
-    tx: crossbeam_channel::Sender<Batch>,
+    tx: crossbeam_channel::Sender<Job>,
     pub stats: Arc<ClusterStats>,
 }
 
@@ -116,8 +137,16 @@ impl Cluster {
         let stats = Arc::new(ClusterStats {
             node: cfg.node.clone(),
             live: std::sync::Mutex::new(vec![cfg.node.clone()]),
+            active: AtomicBool::new(cfg.role == config::Role::Active),
             ..ClusterStats::default()
         });
+        if let (config::Role::Standby, Some(ip)) = (cfg.role, cfg.shared_address) {
+            let (w, s, i) = (stats.warm.clone(), stats.clone(), input.clone());
+            std::thread::Builder::new()
+                .name("cluster-watch".into())
+                .spawn(move || calls::watch(ip, w, s, i))
+                .map_err(|e| format!("cluster watch thread: {e}"))?;
+        }
         let (tx, rx) = crossbeam_channel::bounded(MAX_QUEUED);
         let (c, s, node) = (client.clone(), stats.clone(), cfg.node.clone());
         std::thread::Builder::new()
@@ -153,7 +182,11 @@ impl Cluster {
                 (aor.clone(), stored)
             })
             .collect();
-        if self.tx.try_send(batch).is_err() {
+        self.send(Job::Locations(batch));
+    }
+
+    fn send(&self, job: Job) {
+        if self.tx.try_send(job).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
         self.stats
@@ -172,15 +205,23 @@ fn failed(stats: &ClusterStats, what: &str, e: &redis::RedisError) {
 fn writer(
     client: redis::Client,
     node: String,
-    rx: crossbeam_channel::Receiver<Batch>,
+    rx: crossbeam_channel::Receiver<Job>,
     stats: Arc<ClusterStats>,
 ) {
     let mut con: Option<redis::Connection> = None;
     while let Ok(first) = rx.recv() {
+        // Everything queued meanwhile goes in the same pipeline; the latest change of a key
+        // wins.
         let mut latest: std::collections::HashMap<String, Vec<StoredBinding>> =
-            first.into_iter().collect();
-        while let Ok(more) = rx.try_recv() {
-            latest.extend(more);
+            std::collections::HashMap::new();
+        let mut calls: std::collections::HashMap<String, Option<Vec<u8>>> =
+            std::collections::HashMap::new();
+        let mut job = Some(first);
+        while let Some(j) = job.take().or_else(|| rx.try_recv().ok()) {
+            match j {
+                Job::Locations(b) => latest.extend(b),
+                Job::Calls(c) => calls.extend(c),
+            }
         }
         loop {
             if con.is_none() {
@@ -195,11 +236,14 @@ fn writer(
                 }
             }
             let Some(c) = con.as_mut() else { continue };
-            match write_batch(c, &node, &latest) {
+            match write_batch(c, &node, &latest, &calls) {
                 Ok(()) => {
                     stats
                         .writes
                         .fetch_add(latest.len() as u64, Ordering::Relaxed);
+                    stats
+                        .call_writes
+                        .fetch_add(calls.len() as u64, Ordering::Relaxed);
                     stats.queued.store(rx.len() as u64, Ordering::Relaxed);
                     break;
                 }
@@ -219,9 +263,27 @@ fn write_batch(
     con: &mut redis::Connection,
     node: &str,
     records: &std::collections::HashMap<String, Vec<StoredBinding>>,
+    call_records: &std::collections::HashMap<String, Option<Vec<u8>>>,
 ) -> redis::RedisResult<()> {
     let wall = unix_ms();
     let mut pipe = redis::pipe();
+    for (k, record) in call_records {
+        match record {
+            Some(r) => pipe
+                .cmd("SET")
+                .arg(k)
+                .arg(r)
+                .arg("EX")
+                .arg(calls::CALL_TTL_S)
+                .ignore(),
+            None => pipe.cmd("DEL").arg(k).ignore(),
+        };
+        let mut msg = Vec::with_capacity(k.len() + 1 + record.as_ref().map_or(0, Vec::len));
+        msg.extend_from_slice(k.as_bytes());
+        msg.push(b'\n');
+        msg.extend_from_slice(record.as_deref().unwrap_or_default());
+        pipe.cmd("PUBLISH").arg(calls::CALLS).arg(msg).ignore();
+    }
     for (aor, list) in records {
         let k = key(node, aor);
         let last = list.iter().map(|b| b.expires_ms).max().unwrap_or(0);
@@ -274,27 +336,12 @@ fn follow(
     let mut sub = client.get_connection()?;
     let mut ps = sub.as_pubsub();
     ps.subscribe(CHANNEL)?;
-    // Everything there is now (changes from here on arrive on the channel too), read in
-    // steps (SCAN: Redis keeps serving the other nodes meanwhile).
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("tl:loc:*")
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut con)?;
-        keys.extend(page);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+    ps.subscribe(calls::CALLS)?;
+    // Everything there is now (changes from here on arrive on the channels too).
+    if !read_calls(&mut con, cfg, input, stats)? {
+        return Ok(());
     }
-    keys.sort();
-    keys.dedup();
-    for k in keys {
+    for k in scan(&mut con, "tl:loc:*")? {
         let Some((node, aor)) = k.strip_prefix("tl:loc:").and_then(|r| r.split_once(':')) else {
             continue;
         };
@@ -311,6 +358,20 @@ fn follow(
     }
     loop {
         let msg = ps.get_message()?;
+        if msg.get_channel_name() == calls::CALLS {
+            let payload = msg.get_payload_bytes();
+            let (k, record) = match payload.iter().position(|&b| b == b'\n') {
+                Some(i) => (&payload[..i], &payload[i + 1..]),
+                None => (payload, &[][..]),
+            };
+            let Ok(k) = std::str::from_utf8(k) else {
+                continue;
+            };
+            if calls::node_of(k).is_some_and(|n| n != cfg.node) {
+                stats.warm.set(k, record);
+            }
+            continue;
+        }
         let payload: String = msg.get_payload()?;
         let Some((node, aor)) = payload.split_once(' ') else {
             continue;
@@ -322,6 +383,58 @@ fn follow(
             return Ok(());
         }
     }
+}
+
+/// Every key matching `pattern`, read in steps (SCAN: Redis keeps serving the other nodes
+/// meanwhile), sorted.
+fn scan(con: &mut redis::Connection, pattern: &str) -> redis::RedisResult<Vec<String>> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(con)?;
+        keys.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
+/// The call records there are: the other nodes' into the warm cache; this node's own (from
+/// its previous run) to the core to be adopted. False when the core is gone.
+fn read_calls(
+    con: &mut redis::Connection,
+    cfg: &config::Cluster,
+    input: &mpsc::Sender<Input>,
+    stats: &ClusterStats,
+) -> redis::RedisResult<bool> {
+    let mut own = Vec::new();
+    for k in scan(con, "tl:call:*")? {
+        let Some(node) = calls::node_of(&k) else {
+            continue;
+        };
+        let record: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query(con)?;
+        stats.reads.fetch_add(1, Ordering::Relaxed);
+        let Some(record) = record else { continue };
+        if node == cfg.node {
+            own.push((k, record));
+        } else {
+            stats.warm.set(&k, &record);
+        }
+    }
+    if own.is_empty() {
+        return Ok(true);
+    }
+    Ok(input.blocking_send(Input::ClusterTakeover(own)).is_ok())
 }
 
 /// Read `node`'s record of `aor` and give it to the core; false when the core is gone.
@@ -365,7 +478,7 @@ fn heartbeat(client: redis::Client, cfg: config::Cluster, stats: Arc<ClusterStat
             con = client.get_connection().ok();
         }
         if let Some(c) = con.as_mut() {
-            match beat(c, &cfg) {
+            match beat(c, &cfg, stats.active.load(Ordering::Relaxed)) {
                 Ok(mut live) => {
                     live.sort();
                     if let Ok(mut l) = stats.live.lock() {
@@ -382,7 +495,11 @@ fn heartbeat(client: redis::Client, cfg: config::Cluster, stats: Arc<ClusterStat
 /// The heartbeats: one sorted set `tl:nodes`, each active node scored with the time its beat
 /// lapses (O(log n) per beat; a scan of the key space every second would slow Redis down
 /// with the location records in it).
-fn beat(con: &mut redis::Connection, cfg: &config::Cluster) -> redis::RedisResult<Vec<String>> {
+fn beat(
+    con: &mut redis::Connection,
+    cfg: &config::Cluster,
+    active: bool,
+) -> redis::RedisResult<Vec<String>> {
     let now = unix_ms();
     let mut pipe = redis::pipe();
     pipe.cmd("ZREMRANGEBYSCORE")
@@ -390,7 +507,7 @@ fn beat(con: &mut redis::Connection, cfg: &config::Cluster) -> redis::RedisResul
         .arg("-inf")
         .arg(now)
         .ignore();
-    if cfg.role == config::Role::Active {
+    if active {
         pipe.cmd("ZADD")
             .arg(NODES)
             .arg(now + BEAT_TTL_MS)
